@@ -1,0 +1,22 @@
+"""`damocles bench ...`: benchmarks a storage provider runs on their own hardware. Each prints
+figures as ratios against a baseline measured in the same run, never against fixed numbers."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parsers(bench: argparse._SubParsersAction) -> None:
+    from .pc1 import cmd_bench_pc1
+    from .pc2 import cmd_bench_pc2
+
+    p = bench.add_parser("pc1", help="SDR labelling speed against hashlib alone, parent cache time, peak memory")
+    p.add_argument("--size", default="8MiB")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_pc1)
+
+    p = bench.add_parser("pc2", help="Poseidon hashes per second of PC2 and the speed-up of N processes over one")
+    p.add_argument("--size", default="8MiB")
+    p.add_argument("--procs", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_pc2)

@@ -1,0 +1,59 @@
+"""The one entry point: `damocles <role or tool> ...`. Only argument wiring lives here; each
+sub-command tree is defined by the package that implements it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import sys
+
+from . import __version__
+from .proofs import ProofError
+
+
+def version_info() -> dict:
+    return {"version": __version__, "frozen": bool(getattr(sys, "frozen", False)),
+            "python": platform.python_version(), "executable": sys.executable, "platform": platform.platform()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .bench import add_parsers as add_bench
+    from .proofs.commands import add_parsers as add_util
+
+    parser = argparse.ArgumentParser(prog="damocles", description="A Filecoin sealing cluster in one executable.")
+    parser.add_argument("--version", action="store_true", help="print the version (with --json: and whether frozen)")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    util = sub.add_parser("util", help="the proof engine and chain by hand").add_subparsers(dest="util_command", metavar="TOOL")
+    util.required = True
+    add_util(util)
+    bench = sub.add_parser("bench", help="benchmarks to run on your own hardware").add_subparsers(dest="bench_command", metavar="BENCH")
+    bench.required = True
+    add_bench(bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    multiprocessing.freeze_support()   # the frozen executable re-enters here in spawned children
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        info = version_info()
+        print(json.dumps(info, indent=2) if args.json else f"damocles {info['version']}{' (frozen)' if info['frozen'] else ''}")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (ProofError, ValueError, OSError) as exc:
+        print(f"damocles: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared vocabulary of every role: sector ids, sizes, proof types, units."""

@@ -1,0 +1,47 @@
+"""SectorID: a miner's actor id and a sector number, as Damocles' wire format spells it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_U64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True, order=True)
+class SectorID:
+    miner: int
+    number: int
+
+    def __post_init__(self) -> None:
+        for field, value in (("Miner", self.miner), ("Number", self.number)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_U64:
+                raise ValueError(f"invalid SectorID {field}: {value!r} is not an unsigned 64-bit integer")
+
+    @property
+    def prover_id(self) -> bytes:
+        """The ID address payload of the miner (uvarint of the actor id), zero-padded to 32 bytes."""
+        return uvarint(self.miner).ljust(32, b"\0")
+
+    def to_json(self) -> dict:
+        return {"Miner": self.miner, "Number": self.number}
+
+    @classmethod
+    def from_json(cls, obj: object) -> "SectorID":
+        if not isinstance(obj, dict) or set(obj) != {"Miner", "Number"}:
+            raise ValueError(f"invalid SectorID {obj!r}: expected {{\"Miner\": int, \"Number\": int}}")
+        return cls(obj["Miner"], obj["Number"])
+
+    def __str__(self) -> str:
+        return f"s-t0{self.miner}-{self.number}"
+
+
+def uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)

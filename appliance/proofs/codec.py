@@ -1,0 +1,95 @@
+"""Strict binary encoding helpers for proofs and intermediate outputs (see docs/formats.md).
+Integers are little-endian and fixed-width; a reader refuses short input, trailing bytes,
+out-of-range integers and non-canonical field elements, naming the field and offset."""
+
+from __future__ import annotations
+
+import struct
+
+from . import ProofError
+from .field import MODULUS
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def u8(self, v: int) -> None:
+        self.buf += struct.pack("<B", v)
+
+    def u16(self, v: int) -> None:
+        self.buf += struct.pack("<H", v)
+
+    def u32(self, v: int) -> None:
+        self.buf += struct.pack("<I", v)
+
+    def u64(self, v: int) -> None:
+        self.buf += struct.pack("<Q", v)
+
+    def raw(self, b: bytes) -> None:
+        self.buf += b
+
+    def node(self, b: bytes) -> None:
+        if len(b) != 32:
+            raise ProofError(f"internal error: node of {len(b)} bytes")
+        self.buf += b
+
+    def bytes(self) -> bytes:
+        return bytes(self.buf)
+
+
+class Reader:
+    def __init__(self, data: bytes, what: str):
+        self.data, self.pos, self.what = memoryview(data), 0, what
+
+    def _take(self, n: int, field: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ProofError(f"{self.what}: truncated at byte {self.pos} reading {field}")
+        out = bytes(self.data[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def u8(self, field: str) -> int:
+        return self._take(1, field)[0]
+
+    def u16(self, field: str) -> int:
+        return struct.unpack("<H", self._take(2, field))[0]
+
+    def u32(self, field: str) -> int:
+        return struct.unpack("<I", self._take(4, field))[0]
+
+    def u64(self, field: str, limit: int | None = None) -> int:
+        at = self.pos
+        v = struct.unpack("<Q", self._take(8, field))[0]
+        if limit is not None and v >= limit:
+            raise ProofError(f"{self.what}: {field} = {v} at byte {at} is out of range (must be < {limit})")
+        return v
+
+    def raw(self, n: int, field: str) -> bytes:
+        return self._take(n, field)
+
+    def fr(self, field: str) -> bytes:
+        """A Poseidon-domain node: a canonical BLS12-381 field element."""
+        at = self.pos
+        b = self._take(32, field)
+        if int.from_bytes(b, "little") >= MODULUS:
+            raise ProofError(f"{self.what}: {field} at byte {at} is not a canonical field element")
+        return b
+
+    def sha_node(self, field: str) -> bytes:
+        """A sha256-trunc254 node (tree_d): the top two bits are always clear."""
+        at = self.pos
+        b = self._take(32, field)
+        if b[31] & 0xC0:
+            raise ProofError(f"{self.what}: {field} at byte {at} is not a 254-bit sha256-trunc254 node")
+        return b
+
+    def expect(self, value: bytes, field: str) -> None:
+        at = self.pos
+        got = self._take(len(value), field)
+        if got != value:
+            raise ProofError(f"{self.what}: bad {field} at byte {at}: {got!r}, expected {value!r}")
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise ProofError(f"{self.what}: {len(self.data) - self.pos} trailing bytes after byte {self.pos}")

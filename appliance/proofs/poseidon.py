@@ -1,0 +1,182 @@
+"""neptune's Poseidon over BLS12-381 Fr, as Filecoin's tree_c, tree_r_last and comm_r use it
+(Strength::Standard, HashType::MerkleTree; constants from the Grain LFSR of neptune's
+round_constants.rs, Cauchy MDS of mds.rs). See research/filecoin_facts.md section 6."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from operator import mul
+
+from .field import MODULUS, inverse
+
+P = MODULUS
+FULL_ROUNDS = 8
+PARTIAL_ROUNDS = {3: 55, 5: 56, 9: 57, 12: 57}   # by width t = arity + 1
+
+
+def _grain_constants(t: int, r_f: int, r_p: int, field_bits: int = 255) -> list[int]:
+    bits: list[int] = []
+    for n, v in ((2, 1), (4, 1), (12, field_bits), (12, t), (10, r_f), (10, r_p), (30, (1 << 30) - 1)):
+        bits.extend((v >> i) & 1 for i in range(n - 1, -1, -1))
+    state = bits
+
+    def raw_bit() -> int:
+        new = state[62] ^ state[51] ^ state[38] ^ state[23] ^ state[13] ^ state[0]
+        state.pop(0)
+        state.append(new)
+        return new
+
+    for _ in range(160):
+        raw_bit()
+
+    def shrunk_bit() -> int:
+        while True:
+            first, second = raw_bit(), raw_bit()
+            if first:
+                return second
+
+    out: list[int] = []
+    while len(out) < (r_f + r_p) * t:
+        v = 0
+        for _ in range(field_bits):
+            v = (v << 1) | shrunk_bit()
+        if v < P:
+            out.append(v)
+    return out
+
+
+class PoseidonConstants:
+    """Round constants and MDS matrix for one width; the partial rounds use the sparse-matrix
+    form of the Poseidon paper (appendix B) so that each costs O(t) multiplications."""
+
+    def __init__(self, arity: int):
+        self.arity = arity
+        t = self.t = arity + 1
+        self.r_f = FULL_ROUNDS
+        self.r_p = PARTIAL_ROUNDS[t]
+        self.domain_tag = (1 << arity) - 1
+        rc = _grain_constants(t, self.r_f, self.r_p)
+        self.round_constants = [rc[i * t:(i + 1) * t] for i in range(self.r_f + self.r_p)]
+        self.mds = [[inverse(i + t + j) for j in range(t)] for i in range(t)]
+        self.mds_cols = [tuple(self.mds[i][j] for i in range(t)) for j in range(t)]
+        self._optimize()
+
+    def _optimize(self) -> None:
+        """Rewrite the rounds as: S-box, add k_r, multiply (Poseidon paper, appendix B).
+        Constants of lanes 1.. in partial rounds are folded back into the last full round of
+        the first half; the partial rounds' dense MDS becomes one pre-sparse matrix plus one
+        sparse matrix (first row, first column, identity) per partial round."""
+        t, half, r_p = self.t, self.r_f // 2, self.r_p
+        m = [row[:] for row in self.mds]          # column operator: x' = m x (m is symmetric)
+        m_inv = _mat_inv(m)
+        rc = self.round_constants
+        n_rounds = self.r_f + r_p
+        # standard form: +c_0, then per round S, M, +c_{r+1}  ==  S, +M^-1 c_{r+1}, M
+        k = [_mat_vec(m_inv, rc[r + 1]) if r + 1 < n_rounds else [0] * t for r in range(n_rounds)]
+        for r in range(half + r_p - 1, half - 1, -1):            # partial rounds, last first
+            folded = _mat_vec(m_inv, [0] + k[r][1:])
+            k[r] = [k[r][0]] + [0] * (t - 1)
+            k[r - 1] = [(a + b) % P for a, b in zip(k[r - 1], folded)]
+        self.initial = rc[0]
+        self.full_k = [k[r] for r in range(half)] + [k[r] for r in range(half + r_p, n_rounds)]
+        self.partial_k = [k[r][0] for r in range(half, half + r_p)]
+        # sparse factorisation, from the last partial round back to the full round before them
+        sparse = []
+        n = m
+        for _ in range(r_p):
+            n11 = [row[1:] for row in n[1:]]
+            v = _vec_mat([x for x in n[0][1:]], _mat_inv(n11))     # v^T = N01 N11^-1
+            w = [row[0] for row in n[1:]]
+            sparse.append((n[0][0], tuple(v), tuple(w)))
+            m_hat = [[1] + [0] * (t - 1)] + [[0] + r for r in n11]
+            n = _mat_mul(m_hat, m)
+        sparse.reverse()
+        self.sparse = sparse
+        self.pre_sparse_cols = [tuple(n[j][i] for i in range(t)) for j in range(t)]   # rows of n
+
+
+@lru_cache(maxsize=None)
+def constants(arity: int) -> PoseidonConstants:
+    return PoseidonConstants(arity)
+
+
+def hash_reference(inputs: list[int], arity: int | None = None) -> int:
+    """Textbook Poseidon: for every round add constants, S-box (all lanes in full rounds, lane 0
+    in partial ones), multiply by the MDS matrix. Slow and obviously right; the fast path is
+    checked against it."""
+    c = constants(arity or len(inputs))
+    if len(inputs) != c.arity:
+        raise ValueError(f"poseidon: {len(inputs)} inputs for arity {c.arity}")
+    state = [c.domain_tag, *inputs]
+    half = c.r_f // 2
+    for r in range(c.r_f + c.r_p):
+        state = [(s + k) % P for s, k in zip(state, c.round_constants[r])]
+        if r < half or r >= half + c.r_p:
+            state = [pow(s, 5, P) for s in state]
+        else:
+            state[0] = pow(state[0], 5, P)
+        state = [sum(map(mul, state, col)) % P for col in c.mds_cols]
+    return state[1]
+
+
+def _mat_mul(a: list[list[int]], b: list[list[int]]) -> list[list[int]]:
+    return [[sum(a[i][k] * b[k][j] for k in range(len(b))) % P for j in range(len(b[0]))] for i in range(len(a))]
+
+
+def _mat_vec(a: list[list[int]], v: list[int]) -> list[int]:
+    return [sum(x * y for x, y in zip(row, v)) % P for row in a]
+
+
+def _vec_mat(v: list[int], a: list[list[int]]) -> list[int]:
+    return [sum(v[i] * a[i][j] for i in range(len(v))) % P for j in range(len(a[0]))]
+
+
+def _mat_inv(a: list[list[int]]) -> list[list[int]]:
+    """Gauss-Jordan inverse mod P."""
+    n = len(a)
+    aug = [row[:] + [int(i == j) for j in range(n)] for i, row in enumerate(a)]
+    for col in range(n):
+        pivot = next(r for r in range(col, n) if aug[r][col] % P)
+        aug[col], aug[pivot] = aug[pivot], aug[col]
+        inv = inverse(aug[col][col])
+        aug[col] = [x * inv % P for x in aug[col]]
+        for r in range(n):
+            if r != col and aug[r][col]:
+                f = aug[r][col]
+                aug[r] = [(x - f * y) % P for x, y in zip(aug[r], aug[col])]
+    return [row[n:] for row in aug]
+
+
+def hash_ints(inputs, c: PoseidonConstants) -> int:
+    """The fast path: same function as hash_reference."""
+    p = P
+    state = [(s + k) % p for s, k in zip((c.domain_tag, *inputs), c.initial)]
+    full_k, cols = c.full_k, c.mds_cols
+    half = c.r_f // 2
+    for r in range(half):
+        sq = [x * x % p for x in state]
+        state = [x * s * s % p + k for x, s, k in zip(state, sq, full_k[r])]
+        state = [sum(map(mul, state, col)) % p for col in (cols if r < half - 1 else c.pre_sparse_cols)]
+    for a, (m00, v, w) in zip(c.partial_k, c.sparse):
+        x0 = state[0]
+        x2 = x0 * x0 % p
+        x0 = (x2 * x2 % p * x0 + a) % p
+        rest = state[1:]
+        state = [(m00 * x0 + sum(map(mul, v, rest))) % p]
+        state += [(wj * x0 + xj) % p for wj, xj in zip(w, rest)]
+    for r in range(half, c.r_f):
+        sq = [x * x % p for x in state]
+        state = [x * s * s % p + k for x, s, k in zip(state, sq, full_k[r])]
+        state = [sum(map(mul, state, col)) % p for col in cols]
+    return state[1]
+
+
+def hash_fr(inputs: list[int]) -> int:
+    """Poseidon of field elements (ints < r); the arity is the number of inputs."""
+    return hash_ints(inputs, constants(len(inputs)))
+
+
+def hash_nodes(nodes: list[bytes]) -> bytes:
+    """Poseidon of 32-byte little-endian nodes, as Filecoin's trees hash their children."""
+    c = constants(len(nodes))
+    return hash_ints([int.from_bytes(b, "little") for b in nodes], c).to_bytes(32, "little")
