@@ -3,7 +3,7 @@
 import copy
 import dataclasses
 
-from appliance.core.proof_types import SealProofType, seal_proof
+from appliance.core.proof_types import PoStProofType, SealProofType, post_proof, seal_proof
 from appliance.core.sector import SectorID
 
 
@@ -12,7 +12,7 @@ def _leaves(obj, path=""):
         yield path
     elif isinstance(obj, bool):
         return
-    elif isinstance(obj, (int, SectorID, SealProofType)):
+    elif isinstance(obj, (int, SectorID, SealProofType, PoStProofType)):
         yield path
     elif dataclasses.is_dataclass(obj):
         for f in dataclasses.fields(obj):
@@ -39,6 +39,8 @@ def _mutate(value):
         return bytes(b)
     if isinstance(value, SectorID):
         return SectorID(value.miner, value.number + 1)
+    if isinstance(value, PoStProofType):
+        return post_proof(value.id + 1 if value.id % 5 < 4 else value.id - 1)
     if isinstance(value, SealProofType):
         return seal_proof(value.id + 1 if value.id % 5 < 4 else value.id - 1)
     return value + 1

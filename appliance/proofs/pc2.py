@@ -106,7 +106,10 @@ def run_parts(fn, args_list: list[tuple], procs: int) -> list:
         return [f.result() for f in futures]
 
 
-def seal_pre_commit_phase2(proof: SealProofType, staged: Path, cache_dir: Path, sealed: Path, procs: int = 1) -> PC2Output:
+def seal_pre_commit_phase2(proof: SealProofType, staged: Path, cache_dir: Path, sealed: Path, procs: int = 1,
+                           final_cache_dir: Path | None = None) -> PC2Output:
+    """final_cache_dir: where the cache directory will live once moved into place (t_aux records
+    it, as rust-fil-proofs records the cache path it sealed in)."""
     size = proof.size
     shape = shape_of(proof)
     layers = size.layers
@@ -147,7 +150,7 @@ def seal_pre_commit_phase2(proof: SealProofType, staged: Path, cache_dir: Path, 
     comm_r_last = shape.combine_roots(r_roots)
     comm_r = hash_nodes([comm_c, comm_r_last])
     write_atomic(Path(cache_dir) / "p_aux", comm_c + comm_r_last)
-    write_atomic(Path(cache_dir) / "t_aux", t_aux_bytes(proof, cache_dir))
+    write_atomic(Path(cache_dir) / "t_aux", t_aux_bytes(proof, final_cache_dir or cache_dir))
     return PC2Output(comm_c, comm_r_last, comm_r)
 
 

@@ -77,7 +77,7 @@ def seal_sector(proof: SealProofType, sector: SectorID, ticket: bytes, seed: byt
     workdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=workdir))
     try:
-        report = _seal_into(proof, sector, ticket, seed, tmp, pieces or [], parent_cache_dir, pc2_procs, full)
+        report = _seal_into(proof, sector, ticket, seed, tmp, final, pieces or [], parent_cache_dir, pc2_procs, full)
         tmp.rename(final)
         report.sector_dir = final
         return report
@@ -86,7 +86,7 @@ def seal_sector(proof: SealProofType, sector: SectorID, ticket: bytes, seed: byt
         raise
 
 
-def _seal_into(proof, sector, ticket, seed, d: Path, pieces, parent_cache_dir, pc2_procs, full) -> SealReport:
+def _seal_into(proof, sector, ticket, seed, d: Path, final: Path, pieces, parent_cache_dir, pc2_procs, full) -> SealReport:
     times: dict[str, float] = {}
     cache = d / "cache"
     cache.mkdir()
@@ -101,7 +101,7 @@ def _seal_into(proof, sector, ticket, seed, d: Path, pieces, parent_cache_dir, p
     comm_d = stage("tree_d", build_tree_d, proof.size, d / "staged", cache, [p.info for p in staged])
     rid = replica_id(sector, ticket, comm_d, proof)
     stage("pc1", generate_labels, proof, rid, cache, parent_cache_dir)
-    pc2 = stage("pc2", seal_pre_commit_phase2, proof, d / "staged", cache, d / "sealed", pc2_procs)
+    pc2 = stage("pc2", seal_pre_commit_phase2, proof, d / "staged", cache, d / "sealed", pc2_procs, final / "cache")
     c1 = stage("c1", seal_commit_phase1, proof, sector, ticket, seed, comm_d, pc2.comm_c, pc2.comm_r_last, cache, d / "sealed")
     c2 = stage("c2", seal_commit_phase2, c1)
     stage("verify", verify_seal, proof, sector, comm_d, pc2.comm_r, ticket, seed, c2)
@@ -185,7 +185,7 @@ def full_check(sector_dir: Path, parent_cache_dir=None) -> list[str]:
         out = seal_pre_commit_phase2(meta.proof, staged, t / "cache", t / "sealed")
         if out.comm_r != meta.comm_r:
             problems.append("comm_r recomputed from the data and ticket differs from sector.json")
-        (t / "cache" / "t_aux").write_bytes(t_aux_bytes(meta.proof, d / "cache"))
+        (t / "cache" / "t_aux").write_bytes(t_aux_bytes(meta.proof, _t_aux_recorded_path(d / "cache" / "t_aux")))
         for f in sorted(p.relative_to(t) for p in t.rglob("*") if p.is_file()):
             have = d / f
             if not have.exists():
@@ -195,6 +195,17 @@ def full_check(sector_dir: Path, parent_cache_dir=None) -> list[str]:
             elif not filecmp.cmp(have, t / f, shallow=False):
                 problems.append(f"{f} differs from the recomputed file{_first_diff(have, t / f)}")
     return problems
+
+
+def _t_aux_recorded_path(t_aux: Path) -> str:
+    """The cache path a t_aux records (informational: sectors move to persist stores, and
+    rust-fil-proofs replaces it on load), so that the comparison is of everything else."""
+    try:
+        raw = t_aux.read_bytes()
+        n = int.from_bytes(raw[8:16], "little")
+        return raw[16:16 + n].decode()
+    except (OSError, UnicodeDecodeError):
+        return str(t_aux.parent)
 
 
 def _first_diff(a: Path, b: Path) -> str:
