@@ -37,7 +37,7 @@ class GraphSpec:
 
 DEGREE = BASE_DEGREE + EXPANSION_DEGREE   # 14 parents a node in the cache
 CACHE_VERSION = 28
-_CHUNK = 1 << 18                          # nodes generated per numpy pass
+_CHUNK = 1 << 16                          # nodes generated per numpy pass (bounds memory)
 _U32 = np.uint32
 _U64 = np.uint64
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
 from ..core.proof_types import SealProofType
@@ -24,6 +25,7 @@ from .graph import DEGREE, load_parents
 
 _MASK31 = [bytes([b & 0x3F]) for b in range(256)]
 _CHUNK = 1 << 14          # nodes whose parents are turned into Python ints at a time
+_NODE_BUF = struct.Struct(">Q20x")
 
 
 def replica_id(sector: SectorID, ticket: bytes, comm_d: bytes, proof: SealProofType) -> bytes:
@@ -39,20 +41,20 @@ def layer_path(cache_dir: str | os.PathLike, layer: int) -> Path:
     return Path(cache_dir) / f"sc-02-data-layer-{layer}.dat"
 
 
-def label_layer(rid: bytes, layer: int, parents: np.ndarray, prev: list[bytes] | None) -> list[bytes]:
-    """Labels of one layer (a list of 32-byte values). `prev` is the previous layer's labels
-    (None for layer 1)."""
+def label_layer(rid: bytes, layer: int, parents: np.ndarray, prev: bytes | bytearray | None) -> bytearray:
+    """Labels of one layer, as the layer file's bytes. `prev` is the previous layer's bytes
+    (None for layer 1). Memory: this layer and `prev`, N·32 bytes each."""
     n_nodes = parents.shape[0]
     sha = hashlib.sha256
     mask = _MASK31
-    z20 = bytes(20)
+    join = b"".join
+    node_buf = _NODE_BUF.pack          # u64_be(node) || 20 zero bytes
     head = rid + layer.to_bytes(4, "big")
-    labels: list[bytes] = [b""] * n_nodes
-    d = sha(head + bytes(8) + z20).digest()
-    last = labels[0] = d[:31] + mask[d[31]]
-    prev_np = None
-    if prev is not None:
-        prev_np = np.frombuffer(b"".join(prev), dtype=np.uint8).reshape(-1, 32)
+    cur = bytearray(n_nodes * 32)
+    d = sha(head + node_buf(0)).digest()
+    last = d[:31] + mask[d[31]]
+    cur[0:32] = last
+    prev_np = None if prev is None else np.frombuffer(prev, dtype=np.uint8).reshape(-1, 32)
     # V1_1 and later put the predecessor first (the fast loops below use `last` for it);
     # V1_0 graphs put it last and take the general loop
     predecessor_first = bool(np.all(parents[1:, 0].astype(np.int64) == np.arange(n_nodes - 1)))
@@ -60,63 +62,74 @@ def label_layer(rid: bytes, layer: int, parents: np.ndarray, prev: list[bytes] |
         stop = min(n_nodes, start + _CHUNK)
         first = max(start, 1)
         if not predecessor_first:
-            _label_chunk_general(labels, head, parents, prev_np, first, stop)
-            last = labels[stop - 1]
+            _label_chunk_general(cur, head, parents, prev_np, first, stop)
+            last = bytes(cur[32 * (stop - 1):32 * stop])
             continue
-        # base parents 1..5 of this chunk as Python ints (parent 0 is the predecessor)
-        bp = parents[first:stop, 1:6].ravel().tolist()
+        # byte offsets of base parents 1..5 of this chunk (parent 0 is the predecessor)
+        rows = (parents[first:stop, 1:6].astype(np.int64) * 32).tolist()
+        o = 32 * first
         if prev_np is None:
-            i = 0
-            for n in range(first, stop):
-                b = last + labels[bp[i]] + labels[bp[i + 1]] + labels[bp[i + 2]] + labels[bp[i + 3]] + labels[bp[i + 4]]
-                d = sha(head + n.to_bytes(8, "big") + z20 + b * 6 + last).digest()
-                last = labels[n] = d[:31] + mask[d[31]]
-                i += 5
+            for n, (a, b, c, e, f) in zip(range(first, stop), rows):
+                p = join((last, cur[a:a + 32], cur[b:b + 32], cur[c:c + 32], cur[e:e + 32], cur[f:f + 32]))
+                d = sha(join((head, node_buf(n), p, p, p, p, p, p, last))).digest()
+                last = d[:31] + mask[d[31]]
+                cur[o:o + 32] = last
+                o += 32
         else:
             exp = prev_np[parents[first:stop, 6:DEGREE]].tobytes()   # 8 expander labels per node
-            i = k = 0
-            for n in range(first, stop):
-                b = last + labels[bp[i]] + labels[bp[i + 1]] + labels[bp[i + 2]] + labels[bp[i + 3]] + labels[bp[i + 4]]
-                j = b + exp[k:k + 256]
-                d = sha(head + n.to_bytes(8, "big") + z20 + j + j + j[:288]).digest()
-                last = labels[n] = d[:31] + mask[d[31]]
-                i += 5
+            k = 0
+            for n, (a, b, c, e, f) in zip(range(first, stop), rows):
+                p = join((last, cur[a:a + 32], cur[b:b + 32], cur[c:c + 32], cur[e:e + 32], cur[f:f + 32]))
+                x = exp[k:k + 256]
+                d = sha(join((head, node_buf(n), p, x, p, x, p, x[:96]))).digest()
+                last = d[:31] + mask[d[31]]
+                cur[o:o + 32] = last
+                o += 32
                 k += 256
-    return labels
+    return cur
 
 
-def _label_chunk_general(labels: list[bytes], head: bytes, parents: np.ndarray, prev_np, first: int, stop: int) -> None:
-    sha, mask, z20 = hashlib.sha256, _MASK31, bytes(20)
+def _label_chunk_general(cur: bytearray, head: bytes, parents: np.ndarray, prev_np, first: int, stop: int) -> None:
+    sha, mask, node_buf = hashlib.sha256, _MASK31, _NODE_BUF.pack
     for n in range(first, stop):
         row = parents[n].tolist()
-        b = b"".join(labels[p] for p in row[:6])
+        b = b"".join(cur[32 * q:32 * q + 32] for q in row[:6])
         if prev_np is None:
             msg = b * 6 + b[:32]
         else:
             j = b + prev_np[row[6:DEGREE]].tobytes()
             msg = j + j + j[:288]
-        d = sha(head + n.to_bytes(8, "big") + z20 + msg).digest()
-        labels[n] = d[:31] + mask[d[31]]
+        d = sha(head + node_buf(n) + msg).digest()
+        cur[32 * n:32 * n + 32] = d[:31] + mask[d[31]]
+
+
+@dataclass
+class PC1Stats:
+    label_seconds: float = 0.0      # hashing only
+    total_seconds: float = 0.0      # with the parent cache load and the layer files' writes
 
 
 def generate_labels(proof: SealProofType, rid: bytes, cache_dir: str | os.PathLike,
                     parent_cache_dir: str | os.PathLike | None = None,
-                    on_layer: Callable[[int], None] | None = None) -> list[bytes]:
+                    stats: PC1Stats | None = None) -> bytearray:
     """PC1: write sc-02-data-layer-1..L.dat into cache_dir (each atomically) and return the
-    last layer's labels. At most two layers are held in memory."""
+    last layer's bytes (the key). At most two layers are held in memory."""
+    t0 = time.perf_counter()
     parents = load_parents(proof, parent_cache_dir)
-    prev: list[bytes] | None = None
+    prev: bytearray | None = None
     for layer in range(1, proof.size.layers + 1):
-        labels = label_layer(rid, layer, parents, prev)
-        write_atomic(layer_path(cache_dir, layer), b"".join(labels))
-        prev = labels
-        if on_layer:
-            on_layer(layer)
+        t = time.perf_counter()
+        prev = label_layer(rid, layer, parents, prev)
+        if stats:
+            stats.label_seconds += time.perf_counter() - t
+        write_atomic(layer_path(cache_dir, layer), prev)
+    if stats:
+        stats.total_seconds = time.perf_counter() - t0
     assert prev is not None
     return prev
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes | bytearray) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)

@@ -31,6 +31,6 @@ def unseal_range(proof: SealProofType, sector: SectorID, ticket: bytes, comm_d: 
     start, stop = offset // 127 * 4, (offset + length) // 127 * 4
     out = []
     for i in range(start, stop):
-        v = int.from_bytes(replica[32 * i:32 * i + 32], "little") - int.from_bytes(key[i], "little")
+        v = int.from_bytes(replica[32 * i:32 * i + 32], "little") - int.from_bytes(key[32 * i:32 * i + 32], "little")
         out.append((v % MODULUS).to_bytes(32, "little"))
     return unpad(b"".join(out))
