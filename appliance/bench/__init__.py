@@ -12,6 +12,7 @@ def add_parsers(bench: argparse._SubParsersAction) -> None:
 
     p = bench.add_parser("pc1", help="SDR labelling speed against hashlib alone, parent cache time, peak memory")
     p.add_argument("--size", default="8MiB")
+    p.add_argument("--repeat", type=int, default=3, help="runs of PC1 and of the floor; the best of each counts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_pc1)
 
