@@ -24,7 +24,7 @@ def seal_commit_phase2(c1: C1Output) -> bytes:
     return C2_MAGIC + C2_VERSION.to_bytes(2, "little") + zlib.compress(encode_c1(c1), 6)
 
 
-def decode_c2(proof: bytes) -> C1Output:
+def decode_c2(proof: bytes, expected: SealProofType | None = None) -> C1Output:
     if len(proof) < 6 or proof[:4] != C2_MAGIC:
         raise ProofError("C2 proof: bad magic (not a builtin-engine proof)")
     version = int.from_bytes(proof[4:6], "little")
@@ -37,10 +37,10 @@ def decode_c2(proof: bytes) -> C1Output:
         raise ProofError(f"C2 proof: corrupt compressed body ({exc})") from None
     if d.unconsumed_tail or not d.eof or d.unused_data:
         raise ProofError("C2 proof: compressed body is truncated, oversized or followed by extra bytes")
-    return decode_c1(raw)
+    return decode_c1(raw, expected)
 
 
 def verify_seal(proof_type: SealProofType, sector: SectorID, comm_d: bytes, comm_r: bytes, ticket: bytes,
                 seed: bytes, proof: bytes) -> None:
     """Raises ProofError saying what did not match; returns None when the proof is valid."""
-    verify_c1(decode_c2(proof), proof_type, sector, comm_d, comm_r, ticket, seed)
+    verify_c1(decode_c2(proof, proof_type), proof_type, sector, comm_d, comm_r, ticket, seed)

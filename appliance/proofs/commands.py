@@ -84,6 +84,7 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     p.add_argument("--length", type=int, help="unpadded bytes, a multiple of 127 (default: the whole sector)")
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--parent-cache", type=Path)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_unseal)
 
 
@@ -149,7 +150,7 @@ def cmd_post(args) -> int:
     verified, error = True, None
     try:
         verify_post(pt, args.randomness, [PublicSector(m.sector.number, m.comm_r) for m in metas
-                                          if m.sector.number not in result.faults], decode_post(proof_bytes))
+                                          if m.sector.number not in result.faults], decode_post(proof_bytes, pt))
     except ProofError as exc:
         verified, error = False, str(exc)
     verify_s = time.perf_counter() - t
@@ -208,5 +209,6 @@ def cmd_unseal(args) -> int:
     tmp = args.output.with_name(args.output.name + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(args.output)
-    print(f"wrote {len(data)} bytes to {args.output}")
+    emit({"output": str(args.output), "offset": args.offset, "bytes": len(data)}, args.json,
+         [f"wrote {len(data)} bytes (unpadded offset {args.offset}) to {args.output}"])
     return 0

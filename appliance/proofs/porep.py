@@ -220,16 +220,24 @@ def encode_c1(out: C1Output) -> bytes:
     return w.bytes()
 
 
-def decode_c1(data: bytes) -> C1Output:
+def decode_c1(data: bytes, expected: SealProofType | None = None) -> C1Output:
+    """Parse a C1 output; with `expected`, its proof type must be that one (a verifier knows
+    the type from the public inputs and parses with its parameters)."""
     r = Reader(data, "C1 output")
     r.expect(C1_MAGIC, "magic")
     version = r.u16("version")
     if version != C1_VERSION:
         raise ProofError(f"C1 output: unknown version {version} (this build reads version {C1_VERSION})")
-    try:
-        proof = seal_proof(r.u16("proof type"))
-    except ValueError as exc:
-        raise ProofError(f"C1 output: {exc}") from None
+    type_id = r.u16("proof type")
+    if expected is not None:
+        if type_id != expected.id:
+            raise ProofError(f"C1 output: proof type {type_id}, expected {expected.id} ({expected.name})")
+        proof = expected
+    else:
+        try:
+            proof = seal_proof(type_id)
+        except ValueError as exc:
+            raise ProofError(f"C1 output: {exc}") from None
     sector = SectorID(r.u64("miner"), r.u64("sector number"))
     ticket, seed = r.raw(32, "ticket"), r.raw(32, "seed")
     comm_d = r.sha_node("comm_d")

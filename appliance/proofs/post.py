@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.proof_types import ApiVersion, PoStProofType, default_seal_proof, post_proof
+from ..core.proof_types import ApiVersion, PoStProofType, post_proof
 from . import ProofError
 from .codec import Reader, Writer
 from .field import is_canonical
@@ -142,7 +142,7 @@ def verify_post(proof_type: PoStProofType, randomness: bytes, sectors: list[Publ
     per = proof_type.sectors_per_partition
     if any(len(p) > per or not p for p in result.partitions) or len(result.partitions) != -(-len(sectors) // per):
         raise ProofError("partitions do not match the sectors per partition of the proof type")
-    arities = shape_of(default_seal_proof(proof_type.size)).arities
+    arities = shape_of(proof_type.size).arities
     nodes = proof_type.size.nodes
     for index, (pub, sp) in enumerate(zip(sectors, flat)):
         if sp.number != pub.number:
@@ -182,17 +182,24 @@ def encode_post(result: PoStResult) -> bytes:
     return w.bytes()
 
 
-def decode_post(data: bytes) -> PoStResult:
+def decode_post(data: bytes, expected: PoStProofType | None = None) -> PoStResult:
+    """Parse a PoSt proof; with `expected`, its proof type must be that one."""
     r = Reader(data, "PoSt proof")
     r.expect(POST_MAGIC, "magic")
     version = r.u16("version")
     if version != POST_VERSION:
         raise ProofError(f"PoSt proof: unknown version {version} (this build reads version {POST_VERSION})")
-    try:
-        pt = post_proof(r.u16("proof type"))
-    except ValueError as exc:
-        raise ProofError(f"PoSt proof: {exc}") from None
-    arities = shape_of(default_seal_proof(pt.size)).arities
+    type_id = r.u16("proof type")
+    if expected is not None:
+        if type_id != expected.id:
+            raise ProofError(f"PoSt proof: proof type {type_id}, expected {expected.id} ({expected.name})")
+        pt = expected
+    else:
+        try:
+            pt = post_proof(type_id)
+        except ValueError as exc:
+            raise ProofError(f"PoSt proof: {exc}") from None
+    arities = shape_of(pt.size).arities
     nodes = pt.size.nodes
     n_parts = r.u32("partitions")
     parts = []

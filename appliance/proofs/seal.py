@@ -114,7 +114,7 @@ def _seal_into(proof, sector, ticket, seed, d: Path, final: Path, pieces, parent
     (d / SECTOR_META).write_text(json.dumps(meta, indent=2) + "\n")
     report = SealReport(proof, sector, d, rid, comm_d, pc2.comm_r, len(c2), True, times, piece_json)
     if full:
-        report.full_check = stage("full_check", full_check, d, parent_cache_dir)
+        report.full_check = stage("full_check", full_check, d, parent_cache_dir, proof)
     return report
 
 
@@ -131,7 +131,8 @@ class SectorMeta:
     dir: Path
 
 
-def read_sector_meta(sector_dir: Path) -> SectorMeta:
+def read_sector_meta(sector_dir: Path, proof: SealProofType | None = None) -> SectorMeta:
+    """sector.json of a sector directory; `proof` overrides the registered type its name gives."""
     path = Path(sector_dir) / SECTOR_META
     try:
         raw = json.loads(path.read_text())
@@ -142,7 +143,9 @@ def read_sector_meta(sector_dir: Path) -> SectorMeta:
     try:
         if raw.get("version") != META_VERSION:
             raise ProofError(f"{path}: unknown version {raw.get('version')!r}")
-        meta = SectorMeta(seal_proof(raw["proof"]), SectorID(raw["miner"], raw["number"]),
+        if proof is not None and raw["proof"] != proof.name:
+            raise ProofError(f"{path}: sector is {raw['proof']}, not {proof.name}")
+        meta = SectorMeta(proof or seal_proof(raw["proof"]), SectorID(raw["miner"], raw["number"]),
                           bytes.fromhex(raw["ticket"]), bytes.fromhex(raw["seed"]), bytes.fromhex(raw["comm_d"]),
                           bytes.fromhex(raw["comm_r"]), Path(sector_dir))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -165,10 +168,10 @@ def find_sectors(workdir: Path) -> list[SectorMeta]:
 
 # -------------------------------------------------------------------------------- full check
 
-def full_check(sector_dir: Path, parent_cache_dir=None) -> list[str]:
+def full_check(sector_dir: Path, parent_cache_dir=None, proof: SealProofType | None = None) -> list[str]:
     """Recompute the sector from `staged` and the ticket in a scratch directory and compare every
     file and commitment. Returns the list of mismatches (empty when the sector is sound)."""
-    meta = read_sector_meta(sector_dir)
+    meta = read_sector_meta(sector_dir, proof)
     d = Path(sector_dir)
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="damocles-check-") as tmp:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.proof_types import SealProofType
+from ..core.proof_types import SealProofType, SectorSize
 from . import ProofError
 from .merkle import (CompoundTree, Shape, StoredTree, default_rows_to_discard, poseidon_hasher, read_nodes,
                      sha_hasher)
@@ -15,9 +15,10 @@ from .pc1 import layer_path
 TREE_D = "sc-02-data-tree-d.dat"
 
 
-def shape_of(proof: SealProofType) -> Shape:
-    _, sub, top = proof.size.tree_shape
-    return Shape(proof.size.nodes, sub, top)
+def shape_of(proof_or_size: SealProofType | SectorSize) -> Shape:
+    size = getattr(proof_or_size, "size", proof_or_size)
+    _, sub, top = size.tree_shape
+    return Shape(size.nodes, sub, top)
 
 
 def tree_c_path(cache_dir: Path, i: int, count: int) -> Path:
