@@ -27,4 +27,4 @@ def is_canonical(b: bytes) -> bool:
 
 
 def inverse(v: int) -> int:
-    return pow(v, MODULUS - 2, MODULUS)
+    return pow(v, -1, MODULUS)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from functools import lru_cache
 from operator import mul
 
+import numpy as np
+
 from .field import MODULUS, inverse
 
 try:
@@ -23,34 +25,39 @@ PARTIAL_ROUNDS = {3: 55, 5: 56, 9: 57, 12: 57}   # by width t = arity + 1
 
 
 def _grain_constants(t: int, r_f: int, r_p: int, field_bits: int = 255) -> list[int]:
-    bits: list[int] = []
+    """neptune round_constants.rs: an 80-bit Grain LFSR (b[i+80] = b[i+62] ^ b[i+51] ^ b[i+38]
+    ^ b[i+23] ^ b[i+13] ^ b[i]) seeded with the parameters, its first 160 outputs dropped,
+    self-shrunk (a pair (1, x) yields x, (0, x) nothing), read as 255-bit big-endian candidates
+    that are rejected when ≥ p."""
+    state = 0   # bit k = b[i+k] for the window i..i+79
+    k = 0
     for n, v in ((2, 1), (4, 1), (12, field_bits), (12, t), (10, r_f), (10, r_p), (30, (1 << 30) - 1)):
-        bits.extend((v >> i) & 1 for i in range(n - 1, -1, -1))
-    state = bits
-
-    def raw_bit() -> int:
-        new = state[62] ^ state[51] ^ state[38] ^ state[23] ^ state[13] ^ state[0]
-        state.pop(0)
-        state.append(new)
-        return new
-
-    for _ in range(160):
-        raw_bit()
-
-    def shrunk_bit() -> int:
-        while True:
-            first, second = raw_bit(), raw_bit()
-            if first:
-                return second
-
-    out: list[int] = []
-    while len(out) < (r_f + r_p) * t:
-        v = 0
-        for _ in range(field_bits):
-            v = (v << 1) | shrunk_bit()
+        for j in range(n - 1, -1, -1):
+            state |= ((v >> j) & 1) << k
+            k += 1
+    wanted = (r_f + r_p) * t
+    raw_bits = 160 + wanted * field_bits * 5   # ~4 raw bits per output bit, ~10% of candidates rejected
+    words = []
+    # the smallest tap is 18 behind the new bit, so 18 bits come out of each step
+    for _ in range(-(-raw_bits // 18)):
+        new = ((state >> 62) ^ (state >> 51) ^ (state >> 38) ^ (state >> 23) ^ (state >> 13) ^ state) & 0x3FFFF
+        state = (state >> 18) | (new << 62)
+        words.append(new)
+    bits = ((np.array(words, dtype=np.uint32)[:, None] >> np.arange(18, dtype=np.uint32)) & 1).astype(np.uint8).ravel()
+    bits = bits[160:]
+    pairs = bits[: len(bits) // 2 * 2].reshape(-1, 2)
+    kept = pairs[pairs[:, 0] == 1, 1]
+    n_cand = len(kept) // field_bits
+    cand = kept[: n_cand * field_bits].reshape(n_cand, field_bits)
+    cand = np.concatenate([np.zeros((n_cand, 256 - field_bits), dtype=np.uint8), cand], axis=1)
+    out = []
+    for row in np.packbits(cand, axis=1):
+        v = int.from_bytes(row.tobytes(), "big")
         if v < P:
             out.append(v)
-    return out
+            if len(out) == wanted:
+                return out
+    raise AssertionError("Grain LFSR: too few candidates drawn")   # cannot happen with the margin above
 
 
 class PoseidonConstants:
