@@ -14,8 +14,10 @@ from .proofs import ProofError
 
 
 def version_info() -> dict:
+    from .proofs.poseidon import ARITHMETIC
     return {"version": __version__, "frozen": bool(getattr(sys, "frozen", False)),
-            "python": platform.python_version(), "executable": sys.executable, "platform": platform.platform()}
+            "python": platform.python_version(), "executable": sys.executable, "platform": platform.platform(),
+            "field_arithmetic": ARITHMETIC}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from .conftest import run_cli
 def test_version_json():
     out = json.loads(run_cli("--version", "--json", check=True).stdout)
     assert out["frozen"] is False and out["version"]
+    assert out["field_arithmetic"] == "gmpy2"   # the dependency is installed, Poseidon uses it
 
 
 def test_util_seal_json_default_cc(tmp_path):

@@ -15,8 +15,10 @@ try:
     # gmpy2's integers do 255-bit modular arithmetic about twice as fast as CPython's; the code
     # below is the same either way (the constants are simply of that type)
     from gmpy2 import mpz as _fast_int
-except ImportError:  # pragma: no cover - gmpy2 is a dependency; plain ints are the fallback
+    ARITHMETIC = "gmpy2"
+except ImportError as exc:  # pragma: no cover - gmpy2 is a dependency; plain ints are the fallback
     _fast_int = int
+    ARITHMETIC = f"python int (gmpy2 unavailable: {exc})"
 
 P = MODULUS
 _P_FAST = _fast_int(MODULUS)
