@@ -1,11 +1,9 @@
-import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 
-from appliance.core.proof_types import seal_proof, sector_size
+from appliance.core.proof_types import seal_proof
 from appliance.core.sector import SectorID
 from appliance.proofs import ProofError
 from appliance.proofs.c2 import decode_c2, seal_commit_phase2, verify_seal

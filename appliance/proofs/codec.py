@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import struct
 
+from typing import Callable, TypeVar
+
 from . import ProofError
 from .field import MODULUS
+from .merkle import MerkleProof
+
+T = TypeVar("T")
 
 
 class Writer:
@@ -93,3 +98,44 @@ class Reader:
     def end(self) -> None:
         if self.pos != len(self.data):
             raise ProofError(f"{self.what}: {len(self.data) - self.pos} trailing bytes after byte {self.pos}")
+
+
+def write_header(w: Writer, magic: bytes, version: int, type_id: int) -> None:
+    w.raw(magic)
+    w.u16(version)
+    w.u16(type_id)
+
+
+def read_header(r: Reader, magic: bytes, version: int, lookup: Callable[[int], T], expected=None) -> T:
+    """Magic, version and proof type. With `expected` (what the verifier's public inputs say)
+    the type must be that one and its parameters are used; otherwise `lookup` resolves the id."""
+    r.expect(magic, "magic")
+    got = r.u16("version")
+    if got != version:
+        raise ProofError(f"{r.what}: unknown version {got} (this build reads version {version})")
+    type_id = r.u16("proof type")
+    if expected is not None:
+        if type_id != expected.id:
+            raise ProofError(f"{r.what}: proof type {type_id}, expected {expected.id} ({expected.name})")
+        return expected
+    try:
+        return lookup(type_id)
+    except ValueError as exc:
+        raise ProofError(f"{r.what}: {exc}") from None
+
+
+def write_merkle(w: Writer, p: MerkleProof) -> None:
+    w.u64(p.index)
+    w.node(p.leaf)
+    for level in p.path:
+        for s in level:
+            w.node(s)
+
+
+def read_merkle(r: Reader, arities: list[int], leaves: int, field: str, sha: bool = False) -> MerkleProof:
+    """An opening: u64 leaf index (< leaves), the leaf, then arity-1 siblings a level."""
+    node = r.sha_node if sha else r.fr
+    index = r.u64(f"{field} index", leaves)
+    leaf = node(f"{field} leaf")
+    path = [[node(f"{field} level {lv} sibling {j}") for j in range(a - 1)] for lv, a in enumerate(arities)]
+    return MerkleProof(index, leaf, path)

@@ -13,12 +13,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ..core.proof_types import SealProofType, seal_proof
 from ..core.sector import SectorID
 from . import ProofError
-from .codec import Reader, Writer
+from .codec import Reader, Writer, read_header, read_merkle, write_header, write_merkle
 from .field import MODULUS
 from .graph import base_parents, expander_parents
 from .merkle import MerkleProof, poseidon_hasher, sha_hasher
@@ -179,29 +178,11 @@ def verify_c1(out: C1Output, proof: SealProofType, sector: SectorID, comm_d: byt
 
 # ------------------------------------------------------------------------------ serialization
 
-def _write_merkle(w: Writer, p: MerkleProof) -> None:
-    w.u64(p.index)
-    w.node(p.leaf)
-    for level in p.path:
-        for s in level:
-            w.node(s)
-
-
-def _read_merkle(r: Reader, arities: list[int], leaves: int, sha: bool, field: str) -> MerkleProof:
-    node = r.sha_node if sha else r.fr
-    index = r.u64(f"{field} index", leaves)
-    leaf = node(f"{field} leaf")
-    path = [[node(f"{field} level {lv} sibling {j}") for j in range(a - 1)] for lv, a in enumerate(arities)]
-    return MerkleProof(index, leaf, path)
-
-
 def encode_c1(out: C1Output) -> bytes:
     """C1 output, version 1 (docs/formats.md): header, public inputs, then per challenge the
     challenged node, the tree_d and tree_r_last openings and 15 columns."""
     w = Writer()
-    w.raw(C1_MAGIC)
-    w.u16(C1_VERSION)
-    w.u16(out.proof_type.id)
+    write_header(w, C1_MAGIC, C1_VERSION, out.proof_type.id)
     w.u64(out.sector.miner)
     w.u64(out.sector.number)
     for v in (out.ticket, out.seed, out.comm_d, out.comm_r, out.comm_c, out.comm_r_last):
@@ -211,12 +192,12 @@ def encode_c1(out: C1Output) -> bytes:
     for part in out.partitions:
         for cp in part:
             w.u64(cp.challenge)
-            _write_merkle(w, cp.data)
-            _write_merkle(w, cp.replica)
+            write_merkle(w, cp.data)
+            write_merkle(w, cp.replica)
             for col in [cp.node, *cp.drg_parents, *cp.exp_parents]:
                 for row in col.rows:
                     w.node(row)
-                _write_merkle(w, col.proof)
+                write_merkle(w, col.proof)
     return w.bytes()
 
 
@@ -224,20 +205,7 @@ def decode_c1(data: bytes, expected: SealProofType | None = None) -> C1Output:
     """Parse a C1 output; with `expected`, its proof type must be that one (a verifier knows
     the type from the public inputs and parses with its parameters)."""
     r = Reader(data, "C1 output")
-    r.expect(C1_MAGIC, "magic")
-    version = r.u16("version")
-    if version != C1_VERSION:
-        raise ProofError(f"C1 output: unknown version {version} (this build reads version {C1_VERSION})")
-    type_id = r.u16("proof type")
-    if expected is not None:
-        if type_id != expected.id:
-            raise ProofError(f"C1 output: proof type {type_id}, expected {expected.id} ({expected.name})")
-        proof = expected
-    else:
-        try:
-            proof = seal_proof(type_id)
-        except ValueError as exc:
-            raise ProofError(f"C1 output: {exc}") from None
+    proof = read_header(r, C1_MAGIC, C1_VERSION, seal_proof, expected)
     sector = SectorID(r.u64("miner"), r.u64("sector number"))
     ticket, seed = r.raw(32, "ticket"), r.raw(32, "seed")
     comm_d = r.sha_node("comm_d")
@@ -256,12 +224,12 @@ def decode_c1(data: bytes, expected: SealProofType | None = None) -> C1Output:
         for i in range(per):
             f = f"challenge {k}.{i}"
             c = r.u64(f"{f} node", n)
-            d = _read_merkle(r, d_arities, n, True, f"{f} tree_d")
-            rep = _read_merkle(r, r_arities, n, False, f"{f} tree_r_last")
+            d = read_merkle(r, d_arities, n, f"{f} tree_d", sha=True)
+            rep = read_merkle(r, r_arities, n, f"{f} tree_r_last")
             cols = []
             for j in range(15):
                 rows = [r.fr(f"{f} column {j} layer {lv + 1}") for lv in range(layers)]
-                cols.append(Column(rows, _read_merkle(r, r_arities, n, False, f"{f} column {j} tree_c")))
+                cols.append(Column(rows, read_merkle(r, r_arities, n, f"{f} column {j} tree_c")))
             part.append(ChallengeProof(c, d, rep, cols[0], cols[1:7], cols[7:]))
         parts.append(part)
     r.end()

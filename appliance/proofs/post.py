@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..core.proof_types import ApiVersion, PoStProofType, post_proof
 from . import ProofError
-from .codec import Reader, Writer
+from .codec import Reader, Writer, read_header, read_merkle, write_header, write_merkle
 from .field import is_canonical
 from .merkle import MerkleProof, poseidon_hasher
 from .pc2 import read_p_aux
@@ -163,9 +163,7 @@ def verify_post(proof_type: PoStProofType, randomness: bytes, sectors: list[Publ
 
 def encode_post(result: PoStResult) -> bytes:
     w = Writer()
-    w.raw(POST_MAGIC)
-    w.u16(POST_VERSION)
-    w.u16(result.proof_type.id)
+    write_header(w, POST_MAGIC, POST_VERSION, result.proof_type.id)
     w.u32(len(result.partitions))
     for part in result.partitions:
         w.u32(len(part))
@@ -174,31 +172,14 @@ def encode_post(result: PoStResult) -> bytes:
             w.node(sp.comm_c)
             w.node(sp.comm_r_last)
             for p in sp.openings:
-                w.u64(p.index)
-                w.node(p.leaf)
-                for level in p.path:
-                    for s in level:
-                        w.node(s)
+                write_merkle(w, p)
     return w.bytes()
 
 
 def decode_post(data: bytes, expected: PoStProofType | None = None) -> PoStResult:
     """Parse a PoSt proof; with `expected`, its proof type must be that one."""
     r = Reader(data, "PoSt proof")
-    r.expect(POST_MAGIC, "magic")
-    version = r.u16("version")
-    if version != POST_VERSION:
-        raise ProofError(f"PoSt proof: unknown version {version} (this build reads version {POST_VERSION})")
-    type_id = r.u16("proof type")
-    if expected is not None:
-        if type_id != expected.id:
-            raise ProofError(f"PoSt proof: proof type {type_id}, expected {expected.id} ({expected.name})")
-        pt = expected
-    else:
-        try:
-            pt = post_proof(type_id)
-        except ValueError as exc:
-            raise ProofError(f"PoSt proof: {exc}") from None
+    pt = read_header(r, POST_MAGIC, POST_VERSION, post_proof, expected)
     arities = shape_of(pt.size).arities
     nodes = pt.size.nodes
     n_parts = r.u32("partitions")
@@ -212,12 +193,7 @@ def decode_post(data: bytes, expected: PoStProofType | None = None) -> PoStResul
             f = f"partition {k} sector {i}"
             number = r.u64(f"{f} number")
             comm_c, comm_r_last = r.fr(f"{f} comm_c"), r.fr(f"{f} comm_r_last")
-            openings = []
-            for n in range(pt.challenge_count):
-                idx = r.u64(f"{f} challenge {n} node", nodes)
-                leaf = r.fr(f"{f} challenge {n} leaf")
-                path = [[r.fr(f"{f} challenge {n} level {lv} sibling {j}") for j in range(a - 1)] for lv, a in enumerate(arities)]
-                openings.append(MerkleProof(idx, leaf, path))
+            openings = [read_merkle(r, arities, nodes, f"{f} challenge {n}") for n in range(pt.challenge_count)]
             part.append(SectorProof(number, comm_c, comm_r_last, openings))
         parts.append(part)
     r.end()
