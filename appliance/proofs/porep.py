@@ -13,7 +13,6 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from ..core.proof_types import SealProofType, seal_proof
 from ..core.sector import SectorID
 from . import ProofError
