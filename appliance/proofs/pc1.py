@@ -73,14 +73,14 @@ def label_layer(rid: bytes, layer: int, parents: np.ndarray, prev: bytes | None)
                 d = sha(join((head, node_buf(n), p, p, p, p, p, p, last))).digest()
                 last = labels[n] = d[:31] + mask[d[31]]
         else:
-            exp = np.take(prev_np, parents[first:stop, 6:DEGREE].ravel()).tobytes()   # 8 expander labels a node
-            k = 0
-            for n, (a, b, c, e, f) in zip(range(first, stop), rows):
+            # the 8 expander labels of each node as one 256-byte value, and its first 3 as 96 bytes
+            exp = np.take(prev_np, parents[first:stop, 6:DEGREE])
+            x8 = exp.view("V256").ravel().tolist()
+            x3 = np.ascontiguousarray(exp[:, :3]).view("V96").ravel().tolist()
+            for n, (a, b, c, e, f), x, y in zip(range(first, stop), rows, x8, x3):
                 p = join((last, labels[a], labels[b], labels[c], labels[e], labels[f]))
-                x = exp[k:k + 256]
-                d = sha(join((head, node_buf(n), p, x, p, x, p, x[:96]))).digest()
+                d = sha(join((head, node_buf(n), p, x, p, x, p, y))).digest()
                 last = labels[n] = d[:31] + mask[d[31]]
-                k += 256
     return _join_releasing(labels)
 
 
