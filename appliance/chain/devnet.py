@@ -1,0 +1,292 @@
+"""The embedded devnet: a simulated Filecoin chain in its own SQLite database.
+
+Epochs advance on a clock (`block_time` seconds each) or by hand (`advance`). Messages land
+`message_delay` epochs after they are pushed and are executed by the miner actor's rules at that
+epoch, in push order; each leaves a receipt with Filecoin's exit code. PreCommits not proven by
+their deadline are removed as on chain. The ticket chain and the beacon are derived from a
+genesis seed, so the same database always draws the same randomness. Restarting loses nothing:
+every change is committed before it is reported."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from ..core.proof_types import seal_proof
+from .interface import Chain
+from .miner_actor import METHODS
+from .policy import ChainPolicy
+from .randomness import DST, blake2b256, draw, miner_entropy
+from .types import ActorError, ChainError, ExitCode, MinerInfo, PreCommitOnChain, Receipt, SectorOnChain
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS miners (actor INTEGER PRIMARY KEY, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, miner INTEGER NOT NULL,
+    method TEXT NOT NULL, params TEXT NOT NULL, pushed_epoch INTEGER NOT NULL, land_epoch INTEGER NOT NULL,
+    executed_epoch INTEGER, exit_code INTEGER, error TEXT);
+CREATE INDEX IF NOT EXISTS messages_pending ON messages (land_epoch) WHERE executed_epoch IS NULL;
+CREATE TABLE IF NOT EXISTS allocated (miner INTEGER NOT NULL, number INTEGER NOT NULL, PRIMARY KEY (miner, number));
+CREATE TABLE IF NOT EXISTS precommits (miner INTEGER NOT NULL, number INTEGER NOT NULL, info TEXT NOT NULL,
+    deadline INTEGER NOT NULL, PRIMARY KEY (miner, number));
+CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT NULL, info TEXT NOT NULL,
+    PRIMARY KEY (miner, number));
+"""
+
+
+class Devnet(Chain):
+    def __init__(self, path: str | os.PathLike, policy: ChainPolicy | None = None, now=time.time):
+        """Open (or create) the devnet database. `policy` applies to this run; `now` is the
+        wall clock, replaceable in tests."""
+        self.path = Path(path)
+        self.policy = policy or ChainPolicy()
+        self._now = now
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ChainError(f"devnet database {self.path}: {exc}") from None
+        with self._tx():
+            if self._meta("genesis_seed") is None:
+                self._set_meta("genesis_seed", os.urandom(32).hex())
+                self._set_meta("clock_epoch", "0")
+                self._set_meta("clock_time", repr(self._now()))
+                self._set_meta("processed_epoch", "0")
+        self._genesis = bytes.fromhex(self._meta("genesis_seed"))
+        self.epoch = self.head()   # the epoch messages execute at (set while executing)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ---------------------------------------------------------------- storage helpers
+
+    def _tx(self):
+        devnet = self
+
+        class _Tx:
+            def __enter__(self):
+                devnet._lock.acquire()
+                devnet._db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, exc_type, exc, tb):
+                try:
+                    devnet._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                finally:
+                    devnet._lock.release()
+        return _Tx()
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                         (key, value))
+
+    # -------------------------------------------------------------------------- clock
+
+    def _clock_head(self) -> int:
+        epoch = int(self._meta("clock_epoch"))
+        if self.policy.block_time > 0:
+            elapsed = self._now() - float(self._meta("clock_time"))
+            epoch += max(0, int(elapsed // self.policy.block_time))
+        return epoch
+
+    def head(self) -> int:
+        with self._tx():
+            return self._catch_up()
+
+    def advance(self, epochs: int) -> int:
+        """Admin: move the clock forward by `epochs` (executing what lands on the way)."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ChainError(f"advance: {epochs!r} is not a non-negative number of epochs")
+        with self._tx():
+            head = self._catch_up() + epochs
+            self._set_meta("clock_epoch", str(head))
+            self._set_meta("clock_time", repr(self._now()))
+            return self._catch_up()
+
+    def set_block_time(self, seconds: float) -> None:
+        """Admin: change the epoch length from now on (0 stops the clock)."""
+        if seconds < 0:
+            raise ChainError(f"block time {seconds} is negative")
+        with self._tx():
+            head = self._catch_up()
+            self._set_meta("clock_epoch", str(head))
+            self._set_meta("clock_time", repr(self._now()))
+            self.policy = replace(self.policy, block_time=float(seconds))
+
+    def _catch_up(self) -> int:
+        """Execute every message that has landed by the clock's head, each at its own epoch,
+        and drop expired PreCommits; return the head. Runs inside a transaction."""
+        head = self._clock_head()
+        pending = self._db.execute(
+            "SELECT seq, id, miner, method, params, land_epoch FROM messages WHERE executed_epoch IS NULL "
+            "AND land_epoch <= ? ORDER BY land_epoch, seq", (head,)).fetchall()
+        for seq, mid, miner, method, params, land in pending:
+            self._expire_precommits(land)
+            self._execute(seq, miner, method, json.loads(params), land)
+        self._expire_precommits(head)
+        self._set_meta("processed_epoch", str(head))
+        self.epoch = head
+        return head
+
+    def _expire_precommits(self, epoch: int) -> None:
+        """Cron: PreCommits past their ProveCommit deadline are removed (their numbers stay
+        allocated) once the clean-up delay has passed, as builtin-actors does."""
+        self._db.execute("DELETE FROM precommits WHERE deadline + ? < ?", (self.policy.expired_precommit_cleanup_delay, epoch))
+
+    def _execute(self, seq: int, miner: int, method: str, params: dict, epoch: int) -> None:
+        self.epoch = epoch
+        self._db.execute("SAVEPOINT message")
+        try:
+            handler = METHODS.get(method)
+            if handler is None:
+                raise ActorError(ExitCode.UNHANDLED_MESSAGE, f"unknown method {method}")
+            handler(self, miner, params)
+            code, error = ExitCode.OK, None
+        except ActorError as exc:
+            self._db.execute("ROLLBACK TO message")
+            code, error = exc.code, str(exc)
+        except ChainError as exc:
+            self._db.execute("ROLLBACK TO message")
+            code, error = ExitCode.NOT_FOUND, str(exc)
+        except Exception as exc:  # a bug must fail the message, never wedge the chain
+            self._db.execute("ROLLBACK TO message")
+            code, error = ExitCode.ILLEGAL_STATE, f"internal error: {type(exc).__name__}: {exc}"
+        self._db.execute("RELEASE message")
+        self._db.execute("UPDATE messages SET executed_epoch = ?, exit_code = ?, error = ? WHERE seq = ?",
+                         (epoch, int(code), error, seq))
+
+    # --------------------------------------------------------------------- randomness
+
+    def _ticket_digest(self, epoch: int) -> bytes:
+        vrf_proof = blake2b256(b"devnet-ticket" + self._genesis + epoch.to_bytes(8, "big", signed=True))
+        return blake2b256(vrf_proof)
+
+    def _beacon_digest(self, epoch: int) -> bytes:
+        return blake2b256(blake2b256(b"devnet-beacon" + self._genesis + epoch.to_bytes(8, "big", signed=True)))
+
+    def draw_ticket(self, miner: int, epoch: int) -> bytes:
+        """SealRandomness at `epoch` as seen at the current execution epoch (no transaction)."""
+        self._check_drawable(epoch)
+        return draw(DST.SEAL_RANDOMNESS, self._ticket_digest(epoch), epoch, miner_entropy(miner))
+
+    def draw_seed(self, miner: int, epoch: int) -> bytes:
+        self._check_drawable(epoch)
+        return draw(DST.INTERACTIVE_SEAL_CHALLENGE_SEED, self._beacon_digest(epoch), epoch, miner_entropy(miner))
+
+    def _check_drawable(self, epoch: int) -> None:
+        if epoch < 0:
+            raise ChainError(f"cannot draw randomness from negative epoch {epoch}")
+        if epoch > self.epoch:
+            raise ChainError(f"cannot draw randomness from future epoch {epoch} (head {self.epoch})")
+
+    def seal_randomness(self, miner: int, epoch: int) -> bytes:
+        with self._tx():
+            self._catch_up()
+            return self.draw_ticket(miner, epoch)
+
+    def interactive_seed(self, miner: int, epoch: int) -> bytes:
+        with self._tx():
+            self._catch_up()
+            return self.draw_seed(miner, epoch)
+
+    # ------------------------------------------------------------------------- miners
+
+    def create_miner(self, actor: int, seal_proof_id: int, worker: str | None = None) -> MinerInfo:
+        """Genesis-style miner creation (admin)."""
+        proof = seal_proof(seal_proof_id)
+        with self._tx():
+            if self._db.execute("SELECT 1 FROM miners WHERE actor = ?", (actor,)).fetchone():
+                raise ChainError(f"miner f0{actor} already exists")
+            offset = int.from_bytes(hashlib.sha256(self._genesis + actor.to_bytes(8, "big")).digest()[:8], "big")
+            info = MinerInfo(actor, worker or f"f0{actor}-worker", proof.id, proof.window_post.id, proof.size.bytes,
+                             offset % self.policy.wpost_proving_period)
+            self._db.execute("INSERT INTO miners (actor, info) VALUES (?, ?)", (actor, json.dumps(asdict(info))))
+            return info
+
+    def miner_info(self, miner: int) -> MinerInfo:
+        row = self._db.execute("SELECT info FROM miners WHERE actor = ?", (miner,)).fetchone()
+        if row is None:
+            raise ChainError(f"miner f0{miner} not found")
+        return MinerInfo(**json.loads(row[0]))
+
+    def miners(self) -> list[MinerInfo]:
+        return [MinerInfo(**json.loads(r[0])) for r in self._db.execute("SELECT info FROM miners ORDER BY actor")]
+
+    # ----------------------------------------------------------------------- messages
+
+    def push_message(self, miner: int, method: str, params: dict) -> str:
+        self.miner_info(miner)
+        try:
+            body = json.dumps(params, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise ChainError(f"message params are not JSON: {exc}") from None
+        with self._tx():
+            head = self._catch_up()
+            seq = (self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]) + 1
+            mid = "bafy2bzace" + hashlib.sha256(f"{seq}:{miner}:{method}:{body}".encode() + self._genesis).hexdigest()[:40]
+            self._db.execute("INSERT INTO messages (seq, id, miner, method, params, pushed_epoch, land_epoch) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, mid, miner, method, body, head, head + self.policy.message_delay))
+            return mid
+
+    def receipt(self, message: str) -> Receipt | None:
+        with self._tx():
+            self._catch_up()
+            row = self._db.execute("SELECT executed_epoch, exit_code, error FROM messages WHERE id = ?", (message,)).fetchone()
+        if row is None:
+            raise ChainError(f"message {message} not found")
+        if row[0] is None:
+            return None
+        return Receipt(message, row[1], row[2], row[0])
+
+    # ----------------------------------------------------------------- actor state
+
+    def is_allocated(self, miner: int, number: int) -> bool:
+        return self._db.execute("SELECT 1 FROM allocated WHERE miner = ? AND number = ?", (miner, number)).fetchone() is not None
+
+    def allocate(self, miner: int, number: int) -> None:
+        self._db.execute("INSERT INTO allocated (miner, number) VALUES (?, ?)", (miner, number))
+
+    def put_precommit(self, pc: PreCommitOnChain) -> None:
+        self._db.execute("INSERT INTO precommits (miner, number, info, deadline) VALUES (?, ?, ?, ?)",
+                         (pc.miner, pc.number, json.dumps(asdict(pc)), self.policy.prove_commit_deadline(pc.precommit_epoch)))
+
+    def get_precommit(self, miner: int, number: int) -> PreCommitOnChain | None:
+        row = self._db.execute("SELECT info FROM precommits WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+        return PreCommitOnChain(**json.loads(row[0])) if row else None
+
+    def delete_precommit(self, miner: int, number: int) -> None:
+        self._db.execute("DELETE FROM precommits WHERE miner = ? AND number = ?", (miner, number))
+
+    def put_sector(self, s: SectorOnChain) -> None:
+        self._db.execute("INSERT INTO sectors (miner, number, info) VALUES (?, ?, ?)", (s.miner, s.number, json.dumps(asdict(s))))
+
+    def precommit(self, miner: int, number: int) -> PreCommitOnChain | None:
+        with self._tx():
+            self._catch_up()
+            return self.get_precommit(miner, number)
+
+    def sector(self, miner: int, number: int) -> SectorOnChain | None:
+        with self._tx():
+            self._catch_up()
+            row = self._db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+        return SectorOnChain(**json.loads(row[0])) if row else None
+
+    def sectors(self, miner: int | None = None) -> list[SectorOnChain]:
+        with self._tx():
+            self._catch_up()
+            rows = self._db.execute("SELECT info FROM sectors WHERE ? IS NULL OR miner = ? ORDER BY miner, number",
+                                    (miner, miner)).fetchall()
+        return [SectorOnChain(**json.loads(r[0])) for r in rows]

@@ -1,0 +1,64 @@
+"""The chain constants the devnet enforces. Defaults are Lotus' 2k devnet and builtin-actors'
+policy (research/filecoin_facts.md section 5); every one can be set in the manager's `[Chain]`
+config, with the same names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..core.units import parse_duration
+
+
+@dataclass(frozen=True)
+class ChainPolicy:
+    block_time: float = 1.0                        # seconds an epoch lasts; 0 = the clock only moves by hand
+    message_delay: int = 1                         # epochs from push to execution
+    precommit_challenge_delay: int = 10            # 2k devnet (mainnet 150)
+    max_precommit_randomness_lookback: int = 3780  # ticket max age: 2880 + 900
+    max_prove_commit_duration: int = 30 * 2880 + 10
+    expired_precommit_cleanup_delay: int = 8 * 120   # 8 hours of 30 s epochs
+    min_sector_expiration: int = 180 * 2880
+    max_sector_expiration_extension: int = 1278 * 2880
+    precommit_batch_max: int = 256
+    aggregate_min: int = 4
+    aggregate_max: int = 819
+    chain_finality: int = 900
+    wpost_proving_period: int = 2880
+    wpost_challenge_window: int = 60
+    wpost_period_deadlines: int = 48
+    wpost_challenge_lookback: int = 20
+    fault_declaration_cutoff: int = 70
+
+    @classmethod
+    def from_config(cls, raw: dict, where: str = "[Chain]") -> tuple["ChainPolicy", list[str]]:
+        """Build from config keys, matched without regard to case or underscores (BlockTime,
+        block_time, PreCommitChallengeDelay); returns the policy and warnings for unknown keys.
+        Raises ValueError naming the key for a bad value."""
+        names = {f.name.replace("_", ""): f.name for f in fields(cls)}
+        values, warnings = {}, []
+        for key, value in raw.items():
+            name = names.get(str(key).replace("_", "").lower())
+            if name is None:
+                warnings.append(f"{where}: unknown key {key!r} ignored")
+                continue
+            if name == "block_time":
+                try:
+                    values[name] = parse_duration(value)
+                except ValueError as exc:
+                    raise ValueError(f"{where}.{key}: {exc}") from None
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{where}.{key}: {value!r} is not a non-negative integer")
+            values[name] = value
+        policy = cls(**values)
+        if policy.aggregate_min > policy.aggregate_max:
+            raise ValueError(f"{where}: AggregateMin {policy.aggregate_min} is above AggregateMax {policy.aggregate_max}")
+        if policy.precommit_batch_max < 1:
+            raise ValueError(f"{where}.PrecommitBatchMax must be at least 1")
+        return policy, warnings
+
+    def seed_epoch(self, precommit_epoch: int) -> int:
+        return precommit_epoch + self.precommit_challenge_delay
+
+    def prove_commit_deadline(self, precommit_epoch: int) -> int:
+        return precommit_epoch + self.max_prove_commit_duration
