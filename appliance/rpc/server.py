@@ -1,0 +1,168 @@
+"""The JSON-RPC server: `POST /rpc/v0` (bearer token), `GET /healthcheck` (no token).
+
+Each method is registered with the permission it needs and a converter per positional
+parameter; requests are refused before the method runs when the body is too large or not JSON,
+the method is unknown, the token is missing or too weak, or a parameter has the wrong shape."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from . import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNAUTHORIZED,
+               RPCError)
+from .auth import AuthError, NetworkAllowList, allows, verify_token
+from .wire import Converter, string
+
+log = logging.getLogger("damocles.rpc")
+DEFAULT_MAX_BODY = 8 << 20
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    func: Callable[..., Any]
+    perm: str
+    params: tuple[tuple[str, Converter], ...]
+
+
+class RPCServer:
+    def __init__(self, secret: bytes, allow_list: NetworkAllowList | None = None, max_body: int = DEFAULT_MAX_BODY):
+        self.secret, self.allow_list, self.max_body = secret, allow_list, max_body
+        self.methods: dict[str, Method] = {}
+        self.register("Venus.AuthVerify", self._auth_verify, "read", [("token", string)])
+        self._httpd: ThreadingHTTPServer | None = None
+
+    def register(self, name: str, func: Callable[..., Any], perm: str, params: list[tuple[str, Converter]]) -> None:
+        if name in self.methods:
+            raise ValueError(f"method {name} registered twice")
+        self.methods[name] = Method(name, func, perm, tuple(params))
+
+    def _auth_verify(self, token: str) -> list[str]:
+        from .auth import PERMISSIONS
+        try:
+            perm = verify_token(self.secret, token)
+        except AuthError as exc:
+            raise RPCError(UNAUTHORIZED, str(exc)) from None
+        return list(PERMISSIONS[: PERMISSIONS.index(perm) + 1])
+
+    # ------------------------------------------------------------------- dispatch
+
+    def permission(self, authorization: str | None, client_ip: str) -> tuple[str | None, str | None]:
+        """(permission, error) for a request's Authorization header and peer address."""
+        if authorization:
+            kind, _, token = authorization.partition(" ")
+            if kind.lower() != "bearer" or not token:
+                return None, "Authorization must be 'Bearer <token>'"
+            try:
+                return verify_token(self.secret, token.strip()), None
+            except AuthError as exc:
+                return None, str(exc)
+        if self.allow_list:
+            perm = self.allow_list.permission_for(client_ip)
+            if perm:
+                return perm, None
+        return None, "missing bearer token"
+
+    def handle(self, body: bytes, perm: str | None, auth_error: str | None = None) -> tuple[int, dict]:
+        """(HTTP status, JSON-RPC response) for one request body."""
+        try:
+            req = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return 200, _error(None, PARSE_ERROR, f"parse error: {exc}")
+        if not isinstance(req, dict):
+            return 200, _error(None, INVALID_REQUEST, "request must be one JSON object (batches are not supported)")
+        rid = req.get("id")
+        if req.get("jsonrpc") != "2.0" or not isinstance(req.get("method"), str):
+            return 200, _error(rid, INVALID_REQUEST, 'invalid request: needs "jsonrpc": "2.0" and a "method" string')
+        if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (int, str))):
+            return 200, _error(None, INVALID_REQUEST, "invalid request: id must be a number or a string")
+        method = self.methods.get(req["method"])
+        if method is None:
+            return 200, _error(rid, METHOD_NOT_FOUND, f"method not found: {req['method']}")
+        if perm is None:
+            return HTTPStatus.UNAUTHORIZED, _error(rid, UNAUTHORIZED, f"unauthorized: {auth_error or 'missing bearer token'}")
+        if not allows(perm, method.perm):
+            return HTTPStatus.FORBIDDEN, _error(rid, UNAUTHORIZED, f"{method.name} needs '{method.perm}' permission, the token has '{perm}'")
+        params = req.get("params", [])
+        if not isinstance(params, list):
+            return 200, _error(rid, INVALID_PARAMS, "params must be a positional array")
+        if len(params) != len(method.params):
+            return 200, _error(rid, INVALID_PARAMS, f"{method.name} takes {len(method.params)} params "
+                               f"({', '.join(n for n, _ in method.params)}), got {len(params)}")
+        try:
+            args = [conv(v, name) for (name, conv), v in zip(method.params, params)]
+            result = method.func(*args)
+        except RPCError as exc:
+            return 200, _error(rid, exc.code, exc.message, exc.data)
+        except Exception as exc:  # a bug: answer, log, keep serving
+            log.exception("method %s failed", method.name)
+            return 200, _error(rid, INTERNAL_ERROR, f"internal error in {method.name}: {type(exc).__name__}: {exc}")
+        return 200, {"jsonrpc": "2.0", "id": rid, "result": result}
+
+    # ----------------------------------------------------------------------- HTTP
+
+    def serve(self, host: str, port: int) -> tuple[str, int]:
+        """Start serving in a background thread; returns the bound address (port 0 = any)."""
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):   # quiet: one line per request is too much
+                log.debug("%s " + fmt, self.client_address[0], *args)
+
+            def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == "/healthcheck":
+                    self._send(200, b"ok\n", "text/plain")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def do_POST(self):
+                if self.path != "/rpc/v0":
+                    self._send(404, b"not found\n", "text/plain")
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length", ""))
+                except ValueError:
+                    self._send(411, json.dumps(_error(None, INVALID_REQUEST, "Content-Length required")).encode())
+                    self.close_connection = True
+                    return
+                if length < 0 or length > server.max_body:
+                    self._send(413, json.dumps(_error(None, INVALID_REQUEST,
+                                                      f"request body of {length} bytes exceeds the limit of {server.max_body}")).encode())
+                    self.close_connection = True
+                    return
+                body = self.rfile.read(length)
+                perm, err = server.permission(self.headers.get("Authorization"), self.client_address[0])
+                status, resp = server.handle(body, perm, err)
+                self._send(int(status), json.dumps(resp).encode())
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, name="rpc-server", daemon=True).start()
+        return self._httpd.server_address[:2]
+
+    def shutdown(self) -> None:
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+
+def _error(rid, code: int, message: str, data=None) -> dict:
+    err = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": rid, "error": err}
