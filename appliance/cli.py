@@ -22,12 +22,16 @@ def version_info() -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from .bench import add_parsers as add_bench
+    from .manager.commands import add_parsers as add_manager
     from .proofs.commands import add_parsers as add_util
 
     parser = argparse.ArgumentParser(prog="damocles", description="A Filecoin sealing cluster in one executable.")
     parser.add_argument("--version", action="store_true", help="print the version (with --json: and whether frozen)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    manager = sub.add_parser("manager", help="the manager role").add_subparsers(dest="manager_command", metavar="CMD")
+    manager.required = True
+    add_manager(manager)
     util = sub.add_parser("util", help="the proof engine and chain by hand").add_subparsers(dest="util_command", metavar="TOOL")
     util.required = True
     add_util(util)
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ProofError, ValueError, OSError) as exc:
+    except (ProofError, ValueError, OSError, FileExistsError) as exc:
         print(f"damocles: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,62 @@
+"""The manager's RPC methods: names, permissions and parameter shapes (docs/rpc.md lists them)."""
+
+from __future__ import annotations
+
+import base64
+
+from ..rpc import RPCError, INVALID_PARAMS
+from ..rpc.server import RPCServer
+from ..rpc.wire import b64, boolean, bytes32, i64, list_of, optional, sector_id, string, struct, u64
+from .sealer import Sealer
+
+
+def _ticket(v, field):
+    t = struct({"Ticket": b64, "Epoch": i64})(v, field)
+    if len(t["Ticket"]) != 32:
+        raise RPCError(INVALID_PARAMS, f"{field}.Ticket: expected 32 bytes, got {len(t['Ticket'])}")
+    return {"Ticket": base64.b64encode(t["Ticket"]).decode(), "Epoch": t["Epoch"]}
+
+
+allocate_spec = struct({"AllowedMiners": optional(list_of(u64)), "AllowedProofTypes": optional(list_of(u64))},
+                       optional_keys=("AllowedMiners", "AllowedProofTypes"))
+allocated_sector = struct({"ID": sector_id, "ProofType": u64})
+deals_spec = struct({"MaxDeals": optional(u64), "MinUsedSpace": optional(u64)}, optional_keys=("MaxDeals", "MinUsedSpace"))
+pre_commit_info = struct({"CommR": bytes32, "CommD": bytes32, "Ticket": _ticket})
+proof_info = struct({"Proof": b64})
+report_req = struct({
+    "Worker": struct({"Instance": string, "Location": string}),
+    "StateChange": struct({"Prev": string, "Next": string, "Event": string}),
+    "Failure": optional(struct({"Level": string, "Desc": string})),
+}, optional_keys=("Failure",))
+worker_info = struct({"Name": string, "Dest": string, "Version": string,
+                      "Summary": optional(struct({k: u64 for k in ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")}))},
+                     optional_keys=("Dest", "Version", "Summary"))
+
+
+def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
+    w = "write"
+    server.register("Venus.AllocateSector", sealer.allocate_sector, w, [("spec", allocate_spec)])
+    server.register("Venus.AcquireDeals", sealer.acquire_deals, w, [("sid", sector_id), ("spec", deals_spec)])
+    server.register("Venus.AssignTicket", sealer.assign_ticket, w, [("sid", sector_id)])
+    server.register("Venus.SubmitPreCommit", sealer.submit_pre_commit, w,
+                    [("sector", allocated_sector), ("info", pre_commit_info), ("reset", boolean)])
+    server.register("Venus.PollPreCommitState", sealer.poll_pre_commit_state, w, [("sid", sector_id)])
+    server.register("Venus.WaitSeed", sealer.wait_seed, w, [("sid", sector_id), ("proofType", u64)])
+    server.register("Venus.SubmitProof", sealer.submit_proof, w, [("sid", sector_id), ("info", proof_info), ("reset", boolean)])
+    server.register("Venus.PollProofState", sealer.poll_proof_state, w, [("sid", sector_id)])
+    server.register("Venus.StoreReserveSpace", sealer.store_reserve_space, w,
+                    [("sid", sector_id), ("size", u64), ("candidates", list_of(string))])
+    server.register("Venus.StoreBasicInfo", sealer.store_basic_info, w, [("instance", string)])
+    server.register("Venus.SubmitPersistedEx", sealer.submit_persisted, w,
+                    [("sid", sector_id), ("instance", string), ("isUpgrade", boolean)])
+    server.register("Venus.ReportState", sealer.report_state, w, [("sid", sector_id), ("req", report_req)])
+    server.register("Venus.ReportFinalized", sealer.report_finalized, w, [("sid", sector_id)])
+    server.register("Venus.ReportAborted", sealer.report_aborted, w, [("sid", sector_id), ("reason", string)])
+    server.register("Venus.WorkerPing", sealer.worker_ping, w, [("info", worker_info)])
+    server.register("Venus.ListSectors", sealer.list_sectors, "read", [])
+    server.register("Venus.AbortSector", sealer.abort, "admin", [("sid", sector_id), ("reason", string)])
+    if devnet is not None:
+        server.register("Venus.DevnetHead", lambda: {"Epoch": devnet.head(), "BlockTime": devnet.policy.block_time}, "read", [])
+        server.register("Venus.DevnetAdvance", lambda n: {"Epoch": devnet.advance(n)}, "admin", [("epochs", u64)])
+        server.register("Venus.DevnetSectors", lambda miner: [s.__dict__ for s in devnet.sectors(miner)], "read",
+                        [("miner", optional(u64))])

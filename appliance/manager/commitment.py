@@ -1,0 +1,103 @@
+"""PreCommit batching and ProveCommit aggregation per miner, as Damocles' `[Miners.Commitment]`:
+a batch goes out when `Threshold` sectors wait or the oldest has waited `MaxWait`, checked every
+`CheckInterval`. Proofs go out as one ProveCommitAggregate when enough are ready for the chain's
+aggregate minimum, otherwise one ProveCommitSector each."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+
+from ..chain.interface import Chain
+from ..chain.miner_actor import encode_aggregate
+from ..proofs.cid import commd_to_cid, commr_to_cid
+from .config import ManagerConfig, MinerConfig
+from .state import ManagerState
+
+log = logging.getLogger("damocles.manager.commitment")
+EPOCHS_PER_DAY = 2880
+
+
+class Committer:
+    def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time):
+        self.config, self.state, self.chain, self._now = config, state, chain, now
+        self._lock = threading.Lock()
+
+    def tick(self) -> list[str]:
+        """One pass over every miner; returns the ids of the messages pushed."""
+        pushed = []
+        with self._lock:
+            for m in self.config.miners:
+                pushed += self._flush_precommits(m)
+                pushed += self._flush_proofs(m)
+        return pushed
+
+    def run(self, stop: threading.Event) -> None:
+        interval = min([min(m.pre_batch.check_interval, m.prove_batch.check_interval) for m in self.config.miners] or [1.0])
+        while not stop.wait(max(0.05, interval)):
+            try:
+                self.tick()
+            except Exception:   # keep batching; the next pass retries
+                log.exception("commitment pass failed")
+
+    def _due(self, waiting: list[dict], queued_key: str, batch) -> bool:
+        if not waiting:
+            return False
+        oldest = min(r[queued_key] for r in waiting)
+        return len(waiting) >= batch.threshold or self._now() - oldest >= batch.max_wait
+
+    def _flush_precommits(self, m: MinerConfig) -> list[str]:
+        waiting = [r for r in self.state.sectors(m.actor) if "pre" in r and "pre_msg" not in r and not r.get("abort_reason")]
+        if not self._due(waiting, "pre_queued_at", m.pre_batch):
+            return []
+        policy = getattr(self.chain, "policy", self.config.chain)
+        head = self.chain.head()
+        out = []
+        for i in range(0, len(waiting), policy.precommit_batch_max):
+            batch = waiting[i:i + policy.precommit_batch_max]
+            params = {"Sectors": [{
+                "SealProof": r["proof"], "SectorNumber": r["number"],
+                "SealedCID": commr_to_cid(bytes.fromhex(r["pre"]["CommR"])),
+                "SealRandEpoch": r["ticket"]["Epoch"], "DealIDs": [],
+                "Expiration": head + m.lifetime_days * EPOCHS_PER_DAY,
+                "UnsealedCID": commd_to_cid(bytes.fromhex(r["pre"]["CommD"]))} for r in batch]}
+            msg = self.chain.push_message(m.actor, "PreCommitSectorBatch", params)
+            for r in batch:
+                self.state.update(m.actor, r["number"], pre_msg=msg)
+            log.info("miner %s: PreCommitSectorBatch of %d sectors sent as %s", m.actor, len(batch), msg)
+            out.append(msg)
+        return out
+
+    def _flush_proofs(self, m: MinerConfig) -> list[str]:
+        waiting = [r for r in self.state.sectors(m.actor) if "commit_proof" in r and "proof_msg" not in r and not r.get("abort_reason")]
+        if not self._due(waiting, "proof_queued_at", m.prove_batch):
+            return []
+        policy = getattr(self.chain, "policy", self.config.chain)
+        out = []
+        if len(waiting) >= policy.aggregate_min:
+            for i in range(0, len(waiting), policy.aggregate_max):
+                batch = waiting[i:i + policy.aggregate_max]
+                if len(batch) < policy.aggregate_min:   # a short tail goes one by one
+                    out += self._send_single(m, batch)
+                    continue
+                proofs = {r["number"]: base64.b64decode(r["commit_proof"]) for r in batch}
+                msg = self.chain.push_message(m.actor, "ProveCommitAggregate", {
+                    "SectorNumbers": sorted(proofs), "AggregateProof": base64.b64encode(encode_aggregate(proofs)).decode()})
+                for r in batch:
+                    self.state.update(m.actor, r["number"], proof_msg=msg)
+                log.info("miner %s: ProveCommitAggregate of %d sectors sent as %s", m.actor, len(batch), msg)
+                out.append(msg)
+        else:
+            out += self._send_single(m, waiting)
+        return out
+
+    def _send_single(self, m: MinerConfig, records: list[dict]) -> list[str]:
+        out = []
+        for r in records:
+            msg = self.chain.push_message(m.actor, "ProveCommitSector", {"SectorNumber": r["number"], "Proof": r["commit_proof"]})
+            self.state.update(m.actor, r["number"], proof_msg=msg)
+            log.info("miner %s: ProveCommitSector %d sent as %s", m.actor, r["number"], msg)
+            out.append(msg)
+        return out

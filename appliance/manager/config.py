@@ -1,0 +1,176 @@
+"""manager.toml, in Damocles' manager shape: `[Common]` with `[[Common.PersistStores]]`,
+`[[Miners]]` with `Sector` and `Commitment`, plus `[Chain]` (devnet policy and clock) and `[RPC]`.
+Unknown keys are reported; bad values are refused naming the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..chain.policy import ChainPolicy
+from ..config import ConfigError, load_toml
+from ..core.proof_types import seal_proof
+from ..core.units import parse_duration
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    threshold: int
+    max_wait: float       # seconds
+    check_interval: float
+
+
+@dataclass(frozen=True)
+class MinerConfig:
+    actor: int
+    seal_proof: int
+    min_number: int = 0
+    max_number: int | None = None
+    enabled: bool = True
+    lifetime_days: int = 540
+    confidence: int = 10
+    pre_batch: BatchConfig = BatchConfig(2, 3600.0, 60.0)
+    prove_batch: BatchConfig = BatchConfig(4, 3600.0, 60.0)
+
+
+@dataclass(frozen=True)
+class PersistStore:
+    name: str
+    path: Path
+    weight: int = 1
+    read_only: bool = False
+    allow_miners: tuple[int, ...] = ()
+    deny_miners: tuple[int, ...] = ()
+
+
+@dataclass
+class ManagerConfig:
+    listen: str = "127.0.0.1:1789"
+    allow_networks: list[str] = field(default_factory=list)
+    max_body: int = 8 << 20
+    seal_randomness_lookback: int = 900
+    interactive_porep_confidence: int = 6
+    release_after: float = 7 * 86400.0      # allocations of sectors silent this long are released
+    persist_stores: list[PersistStore] = field(default_factory=list)
+    miners: list[MinerConfig] = field(default_factory=list)
+    chain: ChainPolicy = field(default_factory=ChainPolicy)
+    warnings: list[str] = field(default_factory=list)
+
+    def miner(self, actor: int) -> MinerConfig | None:
+        return next((m for m in self.miners if m.actor == actor), None)
+
+
+def _table(raw, where: str) -> dict:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    return raw
+
+
+def _take(raw: dict, key: str, kind, where: str, default):
+    if key not in raw:
+        return default
+    v = raw[key]
+    if kind is int and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        raise ConfigError(f"{where}.{key}: {v!r} is not a non-negative integer")
+    if kind is bool and not isinstance(v, bool):
+        raise ConfigError(f"{where}.{key}: {v!r} is not true or false")
+    if kind is str and not isinstance(v, str):
+        raise ConfigError(f"{where}.{key}: {v!r} is not a string")
+    if kind == "duration":
+        try:
+            return parse_duration(v)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{key}: {exc}") from None
+    return v
+
+
+def _unknown(raw: dict, known: set[str], where: str, warnings: list[str]) -> None:
+    for k in raw:
+        if k not in known:
+            warnings.append(f"{where}: unknown key {k!r} ignored")
+
+
+def _batch(raw: dict, where: str, default: BatchConfig, warnings: list[str]) -> BatchConfig:
+    b = _table(raw.get("Batch", {}), f"{where}.Batch")
+    _unknown(raw, {"Batch", "Senders", "SendFund", "GasOverEstimation", "GasOverPremium", "GasFeeCap", "MaxFeeCap"}, where, warnings)
+    _unknown(b, {"Threshold", "MaxWait", "CheckInterval"}, f"{where}.Batch", warnings)
+    out = BatchConfig(_take(b, "Threshold", int, f"{where}.Batch", default.threshold),
+                      _take(b, "MaxWait", "duration", f"{where}.Batch", default.max_wait),
+                      _take(b, "CheckInterval", "duration", f"{where}.Batch", default.check_interval))
+    if out.threshold < 1:
+        raise ConfigError(f"{where}.Batch.Threshold must be at least 1")
+    return out
+
+
+def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
+    cfg = ManagerConfig()
+    w = cfg.warnings
+    _unknown(raw, {"Common", "Miners", "Chain", "RPC", "Sealing"}, "manager.toml", w)
+    rpc = _table(raw.get("RPC", {}), "[RPC]")
+    _unknown(rpc, {"Listen", "AllowNetworks", "MaxBodyBytes"}, "[RPC]", w)
+    cfg.listen = _take(rpc, "Listen", str, "[RPC]", cfg.listen)
+    cfg.max_body = _take(rpc, "MaxBodyBytes", int, "[RPC]", cfg.max_body)
+    nets = rpc.get("AllowNetworks", [])
+    if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
+        raise ConfigError("[RPC].AllowNetworks: expected a list of networks such as \"10.0.0.0/8\"")
+    cfg.allow_networks = nets
+    sealing = _table(raw.get("Sealing", {}), "[Sealing]")
+    _unknown(sealing, {"SealRandomnessLookback", "InteractivePoRepConfidence", "ReleaseAfter"}, "[Sealing]", w)
+    cfg.seal_randomness_lookback = _take(sealing, "SealRandomnessLookback", int, "[Sealing]", cfg.seal_randomness_lookback)
+    cfg.interactive_porep_confidence = _take(sealing, "InteractivePoRepConfidence", int, "[Sealing]", cfg.interactive_porep_confidence)
+    cfg.release_after = _take(sealing, "ReleaseAfter", "duration", "[Sealing]", cfg.release_after)
+    try:
+        cfg.chain, chain_warnings = ChainPolicy.from_config(_table(raw.get("Chain", {}), "[Chain]"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    w.extend(chain_warnings)
+    common = _table(raw.get("Common", {}), "[Common]")
+    _unknown(common, {"PersistStores", "API", "DB", "Plugins", "PieceStores", "ScanPersistStores", "Proving"}, "[Common]", w)
+    names = set()
+    for i, s in enumerate(common.get("PersistStores", [])):
+        where = f"[[Common.PersistStores]][{i}]"
+        s = _table(s, where)
+        _unknown(s, {"Name", "Path", "Weight", "ReadOnly", "AllowMiners", "DenyMiners", "Strict", "Meta", "Plugin", "PluginName"}, where, w)
+        path = _take(s, "Path", str, where, None)
+        if not path:
+            raise ConfigError(f"{where}.Path is required")
+        p = Path(path) if base is None or Path(path).is_absolute() else base / path
+        name = _take(s, "Name", str, where, str(p))
+        if name in names:
+            raise ConfigError(f"{where}.Name: duplicate store name {name!r}")
+        names.add(name)
+        cfg.persist_stores.append(PersistStore(name, p, max(1, _take(s, "Weight", int, where, 1)),
+                                               _take(s, "ReadOnly", bool, where, False),
+                                               tuple(s.get("AllowMiners", [])), tuple(s.get("DenyMiners", []))))
+    for i, m in enumerate(raw.get("Miners", [])):
+        where = f"[[Miners]][{i}]"
+        m = _table(m, where)
+        _unknown(m, {"Actor", "SealProof", "Sector", "Commitment", "PoSt", "SnapUp", "Proof", "Sealing"}, where, w)
+        actor = _take(m, "Actor", int, where, None)
+        if actor is None:
+            raise ConfigError(f"{where}.Actor is required")
+        try:
+            proof = seal_proof(m.get("SealProof", "StackedDrg2KiBV1_1")).id
+        except ValueError as exc:
+            raise ConfigError(f"{where}.SealProof: {exc}") from None
+        sec = _table(m.get("Sector", {}), f"{where}.Sector")
+        _unknown(sec, {"MinNumber", "MaxNumber", "Enabled", "EnableDeals", "LifetimeDays", "Verbose", "InitNumber"}, f"{where}.Sector", w)
+        com = _table(m.get("Commitment", {}), f"{where}.Commitment")
+        _unknown(com, {"Confidence", "Pre", "Prove", "Terminate"}, f"{where}.Commitment", w)
+        mc = MinerConfig(actor, proof, _take(sec, "MinNumber", int, f"{where}.Sector", 0),
+                         _take(sec, "MaxNumber", int, f"{where}.Sector", None),
+                         _take(sec, "Enabled", bool, f"{where}.Sector", True),
+                         _take(sec, "LifetimeDays", int, f"{where}.Sector", 540),
+                         _take(com, "Confidence", int, f"{where}.Commitment", 10),
+                         _batch(_table(com.get("Pre", {}), f"{where}.Commitment.Pre"), f"{where}.Commitment.Pre", BatchConfig(2, 3600.0, 60.0), w),
+                         _batch(_table(com.get("Prove", {}), f"{where}.Commitment.Prove"), f"{where}.Commitment.Prove", BatchConfig(4, 3600.0, 60.0), w))
+        if mc.max_number is not None and mc.max_number < mc.min_number:
+            raise ConfigError(f"{where}.Sector: MaxNumber {mc.max_number} is below MinNumber {mc.min_number}")
+        if cfg.miner(actor):
+            raise ConfigError(f"{where}.Actor: miner {actor} configured twice")
+        cfg.miners.append(mc)
+    return cfg
+
+
+def load_config(path: str | Path) -> ManagerConfig:
+    return parse_config(load_toml(path), Path(path).parent)

@@ -1,0 +1,287 @@
+"""The SealerAPI the sealer plan needs, with Damocles' semantics and result codes
+(research/damocles.md section 5). Answers are in Damocles' wire shapes."""
+
+from __future__ import annotations
+
+import base64
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+
+from ..chain.interface import Chain
+from ..chain.types import ChainError
+from ..core.proof_types import seal_proof
+from ..core.sector import SectorID
+from ..proofs import ProofError
+from ..proofs.c2 import verify_seal
+from ..proofs.commitment import zero_comm
+from ..rpc import SECTOR_NOT_FOUND, RPCError
+from .config import ManagerConfig, PersistStore
+from .state import ManagerState
+
+# SubmitResult and OnChainState, as Damocles numbers them
+ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = 1, 2, 3, 4, 5
+PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = 1, 2, 3, 4, 5, 6, 7
+EPOCHS_PER_DAY = 2880
+
+
+def _submit(res: int, desc: str | None = None) -> dict:
+    return {"Res": res, "Desc": desc}
+
+
+def _poll(state: int, desc: str | None = None) -> dict:
+    return {"State": state, "Desc": desc}
+
+
+def sector_file_names(miner: int, number: int) -> str:
+    return f"s-t0{miner}-{number}"
+
+
+class Sealer:
+    def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time):
+        self.config, self.state, self.chain, self._now = config, state, chain, now
+
+    # ----------------------------------------------------------------- helpers
+
+    def _sector(self, sid: dict) -> dict:
+        rec = self.state.sector(sid["Miner"], sid["Number"])
+        if rec is None:
+            raise RPCError(SECTOR_NOT_FOUND, f"sector {sid['Miner']}-{sid['Number']} not found")
+        return rec
+
+    # ------------------------------------------------------------- allocation
+
+    def allocate_sector(self, spec: dict) -> dict | None:
+        allowed_miners = spec.get("AllowedMiners")
+        allowed_proofs = spec.get("AllowedProofTypes")
+        for m in self.config.miners:
+            if not m.enabled or (allowed_miners and m.actor not in allowed_miners):
+                continue
+            if allowed_proofs and m.seal_proof not in allowed_proofs:
+                continue
+            number = self.state.allocate(m.actor, m.seal_proof, m.min_number, m.max_number)
+            if number is not None:
+                return {"ID": {"Miner": m.actor, "Number": number}, "ProofType": m.seal_proof}
+        return None
+
+    def acquire_deals(self, sid: dict, spec: dict) -> None:
+        self._sector(sid)
+        return None   # CC sectors only until deals exist
+
+    def assign_ticket(self, sid: dict) -> dict:
+        rec = self._sector(sid)
+        if "ticket" not in rec:
+            epoch = max(0, self.chain.head() - self.config.seal_randomness_lookback)
+            ticket = self.chain.seal_randomness(sid["Miner"], epoch)
+            rec = self.state.update(sid["Miner"], sid["Number"], ticket={"Ticket": base64.b64encode(ticket).decode(), "Epoch": epoch})
+        return rec["ticket"]
+
+    # -------------------------------------------------------------- precommit
+
+    def submit_pre_commit(self, sector: dict, info: dict, reset: bool) -> dict:
+        sid = sector["ID"]
+        rec = self._sector(sid)
+        if rec.get("abort_reason"):
+            return _submit(REJECTED, f"sector aborted: {rec['abort_reason']}")
+        if sector["ProofType"] != rec["proof"]:
+            return _submit(REJECTED, f"proof type {sector['ProofType']} is not the allocated {rec['proof']}")
+        if "ticket" not in rec or info["Ticket"] != rec["ticket"]:
+            return _submit(REJECTED, "ticket is not the one assigned to this sector")
+        if info["CommD"] != zero_comm(seal_proof(rec["proof"]).size.bytes):
+            return _submit(MISMATCHED_SUBMISSION, "CommD does not match the sector's pieces (a CC sector is all zeros)")
+        pre = {"CommR": info["CommR"].hex(), "CommD": info["CommD"].hex()}
+        if "pre" in rec:
+            if rec["pre"] == pre:
+                return _submit(DUPLICATE_SUBMIT if rec.get("pre_msg") else ACCEPTED)
+            if not reset or rec.get("pre_msg"):
+                return _submit(MISMATCHED_SUBMISSION, "a different PreCommit was already submitted")
+        self.state.update(sid["Miner"], sid["Number"], pre=pre, pre_queued_at=self._now(), state="PCSubmitted")
+        return _submit(ACCEPTED)
+
+    def _message_state(self, rec: dict, key: str, landed) -> dict:
+        msg = rec.get(key)
+        if msg is None:
+            return _poll(PENDING, "queued for the next batch")
+        receipt = self.chain.receipt(msg)
+        if receipt is None:
+            return _poll(PENDING, f"message {msg} not executed yet")
+        if not receipt.ok:
+            if receipt.error and "already allocated" in receipt.error:
+                return _poll(SHOULD_ABORT, receipt.error)
+            return _poll(PERM_FAILED, f"message {msg} failed with exit code {receipt.exit_code}: {receipt.error}")
+        miner_cfg = self.config.miner(rec["miner"])
+        confidence = miner_cfg.confidence if miner_cfg else 10
+        if self.chain.head() - receipt.epoch < confidence:
+            return _poll(PACKED, f"landed at {receipt.epoch}, waiting for {confidence} epochs of confidence")
+        if not landed():
+            return _poll(SHOULD_ABORT, f"message {msg} landed but the chain holds no such sector state")
+        return _poll(LANDED)
+
+    def poll_pre_commit_state(self, sid: dict) -> dict:
+        rec = self._sector(sid)
+        if "pre" not in rec:
+            return _poll(NOT_FOUND, "no PreCommit submitted")
+        m, n = sid["Miner"], sid["Number"]
+        return self._message_state(rec, "pre_msg", lambda: self.chain.precommit(m, n) or self.chain.sector(m, n))
+
+    # ---------------------------------------------------------------------- seed
+
+    def wait_seed(self, sid: dict, proof_type: int) -> dict:
+        rec = self._sector(sid)
+        pc = self.chain.precommit(sid["Miner"], sid["Number"])
+        if pc is None:
+            return {"ShouldWait": False, "Delay": 0, "Seed": None}
+        policy = self.chain.policy if hasattr(self.chain, "policy") else self.config.chain
+        seed_epoch = policy.seed_epoch(pc.precommit_epoch)
+        ready_at = seed_epoch + self.config.interactive_porep_confidence
+        head = self.chain.head()
+        if head < ready_at:
+            delay = max(1, math.ceil((ready_at - head) * policy.block_time)) if policy.block_time else 1
+            return {"ShouldWait": True, "Delay": delay, "Seed": None}
+        seed = {"Seed": base64.b64encode(self.chain.interactive_seed(sid["Miner"], seed_epoch)).decode(), "Epoch": seed_epoch}
+        if rec.get("seed") != seed:
+            self.state.update(sid["Miner"], sid["Number"], seed=seed, state="SeedAssigned")
+        return {"ShouldWait": False, "Delay": 0, "Seed": seed}
+
+    # --------------------------------------------------------------------- proof
+
+    def submit_proof(self, sid: dict, info: dict, reset: bool) -> dict:
+        rec = self._sector(sid)
+        if rec.get("abort_reason"):
+            return _submit(REJECTED, f"sector aborted: {rec['abort_reason']}")
+        if "seed" not in rec or "pre" not in rec:
+            return _submit(REJECTED, "no seed assigned yet (call WaitSeed after the PreCommit landed)")
+        if not rec.get("persisted") or not self._files_present(rec["persisted"], sid["Miner"], sid["Number"]):
+            return _submit(FILES_MISSED, "the sealed files are not in the persist store")
+        proof = info["Proof"]
+        b64 = base64.b64encode(proof).decode()
+        if "commit_proof" in rec:
+            if rec["commit_proof"] == b64:
+                return _submit(DUPLICATE_SUBMIT if rec.get("proof_msg") else ACCEPTED)
+            if not reset or rec.get("proof_msg"):
+                return _submit(MISMATCHED_SUBMISSION, "a different proof was already submitted")
+        try:   # check before paying for a message, as Lotus does
+            verify_seal(seal_proof(rec["proof"]), SectorID(sid["Miner"], sid["Number"]), bytes.fromhex(rec["pre"]["CommD"]),
+                        bytes.fromhex(rec["pre"]["CommR"]), base64.b64decode(rec["ticket"]["Ticket"]),
+                        base64.b64decode(rec["seed"]["Seed"]), proof)
+        except ProofError as exc:
+            return _submit(REJECTED, f"proof does not verify: {exc}")
+        self.state.update(sid["Miner"], sid["Number"], commit_proof=b64, proof_queued_at=self._now(), state="ProofSubmitted")
+        return _submit(ACCEPTED)
+
+    def poll_proof_state(self, sid: dict) -> dict:
+        rec = self._sector(sid)
+        if "commit_proof" not in rec:
+            return _poll(NOT_FOUND, "no proof submitted")
+        return self._message_state(rec, "proof_msg", lambda: self.chain.sector(sid["Miner"], sid["Number"]) is not None)
+
+    # -------------------------------------------------------------------- stores
+
+    def _store(self, name: str) -> PersistStore | None:
+        return next((s for s in self.config.persist_stores if s.name == name), None)
+
+    @staticmethod
+    def basic_info(s: PersistStore) -> dict:
+        return {"Name": s.name, "Path": str(s.path), "Strict": False, "ReadOnly": s.read_only, "Weight": s.weight, "Meta": {}}
+
+    def store_reserve_space(self, sid: dict, size: int, candidates: list[str]) -> dict | None:
+        rec = self._sector(sid)
+        miner = sid["Miner"]
+        held = self.state.reservation(miner, sid["Number"])
+        if held and self._store(held[0]):
+            return self.basic_info(self._store(held[0]))
+        options = []
+        for s in self.config.persist_stores:
+            if s.read_only or (candidates and s.name not in candidates):
+                continue
+            if miner in s.deny_miners or (s.allow_miners and miner not in s.allow_miners):
+                continue
+            try:
+                free = shutil.disk_usage(s.path).free
+            except OSError:
+                continue
+            if free - self.state.reserved(s.name) >= size:
+                options.append(s)
+        if not options:
+            return None
+        chosen = random.choices(options, weights=[s.weight for s in options])[0]
+        self.state.reserve(miner, sid["Number"], chosen.name, size)
+        self.state.update(miner, sid["Number"], reserved_store=chosen.name, state=rec.get("state"))
+        return self.basic_info(chosen)
+
+    def store_basic_info(self, name: str) -> dict | None:
+        s = self._store(name)
+        return self.basic_info(s) if s else None
+
+    def _files_present(self, store_name: str, miner: int, number: int) -> bool:
+        s = self._store(store_name)
+        if s is None:
+            return False
+        name = sector_file_names(miner, number)
+        cache = s.path / "cache" / name
+        return ((s.path / "sealed" / name).is_file() and (cache / "p_aux").is_file() and (cache / "t_aux").is_file()
+                and any(cache.glob("sc-02-data-tree-r-last*.dat")))
+
+    def submit_persisted(self, sid: dict, instance: str, is_upgrade: bool = False) -> bool:
+        self._sector(sid)
+        if not self._files_present(instance, sid["Miner"], sid["Number"]):
+            return False
+        self.state.update(sid["Miner"], sid["Number"], persisted=instance, state="PersistanceSubmitted")
+        return True
+
+    # ------------------------------------------------------------------ reports
+
+    def report_state(self, sid: dict, req: dict) -> dict:
+        rec = self._sector(sid)
+        change = req["StateChange"]
+        rec = self.state.update(sid["Miner"], sid["Number"], state=change["Next"], worker=req["Worker"]["Instance"],
+                                failure=req.get("Failure"), reported_at=self._now())
+        return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec.get("abort_reason")}
+
+    def report_finalized(self, sid: dict) -> None:
+        self._sector(sid)
+        self.state.update(sid["Miner"], sid["Number"], finalized=True, state="Finished")
+        self.state.release(sid["Miner"], sid["Number"])
+
+    def report_aborted(self, sid: dict, reason: str) -> None:
+        self._sector(sid)
+        self.state.update(sid["Miner"], sid["Number"], finalized=True, abort_reason=reason or "aborted by the worker",
+                          state="Aborted")
+        self.state.release(sid["Miner"], sid["Number"])
+
+    def abort(self, sid: dict, reason: str) -> None:
+        """Operator abort: the worker learns it from its next ReportState (Finalized)."""
+        self.report_aborted(sid, reason or "aborted by the operator")
+
+    def list_sectors(self) -> list[dict]:
+        """Every sector the manager knows, in a shape close to Damocles' SectorState."""
+        out = []
+        for r in self.state.sectors():
+            out.append({"ID": {"Miner": r["miner"], "Number": r["number"]}, "SectorType": r["proof"],
+                        "LatestState": r.get("state"), "Worker": r.get("worker"), "Finalized": bool(r.get("finalized")),
+                        "AbortReason": r.get("abort_reason"), "Ticket": r.get("ticket"), "Seed": r.get("seed"),
+                        "Pre": r.get("pre"), "Persisted": r.get("persisted"),
+                        "MessageInfo": {"PreCommitCid": r.get("pre_msg"), "CommitCid": r.get("proof_msg")}})
+        return out
+
+    def worker_ping(self, info: dict) -> None:
+        self.state.ping(info["Name"], info)
+        return None
+
+    def release_silent(self) -> list[tuple[int, int]]:
+        """Release allocations and reservations of unfinished sectors not heard of for
+        `release_after`; returns them (the caller logs each)."""
+        released = []
+        for miner, number in self.state.silent_since(self._now() - self.config.release_after):
+            rec = self.state.sector(miner, number)
+            if rec.get("finalized"):
+                continue
+            self.report_aborted({"Miner": miner, "Number": number},
+                                f"released: no report for {self.config.release_after:.0f}s")
+            released.append((miner, number))
+        return released
+
+
+__all__ = ["Sealer", "ChainError"]

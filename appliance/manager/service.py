@@ -1,0 +1,114 @@
+"""The manager process: its home directory, the devnet chain, state, sealer API, commitment
+batching and the RPC server, started and stopped together.
+
+Home layout: `manager.toml`, `secret` (token signing key, 0600), `manager.db` (the manager's
+state), `devnet.db` (the embedded chain's own database)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from ..chain.devnet import Devnet
+from ..rpc.auth import NetworkAllowList, load_or_create_secret
+from ..rpc.server import RPCServer
+from . import api
+from .commitment import Committer
+from .config import ManagerConfig, load_config
+from .sealer import Sealer
+from .state import ManagerState
+
+log = logging.getLogger("damocles.manager")
+
+DEVNET_TOML = """# damocles manager: devnet profile (`damocles up` and the tests).
+# Production values are Damocles' defaults: remove [Sealing] and [Chain] overrides, raise Batch.
+
+[RPC]
+Listen = "127.0.0.1:1789"
+# AllowNetworks = ["10.0.0.0/8"]   # networks whose workers may call without a token (write)
+
+[Sealing]
+SealRandomnessLookback = 5        # production: 900 (ChainFinality); a young devnet has few epochs
+InteractivePoRepConfidence = 2    # production: 6
+
+[Chain]
+BlockTime = "1s"                  # "0s": the clock moves only by hand (damocles util chain advance)
+MessageDelay = 1
+
+[[Common.PersistStores]]
+Name = "persist-1"
+Path = "persist-1"
+
+[[Miners]]
+Actor = 1000
+SealProof = "StackedDrg2KiBV1_1"
+
+[Miners.Sector]
+MinNumber = 1
+
+[Miners.Commitment]
+Confidence = 2                    # production: 10
+
+[Miners.Commitment.Pre.Batch]
+Threshold = 2
+MaxWait = "10s"                   # production: 1h
+CheckInterval = "1s"              # production: 1m
+
+[Miners.Commitment.Prove.Batch]
+Threshold = 4
+MaxWait = "10s"
+CheckInterval = "1s"
+"""
+
+
+def init_home(home: Path, config_text: str = DEVNET_TOML) -> Path:
+    """Create a manager home (config, secret, persist store directories); refuses to overwrite."""
+    home.mkdir(parents=True, exist_ok=True)
+    cfg_path = home / "manager.toml"
+    if cfg_path.exists():
+        raise FileExistsError(f"{cfg_path} already exists")
+    cfg_path.write_text(config_text)
+    load_or_create_secret(home / "secret")
+    cfg = load_config(cfg_path)
+    for s in cfg.persist_stores:
+        s.path.mkdir(parents=True, exist_ok=True)
+    return cfg_path
+
+
+class ManagerService:
+    def __init__(self, home: Path, config: ManagerConfig | None = None):
+        self.home = Path(home)
+        self.config = config or load_config(self.home / "manager.toml")
+        for w in self.config.warnings:
+            log.warning(w)
+        self.secret = load_or_create_secret(self.home / "secret")
+        self.chain = Devnet(self.home / "devnet.db", self.config.chain)
+        existing = {m.actor for m in self.chain.miners()}
+        for m in self.config.miners:
+            if m.actor not in existing:
+                self.chain.create_miner(m.actor, m.seal_proof)
+        self.state = ManagerState(self.home / "manager.db")
+        self.sealer = Sealer(self.config, self.state, self.chain)
+        self.committer = Committer(self.config, self.state, self.chain)
+        allow = NetworkAllowList(self.config.allow_networks) if self.config.allow_networks else None
+        self.rpc = RPCServer(self.secret, allow, self.config.max_body)
+        api.register(self.rpc, self.sealer, self.chain)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, listen: str | None = None) -> tuple[str, int]:
+        host, _, port = (listen or self.config.listen).rpartition(":")
+        addr = self.rpc.serve(host or "127.0.0.1", int(port))
+        t = threading.Thread(target=self.committer.run, args=(self._stop,), name="commitment", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return addr
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.rpc.shutdown()
+        for t in self._threads:
+            t.join(timeout=10)
+        self.state.close()
+        self.chain.close()
