@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS messages (
     method TEXT NOT NULL, params TEXT NOT NULL, pushed_epoch INTEGER NOT NULL, land_epoch INTEGER NOT NULL,
     executed_epoch INTEGER, exit_code INTEGER, error TEXT);
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (land_epoch) WHERE executed_epoch IS NULL;
+CREATE TABLE IF NOT EXISTS nonces (miner INTEGER NOT NULL, nonce INTEGER NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (miner, nonce));
 CREATE TABLE IF NOT EXISTS allocated (miner INTEGER NOT NULL, number INTEGER NOT NULL, PRIMARY KEY (miner, number));
 CREATE TABLE IF NOT EXISTS precommits (miner INTEGER NOT NULL, number INTEGER NOT NULL, info TEXT NOT NULL,
     deadline INTEGER NOT NULL, PRIMARY KEY (miner, number));
@@ -227,7 +229,10 @@ class Devnet(Chain):
 
     # ----------------------------------------------------------------------- messages
 
-    def push_message(self, miner: int, method: str, params: dict) -> str:
+    def push_message(self, miner: int, method: str, params: dict, nonce: int | None = None) -> str:
+        """Queue a message. With a nonce (the sender's sequence number, as on Filecoin), pushing
+        the same message again returns the same id instead of sending it twice; a different
+        message with a used nonce is refused."""
         self.miner_info(miner)
         try:
             body = json.dumps(params, sort_keys=True)
@@ -235,11 +240,27 @@ class Devnet(Chain):
             raise ChainError(f"message params are not JSON: {exc}") from None
         with self._tx():
             head = self._catch_up()
+            if nonce is not None:
+                row = self._db.execute("SELECT n.message, m.method, m.params FROM nonces n JOIN messages m ON m.id = n.message "
+                                       "WHERE n.miner = ? AND n.nonce = ?", (miner, nonce)).fetchone()
+                if row is not None:
+                    if (row[1], row[2]) != (method, body):
+                        raise ChainError(f"nonce {nonce} of f0{miner} is already used by another message {row[0]}")
+                    return row[0]
             seq = (self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]) + 1
             mid = "bafy2bzace" + hashlib.sha256(f"{seq}:{miner}:{method}:{body}".encode() + self._genesis).hexdigest()[:40]
             self._db.execute("INSERT INTO messages (seq, id, miner, method, params, pushed_epoch, land_epoch) "
                              "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, mid, miner, method, body, head, head + self.policy.message_delay))
+            if nonce is not None:
+                self._db.execute("INSERT INTO nonces (miner, nonce, message) VALUES (?, ?, ?)", (miner, nonce, mid))
             return mid
+
+    def messages(self, miner: int | None = None) -> list[dict]:
+        """Every message pushed (admin/tests): id, miner, method, params, epochs, exit code."""
+        rows = self._db.execute("SELECT id, miner, method, params, pushed_epoch, executed_epoch, exit_code, error FROM messages "
+                                "WHERE ? IS NULL OR miner = ? ORDER BY seq", (miner, miner)).fetchall()
+        return [{"id": r[0], "miner": r[1], "method": r[2], "params": json.loads(r[3]), "pushed_epoch": r[4],
+                 "executed_epoch": r[5], "exit_code": r[6], "error": r[7]} for r in rows]
 
     def receipt(self, message: str) -> Receipt | None:
         with self._tx():

@@ -26,8 +26,9 @@ class Chain(ABC):
         ...
 
     @abstractmethod
-    def push_message(self, miner: int, method: str, params: dict) -> str:
-        """Queue a message from the miner's worker; returns its id."""
+    def push_message(self, miner: int, method: str, params: dict, nonce: int | None = None) -> str:
+        """Queue a message from the miner's worker; returns its id. Pushing the same message
+        with the same nonce again returns the same id (never a second message)."""
 
     @abstractmethod
     def receipt(self, message: str) -> Receipt | None:

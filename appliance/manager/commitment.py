@@ -12,6 +12,7 @@ import time
 
 from ..chain.interface import Chain
 from ..chain.miner_actor import encode_aggregate
+from ..core.crash import crash_point
 from ..proofs.cid import commd_to_cid, commr_to_cid
 from .config import ManagerConfig, MinerConfig
 from .state import ManagerState
@@ -26,9 +27,12 @@ class Committer:
         self._lock = threading.Lock()
 
     def tick(self) -> list[str]:
-        """One pass over every miner; returns the ids of the messages pushed."""
+        """One pass: first send what the outbox holds unsent (after a crash), then every
+        miner's due batches; returns the ids of the messages pushed."""
         pushed = []
         with self._lock:
+            for row in self.state.unsent():
+                pushed.append(self._push(row["miner"], row["nonce"], row["kind"], row["method"], row["params"]))
             for m in self.config.miners:
                 pushed += self._flush_precommits(m)
                 pushed += self._flush_proofs(m)
@@ -49,7 +53,7 @@ class Committer:
         return len(waiting) >= batch.threshold or self._now() - oldest >= batch.max_wait
 
     def _flush_precommits(self, m: MinerConfig) -> list[str]:
-        waiting = [r for r in self.state.sectors(m.actor) if "pre" in r and "pre_msg" not in r and not r.get("abort_reason")]
+        waiting = [r for r in self.state.sectors(m.actor) if "pre" in r and "pre_nonce" not in r and not r.get("abort_reason")]
         if not self._due(waiting, "pre_queued_at", m.pre_batch):
             return []
         policy = getattr(self.chain, "policy", self.config.chain)
@@ -63,15 +67,26 @@ class Committer:
                 "SealRandEpoch": r["ticket"]["Epoch"], "DealIDs": [],
                 "Expiration": head + m.lifetime_days * EPOCHS_PER_DAY,
                 "UnsealedCID": commd_to_cid(bytes.fromhex(r["pre"]["CommD"]))} for r in batch]}
-            msg = self.chain.push_message(m.actor, "PreCommitSectorBatch", params)
-            for r in batch:
-                self.state.update(m.actor, r["number"], pre_msg=msg)
-            log.info("miner %s: PreCommitSectorBatch of %d sectors sent as %s", m.actor, len(batch), msg)
-            out.append(msg)
+            out.append(self._send(m.actor, "pre", "PreCommitSectorBatch", params, [r["number"] for r in batch]))
         return out
 
+    def _send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> str:
+        """Journal, then push, then record: a crash anywhere resends the same nonce, which the
+        chain answers with the message it already has."""
+        nonce = self.state.enqueue_message(miner, kind, method, params, sectors)
+        crash_point("manager.commit.before_push")
+        msg = self._push(miner, nonce, kind, method, params)
+        log.info("miner %s: %s (nonce %d) for sectors %s sent as %s", miner, method, nonce, sectors, msg)
+        return msg
+
+    def _push(self, miner: int, nonce: int, kind: str, method: str, params: dict) -> str:
+        msg = self.chain.push_message(miner, method, params, nonce)
+        crash_point("manager.commit.after_push")
+        self.state.record_sent(miner, nonce, msg)
+        return msg
+
     def _flush_proofs(self, m: MinerConfig) -> list[str]:
-        waiting = [r for r in self.state.sectors(m.actor) if "commit_proof" in r and "proof_msg" not in r and not r.get("abort_reason")]
+        waiting = [r for r in self.state.sectors(m.actor) if "commit_proof" in r and "proof_nonce" not in r and not r.get("abort_reason")]
         if not self._due(waiting, "proof_queued_at", m.prove_batch):
             return []
         policy = getattr(self.chain, "policy", self.config.chain)
@@ -83,12 +98,9 @@ class Committer:
                     out += self._send_single(m, batch)
                     continue
                 proofs = {r["number"]: base64.b64decode(r["commit_proof"]) for r in batch}
-                msg = self.chain.push_message(m.actor, "ProveCommitAggregate", {
-                    "SectorNumbers": sorted(proofs), "AggregateProof": base64.b64encode(encode_aggregate(proofs)).decode()})
-                for r in batch:
-                    self.state.update(m.actor, r["number"], proof_msg=msg)
-                log.info("miner %s: ProveCommitAggregate of %d sectors sent as %s", m.actor, len(batch), msg)
-                out.append(msg)
+                out.append(self._send(m.actor, "proof", "ProveCommitAggregate", {
+                    "SectorNumbers": sorted(proofs), "AggregateProof": base64.b64encode(encode_aggregate(proofs)).decode()},
+                    sorted(proofs)))
         else:
             out += self._send_single(m, waiting)
         return out
@@ -96,8 +108,6 @@ class Committer:
     def _send_single(self, m: MinerConfig, records: list[dict]) -> list[str]:
         out = []
         for r in records:
-            msg = self.chain.push_message(m.actor, "ProveCommitSector", {"SectorNumber": r["number"], "Proof": r["commit_proof"]})
-            self.state.update(m.actor, r["number"], proof_msg=msg)
-            log.info("miner %s: ProveCommitSector %d sent as %s", m.actor, r["number"], msg)
-            out.append(msg)
+            out.append(self._send(m.actor, "proof", "ProveCommitSector", {"SectorNumber": r["number"], "Proof": r["commit_proof"]},
+                                  [r["number"]]))
         return out

@@ -8,10 +8,10 @@ import math
 import random
 import shutil
 import time
-from pathlib import Path
 
 from ..chain.interface import Chain
 from ..chain.types import ChainError
+from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID
 from ..proofs import ProofError
@@ -62,6 +62,7 @@ class Sealer:
             if allowed_proofs and m.seal_proof not in allowed_proofs:
                 continue
             number = self.state.allocate(m.actor, m.seal_proof, m.min_number, m.max_number)
+            crash_point("manager.allocate.after_commit")
             if number is not None:
                 return {"ID": {"Miner": m.actor, "Number": number}, "ProofType": m.seal_proof}
         return None
@@ -94,10 +95,11 @@ class Sealer:
         pre = {"CommR": info["CommR"].hex(), "CommD": info["CommD"].hex()}
         if "pre" in rec:
             if rec["pre"] == pre:
-                return _submit(DUPLICATE_SUBMIT if rec.get("pre_msg") else ACCEPTED)
-            if not reset or rec.get("pre_msg"):
+                return _submit(DUPLICATE_SUBMIT if "pre_nonce" in rec else ACCEPTED)
+            if not reset or "pre_nonce" in rec:
                 return _submit(MISMATCHED_SUBMISSION, "a different PreCommit was already submitted")
         self.state.update(sid["Miner"], sid["Number"], pre=pre, pre_queued_at=self._now(), state="PCSubmitted")
+        crash_point("manager.precommit.after_record")
         return _submit(ACCEPTED)
 
     def _message_state(self, rec: dict, key: str, landed) -> dict:
@@ -159,8 +161,8 @@ class Sealer:
         b64 = base64.b64encode(proof).decode()
         if "commit_proof" in rec:
             if rec["commit_proof"] == b64:
-                return _submit(DUPLICATE_SUBMIT if rec.get("proof_msg") else ACCEPTED)
-            if not reset or rec.get("proof_msg"):
+                return _submit(DUPLICATE_SUBMIT if "proof_nonce" in rec else ACCEPTED)
+            if not reset or "proof_nonce" in rec:
                 return _submit(MISMATCHED_SUBMISSION, "a different proof was already submitted")
         try:   # check before paying for a message, as Lotus does
             verify_seal(seal_proof(rec["proof"]), SectorID(sid["Miner"], sid["Number"]), bytes.fromhex(rec["pre"]["CommD"]),
@@ -169,6 +171,7 @@ class Sealer:
         except ProofError as exc:
             return _submit(REJECTED, f"proof does not verify: {exc}")
         self.state.update(sid["Miner"], sid["Number"], commit_proof=b64, proof_queued_at=self._now(), state="ProofSubmitted")
+        crash_point("manager.proof.after_record")
         return _submit(ACCEPTED)
 
     def poll_proof_state(self, sid: dict) -> dict:

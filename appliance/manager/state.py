@@ -16,6 +16,10 @@ CREATE TABLE IF NOT EXISTS counters (miner INTEGER PRIMARY KEY, next INTEGER NOT
 CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT NULL, proof INTEGER NOT NULL,
     info TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (miner, number));
 CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, info TEXT NOT NULL, last_ping REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS nonces (miner INTEGER PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (miner INTEGER NOT NULL, nonce INTEGER NOT NULL, kind TEXT NOT NULL,
+    method TEXT NOT NULL, params TEXT NOT NULL, sectors TEXT NOT NULL, message TEXT, created REAL NOT NULL,
+    PRIMARY KEY (miner, nonce));
 CREATE TABLE IF NOT EXISTS reservations (miner INTEGER NOT NULL, number INTEGER NOT NULL, store TEXT NOT NULL,
     size INTEGER NOT NULL, PRIMARY KEY (miner, number));
 """
@@ -71,18 +75,50 @@ class ManagerState:
     def update(self, miner: int, number: int, **changes) -> dict:
         """Merge changes into a sector record (None deletes a key); returns the new record."""
         with self.tx() as db:
-            row = db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
-            if row is None:
-                raise KeyError((miner, number))
-            info = json.loads(row[0])
-            for k, v in changes.items():
-                if v is None:
-                    info.pop(k, None)
-                else:
-                    info[k] = v
-            db.execute("UPDATE sectors SET info = ?, updated = ? WHERE miner = ? AND number = ?",
-                       (json.dumps(info), self._now(), miner, number))
+            self._merge(db, miner, number, changes)
         return self.sector(miner, number)
+
+    def _merge(self, db, miner: int, number: int, changes: dict) -> None:
+        row = db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+        if row is None:
+            raise KeyError((miner, number))
+        info = json.loads(row[0])
+        for k, v in changes.items():
+            if v is None:
+                info.pop(k, None)
+            else:
+                info[k] = v
+        db.execute("UPDATE sectors SET info = ?, updated = ? WHERE miner = ? AND number = ?",
+                   (json.dumps(info), self._now(), miner, number))
+
+    # ---------------------------------------------------------------------- outbox
+
+    def enqueue_message(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> int:
+        """Journal a chain message with the miner's next nonce before it is sent, and tie the
+        sectors to it (`<kind>_nonce`), in one transaction; returns the nonce."""
+        with self.tx() as db:
+            row = db.execute("SELECT next FROM nonces WHERE miner = ?", (miner,)).fetchone()
+            nonce = row[0] if row else 0
+            db.execute("INSERT INTO nonces (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE SET next = excluded.next",
+                       (miner, nonce + 1))
+            db.execute("INSERT INTO outbox (miner, nonce, kind, method, params, sectors, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (miner, nonce, kind, method, json.dumps(params), json.dumps(sectors), self._now()))
+            for n in sectors:
+                self._merge(db, miner, n, {f"{kind}_nonce": nonce})
+        return nonce
+
+    def unsent(self) -> list[dict]:
+        rows = self._db.execute("SELECT miner, nonce, kind, method, params, sectors FROM outbox WHERE message IS NULL "
+                                "ORDER BY miner, nonce").fetchall()
+        return [{"miner": r[0], "nonce": r[1], "kind": r[2], "method": r[3], "params": json.loads(r[4]),
+                 "sectors": json.loads(r[5])} for r in rows]
+
+    def record_sent(self, miner: int, nonce: int, message: str) -> None:
+        with self.tx() as db:
+            row = db.execute("SELECT kind, sectors FROM outbox WHERE miner = ? AND nonce = ?", (miner, nonce)).fetchone()
+            db.execute("UPDATE outbox SET message = ? WHERE miner = ? AND nonce = ?", (message, miner, nonce))
+            for n in json.loads(row[1]):
+                self._merge(db, miner, n, {f"{row[0]}_msg": message})
 
     def sectors(self, miner: int | None = None) -> list[dict]:
         rows = self._db.execute("SELECT miner, number FROM sectors WHERE ? IS NULL OR miner = ? ORDER BY miner, number",
