@@ -11,6 +11,7 @@ import sys
 
 from . import __version__
 from .proofs import ProofError
+from .rpc import RPCError
 
 
 def version_info() -> dict:
@@ -22,6 +23,7 @@ def version_info() -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from .bench import add_parsers as add_bench
+    from .manager.cli_util import add_parsers as add_manager_util
     from .manager.commands import add_parsers as add_manager
     from .proofs.commands import add_parsers as add_util
 
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     util = sub.add_parser("util", help="the proof engine and chain by hand").add_subparsers(dest="util_command", metavar="TOOL")
     util.required = True
     add_util(util)
+    add_manager_util(util)
     bench = sub.add_parser("bench", help="benchmarks to run on your own hardware").add_subparsers(dest="bench_command", metavar="BENCH")
     bench.required = True
     add_bench(bench)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ProofError, ValueError, OSError, FileExistsError) as exc:
+    except (ProofError, ValueError, OSError, RPCError) as exc:
         print(f"damocles: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,11 +4,13 @@ flushes on Threshold, the other on MaxWait), poll until Landed, reserve and pers
 ProveCommit (aggregated), poll until Landed, finalize; the devnet records the sectors."""
 
 import base64
+import json
 
 import pytest
 
 from appliance.rpc import RPCError
 
+from .conftest import run_cli
 from .manager_driver import ManagerProc, drive_sectors
 
 
@@ -62,3 +64,31 @@ def test_worker_facing_answers(manager):
                                              "StateChange": {"Prev": "Allocated", "Next": "DealsAcquired", "Event": "AcquireDeals"}})
     assert resp["Finalized"] is True and resp["AbortReason"] == "operator says so"
     m.call("Venus.WorkerPing", {"Name": "w1", "Dest": "127.0.0.1:17890", "Version": "0.1.0"})
+
+
+def test_operator_cli(manager):
+    api = manager.rpc.url[: -len("/rpc/v0")]
+    common = ["--api", api, "--home", str(manager.home)]
+    out = json.loads(run_cli("util", "chain", "advance", "7", *common, "--json", check=True).stdout)
+    assert out["Epoch"] >= 7
+    assert json.loads(run_cli("util", "chain", "head", *common, "--json", check=True).stdout)["Epoch"] == out["Epoch"]
+    sid = manager.call("Venus.AllocateSector", {})["ID"]
+    listed = json.loads(run_cli("util", "sectors", "list", *common, "--json", check=True).stdout)["sectors"]
+    assert [s["ID"] for s in listed] == [sid]
+    text = run_cli("util", "sectors", "list", *common, check=True).stdout
+    assert "s-t01000-1" in text and "Allocated" in text
+    run_cli("util", "sectors", "abort", "1000-1", "--reason", "bad disk", *common, check=True)
+    info = json.loads(run_cli("util", "sectors", "info", "s-t01000-1", *common, "--json", check=True).stdout)
+    assert info["AbortReason"] == "bad disk"
+    run_cli("util", "sectors", "restore", "1000-1", *common, check=True)
+    assert json.loads(run_cli("util", "sectors", "info", "1000-1", *common, "--json", check=True).stdout)["AbortReason"] is None
+    stores = json.loads(run_cli("util", "storage", "list", *common, "--json", check=True).stdout)["stores"]
+    assert stores[0]["Name"] == "persist-1" and stores[0]["Free"] > 0
+    assert json.loads(run_cli("util", "miner", "info", "1000", *common, "--json", check=True).stdout)["SectorSize"] == 2048
+    manager.call("Venus.WorkerPing", {"Name": "w1", "Dest": "127.0.0.1:17890", "Version": "0.1.0"})
+    assert "w1" in run_cli("util", "workers", "list", *common, check=True).stdout
+    assert run_cli("util", "chain", "sectors", *common, check=True).returncode == 0
+    p = run_cli("util", "sectors", "info", "1000-99", *common)
+    assert p.returncode == 2 and "not found" in p.stderr
+    p = run_cli("util", "sectors", "list", "--api", api, "--token", "bogus")
+    assert p.returncode == 2 and "invalid token" in p.stderr

@@ -17,6 +17,12 @@ def _ticket(v, field):
     return {"Ticket": base64.b64encode(t["Ticket"]).decode(), "Epoch": t["Epoch"]}
 
 
+def _seconds(v, field):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise RPCError(INVALID_PARAMS, f"{field}: expected a non-negative number of seconds, got {v!r}")
+    return float(v)
+
+
 allocate_spec = struct({"AllowedMiners": optional(list_of(u64)), "AllowedProofTypes": optional(list_of(u64))},
                        optional_keys=("AllowedMiners", "AllowedProofTypes"))
 allocated_sector = struct({"ID": sector_id, "ProofType": u64})
@@ -54,9 +60,15 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     server.register("Venus.ReportAborted", sealer.report_aborted, w, [("sid", sector_id), ("reason", string)])
     server.register("Venus.WorkerPing", sealer.worker_ping, w, [("info", worker_info)])
     server.register("Venus.ListSectors", sealer.list_sectors, "read", [])
+    server.register("Venus.FindSector", sealer.find_sector, "read", [("sid", sector_id)])
     server.register("Venus.AbortSector", sealer.abort, "admin", [("sid", sector_id), ("reason", string)])
+    server.register("Venus.RestoreSector", sealer.restore_sector, "admin", [("sid", sector_id), ("forced", boolean)])
+    server.register("Venus.WorkerPingInfoList", sealer.worker_list, "read", [])
+    server.register("Venus.StoreList", sealer.store_list, "read", [])
+    server.register("Venus.MinerInfo", sealer.miner_info, "read", [("miner", u64)])
     if devnet is not None:
         server.register("Venus.DevnetHead", lambda: {"Epoch": devnet.head(), "BlockTime": devnet.policy.block_time}, "read", [])
         server.register("Venus.DevnetAdvance", lambda n: {"Epoch": devnet.advance(n)}, "admin", [("epochs", u64)])
         server.register("Venus.DevnetSectors", lambda miner: [s.__dict__ for s in devnet.sectors(miner)], "read",
                         [("miner", optional(u64))])
+        server.register("Venus.DevnetSetBlockTime", lambda secs: devnet.set_block_time(secs), "admin", [("seconds", _seconds)])

@@ -17,7 +17,7 @@ from ..core.sector import SectorID
 from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.commitment import zero_comm
-from ..rpc import SECTOR_NOT_FOUND, RPCError
+from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
 from .config import ManagerConfig, PersistStore
 from .state import ManagerState
 
@@ -268,6 +268,42 @@ class Sealer:
                         "Pre": r.get("pre"), "Persisted": r.get("persisted"),
                         "MessageInfo": {"PreCommitCid": r.get("pre_msg"), "CommitCid": r.get("proof_msg")}})
         return out
+
+    def find_sector(self, sid: dict) -> dict:
+        self._sector(sid)
+        return next(s for s in self.list_sectors() if s["ID"] == sid)
+
+    def restore_sector(self, sid: dict, forced: bool) -> None:
+        """Operator: bring an aborted or finalized sector back (its worker may resume it)."""
+        rec = self._sector(sid)
+        if not (rec.get("finalized") or rec.get("abort_reason")):
+            raise RPCError(INVALID_PARAMS, f"sector {sid['Miner']}-{sid['Number']} is not finalized or aborted")
+        if rec.get("state") == "Finished" and not forced:
+            raise RPCError(INVALID_PARAMS, "the sector finished sealing; use forced to restore it anyway")
+        self.state.update(sid["Miner"], sid["Number"], finalized=None, abort_reason=None)
+
+    def worker_list(self) -> list[dict]:
+        return [{"Info": info, "LastPing": int(last)} for _, info, last in self.state.workers()]
+
+    def store_list(self) -> list[dict]:
+        out = []
+        for s in self.config.persist_stores:
+            try:
+                du = shutil.disk_usage(s.path)
+                total, free = du.total, du.free
+            except OSError:
+                total = free = 0
+            out.append({**self.basic_info(s), "Total": total, "Free": free, "Reserved": self.state.reserved(s.name)})
+        return out
+
+    def miner_info(self, miner: int) -> dict:
+        try:
+            info = self.chain.miner_info(miner)
+        except ChainError as exc:
+            raise RPCError(INVALID_PARAMS, str(exc)) from None
+        return {"ID": info.actor, "Addr": f"f0{info.actor}", "SectorSize": info.sector_size,
+                "SealProofType": info.seal_proof, "WindowPoStProofType": info.window_post_proof,
+                "ProvingPeriodStart": info.proving_period_start, "Configured": self.config.miner(miner) is not None}
 
     def worker_ping(self, info: dict) -> None:
         self.state.ping(info["Name"], info)

@@ -1,0 +1,144 @@
+"""`damocles util chain|sectors|workers|storage|miner ...`: operator commands that talk to the
+manager's RPC. The API address comes from --api or DAMOCLES_API (default
+http://127.0.0.1:1789); the token from --token or DAMOCLES_TOKEN, or is minted from the secret
+of a manager home on this machine (--home, default ~/.damocles-manager)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..core.output import emit
+from ..rpc.auth import issue_token, load_or_create_secret
+from ..rpc.client import RPCClient
+from .commands import DEFAULT_HOME
+
+
+def _client(args) -> RPCClient:
+    token = args.token or os.environ.get("DAMOCLES_TOKEN")
+    if not token:
+        secret_file = Path(args.home) / "secret"
+        if not secret_file.exists():
+            raise ValueError(f"no token: pass --token, set DAMOCLES_TOKEN, or point --home at a manager home ({secret_file} not found)")
+        token = issue_token(load_or_create_secret(secret_file), "admin", "cli")
+    return RPCClient(args.api or os.environ.get("DAMOCLES_API") or "http://127.0.0.1:1789", token)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--api", help="manager URL (default $DAMOCLES_API or http://127.0.0.1:1789)")
+    p.add_argument("--token", help="API token (default $DAMOCLES_TOKEN or minted from --home)")
+    p.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    p.add_argument("--json", action="store_true")
+
+
+def _sid(text: str) -> dict:
+    """'1000-5' or 's-t01000-5' -> SectorID."""
+    t = text[4:] if text.startswith("s-t0") else text
+    try:
+        miner, number = (int(x) for x in t.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a sector id like 1000-5") from None
+    return {"Miner": miner, "Number": number}
+
+
+def add_parsers(util: argparse._SubParsersAction) -> None:
+    chain = util.add_parser("chain", help="the devnet chain (admin)").add_subparsers(dest="chain_cmd", metavar="CMD")
+    chain.required = True
+    p = chain.add_parser("head")
+    _common(p)
+    p.set_defaults(func=lambda a: _show(a, _client(a).call("Venus.DevnetHead")))
+    p = chain.add_parser("advance")
+    p.add_argument("epochs", type=int)
+    _common(p)
+    p.set_defaults(func=lambda a: _show(a, _client(a).call("Venus.DevnetAdvance", a.epochs)))
+    p = chain.add_parser("block-time")
+    p.add_argument("seconds", type=float)
+    _common(p)
+    p.set_defaults(func=lambda a: _show(a, {"BlockTime": a.seconds, "ok": _client(a).call("Venus.DevnetSetBlockTime", a.seconds) is None}))
+    p = chain.add_parser("sectors")
+    p.add_argument("--miner", type=int)
+    _common(p)
+    p.set_defaults(func=cmd_chain_sectors)
+
+    sectors = util.add_parser("sectors", help="sectors the manager knows").add_subparsers(dest="sectors_cmd", metavar="CMD")
+    sectors.required = True
+    p = sectors.add_parser("list")
+    _common(p)
+    p.set_defaults(func=cmd_sectors_list)
+    for name, method in (("info", "Venus.FindSector"),):
+        p = sectors.add_parser(name)
+        p.add_argument("sector", type=_sid)
+        _common(p)
+        p.set_defaults(func=lambda a, m=method: _show(a, _client(a).call(m, a.sector)))
+    p = sectors.add_parser("abort", help="abort a sector; its worker stops at its next report")
+    p.add_argument("sector", type=_sid)
+    p.add_argument("--reason", default="aborted by the operator")
+    _common(p)
+    p.set_defaults(func=lambda a: _show(a, {"aborted": _client(a).call("Venus.AbortSector", a.sector, a.reason) is None}))
+    p = sectors.add_parser("restore", help="bring an aborted sector back")
+    p.add_argument("sector", type=_sid)
+    p.add_argument("--forced", action="store_true")
+    _common(p)
+    p.set_defaults(func=lambda a: _show(a, {"restored": _client(a).call("Venus.RestoreSector", a.sector, a.forced) is None}))
+
+    p = util.add_parser("workers", help="workers that pinged the manager").add_subparsers(dest="workers_cmd", metavar="CMD")
+    p.required = True
+    q = p.add_parser("list")
+    _common(q)
+    q.set_defaults(func=cmd_workers_list)
+    p = util.add_parser("storage", help="persist stores").add_subparsers(dest="storage_cmd", metavar="CMD")
+    p.required = True
+    q = p.add_parser("list")
+    _common(q)
+    q.set_defaults(func=cmd_storage_list)
+    p = util.add_parser("miner", help="miner information").add_subparsers(dest="miner_cmd", metavar="CMD")
+    p.required = True
+    q = p.add_parser("info")
+    q.add_argument("miner", type=int, nargs="?", default=1000)
+    _common(q)
+    q.set_defaults(func=lambda a: _show(a, _client(a).call("Venus.MinerInfo", a.miner)))
+
+
+def _show(args, result) -> int:
+    emit(result if isinstance(result, dict) else {"result": result}, args.json)
+    return 0
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    return ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+
+
+def cmd_chain_sectors(args) -> int:
+    rows = _client(args).call("Venus.DevnetSectors", args.miner)
+    emit({"sectors": rows}, args.json, _table([[r["miner"], r["number"], r["seal_proof"], r["activation"], r["expiration"],
+                                                r["sealed_cid"]] for r in rows],
+                                              ["MINER", "NUMBER", "PROOF", "ACTIVATION", "EXPIRATION", "COMM_R"]))
+    return 0
+
+
+def cmd_sectors_list(args) -> int:
+    rows = _client(args).call("Venus.ListSectors")
+    emit({"sectors": rows}, args.json, _table(
+        [[f"s-t0{r['ID']['Miner']}-{r['ID']['Number']}", r["LatestState"] or "", r["Worker"] or "",
+          "yes" if r["Finalized"] else "no", r["AbortReason"] or ""] for r in rows],
+        ["SECTOR", "STATE", "WORKER", "FINALIZED", "ABORT REASON"]))
+    return 0
+
+
+def cmd_workers_list(args) -> int:
+    rows = _client(args).call("Venus.WorkerPingInfoList")
+    emit({"workers": rows}, args.json, _table(
+        [[r["Info"]["Name"], r["Info"].get("Dest") or "", datetime.fromtimestamp(r["LastPing"], timezone.utc).isoformat()]
+         for r in rows], ["NAME", "DEST", "LAST PING"]))
+    return 0
+
+
+def cmd_storage_list(args) -> int:
+    rows = _client(args).call("Venus.StoreList")
+    emit({"stores": rows}, args.json, _table(
+        [[r["Name"], r["Path"], r["Weight"], "yes" if r["ReadOnly"] else "no", r["Free"], r["Reserved"]] for r in rows],
+        ["NAME", "PATH", "WEIGHT", "READONLY", "FREE", "RESERVED"]))
+    return 0
