@@ -92,3 +92,9 @@ def test_bench_commands_small():
     assert out["labels"] == 128 and out["ratio_to_floor"] > 0 and out["pc1_peak_rss_bytes"] > 0
     out = json.loads(run_cli("bench", "pc2", "--size", "2KiB", "--procs", "2", "--json", check=True).stdout)
     assert out["poseidon_hashes"] == 64 + 2 * 9 and set(out["runs"]) == {"1", "2"}
+
+
+def test_bench_rpc_small():
+    out = json.loads(run_cli("bench", "rpc", "--clients", "2", "--seconds", "0.5", "--json", check=True).stdout)
+    assert out["manager"]["errors"] == 0 and out["manager"]["requests"] > 0 and out["bare"]["requests"] > 0
+    assert out["ratio_to_bare"] > 0

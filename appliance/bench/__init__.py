@@ -9,6 +9,7 @@ import argparse
 def add_parsers(bench: argparse._SubParsersAction) -> None:
     from .pc1 import cmd_bench_pc1
     from .pc2 import cmd_bench_pc2
+    from .rpc import cmd_bench_rpc
 
     p = bench.add_parser("pc1", help="SDR labelling speed against hashlib alone, parent cache time, peak memory")
     p.add_argument("--size", default="8MiB")
@@ -21,3 +22,9 @@ def add_parsers(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--procs", type=int, default=2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_pc2)
+
+    p = bench.add_parser("rpc", help="manager RPC requests/s and latency against a bare HTTP server")
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_rpc)

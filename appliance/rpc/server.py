@@ -37,6 +37,16 @@ class RPCServer:
         self.methods: dict[str, Method] = {}
         self.register("Venus.AuthVerify", self._auth_verify, "read", [("token", string)])
         self._httpd: ThreadingHTTPServer | None = None
+        self._verified: dict[str, str] = {}    # token -> permission: a token is checked once, not per request
+
+    def _verify(self, token: str) -> str:
+        perm = self._verified.get(token)
+        if perm is None:
+            perm = verify_token(self.secret, token)    # raises AuthError; failures are not cached
+            if len(self._verified) > 4096:
+                self._verified.clear()
+            self._verified[token] = perm
+        return perm
 
     def register(self, name: str, func: Callable[..., Any], perm: str, params: list[tuple[str, Converter]]) -> None:
         if name in self.methods:
@@ -60,7 +70,7 @@ class RPCServer:
             if kind.lower() != "bearer" or not token:
                 return None, "Authorization must be 'Bearer <token>'"
             try:
-                return verify_token(self.secret, token.strip()), None
+                return self._verify(token.strip()), None
             except AuthError as exc:
                 return None, str(exc)
         if self.allow_list:
@@ -113,6 +123,7 @@ class RPCServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True   # headers and body go out as separate writes
 
             def log_message(self, fmt, *args):   # quiet: one line per request is too much
                 log.debug("%s " + fmt, self.client_address[0], *args)
