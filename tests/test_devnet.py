@@ -193,3 +193,22 @@ def test_policy_from_config():
     assert warnings == ["[Chain]: unknown key 'Bogus' ignored"]
     with pytest.raises(ValueError, match=r"\[Chain\].AggregateMin: -1"):
         ChainPolicy.from_config({"AggregateMin": -1})
+
+
+def test_expiration_bounds(chain, tmp_path):
+    r = seal(chain, tmp_path, 1, 15)
+    head = chain.head()
+    rec = land(chain, "PreCommitSectorBatch", precommit_params(r, 1, 15, head, Expiration=head + 100))
+    assert rec.exit_code == 16 and "less than" in rec.error
+    rec = land(chain, "PreCommitSectorBatch", precommit_params(r, 1, 15, head, Expiration=head + 1279 * 2880))
+    assert rec.exit_code == 16 and "more than" in rec.error
+    rec = land(chain, "PreCommitSectorBatch", precommit_params(r, 1, 15, head, SealProof=6))
+    assert rec.exit_code == 16 and "not the miner's type" in rec.error
+
+
+def test_nonce_makes_pushes_idempotent(chain):
+    a = chain.push_message(MINER, "PreCommitSectorBatch", {"Sectors": []}, nonce=0)
+    assert chain.push_message(MINER, "PreCommitSectorBatch", {"Sectors": []}, nonce=0) == a
+    with pytest.raises(ChainError, match="nonce 0 .* already used"):
+        chain.push_message(MINER, "PreCommitSectorBatch", {"Sectors": [1]}, nonce=0)
+    assert len(chain.messages(MINER)) == 1

@@ -73,7 +73,19 @@ def init_home(home: Path, config_text: str = DEVNET_TOML) -> Path:
     cfg = load_config(cfg_path)
     for s in cfg.persist_stores:
         s.path.mkdir(parents=True, exist_ok=True)
+    chain = Devnet(home / "devnet.db", cfg.chain)     # genesis: the configured miners
+    try:
+        ensure_miners(chain, cfg)
+    finally:
+        chain.close()
     return cfg_path
+
+
+def ensure_miners(chain: Devnet, cfg: ManagerConfig) -> None:
+    existing = {m.actor for m in chain.miners()}
+    for m in cfg.miners:
+        if m.actor not in existing:
+            chain.create_miner(m.actor, m.seal_proof)
 
 
 class ManagerService:
@@ -84,10 +96,7 @@ class ManagerService:
             log.warning(w)
         self.secret = load_or_create_secret(self.home / "secret")
         self.chain = Devnet(self.home / "devnet.db", self.config.chain)
-        existing = {m.actor for m in self.chain.miners()}
-        for m in self.config.miners:
-            if m.actor not in existing:
-                self.chain.create_miner(m.actor, m.seal_proof)
+        ensure_miners(self.chain, self.config)
         self.state = ManagerState(self.home / "manager.db")
         self.sealer = Sealer(self.config, self.state, self.chain)
         self.committer = Committer(self.config, self.state, self.chain)
@@ -100,10 +109,22 @@ class ManagerService:
     def start(self, listen: str | None = None) -> tuple[str, int]:
         host, _, port = (listen or self.config.listen).rpartition(":")
         addr = self.rpc.serve(host or "127.0.0.1", int(port))
-        t = threading.Thread(target=self.committer.run, args=(self._stop,), name="commitment", daemon=True)
-        t.start()
-        self._threads.append(t)
+        for target, name in ((self.committer.run, "commitment"), (self._housekeeping, "housekeeping")):
+            t = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
         return addr
+
+    def _housekeeping(self, stop: threading.Event) -> None:
+        """Release, visibly, allocations of sectors that stopped reporting."""
+        interval = max(0.05, min(60.0, self.config.release_after / 4))
+        while not stop.wait(interval):
+            try:
+                for miner, number in self.sealer.release_silent():
+                    log.warning("released sector s-t0%s-%s: no report for %.0fs (allocation and reservation freed)",
+                                miner, number, self.config.release_after)
+            except Exception:
+                log.exception("housekeeping pass failed")
 
     def stop(self) -> None:
         self._stop.set()
