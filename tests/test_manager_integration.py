@@ -30,6 +30,9 @@ def test_sectors_through_the_manager(manager, tmp_path):
     assert len({s["MessageInfo"]["CommitCid"] for s in listed}) == 1     # one ProveCommitAggregate
     assert all(s["Finalized"] for s in listed)
     assert [s["number"] for s in manager.call("Venus.DevnetSectors", 1000)] == [1, 2, 3, 4]
+    found = manager.call("Venus.SectorIndexerFind", "normal", {"Miner": 1000, "Number": 2})
+    assert found["Found"] and found["Instance"]["SealedFile"].endswith("persist-1/sealed/s-t01000-2")
+    assert manager.call("Venus.SectorIndexerFind", "normal", {"Miner": 1000, "Number": 9})["Found"] is False
     state = manager.call("Venus.ReportState", {"Miner": 1000, "Number": 1},
                          {"Worker": {"Instance": "w1", "Location": "/data/1"},
                           "StateChange": {"Prev": "ProofSubmitted", "Next": "Finished", "Event": "Finish"}})

@@ -121,3 +121,21 @@ def test_silent_sectors_are_released(parts):
     assert rec["finalized"] and rec["abort_reason"].startswith("released: no report")
     assert state.reservation(1000, sid["Number"]) is None
     assert sealer.release_silent() == []
+
+
+def test_duplicate_submit_and_files_missed(parts, tmp_path):
+    from appliance.manager.sealer import DUPLICATE_SUBMIT, FILES_MISSED, LANDED
+    cfg, chain, state, sealer, committer, clock = parts
+    alloc = sealer.allocate_sector({})
+    sid = alloc["ID"]
+    assert _precommit(sealer, tmp_path, alloc)["Res"] == 1
+    committer.tick()
+    rec = state.sector(1000, sid["Number"])
+    again = sealer.submit_pre_commit(alloc, {"CommR": bytes.fromhex(rec["pre"]["CommR"]), "CommD": bytes.fromhex(rec["pre"]["CommD"]),
+                                             "Ticket": rec["ticket"]}, False)
+    assert again["Res"] == DUPLICATE_SUBMIT
+    chain.advance(2)
+    assert sealer.poll_pre_commit_state(sid)["State"] == LANDED
+    chain.advance(20)
+    assert sealer.wait_seed(sid, 5)["Seed"] is not None
+    assert sealer.submit_proof(sid, {"Proof": b"whatever"}, False)["Res"] == FILES_MISSED

@@ -61,6 +61,7 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     server.register("Venus.WorkerPing", sealer.worker_ping, w, [("info", worker_info)])
     server.register("Venus.ListSectors", sealer.list_sectors, "read", [])
     server.register("Venus.FindSector", sealer.find_sector, "read", [("sid", sector_id)])
+    server.register("Venus.SectorIndexerFind", sealer.sector_indexer_find, "read", [("type", string), ("sid", sector_id)])
     server.register("Venus.AbortSector", sealer.abort, "admin", [("sid", sector_id), ("reason", string)])
     server.register("Venus.RestoreSector", sealer.restore_sector, "admin", [("sid", sector_id), ("forced", boolean)])
     server.register("Venus.WorkerPingInfoList", sealer.worker_list, "read", [])

@@ -273,6 +273,18 @@ class Sealer:
         self._sector(sid)
         return next(s for s in self.list_sectors() if s["ID"] == sid)
 
+    def sector_indexer_find(self, kind: str, sid: dict) -> dict:
+        """Where a persisted sector's files live: {Found, Instance{Name, SealedFile, CacheDir}}."""
+        if kind not in ("normal", "upgrade"):
+            raise RPCError(INVALID_PARAMS, f"type: expected normal or upgrade, got {kind!r}")
+        rec = self.state.sector(sid["Miner"], sid["Number"])
+        store = self._store(rec["persisted"]) if rec and rec.get("persisted") else None
+        if store is None or kind == "upgrade":
+            return {"Found": False, "Instance": None}
+        name = sector_file_names(sid["Miner"], sid["Number"])
+        return {"Found": True, "Instance": {"Name": store.name, "SealedFile": str(store.path / "sealed" / name),
+                                            "CacheDir": str(store.path / "cache" / name)}}
+
     def restore_sector(self, sid: dict, forced: bool) -> None:
         """Operator: bring an aborted or finalized sector back (its worker may resume it)."""
         rec = self._sector(sid)
