@@ -1,0 +1,118 @@
+"""A sealing thread's journal: `<location>/meta/journal.db`, SQLite in WAL mode with synchronous
+writes. It holds the current sector record and an append-only log of transitions (with events
+and errors). A transition is committed before the thread acts on it, so a restart resumes at the
+step that was in flight. A journal that cannot be read is a crit error naming the file: it is
+never replaced by an empty one. The location is locked (`.holder`, flock) while in use."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sector (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, sector TEXT,
+    prev TEXT, next TEXT, event TEXT, level TEXT, error TEXT);
+"""
+
+
+class JournalError(Exception):
+    """The journal or location cannot be used; the thread stops with a crit error."""
+
+
+class LocationLock:
+    """Exclusive use of a sealing location by one worker process."""
+
+    def __init__(self, location: Path):
+        self.location = Path(location)
+        try:
+            self.location.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.location / ".holder", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise JournalError(f"sealing location {self.location} cannot be used: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._fd)
+            raise JournalError(f"sealing location {self.location} is in use by worker process {holder}") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Journal:
+    def __init__(self, location: Path):
+        self.path = Path(location) / "meta" / "journal.db"
+        existed = self.path.exists()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            if existed and self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("integrity check failed")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            if existed:
+                tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not {"sector", "log"} <= tables:
+                    raise sqlite3.DatabaseError("not a sealing journal (tables missing)")
+            self._db.executescript(SCHEMA)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise JournalError(f"journal {self.path} cannot be read: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def current(self) -> dict | None:
+        try:
+            row = self._db.execute("SELECT record FROM sector WHERE id = 1").fetchone()
+            return json.loads(row[0]) if row else None
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
+            raise JournalError(f"journal {self.path} cannot be read: {exc}") from None
+
+    def _append(self, sector: str | None, prev: str | None, nxt: str | None, event: str | None,
+                level: str | None = None, error: str | None = None) -> None:
+        self._db.execute("INSERT INTO log (ts, sector, prev, next, event, level, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (time.time(), sector, prev, nxt, event, level, error))
+
+    def transition(self, record: dict, prev: str, event: str) -> None:
+        """Commit the new record (its `state` already the next state) and the log row, together."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT INTO sector (id, record) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                             (json.dumps(record),))
+            self._append(record.get("name"), prev, record["state"], event)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def save(self, record: dict) -> None:
+        """Update the record without a transition (retry counters, pause flags)."""
+        self._db.execute("INSERT INTO sector (id, record) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                         (json.dumps(record),))
+
+    def failure(self, record: dict | None, level: str, error: str) -> None:
+        name = record.get("name") if record else None
+        self._append(name, record.get("state") if record else None, None, None, level, error)
+
+    def clear(self, record: dict, event: str) -> None:
+        """The sector is done (finished or aborted): drop the current record, keep the log."""
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("DELETE FROM sector WHERE id = 1")
+        self._append(record.get("name"), record.get("state"), None, event)
+        self._db.execute("COMMIT")
+
+    def log(self, sector: str | None = None) -> list[dict]:
+        rows = self._db.execute("SELECT seq, ts, sector, prev, next, event, level, error FROM log "
+                                "WHERE ? IS NULL OR sector = ? ORDER BY seq", (sector, sector)).fetchall()
+        return [dict(zip(("seq", "ts", "sector", "prev", "next", "event", "level", "error"), r)) for r in rows]
