@@ -15,6 +15,12 @@ POINTS = {
     "manager.commit.before_push": "a batch is in the outbox with its nonce but not yet on the chain",
     "manager.commit.after_push": "a batch is on the chain but the outbox does not know its message id",
     "manager.proof.after_record": "a proof is recorded but the worker never gets the answer",
+    "worker.pc1.before": "the worker dies as PC1 starts (the step is redone from its start)",
+    "worker.pc1.after": "PC1's layers are written but the transition is not journaled",
+    "worker.pc2.after": "PC2's files are written but the transition is not journaled",
+    "worker.submit_pc.after": "the manager has the PreCommit but the worker never journaled it",
+    "worker.persist.before": "space is reserved in the persist store but nothing is copied",
+    "worker.submit_proof.after": "the manager has the proof but the worker never journaled it",
 }
 
 

@@ -1,0 +1,34 @@
+"""Failure levels of a sealing step (research/damocles.md section 4):
+temp (retried `max_retries` times every `recover_interval`, then perm), perm and crit (the thread
+pauses until an operator resumes it), abort (the sector is given up and reported). Wait is not a
+failure: the step is not done yet (idle, polling, waiting for the seed)."""
+
+from __future__ import annotations
+
+
+class StepFailure(Exception):
+    level = "perm"
+
+
+class Temp(StepFailure):
+    level = "temp"
+
+
+class Perm(StepFailure):
+    level = "perm"
+
+
+class Crit(StepFailure):
+    level = "crit"
+
+
+class Abort(StepFailure):
+    level = "abort"
+
+
+class Wait(Exception):
+    """Come back later: after `delay` seconds, or the polling interval, or the recover interval."""
+
+    def __init__(self, why: str, delay: float | None = None, polling: bool = False):
+        super().__init__(why)
+        self.delay, self.polling = delay, polling

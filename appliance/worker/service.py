@@ -1,0 +1,140 @@
+"""The worker process: checks its config against the machine and the manager, locks its
+locations, runs one sealing thread per `[[sealing_thread]]`, pings the manager with a summary,
+and stops on SIGTERM (a step in flight is redone from its start at the next run)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .. import __version__
+from ..rpc import RPCError
+from ..rpc.client import RPCClient, TransportError
+from .config import AttachedStore, SealingConfig, WorkerConfig
+from .journal import JournalError, LocationLock
+from .thread import SealingThread
+
+log = logging.getLogger("damocles.worker")
+
+
+class StageLimits:
+    """`[processors.limitation.concurrent]` and `.staggered`: at most N tasks of a stage at once,
+    and starts of a stage at least S seconds apart."""
+
+    def __init__(self, concurrent: dict[str, int], staggered: dict[str, float]):
+        self._sem = {k: threading.BoundedSemaphore(v) for k, v in concurrent.items()}
+        self._staggered = staggered
+        self._last_start: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def run(self, stage: str, fn, *args):
+        sem = self._sem.get(stage)
+        if sem:
+            sem.acquire()
+        try:
+            gap = self._staggered.get(stage)
+            if gap:
+                with self._lock:
+                    wait = self._last_start.get(stage, 0.0) + gap - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                    self._last_start[stage] = time.monotonic()
+            return fn(*args)
+        finally:
+            if sem:
+                sem.release()
+
+
+@dataclass
+class ThreadContext:
+    rpc: RPCClient
+    sealing: SealingConfig
+    location: Path
+    attached: list[AttachedStore]
+    parent_cache: Path | None
+    worker_name: str
+    limits: StageLimits
+    pc2_procs: int = 1
+
+    def run_stage(self, stage: str, fn, *args):
+        return self.limits.run(stage, fn, *args)
+
+
+class WorkerService:
+    def __init__(self, config: WorkerConfig, parent_cache: Path | None = None):
+        self.config = config
+        for w in config.warnings:
+            log.warning(w)
+        if not config.threads:
+            raise ValueError("worker.toml has no [[sealing_thread]]")
+        if not config.attached:
+            raise ValueError("worker.toml has no [[attached]] persist store")
+        self.rpc = RPCClient(config.manager_url, config.manager_token)
+        for a in config.attached:
+            if not a.location.is_dir():
+                raise ValueError(f"[[attached]] {a.name}: {a.location} is not a directory")
+            try:
+                if self.rpc.call("Venus.StoreBasicInfo", a.name) is None:
+                    raise ValueError(f"[[attached]] {a.name}: the manager has no persist store of that name")
+            except TransportError as exc:
+                raise ValueError(f"cannot reach the manager at {config.manager_url}: {exc}") from None
+            except RPCError as exc:
+                raise ValueError(f"the manager refused StoreBasicInfo: {exc.message}") from None
+        self.locks: list[LocationLock] = []
+        try:
+            for t in config.threads:
+                self.locks.append(LocationLock(t.location))
+        except JournalError as exc:
+            self.release()
+            raise ValueError(str(exc)) from None
+        limits = StageLimits(config.concurrent, config.staggered)
+        pc2_procs = max((p.concurrent or 1) for p in config.processors.get("pc2", [])) if config.processors.get("pc2") else 1
+        self.threads = [SealingThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached, parent_cache,
+                                                       config.name, limits, pc2_procs))
+                        for i, t in enumerate(config.threads)]
+        self._stop = threading.Event()
+        self._runners: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for t in self.threads:
+            r = threading.Thread(target=t.run, args=(self._stop,), name=f"sealing-{t.index}", daemon=True)
+            r.start()
+            self._runners.append(r)
+        p = threading.Thread(target=self._ping_loop, name="ping", daemon=True)
+        p.start()
+
+    def _ping_loop(self) -> None:
+        while not self._stop.is_set():
+            states = [t.status for t in self.threads]
+            summary = {"Threads": len(states), "Empty": sum(1 for t in self.threads if t.rec.get("state") == "Empty"),
+                       "Paused": states.count("Paused"), "Running": states.count("Running"),
+                       "Waiting": states.count("Waiting"), "Errors": sum(1 for t in self.threads if t.last_error)}
+            try:
+                self.rpc.call("Venus.WorkerPing", {"Name": self.config.name, "Dest": f"{self.config.rpc_host}:{self.config.rpc_port}",
+                                                   "Version": __version__, "Summary": summary})
+            except (TransportError, RPCError) as exc:
+                log.warning("WorkerPing failed: %s", exc)
+            self._stop.wait(self.config.ping_interval)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking steps; a step in flight is abandoned after `timeout` (its transition is
+        not journaled, so the next run redoes it)."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for r in self._runners:
+            r.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.release()
+
+    def release(self) -> None:
+        for lock in self.locks:
+            lock.release()
+        self.locks = []
+
+
+def worker_config_with(config: WorkerConfig, **sealing) -> WorkerConfig:
+    """A copy whose threads use changed sealing settings (tests, `damocles up`)."""
+    config.threads = [replace(t, sealing=replace(t.sealing, **sealing)) for t in config.threads]
+    return config

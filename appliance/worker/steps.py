@@ -1,0 +1,281 @@
+"""What each state of the sealer plan does (`exec`): one step of a sector, returning the event
+that leaves the state, or raising a classified failure. Steps are written so that re-running an
+interrupted step from its start is safe: outputs are built under temporary names and renamed."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.crash import crash_point
+from ..core.proof_types import seal_proof
+from ..core.sector import SectorID
+from ..proofs import ProofError
+from ..proofs.addpiece import add_pieces, build_tree_d
+from ..proofs.c2 import seal_commit_phase2, verify_seal
+from ..proofs.commitment import zero_comm
+from ..proofs.pc1 import generate_labels, replica_id
+from ..proofs.pc2 import read_p_aux, seal_pre_commit_phase2
+from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1
+from ..rpc import SECTOR_NOT_FOUND, RPCError
+from ..rpc.client import TransportError
+from .failure import Abort, Crit, Perm, Temp, Wait
+
+# SubmitResult / OnChainState (Damocles)
+ACCEPTED, DUPLICATE, MISMATCHED, REJECTED, FILES_MISSED = 1, 2, 3, 4, 5
+PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = 1, 2, 3, 4, 5, 6, 7
+PERSISTED_CACHE_FILES = ("p_aux", "t_aux")
+
+
+@dataclass
+class Paths:
+    location: Path
+    name: str
+
+    @property
+    def data(self) -> Path:
+        return self.location / "data"
+
+    @property
+    def staged(self) -> Path:
+        return self.data / "unsealed" / self.name
+
+    @property
+    def cache(self) -> Path:
+        return self.data / "cache" / self.name
+
+    @property
+    def sealed(self) -> Path:
+        return self.data / "sealed" / self.name
+
+    def make(self) -> None:
+        for d in (self.staged.parent, self.cache, self.sealed.parent):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        for p in (self.staged, self.sealed):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+
+def call(rpc, method: str, *params):
+    """An RPC call with Damocles' classification: no answer is temp, 11001 aborts the sector."""
+    try:
+        return rpc.call(method, *params)
+    except TransportError as exc:
+        raise Temp(f"{method}: {exc}") from None
+    except RPCError as exc:
+        if exc.code == SECTOR_NOT_FOUND:
+            raise Abort(f"{method}: the manager does not know the sector ({exc.message})") from None
+        raise Temp(f"{method}: {exc.message} (code {exc.code})") from None
+
+
+class SealerSteps:
+    """exec(state) for the sealer plan. `rec` is the journaled sector record; steps put what they
+    produce into `rec` (the thread journals it with the transition)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx   # WorkerContext: rpc, config, parent cache dir, attached stores, run_stage
+
+    def sid(self, rec) -> dict:
+        return {"Miner": rec["miner"], "Number": rec["number"]}
+
+    def paths(self, rec) -> Paths:
+        return Paths(self.ctx.location, rec["name"])
+
+    def exec(self, rec: dict) -> str:
+        handler = getattr(self, "on_" + rec["state"], None)
+        if handler is None:
+            raise Crit(f"no step for state {rec['state']}")
+        return handler(rec)
+
+    # ------------------------------------------------------------------ steps
+
+    def on_Empty(self, rec):
+        s = self.ctx.sealing
+        spec = {"AllowedMiners": list(s.allowed_miners) if s.allowed_miners else None,
+                "AllowedProofTypes": [seal_proof(5 + ["2KiB", "8MiB", "512MiB", "32GiB", "64GiB"].index(z)).id
+                                      for z in s.allowed_sizes] if s.allowed_sizes else None}
+        alloc = call(self.ctx.rpc, "Venus.AllocateSector", spec)
+        if alloc is None:
+            raise Wait("no sector allocated (idle)")
+        sid = alloc["ID"]
+        rec.update(miner=sid["Miner"], number=sid["Number"], proof=alloc["ProofType"], name=f"s-t0{sid['Miner']}-{sid['Number']}")
+        return "Allocate"
+
+    def on_Allocated(self, rec):
+        deals = call(self.ctx.rpc, "Venus.AcquireDeals", self.sid(rec), {"MaxDeals": None, "MinUsedSpace": None})
+        if deals:
+            raise Abort("deals are not supported by this worker yet")
+        return "AcquireDeals"
+
+    def on_DealsAcquired(self, rec):
+        p = self.paths(rec)
+        p.make()
+        self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec["proof"]).size, [], p.staged)
+        return "AddPiece"
+
+    def on_PieceAdded(self, rec):
+        p = self.paths(rec)
+        proof = seal_proof(rec["proof"])
+        comm_d = self.ctx.run_stage("tree_d", build_tree_d, proof.size, p.staged, p.cache, [])
+        if comm_d != zero_comm(proof.size.bytes):
+            raise Perm("tree_d of a CC sector is not the zero commitment")
+        rec["comm_d"] = comm_d.hex()
+        return "BuildTreeD"
+
+    def on_TreeDBuilt(self, rec):
+        t = call(self.ctx.rpc, "Venus.AssignTicket", self.sid(rec))
+        rec["ticket"] = t
+        return "AssignTicket"
+
+    def on_TicketAssigned(self, rec):
+        p = self.paths(rec)
+        proof = seal_proof(rec["proof"])
+        rid = replica_id(SectorID(rec["miner"], rec["number"]), base64.b64decode(rec["ticket"]["Ticket"]),
+                         bytes.fromhex(rec["comm_d"]), proof)
+        crash_point("worker.pc1.before")
+        self.ctx.run_stage("pc1", generate_labels, proof, rid, p.cache, self.ctx.parent_cache)
+        crash_point("worker.pc1.after")
+        return "PC1"
+
+    def on_PC1Done(self, rec):
+        p = self.paths(rec)
+        proof = seal_proof(rec["proof"])
+        out = self.ctx.run_stage("pc2", seal_pre_commit_phase2, proof, p.staged, p.cache, p.sealed, self.ctx.pc2_procs)
+        crash_point("worker.pc2.after")
+        comm_c, comm_r_last = read_p_aux(p.cache)    # cheap consistency check: the files say the same
+        if (comm_c, comm_r_last) != (out.comm_c, out.comm_r_last) or p.sealed.stat().st_size != proof.size.bytes:
+            raise Perm("PC2 output does not match its files (p_aux or sealed)")
+        rec["comm_r"] = out.comm_r.hex()
+        return "PC2"
+
+    def on_PC2Done(self, rec):
+        info = {"CommR": list(bytes.fromhex(rec["comm_r"])), "CommD": list(bytes.fromhex(rec["comm_d"])), "Ticket": rec["ticket"]}
+        res = call(self.ctx.rpc, "Venus.SubmitPreCommit", {"ID": self.sid(rec), "ProofType": rec["proof"]}, info,
+                   bool(rec.pop("resubmit_pc", False)))
+        crash_point("worker.submit_pc.after")
+        return self._submitted(res, "SubmitPC", "PreCommit")
+
+    def _submitted(self, res, event, what):
+        code, desc = res["Res"], res.get("Desc")
+        if code in (ACCEPTED, DUPLICATE):
+            return event
+        if code == REJECTED:
+            raise Abort(f"{what} rejected: {desc}")
+        raise Perm(f"{what} {'mismatched' if code == MISMATCHED else 'files missing' if code == FILES_MISSED else code}: {desc}")
+
+    def _landed(self, res, what, resubmit_event, rec, flag):
+        state, desc = res["State"], res.get("Desc")
+        if state in (PENDING, PACKED):
+            raise Wait(f"{what} not landed yet: {desc}", polling=True)
+        if state == LANDED:
+            return None
+        if state == FAILED:
+            rec[flag] = True
+            return resubmit_event
+        if state == SHOULD_ABORT:
+            raise Abort(f"{what}: {desc}")
+        raise Perm(f"{what} state {state}: {desc}")
+
+    def on_PCSubmitted(self, rec):
+        res = call(self.ctx.rpc, "Venus.PollPreCommitState", self.sid(rec))
+        return self._landed(res, "PreCommit", "ReSubmitPC", rec, "resubmit_pc") or "CheckPC"
+
+    def on_PCLanded(self, rec):
+        p = self.paths(rec)
+        size = 2 * seal_proof(rec["proof"]).size.bytes
+        store = call(self.ctx.rpc, "Venus.StoreReserveSpace", self.sid(rec), size, [s.name for s in self.ctx.attached])
+        if store is None:
+            raise Wait("no persist store has room yet", polling=True)
+        local = next((s for s in self.ctx.attached if s.name == store["Name"]), None)
+        if local is None:
+            raise Perm(f"the manager reserved store {store['Name']!r}, which is not attached here")
+        crash_point("worker.persist.before")
+        persist(p, local.location, rec["name"])
+        rec["persist_store"] = local.name
+        return "Persist"
+
+    def on_Persisted(self, rec):
+        ok = call(self.ctx.rpc, "Venus.SubmitPersistedEx", self.sid(rec), rec["persist_store"], False)
+        if not ok:
+            raise Perm(f"the manager does not find the persisted files in {rec['persist_store']}")
+        return "SubmitPersistance"
+
+    def on_PersistanceSubmitted(self, rec):
+        res = call(self.ctx.rpc, "Venus.WaitSeed", self.sid(rec), rec["proof"])
+        if res.get("Seed"):
+            rec["seed"] = res["Seed"]
+            return "AssignSeed"
+        if res.get("ShouldWait"):
+            raise Wait("waiting for the seed", delay=float(res.get("Delay") or 1))
+        raise Temp("the manager has no seed for this sector")
+
+    def on_SeedAssigned(self, rec):
+        p = self.paths(rec)
+        proof = seal_proof(rec["proof"])
+        comm_c, comm_r_last = read_p_aux(p.cache)
+        out = self.ctx.run_stage("c1", seal_commit_phase1, proof, SectorID(rec["miner"], rec["number"]),
+                                 base64.b64decode(rec["ticket"]["Ticket"]), base64.b64decode(rec["seed"]["Seed"]),
+                                 bytes.fromhex(rec["comm_d"]), comm_c, comm_r_last, p.cache, p.sealed)
+        write_file(p.cache / "c1.out", encode_c1(out))
+        return "C1"
+
+    def on_C1Done(self, rec):
+        p = self.paths(rec)
+        proof = seal_proof(rec["proof"])
+        c1 = decode_c1((p.cache / "c1.out").read_bytes(), proof)
+        c2 = self.ctx.run_stage("c2", seal_commit_phase2, c1)
+        try:
+            verify_seal(proof, SectorID(rec["miner"], rec["number"]), bytes.fromhex(rec["comm_d"]), bytes.fromhex(rec["comm_r"]),
+                        base64.b64decode(rec["ticket"]["Ticket"]), base64.b64decode(rec["seed"]["Seed"]), c2)
+        except ProofError as exc:
+            raise Perm(f"C2 proof does not verify: {exc}") from None
+        write_file(p.cache / "proof.out", c2)
+        return "C2"
+
+    def on_C2Done(self, rec):
+        p = self.paths(rec)
+        proof = base64.b64encode((p.cache / "proof.out").read_bytes()).decode()
+        res = call(self.ctx.rpc, "Venus.SubmitProof", self.sid(rec), {"Proof": proof}, bool(rec.pop("resubmit_proof", False)))
+        crash_point("worker.submit_proof.after")
+        return self._submitted(res, "SubmitProof", "proof")
+
+    def on_ProofSubmitted(self, rec):
+        if self.ctx.sealing.ignore_proof_check:
+            return "Finish"
+        res = call(self.ctx.rpc, "Venus.PollProofState", self.sid(rec))
+        return self._landed(res, "proof", "ReSubmitProof", rec, "resubmit_proof") or "Finish"
+
+
+def write_file(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def persist(p: Paths, store: Path, name: str) -> None:
+    """Copy `sealed` and the cache files PoSt needs into the store (temporary name, fsync,
+    compare, rename), as `sealed/<name>` and `cache/<name>/`."""
+    files = [(p.sealed, store / "sealed" / name)]
+    files += [(f, store / "cache" / name / f.name) for f in sorted(p.cache.glob("sc-02-data-tree-r-last*.dat"))]
+    files += [(p.cache / f, store / "cache" / name / f) for f in PERSISTED_CACHE_FILES]
+    for src, dst in files:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(dst.name + ".tmp")
+        try:
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            if tmp.stat().st_size != src.stat().st_size or tmp.read_bytes() != src.read_bytes():
+                raise Temp(f"persisting {src.name}: the copy in {store} differs from the original")
+            os.replace(tmp, dst)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise Temp(f"persisting {src.name} to {store}: {exc.strerror or exc}") from None

@@ -1,0 +1,169 @@
+"""A sealing thread: owns one location, drives one sector at a time through the sealer plan.
+
+Each turn: exec the current state's step; plan the next state from the event; commit the
+transition (and what the step produced) to the journal; report it to the manager. A restart
+resumes from the journaled state, so an interrupted step is redone from its start and a
+completed one never."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+
+from ..rpc import RPCError
+from ..rpc.client import TransportError
+from .failure import Abort, StepFailure, Wait
+from .journal import Journal, JournalError
+from .plan import plan
+from .steps import Paths, SealerSteps
+
+log = logging.getLogger("damocles.worker")
+
+
+class SealingThread:
+    def __init__(self, index: int, ctx):
+        self.index, self.ctx = index, ctx
+        self.journal: Journal | None = None
+        self.rec: dict = {"state": "Empty", "retry": 0}
+        self.status = "Idle"          # Idle | Running | Waiting | Paused
+        self.last_error: str | None = None
+        self._resume = threading.Event()
+        self._resume_state: str | None = None
+
+    # ----------------------------------------------------------------- control
+
+    def pause(self) -> bool:
+        self.rec["paused"] = True
+        return True
+
+    def resume(self, state: str | None = None) -> bool:
+        if not self.rec.get("paused"):
+            return False
+        self._resume_state = state
+        self._resume.set()
+        return True
+
+    def summary(self) -> dict:
+        return {"index": self.index, "location": str(self.ctx.location), "plan": "sealer",
+                "job_id": self.rec.get("name"), "job_state": self.rec.get("state"), "thread_state": {"state": self.status},
+                "last_error": self.last_error}
+
+    # -------------------------------------------------------------------- loop
+
+    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        stop.wait(max(0.0, seconds))
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            self.journal = Journal(self.ctx.location)
+            self.rec = self.journal.current() or {"state": "Empty", "retry": 0}
+        except JournalError as exc:
+            self.status, self.last_error = "Paused", f"crit: {exc}"
+            log.error("thread %d: %s", self.index, exc)
+            return
+        steps = SealerSteps(self.ctx)
+        s = self.ctx.sealing
+        while not stop.is_set():
+            if self.rec.get("paused"):
+                self.status = "Paused"
+                self._resume.wait(timeout=0.5)
+                if self._resume.is_set():
+                    self._resume.clear()
+                    self.rec.pop("paused", None)
+                    self.rec["retry"] = 0
+                    if self._resume_state:
+                        self._transition("SetState:" + self._resume_state)
+                    self.journal.save(self.rec)
+                continue
+            self.status = "Running"
+            try:
+                event = steps.exec(self.rec)
+            except Wait as w:
+                self.status = "Waiting"
+                self._sleep(stop, w.delay if w.delay is not None else (s.rpc_polling_interval if w.polling else s.recover_interval))
+                continue
+            except Abort as exc:
+                self._abort(str(exc))
+                self._sleep(stop, s.seal_interval)
+                continue
+            except StepFailure as exc:
+                self._fail(exc, stop)
+                continue
+            except Exception as exc:   # an unexpected error: the thread pauses, nothing is lost
+                self._fail(StepFailure(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"), stop)
+                continue
+            self._transition(event)
+            if self.rec["state"] == "Finished":
+                self._finish()
+                self._sleep(stop, s.seal_interval)
+        self.status = "Idle"
+
+    def _transition(self, event: str) -> None:
+        prev = self.rec["state"]
+        self.rec["state"] = plan(prev, event)
+        self.rec["retry"] = 0
+        self.last_error = None
+        self.journal.transition(self.rec, prev, event)
+        log.info("thread %d: %s %s -%s-> %s", self.index, self.rec.get("name", "-"), prev, event, self.rec["state"])
+        if "name" in self.rec:
+            self._report(prev, event)
+
+    def _report(self, prev: str, event: str, failure: dict | None = None) -> None:
+        req = {"Worker": {"Instance": self.ctx.worker_name, "Location": str(self.ctx.location)},
+               "StateChange": {"Prev": prev, "Next": self.rec["state"], "Event": event}, "Failure": failure}
+        try:
+            resp = self.ctx.rpc.call("Venus.ReportState", {"Miner": self.rec["miner"], "Number": self.rec["number"]}, req)
+        except (TransportError, RPCError) as exc:
+            log.warning("thread %d: ReportState failed: %s", self.index, exc)
+            return
+        if resp and resp.get("Finalized") and self.rec["state"] not in ("Finished", "Aborted"):
+            self._abort(resp.get("AbortReason") or "finalized by the manager", report=False)
+
+    def _fail(self, exc: StepFailure, stop: threading.Event) -> None:
+        level = exc.level
+        self.last_error = f"{level}: {exc}"
+        if level == "temp":
+            self.rec["retry"] = self.rec.get("retry", 0) + 1
+            if self.rec["retry"] >= self.ctx.sealing.max_retries:
+                level = "perm"
+                self.last_error = f"perm: {exc} (after {self.rec['retry']} temp retries)"
+        self.journal.failure(self.rec, level, str(exc))
+        log.warning("thread %d: %s %s: %s", self.index, self.rec.get("name", "-"), level, exc)
+        if level == "temp":
+            self.journal.save(self.rec)
+            self._sleep(stop, self.ctx.sealing.recover_interval)
+            return
+        self.rec["paused"] = True
+        self.rec["last_error"] = self.last_error
+        self.journal.save(self.rec)
+
+    def _abort(self, reason: str, report: bool = True) -> None:
+        log.warning("thread %d: %s aborted: %s", self.index, self.rec.get("name", "-"), reason)
+        if report and "name" in self.rec:
+            try:
+                self.ctx.rpc.call("Venus.ReportAborted", {"Miner": self.rec["miner"], "Number": self.rec["number"]}, reason)
+            except (TransportError, RPCError) as exc:
+                log.warning("thread %d: ReportAborted failed: %s", self.index, exc)
+        if "name" in self.rec:
+            Paths(self.ctx.location, self.rec["name"]).remove()
+        self.rec["state"] = "Aborted"
+        self.journal.clear(self.rec, "Abort")
+        self.rec = {"state": "Empty", "retry": 0}
+
+    def _finish(self) -> None:
+        sid = {"Miner": self.rec["miner"], "Number": self.rec["number"]}
+        while True:
+            try:
+                self.ctx.rpc.call("Venus.ReportFinalized", sid)
+                break
+            except TransportError as exc:   # the manager must learn it; the sector's files are persisted
+                log.warning("thread %d: ReportFinalized failed, retrying: %s", self.index, exc)
+                time.sleep(self.ctx.sealing.recover_interval)
+            except RPCError as exc:
+                log.warning("thread %d: ReportFinalized: %s", self.index, exc)
+                break
+        Paths(self.ctx.location, self.rec["name"]).remove()
+        self.journal.clear(self.rec, "Finish")
+        self.rec = {"state": "Empty", "retry": 0}

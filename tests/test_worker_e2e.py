@@ -1,0 +1,112 @@
+"""A manager and a worker as real processes on loopback: 3 sealing threads with pc1 concurrency 2
+take 6 CC 2KiB sectors from allocation to ProveCommit landed on the devnet."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from appliance.rpc.auth import issue_token, load_or_create_secret
+from appliance.rpc.client import RPCClient
+
+from .conftest import ROOT
+
+MANAGER = """
+[RPC]
+Listen = "127.0.0.1:0"
+[Sealing]
+SealRandomnessLookback = 2
+InteractivePoRepConfidence = 1
+[Chain]
+BlockTime = "100ms"
+[[Common.PersistStores]]
+Name = "persist-1"
+Path = "persist-1"
+[[Miners]]
+Actor = 1000
+[Miners.Sector]
+MinNumber = 1
+MaxNumber = 6
+[Miners.Commitment]
+Confidence = 1
+[Miners.Commitment.Pre.Batch]
+Threshold = 2
+MaxWait = "1s"
+CheckInterval = "100ms"
+[Miners.Commitment.Prove.Batch]
+Threshold = 4
+MaxWait = "2s"
+CheckInterval = "100ms"
+"""
+
+WORKER = """
+[worker]
+name = "w1"
+ping_interval = "1s"
+[sector_manager]
+rpc_client = {{ addr = "{url}" }}
+token = "{token}"
+[sealing]
+recover_interval = "200ms"
+rpc_polling_interval = "200ms"
+seal_interval = "100ms"
+{threads}
+[[attached]]
+name = "persist-1"
+location = "{store}"
+[processors.limitation.concurrent]
+pc1 = 2
+"""
+
+
+def start(args, cwd=ROOT):
+    return subprocess.Popen([sys.executable, "-m", "appliance", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    home = tmp_path / "manager"
+    home.mkdir()
+    (home / "manager.toml").write_text(MANAGER)
+    (home / "persist-1").mkdir()
+    manager = start(["manager", "run", "--home", str(home)])
+    line = manager.stdout.readline()
+    assert line.startswith("listening on "), manager.stderr.read()
+    url = line.split()[-1]
+    secret = load_or_create_secret(home / "secret")
+    threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(3))
+    cfg = tmp_path / "worker.toml"
+    cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1"))
+    worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
+    yield home, RPCClient(url, issue_token(secret, "admin")), worker, tmp_path
+    for p in (worker, manager):
+        p.terminate()
+        p.wait(timeout=30)
+
+
+def _leftovers(tmp):
+    return [p for t in range(3) for p in (tmp / f"t{t}" / "data").glob("*/s-t0*")]
+
+
+def test_worker_seals_six_sectors(cluster):
+    home, admin, worker, tmp = cluster
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        done = admin.call("Venus.DevnetSectors", 1000)
+        listed = admin.call("Venus.ListSectors")
+        if len(done) == 6 and len(listed) == 6 and all(s["Finalized"] for s in listed) and not _leftovers(tmp):
+            break
+        assert worker.poll() is None, worker.stderr.read()
+        time.sleep(0.5)   # polling a live system; bounded by the deadline
+    else:
+        raise AssertionError(f"{len(done)} sectors landed; {listed}; left over: {_leftovers(tmp)}")
+    assert sorted(s["number"] for s in done) == [1, 2, 3, 4, 5, 6]
+    assert {s["Worker"] for s in listed} == {"w1"}
+    assert all(s["LatestState"] == "Finished" and s["AbortReason"] is None for s in listed)
+    persisted = sorted(p.name for p in (home / "persist-1" / "sealed").iterdir())
+    assert persisted == [f"s-t01000-{n}" for n in range(1, 7)]
+    workers = admin.call("Venus.WorkerPingInfoList")
+    assert workers[0]["Info"]["Name"] == "w1" and workers[0]["Info"]["Summary"]["Threads"] == 3
