@@ -61,9 +61,10 @@ pc1 = 2
 """
 
 
-def start(args, cwd=ROOT):
+def start(args, extra_env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "appliance", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            text=True, cwd=ROOT, env=env)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ POINTS = {
     "worker.pc1.after": "PC1's layers are written but the transition is not journaled",
     "worker.pc2.after": "PC2's files are written but the transition is not journaled",
     "worker.submit_pc.after": "the manager has the PreCommit but the worker never journaled it",
+    "worker.seed.waiting": "the worker dies while waiting for the seed",
     "worker.persist.before": "space is reserved in the persist store but nothing is copied",
     "worker.submit_proof.after": "the manager has the proof but the worker never journaled it",
 }

@@ -211,6 +211,7 @@ class SealerSteps:
             rec["seed"] = res["Seed"]
             return "AssignSeed"
         if res.get("ShouldWait"):
+            crash_point("worker.seed.waiting")
             raise Wait("waiting for the seed", delay=float(res.get("Delay") or 1))
         raise Temp("the manager has no seed for this sector")
 
