@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .manager.cli_util import add_parsers as add_manager_util
     from .manager.commands import add_parsers as add_manager
     from .proofs.commands import add_parsers as add_util
+    from .up import add_parser as add_up
     from .worker.commands import add_parsers as add_worker
 
     parser = argparse.ArgumentParser(prog="damocles", description="A Filecoin sealing cluster in one executable.")
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     manager = sub.add_parser("manager", help="the manager role").add_subparsers(dest="manager_command", metavar="CMD")
     manager.required = True
     add_manager(manager)
+    add_up(sub)
     worker = sub.add_parser("worker", help="the worker role").add_subparsers(dest="worker_command", metavar="CMD")
     worker.required = True
     add_worker(worker)

@@ -52,13 +52,13 @@ Confidence = 2                    # production: 10
 
 [Miners.Commitment.Pre.Batch]
 Threshold = 2
-MaxWait = "10s"                   # production: 1h
-CheckInterval = "1s"              # production: 1m
+MaxWait = "5s"                    # production: 1h
+CheckInterval = "500ms"           # production: 1m
 
 [Miners.Commitment.Prove.Batch]
 Threshold = 4
-MaxWait = "10s"
-CheckInterval = "1s"
+MaxWait = "5s"
+CheckInterval = "500ms"
 """
 
 

@@ -1,0 +1,150 @@
+"""`damocles up`: the whole cluster on one machine, for a first look and for demos. On first run
+it initialises a manager home (devnet profile) and a worker with N sealing threads; then it runs
+the manager, its devnet and the worker, and shows live progress. With `--sectors N` it exits 0
+once N sectors are Finished, and non-zero with the reason if a sector aborts, a thread stops on
+an error, or nothing progresses for `--stall-timeout` seconds.
+
+Layout: `<home>/manager` (manager.toml, secret, databases, `persist-1/` store) and
+`<home>/worker` (worker.toml, one location per sealing thread)."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .core.proof_types import default_seal_proof, sector_size
+
+DEFAULT_HOME = Path.home() / ".damocles"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="run manager, devnet chain and a worker on this machine")
+    p.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    p.add_argument("--size", default="2KiB", help="sector size (first run; default 2KiB)")
+    p.add_argument("--threads", type=int, default=2, help="sealing threads (first run; default 2)")
+    p.add_argument("--sectors", type=int, help="exit once this many sectors are Finished")
+    p.add_argument("--block-time", type=float, default=1.0, help="devnet seconds per epoch (default 1)")
+    p.add_argument("--stall-timeout", type=float, default=300.0, help="give up when nothing moves this long")
+    p.add_argument("--listen", default="127.0.0.1:0", help="manager RPC address (default: a free loopback port)")
+    p.set_defaults(func=cmd_up)
+
+
+def _init(home: Path, size_name: str, threads: int) -> None:
+    from .manager.service import DEVNET_TOML, init_home
+    from .rpc.auth import issue_token, load_or_create_secret
+    proof = default_seal_proof(sector_size(size_name))
+    mhome = home / "manager"
+    if not (mhome / "manager.toml").exists():
+        init_home(mhome, DEVNET_TOML.replace('SealProof = "StackedDrg2KiBV1_1"', f'SealProof = "{proof.name}"'))
+    wdir = home / "worker"
+    if (wdir / "worker.toml").exists():
+        return
+    wdir.mkdir(parents=True, exist_ok=True)
+    token = issue_token(load_or_create_secret(mhome / "secret"), "write", "up-worker")
+    thread_tables = "".join(f'[[sealing_thread]]\nlocation = "{wdir / f"thread-{i}"}"\n\n' for i in range(threads))
+    (wdir / "worker.toml").write_text(f"""# damocles up: the worker (devnet profile: short intervals)
+[worker]
+name = "up-worker"
+ping_interval = "5s"
+
+[sector_manager]
+rpc_client = {{ addr = "http://127.0.0.1:1789" }}   # replaced at start by the running manager's address
+token = "{token}"
+
+[sealing]
+allowed_sizes = ["{proof.size.name}"]
+recover_interval = "1s"
+rpc_polling_interval = "1s"
+seal_interval = "1s"
+
+{thread_tables}[[attached]]
+name = "persist-1"
+location = "{mhome / 'persist-1'}"
+""")
+
+
+def cmd_up(args) -> int:
+    from .chain.policy import ChainPolicy
+    from .manager.config import load_config
+    from .manager.service import ManagerService
+    from .worker.config import load_worker_config
+    from .worker.service import WorkerService
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if args.block_time < 0:
+        raise ValueError(f"--block-time must not be negative, got {args.block_time}")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    home = args.home.expanduser()
+    _init(home, args.size, args.threads)
+    mcfg = load_config(home / "manager" / "manager.toml")
+    mcfg.chain = ChainPolicy(**{**mcfg.chain.__dict__, "block_time": args.block_time})
+    manager = ManagerService(home / "manager", mcfg)
+    host, port = manager.start(args.listen)
+    wcfg = load_worker_config(home / "worker" / "worker.toml")
+    wcfg.manager_url = f"http://{host}:{port}/rpc/v0"
+    try:
+        worker = WorkerService(wcfg)
+    except Exception:
+        manager.stop()
+        raise
+    worker.start()
+    print(f"damocles up: manager on http://{host}:{port} (home {home}), devnet block time {args.block_time:g}s, "
+          f"worker with {len(worker.threads)} sealing threads", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        return _watch(manager, worker, args, stop)
+    finally:
+        worker.stop(timeout=10)
+        manager.stop()
+
+
+def _watch(manager, worker, args, stop: threading.Event) -> int:
+    tty = sys.stdout.isatty()
+    last_change, last_line, last_print = time.monotonic(), None, 0.0
+    finished_before = _finished(manager)
+    while not stop.wait(1.0):
+        sectors = manager.sealer.list_sectors()
+        aborted = [s for s in sectors if s["AbortReason"] and not s["AbortReason"].startswith("released")]
+        finished = _finished(manager) - finished_before
+        counts = collections.Counter(s["LatestState"] for s in sectors if not s["Finalized"])
+        threads = [t.status for t in worker.threads]
+        line = (f"epoch {manager.chain.head():>5} | finished {finished}" + (f"/{args.sectors}" if args.sectors else "")
+                + " | in flight: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-")
+                + " | threads: " + ", ".join(f"{k} {v}" for k, v in sorted(collections.Counter(threads).items())))
+        key = re.sub(r"epoch\s+\d+ \| ", "", line)
+        changed = last_line is None or key != re.sub(r"epoch\s+\d+ \| ", "", last_line)
+        if changed:
+            last_change = time.monotonic()
+        # a terminal gets one line rewritten in place; a log gets a line per change (or every 30 s)
+        if tty or changed or time.monotonic() - last_print > 30:
+            print(("\r" + line.ljust(120)) if tty else line, end="" if tty else "\n", flush=True)
+            last_print = time.monotonic()
+        last_line = line
+        if aborted:
+            print(f"\ndamocles up: sector s-t0{aborted[0]['ID']['Miner']}-{aborted[0]['ID']['Number']} aborted: "
+                  f"{aborted[0]['AbortReason']}", file=sys.stderr)
+            return 1
+        broken = [t for t in worker.threads if t.status == "Paused" and t.last_error]
+        if broken:
+            print(f"\ndamocles up: sealing thread {broken[0].index} stopped: {broken[0].last_error}", file=sys.stderr)
+            return 1
+        if args.sectors and finished >= args.sectors:
+            print(f"\ndamocles up: {finished} sectors finished" if tty else f"damocles up: {finished} sectors finished", flush=True)
+            return 0
+        if time.monotonic() - last_change > args.stall_timeout:
+            print(f"\ndamocles up: nothing progressed for {args.stall_timeout:g}s", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _finished(manager) -> int:
+    return sum(1 for s in manager.sealer.list_sectors() if s["Finalized"] and s["LatestState"] == "Finished" and not s["AbortReason"])
