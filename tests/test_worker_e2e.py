@@ -1,6 +1,7 @@
 """A manager and a worker as real processes on loopback: 3 sealing threads with pc1 concurrency 2
 take 6 CC 2KiB sectors from allocation to ProveCommit landed on the devnet."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import ROOT
+from .conftest import ROOT, run_cli
 
 MANAGER = """
 [RPC]
@@ -111,3 +112,30 @@ def test_worker_seals_six_sectors(cluster):
     assert persisted == [f"s-t01000-{n}" for n in range(1, 7)]
     workers = admin.call("Venus.WorkerPingInfoList")
     assert workers[0]["Info"]["Name"] == "w1" and workers[0]["Info"]["Summary"]["Threads"] == 3
+
+
+def test_worker_rpc_list_pause_resume(cluster):
+    home, admin, worker, tmp = cluster
+    deadline = time.monotonic() + 30
+    while not admin.call("Venus.WorkerPingInfoList") and time.monotonic() < deadline:
+        time.sleep(0.2)   # the first WorkerPing; bounded
+    dest = admin.call("Venus.WorkerPingInfoList")[0]["Info"]["Dest"]
+    common = ["--worker", dest, "--home", str(home), "--json"]
+    threads = json.loads(run_cli("worker", "list", *common, check=True).stdout)["threads"]
+    assert [t["index"] for t in threads] == [0, 1, 2] and threads[0]["location"].endswith("t0")
+    assert json.loads(run_cli("worker", "pause", "--index", "1", *common, check=True).stdout)["paused"] is True
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        t1 = json.loads(run_cli("worker", "list", *common, check=True).stdout)["threads"][1]
+        if t1["thread_state"]["state"] == "Paused":
+            break
+        time.sleep(0.3)   # the thread pauses after its step in flight; bounded
+    assert t1["last_error"] == "paused by the operator"
+    assert json.loads(run_cli("worker", "resume", "--index", "1", *common, check=True).stdout)["resumed"] is True
+    p = run_cli("worker", "pause", "--index", "7", *common)
+    assert p.returncode == 2 and "no sealing thread 7" in p.stderr
+    secret = load_or_create_secret(home / "secret")
+    p = run_cli("worker", "pause", "--index", "0", "--worker", dest, "--token", issue_token(secret, "write"))
+    assert p.returncode == 2 and "needs 'admin'" in p.stderr
+    p = run_cli("worker", "list", "--worker", dest, "--token", "forged")
+    assert p.returncode == 2 and "did not accept the token" in p.stderr

@@ -15,6 +15,46 @@ def add_parsers(worker: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--config", type=Path, required=True)
     p.add_argument("--parent-cache", type=Path, help="SDR parent cache directory (default as rust-fil-proofs)")
     p.set_defaults(func=cmd_run)
+    add_control_parsers(worker)
+
+
+def add_control_parsers(worker: argparse._SubParsersAction) -> None:
+    for name, helptext in (("list", "the worker's sealing threads"), ("pause", "pause a sealing thread"),
+                           ("resume", "resume a paused sealing thread")):
+        p = worker.add_parser(name, help=helptext)
+        p.add_argument("--worker", required=True, help="the worker's RPC address HOST:PORT (see util workers list)")
+        p.add_argument("--token", help="a manager token (default $DAMOCLES_TOKEN or minted from --home)")
+        p.add_argument("--home", type=Path, default=Path.home() / ".damocles-manager")
+        if name != "list":
+            p.add_argument("--index", type=int, required=True)
+        if name == "resume":
+            p.add_argument("--state", help="resume at this sealer state (e.g. PC2Done)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_control, action=name)
+
+
+def cmd_control(args) -> int:
+    import os
+    from ..core.output import emit
+    from ..rpc.auth import issue_token, load_or_create_secret
+    from ..rpc.client import RPCClient
+    token = args.token or os.environ.get("DAMOCLES_TOKEN")
+    if not token:
+        secret = args.home / "secret"
+        if not secret.exists():
+            raise ValueError(f"no token: pass --token, set DAMOCLES_TOKEN, or point --home at the manager home ({secret} not found)")
+        token = issue_token(load_or_create_secret(secret), "admin", "cli")
+    client = RPCClient(f"http://{args.worker}", token)
+    if args.action == "list":
+        rows = client.call("VenusWorker.WorkerList")
+        lines = [f"{r['index']:>3}  {r['thread_state']['state']:<8} {r['job_id'] or '-':<16} {r['job_state'] or '-':<22} "
+                 f"{r['location']}  {r['last_error'] or ''}" for r in rows]
+        emit({"threads": rows}, args.json, ["IDX  STATE    SECTOR           JOB STATE              LOCATION"] + lines)
+    elif args.action == "pause":
+        emit({"paused": client.call("VenusWorker.WorkerPause", args.index)}, args.json)
+    else:
+        emit({"resumed": client.call("VenusWorker.WorkerResume", args.index, args.state)}, args.json)
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -23,7 +63,7 @@ def cmd_run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
     service = WorkerService(load_worker_config(args.config), args.parent_cache)
     service.start()
-    print(f"worker {service.config.name} running {len(service.threads)} sealing threads", flush=True)
+    print(f"worker {service.config.name} running {len(service.threads)} sealing threads, RPC on {service.dest}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -99,6 +99,10 @@ class WorkerService:
         self._runners: list[threading.Thread] = []
 
     def start(self) -> None:
+        from .rpc import build_server, reachable_host
+        self.server = build_server(self)
+        host, port = self.server.serve(self.config.rpc_host, self.config.rpc_port)
+        self.dest = f"{reachable_host(host, self.config.manager_url)}:{port}"
         for t in self.threads:
             r = threading.Thread(target=t.run, args=(self._stop,), name=f"sealing-{t.index}", daemon=True)
             r.start()
@@ -113,7 +117,7 @@ class WorkerService:
                        "Paused": states.count("Paused"), "Running": states.count("Running"),
                        "Waiting": states.count("Waiting"), "Errors": sum(1 for t in self.threads if t.last_error)}
             try:
-                self.rpc.call("Venus.WorkerPing", {"Name": self.config.name, "Dest": f"{self.config.rpc_host}:{self.config.rpc_port}",
+                self.rpc.call("Venus.WorkerPing", {"Name": self.config.name, "Dest": self.dest,
                                                    "Version": __version__, "Summary": summary})
             except (TransportError, RPCError) as exc:
                 log.warning("WorkerPing failed: %s", exc)
@@ -123,6 +127,8 @@ class WorkerService:
         """Stop taking steps; a step in flight is abandoned after `timeout` (its transition is
         not journaled, so the next run redoes it)."""
         self._stop.set()
+        if getattr(self, "server", None):
+            self.server.shutdown()
         deadline = time.monotonic() + timeout
         for r in self._runners:
             r.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -31,11 +31,15 @@ class SealingThread:
         self.last_error: str | None = None
         self._resume = threading.Event()
         self._resume_state: str | None = None
+        self._pause_requested = False
 
     # ----------------------------------------------------------------- control
 
     def pause(self) -> bool:
-        self.rec["paused"] = True
+        """Pause after the step in flight (an operator's interrupt, treated as perm)."""
+        if self.rec.get("paused"):
+            return False
+        self._pause_requested = True
         return True
 
     def resume(self, state: str | None = None) -> bool:
@@ -66,12 +70,20 @@ class SealingThread:
         steps = SealerSteps(self.ctx)
         s = self.ctx.sealing
         while not stop.is_set():
+            if self._pause_requested:
+                self._pause_requested = False
+                self.rec["paused"] = True
+                self.last_error = self.rec["last_error"] = "paused by the operator"
+                self.journal.failure(self.rec, "perm", "paused by the operator")
+                self.journal.save(self.rec)
             if self.rec.get("paused"):
                 self.status = "Paused"
                 self._resume.wait(timeout=0.5)
                 if self._resume.is_set():
                     self._resume.clear()
                     self.rec.pop("paused", None)
+                    self.rec.pop("last_error", None)
+                    self.last_error = None
                     self.rec["retry"] = 0
                     if self._resume_state:
                         self._transition("SetState:" + self._resume_state)
