@@ -31,9 +31,14 @@ def test_worker_survives_crash_point(point, tmp_path):
     cfg = tmp_path / "worker.toml"
     cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1"))
     args = ["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")]
+    before = _processor_processes()
     worker = start(args, {"DAMOCLES_CRASH_AT": point})
     try:
         assert worker.wait(timeout=120) == EXIT_CODE, worker.stderr.read()
+        deadline = time.monotonic() + 10
+        while _processor_processes() - before and time.monotonic() < deadline:
+            time.sleep(0.1)   # PR_SET_PDEATHSIG is delivered asynchronously; bounded
+        assert not _processor_processes() - before, "processor processes outlived their worker"
         worker = start(args)      # restarted without the crash point
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -67,3 +72,19 @@ def admin_sectors(home):
         return chain.sectors(1000)
     finally:
         chain.close()
+
+
+def _processor_processes() -> set[int]:
+    """Live spawned multiprocessing children on this machine (the worker's processor pools)."""
+    import os
+    out = set()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                cmd = open(f"/proc/{d}/cmdline", "rb").read()
+                state = [x for x in open(f"/proc/{d}/status") if x.startswith("State:")][0]
+            except (OSError, IndexError):
+                continue
+            if b"multiprocessing" in cmd and b"spawn_main" in cmd and " Z " not in state:
+                out.add(int(d))
+    return out

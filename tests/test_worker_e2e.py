@@ -59,6 +59,16 @@ name = "persist-1"
 location = "{store}"
 [processors.limitation.concurrent]
 pc1 = 2
+
+[[processors.pc1]]
+cgroup = {{ cpuset = "0-1" }}
+concurrent = 2
+
+[[processors.pc2]]
+concurrent = 1
+
+[[processors.c2]]
+concurrent = 1
 """
 
 

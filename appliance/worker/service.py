@@ -15,6 +15,7 @@ from ..rpc import RPCError
 from ..rpc.client import RPCClient, TransportError
 from .config import AttachedStore, SealingConfig, WorkerConfig
 from .journal import JournalError, LocationLock
+from .processors import Processors
 from .thread import SealingThread
 
 log = logging.getLogger("damocles.worker")
@@ -57,9 +58,14 @@ class ThreadContext:
     parent_cache: Path | None
     worker_name: str
     limits: StageLimits
+    processors: Processors | None = None
     pc2_procs: int = 1
 
     def run_stage(self, stage: str, fn, *args):
+        """Run a stage's work under the stage's limits: in its processor pool when
+        `[[processors.<stage>]]` has entries, otherwise in this thread (as Damocles does)."""
+        if self.processors is not None and self.processors.has(stage):
+            return self.limits.run(stage, self.processors.run, stage, fn, *args)
         return self.limits.run(stage, fn, *args)
 
 
@@ -91,9 +97,16 @@ class WorkerService:
             self.release()
             raise ValueError(str(exc)) from None
         limits = StageLimits(config.concurrent, config.staggered)
-        pc2_procs = max((p.concurrent or 1) for p in config.processors.get("pc2", [])) if config.processors.get("pc2") else 1
+        try:
+            self.processors = Processors(config.processors, config.ext_locks)
+        except Exception:
+            self.release()
+            raise
+        # a PC2 task hashes with as many processes as its entry's cpuset has CPUs
+        pc2 = config.processors.get("pc2", [])
+        pc2_procs = max((len(p.cpuset) if p.cpuset else 1) for p in pc2) if pc2 else 1
         self.threads = [SealingThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached, parent_cache,
-                                                       config.name, limits, pc2_procs))
+                                                       config.name, limits, self.processors, pc2_procs))
                         for i, t in enumerate(config.threads)]
         self._stop = threading.Event()
         self._runners: list[threading.Thread] = []
@@ -135,6 +148,9 @@ class WorkerService:
         self.release()
 
     def release(self) -> None:
+        if getattr(self, "processors", None) is not None:
+            self.processors.close()
+            self.processors = None
         for lock in self.locks:
             lock.release()
         self.locks = []

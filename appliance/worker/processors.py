@@ -1,0 +1,214 @@
+"""Processor pools: each `[[processors.<stage>]]` entry is a pool of `concurrent` processes that
+the worker starts itself (spawned, non-daemonic, so a PC2 process may start helpers of its own).
+Before taking work each process pins itself to `cgroup.cpuset` (sched_setaffinity), prefers
+`numa_preferred` for its memory (set_mempolicy; a warning where the kernel or machine cannot),
+applies `envs`, and asks the kernel to kill it when the worker dies (PR_SET_PDEATHSIG). A process
+that dies fails its task as temp and is replaced. `multiprocessing.Pool` is not used: its
+workers are daemonic and it hangs when one is killed."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+from ..proofs.pc2 import mp_context
+from .config import ProcessorConfig
+from .failure import Temp
+
+log = logging.getLogger("damocles.worker.processors")
+PR_SET_PDEATHSIG = 1
+MPOL_PREFERRED = 1
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def set_preferred_node(node: int) -> str | None:
+    """set_mempolicy(MPOL_PREFERRED, {node}); returns a warning instead of failing."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "syscall"):
+        return "set_mempolicy is not available here"
+    nodes = sorted(int(d[4:]) for d in os.listdir("/sys/devices/system/node") if d.startswith("node") and d[4:].isdigit()) \
+        if os.path.isdir("/sys/devices/system/node") else []
+    if node not in nodes:
+        return f"NUMA node {node} does not exist on this machine (nodes: {nodes or 'none'}); memory policy left as is"
+    mask = ctypes.c_ulong(1 << node)
+    nr = 238   # __NR_set_mempolicy on x86_64
+    if os.uname().machine in ("aarch64", "arm64"):
+        nr = 237
+    if libc.syscall(nr, MPOL_PREFERRED, ctypes.byref(mask), ctypes.c_ulong(64)) != 0:
+        return f"set_mempolicy(MPOL_PREFERRED, node {node}) failed: {os.strerror(ctypes.get_errno())}"
+    return None
+
+
+def _serve(conn, cpuset, numa, envs, name) -> None:
+    """The body of a processor process: prepare, then run tasks until told to stop."""
+    libc = _libc()
+    if libc is not None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)   # die with the worker
+    os.environ.update(envs)
+    if cpuset:
+        os.sched_setaffinity(0, cpuset)
+    if numa is not None:
+        warning = set_preferred_node(numa)
+        if warning:
+            print(f"processor {name}: {warning}", flush=True, file=__import__("sys").stderr)
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        fn, args = msg
+        started = time.time()
+        try:
+            result = fn(*args)
+            conn.send(("ok", result, started, time.time()))
+        except BaseException as exc:   # the task's error goes back to the thread that asked
+            conn.send(("err", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}", started, time.time()))
+
+
+@dataclass
+class _Proc:
+    process: object
+    conn: object
+    pid: int
+
+
+class ProcessorPool:
+    def __init__(self, cfg: ProcessorConfig, name: str | None = None):
+        self.cfg = cfg
+        self.name = name or f"{cfg.stage}-{cfg.index}"
+        self.size = cfg.concurrent or 1
+        self._ctx = mp_context()
+        self._idle: list[_Proc] = []
+        self._all: list[_Proc] = []
+        self._cond = threading.Condition()
+        self.busy_seconds = 0.0
+        self.history: list[tuple[int, float, float]] = []   # (pid, start, end) of every task
+        for _ in range(self.size):
+            self._add(self._spawn())
+
+    def _spawn(self) -> _Proc:
+        parent, child = self._ctx.Pipe()
+        p = self._ctx.Process(target=_serve, name=f"damocles-{self.name}",
+                              args=(child, self.cfg.cpuset, self.cfg.numa_preferred, self.cfg.envs, self.name))
+        p.daemon = False
+        p.start()
+        child.close()
+        if not parent.poll(60):
+            p.kill()
+            raise Temp(f"processor {self.name} did not start within 60s")
+        tag, pid = parent.recv()
+        return _Proc(p, parent, pid)
+
+    def _add(self, proc: _Proc) -> None:
+        with self._cond:
+            self._all.append(proc)
+            self._idle.append(proc)
+            self._cond.notify()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._all]
+
+    def free(self) -> int:
+        return len(self._idle)
+
+    def run(self, fn, *args):
+        with self._cond:
+            while not self._idle:
+                self._cond.wait()
+            proc = self._idle.pop()
+        try:
+            proc.conn.send((fn, args))
+            reply = proc.conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            self._replace(proc)
+            raise Temp(f"processor {self.name} (pid {proc.pid}) died while running {fn.__name__}") from None
+        with self._cond:
+            self._idle.append(proc)
+            self._cond.notify()
+        status, payload, started, ended = reply
+        self.history.append((proc.pid, started, ended))
+        self.busy_seconds += ended - started
+        if status == "err":
+            raise Temp(f"processor {self.name}: {payload}")
+        return payload
+
+    def _replace(self, dead: _Proc) -> None:
+        dead.process.join(timeout=5)
+        log.warning("processor %s: pid %d died (exit %s); starting a new one", self.name, dead.pid, dead.process.exitcode)
+        with self._cond:
+            self._all.remove(dead)
+        self._add(self._spawn())
+
+    def close(self) -> None:
+        for p in self._all:
+            try:
+                p.conn.send(None)
+            except OSError:
+                pass
+        for p in self._all:
+            p.process.join(timeout=5)
+            if p.process.is_alive():
+                p.process.kill()
+                p.process.join(timeout=5)
+
+
+class ExtLocks:
+    """`[processors.ext_locks]`: named counters shared by every entry that lists the lock."""
+
+    def __init__(self, locks: dict[str, int]):
+        self._sem = {k: threading.BoundedSemaphore(v) for k, v in locks.items()}
+
+    def acquire(self, names) -> None:
+        for n in sorted(names):        # a fixed order: no deadlock between entries
+            self._sem[n].acquire()
+
+    def release(self, names) -> None:
+        for n in sorted(names, reverse=True):
+            self._sem[n].release()
+
+
+class Processors:
+    """All pools of a worker; `run(stage, fn, *args)` picks the entry with the most free
+    processes and holds its ext_locks for the task."""
+
+    def __init__(self, entries: dict[str, list[ProcessorConfig]], ext_locks: dict[str, int]):
+        self.locks = ExtLocks(ext_locks)
+        self.pools: dict[str, list[ProcessorPool]] = {}
+        try:
+            for stage, cfgs in entries.items():
+                self.pools[stage] = [ProcessorPool(c) for c in cfgs]
+        except BaseException:
+            self.close()
+            raise
+
+    def has(self, stage: str) -> bool:
+        return stage in self.pools
+
+    def run(self, stage: str, fn, *args):
+        pool = max(self.pools[stage], key=lambda p: p.free())
+        self.locks.acquire(pool.cfg.locks)
+        try:
+            return pool.run(fn, *args)
+        finally:
+            self.locks.release(pool.cfg.locks)
+
+    def close(self) -> None:
+        for pools in self.pools.values():
+            for p in pools:
+                p.close()
