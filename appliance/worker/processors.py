@@ -11,10 +11,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 import traceback
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from ..proofs.pc2 import mp_context
@@ -87,6 +89,41 @@ class _Proc:
     pid: int
 
 
+class _Spawner:
+    """Every processor process is started from this one long-lived thread: the kernel sends
+    PR_SET_PDEATHSIG when the *thread* that forked a child exits, so children started from a
+    sealing thread would die with that thread rather than with the worker."""
+
+    def __init__(self):
+        self._q: queue.Queue = queue.Queue()
+        threading.Thread(target=self._loop, name="processor-spawner", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, fut = self._q.get()
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    def call(self, fn):
+        fut: Future = Future()
+        self._q.put((fn, fut))
+        return fut.result()
+
+
+_spawner: _Spawner | None = None
+_spawner_lock = threading.Lock()
+
+
+def spawner() -> _Spawner:
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = _Spawner()
+        return _spawner
+
+
 class ProcessorPool:
     def __init__(self, cfg: ProcessorConfig, name: str | None = None):
         self.cfg = cfg
@@ -99,7 +136,7 @@ class ProcessorPool:
         self.busy_seconds = 0.0
         self.history: list[tuple[int, float, float]] = []   # (pid, start, end) of every task
         for _ in range(self.size):
-            self._add(self._spawn())
+            self._add(spawner().call(self._spawn))
 
     def _spawn(self) -> _Proc:
         parent, child = self._ctx.Pipe()
@@ -153,7 +190,7 @@ class ProcessorPool:
         log.warning("processor %s: pid %d died (exit %s); starting a new one", self.name, dead.pid, dead.process.exitcode)
         with self._cond:
             self._all.remove(dead)
-        self._add(self._spawn())
+        self._add(spawner().call(self._spawn))
 
     def close(self) -> None:
         for p in self._all:
