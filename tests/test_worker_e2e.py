@@ -50,6 +50,7 @@ ping_interval = "1s"
 rpc_client = {{ addr = "{url}" }}
 token = "{token}"
 [sealing]
+verify_after_pc2 = true
 recover_interval = "200ms"
 rpc_polling_interval = "200ms"
 seal_interval = "100ms"

@@ -19,7 +19,7 @@ from ..proofs.c2 import seal_commit_phase2, verify_seal
 from ..proofs.commitment import zero_comm
 from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import read_p_aux, seal_pre_commit_phase2
-from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1
+from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1, verify_c1
 from ..rpc import SECTOR_NOT_FOUND, RPCError
 from ..rpc.client import TransportError
 from .failure import Abort, Crit, Perm, Temp, Wait
@@ -150,8 +150,24 @@ class SealerSteps:
         comm_c, comm_r_last = read_p_aux(p.cache)    # cheap consistency check: the files say the same
         if (comm_c, comm_r_last) != (out.comm_c, out.comm_r_last) or p.sealed.stat().st_size != proof.size.bytes:
             raise Perm("PC2 output does not match its files (p_aux or sealed)")
+        if self.ctx.sealing.verify_after_pc2:
+            self._verify_after_pc2(rec, proof, p, out)
         rec["comm_r"] = out.comm_r.hex()
         return "PC2"
+
+    def _verify_after_pc2(self, rec, proof, p: Paths, out) -> None:
+        """`verify_after_pc2`: prove and verify the sector against a throw-away seed before
+        paying for a PreCommit, so a replica that does not match its commitments never goes out."""
+        import hashlib
+        seed = hashlib.sha256(b"verify_after_pc2" + out.comm_r).digest()
+        ticket = base64.b64decode(rec["ticket"]["Ticket"])
+        sector = SectorID(rec["miner"], rec["number"])
+        try:
+            c1 = seal_commit_phase1(proof, sector, ticket, seed, bytes.fromhex(rec["comm_d"]), out.comm_c, out.comm_r_last,
+                                    p.cache, p.sealed)
+            verify_c1(c1, proof, sector, bytes.fromhex(rec["comm_d"]), out.comm_r, ticket, seed)
+        except ProofError as exc:
+            raise Perm(f"verify_after_pc2: the sealed sector does not prove: {exc}") from None
 
     def on_PC2Done(self, rec):
         info = {"CommR": list(bytes.fromhex(rec["comm_r"])), "CommD": list(bytes.fromhex(rec["comm_d"])), "Ticket": rec["ticket"]}
