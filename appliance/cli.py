@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .proofs.commands import add_parsers as add_util
     from .up import add_parser as add_up
     from .worker.commands import add_parsers as add_worker
+    from .worker.commands import add_processor_parser
 
     parser = argparse.ArgumentParser(prog="damocles", description="A Filecoin sealing cluster in one executable.")
     parser.add_argument("--version", action="store_true", help="print the version (with --json: and whether frozen)")
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     manager.required = True
     add_manager(manager)
     add_up(sub)
+    add_processor_parser(sub)
     worker = sub.add_parser("worker", help="the worker role").add_subparsers(dest="worker_command", metavar="CMD")
     worker.required = True
     add_worker(worker)

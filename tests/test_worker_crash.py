@@ -4,6 +4,7 @@ twice in the journals, and no sector is lost or persisted twice."""
 
 import collections
 import sqlite3
+import sys
 import time
 
 import pytest
@@ -30,7 +31,8 @@ def test_worker_survives_crash_point(point, tmp_path):
     admin = RPCClient(url, issue_token(secret, "admin"))
     threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(2))
     cfg = tmp_path / "worker.toml"
-    cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1"))
+    cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1",
+                                 python=sys.executable))
     args = ["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")]
     before = _processor_processes()
     worker = start(args, {"DAMOCLES_CRASH_AT": point})
@@ -76,7 +78,7 @@ def admin_sectors(home):
 
 
 def _processor_processes() -> set[int]:
-    """Live spawned multiprocessing children on this machine (the worker's processor pools)."""
+    """Live processor processes on this machine: pool processes and external `processor` children."""
     import os
     out = set()
     for d in os.listdir("/proc"):
@@ -86,6 +88,8 @@ def _processor_processes() -> set[int]:
                 state = [x for x in open(f"/proc/{d}/status") if x.startswith("State:")][0]
             except (OSError, IndexError):
                 continue
-            if b"multiprocessing" in cmd and b"spawn_main" in cmd and " Z " not in state:
+            pool = b"multiprocessing" in cmd and b"spawn_main" in cmd
+            external = b"\x00processor\x00" in cmd
+            if (pool or external) and " Z " not in state:
                 out.add(int(d))
     return out

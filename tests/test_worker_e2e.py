@@ -68,8 +68,10 @@ concurrent = 2
 [[processors.pc2]]
 concurrent = 1
 
-[[processors.c2]]
-concurrent = 1
+[[processors.c2]]                 # an external processor: this package over the vc-processors protocol
+bin = "{python}"
+args = ["-m", "appliance", "processor", "c2"]
+stable_wait = "30s"
 """
 
 
@@ -92,7 +94,8 @@ def cluster(tmp_path):
     secret = load_or_create_secret(home / "secret")
     threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(3))
     cfg = tmp_path / "worker.toml"
-    cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1"))
+    cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1",
+                                 python=sys.executable))
     worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
     yield home, RPCClient(url, issue_token(secret, "admin")), worker, tmp_path
     for p in (worker, manager):

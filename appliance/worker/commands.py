@@ -57,6 +57,17 @@ def cmd_control(args) -> int:
     return 0
 
 
+def add_processor_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("processor", help="serve a stage over the vc-processors protocol (stdin/stdout)")
+    p.add_argument("stage")
+    p.set_defaults(func=cmd_processor)
+
+
+def cmd_processor(args) -> int:
+    from .external import serve
+    return serve(args.stage)
+
+
 def cmd_run(args) -> int:
     from .config import load_worker_config
     from .service import WorkerService

@@ -107,6 +107,7 @@ class ProcessorConfig:
     locks: tuple[str, ...] = ()
     auto_restart: bool = True
     inherit_envs: bool = True
+    timeout: float = 0.0        # external processors: seconds a task may take (0: no limit); our addition
 
 
 @dataclass
@@ -280,7 +281,7 @@ def _processor(stage: str, index: int, e: dict, cfg: WorkerConfig, available_cpu
     where = f"[[processors.{stage}]][{index}]"
     e = _tbl(e, where)
     _known(e, {"bin", "args", "stable_wait", "cgroup", "envs", "numa_preferred", "concurrent", "locks", "auto_restart",
-               "inherit_envs"}, where, cfg.warnings)
+               "inherit_envs", "timeout"}, where, cfg.warnings)
     cg = _tbl(e.get("cgroup", {}), f"{where}.cgroup")
     cpuset = parse_cpuset(cg["cpuset"], f"{where}.cgroup.cpuset", available_cpus) if "cpuset" in cg else None
     locks = tuple(e.get("locks", []))
@@ -301,14 +302,15 @@ def _processor(stage: str, index: int, e: dict, cfg: WorkerConfig, available_cpu
             raise ConfigError(f"{where}.concurrent: {exc}") from None
     try:
         stable_wait = parse_duration(e.get("stable_wait", "5s"))
+        timeout = parse_duration(e.get("timeout", 0))
     except ValueError as exc:
-        raise ConfigError(f"{where}.stable_wait: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     args = e.get("args")
     if args is not None and (not isinstance(args, list) or not all(isinstance(a, str) for a in args)):
         raise ConfigError(f"{where}.args: expected a list of strings")
     return ProcessorConfig(stage, index, e.get("bin"), tuple(args) if args is not None else None, stable_wait, cpuset,
                            cg.get("cpuset"), cg.get("group_name", "vc-worker"), dict(envs), numa, concurrent, locks,
-                           bool(e.get("auto_restart", True)), bool(e.get("inherit_envs", True)))
+                           bool(e.get("auto_restart", True)), bool(e.get("inherit_envs", True)), timeout)
 
 
 def load_worker_config(path: str | Path, available_cpus: set[int] | None = None) -> WorkerConfig:

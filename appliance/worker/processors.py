@@ -225,17 +225,27 @@ class Processors:
     processes and holds its ext_locks for the task."""
 
     def __init__(self, entries: dict[str, list[ProcessorConfig]], ext_locks: dict[str, int]):
+        from .external import ExternalProcessor
         self.locks = ExtLocks(ext_locks)
         self.pools: dict[str, list[ProcessorPool]] = {}
+        self.externals: dict[str, list[ExternalProcessor]] = {}
         try:
             for stage, cfgs in entries.items():
-                self.pools[stage] = [ProcessorPool(c) for c in cfgs]
+                internal = [c for c in cfgs if not c.bin]
+                if internal:
+                    self.pools[stage] = [ProcessorPool(c) for c in internal]
+                external = [c for c in cfgs if c.bin]
+                if external:
+                    self.externals[stage] = [ExternalProcessor(c) for c in external]
         except BaseException:
             self.close()
             raise
 
     def has(self, stage: str) -> bool:
         return stage in self.pools
+
+    def external(self, stage: str) -> bool:
+        return stage in self.externals
 
     def run(self, stage: str, fn, *args):
         pool = max(self.pools[stage], key=lambda p: p.free())
@@ -245,7 +255,19 @@ class Processors:
         finally:
             self.locks.release(pool.cfg.locks)
 
+    def run_task(self, stage: str, task: dict):
+        """A task for an external processor of the stage (the one with the fewest tasks in flight)."""
+        ext = min(self.externals[stage], key=lambda e: len(e._pending))
+        self.locks.acquire(ext.cfg.locks)
+        try:
+            return ext.call(task)
+        finally:
+            self.locks.release(ext.cfg.locks)
+
     def close(self) -> None:
         for pools in self.pools.values():
             for p in pools:
                 p.close()
+        for exts in getattr(self, "externals", {}).values():
+            for e in exts:
+                e.close()

@@ -61,6 +61,13 @@ class ThreadContext:
     processors: Processors | None = None
     pc2_procs: int = 1
 
+    def external(self, stage: str) -> bool:
+        return self.processors is not None and self.processors.external(stage)
+
+    def run_task(self, stage: str, task: dict):
+        """A task in Damocles' shape for the stage's external processor, under the stage's limits."""
+        return self.limits.run(stage, self.processors.run_task, stage, task)
+
     def run_stage(self, stage: str, fn, *args):
         """Run a stage's work under the stage's limits: in its processor pool when
         `[[processors.<stage>]]` has entries, otherwise in this thread (as Damocles does)."""

@@ -9,6 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
@@ -22,6 +23,7 @@ from ..proofs.pc2 import read_p_aux, seal_pre_commit_phase2
 from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1, verify_c1
 from ..rpc import SECTOR_NOT_FOUND, RPCError
 from ..rpc.client import TransportError
+from . import tasks
 from .failure import Abort, Crit, Perm, Temp, Wait
 
 # SubmitResult / OnChainState (Damocles)
@@ -138,14 +140,31 @@ class SealerSteps:
         rid = replica_id(SectorID(rec["miner"], rec["number"]), base64.b64decode(rec["ticket"]["Ticket"]),
                          bytes.fromhex(rec["comm_d"]), proof)
         crash_point("worker.pc1.before")
-        self.ctx.run_stage("pc1", generate_labels, proof, rid, p.cache, self.ctx.parent_cache)
+        if self.ctx.external("pc1"):
+            out = self.ctx.run_task("pc1", tasks.pc1_task(proof, p.cache, p.staged, p.sealed, SectorID(rec["miner"], rec["number"]),
+                                                          base64.b64decode(rec["ticket"]["Ticket"]), self.ctx.parent_cache))
+            if not isinstance(out, dict) or out.get("replica_id") != list(rid) or out.get("comm_d") != list(bytes.fromhex(rec["comm_d"])):
+                raise Perm(f"pc1 processor output does not match the sector (replica_id or comm_d): {str(out)[:200]}")
+            rec["pc1out"] = out
+        else:
+            self.ctx.run_stage("pc1", generate_labels, proof, rid, p.cache, self.ctx.parent_cache)
         crash_point("worker.pc1.after")
         return "PC1"
 
     def on_PC1Done(self, rec):
         p = self.paths(rec)
         proof = seal_proof(rec["proof"])
-        out = self.ctx.run_stage("pc2", seal_pre_commit_phase2, proof, p.staged, p.cache, p.sealed, self.ctx.pc2_procs)
+        if self.ctx.external("pc2"):
+            pc1out = rec.get("pc1out") or {"registered_proof": proof.name, "comm_d": list(bytes.fromhex(rec["comm_d"])),
+                                           "staged_file": str(p.staged)}
+            try:
+                comm_r, comm_c, comm_r_last = tasks.read_pc2_output(
+                    self.ctx.run_task("pc2", tasks.pc2_task(pc1out, p.cache, p.sealed, self.ctx.pc2_procs)), proof)
+            except tasks.TaskError as exc:
+                raise Perm(f"pc2 processor: {exc}") from None
+            out = SimpleNamespace(comm_r=comm_r, comm_c=comm_c, comm_r_last=comm_r_last)
+        else:
+            out = self.ctx.run_stage("pc2", seal_pre_commit_phase2, proof, p.staged, p.cache, p.sealed, self.ctx.pc2_procs)
         crash_point("worker.pc2.after")
         comm_c, comm_r_last = read_p_aux(p.cache)    # cheap consistency check: the files say the same
         if (comm_c, comm_r_last) != (out.comm_c, out.comm_r_last) or p.sealed.stat().st_size != proof.size.bytes:
@@ -244,8 +263,14 @@ class SealerSteps:
     def on_C1Done(self, rec):
         p = self.paths(rec)
         proof = seal_proof(rec["proof"])
-        c1 = decode_c1((p.cache / "c1.out").read_bytes(), proof)
-        c2 = self.ctx.run_stage("c2", seal_commit_phase2, c1)
+        raw = (p.cache / "c1.out").read_bytes()
+        if self.ctx.external("c2"):
+            try:
+                c2 = tasks.read_c2_output(self.ctx.run_task("c2", tasks.c2_task(raw, SectorID(rec["miner"], rec["number"]))))
+            except tasks.TaskError as exc:
+                raise Perm(f"c2 processor: {exc}") from None
+        else:
+            c2 = self.ctx.run_stage("c2", seal_commit_phase2, decode_c1(raw, proof))
         try:
             verify_seal(proof, SectorID(rec["miner"], rec["number"]), bytes.fromhex(rec["comm_d"]), bytes.fromhex(rec["comm_r"]),
                         base64.b64decode(rec["ticket"]["Ticket"]), base64.b64decode(rec["seed"]["Seed"]), c2)
