@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .manager.commands import add_parsers as add_manager
     from .proofs.commands import add_parsers as add_util
     from .up import add_parser as add_up
+    from .worker.stores import add_parsers as add_store
     from .worker.commands import add_parsers as add_worker
     from .worker.commands import add_processor_parser
 
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     manager.required = True
     add_manager(manager)
     add_up(sub)
+    store = sub.add_parser("store", help="prepare sealing locations and persist stores").add_subparsers(dest="store_command", metavar="CMD")
+    store.required = True
+    add_store(store)
     add_processor_parser(sub)
     worker = sub.add_parser("worker", help="the worker role").add_subparsers(dest="worker_command", metavar="CMD")
     worker.required = True
