@@ -151,5 +151,12 @@ def test_worker_rpc_list_pause_resume(cluster):
     secret = load_or_create_secret(home / "secret")
     p = run_cli("worker", "pause", "--index", "0", "--worker", dest, "--token", issue_token(secret, "write"))
     assert p.returncode == 2 and "needs 'admin'" in p.stderr
+    api = admin.url[: -len("/rpc/v0")]
+    info = json.loads(run_cli("util", "workers", "info", "w1", "--api", api, "--home", str(home), "--json", check=True).stdout)
+    assert info["dest"] == dest and len(info["threads"]) == 3
+    assert json.loads(run_cli("util", "workers", "pause", "w1", "--index", "2", "--api", api, "--home", str(home), "--json",
+                              check=True).stdout)["paused"] is True
+    p = run_cli("util", "workers", "info", "nobody", "--api", api, "--home", str(home))
+    assert p.returncode == 2 and "no worker named 'nobody'" in p.stderr
     p = run_cli("worker", "list", "--worker", dest, "--token", "forged")
     assert p.returncode == 2 and "did not accept the token" in p.stderr

@@ -88,6 +88,15 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     q = p.add_parser("list")
     _common(q)
     q.set_defaults(func=cmd_workers_list)
+    for name in ("info", "pause", "resume"):
+        q = p.add_parser(name, help=f"{name} a worker's sealing threads through the worker's own RPC")
+        q.add_argument("worker", help="the worker's name as it pings the manager")
+        if name != "info":
+            q.add_argument("--index", type=int, required=True)
+        if name == "resume":
+            q.add_argument("--state", help="resume at this sealer state")
+        _common(q)
+        q.set_defaults(func=cmd_worker_control, action=name)
     p = util.add_parser("storage", help="persist stores").add_subparsers(dest="storage_cmd", metavar="CMD")
     p.required = True
     q = p.add_parser("list")
@@ -141,4 +150,24 @@ def cmd_storage_list(args) -> int:
     emit({"stores": rows}, args.json, _table(
         [[r["Name"], r["Path"], r["Weight"], "yes" if r["ReadOnly"] else "no", r["Free"], r["Reserved"]] for r in rows],
         ["NAME", "PATH", "WEIGHT", "READONLY", "FREE", "RESERVED"]))
+    return 0
+
+
+def cmd_worker_control(args) -> int:
+    """As Damocles: the manager knows where its workers are; the operator's call goes to the
+    worker's own RPC with the same token."""
+    manager = _client(args)
+    match = [w for w in manager.call("Venus.WorkerPingInfoList") if w["Info"]["Name"] == args.worker]
+    if not match:
+        raise ValueError(f"no worker named {args.worker!r} has pinged the manager")
+    worker = RPCClient(f"http://{match[0]['Info']['Dest']}", manager.token)
+    if args.action == "info":
+        rows = worker.call("VenusWorker.WorkerList")
+        emit({"worker": args.worker, "dest": match[0]["Info"]["Dest"], "threads": rows}, args.json, _table(
+            [[r["index"], r["thread_state"]["state"], r["job_id"] or "-", r["job_state"] or "-", r["location"],
+              r["last_error"] or ""] for r in rows], ["IDX", "STATE", "SECTOR", "JOB STATE", "LOCATION", "LAST ERROR"]))
+    elif args.action == "pause":
+        emit({"paused": worker.call("VenusWorker.WorkerPause", args.index)}, args.json)
+    else:
+        emit({"resumed": worker.call("VenusWorker.WorkerResume", args.index, args.state)}, args.json)
     return 0
