@@ -11,19 +11,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core.output import emit
-from ..rpc.auth import issue_token, load_or_create_secret
+from ..rpc.auth import cli_token
 from ..rpc.client import RPCClient
 from .commands import DEFAULT_HOME
 
 
 def _client(args) -> RPCClient:
-    token = args.token or os.environ.get("DAMOCLES_TOKEN")
-    if not token:
-        secret_file = Path(args.home) / "secret"
-        if not secret_file.exists():
-            raise ValueError(f"no token: pass --token, set DAMOCLES_TOKEN, or point --home at a manager home ({secret_file} not found)")
-        token = issue_token(load_or_create_secret(secret_file), "admin", "cli")
-    return RPCClient(args.api or os.environ.get("DAMOCLES_API") or "http://127.0.0.1:1789", token)
+    return RPCClient(args.api or os.environ.get("DAMOCLES_API") or "http://127.0.0.1:1789", cli_token(args.token, args.home))
 
 
 def _common(p: argparse.ArgumentParser) -> None:

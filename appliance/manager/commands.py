@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
+
+from ..core.signals import wait_for_stop_signal
 
 from ..core.output import emit
 from ..rpc.auth import PERMISSIONS, issue_token, load_or_create_secret
@@ -48,10 +48,7 @@ def cmd_run(args) -> int:
     service = ManagerService(args.home)
     host, port = service.start(args.listen)
     print(f"listening on http://{host}:{port}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop_signal()
     service.stop()
     return 0
 

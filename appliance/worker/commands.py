@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
+
+from ..core.signals import wait_for_stop_signal
 
 
 def add_parsers(worker: argparse._SubParsersAction) -> None:
@@ -34,17 +34,10 @@ def add_control_parsers(worker: argparse._SubParsersAction) -> None:
 
 
 def cmd_control(args) -> int:
-    import os
     from ..core.output import emit
-    from ..rpc.auth import issue_token, load_or_create_secret
+    from ..rpc.auth import cli_token
     from ..rpc.client import RPCClient
-    token = args.token or os.environ.get("DAMOCLES_TOKEN")
-    if not token:
-        secret = args.home / "secret"
-        if not secret.exists():
-            raise ValueError(f"no token: pass --token, set DAMOCLES_TOKEN, or point --home at the manager home ({secret} not found)")
-        token = issue_token(load_or_create_secret(secret), "admin", "cli")
-    client = RPCClient(f"http://{args.worker}", token)
+    client = RPCClient(f"http://{args.worker}", cli_token(args.token, args.home))
     if args.action == "list":
         rows = client.call("VenusWorker.WorkerList")
         lines = [f"{r['index']:>3}  {r['thread_state']['state']:<8} {r['job_id'] or '-':<16} {r['job_state'] or '-':<22} "
@@ -75,9 +68,6 @@ def cmd_run(args) -> int:
     service = WorkerService(load_worker_config(args.config), args.parent_cache)
     service.start()
     print(f"worker {service.config.name} running {len(service.threads)} sealing threads, RPC on {service.dest}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop_signal()
     service.stop()
     return 0

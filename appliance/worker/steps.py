@@ -18,7 +18,7 @@ from ..proofs import ProofError
 from ..proofs.addpiece import add_pieces, build_tree_d
 from ..proofs.c2 import seal_commit_phase2, verify_seal
 from ..proofs.commitment import zero_comm
-from ..proofs.pc1 import generate_labels, replica_id
+from ..proofs.pc1 import generate_labels, replica_id, write_atomic
 from ..proofs.pc2 import read_p_aux, seal_pre_commit_phase2
 from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1, verify_c1
 from ..rpc import SECTOR_NOT_FOUND, RPCError
@@ -257,7 +257,7 @@ class SealerSteps:
         out = self.ctx.run_stage("c1", seal_commit_phase1, proof, SectorID(rec["miner"], rec["number"]),
                                  base64.b64decode(rec["ticket"]["Ticket"]), base64.b64decode(rec["seed"]["Seed"]),
                                  bytes.fromhex(rec["comm_d"]), comm_c, comm_r_last, p.cache, p.sealed)
-        write_file(p.cache / "c1.out", encode_c1(out))
+        write_atomic(p.cache / "c1.out", encode_c1(out))
         return "C1"
 
     def on_C1Done(self, rec):
@@ -276,7 +276,7 @@ class SealerSteps:
                         base64.b64decode(rec["ticket"]["Ticket"]), base64.b64decode(rec["seed"]["Seed"]), c2)
         except ProofError as exc:
             raise Perm(f"C2 proof does not verify: {exc}") from None
-        write_file(p.cache / "proof.out", c2)
+        write_atomic(p.cache / "proof.out", c2)
         return "C2"
 
     def on_C2Done(self, rec):
@@ -291,15 +291,6 @@ class SealerSteps:
             return "Finish"
         res = call(self.ctx.rpc, "Venus.PollProofState", self.sid(rec))
         return self._landed(res, "proof", "ReSubmitProof", rec, "resubmit_proof") or "Finish"
-
-
-def write_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def persist(p: Paths, store: Path, name: str) -> None:
