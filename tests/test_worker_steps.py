@@ -25,7 +25,8 @@ def _ctx(tmp_path, corrupt: bool, verify: bool):
             data[700] ^= 1
             sealed.write_bytes(bytes(data))
         return out
-    return SimpleNamespace(location=tmp_path, run_stage=run_stage, parent_cache=tmp_path / "parents", pc2_procs=1,
+    return SimpleNamespace(location=tmp_path, run_stage=run_stage, external=lambda stage: False,
+                           parent_cache=tmp_path / "parents", pc2_procs=1,
                            sealing=replace(SealingConfig(), verify_after_pc2=verify), attached=[])
 
 
