@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .core.proof_types import default_seal_proof, sector_size
@@ -71,7 +72,6 @@ location = "{mhome / 'persist-1'}"
 
 
 def cmd_up(args) -> int:
-    from .chain.policy import ChainPolicy
     from .manager.config import load_config
     from .manager.service import ManagerService
     from .worker.config import load_worker_config
@@ -84,7 +84,7 @@ def cmd_up(args) -> int:
     home = args.home.expanduser()
     _init(home, args.size, args.threads)
     mcfg = load_config(home / "manager" / "manager.toml")
-    mcfg.chain = ChainPolicy(**{**mcfg.chain.__dict__, "block_time": args.block_time})
+    mcfg.chain = replace(mcfg.chain, block_time=args.block_time)
     manager = ManagerService(home / "manager", mcfg)
     host, port = manager.start(args.listen)
     wcfg = load_worker_config(home / "worker" / "worker.toml")

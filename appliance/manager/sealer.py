@@ -334,5 +334,3 @@ class Sealer:
             released.append((miner, number))
         return released
 
-
-__all__ = ["Sealer", "ChainError"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
@@ -162,8 +162,3 @@ class WorkerService:
             lock.release()
         self.locks = []
 
-
-def worker_config_with(config: WorkerConfig, **sealing) -> WorkerConfig:
-    """A copy whose threads use changed sealing settings (tests, `damocles up`)."""
-    config.threads = [replace(t, sealing=replace(t.sealing, **sealing)) for t in config.threads]
-    return config
