@@ -35,24 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version (with --json: and whether frozen)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    manager = sub.add_parser("manager", help="the manager role").add_subparsers(dest="manager_command", metavar="CMD")
-    manager.required = True
-    add_manager(manager)
+
+    def group(name: str, helptext: str, metavar: str = "CMD"):
+        g = sub.add_parser(name, help=helptext).add_subparsers(dest=f"{name}_command", metavar=metavar)
+        g.required = True
+        return g
+
+    add_manager(group("manager", "the manager role"))
     add_up(sub)
-    store = sub.add_parser("store", help="prepare sealing locations and persist stores").add_subparsers(dest="store_command", metavar="CMD")
-    store.required = True
-    add_store(store)
+    add_store(group("store", "prepare sealing locations and persist stores"))
     add_processor_parser(sub)
-    worker = sub.add_parser("worker", help="the worker role").add_subparsers(dest="worker_command", metavar="CMD")
-    worker.required = True
-    add_worker(worker)
-    util = sub.add_parser("util", help="the proof engine and chain by hand").add_subparsers(dest="util_command", metavar="TOOL")
-    util.required = True
+    add_worker(group("worker", "the worker role"))
+    util = group("util", "the proof engine and chain by hand", "TOOL")
     add_util(util)
     add_manager_util(util)
-    bench = sub.add_parser("bench", help="benchmarks to run on your own hardware").add_subparsers(dest="bench_command", metavar="BENCH")
-    bench.required = True
-    add_bench(bench)
+    add_bench(group("bench", "benchmarks to run on your own hardware", "BENCH"))
     return parser
 
 
