@@ -1,7 +1,13 @@
+import os
+import re
+from types import SimpleNamespace
+
 import pytest
 
 from appliance.config import ConfigError
-from appliance.worker.config import format_cpuset, manager_url, parse_cpuset, parse_worker_config
+from appliance.worker.config import (SealingConfig, ThreadConfig, format_cpuset, manager_url, parse_cpuset,
+                                     parse_worker_config)
+from appliance.worker.thread import SealingThread
 
 BASE = {"sector_manager": {"rpc_client": {"addr": "/ip4/127.0.0.1/tcp/1789"}}}
 
@@ -46,6 +52,7 @@ def test_unknown_keys_are_warned():
     ({**BASE, "sealing_thread": [{"location": "/tmp/x"}, {"location": "/tmp/x"}]}, "used by another sealing thread"),
     ({**BASE, "sealing_thread": [{"plan": "sealer"}]}, "location is required"),
     ({**BASE, "sealing_thread": [{"location": "/tmp/x", "plan": "bake"}]}, "'bake' is not one of"),
+    ({**BASE, "sealing_thread": [{"location": "/tmp/x", "plan": "snapup"}]}, "'snapup' is not available in this version"),
     ({**BASE, "sealing": {"recover_interval": "soon"}}, r"\[sealing\].recover_interval: invalid duration"),
     ({**BASE, "sealing": {"allowed_sizes": ["3KiB"]}}, "unknown sector size"),
 ])
@@ -58,3 +65,42 @@ def test_cpusets_and_addresses():
     assert parse_cpuset("0-2, 5", "x", {0, 1, 2, 5}) == (0, 1, 2, 5)
     assert format_cpuset([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
     assert manager_url("http://10.0.0.1:1789", "x") == "http://10.0.0.1:1789/rpc/v0"
+
+
+def _thread(tmp_path, **sealing):
+    base = ThreadConfig(tmp_path, "sealer", SealingConfig(max_retries=3, **sealing))
+    return SealingThread(0, SimpleNamespace(location=tmp_path, sealing=base.sealing), base)
+
+
+def test_hot_config_is_applied_over_worker_toml_and_dropped_when_removed(tmp_path):
+    t = _thread(tmp_path, recover_interval=7.0)
+    assert not t.reload_hot_config()                 # no file: nothing changes
+    hot = tmp_path / "config.toml"
+    hot.write_text('plan = "sealer"\n[sealing]\nallowed_miners = [1001]\nmax_retries = 9\n')
+    assert t.reload_hot_config()
+    assert t.ctx.sealing.allowed_miners == (1001,) and t.ctx.sealing.max_retries == 9
+    assert t.ctx.sealing.recover_interval == 7.0      # worker.toml's value stays where the file is silent
+    assert not t.reload_hot_config()                 # unchanged mtime: not re-read
+    hot.write_text('[sealing]\nmax_retries = 4\n')
+    os.utime(hot, ns=(1, 1))                         # a different mtime, whatever the clock's resolution
+    assert t.reload_hot_config() and t.ctx.sealing.max_retries == 4 and t.ctx.sealing.allowed_miners is None
+    hot.unlink()
+    assert t.reload_hot_config() and t.ctx.sealing.max_retries == 3
+
+
+@pytest.mark.parametrize("text,msg", [
+    ('location = "/elsewhere"\n', "location cannot be changed here"),
+    ('plan = "unseal"\n', "'unseal' is not available in this version"),
+    ('[sealing]\nmax_retries = -1\n', r"sealing.max_retries: -1 is not a non-negative integer"),
+    ('[sealing\n', "is not valid TOML"),
+])
+def test_bad_hot_config_is_reported_and_ignored(tmp_path, text, msg):
+    t = _thread(tmp_path)
+    (tmp_path / "config.toml").write_text("[sealing]\nmax_retries = 8\n")
+    assert t.reload_hot_config() and t.ctx.sealing.max_retries == 8
+    (tmp_path / "config.toml").write_text(text)
+    os.utime(tmp_path / "config.toml", ns=(2, 2))
+    assert not t.reload_hot_config()
+    assert re.search(msg, t.config_error) and "keeping the previous settings" in t.config_error
+    assert t.ctx.sealing.max_retries == 8 and t.plan == "sealer"
+    assert t.summary()["config_error"] == t.config_error

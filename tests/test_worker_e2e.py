@@ -1,8 +1,10 @@
 """A manager and a worker as real processes on loopback: 3 sealing threads with pc1 concurrency 2
-take 6 CC 2KiB sectors from allocation to ProveCommit landed on the devnet."""
+take 6 CC 2KiB sectors from allocation to ProveCommit landed on the devnet (one thread's hot
+config.toml keeps it to a miner without sectors)."""
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -93,6 +95,8 @@ def cluster(tmp_path):
     url = line.split()[-1]
     secret = load_or_create_secret(home / "secret")
     threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(3))
+    (tmp_path / "t2").mkdir()      # thread 2's hot config lets it seal only for a miner that has no sectors
+    (tmp_path / "t2" / "config.toml").write_text("[sealing]\nallowed_miners = [9999]\n")
     cfg = tmp_path / "worker.toml"
     cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1",
                                  python=sys.executable))
@@ -121,6 +125,9 @@ def test_worker_seals_six_sectors(cluster):
         raise AssertionError(f"{len(done)} sectors landed; {listed}; left over: {_leftovers(tmp)}")
     assert sorted(s["number"] for s in done) == [1, 2, 3, 4, 5, 6]
     assert {s["Worker"] for s in listed} == {"w1"}
+    t2 = sqlite3.connect(tmp / "t2" / "meta" / "journal.db")
+    assert t2.execute("SELECT count(*) FROM log WHERE sector IS NOT NULL").fetchone() == (0,)   # it obeyed config.toml
+    t2.close()
     assert all(s["LatestState"] == "Finished" and s["AbortReason"] is None for s in listed)
     persisted = sorted(p.name for p in (home / "persist-1" / "sealed").iterdir())
     assert persisted == [f"s-t01000-{n}" for n in range(1, 7)]

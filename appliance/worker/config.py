@@ -19,6 +19,7 @@ STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "synth_proof", "c1", "c2", "snap
 PROCESSOR_STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "c2", "snap_encode", "snap_prove", "transfer", "unseal",
                     "window_post", "sealing_daemons")
 PLANS = ("sealer", "snapup", "rebuild", "unseal", "wdpost")
+RUNNABLE_PLANS = ("sealer",)   # the plans this version's sealing threads can run
 
 
 @dataclass(frozen=True)
@@ -239,9 +240,7 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
         if loc in seen:
             raise ConfigError(f"{where}.location: {loc} is used by another sealing thread")
         seen.add(loc)
-        plan = t.get("plan", "sealer")
-        if plan not in PLANS:
-            raise ConfigError(f"{where}.plan: {plan!r} is not one of {', '.join(PLANS)}")
+        plan = _plan(t.get("plan", "sealer"), f"{where}.plan")
         cfg.threads.append(ThreadConfig(loc, plan, parse_sealing(t.get("sealing", {}), f"{where}.sealing", cfg.sealing, w)))
     names = set()
     for i, a in enumerate(raw.get("attached", [])):
@@ -311,6 +310,24 @@ def _processor(stage: str, index: int, e: dict, cfg: WorkerConfig, available_cpu
     return ProcessorConfig(stage, index, e.get("bin"), tuple(args) if args is not None else None, stable_wait, cpuset,
                            cg.get("cpuset"), cg.get("group_name", "vc-worker"), dict(envs), numa, concurrent, locks,
                            bool(e.get("auto_restart", True)), bool(e.get("inherit_envs", True)), timeout)
+
+
+def _plan(plan, where: str) -> str:
+    if plan not in PLANS:
+        raise ConfigError(f"{where}: {plan!r} is not one of {', '.join(PLANS)}")
+    if plan not in RUNNABLE_PLANS:
+        raise ConfigError(f"{where}: plan {plan!r} is not available in this version (available: {', '.join(RUNNABLE_PLANS)})")
+    return plan
+
+
+def parse_hot_config(raw: dict, where: str, base: ThreadConfig, warnings: list[str]) -> ThreadConfig:
+    """`<location>/config.toml`, re-read before each new sector: `plan` and `[sealing]` over the
+    thread's settings from worker.toml (Damocles' merge order); it cannot move the location."""
+    if "location" in raw:
+        raise ConfigError(f"{where}: location cannot be changed here (it is set in worker.toml)")
+    _known(raw, {"plan", "sealing"}, where, warnings)
+    plan = _plan(raw.get("plan", base.plan), f"{where}: plan")
+    return ThreadConfig(base.location, plan, parse_sealing(raw.get("sealing", {}), f"{where}: sealing", base.sealing, warnings))
 
 
 def load_worker_config(path: str | Path, available_cpus: set[int] | None = None) -> WorkerConfig:

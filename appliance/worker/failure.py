@@ -1,5 +1,6 @@
 """Failure levels of a sealing step (research/damocles.md section 4):
-temp (retried `max_retries` times every `recover_interval`, then perm), perm and crit (the thread
+temp (retried `max_retries` times every `recover_interval`, then perm; an unreachable manager
+is retried without limit), perm and crit (the thread
 pauses until an operator resumes it), abort (the sector is given up and reported). Wait is not a
 failure: the step is not done yet (idle, polling, waiting for the seed)."""
 
@@ -12,6 +13,14 @@ class StepFailure(Exception):
 
 class Temp(StepFailure):
     level = "temp"
+    counts = True      # towards `max_retries`
+
+
+class Unreachable(Temp):
+    """The manager did not answer. Retried every `recover_interval` without using up
+    `max_retries`: a manager restart or a network outage is not the sector's fault, and pausing
+    every thread of every worker for it would need an operator to resume them all."""
+    counts = False
 
 
 class Perm(StepFailure):

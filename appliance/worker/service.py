@@ -113,7 +113,7 @@ class WorkerService:
         pc2 = config.processors.get("pc2", [])
         pc2_procs = max((len(p.cpuset) if p.cpuset else 1) for p in pc2) if pc2 else 1
         self.threads = [SealingThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached, parent_cache,
-                                                       config.name, limits, self.processors, pc2_procs))
+                                                       config.name, limits, self.processors, pc2_procs), t)
                         for i, t in enumerate(config.threads)]
         self._stop = threading.Event()
         self._runners: list[threading.Thread] = []

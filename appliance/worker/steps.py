@@ -24,7 +24,7 @@ from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1, verify_c1
 from ..rpc import SECTOR_NOT_FOUND, RPCError
 from ..rpc.client import TransportError
 from . import tasks
-from .failure import Abort, Crit, Perm, Temp, Wait
+from .failure import Abort, Crit, Perm, Temp, Unreachable, Wait
 
 # SubmitResult / OnChainState (Damocles)
 ACCEPTED, DUPLICATE, MISMATCHED, REJECTED, FILES_MISSED = 1, 2, 3, 4, 5
@@ -68,7 +68,7 @@ def call(rpc, method: str, *params):
     try:
         return rpc.call(method, *params)
     except TransportError as exc:
-        raise Temp(f"{method}: {exc}") from None
+        raise Unreachable(f"{method}: {exc}") from None
     except RPCError as exc:
         if exc.code == SECTOR_NOT_FOUND:
             raise Abort(f"{method}: the manager does not know the sector ({exc.message})") from None

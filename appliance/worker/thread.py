@@ -3,7 +3,8 @@
 Each turn: exec the current state's step; plan the next state from the event; commit the
 transition (and what the step produced) to the journal; report it to the manager. A restart
 resumes from the journaled state, so an interrupted step is redone from its start and a
-completed one never."""
+completed one never. Before each new sector the thread re-reads `<location>/config.toml` (plan
+and `[sealing]` overrides) when its mtime changed; a bad file is reported and ignored."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import threading
 import time
 import traceback
 
+from ..config import ConfigError, load_toml
 from ..rpc import RPCError
 from ..rpc.client import TransportError
+from .config import ThreadConfig, parse_hot_config
 from .failure import Abort, StepFailure, Wait
 from .journal import Journal, JournalError
 from .plan import plan
@@ -23,8 +26,12 @@ log = logging.getLogger("damocles.worker")
 
 
 class SealingThread:
-    def __init__(self, index: int, ctx):
+    def __init__(self, index: int, ctx, config: ThreadConfig | None = None):
         self.index, self.ctx = index, ctx
+        self.base = config or ThreadConfig(ctx.location, "sealer", ctx.sealing)   # from worker.toml
+        self.plan = self.base.plan
+        self.config_error: str | None = None
+        self._hot_mtime: int | None = None
         self.journal: Journal | None = None
         self.rec: dict = {"state": "Empty", "retry": 0}
         self.status = "Idle"          # Idle | Running | Waiting | Paused
@@ -50,9 +57,36 @@ class SealingThread:
         return True
 
     def summary(self) -> dict:
-        return {"index": self.index, "location": str(self.ctx.location), "plan": "sealer",
+        return {"index": self.index, "location": str(self.ctx.location), "plan": self.plan,
                 "job_id": self.rec.get("name"), "job_state": self.rec.get("state"), "thread_state": {"state": self.status},
-                "last_error": self.last_error}
+                "last_error": self.last_error, "config_error": self.config_error}
+
+    def reload_hot_config(self) -> bool:
+        """Apply `<location>/config.toml` if it changed since the last look; True if it did."""
+        path = self.ctx.location / "config.toml"
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._hot_mtime:
+            return False
+        self._hot_mtime = mtime
+        if mtime is None:
+            cfg = self.base
+        else:
+            warnings: list[str] = []
+            try:
+                cfg = parse_hot_config(load_toml(path), str(path), self.base, warnings)
+            except (ConfigError, OSError) as exc:
+                self.config_error = f"{exc}; keeping the previous settings"
+                log.error("thread %d: %s", self.index, self.config_error)
+                return False
+            for w in warnings:
+                log.warning("thread %d: %s", self.index, w)
+        self.config_error = None
+        self.plan, self.ctx.sealing = cfg.plan, cfg.sealing
+        log.info("thread %d: settings %s", self.index, f"reloaded from {path}" if mtime else "from worker.toml")
+        return True
 
     # -------------------------------------------------------------------- loop
 
@@ -67,8 +101,8 @@ class SealingThread:
             self.status, self.last_error = "Paused", f"crit: {exc}"
             log.error("thread %d: %s", self.index, exc)
             return
+        self.reload_hot_config()
         steps = SealerSteps(self.ctx)
-        s = self.ctx.sealing
         while not stop.is_set():
             if self._pause_requested:
                 self._pause_requested = False
@@ -89,6 +123,9 @@ class SealingThread:
                         self._transition("SetState:" + self._resume_state)
                     self.journal.save(self.rec)
                 continue
+            if self.rec["state"] == "Empty":
+                self.reload_hot_config()
+            s = self.ctx.sealing
             self.status = "Running"
             try:
                 event = steps.exec(self.rec)
@@ -136,7 +173,7 @@ class SealingThread:
     def _fail(self, exc: StepFailure, stop: threading.Event) -> None:
         level = exc.level
         self.last_error = f"{level}: {exc}"
-        if level == "temp":
+        if level == "temp" and getattr(exc, "counts", True):
             self.rec["retry"] = self.rec.get("retry", 0) + 1
             if self.rec["retry"] >= self.ctx.sealing.max_retries:
                 level = "perm"
