@@ -9,6 +9,7 @@ import argparse
 def add_parsers(bench: argparse._SubParsersAction) -> None:
     from .pc1 import cmd_bench_pc1
     from .pc2 import cmd_bench_pc2
+    from .pipeline import add_parser as add_pipeline
     from .rpc import cmd_bench_rpc
 
     p = bench.add_parser("pc1", help="SDR labelling speed against hashlib alone, parent cache time, peak memory")
@@ -28,3 +29,5 @@ def add_parsers(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_rpc)
+
+    add_pipeline(bench)

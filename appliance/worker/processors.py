@@ -8,10 +8,12 @@ workers are daemonic and it hangs when one is killed."""
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import logging
 import os
 import queue
+import resource
 import signal
 import threading
 import time
@@ -74,12 +76,41 @@ def _serve(conn, cpuset, numa, envs, name) -> None:
         if msg is None:
             return
         fn, args = msg
-        started = time.time()
+        started, cpu = time.time(), _cpu_seconds()
         try:
             result = fn(*args)
-            conn.send(("ok", result, started, time.time()))
+            conn.send(("ok", result, started, time.time(), _cpu_seconds() - cpu))
         except BaseException as exc:   # the task's error goes back to the thread that asked
-            conn.send(("err", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}", started, time.time()))
+            conn.send(("err", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}", started, time.time(),
+                       _cpu_seconds() - cpu))
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its children that ended (PC2's helpers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    stage: str
+    pid: int
+    start: float       # wall clock, seconds since the epoch
+    end: float
+    cpu: float | None  # CPU seconds, None where it cannot be known (external processors)
+
+
+class TaskLog:
+    """The last tasks the worker ran, every stage and pool: what `bench pipeline` measures."""
+
+    def __init__(self, keep: int = 100_000):
+        self.tasks: collections.deque[TaskRecord] = collections.deque(maxlen=keep)
+
+    def add(self, record: TaskRecord) -> None:
+        self.tasks.append(record)      # deque.append is atomic
+
+    def of(self, stage: str) -> list[TaskRecord]:
+        return [t for t in list(self.tasks) if t.stage == stage]
 
 
 @dataclass
@@ -125,8 +156,9 @@ def spawner() -> _Spawner:
 
 
 class ProcessorPool:
-    def __init__(self, cfg: ProcessorConfig, name: str | None = None):
+    def __init__(self, cfg: ProcessorConfig, name: str | None = None, tasklog: TaskLog | None = None):
         self.cfg = cfg
+        self.tasklog = tasklog if tasklog is not None else TaskLog()
         self.name = name or f"{cfg.stage}-{cfg.index}"
         self.size = cfg.concurrent or 1
         self._ctx = mp_context()
@@ -134,7 +166,6 @@ class ProcessorPool:
         self._all: list[_Proc] = []
         self._cond = threading.Condition()
         self.busy_seconds = 0.0
-        self.history: list[tuple[int, float, float]] = []   # (pid, start, end) of every task
         for _ in range(self.size):
             self._add(spawner().call(self._spawn))
 
@@ -178,8 +209,8 @@ class ProcessorPool:
         with self._cond:
             self._idle.append(proc)
             self._cond.notify()
-        status, payload, started, ended = reply
-        self.history.append((proc.pid, started, ended))
+        status, payload, started, ended, cpu = reply
+        self.tasklog.add(TaskRecord(self.cfg.stage, proc.pid, started, ended, cpu))
         self.busy_seconds += ended - started
         if status == "err":
             raise Temp(f"processor {self.name}: {payload}")
@@ -224,8 +255,10 @@ class Processors:
     """All pools of a worker; `run(stage, fn, *args)` picks the entry with the most free
     processes and holds its ext_locks for the task."""
 
-    def __init__(self, entries: dict[str, list[ProcessorConfig]], ext_locks: dict[str, int]):
+    def __init__(self, entries: dict[str, list[ProcessorConfig]], ext_locks: dict[str, int],
+                 tasklog: TaskLog | None = None):
         from .external import ExternalProcessor
+        self.tasklog = tasklog if tasklog is not None else TaskLog()
         self.locks = ExtLocks(ext_locks)
         self.pools: dict[str, list[ProcessorPool]] = {}
         self.externals: dict[str, list[ExternalProcessor]] = {}
@@ -233,7 +266,7 @@ class Processors:
             for stage, cfgs in entries.items():
                 internal = [c for c in cfgs if not c.bin]
                 if internal:
-                    self.pools[stage] = [ProcessorPool(c) for c in internal]
+                    self.pools[stage] = [ProcessorPool(c, tasklog=self.tasklog) for c in internal]
                 external = [c for c in cfgs if c.bin]
                 if external:
                     self.externals[stage] = [ExternalProcessor(c) for c in external]
@@ -259,10 +292,13 @@ class Processors:
         """A task for an external processor of the stage (the one with the fewest tasks in flight)."""
         ext = min(self.externals[stage], key=lambda e: len(e._pending))
         self.locks.acquire(ext.cfg.locks)
+        started = time.time()
         try:
             return ext.call(task)
         finally:
             self.locks.release(ext.cfg.locks)
+            pid = ext.proc.pid if getattr(ext, "proc", None) else 0
+            self.tasklog.add(TaskRecord(stage, pid, started, time.time(), None))
 
     def close(self) -> None:
         for pools in self.pools.values():

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
@@ -15,7 +16,7 @@ from ..rpc import RPCError
 from ..rpc.client import RPCClient, TransportError
 from .config import AttachedStore, SealingConfig, WorkerConfig
 from .journal import JournalError, LocationLock
-from .processors import Processors
+from .processors import Processors, TaskLog, TaskRecord
 from .thread import SealingThread
 
 log = logging.getLogger("damocles.worker")
@@ -60,6 +61,7 @@ class ThreadContext:
     limits: StageLimits
     processors: Processors | None = None
     pc2_procs: int = 1
+    tasklog: TaskLog = field(default_factory=TaskLog)
 
     def external(self, stage: str) -> bool:
         return self.processors is not None and self.processors.external(stage)
@@ -73,7 +75,15 @@ class ThreadContext:
         `[[processors.<stage>]]` has entries, otherwise in this thread (as Damocles does)."""
         if self.processors is not None and self.processors.has(stage):
             return self.limits.run(stage, self.processors.run, stage, fn, *args)
-        return self.limits.run(stage, fn, *args)
+        return self.limits.run(stage, self._inline, stage, fn, *args)
+
+    def _inline(self, stage: str, fn, *args):
+        # CPU of this thread only: helpers a step starts itself are not counted
+        started, cpu = time.time(), time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            self.tasklog.add(TaskRecord(stage, os.getpid(), started, time.time(), time.thread_time() - cpu))
 
 
 class WorkerService:
@@ -104,8 +114,9 @@ class WorkerService:
             self.release()
             raise ValueError(str(exc)) from None
         limits = StageLimits(config.concurrent, config.staggered)
+        self.tasklog = TaskLog()
         try:
-            self.processors = Processors(config.processors, config.ext_locks)
+            self.processors = Processors(config.processors, config.ext_locks, self.tasklog)
         except Exception:
             self.release()
             raise
@@ -113,7 +124,8 @@ class WorkerService:
         pc2 = config.processors.get("pc2", [])
         pc2_procs = max((len(p.cpuset) if p.cpuset else 1) for p in pc2) if pc2 else 1
         self.threads = [SealingThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached, parent_cache,
-                                                       config.name, limits, self.processors, pc2_procs), t)
+                                                       config.name, limits, self.processors, pc2_procs,
+                                                       self.tasklog), t)
                         for i, t in enumerate(config.threads)]
         self._stop = threading.Event()
         self._runners: list[threading.Thread] = []

@@ -1,0 +1,213 @@
+"""bench pipeline: M sectors through a manager (embedded devnet) and a worker with N sealing
+threads on this machine, the way `damocles up` runs them. It reports sectors per hour, every
+stage's task time measured in the run (wall and CPU), the throughput bound those times and the
+configured limits allow, the ratio of the two, and how busy each processor pool was.
+
+The bound is the lowest of three, all from figures measured in the same run:
+- cores: CPUs / CPU seconds of stage tasks per sector (the machine cannot seal faster);
+- each stage: its slots (pool processes, capped by `limitation.concurrent` and the threads) over
+  its CPU time per task (divided by the processes a PC2 task hashes with);
+- threads: threads / the shortest possible sector latency, i.e. its compute time plus the least
+  time any sector of the run spent outside compute steps (chain waits, persisting, RPC).
+Every processor stage gets a pool of min(threads, CPUs) processes; C1 runs in the thread, as in
+Damocles."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..config import load_toml
+from ..core.output import emit
+from ..core.proof_types import default_seal_proof, sector_size
+
+POOL_STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "c2")
+# the state a compute step leaves, per stage: time spent in these states is compute time
+COMPUTE_STATES = {"DealsAcquired": "add_pieces", "PieceAdded": "tree_d", "TicketAssigned": "pc1", "PC1Done": "pc2",
+                  "SeedAssigned": "c1", "C1Done": "c2"}
+
+MANAGER_TOML = """# bench pipeline: devnet, every message sent at once (no batching waits)
+[RPC]
+Listen = "127.0.0.1:0"
+[Sealing]
+SealRandomnessLookback = 2
+InteractivePoRepConfidence = 1
+[Chain]
+BlockTime = "{block_time}s"
+MessageDelay = 1
+[[Common.PersistStores]]
+Name = "persist-1"
+Path = "persist-1"
+[[Miners]]
+Actor = 1000
+SealProof = "{proof}"
+[Miners.Sector]
+MinNumber = 1
+MaxNumber = {sectors}
+[Miners.Commitment]
+Confidence = 1
+[Miners.Commitment.Pre.Batch]
+Threshold = 1
+CheckInterval = "50ms"
+[Miners.Commitment.Prove.Batch]
+Threshold = 1
+CheckInterval = "50ms"
+"""
+
+WORKER_TOML = """[worker]
+name = "bench"
+ping_interval = "5s"
+[worker.rpc_server]
+host = "127.0.0.1"
+port = 0
+[sector_manager]
+rpc_client = {{ addr = "{url}" }}
+token = "{token}"
+[sealing]
+recover_interval = "100ms"
+rpc_polling_interval = "100ms"
+seal_interval = "100ms"
+max_retries = 3
+{threads}
+[[attached]]
+name = "persist-1"
+location = "{store}"
+{pools}"""
+
+
+def add_parser(bench) -> None:
+    p = bench.add_parser("pipeline", help="sectors per hour of a manager and a worker on this machine, against their bound")
+    p.add_argument("--size", default="2KiB")
+    p.add_argument("--threads", type=int, default=2, help="sealing threads (default 2)")
+    p.add_argument("--sectors", type=int, default=4, help="sectors to seal (default 4)")
+    p.add_argument("--block-time", type=float, default=0.1, help="devnet seconds per epoch (default 0.1)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds (default 3600)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_pipeline)
+
+
+def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_time: float, timeout: float) -> dict:
+    from ..manager.config import load_config
+    from ..manager.service import ManagerService, init_home
+    from ..rpc.auth import issue_token, load_or_create_secret
+    from ..worker.config import parse_worker_config
+    from ..worker.service import WorkerService
+
+    proof = default_seal_proof(sector_size(size_name))
+    cpus = len(os.sched_getaffinity(0))
+    slots = min(threads, cpus)
+    mhome = home / "manager"
+    init_home(mhome, MANAGER_TOML.format(block_time=block_time, proof=proof.name, sectors=sectors))
+    mcfg = load_config(mhome / "manager.toml")
+    manager = ManagerService(mhome, replace(mcfg, chain=replace(mcfg.chain, block_time=block_time)))
+    host, port = manager.start("127.0.0.1:0")
+    worker = None
+    try:
+        (home / "worker.toml").write_text(WORKER_TOML.format(
+            url=f"http://{host}:{port}/rpc/v0", token=issue_token(load_or_create_secret(mhome / "secret"), "write", "bench"),
+            threads="".join(f'[[sealing_thread]]\nlocation = "{home / f"thread-{i}"}"\n' for i in range(threads)),
+            store=mhome / "persist-1",
+            pools="".join(f"[[processors.{s}]]\nconcurrent = {slots}\n" for s in POOL_STAGES)))
+        worker = WorkerService(parse_worker_config(load_toml(home / "worker.toml")))   # pools start here, untimed
+        started = time.time()
+        worker.start()
+        _wait(manager, worker, sectors, timeout)
+        journals = [t.journal.log() for t in worker.threads]
+        tasks = list(worker.tasklog.tasks)
+        pools = {p.name: (p.busy_seconds, p.size) for ps in worker.processors.pools.values() for p in ps}
+    finally:
+        if worker is not None:
+            worker.stop(timeout=10)
+        manager.stop()
+    return measure(journals, tasks, pools, started, size_name, threads, sectors, cpus, slots, block_time)
+
+
+def _wait(manager, worker, sectors: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = manager.sealer.list_sectors()
+        aborted = [s for s in listed if s["AbortReason"]]
+        if aborted:
+            raise RuntimeError(f"sector {aborted[0]['ID']} aborted: {aborted[0]['AbortReason']}")
+        broken = [t for t in worker.threads if t.status == "Paused" and t.last_error]
+        if broken:
+            raise RuntimeError(f"sealing thread {broken[0].index} stopped: {broken[0].last_error}")
+        if sum(1 for s in listed if s["Finalized"] and s["LatestState"] == "Finished") >= sectors:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{sectors} sectors did not finish within {timeout:g}s")
+        time.sleep(0.2)   # polling the in-process manager; bounded by the deadline
+
+
+def measure(journals, tasks, pools, started, size_name, threads, sectors, cpus, slots, block_time) -> dict:
+    """Throughput, stage times and the bound, from the worker's journals and task log."""
+    latency, compute_time = {}, {}
+    for log in journals:
+        entered: dict[str, float] = {}
+        for row in log:
+            name = row["sector"]
+            if name is None or row["level"]:
+                continue
+            if row["event"] == "Allocate":
+                latency[name] = -row["ts"]
+            if row["event"] == "Finish" and row["next"] is None:    # the thread let go of it
+                latency[name] += row["ts"]
+            if row["prev"] in COMPUTE_STATES and row["prev"] in entered.get(name, {}):
+                compute_time[name] = compute_time.get(name, 0.0) + row["ts"] - entered[name][row["prev"]]
+            if row["next"]:
+                entered.setdefault(name, {})[row["next"]] = row["ts"]
+    finished = [n for n, v in latency.items() if v > 0]
+    end = max(r["ts"] for log in journals for r in log if r["event"] == "Finish" and r["next"] is None)
+    wall = end - started
+    measured = len(finished) / wall
+    stages = {}
+    for stage in sorted({t.stage for t in tasks}, key=lambda s: list(COMPUTE_STATES.values()).index(s)
+                        if s in COMPUTE_STATES.values() else 99):
+        ts = [t for t in tasks if t.stage == stage]
+        cpu = sum(t.cpu if t.cpu is not None else t.end - t.start for t in ts) / len(ts)
+        stages[stage] = {"tasks": len(ts), "wall_per_task": sum(t.end - t.start for t in ts) / len(ts),
+                         "cpu_per_task": cpu, "slots": slots if stage in POOL_STAGES else threads,
+                         "min_seconds": cpu}   # PC2 in these pools hashes in one process
+    cpu_per_sector = sum(s["cpu_per_task"] * s["tasks"] for s in stages.values()) / len(finished)
+    compute_latency = sum(s["min_seconds"] * s["tasks"] for s in stages.values()) / len(finished)
+    least_wait = min(latency[n] - compute_time.get(n, 0.0) for n in finished)
+    bounds = {"cores": cpus / cpu_per_sector, "threads": threads / (compute_latency + least_wait)}
+    for name, s in stages.items():
+        if s["min_seconds"] > 0:
+            bounds[f"stage {name}"] = s["slots"] / s["min_seconds"]
+    limit = min(bounds, key=bounds.get)
+    busy = {name: busy_s / (wall * size) for name, (busy_s, size) in sorted(pools.items())}
+    return {"size": size_name, "sectors": len(finished), "threads": threads, "cpus": cpus, "block_time": block_time,
+            "seconds": round(wall, 3), "sectors_per_hour": round(measured * 3600, 2),
+            "mean_sector_latency": round(sum(latency[n] for n in finished) / len(finished), 3),
+            "least_non_compute_seconds": round(least_wait, 3), "cpu_seconds_per_sector": round(cpu_per_sector, 3),
+            "stages": {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in v.items()} for k, v in stages.items()},
+            "bounds_sectors_per_hour": {k: round(v * 3600, 2) for k, v in bounds.items()},
+            "bound_sectors_per_hour": round(bounds[limit] * 3600, 2), "limited_by": limit,
+            "ratio": round(measured / bounds[limit], 4), "pool_busy": {k: round(v, 4) for k, v in busy.items()}}
+
+
+def cmd_bench_pipeline(args) -> int:
+    if args.threads < 1 or args.sectors < 1:
+        raise ValueError(f"--threads and --sectors must be at least 1 (got {args.threads} and {args.sectors})")
+    if args.block_time <= 0:
+        raise ValueError(f"--block-time must be positive, got {args.block_time}")
+    with tempfile.TemporaryDirectory(prefix="damocles-bench-pipeline-") as tmp:
+        r = run_pipeline(Path(tmp), sector_size(args.size).name, args.threads, args.sectors, args.block_time, args.timeout)
+    lines = [f"bench pipeline {r['size']}: {r['sectors']} sectors, {r['threads']} sealing threads, {r['cpus']} CPUs, "
+             f"devnet block time {r['block_time']:g}s",
+             f"  finished in {r['seconds']:.1f}s: {r['sectors_per_hour']:,.1f} sectors/hour "
+             f"(mean sector latency {r['mean_sector_latency']:.1f}s)",
+             f"  {'stage':<12}{'tasks':>6}{'wall/task':>11}{'cpu/task':>10}{'slots':>7}"]
+    for name, s in r["stages"].items():
+        lines.append(f"  {name:<12}{s['tasks']:>6}{s['wall_per_task']:>10.2f}s{s['cpu_per_task']:>9.2f}s{s['slots']:>7}")
+    lines.append(f"  bound: {r['bound_sectors_per_hour']:,.1f} sectors/hour, limited by {r['limited_by']} "
+                 f"({r['cpu_seconds_per_sector']:.2f} CPU-s per sector; least non-compute time {r['least_non_compute_seconds']:.2f}s)")
+    lines.append("  bounds: " + ", ".join(f"{k} {v:,.1f}/h" for k, v in r["bounds_sectors_per_hour"].items()))
+    lines.append(f"  ratio: {r['ratio'] * 100:.1f}% of the bound")
+    lines.append("  pools busy: " + ", ".join(f"{k} {v * 100:.0f}%" for k, v in r["pool_busy"].items()))
+    emit(r, args.json, lines)
+    return 0

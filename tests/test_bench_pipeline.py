@@ -1,0 +1,63 @@
+"""bench pipeline: a real run at 2KiB, and the arithmetic of the bound on a made-up run."""
+
+import json
+
+import pytest
+
+from appliance.bench.pipeline import measure
+from appliance.worker.processors import TaskRecord
+
+from .conftest import run_cli
+
+
+def test_bench_pipeline_runs_sectors_and_reports_its_bound():
+    p = run_cli("bench", "pipeline", "--size", "2KiB", "--threads", "2", "--sectors", "3", "--json", check=True)
+    r = json.loads(p.stdout)
+    assert r["sectors"] == 3 and r["threads"] == 2 and r["size"] == "2KiB"
+    assert r["sectors_per_hour"] == pytest.approx(3 * 3600 / r["seconds"], rel=0.01)
+    assert list(r["stages"]) == ["add_pieces", "tree_d", "pc1", "pc2", "c1", "c2"]
+    assert all(s["tasks"] == 3 for s in r["stages"].values())
+    assert r["bound_sectors_per_hour"] == min(r["bounds_sectors_per_hour"].values())
+    assert r["bounds_sectors_per_hour"][r["limited_by"]] == r["bound_sectors_per_hour"]
+    assert 0 < r["ratio"] <= 1.05
+    assert set(r["pool_busy"]) == {"add_pieces-0", "tree_d-0", "pc1-0", "pc2-0", "c2-0"}
+    assert all(0 <= v <= 1 for v in r["pool_busy"].values()) and r["pool_busy"]["pc2-0"] > 0
+
+
+def test_bench_pipeline_refuses_bad_arguments():
+    p = run_cli("bench", "pipeline", "--threads", "0")
+    assert p.returncode == 2 and "--threads and --sectors must be at least 1" in p.stderr
+    p = run_cli("bench", "pipeline", "--size", "3KiB")
+    assert p.returncode == 2 and "3KiB" in p.stderr
+
+
+def _journal(name, t0, steps):
+    """Rows as Journal.log() gives them for one sector: (state entered, seconds in it) in order."""
+    rows, ts, prev = [], t0, "Empty"
+    events = {"Allocated": "Allocate", "TicketAssigned": "AssignTicket", "PC1Done": "PC1", "PC2Done": "PC2",
+              "Finished": "Finish"}
+    for state, seconds in steps:
+        rows.append({"sector": name, "prev": prev, "next": state, "event": events[state], "level": None, "ts": ts})
+        ts += seconds
+        prev = state
+    rows.append({"sector": name, "prev": prev, "next": None, "event": "Finish", "level": None, "ts": ts})
+    return rows, ts
+
+
+def test_bound_arithmetic():
+    # one thread, two sectors back to back: 1s waiting, 2s of PC1, 3s of PC2, 1s to finish
+    steps = [("Allocated", 1.0), ("TicketAssigned", 2.0), ("PC1Done", 3.0), ("PC2Done", 1.0), ("Finished", 0.0)]
+    a, t = _journal("s-1", 100.0, steps)
+    b, _ = _journal("s-2", t, steps)
+    tasks = [TaskRecord("pc1", 1, 0, 2.0, 1.5), TaskRecord("pc1", 1, 0, 2.0, 1.5),
+             TaskRecord("pc2", 2, 0, 3.0, 3.0), TaskRecord("pc2", 2, 0, 3.0, 3.0)]
+    r = measure([a + b], tasks, {"pc2-0": (6.0, 1)}, 100.0, "2KiB", 1, 2, 2, 1, 0.1)
+    assert r["seconds"] == 14.0 and r["sectors_per_hour"] == pytest.approx(2 / 14 * 3600, rel=1e-3)
+    assert r["mean_sector_latency"] == 7.0 and r["least_non_compute_seconds"] == 2.0
+    assert r["cpu_seconds_per_sector"] == 4.5
+    bounds = r["bounds_sectors_per_hour"]
+    assert bounds["cores"] == pytest.approx(2 / 4.5 * 3600, rel=1e-3)
+    assert bounds["threads"] == pytest.approx(1 / (4.5 + 2.0) * 3600, rel=1e-3)
+    assert bounds["stage pc2"] == pytest.approx(1 / 3.0 * 3600, rel=1e-3)
+    assert r["limited_by"] == "threads" and r["ratio"] == pytest.approx((2 / 14) / (1 / 6.5), rel=1e-3)
+    assert r["pool_busy"] == {"pc2-0": pytest.approx(6 / 14, rel=1e-3)}
