@@ -75,3 +75,56 @@ class SectorOnChain:
     activation: int
     expiration: int
     deal_ids: list[int] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ proving
+
+@dataclass(frozen=True)
+class DeadlineInfo:
+    """A WindowPoSt deadline as Lotus' dline.Info gives it, for one proving period."""
+    current_epoch: int
+    period_start: int
+    index: int
+    open: int            # the first epoch a proof for it may land
+    close: int           # the first epoch it may not
+    challenge: int       # the epoch its randomness is drawn from (open - WPoStChallengeLookback)
+    fault_cutoff: int    # faults and recoveries for it must land before this epoch
+
+    @property
+    def is_open(self) -> bool:
+        return self.open <= self.current_epoch < self.close
+
+    @property
+    def elapsed(self) -> bool:
+        return self.current_epoch >= self.close
+
+    @property
+    def fault_cutoff_passed(self) -> bool:
+        return self.current_epoch >= self.fault_cutoff
+
+
+def deadline_info(period_start: int, index: int, current_epoch: int, challenge_window: int = 60,
+                  challenge_lookback: int = 20, fault_cutoff: int = 70) -> DeadlineInfo:
+    open_ = period_start + index * challenge_window
+    return DeadlineInfo(current_epoch, period_start, index, open_, open_ + challenge_window, open_ - challenge_lookback,
+                        open_ - fault_cutoff)
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    index: int
+    sectors: tuple[int, ...]        # every live sector of the partition, ascending
+    faulty: tuple[int, ...]         # declared or detected faults (no power)
+    recovering: tuple[int, ...]     # faulty sectors declared recovered, power back after their next proof
+
+    @property
+    def active(self) -> tuple[int, ...]:
+        return tuple(n for n in self.sectors if n not in set(self.faulty))
+
+
+@dataclass(frozen=True)
+class MinerPower:
+    raw_bytes: int
+    qa_bytes: int
+    active_sectors: int
+    faulty_sectors: int
