@@ -5,7 +5,12 @@ Epochs advance on a clock (`block_time` seconds each) or by hand (`advance`). Me
 epoch, in push order; each leaves a receipt with Filecoin's exit code. PreCommits not proven by
 their deadline are removed as on chain. The ticket chain and the beacon are derived from a
 genesis seed, so the same database always draws the same randomness. Restarting loses nothing:
-every change is committed before it is reported."""
+every change is committed before it is reported.
+
+Proving (docs/devnet.md): activated sectors get a WindowPoSt deadline and partition
+(proving.py); the cron of a deadline whose window closes at epoch C runs after the messages that
+landed at C-1 and before those landing at C, for every deadline with partitions, however far the
+clock jumps; WinningPoSt elections and missed blocks are in winning.py."""
 
 from __future__ import annotations
 
@@ -19,11 +24,16 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..core.proof_types import seal_proof
+from . import deadlines as dl
+from . import proving, winning
 from .interface import Chain
-from .miner_actor import METHODS
+from .miner_actor import METHODS as SEALING_METHODS
 from .policy import ChainPolicy
 from .randomness import DST, blake2b256, draw, miner_entropy
-from .types import ActorError, ChainError, ExitCode, MinerInfo, PreCommitOnChain, Receipt, SectorOnChain
+from .types import (ActorError, ChainError, DeadlineInfo, ExitCode, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain,
+                    Receipt, SectorOnChain)
+
+METHODS = {**SEALING_METHODS, **proving.METHODS}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,13 +50,17 @@ CREATE TABLE IF NOT EXISTS precommits (miner INTEGER NOT NULL, number INTEGER NO
     deadline INTEGER NOT NULL, PRIMARY KEY (miner, number));
 CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT NULL, info TEXT NOT NULL,
     PRIMARY KEY (miner, number));
-"""
+""" + proving.SCHEMA + winning.SCHEMA
 
 
 class Devnet(Chain):
-    def __init__(self, path: str | os.PathLike, policy: ChainPolicy | None = None, now=time.time):
+    def __init__(self, path: str | os.PathLike, policy: ChainPolicy | None = None, now=time.time,
+                 genesis_seed: bytes | None = None):
         """Open (or create) the devnet database. `policy` applies to this run; `now` is the
-        wall clock, replaceable in tests."""
+        wall clock, replaceable in tests; `genesis_seed` (32 bytes) fixes the ticket chain and the
+        beacon of a new database (a random one by default) and must match an existing one's."""
+        if genesis_seed is not None and (not isinstance(genesis_seed, bytes) or len(genesis_seed) != 32):
+            raise ChainError("genesis seed must be 32 bytes")
         self.path = Path(path)
         self.policy = policy or ChainPolicy()
         self._now = now
@@ -60,12 +74,35 @@ class Devnet(Chain):
             raise ChainError(f"devnet database {self.path}: {exc}") from None
         with self._tx():
             if self._meta("genesis_seed") is None:
-                self._set_meta("genesis_seed", os.urandom(32).hex())
+                self._set_meta("genesis_seed", (genesis_seed or os.urandom(32)).hex())
                 self._set_meta("clock_epoch", "0")
                 self._set_meta("clock_time", repr(self._now()))
                 self._set_meta("processed_epoch", "0")
-        self._genesis = bytes.fromhex(self._meta("genesis_seed"))
+            elif genesis_seed is not None and genesis_seed.hex() != self._meta("genesis_seed"):
+                raise ChainError(f"devnet database {self.path} has another genesis seed")
+            self._genesis = bytes.fromhex(self._meta("genesis_seed"))
+            self._migrate()
         self.epoch = self.head()   # the epoch messages execute at (set while executing)
+
+    def _migrate(self) -> None:
+        """A database from before WindowPoSt: crons start at the last processed epoch and its
+        sectors are assigned to deadlines as if activated then."""
+        processed = int(self._meta("processed_epoch"))
+        if self._meta("cron_epoch") is None:
+            self._set_meta("cron_epoch", str(processed))
+        if self._meta("winning_checked") is None:
+            self._set_meta("winning_checked", str(processed - 1))
+        self.epoch = processed
+        for miner in [m.actor for m in self.miners()]:
+            numbers = [n for (n,) in self._db.execute(
+                "SELECT number FROM sectors WHERE miner = ? AND number NOT IN "
+                "(SELECT number FROM sector_deadlines WHERE miner = ?)", (miner, miner))]
+            proving.assign_sectors(self, miner, numbers)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The database, for the actor modules (only inside a transaction)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -130,17 +167,48 @@ class Devnet(Chain):
 
     def _catch_up(self) -> int:
         """Execute every message that has landed by the clock's head, each at its own epoch,
-        and drop expired PreCommits; return the head. Runs inside a transaction."""
+        run the cron of every deadline (with partitions) that closed by then, drop expired
+        PreCommits and record missed blocks; return the head. Runs inside a transaction.
+
+        Order: by epoch; within epoch E the messages landing at E (push order) and then the crons
+        of the deadlines closing at E+1 (the deadline's last epoch is E), i.e. a deadline's cron
+        runs before anything landing at its close epoch, where a proof for it would be late."""
         head = self._clock_head()
         pending = self._db.execute(
             "SELECT seq, id, miner, method, params, land_epoch FROM messages WHERE executed_epoch IS NULL "
             "AND land_epoch <= ? ORDER BY land_epoch, seq", (head,)).fetchall()
-        for seq, mid, miner, method, params, land in pending:
+        cron_done = int(self._meta("cron_epoch"))
+        i, closes = 0, None
+        while True:
+            if closes is None:   # the next close of every deadline with partitions, after cron_done
+                closes = sorted((dl.next_close_after(self.policy, offset, d, cron_done), m, d, offset)
+                                for m, d, offset in proving.proving_deadlines(self))
+            land = pending[i][5] if i < len(pending) else None
+            if closes and closes[0][0] <= head and (land is None or closes[0][0] <= land):
+                close = closes[0][0]
+                self.epoch = close
+                while closes and closes[0][0] == close:
+                    _, m, d, offset = closes.pop(0)
+                    proving.close_deadline(self, m, d, close)
+                    closes.append((dl.next_close_after(self.policy, offset, d, close), m, d, offset))
+                closes.sort()
+                cron_done = close
+                continue
+            if land is None:
+                break
+            seq, _, miner, method, params, land = pending[i]
+            i += 1
             self._expire_precommits(land)
             self._execute(seq, miner, method, json.loads(params), land)
+            closes = None        # a message may have assigned sectors to new deadlines
+        self._set_meta("cron_epoch", str(max(cron_done, head)))
         self._expire_precommits(head)
-        self._set_meta("processed_epoch", str(head))
         self.epoch = head
+        checked = int(self._meta("winning_checked"))
+        if checked < head - 1:
+            winning.record_missed(self, checked + 1, head - 1)
+            self._set_meta("winning_checked", str(head - 1))
+        self._set_meta("processed_epoch", str(head))
         return head
 
     def _expire_precommits(self, epoch: int) -> None:
@@ -188,6 +256,21 @@ class Devnet(Chain):
         self._check_drawable(epoch)
         return draw(DST.INTERACTIVE_SEAL_CHALLENGE_SEED, self._beacon_digest(epoch), epoch, miner_entropy(miner))
 
+    def draw_window_post(self, miner: int, epoch: int) -> bytes:
+        self._check_drawable(epoch)
+        return _fr(draw(DST.WINDOWED_POST_CHALLENGE_SEED, self._beacon_digest(epoch), epoch, miner_entropy(miner)))
+
+    def draw_chain_commit(self, epoch: int) -> bytes:
+        self._check_drawable(epoch)
+        return draw(DST.POST_CHAIN_COMMIT, self._ticket_digest(epoch), epoch, b"")
+
+    def draw_winning_post(self, miner: int, epoch: int) -> bytes:
+        self._check_drawable(epoch)
+        return _fr(draw(DST.WINNING_POST_CHALLENGE_SEED, self._beacon_digest(epoch), epoch, miner_entropy(miner)))
+
+    def draw_election(self, miner: int, epoch: int) -> bytes:
+        return draw(DST.ELECTION_PROOF_PRODUCTION, self._beacon_digest(epoch), epoch, miner_entropy(miner))
+
     def _check_drawable(self, epoch: int) -> None:
         if epoch < 0:
             raise ChainError(f"cannot draw randomness from negative epoch {epoch}")
@@ -206,15 +289,20 @@ class Devnet(Chain):
 
     # ------------------------------------------------------------------------- miners
 
-    def create_miner(self, actor: int, seal_proof_id: int, worker: str | None = None) -> MinerInfo:
-        """Genesis-style miner creation (admin)."""
+    def create_miner(self, actor: int, seal_proof_id: int, worker: str | None = None,
+                     proving_period_start: int | None = None) -> MinerInfo:
+        """Genesis-style miner creation (admin). The proving period offset is derived from the
+        genesis seed unless given (tests)."""
         proof = seal_proof(seal_proof_id)
+        period = self.policy.wpost_proving_period
+        if proving_period_start is not None and not 0 <= proving_period_start < period:
+            raise ChainError(f"proving period start {proving_period_start} must be in [0, {period})")
         with self._tx():
             if self._db.execute("SELECT 1 FROM miners WHERE actor = ?", (actor,)).fetchone():
                 raise ChainError(f"miner f0{actor} already exists")
             offset = int.from_bytes(hashlib.sha256(self._genesis + actor.to_bytes(8, "big")).digest()[:8], "big")
             info = MinerInfo(actor, worker or f"f0{actor}-worker", proof.id, proof.window_post.id, proof.size.bytes,
-                             offset % self.policy.wpost_proving_period)
+                             offset % period if proving_period_start is None else proving_period_start)
             self._db.execute("INSERT INTO miners (actor, info) VALUES (?, ?)", (actor, json.dumps(asdict(info))))
             return info
 
@@ -294,6 +382,14 @@ class Devnet(Chain):
     def put_sector(self, s: SectorOnChain) -> None:
         self._db.execute("INSERT INTO sectors (miner, number, info) VALUES (?, ?, ?)", (s.miner, s.number, json.dumps(asdict(s))))
 
+    def get_sector(self, miner: int, number: int) -> SectorOnChain | None:
+        row = self._db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+        return SectorOnChain(**json.loads(row[0])) if row else None
+
+    def assign_deadlines(self, miner: int, numbers: list[int]) -> None:
+        """Newly activated sectors get a deadline and a partition (proving.assign_sectors)."""
+        proving.assign_sectors(self, miner, numbers)
+
     def precommit(self, miner: int, number: int) -> PreCommitOnChain | None:
         with self._tx():
             self._catch_up()
@@ -302,8 +398,7 @@ class Devnet(Chain):
     def sector(self, miner: int, number: int) -> SectorOnChain | None:
         with self._tx():
             self._catch_up()
-            row = self._db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
-        return SectorOnChain(**json.loads(row[0])) if row else None
+            return self.get_sector(miner, number)
 
     def sectors(self, miner: int | None = None) -> list[SectorOnChain]:
         with self._tx():
@@ -311,3 +406,76 @@ class Devnet(Chain):
             rows = self._db.execute("SELECT info FROM sectors WHERE ? IS NULL OR miner = ? ORDER BY miner, number",
                                     (miner, miner)).fetchall()
         return [SectorOnChain(**json.loads(r[0])) for r in rows]
+
+    # ----------------------------------------------------------------------- proving
+
+    def _proving_read(self, miner: int, fn, *args):
+        with self._tx():
+            self._catch_up()
+            self.miner_info(miner)
+            return fn(*args)
+
+    def proving_deadline(self, miner: int) -> DeadlineInfo:
+        return self._proving_read(miner, lambda: dl.current_deadline(
+            self.policy, self.miner_info(miner).proving_period_start, self.epoch))
+
+    def deadline_partitions(self, miner: int, index: int) -> list[PartitionInfo]:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.policy.wpost_period_deadlines:
+            raise ChainError(f"deadline index {index!r} must be in [0, {self.policy.wpost_period_deadlines})")
+        return self._proving_read(miner, proving.partitions, self, miner, index)
+
+    def window_post_randomness(self, miner: int, epoch: int) -> bytes:
+        return self._proving_read(miner, self.draw_window_post, miner, epoch)
+
+    def chain_commit_randomness(self, epoch: int) -> bytes:
+        with self._tx():
+            self._catch_up()
+            return self.draw_chain_commit(epoch)
+
+    def miner_power(self, miner: int) -> MinerPower:
+        return self._proving_read(miner, proving.power, self, miner)
+
+    def deadline_records(self, miner: int) -> list[dict]:
+        """One row per deadline occurrence that closed with sectors due: period_start, index,
+        close, partitions, partitions_proven, sectors, sectors_proven, sectors_faulty_new, penalty."""
+        return self._proving_read(miner, proving.deadline_records, self, miner)
+
+    def penalties(self, miner: int) -> list[dict]:
+        """Every penalty: epoch, reason (fault-fee | missed-post | skipped), sectors, amount in
+        fault-fee units, deadline, period_start."""
+        return self._proving_read(miner, proving.penalties, self, miner)
+
+    # ------------------------------------------------------------------- winning post
+
+    def winning_election(self, miner: int, epoch: int) -> bool:
+        def elected():
+            self._check_drawable(epoch)
+            return winning.elected(self, miner, epoch)
+        return self._proving_read(miner, elected)
+
+    def winning_post_randomness(self, miner: int, epoch: int) -> bytes:
+        return self._proving_read(miner, self.draw_winning_post, miner, epoch)
+
+    def winning_post_sectors(self, miner: int, epoch: int) -> list[SectorOnChain]:
+        def sectors():
+            self._check_drawable(epoch)
+            return winning.sector_set(self, miner)
+        return self._proving_read(miner, sectors)
+
+    def winning_post_challenge(self, miner: int, epoch: int) -> list[SectorOnChain]:
+        """The sector(s) of winning_post_sectors a WinningPoSt at `epoch` must prove."""
+        return self._proving_read(miner, winning.challenged, self, miner, epoch)
+
+    def submit_winning_post(self, miner: int, epoch: int, proof: bytes) -> None:
+        self._proving_read(miner, winning.submit, self, miner, epoch, proof)
+
+    def blocks(self, miner: int) -> list[dict]:
+        """Blocks won (an accepted WinningPoSt) and missed (an elected epoch passed without one): {epoch, won}."""
+        return self._proving_read(miner, lambda: [
+            {"epoch": e, "won": bool(w)} for e, w in
+            self._db.execute("SELECT epoch, won FROM blocks WHERE miner = ? ORDER BY epoch", (miner,))])
+
+
+def _fr(randomness: bytes) -> bytes:
+    """PoSt randomness as Lotus hands it to the proofs: the top two bits of byte 31 cleared."""
+    return randomness[:31] + bytes([randomness[31] & 0x3F])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from .types import MinerInfo, PreCommitOnChain, Receipt, SectorOnChain
+from .types import DeadlineInfo, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorOnChain
 
 
 class Chain(ABC):
@@ -41,3 +41,47 @@ class Chain(ABC):
     @abstractmethod
     def sector(self, miner: int, number: int) -> SectorOnChain | None:
         ...
+
+    # ------------------------------------------------------------------------ WindowPoSt
+
+    @abstractmethod
+    def proving_deadline(self, miner: int) -> DeadlineInfo:
+        """The miner's WindowPoSt deadline in progress at head (Lotus StateMinerProvingDeadline)."""
+
+    @abstractmethod
+    def deadline_partitions(self, miner: int, index: int) -> list[PartitionInfo]:
+        """The partitions of deadline `index` (0..47): sectors, faults, recoveries, and whether
+        a proof for it was accepted in the current proving period."""
+
+    @abstractmethod
+    def window_post_randomness(self, miner: int, epoch: int) -> bytes:
+        """WindowedPoStChallengeSeed from the beacon at `epoch` (a deadline's challenge epoch,
+        ≤ head), byte 31 masked with 0x3f as Lotus hands it to the proofs."""
+
+    @abstractmethod
+    def chain_commit_randomness(self, epoch: int) -> bytes:
+        """PoStChainCommit from the ticket chain at `epoch` (≤ head), no entropy: the
+        SubmitWindowedPoSt ChainCommitRand for ChainCommitEpoch `epoch`."""
+
+    @abstractmethod
+    def miner_power(self, miner: int) -> MinerPower:
+        """Raw and quality-adjusted power of the miner's active (non-faulty) sectors."""
+
+    # ----------------------------------------------------------------------- WinningPoSt
+
+    @abstractmethod
+    def winning_election(self, miner: int, epoch: int) -> bool:
+        """Whether the miner is elected to produce a block at `epoch` (≤ head)."""
+
+    @abstractmethod
+    def winning_post_randomness(self, miner: int, epoch: int) -> bytes:
+        """WinningPoStChallengeSeed from the beacon at `epoch` (≤ head), byte 31 masked."""
+
+    @abstractmethod
+    def winning_post_sectors(self, miner: int, epoch: int) -> list[SectorOnChain]:
+        """The sector set WinningPoSt at `epoch` challenges from: active sectors, ascending. The
+        challenged one is winning_sector_indices(prover_id, randomness, len(set))."""
+
+    @abstractmethod
+    def submit_winning_post(self, miner: int, epoch: int, proof: bytes) -> None:
+        """Claim the block of `epoch` (only while head == epoch); raises ChainError when refused."""

@@ -1,7 +1,8 @@
 """The miner actor's sealing rules, as builtin-actors applies them (actors/miner/src/lib.rs):
-PreCommitSectorBatch2, ProveCommitSector and ProveCommitAggregate. Each method runs inside the
-devnet's transaction for the message; raising ActorError fails the message with that exit code
-and changes nothing (batches are all-or-nothing, as on chain)."""
+PreCommitSectorBatch2, ProveCommitSector and ProveCommitAggregate (the WindowPoSt methods are in
+proving.py). Each method runs inside the devnet's transaction for the message; raising ActorError
+fails the message with that exit code and changes nothing (batches are all-or-nothing, as on
+chain)."""
 
 from __future__ import annotations
 
@@ -115,9 +116,13 @@ def _prove_one(state, miner: int, number: int, proof: bytes) -> SectorOnChain:
 
 
 def _activate(state, sectors: list[SectorOnChain]) -> None:
+    """Proven sectors become live: each gets a WindowPoSt deadline and partition and has power
+    from this epoch (proving.assign_sectors)."""
     for s in sectors:
         state.delete_precommit(s.miner, s.number)
         state.put_sector(s)
+    for miner in sorted({s.miner for s in sectors}):
+        state.assign_deadlines(miner, [s.number for s in sectors if s.miner == miner])
 
 
 def prove_commit_sector(state, miner: int, params: dict) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ..core.units import parse_duration
+from ..core.units import parse_bytes, parse_duration
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class ChainPolicy:
     wpost_period_deadlines: int = 48
     wpost_challenge_lookback: int = 20
     fault_declaration_cutoff: int = 70
+    posted_partitions_max: int = 3                 # partitions one SubmitWindowedPoSt may prove (PoStedPartitionsMax)
+    # WinningPoSt: the power (bytes) of the rest of the simulated network. A devnet miner with power p
+    # is elected in an epoch with probability p / (p + network_power); 16 KiB lets a miner with a few
+    # 2KiB sectors win a good share of epochs (4 sectors: 1 epoch in 3).
+    network_power: int = 16 << 10
 
     @classmethod
     def from_config(cls, raw: dict, where: str = "[Chain]") -> tuple["ChainPolicy", list[str]]:
@@ -47,6 +52,12 @@ class ChainPolicy:
                 except ValueError as exc:
                     raise ValueError(f"{where}.{key}: {exc}") from None
                 continue
+            if name == "network_power" and isinstance(value, str):
+                try:
+                    values[name] = parse_bytes(value)
+                except ValueError as exc:
+                    raise ValueError(f"{where}.{key}: {exc}") from None
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{where}.{key}: {value!r} is not a non-negative integer")
             values[name] = value
@@ -55,6 +66,13 @@ class ChainPolicy:
             raise ValueError(f"{where}: AggregateMin {policy.aggregate_min} is above AggregateMax {policy.aggregate_max}")
         if policy.precommit_batch_max < 1:
             raise ValueError(f"{where}.PrecommitBatchMax must be at least 1")
+        if policy.posted_partitions_max < 1:
+            raise ValueError(f"{where}.PostedPartitionsMax must be at least 1")
+        if policy.wpost_challenge_window < 1 or policy.wpost_period_deadlines < 1:
+            raise ValueError(f"{where}: WpostChallengeWindow and WpostPeriodDeadlines must be at least 1")
+        if policy.wpost_proving_period != policy.wpost_period_deadlines * policy.wpost_challenge_window:
+            raise ValueError(f"{where}: WpostProvingPeriod {policy.wpost_proving_period} must equal WpostPeriodDeadlines "
+                             f"{policy.wpost_period_deadlines} x WpostChallengeWindow {policy.wpost_challenge_window}")
         return policy, warnings
 
     def seed_epoch(self, precommit_epoch: int) -> int:

@@ -116,6 +116,7 @@ class PartitionInfo:
     sectors: tuple[int, ...]        # every live sector of the partition, ascending
     faulty: tuple[int, ...]         # declared or detected faults (no power)
     recovering: tuple[int, ...]     # faulty sectors declared recovered, power back after their next proof
+    proven: bool = False            # a WindowPoSt for it was accepted in the current proving period
 
     @property
     def active(self) -> tuple[int, ...]:
