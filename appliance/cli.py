@@ -23,8 +23,10 @@ def version_info() -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from .bench import add_parsers as add_bench
+    from .manager.cli_proving import add_parsers as add_proving
     from .manager.cli_util import add_parsers as add_manager_util
     from .manager.commands import add_parsers as add_manager
+    from .post.commands import add_parsers as add_post
     from .proofs.commands import add_parsers as add_util
     from .up import add_parser as add_up
     from .worker.stores import add_parsers as add_store
@@ -46,9 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_store(group("store", "prepare sealing locations and persist stores"))
     add_processor_parser(sub)
     add_worker(group("worker", "the worker role"))
+    add_post(group("post", "the dedicated PoSt prover role"))
     util = group("util", "the proof engine and chain by hand", "TOOL")
     add_util(util)
     add_manager_util(util)
+    add_proving(util)
     add_bench(group("bench", "benchmarks to run on your own hardware", "BENCH"))
     return parser
 

@@ -4,8 +4,9 @@ the manager, its devnet and the worker, and shows live progress. With `--sectors
 once N sectors are Finished, and non-zero with the reason if a sector aborts, a thread stops on
 an error, or nothing progresses for `--stall-timeout` seconds.
 
-Layout: `<home>/manager` (manager.toml, secret, databases, `persist-1/` store) and
-`<home>/worker` (worker.toml, one location per sealing thread)."""
+Layout: `<home>/manager` (manager.toml, secret, databases, `persist-1/` store),
+`<home>/worker` (worker.toml, one location per sealing thread) and `<home>/post` (post.toml: a
+prover reading the persist store, which the manager gives its WindowPoSt jobs to)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,23 @@ def _init(home: Path, size_name: str, threads: int) -> None:
     mhome = home / "manager"
     if not (mhome / "manager.toml").exists():
         init_home(mhome, DEVNET_TOML.replace('SealProof = "StackedDrg2KiBV1_1"', f'SealProof = "{proof.name}"'))
+    pdir = home / "post"
+    if not (pdir / "post.toml").exists():
+        pdir.mkdir(parents=True, exist_ok=True)
+        token = issue_token(load_or_create_secret(mhome / "secret"), "write", "up-prover")
+        (pdir / "post.toml").write_text(f"""# damocles up: a dedicated WindowPoSt prover
+[prover]
+name = "up-prover"
+poll_interval = "500ms"
+
+[sector_manager]
+rpc_client = {{ addr = "http://127.0.0.1:1789" }}   # replaced at start by the running manager's address
+token = "{token}"
+
+[[attached]]
+name = "persist-1"
+location = "{mhome / 'persist-1'}"
+""")
     wdir = home / "worker"
     if (wdir / "worker.toml").exists():
         return
@@ -74,6 +92,8 @@ location = "{mhome / 'persist-1'}"
 def cmd_up(args) -> int:
     from .manager.config import load_config
     from .manager.service import ManagerService
+    from .post.config import load_post_config
+    from .post.service import ProverService
     from .worker.config import load_worker_config
     from .worker.service import WorkerService
     if args.threads < 1:
@@ -89,14 +109,18 @@ def cmd_up(args) -> int:
     host, port = manager.start(args.listen)
     wcfg = load_worker_config(home / "worker" / "worker.toml")
     wcfg.manager_url = f"http://{host}:{port}/rpc/v0"
+    pcfg = load_post_config(home / "post" / "post.toml")
+    pcfg.manager_url = wcfg.manager_url
     try:
         worker = WorkerService(wcfg)
     except Exception:
         manager.stop()
         raise
+    prover = ProverService(pcfg)
     worker.start()
+    prover.start()
     print(f"damocles up: manager on http://{host}:{port} (home {home}), devnet block time {args.block_time:g}s, "
-          f"worker with {len(worker.threads)} sealing threads", flush=True)
+          f"worker with {len(worker.threads)} sealing threads, prover {pcfg.name}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -104,6 +128,7 @@ def cmd_up(args) -> int:
         return _watch(manager, worker, args, stop)
     finally:
         worker.stop(timeout=10)
+        prover.stop()
         manager.stop()
 
 

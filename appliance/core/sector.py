@@ -45,3 +45,8 @@ def uvarint(n: int) -> bytes:
         else:
             out.append(b)
             return bytes(out)
+
+
+def sector_file_names(miner: int, number: int) -> str:
+    """The name of a sector's sealed file and cache directory: s-t0<miner>-<number>."""
+    return f"s-t0{miner}-{number}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from ..rpc import RPCError, INVALID_PARAMS
+from ..rpc import JOB_NOT_FOUND, RPCError, INVALID_PARAMS
 from ..rpc.server import RPCServer
 from ..rpc.wire import b64, boolean, bytes32, i64, list_of, optional, sector_id, string, struct, u64
 from .sealer import Sealer
@@ -37,6 +37,51 @@ report_req = struct({
 worker_info = struct({"Name": string, "Dest": string, "Version": string,
                       "Summary": optional(struct({k: u64 for k in ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")}))},
                      optional_keys=("Dest", "Version", "Summary"))
+
+
+wdpost_spec = struct({"AllowedMiners": optional(list_of(u64)), "AllowedProofTypes": optional(list_of(string))},
+                     optional_keys=("AllowedMiners", "AllowedProofTypes"))
+def _b64_text(v, field):
+    b64(v, field)          # refuses what is not base64
+    return v
+
+
+wdpost_output = optional(struct({"proofs": list_of(_b64_text), "faults": optional(list_of(u64))}, optional_keys=("faults",)))
+
+
+def _jobs_call(fn):
+    """WdPoSt job calls: a job that does not exist (or is no longer running) is error 11002."""
+    from .wdpost_jobs import JobNotFound
+
+    def call(*args):
+        try:
+            return fn(*args)
+        except JobNotFound as exc:
+            raise RPCError(JOB_NOT_FOUND, str(exc)) from None
+    return call
+
+
+def register_wdpost(server: RPCServer, jobs) -> None:
+    """Damocles' WorkerWdPoStAPI for dedicated provers."""
+    w = "write"
+    server.register("Venus.WdPoStAllocateJobs", _jobs_call(lambda spec, num, name: jobs.allocate(
+        spec.get("AllowedMiners"), spec.get("AllowedProofTypes"), num, name)), w,
+        [("spec", wdpost_spec), ("num", u64), ("workerName", string)])
+    server.register("Venus.WdPoStHeartbeatJobs", _jobs_call(jobs.heartbeat), w, [("jobIDs", list_of(string)), ("workerName", string)])
+    server.register("Venus.WdPoStFinishJob", _jobs_call(jobs.finish), w,
+                    [("jobID", string), ("output", wdpost_output), ("errorReason", string)])
+    server.register("Venus.WdPoStResetJob", _jobs_call(jobs.reset), "admin", [("jobID", string)])
+    server.register("Venus.WdPoStRemoveJob", _jobs_call(jobs.remove), "admin", [("jobID", string)])
+    server.register("Venus.WdPoStAllJobs", jobs.all, "read", [])
+
+
+def register_proving(server: RPCServer, proving) -> None:
+    """The proving views of `damocles util proving`."""
+    server.register("Venus.ProvingInfo", proving.info, "read", [("miner", u64)])
+    server.register("Venus.ProvingDeadlines", proving.deadlines, "read", [("miner", u64)])
+    server.register("Venus.ProvingDeadline", proving.deadline, "read", [("miner", u64), ("index", u64)])
+    server.register("Venus.ProvingFaults", proving.faults, "read", [("miner", u64)])
+    server.register("Venus.ProvingCheck", proving.check, "read", [("miner", u64), ("index", optional(u64))])
 
 
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:

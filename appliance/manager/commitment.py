@@ -70,6 +70,12 @@ class Committer:
             out.append(self._send(m.actor, "pre", "PreCommitSectorBatch", params, [r["number"] for r in batch]))
         return out
 
+    def send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> str:
+        """A message of another part of the manager (the poster), journalled in the same outbox
+        with the miner's next nonce."""
+        with self._lock:
+            return self._send(miner, kind, method, params, sectors)
+
     def _send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> str:
         """Journal, then push, then record: a crash anywhere resends the same nonce, which the
         chain answers with the message it already has."""

@@ -4,7 +4,7 @@ Unknown keys are reported; bad values are refused naming the key."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..chain.policy import ChainPolicy
@@ -21,6 +21,24 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class PoStConfig:
+    """`[Miners.PoSt]`, Damocles' keys and defaults (epochs)."""
+    enabled: bool = True
+    challenge_confidence: int = 10   # start proving this many epochs after the challenge epoch
+    submit_confidence: int = 4       # submit no earlier than this many epochs after the deadline opens
+    confidence: int = 10             # epochs a landed proof waits before it counts as final
+    max_partitions_per_message: int = 0   # 0: as many as the proof type allows in one message
+
+
+@dataclass(frozen=True)
+class WorkerProverConfig:
+    """`[Common.Proving.WorkerProver]`: WindowPoSt jobs for dedicated provers."""
+    job_max_try: int = 2
+    heartbeat_timeout: float = 15.0
+    job_lifetime: float = 25 * 3600.0
+
+
+@dataclass(frozen=True)
 class MinerConfig:
     actor: int
     seal_proof: int
@@ -31,6 +49,8 @@ class MinerConfig:
     confidence: int = 10
     pre_batch: BatchConfig = BatchConfig(2, 3600.0, 60.0)
     prove_batch: BatchConfig = BatchConfig(4, 3600.0, 60.0)
+    post: PoStConfig = PoStConfig()
+    winning_post: bool = False        # `[Miners.Proof].Enabled`: take part in block production
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,7 @@ class ManagerConfig:
     interactive_porep_confidence: int = 6
     release_after: float = 7 * 86400.0      # allocations of sectors silent this long are released
     persist_stores: list[PersistStore] = field(default_factory=list)
+    worker_prover: WorkerProverConfig = WorkerProverConfig()
     miners: list[MinerConfig] = field(default_factory=list)
     chain: ChainPolicy = field(default_factory=ChainPolicy)
     warnings: list[str] = field(default_factory=list)
@@ -126,6 +147,13 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
     w.extend(chain_warnings)
     common = _table(raw.get("Common", {}), "[Common]")
     _unknown(common, {"PersistStores", "API", "DB", "Plugins", "PieceStores", "ScanPersistStores", "Proving"}, "[Common]", w)
+    proving = _table(common.get("Proving", {}), "[Common.Proving]")
+    _unknown(proving, {"WorkerProver", "Parallel"}, "[Common.Proving]", w)
+    wp = _table(proving.get("WorkerProver", {}), "[Common.Proving.WorkerProver]")
+    _unknown(wp, {"JobMaxTry", "HeartbeatTimeout", "JobLifetime"}, "[Common.Proving.WorkerProver]", w)
+    cfg.worker_prover = WorkerProverConfig(max(1, _take(wp, "JobMaxTry", int, "[Common.Proving.WorkerProver]", 2)),
+                                           _take(wp, "HeartbeatTimeout", "duration", "[Common.Proving.WorkerProver]", 15.0),
+                                           _take(wp, "JobLifetime", "duration", "[Common.Proving.WorkerProver]", 25 * 3600.0))
     names = set()
     for i, s in enumerate(common.get("PersistStores", [])):
         where = f"[[Common.PersistStores]][{i}]"
@@ -164,6 +192,19 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
                          _take(com, "Confidence", int, f"{where}.Commitment", 10),
                          _batch(_table(com.get("Pre", {}), f"{where}.Commitment.Pre"), f"{where}.Commitment.Pre", BatchConfig(2, 3600.0, 60.0), w),
                          _batch(_table(com.get("Prove", {}), f"{where}.Commitment.Prove"), f"{where}.Commitment.Prove", BatchConfig(4, 3600.0, 60.0), w))
+        post = _table(m.get("PoSt", {}), f"{where}.PoSt")
+        pw = f"{where}.PoSt"
+        _unknown(post, {"Enabled", "ChallengeConfidence", "SubmitConfidence", "Confidence", "MaxPartitionsPerPoStMessage",
+                        "MaxPartitionsPerRecoveryMessage", "MaxRecoverSectorLimit", "StrictCheck", "Parallel", "Senders",
+                        "Sender", "GasOverEstimation", "GasOverPremium", "GasFeeCap", "MaxFeeCap"}, pw, w)
+        proof_tbl = _table(m.get("Proof", {}), f"{where}.Proof")
+        _unknown(proof_tbl, {"Enabled"}, f"{where}.Proof", w)
+        mc = replace(mc, post=PoStConfig(_take(post, "Enabled", bool, pw, True),
+                                         _take(post, "ChallengeConfidence", int, pw, 10) or 10,
+                                         _take(post, "SubmitConfidence", int, pw, 4) or 4,
+                                         _take(post, "Confidence", int, pw, 10),
+                                         _take(post, "MaxPartitionsPerPoStMessage", int, pw, 0)),
+                     winning_post=_take(proof_tbl, "Enabled", bool, f"{where}.Proof", False))
         if mc.max_number is not None and mc.max_number < mc.min_number:
             raise ConfigError(f"{where}.Sector: MaxNumber {mc.max_number} is below MinNumber {mc.min_number}")
         if cfg.miner(actor):

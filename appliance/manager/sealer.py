@@ -13,7 +13,7 @@ from ..chain.interface import Chain
 from ..chain.types import ChainError
 from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
-from ..core.sector import SectorID
+from ..core.sector import SectorID, sector_file_names
 from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.commitment import zero_comm
@@ -33,10 +33,6 @@ def _submit(res: int, desc: str | None = None) -> dict:
 
 def _poll(state: int, desc: str | None = None) -> dict:
     return {"State": state, "Desc": desc}
-
-
-def sector_file_names(miner: int, number: int) -> str:
-    return f"s-t0{miner}-{number}"
 
 
 class Sealer:

@@ -16,8 +16,11 @@ from ..rpc.server import RPCServer
 from . import api
 from .commitment import Committer
 from .config import ManagerConfig, load_config
+from .poster import Poster
+from .proving import Proving
 from .sealer import Sealer
 from .state import ManagerState
+from .wdpost_jobs import WdPoStJobs
 
 log = logging.getLogger("damocles.manager")
 
@@ -100,16 +103,21 @@ class ManagerService:
         self.state = ManagerState(self.home / "manager.db")
         self.sealer = Sealer(self.config, self.state, self.chain)
         self.committer = Committer(self.config, self.state, self.chain)
+        self.jobs = WdPoStJobs(self.state, self.config.worker_prover)
+        self.poster = Poster(self.config, self.state, self.chain, self.jobs, self.committer, self.sealer)
         allow = NetworkAllowList(self.config.allow_networks) if self.config.allow_networks else None
         self.rpc = RPCServer(self.secret, allow, self.config.max_body)
         api.register(self.rpc, self.sealer, self.chain)
+        api.register_wdpost(self.rpc, self.jobs)
+        api.register_proving(self.rpc, Proving(self.chain, self.poster))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self, listen: str | None = None) -> tuple[str, int]:
         host, _, port = (listen or self.config.listen).rpartition(":")
         addr = self.rpc.serve(host or "127.0.0.1", int(port))
-        for target, name in ((self.committer.run, "commitment"), (self._housekeeping, "housekeeping")):
+        for target, name in ((self.committer.run, "commitment"), (self._housekeeping, "housekeeping"),
+                             (self.poster.run, "poster")):
             t = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -131,5 +139,6 @@ class ManagerService:
         self.rpc.shutdown()
         for t in self._threads:
             t.join(timeout=10)
+        self.poster.close()
         self.state.close()
         self.chain.close()

@@ -20,6 +20,13 @@ CREATE TABLE IF NOT EXISTS nonces (miner INTEGER PRIMARY KEY, next INTEGER NOT N
 CREATE TABLE IF NOT EXISTS outbox (miner INTEGER NOT NULL, nonce INTEGER NOT NULL, kind TEXT NOT NULL,
     method TEXT NOT NULL, params TEXT NOT NULL, sectors TEXT NOT NULL, message TEXT, created REAL NOT NULL,
     PRIMARY KEY (miner, nonce));
+CREATE TABLE IF NOT EXISTS wdpost_jobs (id TEXT PRIMARY KEY, miner INTEGER NOT NULL, deadline INTEGER NOT NULL,
+    period_start INTEGER NOT NULL, partitions TEXT NOT NULL, input TEXT NOT NULL, state TEXT NOT NULL,
+    tries INTEGER NOT NULL, worker TEXT, output TEXT, error TEXT, created REAL NOT NULL, started REAL,
+    heartbeat REAL, finished REAL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS provers (name TEXT PRIMARY KEY, last_seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS post_rounds (miner INTEGER NOT NULL, period_start INTEGER NOT NULL, deadline INTEGER NOT NULL,
+    info TEXT NOT NULL, PRIMARY KEY (miner, period_start, deadline));
 CREATE TABLE IF NOT EXISTS reservations (miner INTEGER NOT NULL, number INTEGER NOT NULL, store TEXT NOT NULL,
     size INTEGER NOT NULL, PRIMARY KEY (miner, number));
 """

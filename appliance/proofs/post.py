@@ -94,6 +94,24 @@ def _prove_sector(proof_type: PoStProofType, seal_proof, sector: PrivateSector, 
     return SectorProof(sector.number, comm_c, comm_r_last, openings)
 
 
+def check_sector(seal_proof, sector: PrivateSector) -> None:
+    """What a prover checks before proving (Lotus' CheckProvable): the sealed file is there with
+    its size, p_aux matches comm_r, and tree_r_last's stored root matches p_aux; with a leaf
+    read from the replica. Raises ProofError naming what is wrong."""
+    try:
+        comm_c, comm_r_last = read_p_aux(sector.cache_dir)
+        if hash_nodes([comm_c, comm_r_last]) != sector.comm_r:
+            raise ProofError("p_aux does not match the sector's comm_r")
+        tree = open_tree_r_last(seal_proof, sector.cache_dir, sector.sealed)
+        if tree.root() != comm_r_last:
+            raise ProofError("tree_r_last root does not match p_aux")
+        with open(sector.sealed, "rb") as f:
+            if len(f.read(32)) != 32:
+                raise ProofError(f"sealed file {sector.sealed} cannot be read")
+    except OSError as exc:
+        raise ProofError(f"{exc.strerror or exc}: {exc.filename or sector.cache_dir}") from None
+
+
 def generate_window_post(proof_type: PoStProofType, seal_proof, sectors: list[PrivateSector],
                          randomness: bytes) -> PoStResult:
     """Partitions of `sectors_per_partition` sectors (ascending sector number); every sector that

@@ -19,3 +19,4 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 UNAUTHORIZED = -32001     # missing, invalid or insufficient token (HTTP 401 / 403 too)
 SECTOR_NOT_FOUND = 11001  # Damocles: the manager knows no such sector
+JOB_NOT_FOUND = 11002     # ours: no such WindowPoSt job, or it is no longer running

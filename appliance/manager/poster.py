@@ -1,0 +1,356 @@
+"""The manager's poster: WindowPoSt for every miner with `[Miners.PoSt].Enabled`, and
+WinningPoSt for miners with `[Miners.Proof].Enabled`.
+
+For each deadline with sectors (Damocles' poster, Lotus' timing):
+- two deadlines ahead (Lotus' `+2`: the first one whose fault cutoff has not passed), pre-check
+  every sector; declare faults for bad active ones and recoveries for faulty ones that check
+  good again;
+- from Challenge + ChallengeConfidence: draw the randomness, pre-check the sectors to prove
+  (bounded time per sector and per partition; bad ones are skipped), and have them proven: as a
+  job for a dedicated prover when one polled recently, otherwise here, in a background thread;
+  a job that fails past JobMaxTry is proven here too, so a deadline is not lost to a prover;
+- verify the proof, submit from Open + SubmitConfidence with the chain commit randomness, and
+  follow the message; a failed message is retried while the deadline is open.
+Round state lives in the manager's database (`post_rounds`), so a restart resumes it."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..chain.types import DeadlineInfo, deadline_info
+from ..core.proof_types import seal_proof
+from ..core.sector import SectorID
+from ..proofs import ProofError
+from ..proofs.cid import cid_to_commitment
+from ..proofs.post import (PrivateSector, PublicSector, check_sector, decode_post, encode_post, generate_window_post,
+                           generate_winning_post, verify_post, winning_sector_indices)
+from .config import ManagerConfig, MinerConfig
+
+log = logging.getLogger("damocles.manager.poster")
+SECTOR_CHECK_TIMEOUT = 10.0       # seconds one sector's pre-check may take (a hung disk or NFS)
+PARTITION_CHECK_TIMEOUT = 60.0    # seconds all checks of one proving round may take
+MAX_SUBMIT_ATTEMPTS = 3
+
+
+@dataclass
+class Target:
+    """A sector to prove: where its files are and what the chain holds for it."""
+    number: int
+    comm_r: bytes
+    store: str | None
+    sealed: str | None
+    cache: str | None
+
+
+class Poster:
+    def __init__(self, config: ManagerConfig, state, chain, jobs, committer, sealer, now=time.time):
+        self.config, self.state, self.chain, self.jobs, self.committer, self.sealer = config, state, chain, jobs, committer, sealer
+        self._now = now
+        self._local: dict[tuple, concurrent.futures.Future] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="wdpost-local")
+        self._checks = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="post-check")
+        self._last_mined: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------- loop
+
+    def run(self, stop: threading.Event) -> None:
+        block = getattr(self.chain, "policy", self.config.chain).block_time
+        interval = min(1.0, max(0.05, block / 4)) if block > 0 else 0.1
+        while not stop.wait(interval):
+            try:
+                self.tick()
+            except Exception:     # keep proving; the next pass retries
+                log.exception("poster pass failed")
+
+    def tick(self) -> None:
+        with self._lock:
+            for line in self.jobs.housekeeping():
+                log.warning(line)
+            for m in self.config.miners:
+                if m.winning_post:
+                    self._mine(m)
+                if m.post.enabled:
+                    self._window_post(m)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._checks.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ round state
+
+    def round(self, miner: int, period_start: int, index: int) -> dict:
+        row = self.state._db.execute("SELECT info FROM post_rounds WHERE miner = ? AND period_start = ? AND deadline = ?",
+                                     (miner, period_start, index)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def _save(self, miner: int, period_start: int, index: int, info: dict) -> None:
+        with self.state.tx() as db:
+            db.execute("INSERT INTO post_rounds (miner, period_start, deadline, info) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT(miner, period_start, deadline) DO UPDATE SET info = excluded.info",
+                       (miner, period_start, index, json.dumps(info)))
+
+    def rounds(self, miner: int) -> list[dict]:
+        rows = self.state._db.execute("SELECT period_start, deadline, info FROM post_rounds WHERE miner = ? "
+                                      "ORDER BY period_start, deadline", (miner,)).fetchall()
+        return [{"PeriodStart": p, "Deadline": d, **json.loads(i)} for p, d, i in rows]
+
+    # ---------------------------------------------------------------- WindowPoSt
+
+    def _deadline(self, dl: DeadlineInfo, ahead: int) -> DeadlineInfo:
+        p = self.chain.policy
+        index = dl.index + ahead
+        period = dl.period_start + (index // p.wpost_period_deadlines) * p.wpost_proving_period
+        return deadline_info(period, index % p.wpost_period_deadlines, dl.current_epoch, p.wpost_challenge_window,
+                             p.wpost_challenge_lookback, p.fault_declaration_cutoff)
+
+    def _window_post(self, m: MinerConfig) -> None:
+        dl = self.chain.proving_deadline(m.actor)
+        self.jobs.drop_stale(m.actor, dl.period_start, dl.index)
+        self._declare(m, self._deadline(dl, 2))
+        for d in (dl, self._deadline(dl, 1)):
+            if d.current_epoch >= d.challenge + m.post.challenge_confidence:
+                self._advance_round(m, d)
+
+    def targets(self, miner: int, numbers) -> list[Target]:
+        out = []
+        for n in numbers:
+            s = self.chain.sector(miner, n)
+            where = self.sealer.sector_indexer_find("normal", {"Miner": miner, "Number": n})
+            inst = where["Instance"] if where["Found"] else None
+            out.append(Target(n, cid_to_commitment(s.sealed_cid)[1], inst and inst["Name"], inst and inst["SealedFile"],
+                              inst and inst["CacheDir"]))
+        return out
+
+    def check(self, miner: int, targets: list[Target]) -> dict[int, str]:
+        """Pre-check sectors in parallel, each within SECTOR_CHECK_TIMEOUT and all within
+        PARTITION_CHECK_TIMEOUT; returns {sector: why} for the bad ones."""
+        proof = seal_proof(self.chain.miner_info(miner).seal_proof)
+        bad, futures = {}, {}
+        for t in targets:
+            if t.sealed is None:
+                bad[t.number] = "not in any persist store (sector index)"
+                continue
+            futures[self._checks.submit(check_sector, proof, PrivateSector(t.number, t.comm_r, _path(t.cache), _path(t.sealed)))] = t
+        deadline = time.monotonic() + PARTITION_CHECK_TIMEOUT
+        for fut, t in futures.items():
+            try:
+                fut.result(timeout=max(0.0, min(SECTOR_CHECK_TIMEOUT, deadline - time.monotonic())))
+            except concurrent.futures.TimeoutError:
+                bad[t.number] = f"check did not finish within {SECTOR_CHECK_TIMEOUT:g}s"
+            except ProofError as exc:
+                bad[t.number] = str(exc)
+        return bad
+
+    def _declare(self, m: MinerConfig, d: DeadlineInfo) -> None:
+        """Faults and recoveries for deadline `d` (two ahead), once per period, before its cutoff."""
+        if d.fault_cutoff_passed or self.round(m.actor, d.period_start, d.index).get("declared"):
+            return
+        parts = self.chain.deadline_partitions(m.actor, d.index)
+        faults, recoveries = [], []
+        for p in parts:
+            faulty, recovering = set(p.faulty), set(p.recovering)
+            bad = self.check(m.actor, self.targets(m.actor, p.sectors))
+            newly_bad = sorted(n for n in bad if n not in faulty)
+            healed = sorted(n for n in faulty if n not in bad and n not in recovering)
+            if newly_bad:
+                faults.append({"Deadline": d.index, "Partition": p.index, "Sectors": newly_bad})
+                for n in newly_bad:
+                    log.warning("miner %s: sector %s fails its check (%s); declaring it faulty for deadline %s",
+                                m.actor, n, bad[n], d.index)
+            if healed:
+                recoveries.append({"Deadline": d.index, "Partition": p.index, "Sectors": healed})
+                log.warning("miner %s: sectors %s check good again; declaring recovery for deadline %s", m.actor, healed, d.index)
+        info = self.round(m.actor, d.period_start, d.index)
+        if faults:
+            info["faults_msg"] = self.committer.send(m.actor, "post", "DeclareFaults", {"Faults": faults}, [])
+            info["declared_faults"] = [n for f in faults for n in f["Sectors"]]
+        if recoveries:
+            info["recoveries_msg"] = self.committer.send(m.actor, "post", "DeclareFaultsRecovered", {"Recoveries": recoveries}, [])
+            info["declared_recoveries"] = [n for r in recoveries for n in r["Sectors"]]
+        info["declared"] = True
+        self._save(m.actor, d.period_start, d.index, info)
+
+    def _advance_round(self, m: MinerConfig, d: DeadlineInfo) -> None:
+        key = (m.actor, d.period_start, d.index)
+        info = self.round(*key)
+        state = info.get("state")
+        if state in ("landed", "failed", "empty") or d.elapsed:
+            if d.elapsed and state not in ("landed", "failed", "empty"):
+                info.update(state="failed", error=info.get("error") or "the deadline closed before a proof landed")
+                self._save(*key, info)
+                log.error("miner %s deadline %s (period %s): %s", m.actor, d.index, d.period_start, info["error"])
+            return
+        if state is None:
+            self._start_round(m, d, info)
+        elif state == "job":
+            self._collect_job(m, d, info)
+        elif state == "proving":
+            self._collect_local(m, d, info)
+        elif state == "proved":
+            self._submit(m, d, info)
+        elif state == "submitted":
+            self._follow(m, d, info)
+
+    def _start_round(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
+        key = (m.actor, d.period_start, d.index)
+        parts = self.chain.deadline_partitions(m.actor, d.index)
+        to_prove = [n for p in parts for n in p.sectors if n not in set(p.faulty) or n in set(p.recovering)]
+        if not parts or not any(p.sectors for p in parts):
+            self._save(*key, {**info, "state": "empty"})
+            return
+        randomness = self.chain.window_post_randomness(m.actor, d.challenge)
+        targets = self.targets(m.actor, to_prove)
+        bad = self.check(m.actor, targets)
+        good = [t for t in targets if t.number not in bad]
+        info.update(partitions=[p.index for p in parts], randomness=randomness.hex(), skipped=bad,
+                    sectors=[t.number for t in good], attempts=info.get("attempts", 0))
+        info.update(self._job_or_local(m, d, good, randomness))
+        self._save(*key, info)
+        log.info("miner %s deadline %s: proving %d sectors (%d skipped) %s", m.actor, d.index, len(good), len(bad),
+                 f"as job {info['job']}" if info["state"] == "job" else "here")
+
+    def _job_or_local(self, m: MinerConfig, d: DeadlineInfo, good: list[Target], randomness: bytes) -> dict:
+        proof = seal_proof(self.chain.miner_info(m.actor).seal_proof).window_post
+        if good and self.jobs.provers_seen(self.config.worker_prover.heartbeat_timeout):
+            job_input = {"Sectors": [{"SectorId": t.number, "CommR": list(t.comm_r), "Upgrade": False,
+                                      "Accesses": {"SealedFile": t.store, "CacheDir": t.store}} for t in good],
+                         "MinerId": m.actor, "ProofType": proof.name, "Seed": list(randomness)}
+            return {"state": "job", "job": self.jobs.create(m.actor, d.index, d.period_start, [], job_input)}
+        self._prove_here(m, d, good, randomness)
+        return {"state": "proving"}
+
+    def _prove_here(self, m: MinerConfig, d: DeadlineInfo, good: list[Target], randomness: bytes) -> None:
+        sp = seal_proof(self.chain.miner_info(m.actor).seal_proof)
+        sectors = [PrivateSector(t.number, t.comm_r, _path(t.cache), _path(t.sealed)) for t in good]
+        self._local[(m.actor, d.period_start, d.index)] = self._pool.submit(generate_window_post, sp.window_post, sp, sectors,
+                                                                            randomness)
+
+    def _collect_local(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
+        key = (m.actor, d.period_start, d.index)
+        fut = self._local.get(key)
+        if fut is None:      # the manager restarted while proving: prove again
+            self._prove_here(m, d, self.targets(m.actor, info["sectors"]), bytes.fromhex(info["randomness"]))
+            return
+        if not fut.done():
+            return
+        del self._local[key]
+        try:
+            result = fut.result()
+        except Exception as exc:
+            info.update(state=None, error=f"proving failed: {exc}", attempts=info.get("attempts", 0) + 1)
+            self._save(*key, self._give_up_if_spent(info))
+            return
+        self._proved(m, d, info, encode_post(result), sorted(result.faults))
+
+    def _collect_job(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
+        key = (m.actor, d.period_start, d.index)
+        job = self.jobs.get(info["job"])
+        if job["State"] != "finished":
+            return
+        if job["Failed"] or not job["Output"] or not job["Output"].get("proofs"):
+            log.error("miner %s deadline %s: job %s failed (%s); proving here instead", m.actor, d.index, info["job"],
+                      job["ErrorReason"])
+            info.update(state="proving", job_error=job["ErrorReason"])
+            self._save(*key, info)
+            self._prove_here(m, d, self.targets(m.actor, info["sectors"]), bytes.fromhex(info["randomness"]))
+            return
+        self._proved(m, d, info, base64.b64decode(job["Output"]["proofs"][0]), job["Output"].get("faults") or [])
+
+    def _proved(self, m: MinerConfig, d: DeadlineInfo, info: dict, proof: bytes, faults: list[int]) -> None:
+        """Verify before submitting: a bad proof from a prover costs a retry here, not a
+        failed message and a missed deadline."""
+        key = (m.actor, d.period_start, d.index)
+        sp = seal_proof(self.chain.miner_info(m.actor).seal_proof)
+        publics = [PublicSector(t.number, t.comm_r) for t in self.targets(m.actor, info["sectors"]) if t.number not in faults]
+        try:
+            verify_post(sp.window_post, bytes.fromhex(info["randomness"]), publics, decode_post(proof, sp.window_post))
+        except ProofError as exc:
+            log.error("miner %s deadline %s: the proof does not verify (%s); proving again", m.actor, d.index, exc)
+            info.update(state=None, error=f"proof did not verify: {exc}", attempts=info.get("attempts", 0) + 1)
+            self._save(*key, self._give_up_if_spent(info))
+            return
+        skipped = dict(info.get("skipped") or {})
+        skipped.update({str(n): "the prover could not prove it" for n in faults})
+        info.update(state="proved", proof=base64.b64encode(proof).decode(), skipped=skipped)
+        self._save(*key, info)
+
+    def _submit(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
+        head = d.current_epoch
+        if head < d.open + m.post.submit_confidence:
+            return
+        parts = self.chain.deadline_partitions(m.actor, d.index)
+        skipped = {int(n) for n in info.get("skipped") or {}}
+        params = {"Deadline": d.index,
+                  "Partitions": [{"Index": p.index, "Skipped": sorted(n for n in p.sectors if n in skipped)}
+                                 for p in parts if p.index in info["partitions"]],
+                  "Proofs": [{"PoStProof": seal_proof(self.chain.miner_info(m.actor).seal_proof).window_post.id,
+                              "ProofBytes": info["proof"]}],
+                  "ChainCommitEpoch": head,
+                  "ChainCommitRand": base64.b64encode(self.chain.chain_commit_randomness(head)).decode()}
+        info.update(state="submitted", message=self.committer.send(m.actor, "post", "SubmitWindowedPoSt", params, []))
+        self._save(m.actor, d.period_start, d.index, info)
+        log.info("miner %s deadline %s: SubmitWindowedPoSt sent as %s", m.actor, d.index, info["message"])
+
+    def _follow(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
+        receipt = self.chain.receipt(info["message"])
+        if receipt is None:
+            return
+        if receipt.ok:
+            info.update(state="landed", epoch=receipt.epoch)
+            log.info("miner %s deadline %s: WindowPoSt landed at epoch %s", m.actor, d.index, receipt.epoch)
+        else:
+            log.error("miner %s deadline %s: SubmitWindowedPoSt failed: %s", m.actor, d.index, receipt.error)
+            info.update(state=None, error=f"message failed: {receipt.error}", attempts=info.get("attempts", 0) + 1)
+            info = self._give_up_if_spent(info)
+        self._save(m.actor, d.period_start, d.index, info)
+
+    @staticmethod
+    def _give_up_if_spent(info: dict) -> dict:
+        if info.get("attempts", 0) >= MAX_SUBMIT_ATTEMPTS:
+            info["state"] = "failed"
+        return info
+
+    # ---------------------------------------------------------------- WinningPoSt
+
+    def _mine(self, m: MinerConfig) -> None:
+        """At each new head, if the miner is elected, prove the challenged sector and submit
+        the block before the epoch ends."""
+        head = self.chain.head()
+        if self._last_mined.get(m.actor) == head:
+            return
+        self._last_mined[m.actor] = head
+        if not self.chain.winning_election(m.actor, head):
+            return
+        info = self.chain.miner_info(m.actor)
+        sp = seal_proof(info.seal_proof)
+        sectors = self.chain.winning_post_sectors(m.actor, head)
+        randomness = self.chain.winning_post_randomness(m.actor, head)
+        chosen = sectors[winning_sector_indices(SectorID(m.actor, 0).prover_id, randomness, len(sectors))[0]]
+        target = self.targets(m.actor, [chosen.number])[0]
+        if target.sealed is None:
+            log.error("miner %s: elected at %s but sector %s is in no persist store", m.actor, head, chosen.number)
+            return
+        result = generate_winning_post(sp.winning_post, sp,
+                                       PrivateSector(target.number, target.comm_r, _path(target.cache), _path(target.sealed)),
+                                       randomness)
+        if result.faults:
+            log.error("miner %s: elected at %s, sector %s cannot be proven: %s", m.actor, head, chosen.number,
+                      result.faults[chosen.number])
+            return
+        try:
+            self.chain.submit_winning_post(m.actor, head, encode_post(result))
+            log.info("miner %s: won the block at epoch %s", m.actor, head)
+        except Exception as exc:
+            log.error("miner %s: block at epoch %s refused: %s", m.actor, head, exc)
+
+
+def _path(p: str | None) -> Path | None:
+    return Path(p) if p else None

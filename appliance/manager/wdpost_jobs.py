@@ -1,0 +1,165 @@
+"""WindowPoSt jobs for dedicated provers: Damocles' WorkerWdPoStAPI (WdPoStAllocateJobs,
+WdPoStHeartbeatJobs, WdPoStFinishJob, WdPoStResetJob, WdPoStRemoveJob, WdPoStAllJobs) over the
+manager's database. A job is one deadline's partitions of one miner; the poster creates it, a
+prover takes it, heartbeats while proving and finishes it with the proof or an error.
+Housekeeping gives a job whose prover went silent (HeartbeatTimeout) or failed to another
+prover until JobMaxTry, after which it stays visible as failed; jobs older than JobLifetime
+are removed. The job ID is derived from its input, so creating the same job twice is one job."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from .config import WorkerProverConfig
+from .state import ManagerState
+
+READY, RUNNING, FINISHED = "ready2run", "running", "finished"
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class WdPoStJobs:
+    def __init__(self, state: ManagerState, config: WorkerProverConfig, now=time.time):
+        self.state, self.config, self._now = state, config, now
+
+    # ----------------------------------------------------------------- the poster's side
+
+    def create(self, miner: int, deadline: int, period_start: int, partitions: list[int], job_input: dict) -> str:
+        body = json.dumps(job_input, sort_keys=True)
+        job_id = hashlib.sha256(f"{miner}:{period_start}:{deadline}:{body}".encode()).hexdigest()[:24]
+        now = self._now()
+        with self.state.tx() as db:
+            db.execute("INSERT INTO wdpost_jobs (id, miner, deadline, period_start, partitions, input, state, tries, created, updated) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT(id) DO NOTHING",
+                       (job_id, miner, deadline, period_start, json.dumps(partitions), body, READY, now, now))
+        return job_id
+
+    def get(self, job_id: str) -> dict:
+        row = self.state._db.execute(f"SELECT {_COLUMNS} FROM wdpost_jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"WindowPoSt job {job_id} not found")
+        return self._job(row)
+
+    def drop_stale(self, miner: int, period_start: int, deadline: int) -> int:
+        """Jobs of the miner's deadlines that closed before (period_start, deadline) will never be
+        used: finish them as stale so no prover works on them and they never block a later one."""
+        now = self._now()
+        with self.state.tx() as db:
+            cur = db.execute("UPDATE wdpost_jobs SET state = ?, error = 'stale: the deadline closed', finished = ?, updated = ? "
+                             "WHERE miner = ? AND state != ? AND (period_start < ? OR (period_start = ? AND deadline < ?))",
+                             (FINISHED, now, now, miner, FINISHED, period_start, period_start, deadline))
+            return cur.rowcount
+
+    def provers_seen(self, within: float) -> list[str]:
+        cutoff = self._now() - within
+        return [r[0] for r in self.state._db.execute("SELECT name FROM provers WHERE last_seen >= ? ORDER BY name", (cutoff,))]
+
+    # ------------------------------------------------------------------ the prover's side
+
+    def allocate(self, allowed_miners: list[int] | None, allowed_proof_types: list[str] | None, num: int, worker: str) -> list[dict]:
+        now = self._now()
+        out = []
+        with self.state.tx() as db:
+            db.execute("INSERT INTO provers (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
+                       (worker, now))
+            for row in db.execute(f"SELECT {_COLUMNS} FROM wdpost_jobs WHERE state = ? ORDER BY created, id", (READY,)).fetchall():
+                if len(out) >= num:
+                    break
+                job = self._job(row)
+                if allowed_miners and job["Input"]["MinerId"] not in allowed_miners:
+                    continue
+                if allowed_proof_types and job["Input"]["ProofType"] not in allowed_proof_types:
+                    continue
+                db.execute("UPDATE wdpost_jobs SET state = ?, tries = tries + 1, worker = ?, started = ?, heartbeat = ?, "
+                           "output = NULL, error = NULL, finished = NULL, updated = ? WHERE id = ?",
+                           (RUNNING, worker, now, now, now, job["Id"]))
+                out.append({"Id": job["Id"], "Input": job["Input"]})
+        return out
+
+    def heartbeat(self, job_ids: list[str], worker: str) -> None:
+        now = self._now()
+        with self.state.tx() as db:
+            db.execute("INSERT INTO provers (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
+                       (worker, now))
+            for job_id in job_ids:
+                db.execute("UPDATE wdpost_jobs SET heartbeat = ?, updated = ? WHERE id = ? AND state = ? AND worker = ?",
+                           (now, now, job_id, RUNNING, worker))
+
+    def finish(self, job_id: str, output: dict | None, error: str) -> None:
+        """A prover's result. Only the prover running the job may finish it; a late answer for a
+        job that was given to another prover (or dropped) is refused."""
+        now = self._now()
+        with self.state.tx() as db:
+            row = db.execute("SELECT state FROM wdpost_jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(f"WindowPoSt job {job_id} not found")
+            if row[0] != RUNNING:
+                raise JobNotFound(f"WindowPoSt job {job_id} is {row[0]}, not running: the result is not needed any more")
+            db.execute("UPDATE wdpost_jobs SET state = ?, output = ?, error = ?, finished = ?, updated = ? WHERE id = ?",
+                       (FINISHED, json.dumps(output) if output is not None else None, error or None, now, now, job_id))
+
+    def reset(self, job_id: str) -> None:
+        """An operator's retry: back to ready2run with its tries counted from zero."""
+        with self.state.tx() as db:
+            cur = db.execute("UPDATE wdpost_jobs SET state = ?, tries = 0, worker = NULL, output = NULL, error = NULL, "
+                             "started = NULL, heartbeat = NULL, finished = NULL, updated = ? WHERE id = ?", (READY, self._now(), job_id))
+            if cur.rowcount == 0:
+                raise JobNotFound(f"WindowPoSt job {job_id} not found")
+
+    def remove(self, job_id: str) -> None:
+        with self.state.tx() as db:
+            if db.execute("DELETE FROM wdpost_jobs WHERE id = ?", (job_id,)).rowcount == 0:
+                raise JobNotFound(f"WindowPoSt job {job_id} not found")
+
+    def all(self) -> dict:
+        rows = self.state._db.execute(f"SELECT {_COLUMNS} FROM wdpost_jobs ORDER BY created, id").fetchall()
+        return {"Jobs": [self._job(r) for r in rows], "MaxTry": self.config.job_max_try}
+
+    # -------------------------------------------------------------------- housekeeping
+
+    def housekeeping(self) -> list[str]:
+        """Retry jobs whose prover went silent or failed (until JobMaxTry); remove old jobs.
+        Returns what it did, one line each, for the log."""
+        now, cfg, done = self._now(), self.config, []
+        with self.state.tx() as db:
+            for job_id, worker, tries in db.execute("SELECT id, worker, tries FROM wdpost_jobs WHERE state = ? AND heartbeat < ?",
+                                                    (RUNNING, now - cfg.heartbeat_timeout)).fetchall():
+                why = f"no heartbeat from prover {worker} for {cfg.heartbeat_timeout:g}s"
+                if tries < cfg.job_max_try:
+                    db.execute("UPDATE wdpost_jobs SET state = ?, error = ?, worker = NULL, updated = ? WHERE id = ?",
+                               (READY, why, now, job_id))
+                    done.append(f"job {job_id}: {why}; retrying (try {tries + 1} of {cfg.job_max_try})")
+                else:
+                    db.execute("UPDATE wdpost_jobs SET state = ?, error = ?, finished = ?, updated = ? WHERE id = ?",
+                               (FINISHED, f"{why}; failed after {tries} tries", now, now, job_id))
+                    done.append(f"job {job_id}: {why}; failed after {tries} tries")
+            for job_id, tries, error in db.execute("SELECT id, tries, error FROM wdpost_jobs WHERE state = ? AND output IS NULL "
+                                                   "AND error IS NOT NULL AND error NOT LIKE 'stale:%' AND tries < ?",
+                                                   (FINISHED, cfg.job_max_try)).fetchall():
+                db.execute("UPDATE wdpost_jobs SET state = ?, worker = NULL, updated = ? WHERE id = ?", (READY, now, job_id))
+                done.append(f"job {job_id} failed ({error}); retrying (try {tries + 1} of {cfg.job_max_try})")
+            removed = db.execute("DELETE FROM wdpost_jobs WHERE created < ?", (now - cfg.job_lifetime,)).rowcount
+            if removed:
+                done.append(f"removed {removed} WindowPoSt jobs older than {cfg.job_lifetime:g}s")
+        return done
+
+    # ------------------------------------------------------------------------- shapes
+
+    def _job(self, row) -> dict:
+        (job_id, miner, deadline, period_start, partitions, job_input, state, tries, worker, output, error,
+         created, started, heartbeat, finished, updated) = row
+        failed = state == FINISHED and output is None and error is not None
+        return {"Id": job_id, "State": state, "DeadlineIdx": deadline, "Partitions": json.loads(partitions),
+                "Input": json.loads(job_input), "Output": json.loads(output) if output else None, "TryNum": tries,
+                "ErrorReason": error or "", "WorkerName": worker or "", "StartedAt": started or 0, "HeartbeatAt": heartbeat or 0,
+                "FinishedAt": finished or 0, "CreatedAt": created, "UpdatedAt": updated,
+                # ours: which proving period, and whether the job ended without a proof
+                "MinerId": miner, "PeriodStart": period_start, "Failed": failed}
+
+
+_COLUMNS = ("id, miner, deadline, period_start, partitions, input, state, tries, worker, output, error, "
+            "created, started, heartbeat, finished, updated")

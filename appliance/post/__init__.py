@@ -1,0 +1,1 @@
+"""The dedicated PoSt prover role (`damocles post run -c post.toml`)."""

@@ -1,0 +1,28 @@
+"""`damocles post run -c post.toml`: the dedicated prover."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..core.signals import wait_for_stop_signal
+
+
+def add_parsers(post: argparse._SubParsersAction) -> None:
+    p = post.add_parser("run", help="run a dedicated WindowPoSt prover pulling jobs from the manager")
+    p.add_argument("-c", "--config", type=Path, required=True)
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from .config import load_post_config
+    from .service import ProverService
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    service = ProverService(load_post_config(args.config))
+    service.start()
+    print(f"prover {service.config.name} polling {service.config.manager_url} for WindowPoSt jobs", flush=True)
+    wait_for_stop_signal()
+    service.stop()
+    return 0

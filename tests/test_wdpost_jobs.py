@@ -1,0 +1,106 @@
+"""The manager's WindowPoSt job store (Damocles' WorkerWdPoStAPI) on a hand-moved clock."""
+
+import pytest
+
+from appliance.manager.config import WorkerProverConfig
+from appliance.manager.state import ManagerState
+from appliance.manager.wdpost_jobs import JobNotFound, WdPoStJobs
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def _input(miner=1000, proof="StackedDrgWindow2KiBV1_1", sectors=(1, 2)):
+    return {"Sectors": [{"SectorId": n, "CommR": [0] * 32, "Upgrade": False,
+                         "Accesses": {"SealedFile": "persist-1", "CacheDir": "persist-1"}} for n in sectors],
+            "MinerId": miner, "ProofType": proof, "Seed": [1] * 32}
+
+
+@pytest.fixture
+def jobs(tmp_path):
+    clock = Clock()
+    state = ManagerState(tmp_path / "manager.db", now=clock)
+    store = WdPoStJobs(state, WorkerProverConfig(job_max_try=2, heartbeat_timeout=15.0, job_lifetime=3600.0), now=clock)
+    store.clock = clock
+    yield store
+    state.close()
+
+
+def test_create_is_idempotent_and_allocate_filters(jobs):
+    a = jobs.create(1000, 5, 0, [0], _input())
+    assert jobs.create(1000, 5, 0, [0], _input()) == a
+    b = jobs.create(1001, 6, 0, [0], _input(miner=1001))
+    assert jobs.allocate([1002], None, 5, "p1") == []
+    assert jobs.allocate(None, ["StackedDrgWindow8MiBV1_1"], 5, "p1") == []
+    got = jobs.allocate([1001], None, 5, "p1")
+    assert [j["Id"] for j in got] == [b] and got[0]["Input"]["MinerId"] == 1001
+    got = jobs.allocate(None, None, 5, "p2")
+    assert [j["Id"] for j in got] == [a]
+    job = jobs.get(a)
+    assert job["State"] == "running" and job["TryNum"] == 1 and job["WorkerName"] == "p2" and job["DeadlineIdx"] == 5
+    assert jobs.provers_seen(60) == ["p1", "p2"]
+    jobs.clock.t += 120
+    assert jobs.provers_seen(60) == []
+
+
+def test_finish_only_by_a_running_job(jobs):
+    a = jobs.create(1000, 5, 0, [0], _input())
+    with pytest.raises(JobNotFound, match="not running"):
+        jobs.finish(a, {"proofs": ["AA=="], "faults": []}, "")
+    jobs.allocate(None, None, 1, "p1")
+    jobs.finish(a, {"proofs": ["AA=="], "faults": [2]}, "")
+    job = jobs.get(a)
+    assert job["State"] == "finished" and job["Output"] == {"proofs": ["AA=="], "faults": [2]} and not job["Failed"]
+    with pytest.raises(JobNotFound, match="not found"):
+        jobs.finish("nope", None, "x")
+
+
+def test_silent_prover_is_replaced_until_job_max_try_then_failed(jobs):
+    a = jobs.create(1000, 5, 0, [0], _input())
+    jobs.allocate(None, None, 1, "dead")
+    jobs.clock.t += 10
+    jobs.heartbeat([a], "dead")
+    jobs.clock.t += 10
+    assert jobs.housekeeping() == []                       # heartbeat 10 s ago: still alive
+    jobs.clock.t += 10
+    assert "retrying (try 2 of 2)" in jobs.housekeeping()[0]
+    assert jobs.get(a)["State"] == "ready2run" and "no heartbeat from prover dead" in jobs.get(a)["ErrorReason"]
+    jobs.allocate(None, None, 1, "second")
+    jobs.heartbeat([a], "dead")                            # a late heartbeat of the old prover does not count
+    jobs.clock.t += 16
+    assert "failed after 2 tries" in jobs.housekeeping()[0]
+    job = jobs.all()["Jobs"][0]
+    assert job["State"] == "finished" and job["Failed"] and job["TryNum"] == 2 and jobs.all()["MaxTry"] == 2
+    assert jobs.allocate(None, None, 1, "third") == []
+    jobs.reset(a)                                          # the operator's retry
+    assert jobs.get(a)["State"] == "ready2run" and jobs.get(a)["TryNum"] == 0
+
+
+def test_failed_result_is_retried_then_kept_failed(jobs):
+    a = jobs.create(1000, 5, 0, [0], _input())
+    jobs.allocate(None, None, 1, "p1")
+    jobs.finish(a, None, "sector 2 unreadable")
+    assert "retrying" in jobs.housekeeping()[0] and jobs.get(a)["State"] == "ready2run"
+    jobs.allocate(None, None, 1, "p1")
+    jobs.finish(a, None, "sector 2 unreadable")
+    assert jobs.housekeeping() == []
+    assert jobs.get(a)["Failed"] and jobs.get(a)["ErrorReason"] == "sector 2 unreadable"
+
+
+def test_stale_jobs_are_dropped_and_old_ones_removed(jobs):
+    old = jobs.create(1000, 3, 0, [0], _input())
+    cur = jobs.create(1000, 4, 0, [0], _input(sectors=(3,)))
+    other = jobs.create(1001, 1, 0, [0], _input(miner=1001))
+    assert jobs.drop_stale(1000, 0, 4) == 1
+    assert jobs.get(old)["State"] == "finished" and jobs.get(old)["ErrorReason"].startswith("stale")
+    assert sorted(j["Id"] for j in jobs.allocate(None, None, 5, "p1")) == sorted([cur, other])
+    assert jobs.housekeeping() == []                       # a stale job is not retried
+    jobs.clock.t += 3601
+    assert jobs.housekeeping()[-1] == "removed 3 WindowPoSt jobs older than 3600s"
+    with pytest.raises(JobNotFound):
+        jobs.remove(old)
