@@ -46,11 +46,12 @@ class Proving:
             raise RPCError(INVALID_PARAMS, f"index: there are {self.chain.policy.wpost_period_deadlines} deadlines (0..47), got {index}")
         dl = self.chain.proving_deadline(miner)
         period = dl.period_start
-        r = {k: v for k, v in self.poster.round(miner, period, index).items() if k != "proof"}
+        rounds = [{k: v for k, v in r.items() if k != "proof"} for r in self.poster.rounds(miner) if r["Deadline"] == index]
+        current = next((r for r in rounds if r["PeriodStart"] == period), {})
         return {"Index": index, "PeriodStart": period,
                 "Partitions": [{"Index": p.index, "Sectors": list(p.sectors), "Faulty": list(p.faulty),
                                 "Recovering": list(p.recovering)} for p in self.chain.deadline_partitions(miner, index)],
-                "Round": r}
+                "Round": current, "Rounds": rounds[-3:]}     # this period's round, and the last three
 
     def faults(self, miner: int) -> list[dict]:
         self._miner(miner)

@@ -1,0 +1,148 @@
+"""The manager's poster against the devnet, in process and on a hand-moved clock, with no
+dedicated prover (the manager proves itself): two proving periods proven with power whole; a
+lost sealed file declared faulty before the cutoff, its partition-mate still proven, and power
+back after a declared recovery and the next proof; a file broken too late to declare is skipped
+and penalised; WinningPoSt wins in proportion to power, each proven in its epoch."""
+
+import concurrent.futures
+import shutil
+
+import pytest
+
+from appliance.manager.service import ManagerService, init_home
+
+from .test_devnet_proving import P2K, onboard
+
+MANAGER = """
+[Chain]
+BlockTime = "0s"
+NetworkPower = "32KiB"          # 4 sealed 2KiB sectors hold a fifth of the network's power
+[[Common.PersistStores]]
+Name = "persist-1"
+Path = "persist-1"
+[[Miners]]
+Actor = 1000
+[Miners.PoSt]
+ChallengeConfidence = 2
+SubmitConfidence = 1
+[Miners.Proof]
+Enabled = {winning}
+"""
+
+
+def _service(tmp_path, winning=False):
+    home = tmp_path / "manager"
+    init_home(home, MANAGER.format(winning="true" if winning else "false"))
+    svc = ManagerService(home)          # not started: the test runs the poster's passes itself
+    svc.chain.advance(20)
+    rs = onboard(svc.chain, tmp_path, [1, 2, 3, 4])
+    store = home / "persist-1"
+    for n, r in rs.items():
+        name = f"s-t01000-{n}"
+        (store / "sealed").mkdir(exist_ok=True)
+        shutil.copyfile(r.sector_dir / "sealed", store / "sealed" / name)
+        shutil.copytree(r.sector_dir / "cache", store / "cache" / name,
+                        ignore=shutil.ignore_patterns("sc-02-data-layer-*", "sc-02-data-tree-c*", "sc-02-data-tree-d*"))
+        assert svc.state.allocate(1000, P2K.id, 1, None) == n
+        svc.state.update(1000, n, persisted="persist-1")     # as SubmitPersistedEx records it
+    return svc, store
+
+
+def settle(svc):
+    """One poster pass, then wait for its local proving and pass again until nothing is in flight."""
+    for _ in range(10):
+        svc.poster.tick()
+        pending = list(svc.poster._local.values())
+        if not pending:
+            return
+        concurrent.futures.wait(pending, timeout=60)
+
+
+def run_to(svc, epoch, step=10):
+    while svc.chain.head() < epoch:
+        svc.chain.advance(min(step, epoch - svc.chain.head()))
+        settle(svc)
+
+
+def next_open(svc, index):
+    """The open epoch of deadline `index`'s next occurrence that has not started."""
+    dl = svc.chain.proving_deadline(1000)
+    open_ = dl.period_start + index * 60
+    return open_ if open_ > dl.current_epoch + 30 else open_ + 2880
+
+
+@pytest.fixture
+def post_svc(tmp_path):
+    svc, store = _service(tmp_path)
+    yield svc, store
+    svc.poster.close()
+    svc.state.close()
+    svc.chain.close()
+
+
+def test_two_periods_proven_then_faults_recoveries_and_skips(post_svc):
+    svc, store = post_svc
+    chain = svc.chain
+    parts = {d: chain.deadline_partitions(1000, d) for d in range(48)}
+    used = sorted(d for d, p in parts.items() if p)
+    assert sum(len(p.sectors) for d in used for p in parts[d]) == 4 and all(len(p.sectors) == 2 for d in used for p in parts[d])
+    start = chain.head()
+    run_to(svc, start + 2 * 2880 + 60)
+    records = chain.deadline_records(1000)
+    assert len(records) >= 2 * len(used)
+    assert all(r["partitions_proven"] == r["partitions"] and r["sectors_faulty_new"] == 0 for r in records), records
+    assert chain.penalties(1000) == [] and chain.miner_power(1000).active_sectors == 4
+    rounds = svc.poster.rounds(1000)
+    assert sum(r.get("state") == "landed" for r in rounds) == len(records)
+
+    # a lost sealed file: declared faulty before its deadline's cutoff; its partition-mate is proven
+    d = used[0]
+    lost, mate = parts[d][0].sectors
+    shutil.move(store / "sealed" / f"s-t01000-{lost}", store / f"lost-{lost}")
+    open_ = next_open(svc, d)
+    run_to(svc, open_ + 60)
+    faulty = chain.deadline_partitions(1000, d)[0]
+    assert faulty.faulty == (lost,) and faulty.proven
+    assert chain.miner_power(1000).active_sectors == 3
+    r = [x for x in svc.poster.rounds(1000) if x["Deadline"] == d][-1]
+    assert r["state"] == "landed" and r["declared_faults"] == [lost] and r["sectors"] == [mate]
+    assert {p["reason"] for p in chain.penalties(1000)} == {"fault-fee"}
+
+    # the file is back: a declared recovery, and power returns with the next proof
+    shutil.move(store / f"lost-{lost}", store / "sealed" / f"s-t01000-{lost}")
+    open_ = next_open(svc, d)
+    run_to(svc, open_ - 40)
+    assert chain.deadline_partitions(1000, d)[0].recovering == (lost,)
+    assert chain.miner_power(1000).active_sectors == 3          # not before the proof
+    run_to(svc, open_ + 60)
+    assert chain.deadline_partitions(1000, d)[0].faulty == () and chain.miner_power(1000).active_sectors == 4
+
+    # broken after the cutoff: too late to declare; the poster skips it and the chain penalises it
+    open_ = next_open(svc, d)
+    run_to(svc, open_ - 40)
+    (store / "sealed" / f"s-t01000-{mate}").write_bytes(b"")
+    run_to(svc, open_ + 60)
+    r = [x for x in svc.poster.rounds(1000) if x["Deadline"] == d][-1]
+    assert r["state"] == "landed" and str(mate) in r["skipped"]
+    assert chain.deadline_partitions(1000, d)[0].faulty == (mate,)
+    assert any(p["reason"] == "skipped" and mate in p["sectors"] for p in chain.penalties(1000))
+    assert all(r["partitions_proven"] == r["partitions"] for r in chain.deadline_records(1000))
+
+
+def test_winning_post_wins_match_power_share(tmp_path):
+    svc, _ = _service(tmp_path, winning=True)
+    try:
+        chain = svc.chain
+        first = chain.head() + 1
+        n = 300
+        for _ in range(n):
+            chain.advance(1)
+            svc.poster.tick()
+        blocks = [b for b in chain.blocks(1000) if b["epoch"] >= first]
+        assert blocks and all(b["won"] for b in blocks), [b for b in blocks if not b["won"]][:5]
+        p = 4 * 2048 / (4 * 2048 + chain.policy.network_power)
+        assert abs(len(blocks) - n * p) < 4 * (n * p * (1 - p)) ** 0.5, (len(blocks), n * p)
+    finally:
+        svc.poster.close()
+        svc.state.close()
+        svc.chain.close()
