@@ -1,0 +1,182 @@
+"""WindowPoSt end to end, every role a real process on loopback, the devnet clock advanced by
+hand: a worker seals 4 sectors; two dedicated provers (`damocles post run`, polling every
+100 ms) prove every deadline of two proving periods; in the second, the job is first taken by a
+prover that dies with it (it never heartbeats), and after the heartbeat timeout the other
+prover proves it in time. The chain records every deadline proven, no penalty, power whole."""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from appliance.chain.devnet import Devnet
+from appliance.chain.policy import ChainPolicy
+from appliance.rpc.auth import issue_token, load_or_create_secret
+from appliance.rpc.client import RPCClient
+
+from .test_worker_e2e import WORKER, start
+
+MANAGER = """
+[RPC]
+Listen = "127.0.0.1:0"
+[Sealing]
+SealRandomnessLookback = 2
+InteractivePoRepConfidence = 1
+[Chain]
+BlockTime = "0s"
+[Common.Proving.WorkerProver]
+HeartbeatTimeout = "1s"
+JobMaxTry = 3
+[[Common.PersistStores]]
+Name = "persist-1"
+Path = "persist-1"
+[[Miners]]
+Actor = 1000
+[Miners.Sector]
+MinNumber = 1
+MaxNumber = 4
+[Miners.Commitment]
+Confidence = 1
+[Miners.Commitment.Pre.Batch]
+Threshold = 1
+CheckInterval = "50ms"
+[Miners.Commitment.Prove.Batch]
+Threshold = 1
+CheckInterval = "50ms"
+[Miners.PoSt]
+ChallengeConfidence = 2
+SubmitConfidence = 1
+"""
+
+POST = """
+[prover]
+name = "{name}"
+poll_interval = "100ms"
+heartbeat_interval = "200ms"
+[sector_manager]
+rpc_client = {{ addr = "{url}" }}
+token = "{token}"
+[[attached]]
+name = "persist-1"
+location = "{store}"
+"""
+
+
+def until(what, fn, timeout=60.0, procs=()):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        for p in procs:
+            assert p.poll() is None, p.stderr.read()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)   # polling live processes; bounded by the deadline
+
+
+def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(tmp_path):
+    home = tmp_path / "manager"
+    home.mkdir()
+    (home / "manager.toml").write_text(MANAGER)
+    (home / "persist-1").mkdir()
+    procs = []
+    manager = start(["manager", "run", "--home", str(home)])
+    procs.append(manager)
+    try:
+        url = manager.stdout.readline().split()[-1]
+        secret = load_or_create_secret(home / "secret")
+        admin = RPCClient(url, issue_token(secret, "admin"))
+        threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(2))
+        (tmp_path / "worker.toml").write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads,
+                                                            store=home / "persist-1", python=sys.executable))
+        worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
+        procs.append(worker)
+        provers = {}
+        for name in ("prover-a", "prover-b"):
+            cfg = tmp_path / f"{name}.toml"
+            cfg.write_text(POST.format(name=name, url=url, token=issue_token(secret, "write"), store=home / "persist-1"))
+            provers[name] = start(["post", "run", "-c", str(cfg)])
+            procs.append(provers[name])
+
+        def sealed():
+            listed = admin.call("Venus.ListSectors")
+            if len(listed) == 4 and all(s["Finalized"] for s in listed):
+                return listed
+            admin.call("Venus.DevnetAdvance", 1)      # the clock moves by hand while the worker seals
+            return None
+        listed = until("4 sectors sealed", sealed, timeout=180, procs=procs)
+        assert all(s["LatestState"] == "Finished" for s in listed)
+        worker.terminate()
+        worker.wait(timeout=30)
+
+        info = admin.call("Venus.ProvingInfo", 1000)
+        used = [d["Index"] for d in admin.call("Venus.ProvingDeadlines", 1000) if d["Sectors"]]
+        assert info["Power"]["active_sectors"] == 4 and used
+        head = info["CurrentEpoch"]
+        occurrences = sorted((ps + d * 60, ps, d) for d in used for ps in
+                             (info["PeriodStart"], info["PeriodStart"] + 2880, info["PeriodStart"] + 5760)
+                             if ps + d * 60 - 18 > head)[: 2 * len(used)]
+
+        def advance_to(epoch):
+            now = admin.call("Venus.DevnetHead")["Epoch"]
+            if epoch > now:
+                admin.call("Venus.DevnetAdvance", epoch - now)
+
+        def round_of(ps, d):
+            return next((r for r in admin.call("Venus.ProvingDeadline", 1000, d)["Rounds"] if r["PeriodStart"] == ps), {})
+
+        ghost_jobs = []
+        for k, (open_, ps, d) in enumerate(occurrences):
+            ghost = k == len(used)          # the first deadline of the second period
+            if ghost:
+                for p in provers.values():
+                    p.send_signal(signal.SIGSTOP)
+                stop = threading.Event()
+                ghost_client = RPCClient(url, issue_token(secret, "write"))
+
+                def grab():
+                    while not stop.is_set() and not ghost_jobs:
+                        ghost_jobs.extend(ghost_client.call("Venus.WdPoStAllocateJobs", {}, 1, "ghost"))
+                        stop.wait(0.05)
+                grabber = threading.Thread(target=grab)
+                grabber.start()
+            advance_to(open_ - 18)          # challenge + ChallengeConfidence
+            if ghost:
+                until("the ghost prover to take the job", lambda: ghost_jobs)
+                stop.set()
+                grabber.join()
+                provers["prover-a"].send_signal(signal.SIGCONT)    # prover-b stays stopped
+            until(f"deadline {d} proven", lambda: round_of(ps, d).get("state") in ("proved", "submitted", "landed"),
+                  procs=[manager])
+            advance_to(open_ + 1)           # open + SubmitConfidence
+            until(f"deadline {d} submitted", lambda: round_of(ps, d).get("state") in ("submitted", "landed"))
+            admin.call("Venus.DevnetAdvance", 1)
+            final = until(f"deadline {d} landed", lambda: round_of(ps, d) if round_of(ps, d).get("state") in ("landed", "failed")
+                          else None)
+            assert final["state"] == "landed", final
+        advance_to(occurrences[-1][0] + 61)    # past the last close: the chain has judged every window
+        provers["prover-b"].send_signal(signal.SIGCONT)
+        jobs = admin.call("Venus.WdPoStAllJobs")["Jobs"]
+        power = admin.call("Venus.ProvingInfo", 1000)["Power"]
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.terminate()
+                p.wait(timeout=30)
+
+    assert power["active_sectors"] == 4 and power["faulty_sectors"] == 0
+    assert len(jobs) == len(occurrences) and all(j["State"] == "finished" and not j["Failed"] for j in jobs)
+    taken_over = [j for j in jobs if j["Id"] == ghost_jobs[0]["Id"]][0]
+    assert taken_over["TryNum"] == 2 and taken_over["WorkerName"] == "prover-a"
+    assert {j["WorkerName"] for j in jobs} <= {"prover-a", "prover-b"}
+    chain = Devnet(home / "devnet.db", ChainPolicy(block_time=0))
+    try:
+        records = chain.deadline_records(1000)
+        assert len(records) == len(occurrences)
+        assert all(r["partitions_proven"] == r["partitions"] and r["sectors_faulty_new"] == 0 for r in records), records
+        assert chain.penalties(1000) == []
+    finally:
+        chain.close()
+    assert os.path.exists(home / "persist-1" / "sealed" / "s-t01000-4")
