@@ -4,6 +4,7 @@ hand: a worker seals 4 sectors; two dedicated provers (`damocles post run`, poll
 prover that dies with it (it never heartbeats), and after the heartbeat timeout the other
 prover proves it in time. The chain records every deadline proven, no penalty, power whole."""
 
+import json
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ from appliance.chain.policy import ChainPolicy
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
+from .conftest import run_cli
 from .test_worker_e2e import WORKER, start
 
 MANAGER = """
@@ -159,6 +161,20 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
         provers["prover-b"].send_signal(signal.SIGCONT)
         jobs = admin.call("Venus.WdPoStAllJobs")["Jobs"]
         power = admin.call("Venus.ProvingInfo", 1000)["Power"]
+        cli = ["--api", url, "--home", str(home)]
+        deadlines = json.loads(run_cli("util", "proving", "deadlines", *cli, "--json", check=True).stdout)["deadlines"]
+        assert [d["Index"] for d in deadlines if d["Sectors"]] == used and all(d["Faulty"] == 0 for d in deadlines)
+        one = json.loads(run_cli("util", "proving", "deadline", str(used[0]), *cli, "--json", check=True).stdout)
+        assert one["Rounds"] and all(r["state"] == "landed" for r in one["Rounds"] if "state" in r)
+        assert json.loads(run_cli("util", "proving", "faults", *cli, "--json", check=True).stdout)["faults"] == []
+        checked = json.loads(run_cli("util", "proving", "check", *cli, "--json", check=True).stdout)["sectors"]
+        assert sorted(c["Sector"] for c in checked) == [1, 2, 3, 4] and all(c["Ok"] for c in checked)
+        text = run_cli("util", "proving", "jobs", *cli, check=True).stdout
+        assert "prover-a" in text and "finished" in text
+        assert "power: 8192 bytes, 4 active sectors" in run_cli("util", "proving", "info", *cli, check=True).stdout
+        (home / "persist-1" / "sealed" / "s-t01000-1").write_bytes(b"")      # a broken file: check says so, exit 1
+        bad = run_cli("util", "proving", "check", *cli)
+        assert bad.returncode == 1 and "BAD" in bad.stdout and "has 0 bytes" in bad.stdout
     finally:
         for p in reversed(procs):
             if p.poll() is None:

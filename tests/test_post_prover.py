@@ -131,3 +131,45 @@ def test_bad_post_configs_are_refused(tmp_path):
             parse_post_config(raw, available_cpus={0, 1})
     cfg = parse_post_config({**base, "prover": {"allowed_miners": [1000], "poll_interval": "250ms"}, "extra": 1})
     assert cfg.allowed_miners == [1000] and cfg.poll_interval == 0.25 and "post.toml: unknown key 'extra' ignored" in cfg.warnings
+
+
+WDPOST_WORKER = """
+[worker]
+name = "w-post"
+[worker.rpc_server]
+host = "127.0.0.1"
+port = 0
+[sector_manager]
+rpc_client = {{ addr = "{url}" }}
+token = "{token}"
+[sealing]
+rpc_polling_interval = "100ms"
+[[sealing_thread]]
+plan = "wdpost"                 # Damocles' worker-prover: no sealing location needed
+[[attached]]
+name = "persist-1"
+location = "{store}"
+[[processors.window_post]]
+concurrent = 1
+"""
+
+
+def test_worker_thread_with_plan_wdpost_proves_jobs(manager, tmp_path):
+    svc, url = manager
+    store = tmp_path / "manager" / "persist-1"
+    comm_rs = {n: seal_into_store(store, 1000, n, tmp_path / "work", tmp_path / "parents") for n in (1, 2)}
+    seed = bytes(31) + b"\x05"
+    cfg = tmp_path / "worker.toml"
+    cfg.write_text(WDPOST_WORKER.format(url=url, token=issue_token(svc.secret, "write"), store=store))
+    worker = subprocess.Popen([sys.executable, "-m", "appliance", "worker", "run", "-c", str(cfg)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().startswith("worker w-post running 1 sealing threads")
+        job_id = svc.jobs.create(1000, 9, 0, [0], _job_input(comm_rs, seed))
+        job = _wait_finished(svc, job_id)
+        assert job["WorkerName"] == "w-post-wdpost-0" and job["Output"]["faults"] == []
+        verify_post(W2K, seed, [PublicSector(n, c) for n, c in sorted(comm_rs.items())],
+                    decode_post(base64.b64decode(job["Output"]["proofs"][0]), W2K))
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0, worker.stderr.read()

@@ -39,7 +39,9 @@ def prove_job(job_input: dict, stores: dict[str, str]) -> dict:
 
 
 class ProverService:
-    def __init__(self, config: PostConfig):
+    def __init__(self, config: PostConfig, pools: list[ProcessorPool] | None = None):
+        """`pools`: window_post pools owned by someone else (a worker's wdpost thread); by
+        default the prover starts its own from `[[processors.window_post]]`."""
         self.config = config
         for w in config.warnings:
             log.warning(w)
@@ -48,7 +50,9 @@ class ProverService:
                 raise ValueError(f"[[attached]] {a.name}: {a.location} is not a directory")
         self.rpc = RPCClient(config.manager_url, config.manager_token)
         entries = config.processors or [ProcessorConfig("window_post", 0, concurrent=config.concurrency)]
-        self.pools = [ProcessorPool(e) for e in entries]
+        self._own_pools = not pools
+        self.pools = pools or [ProcessorPool(e) for e in entries]
+        self.paused = False
         self.stores = {a.name: str(a.location) for a in config.attached}
         self.running: dict[str, threading.Thread] = {}
         self.proven = 0
@@ -66,7 +70,7 @@ class ProverService:
         spec = {"AllowedMiners": self.config.allowed_miners, "AllowedProofTypes": self.config.allowed_proof_types}
         while not self._stop.is_set():
             free = self.config.concurrency - len(self.running)
-            if free > 0:
+            if free > 0 and not self.paused:
                 try:
                     for job in self.rpc.call("Venus.WdPoStAllocateJobs", spec, free, self.config.name) or []:
                         t = threading.Thread(target=self._prove, args=(job,), name=f"job-{job['Id']}", daemon=True)
@@ -121,5 +125,6 @@ class ProverService:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
-        for p in self.pools:
-            p.close()
+        if self._own_pools:
+            for p in self.pools:
+                p.close()

@@ -19,7 +19,7 @@ STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "synth_proof", "c1", "c2", "snap
 PROCESSOR_STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "c2", "snap_encode", "snap_prove", "transfer", "unseal",
                     "window_post", "sealing_daemons")
 PLANS = ("sealer", "snapup", "rebuild", "unseal", "wdpost")
-RUNNABLE_PLANS = ("sealer",)   # the plans this version's sealing threads can run
+RUNNABLE_PLANS = ("sealer", "wdpost")   # the plans this version's sealing threads can run
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def parse_sealing(raw: dict, where: str, base: SealingConfig, warnings: list[str
 
 @dataclass(frozen=True)
 class ThreadConfig:
-    location: Path
+    location: Path | None        # None only for plan = "wdpost"
     plan: str
     sealing: SealingConfig
 
@@ -234,13 +234,16 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
         where = f"[[sealing_thread]][{i}]"
         t = _tbl(t, where)
         _known(t, {"location", "plan", "sealing"}, where, w)
+        plan = _plan(t.get("plan", "sealer"), f"{where}.plan")
         if not t.get("location"):
-            raise ConfigError(f"{where}.location is required")
+            if plan != "wdpost":        # a WindowPoSt thread reads the attached stores only
+                raise ConfigError(f"{where}.location is required")
+            cfg.threads.append(ThreadConfig(None, plan, parse_sealing(t.get("sealing", {}), f"{where}.sealing", cfg.sealing, w)))
+            continue
         loc = Path(t["location"]).expanduser().resolve()
         if loc in seen:
             raise ConfigError(f"{where}.location: {loc} is used by another sealing thread")
         seen.add(loc)
-        plan = _plan(t.get("plan", "sealer"), f"{where}.plan")
         cfg.threads.append(ThreadConfig(loc, plan, parse_sealing(t.get("sealing", {}), f"{where}.sealing", cfg.sealing, w)))
     names = set()
     for i, a in enumerate(raw.get("attached", [])):
@@ -327,6 +330,9 @@ def parse_hot_config(raw: dict, where: str, base: ThreadConfig, warnings: list[s
         raise ConfigError(f"{where}: location cannot be changed here (it is set in worker.toml)")
     _known(raw, {"plan", "sealing"}, where, warnings)
     plan = _plan(raw.get("plan", base.plan), f"{where}: plan")
+    if plan != base.plan:
+        raise ConfigError(f"{where}: plan {plan!r} differs from the thread's plan {base.plan!r} in worker.toml; "
+                          "change it there and restart the worker to switch plans")
     return ThreadConfig(base.location, plan, parse_sealing(raw.get("sealing", {}), f"{where}: sealing", base.sealing, warnings))
 
 

@@ -18,6 +18,7 @@ from .config import AttachedStore, SealingConfig, WorkerConfig
 from .journal import JournalError, LocationLock
 from .processors import Processors, TaskLog, TaskRecord
 from .thread import SealingThread
+from .wdpost import WdPostThread
 
 log = logging.getLogger("damocles.worker")
 
@@ -109,7 +110,8 @@ class WorkerService:
         self.locks: list[LocationLock] = []
         try:
             for t in config.threads:
-                self.locks.append(LocationLock(t.location))
+                if t.location is not None:
+                    self.locks.append(LocationLock(t.location))
         except JournalError as exc:
             self.release()
             raise ValueError(str(exc)) from None
@@ -123,10 +125,15 @@ class WorkerService:
         # a PC2 task hashes with as many processes as its entry's cpuset has CPUs
         pc2 = config.processors.get("pc2", [])
         pc2_procs = max((len(p.cpuset) if p.cpuset else 1) for p in pc2) if pc2 else 1
-        self.threads = [SealingThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached, parent_cache,
-                                                       config.name, limits, self.processors, pc2_procs,
-                                                       self.tasklog), t)
-                        for i, t in enumerate(config.threads)]
+        self.threads = []
+        for i, t in enumerate(config.threads):
+            if t.plan == "wdpost":
+                self.threads.append(WdPostThread(i, config.name, config.manager_url, config.manager_token, config.attached,
+                                                 t.sealing, self.processors.pools.get("window_post")))
+            else:
+                self.threads.append(SealingThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached,
+                                                                   parent_cache, config.name, limits, self.processors,
+                                                                   pc2_procs, self.tasklog), t))
         self._stop = threading.Event()
         self._runners: list[threading.Thread] = []
 

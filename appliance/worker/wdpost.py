@@ -1,0 +1,53 @@
+"""A sealing thread with `plan = "wdpost"` (Damocles' worker-prover): it runs the dedicated
+prover's code, one WindowPoSt job at a time, reading sealed sectors from the worker's
+`[[attached]]` stores and proving in the worker's `[[processors.window_post]]` pools when it
+has some. Pausing stops it from taking new jobs; a job in flight is finished."""
+
+from __future__ import annotations
+
+import threading
+
+from ..post.config import PostConfig
+from ..post.service import ProverService
+
+
+class WdPostThread:
+    def __init__(self, index: int, worker_name: str, manager_url: str, token: str | None, attached, sealing, pools):
+        self.index = index
+        self.plan = "wdpost"
+        self.rec: dict = {"state": "Empty"}
+        self.last_error: str | None = None
+        cfg = PostConfig(name=f"{worker_name}-wdpost-{index}", poll_interval=max(0.1, sealing.rpc_polling_interval),
+                         concurrency=1, allowed_miners=list(sealing.allowed_miners) if sealing.allowed_miners else None,
+                         manager_url=manager_url, manager_token=token, attached=list(attached))
+        self.prover = ProverService(cfg, pools or None)
+
+    @property
+    def status(self) -> str:
+        if self.prover.paused:
+            return "Paused"
+        return "Running" if self.prover.running else "Waiting"
+
+    def run(self, stop: threading.Event) -> None:
+        self.prover.start()
+        stop.wait()
+        self.prover.stop()
+
+    def pause(self) -> bool:
+        if self.prover.paused:
+            return False
+        self.prover.paused = True
+        self.last_error = "paused by the operator"
+        return True
+
+    def resume(self, state: str | None = None) -> bool:
+        if not self.prover.paused:
+            return False
+        self.prover.paused, self.last_error = False, None
+        return True
+
+    def summary(self) -> dict:
+        jobs = list(self.prover.running)
+        return {"index": self.index, "location": "", "plan": "wdpost", "job_id": jobs[0] if jobs else None,
+                "job_state": "Running" if jobs else "Empty", "thread_state": {"state": self.status},
+                "last_error": self.last_error, "config_error": None, "proven": self.prover.proven}
