@@ -62,6 +62,13 @@ CheckInterval = "500ms"           # production: 1m
 Threshold = 4
 MaxWait = "5s"
 CheckInterval = "500ms"
+
+[Miners.PoSt]                     # WindowPoSt (enabled by default)
+ChallengeConfidence = 2           # production: 10
+SubmitConfidence = 1              # production: 4
+
+[Miners.Proof]                    # WinningPoSt: take part in block production
+Enabled = true
 """
 
 
