@@ -9,9 +9,11 @@ import shutil
 
 import pytest
 
+from appliance.chain.devnet import Devnet
+from appliance.chain.policy import ChainPolicy
 from appliance.manager.service import ManagerService, init_home
 
-from .test_devnet_proving import P2K, onboard
+from .test_devnet_proving import P2K, SEED, onboard
 
 MANAGER = """
 [Chain]
@@ -32,6 +34,8 @@ Enabled = {winning}
 
 def _service(tmp_path, winning=False):
     home = tmp_path / "manager"
+    home.mkdir()
+    Devnet(home / "devnet.db", ChainPolicy(block_time=0), genesis_seed=SEED).close()   # a seeded devnet: a repeatable run
     init_home(home, MANAGER.format(winning="true" if winning else "false"))
     svc = ManagerService(home)          # not started: the test runs the poster's passes itself
     svc.chain.advance(20)
