@@ -32,11 +32,11 @@ Enabled = {winning}
 """
 
 
-def _service(tmp_path, winning=False):
+def _service(tmp_path, winning=False, config=None):
     home = tmp_path / "manager"
     home.mkdir()
     Devnet(home / "devnet.db", ChainPolicy(block_time=0), genesis_seed=SEED).close()   # a seeded devnet: a repeatable run
-    init_home(home, MANAGER.format(winning="true" if winning else "false"))
+    init_home(home, config or MANAGER.format(winning="true" if winning else "false"))
     svc = ManagerService(home)          # not started: the test runs the poster's passes itself
     svc.chain.advance(20)
     rs = onboard(svc.chain, tmp_path, [1, 2, 3, 4])
@@ -146,6 +146,29 @@ def test_winning_post_wins_match_power_share(tmp_path):
         assert blocks and all(b["won"] for b in blocks), [b for b in blocks if not b["won"]][:5]
         p = 4 * 2048 / (4 * 2048 + chain.policy.network_power)
         assert abs(len(blocks) - n * p) < 4 * (n * p * (1 - p)) ** 0.5, (len(blocks), n * p)
+    finally:
+        svc.poster.close()
+        svc.state.close()
+        svc.chain.close()
+
+
+def test_partitions_beyond_one_message_are_proven_in_several(tmp_path):
+    # three deadlines a period: the only mutable one takes all 4 sectors, 2 partitions; one partition per message
+    config = MANAGER.format(winning="false").replace('NetworkPower = "32KiB"', 'NetworkPower = "32KiB"\nWPoStProvingPeriod = 180\n'
+                                                     'WPoStPeriodDeadlines = 3').replace(
+        "SubmitConfidence = 1", "SubmitConfidence = 1\nMaxPartitionsPerPoStMessage = 1")
+    svc, _ = _service(tmp_path, config=config)
+    try:
+        chain = svc.chain
+        used = [d for d in range(3) if chain.deadline_partitions(1000, d)]
+        assert len(used) == 1 and len(chain.deadline_partitions(1000, used[0])) == 2
+        run_to(svc, chain.head() + 2 * 180 + 60)
+        records = chain.deadline_records(1000)
+        assert len(records) >= 2 and all(r["partitions_proven"] == 2 == r["partitions"] for r in records), records
+        rounds = [r for r in svc.poster.rounds(1000) if r.get("state") == "landed"]
+        assert {(r["Group"], tuple(r["partitions"])) for r in rounds} == {(0, (0,)), (1, (1,))}
+        assert len({r["message"] for r in rounds}) == len(rounds) >= 4
+        assert chain.penalties(1000) == []
     finally:
         svc.poster.close()
         svc.state.close()

@@ -49,6 +49,23 @@ class Target:
     cache: str | None
 
 
+@dataclass(frozen=True)
+class Round:
+    """One proving round: a group of a deadline's partitions (at most PoStedPartitionsMax, or
+    MaxPartitionsPerPoStMessage) proven by one proof and sent in one message."""
+    m: MinerConfig
+    d: DeadlineInfo
+    group: int
+    partitions: list[int]
+
+    @property
+    def key(self) -> tuple:
+        return (self.m.actor, self.d.period_start, self.d.index, self.group)
+
+    def __str__(self) -> str:
+        return f"miner {self.m.actor} deadline {self.d.index} (period {self.d.period_start}) partitions {self.partitions}"
+
+
 class Poster:
     def __init__(self, config: ManagerConfig, state, chain, jobs, committer, sealer, now=time.time):
         self.config, self.state, self.chain, self.jobs, self.committer, self.sealer = config, state, chain, jobs, committer, sealer
@@ -86,21 +103,21 @@ class Poster:
 
     # ------------------------------------------------------------------ round state
 
-    def round(self, miner: int, period_start: int, index: int) -> dict:
-        row = self.state._db.execute("SELECT info FROM post_rounds WHERE miner = ? AND period_start = ? AND deadline = ?",
-                                     (miner, period_start, index)).fetchone()
+    def round(self, miner: int, period_start: int, index: int, group: int = 0) -> dict:
+        row = self.state._db.execute("SELECT info FROM post_rounds WHERE miner = ? AND period_start = ? AND deadline = ? "
+                                     "AND grp = ?", (miner, period_start, index, group)).fetchone()
         return json.loads(row[0]) if row else {}
 
-    def _save(self, miner: int, period_start: int, index: int, info: dict) -> None:
+    def _save(self, key: tuple, info: dict) -> None:
         with self.state.tx() as db:
-            db.execute("INSERT INTO post_rounds (miner, period_start, deadline, info) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT(miner, period_start, deadline) DO UPDATE SET info = excluded.info",
-                       (miner, period_start, index, json.dumps(info)))
+            db.execute("INSERT INTO post_rounds (miner, period_start, deadline, grp, info) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT(miner, period_start, deadline, grp) DO UPDATE SET info = excluded.info",
+                       (*key, json.dumps(info)))
 
     def rounds(self, miner: int) -> list[dict]:
-        rows = self.state._db.execute("SELECT period_start, deadline, info FROM post_rounds WHERE miner = ? "
-                                      "ORDER BY period_start, deadline", (miner,)).fetchall()
-        return [{"PeriodStart": p, "Deadline": d, **json.loads(i)} for p, d, i in rows]
+        rows = self.state._db.execute("SELECT period_start, deadline, grp, info FROM post_rounds WHERE miner = ? "
+                                      "ORDER BY period_start, deadline, grp", (miner,)).fetchall()
+        return [{"PeriodStart": p, "Deadline": d, "Group": g, **json.loads(i)} for p, d, g, i in rows]
 
     # ---------------------------------------------------------------- WindowPoSt
 
@@ -115,9 +132,15 @@ class Poster:
         dl = self.chain.proving_deadline(m.actor)
         self.jobs.drop_stale(m.actor, dl.period_start, dl.index)
         self._declare(m, self._deadline(dl, 2))
+        per_message = self.chain.policy.posted_partitions_max
+        if m.post.max_partitions_per_message:
+            per_message = min(per_message, m.post.max_partitions_per_message)
         for d in (dl, self._deadline(dl, 1)):
             if d.current_epoch >= d.challenge + m.post.challenge_confidence:
-                self._advance_round(m, d)
+                parts = [p.index for p in self.chain.deadline_partitions(m.actor, d.index)]
+                # one proof and one message per group of partitions (PoStedPartitionsMax)
+                for g in range(0, len(parts), per_message):
+                    self._advance_round(Round(m, d, g // per_message, parts[g:g + per_message]))
 
     def targets(self, miner: int, numbers) -> list[Target]:
         out = []
@@ -176,141 +199,134 @@ class Poster:
             info["recoveries_msg"] = self.committer.send(m.actor, "post", "DeclareFaultsRecovered", {"Recoveries": recoveries}, [])
             info["declared_recoveries"] = [n for r in recoveries for n in r["Sectors"]]
         info["declared"] = True
-        self._save(m.actor, d.period_start, d.index, info)
+        self._save((m.actor, d.period_start, d.index, 0), info)     # kept with the deadline's first round
 
-    def _advance_round(self, m: MinerConfig, d: DeadlineInfo) -> None:
-        key = (m.actor, d.period_start, d.index)
-        info = self.round(*key)
+    def _advance_round(self, r: "Round") -> None:
+        info = self.round(*r.key)
         state = info.get("state")
-        if state in ("landed", "failed", "empty") or d.elapsed:
-            if d.elapsed and state not in ("landed", "failed", "empty"):
+        if state in ("landed", "failed", "empty") or r.d.elapsed:
+            if r.d.elapsed and state not in ("landed", "failed", "empty"):
                 info.update(state="failed", error=info.get("error") or "the deadline closed before a proof landed")
-                self._save(*key, info)
-                log.error("miner %s deadline %s (period %s): %s", m.actor, d.index, d.period_start, info["error"])
+                self._save(r.key, info)
+                log.error("%s: %s", r, info["error"])
             return
         if state is None:
-            self._start_round(m, d, info)
+            self._start_round(r, info)
         elif state == "job":
-            self._collect_job(m, d, info)
+            self._collect_job(r, info)
         elif state == "proving":
-            self._collect_local(m, d, info)
+            self._collect_local(r, info)
         elif state == "proved":
-            self._submit(m, d, info)
+            self._submit(r, info)
         elif state == "submitted":
-            self._follow(m, d, info)
+            self._follow(r, info)
 
-    def _start_round(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
-        key = (m.actor, d.period_start, d.index)
-        parts = self.chain.deadline_partitions(m.actor, d.index)
+    def _start_round(self, r: "Round", info: dict) -> None:
+        parts = [p for p in self.chain.deadline_partitions(r.m.actor, r.d.index) if p.index in r.partitions]
         to_prove = [n for p in parts for n in p.sectors if n not in set(p.faulty) or n in set(p.recovering)]
-        if not parts or not any(p.sectors for p in parts):
-            self._save(*key, {**info, "state": "empty"})
+        if not to_prove:           # every sector is faulty (declared): nothing to prove, nothing lost by not proving
+            self._save(r.key, {**info, "state": "empty", "partitions": r.partitions})
             return
-        randomness = self.chain.window_post_randomness(m.actor, d.challenge)
-        targets = self.targets(m.actor, to_prove)
-        bad = self.check(m.actor, targets)
+        randomness = self.chain.window_post_randomness(r.m.actor, r.d.challenge)
+        targets = self.targets(r.m.actor, to_prove)
+        bad = self.check(r.m.actor, targets)
         good = [t for t in targets if t.number not in bad]
-        info.update(partitions=[p.index for p in parts], randomness=randomness.hex(), skipped=bad,
-                    sectors=[t.number for t in good], attempts=info.get("attempts", 0))
-        info.update(self._job_or_local(m, d, good, randomness))
-        self._save(*key, info)
-        log.info("miner %s deadline %s: proving %d sectors (%d skipped) %s", m.actor, d.index, len(good), len(bad),
+        info.update(partitions=r.partitions, randomness=randomness.hex(), skipped=bad, sectors=[t.number for t in good],
+                    attempts=info.get("attempts", 0))
+        info.update(self._job_or_local(r, good, randomness))
+        self._save(r.key, info)
+        log.info("%s: proving %d sectors (%d skipped) %s", r, len(good), len(bad),
                  f"as job {info['job']}" if info["state"] == "job" else "here")
 
-    def _job_or_local(self, m: MinerConfig, d: DeadlineInfo, good: list[Target], randomness: bytes) -> dict:
-        proof = seal_proof(self.chain.miner_info(m.actor).seal_proof).window_post
+    def _job_or_local(self, r: "Round", good: list[Target], randomness: bytes) -> dict:
+        proof = seal_proof(self.chain.miner_info(r.m.actor).seal_proof).window_post
         if good and self.jobs.provers_seen(self.config.worker_prover.heartbeat_timeout):
             job_input = {"Sectors": [{"SectorId": t.number, "CommR": list(t.comm_r), "Upgrade": False,
                                       "Accesses": {"SealedFile": t.store, "CacheDir": t.store}} for t in good],
-                         "MinerId": m.actor, "ProofType": proof.name, "Seed": list(randomness)}
-            return {"state": "job", "job": self.jobs.create(m.actor, d.index, d.period_start, [], job_input)}
-        self._prove_here(m, d, good, randomness)
+                         "MinerId": r.m.actor, "ProofType": proof.name, "Seed": list(randomness)}
+            return {"state": "job", "job": self.jobs.create(r.m.actor, r.d.index, r.d.period_start, r.partitions, job_input)}
+        self._prove_here(r, good, randomness)
         return {"state": "proving"}
 
-    def _prove_here(self, m: MinerConfig, d: DeadlineInfo, good: list[Target], randomness: bytes) -> None:
-        sp = seal_proof(self.chain.miner_info(m.actor).seal_proof)
+    def _prove_here(self, r: "Round", good: list[Target], randomness: bytes) -> None:
+        sp = seal_proof(self.chain.miner_info(r.m.actor).seal_proof)
         sectors = [PrivateSector(t.number, t.comm_r, _path(t.cache), _path(t.sealed)) for t in good]
-        self._local[(m.actor, d.period_start, d.index)] = self._pool.submit(generate_window_post, sp.window_post, sp, sectors,
-                                                                            randomness)
+        self._local[r.key] = self._pool.submit(generate_window_post, sp.window_post, sp, sectors, randomness)
 
-    def _collect_local(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
-        key = (m.actor, d.period_start, d.index)
-        fut = self._local.get(key)
+    def _collect_local(self, r: "Round", info: dict) -> None:
+        fut = self._local.get(r.key)
         if fut is None:      # the manager restarted while proving: prove again
-            self._prove_here(m, d, self.targets(m.actor, info["sectors"]), bytes.fromhex(info["randomness"]))
+            self._prove_here(r, self.targets(r.m.actor, info["sectors"]), bytes.fromhex(info["randomness"]))
             return
         if not fut.done():
             return
-        del self._local[key]
+        del self._local[r.key]
         try:
             result = fut.result()
         except Exception as exc:
             info.update(state=None, error=f"proving failed: {exc}", attempts=info.get("attempts", 0) + 1)
-            self._save(*key, self._give_up_if_spent(info))
+            self._save(r.key, self._give_up_if_spent(info))
             return
-        self._proved(m, d, info, encode_post(result), sorted(result.faults))
+        self._proved(r, info, encode_post(result), sorted(result.faults))
 
-    def _collect_job(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
-        key = (m.actor, d.period_start, d.index)
+    def _collect_job(self, r: "Round", info: dict) -> None:
         job = self.jobs.get(info["job"])
         if job["State"] != "finished":
             return
         if job["Failed"] or not job["Output"] or not job["Output"].get("proofs"):
-            log.error("miner %s deadline %s: job %s failed (%s); proving here instead", m.actor, d.index, info["job"],
-                      job["ErrorReason"])
+            log.error("%s: job %s failed (%s); proving here instead", r, info["job"], job["ErrorReason"])
             info.update(state="proving", job_error=job["ErrorReason"])
-            self._save(*key, info)
-            self._prove_here(m, d, self.targets(m.actor, info["sectors"]), bytes.fromhex(info["randomness"]))
+            self._save(r.key, info)
+            self._prove_here(r, self.targets(r.m.actor, info["sectors"]), bytes.fromhex(info["randomness"]))
             return
-        self._proved(m, d, info, base64.b64decode(job["Output"]["proofs"][0]), job["Output"].get("faults") or [])
+        self._proved(r, info, base64.b64decode(job["Output"]["proofs"][0]), job["Output"].get("faults") or [])
 
-    def _proved(self, m: MinerConfig, d: DeadlineInfo, info: dict, proof: bytes, faults: list[int]) -> None:
+    def _proved(self, r: "Round", info: dict, proof: bytes, faults: list[int]) -> None:
         """Verify before submitting: a bad proof from a prover costs a retry here, not a
         failed message and a missed deadline."""
-        key = (m.actor, d.period_start, d.index)
-        sp = seal_proof(self.chain.miner_info(m.actor).seal_proof)
-        publics = [PublicSector(t.number, t.comm_r) for t in self.targets(m.actor, info["sectors"]) if t.number not in faults]
+        sp = seal_proof(self.chain.miner_info(r.m.actor).seal_proof)
+        publics = [PublicSector(t.number, t.comm_r) for t in self.targets(r.m.actor, info["sectors"]) if t.number not in faults]
         try:
             verify_post(sp.window_post, bytes.fromhex(info["randomness"]), publics, decode_post(proof, sp.window_post))
         except ProofError as exc:
-            log.error("miner %s deadline %s: the proof does not verify (%s); proving again", m.actor, d.index, exc)
+            log.error("%s: the proof does not verify (%s); proving again", r, exc)
             info.update(state=None, error=f"proof did not verify: {exc}", attempts=info.get("attempts", 0) + 1)
-            self._save(*key, self._give_up_if_spent(info))
+            self._save(r.key, self._give_up_if_spent(info))
             return
         skipped = dict(info.get("skipped") or {})
         skipped.update({str(n): "the prover could not prove it" for n in faults})
         info.update(state="proved", proof=base64.b64encode(proof).decode(), skipped=skipped)
-        self._save(*key, info)
+        self._save(r.key, info)
 
-    def _submit(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
-        head = d.current_epoch
-        if head < d.open + m.post.submit_confidence:
+    def _submit(self, r: "Round", info: dict) -> None:
+        head = r.d.current_epoch
+        if head < r.d.open + r.m.post.submit_confidence:
             return
-        parts = self.chain.deadline_partitions(m.actor, d.index)
+        parts = self.chain.deadline_partitions(r.m.actor, r.d.index)
         skipped = {int(n) for n in info.get("skipped") or {}}
-        params = {"Deadline": d.index,
+        params = {"Deadline": r.d.index,
                   "Partitions": [{"Index": p.index, "Skipped": sorted(n for n in p.sectors if n in skipped)}
                                  for p in parts if p.index in info["partitions"]],
-                  "Proofs": [{"PoStProof": seal_proof(self.chain.miner_info(m.actor).seal_proof).window_post.id,
+                  "Proofs": [{"PoStProof": seal_proof(self.chain.miner_info(r.m.actor).seal_proof).window_post.id,
                               "ProofBytes": info["proof"]}],
                   "ChainCommitEpoch": head,
                   "ChainCommitRand": base64.b64encode(self.chain.chain_commit_randomness(head)).decode()}
-        info.update(state="submitted", message=self.committer.send(m.actor, "post", "SubmitWindowedPoSt", params, []))
-        self._save(m.actor, d.period_start, d.index, info)
-        log.info("miner %s deadline %s: SubmitWindowedPoSt sent as %s", m.actor, d.index, info["message"])
+        info.update(state="submitted", message=self.committer.send(r.m.actor, "post", "SubmitWindowedPoSt", params, []))
+        self._save(r.key, info)
+        log.info("%s: SubmitWindowedPoSt sent as %s", r, info["message"])
 
-    def _follow(self, m: MinerConfig, d: DeadlineInfo, info: dict) -> None:
+    def _follow(self, r: "Round", info: dict) -> None:
         receipt = self.chain.receipt(info["message"])
         if receipt is None:
             return
         if receipt.ok:
             info.update(state="landed", epoch=receipt.epoch)
-            log.info("miner %s deadline %s: WindowPoSt landed at epoch %s", m.actor, d.index, receipt.epoch)
+            log.info("%s: WindowPoSt landed at epoch %s", r, receipt.epoch)
         else:
-            log.error("miner %s deadline %s: SubmitWindowedPoSt failed: %s", m.actor, d.index, receipt.error)
+            log.error("%s: SubmitWindowedPoSt failed: %s", r, receipt.error)
             info.update(state=None, error=f"message failed: {receipt.error}", attempts=info.get("attempts", 0) + 1)
             info = self._give_up_if_spent(info)
-        self._save(m.actor, d.period_start, d.index, info)
+        self._save(r.key, info)
 
     @staticmethod
     def _give_up_if_spent(info: dict) -> dict:

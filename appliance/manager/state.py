@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS wdpost_jobs (id TEXT PRIMARY KEY, miner INTEGER NOT N
     heartbeat REAL, finished REAL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS provers (name TEXT PRIMARY KEY, last_seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS post_rounds (miner INTEGER NOT NULL, period_start INTEGER NOT NULL, deadline INTEGER NOT NULL,
-    info TEXT NOT NULL, PRIMARY KEY (miner, period_start, deadline));
+    grp INTEGER NOT NULL, info TEXT NOT NULL, PRIMARY KEY (miner, period_start, deadline, grp));
 CREATE TABLE IF NOT EXISTS reservations (miner INTEGER NOT NULL, number INTEGER NOT NULL, store TEXT NOT NULL,
     size INTEGER NOT NULL, PRIMARY KEY (miner, number));
 """
