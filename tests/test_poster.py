@@ -173,3 +173,20 @@ def test_partitions_beyond_one_message_are_proven_in_several(tmp_path):
         svc.poster.close()
         svc.state.close()
         svc.chain.close()
+
+
+def test_a_restarted_poster_resumes_its_rounds(post_svc):
+    from appliance.manager.poster import Poster
+    svc, _ = post_svc
+    chain = svc.chain
+    d = min(i for i in range(48) if chain.deadline_partitions(1000, i))
+    open_ = next_open(svc, d)
+    chain.advance(open_ - 18 - chain.head())              # challenge + ChallengeConfidence
+    svc.poster.tick()                                     # the round starts: proving here, in the background
+    period = chain.proving_deadline(1000).period_start + (2880 if d < chain.proving_deadline(1000).index else 0)
+    assert svc.poster.round(1000, period, d)["state"] == "proving"
+    svc.poster.close()                                    # the manager stops mid-proof; a new one starts
+    svc.poster = Poster(svc.config, svc.state, chain, svc.jobs, svc.committer, svc.sealer)
+    run_to(svc, open_ + 60)
+    assert svc.poster.round(1000, period, d)["state"] == "landed"
+    assert all(r["partitions_proven"] == r["partitions"] for r in chain.deadline_records(1000))
