@@ -15,8 +15,9 @@ from .rpc import RPCError
 
 
 def version_info() -> dict:
+    from .buildinfo import build_info
     from .proofs.poseidon import ARITHMETIC
-    return {"version": __version__, "frozen": bool(getattr(sys, "frozen", False)),
+    return {"version": __version__, "frozen": bool(getattr(sys, "frozen", False)), **build_info(),
             "python": platform.python_version(), "executable": sys.executable, "platform": platform.platform(),
             "field_arithmetic": ARITHMETIC}
 
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.version:
         info = version_info()
-        print(json.dumps(info, indent=2) if args.json else f"damocles {info['version']}{' (frozen)' if info['frozen'] else ''}")
+        built = ", ".join(x for x in ("frozen" if info["frozen"] else "", info["commit"] and f"commit {info['commit']}",
+                                      info["build_time"] and f"built {info['build_time']}") if x)
+        print(json.dumps(info, indent=2) if args.json else f"damocles {info['version']}{f' ({built})' if built else ''}")
         return 0
     if not args.command:
         parser.print_help()

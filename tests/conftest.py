@@ -6,6 +6,27 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The executable under test: the frozen one when DAMOCLES_BIN names it (CI sets it to the built
+# dist/damocles), otherwise this source tree run as `python -m appliance`.
+DAMOCLES_BIN = os.environ.get("DAMOCLES_BIN") or None
+
+
+def damocles_cmd(*args: str) -> list[str]:
+    """The command line that runs `damocles ARGS` as a real process."""
+    return [DAMOCLES_BIN, *args] if DAMOCLES_BIN else [sys.executable, "-m", "appliance", *args]
+
+
+def pytest_configure(config):
+    if not DAMOCLES_BIN:
+        return
+    import json
+    try:
+        out = subprocess.run([DAMOCLES_BIN, "--version", "--json"], capture_output=True, text=True, timeout=60)
+        frozen = json.loads(out.stdout).get("frozen")
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        raise pytest.UsageError(f"DAMOCLES_BIN={DAMOCLES_BIN} does not run: {exc}") from None
+    if frozen is not True:
+        raise pytest.UsageError(f"DAMOCLES_BIN={DAMOCLES_BIN} is not the frozen executable (--version --json: {out.stdout!r})")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -22,8 +43,8 @@ def _isolated_parent_cache(tmp_path_factory):
 
 
 def run_cli(*args: str, check: bool = False, cwd=None) -> subprocess.CompletedProcess:
-    """Run `damocles` as a real process (python -m appliance)."""
-    p = subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True, cwd=cwd or ROOT,
+    """Run `damocles` as a real process (python -m appliance, or $DAMOCLES_BIN)."""
+    p = subprocess.run(damocles_cmd(*args), capture_output=True, text=True, cwd=cwd or ROOT,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     if check and p.returncode != 0:
         raise AssertionError(f"damocles {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")

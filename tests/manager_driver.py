@@ -6,7 +6,6 @@ import base64
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 from appliance.core.crash import EXIT_CODE
@@ -19,7 +18,7 @@ from appliance.proofs.seal import seal_sector
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient, TransportError
 
-from .conftest import ROOT
+from .conftest import ROOT, damocles_cmd
 
 P2K = seal_proof("StackedDrg2KiBV1_1")
 CONFIG = """
@@ -67,7 +66,7 @@ class ManagerProc:
         env.pop("DAMOCLES_CRASH_AT", None)
         if self.crash_at and not self.crashes:
             env["DAMOCLES_CRASH_AT"] = self.crash_at
-        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "manager", "run", "--home", str(self.home)],
+        self.proc = subprocess.Popen(damocles_cmd("manager", "run", "--home", str(self.home)),
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
         line = self.proc.stdout.readline()
         assert line.startswith("listening on "), line

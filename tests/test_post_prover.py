@@ -5,7 +5,6 @@ sector it cannot read as a fault; the proof verifies for the others."""
 import base64
 import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -17,7 +16,7 @@ from appliance.rpc import JOB_NOT_FOUND, RPCError
 from appliance.rpc.auth import issue_token
 from appliance.rpc.client import RPCClient
 
-from .conftest import ROOT
+from .conftest import ROOT, damocles_cmd
 from .poststore import seal_into_store
 
 MANAGER = """
@@ -90,7 +89,7 @@ def test_prover_takes_over_a_silent_provers_job_and_reports_faults(manager, tmp_
     assert [j["Id"] for j in held] == [job_id]
     cfg = tmp_path / "post.toml"
     cfg.write_text(POST.format(url=url, token=issue_token(svc.secret, "write"), store=store))
-    prover = subprocess.Popen([sys.executable, "-m", "appliance", "post", "run", "-c", str(cfg)], cwd=ROOT,
+    prover = subprocess.Popen(damocles_cmd("post", "run", "-c", str(cfg)), cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert prover.stdout.readline().startswith("prover prover-a polling")
@@ -161,7 +160,7 @@ def test_worker_thread_with_plan_wdpost_proves_jobs(manager, tmp_path):
     seed = bytes(31) + b"\x05"
     cfg = tmp_path / "worker.toml"
     cfg.write_text(WDPOST_WORKER.format(url=url, token=issue_token(svc.secret, "write"), store=store))
-    worker = subprocess.Popen([sys.executable, "-m", "appliance", "worker", "run", "-c", str(cfg)], cwd=ROOT,
+    worker = subprocess.Popen(damocles_cmd("worker", "run", "-c", str(cfg)), cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert worker.stdout.readline().startswith("worker w-post running 1 sealing threads")

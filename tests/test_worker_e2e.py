@@ -14,7 +14,10 @@ import pytest
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, damocles_cmd, run_cli
+
+# the external c2 processor is this package (or $DAMOCLES_BIN) over the vc-processors protocol
+_C2_BIN, *_C2_ARGS = damocles_cmd("processor", "c2")
 
 MANAGER = """
 [RPC]
@@ -71,15 +74,15 @@ concurrent = 2
 concurrent = 1
 
 [[processors.c2]]                 # an external processor: this package over the vc-processors protocol
-bin = "{python}"
-args = ["-m", "appliance", "processor", "c2"]
+bin = %s
+args = %s
 stable_wait = "30s"
-"""
+""" % (json.dumps(_C2_BIN).replace("{", "{{").replace("}", "}}"), json.dumps(_C2_ARGS))
 
 
 def start(args, extra_env=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
-    return subprocess.Popen([sys.executable, "-m", "appliance", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen(damocles_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT, env=env)
 
 

@@ -1,0 +1,267 @@
+"""install.sh on a bare-metal node, into a temporary prefix, without root or systemd: what a role
+install puts where, a second run that changes nothing, uninstall (data kept) and purge, the
+refusals that leave nothing half done, and (where the test runs as root) the systemd path against
+a stand-in systemctl. The installed binary is a small stand-in; the slow test installs the real
+one ($DAMOCLES_BIN, or dist/damocles) and starts every role from what install.sh wrote."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import DAMOCLES_BIN, ROOT
+
+FROZEN = Path(DAMOCLES_BIN) if DAMOCLES_BIN else ROOT / "dist/damocles"
+
+STANDIN = r"""#!/bin/sh
+# a stand-in for the frozen executable: just what install.sh asks of it
+case "$1 $2" in
+  "--version --json") echo '{"version": "VERSION", "frozen": FROZEN}' ;;
+  "--version "*) echo "damocles VERSION (frozen)" ;;
+  "manager init") mkdir -p "$4/persist-1" && printf '[RPC]\nListen = "127.0.0.1:1789"\n' > "$4/manager.toml" && echo secret > "$4/secret" ;;
+  "manager token") echo "token-for-$8" ;;
+  *) echo "stand-in: $*" >&2; exit 2 ;;
+esac
+"""
+
+SYSTEMCTL = r"""#!/bin/sh
+# a stand-in systemctl: logs every call, keeps "enabled" units as files in $FAKE_SYSTEMD_STATE
+echo "$*" >> "$FAKE_SYSTEMD_STATE/calls"
+case "$1" in
+  is-enabled) test -e "$FAKE_SYSTEMD_STATE/$3" ;;
+  enable) touch "$FAKE_SYSTEMD_STATE/$(basename "$3")" ;;
+  disable) rm -f "$FAKE_SYSTEMD_STATE/$3" ;;
+  cat) test -e "$FAKE_SYSTEMD_STATE/$2" ;;
+  daemon-reload) ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def standin(path: Path, version="0.0-standin", frozen=True) -> Path:
+    path.write_text(STANDIN.replace("VERSION", version).replace("FROZEN", "true" if frozen else "false"))
+    path.chmod(0o755)
+    return path
+
+
+def install(*args, env=None, script=ROOT / "install.sh") -> subprocess.CompletedProcess:
+    env = {**os.environ, "DAMOCLES_SYSTEMD_RUN_DIR": "/nonexistent/systemd", **(env or {})}   # no systemd here
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def snapshot(root: Path) -> dict:
+    """Every path under root with its mode, mtime and content digest."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+        out[str(p.relative_to(root))] = (st.st_mode, st.st_mtime_ns, digest)
+    return out
+
+
+@pytest.fixture
+def node(tmp_path):
+    return tmp_path / "prefix", standin(tmp_path / "damocles-standin")
+
+
+def test_role_all_installs_binary_homes_configs_units_and_a_second_run_changes_nothing(node):
+    prefix, binary = node
+    p = install("--role", "all", "--prefix", str(prefix), "--binary", str(binary))
+    assert p.returncode == 0, p.stderr
+    home = prefix / "var/lib/damocles"
+    assert (prefix / "bin/damocles").read_bytes() == binary.read_bytes()
+    assert os.access(prefix / "bin/damocles", os.X_OK)
+    assert (home / "manager/manager.toml").exists() and (home / "manager/persist-1").is_dir()
+    worker = (home / "worker/worker.toml").read_text()
+    assert 'rpc_client = { addr = "http://127.0.0.1:1789" }' in worker        # the manager on this host
+    assert re.search(r'^token = "token-for-.*-worker"$', worker, re.M)        # minted by `manager token`
+    assert f'location = "{home}/manager/persist-1"' in worker
+    assert f'location = "{home}/worker/sealing-0"' in worker
+    assert (home / "worker/worker.toml").stat().st_mode & 0o077 == 0        # it holds a token
+    post = (home / "post/post.toml").read_text()
+    assert re.search(r'^token = "token-for-.*-post"$', post, re.M) and f'location = "{home}/manager/persist-1"' in post
+    units = prefix / "lib/systemd/system"
+    assert sorted(u.name for u in units.iterdir()) == ["damocles-manager.service", "damocles-post.service",
+                                                       "damocles-worker.service"]
+    unit = (units / "damocles-worker.service").read_text()
+    assert f"ExecStart={prefix}/bin/damocles worker run -c {home}/worker/worker.toml" in unit
+    assert "Restart=on-failure" in unit and "LimitNOFILE=1048576" in unit and "TimeoutStopSec=60s" in unit
+    assert f"ExecStart={prefix}/bin/damocles manager run --home {home}/manager" in (units / "damocles-manager.service").read_text()
+    assert "skipped    enabling the units: systemd is not running on this host" in p.stdout
+    assert "damocles: 7 changes" in p.stdout and "next:" in p.stdout
+
+    before = snapshot(prefix)
+    again = install("--role", "all", "--prefix", str(prefix), "--binary", str(binary))
+    assert again.returncode == 0, again.stderr
+    assert "damocles: unchanged: everything was already in place" in again.stdout
+    assert not re.search(r"^  (installed|updated|created|enabled)", again.stdout, re.M), again.stdout
+    assert snapshot(prefix) == before
+
+    newer = standin(binary.parent / "damocles-2", version="0.0-newer")     # an upgrade replaces the binary only
+    up = install("--role", "all", "--prefix", str(prefix), "--binary", str(newer))
+    assert up.returncode == 0 and f"updated  {prefix}/bin/damocles" in up.stdout and "damocles: 1 changes" in up.stdout
+    assert (home / "worker/worker.toml").read_text() == worker
+
+
+def test_worker_role_takes_the_managers_address_and_token_and_the_configs_parse(node):
+    from appliance.post.config import load_post_config
+    from appliance.worker.config import load_worker_config
+    prefix, binary = node
+    for role in ("worker", "post"):
+        p = install("--role", role, "--prefix", str(prefix), "--binary", str(binary),
+                    "--manager", "/ip4/10.0.0.1/tcp/1789", "--token", "tok&en#1")
+        assert p.returncode == 0, p.stderr
+        assert "the manager's address and a write token" in p.stdout
+    home = prefix / "var/lib/damocles"
+    assert not (home / "manager").exists()
+    w = load_worker_config(home / "worker/worker.toml", available_cpus=set(range(64)))
+    assert w.manager_url == "http://10.0.0.1:1789/rpc/v0" and w.manager_token == "tok&en#1" and not w.warnings
+    assert [t.location for t in w.threads] == [home / "worker/sealing-0", home / "worker/sealing-1"]
+    assert w.attached[0].name == "persist-1" and str(w.attached[0].location) == "/mnt/persist-1"
+    post = load_post_config(home / "post/post.toml")
+    assert post.manager_url == w.manager_url and post.manager_token == "tok&en#1" and not post.warnings
+
+
+def test_packaged_example_configs_parse():
+    from appliance.manager.config import load_config
+    from appliance.post.config import load_post_config
+    from appliance.worker.config import load_worker_config
+    assert not load_config(ROOT / "packaging/manager.toml").warnings
+    assert not load_worker_config(ROOT / "packaging/worker.toml", available_cpus={0}).warnings
+    assert not load_post_config(ROOT / "packaging/post.toml").warnings
+
+
+def test_uninstall_removes_units_and_binary_keeps_homes_then_purge_removes_them(node):
+    prefix, binary = node
+    assert install("--role", "all", "--prefix", str(prefix), "--binary", str(binary)).returncode == 0
+    home = prefix / "var/lib/damocles"
+    p = install("--uninstall", "--role", "worker", "--prefix", str(prefix))
+    assert p.returncode == 0, p.stderr
+    assert not (prefix / "lib/systemd/system/damocles-worker.service").exists()
+    assert (prefix / "bin/damocles").exists() and "kept       " + str(prefix / "bin/damocles") in p.stdout   # manager, post use it
+    p = install("--uninstall", "--role", "all", "--prefix", str(prefix))
+    assert p.returncode == 0, p.stderr
+    assert not list((prefix / "lib/systemd/system").iterdir()) and not (prefix / "bin/damocles").exists()
+    assert (home / "manager/manager.toml").exists() and (home / "worker/worker.toml").exists() and (home / "post/post.toml").exists()
+    assert "--uninstall --purge removes it" in p.stdout
+    again = install("--uninstall", "--role", "all", "--prefix", str(prefix))
+    assert again.returncode == 0 and "damocles: nothing to remove" in again.stdout
+    purge = install("--uninstall", "--purge", "--role", "all", "--prefix", str(prefix))
+    assert purge.returncode == 0 and not home.exists()
+
+
+def test_refusals_leave_nothing_behind(tmp_path, node):
+    prefix, binary = node
+    cases = [
+        (["--role", "all", "--prefix", "/proc/damocles-test", "--binary", str(binary)], 1, "cannot write to /proc/damocles-test"),
+        (["--role", "worker", "--prefix", str(prefix), "--binary", str(tmp_path / "nothing")], 1, "is not an executable file"),
+        (["--role", "worker", "--prefix", str(prefix), "--binary", str(standin(tmp_path / "thawed", frozen=False))], 1,
+         "is not the frozen damocles executable"),
+        (["--role", "sealer", "--prefix", str(prefix)], 2, "--role must be manager, worker, post or all"),
+        (["--role", "all", "--purge", "--prefix", str(prefix)], 2, "--purge goes with --uninstall"),
+        (["--uninstall"], 2, "go with --role"),
+        (["--role"], 2, "--role needs a value"),
+    ]
+    for args, code, message in cases:
+        p = install(*args)
+        assert p.returncode == code and message in p.stderr, (args, p.stdout, p.stderr)
+        assert code == 2 or "nothing was installed" in p.stderr
+    assert not prefix.exists()
+
+
+def test_building_with_an_old_python_is_refused_before_anything_is_written(tmp_path):
+    checkout = tmp_path / "checkout"          # a checkout without dist/damocles: install.sh must build
+    checkout.mkdir()
+    shutil.copy(ROOT / "install.sh", checkout / "install.sh")
+    shutil.copytree(ROOT / "packaging", checkout / "packaging")
+    old = tmp_path / "python3.9"
+    old.write_text("#!/bin/sh\nexit 1\n")     # answers the version check like a Python 3.9
+    old.chmod(0o755)
+    p = install("--role", "worker", "--prefix", str(tmp_path / "prefix"), env={"PYTHON": str(old)},
+                script=checkout / "install.sh")
+    assert p.returncode == 1 and "building the executable needs Python 3.11 or newer" in p.stderr, p.stderr
+    assert not (tmp_path / "prefix").exists() and not (checkout / ".venv").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="enabling units is done as root")
+def test_where_systemd_runs_units_are_enabled_once_and_disabled_on_uninstall(tmp_path, node):
+    prefix, binary = node
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "systemctl").write_text(SYSTEMCTL)
+    (fake / "systemctl").chmod(0o755)
+    state = tmp_path / "systemd-state"
+    state.mkdir()
+    env = {"DAMOCLES_SYSTEMD_RUN_DIR": str(state), "FAKE_SYSTEMD_STATE": str(state), "PATH": f"{fake}:{os.environ['PATH']}"}
+    args = ["--role", "worker", "--prefix", str(prefix), "--binary", str(binary), "--user", "root"]
+    p = install(*args, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "enabled    damocles-worker.service" in p.stdout and "systemctl start damocles-worker" in p.stdout
+    unit = prefix / "lib/systemd/system/damocles-worker.service"
+    assert "User=root" in unit.read_text()
+    calls = (state / "calls").read_text().splitlines()
+    assert "daemon-reload" in calls and f"enable --quiet {unit}" in calls    # outside the search path: by its path
+    (state / "calls").unlink()
+    again = install(*args, env=env)
+    assert again.returncode == 0 and "unchanged  damocles-worker.service enabled" in again.stdout
+    assert "damocles: unchanged" in again.stdout
+    assert (state / "calls").read_text().splitlines() == ["is-enabled --quiet damocles-worker.service"]
+    p = install("--uninstall", "--role", "worker", "--prefix", str(prefix), env=env)
+    assert p.returncode == 0 and "disabled   damocles-worker.service" in p.stdout
+    assert "disable --now damocles-worker.service" in (state / "calls").read_text()
+    assert not unit.exists() and not (prefix / "bin/damocles").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FROZEN.exists(), reason=f"{FROZEN} is not built (build/build.sh)")
+def test_the_installed_binary_runs_every_role_from_the_installed_configs(tmp_path):
+    prefix = tmp_path / "prefix"
+    p = install("--role", "all", "--prefix", str(prefix), "--binary", str(FROZEN))
+    assert p.returncode == 0, p.stderr
+    bin_, home = prefix / "bin/damocles", prefix / "var/lib/damocles"
+    info = json.loads(subprocess.run([str(bin_), "--version", "--json"], capture_output=True, text=True, check=True).stdout)
+    assert info["frozen"] is True and info["executable"] == str(bin_) and info["build_time"] and info["commit"]
+    port = _free_port()              # what an operator edits: another port than the default 1789
+    for cfg, old, new in [(home / "manager/manager.toml", 'Listen = "127.0.0.1:1789"', f'Listen = "127.0.0.1:{port}"'),
+                          (home / "worker/worker.toml", "127.0.0.1:1789", f"127.0.0.1:{port}"),
+                          (home / "post/post.toml", "127.0.0.1:1789", f"127.0.0.1:{port}")]:
+        cfg.write_text(cfg.read_text().replace(old, new))
+    w = home / "worker/worker.toml"
+    w.write_text(re.sub(r"^# \[worker.rpc_server\].*$", '[worker.rpc_server]\nhost = "127.0.0.1"\nport = 0', w.read_text(),
+                        count=1, flags=re.M))
+    env = {**os.environ, "FIL_PROOFS_PARENT_CACHE": str(tmp_path / "parents")}
+    procs = []
+    try:
+        for args, ready in [(["manager", "run", "--home", str(home / "manager")], "listening on"),
+                            (["worker", "run", "-c", str(w)], "worker"),
+                            (["post", "run", "-c", str(home / "post/post.toml")], "prover")]:
+            proc = subprocess.Popen([str(bin_), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            procs.append(proc)
+            line = proc.stdout.readline()
+            assert line.startswith(ready), (line, proc.stderr.read() if proc.poll() is not None else "")
+        deadline = time.monotonic() + 60
+        while True:
+            listed = subprocess.run([str(bin_), "util", "workers", "list", "--api", f"http://127.0.0.1:{port}",
+                                     "--home", str(home / "manager"), "--json"], capture_output=True, text=True)
+            if listed.returncode == 0 and json.loads(listed.stdout).get("workers"):
+                break
+            assert time.monotonic() < deadline, listed.stdout + listed.stderr
+            time.sleep(0.5)     # the worker's first WorkerPing; bounded by the deadline
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=60)
+    assert all(proc.returncode == 0 for proc in procs), [proc.stderr.read()[-2000:] for proc in procs]
