@@ -24,6 +24,7 @@ def version_info() -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from .bench import add_parsers as add_bench
+    from .manager.cli_market import add_parsers as add_market
     from .manager.cli_proving import add_parsers as add_proving
     from .manager.cli_util import add_parsers as add_manager_util
     from .manager.commands import add_parsers as add_manager
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_util(util)
     add_manager_util(util)
     add_proving(util)
+    add_market(util)
     add_bench(group("bench", "benchmarks to run on your own hardware", "BENCH"))
     return parser
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..core.proof_types import seal_proof
 from . import deadlines as dl
-from . import proving, winning
+from . import market, proving, winning
 from .interface import Chain
 from .miner_actor import METHODS as SEALING_METHODS
 from .policy import ChainPolicy
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS precommits (miner INTEGER NOT NULL, number INTEGER NO
     deadline INTEGER NOT NULL, PRIMARY KEY (miner, number));
 CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT NULL, info TEXT NOT NULL,
     PRIMARY KEY (miner, number));
-""" + proving.SCHEMA + winning.SCHEMA
+""" + proving.SCHEMA + winning.SCHEMA + market.SCHEMA
 
 
 class Devnet(Chain):
@@ -214,6 +214,10 @@ class Devnet(Chain):
     def _expire_precommits(self, epoch: int) -> None:
         """Cron: PreCommits past their ProveCommit deadline are removed (their numbers stay
         allocated) once the clean-up delay has passed, as builtin-actors does."""
+        expired = self._db.execute("SELECT miner, number FROM precommits WHERE deadline + ? < ?",
+                                   (self.policy.expired_precommit_cleanup_delay, epoch)).fetchall()
+        for miner, number in expired:
+            market.release(self, miner, number)      # their deals are free again
         self._db.execute("DELETE FROM precommits WHERE deadline + ? < ?", (self.policy.expired_precommit_cleanup_delay, epoch))
 
     def _execute(self, seq: int, miner: int, method: str, params: dict, epoch: int) -> None:
@@ -399,6 +403,26 @@ class Devnet(Chain):
         with self._tx():
             self._catch_up()
             return self.get_sector(miner, number)
+
+    # ------------------------------------------------------------------------- market
+
+    def publish_deal(self, miner: int, piece_cid: str, piece_size: int, start_epoch: int, end_epoch: int,
+                     client: str = "devnet-client") -> int:
+        """Admin: publish a storage deal with the miner as provider (the embedded market)."""
+        with self._tx():
+            self._catch_up()
+            return market.publish(self, miner, piece_cid, piece_size, start_epoch, end_epoch, client)
+
+    def deal(self, deal_id: int) -> dict | None:
+        with self._tx():
+            self._catch_up()
+            return market.get(self, deal_id)
+
+    def deals(self, miner: int | None = None) -> list[dict]:
+        """Every deal with its state: published, precommitted, active or expired."""
+        with self._tx():
+            self._catch_up()
+            return market.listing(self, miner)
 
     def sectors(self, miner: int | None = None) -> list[SectorOnChain]:
         with self._tx():

@@ -15,7 +15,7 @@ from ..core.sector import SectorID
 from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.cid import cid_to_commitment, commd_to_cid
-from ..proofs.commitment import zero_comm
+from . import market
 from .types import ActorError, ExitCode, PreCommitOnChain, SectorOnChain
 
 MAX_SECTOR_NUMBER = (1 << 63) - 1
@@ -78,8 +78,7 @@ def pre_commit_sector_batch(state, miner: int, params: dict) -> None:
         _arg(expiration <= epoch + policy.max_sector_expiration_extension,
              f"sector {number}: expiration {expiration} is more than {policy.max_sector_expiration_extension} epochs after now")
         # CommD must be that of the sector's deals; with no deals (CC) it is the zero commitment
-        _arg(not deal_ids, f"sector {number}: deal {deal_ids[0] if deal_ids else ''} not found", ExitCode.NOT_FOUND)
-        expected_commd = zero_comm(seal_proof(proof_id).size.bytes)
+        expected_commd = market.check_precommit(state, miner, number, proof_id, deal_ids, expiration)
         unsealed = s.get("UnsealedCID")
         if unsealed is not None:
             try:
@@ -119,6 +118,7 @@ def _activate(state, sectors: list[SectorOnChain]) -> None:
     """Proven sectors become live: each gets a WindowPoSt deadline and partition and has power
     from this epoch (proving.assign_sectors)."""
     for s in sectors:
+        market.activate(state, s.miner, s.number, s.deal_ids)
         state.delete_precommit(s.miner, s.number)
         state.put_sector(s)
     for miner in sorted({s.miner for s in sectors}):

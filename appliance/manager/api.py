@@ -84,6 +84,49 @@ def register_proving(server: RPCServer, proving) -> None:
     server.register("Venus.ProvingCheck", proving.check, "read", [("miner", u64), ("index", optional(u64))])
 
 
+def register_market(server: RPCServer, market, largest_sector: int) -> None:
+    """The embedded market: the piece store over plain HTTP, and deals over JSON-RPC."""
+    import json
+    import shutil
+
+    from .market import CID_RE
+
+    def get_piece(req, cid):
+        path = market.piece_path(cid) if CID_RE.match(cid) else None
+        if path is None:
+            req._send(404, f"piece {cid} not found\n".encode(), "text/plain")
+            return
+        req.send_response(200)
+        req.send_header("Content-Type", "application/octet-stream")
+        req.send_header("Content-Length", str(path.stat().st_size))
+        req.end_headers()
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, req.wfile, 1 << 20)
+
+    def put_piece(req, cid):
+        try:
+            length = int(req.headers.get("Content-Length", ""))
+        except ValueError:
+            length = -1
+        limit = largest_sector // 128 * 127       # unpadded bytes of the largest sector
+        problem = ("Content-Length required" if length < 0 else
+                   f"a piece of {length} bytes is larger than any sector of this manager ({limit} bytes fit)" if length > limit else None)
+        if problem is None:
+            try:
+                req._send(200, json.dumps(market.store_piece(cid, req.rfile, length)).encode())
+                return
+            except (ValueError, OSError) as exc:
+                problem = str(exc)
+        req._send(400 if length >= 0 and length <= limit else 413, f"{problem}\n".encode(), "text/plain")
+        req.close_connection = True      # the body may not have been read
+
+    server.route("GET", "/piecestore/", "write", get_piece)
+    server.route("PUT", "/piecestore/", "admin", put_piece)
+    server.register("Venus.MarketImportDeal", market.import_deal, "admin",
+                    [("miner", u64), ("pieceCid", string), ("startEpoch", optional(i64)), ("duration", optional(u64))])
+    server.register("Venus.MarketDeals", market.deals, "read", [("miner", optional(u64))])
+
+
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     w = "write"
     server.register("Venus.AllocateSector", sealer.allocate_sector, w, [("spec", allocate_spec)])
@@ -117,4 +160,5 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
         server.register("Venus.DevnetAdvance", lambda n: {"Epoch": devnet.advance(n)}, "admin", [("epochs", u64)])
         server.register("Venus.DevnetSectors", lambda miner: [s.__dict__ for s in devnet.sectors(miner)], "read",
                         [("miner", optional(u64))])
+        server.register("Venus.DevnetDeals", lambda miner: devnet.deals(miner), "read", [("miner", optional(u64))])
         server.register("Venus.DevnetSetBlockTime", lambda secs: devnet.set_block_time(secs), "admin", [("seconds", _seconds)])

@@ -64,7 +64,7 @@ class Committer:
             params = {"Sectors": [{
                 "SealProof": r["proof"], "SectorNumber": r["number"],
                 "SealedCID": commr_to_cid(bytes.fromhex(r["pre"]["CommR"])),
-                "SealRandEpoch": r["ticket"]["Epoch"], "DealIDs": [],
+                "SealRandEpoch": r["ticket"]["Epoch"], "DealIDs": r.get("deals", []),
                 "Expiration": head + m.lifetime_days * EPOCHS_PER_DAY,
                 "UnsealedCID": commd_to_cid(bytes.fromhex(r["pre"]["CommD"]))} for r in batch]}
             out.append(self._send(m.actor, "pre", "PreCommitSectorBatch", params, [r["number"] for r in batch]))

@@ -50,6 +50,8 @@ class MinerConfig:
     pre_batch: BatchConfig = BatchConfig(2, 3600.0, 60.0)
     prove_batch: BatchConfig = BatchConfig(4, 3600.0, 60.0)
     post: PoStConfig = PoStConfig()
+    enable_deals: bool = False        # `[Miners.Sector].EnableDeals`: hand out deals to workers
+    sealing_epochs: int = 2880        # ours: epochs from AcquireDeals to ProveCommit; deals starting sooner are skipped
     winning_post: bool = False        # `[Miners.Proof].Enabled`: take part in block production
 
 
@@ -72,6 +74,7 @@ class ManagerConfig:
     interactive_porep_confidence: int = 6
     release_after: float = 7 * 86400.0      # allocations of sectors silent this long are released
     persist_stores: list[PersistStore] = field(default_factory=list)
+    piece_stores: list[PersistStore] = field(default_factory=list)
     worker_prover: WorkerProverConfig = WorkerProverConfig()
     miners: list[MinerConfig] = field(default_factory=list)
     chain: ChainPolicy = field(default_factory=ChainPolicy)
@@ -170,6 +173,15 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
         cfg.persist_stores.append(PersistStore(name, p, max(1, _take(s, "Weight", int, where, 1)),
                                                _take(s, "ReadOnly", bool, where, False),
                                                tuple(s.get("AllowMiners", [])), tuple(s.get("DenyMiners", []))))
+    for i, s in enumerate(common.get("PieceStores", [])):
+        where = f"[[Common.PieceStores]][{i}]"
+        s = _table(s, where)
+        _unknown(s, {"Name", "Path", "Meta", "Plugin", "PluginName"}, where, w)
+        path = _take(s, "Path", str, where, None)
+        if not path:
+            raise ConfigError(f"{where}.Path is required")
+        p = Path(path) if base is None or Path(path).is_absolute() else base / path
+        cfg.piece_stores.append(PersistStore(_take(s, "Name", str, where, str(p)), p))
     for i, m in enumerate(raw.get("Miners", [])):
         where = f"[[Miners]][{i}]"
         m = _table(m, where)
@@ -182,7 +194,8 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
         except ValueError as exc:
             raise ConfigError(f"{where}.SealProof: {exc}") from None
         sec = _table(m.get("Sector", {}), f"{where}.Sector")
-        _unknown(sec, {"MinNumber", "MaxNumber", "Enabled", "EnableDeals", "LifetimeDays", "Verbose", "InitNumber"}, f"{where}.Sector", w)
+        _unknown(sec, {"MinNumber", "MaxNumber", "Enabled", "EnableDeals", "LifetimeDays", "Verbose", "InitNumber",
+                       "SealingEpochs"}, f"{where}.Sector", w)
         com = _table(m.get("Commitment", {}), f"{where}.Commitment")
         _unknown(com, {"Confidence", "Pre", "Prove", "Terminate"}, f"{where}.Commitment", w)
         mc = MinerConfig(actor, proof, _take(sec, "MinNumber", int, f"{where}.Sector", 0),
@@ -204,7 +217,9 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
                                          _take(post, "SubmitConfidence", int, pw, 4) or 4,
                                          _take(post, "Confidence", int, pw, 10),
                                          _take(post, "MaxPartitionsPerPoStMessage", int, pw, 0)),
-                     winning_post=_take(proof_tbl, "Enabled", bool, f"{where}.Proof", False))
+                     winning_post=_take(proof_tbl, "Enabled", bool, f"{where}.Proof", False),
+                     enable_deals=_take(sec, "EnableDeals", bool, f"{where}.Sector", False),
+                     sealing_epochs=_take(sec, "SealingEpochs", int, f"{where}.Sector", 2880))
         if mc.max_number is not None and mc.max_number < mc.min_number:
             raise ConfigError(f"{where}.Sector: MaxNumber {mc.max_number} is below MinNumber {mc.min_number}")
         if cfg.miner(actor):

@@ -16,9 +16,10 @@ from ..core.proof_types import seal_proof
 from ..core.sector import SectorID, sector_file_names
 from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
-from ..proofs.commitment import zero_comm
+from ..proofs.commitment import comm_d_from_pieces
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
 from .config import ManagerConfig, PersistStore
+from .market import Market
 from .state import ManagerState
 
 # SubmitResult and OnChainState, as Damocles numbers them
@@ -38,6 +39,7 @@ def _poll(state: int, desc: str | None = None) -> dict:
 class Sealer:
     def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time):
         self.config, self.state, self.chain, self._now = config, state, chain, now
+        self.market = Market(config, state, chain)
 
     # ----------------------------------------------------------------- helpers
 
@@ -63,9 +65,13 @@ class Sealer:
                 return {"ID": {"Miner": m.actor, "Number": number}, "ProofType": m.seal_proof}
         return None
 
-    def acquire_deals(self, sid: dict, spec: dict) -> None:
-        self._sector(sid)
-        return None   # CC sectors only until deals exist
+    def acquire_deals(self, sid: dict, spec: dict) -> list[dict] | None:
+        """The sector's deals (None: a CC sector), packed from the pending ones on first call."""
+        rec = self._sector(sid)
+        if rec.get("abort_reason"):
+            return None
+        return self.market.acquire(sid["Miner"], sid["Number"], seal_proof(rec["proof"]).size.bytes,
+                                   spec.get("MaxDeals"), spec.get("MinUsedSpace"))
 
     def assign_ticket(self, sid: dict) -> dict:
         rec = self._sector(sid)
@@ -86,8 +92,10 @@ class Sealer:
             return _submit(REJECTED, f"proof type {sector['ProofType']} is not the allocated {rec['proof']}")
         if "ticket" not in rec or info["Ticket"] != rec["ticket"]:
             return _submit(REJECTED, "ticket is not the one assigned to this sector")
-        if info["CommD"] != zero_comm(seal_proof(rec["proof"]).size.bytes):
-            return _submit(MISMATCHED_SUBMISSION, "CommD does not match the sector's pieces (a CC sector is all zeros)")
+        pieces = self.market.pieces(sid["Miner"], sid["Number"])
+        if info["CommD"] != comm_d_from_pieces(pieces, seal_proof(rec["proof"]).size.bytes):
+            return _submit(MISMATCHED_SUBMISSION, "CommD does not match the sector's pieces" +
+                           ("" if pieces else " (a CC sector is all zeros)"))
         pre = {"CommR": info["CommR"].hex(), "CommD": info["CommD"].hex()}
         if "pre" in rec:
             if rec["pre"] == pre:
@@ -249,6 +257,7 @@ class Sealer:
         self.state.update(sid["Miner"], sid["Number"], finalized=True, abort_reason=reason or "aborted by the worker",
                           state="Aborted")
         self.state.release(sid["Miner"], sid["Number"])
+        self.market.release(sid["Miner"], sid["Number"])
 
     def abort(self, sid: dict, reason: str) -> None:
         """Operator abort: the worker learns it from its next ReportState (Finalized)."""

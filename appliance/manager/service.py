@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from ..chain.devnet import Devnet
+from ..core.proof_types import seal_proof
 from ..rpc.auth import NetworkAllowList, load_or_create_secret
 from ..rpc.server import RPCServer
 from . import api
@@ -81,7 +82,7 @@ def init_home(home: Path, config_text: str = DEVNET_TOML) -> Path:
     cfg_path.write_text(config_text)
     load_or_create_secret(home / "secret")
     cfg = load_config(cfg_path)
-    for s in cfg.persist_stores:
+    for s in cfg.persist_stores + cfg.piece_stores:
         s.path.mkdir(parents=True, exist_ok=True)
     chain = Devnet(home / "devnet.db", cfg.chain)     # genesis: the configured miners
     try:
@@ -115,6 +116,8 @@ class ManagerService:
         allow = NetworkAllowList(self.config.allow_networks) if self.config.allow_networks else None
         self.rpc = RPCServer(self.secret, allow, self.config.max_body)
         api.register(self.rpc, self.sealer, self.chain)
+        api.register_market(self.rpc, self.sealer.market,
+                            max((seal_proof(m.seal_proof).size.bytes for m in self.config.miners), default=2048))
         api.register_wdpost(self.rpc, self.jobs)
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
         self._stop = threading.Event()

@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS wdpost_jobs (id TEXT PRIMARY KEY, miner INTEGER NOT N
 CREATE TABLE IF NOT EXISTS provers (name TEXT PRIMARY KEY, last_seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS post_rounds (miner INTEGER NOT NULL, period_start INTEGER NOT NULL, deadline INTEGER NOT NULL,
     grp INTEGER NOT NULL, info TEXT NOT NULL, PRIMARY KEY (miner, period_start, deadline, grp));
+CREATE TABLE IF NOT EXISTS deals (id INTEGER PRIMARY KEY, miner INTEGER NOT NULL, piece_cid TEXT NOT NULL,
+    piece_size INTEGER NOT NULL, payload_size INTEGER NOT NULL, start_epoch INTEGER NOT NULL, end_epoch INTEGER NOT NULL,
+    store TEXT NOT NULL, sector INTEGER);
 CREATE TABLE IF NOT EXISTS reservations (miner INTEGER NOT NULL, number INTEGER NOT NULL, store TEXT NOT NULL,
     size INTEGER NOT NULL, PRIMARY KEY (miner, number));
 """

@@ -46,3 +46,55 @@ class RPCClient:
             err = answer["error"]
             raise RPCError(err.get("code", 0), err.get("message", ""), err.get("data"))
         return answer.get("result")
+
+    # ------------------------------------------------------------- plain HTTP routes
+
+    @property
+    def base(self) -> str:
+        return self.url[: -len("/rpc/v0")]
+
+    def _http(self, method: str, path: str, body=None, length: int | None = None):
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        req = urllib.request.Request(self.base + path, data=body, headers=headers, method=method)
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            message = exc.read().decode(errors="replace").strip()
+            if exc.code >= 500:
+                raise TransportError(f"{self.base + path}: HTTP {exc.code} {message}") from None
+            raise HTTPStatusError(exc.code, f"{path}: {message or exc.reason} (HTTP {exc.code})") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise TransportError(f"{self.base + path}: {getattr(exc, 'reason', exc)}") from None
+
+    def upload(self, path: str, src) -> bytes:
+        """PUT a file's bytes (streamed) to a plain HTTP route; returns the answer's body."""
+        import os
+        with open(src, "rb") as f:
+            with self._http("PUT", path, f, os.fstat(f.fileno()).st_size) as resp:
+                return resp.read()
+
+    def download(self, path: str, dest) -> int:
+        """GET a plain HTTP route into `dest` (written to a temporary name, then renamed)."""
+        import os
+        import shutil
+        tmp = f"{dest}.part"
+        try:
+            with self._http("GET", path) as resp, open(tmp, "wb") as out:
+                shutil.copyfileobj(resp, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return os.path.getsize(dest)
+
+
+class HTTPStatusError(Exception):
+    """A plain HTTP route answered with an error status (4xx): the request itself is wrong."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status

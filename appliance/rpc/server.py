@@ -42,6 +42,7 @@ class RPCServer:
         if secret is not None:
             self.register("Venus.AuthVerify", self._auth_verify, "read", [("token", string)])
         self._httpd: ThreadingHTTPServer | None = None
+        self.routes: dict[tuple[str, str], tuple[str, Callable]] = {}   # (HTTP method, path prefix) -> (perm, handler)
         self._verified: dict[str, str] = {}    # token -> permission: a token is checked once, not per request
 
     def _verify(self, token: str) -> str:
@@ -52,6 +53,24 @@ class RPCServer:
                 self._verified.clear()
             self._verified[token] = perm
         return perm
+
+    def route(self, http_method: str, prefix: str, perm: str, handler: Callable) -> None:
+        """A plain HTTP endpoint beside JSON-RPC (the piece store): handler(request, rest of the
+        path) answers the request itself; the token is checked here first."""
+        self.routes[(http_method, prefix)] = (perm, handler)
+
+    def _route(self, request, http_method: str) -> bool:
+        for (m, prefix), (perm_needed, handler) in self.routes.items():
+            if m == http_method and request.path.startswith(prefix):
+                perm, err = self.permission(request.headers.get("Authorization"), request.client_address[0])
+                if perm is None or not allows(perm, perm_needed):
+                    request._send(401 if perm is None else 403,
+                                  f"{err or f'needs {perm_needed!r} permission'}\n".encode(), "text/plain")
+                    request.close_connection = True
+                    return True
+                handler(request, request.path[len(prefix):])
+                return True
+        return False
 
     def register(self, name: str, func: Callable[..., Any], perm: str, params: list[tuple[str, Converter]]) -> None:
         if name in self.methods:
@@ -143,7 +162,11 @@ class RPCServer:
             def do_GET(self):
                 if self.path == "/healthcheck":
                     self._send(200, b"ok\n", "text/plain")
-                else:
+                elif not server._route(self, "GET"):
+                    self._send(404, b"not found\n", "text/plain")
+
+            def do_PUT(self):
+                if not server._route(self, "PUT"):
                     self._send(404, b"not found\n", "text/plain")
 
             def do_POST(self):

@@ -127,6 +127,7 @@ class WorkerConfig:
     ext_locks: dict[str, int] = field(default_factory=dict)
     static_tree_d: dict[str, Path] = field(default_factory=dict)
     processors: dict[str, list[ProcessorConfig]] = field(default_factory=dict)
+    local_pieces_dirs: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -211,6 +212,10 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
     worker = _tbl(raw.get("worker", {}), "[worker]")
     _known(worker, {"name", "rpc_server", "ping_interval", "local_pieces_dir", "local_pieces_dirs", "scan_persist_stores"}, "[worker]", w)
     cfg.name = str(worker.get("name", "")) or os.uname().nodename
+    dirs = worker.get("local_pieces_dirs", [worker["local_pieces_dir"]] if "local_pieces_dir" in worker else [])
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        raise ConfigError(f"[worker].local_pieces_dirs: {dirs!r} is not a list of directories")
+    cfg.local_pieces_dirs = [Path(d).expanduser() for d in dirs]
     rpc = _tbl(worker.get("rpc_server", {}), "[worker.rpc_server]")
     cfg.rpc_host = str(rpc.get("host", cfg.rpc_host))
     port = rpc.get("port", cfg.rpc_port)

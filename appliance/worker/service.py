@@ -63,6 +63,7 @@ class ThreadContext:
     processors: Processors | None = None
     pc2_procs: int = 1
     tasklog: TaskLog = field(default_factory=TaskLog)
+    local_pieces_dirs: list[Path] = field(default_factory=list)
 
     def external(self, stage: str) -> bool:
         return self.processors is not None and self.processors.external(stage)
@@ -133,7 +134,7 @@ class WorkerService:
             else:
                 self.threads.append(SealingThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached,
                                                                    parent_cache, config.name, limits, self.processors,
-                                                                   pc2_procs, self.tasklog), t))
+                                                                   pc2_procs, self.tasklog, config.local_pieces_dirs), t))
         self._stop = threading.Event()
         self._runners: list[threading.Thread] = []
 

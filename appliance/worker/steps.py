@@ -17,12 +17,13 @@ from ..core.sector import SectorID
 from ..proofs import ProofError
 from ..proofs.addpiece import add_pieces, build_tree_d
 from ..proofs.c2 import seal_commit_phase2, verify_seal
-from ..proofs.commitment import zero_comm
+from ..proofs.cid import cid_to_commitment, commd_to_cid
+from ..proofs.commitment import PieceInfo, zero_comm
 from ..proofs.pc1 import generate_labels, replica_id, write_atomic
 from ..proofs.pc2 import read_p_aux, seal_pre_commit_phase2
 from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1, verify_c1
 from ..rpc import SECTOR_NOT_FOUND, RPCError
-from ..rpc.client import TransportError
+from ..rpc.client import HTTPStatusError, TransportError
 from . import tasks
 from .failure import Abort, Crit, Perm, Temp, Unreachable, Wait
 
@@ -53,6 +54,10 @@ class Paths:
     def sealed(self) -> Path:
         return self.data / "sealed" / self.name
 
+    @property
+    def pieces(self) -> Path:
+        return self.data / "pieces" / self.name
+
     def make(self) -> None:
         for d in (self.staged.parent, self.cache, self.sealed.parent):
             d.mkdir(parents=True, exist_ok=True)
@@ -61,6 +66,7 @@ class Paths:
         for p in (self.staged, self.sealed):
             p.unlink(missing_ok=True)
         shutil.rmtree(self.cache, ignore_errors=True)
+        shutil.rmtree(self.pieces, ignore_errors=True)
 
 
 def call(rpc, method: str, *params):
@@ -109,22 +115,55 @@ class SealerSteps:
         return "Allocate"
 
     def on_Allocated(self, rec):
-        deals = call(self.ctx.rpc, "Venus.AcquireDeals", self.sid(rec), {"MaxDeals": None, "MinUsedSpace": None})
-        if deals:
-            raise Abort("deals are not supported by this worker yet")
+        s = self.ctx.sealing
+        deals = None
+        if s.enable_deals:
+            deals = call(self.ctx.rpc, "Venus.AcquireDeals", self.sid(rec), {"MaxDeals": s.max_deals, "MinUsedSpace": s.min_deal_space})
+            if not deals and s.disable_cc:
+                raise Wait("no deals for this sector yet (disable_cc: no CC sectors)", polling=True)
+        rec["deals"] = [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"],
+                         "payload_size": d["PayloadSize"]} for d in deals or []]
         return "AcquireDeals"
 
     def on_DealsAcquired(self, rec):
         p = self.paths(rec)
         p.make()
-        self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec["proof"]).size, [], p.staged)
+        files = [self._piece_file(p, d) for d in rec.get("deals", [])]
+        staged = self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec["proof"]).size, files, p.staged)
+        for d, sp in zip(rec.get("deals", []), staged):
+            if sp.info.size != d["piece_size"] or commd_to_cid(sp.info.commitment) != d["piece_cid"]:
+                raise Perm(f"deal {d['id']}: the piece file has CID {commd_to_cid(sp.info.commitment)} ({sp.info.size} padded "
+                           f"bytes), the deal says {d['piece_cid']} ({d['piece_size']})")
+            d["offset"] = sp.offset
         return "AddPiece"
+
+    def _piece_file(self, p: Paths, deal: dict) -> Path:
+        """A deal's piece: from a `local_pieces_dirs` directory, else downloaded from the
+        manager's piece store (once; a partial download is never used)."""
+        cid = deal["piece_cid"]
+        for d in self.ctx.local_pieces_dirs:
+            if (Path(d) / cid).is_file():
+                return Path(d) / cid
+        dest = p.pieces / cid
+        if not dest.is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.ctx.rpc.download(f"/piecestore/{cid}", dest)
+            except TransportError as exc:
+                raise Unreachable(f"fetching piece {cid}: {exc}") from None
+            except HTTPStatusError as exc:
+                raise Perm(f"fetching piece {cid} for deal {deal['id']}: {exc}") from None
+        return dest
 
     def on_PieceAdded(self, rec):
         p = self.paths(rec)
         proof = seal_proof(rec["proof"])
-        comm_d = self.ctx.run_stage("tree_d", build_tree_d, proof.size, p.staged, p.cache, [])
-        if comm_d != zero_comm(proof.size.bytes):
+        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in rec.get("deals", [])]
+        try:
+            comm_d = self.ctx.run_stage("tree_d", build_tree_d, proof.size, p.staged, p.cache, pieces)
+        except ProofError as exc:
+            raise Perm(f"tree_d: {exc}") from None
+        if not pieces and comm_d != zero_comm(proof.size.bytes):
             raise Perm("tree_d of a CC sector is not the zero commitment")
         rec["comm_d"] = comm_d.hex()
         return "BuildTreeD"

@@ -1,0 +1,144 @@
+"""The embedded market on the manager: pieces in `[[Common.PieceStores]]`, deals published on
+the devnet, and AcquireDeals packing pending deals into a sector.
+
+- A piece is uploaded to `PUT /piecestore/<piece CID>` (admin); the manager computes its CommP
+  and refuses a body whose CommP is not the CID. Workers read it back from
+  `GET /piecestore/<piece CID>` (write) unless they have it in a `local_pieces_dirs`.
+- `Venus.MarketImportDeal` publishes a deal for a stored piece and keeps it pending.
+- AcquireDeals takes pending deals in the order they were imported, in Filecoin's alignment (each
+  piece at a multiple of its size), up to MaxDeals; it gives nothing when the pieces would use
+  less than MinUsedSpace, and skips deals that start before a sector taken now could be proven
+  (`[Miners.Sector] SealingEpochs`). A sector that aborts gives its deals back, unless its
+  PreCommit already claimed them on chain."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..proofs import ProofError
+from ..proofs.cid import cid_to_commitment, commd_to_cid
+from ..proofs.commitment import PieceInfo, commp_file, piece_offsets
+from ..rpc import INVALID_PARAMS, RPCError
+
+EPOCHS_PER_DAY = 2880
+CID_RE = re.compile(r"^baga6ea4sea[a-z2-7]{40,80}$")
+
+
+class Market:
+    def __init__(self, config, state, chain):
+        self.config, self.state, self.chain = config, state, chain
+
+    # ------------------------------------------------------------------ piece store
+
+    def piece_path(self, cid: str) -> Path | None:
+        for s in self.config.piece_stores:
+            p = s.path / cid
+            if p.is_file():
+                return p
+        return None
+
+    def store_piece(self, cid: str, body, length: int) -> dict:
+        """Stream an upload into the first piece store, check its CommP, keep it as `<cid>`."""
+        if not CID_RE.match(cid):
+            raise ValueError(f"{cid!r} is not a piece CID (baga6ea4sea...)")
+        if not self.config.piece_stores:
+            raise ValueError("the manager has no [[Common.PieceStores]] to keep pieces in")
+        store = self.config.piece_stores[0]
+        store.path.mkdir(parents=True, exist_ok=True)
+        tmp = store.path / f".{cid}.{os.getpid()}.upload"
+        try:
+            with open(tmp, "wb") as f:
+                left = length
+                while left > 0:
+                    chunk = body.read(min(1 << 20, left))
+                    if not chunk:
+                        raise ValueError(f"upload ended after {length - left} of {length} bytes")
+                    f.write(chunk)
+                    left -= len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            info, payload = commp_file(tmp)
+            if commd_to_cid(info.commitment) != cid:
+                raise ValueError(f"the uploaded bytes have piece CID {commd_to_cid(info.commitment)}, not {cid}")
+            os.replace(tmp, store.path / cid)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return {"PieceCID": cid, "PieceSize": info.size, "PayloadSize": payload, "Store": store.name}
+
+    # ----------------------------------------------------------------------- deals
+
+    def import_deal(self, miner: int, cid: str, start_epoch: int | None, duration: int | None) -> dict:
+        m = self.config.miner(miner)
+        if m is None:
+            raise RPCError(INVALID_PARAMS, f"miner: {miner} is not a miner of this manager")
+        path = self.piece_path(cid)
+        if path is None:
+            raise RPCError(INVALID_PARAMS, f"piece {cid} is in no piece store: upload it first (damocles util piece import)")
+        info, payload = commp_file(path)
+        head = self.chain.head()
+        start = start_epoch if start_epoch is not None else head + 2 * m.sealing_epochs
+        if start <= head + m.sealing_epochs:
+            raise RPCError(INVALID_PARAMS, f"start epoch {start} is too soon: a sector needs {m.sealing_epochs} epochs "
+                                           f"(SealingEpochs) to be proven and the head is {head}")
+        end = start + (duration if duration is not None else 180 * EPOCHS_PER_DAY)
+        deal_id = self.chain.publish_deal(miner, cid, info.size, start, end)
+        with self.state.tx() as db:
+            db.execute("INSERT INTO deals (id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (deal_id, miner, cid, info.size, payload, start, end, str(path.parent)))
+        return {"DealID": deal_id, "PieceCID": cid, "PieceSize": info.size, "PayloadSize": payload,
+                "StartEpoch": start, "EndEpoch": end}
+
+    def deals(self, miner: int | None = None) -> list[dict]:
+        rows = self.state._db.execute("SELECT id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, sector "
+                                      "FROM deals WHERE ? IS NULL OR miner = ? ORDER BY id", (miner, miner)).fetchall()
+        return [{"DealID": r[0], "Miner": r[1], "PieceCID": r[2], "PieceSize": r[3], "PayloadSize": r[4], "StartEpoch": r[5],
+                 "EndEpoch": r[6], "Sector": r[7]} for r in rows]
+
+    def _deal_info(self, r: dict) -> dict:
+        """Damocles' DealInfo, with the sizes a worker needs to place the piece."""
+        return {"ID": r["DealID"], "PieceCID": {"/": r["PieceCID"]}, "PieceSize": r["PieceSize"], "PayloadSize": r["PayloadSize"],
+                "Proposal": {"Provider": f"f0{r['Miner']}", "StartEpoch": r["StartEpoch"], "EndEpoch": r["EndEpoch"],
+                             "PieceSize": r["PieceSize"]}}
+
+    def acquire(self, miner: int, number: int, sector_bytes: int, max_deals: int | None, min_used: int | None) -> list[dict] | None:
+        """The deals of the sector: those it already has, or pending ones packed now."""
+        held = [d for d in self.deals(miner) if d["Sector"] == number]
+        if held:
+            return [self._deal_info(d) for d in held]
+        m = self.config.miner(miner)
+        if m is None or not m.enable_deals:
+            return None
+        head = self.chain.head()
+        chosen: list[dict] = []
+        for d in self.deals(miner):
+            if d["Sector"] is not None or d["StartEpoch"] <= head + m.sealing_epochs:
+                continue
+            if max_deals is not None and len(chosen) >= max_deals:
+                break
+            try:
+                piece_offsets([PieceInfo(x["PieceSize"], cid_to_commitment(x["PieceCID"])[1]) for x in chosen + [d]], sector_bytes)
+            except ProofError:
+                continue          # does not fit after the ones chosen: a later, smaller one may
+            chosen.append(d)
+        used = sum(d["PieceSize"] for d in chosen)
+        if not chosen or (min_used and used < min_used):
+            return None
+        with self.state.tx() as db:
+            for d in chosen:
+                db.execute("UPDATE deals SET sector = ? WHERE id = ? AND sector IS NULL", (number, d["DealID"]))
+        self.state.update(miner, number, deals=[d["DealID"] for d in chosen])
+        return [self._deal_info({**d, "Sector": number}) for d in chosen]
+
+    def pieces(self, miner: int, number: int) -> list[PieceInfo]:
+        return [PieceInfo(d["PieceSize"], cid_to_commitment(d["PieceCID"])[1]) for d in self.deals(miner) if d["Sector"] == number]
+
+    def release(self, miner: int, number: int) -> bool:
+        """Give an aborted sector's deals back, unless its PreCommit holds them on chain."""
+        if self.chain.precommit(miner, number) is not None or self.chain.sector(miner, number) is not None:
+            return False
+        with self.state.tx() as db:
+            db.execute("UPDATE deals SET sector = NULL WHERE miner = ? AND sector = ?", (miner, number))
+        return True
+

@@ -1,0 +1,139 @@
+"""Deals end to end: pieces imported into the manager's piece store with deals published on the
+devnet, packed into a sector by AcquireDeals, fetched by the worker, sealed with the right CommD,
+and activated at ProveCommit. Bad imports are refused without side effects; an aborted sector
+gives its deals back to the next one."""
+
+import json
+import sys
+import time
+
+import pytest
+
+from appliance.manager.service import ManagerService, init_home
+from appliance.proofs.cid import commd_to_cid
+from appliance.proofs.commitment import comm_d_from_pieces, commp_file
+from appliance.rpc.auth import issue_token, load_or_create_secret
+from appliance.rpc.client import RPCClient
+
+from .conftest import run_cli
+from .test_worker_e2e import WORKER, start
+
+MANAGER = """
+[RPC]
+Listen = "127.0.0.1:0"
+[Sealing]
+SealRandomnessLookback = 2
+InteractivePoRepConfidence = 1
+[Chain]
+BlockTime = "100ms"
+[[Common.PersistStores]]
+Name = "persist-1"
+Path = "persist-1"
+[[Common.PieceStores]]
+Name = "pieces-1"
+Path = "pieces"
+[[Miners]]
+Actor = 1000
+[Miners.Sector]
+MinNumber = 1
+MaxNumber = {max_number}
+EnableDeals = true
+SealingEpochs = 100
+[Miners.Commitment]
+Confidence = 1
+[Miners.Commitment.Pre.Batch]
+Threshold = 1
+CheckInterval = "100ms"
+[Miners.Commitment.Prove.Batch]
+Threshold = 1
+CheckInterval = "100ms"
+"""
+
+
+def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
+    home = tmp_path / "manager"
+    home.mkdir()
+    (home / "manager.toml").write_text(MANAGER.format(max_number=1))
+    (home / "persist-1").mkdir()
+    manager = start(["manager", "run", "--home", str(home)])
+    worker = None
+    try:
+        url = manager.stdout.readline().split()[-1]
+        cli = ["--api", url, "--home", str(home)]
+        big, small = tmp_path / "big.bin", tmp_path / "small.bin"
+        big.write_bytes(bytes(range(256)) + b"piece one" * 10)      # 346 bytes: a 512-byte piece
+        small.write_bytes(b"the second piece")                     # 16 bytes: a 128-byte piece
+        deals = [json.loads(run_cli("util", "piece", "import", str(f), "--miner", "1000", *cli, "--json", check=True).stdout)
+                 for f in (big, small)]
+        assert [d["PieceSize"] for d in deals] == [512, 128]
+
+        # bad imports change nothing
+        huge = tmp_path / "huge.bin"
+        huge.write_bytes(b"x" * 2100)
+        p = run_cli("util", "piece", "import", str(huge), "--miner", "1000", *cli)
+        assert p.returncode == 2 and "larger than any sector" in p.stderr
+        p = run_cli("util", "piece", "import", str(small), "--miner", "1000", "--start-epoch", "1", *cli)
+        assert p.returncode == 2 and "too soon" in p.stderr
+        admin = RPCClient(url, issue_token(load_or_create_secret(home / "secret"), "admin"))
+        unknown = commd_to_cid(bytes(31) + b"\x01")
+        with pytest.raises(Exception, match="in no piece store"):
+            admin.call("Venus.MarketImportDeal", 1000, unknown, None, None)
+        assert [d["DealID"] for d in admin.call("Venus.MarketDeals", 1000)] == [d["DealID"] for d in deals]
+
+        cfg = tmp_path / "worker.toml"
+        secret = load_or_create_secret(home / "secret")
+        cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"),
+                                     threads=f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n',
+                                     store=home / "persist-1", python=sys.executable).replace(
+            "[sealing]\n", "[sealing]\nenable_deals = true\n", 1))
+        worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
+        deadline = time.monotonic() + 180
+        while True:
+            listed = admin.call("Venus.ListSectors")
+            if listed and all(s["Finalized"] for s in listed):
+                break
+            assert worker.poll() is None, worker.stderr.read()
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.3)   # polling a live system; bounded by the deadline
+        assert listed[0]["LatestState"] == "Finished" and listed[0]["AbortReason"] is None
+        on_chain = admin.call("Venus.DevnetSectors", 1000)
+        chain_deals = admin.call("Venus.DevnetDeals", 1000)
+    finally:
+        for p in (worker, manager):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=30)
+    assert [s["deal_ids"] for s in on_chain] == [[d["DealID"] for d in deals]]
+    assert [(d["state"], d["sector"]) for d in chain_deals] == [("active", 1), ("active", 1)]
+    infos = [commp_file(f)[0] for f in (big, small)]
+    assert on_chain[0]["unsealed_cid"] == commd_to_cid(comm_d_from_pieces(infos, 2048))
+    assert not (tmp_path / "t0" / "data" / "pieces" / "s-t01000-1").exists()      # cleaned up after Finished
+
+
+def test_an_aborted_sector_gives_its_deals_back(tmp_path):
+    home = tmp_path / "manager"
+    init_home(home, MANAGER.format(max_number=10).replace('BlockTime = "100ms"', 'BlockTime = "0s"'))
+    svc = ManagerService(home)
+    try:
+        piece = tmp_path / "p.bin"
+        piece.write_bytes(b"a deal's payload")
+        info, payload = commp_file(piece)
+        cid = commd_to_cid(info.commitment)
+        with open(piece, "rb") as f:
+            svc.sealer.market.store_piece(cid, f, payload)
+        deal = svc.sealer.market.import_deal(1000, cid, None, None)
+        a = svc.sealer.allocate_sector({"AllowedMiners": None, "AllowedProofTypes": None})["ID"]
+        got = svc.sealer.acquire_deals(a, {"MaxDeals": None, "MinUsedSpace": None})
+        assert [d["ID"] for d in got] == [deal["DealID"]]
+        assert svc.sealer.acquire_deals(a, {"MaxDeals": None, "MinUsedSpace": None}) == got        # asked again: the same
+        b = svc.sealer.allocate_sector({"AllowedMiners": None, "AllowedProofTypes": None})["ID"]
+        assert svc.sealer.acquire_deals(b, {"MaxDeals": None, "MinUsedSpace": None}) is None        # taken
+        assert svc.sealer.acquire_deals(b, {"MaxDeals": None, "MinUsedSpace": 1024}) is None
+        svc.sealer.abort(a, "operator")
+        assert svc.sealer.acquire_deals(a, {"MaxDeals": None, "MinUsedSpace": None}) is None        # aborted: nothing
+        c = svc.sealer.allocate_sector({"AllowedMiners": None, "AllowedProofTypes": None})["ID"]
+        assert svc.sealer.acquire_deals(c, {"MaxDeals": None, "MinUsedSpace": 1024}) is None        # 128 < 1024 used
+        assert [d["ID"] for d in svc.sealer.acquire_deals(c, {"MaxDeals": 1, "MinUsedSpace": None})] == [deal["DealID"]]
+    finally:
+        svc.state.close()
+        svc.chain.close()
