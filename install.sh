@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
     --no-systemd) no_systemd=1 ;;
     --uninstall) uninstall=1 ;;
     --purge) purge=1 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -170,7 +170,8 @@ if [ "$uninstall" = 1 ]; then
   [ "$systemd" = 1 ] && systemctl daemon-reload
   if ls "$unit_dir"/damocles-*.service >/dev/null 2>&1; then
     say "kept       $bin (still used by $(cd "$unit_dir" && echo damocles-*.service))"
-  elif [ -f "$bin" ] && ! [ -L "$bin" ]; then rm -f "$bin"; say "removed    $bin"
+  elif [ -L "$bin" ]; then say "kept       $bin (a link, not installed by --role)"
+  elif [ -f "$bin" ]; then rm -f "$bin"; say "removed    $bin"
   else say "absent     $bin"
   fi
   if [ "$purge" = 1 ] && rmdir "$home" 2>/dev/null; then say "purged     $home"; fi

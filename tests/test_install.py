@@ -265,3 +265,40 @@ def test_the_installed_binary_runs_every_role_from_the_installed_configs(tmp_pat
             proc.terminate()
             proc.wait(timeout=60)
     assert all(proc.returncode == 0 for proc in procs), [proc.stderr.read()[-2000:] for proc in procs]
+
+
+MINIMAL_ROOT = r"""
+set -e
+root="$1"; bin="$2"
+mkdir -p "$root/lib/x86_64-linux-gnu" "$root/lib64" "$root/bin" "$root/tmp" "$root/var/tmp" "$root/dev/shm" "$root/proc"
+chmod 1777 "$root/tmp" "$root/var/tmp" "$root/dev/shm"
+for l in libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 librt.so.1 libutil.so.1 libz.so.1; do
+  cp -L "/lib/x86_64-linux-gnu/$l" "$root/lib/x86_64-linux-gnu/"
+done
+cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
+cp "$bin" "$root/bin/damocles"
+touch "$root/dev/null"
+mount --bind /dev/null "$root/dev/null"
+mount -t proc proc "$root/proc"
+chroot "$root" /bin/damocles --version --json
+chroot "$root" /bin/damocles util seal --size 2KiB --json
+chroot "$root" /bin/damocles bench pc1 --size 2KiB     # a spawned child re-enters the executable
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FROZEN.exists(), reason=f"{FROZEN} is not built (build/build.sh)")
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not Path("/lib64/ld-linux-x86-64.so.2").exists(),
+                    reason="needs root, unshare and an x86-64 glibc host to build a chroot")
+def test_the_binary_needs_nothing_but_glibc_and_zlib(tmp_path):
+    """README's claim: a host needs the glibc the binary was built against (and zlib, which every
+    Debian or Ubuntu has), nothing else: no Python, no libraries, no /usr at all."""
+    script = tmp_path / "minimal-root.sh"
+    script.write_text(MINIMAL_ROOT)
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", str(script), str(tmp_path / "root"),
+                        str(FROZEN)], capture_output=True, text=True, timeout=300)   # the mounts end with the namespace
+    if p.returncode != 0 and "unshare failed" in p.stderr:
+        pytest.skip(f"no mount namespace here: {p.stderr.strip()}")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert '"frozen": true' in p.stdout and '"verified": true' in p.stdout and "PC1 peak RSS" in p.stdout
+    assert not (tmp_path / "root/usr").exists()
