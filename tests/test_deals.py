@@ -83,7 +83,8 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
         cfg = tmp_path / "worker.toml"
         secret = load_or_create_secret(home / "secret")
         cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"),
-                                     threads=f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n',
+                                     threads=f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'
+                                             f'[[sealing_thread]]\nlocation = "{tmp_path / "t1"}"\nplan = "unseal"\n',
                                      store=home / "persist-1", python=sys.executable).replace(
             "[sealing]\n", "[sealing]\nenable_deals = true\n", 1))
         worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
@@ -98,6 +99,29 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
         assert listed[0]["LatestState"] == "Finished" and listed[0]["AbortReason"] is None
         on_chain = admin.call("Venus.DevnetSectors", 1000)
         chain_deals = admin.call("Venus.DevnetDeals", 1000)
+
+        # unseal: each piece back to a file, byte for byte; to a store; refusals and a failed write
+        for f, d in ((big, deals[0]), (small, deals[1])):
+            out = tmp_path / f"unsealed-{f.name}"
+            task = json.loads(run_cli("util", "sectors", "unseal", "1000-1", "--piece", d["PieceCID"], "--dest", f"file://{out}",
+                                      "--wait", "60", *cli, "--json", check=True).stdout)
+            assert task["State"] == "done" and out.read_bytes() == f.read_bytes()
+        task = json.loads(run_cli("util", "sectors", "unseal", "1000-1", "--piece", deals[1]["PieceCID"], "--dest",
+                                  "store://persist-1/unsealed/small", "--wait", "60", *cli, "--json", check=True).stdout)
+        assert task["State"] == "done" and (home / "persist-1" / "unsealed" / "small").read_bytes() == small.read_bytes()
+        p = run_cli("util", "sectors", "unseal", "1000-1", "--piece", deals[1]["PieceCID"], "--dest",
+                    f"file://{tmp_path}/no-such-dir/out", "--wait", "60", *cli)
+        assert p.returncode == 1 and "failed" in p.stdout and "cannot write" in p.stdout
+        assert not (tmp_path / "no-such-dir").exists()
+        for args, msg in (([unknown, "file:///tmp/x"], "is not in sector"), ([deals[0]["PieceCID"], "store://nope/x"],
+                          "no persist store named"), ([deals[0]["PieceCID"], "ftp://x"], "is not file:///path")):
+            p = run_cli("util", "sectors", "unseal", "1000-1", "--piece", args[0], "--dest", args[1], *cli)
+            assert p.returncode == 2 and msg in p.stderr, p.stderr
+        (home / "pieces" / deals[0]["PieceCID"]).unlink()            # a lost piece comes back from the sector
+        task = json.loads(run_cli("util", "sectors", "unseal", "1000-1", "--piece", deals[0]["PieceCID"], "--dest", "piecestore",
+                                  "--wait", "60", *cli, "--json", check=True).stdout)
+        assert task["State"] == "done" and (home / "pieces" / deals[0]["PieceCID"]).read_bytes() == big.read_bytes()
+        assert len(admin.call("Venus.UnsealTasks")) == 5       # the refused ones left nothing behind
     finally:
         for p in (worker, manager):
             if p is not None:

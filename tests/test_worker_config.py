@@ -90,7 +90,7 @@ def test_hot_config_is_applied_over_worker_toml_and_dropped_when_removed(tmp_pat
 
 @pytest.mark.parametrize("text,msg", [
     ('location = "/elsewhere"\n', "location cannot be changed here"),
-    ('plan = "unseal"\n', "'unseal' is not available in this version"),
+    ('plan = "snapup"\n', "'snapup' is not available in this version"),
     ('[sealing]\nmax_retries = -1\n', r"sealing.max_retries: -1 is not a non-negative integer"),
     ('[sealing\n', "is not valid TOML"),
 ])

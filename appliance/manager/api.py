@@ -121,10 +121,18 @@ def register_market(server: RPCServer, market, largest_sector: int) -> None:
         req.close_connection = True      # the body may not have been read
 
     server.route("GET", "/piecestore/", "write", get_piece)
-    server.route("PUT", "/piecestore/", "admin", put_piece)
+    server.route("PUT", "/piecestore/", "write", put_piece)      # the CommP is checked; unseal threads upload too
     server.register("Venus.MarketImportDeal", market.import_deal, "admin",
                     [("miner", u64), ("pieceCid", string), ("startEpoch", optional(i64)), ("duration", optional(u64))])
     server.register("Venus.MarketDeals", market.deals, "read", [("miner", optional(u64))])
+
+
+def register_unseal(server: RPCServer, unsealer) -> None:
+    server.register("Venus.UnsealPiece", unsealer.request, "admin", [("sid", sector_id), ("pieceCid", string), ("dest", string)])
+    server.register("Venus.UnsealTasks", unsealer.tasks, "read", [])
+    server.register("Venus.AllocateUnsealSector", unsealer.allocate, "write", [("spec", allocate_spec), ("workerName", string)])
+    server.register("Venus.AchieveUnsealSector", unsealer.achieve, "write",
+                    [("sid", sector_id), ("pieceCid", string), ("errInfo", string)])
 
 
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:

@@ -76,6 +76,16 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     p.add_argument("--forced", action="store_true")
     _common(p)
     p.set_defaults(func=lambda a: _show(a, {"restored": _client(a).call("Venus.RestoreSector", a.sector, a.forced) is None}))
+    p = sectors.add_parser("unseal", help="unseal a piece of a sealed sector to a destination (an unseal thread does it)")
+    p.add_argument("sector", type=_sid)
+    p.add_argument("--piece", required=True, help="the piece CID")
+    p.add_argument("--dest", required=True, help="file:///abs/path (on the worker), store://NAME/path, or piecestore")
+    p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the task to finish")
+    _common(p)
+    p.set_defaults(func=cmd_sectors_unseal)
+    p = sectors.add_parser("unseal-tasks", help="unseal tasks and their state")
+    _common(p)
+    p.set_defaults(func=lambda a: _show(a, {"tasks": _client(a).call("Venus.UnsealTasks")}))
 
     p = util.add_parser("workers", help="workers that pinged the manager").add_subparsers(dest="workers_cmd", metavar="CMD")
     p.required = True
@@ -129,6 +139,20 @@ def cmd_sectors_list(args) -> int:
           "yes" if r["Finalized"] else "no", r["AbortReason"] or ""] for r in rows],
         ["SECTOR", "STATE", "WORKER", "FINALIZED", "ABORT REASON"]))
     return 0
+
+
+def cmd_sectors_unseal(args) -> int:
+    import time
+    client = _client(args)
+    task = client.call("Venus.UnsealPiece", args.sector, args.piece, args.dest)
+    deadline = time.monotonic() + args.wait
+    while task["State"] in ("pending", "allocated") and time.monotonic() < deadline:
+        time.sleep(0.5)   # polling the manager for the worker's outcome; bounded by --wait
+        task = next(t for t in client.call("Venus.UnsealTasks") if t["ID"] == task["ID"])
+    emit(task, args.json, [f"unseal task {task['ID']}: {task['PieceCid']} of s-t0{task['Sector']['Miner']}-"
+                           f"{task['Sector']['Number']} to {task['Dest']}: {task['State']}"
+                           + (f" ({task['ErrorInfo']})" if task["ErrorInfo"] else "")])
+    return 1 if task["State"] == "failed" else 0
 
 
 def cmd_workers_list(args) -> int:

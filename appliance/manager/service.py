@@ -21,6 +21,7 @@ from .poster import Poster
 from .proving import Proving
 from .sealer import Sealer
 from .state import ManagerState
+from .unseal import Unsealer
 from .wdpost_jobs import WdPoStJobs
 
 log = logging.getLogger("damocles.manager")
@@ -118,6 +119,8 @@ class ManagerService:
         api.register(self.rpc, self.sealer, self.chain)
         api.register_market(self.rpc, self.sealer.market,
                             max((seal_proof(m.seal_proof).size.bytes for m in self.config.miners), default=2048))
+        self.unsealer = Unsealer(self.config, self.state, self.chain, self.sealer.market, self.sealer)
+        api.register_unseal(self.rpc, self.unsealer)
         api.register_wdpost(self.rpc, self.jobs)
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
         self._stop = threading.Event()

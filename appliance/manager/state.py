@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS post_rounds (miner INTEGER NOT NULL, period_start INT
 CREATE TABLE IF NOT EXISTS deals (id INTEGER PRIMARY KEY, miner INTEGER NOT NULL, piece_cid TEXT NOT NULL,
     piece_size INTEGER NOT NULL, payload_size INTEGER NOT NULL, start_epoch INTEGER NOT NULL, end_epoch INTEGER NOT NULL,
     store TEXT NOT NULL, sector INTEGER);
+CREATE TABLE IF NOT EXISTS unseal_tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, miner INTEGER NOT NULL, number INTEGER NOT NULL,
+    piece_cid TEXT NOT NULL, dest TEXT NOT NULL, state TEXT NOT NULL, worker TEXT, error TEXT, created REAL NOT NULL,
+    updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS reservations (miner INTEGER NOT NULL, number INTEGER NOT NULL, store TEXT NOT NULL,
     size INTEGER NOT NULL, PRIMARY KEY (miner, number));
 """

@@ -15,9 +15,10 @@ from .pc1 import generate_labels, replica_id
 
 
 def unseal_range(proof: SealProofType, sector: SectorID, ticket: bytes, comm_d: bytes, sealed: Path,
-                 offset: int, length: int, parent_cache_dir=None) -> bytes:
+                 offset: int, length: int, parent_cache_dir=None, scratch_dir=None) -> bytes:
     """Original piece bytes [offset, offset+length) in unpadded sector coordinates; offset and
-    length must be multiples of 127 (whole fr32 quads)."""
+    length must be multiples of 127 (whole fr32 quads). The key's layers are written under
+    `scratch_dir` (default: the system's temporary directory) and removed."""
     size = proof.size
     if offset % 127 or length % 127 or length <= 0 or offset < 0 or offset + length > size.unpadded_bytes:
         raise ProofError(f"unseal range {offset}+{length} is not a whole number of 127-byte quads inside "
@@ -26,7 +27,7 @@ def unseal_range(proof: SealProofType, sector: SectorID, ticket: bytes, comm_d: 
     if len(replica) != size.bytes:
         raise ProofError(f"sealed file {sealed} has {len(replica)} bytes, expected {size.bytes}")
     rid = replica_id(sector, ticket, comm_d, proof)
-    with tempfile.TemporaryDirectory(prefix="damocles-unseal-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="damocles-unseal-", dir=scratch_dir) as tmp:
         key = generate_labels(proof, rid, tmp, parent_cache_dir)
     start, stop = offset // 127 * 4, (offset + length) // 127 * 4
     out = []

@@ -18,6 +18,7 @@ from .config import AttachedStore, SealingConfig, WorkerConfig
 from .journal import JournalError, LocationLock
 from .processors import Processors, TaskLog, TaskRecord
 from .thread import SealingThread
+from .unseal import UnsealThread
 from .wdpost import WdPostThread
 
 log = logging.getLogger("damocles.worker")
@@ -128,7 +129,11 @@ class WorkerService:
         pc2_procs = max((len(p.cpuset) if p.cpuset else 1) for p in pc2) if pc2 else 1
         self.threads = []
         for i, t in enumerate(config.threads):
-            if t.plan == "wdpost":
+            if t.plan == "unseal":
+                self.threads.append(UnsealThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached,
+                                                                  parent_cache, config.name, limits, self.processors,
+                                                                  pc2_procs, self.tasklog, config.local_pieces_dirs), t))
+            elif t.plan == "wdpost":
                 self.threads.append(WdPostThread(i, config.name, config.manager_url, config.manager_token, config.attached,
                                                  t.sealing, self.processors.pools.get("window_post")))
             else:

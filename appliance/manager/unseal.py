@@ -1,0 +1,100 @@
+"""Unseal tasks (Damocles' unseal plan, manager side): an operator asks for a piece of a sealed
+sector to be unsealed to a destination (`damocles util sectors unseal`); a worker thread with
+`plan = "unseal"` takes the task (AllocateUnsealSector), regenerates the key, decodes the piece,
+checks its CommP, writes it to the destination and reports (AchieveUnsealSector).
+
+Destinations: `file:///abs/path` (on the worker's machine), `store://<store name>/<relative
+path>` (a persist store the worker has attached), or `piecestore` (back into the manager's piece
+store). The manager refuses a request it can see is wrong (unknown sector or piece, a store it
+does not know or that is read-only, a relative file path); what only the worker can see (a path
+it cannot write) fails the task with the worker's error, and nothing is left behind."""
+
+from __future__ import annotations
+
+import time
+
+from ..proofs.cid import cid_to_commitment
+from ..proofs.commitment import PieceInfo, piece_offsets
+from ..rpc import INVALID_PARAMS, RPCError
+
+
+class Unsealer:
+    def __init__(self, config, state, chain, market, sealer, now=time.time):
+        self.config, self.state, self.chain, self.market, self.sealer, self._now = config, state, chain, market, sealer, now
+
+    def _dest(self, dest: str) -> str:
+        if dest == "piecestore":
+            return dest
+        if dest.startswith("file://"):
+            if not dest[len("file://"):].startswith("/"):
+                raise RPCError(INVALID_PARAMS, f"dest: {dest!r} must be an absolute path, file:///dir/name")
+            return dest
+        if dest.startswith("store://"):
+            name, _, rel = dest[len("store://"):].partition("/")
+            store = next((s for s in self.config.persist_stores if s.name == name), None)
+            if store is None:
+                raise RPCError(INVALID_PARAMS, f"dest: no persist store named {name!r}")
+            if store.read_only:
+                raise RPCError(INVALID_PARAMS, f"dest: persist store {name!r} is read-only")
+            if not rel or rel.startswith("/") or ".." in rel.split("/"):
+                raise RPCError(INVALID_PARAMS, f"dest: {dest!r} needs a relative path inside the store, store://{name}/dir/file")
+            return dest
+        raise RPCError(INVALID_PARAMS, f"dest: {dest!r} is not file:///path, store://name/path or piecestore")
+
+    def request(self, sid: dict, piece_cid: str, dest: str) -> dict:
+        """Queue an unseal of `piece_cid` from sector `sid` to `dest`."""
+        miner, number = sid["Miner"], sid["Number"]
+        if self.chain.sector(miner, number) is None:
+            raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is not a proven sector on chain")
+        if piece_cid not in [d["PieceCID"] for d in self.market.deals(miner) if d["Sector"] == number]:
+            raise RPCError(INVALID_PARAMS, f"piece {piece_cid} is not in sector {miner}-{number}")
+        dest = self._dest(dest)
+        now = self._now()
+        with self.state.tx() as db:
+            task_id = db.execute("INSERT INTO unseal_tasks (miner, number, piece_cid, dest, state, created, updated) "
+                                 "VALUES (?, ?, ?, ?, 'pending', ?, ?)", (miner, number, piece_cid, dest, now, now)).lastrowid
+        return self.task(task_id)
+
+    def task(self, task_id: int) -> dict:
+        r = self.state._db.execute("SELECT id, miner, number, piece_cid, dest, state, worker, error FROM unseal_tasks WHERE id = ?",
+                                   (task_id,)).fetchone()
+        if r is None:
+            raise RPCError(INVALID_PARAMS, f"no unseal task {task_id}")
+        return {"ID": r[0], "Sector": {"Miner": r[1], "Number": r[2]}, "PieceCid": r[3], "Dest": r[4], "State": r[5],
+                "Worker": r[6], "ErrorInfo": r[7] or ""}
+
+    def tasks(self) -> list[dict]:
+        return [self.task(r[0]) for r in self.state._db.execute("SELECT id FROM unseal_tasks ORDER BY id")]
+
+    def allocate(self, spec: dict, worker: str) -> dict | None:
+        """Damocles' AllocateUnsealSector: the oldest pending task, in SectorUnsealInfo's shape.
+        A task a worker took and did not finish is handed to it again (it restarted)."""
+        miners = spec.get("AllowedMiners")
+        rows = self.state._db.execute("SELECT id, miner, number, piece_cid, dest, state, worker FROM unseal_tasks "
+                                      "WHERE state = 'pending' OR (state = 'allocated' AND worker = ?) ORDER BY id", (worker,)).fetchall()
+        for task_id, miner, number, cid, dest, state, _ in rows:
+            if miners and miner not in miners:
+                continue
+            rec = self.state.sector(miner, number) or {}
+            deals = [d for d in self.market.deals(miner) if d["Sector"] == number]
+            offsets = piece_offsets([PieceInfo(d["PieceSize"], cid_to_commitment(d["PieceCID"])[1]) for d in deals],
+                                    self.chain.miner_info(miner).sector_size)
+            deal, offset = next((d, o) for d, o in zip(deals, offsets) if d["PieceCID"] == cid)
+            where = self.sealer.sector_indexer_find("normal", {"Miner": miner, "Number": number})
+            with self.state.tx() as db:
+                db.execute("UPDATE unseal_tasks SET state = 'allocated', worker = ?, updated = ? WHERE id = ?", (worker, self._now(), task_id))
+            return {"Sector": {"ID": {"Miner": miner, "Number": number}, "ProofType": rec.get("proof")},
+                    "PieceCid": {"/": cid}, "Offset": offset, "Size": deal["PieceSize"], "PayloadSize": deal["PayloadSize"],
+                    "PrivateInfo": {"AccessInstance": where["Instance"]["Name"] if where["Found"] else ""},
+                    "Ticket": rec.get("ticket"), "CommD": list(bytes.fromhex(rec["pre"]["CommD"])) if rec.get("pre") else None,
+                    "Dest": [dest], "State": "allocated", "ErrorInfo": ""}
+        return None
+
+    def achieve(self, sid: dict, piece_cid: str, error: str) -> None:
+        """Damocles' AchieveUnsealSector: the worker's outcome (an empty error is success)."""
+        with self.state.tx() as db:
+            cur = db.execute("UPDATE unseal_tasks SET state = ?, error = ?, updated = ? WHERE miner = ? AND number = ? "
+                             "AND piece_cid = ? AND state = 'allocated'",
+                             ("failed" if error else "done", error or None, self._now(), sid["Miner"], sid["Number"], piece_cid))
+            if cur.rowcount == 0:
+                raise RPCError(INVALID_PARAMS, f"no unseal task of {piece_cid} from sector {sid['Miner']}-{sid['Number']} is running")
