@@ -135,6 +135,13 @@ def register_unseal(server: RPCServer, unsealer) -> None:
                     [("sid", sector_id), ("pieceCid", string), ("errInfo", string)])
 
 
+def register_rebuild(server: RPCServer, rebuilder) -> None:
+    server.register("Venus.SectorSetForRebuild", rebuilder.request, "admin", [("sid", sector_id)])
+    server.register("Venus.RebuildTasks", rebuilder.tasks, "read", [])
+    server.register("Venus.AllocateRebuildSector", rebuilder.allocate, "write", [("spec", allocate_spec), ("workerName", string)])
+    server.register("Venus.RebuildDone", rebuilder.done, "write", [("sid", sector_id), ("errInfo", string)])
+
+
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     w = "write"
     server.register("Venus.AllocateSector", sealer.allocate_sector, w, [("spec", allocate_spec)])

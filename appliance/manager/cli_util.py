@@ -83,6 +83,14 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the task to finish")
     _common(p)
     p.set_defaults(func=cmd_sectors_unseal)
+    p = sectors.add_parser("rebuild", help="rebuild a sector whose persisted files are lost (a rebuild thread does it)")
+    p.add_argument("sector", type=_sid)
+    p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the rebuild to finish")
+    _common(p)
+    p.set_defaults(func=cmd_sectors_rebuild)
+    p = sectors.add_parser("rebuild-tasks", help="rebuild tasks and their state")
+    _common(p)
+    p.set_defaults(func=lambda a: _show(a, {"tasks": _client(a).call("Venus.RebuildTasks")}))
     p = sectors.add_parser("unseal-tasks", help="unseal tasks and their state")
     _common(p)
     p.set_defaults(func=lambda a: _show(a, {"tasks": _client(a).call("Venus.UnsealTasks")}))
@@ -152,6 +160,19 @@ def cmd_sectors_unseal(args) -> int:
     emit(task, args.json, [f"unseal task {task['ID']}: {task['PieceCid']} of s-t0{task['Sector']['Miner']}-"
                            f"{task['Sector']['Number']} to {task['Dest']}: {task['State']}"
                            + (f" ({task['ErrorInfo']})" if task["ErrorInfo"] else "")])
+    return 1 if task["State"] == "failed" else 0
+
+
+def cmd_sectors_rebuild(args) -> int:
+    import time
+    client = _client(args)
+    task = client.call("Venus.SectorSetForRebuild", args.sector)
+    deadline = time.monotonic() + args.wait
+    while task["State"] in ("pending", "allocated") and time.monotonic() < deadline:
+        time.sleep(0.5)   # polling the manager for the worker's outcome; bounded by --wait
+        task = next(t for t in client.call("Venus.RebuildTasks") if t["ID"] == task["ID"])
+    emit(task, args.json, [f"rebuild task {task['ID']} of s-t0{task['Sector']['Miner']}-{task['Sector']['Number']} "
+                           f"({task['Reason']}): {task['State']}" + (f" ({task['ErrorInfo']})" if task["ErrorInfo"] else "")])
     return 1 if task["State"] == "failed" else 0
 
 

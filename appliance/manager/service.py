@@ -19,6 +19,7 @@ from .commitment import Committer
 from .config import ManagerConfig, load_config
 from .poster import Poster
 from .proving import Proving
+from .rebuild import Rebuilder
 from .sealer import Sealer
 from .state import ManagerState
 from .unseal import Unsealer
@@ -121,6 +122,7 @@ class ManagerService:
                             max((seal_proof(m.seal_proof).size.bytes for m in self.config.miners), default=2048))
         self.unsealer = Unsealer(self.config, self.state, self.chain, self.sealer.market, self.sealer)
         api.register_unseal(self.rpc, self.unsealer)
+        api.register_rebuild(self.rpc, Rebuilder(self.state, self.chain, self.sealer.market, self.poster))
         api.register_wdpost(self.rpc, self.jobs)
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
         self._stop = threading.Event()

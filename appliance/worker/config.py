@@ -19,7 +19,7 @@ STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "synth_proof", "c1", "c2", "snap
 PROCESSOR_STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "c2", "snap_encode", "snap_prove", "transfer", "unseal",
                     "window_post", "sealing_daemons")
 PLANS = ("sealer", "snapup", "rebuild", "unseal", "wdpost")
-RUNNABLE_PLANS = ("sealer", "wdpost", "unseal")   # the plans this version's sealing threads can run
+RUNNABLE_PLANS = ("sealer", "wdpost", "unseal", "rebuild")   # the plans this version's sealing threads can run
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .config import AttachedStore, SealingConfig, WorkerConfig
 from .journal import JournalError, LocationLock
 from .processors import Processors, TaskLog, TaskRecord
 from .thread import SealingThread
+from .rebuild import RebuildThread
 from .unseal import UnsealThread
 from .wdpost import WdPostThread
 
@@ -129,8 +130,9 @@ class WorkerService:
         pc2_procs = max((len(p.cpuset) if p.cpuset else 1) for p in pc2) if pc2 else 1
         self.threads = []
         for i, t in enumerate(config.threads):
-            if t.plan == "unseal":
-                self.threads.append(UnsealThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached,
+            if t.plan in ("unseal", "rebuild"):
+                cls = UnsealThread if t.plan == "unseal" else RebuildThread
+                self.threads.append(cls(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached,
                                                                   parent_cache, config.name, limits, self.processors,
                                                                   pc2_procs, self.tasklog, config.local_pieces_dirs), t))
             elif t.plan == "wdpost":

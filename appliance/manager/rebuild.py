@@ -1,0 +1,79 @@
+"""Rebuild tasks (Damocles' rebuild plan, manager side): a sector whose persisted files are lost
+is marked for rebuild (`damocles util sectors rebuild ID`); a worker thread with
+`plan = "rebuild"` takes it (AllocateRebuildSector: the ticket and the deals recorded at sealing
+time, and the CommR on chain), seals it again, checks that the CommR matches the chain's before
+persisting, persists it (SubmitPersistedEx) and reports (RebuildDone).
+
+Refused without side effects: a sector that is not proven on chain, and a sector that is not
+lost (its files pass the poster's pre-check)."""
+
+from __future__ import annotations
+
+import time
+
+from ..proofs.cid import cid_to_commitment
+from ..rpc import INVALID_PARAMS, RPCError
+
+
+class Rebuilder:
+    def __init__(self, state, chain, market, poster, now=time.time):
+        self.state, self.chain, self.market, self.poster, self._now = state, chain, market, poster, now
+
+    def request(self, sid: dict) -> dict:
+        miner, number = sid["Miner"], sid["Number"]
+        on_chain = self.chain.sector(miner, number)
+        rec = self.state.sector(miner, number)
+        if on_chain is None or rec is None or "ticket" not in rec:
+            raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is not a sector this manager sealed and proved on chain")
+        bad = self.poster.check(miner, self.poster.targets(miner, [number]))
+        if number not in bad:
+            raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is not lost: its files pass the proving check")
+        now = self._now()
+        with self.state.tx() as db:
+            if db.execute("SELECT 1 FROM rebuild_tasks WHERE miner = ? AND number = ? AND state IN ('pending', 'allocated')",
+                          (miner, number)).fetchone():
+                raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is already being rebuilt")
+            task_id = db.execute("INSERT INTO rebuild_tasks (miner, number, state, reason, created, updated) "
+                                 "VALUES (?, ?, 'pending', ?, ?, ?)", (miner, number, bad[number], now, now)).lastrowid
+        return self.task(task_id)
+
+    def task(self, task_id: int) -> dict:
+        r = self.state._db.execute("SELECT id, miner, number, state, worker, reason, error FROM rebuild_tasks WHERE id = ?",
+                                   (task_id,)).fetchone()
+        if r is None:
+            raise RPCError(INVALID_PARAMS, f"no rebuild task {task_id}")
+        return {"ID": r[0], "Sector": {"Miner": r[1], "Number": r[2]}, "State": r[3], "Worker": r[4] or "",
+                "Reason": r[5] or "", "ErrorInfo": r[6] or ""}
+
+    def tasks(self) -> list[dict]:
+        return [self.task(r[0]) for r in self.state._db.execute("SELECT id FROM rebuild_tasks ORDER BY id")]
+
+    def allocate(self, spec: dict, worker: str) -> dict | None:
+        """Damocles' AllocateRebuildSector, in SectorRebuildInfo's shape (plus the CommR to
+        match). A task a worker took and did not finish is handed to it again."""
+        miners = spec.get("AllowedMiners")
+        rows = self.state._db.execute("SELECT id, miner, number FROM rebuild_tasks WHERE state = 'pending' OR "
+                                      "(state = 'allocated' AND worker = ?) ORDER BY id", (worker,)).fetchall()
+        for task_id, miner, number in rows:
+            if miners and miner not in miners:
+                continue
+            rec = self.state.sector(miner, number)
+            with self.state.tx() as db:
+                db.execute("UPDATE rebuild_tasks SET state = 'allocated', worker = ?, updated = ? WHERE id = ?",
+                           (worker, self._now(), task_id))
+            deals = [self.market._deal_info(d) for d in self.market.deals(miner) if d["Sector"] == number]
+            return {"Sector": {"ID": {"Miner": miner, "Number": number}, "ProofType": rec["proof"]}, "Ticket": rec["ticket"],
+                    "Pieces": deals or None, "IsSnapUp": False, "UpgradePublic": None,
+                    "CommR": list(cid_to_commitment(self.chain.sector(miner, number).sealed_cid)[1])}
+        return None
+
+    def done(self, sid: dict, error: str) -> None:
+        with self.state.tx() as db:
+            cur = db.execute("UPDATE rebuild_tasks SET state = ?, error = ?, updated = ? WHERE miner = ? AND number = ? "
+                             "AND state = 'allocated'", ("failed" if error else "done", error or None, self._now(),
+                                                         sid["Miner"], sid["Number"]))
+            if cur.rowcount == 0:
+                raise RPCError(INVALID_PARAMS, f"no rebuild of sector {sid['Miner']}-{sid['Number']} is running")
+        if not error:      # persisted again (SubmitPersistedEx): the sector is what it was, Finished
+            self.state.update(sid["Miner"], sid["Number"], state="Finished")
+            self.state.release(sid["Miner"], sid["Number"])

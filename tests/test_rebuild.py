@@ -1,0 +1,75 @@
+"""Rebuild end to end on a hand-moved devnet: a worker seals a sector; its persisted sealed file
+is deleted; `damocles util sectors rebuild` hands it to the worker's rebuild thread, which seals
+it again from the recorded ticket, checks the CommR against the chain and persists it; the
+proving check passes again and the manager's WindowPoSt for its deadline lands. A sector that
+does not exist, or is not lost, is refused."""
+
+import json
+import sys
+
+from appliance.rpc.auth import issue_token, load_or_create_secret
+from appliance.rpc.client import RPCClient
+
+from .conftest import run_cli
+from .test_post_e2e import MANAGER, until
+from .test_worker_e2e import WORKER, start
+
+
+def test_a_lost_sector_is_rebuilt_and_proven_again(tmp_path):
+    home = tmp_path / "manager"
+    home.mkdir()
+    (home / "manager.toml").write_text(MANAGER.replace("MaxNumber = 4", "MaxNumber = 1"))
+    (home / "persist-1").mkdir()
+    manager = start(["manager", "run", "--home", str(home)])
+    worker = None
+    try:
+        url = manager.stdout.readline().split()[-1]
+        secret = load_or_create_secret(home / "secret")
+        admin = RPCClient(url, issue_token(secret, "admin"))
+        threads = (f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'
+                   f'[[sealing_thread]]\nlocation = "{tmp_path / "t1"}"\nplan = "rebuild"\n')
+        (tmp_path / "worker.toml").write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads,
+                                                            store=home / "persist-1", python=sys.executable))
+        worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
+
+        def sealed():
+            listed = admin.call("Venus.ListSectors")
+            if listed and all(s["Finalized"] for s in listed):
+                return listed
+            admin.call("Venus.DevnetAdvance", 1)
+            return None
+        assert until("the sector sealed", sealed, timeout=180, procs=[manager, worker])[0]["LatestState"] == "Finished"
+        cli = ["--api", url, "--home", str(home)]
+        p = run_cli("util", "sectors", "rebuild", "1000-99", *cli)
+        assert p.returncode == 2 and "is not a sector this manager sealed" in p.stderr
+        p = run_cli("util", "sectors", "rebuild", "1000-1", *cli)
+        assert p.returncode == 2 and "is not lost" in p.stderr
+        original = (home / "persist-1" / "sealed" / "s-t01000-1").read_bytes()
+        (home / "persist-1" / "sealed" / "s-t01000-1").unlink()
+        assert run_cli("util", "proving", "check", *cli).returncode == 1
+        task = json.loads(run_cli("util", "sectors", "rebuild", "1000-1", "--wait", "120", *cli, "--json", check=True).stdout)
+        assert task["State"] == "done" and "missing" in task["Reason"], task
+        assert (home / "persist-1" / "sealed" / "s-t01000-1").read_bytes() == original
+        assert run_cli("util", "proving", "check", *cli).returncode == 0
+        assert admin.call("Venus.FindSector", {"Miner": 1000, "Number": 1})["LatestState"] == "Finished"
+
+        # the manager proves it in its next deadline
+        info = admin.call("Venus.ProvingInfo", 1000)
+        d = next(x["Index"] for x in admin.call("Venus.ProvingDeadlines", 1000) if x["Sectors"])
+        open_ = info["PeriodStart"] + d * 60
+        open_ = open_ if open_ - 18 > info["CurrentEpoch"] else open_ + 2880
+        admin.call("Venus.DevnetAdvance", open_ - 18 - admin.call("Venus.DevnetHead")["Epoch"])
+
+        def landed(state=("landed",)):
+            rounds = admin.call("Venus.ProvingDeadline", 1000, d)["Rounds"]
+            r = next((r for r in rounds if r["PeriodStart"] == open_ - d * 60), {})
+            if r.get("state") in ("proved", "submitted"):
+                admin.call("Venus.DevnetAdvance", 1)
+            return r if r.get("state") in state + ("failed",) else None
+        assert until("the WindowPoSt to land", landed, procs=[manager])["state"] == "landed"
+        assert admin.call("Venus.ProvingInfo", 1000)["Power"]["active_sectors"] == 1
+    finally:
+        for p in (worker, manager):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=30)
