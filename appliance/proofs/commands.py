@@ -1,6 +1,6 @@
 """`damocles util commp|seal|post|parent-cache|verify|unseal`: the proof engine by hand, like
-lotus-bench's simple commands. Each prints text, or one JSON document with --json
-(keys documented in docs/cli.md)."""
+lotus-bench's simple commands (`snap-*` are registered from snap_commands.py). Each prints
+text, or one JSON document with --json (keys documented in docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .commitment import commp_file
 from .graph import cache_id, write_parent_cache
 from .post import PrivateSector, PublicSector, decode_post, encode_post, generate_window_post, verify_post
 from .seal import find_sectors, full_check, read_sector_meta, seal_sector
+from .snap_commands import add_parsers as add_snap_parsers
 from .unseal import unseal_range
 
 DEFAULT_TICKET = bytes(32)         # lotus-bench's published 2KiB example used a zero ticket
@@ -86,6 +87,8 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     p.add_argument("--parent-cache", type=Path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_unseal)
+
+    add_snap_parsers(util)   # snap-encode|snap-prove|snap-verify|snap-decode
 
 
 def cmd_commp(args) -> int:
