@@ -1,4 +1,4 @@
-"""`damocles worker run -c worker.toml`."""
+"""`damocles worker run -c worker.toml`, `worker check`, and the worker's control commands."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ def add_parsers(worker: argparse._SubParsersAction) -> None:
     p.add_argument("--parent-cache", type=Path, help="SDR parent cache directory (default as rust-fil-proofs)")
     p.set_defaults(func=cmd_run)
     add_control_parsers(worker)
+    from ..hw.commands import add_check_arguments
+    p = worker.add_parser("check", help="check a worker.toml (or post.toml) against this machine (exit 1 on errors)")
+    add_check_arguments(p)
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args) -> int:
+    from ..hw.commands import cmd_worker_check
+    return cmd_worker_check(args)
 
 
 def add_control_parsers(worker: argparse._SubParsersAction) -> None:

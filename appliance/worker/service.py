@@ -99,6 +99,7 @@ class WorkerService:
             raise ValueError("worker.toml has no [[sealing_thread]]")
         if not config.attached:
             raise ValueError("worker.toml has no [[attached]] persist store")
+        self._check_machine(config)
         self.rpc = RPCClient(config.manager_url, config.manager_token)
         for a in config.attached:
             if not a.location.is_dir():
@@ -144,6 +145,25 @@ class WorkerService:
                                                                    pc2_procs, self.tasklog, config.local_pieces_dirs), t))
         self._stop = threading.Event()
         self._runners: list[threading.Thread] = []
+
+    @staticmethod
+    def _check_machine(config: WorkerConfig) -> None:
+        """`damocles worker check` before anything starts: errors stop the worker, warnings are
+        logged (DAMOCLES_SKIP_HW_CHECK=1 skips it)."""
+        from ..hw.check import check_at_start
+        try:
+            report = check_at_start(config)
+        except Exception as exc:       # noqa: BLE001 - reading the machine must not stop a worker that would run
+            log.warning("machine check skipped: the machine could not be read: %s", exc)
+            return
+        if report is None:
+            return
+        for f in report.warnings:
+            if f.where != "worker.toml":      # the config's own warnings are logged above
+                log.warning("machine check: %s", f)
+        if report.errors:
+            raise ValueError("worker.toml does not fit this machine (`damocles worker check -c <file>` shows the same):\n"
+                             + "\n".join(f"  {f}" for f in report.errors))
 
     def start(self) -> None:
         from .rpc import build_server, reachable_host
