@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_parsers as add_bench
     from .hw.commands import add_parsers as add_hw
     from .manager.cli_market import add_parsers as add_market
+    from .manager.cli_market import add_snap_parsers as add_snap
     from .manager.cli_proving import add_parsers as add_proving
     from .manager.cli_util import add_parsers as add_manager_util
     from .manager.commands import add_parsers as add_manager
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_manager_util(util)
     add_proving(util)
     add_market(util)
+    add_snap(util)
     add_bench(group("bench", "benchmarks to run on your own hardware", "BENCH"))
     add_hw(sub)
     return parser

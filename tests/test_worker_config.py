@@ -52,7 +52,6 @@ def test_unknown_keys_are_warned():
     ({**BASE, "sealing_thread": [{"location": "/tmp/x"}, {"location": "/tmp/x"}]}, "used by another sealing thread"),
     ({**BASE, "sealing_thread": [{"plan": "sealer"}]}, "location is required"),
     ({**BASE, "sealing_thread": [{"location": "/tmp/x", "plan": "bake"}]}, "'bake' is not one of"),
-    ({**BASE, "sealing_thread": [{"location": "/tmp/x", "plan": "snapup"}]}, "'snapup' is not available in this version"),
     ({**BASE, "sealing": {"recover_interval": "soon"}}, r"\[sealing\].recover_interval: invalid duration"),
     ({**BASE, "sealing": {"allowed_sizes": ["3KiB"]}}, "unknown sector size"),
 ])
@@ -90,7 +89,7 @@ def test_hot_config_is_applied_over_worker_toml_and_dropped_when_removed(tmp_pat
 
 @pytest.mark.parametrize("text,msg", [
     ('location = "/elsewhere"\n', "location cannot be changed here"),
-    ('plan = "snapup"\n', "'snapup' is not available in this version"),
+    ('plan = "snapup"\n', "differs from the thread's plan 'sealer'"),
     ('[sealing]\nmax_retries = -1\n', r"sealing.max_retries: -1 is not a non-negative integer"),
     ('[sealing\n', "is not valid TOML"),
 ])

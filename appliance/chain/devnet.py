@@ -28,12 +28,13 @@ from . import deadlines as dl
 from . import market, proving, winning
 from .interface import Chain
 from .miner_actor import METHODS as SEALING_METHODS
+from .snap_actor import METHODS as SNAP_METHODS
 from .policy import ChainPolicy
 from .randomness import DST, blake2b256, draw, miner_entropy
 from .types import (ActorError, ChainError, DeadlineInfo, ExitCode, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain,
                     Receipt, SectorOnChain)
 
-METHODS = {**SEALING_METHODS, **proving.METHODS}
+METHODS = {**SEALING_METHODS, **proving.METHODS, **SNAP_METHODS}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -75,6 +75,7 @@ class SectorOnChain:
     activation: int
     expiration: int
     deal_ids: list[int] = field(default_factory=list)
+    sector_key_cid: str | None = None     # after a replica update (SnapDeals): the CC replica's sealed CID
 
 
 # ------------------------------------------------------------------------------ proving

@@ -142,6 +142,17 @@ def register_rebuild(server: RPCServer, rebuilder) -> None:
     server.register("Venus.RebuildDone", rebuilder.done, "write", [("sid", sector_id), ("errInfo", string)])
 
 
+snap_submit = struct({"CommR": bytes32, "Proof": string, "AccessInstance": string})
+
+
+def register_snapup(server: RPCServer, snap) -> None:
+    server.register("Venus.SnapUpFetch", snap.fetch, "admin", [("miner", u64), ("deadline", optional(u64))])
+    server.register("Venus.SnapUpCandidates", snap.candidates, "read", [("miner", optional(u64))])
+    server.register("Venus.AllocateSanpUpSector", snap.allocate, "write", [("spec", allocate_spec), ("workerName", string)])
+    server.register("Venus.SubmitSnapUpProof", snap.submit, "write", [("sid", sector_id), ("info", snap_submit)])
+    server.register("Venus.SnapUpState", snap.poll, "write", [("sid", sector_id)])
+
+
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     w = "write"
     server.register("Venus.AllocateSector", sealer.allocate_sector, w, [("spec", allocate_spec)])

@@ -31,6 +31,34 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
 
 
+def add_snap_parsers(util: argparse._SubParsersAction) -> None:
+    snap = util.add_parser("snap", help="SnapDeals: CC sectors to upgrade with deals").add_subparsers(dest="snap_cmd", metavar="CMD")
+    snap.required = True
+    p = snap.add_parser("fetch", help="mark the miner's live CC sectors as upgrade candidates")
+    p.add_argument("--miner", type=int, required=True)
+    p.add_argument("--deadline", type=int, help="only sectors of this deadline")
+    _common(p)
+    p.set_defaults(func=lambda a: _emit_fetch(a, _client(a).call("Venus.SnapUpFetch", a.miner, a.deadline)))
+    p = snap.add_parser("candidates", help="upgrade candidates and their state")
+    p.add_argument("--miner", type=int)
+    _common(p)
+    p.set_defaults(func=cmd_candidates)
+
+
+def _emit_fetch(args, r) -> int:
+    emit(r, args.json, [f"{len(r['Added'])} CC sectors of f0{args.miner} are upgrade candidates now: "
+                        + (", ".join(map(str, r["Added"])) or "none")])
+    return 0
+
+
+def cmd_candidates(args) -> int:
+    rows = _client(args).call("Venus.SnapUpCandidates", args.miner)
+    emit({"candidates": rows}, args.json, _table([[f"s-t0{r['Sector']['Miner']}-{r['Sector']['Number']}", r["State"],
+                                                   r["Worker"] or "-", r["Error"]] for r in rows],
+                                                 ["SECTOR", "STATE", "WORKER", "ERROR"]))
+    return 0
+
+
 def cmd_import(args) -> int:
     if not args.file.is_file():
         raise ValueError(f"{args.file} is not a file")

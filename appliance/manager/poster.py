@@ -47,6 +47,7 @@ class Target:
     store: str | None
     sealed: str | None
     cache: str | None
+    upgraded: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,14 @@ class Poster:
         out = []
         for n in numbers:
             s = self.chain.sector(miner, n)
-            where = self.sealer.sector_indexer_find("normal", {"Miner": miner, "Number": n})
+            sid = {"Miner": miner, "Number": n}
+            where = self.sealer.sector_indexer_find("upgrade", sid)      # a snap-upgraded sector proves its new replica
+            upgraded = where["Found"]
+            if not upgraded:
+                where = self.sealer.sector_indexer_find("normal", sid)
             inst = where["Instance"] if where["Found"] else None
             out.append(Target(n, cid_to_commitment(s.sealed_cid)[1], inst and inst["Name"], inst and inst["SealedFile"],
-                              inst and inst["CacheDir"]))
+                              inst and inst["CacheDir"], upgraded))
         return out
 
     def check(self, miner: int, targets: list[Target]) -> dict[int, str]:
@@ -241,7 +246,7 @@ class Poster:
     def _job_or_local(self, r: "Round", good: list[Target], randomness: bytes) -> dict:
         proof = seal_proof(self.chain.miner_info(r.m.actor).seal_proof).window_post
         if good and self.jobs.provers_seen(self.config.worker_prover.heartbeat_timeout):
-            job_input = {"Sectors": [{"SectorId": t.number, "CommR": list(t.comm_r), "Upgrade": False,
+            job_input = {"Sectors": [{"SectorId": t.number, "CommR": list(t.comm_r), "Upgrade": t.upgraded,
                                       "Accesses": {"SealedFile": t.store, "CacheDir": t.store}} for t in good],
                          "MinerId": r.m.actor, "ProofType": proof.name, "Seed": list(randomness)}
             return {"state": "job", "job": self.jobs.create(r.m.actor, r.d.index, r.d.period_start, r.partitions, job_input)}

@@ -283,12 +283,14 @@ class Sealer:
         if kind not in ("normal", "upgrade"):
             raise RPCError(INVALID_PARAMS, f"type: expected normal or upgrade, got {kind!r}")
         rec = self.state.sector(sid["Miner"], sid["Number"])
-        store = self._store(rec["persisted"]) if rec and rec.get("persisted") else None
-        if store is None or kind == "upgrade":
+        key = "upgraded" if kind == "upgrade" else "persisted"     # a snap-upgraded replica is in update/
+        store = self._store(rec[key]) if rec and rec.get(key) else None
+        if store is None:
             return {"Found": False, "Instance": None}
         name = sector_file_names(sid["Miner"], sid["Number"])
-        return {"Found": True, "Instance": {"Name": store.name, "SealedFile": str(store.path / "sealed" / name),
-                                            "CacheDir": str(store.path / "cache" / name)}}
+        sealed, cache = ("update", "update-cache") if kind == "upgrade" else ("sealed", "cache")
+        return {"Found": True, "Instance": {"Name": store.name, "SealedFile": str(store.path / sealed / name),
+                                            "CacheDir": str(store.path / cache / name)}}
 
     def restore_sector(self, sid: dict, forced: bool) -> None:
         """Operator: bring an aborted or finalized sector back (its worker may resume it)."""

@@ -20,6 +20,7 @@ from .config import ManagerConfig, load_config
 from .poster import Poster
 from .proving import Proving
 from .rebuild import Rebuilder
+from .snapup import SnapUp
 from .sealer import Sealer
 from .state import ManagerState
 from .unseal import Unsealer
@@ -123,6 +124,8 @@ class ManagerService:
         self.unsealer = Unsealer(self.config, self.state, self.chain, self.sealer.market, self.sealer)
         api.register_unseal(self.rpc, self.unsealer)
         api.register_rebuild(self.rpc, Rebuilder(self.state, self.chain, self.sealer.market, self.poster))
+        api.register_snapup(self.rpc, SnapUp(self.config, self.state, self.chain, self.sealer.market, self.sealer,
+                                             self.committer))
         api.register_wdpost(self.rpc, self.jobs)
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
         self._stop = threading.Event()

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS unseal_tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, m
     updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS rebuild_tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, miner INTEGER NOT NULL, number INTEGER NOT NULL,
     state TEXT NOT NULL, worker TEXT, reason TEXT, error TEXT, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS snap_candidates (miner INTEGER NOT NULL, number INTEGER NOT NULL, state TEXT NOT NULL,
+    worker TEXT, message TEXT, error TEXT, created REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY (miner, number));
 CREATE TABLE IF NOT EXISTS reservations (miner INTEGER NOT NULL, number INTEGER NOT NULL, store TEXT NOT NULL,
     size INTEGER NOT NULL, PRIMARY KEY (miner, number));
 """

@@ -33,7 +33,8 @@ def prove_job(job_input: dict, stores: dict[str, str]) -> dict:
             faults.append(s["SectorId"])
             continue
         name = sector_file_names(job_input["MinerId"], s["SectorId"])
-        sectors.append(PrivateSector(s["SectorId"], bytes(s["CommR"]), Path(store) / "cache" / name, Path(store) / "sealed" / name))
+        sealed, cache = ("update", "update-cache") if s.get("Upgrade") else ("sealed", "cache")   # snap-upgraded
+        sectors.append(PrivateSector(s["SectorId"], bytes(s["CommR"]), Path(store) / cache / name, Path(store) / sealed / name))
     result = generate_window_post(proof_type, sp, sectors, bytes(job_input["Seed"]))
     return {"proofs": [base64.b64encode(encode_post(result)).decode()], "faults": sorted(faults + list(result.faults))}
 

@@ -19,7 +19,6 @@ STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "synth_proof", "c1", "c2", "snap
 PROCESSOR_STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "c2", "snap_encode", "snap_prove", "transfer", "unseal",
                     "window_post", "sealing_daemons")
 PLANS = ("sealer", "snapup", "rebuild", "unseal", "wdpost")
-RUNNABLE_PLANS = ("sealer", "wdpost", "unseal", "rebuild")   # the plans this version's sealing threads can run
 
 
 @dataclass(frozen=True)
@@ -323,8 +322,6 @@ def _processor(stage: str, index: int, e: dict, cfg: WorkerConfig, available_cpu
 def _plan(plan, where: str) -> str:
     if plan not in PLANS:
         raise ConfigError(f"{where}: {plan!r} is not one of {', '.join(PLANS)}")
-    if plan not in RUNNABLE_PLANS:
-        raise ConfigError(f"{where}: plan {plan!r} is not available in this version (available: {', '.join(RUNNABLE_PLANS)})")
     return plan
 
 

@@ -19,6 +19,7 @@ from .journal import JournalError, LocationLock
 from .processors import Processors, TaskLog, TaskRecord
 from .thread import SealingThread
 from .rebuild import RebuildThread
+from .snapup import SnapUpThread
 from .unseal import UnsealThread
 from .wdpost import WdPostThread
 
@@ -131,8 +132,8 @@ class WorkerService:
         pc2_procs = max((len(p.cpuset) if p.cpuset else 1) for p in pc2) if pc2 else 1
         self.threads = []
         for i, t in enumerate(config.threads):
-            if t.plan in ("unseal", "rebuild"):
-                cls = UnsealThread if t.plan == "unseal" else RebuildThread
+            if t.plan in ("unseal", "rebuild", "snapup"):
+                cls = {"unseal": UnsealThread, "rebuild": RebuildThread, "snapup": SnapUpThread}[t.plan]
                 self.threads.append(cls(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached,
                                                                   parent_cache, config.name, limits, self.processors,
                                                                   pc2_procs, self.tasklog, config.local_pieces_dirs), t))

@@ -332,12 +332,15 @@ class SealerSteps:
         return self._landed(res, "proof", "ReSubmitProof", rec, "resubmit_proof") or "Finish"
 
 
-def persist(p: Paths, store: Path, name: str) -> None:
-    """Copy `sealed` and the cache files PoSt needs into the store (temporary name, fsync,
-    compare, rename), as `sealed/<name>` and `cache/<name>/`."""
-    files = [(p.sealed, store / "sealed" / name)]
-    files += [(f, store / "cache" / name / f.name) for f in sorted(p.cache.glob("sc-02-data-tree-r-last*.dat"))]
-    files += [(p.cache / f, store / "cache" / name / f) for f in PERSISTED_CACHE_FILES]
+def persist(p: Paths, store: Path, name: str, replica: Path | None = None, cache: Path | None = None,
+            dirs: tuple[str, str] = ("sealed", "cache")) -> None:
+    """Copy the replica and the cache files PoSt needs into the store (temporary name, fsync,
+    compare, rename), as `sealed/<name>` and `cache/<name>/` (a snap upgrade: `update/` and
+    `update-cache/`)."""
+    replica, cache = replica or p.sealed, cache or p.cache
+    files = [(replica, store / dirs[0] / name)]
+    files += [(f, store / dirs[1] / name / f.name) for f in sorted(cache.glob("sc-02-data-tree-r-last*.dat"))]
+    files += [(cache / f, store / dirs[1] / name / f) for f in PERSISTED_CACHE_FILES]
     for src, dst in files:
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(dst.name + ".tmp")

@@ -1,0 +1,97 @@
+"""SnapDeals end to end on a hand-moved devnet: a worker seals a CC sector, which is proven in its
+deadline; a deal is imported, `damocles util snap fetch` makes the sector a candidate, the
+worker's snapup thread encodes the deal into it, proves the update and persists `update/`; the
+chain replaces its CommR (the old one kept as the sector key) and activates the deal; the next
+WindowPoSt proves the updated replica."""
+
+import json
+import sys
+
+from appliance.proofs.cid import commd_to_cid
+from appliance.proofs.commitment import comm_d_from_pieces, commp_file
+from appliance.rpc.auth import issue_token, load_or_create_secret
+from appliance.rpc.client import RPCClient
+
+from .conftest import run_cli
+from .test_post_e2e import MANAGER, until
+from .test_worker_e2e import WORKER, start
+
+SNAP_MANAGER = MANAGER.replace("MaxNumber = 4", "MaxNumber = 1\nEnableDeals = true\nSealingEpochs = 50").replace(
+    '[[Miners]]', '[[Common.PieceStores]]\nName = "pieces"\nPath = "pieces"\n\n[[Miners]]')
+
+
+def test_a_cc_sector_is_upgraded_with_a_deal_and_proven_with_its_new_commr(tmp_path):
+    home = tmp_path / "manager"
+    home.mkdir()
+    (home / "manager.toml").write_text(SNAP_MANAGER)
+    (home / "persist-1").mkdir()
+    manager = start(["manager", "run", "--home", str(home)])
+    worker = None
+    try:
+        url = manager.stdout.readline().split()[-1]
+        secret = load_or_create_secret(home / "secret")
+        admin = RPCClient(url, issue_token(secret, "admin"))
+        threads = (f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'
+                   f'[[sealing_thread]]\nlocation = "{tmp_path / "t1"}"\nplan = "snapup"\n')
+        (tmp_path / "worker.toml").write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads,
+                                                            store=home / "persist-1", python=sys.executable))
+        worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
+
+        def sealed():
+            listed = admin.call("Venus.ListSectors")
+            if listed and all(s["Finalized"] for s in listed):
+                return listed
+            admin.call("Venus.DevnetAdvance", 1)
+            return None
+        until("the CC sector sealed", sealed, timeout=180, procs=[manager, worker])
+        d = next(x["Index"] for x in admin.call("Venus.ProvingDeadlines", 1000) if x["Sectors"])
+
+        def prove_next_occurrence():
+            """Drive the chain through the sector's next deadline; returns the landed round."""
+            info = admin.call("Venus.ProvingInfo", 1000)
+            open_ = info["PeriodStart"] + d * 60
+            open_ = open_ if open_ - 18 > info["CurrentEpoch"] else open_ + 2880
+            admin.call("Venus.DevnetAdvance", open_ - 18 - admin.call("Venus.DevnetHead")["Epoch"])
+
+            def landed():
+                rounds = admin.call("Venus.ProvingDeadline", 1000, d)["Rounds"]
+                r = next((r for r in rounds if r["PeriodStart"] == open_ - d * 60), {})
+                if r.get("state") in ("proved", "submitted"):
+                    admin.call("Venus.DevnetAdvance", 1)
+                return r if r.get("state") in ("landed", "failed") else None
+            r = until("the WindowPoSt to land", landed, procs=[manager])
+            admin.call("Venus.DevnetAdvance", open_ + 61 - admin.call("Venus.DevnetHead")["Epoch"])   # past its close
+            return r
+        assert prove_next_occurrence()["state"] == "landed"         # the CC replica, and now the deadline is far away
+        old = admin.call("Venus.DevnetSectors", 1000)[0]
+
+        piece = tmp_path / "deal.bin"
+        piece.write_bytes(b"snap deal payload " * 20)
+        cli = ["--api", url, "--home", str(home)]
+        deal = json.loads(run_cli("util", "piece", "import", str(piece), "--miner", "1000", *cli, "--json", check=True).stdout)
+        fetched = json.loads(run_cli("util", "snap", "fetch", "--miner", "1000", *cli, "--json", check=True).stdout)
+        assert fetched["Added"] == [1]
+
+        def upgraded():
+            c = admin.call("Venus.SnapUpCandidates", 1000)[0]
+            if c["State"] in ("submitted",):
+                admin.call("Venus.DevnetAdvance", 1)
+                admin.call("Venus.SnapUpState", {"Miner": 1000, "Number": 1})
+            return c if c["State"] in ("landed", "failed") else None
+        c = until("the upgrade to land", upgraded, timeout=120, procs=[manager, worker])
+        assert c["State"] == "landed", c
+        new = admin.call("Venus.DevnetSectors", 1000)[0]
+        assert new["sector_key_cid"] == old["sealed_cid"] and new["sealed_cid"] != old["sealed_cid"]
+        assert new["deal_ids"] == [deal["DealID"]]
+        assert new["unsealed_cid"] == commd_to_cid(comm_d_from_pieces([commp_file(piece)[0]], 2048))
+        assert [x["state"] for x in admin.call("Venus.DevnetDeals", 1000)] == ["active"]
+        assert (home / "persist-1" / "update" / "s-t01000-1").is_file()
+        assert run_cli("util", "proving", "check", *cli).returncode == 0           # the check reads update/ now
+        r = prove_next_occurrence()
+        assert r["state"] == "landed", r                                           # WindowPoSt over the new replica
+        assert admin.call("Venus.ProvingInfo", 1000)["Power"]["active_sectors"] == 1
+    finally:
+        for p in (worker, manager):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=30)
