@@ -2,7 +2,8 @@
 deadline; a deal is imported, `damocles util snap fetch` makes the sector a candidate, the
 worker's snapup thread encodes the deal into it, proves the update and persists `update/`; the
 chain replaces its CommR (the old one kept as the sector key) and activates the deal; the next
-WindowPoSt proves the updated replica."""
+WindowPoSt proves the updated replica. Both replicas lost, a rebuild reseals the sector key and
+applies the update again."""
 
 import json
 import sys
@@ -32,7 +33,8 @@ def test_a_cc_sector_is_upgraded_with_a_deal_and_proven_with_its_new_commr(tmp_p
         secret = load_or_create_secret(home / "secret")
         admin = RPCClient(url, issue_token(secret, "admin"))
         threads = (f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'
-                   f'[[sealing_thread]]\nlocation = "{tmp_path / "t1"}"\nplan = "snapup"\n')
+                   f'[[sealing_thread]]\nlocation = "{tmp_path / "t1"}"\nplan = "snapup"\n'
+                   f'[[sealing_thread]]\nlocation = "{tmp_path / "t2"}"\nplan = "rebuild"\n')
         (tmp_path / "worker.toml").write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads,
                                                             store=home / "persist-1", python=sys.executable))
         worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
@@ -90,6 +92,16 @@ def test_a_cc_sector_is_upgraded_with_a_deal_and_proven_with_its_new_commr(tmp_p
         r = prove_next_occurrence()
         assert r["state"] == "landed", r                                           # WindowPoSt over the new replica
         assert admin.call("Venus.ProvingInfo", 1000)["Power"]["active_sectors"] == 1
+
+        # both replicas lost: the rebuild reseals the sector key and applies the update again
+        update = (home / "persist-1" / "update" / "s-t01000-1").read_bytes()
+        (home / "persist-1" / "update" / "s-t01000-1").unlink()
+        (home / "persist-1" / "sealed" / "s-t01000-1").unlink()
+        task = json.loads(run_cli("util", "sectors", "rebuild", "1000-1", "--wait", "120", *cli, "--json", check=True).stdout)
+        assert task["State"] == "done", task
+        assert (home / "persist-1" / "update" / "s-t01000-1").read_bytes() == update
+        assert (home / "persist-1" / "sealed" / "s-t01000-1").is_file()
+        assert run_cli("util", "proving", "check", *cli).returncode == 0
     finally:
         for p in (worker, manager):
             if p is not None:

@@ -62,9 +62,14 @@ class Rebuilder:
                 db.execute("UPDATE rebuild_tasks SET state = 'allocated', worker = ?, updated = ? WHERE id = ?",
                            (worker, self._now(), task_id))
             deals = [self.market._deal_info(d) for d in self.market.deals(miner) if d["Sector"] == number]
+            on_chain = self.chain.sector(miner, number)
+            commr = list(cid_to_commitment(on_chain.sealed_cid)[1])
+            if on_chain.sector_key_cid:       # snap-upgraded: reseal the CC sector key, then apply the update again
+                return {"Sector": {"ID": {"Miner": miner, "Number": number}, "ProofType": rec["proof"]}, "Ticket": rec["ticket"],
+                        "Pieces": None, "IsSnapUp": True, "UpgradePublic": {"Pieces": deals, "CommR": commr},
+                        "CommR": list(cid_to_commitment(on_chain.sector_key_cid)[1])}
             return {"Sector": {"ID": {"Miner": miner, "Number": number}, "ProofType": rec["proof"]}, "Ticket": rec["ticket"],
-                    "Pieces": deals or None, "IsSnapUp": False, "UpgradePublic": None,
-                    "CommR": list(cid_to_commitment(self.chain.sector(miner, number).sealed_cid)[1])}
+                    "Pieces": deals or None, "IsSnapUp": False, "UpgradePublic": None, "CommR": commr}
         return None
 
     def done(self, sid: dict, error: str) -> None:

@@ -116,10 +116,36 @@ class RebuildThread:
         if out.comm_r != bytes(task["CommR"]):
             raise ValueError(f"the rebuilt CommR {out.comm_r.hex()} is not the chain's {bytes(task['CommR']).hex()}: "
                              "not persisted (wrong ticket or pieces?)")
-        store = self.ctx.rpc.call("Venus.StoreReserveSpace", sid, 2 * proof.size.bytes, [s.name for s in self.ctx.attached])
+        update = self._reapply_update(task, p, sector, proof) if task.get("IsSnapUp") else None
+        store = self.ctx.rpc.call("Venus.StoreReserveSpace", sid, 4 * proof.size.bytes, [s.name for s in self.ctx.attached])
         local = next((s for s in self.ctx.attached if store and s.name == store["Name"]), None)
         if local is None:
             raise ValueError("no attached persist store has room for the rebuilt sector")
         persist(p, local.location, name)
+        if update is not None:
+            persist(p, local.location, name, update.update, update.update_cache, ("update", "update-cache"))
         if not self.ctx.rpc.call("Venus.SubmitPersistedEx", sid, local.name, False):
             raise ValueError(f"the manager does not find the persisted files in {local.name}")
+
+    def _reapply_update(self, task: dict, p: Paths, sector: SectorID, proof):
+        """A snap-upgraded sector: encode its deals into the resealed sector key again; the new
+        CommR must be the chain's."""
+        from ..proofs.snap import update_proof_for_seal
+        from ..proofs.snap_encode import SectorFiles, encode_files
+        up = task["UpgradePublic"]
+        deals = [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"]} for d in up["Pieces"]]
+        staged = p.data / "update-staged" / p.name
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        files = [SealerSteps(self.ctx)._piece_file(p, d) for d in deals]
+        self.ctx.run_stage("add_pieces", add_pieces, proof.size, files, staged)
+        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in deals]
+        out = SectorFiles(p.sealed, p.cache, p.data / "update" / p.name, p.data / "update-cache" / p.name)
+        try:
+            enc = self.ctx.run_stage("snap_encode", encode_files, update_proof_for_seal(proof), out, staged, pieces,
+                                     self.ctx.pc2_procs)
+        finally:
+            staged.unlink(missing_ok=True)
+        if enc.comm_r_new != bytes(up["CommR"]):
+            raise ValueError(f"the re-applied update's CommR {enc.comm_r_new.hex()} is not the chain's "
+                             f"{bytes(up['CommR']).hex()}: not persisted")
+        return out

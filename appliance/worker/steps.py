@@ -63,10 +63,10 @@ class Paths:
             d.mkdir(parents=True, exist_ok=True)
 
     def remove(self) -> None:
-        for p in (self.staged, self.sealed):
+        for p in (self.staged, self.sealed, self.data / "update" / self.name):
             p.unlink(missing_ok=True)
-        shutil.rmtree(self.cache, ignore_errors=True)
-        shutil.rmtree(self.pieces, ignore_errors=True)
+        for d in (self.cache, self.pieces, self.data / "update-cache" / self.name):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def call(rpc, method: str, *params):
