@@ -414,4 +414,4 @@ def check_at_start(cfg) -> Report | None:
     if os.environ.get("DAMOCLES_SKIP_HW_CHECK") == "1":
         return None
     from .machine import discover
-    return check_worker(cfg, discover())
+    return check_worker(cfg, discover(mount_space=False))    # statvfs only of the config's own paths

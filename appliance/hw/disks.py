@@ -64,7 +64,8 @@ def block_devices(root: Root) -> list[BlockDevice]:
     return out
 
 
-def mounts(root: Root, devices: list[BlockDevice]) -> list[Mount]:
+def mounts(root: Root, devices: list[BlockDevice], space: bool = True) -> list[Mount]:
+    """`space=False` leaves out statvfs of every mount (a hung network filesystem would block)."""
     by_point: dict[str, Mount] = {}
     for line in (read(root.proc("mounts")) or "").splitlines():
         parts = line.split()
@@ -82,7 +83,7 @@ def mounts(root: Root, devices: list[BlockDevice]) -> list[Mount]:
                     continue
                 m = by_point[point] = Mount(dev, point, "")
             m.total, m.free = total, free
-    elif root.live:
+    elif root.live and space:
         for m in by_point.values():
             try:
                 st = os.statvfs(m.mountpoint)
@@ -130,7 +131,7 @@ def space_for(path: str | os.PathLike, root: Root, mount_list: list[Mount]) -> S
         existing = existing.parent
     st = os.statvfs(existing)
     dev = os.stat(existing).st_dev
-    live_mounts = mount_list if root.live else mounts(Root("/"), block_devices(Root("/")))
+    live_mounts = mount_list if root.live else mounts(Root("/"), block_devices(Root("/")), space=False)
     mp = max((m for m in live_mounts if str(existing) == m.mountpoint or str(existing).startswith(m.mountpoint.rstrip("/") + "/")),
              key=lambda m: len(m.mountpoint), default=None)
     source = "statvfs" if root.live else "statvfs on this machine (the capture has no mount for it)"

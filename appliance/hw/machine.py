@@ -155,9 +155,10 @@ class Machine:
 
 
 def discover(root: Root | str | os.PathLike | None = None, *, identity: bool = False, gpus: bool = True,
-             storage: bool = True) -> Machine:
+             storage: bool = True, mount_space: bool = True) -> Machine:
     """Read the machine (or a captured tree). `identity` asks py-cpuinfo on the live machine
-    (about a second); `gpus` and `storage` can be skipped where they are not needed."""
+    (about a second); `gpus` and `storage` can be skipped where they are not needed, and
+    `mount_space=False` reads the mount table without statvfs of every mount."""
     root = root if isinstance(root, Root) else Root(root)
     topo = cpu_mod.topology(root)
     notes = list(root.notes) + topo.notes
@@ -166,7 +167,7 @@ def discover(root: Root | str | os.PathLike | None = None, *, identity: bool = F
     nodes = mem_mod.node_memory(root, topo.node_cpus, mem, notes)
     reading = gpu_mod.gpus(root, topo.node_cpus) if gpus else gpu_mod.GPUReading([], "not looked for")
     devices = disk_mod.block_devices(root) if storage else []
-    mounts = disk_mod.mounts(root, devices) if storage else []
+    mounts = disk_mod.mounts(root, devices, mount_space) if storage else []
     if not ident.sha_extensions:
         notes.append("the CPU has no SHA extensions (sha_ni): PC1, which is SHA-256 bound, will be several times slower")
     return Machine(root, ident, topo, mem, nodes, reading, devices, mounts, notes)
