@@ -253,6 +253,10 @@ def test_post_config(ms, tmp_path):
     assert "shares CPUs 1 with [[processors.window_post]][0]" in said(r, "warning")
     r = post(ms["epyc2"], None, 1, ({"cgroup": {"cpuset": "0-2"}},))
     assert "CPU 2 does not exist" in said(r) and any("memory is not checked" in n for n in r.notes)
+    raw = {"prover": {}, "sector_manager": {"rpc_client": {"addr": URL}},
+           "attached": [{"name": "p", "location": str(tmp_path / "gone")}]}
+    r = check_post(parse_post_config(raw, ALL_CPUS), discover())
+    assert f"[[attached]][0].location: {tmp_path}/gone (p) is not a directory" in said(r)
 
 
 def test_worker_start_runs_the_check(tmp_path, monkeypatch):

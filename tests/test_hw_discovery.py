@@ -56,6 +56,13 @@ def test_h200_nvidia_smi_agrees_with_nvml(h200, tmp_path):
     for attr in ("index", "name", "uuid", "memory_total", "pci_bus_id", "cpus", "numa_node"):
         assert getattr(via_smi, attr) == getattr(via_nvml, attr), attr
     assert via_smi.source == "nvidia-smi -q -x" and via_smi.numa_source == "nvidia-smi topo"
+    # and the planner lays the GPU out the same from either reading
+    from appliance.core.proof_types import sector_size
+    from appliance.hw.disks import Space
+    from appliance.hw.plan import plan_worker
+    plans = [plan_worker(discover(root), sector_size("512MiB"), [Space("/s", "s", "/s", 1 << 42, 1 << 42, False, "t")],
+                         ("p", "/p"), "http://h:1") for root in (h200, copy)]
+    assert [(e.stage, e.cpus, e.envs) for e in plans[0].entries] == [(e.stage, e.cpus, e.envs) for e in plans[1].entries]
 
 
 def test_epyc_guest_without_gpu(epyc2):
