@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block-time", type=float, default=1.0, help="devnet seconds per epoch (default 1)")
     p.add_argument("--stall-timeout", type=float, default=300.0, help="give up when nothing moves this long")
     p.add_argument("--listen", default="127.0.0.1:0", help="manager RPC address (default: a free loopback port)")
+    from .core.logs import add_argument as add_log_format
+    add_log_format(p)
     p.set_defaults(func=cmd_up)
 
 
@@ -100,7 +102,9 @@ def cmd_up(args) -> int:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if args.block_time < 0:
         raise ValueError(f"--block-time must not be negative, got {args.block_time}")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    from .core.logs import setup as setup_logs
+    # the terminal shows the progress line and warnings; JSON logs are for machines and carry every event
+    setup_logs(args.log_format, logging.INFO if args.log_format == "json" else logging.WARNING)
     home = args.home.expanduser()
     _init(home, args.size, args.threads)
     mcfg = load_config(home / "manager" / "manager.toml")
@@ -121,6 +125,9 @@ def cmd_up(args) -> int:
     prover.start()
     print(f"damocles up: manager on http://{host}:{port} (home {home}), devnet block time {args.block_time:g}s, "
           f"worker with {len(worker.threads)} sealing threads, prover {pcfg.name}", flush=True)
+    from .rpc.auth import issue_token
+    print(f"damocles up: status page http://{host}:{port}/ui/?token={issue_token(manager.secret, 'admin', 'up-page')} "
+          f"(metrics: /metrics with the same token)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -135,16 +142,29 @@ def cmd_up(args) -> int:
 def _watch(manager, worker, args, stop: threading.Event) -> int:
     tty = sys.stdout.isatty()
     last_change, last_line, last_print = time.monotonic(), None, 0.0
+    started_at = time.time()
     finished_before = _finished(manager)
+    failing_seen: set[str] = set()
     while not stop.wait(1.0):
-        sectors = manager.sealer.list_sectors()
-        aborted = [s for s in sectors if s["AbortReason"] and not s["AbortReason"].startswith("released")]
+        view = manager.web.sectors()           # what the status page's pipeline shows
+        live = view["Live"]
+        aborted = [s for s in view["Recent"] if s["AbortReason"] and not s["AbortReason"].startswith("released")
+                   and s["Updated"] >= started_at]
         finished = _finished(manager) - finished_before
-        counts = collections.Counter(s["LatestState"] for s in sectors if not s["Finalized"])
+        counts = collections.Counter(s["State"] for s in live)
+        failing = [s for s in live if s["Failure"]]
         threads = [t.status for t in worker.threads]
         line = (f"epoch {manager.chain.head():>5} | finished {finished}" + (f"/{args.sectors}" if args.sectors else "")
-                + " | in flight: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-")
+                + " | in flight: " + (", ".join(f"{k} {v}" for k, v in _in_order(counts)) or "-")
+                + (f" | failing {len(failing)}" if failing else "")
                 + " | threads: " + ", ".join(f"{k} {v}" for k, v in sorted(collections.Counter(threads).items())))
+        for s in failing:                      # one line per sector that starts failing, as the page lists it
+            if s["Sector"] not in failing_seen:
+                failing_seen.add(s["Sector"])
+                desc = (s["Failure"].get("Desc") or "").splitlines()[0][:160]
+                print(("\n" if tty else "") + f"damocles up: {s['Sector']} {s['Failure']['Level']} failure in {s['State']} "
+                      f"(worker {s['Worker']}): {desc}", flush=True)
+        failing_seen &= {s["Sector"] for s in failing}
         key = re.sub(r"epoch\s+\d+ \| ", "", line)
         changed = last_line is None or key != re.sub(r"epoch\s+\d+ \| ", "", last_line)
         if changed:
@@ -155,8 +175,7 @@ def _watch(manager, worker, args, stop: threading.Event) -> int:
             last_print = time.monotonic()
         last_line = line
         if aborted:
-            print(f"\ndamocles up: sector s-t0{aborted[0]['ID']['Miner']}-{aborted[0]['ID']['Number']} aborted: "
-                  f"{aborted[0]['AbortReason']}", file=sys.stderr)
+            print(f"\ndamocles up: sector {aborted[0]['Sector']} aborted: {aborted[0]['AbortReason']}", file=sys.stderr)
             return 1
         broken = [t for t in worker.threads if t.status == "Paused" and t.last_error]
         if broken:
@@ -169,6 +188,15 @@ def _watch(manager, worker, args, stop: threading.Event) -> int:
             print(f"\ndamocles up: nothing progressed for {args.stall_timeout:g}s", file=sys.stderr)
             return 1
     return 0
+
+
+_ORDER = ("Allocated", "DealsAcquired", "PieceAdded", "TreeDBuilt", "TicketAssigned", "PC1Done", "PC2Done", "PCSubmitted",
+          "PCLanded", "Persisted", "PersistanceSubmitted", "SeedAssigned", "C1Done", "C2Done", "ProofSubmitted", "Finished")
+
+
+def _in_order(counts: collections.Counter) -> list[tuple[str, int]]:
+    """States in pipeline order (as the status page lists them), unknown ones after."""
+    return sorted(counts.items(), key=lambda kv: (_ORDER.index(kv[0]) if kv[0] in _ORDER else len(_ORDER), str(kv[0])))
 
 
 def _finished(manager) -> int:

@@ -40,3 +40,5 @@ def add_parsers(bench: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench_rpc)
 
     add_pipeline(bench)
+    from .ui import add_parser as add_ui
+    add_ui(bench)

@@ -22,6 +22,8 @@ def add_parsers(manager: argparse._SubParsersAction) -> None:
     p = manager.add_parser("run", help="run the manager (RPC, devnet chain, batching)")
     p.add_argument("--home", type=Path, default=DEFAULT_HOME)
     p.add_argument("--listen", help="HOST:PORT (default from manager.toml; port 0 picks a free one)")
+    from ..core.logs import add_argument as add_log_format
+    add_log_format(p)
     p.set_defaults(func=cmd_run)
     p = manager.add_parser("token", help="issue an API token")
     p.add_argument("--home", type=Path, default=DEFAULT_HOME)
@@ -40,7 +42,8 @@ def cmd_init(args) -> int:
 
 def cmd_run(args) -> int:
     from .service import ManagerService
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    from ..core.logs import setup as setup_logs
+    setup_logs(args.log_format, logging.INFO)
     if not (args.home / "manager.toml").exists():
         print(f"damocles: error: {args.home / 'manager.toml'} not found: run 'damocles manager init --home {args.home}'",
               file=sys.stderr)

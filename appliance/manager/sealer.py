@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import random
 import shutil
@@ -26,6 +27,7 @@ from .state import ManagerState
 ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = 1, 2, 3, 4, 5
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = 1, 2, 3, 4, 5, 6, 7
 EPOCHS_PER_DAY = 2880
+log = logging.getLogger("damocles.manager.sectors")
 
 
 def _submit(res: int, desc: str | None = None) -> dict:
@@ -40,6 +42,8 @@ class Sealer:
     def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time):
         self.config, self.state, self.chain, self._now = config, state, chain, now
         self.market = Market(config, state, chain)
+        # observer(prev, next, seconds in prev or None, failure level or None): each ReportState (metrics)
+        self.observer = None
 
     # ----------------------------------------------------------------- helpers
 
@@ -242,9 +246,23 @@ class Sealer:
 
     def report_state(self, sid: dict, req: dict) -> dict:
         rec = self._sector(sid)
-        change = req["StateChange"]
-        rec = self.state.update(sid["Miner"], sid["Number"], state=change["Next"], worker=req["Worker"]["Instance"],
-                                failure=req.get("Failure"), reported_at=self._now())
+        if rec.get("abort_reason"):    # aborted: a late report does not move it (the worker learns it here)
+            return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec["abort_reason"]}
+        change, failure, worker = req["StateChange"], req.get("Failure"), req["Worker"]["Instance"]
+        rec, seconds = self.state.report(sid["Miner"], sid["Number"],
+                                         {"state": change["Next"], "worker": worker, "failure": failure, "reported_at": self._now(),
+                                          "location": req["Worker"]["Location"]},
+                                         change["Prev"], change["Next"], change["Event"], worker, failure)
+        name = f"s-t0{sid['Miner']}-{sid['Number']}"
+        fields = {"sector": name, "state": change["Next"], "prev": change["Prev"], "event": change["Event"], "worker": worker}
+        if failure:
+            log.warning("sector %s: %s failure in %s (worker %s): %s", name, failure["Level"], change["Next"], worker,
+                        failure["Desc"].splitlines()[0] if failure["Desc"] else "", extra={**fields, "failure_level": failure["Level"]})
+        else:
+            log.info("sector %s: %s -%s-> %s (worker %s)", name, change["Prev"], change["Event"], change["Next"], worker,
+                     extra=fields)
+        if self.observer is not None:
+            self.observer(change["Prev"], change["Next"], seconds, failure and failure["Level"])
         return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec.get("abort_reason")}
 
     def report_finalized(self, sid: dict) -> None:
@@ -253,9 +271,12 @@ class Sealer:
         self.state.release(sid["Miner"], sid["Number"])
 
     def report_aborted(self, sid: dict, reason: str) -> None:
-        self._sector(sid)
-        self.state.update(sid["Miner"], sid["Number"], finalized=True, abort_reason=reason or "aborted by the worker",
-                          state="Aborted")
+        rec = self._sector(sid)
+        reason = reason or "aborted by the worker"
+        self.state.report(sid["Miner"], sid["Number"], {"finalized": True, "abort_reason": reason, "state": "Aborted"},
+                          rec.get("state"), "Aborted", "Abort", rec.get("worker"), {"Level": "abort", "Desc": reason})
+        log.warning("sector s-t0%s-%s: aborted in %s: %s", sid["Miner"], sid["Number"], rec.get("state"), reason,
+                    extra={"sector": f"s-t0{sid['Miner']}-{sid['Number']}", "state": "Aborted", "prev": rec.get("state")})
         self.state.release(sid["Miner"], sid["Number"])
         self.market.release(sid["Miner"], sid["Number"])
 

@@ -128,6 +128,8 @@ class ManagerService:
                                              self.committer))
         api.register_wdpost(self.rpc, self.jobs)
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
+        from ..web import attach as attach_web
+        attach_web(self)          # the status page (/ui/), its sector actions, /metrics
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 

@@ -41,6 +41,35 @@ CREATE TABLE IF NOT EXISTS reservations (miner INTEGER NOT NULL, number INTEGER 
     size INTEGER NOT NULL, PRIMARY KEY (miner, number));
 """
 
+# The status page's history and change counter (docs/observability.md). Every transition a worker
+# reports is one row, bounded per sector and in all; `web_version` counts changes an operator can
+# see (sectors, workers' info, PoSt rounds, jobs, stores, deals, tasks) through triggers, so an
+# idle status page costs one cheap query per refresh however it is written to.
+HISTORY_PER_SECTOR = 200
+HISTORY_MAX_ROWS = 500_000
+WEB_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sector_history (id INTEGER PRIMARY KEY AUTOINCREMENT, miner INTEGER NOT NULL,
+    number INTEGER NOT NULL, at REAL NOT NULL, prev TEXT, next TEXT NOT NULL, event TEXT, worker TEXT, level TEXT, error TEXT);
+CREATE INDEX IF NOT EXISTS sector_history_by_sector ON sector_history (miner, number, id);
+CREATE TABLE IF NOT EXISTS web_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT OR IGNORE INTO web_version (id, version) VALUES (1, 0);
+"""
+_VERSIONED = {   # table -> WHEN clause of its UPDATE trigger (what counts as a visible change)
+    "sectors": "", "post_rounds": "", "reservations": "", "deals": "", "unseal_tasks": "", "rebuild_tasks": "",
+    "snap_candidates": "", "workers": "WHEN old.info IS NOT new.info",
+    "wdpost_jobs": "WHEN old.state IS NOT new.state OR old.worker IS NOT new.worker",
+}
+
+
+def _web_triggers(db) -> None:
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    bump = "BEGIN UPDATE web_version SET version = version + 1 WHERE id = 1; END"
+    for table, when in _VERSIONED.items():
+        if table in tables:
+            db.executescript(f"CREATE TRIGGER IF NOT EXISTS web_v_{table}_i AFTER INSERT ON {table} {bump};"
+                             f"CREATE TRIGGER IF NOT EXISTS web_v_{table}_u AFTER UPDATE ON {table} FOR EACH ROW {when} {bump};"
+                             f"CREATE TRIGGER IF NOT EXISTS web_v_{table}_d AFTER DELETE ON {table} {bump};")
+
 
 class ManagerState:
     def __init__(self, path: str | Path, now=time.time):
@@ -50,6 +79,9 @@ class ManagerState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._db.executescript(WEB_SCHEMA)
+        _web_triggers(self._db)
+        self.last_pings: dict[str, float] | None = None     # worker -> last ping, in memory for the status page
 
     def close(self) -> None:
         self._db.close()
@@ -149,8 +181,11 @@ class ManagerState:
 
     def ping(self, name: str, info: dict) -> None:
         with self.tx() as db:
+            now = self._now()
             db.execute("INSERT INTO workers (name, info, last_ping) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
-                       "SET info = excluded.info, last_ping = excluded.last_ping", (name, json.dumps(info), self._now()))
+                       "SET info = excluded.info, last_ping = excluded.last_ping", (name, json.dumps(info), now))
+        if self.last_pings is not None:
+            self.last_pings[name] = now
 
     def workers(self) -> list[tuple[str, dict, float]]:
         return [(n, json.loads(i), t) for n, i, t in self._db.execute("SELECT name, info, last_ping FROM workers ORDER BY name")]
@@ -171,3 +206,47 @@ class ManagerState:
 
     def reservation(self, miner: int, number: int) -> tuple[str, int] | None:
         return self._db.execute("SELECT store, size FROM reservations WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+
+    # ------------------------------------------------------- history (status page)
+
+    def version(self) -> int:
+        """Changes an operator can see so far (one indexed read: what an idle status page costs)."""
+        return self._db.execute("SELECT version FROM web_version WHERE id = 1").fetchone()[0]
+
+    def pings(self) -> dict[str, float]:
+        """Each worker's last ping, from memory after the first call."""
+        if self.last_pings is None:
+            self.last_pings = {n: t for n, t in self._db.execute("SELECT name, last_ping FROM workers")}
+        return dict(self.last_pings)
+
+    def report(self, miner: int, number: int, changes: dict, prev: str | None, next_state: str, event: str,
+               worker: str | None, failure: dict | None = None) -> tuple[dict, float | None]:
+        """Merge a reported state change into the sector and append it to the sector's history, in
+        one transaction. Returns the new record and, for a real transition (not a failure report
+        in the same state), the seconds the sector spent in `prev`."""
+        now = self._now()
+        moved = prev != next_state or failure is None and event not in ("Failure", "Resume")
+        with self.tx() as db:
+            row = db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+            if row is None:
+                raise KeyError((miner, number))
+            info = json.loads(row[0])
+            entered = info.get("entered_at") or info.get("allocated_at")
+            self._merge(db, miner, number, {**changes, **({"entered_at": now} if moved else {})})
+            cur = db.execute("INSERT INTO sector_history (miner, number, at, prev, next, event, worker, level, error) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (miner, number, now, prev, next_state, event, worker,
+                              failure and failure.get("Level"), failure and failure.get("Desc")))
+            db.execute("DELETE FROM sector_history WHERE miner = ? AND number = ? AND id <= (SELECT id FROM sector_history "
+                       "WHERE miner = ? AND number = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                       (miner, number, miner, number, HISTORY_PER_SECTOR))
+            if cur.lastrowid % 1024 == 0:
+                db.execute("DELETE FROM sector_history WHERE id <= ?", (cur.lastrowid - HISTORY_MAX_ROWS,))
+        return self.sector(miner, number), (now - entered if moved and entered else None)
+
+    def history(self, miner: int, number: int) -> list[dict]:
+        """The sector's reported transitions, oldest first: at, prev, next, event, worker, level, error."""
+        keys = ("at", "prev", "next", "event", "worker", "level", "error")
+        return [dict(zip(keys, r)) for r in self._db.execute(
+            "SELECT at, prev, next, event, worker, level, error FROM sector_history WHERE miner = ? AND number = ? ORDER BY id",
+            (miner, number))]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from ..core.signals import wait_for_stop_signal
@@ -13,13 +12,16 @@ from ..core.signals import wait_for_stop_signal
 def add_parsers(post: argparse._SubParsersAction) -> None:
     p = post.add_parser("run", help="run a dedicated WindowPoSt prover pulling jobs from the manager")
     p.add_argument("-c", "--config", type=Path, required=True)
+    from ..core.logs import add_argument as add_log_format
+    add_log_format(p)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
     from .config import load_post_config
     from .service import ProverService
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    from ..core.logs import setup as setup_logs
+    setup_logs(args.log_format, logging.INFO)
     service = ProverService(load_post_config(args.config))
     service.start()
     print(f"prover {service.config.name} polling {service.config.manager_url} for WindowPoSt jobs", flush=True)

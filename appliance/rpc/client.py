@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import urllib.error
 import urllib.request
+
+from typing import Callable
 
 from . import RPCError
 
@@ -21,8 +24,25 @@ class RPCClient:
         self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/rpc/v0") else "/rpc/v0")
         self.token, self.timeout = token, timeout
         self._ids = itertools.count(1)
+        # observer(method, seconds, ok): called after each call (a worker's metrics); ok is False
+        # when the call raised (a transport error or an error answer)
+        self.observer: Callable[[str, float, bool], None] | None = None
 
     def call(self, method: str, *params):
+        if self.observer is None:
+            return self._call(method, *params)
+        started, ok = time.perf_counter(), False
+        try:
+            result = self._call(method, *params)
+            ok = True
+            return result
+        finally:
+            try:
+                self.observer(method, time.perf_counter() - started, ok)
+            except Exception:   # metrics never break a call
+                pass
+
+    def _call(self, method: str, *params):
         rid = next(self._ids)
         body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": list(params)}).encode()
         headers = {"Content-Type": "application/json"}

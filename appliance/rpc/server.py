@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +45,8 @@ class RPCServer:
         self._httpd: ThreadingHTTPServer | None = None
         self.routes: dict[tuple[str, str], tuple[str, Callable]] = {}   # (HTTP method, path prefix) -> (perm, handler)
         self._verified: dict[str, str] = {}    # token -> permission: a token is checked once, not per request
+        # observer(method, seconds, ok): called after each registered method ran (the metrics)
+        self.observer: Callable[[str, float, bool], None] | None = None
 
     def _verify(self, token: str) -> str:
         perm = self._verified.get(token)
@@ -55,13 +58,17 @@ class RPCServer:
         return perm
 
     def route(self, http_method: str, prefix: str, perm: str, handler: Callable) -> None:
-        """A plain HTTP endpoint beside JSON-RPC (the piece store): handler(request, rest of the
-        path) answers the request itself; the token is checked here first."""
+        """A plain HTTP endpoint beside JSON-RPC (the piece store, /metrics, the status page):
+        handler(request, rest of the path) answers the request itself; the token is checked here
+        first, unless perm is None (a public route: the status page's static files)."""
         self.routes[(http_method, prefix)] = (perm, handler)
 
     def _route(self, request, http_method: str) -> bool:
         for (m, prefix), (perm_needed, handler) in self.routes.items():
             if m == http_method and request.path.startswith(prefix):
+                if perm_needed is None:
+                    handler(request, request.path[len(prefix):])
+                    return True
                 perm, err = self.permission(request.headers.get("Authorization"), request.client_address[0])
                 if perm is None or not allows(perm, perm_needed):
                     request._send(401 if perm is None else 403,
@@ -129,15 +136,26 @@ class RPCServer:
         if len(params) != len(method.params):
             return 200, _error(rid, INVALID_PARAMS, f"{method.name} takes {len(method.params)} params "
                                f"({', '.join(n for n, _ in method.params)}), got {len(params)}")
+        started = time.perf_counter()
         try:
             args = [conv(v, name) for (name, conv), v in zip(method.params, params)]
             result = method.func(*args)
         except RPCError as exc:
+            self._observe(method.name, started, False)
             return 200, _error(rid, exc.code, exc.message, exc.data)
         except Exception as exc:  # a bug: answer, log, keep serving
             log.exception("method %s failed", method.name)
+            self._observe(method.name, started, False)
             return 200, _error(rid, INTERNAL_ERROR, f"internal error in {method.name}: {type(exc).__name__}: {exc}")
+        self._observe(method.name, started, True)
         return 200, {"jsonrpc": "2.0", "id": rid, "result": result}
+
+    def _observe(self, name: str, started: float, ok: bool) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(name, time.perf_counter() - started, ok)
+            except Exception:   # metrics never break an answer
+                log.exception("RPC observer failed")
 
     # ----------------------------------------------------------------------- HTTP
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from ..core.signals import wait_for_stop_signal
@@ -14,6 +13,8 @@ def add_parsers(worker: argparse._SubParsersAction) -> None:
     p = worker.add_parser("run", help="run a worker: sealing threads pulling work from the manager")
     p.add_argument("-c", "--config", type=Path, required=True)
     p.add_argument("--parent-cache", type=Path, help="SDR parent cache directory (default as rust-fil-proofs)")
+    from ..core.logs import add_argument as add_log_format
+    add_log_format(p)
     p.set_defaults(func=cmd_run)
     add_control_parsers(worker)
     from ..hw.commands import add_check_arguments
@@ -73,7 +74,8 @@ def cmd_processor(args) -> int:
 def cmd_run(args) -> int:
     from .config import load_worker_config
     from .service import WorkerService
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    from ..core.logs import setup as setup_logs
+    setup_logs(args.log_format, logging.INFO)
     service = WorkerService(load_worker_config(args.config), args.parent_cache)
     service.start()
     print(f"worker {service.config.name} running {len(service.threads)} sealing threads, RPC on {service.dest}", flush=True)

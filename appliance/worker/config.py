@@ -116,6 +116,8 @@ class WorkerConfig:
     rpc_host: str = "0.0.0.0"
     rpc_port: int = 17890
     ping_interval: float = 30.0
+    metrics_enable: bool = False           # [metrics] enable: a Prometheus exporter without a token
+    metrics_listen: str = "0.0.0.0:9000"   # [metrics] http_listen
     manager_url: str = ""
     manager_token: str | None = None
     sealing: SealingConfig = field(default_factory=SealingConfig)
@@ -225,6 +227,16 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
         cfg.ping_interval = parse_duration(worker.get("ping_interval", "30s"))
     except ValueError as exc:
         raise ConfigError(f"[worker].ping_interval: {exc}") from None
+    metrics = _tbl(raw.get("metrics", {}), "[metrics]")
+    _known(metrics, {"enable", "http_listen"}, "[metrics]", w)
+    if not isinstance(metrics.get("enable", False), bool):
+        raise ConfigError(f"[metrics].enable: {metrics['enable']!r} is not true or false")
+    cfg.metrics_enable = metrics.get("enable", False)
+    listen = metrics.get("http_listen", cfg.metrics_listen)
+    m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):(\d+)", listen) if isinstance(listen, str) else None
+    if m is None or int(m.group(2)) > 65535:
+        raise ConfigError(f"[metrics].http_listen: {listen!r} is not HOST:PORT (e.g. \"0.0.0.0:9000\")")
+    cfg.metrics_listen = listen
     sm = _tbl(raw.get("sector_manager", {}), "[sector_manager]")
     _known(sm, {"rpc_client", "piece_token", "token"}, "[sector_manager]", w)
     client = _tbl(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")

@@ -35,23 +35,42 @@ class StageLimits:
         self._staggered = staggered
         self._last_start: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._entered: dict[str, int] = {}    # tasks of a stage asked for (waiting or running): the metrics
+        self._running: dict[str, int] = {}    # past the limits
+        self._count = threading.Lock()
+
+    def _add(self, counts: dict[str, int], stage: str, n: int) -> None:
+        with self._count:
+            counts[stage] = counts.get(stage, 0) + n
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+        with self._count:
+            return dict(self._entered), dict(self._running)
 
     def run(self, stage: str, fn, *args):
+        self._add(self._entered, stage, 1)
         sem = self._sem.get(stage)
-        if sem:
-            sem.acquire()
         try:
-            gap = self._staggered.get(stage)
-            if gap:
-                with self._lock:
-                    wait = self._last_start.get(stage, 0.0) + gap - time.monotonic()
-                    if wait > 0:
-                        time.sleep(wait)
-                    self._last_start[stage] = time.monotonic()
-            return fn(*args)
-        finally:
             if sem:
-                sem.release()
+                sem.acquire()
+            try:
+                gap = self._staggered.get(stage)
+                if gap:
+                    with self._lock:
+                        wait = self._last_start.get(stage, 0.0) + gap - time.monotonic()
+                        if wait > 0:
+                            time.sleep(wait)
+                        self._last_start[stage] = time.monotonic()
+                self._add(self._running, stage, 1)
+                try:
+                    return fn(*args)
+                finally:
+                    self._add(self._running, stage, -1)
+            finally:
+                if sem:
+                    sem.release()
+        finally:
+            self._add(self._entered, stage, -1)
 
 
 @dataclass
@@ -102,6 +121,10 @@ class WorkerService:
             raise ValueError("worker.toml has no [[attached]] persist store")
         self._check_machine(config)
         self.rpc = RPCClient(config.manager_url, config.manager_token)
+        from ..metrics.worker import WorkerMetrics
+        self.metrics = WorkerMetrics(config.name)
+        self.rpc.observer = self.metrics.on_call
+        self.exporter = None
         for a in config.attached:
             if not a.location.is_dir():
                 raise ValueError(f"[[attached]] {a.name}: {a.location} is not a directory")
@@ -120,8 +143,8 @@ class WorkerService:
         except JournalError as exc:
             self.release()
             raise ValueError(str(exc)) from None
-        limits = StageLimits(config.concurrent, config.staggered)
-        self.tasklog = TaskLog()
+        self.limits = limits = StageLimits(config.concurrent, config.staggered)
+        self.tasklog = self.metrics.tasklog      # a TaskLog that also feeds the stage-duration histograms
         try:
             self.processors = Processors(config.processors, config.ext_locks, self.tasklog)
         except Exception:
@@ -168,7 +191,14 @@ class WorkerService:
 
     def start(self) -> None:
         from .rpc import build_server, reachable_host
+        from ..metrics import route as route_metrics, serve_exporter
         self.server = build_server(self)
+        self.metrics.service = self
+        self.server.observer = self.metrics.on_rpc
+        route_metrics(self.server, self.metrics.registry)          # /metrics on the RPC port (read token)
+        if self.config.metrics_enable:                             # [metrics]: Damocles' exporter, no token
+            self.exporter = serve_exporter(self.config.metrics_listen, self.metrics.registry)
+            log.info("metrics on http://%s:%d/metrics", *self.exporter.server_address[:2])
         host, port = self.server.serve(self.config.rpc_host, self.config.rpc_port)
         self.dest = f"{reachable_host(host, self.config.manager_url)}:{port}"
         for t in self.threads:
@@ -197,6 +227,9 @@ class WorkerService:
         self._stop.set()
         if getattr(self, "server", None):
             self.server.shutdown()
+        if getattr(self, "exporter", None):
+            self.exporter.shutdown()
+            self.exporter.server_close()
         deadline = time.monotonic() + timeout
         for r in self._runners:
             r.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -39,6 +39,7 @@ class SealingThread:
         self._resume = threading.Event()
         self._resume_state: str | None = None
         self._pause_requested = False
+        self.errors: dict[str, int] = {}     # failures per level since start (the worker's metrics)
 
     # ----------------------------------------------------------------- control
 
@@ -110,6 +111,7 @@ class SealingThread:
                 self.last_error = self.rec["last_error"] = "paused by the operator"
                 self.journal.failure(self.rec, "perm", "paused by the operator")
                 self.journal.save(self.rec)
+                self._report_failure("perm", "paused by the operator")
             if self.rec.get("paused"):
                 self.status = "Paused"
                 self._resume.wait(timeout=0.5)
@@ -121,6 +123,8 @@ class SealingThread:
                     self.rec["retry"] = 0
                     if self._resume_state:
                         self._transition("SetState:" + self._resume_state)
+                    elif "name" in self.rec:          # the manager clears the failure it showed
+                        self._report(self.rec["state"], "Resume")
                     self.journal.save(self.rec)
                 continue
             if self.rec["state"] == "Empty":
@@ -155,7 +159,9 @@ class SealingThread:
         self.rec["retry"] = 0
         self.last_error = None
         self.journal.transition(self.rec, prev, event)
-        log.info("thread %d: %s %s -%s-> %s", self.index, self.rec.get("name", "-"), prev, event, self.rec["state"])
+        log.info("thread %d: %s %s -%s-> %s", self.index, self.rec.get("name", "-"), prev, event, self.rec["state"],
+                 extra={"sector": self.rec.get("name"), "state": self.rec["state"], "prev": prev, "event": event,
+                        "sealing_thread": self.index})
         if "name" in self.rec:
             self._report(prev, event)
 
@@ -179,14 +185,23 @@ class SealingThread:
                 level = "perm"
                 self.last_error = f"perm: {exc} (after {self.rec['retry']} temp retries)"
         self.journal.failure(self.rec, level, str(exc))
-        log.warning("thread %d: %s %s: %s", self.index, self.rec.get("name", "-"), level, exc)
+        log.warning("thread %d: %s %s: %s", self.index, self.rec.get("name", "-"), level, exc,
+                    extra={"sector": self.rec.get("name"), "state": self.rec["state"], "failure_level": level, "sealing_thread": self.index})
         if level == "temp":
             self.journal.save(self.rec)
+            self._report_failure(level, self.last_error)
             self._sleep(stop, self.ctx.sealing.recover_interval)
             return
         self.rec["paused"] = True
         self.rec["last_error"] = self.last_error
         self.journal.save(self.rec)
+        self._report_failure(level, self.last_error)      # an answer that the sector was aborted aborts it here
+
+    def _report_failure(self, level: str, desc: str) -> None:
+        """As Damocles: a failed step is reported too, so the manager shows the sector's error."""
+        self.errors[level] = self.errors.get(level, 0) + 1
+        if "name" in self.rec:
+            self._report(self.rec["state"], "Failure", {"Level": level, "Desc": desc[:4000]})
 
     def _abort(self, reason: str, report: bool = True) -> None:
         log.warning("thread %d: %s aborted: %s", self.index, self.rec.get("name", "-"), reason)

@@ -1,0 +1,174 @@
+"""The manager's metrics (names and meanings in docs/observability.md)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
+from .. import __version__
+from . import RPC_BUCKETS, STAGE_BUCKETS
+
+
+class ManagerMetrics:
+    def __init__(self, service, views):
+        self.service, self.views = service, views
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.transitions = Counter("damocles_sector_transitions", "Sector state transitions reported by workers",
+                                   ["from_state", "to_state"], registry=r)
+        self.state_seconds = Histogram("damocles_sector_state_duration_seconds",
+                                       "Seconds a sector spent in a state before its next transition", ["state"],
+                                       buckets=STAGE_BUCKETS, registry=r)
+        self.errors = Counter("damocles_sector_errors", "Failures workers reported, per level (temp, perm, crit, abort)",
+                              ["level"], registry=r)
+        self.rpc_requests = Counter("damocles_rpc_requests", "JSON-RPC requests answered, per method and result",
+                                    ["method", "result"], registry=r)
+        self.rpc_seconds = Histogram("damocles_rpc_request_duration_seconds", "Seconds a JSON-RPC method took",
+                                     ["method"], buckets=RPC_BUCKETS, registry=r)
+        r.register(_Collector(self))
+        self._head: tuple[int, float] | None = None     # (head, when first seen): the head's age
+
+    def on_report(self, prev: str, nxt: str, seconds: float | None, failure_level: str | None) -> None:
+        if failure_level:
+            self.errors.labels(failure_level).inc()
+        if seconds is not None:
+            self.transitions.labels(prev, nxt).inc()
+            self.state_seconds.labels(prev).observe(seconds)
+
+    def on_rpc(self, method: str, seconds: float, ok: bool) -> None:
+        self.rpc_requests.labels(method, "ok" if ok else "error").inc()
+        self.rpc_seconds.labels(method).observe(seconds)
+
+
+class _Collector:
+    """Reads the manager's state at scrape time."""
+
+    def __init__(self, metrics: ManagerMetrics):
+        self.m = metrics
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        s = self.m.service
+        db = s.state._db
+        yield InfoMetricFamily("damocles_manager", "The manager's version", value={"version": __version__})
+
+        g = GaugeMetricFamily("damocles_sectors", "Sectors the manager knows, per state and plan", labels=["state", "plan"])
+        for state, plan, n in db.execute("SELECT COALESCE(json_extract(info, '$.state'), ''), "
+                                         "COALESCE(json_extract(info, '$.plan'), 'sealer'), COUNT(*) FROM sectors GROUP BY 1, 2"):
+            g.add_metric([state, plan], n)
+        yield g
+        g = GaugeMetricFamily("damocles_sectors_failing", "Sectors in flight whose last report was a failure, per level",
+                              labels=["level"])
+        for level, n in db.execute("SELECT json_extract(info, '$.failure.Level'), COUNT(*) FROM sectors "
+                                   "WHERE json_extract(info, '$.finalized') IS NULL AND json_extract(info, '$.failure') "
+                                   "IS NOT NULL GROUP BY 1"):
+            g.add_metric([str(level)], n)
+        yield g
+        oldest = db.execute("SELECT MIN(COALESCE(json_extract(info, '$.allocated_at'), updated)) FROM sectors "
+                            "WHERE json_extract(info, '$.finalized') IS NULL").fetchone()[0]
+        yield GaugeMetricFamily("damocles_sector_oldest_in_flight_seconds", "Age of the oldest sector not finalized",
+                                value=time.time() - oldest if oldest else 0)
+
+        now = time.time()
+        age = GaugeMetricFamily("damocles_worker_last_ping_seconds", "Seconds since the worker's last ping", labels=["worker"])
+        threads = GaugeMetricFamily("damocles_worker_threads", "Sealing threads per worker and state (its last ping)",
+                                    labels=["worker", "state"])
+        for name, info, last in s.state.workers():
+            age.add_metric([name], now - last)
+            for k, v in (info.get("Summary") or {}).items():
+                if k != "Threads":
+                    threads.add_metric([name, k], v)
+        yield age
+        yield threads
+
+        free = GaugeMetricFamily("damocles_persist_store_free_bytes", "Free bytes of a persist store", labels=["store"])
+        total = GaugeMetricFamily("damocles_persist_store_total_bytes", "Size of a persist store's file system", labels=["store"])
+        reserved = GaugeMetricFamily("damocles_persist_store_reserved_bytes", "Bytes reserved for sectors being persisted",
+                                     labels=["store"])
+        for st in s.config.persist_stores:
+            try:
+                du = shutil.disk_usage(st.path)
+            except OSError:
+                continue
+            free.add_metric([st.name], du.free)
+            total.add_metric([st.name], du.total)
+            reserved.add_metric([st.name], s.state.reserved(st.name))
+        yield free
+        yield total
+        yield reserved
+
+        head = s.chain.head()
+        if self.m._head is None or self.m._head[0] != head:
+            self.m._head = (head, now)
+        head_age = now - self.m._head[1]
+        block = getattr(getattr(s.chain, "policy", None), "block_time", 0) or 0
+        yield GaugeMetricFamily("damocles_chain_head_epoch", "The chain's head epoch", value=head)
+        yield GaugeMetricFamily("damocles_chain_head_age_seconds", "Seconds since the head last moved (as the manager saw it)",
+                                value=head_age)
+        yield GaugeMetricFamily("damocles_chain_lag_epochs", "Epochs the head is behind the wall clock "
+                                "(head age over block time; 0 when the clock is stopped)",
+                                value=int(head_age // block) if block > 0 else 0)
+
+        g = GaugeMetricFamily("damocles_wdpost_jobs", "WindowPoSt jobs for provers, per state", labels=["state"])
+        for state, n in db.execute("SELECT state, COUNT(*) FROM wdpost_jobs GROUP BY state"):
+            g.add_metric([state], n)
+        yield g
+        g = GaugeMetricFamily("damocles_tasks", "Unseal and rebuild tasks, per state", labels=["kind", "state"])
+        for kind in ("unseal", "rebuild"):
+            for state, n in db.execute(f"SELECT state, COUNT(*) FROM {kind}_tasks GROUP BY state"):
+                g.add_metric([kind, state], n)
+        yield g
+        yield from self._proving()
+
+    def _proving(self):
+        proving = self.m.views.proving()
+        lab = ["miner", "deadline"]
+        partitions = GaugeMetricFamily("damocles_wdpost_partitions", "Partitions of a deadline", labels=lab)
+        sectors = GaugeMetricFamily("damocles_wdpost_sectors", "Sectors of a deadline, per status (live, faulty, recovering)",
+                                    labels=lab + ["status"])
+        proven_now = GaugeMetricFamily("damocles_wdpost_partitions_proven_current", "Partitions of a deadline proven "
+                                       "in the current proving period", labels=lab)
+        proven = CounterMetricFamily("damocles_wdpost_partitions_proven", "Partitions proven in closed deadlines", labels=lab)
+        missed = CounterMetricFamily("damocles_wdpost_partitions_missed", "Partitions not proven by their deadline's close",
+                                     labels=lab)
+        faulty = CounterMetricFamily("damocles_wdpost_sectors_faulty", "Sectors that became faulty in a closed deadline "
+                                     "(missed or declared)", labels=lab)
+        declared = CounterMetricFamily("damocles_wdpost_sectors_declared_faulty", "Sectors the poster declared faulty",
+                                       labels=["miner"])
+        recovered = CounterMetricFamily("damocles_wdpost_sectors_recovered", "Sectors the poster declared recovered",
+                                        labels=["miner"])
+        current = GaugeMetricFamily("damocles_wdpost_current_deadline", "The miner's current deadline index", labels=["miner"])
+        blocks = CounterMetricFamily("damocles_winningpost_blocks", "Blocks won (a WinningPoSt accepted) and missed "
+                                     "(elected, no proof in time)", labels=["miner", "result"])
+        for miner, p in proving.items():
+            if "Error" in p:
+                continue
+            current.add_metric([miner], p["Deadline"])
+            for d in p["Deadlines"]:
+                key = [miner, str(d["Index"])]
+                partitions.add_metric(key, len(d["Partitions"]))
+                live = sum(x["Sectors"] for x in d["Partitions"])
+                sectors.add_metric(key + ["live"], live)
+                sectors.add_metric(key + ["faulty"], sum(len(x["Faulty"]) for x in d["Partitions"]))
+                sectors.add_metric(key + ["recovering"], sum(len(x["Recovering"]) for x in d["Partitions"]))
+                proven_now.add_metric(key, sum(1 for x in d["Partitions"] if x["Proven"]))
+            by_dl: dict[int, list[int]] = {}
+            for r in p["Records"]:
+                t = by_dl.setdefault(r["index"], [0, 0, 0])
+                t[0] += r["partitions_proven"]
+                t[1] += r["partitions"] - r["partitions_proven"]
+                t[2] += r["sectors_faulty_new"]
+            for index, (pr, mi, fa) in sorted(by_dl.items()):
+                proven.add_metric([miner, str(index)], pr)
+                missed.add_metric([miner, str(index)], mi)
+                faulty.add_metric([miner, str(index)], fa)
+            declared.add_metric([miner], p["Totals"]["SectorsDeclaredFaulty"])
+            recovered.add_metric([miner], p["Totals"]["SectorsDeclaredRecovered"])
+            blocks.add_metric([miner, "won"], p["Totals"]["BlocksWon"])
+            blocks.add_metric([miner, "missed"], p["Totals"]["BlocksMissed"])
+        yield from (current, partitions, sectors, proven_now, proven, missed, faulty, declared, recovered, blocks)

@@ -1,0 +1,316 @@
+// damocles status page: plain JS, no build step. Every REFRESH_MS it asks /ui/api/version (one
+// cheap query on the manager) and only when its ETag changed /ui/api/overview. The token comes from
+// ?token= (then removed from the address) or the login form, and is kept in localStorage.
+"use strict";
+
+const REFRESH_MS = 2000;
+const TOKEN_KEY = "damocles.token";
+const STATES = ["Empty", "Allocated", "DealsAcquired", "PieceAdded", "TreeDBuilt", "TicketAssigned", "PC1Done",
+  "PC2Done", "PCSubmitted", "PCLanded", "Persisted", "PersistanceSubmitted", "SeedAssigned", "C1Done", "C2Done",
+  "ProofSubmitted", "Finished", "Aborted"];
+
+let etag = null, overview = null, detail = null, pings = {}, clockSkew = 0, busy = false;
+
+const $ = (id) => document.getElementById(id);
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+function dur(s) {
+  if (s == null || isNaN(s)) return "";
+  s = Math.max(0, s);
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} m ${Math.round(s % 60)} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} m`;
+  return `${Math.floor(s / 86400)} d ${Math.round((s % 86400) / 3600)} h`;
+}
+
+function bytes(n) {
+  const u = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+function token() { return localStorage.getItem(TOKEN_KEY); }
+
+function flash(text, isError) {
+  const f = $("flash");
+  f.textContent = text;
+  f.className = isError ? "error" : "";
+}
+
+async function get(path) {
+  const r = await fetch(path, { headers: { Authorization: `Bearer ${token()}` }, cache: "no-store" });
+  if (r.status === 401 || r.status === 403) {
+    const why = (await r.text()).trim();
+    throw Object.assign(new Error(why), { auth: true });
+  }
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+async function rpc(method, ...params) {
+  const r = await fetch("/rpc/v0", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+  });
+  const answer = await r.json();
+  if (answer.error) throw new Error(answer.error.message);
+  return answer.result;
+}
+
+function showLogin(message) {
+  $("login").hidden = false;
+  $("main").hidden = true;
+  $("logout").hidden = true;
+  $("login-error").textContent = message || "";
+}
+
+// ------------------------------------------------------------------------------ rendering
+
+function sectorLink(s) { return `<a class="sector" data-open="${esc(s)}">${esc(s)}</a>`; }
+
+function renderSummary(ov) {
+  const live = ov.Sectors.Live;
+  const counts = {};
+  for (const s of live) counts[s.State] = (counts[s.State] || 0) + 1;
+  const order = Object.keys(counts).sort((a, b) => STATES.indexOf(a) - STATES.indexOf(b));
+  const failing = live.filter((s) => s.Failure).length;
+  const fin = ov.Sectors.FinalizedCounts || {};
+  $("summary").innerHTML =
+    `<span class="chip">in flight<b>${live.length}</b></span>` +
+    order.map((st) => `<span class="chip" data-state="${esc(st)}">${esc(st)}<b>${counts[st]}</b></span>`).join("") +
+    (failing ? `<span class="chip failing">failing<b>${failing}</b></span>` : "") +
+    Object.entries(fin).map(([st, n]) => `<span class="chip">${esc(st)} (finalized)<b>${n}</b></span>`).join("");
+}
+
+function renderPipeline(ov) {
+  const byWorker = {};
+  for (const s of ov.Sectors.Live) {
+    const w = s.Worker || "(not reported yet)";
+    (byWorker[w] = byWorker[w] || []).push(s);
+  }
+  const names = Object.keys(byWorker).sort();
+  if (!names.length) { $("pipeline").innerHTML = `<p class="muted">No sector in flight.</p>`; return; }
+  $("pipeline").innerHTML = names.map((w) => {
+    const rows = byWorker[w].sort((a, b) => String(a.Location).localeCompare(String(b.Location)) || a.Number - b.Number);
+    return `<div class="worker"><h3>${esc(w)}</h3><table><thead><tr><th>thread (location)</th><th>sector</th><th>state</th>
+      <th class="num">in state</th><th class="num">age</th><th>last report</th></tr></thead><tbody>` +
+      rows.map((s) => `<tr data-sector="${esc(s.Sector)}" data-state="${esc(s.State)}">
+        <td class="mono">${esc((s.Location || "").split("/").slice(-1)[0] || "-")}</td><td>${sectorLink(s.Sector)}</td>
+        <td>${esc(s.State)}</td><td class="num">${dur(s.InState)}</td><td class="num">${dur(s.Age)}</td>
+        <td>${s.Failure ? `<span class="${s.Failure.Level === "temp" ? "warn" : "bad"}">${esc(s.Failure.Level)}</span>` : `<span class="ok">ok</span>`}</td></tr>`).join("") +
+      `</tbody></table></div>`;
+  }).join("");
+}
+
+function renderAttention(ov) {
+  const rows = ov.Sectors.Live.filter((s) => s.Failure);
+  if (!rows.length) { $("attention").innerHTML = `<p class="muted">Nothing failing.</p>`; return; }
+  const options = STATES.filter((s) => s !== "Empty" && s !== "Finished").map((s) => `<option>${s}</option>`).join("");
+  $("attention").innerHTML = `<table><thead><tr><th>sector</th><th>state</th><th>worker</th><th>level</th><th>error</th>
+    <th class="num">since</th><th>actions</th></tr></thead><tbody>` +
+    rows.map((s) => `<tr class="failed" data-sector="${esc(s.Sector)}">
+      <td>${sectorLink(s.Sector)}</td><td>${esc(s.State)}</td><td>${esc(s.Worker)}</td>
+      <td class="${s.Failure.Level === "temp" ? "warn" : "bad"}">${s.Failure.Level === "temp" ? "retrying (temp)" : `paused (${esc(s.Failure.Level)})`}</td>
+      <td><pre class="err">${esc(s.Failure.Desc)}</pre></td><td class="num">${dur(s.InState)}</td>
+      <td><button type="button" class="resume" data-sector="${esc(s.Sector)}">Resume</button>
+        <select class="resume-state" data-sector="${esc(s.Sector)}">${options}</select>
+        <button type="button" class="resume-at" data-sector="${esc(s.Sector)}">Resume at state</button>
+        <button type="button" class="abort danger" data-sector="${esc(s.Sector)}">Abort</button></td></tr>`).join("") +
+    `</tbody></table>`;
+  for (const sel of document.querySelectorAll("select.resume-state")) {
+    const s = rows.find((r) => r.Sector === sel.dataset.sector);
+    if (s) sel.value = s.State;
+  }
+}
+
+function renderWorkers(ov) {
+  if (!ov.Workers.length) { $("workers").innerHTML = `<p class="muted">No worker has pinged yet.</p>`; return; }
+  $("workers").innerHTML = `<table><thead><tr><th>worker</th><th>RPC</th><th>version</th><th class="num">last ping</th>
+    <th>threads</th></tr></thead><tbody>` +
+    ov.Workers.map((w) => {
+      const sm = w.Summary || {};
+      const parts = ["Running", "Waiting", "Paused", "Empty", "Errors"].filter((k) => sm[k]).map((k) => `${k.toLowerCase()} ${sm[k]}`);
+      return `<tr data-worker="${esc(w.Name)}"><td>${esc(w.Name)}</td><td class="mono">${esc(w.Dest)}</td><td>${esc(w.Version)}</td>
+        <td class="num ping" data-worker="${esc(w.Name)}">${dur(pingAge(w.Name, w.LastPing))} ago</td>
+        <td>${sm.Threads ?? "?"} threads${parts.length ? ": " + esc(parts.join(", ")) : ""}</td></tr>`;
+    }).join("") + `</tbody></table>`;
+}
+
+function pingAge(name, fallback) {
+  const last = pings[name] ?? fallback;
+  return Date.now() / 1000 + clockSkew - last;
+}
+
+function renderProving(ov) {
+  const miners = Object.entries(ov.Proving || {});
+  if (!miners.length) { $("proving").innerHTML = `<p class="muted">No miner configured.</p>`; return; }
+  $("proving").innerHTML = miners.map(([miner, p]) => {
+    if (p.Error) return `<h3>f0${esc(miner)}</h3><p class="error">${esc(p.Error)}</p>`;
+    const withParts = new Map(p.Deadlines.map((d) => [d.Index, d]));
+    const grid = Array.from({ length: 48 }, (_, i) => {
+      const d = withParts.get(i);
+      const faulty = d && d.Partitions.some((x) => x.Faulty.length);
+      return `<div class="dl${d ? " has" : ""}${faulty ? " faulty" : ""}${i === p.Deadline ? " current" : ""}" title="deadline ${i}">${i}</div>`;
+    }).join("");
+    const t = p.Totals;
+    return `<h3>f0${esc(miner)}: deadline ${p.Deadline} (epochs ${p.Open}–${p.Close}), period start ${p.PeriodStart}</h3>
+      <div class="chips"><span class="chip">partitions proven<b>${t.PartitionsProven}</b></span>
+        <span class="chip${t.PartitionsMissed ? " failing" : ""}">missed<b>${t.PartitionsMissed}</b></span>
+        <span class="chip">faulty (detected)<b>${t.SectorsFaultyDetected}</b></span>
+        <span class="chip">declared faulty<b>${t.SectorsDeclaredFaulty}</b></span>
+        <span class="chip">recovered<b>${t.SectorsDeclaredRecovered}</b></span>
+        <span class="chip">blocks won<b>${t.BlocksWon}</b></span><span class="chip">blocks missed<b>${t.BlocksMissed}</b></span></div>
+      <div class="deadlines">${grid}</div>` +
+      (p.Deadlines.length ? `<table class="partitions"><thead><tr><th>deadline</th><th>partition</th><th class="num">sectors</th>
+        <th>faulty</th><th>recovering</th><th>proven this period</th><th>round</th></tr></thead><tbody>` +
+        p.Deadlines.flatMap((d) => d.Partitions.map((x) => `<tr><td>${d.Index}${d.Current ? " (current)" : ""}</td><td>${x.Index}</td>
+          <td class="num">${x.Sectors}</td><td class="${x.Faulty.length ? "bad" : ""}">${esc(x.Faulty.join(", ") || "-")}</td>
+          <td>${esc(x.Recovering.join(", ") || "-")}</td><td>${x.Proven ? `<span class="ok">yes</span>` : "no"}</td>
+          <td>${esc(d.Round.state || "")}${d.Round.error ? ` <span class="error">${esc(d.Round.error)}</span>` : ""}</td></tr>`)).join("") +
+        `</tbody></table>` : `<p class="muted">No sector is proving yet.</p>`) +
+      (p.Records.length ? `<h3>Last closed deadlines</h3><table><thead><tr><th>deadline</th><th class="num">closed at</th>
+        <th class="num">partitions proven</th><th class="num">sectors</th><th class="num">new faults</th><th class="num">penalty</th></tr></thead><tbody>` +
+        p.Records.slice().reverse().map((r) => `<tr><td>${r.index}</td><td class="num">${r.close}</td>
+          <td class="num ${r.partitions_proven < r.partitions ? "bad" : ""}">${r.partitions_proven}/${r.partitions}</td>
+          <td class="num">${r.sectors_proven}/${r.sectors}</td><td class="num">${r.sectors_faulty_new}</td>
+          <td class="num">${r.penalty}</td></tr>`).join("") + `</tbody></table>` : "");
+  }).join("");
+}
+
+function renderStores(ov) {
+  $("stores").innerHTML = `<table><thead><tr><th>store</th><th>path</th><th class="num">free</th><th class="num">total</th>
+    <th class="num">reserved</th><th>used</th></tr></thead><tbody>` +
+    ov.Stores.map((s) => {
+      const used = s.Total ? (s.Total - s.Free) / s.Total : 0;
+      return `<tr><td>${esc(s.Name)}${s.ReadOnly ? " (read-only)" : ""}</td><td class="mono">${esc(s.Path)}</td>
+        <td class="num">${bytes(s.Free)}</td><td class="num">${bytes(s.Total)}</td><td class="num">${bytes(s.Reserved)}</td>
+        <td><div class="bar" title="${(used * 100).toFixed(1)}%"><span style="width:${(used * 100).toFixed(1)}%"></span></div></td></tr>`;
+    }).join("") + `</tbody></table>`;
+}
+
+function renderRecent(ov) {
+  const rows = ov.Sectors.Recent;
+  $("recent").innerHTML = rows.length ? `<table><thead><tr><th>sector</th><th>state</th><th>worker</th><th class="num">took</th>
+    <th>abort reason</th></tr></thead><tbody>` +
+    rows.map((s) => `<tr data-sector="${esc(s.Sector)}"><td>${sectorLink(s.Sector)}</td><td>${esc(s.State)}</td>
+      <td>${esc(s.Worker)}</td><td class="num">${dur(s.Age - s.InState)}</td><td class="error">${esc(s.AbortReason || "")}</td></tr>`).join("") +
+    `</tbody></table>` : `<p class="muted">None yet.</p>`;
+}
+
+function renderDetail() {
+  if (!detail) { $("detail-section").hidden = true; return; }
+  $("detail-section").hidden = false;
+  $("detail-name").textContent = detail.Sector;
+  const r = detail.Record;
+  $("detail").innerHTML = `<p>state <b>${esc(r.state)}</b>, worker ${esc(r.worker || "-")}, location
+    <span class="mono">${esc(r.location || "-")}</span>${r.abort_reason ? `, <span class="error">aborted: ${esc(r.abort_reason)}</span>` : ""}</p>
+    <table id="history"><thead><tr><th>at</th><th>from</th><th>event</th><th>to</th><th class="num">duration</th><th>worker</th>
+    <th>failure</th></tr></thead><tbody>` +
+    detail.History.map((h) => `<tr><td>${esc(new Date(h.at * 1000).toLocaleTimeString())}</td><td>${esc(h.prev)}</td>
+      <td>${esc(h.event)}</td><td>${esc(h.next)}</td><td class="num">${dur(h.Duration)}</td><td>${esc(h.worker)}</td>
+      <td>${h.level ? `<span class="${h.level === "temp" ? "warn" : "bad"}">${esc(h.level)}</span> ${esc((h.error || "").split("\n")[0])}` : ""}</td></tr>`).join("") +
+    `</tbody></table>`;
+}
+
+function render() {
+  if (!overview) return;
+  $("epoch").textContent = overview.Epoch != null ? `epoch ${overview.Epoch}` : "";
+  renderSummary(overview);
+  renderPipeline(overview);
+  renderAttention(overview);
+  renderWorkers(overview);
+  renderProving(overview);
+  renderStores(overview);
+  renderRecent(overview);
+  renderDetail();
+}
+
+// ------------------------------------------------------------------------------- refresh
+
+async function openSector(name) {
+  try {
+    detail = await get(`/ui/api/sector/${encodeURIComponent(name)}`);
+    renderDetail();
+    $("detail-section").scrollIntoView({ block: "nearest" });
+  } catch (e) { flash(e.message, true); }
+}
+
+async function refresh(force) {
+  if (busy || !token()) return;
+  busy = true;
+  try {
+    const v = await get("/ui/api/version");
+    pings = v.Pings || {};
+    clockSkew = v.Now - Date.now() / 1000;
+    $("epoch").textContent = v.Epoch != null ? `epoch ${v.Epoch}` : "";
+    if (force || v.ETag !== etag) {
+      overview = await get("/ui/api/overview");
+      etag = overview.ETag;
+      if (detail) detail = await get(`/ui/api/sector/${encodeURIComponent(detail.Sector)}`);
+      render();
+    } else {
+      for (const td of document.querySelectorAll("td.ping")) td.textContent = `${dur(pingAge(td.dataset.worker))} ago`;
+    }
+    $("login").hidden = true;
+    $("main").hidden = false;
+    $("logout").hidden = false;
+    $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    $("refreshed").dataset.etag = etag;
+  } catch (e) {
+    if (e.auth) showLogin(e.message); else flash(e.message, true);
+  } finally {
+    busy = false;
+  }
+}
+
+async function act(label, method, ...params) {
+  flash(`${label}…`);
+  try {
+    const result = await rpc(method, ...params);
+    flash(`${label}: ${JSON.stringify(result)}`);
+  } catch (e) {
+    flash(`${label}: ${e.message}`, true);
+  }
+  await refresh(true);
+}
+
+function sid(name) {
+  const [miner, number] = name.replace(/^s-t0/, "").split("-").map(Number);
+  return { Miner: miner, Number: number };
+}
+
+document.addEventListener("click", (ev) => {
+  const t = ev.target;
+  if (t.dataset.open) { openSector(t.dataset.open); return; }
+  const s = t.dataset.sector;
+  if (!s || t.tagName !== "BUTTON") return;
+  if (t.classList.contains("resume")) act(`resume ${s}`, "Venus.SectorResume", sid(s), null);
+  else if (t.classList.contains("resume-at")) {
+    const state = document.querySelector(`select.resume-state[data-sector="${s}"]`).value;
+    act(`resume ${s} at ${state}`, "Venus.SectorResume", sid(s), state);
+  } else if (t.classList.contains("abort")) {
+    if (confirm(`Abort ${s}? Its sealing work is given up.`)) act(`abort ${s}`, "Venus.SectorAbort", sid(s), "aborted from the status page");
+  }
+});
+
+$("detail-close").addEventListener("click", () => { detail = null; renderDetail(); });
+$("logout").addEventListener("click", () => { localStorage.removeItem(TOKEN_KEY); etag = null; showLogin(""); });
+$("login-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const t = $("token").value.trim();
+  if (t) { localStorage.setItem(TOKEN_KEY, t); $("token").value = ""; etag = null; refresh(true); }
+});
+
+(function start() {
+  const params = new URLSearchParams(location.search);
+  if (params.get("token")) {
+    localStorage.setItem(TOKEN_KEY, params.get("token"));
+    params.delete("token");
+    history.replaceState(null, "", location.pathname + (params.toString() ? `?${params}` : "") + location.hash);
+  }
+  if (!token()) showLogin(""); else refresh(true);
+  setInterval(() => refresh(false), REFRESH_MS);
+})();

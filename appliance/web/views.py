@@ -1,0 +1,175 @@
+"""What the status page shows, computed on the manager (docs/observability.md).
+
+`version()` is what the page asks every refresh: one indexed read of `web_version` (bumped by
+triggers whenever something the page shows changes) plus what the manager holds in memory (the
+chain epoch its poster follows, the workers' last pings). Only when that ETag changes does the page
+ask for `overview()`, which reads the sectors in one query and the chain's deadlines once per
+(state version, epoch)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+
+from ..chain.deadlines import current_deadline
+
+RECENT_FINISHED = 30          # finished or aborted sectors listed below those in flight
+HEAVY_KEYS = ("commit_proof",)  # not sent to the page (a C2 proof can be megabytes)
+
+
+def sector_name(miner: int, number: int) -> str:
+    return f"s-t0{miner}-{number}"
+
+
+def parse_sector(text: str) -> tuple[int, int]:
+    """'1000-5' or 's-t01000-5' -> (1000, 5); ValueError otherwise."""
+    t = text[4:] if text.startswith("s-t0") else text
+    miner, number = (int(x) for x in t.split("-"))
+    if miner < 0 or number < 0:
+        raise ValueError(text)
+    return miner, number
+
+
+class WebViews:
+    def __init__(self, state, sealer, chain, poster, config, now=time.time):
+        self.state, self.sealer, self.chain, self.poster, self.config, self._now = state, sealer, chain, poster, config, now
+        self.boot = secrets.token_hex(4)        # a restarted manager never repeats an ETag
+        self._offsets: dict[int, int] | None = None
+        self._proving: tuple[tuple, dict] | None = None
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- version
+
+    def _epoch(self) -> int | None:
+        epoch = getattr(self.chain, "epoch", None)     # the devnet's last processed epoch, kept current by the poster
+        return epoch if isinstance(epoch, int) else None
+
+    def _deadline_key(self, epoch: int | None) -> tuple:
+        """Which deadline each miner is in: the proving view changes with it, not with every epoch."""
+        if epoch is None:
+            return ()
+        if self._offsets is None:
+            offsets = {}
+            for m in self.config.miners:
+                try:
+                    offsets[m.actor] = self.chain.miner_info(m.actor).proving_period_start
+                except Exception:      # noqa: BLE001 - a miner the chain does not know yet
+                    continue
+            self._offsets = offsets
+        window = self.chain.policy.wpost_challenge_window
+        return tuple((epoch - off) // window for off in self._offsets.values())
+
+    def version(self) -> dict:
+        v = self.state.version()
+        epoch = self._epoch()
+        key = "-".join(str(k) for k in self._deadline_key(epoch))
+        return {"ETag": f"{self.boot}.{v}.{key}", "Epoch": epoch, "Now": self._now(), "Pings": self.state.pings()}
+
+    # ---------------------------------------------------------------- sectors
+
+    def _rows(self, where: str, limit: int | None = None) -> list[dict]:
+        sql = f"SELECT miner, number, proof, info, updated FROM sectors WHERE {where} ORDER BY miner, number"
+        if limit:
+            sql = (f"SELECT miner, number, proof, info, updated FROM sectors WHERE {where} "
+                   f"ORDER BY updated DESC LIMIT {int(limit)}")
+        out = []
+        now = self._now()
+        for miner, number, proof, info, updated in self.state._db.execute(sql):
+            r = json.loads(info)
+            born = r.get("allocated_at") or updated
+            entered = r.get("entered_at") or born
+            out.append({"Sector": sector_name(miner, number), "Miner": miner, "Number": number, "ProofType": proof,
+                        "State": r.get("state"), "Plan": r.get("plan") or "sealer", "Worker": r.get("worker"),
+                        "Location": r.get("location"), "Age": round(now - born, 1), "InState": round(now - entered, 1),
+                        "Updated": updated, "Failure": r.get("failure"), "Finalized": bool(r.get("finalized")),
+                        "AbortReason": r.get("abort_reason")})
+        return out
+
+    def sectors(self) -> dict:
+        live = self._rows("json_extract(info, '$.finalized') IS NULL")
+        done = self._rows("json_extract(info, '$.finalized') IS NOT NULL", RECENT_FINISHED)
+        counts = {s: n for s, n in self.state._db.execute(
+            "SELECT json_extract(info, '$.state'), COUNT(*) FROM sectors WHERE json_extract(info, '$.finalized') IS NOT NULL "
+            "GROUP BY 1")}
+        return {"Live": live, "Recent": done, "FinalizedCounts": counts}
+
+    def sector(self, miner: int, number: int) -> dict | None:
+        rec = self.state.sector(miner, number)
+        if rec is None:
+            return None
+        history = self.state.history(miner, number)
+        for h, nxt in zip(history, history[1:] + [None]):
+            h["Duration"] = round((nxt["at"] if nxt else self._now()) - h["at"], 3)
+        return {"Sector": sector_name(miner, number), "Record": {k: v for k, v in rec.items() if k not in HEAVY_KEYS},
+                "History": history}
+
+    # ---------------------------------------------------------------- workers
+
+    def workers(self) -> list[dict]:
+        now = self._now()
+        return [{"Name": name, "Dest": info.get("Dest"), "Version": info.get("Version"), "Summary": info.get("Summary"),
+                 "LastPing": last, "PingAge": round(now - last, 1)} for name, info, last in self.state.workers()]
+
+    # ---------------------------------------------------------------- proving
+
+    def proving(self) -> dict:
+        """Per miner: the current deadline, the 48 deadlines with their partitions (those with
+        sectors in detail), the last closed deadlines, WinningPoSt blocks. Cached per (state
+        version, epoch): the metrics and the page share one read of the chain."""
+        key = (self.state.version(), self._epoch())
+        with self._lock:
+            if self._proving is not None and self._proving[0] == key and key[1] is not None:
+                return self._proving[1]
+        out = {}
+        for m in self.config.miners:
+            try:
+                out[str(m.actor)] = self._miner_proving(m.actor)
+            except Exception as exc:      # noqa: BLE001 - a miner the chain does not know: shown, not raised
+                out[str(m.actor)] = {"Error": str(exc)}
+        with self._lock:
+            self._proving = (key, out)
+        return out
+
+    def _miner_proving(self, miner: int) -> dict:
+        chain = self.chain
+        info = chain.miner_info(miner)
+        head = chain.head()
+        dl = current_deadline(chain.policy, info.proving_period_start, head)
+        deadlines = []
+        for index in range(chain.policy.wpost_period_deadlines):
+            parts = chain.deadline_partitions(miner, index)
+            if not parts:
+                continue
+            rnd = self.poster.round(miner, dl.period_start, index)
+            deadlines.append({"Index": index, "Current": index == dl.index,
+                              "Partitions": [{"Index": p.index, "Sectors": len(p.sectors), "Faulty": list(p.faulty),
+                                              "Recovering": list(p.recovering), "Proven": p.proven}
+                                             for p in parts],
+                              "Round": {k: rnd.get(k) for k in ("state", "error", "declared_faults", "declared_recoveries")
+                                        if rnd.get(k) is not None}})
+        records = chain.deadline_records(miner) if hasattr(chain, "deadline_records") else []
+        blocks = chain.blocks(miner) if hasattr(chain, "blocks") else []
+        recovered = declared = 0
+        for r in self.poster.rounds(miner):
+            recovered += len(r.get("declared_recoveries") or [])
+            declared += len(r.get("declared_faults") or [])
+        return {"Epoch": head, "PeriodStart": dl.period_start, "Deadline": dl.index, "Open": dl.open, "Close": dl.close,
+                "Deadlines": deadlines, "Records": records, "Totals": {
+                    "PartitionsProven": sum(r["partitions_proven"] for r in records),
+                    "PartitionsMissed": sum(r["partitions"] - r["partitions_proven"] for r in records),
+                    "SectorsFaultyDetected": sum(r["sectors_faulty_new"] for r in records),
+                    "SectorsDeclaredFaulty": declared, "SectorsDeclaredRecovered": recovered,
+                    "BlocksWon": sum(1 for b in blocks if b["won"]), "BlocksMissed": sum(1 for b in blocks if not b["won"])}}
+
+    # ---------------------------------------------------------------- overview
+
+    def stores(self) -> list[dict]:
+        return self.sealer.store_list()
+
+    def overview(self) -> dict:
+        v = self.version()
+        proving = self.proving()      # the page lists the last closed deadlines only
+        return {**v, "Sectors": self.sectors(), "Workers": self.workers(), "Stores": self.stores(),
+                "Proving": {m: {**p, "Records": p.get("Records", [])[-12:]} for m, p in proving.items()}}

@@ -1,0 +1,98 @@
+"""Metrics pieces that need no cluster: the worker's `[metrics]` table, stage busy/queued counts,
+the metered task log, JSON logs, and `damocles bench ui` on a small database."""
+
+import io
+import json
+import logging
+import threading
+import time
+
+import pytest
+from prometheus_client import generate_latest
+
+from appliance.config import ConfigError
+from appliance.core.logs import setup
+from appliance.metrics.worker import WorkerMetrics
+from appliance.worker.config import parse_worker_config
+from appliance.worker.processors import TaskRecord
+from appliance.worker.service import StageLimits
+
+from .conftest import run_cli
+
+BASE = {"sector_manager": {"rpc_client": {"addr": "http://127.0.0.1:1789"}}}
+
+
+def test_metrics_table_as_damocles():
+    cfg = parse_worker_config(BASE)
+    assert cfg.metrics_enable is False and cfg.metrics_listen == "0.0.0.0:9000" and not cfg.warnings
+    cfg = parse_worker_config({**BASE, "metrics": {"enable": True, "http_listen": "127.0.0.1:9100"}})
+    assert cfg.metrics_enable and cfg.metrics_listen == "127.0.0.1:9100"
+    assert parse_worker_config({**BASE, "metrics": {"http_listen": "[::1]:9000"}}).metrics_listen == "[::1]:9000"
+    assert "[metrics]: unknown key 'port'" in parse_worker_config({**BASE, "metrics": {"port": 1}}).warnings[0]
+    for bad, msg in (({"enable": "yes"}, "enable: 'yes' is not true or false"),
+                     ({"http_listen": "9000"}, "http_listen: '9000' is not HOST:PORT"),
+                     ({"http_listen": "h:99999"}, "is not HOST:PORT")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_worker_config({**BASE, "metrics": bad})
+
+
+def test_stage_limits_count_busy_and_queued():
+    limits = StageLimits({"pc1": 1}, {})
+    started, release = threading.Event(), threading.Event()
+
+    def task():
+        started.set()
+        release.wait(10)
+
+    threads = [threading.Thread(target=limits.run, args=("pc1", task)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    started.wait(10)
+    deadline = time.monotonic() + 10
+    while limits.snapshot()[0].get("pc1") != 3 and time.monotonic() < deadline:
+        time.sleep(0.01)    # the other two reach the limit; bounded
+    assert limits.snapshot() == ({"pc1": 3}, {"pc1": 1})     # one runs, two wait for the limit
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert limits.snapshot() == ({"pc1": 0}, {"pc1": 0})
+
+
+def test_task_log_feeds_the_stage_histogram():
+    m = WorkerMetrics("w9")
+    m.tasklog.add(TaskRecord("pc1", 1, 100.0, 103.5, 3.0))
+    m.tasklog.add(TaskRecord("c2", 1, 100.0, 100.25, None))
+    m.on_call("Venus.ReportState", 0.002, True)
+    text = generate_latest(m.registry).decode()
+    assert 'damocles_worker_task_duration_seconds_count{stage="pc1",worker_name="w9"} 1.0' in text
+    assert 'damocles_worker_task_duration_seconds_sum{stage="pc1",worker_name="w9"} 3.5' in text
+    assert 'damocles_worker_task_cpu_seconds_total{stage="pc1",worker_name="w9"} 3.0' in text
+    assert 'damocles_worker_rpc_calls_total{method="Venus.ReportState",result="ok",worker_name="w9"} 1.0' in text
+    assert len(m.tasklog.of("pc1")) == 1
+
+
+def test_json_logs_carry_sector_and_state():
+    out = io.StringIO()
+    setup("json", logging.INFO, out)
+    try:
+        logging.getLogger("damocles.worker").info("thread %d: %s %s -%s-> %s", 0, "s-t01000-7", "PC1Done", "PC2", "PC2Done",
+                                                  extra={"sector": "s-t01000-7", "state": "PC2Done", "prev": "PC1Done",
+                                                         "event": "PC2", "sealing_thread": 0})
+        logging.getLogger("damocles.manager").warning("plain")
+    finally:
+        setup("text", logging.WARNING)
+    first, second = (json.loads(x) for x in out.getvalue().splitlines())
+    assert first["msg"] == "thread 0: s-t01000-7 PC1Done -PC2-> PC2Done" and first["level"] == "info"
+    assert (first["sector"], first["state"], first["prev"], first["event"], first["sealing_thread"]) == \
+        ("s-t01000-7", "PC2Done", "PC1Done", "PC2", 0)
+    assert second == {"ts": second["ts"], "level": "warning", "logger": "damocles.manager", "msg": "plain"}
+
+
+def test_bench_ui_small():
+    p = run_cli("bench", "ui", "--sectors", "40", "--requests", "3", "--json", check=True)
+    out = json.loads(p.stdout)
+    assert out["filled"] == {"sectors": 40, "finished": 24, "in_flight": 14, "failing": 2, "workers": 8}
+    assert out["idle_refresh"]["statements_per_refresh"] == 1
+    assert out["overview_shows"]["failing"] == 2 and out["overview_shows"]["partitions"] > 0
+    for key in ("version", "overview", "overview_cold", "sector", "metrics", "page_files"):
+        assert 0 < out[key]["median_ms"] < 1000, (key, out[key])

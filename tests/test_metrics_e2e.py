@@ -1,0 +1,180 @@
+"""Prometheus metrics during a real run: a manager and a worker as processes on loopback seal
+three 2KiB sectors while the test scrapes the manager's `/metrics` (read token) and the worker's
+`[metrics]` exporter (no token); the sector-state and duration series move as sectors advance."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from appliance.rpc.auth import issue_token, load_or_create_secret
+from appliance.rpc.client import RPCClient
+
+from .conftest import ROOT, damocles_cmd
+
+MANAGER = """
+[RPC]
+Listen = "127.0.0.1:0"
+[Sealing]
+SealRandomnessLookback = 2
+InteractivePoRepConfidence = 1
+[Chain]
+BlockTime = "100ms"
+[[Common.PersistStores]]
+Name = "persist-1"
+Path = "persist-1"
+[[Miners]]
+Actor = 1000
+[Miners.Sector]
+MinNumber = 1
+MaxNumber = 3
+[Miners.Commitment]
+Confidence = 1
+[Miners.Commitment.Pre.Batch]
+Threshold = 2
+MaxWait = "1s"
+CheckInterval = "100ms"
+[Miners.Commitment.Prove.Batch]
+Threshold = 2
+MaxWait = "1s"
+CheckInterval = "100ms"
+"""
+
+WORKER = """
+[worker]
+name = "w-metrics"
+ping_interval = "1s"
+[worker.rpc_server]
+host = "127.0.0.1"
+port = 0
+[metrics]
+enable = true
+http_listen = "127.0.0.1:{port}"
+[sector_manager]
+rpc_client = {{ addr = "{url}" }}
+token = "{token}"
+[sealing]
+recover_interval = "200ms"
+rpc_polling_interval = "200ms"
+seal_interval = "100ms"
+[[sealing_thread]]
+location = "{tmp}/t0"
+[[sealing_thread]]
+location = "{tmp}/t1"
+[[attached]]
+name = "persist-1"
+location = "{store}"
+[[processors.pc1]]
+concurrent = 1
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(url: str, token: str | None = None) -> dict[tuple, float]:
+    """{(sample name, sorted labels): value} of one scrape."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def total(samples: dict, name: str, **labels) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name and all(dict(ls).get(k) == x for k, x in labels.items()))
+
+
+def test_metrics_move_as_sectors_advance(tmp_path):
+    home = tmp_path / "manager"
+    home.mkdir()
+    (home / "manager.toml").write_text(MANAGER)
+    (home / "persist-1").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    mlog, wlog = open(tmp_path / "manager.log", "w"), open(tmp_path / "worker.log", "w")   # files: a full pipe blocks
+    manager = subprocess.Popen(damocles_cmd("manager", "run", "--home", str(home), "--log-format", "json"),
+                               stdout=subprocess.PIPE, stderr=mlog, text=True, cwd=ROOT, env=env)
+    procs = [manager]
+    try:
+        line = manager.stdout.readline()
+        assert line.startswith("listening on "), (tmp_path / "manager.log").read_text()
+        url = line.split()[-1]
+        secret = load_or_create_secret(home / "secret")
+        read = issue_token(secret, "read")
+        m0 = scrape(f"{url}/metrics", read)       # before any worker: no sector, no transition
+        assert total(m0, "damocles_sectors") == 0 and total(m0, "damocles_sector_state_duration_seconds_count") == 0
+        assert total(m0, "damocles_chain_head_epoch") >= 0 and total(m0, "damocles_persist_store_free_bytes") > 0
+        port = _free_port()
+        cfg = tmp_path / "worker.toml"
+        cfg.write_text(WORKER.format(port=port, url=url, token=issue_token(secret, "write"), tmp=tmp_path,
+                                     store=home / "persist-1"))
+        worker = subprocess.Popen(damocles_cmd("worker", "run", "-c", str(cfg), "--log-format", "json",
+                                               "--parent-cache", str(tmp_path / "parents")),
+                                  stdout=subprocess.DEVNULL, stderr=wlog, text=True, cwd=ROOT, env=env)
+        procs.append(worker)
+        admin = RPCClient(url, issue_token(secret, "admin"))
+        seen_states: set[str] = set()
+        durations, finished, worker_scrapes = [], 0.0, []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            m = scrape(f"{url}/metrics", read)
+            seen_states |= {dict(ls)["state"] for (n, ls), v in m.items() if n == "damocles_sectors" and v > 0}
+            durations.append(total(m, "damocles_sector_state_duration_seconds_count"))
+            finished = total(m, "damocles_sectors", state="Finished")
+            try:
+                worker_scrapes.append(scrape(f"http://127.0.0.1:{port}/metrics"))
+            except OSError:
+                pass                      # the exporter starts with the worker
+            if finished == 3:
+                break
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            time.sleep(0.3)   # scraping a live run; bounded by the deadline
+        assert finished == 3, (seen_states, admin.call("Venus.ListSectors"))
+        # the state series moved through the pipeline, and the duration histogram grew with it
+        assert {"PC1Done", "PCSubmitted", "Finished"} <= seen_states or len(seen_states) >= 3, seen_states
+        assert durations[-1] > durations[0] and durations == sorted(durations)
+        assert durations[-1] >= 3 * 15                   # every sector passed through its ~18 states
+        assert total(m, "damocles_sector_state_duration_seconds_count", state="PC1Done") == 3
+        assert total(m, "damocles_sector_transitions_total", from_state="ProofSubmitted", to_state="Finished") == 3
+        assert total(m, "damocles_rpc_requests_total", method="Venus.ReportState", result="ok") >= 45
+        assert total(m, "damocles_rpc_request_duration_seconds_count", method="Venus.AllocateSector") >= 3
+        assert total(m, "damocles_worker_threads", worker="w-metrics") >= 0
+        assert total(m, "damocles_wdpost_current_deadline", miner="1000") >= 0
+        # the worker's exporter: stage durations per stage, pool size, RPC calls to the manager
+        w = worker_scrapes[-1]
+        assert total(w, "damocles_worker_task_duration_seconds_count", stage="pc1", worker_name="w-metrics") >= 3
+        assert total(w, "damocles_worker_task_duration_seconds_count", stage="c2") >= 3
+        assert total(w, "damocles_worker_pool_processes", stage="pc1") == 1
+        assert total(w, "damocles_worker_rpc_calls_total", method="Venus.ReportState", result="ok") >= 45
+        assert total(w, "damocles_worker_threads") == 2
+        firsts = [total(s, "damocles_worker_task_duration_seconds_count") for s in worker_scrapes]
+        assert firsts == sorted(firsts) and firsts[-1] > firsts[0]
+        # the worker's RPC port serves the same registry, with a token
+        dest = admin.call("Venus.WorkerPingInfoList")[0]["Info"]["Dest"]
+        assert total(scrape(f"http://{dest}/metrics", read), "damocles_worker_threads") == 2
+        try:
+            scrape(f"{url}/metrics")
+            raise AssertionError("the manager's /metrics answered without a token")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+    logs = (tmp_path / "manager.log").read_text()
+    wlogs = (tmp_path / "worker.log").read_text()
+    # --log-format json: one object a line, sector events carry the sector and its state as fields
+    events = [json.loads(x) for x in logs.splitlines() if x.startswith("{")]
+    moved = [e for e in events if e.get("sector") == "s-t01000-1" and e.get("event") == "PC1"]
+    assert moved and moved[0]["state"] == "PC1Done" and moved[0]["prev"] == "TicketAssigned", logs[-2000:]
+    events = [json.loads(x) for x in wlogs.splitlines() if x.startswith("{")]
+    moved = [e for e in events if e.get("sector") == "s-t01000-2" and e.get("event") == "C2"]
+    assert moved and moved[0]["state"] == "C2Done" and moved[0]["sealing_thread"] in (0, 1), wlogs[-2000:]
