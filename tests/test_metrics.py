@@ -96,3 +96,35 @@ def test_bench_ui_small():
     assert out["overview_shows"]["failing"] == 2 and out["overview_shows"]["partitions"] > 0
     for key in ("version", "overview", "overview_cold", "sector", "metrics", "page_files"):
         assert 0 < out[key]["median_ms"] < 1000, (key, out[key])
+
+
+def test_dashboard_and_docs_name_only_metrics_that_exist(tmp_path):
+    """Every damocles_* name in the Grafana dashboard and docs/observability.md is exported."""
+    import re
+    from appliance.manager.service import ManagerService, init_home
+    from .conftest import ROOT
+    from .test_web import CONFIG
+    init_home(tmp_path / "m", CONFIG)
+    svc = ManagerService(tmp_path / "m")
+    try:
+        svc.metrics.on_report("A", "B", 1.0, "temp")
+        svc.metrics.on_rpc("Venus.X", 0.1, True)
+        text = generate_latest(svc.metrics.registry).decode()
+    finally:
+        svc.stop()
+    w = WorkerMetrics("w")
+    w.tasklog.add(TaskRecord("pc1", 1, 0.0, 1.0, 1.0))
+    w.on_call("Venus.X", 0.1, True)
+    w.on_rpc("VenusWorker.X", 0.1, True)
+    text += generate_latest(w.registry).decode()
+    exported = set(re.findall(r"^# TYPE (\w+)", text, re.M))
+    exported |= {f"{n}_{s}" for n in exported for s in ("total", "bucket", "count", "sum", "info")}
+    # collectors that need a live worker service: declared in appliance/metrics/worker.py
+    source = (ROOT / "appliance" / "metrics" / "worker.py").read_text()
+    exported |= set(re.findall(r'"(damocles_\w+)"', source)) | {f"{n}_total" for n in re.findall(r'"(damocles_\w+)"', source)}
+    dashboard = (ROOT / "packaging" / "grafana" / "damocles.json").read_text()
+    json.loads(dashboard)
+    docs = (ROOT / "docs" / "observability.md").read_text()
+    for where, body in (("dashboard", dashboard), ("docs", docs)):
+        named = set(re.findall(r"\bdamocles_[a-z_]+[a-z]", body))
+        assert named and not named - exported, (where, sorted(named - exported))

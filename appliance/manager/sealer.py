@@ -273,8 +273,10 @@ class Sealer:
     def report_aborted(self, sid: dict, reason: str) -> None:
         rec = self._sector(sid)
         reason = reason or "aborted by the worker"
-        self.state.report(sid["Miner"], sid["Number"], {"finalized": True, "abort_reason": reason, "state": "Aborted"},
-                          rec.get("state"), "Aborted", "Abort", rec.get("worker"), {"Level": "abort", "Desc": reason})
+        _, seconds = self.state.report(sid["Miner"], sid["Number"], {"finalized": True, "abort_reason": reason, "state": "Aborted"},
+                                       rec.get("state"), "Aborted", "Abort", rec.get("worker"), {"Level": "abort", "Desc": reason})
+        if self.observer is not None:
+            self.observer(rec.get("state") or "", "Aborted", seconds, "abort")
         log.warning("sector s-t0%s-%s: aborted in %s: %s", sid["Miner"], sid["Number"], rec.get("state"), reason,
                     extra={"sector": f"s-t0{sid['Miner']}-{sid['Number']}", "state": "Aborted", "prev": rec.get("state")})
         self.state.release(sid["Miner"], sid["Number"])

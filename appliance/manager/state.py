@@ -225,7 +225,7 @@ class ManagerState:
         one transaction. Returns the new record and, for a real transition (not a failure report
         in the same state), the seconds the sector spent in `prev`."""
         now = self._now()
-        moved = prev != next_state or failure is None and event not in ("Failure", "Resume")
+        moved = prev != next_state or failure is None and event not in ("Failure", "Resume")    # an abort moves it
         with self.tx() as db:
             row = db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
             if row is None:
