@@ -128,3 +128,32 @@ def test_dashboard_and_docs_name_only_metrics_that_exist(tmp_path):
     for where, body in (("dashboard", dashboard), ("docs", docs)):
         named = set(re.findall(r"\bdamocles_[a-z_]+[a-z]", body))
         assert named and not named - exported, (where, sorted(named - exported))
+
+
+def test_windowpost_and_winningpost_series_per_deadline():
+    """The proving series are shaped from the view the status page shows (faults, recoveries, records, blocks)."""
+    from types import SimpleNamespace
+    from appliance.metrics.manager import _Collector
+    proving = {"1000": {"Deadline": 5, "Deadlines": [{"Index": 3, "Partitions": [
+        {"Index": 0, "Sectors": 4, "Faulty": [7, 9], "Recovering": [9], "Proven": True},
+        {"Index": 1, "Sectors": 2, "Faulty": [], "Recovering": [], "Proven": False}]}],
+        "Records": [{"index": 3, "partitions": 2, "partitions_proven": 1, "sectors_faulty_new": 2},
+                    {"index": 3, "partitions": 2, "partitions_proven": 2, "sectors_faulty_new": 0}],
+        "Declared": {"3": {"Faulty": 1, "Recovered": 1}},
+        "Totals": {"BlocksWon": 4, "BlocksMissed": 1}}, "2000": {"Error": "no such miner"}}
+    c = _Collector(SimpleNamespace(views=SimpleNamespace(proving=lambda: proving)))
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in c._proving() for s in fam.samples}
+    key = (("deadline", "3"), ("miner", "1000"))
+    assert got[("damocles_wdpost_partitions", key)] == 2
+    assert got[("damocles_wdpost_sectors", (("deadline", "3"), ("miner", "1000"), ("status", "faulty")))] == 2
+    assert got[("damocles_wdpost_sectors", (("deadline", "3"), ("miner", "1000"), ("status", "recovering")))] == 1
+    assert got[("damocles_wdpost_partitions_proven_current", key)] == 1
+    assert got[("damocles_wdpost_partitions_proven_total", key)] == 3
+    assert got[("damocles_wdpost_partitions_missed_total", key)] == 1
+    assert got[("damocles_wdpost_sectors_faulty_total", key)] == 2
+    assert got[("damocles_wdpost_sectors_declared_faulty_total", key)] == 1
+    assert got[("damocles_wdpost_sectors_recovered_total", key)] == 1
+    assert got[("damocles_winningpost_blocks_total", (("miner", "1000"), ("result", "won")))] == 4
+    assert got[("damocles_winningpost_blocks_total", (("miner", "1000"), ("result", "missed")))] == 1
+    assert got[("damocles_wdpost_current_deadline", (("miner", "1000"),))] == 5
+    assert not any(dict(labels).get("miner") == "2000" for _, labels in got)

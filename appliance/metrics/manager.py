@@ -139,9 +139,9 @@ class _Collector:
         faulty = CounterMetricFamily("damocles_wdpost_sectors_faulty", "Sectors that became faulty in a closed deadline "
                                      "(missed or declared)", labels=lab)
         declared = CounterMetricFamily("damocles_wdpost_sectors_declared_faulty", "Sectors the poster declared faulty",
-                                       labels=["miner"])
+                                       labels=lab)
         recovered = CounterMetricFamily("damocles_wdpost_sectors_recovered", "Sectors the poster declared recovered",
-                                        labels=["miner"])
+                                        labels=lab)
         current = GaugeMetricFamily("damocles_wdpost_current_deadline", "The miner's current deadline index", labels=["miner"])
         blocks = CounterMetricFamily("damocles_winningpost_blocks", "Blocks won (a WinningPoSt accepted) and missed "
                                      "(elected, no proof in time)", labels=["miner", "result"])
@@ -167,8 +167,9 @@ class _Collector:
                 proven.add_metric([miner, str(index)], pr)
                 missed.add_metric([miner, str(index)], mi)
                 faulty.add_metric([miner, str(index)], fa)
-            declared.add_metric([miner], p["Totals"]["SectorsDeclaredFaulty"])
-            recovered.add_metric([miner], p["Totals"]["SectorsDeclaredRecovered"])
+            for index, d in p.get("Declared", {}).items():
+                declared.add_metric([miner, index], d["Faulty"])
+                recovered.add_metric([miner, index], d["Recovered"])
             blocks.add_metric([miner, "won"], p["Totals"]["BlocksWon"])
             blocks.add_metric([miner, "missed"], p["Totals"]["BlocksMissed"])
         yield from (current, partitions, sectors, proven_now, proven, missed, faulty, declared, recovered, blocks)

@@ -152,11 +152,17 @@ class WebViews:
         records = chain.deadline_records(miner) if hasattr(chain, "deadline_records") else []
         blocks = chain.blocks(miner) if hasattr(chain, "blocks") else []
         recovered = declared = 0
+        declarations: dict[int, list[int]] = {}      # deadline -> [sectors declared faulty, declared recovered]
         for r in self.poster.rounds(miner):
+            d = declarations.setdefault(r["Deadline"], [0, 0])
+            d[0] += len(r.get("declared_faults") or [])
+            d[1] += len(r.get("declared_recoveries") or [])
             recovered += len(r.get("declared_recoveries") or [])
             declared += len(r.get("declared_faults") or [])
         return {"Epoch": head, "PeriodStart": dl.period_start, "Deadline": dl.index, "Open": dl.open, "Close": dl.close,
-                "Deadlines": deadlines, "Records": records, "Totals": {
+                "Deadlines": deadlines, "Records": records,
+                "Declared": {str(k): {"Faulty": v[0], "Recovered": v[1]} for k, v in sorted(declarations.items()) if any(v)},
+                "Totals": {
                     "PartitionsProven": sum(r["partitions_proven"] for r in records),
                     "PartitionsMissed": sum(r["partitions"] - r["partitions_proven"] for r in records),
                     "SectorsFaultyDetected": sum(r["sectors_faulty_new"] for r in records),
