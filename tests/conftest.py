@@ -16,6 +16,23 @@ def damocles_cmd(*args: str) -> list[str]:
     return [DAMOCLES_BIN, *args] if DAMOCLES_BIN else [sys.executable, "-m", "appliance", *args]
 
 
+def signal_all(proc, sig) -> None:
+    """Send `sig` to a process started with `damocles_cmd` and to all its descendants. The frozen
+    executable runs the program in a child of its bootloader, which passes on SIGTERM and SIGINT
+    but cannot pass on SIGSTOP or SIGKILL: a test that freezes or kills "the prover" means both."""
+    import psutil
+    try:
+        top = psutil.Process(proc.pid)
+        tree = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in tree:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+
+
 def pytest_configure(config):
     if not DAMOCLES_BIN:
         return

@@ -16,7 +16,7 @@ from appliance.chain.policy import ChainPolicy
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import run_cli
+from .conftest import run_cli, signal_all
 from .test_worker_e2e import WORKER, start
 
 MANAGER = """
@@ -133,7 +133,7 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
             ghost = k == len(used)          # the first deadline of the second period
             if ghost:
                 for p in provers.values():
-                    p.send_signal(signal.SIGSTOP)
+                    signal_all(p, signal.SIGSTOP)
                 stop = threading.Event()
                 ghost_client = RPCClient(url, issue_token(secret, "write"))
 
@@ -148,7 +148,7 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
                 until("the ghost prover to take the job", lambda: ghost_jobs)
                 stop.set()
                 grabber.join()
-                provers["prover-a"].send_signal(signal.SIGCONT)    # prover-b stays stopped
+                signal_all(provers["prover-a"], signal.SIGCONT)    # prover-b stays stopped
             until(f"deadline {d} proven", lambda: round_of(ps, d).get("state") in ("proved", "submitted", "landed"),
                   procs=[manager])
             advance_to(open_ + 1)           # open + SubmitConfidence
@@ -158,7 +158,7 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
                           else None)
             assert final["state"] == "landed", final
         advance_to(occurrences[-1][0] + 61)    # past the last close: the chain has judged every window
-        provers["prover-b"].send_signal(signal.SIGCONT)
+        signal_all(provers["prover-b"], signal.SIGCONT)
         jobs = admin.call("Venus.WdPoStAllJobs")["Jobs"]
         power = admin.call("Venus.ProvingInfo", 1000)["Power"]
         cli = ["--api", url, "--home", str(home)]
@@ -178,7 +178,7 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
     finally:
         for p in reversed(procs):
             if p.poll() is None:
-                p.send_signal(signal.SIGCONT)
+                signal_all(p, signal.SIGCONT)
                 p.terminate()
                 p.wait(timeout=30)
 

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -51,6 +52,9 @@ WORKER = """
 [worker]
 name = "w1"
 ping_interval = "1s"
+[worker.rpc_server]               # any free port: tests on one machine must not share 17890
+host = "127.0.0.1"
+port = 0
 [sector_manager]
 rpc_client = {{ addr = "{url}" }}
 token = "{token}"
@@ -81,9 +85,16 @@ stable_wait = "30s"
 
 
 def start(args, extra_env=None):
+    """`damocles ARGS` as a process: stdout a pipe (for its first line), stderr a file that
+    `proc.stderr.read()` reads from the start. A stderr pipe nobody drains fills up with the
+    log and blocks the process mid-run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
-    return subprocess.Popen(damocles_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env=env)
+    fd, log = tempfile.mkstemp(prefix=f"damocles-{args[0]}-", suffix=".log")
+    with os.fdopen(fd, "w") as err:
+        proc = subprocess.Popen(damocles_cmd(*args), stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT, env=env)
+    proc.stderr = open(log)
+    os.unlink(log)            # the process and the reader keep it open
+    return proc
 
 
 @pytest.fixture

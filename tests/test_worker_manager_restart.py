@@ -11,6 +11,7 @@ import time
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
+from .conftest import signal_all
 from .test_worker_e2e import MANAGER, WORKER, start
 
 
@@ -51,7 +52,7 @@ def test_manager_restart_mid_flight_causes_only_temp_retries(tmp_path):
             assert time.monotonic() < deadline, "no sector reached PC1Done"
             assert worker.poll() is None, worker.stderr.read()
             time.sleep(0.1)   # polling a live system; bounded by the deadline
-        manager.send_signal(signal.SIGKILL)
+        signal_all(manager, signal.SIGKILL)
         manager.wait(timeout=30)
         # the manager stays down until the worker has retried past max_retries
         deadline = time.monotonic() + 60
