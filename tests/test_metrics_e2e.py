@@ -4,6 +4,7 @@ three 2KiB sectors while the test scrapes the manager's `/metrics` (read token) 
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -178,3 +179,18 @@ def test_metrics_move_as_sectors_advance(tmp_path):
     events = [json.loads(x) for x in wlogs.splitlines() if x.startswith("{")]
     moved = [e for e in events if e.get("sector") == "s-t01000-2" and e.get("event") == "C2"]
     assert moved and moved[0]["state"] == "C2Done" and moved[0]["sealing_thread"] in (0, 1), wlogs[-2000:]
+
+
+def test_up_shows_progress_and_logs_json(tmp_path):
+    """`damocles up --log-format json`: the terminal gets the progress line and the page's address;
+    stderr gets one JSON object per event, sector events with the sector and its state."""
+    p = subprocess.run(damocles_cmd("up", "--home", str(tmp_path / "up"), "--sectors", "1", "--block-time", "0.1",
+                                    "--stall-timeout", "120", "--log-format", "json"),
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr[-3000:]
+    assert "damocles up: status page http://127.0.0.1:" in p.stdout and "/ui/?token=" in p.stdout
+    assert "| in flight: " in p.stdout and re.search(r"damocles up: \d+ sectors finished", p.stdout)   # both threads finish one
+    events = [json.loads(line) for line in p.stderr.splitlines() if line.strip()]     # every stderr line is JSON
+    finished = [e for e in events if e.get("event") == "Finish" and e["logger"] == "damocles.manager.sectors"]
+    assert finished and finished[0]["state"] == "Finished" and finished[0]["sector"].startswith("s-t01000-")
+    assert {e["level"] for e in events} <= {"info", "warning", "error"}
