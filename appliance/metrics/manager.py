@@ -59,14 +59,14 @@ class _Collector:
 
         g = GaugeMetricFamily("damocles_sectors", "Sectors the manager knows, per state and plan", labels=["state", "plan"])
         for state, plan, n in db.execute("SELECT COALESCE(json_extract(info, '$.state'), ''), "
-                                         "COALESCE(json_extract(info, '$.plan'), 'sealer'), COUNT(*) FROM sectors GROUP BY 1, 2"):
+                                         "COALESCE(json_extract(info, '$.plan'), 'sealer'), COUNT(*) FROM sectors GROUP BY 1, 2").fetchall():
             g.add_metric([state, plan], n)
         yield g
         g = GaugeMetricFamily("damocles_sectors_failing", "Sectors in flight whose last report was a failure, per level",
                               labels=["level"])
         for level, n in db.execute("SELECT json_extract(info, '$.failure.Level'), COUNT(*) FROM sectors "
                                    "WHERE json_extract(info, '$.finalized') IS NULL AND json_extract(info, '$.failure') "
-                                   "IS NOT NULL GROUP BY 1"):
+                                   "IS NOT NULL GROUP BY 1").fetchall():
             g.add_metric([str(level)], n)
         yield g
         oldest = db.execute("SELECT MIN(COALESCE(json_extract(info, '$.allocated_at'), updated)) FROM sectors "
@@ -115,12 +115,12 @@ class _Collector:
                                 value=int(head_age // block) if block > 0 else 0)
 
         g = GaugeMetricFamily("damocles_wdpost_jobs", "WindowPoSt jobs for provers, per state", labels=["state"])
-        for state, n in db.execute("SELECT state, COUNT(*) FROM wdpost_jobs GROUP BY state"):
+        for state, n in db.execute("SELECT state, COUNT(*) FROM wdpost_jobs GROUP BY state").fetchall():
             g.add_metric([state], n)
         yield g
         g = GaugeMetricFamily("damocles_tasks", "Unseal and rebuild tasks, per state", labels=["kind", "state"])
         for kind in ("unseal", "rebuild"):
-            for state, n in db.execute(f"SELECT state, COUNT(*) FROM {kind}_tasks GROUP BY state"):
+            for state, n in db.execute(f"SELECT state, COUNT(*) FROM {kind}_tasks GROUP BY state").fetchall():
                 g.add_metric([kind, state], n)
         yield g
         yield from self._proving()
