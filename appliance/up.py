@@ -113,16 +113,22 @@ def cmd_up(args) -> int:
     host, port = manager.start(args.listen)
     wcfg = load_worker_config(home / "worker" / "worker.toml")
     wcfg.manager_url = f"http://{host}:{port}/rpc/v0"
+    wcfg.rpc_host, wcfg.rpc_port = "127.0.0.1", 0     # any free port: two `up`s (or a real worker) may share a host
     pcfg = load_post_config(home / "post" / "post.toml")
     pcfg.manager_url = wcfg.manager_url
+    worker = prover = None
     try:
         worker = WorkerService(wcfg)
-    except Exception:
+        prover = ProverService(pcfg)
+        worker.start()
+        prover.start()
+    except BaseException:                 # nothing may keep running (or hang the process) after a failed start
+        if prover is not None:
+            prover.stop()
+        if worker is not None:
+            worker.stop(timeout=10)
         manager.stop()
         raise
-    prover = ProverService(pcfg)
-    worker.start()
-    prover.start()
     print(f"damocles up: manager on http://{host}:{port} (home {home}), devnet block time {args.block_time:g}s, "
           f"worker with {len(worker.threads)} sealing threads, prover {pcfg.name}", flush=True)
     from .rpc.auth import issue_token
