@@ -16,6 +16,12 @@
 #   --user NAME        the services' user, created where systemd runs (default damocles)
 #   --manager URL      the manager's RPC address written into a new worker.toml or post.toml
 #   --token TOKEN      the write token written into a new worker.toml or post.toml
+#   --size SIZE        sector size a new worker.toml is planned for (default 32GiB)
+#   --sealing-dir DIR  where a new worker.toml's sealing locations go (default HOME/worker/sealing)
+#   --persist-dir DIR  the persist store a new worker.toml or post.toml reads and writes (default:
+#                      the manager's persist-1 when the manager is on this host)
+#                      A new worker.toml or post.toml is planned for this machine (damocles plan);
+#                      where the planner cannot, the commented example is written and the reason said.
 #   --no-systemd       install the unit files but do not enable them
 #   --uninstall        remove the role's unit (and the binary once no role is left); homes,
 #                      configs and sealed data are kept
@@ -24,6 +30,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 extras="" bin_dir="" role="" prefix="" home="" binary="" user="damocles" manager="" token=""
+size="32GiB" sealing_dir="" persist_dir=""
 no_systemd=0 uninstall=0 purge=0
 need() { [ -n "${2:-}" ] || { echo "install.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
@@ -37,6 +44,9 @@ while [ $# -gt 0 ]; do
     --user) need "$1" "${2:-}"; user="$2"; shift ;;
     --manager) need "$1" "${2:-}"; manager="$2"; shift ;;
     --token) need "$1" "${2:-}"; token="$2"; shift ;;
+    --size) need "$1" "${2:-}"; size="$2"; shift ;;
+    --sealing-dir) need "$1" "${2:-}"; sealing_dir="$2"; shift ;;
+    --persist-dir) need "$1" "${2:-}"; persist_dir="$2"; shift ;;
     --no-systemd) no_systemd=1 ;;
     --uninstall) uninstall=1 ;;
     --purge) purge=1 ;;
@@ -151,6 +161,23 @@ render() {        # render FILE: a packaged unit or config with this install's p
   sed "${edits[@]}" "$1"
 }
 
+plan_config() {   # plan_config ROLE CFG MANAGER TOKEN: the planner's config for this host, or 1 with $why set
+  local pdir="${persist_dir:-$local_persist}" out
+  [ -n "$pdir" ] || { why="give --persist-dir to plan one for this machine"; return 1; }
+  [ -n "$3" ] || { why="give --manager to plan one for this machine"; return 1; }
+  local args=(plan --role "$1" --size "$size" --persist-dir "$pdir" --manager "$3" --out "$2")
+  [ "$pdir" != "$local_persist" ] || args+=(--persist-name persist-1)
+  [ -z "$4" ] || args+=(--token "$4")
+  if [ "$1" = worker ]; then
+    mkdir -p "${sealing_dir:-$home/worker/sealing}"
+    args+=(--sealing-dir "${sealing_dir:-$home/worker/sealing}")
+  fi
+  if out="$("$bin" "${args[@]}" 2>&1)"; then return 0; fi
+  rm -f "$2"
+  why="the planner did not plan one for this machine: $(printf '%s\n' "$out" | tail -n 1)"
+  return 1
+}
+
 unit_in_search_path() { case "$unit_dir" in /etc/systemd/system|/usr/local/lib/systemd/system|/lib/systemd/system|/usr/lib/systemd/system) return 0 ;; esac; return 1; }
 
 # ---- uninstall ---------------------------------------------------------------------------------
@@ -239,17 +266,21 @@ for r in $roles; do
       if [ -f "$cfg" ]; then say "unchanged  $cfg (kept as it is)"
       else
         new_home "$rhome"
+        m="$manager" t="$token"
         if [ -n "$local_persist" ] && [ -z "$manager$token" ]; then   # the manager is on this host
-          manager="http://127.0.0.1:1789"
-          token="$("$bin" manager token --home "$home/manager" --perm write --name "$(uname -n)-$r")"
-          render "$here/packaging/$r.toml" > "$cfg"
-          manager="" token=""
+          m="http://127.0.0.1:1789"
+          t="$("$bin" manager token --home "$home/manager" --perm write --name "$(uname -n)-$r")"
+        fi
+        why=""
+        if plan_config "$r" "$cfg" "$m" "$t"; then
+          how="planned for this machine at $size ($bin plan --explain says why)"
         else
-          render "$here/packaging/$r.toml" > "$cfg"
+          (manager="$m" token="$t"; render "$here/packaging/$r.toml") > "$cfg"
+          how="the commented example: $why"
         fi
         chmod 0600 "$cfg"          # it holds a token
         own "$rhome"
-        say "created    $cfg"
+        say "created    $cfg ($how)"
       fi ;;
   esac
   tmp="$(mktemp)"

@@ -302,3 +302,30 @@ def test_the_binary_needs_nothing_but_glibc_and_zlib(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert '"frozen": true' in p.stdout and '"verified": true' in p.stdout and "PC1 peak RSS" in p.stdout
     assert not (tmp_path / "root/usr").exists()
+
+
+def test_worker_and_post_configs_are_planned_for_the_machine_when_the_planner_can(tmp_path):
+    """The stand-in hands `plan` to the real planner (from this checkout)."""
+    import sys
+
+    from appliance.post.config import load_post_config
+    from appliance.worker.config import load_worker_config
+    binary = standin(tmp_path / "damocles-standin")
+    binary.write_text(binary.read_text().replace(
+        '  *) echo "stand-in',
+        f'  "plan "*) PYTHONPATH="{ROOT}" exec "{sys.executable}" -m appliance "$@" ;;\n  *) echo "stand-in'))
+    prefix, persist = tmp_path / "prefix", tmp_path / "persist"
+    persist.mkdir()
+    p = install("--role", "worker", "--prefix", str(prefix), "--binary", str(binary), "--size", "2KiB",
+                "--persist-dir", str(persist), "--manager", "/ip4/10.0.0.1/tcp/1789", "--token", "tok")
+    assert p.returncode == 0, p.stderr
+    assert "planned for this machine at 2KiB" in p.stdout, p.stdout
+    home = prefix / "var/lib/damocles"
+    w = load_worker_config(home / "worker/worker.toml")
+    assert w.manager_url == "http://10.0.0.1:1789/rpc/v0" and w.manager_token == "tok"
+    assert w.threads and all(str(t.location).startswith(str(home / "worker/sealing")) for t in w.threads)
+    assert "pc1" in w.processors and w.attached[0].location == persist
+    # too big for the machine (or no persist store): the commented example, and the reason
+    p = install("--role", "post", "--prefix", str(prefix), "--binary", str(binary), "--manager", "/ip4/10.0.0.1/tcp/1789")
+    assert p.returncode == 0 and "the commented example: give --persist-dir" in p.stdout, p.stdout
+    assert load_post_config(home / "post/post.toml").manager_url == w.manager_url
