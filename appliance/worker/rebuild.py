@@ -7,7 +7,6 @@ is interrupted starts again from the beginning: every step is a pure function of
 from __future__ import annotations
 
 import base64
-import logging
 import threading
 
 from ..core.proof_types import seal_proof
@@ -17,84 +16,20 @@ from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
 from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import seal_pre_commit_phase2
-from ..rpc import RPCError
-from ..rpc.client import TransportError
 from .steps import Paths, SealerSteps, persist
+from .task_thread import TaskThread
 
-log = logging.getLogger("damocles.worker")
 
 
-class RebuildThread:
-    def __init__(self, index: int, ctx, plan_config=None):
-        self.index, self.ctx = index, ctx
-        self.plan = "rebuild"
-        self.rec: dict = {"state": "Empty"}
-        self.status = "Idle"
-        self.last_error: str | None = None
-        self.paused = False
-        self.done = 0
+class RebuildThread(TaskThread):
+    plan, working_state = "rebuild", "Rebuilding"
+    allocate_method, report_method = "Venus.AllocateRebuildSector", "Venus.RebuildDone"
 
-    def pause(self) -> bool:
-        if self.paused:
-            return False
-        self.paused, self.last_error = True, "paused by the operator"
-        return True
+    def work(self, task: dict, stop: threading.Event) -> None:
+        self._rebuild(task)
 
-    def resume(self, state: str | None = None) -> bool:
-        if not self.paused:
-            return False
-        self.paused, self.last_error = False, None
-        return True
-
-    def summary(self) -> dict:
-        return {"index": self.index, "location": str(self.ctx.location), "plan": "rebuild", "job_id": self.rec.get("name"),
-                "job_state": self.rec.get("state"), "thread_state": {"state": self.status}, "last_error": self.last_error,
-                "config_error": None, "rebuilt": self.done}
-
-    def run(self, stop: threading.Event) -> None:
-        s = self.ctx.sealing
-        spec = {"AllowedMiners": list(s.allowed_miners) if s.allowed_miners else None, "AllowedProofTypes": None}
-        name = f"{self.ctx.worker_name}-rebuild-{self.index}"
-        while not stop.is_set():
-            if self.paused:
-                self.status = "Paused"
-                stop.wait(0.5)
-                continue
-            try:
-                task = self.ctx.rpc.call("Venus.AllocateRebuildSector", spec, name)
-            except (TransportError, RPCError) as exc:
-                self.status, self.last_error = "Waiting", f"temp: AllocateRebuildSector: {exc}"
-                stop.wait(s.recover_interval)
-                continue
-            if not task:
-                self.status, self.rec = "Waiting", {"state": "Empty"}
-                stop.wait(s.rpc_polling_interval)
-                continue
-            sid = task["Sector"]["ID"]
-            self.status, self.rec = "Running", {"state": "Rebuilding", "name": sector_file_names(sid["Miner"], sid["Number"])}
-            try:
-                self._rebuild(task)
-                error = ""
-                self.done += 1
-                log.info("thread %d: rebuilt %s", self.index, self.rec["name"])
-            except Exception as exc:         # reported to the manager as the task's error
-                error = str(exc)
-                log.error("thread %d: rebuilding %s failed: %s", self.index, self.rec["name"], error)
-            finally:
-                Paths(self.ctx.location, self.rec["name"]).remove()
-            self._report(sid, error, stop)
-
-    def _report(self, sid: dict, error: str, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.ctx.rpc.call("Venus.RebuildDone", sid, error)
-                return
-            except TransportError as exc:
-                log.warning("thread %d: RebuildDone failed, retrying: %s", self.index, exc)
-                stop.wait(self.ctx.sealing.recover_interval)
-            except RPCError as exc:
-                log.warning("thread %d: RebuildDone: %s", self.index, exc.message)
-                return
+    def cleanup(self) -> None:
+        Paths(self.ctx.location, self.rec["name"]).remove()
 
     def _rebuild(self, task: dict) -> None:
         sid = task["Sector"]["ID"]

@@ -8,7 +8,6 @@ ProveReplicaUpdates lands. An interrupted upgrade starts again from the beginnin
 from __future__ import annotations
 
 import base64
-import logging
 import shutil
 import threading
 
@@ -20,60 +19,22 @@ from ..proofs.commitment import PieceInfo
 from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_encode import encode_sector, sector_files
 from ..proofs.snap_proof import generate_update_proof, prove_update_partitions
-from ..rpc import RPCError
-from ..rpc.client import TransportError
-from .rebuild import RebuildThread
 from .steps import PERSISTED_CACHE_FILES, Paths, SealerSteps, persist
+from .task_thread import TaskThread
 
-log = logging.getLogger("damocles.worker")
 LANDED, FAILED = 3, 5
 
 
-class SnapUpThread(RebuildThread):
-    """The same loop as a rebuild thread: take a task, do it, report; only the work differs."""
+class SnapUpThread(TaskThread):
+    plan, working_state = "snapup", "SnapUp"
+    allocate_method = "Venus.AllocateSanpUpSector"    # Damocles' spelling; the work reports through SubmitSnapUpProof
 
-    def __init__(self, index: int, ctx, plan_config=None):
-        super().__init__(index, ctx, plan_config)
-        self.plan = "snapup"
+    def work(self, task: dict, stop: threading.Event) -> None:
+        self._upgrade(task, stop)
 
-    def summary(self) -> dict:
-        out = super().summary()
-        out.update(plan="snapup", upgraded=out.pop("rebuilt"))
-        return out
-
-    def run(self, stop: threading.Event) -> None:
-        s = self.ctx.sealing
-        spec = {"AllowedMiners": list(s.allowed_miners) if s.allowed_miners else None, "AllowedProofTypes": None}
-        name = f"{self.ctx.worker_name}-snapup-{self.index}"
-        while not stop.is_set():
-            if self.paused:
-                self.status = "Paused"
-                stop.wait(0.5)
-                continue
-            try:
-                task = self.ctx.rpc.call("Venus.AllocateSanpUpSector", spec, name)
-            except (TransportError, RPCError) as exc:
-                self.status, self.last_error = "Waiting", f"temp: AllocateSanpUpSector: {exc}"
-                stop.wait(s.recover_interval)
-                continue
-            if not task:
-                self.status, self.rec = "Waiting", {"state": "Empty"}
-                stop.wait(s.rpc_polling_interval)
-                continue
-            sid = task["Sector"]["ID"]
-            self.status, self.rec = "Running", {"state": "SnapUp", "name": sector_file_names(sid["Miner"], sid["Number"])}
-            try:
-                self._upgrade(task, stop)
-                self.done += 1
-                self.last_error = None
-                log.info("thread %d: upgraded %s", self.index, self.rec["name"])
-            except Exception as exc:         # the candidate stays with this worker; the next turn retries
-                self.last_error = f"temp: {exc}"
-                log.error("thread %d: upgrading %s failed: %s", self.index, self.rec["name"], exc)
-                stop.wait(s.recover_interval)
-            finally:
-                shutil.rmtree(self._root(), ignore_errors=True)
-                Paths(self.ctx.location, self.rec["name"]).remove()
+    def cleanup(self) -> None:
+        shutil.rmtree(self._root(), ignore_errors=True)
+        Paths(self.ctx.location, self.rec["name"]).remove()
 
     def _root(self):
         return self.ctx.location / "data" / "snap"

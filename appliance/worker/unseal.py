@@ -7,7 +7,6 @@ fails is reported with the reason; nothing half-written is left at the destinati
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import tempfile
 import threading
@@ -18,82 +17,19 @@ from ..core.sector import SectorID, sector_file_names
 from ..proofs.cid import commd_to_cid
 from ..proofs.commitment import commp_bytes
 from ..proofs.unseal import unseal_range
-from ..rpc import RPCError
-from ..rpc.client import HTTPStatusError, TransportError
-
-log = logging.getLogger("damocles.worker")
+from ..rpc.client import HTTPStatusError
+from .task_thread import TaskThread
 
 
-class UnsealThread:
-    def __init__(self, index: int, ctx, plan_config):
-        self.index, self.ctx = index, ctx
-        self.plan = "unseal"
-        self.rec: dict = {"state": "Empty"}
-        self.status = "Idle"
-        self.last_error: str | None = None
-        self.paused = False
-        self.done = 0
+class UnsealThread(TaskThread):
+    plan, working_state = "unseal", "Unsealing"
+    allocate_method, report_method = "Venus.AllocateUnsealSector", "Venus.AchieveUnsealSector"
 
-    def pause(self) -> bool:
-        if self.paused:
-            return False
-        self.paused, self.last_error = True, "paused by the operator"
-        return True
+    def report_args(self, task: dict) -> list:
+        return [task["Sector"]["ID"], task["PieceCid"]["/"]]
 
-    def resume(self, state: str | None = None) -> bool:
-        if not self.paused:
-            return False
-        self.paused, self.last_error = False, None
-        return True
-
-    def summary(self) -> dict:
-        return {"index": self.index, "location": str(self.ctx.location), "plan": "unseal", "job_id": self.rec.get("name"),
-                "job_state": self.rec.get("state"), "thread_state": {"state": self.status}, "last_error": self.last_error,
-                "config_error": None, "unsealed": self.done}
-
-    def run(self, stop: threading.Event) -> None:
-        s = self.ctx.sealing
-        spec = {"AllowedMiners": list(s.allowed_miners) if s.allowed_miners else None, "AllowedProofTypes": None}
-        name = f"{self.ctx.worker_name}-unseal-{self.index}"
-        while not stop.is_set():
-            if self.paused:
-                self.status = "Paused"
-                stop.wait(0.5)
-                continue
-            try:
-                task = self.ctx.rpc.call("Venus.AllocateUnsealSector", spec, name)
-            except (TransportError, RPCError) as exc:
-                self.status, self.last_error = "Waiting", f"temp: AllocateUnsealSector: {exc}"
-                stop.wait(s.recover_interval)
-                continue
-            if not task:
-                self.status, self.rec = "Waiting", {"state": "Empty"}
-                stop.wait(s.rpc_polling_interval)
-                continue
-            sid = task["Sector"]["ID"]
-            cid = task["PieceCid"]["/"]
-            self.status, self.rec = "Running", {"state": "Unsealing", "name": sector_file_names(sid["Miner"], sid["Number"])}
-            try:
-                self._unseal(task)
-                error = ""
-                self.done += 1
-                log.info("thread %d: unsealed %s of %s to %s", self.index, cid, self.rec["name"], task["Dest"][0])
-            except Exception as exc:         # reported to the manager as the task's error
-                error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (OSError, ValueError)) else str(exc)
-                log.error("thread %d: unsealing %s of %s failed: %s", self.index, cid, self.rec["name"], error)
-            self._report(sid, cid, error, stop)
-
-    def _report(self, sid: dict, cid: str, error: str, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.ctx.rpc.call("Venus.AchieveUnsealSector", sid, cid, error)
-                return
-            except TransportError as exc:          # the manager must learn the outcome
-                log.warning("thread %d: AchieveUnsealSector failed, retrying: %s", self.index, exc)
-                stop.wait(self.ctx.sealing.recover_interval)
-            except RPCError as exc:
-                log.warning("thread %d: AchieveUnsealSector: %s", self.index, exc.message)
-                return
+    def work(self, task: dict, stop: threading.Event) -> None:
+        self._unseal(task)
 
     def _unseal(self, task: dict) -> None:
         sid = task["Sector"]["ID"]
