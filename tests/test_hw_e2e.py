@@ -13,34 +13,9 @@ from appliance.rpc.client import RPCClient
 from appliance.worker.config import load_worker_config
 
 from .conftest import ROOT
+from .test_worker_e2e import manager_toml
 
-MANAGER = """
-[RPC]
-Listen = "127.0.0.1:0"
-[Sealing]
-SealRandomnessLookback = 2
-InteractivePoRepConfidence = 1
-[Chain]
-BlockTime = "100ms"
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-[[Miners]]
-Actor = 1000
-[Miners.Sector]
-MinNumber = 1
-MaxNumber = 1
-[Miners.Commitment]
-Confidence = 1
-[Miners.Commitment.Pre.Batch]
-Threshold = 1
-MaxWait = "1s"
-CheckInterval = "100ms"
-[Miners.Commitment.Prove.Batch]
-Threshold = 1
-MaxWait = "1s"
-CheckInterval = "100ms"
-"""
+MANAGER = manager_toml(1, 1, 1, "1s")
 
 HOT = """[sealing]
 recover_interval = "200ms"

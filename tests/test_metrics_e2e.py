@@ -17,34 +17,9 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .conftest import ROOT, damocles_cmd
+from .test_worker_e2e import manager_toml
 
-MANAGER = """
-[RPC]
-Listen = "127.0.0.1:0"
-[Sealing]
-SealRandomnessLookback = 2
-InteractivePoRepConfidence = 1
-[Chain]
-BlockTime = "100ms"
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-[[Miners]]
-Actor = 1000
-[Miners.Sector]
-MinNumber = 1
-MaxNumber = 3
-[Miners.Commitment]
-Confidence = 1
-[Miners.Commitment.Pre.Batch]
-Threshold = 2
-MaxWait = "1s"
-CheckInterval = "100ms"
-[Miners.Commitment.Prove.Batch]
-Threshold = 2
-MaxWait = "1s"
-CheckInterval = "100ms"
-"""
+MANAGER = manager_toml(3, 2, 2, "1s")
 
 WORKER = """
 [worker]

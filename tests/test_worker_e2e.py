@@ -20,7 +20,9 @@ from .conftest import ROOT, damocles_cmd, run_cli
 # the external c2 processor is this package (or $DAMOCLES_BIN) over the vc-processors protocol
 _C2_BIN, *_C2_ARGS = damocles_cmd("processor", "c2")
 
-MANAGER = """
+def manager_toml(max_number: int = 6, pre_threshold: int = 2, prove_threshold: int = 4, prove_wait: str = "2s") -> str:
+    """A devnet manager for the end-to-end tests: 100 ms epochs, short confidences and batches."""
+    return f"""
 [RPC]
 Listen = "127.0.0.1:0"
 [Sealing]
@@ -35,18 +37,21 @@ Path = "persist-1"
 Actor = 1000
 [Miners.Sector]
 MinNumber = 1
-MaxNumber = 6
+MaxNumber = {max_number}
 [Miners.Commitment]
 Confidence = 1
 [Miners.Commitment.Pre.Batch]
-Threshold = 2
+Threshold = {pre_threshold}
 MaxWait = "1s"
 CheckInterval = "100ms"
 [Miners.Commitment.Prove.Batch]
-Threshold = 4
-MaxWait = "2s"
+Threshold = {prove_threshold}
+MaxWait = "{prove_wait}"
 CheckInterval = "100ms"
 """
+
+
+MANAGER = manager_toml()
 
 WORKER = """
 [worker]
