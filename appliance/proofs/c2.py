@@ -8,36 +8,22 @@ document (docs/formats.md), but it is NOT succinct (tens of KiB for 2KiB sectors
 
 from __future__ import annotations
 
-import zlib
 
 from ..core.proof_types import SealProofType
 from ..core.sector import SectorID
-from . import ProofError
+from .codec import compress_envelope, open_envelope
 from .porep import C1Output, decode_c1, encode_c1, verify_c1
 
 C2_MAGIC = b"DMC2"
 C2_VERSION = 1
-_MAX_C1_BYTES = 1 << 30   # refuse decompression bombs
 
 
 def seal_commit_phase2(c1: C1Output) -> bytes:
-    return C2_MAGIC + C2_VERSION.to_bytes(2, "little") + zlib.compress(encode_c1(c1), 6)
+    return compress_envelope(C2_MAGIC, C2_VERSION, encode_c1(c1))
 
 
 def decode_c2(proof: bytes, expected: SealProofType | None = None) -> C1Output:
-    if len(proof) < 6 or proof[:4] != C2_MAGIC:
-        raise ProofError("C2 proof: bad magic (not a builtin-engine proof)")
-    version = int.from_bytes(proof[4:6], "little")
-    if version != C2_VERSION:
-        raise ProofError(f"C2 proof: unknown version {version} (this build reads version {C2_VERSION})")
-    d = zlib.decompressobj()
-    try:
-        raw = d.decompress(proof[6:], _MAX_C1_BYTES)
-    except zlib.error as exc:
-        raise ProofError(f"C2 proof: corrupt compressed body ({exc})") from None
-    if d.unconsumed_tail or not d.eof or d.unused_data:
-        raise ProofError("C2 proof: compressed body is truncated, oversized or followed by extra bytes")
-    return decode_c1(raw, expected)
+    return decode_c1(open_envelope(proof, C2_MAGIC, C2_VERSION, "C2 proof", "proof"), expected)
 
 
 def verify_seal(proof_type: SealProofType, sector: SectorID, comm_d: bytes, comm_r: bytes, ticket: bytes,

@@ -5,6 +5,7 @@ out-of-range integers and non-canonical field elements, naming the field and off
 from __future__ import annotations
 
 import struct
+import zlib
 
 from typing import Callable, TypeVar
 
@@ -139,3 +140,30 @@ def read_merkle(r: Reader, arities: list[int], leaves: int, field: str, sha: boo
     leaf = node(f"{field} leaf")
     path = [[node(f"{field} level {lv} sibling {j}") for j in range(a - 1)] for lv, a in enumerate(arities)]
     return MerkleProof(index, leaf, path)
+
+
+# ---------------------------------------------------------------- compressed proof envelopes
+
+MAX_COMPRESSED_BODY = 1 << 30   # refuse decompression bombs
+
+
+def compress_envelope(magic: bytes, version: int, body: bytes) -> bytes:
+    """The builtin engine's stand-in for a SNARK: magic, u16 version, zlib(vanilla proof)."""
+    return magic + version.to_bytes(2, "little") + zlib.compress(body, 6)
+
+
+def open_envelope(proof: bytes, magic: bytes, version: int, what: str, kind: str) -> bytes:
+    """The vanilla proof inside `compress_envelope`; ProofError naming what is wrong."""
+    if len(proof) < 6 or proof[:4] != magic:
+        raise ProofError(f"{what}: bad magic (not a builtin-engine {kind})")
+    got = int.from_bytes(proof[4:6], "little")
+    if got != version:
+        raise ProofError(f"{what}: unknown version {got} (this build reads version {version})")
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(proof[6:], MAX_COMPRESSED_BODY)
+    except zlib.error as exc:
+        raise ProofError(f"{what}: corrupt compressed body ({exc})") from None
+    if d.unconsumed_tail or not d.eof or d.unused_data:
+        raise ProofError(f"{what}: compressed body is truncated, oversized or followed by extra bytes")
+    return raw

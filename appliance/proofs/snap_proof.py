@@ -18,12 +18,12 @@ a magic and version tag, like its C2 (c2.py). Complete and checkable, NOT succin
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import ProofError
-from .codec import Reader, Writer, read_header, read_merkle, write_header, write_merkle
+from .codec import (Reader, Writer, compress_envelope, open_envelope, read_header, read_merkle, write_header,
+                    write_merkle)
 from .commitment import sha254
 from .field import MODULUS, is_canonical
 from .merkle import MerkleProof, poseidon_hasher, read_nodes, sha_hasher
@@ -36,7 +36,6 @@ VANILLA_MAGIC = b"DMU1"
 VANILLA_VERSION = 1
 PROOF_MAGIC = b"DMU2"
 PROOF_VERSION = 1
-_MAX_VANILLA_BYTES = 1 << 30   # refuse decompression bombs
 
 
 @dataclass
@@ -250,23 +249,11 @@ def decode_vanilla(data: bytes, expected: UpdateProofType | None = None) -> Upda
 
 def generate_update_proof(v: UpdateVanilla) -> bytes:
     """The builtin stand-in for the update SNARK: "DMU2", u16 version, zlib(vanilla proofs)."""
-    return PROOF_MAGIC + PROOF_VERSION.to_bytes(2, "little") + zlib.compress(encode_vanilla(v), 6)
+    return compress_envelope(PROOF_MAGIC, PROOF_VERSION, encode_vanilla(v))
 
 
 def decode_update_proof(proof: bytes, expected: UpdateProofType | None = None) -> UpdateVanilla:
-    if len(proof) < 6 or proof[:4] != PROOF_MAGIC:
-        raise ProofError("update proof: bad magic (not a builtin-engine update proof)")
-    version = int.from_bytes(proof[4:6], "little")
-    if version != PROOF_VERSION:
-        raise ProofError(f"update proof: unknown version {version} (this build reads version {PROOF_VERSION})")
-    d = zlib.decompressobj()
-    try:
-        raw = d.decompress(proof[6:], _MAX_VANILLA_BYTES)
-    except zlib.error as exc:
-        raise ProofError(f"update proof: corrupt compressed body ({exc})") from None
-    if d.unconsumed_tail or not d.eof or d.unused_data:
-        raise ProofError("update proof: compressed body is truncated, oversized or followed by extra bytes")
-    return decode_vanilla(raw, expected)
+    return decode_vanilla(open_envelope(proof, PROOF_MAGIC, PROOF_VERSION, "update proof", "update proof"), expected)
 
 
 def verify_update_proof(proof_type: UpdateProofType, comm_r_old: bytes, comm_r_new: bytes, comm_d_new: bytes,
