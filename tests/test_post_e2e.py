@@ -77,6 +77,36 @@ def until(what, fn, timeout=60.0, procs=()):
         time.sleep(0.05)   # polling live processes; bounded by the deadline
 
 
+def seal_by_hand(admin, count: int, procs) -> list[dict]:
+    """Advance the devnet an epoch at a time until `count` sectors are finalized; their states."""
+    def sealed():
+        listed = admin.call("Venus.ListSectors")
+        if len(listed) == count and all(s["Finalized"] for s in listed):
+            return listed
+        admin.call("Venus.DevnetAdvance", 1)      # the clock moves by hand while the worker seals
+        return None
+    return until(f"{count} sectors sealed", sealed, timeout=180, procs=procs)
+
+
+def prove_next_occurrence(admin, d: int, procs) -> dict:
+    """Drive the devnet through deadline `d`'s next occurrence until the manager's WindowPoSt for
+    it lands (or fails); then past its close. Returns the round."""
+    info = admin.call("Venus.ProvingInfo", 1000)
+    open_ = info["PeriodStart"] + d * 60
+    open_ = open_ if open_ - 18 > info["CurrentEpoch"] else open_ + 2880
+    admin.call("Venus.DevnetAdvance", open_ - 18 - admin.call("Venus.DevnetHead")["Epoch"])   # challenge + confidence
+
+    def landed():
+        rounds = admin.call("Venus.ProvingDeadline", 1000, d)["Rounds"]
+        r = next((r for r in rounds if r["PeriodStart"] == open_ - d * 60), {})
+        if r.get("state") in ("proved", "submitted"):
+            admin.call("Venus.DevnetAdvance", 1)
+        return r if r.get("state") in ("landed", "failed") else None
+    r = until("the WindowPoSt to land", landed, procs=procs)
+    admin.call("Venus.DevnetAdvance", open_ + 61 - admin.call("Venus.DevnetHead")["Epoch"])   # past its close
+    return r
+
+
 def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(tmp_path):
     home = tmp_path / "manager"
     home.mkdir()
@@ -101,13 +131,7 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
             provers[name] = start(["post", "run", "-c", str(cfg)])
             procs.append(provers[name])
 
-        def sealed():
-            listed = admin.call("Venus.ListSectors")
-            if len(listed) == 4 and all(s["Finalized"] for s in listed):
-                return listed
-            admin.call("Venus.DevnetAdvance", 1)      # the clock moves by hand while the worker seals
-            return None
-        listed = until("4 sectors sealed", sealed, timeout=180, procs=procs)
+        listed = seal_by_hand(admin, 4, procs)
         assert all(s["LatestState"] == "Finished" for s in listed)
         worker.terminate()
         worker.wait(timeout=30)

@@ -11,7 +11,7 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .conftest import run_cli
-from .test_post_e2e import MANAGER, until
+from .test_post_e2e import MANAGER, prove_next_occurrence, seal_by_hand
 from .test_worker_e2e import WORKER, start
 
 
@@ -32,13 +32,7 @@ def test_a_lost_sector_is_rebuilt_and_proven_again(tmp_path):
                                                             store=home / "persist-1", python=sys.executable))
         worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
 
-        def sealed():
-            listed = admin.call("Venus.ListSectors")
-            if listed and all(s["Finalized"] for s in listed):
-                return listed
-            admin.call("Venus.DevnetAdvance", 1)
-            return None
-        assert until("the sector sealed", sealed, timeout=180, procs=[manager, worker])[0]["LatestState"] == "Finished"
+        assert seal_by_hand(admin, 1, [manager, worker])[0]["LatestState"] == "Finished"
         cli = ["--api", url, "--home", str(home)]
         p = run_cli("util", "sectors", "rebuild", "1000-99", *cli)
         assert p.returncode == 2 and "is not a sector this manager sealed" in p.stderr
@@ -54,19 +48,8 @@ def test_a_lost_sector_is_rebuilt_and_proven_again(tmp_path):
         assert admin.call("Venus.FindSector", {"Miner": 1000, "Number": 1})["LatestState"] == "Finished"
 
         # the manager proves it in its next deadline
-        info = admin.call("Venus.ProvingInfo", 1000)
         d = next(x["Index"] for x in admin.call("Venus.ProvingDeadlines", 1000) if x["Sectors"])
-        open_ = info["PeriodStart"] + d * 60
-        open_ = open_ if open_ - 18 > info["CurrentEpoch"] else open_ + 2880
-        admin.call("Venus.DevnetAdvance", open_ - 18 - admin.call("Venus.DevnetHead")["Epoch"])
-
-        def landed(state=("landed",)):
-            rounds = admin.call("Venus.ProvingDeadline", 1000, d)["Rounds"]
-            r = next((r for r in rounds if r["PeriodStart"] == open_ - d * 60), {})
-            if r.get("state") in ("proved", "submitted"):
-                admin.call("Venus.DevnetAdvance", 1)
-            return r if r.get("state") in state + ("failed",) else None
-        assert until("the WindowPoSt to land", landed, procs=[manager])["state"] == "landed"
+        assert prove_next_occurrence(admin, d, [manager])["state"] == "landed"
         assert admin.call("Venus.ProvingInfo", 1000)["Power"]["active_sectors"] == 1
     finally:
         for p in (worker, manager):

@@ -14,7 +14,7 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .conftest import run_cli
-from .test_post_e2e import MANAGER, until
+from .test_post_e2e import MANAGER, prove_next_occurrence, seal_by_hand, until
 from .test_worker_e2e import WORKER, start
 
 SNAP_MANAGER = MANAGER.replace("MaxNumber = 4", "MaxNumber = 1\nEnableDeals = true\nSealingEpochs = 50").replace(
@@ -39,32 +39,9 @@ def test_a_cc_sector_is_upgraded_with_a_deal_and_proven_with_its_new_commr(tmp_p
                                                             store=home / "persist-1", python=sys.executable))
         worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
 
-        def sealed():
-            listed = admin.call("Venus.ListSectors")
-            if listed and all(s["Finalized"] for s in listed):
-                return listed
-            admin.call("Venus.DevnetAdvance", 1)
-            return None
-        until("the CC sector sealed", sealed, timeout=180, procs=[manager, worker])
+        seal_by_hand(admin, 1, [manager, worker])
         d = next(x["Index"] for x in admin.call("Venus.ProvingDeadlines", 1000) if x["Sectors"])
-
-        def prove_next_occurrence():
-            """Drive the chain through the sector's next deadline; returns the landed round."""
-            info = admin.call("Venus.ProvingInfo", 1000)
-            open_ = info["PeriodStart"] + d * 60
-            open_ = open_ if open_ - 18 > info["CurrentEpoch"] else open_ + 2880
-            admin.call("Venus.DevnetAdvance", open_ - 18 - admin.call("Venus.DevnetHead")["Epoch"])
-
-            def landed():
-                rounds = admin.call("Venus.ProvingDeadline", 1000, d)["Rounds"]
-                r = next((r for r in rounds if r["PeriodStart"] == open_ - d * 60), {})
-                if r.get("state") in ("proved", "submitted"):
-                    admin.call("Venus.DevnetAdvance", 1)
-                return r if r.get("state") in ("landed", "failed") else None
-            r = until("the WindowPoSt to land", landed, procs=[manager])
-            admin.call("Venus.DevnetAdvance", open_ + 61 - admin.call("Venus.DevnetHead")["Epoch"])   # past its close
-            return r
-        assert prove_next_occurrence()["state"] == "landed"         # the CC replica, and now the deadline is far away
+        assert prove_next_occurrence(admin, d, [manager])["state"] == "landed"   # the CC replica; its deadline is far away now
         old = admin.call("Venus.DevnetSectors", 1000)[0]
 
         piece = tmp_path / "deal.bin"
@@ -89,7 +66,7 @@ def test_a_cc_sector_is_upgraded_with_a_deal_and_proven_with_its_new_commr(tmp_p
         assert [x["state"] for x in admin.call("Venus.DevnetDeals", 1000)] == ["active"]
         assert (home / "persist-1" / "update" / "s-t01000-1").is_file()
         assert run_cli("util", "proving", "check", *cli).returncode == 0           # the check reads update/ now
-        r = prove_next_occurrence()
+        r = prove_next_occurrence(admin, d, [manager])
         assert r["state"] == "landed", r                                           # WindowPoSt over the new replica
         assert admin.call("Venus.ProvingInfo", 1000)["Power"]["active_sectors"] == 1
 
