@@ -32,23 +32,22 @@ class SnapUp:
         self.config, self.state, self.chain, self.market, self.sealer, self.committer = config, state, chain, market, sealer, committer
         self._now = now
 
-    def _location(self, miner: int, number: int) -> tuple[int, int] | None:
-        for d in range(self.chain.policy.wpost_period_deadlines):
-            for p in self.chain.deadline_partitions(miner, d):
-                if number in p.sectors:
-                    return d, p.index
-        return None
+    def _locations(self, miner: int) -> dict[int, tuple[int, int]]:
+        """Every live sector's (deadline, partition), read once."""
+        return {n: (d, p.index) for d in range(self.chain.policy.wpost_period_deadlines)
+                for p in self.chain.deadline_partitions(miner, d) for n in p.sectors}
 
     def fetch(self, miner: int, deadline: int | None) -> dict:
         if self.config.miner(miner) is None:
             raise RPCError(INVALID_PARAMS, f"miner: {miner} is not a miner of this manager")
         added = []
         known = {r[0] for r in self.state._db.execute("SELECT number FROM snap_candidates WHERE miner = ?", (miner,))}
+        locations = self._locations(miner)
         for s in self.chain.sectors(miner):
             rec = self.state.sector(miner, s.number)
             if s.deal_ids or s.sector_key_cid or s.number in known or not rec or not rec.get("persisted"):
                 continue
-            where = self._location(miner, s.number)
+            where = locations.get(s.number)
             if where is None or (deadline is not None and where[0] != deadline):
                 continue
             added.append(s.number)
@@ -112,7 +111,7 @@ class SnapUp:
         name = sector_file_names(miner, number)
         if store is None or not (store.path / "update" / name).is_file() or not (store.path / "update-cache" / name / "p_aux").is_file():
             return {"Res": FILES_MISSED, "Desc": f"update/{name} and update-cache/{name} are not in store {info['AccessInstance']}"}
-        where = self._location(miner, number)
+        where = self._locations(miner)[number]
         params = {"Updates": [{"SectorID": number, "Deadline": where[0], "Partition": where[1],
                                "NewSealedCID": commr_to_cid(comm_r_new), "Deals": rec.get("deals", []),
                                "UpdateProofType": upd.id, "ReplicaProof": info["Proof"]}]}
