@@ -33,6 +33,24 @@ def signal_all(proc, sig) -> None:
             pass
 
 
+def read_line(proc, timeout: float = 60, what: str = "its first line") -> str:
+    """The next line of a child's stdout, waited for at most `timeout` seconds. A child that says
+    nothing in time is killed and the test fails with its stderr, instead of blocking on
+    `readline()` forever."""
+    import threading
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        signal_all(proc, 9)
+        proc.wait(timeout=30)
+        reader.join(10)
+        err = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"{' '.join(map(str, proc.args))}: no {what} within {timeout:g} s\n{err}")
+    return got[0]
+
+
 def pytest_configure(config):
     if not DAMOCLES_BIN:
         return

@@ -18,7 +18,7 @@ from appliance.proofs.seal import seal_sector
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient, TransportError
 
-from .conftest import ROOT, damocles_cmd
+from .conftest import ROOT, damocles_cmd, read_line
 
 P2K = seal_proof("StackedDrg2KiBV1_1")
 CONFIG = """
@@ -68,7 +68,7 @@ class ManagerProc:
             env["DAMOCLES_CRASH_AT"] = self.crash_at
         self.proc = subprocess.Popen(damocles_cmd("manager", "run", "--home", str(self.home)),
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
-        line = self.proc.stdout.readline()
+        line = read_line(self.proc)
         assert line.startswith("listening on "), line
         url = line.split()[-1]
         secret = load_or_create_secret(self.home / "secret")

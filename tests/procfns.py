@@ -11,6 +11,12 @@ def who(delay: float = 0.0):
     return os.getpid(), start, time.time()
 
 
+def who_started(flag: str, delay: float):
+    """`who` that first creates the file `flag`, so a test knows the task is running."""
+    open(flag, "w").close()
+    return who(delay)
+
+
 def fail():
     raise ValueError("task failed on purpose")
 

@@ -15,7 +15,7 @@ from appliance.proofs.commitment import comm_d_from_pieces, commp_file
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import run_cli
+from .conftest import run_cli, read_line
 from .test_worker_e2e import WORKER, start
 
 MANAGER = """
@@ -58,7 +58,7 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
     manager = start(["manager", "run", "--home", str(home)])
     worker = None
     try:
-        url = manager.stdout.readline().split()[-1]
+        url = read_line(manager).split()[-1]
         cli = ["--api", url, "--home", str(home)]
         big, small = tmp_path / "big.bin", tmp_path / "small.bin"
         big.write_bytes(bytes(range(256)) + b"piece one" * 10)      # 346 bytes: a 512-byte piece

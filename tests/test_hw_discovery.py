@@ -9,7 +9,7 @@ import pytest
 from appliance.hw.gpu import _reason, _topo_affinity
 from appliance.hw.machine import discover
 from appliance.hw.sources import Root, parse_cpulist
-from appliance.worker.config import format_cpuset
+from appliance.config.cpuset import format_cpuset
 
 from .hwmachines import GiB, KiB, MiB, epyc_dual, fixture_archive, real_machine, xeon_dual
 

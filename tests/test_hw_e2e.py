@@ -12,7 +12,7 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 from appliance.worker.config import load_worker_config
 
-from .conftest import ROOT
+from .conftest import ROOT, read_line
 from .test_worker_e2e import manager_toml
 
 MANAGER = manager_toml(1, 1, 1, "1s")
@@ -39,7 +39,7 @@ def test_planned_worker_seals_a_sector(tmp_path):
     manager = damocles("manager", "run", "--home", str(home))
     worker = None
     try:
-        line = manager.stdout.readline()
+        line = read_line(manager)
         assert line.startswith("listening on "), manager.stderr.read()
         url = line.split()[-1]
         secret = load_or_create_secret(home / "secret")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DAMOCLES_BIN, ROOT
+from .conftest import DAMOCLES_BIN, ROOT, read_line
 
 FROZEN = Path(DAMOCLES_BIN) if DAMOCLES_BIN else ROOT / "dist/damocles"
 
@@ -250,7 +250,7 @@ def test_the_installed_binary_runs_every_role_from_the_installed_configs(tmp_pat
                             (["post", "run", "-c", str(home / "post/post.toml")], "prover")]:
             proc = subprocess.Popen([str(bin_), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             procs.append(proc)
-            line = proc.stdout.readline()
+            line = read_line(proc)
             assert line.startswith(ready), (line, proc.stderr.read() if proc.poll() is not None else "")
         deadline = time.monotonic() + 60
         while True:

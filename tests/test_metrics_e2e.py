@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import ROOT, damocles_cmd
+from .conftest import ROOT, damocles_cmd, read_line
 from .test_worker_e2e import manager_toml
 
 MANAGER = manager_toml(3, 2, 2, "1s")
@@ -80,7 +80,7 @@ def test_metrics_move_as_sectors_advance(tmp_path):
                                stdout=subprocess.PIPE, stderr=mlog, text=True, cwd=ROOT, env=env)
     procs = [manager]
     try:
-        line = manager.stdout.readline()
+        line = read_line(manager)
         assert line.startswith("listening on "), (tmp_path / "manager.log").read_text()
         url = line.split()[-1]
         secret = load_or_create_secret(home / "secret")

@@ -16,7 +16,7 @@ from appliance.chain.policy import ChainPolicy
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import run_cli, signal_all
+from .conftest import run_cli, signal_all, read_line
 from .test_worker_e2e import WORKER, start
 
 MANAGER = """
@@ -116,7 +116,7 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
     manager = start(["manager", "run", "--home", str(home)])
     procs.append(manager)
     try:
-        url = manager.stdout.readline().split()[-1]
+        url = read_line(manager).split()[-1]
         secret = load_or_create_secret(home / "secret")
         admin = RPCClient(url, issue_token(secret, "admin"))
         threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(2))

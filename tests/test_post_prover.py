@@ -16,7 +16,7 @@ from appliance.rpc import JOB_NOT_FOUND, RPCError
 from appliance.rpc.auth import issue_token
 from appliance.rpc.client import RPCClient
 
-from .conftest import ROOT, damocles_cmd
+from .conftest import ROOT, damocles_cmd, read_line
 from .poststore import seal_into_store
 
 MANAGER = """
@@ -92,7 +92,7 @@ def test_prover_takes_over_a_silent_provers_job_and_reports_faults(manager, tmp_
     prover = subprocess.Popen(damocles_cmd("post", "run", "-c", str(cfg)), cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert prover.stdout.readline().startswith("prover prover-a polling")
+        assert read_line(prover).startswith("prover prover-a polling")
         job = _wait_finished(svc, job_id)
         assert job["WorkerName"] == "prover-a" and job["TryNum"] == 2 and not job["Failed"]
         assert job["Output"]["faults"] == []
@@ -163,7 +163,7 @@ def test_worker_thread_with_plan_wdpost_proves_jobs(manager, tmp_path):
     worker = subprocess.Popen(damocles_cmd("worker", "run", "-c", str(cfg)), cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert worker.stdout.readline().startswith("worker w-post running 1 sealing threads")
+        assert read_line(worker).startswith("worker w-post running 1 sealing threads")
         job_id = svc.jobs.create(1000, 9, 0, [0], _job_input(comm_rs, seed))
         job = _wait_finished(svc, job_id)
         assert job["WorkerName"] == "w-post-wdpost-0" and job["Output"]["faults"] == []

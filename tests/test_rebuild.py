@@ -10,7 +10,7 @@ import sys
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import run_cli
+from .conftest import run_cli, read_line
 from .test_post_e2e import MANAGER, prove_next_occurrence, seal_by_hand
 from .test_worker_e2e import WORKER, start
 
@@ -23,7 +23,7 @@ def test_a_lost_sector_is_rebuilt_and_proven_again(tmp_path):
     manager = start(["manager", "run", "--home", str(home)])
     worker = None
     try:
-        url = manager.stdout.readline().split()[-1]
+        url = read_line(manager).split()[-1]
         secret = load_or_create_secret(home / "secret")
         admin = RPCClient(url, issue_token(secret, "admin"))
         threads = (f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'

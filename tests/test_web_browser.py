@@ -18,7 +18,7 @@ import pytest
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import ROOT, damocles_cmd
+from .conftest import ROOT, damocles_cmd, read_line
 from .test_worker_e2e import manager_toml
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -124,7 +124,7 @@ def cluster(tmp_path):
     manager = subprocess.Popen(damocles_cmd("manager", "run", "--home", str(home)), stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
     procs.append(manager)
-    line = manager.stdout.readline()
+    line = read_line(manager)
     assert line.startswith("listening on "), line
     url = line.split()[-1]
     secret = load_or_create_secret(home / "secret")

@@ -5,8 +5,9 @@ from types import SimpleNamespace
 import pytest
 
 from appliance.config import ConfigError
-from appliance.worker.config import (SealingConfig, ThreadConfig, format_cpuset, manager_url, parse_cpuset,
-                                     parse_worker_config)
+from appliance.config.cpuset import format_cpuset, parse_cpuset
+from appliance.config.validate import manager_url
+from appliance.worker.config import SealingConfig, ThreadConfig, parse_worker_config
 from appliance.worker.thread import SealingThread
 
 BASE = {"sector_manager": {"rpc_client": {"addr": "/ip4/127.0.0.1/tcp/1789"}}}

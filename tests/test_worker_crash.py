@@ -14,6 +14,7 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .test_worker_e2e import MANAGER, WORKER, start
+from .conftest import read_line
 
 POINTS_W = sorted(p for p in POINTS if p.startswith("worker."))
 
@@ -26,7 +27,7 @@ def test_worker_survives_crash_point(point, tmp_path):
     (home / "manager.toml").write_text(MANAGER.replace("MaxNumber = 6", "MaxNumber = 2"))
     (home / "persist-1").mkdir()
     manager = start(["manager", "run", "--home", str(home)])
-    url = manager.stdout.readline().split()[-1]
+    url = read_line(manager).split()[-1]
     secret = load_or_create_secret(home / "secret")
     admin = RPCClient(url, issue_token(secret, "admin"))
     threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(2))

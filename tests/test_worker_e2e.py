@@ -15,7 +15,7 @@ import pytest
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import ROOT, damocles_cmd, run_cli
+from .conftest import ROOT, damocles_cmd, run_cli, read_line
 
 # the external c2 processor is this package (or $DAMOCLES_BIN) over the vc-processors protocol
 _C2_BIN, *_C2_ARGS = damocles_cmd("processor", "c2")
@@ -109,7 +109,7 @@ def cluster(tmp_path):
     (home / "manager.toml").write_text(MANAGER)
     (home / "persist-1").mkdir()
     manager = start(["manager", "run", "--home", str(home)])
-    line = manager.stdout.readline()
+    line = read_line(manager)
     assert line.startswith("listening on "), manager.stderr.read()
     url = line.split()[-1]
     secret = load_or_create_secret(home / "secret")

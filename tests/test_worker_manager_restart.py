@@ -11,7 +11,7 @@ import time
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import signal_all
+from .conftest import signal_all, read_line
 from .test_worker_e2e import MANAGER, WORKER, start
 
 
@@ -36,7 +36,7 @@ def test_manager_restart_mid_flight_causes_only_temp_retries(tmp_path):
     (home / "manager.toml").write_text(MANAGER.replace("MaxNumber = 6", "MaxNumber = 4"))
     (home / "persist-1").mkdir()
     manager = start(["manager", "run", "--home", str(home)])
-    url = manager.stdout.readline().split()[-1]
+    url = read_line(manager).split()[-1]
     listen = url.split("//")[1].split("/")[0]
     secret = load_or_create_secret(home / "secret")
     admin = RPCClient(url, issue_token(secret, "admin"))
@@ -60,7 +60,7 @@ def test_manager_restart_mid_flight_causes_only_temp_retries(tmp_path):
             assert time.monotonic() < deadline, "the worker never noticed the manager was gone"
             time.sleep(0.1)   # polling a live system; bounded by the deadline
         manager = start(["manager", "run", "--home", str(home), "--listen", listen])
-        assert manager.stdout.readline().startswith("listening on ")
+        assert read_line(manager).startswith("listening on ")
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             listed = admin.call("Venus.ListSectors")

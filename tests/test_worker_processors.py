@@ -17,7 +17,7 @@ from appliance.worker.processors import ProcessorPool, Processors
 from appliance.worker.service import StageLimits
 
 from . import procfns
-from .conftest import ROOT
+from .conftest import ROOT, read_line
 
 
 def _status(pid, key):
@@ -91,23 +91,27 @@ def test_stage_concurrency_limit_without_pool():
     assert _max_overlap(spans) == 2
 
 
-def test_dead_processor_fails_its_task_as_temp_and_is_replaced():
+def test_dead_processor_fails_its_task_as_temp_and_is_replaced(tmp_path):
     pool = ProcessorPool(ProcessorConfig("pc2", 0, concurrent=1))
     try:
         victim = pool.pids[0]
         out = {}
+        started = tmp_path / "started"
 
         def run():
             try:
-                pool.run(procfns.who, 30)
+                pool.run(procfns.who_started, str(started), 30)
             except Temp as exc:
                 out["err"] = str(exc)
         t = threading.Thread(target=run)
         t.start()
-        time.sleep(0.5)   # let the task start before killing its process
+        deadline = time.monotonic() + 30
+        while not started.exists():      # the task runs in the victim: kill it mid-task, not before
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.01)
         os.kill(victim, signal.SIGKILL)
         t.join(timeout=60)
-        assert "died while running who" in out["err"]
+        assert "died while running who_started" in out["err"]
         assert pool.pids != [victim] and len(pool.pids) == 1
         assert pool.run(procfns.who)[0] == pool.pids[0]
         with pytest.raises(Temp, match="task failed on purpose"):
@@ -123,7 +127,7 @@ def test_processors_die_with_their_worker():
             "print(' '.join(map(str, pool.pids)), flush=True)\ntime.sleep(60)\n")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    pids = [int(x) for x in p.stdout.readline().split()]
+    pids = [int(x) for x in read_line(p).split()]
     assert len(pids) == 2 and all(os.path.exists(f"/proc/{x}") for x in pids)
     p.kill()
     p.wait()

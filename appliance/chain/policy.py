@@ -1,5 +1,5 @@
 """The chain constants the devnet enforces. Defaults are Lotus' 2k devnet and builtin-actors'
-policy (research/filecoin_facts.md section 5); every one can be set in the manager's `[Chain]`
+policy (builtin-actors' miner policy); every one can be set in the manager's `[Chain]`
 config, with the same names."""
 
 from __future__ import annotations

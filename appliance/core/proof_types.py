@@ -1,6 +1,6 @@
 """Sector sizes and Filecoin's RegisteredSealProof / RegisteredPoStProof, with the per-size
 parameters of rust-fil-proofs (filecoin-proofs/src/constants.rs, parameters.rs) and the numbers
-of go-state-types abi/sector.go. See research/filecoin_facts.md section 1."""
+of go-state-types abi/sector.go."""
 
 from __future__ import annotations
 

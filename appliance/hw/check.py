@@ -1,5 +1,5 @@
 """`damocles worker check`: a worker.toml (or post.toml) against the machine. Errors are what
-makes a worker fail or crash (Damocles' field reports, research/damocles.md section 8): CPUs that
+makes a worker fail or crash (what Damocles' operators report): CPUs that
 do not exist, a cpuset spanning NUMA nodes or off its `numa_preferred` node, pc1 cpusets that cut
 L3 groups, GPUs that are not there, stores missing or too small for their threads, memory too
 small for the PC1 concurrency. Warnings are what wastes the machine: overlapping cpusets of
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.proof_types import SectorSize, post_proof, sector_size
-from ..worker.config import ProcessorConfig, format_cpuset
+from ..config.cpuset import format_cpuset
+from ..config.processors import ProcessorConfig
 from . import needs
 from .disks import captured_space
 from .machine import Machine

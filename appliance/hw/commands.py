@@ -59,7 +59,7 @@ def cmd_hwinfo(args) -> int:
 
 def cmd_plan(args) -> int:
     from ..core.proof_types import sector_size
-    from ..worker.config import manager_url
+    from ..config.validate import manager_url
     from .check import check_file
     from .machine import discover
     from .plan import persist_store, plan_worker

@@ -202,5 +202,5 @@ def _listdir(path) -> list[str]:
 
 
 def _fmt(cpus) -> str:
-    from ..worker.config import format_cpuset
+    from ..config.cpuset import format_cpuset
     return format_cpuset(cpus)

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from ..core.units import format_bytes
-from ..worker.config import format_cpuset
+from ..config.cpuset import format_cpuset
 from . import cpu as cpu_mod
 from . import disks as disk_mod
 from . import gpu as gpu_mod

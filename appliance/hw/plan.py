@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.proof_types import SectorSize
-from ..worker.config import format_cpuset
+from ..config.cpuset import format_cpuset
 from . import needs
 from .cpu import Core
 from .disks import Space

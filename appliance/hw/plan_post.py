@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.proof_types import SectorSize
-from ..worker.config import format_cpuset
+from ..config.cpuset import format_cpuset
 from . import needs
 from .machine import Machine
 from .needs import gib

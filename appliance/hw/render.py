@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-from ..worker.config import format_cpuset
+from ..config.cpuset import format_cpuset
 
 
 def q(s: str) -> str:

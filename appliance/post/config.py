@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..config import ConfigError, load_toml
 from ..core.units import parse_duration
-from ..worker.config import AttachedStore, ProcessorConfig, WorkerConfig, _known, _processor, _tbl, manager_url
+from ..config.processors import AttachedStore, ProcessorConfig, parse_processor
+from ..config.validate import manager_url, table, warn_unknown
 
 
 @dataclass
@@ -31,9 +32,9 @@ class PostConfig:
 def parse_post_config(raw: dict, available_cpus: set[int] | None = None) -> PostConfig:
     cfg = PostConfig()
     w = cfg.warnings
-    _known(raw, {"prover", "sector_manager", "attached", "processors"}, "post.toml", w)
-    prover = _tbl(raw.get("prover", {}), "[prover]")
-    _known(prover, {"name", "poll_interval", "heartbeat_interval", "concurrency", "allowed_miners", "allowed_proof_types"},
+    warn_unknown(raw, {"prover", "sector_manager", "attached", "processors"}, "post.toml", w)
+    prover = table(raw.get("prover", {}), "[prover]")
+    warn_unknown(prover, {"name", "poll_interval", "heartbeat_interval", "concurrency", "allowed_miners", "allowed_proof_types"},
            "[prover]", w)
     cfg.name = str(prover.get("name", "")) or f"{os.uname().nodename}-prover"
     for key in ("poll_interval", "heartbeat_interval"):
@@ -56,9 +57,9 @@ def parse_post_config(raw: dict, available_cpus: set[int] | None = None) -> Post
     if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
         raise ConfigError(f"[prover].allowed_proof_types: {types!r} is not a list of PoSt proof names")
     cfg.allowed_proof_types = types
-    sm = _tbl(raw.get("sector_manager", {}), "[sector_manager]")
-    _known(sm, {"rpc_client", "token"}, "[sector_manager]", w)
-    client = _tbl(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")
+    sm = table(raw.get("sector_manager", {}), "[sector_manager]")
+    warn_unknown(sm, {"rpc_client", "token"}, "[sector_manager]", w)
+    client = table(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")
     if "addr" not in client:
         raise ConfigError("[sector_manager.rpc_client].addr is required (the manager's URL or multiaddr)")
     cfg.manager_url = manager_url(client["addr"], "[sector_manager.rpc_client].addr")
@@ -66,8 +67,8 @@ def parse_post_config(raw: dict, available_cpus: set[int] | None = None) -> Post
     names = set()
     for i, a in enumerate(raw.get("attached", [])):
         where = f"[[attached]][{i}]"
-        a = _tbl(a, where)
-        _known(a, {"name", "location", "readonly"}, where, w)
+        a = table(a, where)
+        warn_unknown(a, {"name", "location", "readonly"}, where, w)
         if not a.get("location") or not a.get("name"):
             raise ConfigError(f"{where}: name and location are required (the name the manager knows the store by)")
         if a["name"] in names:
@@ -76,18 +77,16 @@ def parse_post_config(raw: dict, available_cpus: set[int] | None = None) -> Post
         cfg.attached.append(AttachedStore(a["name"], Path(a["location"]).expanduser(), True))
     if not cfg.attached:
         raise ConfigError("post.toml has no [[attached]] persist store to read sealed sectors from")
-    procs = _tbl(raw.get("processors", {}), "[processors]")
+    procs = table(raw.get("processors", {}), "[processors]")
     for key in procs:
         if key != "window_post":
             raise ConfigError(f"[[processors.{key}]]: a prover only has window_post processors")
     entries = procs.get("window_post", [])
     if not isinstance(entries, list):
         raise ConfigError("[[processors.window_post]]: expected an array of tables")
-    holder = WorkerConfig()
-    cfg.processors = [_processor("window_post", i, e, holder, available_cpus) for i, e in enumerate(entries)]
+    cfg.processors = [parse_processor("window_post", i, e, {}, cfg.warnings, available_cpus) for i, e in enumerate(entries)]
     if any(p.bin for p in cfg.processors):
         raise ConfigError("[[processors.window_post]]: external (bin) window_post processors are not supported yet")
-    w.extend(holder.warnings)
     return cfg
 
 

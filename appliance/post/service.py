@@ -15,7 +15,7 @@ from ..core.sector import sector_file_names
 from ..proofs.post import PrivateSector, encode_post, generate_window_post
 from ..rpc import RPCError
 from ..rpc.client import RPCClient, TransportError
-from ..worker.config import ProcessorConfig
+from ..config.processors import ProcessorConfig
 from ..worker.processors import ProcessorPool
 from .config import PostConfig
 

@@ -1,6 +1,6 @@
 """neptune's Poseidon over BLS12-381 Fr, as Filecoin's tree_c, tree_r_last and comm_r use it
 (Strength::Standard, HashType::MerkleTree; constants from the Grain LFSR of neptune's
-round_constants.rs, Cauchy MDS of mds.rs). See research/filecoin_facts.md section 6."""
+round_constants.rs, Cauchy MDS of mds.rs)."""
 
 from __future__ import annotations
 

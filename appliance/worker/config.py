@@ -1,4 +1,4 @@
-"""The worker's TOML, in Damocles' shape (research/damocles.md section 2): `[worker]`,
+"""The worker's TOML, in Damocles' shape (damocles-worker's sample config): `[worker]`,
 `[sector_manager]`, `[sealing]`, `[[sealing_thread]]` with `sealing.*` overrides, `[[attached]]`,
 `[processors]`. Every key has Damocles' default; bad values are refused naming the key; unknown
 keys are warned about (Damocles ignores them silently, which hides typos)."""
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ..config import ConfigError, load_toml
+from ..config.processors import AttachedStore, ProcessorConfig, parse_processor
+from ..config.validate import manager_url, positive_int, table, warn_unknown
 from ..core.proof_types import sector_size
 from ..core.units import parse_bytes, parse_duration
 
@@ -84,32 +86,6 @@ class ThreadConfig:
     sealing: SealingConfig
 
 
-@dataclass(frozen=True)
-class AttachedStore:
-    name: str
-    location: Path
-    readonly: bool = False
-
-
-@dataclass(frozen=True)
-class ProcessorConfig:
-    stage: str
-    index: int
-    bin: str | None = None
-    args: tuple[str, ...] | None = None
-    stable_wait: float = 5.0
-    cpuset: tuple[int, ...] | None = None
-    cpuset_text: str | None = None
-    group_name: str = "vc-worker"
-    envs: dict = field(default_factory=dict)
-    numa_preferred: int | None = None
-    concurrent: int | None = None
-    locks: tuple[str, ...] = ()
-    auto_restart: bool = True
-    inherit_envs: bool = True
-    timeout: float = 0.0        # external processors: seconds a task may take (0: no limit); our addition
-
-
 @dataclass
 class WorkerConfig:
     name: str = ""
@@ -132,65 +108,9 @@ class WorkerConfig:
     warnings: list[str] = field(default_factory=list)
 
 
-def parse_cpuset(text: str, where: str, available: set[int] | None = None) -> tuple[int, ...]:
-    """"0-3,8,10-11" -> (0, 1, 2, 3, 8, 10, 11); refuses CPUs this machine does not have."""
-    cpus: set[int] = set()
-    if not isinstance(text, str) or not re.fullmatch(r"\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*", text):
-        raise ConfigError(f"{where}: {text!r} is not a CPU list such as \"0-3,8\"")
-    for part in text.split(","):
-        a, _, b = part.strip().partition("-")
-        lo, hi = int(a), int(b or a)
-        if hi < lo:
-            raise ConfigError(f"{where}: range {part.strip()!r} is backwards")
-        cpus.update(range(lo, hi + 1))
-    available = available if available is not None else set(os.sched_getaffinity(0))
-    missing = sorted(cpus - available)
-    if missing:
-        raise ConfigError(f"{where}: CPU {missing[0]} does not exist or is not available here (available: "
-                          f"{format_cpuset(sorted(available))})")
-    return tuple(sorted(cpus))
-
-
-def format_cpuset(cpus) -> str:
-    out, run = [], []
-    for c in sorted(cpus):
-        if run and c == run[-1] + 1:
-            run.append(c)
-        else:
-            if run:
-                out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-            run = [c]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(out)
-
-
-def manager_url(addr: str, where: str) -> str:
-    """A URL or Damocles' multiaddr form /ip4/HOST/tcp/PORT[/http] -> http://HOST:PORT/rpc/v0."""
-    m = re.fullmatch(r"/(?:ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(?:/https?)?/?", addr or "")
-    if m:
-        host = m.group(1)
-        return f"http://{'[' + host + ']' if ':' in host else host}:{m.group(2)}/rpc/v0"
-    if re.match(r"https?://", addr or ""):
-        return addr if addr.rstrip("/").endswith("/rpc/v0") else addr.rstrip("/") + "/rpc/v0"
-    raise ConfigError(f"{where}: {addr!r} is neither a URL nor a multiaddr like /ip4/127.0.0.1/tcp/1789")
-
-
-def _known(raw: dict, keys: set[str], where: str, warnings: list[str]) -> None:
-    for k in raw:
-        if k not in keys:
-            warnings.append(f"{where}: unknown key {k!r} ignored")
-
-
-def _tbl(raw, where: str) -> dict:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table")
-    return raw
-
-
 def _stage_map(raw: dict, where: str, convert) -> dict:
     out = {}
-    for stage, v in _tbl(raw, where).items():
+    for stage, v in table(raw, where).items():
         if stage not in STAGES:
             raise ConfigError(f"{where}: {stage!r} is not a stage (stages: {', '.join(STAGES)})")
         try:
@@ -200,24 +120,18 @@ def _stage_map(raw: dict, where: str, convert) -> dict:
     return out
 
 
-def _positive_int(v) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{v!r} is not a positive integer")
-    return v
-
-
 def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> WorkerConfig:
     cfg = WorkerConfig()
     w = cfg.warnings
-    _known(raw, {"worker", "metrics", "sector_manager", "sealing", "sealing_thread", "attached", "processors"}, "worker.toml", w)
-    worker = _tbl(raw.get("worker", {}), "[worker]")
-    _known(worker, {"name", "rpc_server", "ping_interval", "local_pieces_dir", "local_pieces_dirs", "scan_persist_stores"}, "[worker]", w)
+    warn_unknown(raw, {"worker", "metrics", "sector_manager", "sealing", "sealing_thread", "attached", "processors"}, "worker.toml", w)
+    worker = table(raw.get("worker", {}), "[worker]")
+    warn_unknown(worker, {"name", "rpc_server", "ping_interval", "local_pieces_dir", "local_pieces_dirs", "scan_persist_stores"}, "[worker]", w)
     cfg.name = str(worker.get("name", "")) or os.uname().nodename
     dirs = worker.get("local_pieces_dirs", [worker["local_pieces_dir"]] if "local_pieces_dir" in worker else [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise ConfigError(f"[worker].local_pieces_dirs: {dirs!r} is not a list of directories")
     cfg.local_pieces_dirs = [Path(d).expanduser() for d in dirs]
-    rpc = _tbl(worker.get("rpc_server", {}), "[worker.rpc_server]")
+    rpc = table(worker.get("rpc_server", {}), "[worker.rpc_server]")
     cfg.rpc_host = str(rpc.get("host", cfg.rpc_host))
     port = rpc.get("port", cfg.rpc_port)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -227,8 +141,8 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
         cfg.ping_interval = parse_duration(worker.get("ping_interval", "30s"))
     except ValueError as exc:
         raise ConfigError(f"[worker].ping_interval: {exc}") from None
-    metrics = _tbl(raw.get("metrics", {}), "[metrics]")
-    _known(metrics, {"enable", "http_listen"}, "[metrics]", w)
+    metrics = table(raw.get("metrics", {}), "[metrics]")
+    warn_unknown(metrics, {"enable", "http_listen"}, "[metrics]", w)
     if not isinstance(metrics.get("enable", False), bool):
         raise ConfigError(f"[metrics].enable: {metrics['enable']!r} is not true or false")
     cfg.metrics_enable = metrics.get("enable", False)
@@ -237,9 +151,9 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
     if m is None or int(m.group(2)) > 65535:
         raise ConfigError(f"[metrics].http_listen: {listen!r} is not HOST:PORT (e.g. \"0.0.0.0:9000\")")
     cfg.metrics_listen = listen
-    sm = _tbl(raw.get("sector_manager", {}), "[sector_manager]")
-    _known(sm, {"rpc_client", "piece_token", "token"}, "[sector_manager]", w)
-    client = _tbl(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")
+    sm = table(raw.get("sector_manager", {}), "[sector_manager]")
+    warn_unknown(sm, {"rpc_client", "piece_token", "token"}, "[sector_manager]", w)
+    client = table(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")
     if "addr" not in client:
         raise ConfigError("[sector_manager.rpc_client].addr is required (the manager's URL or multiaddr)")
     cfg.manager_url = manager_url(client["addr"], "[sector_manager.rpc_client].addr")
@@ -248,8 +162,8 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
     seen = set()
     for i, t in enumerate(raw.get("sealing_thread", [])):
         where = f"[[sealing_thread]][{i}]"
-        t = _tbl(t, where)
-        _known(t, {"location", "plan", "sealing"}, where, w)
+        t = table(t, where)
+        warn_unknown(t, {"location", "plan", "sealing"}, where, w)
         plan = _plan(t.get("plan", "sealer"), f"{where}.plan")
         if not t.get("location"):
             if plan != "wdpost":        # a WindowPoSt thread reads the attached stores only
@@ -264,8 +178,8 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
     names = set()
     for i, a in enumerate(raw.get("attached", [])):
         where = f"[[attached]][{i}]"
-        a = _tbl(a, where)
-        _known(a, {"name", "location", "readonly"}, where, w)
+        a = table(a, where)
+        warn_unknown(a, {"name", "location", "readonly"}, where, w)
         if not a.get("location"):
             raise ConfigError(f"{where}.location is required")
         name = a.get("name") or str(a["location"])
@@ -273,13 +187,13 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
             raise ConfigError(f"{where}.name: duplicate attached store {name!r}")
         names.add(name)
         cfg.attached.append(AttachedStore(name, Path(a["location"]).expanduser(), bool(a.get("readonly", False))))
-    proc = _tbl(raw.get("processors", {}), "[processors]")
-    lim = _tbl(proc.get("limitation", {}), "[processors.limitation]")
-    cfg.concurrent = _stage_map(proc.get("limit", {}), "[processors.limit]", _positive_int)
-    cfg.concurrent.update(_stage_map(lim.get("concurrent", {}), "[processors.limitation.concurrent]", _positive_int))
+    proc = table(raw.get("processors", {}), "[processors]")
+    lim = table(proc.get("limitation", {}), "[processors.limitation]")
+    cfg.concurrent = _stage_map(proc.get("limit", {}), "[processors.limit]", positive_int)
+    cfg.concurrent.update(_stage_map(lim.get("concurrent", {}), "[processors.limitation.concurrent]", positive_int))
     cfg.staggered = _stage_map(lim.get("staggered", {}), "[processors.limitation.staggered]", parse_duration)
-    cfg.ext_locks = {k: _positive_int(v) for k, v in _tbl(proc.get("ext_locks", {}), "[processors.ext_locks]").items()}
-    for size, path in _tbl(proc.get("static_tree_d", {}), "[processors.static_tree_d]").items():
+    cfg.ext_locks = {k: positive_int(v) for k, v in table(proc.get("ext_locks", {}), "[processors.ext_locks]").items()}
+    for size, path in table(proc.get("static_tree_d", {}), "[processors.static_tree_d]").items():
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"[processors.static_tree_d].{size}: {p} does not exist")
@@ -291,44 +205,8 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
             raise ConfigError(f"[[processors.{key}]]: {key!r} is not a processor stage ({', '.join(PROCESSOR_STAGES)})")
         if not isinstance(entries, list):
             raise ConfigError(f"[[processors.{key}]]: expected an array of tables ([[processors.{key}]])")
-        cfg.processors[key] = [_processor(key, i, e, cfg, available_cpus) for i, e in enumerate(entries)]
+        cfg.processors[key] = [parse_processor(key, i, e, cfg.ext_locks, cfg.warnings, available_cpus) for i, e in enumerate(entries)]
     return cfg
-
-
-def _processor(stage: str, index: int, e: dict, cfg: WorkerConfig, available_cpus) -> ProcessorConfig:
-    where = f"[[processors.{stage}]][{index}]"
-    e = _tbl(e, where)
-    _known(e, {"bin", "args", "stable_wait", "cgroup", "envs", "numa_preferred", "concurrent", "locks", "auto_restart",
-               "inherit_envs", "timeout"}, where, cfg.warnings)
-    cg = _tbl(e.get("cgroup", {}), f"{where}.cgroup")
-    cpuset = parse_cpuset(cg["cpuset"], f"{where}.cgroup.cpuset", available_cpus) if "cpuset" in cg else None
-    locks = tuple(e.get("locks", []))
-    for lock in locks:
-        if lock not in cfg.ext_locks:
-            raise ConfigError(f"{where}.locks: {lock!r} is not declared in [processors.ext_locks]")
-    envs = e.get("envs", {})
-    if not isinstance(envs, dict) or not all(isinstance(v, str) for v in envs.values()):
-        raise ConfigError(f"{where}.envs: expected a table of strings")
-    numa = e.get("numa_preferred")
-    if numa is not None and (isinstance(numa, bool) or not isinstance(numa, int) or numa < 0):
-        raise ConfigError(f"{where}.numa_preferred: {numa!r} is not a NUMA node number")
-    concurrent = e.get("concurrent")
-    if concurrent is not None:
-        try:
-            concurrent = _positive_int(concurrent)
-        except ValueError as exc:
-            raise ConfigError(f"{where}.concurrent: {exc}") from None
-    try:
-        stable_wait = parse_duration(e.get("stable_wait", "5s"))
-        timeout = parse_duration(e.get("timeout", 0))
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    args = e.get("args")
-    if args is not None and (not isinstance(args, list) or not all(isinstance(a, str) for a in args)):
-        raise ConfigError(f"{where}.args: expected a list of strings")
-    return ProcessorConfig(stage, index, e.get("bin"), tuple(args) if args is not None else None, stable_wait, cpuset,
-                           cg.get("cpuset"), cg.get("group_name", "vc-worker"), dict(envs), numa, concurrent, locks,
-                           bool(e.get("auto_restart", True)), bool(e.get("inherit_envs", True)), timeout)
 
 
 def _plan(plan, where: str) -> str:
@@ -342,7 +220,7 @@ def parse_hot_config(raw: dict, where: str, base: ThreadConfig, warnings: list[s
     thread's settings from worker.toml (Damocles' merge order); it cannot move the location."""
     if "location" in raw:
         raise ConfigError(f"{where}: location cannot be changed here (it is set in worker.toml)")
-    _known(raw, {"plan", "sealing"}, where, warnings)
+    warn_unknown(raw, {"plan", "sealing"}, where, warnings)
     plan = _plan(raw.get("plan", base.plan), f"{where}: plan")
     if plan != base.plan:
         raise ConfigError(f"{where}: plan {plan!r} differs from the thread's plan {base.plan!r} in worker.toml; "
