@@ -11,6 +11,7 @@ import pytest
 
 from appliance.core.proof_types import seal_proof
 from appliance.core.sector import SectorID
+from appliance.proofs import ProofError
 from appliance.proofs import parent_cache
 from appliance.proofs.graph import DEGREE, cache_file, cache_id, write_parent_cache
 from appliance.proofs.parent_cache import EXPECTED_DIGESTS, check_file, load_parents
@@ -100,3 +101,16 @@ def test_a_cache_missing_from_rust_fil_proofs_manifest_is_checked_against_the_ge
     assert "sha256" in check_file(synthetic, path)
     load_parents(synthetic, tmp_path)
     assert check_file(synthetic, path) is None and len([p for p in tmp_path.iterdir() if ".corrupt-" in p.name]) == 1
+
+
+def test_a_corrupt_cache_that_cannot_be_moved_aside_is_refused_naming_it(tmp_path, monkeypatch):
+    path, _ = write_parent_cache(P2K, tmp_path)
+    _poke(path, 20, 1, 3)
+
+    def read_only(src, dst):
+        raise PermissionError(13, "Permission denied", str(src))
+    monkeypatch.setattr(parent_cache.os, "replace", read_only)
+    with pytest.raises(ProofError, match=f"parent cache {path} is corrupt \\(sha256 .*\\) and cannot be rebuilt aside: "
+                                         "Permission denied"):
+        load_parents(P2K, tmp_path)
+    assert check_file(P2K, path) is not None          # left as it was

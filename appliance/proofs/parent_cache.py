@@ -80,15 +80,19 @@ def verify(proof: SealProofType, path: Path, cache_dir=None) -> None:
         return
     problem = check_file(proof, path)
     if problem:
-        with _lock(path):
-            st2 = path.stat()
-            if (st2.st_size, st2.st_mtime_ns, st2.st_ino) != key:      # another process already replaced it
-                return verify(proof, path, cache_dir)
-            kept = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-            os.replace(path, kept)
-            log.error("parent cache %s is corrupt (%s): kept as %s, generating a new one", path, problem, kept.name,
-                      extra={"event": "parent_cache_corrupt", "path": str(path), "kept": str(kept)})
-            _generate(proof, cache_dir, f"rebuilt after {problem}")
+        try:
+            with _lock(path):
+                st2 = path.stat()
+                if (st2.st_size, st2.st_mtime_ns, st2.st_ino) != key:      # another process already replaced it
+                    return verify(proof, path, cache_dir)
+                kept = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+                os.replace(path, kept)
+                log.error("parent cache %s is corrupt (%s): kept as %s, generating a new one", path, problem, kept.name,
+                          extra={"event": "parent_cache_corrupt", "path": str(path), "kept": str(kept)})
+                _generate(proof, cache_dir, f"rebuilt after {problem}")
+        except OSError as exc:      # a read-only or full cache directory: refuse the bad cache, naming both problems
+            raise ProofError(f"parent cache {path} is corrupt ({problem}) and cannot be rebuilt aside: "
+                             f"{exc.strerror or exc} ({exc.filename or path.parent})") from None
         st = path.stat()
     _verified[str(path)] = (st.st_size, st.st_mtime_ns, st.st_ino)
 
