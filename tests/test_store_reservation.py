@@ -15,6 +15,7 @@ from appliance.manager.config import parse_config
 from appliance.manager.sealer import STORE_WAIT_LOG_EVERY, Sealer
 from appliance.manager.state import ManagerState
 from appliance.rpc import INVALID_PARAMS, RPCError
+from appliance.web.views import WebViews
 
 from .conftest import run_cli
 from .manager_driver import ManagerProc
@@ -71,6 +72,10 @@ def test_no_room_says_why_logs_without_flooding_and_clears_when_space_returns(se
     assert why.startswith("no persist store has room: ps-a has ")
     assert "needs 1048576.0 TiB" in why and "ps-b is read-only" in why
     assert "ps-a has" in _listed(s, sid["Number"])["StoreWait"]
+    page = WebViews(state, s, s.chain, None, s.config, now=lambda: clock[0]).sectors()["Live"]
+    assert [r["StoreWait"] for r in page] == [why]                   # the status page's pipeline shows it
+    assert s.store_reserve_space(sid, huge, ["ps-a", "ps-gone"]) is None
+    assert "ps-gone is not one of the manager's persist stores" in state.sector(1000, sid["Number"])["store_wait"]
     got = s.store_reserve_space(sid, 4096, [])                         # room again (a smaller need stands in for freed space)
     assert got["Name"] == "ps-a"
     rec = state.sector(1000, sid["Number"])

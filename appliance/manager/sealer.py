@@ -239,7 +239,8 @@ class Sealer:
 
     def _stores_with_room(self, miner: int, size: int, candidates: list[str], held) -> tuple[list[PersistStore], list[str]]:
         """The candidate stores that can take `size` bytes, and why each other candidate cannot."""
-        options, reasons = [], []
+        options = []
+        reasons = [f"{c} is not one of the manager's persist stores" for c in candidates if self._store(c) is None]
         for s in self.config.persist_stores:
             if candidates and s.name not in candidates:
                 continue
