@@ -82,13 +82,6 @@ def test_parent_cache_digest_8mib(pid, tmp_path):
     assert write_parent_cache(seal_proof(pid), tmp_path)[1] == PARENT_CACHE_JSON[pid][1]
 
 
-def test_truncated_parent_cache_is_refused(tmp_path):
-    path, _ = write_parent_cache(seal_proof(5), tmp_path)
-    path.write_bytes(path.read_bytes()[:-4])
-    with pytest.raises(Exception, match="expected 3584"):
-        load_parents(seal_proof(5), tmp_path)
-
-
 def test_replica_id_vector():
     # go-state-types abi/sector_test.go TestReplicaID (commit 8b01cf9)
     ticket = bytes.fromhex("0102030405060708090a" * 3 + "0102")

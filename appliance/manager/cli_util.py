@@ -144,9 +144,15 @@ def cmd_sectors_list(args) -> int:
     rows = _client(args).call("Venus.ListSectors")
     emit({"sectors": rows}, args.json, _table(
         [[f"s-t0{r['ID']['Miner']}-{r['ID']['Number']}", r["LatestState"] or "", r["Worker"] or "",
-          "yes" if r["Finalized"] else "no", r["AbortReason"] or ""] for r in rows],
-        ["SECTOR", "STATE", "WORKER", "FINALIZED", "ABORT REASON"]))
+          "yes" if r["Finalized"] else "no", _why(r)] for r in rows],
+        ["SECTOR", "STATE", "WORKER", "FINALIZED", "ABORT REASON / WAITING FOR"]))
     return 0
+
+
+def _why(r: dict) -> str:
+    if r["AbortReason"]:
+        return r["AbortReason"]
+    return f"persist store: {r['StoreWait']}" if r.get("StoreWait") and not r["Finalized"] else ""
 
 
 def cmd_sectors_unseal(args) -> int:

@@ -27,6 +27,7 @@ from .state import ManagerState
 ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = 1, 2, 3, 4, 5
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = 1, 2, 3, 4, 5, 6, 7
 EPOCHS_PER_DAY = 2880
+STORE_WAIT_LOG_EVERY = 60.0
 log = logging.getLogger("damocles.manager.sectors")
 
 
@@ -38,12 +39,20 @@ def _poll(state: int, desc: str | None = None) -> dict:
     return {"State": state, "Desc": desc}
 
 
+def _human(n: int) -> str:
+    for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n} B"
+
+
 class Sealer:
     def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time):
         self.config, self.state, self.chain, self._now = config, state, chain, now
         self.market = Market(config, state, chain)
         # observer(prev, next, seconds in prev or None, failure level or None): each ReportState (metrics)
         self.observer = None
+        self._store_wait_logged: dict[tuple[int, int], float] = {}
 
     # ----------------------------------------------------------------- helpers
 
@@ -198,29 +207,73 @@ class Sealer:
         return {"Name": s.name, "Path": str(s.path), "Strict": False, "ReadOnly": s.read_only, "Weight": s.weight, "Meta": {}}
 
     def store_reserve_space(self, sid: dict, size: int, candidates: list[str]) -> dict | None:
+        """Reserve room for a sector's persisted files in one of the worker's candidate stores
+        (weighted random among those with room; a reservation already held is kept while its store
+        still has room). None (Damocles' answer) when no store has room: the reason is kept on the
+        sector (`sectors list`, the status page) and logged. Candidates the manager knows none of
+        (a store renamed in one config but not the other) are an error the worker shows."""
         rec = self._sector(sid)
-        miner = sid["Miner"]
-        held = self.state.reservation(miner, sid["Number"])
-        if held and self._store(held[0]):
-            return self.basic_info(self._store(held[0]))
+        miner, number = sid["Miner"], sid["Number"]
+        if candidates and not any(self._store(c) for c in candidates):
+            known = ", ".join(s.name for s in self.config.persist_stores) or "none"
+            why = (f"none of the worker's persist stores ({', '.join(candidates)}) is in the manager's "
+                   f"[[Common.PersistStores]] (it has: {known}); a store renamed in one config but not the other?")
+            self._store_wait(sid, rec, why)
+            raise RPCError(INVALID_PARAMS, why)
+        held = self.state.reservation(miner, number)
+        options, reasons = self._stores_with_room(miner, size, candidates, held)
+        if not options:
+            self._store_wait(sid, rec, "no persist store has room: " + "; ".join(reasons or ["no store configured"]))
+            return None
+        kept = next((s for s in options if held and s.name == held[0]), None)
+        chosen = kept or random.choices(options, weights=[s.weight for s in options])[0]
+        if not kept:
+            self.state.reserve(miner, number, chosen.name, size)
+        self._store_wait_logged.pop((miner, number), None)
+        if rec.get("store_wait"):
+            log.info("sector s-t0%s-%s: persist store %s reserved (was waiting: %s)", miner, number, chosen.name, rec["store_wait"],
+                     extra={"sector": sector_file_names(miner, number), "state": rec.get("state")})
+        if rec.get("store_wait") or rec.get("reserved_store") != chosen.name:
+            self.state.update(miner, number, reserved_store=chosen.name, store_wait=None)
+        return self.basic_info(chosen)
+
+    def _stores_with_room(self, miner: int, size: int, candidates: list[str], held) -> tuple[list[PersistStore], list[str]]:
+        """The candidate stores that can take `size` bytes, and why each other candidate cannot."""
         options = []
+        reasons = [f"{c} is not one of the manager's persist stores" for c in candidates if self._store(c) is None]
         for s in self.config.persist_stores:
-            if s.read_only or (candidates and s.name not in candidates):
+            if candidates and s.name not in candidates:
+                continue
+            if s.read_only:
+                reasons.append(f"{s.name} is read-only")
                 continue
             if miner in s.deny_miners or (s.allow_miners and miner not in s.allow_miners):
+                reasons.append(f"{s.name} does not take miner {miner}")
                 continue
             try:
                 free = shutil.disk_usage(s.path).free
-            except OSError:
+            except OSError as exc:
+                reasons.append(f"{s.name}: cannot read {s.path} ({exc.strerror or exc})")
                 continue
-            if free - self.state.reserved(s.name) >= size:
+            others = self.state.reserved(s.name) - (held[1] if held and held[0] == s.name else 0)
+            if free - others >= size:
                 options.append(s)
-        if not options:
-            return None
-        chosen = random.choices(options, weights=[s.weight for s in options])[0]
-        self.state.reserve(miner, sid["Number"], chosen.name, size)
-        self.state.update(miner, sid["Number"], reserved_store=chosen.name, state=rec.get("state"))
-        return self.basic_info(chosen)
+            else:
+                reasons.append(f"{s.name} has {_human(free)} free, {_human(others)} of it reserved for other sectors, "
+                               f"needs {_human(size)}")
+        return options, reasons
+
+    def _store_wait(self, sid: dict, rec: dict, why: str) -> None:
+        """Keep why a sector waits for a persist store on its record, and log it: at once when
+        the wait starts, then at most every STORE_WAIT_LOG_EVERY seconds (workers poll often)."""
+        key, now = (sid["Miner"], sid["Number"]), self._now()
+        if rec.get("store_wait") != why:
+            self.state.update(sid["Miner"], sid["Number"], store_wait=why)
+        last = self._store_wait_logged.get(key)
+        if last is None or now - last >= STORE_WAIT_LOG_EVERY:
+            self._store_wait_logged[key] = now
+            name = sector_file_names(sid["Miner"], sid["Number"])
+            log.warning("sector %s: waiting for a persist store: %s", name, why, extra={"sector": name, "state": rec.get("state")})
 
     def store_basic_info(self, name: str) -> dict | None:
         s = self._store(name)
@@ -293,7 +346,7 @@ class Sealer:
             out.append({"ID": {"Miner": r["miner"], "Number": r["number"]}, "SectorType": r["proof"],
                         "LatestState": r.get("state"), "Worker": r.get("worker"), "Finalized": bool(r.get("finalized")),
                         "AbortReason": r.get("abort_reason"), "Ticket": r.get("ticket"), "Seed": r.get("seed"),
-                        "Pre": r.get("pre"), "Persisted": r.get("persisted"),
+                        "Pre": r.get("pre"), "Persisted": r.get("persisted"), "StoreWait": r.get("store_wait"),
                         "MessageInfo": {"PreCommitCid": r.get("pre_msg"), "CommitCid": r.get("proof_msg")}})
         return out
 

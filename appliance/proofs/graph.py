@@ -229,13 +229,6 @@ def write_parent_cache(proof: SealProofType, cache_dir: str | os.PathLike | None
 
 
 def load_parents(proof: SealProofType, cache_dir: str | os.PathLike | None = None) -> np.ndarray:
-    """The whole parent table (uint32, (nodes, 14)), from the cache file, generating it if it is
-    missing. A cache of the wrong length is refused, naming the file."""
-    path = cache_file(proof, cache_dir)
-    expected = proof.size.nodes * DEGREE * 4
-    if not path.exists():
-        write_parent_cache(proof, cache_dir)
-    size = path.stat().st_size
-    if size != expected:
-        raise ProofError(f"parent cache {path} has {size} bytes, expected {expected}: delete it to regenerate")
-    return np.fromfile(path, dtype="<u4").reshape(-1, DEGREE)
+    """The whole parent table, from a cache file checked against its digest (parent_cache.py)."""
+    from .parent_cache import load_parents as load_checked     # parent_cache builds on this module
+    return load_checked(proof, cache_dir)

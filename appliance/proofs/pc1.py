@@ -21,7 +21,8 @@ import numpy as np
 from ..core.proof_types import SealProofType
 from ..core.sector import SectorID
 from . import ProofError
-from .graph import DEGREE, load_parents
+from .graph import DEGREE
+from .parent_cache import load_parents
 
 _MASK31 = [bytes([b & 0x3F]) for b in range(256)]
 _CHUNK = 1 << 12          # nodes whose parents are turned into Python ints at a time

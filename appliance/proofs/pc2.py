@@ -164,6 +164,9 @@ def read_p_aux(cache_dir: Path) -> tuple[bytes, bytes]:
         raise ProofError(f"{path} is missing") from None
     if len(data) != 64:
         raise ProofError(f"{path} has {len(data)} bytes, expected 64 (comm_c || comm_r_last)")
+    for what, part in (("comm_c", data[:32]), ("comm_r_last", data[32:])):
+        if int.from_bytes(part, "little") >= MODULUS:
+            raise ProofError(f"{path}: {what} {part.hex()} is not a field element (the file is not a p_aux)")
     return data[:32], data[32:]
 
 
@@ -186,3 +189,68 @@ def t_aux_bytes(proof: SealProofType, cache_dir: Path) -> bytes:
     out += _store_config(path, "tree-r-last", base_len, default_rows_to_discard(shape.base_leaves, 8))
     out += _store_config(path, "tree-c", base_len, 0)
     return out
+
+
+_PATH_MAX = 4096     # bytes a recorded cache path may have; more is garbage, not a path
+
+
+class _TAuxReader:
+    """bincode fields read from a t_aux, each short read or odd value named with the file."""
+
+    def __init__(self, path: Path, data: bytes):
+        self.path, self.data, self.pos = path, data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ProofError(f"{self.path} is truncated: {len(self.data)} bytes, it ends inside {what} (at byte {self.pos})")
+        self.pos += n
+        return self.data[self.pos - n:self.pos]
+
+    def u64(self, what: str) -> int:
+        return struct.unpack("<Q", self.take(8, what))[0]
+
+    def text(self, what: str) -> str:
+        n = self.u64(f"the length of {what}")
+        if n > _PATH_MAX:
+            raise ProofError(f"{self.path} is not a t_aux: {what} would be {n} bytes long")
+        try:
+            return self.take(n, what).decode()
+        except UnicodeDecodeError:
+            raise ProofError(f"{self.path} is not a t_aux: {what} is not UTF-8") from None
+
+    def store_config(self, index: int) -> tuple[str, str, int | None, int]:
+        where = f"store config {index}"
+        path, ident = self.text(f"the path of {where}"), self.text(f"the id of {where}")
+        tag = self.take(1, f"the size of {where}")[0]
+        if tag not in (0, 1):
+            raise ProofError(f"{self.path} is not a t_aux: the size of {where} ({ident!r}) has option tag {tag}")
+        size = self.u64(f"the size of {where}") if tag else None
+        return path, ident, size, self.u64(f"rows_to_discard of {where}")
+
+
+def read_t_aux(cache_dir: Path, proof: SealProofType) -> list[tuple[str, str, int | None, int]]:
+    """Read and check a t_aux (bincode TemporaryAux): the label layers' store configs, then
+    tree_d, tree_r_last and tree_c; each id, size and rows_to_discard as `proof` has them (the
+    recorded path is informational). Raises ProofError naming the file and what is wrong."""
+    path = Path(cache_dir) / "t_aux"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ProofError(f"{path} is missing") from None
+    r = _TAuxReader(path, data)
+    layers = r.u64("the number of label layers")
+    if layers != proof.size.layers:
+        raise ProofError(f"{path} records {layers} label layers, {proof.name} has {proof.size.layers}"
+                         + (" (the file is not a t_aux)" if layers > 64 else ""))
+    configs = [r.store_config(i) for i in range(layers + 3)]
+    if r.pos != len(data):
+        raise ProofError(f"{path} has {len(data) - r.pos} bytes after its last store config ({len(data)} bytes, expected {r.pos})")
+    want = _TAuxReader(path, t_aux_bytes(proof, Path(configs[0][0])))
+    want.u64("the number of label layers")
+    expected = [want.store_config(i) for i in range(layers + 3)]
+    for (_, ident, size, rtd), (_, ident_w, size_w, rtd_w) in zip(configs, expected):
+        if (ident, size, rtd) != (ident_w, size_w, rtd_w):
+            raise ProofError(f"{path}: store config {ident!r} (size {size}, rows_to_discard {rtd}) is not {proof.name}'s "
+                             f"{ident_w!r} (size {size_w}, rows_to_discard {rtd_w})")
+    return configs
+

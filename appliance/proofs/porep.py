@@ -21,6 +21,7 @@ from .field import MODULUS
 from .graph import base_parents, expander_parents
 from .merkle import MerkleProof, poseidon_hasher, sha_hasher
 from .pc1 import replica_id
+from .pc2 import read_t_aux
 from .poseidon import hash_nodes
 from .store import open_tree_c, open_tree_d, open_tree_r_last, read_column, shape_of
 
@@ -96,6 +97,7 @@ def seal_commit_phase1(proof: SealProofType, sector: SectorID, ticket: bytes, se
                        comm_c: bytes, comm_r_last: bytes, cache_dir: Path, sealed: Path) -> C1Output:
     check_randomness(ticket, "ticket")
     check_randomness(seed, "seed")
+    read_t_aux(cache_dir, proof)          # a Rust C2 or PoSt reads it: refuse a broken one now, naming it
     rid = replica_id(sector, ticket, comm_d, proof)
     tree_d = open_tree_d(proof, cache_dir)
     tree_c = open_tree_c(proof, cache_dir)

@@ -13,7 +13,7 @@ from . import ProofError
 from .codec import Reader, Writer, read_header, read_merkle, write_header, write_merkle
 from .field import is_canonical
 from .merkle import MerkleProof, poseidon_hasher
-from .pc2 import read_p_aux
+from .pc2 import read_p_aux, read_t_aux
 from .poseidon import hash_nodes
 from .store import open_tree_r_last, shape_of
 
@@ -96,12 +96,14 @@ def _prove_sector(proof_type: PoStProofType, seal_proof, sector: PrivateSector, 
 
 def check_sector(seal_proof, sector: PrivateSector) -> None:
     """What a prover checks before proving (Lotus' CheckProvable): the sealed file is there with
-    its size, p_aux matches comm_r, and tree_r_last's stored root matches p_aux; with a leaf
-    read from the replica. Raises ProofError naming what is wrong."""
+    its size, p_aux matches comm_r, t_aux is whole and describes this sector size's trees (a
+    Rust prover reads it), and tree_r_last's stored root matches p_aux; with a leaf read from the
+    replica. Raises ProofError naming what is wrong."""
     try:
         comm_c, comm_r_last = read_p_aux(sector.cache_dir)
         if hash_nodes([comm_c, comm_r_last]) != sector.comm_r:
             raise ProofError("p_aux does not match the sector's comm_r")
+        read_t_aux(sector.cache_dir, seal_proof)
         tree = open_tree_r_last(seal_proof, sector.cache_dir, sector.sealed)
         if tree.root() != comm_r_last:
             raise ProofError("tree_r_last root does not match p_aux")

@@ -84,7 +84,7 @@ class WebViews:
                         "State": r.get("state"), "Plan": r.get("plan") or "sealer", "Worker": r.get("worker"),
                         "Location": r.get("location"), "Age": round(now - born, 1), "InState": round(now - entered, 1),
                         "Updated": updated, "Failure": r.get("failure"), "Finalized": bool(r.get("finalized")),
-                        "AbortReason": r.get("abort_reason")})
+                        "AbortReason": r.get("abort_reason"), "StoreWait": r.get("store_wait")})
         return out
 
     def sectors(self) -> dict:

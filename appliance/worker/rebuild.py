@@ -16,7 +16,8 @@ from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
 from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import seal_pre_commit_phase2
-from .steps import Paths, SealerSteps, persist
+from .persist import persist
+from .steps import Paths, SealerSteps
 from .task_thread import TaskThread
 
 

@@ -19,7 +19,8 @@ from ..proofs.commitment import PieceInfo
 from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_encode import encode_sector, sector_files
 from ..proofs.snap_proof import generate_update_proof, prove_update_partitions
-from .steps import PERSISTED_CACHE_FILES, Paths, SealerSteps, persist
+from .persist import PERSISTED_CACHE_FILES, persist
+from .steps import Paths, SealerSteps
 from .task_thread import TaskThread
 
 LANDED, FAILED = 3, 5

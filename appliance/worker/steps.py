@@ -5,7 +5,6 @@ interrupted step from its start is safe: outputs are built under temporary names
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,11 @@ from ..rpc import SECTOR_NOT_FOUND, RPCError
 from ..rpc.client import HTTPStatusError, TransportError
 from . import tasks
 from .failure import Abort, Crit, Perm, Temp, Unreachable, Wait
+from .persist import persist
 
 # SubmitResult / OnChainState (Damocles)
 ACCEPTED, DUPLICATE, MISMATCHED, REJECTED, FILES_MISSED = 1, 2, 3, 4, 5
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = 1, 2, 3, 4, 5, 6, 7
-PERSISTED_CACHE_FILES = ("p_aux", "t_aux")
 
 
 @dataclass
@@ -331,26 +330,3 @@ class SealerSteps:
         res = call(self.ctx.rpc, "Venus.PollProofState", self.sid(rec))
         return self._landed(res, "proof", "ReSubmitProof", rec, "resubmit_proof") or "Finish"
 
-
-def persist(p: Paths, store: Path, name: str, replica: Path | None = None, cache: Path | None = None,
-            dirs: tuple[str, str] = ("sealed", "cache")) -> None:
-    """Copy the replica and the cache files PoSt needs into the store (temporary name, fsync,
-    compare, rename), as `sealed/<name>` and `cache/<name>/` (a snap upgrade: `update/` and
-    `update-cache/`)."""
-    replica, cache = replica or p.sealed, cache or p.cache
-    files = [(replica, store / dirs[0] / name)]
-    files += [(f, store / dirs[1] / name / f.name) for f in sorted(cache.glob("sc-02-data-tree-r-last*.dat"))]
-    files += [(cache / f, store / dirs[1] / name / f) for f in PERSISTED_CACHE_FILES]
-    for src, dst in files:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + ".tmp")
-        try:
-            shutil.copyfile(src, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            if tmp.stat().st_size != src.stat().st_size or tmp.read_bytes() != src.read_bytes():
-                raise Temp(f"persisting {src.name}: the copy in {store} differs from the original")
-            os.replace(tmp, dst)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise Temp(f"persisting {src.name} to {store}: {exc.strerror or exc}") from None
