@@ -13,7 +13,7 @@ from appliance.core.proof_types import seal_proof
 from appliance.core.sector import SectorID
 from appliance.proofs import ProofError
 from appliance.proofs import parent_cache
-from appliance.proofs.graph import DEGREE, cache_file, cache_id, write_parent_cache
+from appliance.proofs.graph import DEGREE, cache_id, write_parent_cache
 from appliance.proofs.parent_cache import EXPECTED_DIGESTS, check_file, load_parents
 from appliance.proofs.pc1 import generate_labels
 from appliance.proofs.seal import seal_sector

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from ..core.proof_types import BASE_DEGREE, EXPANSION_DEGREE, ApiVersion, SealProofType
-from . import ProofError
 
 
 @dataclass(frozen=True)
