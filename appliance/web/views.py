@@ -76,7 +76,7 @@ class WebViews:
                    f"ORDER BY updated DESC LIMIT {int(limit)}")
         out = []
         now = self._now()
-        for miner, number, proof, info, updated in self.state._db.execute(sql).fetchall():   # not held open
+        for miner, number, proof, info, updated in self.state.query(sql):   # not held open
             r = json.loads(info)
             born = r.get("allocated_at") or updated
             entered = r.get("entered_at") or born
@@ -88,11 +88,12 @@ class WebViews:
         return out
 
     def sectors(self) -> dict:
-        live = self._rows("json_extract(info, '$.finalized') IS NULL")
-        done = self._rows("json_extract(info, '$.finalized') IS NOT NULL", RECENT_FINISHED)
-        counts = {s: n for s, n in self.state._db.execute(
-            "SELECT json_extract(info, '$.state'), COUNT(*) FROM sectors WHERE json_extract(info, '$.finalized') IS NOT NULL "
-            "GROUP BY 1").fetchall()}
+        with self.state.read():     # the three reads agree (one snapshot)
+            live = self._rows("json_extract(info, '$.finalized') IS NULL")
+            done = self._rows("json_extract(info, '$.finalized') IS NOT NULL", RECENT_FINISHED)
+            counts = {s: n for s, n in self.state.query(
+                "SELECT json_extract(info, '$.state'), COUNT(*) FROM sectors WHERE json_extract(info, '$.finalized') IS NOT NULL "
+                "GROUP BY 1")}
         return {"Live": live, "Recent": done, "FinalizedCounts": counts}
 
     def sector(self, miner: int, number: int) -> dict | None:
