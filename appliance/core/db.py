@@ -60,6 +60,7 @@ def check_file(path: Path, kind: str) -> None:
     if header != HEADER:
         raise DatabaseError(f"{kind} database {path} is not an SQLite database (damaged or zeroed header); "
                             f"the file is kept as it is: restore it from a backup")
+    absent = [p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if not p.exists()]
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
@@ -67,11 +68,20 @@ def check_file(path: Path, kind: str) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        _drop_made(absent)
         raise DatabaseError(f"{kind} database {path} is damaged ({exc}); the file is kept as it is: "
                             f"restore it from a backup") from None
     if result != ["ok"]:
+        _drop_made(absent)
         raise DatabaseError(f"{kind} database {path} is damaged (integrity check: {'; '.join(result[:3])}); "
                             f"the file is kept as it is: restore it from a backup")
+
+
+def _drop_made(sidecars: list[Path]) -> None:
+    """Remove the empty -wal/-shm a failed check made beside a refused file (nothing else uses it)."""
+    for p in sidecars:
+        if p.exists() and (p.name.endswith("-shm") or p.stat().st_size == 0):
+            p.unlink(missing_ok=True)
 
 
 def user_version(conn: sqlite3.Connection) -> int:
