@@ -110,41 +110,62 @@ def _run(home, *extra, timeout=60):
                           cwd=ROOT, timeout=timeout)
 
 
-def test_manager_run_with_its_home_deleted_refuses_then_resumes_with_rebuild(tmp_path):
-    """The fault run: manager.db deleted under a chain with landed sectors re-allocated their
-    numbers and jammed the outbox on used nonces."""
+def _start_rebuilding(m, log):
+    """`manager run --rebuild-from-chain` as m's process (ManagerProc starts without options)."""
+    from appliance.rpc.auth import issue_token, load_or_create_secret
+    from appliance.rpc.client import RPCClient
+    m.proc = subprocess.Popen(damocles_cmd("manager", "run", "--home", str(m.home), "--rebuild-from-chain"),
+                              stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, cwd=ROOT)
+    line = m.proc.stdout.readline()
+    assert line.startswith("listening on "), line
+    secret = load_or_create_secret(m.home / "secret")
+    m.rpc = RPCClient(line.split()[-1], issue_token(secret, "write"), timeout=30)
+    m.admin = RPCClient(line.split()[-1], issue_token(secret, "admin"), timeout=30)
+
+
+def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path):
+    """The fault run: manager.db deleted, zeroed or restored from an older copy under a chain with
+    landed sectors re-allocated their numbers and jammed the outbox on used nonces."""
     m = ManagerProc(tmp_path / "manager")
     try:
-        done = drive_sectors(m, 4, tmp_path / "work")     # 4: the ProveCommit batch's threshold
+        drive_sectors(m, 4, tmp_path / "work")            # 4: the ProveCommit batch's threshold
+        backup = tmp_path / "old.tar.gz"
+        out = subprocess.run(damocles_cmd("manager", "backup", "--home", str(m.home), "--to", str(backup)),
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert out.returncode == 0, out.stderr
+        done = drive_sectors(m, 4, tmp_path / "work1")
     finally:
         m.stop()
-    assert [s["Number"] for s in done] == [1, 2, 3, 4]
-    (m.home / "manager.db").unlink()
+    assert [s["Number"] for s in done] == [5, 6, 7, 8]
+
+    def restore_old():
+        out = subprocess.run(damocles_cmd("manager", "restore", "--from", str(backup), "--home", str(m.home),
+                                          "--keep-chain", "--force"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert out.returncode == 0, out.stderr
+
+    restore_old()
     out = _run(m.home)
     assert out.returncode == 2, out
     assert f"manager state {m.home / 'manager.db'} is behind the chain" in out.stderr
+    assert "next sector number is 5 but the chain has already seen s-t01000-8" in out.stderr
     assert "Traceback" not in out.stderr
+    (m.home / "manager.db").unlink()
+    out = _run(m.home)
+    assert out.returncode == 2 and "next sector number is 0 but" in out.stderr, out
     (m.home / "manager.db").write_bytes(bytes(4096))              # zeroed: refused, named, kept
     out = _run(m.home)
     assert out.returncode == 2 and str(m.home / "manager.db") in out.stderr and "Traceback" not in out.stderr
     assert (m.home / "manager.db").read_bytes() == bytes(4096)
-    (m.home / "manager.db").unlink()
-    proc = subprocess.Popen(damocles_cmd("manager", "run", "--home", str(m.home), "--rebuild-from-chain"),
-                            stdout=subprocess.PIPE, stderr=open(tmp_path / "rebuilt.log", "w"), text=True, cwd=ROOT)
+
+    restore_old()
+    _start_rebuilding(m, tmp_path / "rebuilt.log")
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("listening on "), line
-        m.proc = proc
-        from appliance.rpc.auth import issue_token, load_or_create_secret
-        from appliance.rpc.client import RPCClient
-        secret = load_or_create_secret(m.home / "secret")
-        m.rpc = RPCClient(line.split()[-1], issue_token(secret, "write"), timeout=30)
-        m.admin = RPCClient(line.split()[-1], issue_token(secret, "admin"), timeout=30)
         more = drive_sectors(m, 4, tmp_path / "work2")
     finally:
         m.stop()
-    assert [s["Number"] for s in more] == [5, 6, 7, 8]            # no number reused, and they landed
+    assert [s["Number"] for s in more] == [9, 10, 11, 12]         # no number reused, and they landed
+    assert "rebuilt f01000's counters from the chain" in (tmp_path / "rebuilt.log").read_text()
     chain = Devnet(m.home / "devnet.db", MANUAL)
-    assert all(chain.sector(MINER, n) is not None for n in range(1, 9))
+    assert all(chain.sector(MINER, n) is not None for n in range(1, 13))
     assert all(x["exit_code"] == 0 for x in chain.messages(MINER)), chain.messages(MINER)
     chain.close()
