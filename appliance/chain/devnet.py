@@ -25,7 +25,7 @@ from pathlib import Path
 from ..core.db import Database, DatabaseError, Schema
 from ..core.proof_types import seal_proof
 from . import deadlines as dl
-from . import market, proving, winning
+from . import clock, market, proving, winning
 from .interface import Chain
 from .miner_actor import METHODS as SEALING_METHODS
 from .snap_actor import METHODS as SNAP_METHODS
@@ -95,7 +95,7 @@ class Devnet(Chain):
                 raise ChainError(f"devnet database {self.path} has another genesis seed")
             self._genesis = bytes.fromhex(self._meta("genesis_seed"))
             self._migrate()
-            self._anchor_clock()
+            clock.anchor_on_open(self)
 
     def _migrate(self) -> None:
         """A database from before WindowPoSt: crons start at the last processed epoch and its
@@ -137,33 +137,7 @@ class Devnet(Chain):
     # -------------------------------------------------------------------------- clock
 
     def _clock_head(self) -> int:
-        """The clock's epoch: never below the epoch already processed. The clock is anchored at
-        (clock_epoch, clock_time) with the block time stored beside them; a wall clock that steps
-        back is absorbed by re-anchoring at the processed head (the chain pauses, never rewinds)."""
-        epoch = int(self._meta("clock_epoch"))
-        processed = int(self._meta("processed_epoch"))
-        now, anchored_at = self._now(), float(self._meta("clock_time"))
-        block_time = self._anchored_block_time()
-        if block_time > 0 and now >= anchored_at:
-            epoch += int((now - anchored_at) // block_time)
-        if now < anchored_at or epoch < processed:
-            epoch = max(epoch, processed)
-            self._set_anchor(epoch, now)
-        return epoch
-
-    def _anchored_block_time(self) -> float:
-        stored = self._meta("clock_block_time")      # absent in a database from before it was stored
-        return float(stored) if stored is not None else self.policy.block_time
-
-    def _set_anchor(self, epoch: int, at: float) -> None:
-        self._set_meta("clock_epoch", str(epoch))
-        self._set_meta("clock_time", repr(at))
-        self._set_meta("clock_block_time", repr(float(self.policy.block_time)))
-
-    def _anchor_clock(self) -> None:
-        """On open: the head under the block time the clock ran with, then this run's block time
-        from there on (a restart with another block time must not move the head back)."""
-        self._set_anchor(self._clock_head(), self._now())
+        return clock.head(self)
 
     def head(self) -> int:
         with self._tx():
@@ -175,7 +149,7 @@ class Devnet(Chain):
             raise ChainError(f"advance: {epochs!r} is not a non-negative number of epochs")
         with self._tx():
             head = self._catch_up() + epochs
-            self._set_anchor(head, self._now())
+            clock.set_anchor(self, head, self._now())
             return self._catch_up()
 
     def set_block_time(self, seconds: float) -> None:
@@ -185,7 +159,7 @@ class Devnet(Chain):
         with self._tx():
             head = self._catch_up()
             self.policy = replace(self.policy, block_time=float(seconds))
-            self._set_anchor(head, self._now())
+            clock.set_anchor(self, head, self._now())
 
     def _catch_up(self) -> int:
         """Execute every message that has landed by the clock's head, each at its own epoch,

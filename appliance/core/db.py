@@ -156,12 +156,12 @@ def migrate(conn: sqlite3.Connection, path: Path, schema: Schema, existed: bool)
             if callable(step):
                 step(conn)
             else:
-                for statement in _statements(step):
+                for statement in statements(step):
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {v + 1}")
 
 
-def _statements(script: str) -> list[str]:
+def statements(script: str) -> list[str]:
     """Split a script into statements (executescript would commit the migration's transaction)."""
     out, buf = [], ""
     for line in script.splitlines(keepends=True):

@@ -9,7 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from ..core.db import Database, Schema, _statements
+from ..core.db import Database, Schema, statements
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (miner INTEGER PRIMARY KEY, next INTEGER NOT NULL);
@@ -74,7 +74,7 @@ def _web_triggers(db) -> None:
 def _v1(db: sqlite3.Connection) -> None:
     """Version 1: the tables, the status page's history and its triggers (a file from before
     schema versions has some or all of them already: every statement is IF NOT EXISTS)."""
-    for statement in _statements(SCHEMA) + _statements(WEB_SCHEMA):
+    for statement in statements(SCHEMA) + statements(WEB_SCHEMA):
         db.execute(statement)
     _web_triggers(db)
 
