@@ -192,3 +192,17 @@ def test_a_damaged_journal_is_refused_naming_the_file(tmp_path):
     with pytest.raises(JournalError, match=str(path)):
         Journal(tmp_path)
     assert path.read_bytes() == bytes(len(path.read_bytes()))
+
+
+def test_a_write_inside_a_read_snapshot_is_refused_and_reads_inside_a_write_join_it(tmp_path):
+    state = ManagerState(tmp_path / "manager.db")
+    with state.read():
+        with pytest.raises(RuntimeError, match="a write inside read"):
+            state.allocate(1000, 8, 1, None)
+    with state.tx() as db:
+        db.execute("INSERT INTO counters (miner, next) VALUES (1000, 42)")
+        with state.read():                       # inside a write: sees its own uncommitted write
+            assert state.next_numbers() == {1000: 42}
+        assert state.allocate(1000, 8, 1, None) == 42
+    assert state.next_numbers() == {1000: 43}
+    state.close()

@@ -236,14 +236,23 @@ class Database:
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (writers of this process take turns; others wait on busy_timeout)."""
+        if getattr(self._local, "reading", False):
+            raise RuntimeError(f"{self.schema.kind} database {self.path}: a write inside read() (its snapshot may be stale)")
         with transaction(self.conn(), self._write_lock) as conn:
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """Several reads from one snapshot (a deferred transaction; joins an open one)."""
-        with transaction(self.conn(), None, "BEGIN") as conn:
-            yield conn
+        """Several reads from one snapshot (a deferred transaction; joins an open one). No writes
+        inside: a snapshot cannot become a write transaction once another connection committed."""
+        conn = self.conn()
+        outer = getattr(self._local, "reading", False)
+        self._local.reading = outer or not conn.in_transaction
+        try:
+            with transaction(conn, None, "BEGIN"):
+                yield conn
+        finally:
+            self._local.reading = outer
 
     def query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         """One statement, committed data only (its own snapshot)."""
