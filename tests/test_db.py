@@ -206,3 +206,64 @@ def test_a_write_inside_a_read_snapshot_is_refused_and_reads_inside_a_write_join
         assert state.allocate(1000, 8, 1, None) == 42
     assert state.next_numbers() == {1000: 43}
     state.close()
+
+
+def _patch(path, find: bytes, offset: int, value: int):
+    data = bytearray(path.read_bytes())
+    at = data.find(find)
+    assert at >= 0, find
+    data[at + offset] = value
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("find,offset,value,says", [
+    (b'"state": "Allocated"', 3, 0xFF, "sectors.info of row"),             # not UTF-8
+    (b'{"allocated_at"', 0, ord("("), "sectors.info of row"),              # not JSON
+    (b"info TEXT NOT NULL, updated", 0, ord("j"), "table sectors has columns"),  # a damaged table definition
+])
+def test_damage_sqlite_cannot_see_is_refused_naming_the_file(tmp_path, find, offset, value, says):
+    path = tmp_path / "manager.db"
+    _filled("manager", path)
+    _patch(path, find, offset, value)
+    before = path.read_bytes()
+    with pytest.raises(DatabaseError) as exc:
+        ManagerState(path)
+    assert str(path) in str(exc.value) and says in str(exc.value)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["manager", "devnet"])
+def test_random_flipped_bits_never_give_a_raw_error(tmp_path, kind):
+    """A seeded campaign: one bit flipped at a random offset, then the database opened and used.
+    Each run is refused naming the file, or works (the bit was in free space or a value that is
+    still valid); none ends in a raw SQLite, JSON or Unicode error."""
+    import random
+    import shutil
+    base = tmp_path / f"base-{kind}.db"
+    _filled(kind, base)
+    rng = random.Random(13)
+    opener, error = OPENERS[kind]
+    outcomes = {"refused": 0, "worked": 0}
+    for _ in range(200):
+        path = tmp_path / f"{kind}.db"
+        for sidecar in ("", "-wal", "-shm"):
+            (tmp_path / f"{kind}.db{sidecar}").unlink(missing_ok=True)
+        shutil.copy(base, path)
+        data = bytearray(path.read_bytes())
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(data))
+        try:
+            db = opener(path)
+        except error as exc:
+            assert str(path) in str(exc)
+            outcomes["refused"] += 1
+            continue
+        if kind == "manager":
+            db.sectors(1000), db.allocate(1000, 8, 1, None), db.unsent(), db.workers()
+        else:
+            db.head(), db.messages(1000), db.miners(), db.advance(1), db.push_message(1000, "Nothing", {}, nonce=999)
+        db.close()
+        outcomes["worked"] += 1
+    print(kind, outcomes)
+    assert outcomes["refused"] > 0

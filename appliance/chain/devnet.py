@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT N
 """ + proving.SCHEMA + winning.SCHEMA + market.SCHEMA
 
 # migrations[i] takes devnet.db from version i to i + 1; append, never edit a released one.
-DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA], frozenset({"meta", "miners", "messages"}))
+DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA], frozenset({"meta", "miners", "messages"}), frozenset({
+    ("miners", "info"), ("messages", "params"), ("precommits", "info"), ("sectors", "info"), ("penalties", "sectors")}))
 
 
 class Devnet(Chain):
@@ -76,10 +77,15 @@ class Devnet(Chain):
             raise ChainError(str(exc)) from None
         try:
             self._open(genesis_seed, create)
+            self.epoch = self.head()   # the epoch messages execute at (set while executing)
+            self.miners()
+        except (ValueError, TypeError, KeyError) as exc:     # a value SQLite's checks cannot judge
+            self.database.close()
+            raise ChainError(f"devnet chain database {self.path} is damaged ({type(exc).__name__}: {exc}); the file is "
+                             f"kept as it is: restore it from a backup") from None
         except BaseException:
             self.database.close()
             raise
-        self.epoch = self.head()   # the epoch messages execute at (set while executing)
 
     def _open(self, genesis_seed: bytes | None, create: bool) -> None:
         with self._tx():

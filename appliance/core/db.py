@@ -1,7 +1,7 @@
 """One SQLite layer for the manager's state, the devnet and the sealing journals.
 
 - Opening checks the file before anything writes to it: not an SQLite file, truncated or
-  failing `PRAGMA quick_check` is a `DatabaseError` naming the file; the file is left as it is.
+  failing `PRAGMA integrity_check` is a `DatabaseError` naming the file; the file is left as it is.
 - Each database records its schema version (`PRAGMA user_version`). Migrations run forward on
   open, after a copy of the file is kept beside it (`<name>.v<N>.bak`); a database newer than this
   binary is refused, naming the file and both versions.
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -37,10 +38,22 @@ class Schema:
     kind: str                       # what the file is, for messages: "manager state", "devnet chain"
     migrations: Sequence[Migration]  # migrations[i]: version i -> i + 1; version 1 creates the tables
     expect_tables: frozenset[str] = frozenset()   # an unversioned file must have these to be adopted
+    json_columns: frozenset[tuple[str, str]] = frozenset()   # (table, column) holding JSON documents
 
     @property
     def version(self) -> int:
         return len(self.migrations)
+
+    def columns(self) -> dict[str, list[str]]:
+        """Every table's columns at this version (the migrations run on an empty in-memory database)."""
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for step in self.migrations:
+                with transaction(conn):
+                    _run_step(conn, step)
+            return table_columns(conn)
+        finally:
+            conn.close()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -64,10 +77,10 @@ def check_file(path: Path, kind: str) -> None:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
-            result = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+            result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]   # indexes too
         finally:
             conn.close()
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:    # SQLite's message can quote damaged bytes
         _drop_made(absent)
         raise DatabaseError(f"{kind} database {path} is damaged ({exc}); the file is kept as it is: "
                             f"restore it from a backup") from None
@@ -82,6 +95,40 @@ def _drop_made(sidecars: list[Path]) -> None:
     for p in sidecars:
         if p.exists() and (p.name.endswith("-shm") or p.stat().st_size == 0):
             p.unlink(missing_ok=True)
+
+
+def table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in names}
+
+
+def check_content(conn: sqlite3.Connection, path: Path, schema: Schema) -> None:
+    """What SQLite's integrity check cannot see: a damaged table definition (its columns are not
+    this version's), text that is not UTF-8, a JSON document that does not parse. One pass over
+    the text columns; refuses the file naming the table, column and row."""
+    expected, found = schema.columns(), table_columns(conn)
+    for table, cols in expected.items():
+        if found.get(table) != cols:
+            raise DatabaseError(f"{schema.kind} database {path} is damaged: table {table} has columns "
+                                f"{found.get(table)}, version {schema.version} has {cols}; the file is kept as it is: "
+                                f"restore it from a backup")
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    reader.text_factory = bytes
+    try:
+        for table, cols in expected.items():
+            for col in cols:
+                rows = reader.execute(f'SELECT rowid, "{col}" FROM "{table}" WHERE typeof("{col}") = \'text\'')
+                for rowid, raw in rows:
+                    try:
+                        text = raw.decode("utf-8")
+                        if (table, col) in schema.json_columns:
+                            json.loads(text)
+                    except ValueError as exc:
+                        raise DatabaseError(f"{schema.kind} database {path} is damaged: {table}.{col} of row {rowid} "
+                                            f"({type(exc).__name__}); the file is kept as it is: restore it from a "
+                                            f"backup") from None
+    finally:
+        reader.close()
 
 
 def user_version(conn: sqlite3.Connection) -> int:
@@ -128,7 +175,9 @@ def open_database(path: str | Path, schema: Schema, create: bool = True) -> sqli
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         migrate(conn, path, schema, existed)
-    except sqlite3.DatabaseError as exc:
+        if existed:
+            check_content(conn, path, schema)
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         conn.close()
         raise DatabaseError(f"{schema.kind} database {path} cannot be used: {exc}") from None
     except BaseException:
@@ -152,13 +201,16 @@ def migrate(conn: sqlite3.Connection, path: Path, schema: Schema, existed: bool)
         _keep_copy(conn, path, version)
     for v in range(version, schema.version):
         with transaction(conn):
-            step = schema.migrations[v]
-            if callable(step):
-                step(conn)
-            else:
-                for statement in statements(step):
-                    conn.execute(statement)
+            _run_step(conn, schema.migrations[v])
             conn.execute(f"PRAGMA user_version = {v + 1}")
+
+
+def _run_step(conn: sqlite3.Connection, step: Migration) -> None:
+    if callable(step):
+        step(conn)
+    else:
+        for statement in statements(step):
+            conn.execute(statement)
 
 
 def statements(script: str) -> list[str]:

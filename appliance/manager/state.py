@@ -80,7 +80,9 @@ def _v1(db: sqlite3.Connection) -> None:
 
 
 # migrations[i] takes manager.db from version i to i + 1; append, never edit a released one.
-MANAGER_SCHEMA = Schema("manager state", [_v1], frozenset({"counters", "sectors", "nonces"}))
+MANAGER_SCHEMA = Schema("manager state", [_v1], frozenset({"counters", "sectors", "nonces"}), frozenset({
+    ("sectors", "info"), ("workers", "info"), ("outbox", "params"), ("outbox", "sectors"), ("wdpost_jobs", "partitions"),
+    ("wdpost_jobs", "input"), ("wdpost_jobs", "output"), ("post_rounds", "info")}))
 
 
 class ManagerState:

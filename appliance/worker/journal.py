@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL N
 """
 
 # migrations[i] takes a journal from version i to i + 1; append, never edit a released one.
-JOURNAL_SCHEMA = Schema("sealing journal", [SCHEMA], frozenset({"sector", "log"}))
+JOURNAL_SCHEMA = Schema("sealing journal", [SCHEMA], frozenset({"sector", "log"}), frozenset({("sector", "record")}))
 
 
 class JournalError(Exception):
