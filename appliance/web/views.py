@@ -97,10 +97,11 @@ class WebViews:
         return {"Live": live, "Recent": done, "FinalizedCounts": counts}
 
     def sector(self, miner: int, number: int) -> dict | None:
-        rec = self.state.sector(miner, number)
+        with self.state.read():     # the record and its history agree
+            rec = self.state.sector(miner, number)
+            history = self.state.history(miner, number) if rec is not None else []
         if rec is None:
             return None
-        history = self.state.history(miner, number)
         for h, nxt in zip(history, history[1:] + [None]):
             h["Duration"] = round((nxt["at"] if nxt else self._now()) - h["at"], 3)
         return {"Sector": sector_name(miner, number), "Record": {k: v for k, v in rec.items() if k not in HEAVY_KEYS},
@@ -176,7 +177,9 @@ class WebViews:
         return self.sealer.store_list()
 
     def overview(self) -> dict:
-        v = self.version()
-        proving = self.proving()      # the page lists the last closed deadlines only
-        return {**v, "Sectors": self.sectors(), "Workers": self.workers(), "Stores": self.stores(),
+        with self.state.read():       # the ETag describes exactly the sectors and workers sent with it
+            v = self.version()
+            proving = self.proving()      # the page lists the last closed deadlines only
+            sectors, workers = self.sectors(), self.workers()
+        return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(),
                 "Proving": {m: {**p, "Records": p.get("Records", [])[-12:]} for m, p in proving.items()}}
