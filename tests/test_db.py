@@ -267,3 +267,21 @@ def test_random_flipped_bits_never_give_a_raw_error(tmp_path, kind):
         outcomes["worked"] += 1
     print(kind, outcomes)
     assert outcomes["refused"] > 0
+
+
+def test_a_manager_db_from_before_schema_versions_is_adopted_with_a_copy_kept(tmp_path):
+    from appliance.manager.state import SCHEMA
+    path = tmp_path / "manager.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA)        # what the previous release wrote: the tables, no version, no history
+    old.execute("INSERT INTO counters (miner, next) VALUES (1000, 8)")
+    old.commit()
+    old.close()
+    state = ManagerState(path)
+    assert state.allocate(1000, 8, 1, None) == 8
+    assert state.one("PRAGMA user_version") == (MANAGER_SCHEMA.version,)
+    assert state.history(1000, 8) == []                       # the tables added since exist
+    state.close()
+    kept = sqlite3.connect(tmp_path / "manager.db.v0.bak")
+    assert kept.execute("SELECT next FROM counters").fetchall() == [(8,)]
+    kept.close()
