@@ -1,7 +1,8 @@
 """One SQLite layer for the manager's state, the devnet and the sealing journals.
 
-- Opening checks the file before anything writes to it: not an SQLite file, truncated or
-  failing `PRAGMA integrity_check` is a `DatabaseError` naming the file; the file is left as it is.
+- Opening checks the file: not an SQLite file, truncated, failing `PRAGMA integrity_check`, a
+  table definition that is not its version's, text that is not UTF-8 or JSON that does not parse
+  is a `DatabaseError` naming the file; the file is left as it is.
 - Each database records its schema version (`PRAGMA user_version`). Migrations run forward on
   open, after a copy of the file is kept beside it (`<name>.v<N>.bak`); a database newer than this
   binary is refused, naming the file and both versions.
