@@ -41,7 +41,7 @@ class SnapUp:
         if self.config.miner(miner) is None:
             raise RPCError(INVALID_PARAMS, f"miner: {miner} is not a miner of this manager")
         added = []
-        known = {r[0] for r in self.state._db.execute("SELECT number FROM snap_candidates WHERE miner = ?", (miner,))}
+        known = {r[0] for r in self.state.query("SELECT number FROM snap_candidates WHERE miner = ?", (miner,))}
         locations = self._locations(miner)
         for s in self.chain.sectors(miner):
             rec = self.state.sector(miner, s.number)
@@ -59,8 +59,8 @@ class SnapUp:
         return {"Added": added}
 
     def candidates(self, miner: int | None) -> list[dict]:
-        rows = self.state._db.execute("SELECT miner, number, state, worker, message, error FROM snap_candidates "
-                                      "WHERE ? IS NULL OR miner = ? ORDER BY miner, number", (miner, miner)).fetchall()
+        rows = self.state.query("SELECT miner, number, state, worker, message, error FROM snap_candidates "
+                                "WHERE ? IS NULL OR miner = ? ORDER BY miner, number", (miner, miner))
         return [{"Sector": {"Miner": r[0], "Number": r[1]}, "State": r[2], "Worker": r[3] or "", "Message": r[4],
                  "Error": r[5] or ""} for r in rows]
 
@@ -72,8 +72,8 @@ class SnapUp:
 
     def allocate(self, spec: dict, worker: str) -> dict | None:
         miners = spec.get("AllowedMiners")
-        rows = self.state._db.execute("SELECT miner, number FROM snap_candidates WHERE state = 'candidate' OR "
-                                      "(state = 'allocated' AND worker = ?) ORDER BY miner, number", (worker,)).fetchall()
+        rows = self.state.query("SELECT miner, number FROM snap_candidates WHERE state = 'candidate' OR "
+                                "(state = 'allocated' AND worker = ?) ORDER BY miner, number", (worker,))
         for miner, number in rows:
             if miners and miner not in miners:
                 continue
@@ -90,8 +90,8 @@ class SnapUp:
 
     def submit(self, sid: dict, info: dict) -> dict:
         miner, number = sid["Miner"], sid["Number"]
-        row = self.state._db.execute("SELECT state, message FROM snap_candidates WHERE miner = ? AND number = ?",
-                                     (miner, number)).fetchone()
+        row = self.state.one("SELECT state, message FROM snap_candidates WHERE miner = ? AND number = ?",
+                             (miner, number))
         if row is None or row[0] not in ("allocated", "submitted"):
             return {"Res": REJECTED, "Desc": f"sector {miner}-{number} is not being upgraded"}
         if row[0] == "submitted":
@@ -122,8 +122,8 @@ class SnapUp:
 
     def poll(self, sid: dict) -> dict:
         miner, number = sid["Miner"], sid["Number"]
-        row = self.state._db.execute("SELECT state, message, error FROM snap_candidates WHERE miner = ? AND number = ?",
-                                     (miner, number)).fetchone()
+        row = self.state.one("SELECT state, message, error FROM snap_candidates WHERE miner = ? AND number = ?",
+                             (miner, number))
         if row is None:
             raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is not a snap-up candidate")
         state, message, error = row

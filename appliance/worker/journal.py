@@ -13,11 +13,16 @@ import sqlite3
 import time
 from pathlib import Path
 
+from ..core.db import DatabaseError, Schema, open_database, transaction
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sector (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, sector TEXT,
     prev TEXT, next TEXT, event TEXT, level TEXT, error TEXT);
 """
+
+# migrations[i] takes a journal from version i to i + 1; append, never edit a released one.
+JOURNAL_SCHEMA = Schema("sealing journal", [SCHEMA], frozenset({"sector", "log"}), frozenset({("sector", "record")}))
 
 
 class JournalError(Exception):
@@ -53,21 +58,16 @@ class LocationLock:
 class Journal:
     def __init__(self, location: Path):
         self.path = Path(location) / "meta" / "journal.db"
-        existed = self.path.exists()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            if existed and self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise sqlite3.DatabaseError("integrity check failed")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            if existed:
-                tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if not {"sector", "log"} <= tables:
-                    raise sqlite3.DatabaseError("not a sealing journal (tables missing)")
-            self._db.executescript(SCHEMA)
-        except (sqlite3.DatabaseError, OSError) as exc:
+            self._db = open_database(self.path, JOURNAL_SCHEMA)    # checked, versioned, migrated
+        except DatabaseError as exc:
             raise JournalError(f"journal {self.path} cannot be read: {exc}") from None
+        except OSError as exc:
+            raise JournalError(f"journal {self.path} cannot be read: {exc.strerror or exc}") from None
+
+    def _tx(self):
+        """One transaction on the journal (the thread that owns the location is its only user)."""
+        return transaction(self._db)
 
     def close(self) -> None:
         self._db.close()
@@ -86,15 +86,10 @@ class Journal:
 
     def transition(self, record: dict, prev: str, event: str) -> None:
         """Commit the new record (its `state` already the next state) and the log row, together."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._tx():
             self._db.execute("INSERT INTO sector (id, record) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
                              (json.dumps(record),))
             self._append(record.get("name"), prev, record["state"], event)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def save(self, record: dict) -> None:
         """Update the record without a transition (retry counters, pause flags)."""
@@ -107,10 +102,9 @@ class Journal:
 
     def clear(self, record: dict, event: str) -> None:
         """The sector is done (finished or aborted): drop the current record, keep the log."""
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("DELETE FROM sector WHERE id = 1")
-        self._append(record.get("name"), record.get("state"), None, event)
-        self._db.execute("COMMIT")
+        with self._tx():
+            self._db.execute("DELETE FROM sector WHERE id = 1")
+            self._append(record.get("name"), record.get("state"), None, event)
 
     def log(self, sector: str | None = None) -> list[dict]:
         rows = self._db.execute("SELECT seq, ts, sector, prev, next, event, level, error FROM log "
