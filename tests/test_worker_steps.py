@@ -3,7 +3,7 @@ commitments before any PreCommit; persisting copies exactly the files PoSt needs
 
 import base64
 from dataclasses import replace
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 
 import pytest
 
@@ -11,6 +11,7 @@ from appliance.core.proof_types import seal_proof
 from appliance.proofs.commitment import ZERO_COMMS
 from appliance.worker.config import SealingConfig
 from appliance.worker.failure import Perm
+from appliance.worker.plan import as_event
 from appliance.worker.steps import Paths, SealerSteps, persist
 
 P2K = seal_proof("StackedDrg2KiBV1_1")
@@ -30,12 +31,19 @@ def _ctx(tmp_path, corrupt: bool, verify: bool):
                            sealing=replace(SealingConfig(), verify_after_pc2=verify), attached=[])
 
 
+def _step(steps, rec) -> str:
+    """Exec a step as the runner does: the step returns its outputs, the record takes them after."""
+    event = as_event(steps.exec(MappingProxyType(rec)))
+    rec.update(event.outputs)
+    return event.name
+
+
 def _sector_through_pc1(steps, tmp_path):
     rec = {"state": "DealsAcquired", "miner": 1000, "number": 1, "proof": P2K.id, "name": "s-t01000-1",
            "ticket": {"Ticket": base64.b64encode(bytes(32)).decode(), "Epoch": 1}}
     for state in ("DealsAcquired", "PieceAdded", "TicketAssigned"):
         rec["state"] = state
-        steps.exec(rec)
+        _step(steps, rec)
     rec["state"] = "PC1Done"
     return rec
 
@@ -44,13 +52,13 @@ def test_verify_after_pc2_catches_a_bad_replica(tmp_path):
     steps = SealerSteps(_ctx(tmp_path, corrupt=True, verify=True))
     rec = _sector_through_pc1(steps, tmp_path)
     with pytest.raises(Perm, match="verify_after_pc2"):
-        steps.exec(rec)
+        _step(steps, rec)
 
 
 def test_without_verify_after_pc2_the_commitments_still_come_out(tmp_path):
     steps = SealerSteps(_ctx(tmp_path, corrupt=False, verify=False))
     rec = _sector_through_pc1(steps, tmp_path)
-    assert steps.exec(rec) == "PC2"
+    assert _step(steps, rec) == "PC2"
     assert rec["comm_d"] == ZERO_COMMS[6].hex()
     assert rec["comm_r"] == "c647b998c78282296cfd1160714228d43f3b054dfbbb77172b68115ba3c3b762"   # lotus-bench's CommR
 
@@ -58,7 +66,7 @@ def test_without_verify_after_pc2_the_commitments_still_come_out(tmp_path):
 def test_persist_copies_sealed_and_post_files(tmp_path):
     steps = SealerSteps(_ctx(tmp_path, corrupt=False, verify=True))
     rec = _sector_through_pc1(steps, tmp_path)
-    steps.exec(rec)
+    _step(steps, rec)
     store = tmp_path / "store"
     persist(Paths(tmp_path, rec["name"]), store, rec["name"])
     assert (store / "sealed" / "s-t01000-1").stat().st_size == 2048
