@@ -101,6 +101,8 @@ class SnapUpSteps(TaskSteps):
         return "Persist"
 
     def on_Persisted(self, rec):
+        if call(self.ctx.rpc, "Venus.SnapUpState", rec["task"]["Sector"]["ID"])["State"] == OnChainState.LANDED:
+            return "Submit"          # submitted before a crash and landed since: not sent again
         proof = (self._root() / "update-proof").read_bytes()
         res = call(self.ctx.rpc, "Venus.SubmitSnapUpProof", rec["task"]["Sector"]["ID"],
                    {"CommR": list(bytes.fromhex(rec["comm_r_new"])), "Proof": base64.b64encode(proof).decode(),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import traceback
 from types import MappingProxyType
@@ -34,6 +35,15 @@ from .steps import Paths, SealerSteps
 
 log = logging.getLogger("damocles.worker")
 EMPTY = {"state": "Empty", "retry": 0}
+
+
+def _device_full(location) -> bool:
+    """Whether the device holding the location has (almost) no space left."""
+    try:
+        st = os.statvfs(location)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 class PlannerThread(ThreadControl):
@@ -79,14 +89,28 @@ class PlannerThread(ThreadControl):
     def _sleep(self, stop: threading.Event, seconds: float) -> None:
         stop.wait(max(0.0, seconds))
 
+    def _open_journal(self, stop: threading.Event) -> bool:
+        """Open the journal; on a full device wait (temp) until it opens, otherwise a journal that
+        cannot be read is a crit error naming the file."""
+        while not stop.is_set():
+            try:
+                self.journal = Journal(self.ctx.location)
+                self.rec = self.journal.current() or dict(EMPTY)
+                return True
+            except JournalError as exc:
+                if not _device_full(self.ctx.location):
+                    self.status, self.last_error = "Paused", f"crit: {exc}"
+                    log.error("thread %d: %s", self.index, exc)
+                    return False
+                self.status, self.last_error = "Waiting", f"temp: {exc} (no space left on the device: ENOSPC)"
+                log.warning("thread %d: %s", self.index, self.last_error)
+                self._sleep(stop, self.ctx.sealing.recover_interval)
+        return False
+
     def run(self, stop: threading.Event) -> None:
-        try:
-            self.journal = Journal(self.ctx.location)
-            self.rec = self.journal.current() or dict(EMPTY)
-        except JournalError as exc:
-            self.status, self.last_error = "Paused", f"crit: {exc}"
-            log.error("thread %d: %s", self.index, exc)
+        if not self._open_journal(stop):
             return
+        self.last_error = None
         self._before_new_sector()
         steps = self.make_steps()
         while not stop.is_set():
