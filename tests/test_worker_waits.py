@@ -55,3 +55,31 @@ def test_a_processor_dying_before_ready_is_retried_then_named(monkeypatch):
 def test_a_processor_that_cannot_prepare_says_why():
     with pytest.raises(ProcessorStartError, match=r"stage pc2 .*failed before it was ready: OSError"):
         ProcessorPool(ProcessorConfig("pc2", 0, cpuset=(100_000,), concurrent=1))
+
+
+def test_a_worker_whose_processor_never_gets_ready_stops_naming_the_stage(tmp_path):
+    import sys
+
+    from appliance.rpc.auth import issue_token, load_or_create_secret
+
+    from .test_worker_e2e import MANAGER, WORKER, start
+    home = tmp_path / "manager"
+    home.mkdir()
+    (home / "manager.toml").write_text(MANAGER)
+    (home / "persist-1").mkdir()
+    manager = start(["manager", "run", "--home", str(home)])
+    try:
+        url = manager.stdout.readline().split()[-1]
+        secret = load_or_create_secret(home / "secret")
+        cfg = tmp_path / "worker.toml"
+        cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), store=home / "persist-1",
+                                     threads=f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n', python=sys.executable))
+        worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")],
+                       {ENV: "processor.before_ready"})
+        assert worker.wait(timeout=120) == 2
+        err = worker.stderr.read()
+        assert "damocles: error: processor pc1-0 for stage pc1 did not start: 3 attempts failed" in err, err
+        assert "Traceback" not in err and "EOFError" not in err
+    finally:
+        manager.terminate()
+        manager.wait(timeout=30)
