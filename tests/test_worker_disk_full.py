@@ -75,7 +75,7 @@ def test_a_full_sealing_location_fails_as_temp_and_resumes_when_space_returns(tm
         assert t.status == "Waiting" and t.last_error.startswith("temp: journal "), t.last_error
         _until(lambda: any(c[1]["Failure"] for c in rpc.called("Venus.ReportState")), "the failure report")
         filler.unlink()                               # space returns
-        _until(lambda: t.rec["state"] == "TicketAssigned", "the transition to be written")
+        _until(lambda: t.rec.state == "TicketAssigned", "the transition to be written")
         assert t.last_error is None or "ENOSPC" not in t.last_error
     assert len(answered) == 1                  # the step was not redone: its transition was kept and written
     assert _current(ctx)["state"] == "TicketAssigned"
@@ -107,7 +107,7 @@ def test_a_step_failing_with_enospc_never_uses_up_its_retries(tmp_path):
     t = SealingThread(0, ctx)
     with Running(t):
         _until(lambda: len([c for c in rpc.called("Venus.ReportState") if c[1]["Failure"]]) >= 5, "five failures")
-        assert t.status != "Paused" and not t.rec.get("paused")
+        assert t.status != "Paused" and not t.rec.paused
         assert t.last_error.startswith("temp: ") and "ENOSPC" in t.last_error, t.last_error
     failures = [c[1]["Failure"] for c in rpc.called("Venus.ReportState") if c[1]["Failure"]]
     assert all(f["Level"] == "temp" for f in failures)

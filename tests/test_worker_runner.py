@@ -208,7 +208,7 @@ def test_a_full_journal_is_a_temp_failure_reported_and_resumed_without_redoing_t
             assert failure["Level"] == "temp" and "ENOSPC" in failure["Desc"]
             assert _current(ctx)["state"] == "TreeDBuilt"           # nothing half-written
             t.disk.full = False                                    # space returns
-            _until(lambda: t.rec["state"] == "TicketAssigned", "the transition to be written")
+            _until(lambda: t.rec.state == "TicketAssigned", "the transition to be written")
     finally:
         Journal.__init__ = original
     assert len(rpc.called("Venus.AssignTicket")) == 1           # the step was not redone
@@ -278,7 +278,7 @@ def test_an_unseal_task_is_journalled_and_resumed(tmp_path, monkeypatch, point):
     ctx = _ctx(tmp_path, rpc, run_stage=run_stage)
     module = unseal_mod if point == "worker.unseal.written" else thread_mod
     _crash_then_restart(monkeypatch, module, point, lambda: UnsealThread(0, ctx),
-                        lambda t: rpc.called("Venus.AchieveUnsealSector") and t.rec["state"] == "Empty")
+                        lambda t: rpc.called("Venus.AchieveUnsealSector") and t.rec.state == "Empty")
     assert (tmp_path / "out" / "piece").read_bytes() == payload
     assert rpc.called("Venus.AchieveUnsealSector") == [({"Miner": 1000, "Number": 1}, task["PieceCid"]["/"], "")]
     assert len(rpc.called("Venus.AllocateUnsealSector")) >= 2 and unsealed.count("unseal") == (
@@ -293,7 +293,7 @@ def test_a_failed_unseal_is_reported_with_its_reason(tmp_path):
     rpc = Manager(**{"Venus.AllocateUnsealSector": lambda spec, name: next(handed, None)})
     ctx = _ctx(tmp_path, rpc, run_stage=lambda stage, fn, *a: bytes(2032))      # the wrong bytes
     with Running(UnsealThread(0, ctx)) as t:
-        _until(lambda: rpc.called("Venus.AchieveUnsealSector") and t.rec["state"] == "Empty", "the report")
+        _until(lambda: rpc.called("Venus.AchieveUnsealSector") and t.rec.state == "Empty", "the report")
         assert "piece CID" in t.last_error
     (sid, cid, error), = rpc.called("Venus.AchieveUnsealSector")
     assert "the unsealed bytes have piece CID" in error and not (tmp_path / "out" / "piece").exists()
@@ -313,7 +313,7 @@ def test_a_rebuild_resumes_after_its_persist_without_sealing_again(tmp_path, mon
         return fn(*args)
     ctx = _ctx(tmp_path, rpc, run_stage=run_stage)
     _crash_then_restart(monkeypatch, rebuild_mod, "worker.rebuild.persisted", lambda: RebuildThread(0, ctx),
-                        lambda t: rpc.called("Venus.RebuildDone") and t.rec["state"] == "Empty")
+                        lambda t: rpc.called("Venus.RebuildDone") and t.rec.state == "Empty")
     assert stages.count("pc1") == 1 and stages.count("pc2") == 1          # sealed once; only persisting is redone
     assert len(rpc.called("Venus.StoreReserveSpace")) == 2
     assert rpc.called("Venus.RebuildDone") == [({"Miner": 1000, "Number": 1}, "")]
@@ -333,3 +333,31 @@ def test_a_sector_the_manager_aborted_while_waiting_for_its_seed_frees_the_threa
     assert _current(ctx) is None and not rpc.called("Venus.ReportAborted")     # the manager aborted it itself
     aborted = [r for r in Journal(ctx.location).log() if r["next"] == "Aborted"]
     assert len(aborted) == 1 and aborted[0]["prev"] == "PersistanceSubmitted"
+
+
+# ------------------------------------------------------------------- typed records
+
+def test_the_record_is_typed_and_immutable_and_round_trips_through_json():
+    from dataclasses import FrozenInstanceError
+
+    from appliance.worker.record import RecordError, SectorRecord
+    rec = SectorRecord.from_json({**SECTOR, "state": "PCSubmitted", "retry": 0, "resubmit_pc": True}, "j")
+    with pytest.raises(FrozenInstanceError):
+        rec.state = "PCLanded"
+    assert rec.to_json() == {**SECTOR, "state": "PCSubmitted", "resubmit_pc": True}     # defaults left out
+    cleared = rec.with_outputs({"resubmit_pc": None, "comm_r": "ab"}, state="PC2Done")
+    assert (cleared.resubmit_pc, cleared.comm_r, cleared.state, rec.resubmit_pc) == (False, "ab", "PC2Done", True)
+    with pytest.raises(RecordError, match=r"j: the sector record has fields this version does not know: \['bogus'\]"):
+        SectorRecord.from_json({"state": "Empty", "bogus": 1}, "j")
+    with pytest.raises(RecordError, match="does not have"):
+        rec.with_outputs({"typo": 1})
+
+
+def test_a_journal_record_this_version_cannot_read_is_crit_and_kept(tmp_path):
+    rpc = Manager()
+    ctx = _ctx(tmp_path, rpc)
+    _journal(ctx, {**SECTOR, "state": "PC1Done", "retry": 0, "from_the_future": 1})
+    with Running(SealingThread(0, ctx)) as t:
+        _until(lambda: t.status == "Paused", "the thread to stop")
+        assert t.last_error.startswith("crit: journal ") and "from_the_future" in t.last_error
+    assert _current(ctx)["from_the_future"] == 1 and not rpc.calls

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import threading
 
+from .record import EMPTY
+
 
 class ThreadControl:
     plan = ""
 
     def __init__(self, index: int, location=None):
         self.index, self.location = index, location
-        self.rec: dict = {"state": "Empty"}
+        self.rec = EMPTY
         self.status = "Idle"          # Idle | Running | Waiting | Paused
         self.last_error: str | None = None
         self.config_error: str | None = None
@@ -21,7 +23,7 @@ class ThreadControl:
         self._resume_state: str | None = None
 
     def _paused(self) -> bool:
-        return bool(self.rec.get("paused"))
+        return self.rec.paused
 
     def pause(self) -> bool:
         """Pause after the step in flight (an operator's interrupt)."""
@@ -42,5 +44,5 @@ class ThreadControl:
 
     def summary(self) -> dict:
         return {"index": self.index, "location": str(self.location or ""), "plan": self.plan,
-                "job_id": self.rec.get("name"), "job_state": self.rec.get("state"), "thread_state": {"state": self.status},
+                "job_id": self.rec.name, "job_state": self.rec.state, "thread_state": {"state": self.status},
                 "last_error": self.last_error, "config_error": self.config_error, **self._summary_extra()}

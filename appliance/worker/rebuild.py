@@ -45,27 +45,27 @@ class RebuildSteps(TaskSteps, SealerSteps):
         return "AssignTicket"            # the ticket is the recorded one
 
     def on_PC2Done(self, rec):
-        task = rec["task"]
-        if bytes.fromhex(rec["comm_r"]) != bytes(task["CommR"]):
-            raise ValueError(f"the rebuilt CommR {rec['comm_r']} is not the chain's {bytes(task['CommR']).hex()}: "
+        task = rec.task
+        if bytes.fromhex(rec.comm_r) != bytes(task["CommR"]):
+            raise ValueError(f"the rebuilt CommR {rec.comm_r} is not the chain's {bytes(task['CommR']).hex()}: "
                              "not persisted (wrong ticket or pieces?)")
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
-        update = self._reapply_update(task, p, SectorID(rec["miner"], rec["number"]), proof) if task.get("IsSnapUp") else None
+        proof = seal_proof(rec.proof)
+        update = self._reapply_update(task, p, SectorID(rec.miner, rec.number), proof) if task.get("IsSnapUp") else None
         store = call(self.ctx.rpc, "Venus.StoreReserveSpace", self.sid(rec), 4 * proof.size.bytes,
                      [s.name for s in self.ctx.attached])
         local = next((s for s in self.ctx.attached if store and s.name == store["Name"]), None)
         if local is None:
             raise ValueError("no attached persist store has room for the rebuilt sector")
-        persist(p, local.location, rec["name"])
+        persist(p, local.location, rec.name)
         if update is not None:
-            persist(p, local.location, rec["name"], update.update, update.update_cache, ("update", "update-cache"))
+            persist(p, local.location, rec.name, update.update, update.update_cache, ("update", "update-cache"))
         crash_point("worker.rebuild.persisted")
         return Event("Persist", {"persist_store": local.name})
 
     def on_Persisted(self, rec):
-        if not call(self.ctx.rpc, "Venus.SubmitPersistedEx", self.sid(rec), rec["persist_store"], False):
-            raise ValueError(f"the manager does not find the persisted files in {rec['persist_store']}")
+        if not call(self.ctx.rpc, "Venus.SubmitPersistedEx", self.sid(rec), rec.persist_store, False):
+            raise ValueError(f"the manager does not find the persisted files in {rec.persist_store}")
         return "SubmitPersistance"
 
     def _reapply_update(self, task: dict, p: Paths, sector: SectorID, proof):

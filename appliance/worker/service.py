@@ -218,7 +218,7 @@ class WorkerService:
     def _ping_loop(self) -> None:
         while not self._stop.is_set():
             states = [t.status for t in self.threads]
-            summary = {"Threads": len(states), "Empty": sum(1 for t in self.threads if t.rec.get("state") == "Empty"),
+            summary = {"Threads": len(states), "Empty": sum(1 for t in self.threads if t.rec.state == "Empty"),
                        "Paused": states.count("Paused"), "Running": states.count("Running"),
                        "Waiting": states.count("Waiting"), "Errors": sum(1 for t in self.threads if t.last_error)}
             try:

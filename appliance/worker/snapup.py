@@ -46,14 +46,14 @@ class SnapUpSteps(TaskSteps):
         return self.ctx.location / "data" / "snap"
 
     def _store(self, rec):
-        name = rec["task"]["Private"]["AccessInstance"]
+        name = rec.task["Private"]["AccessInstance"]
         store = next((a for a in self.ctx.attached if a.name == name), None)
         if store is None:
             raise ValueError(f"the sector is in persist store {name!r}, not attached here")
         return store
 
     def _local(self, rec):
-        return sector_files(self._root(), SectorID(rec["miner"], rec["number"]))
+        return sector_files(self._root(), SectorID(rec.miner, rec.number))
 
     def allocated(self, task: dict) -> dict:
         shutil.rmtree(self._root(), ignore_errors=True)      # nothing of an earlier attempt is reused
@@ -61,7 +61,7 @@ class SnapUpSteps(TaskSteps):
 
     def on_Allocated(self, rec):
         """The sector key copied from the store (read locally from then on) and the pieces added."""
-        store, local, name = self._store(rec), self._local(rec), rec["name"]
+        store, local, name = self._store(rec), self._local(rec), rec.name
         local.cache.mkdir(parents=True, exist_ok=True)
         local.sealed.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(store.location / "sealed" / name, local.sealed)
@@ -70,25 +70,25 @@ class SnapUpSteps(TaskSteps):
             shutil.copyfile(f, local.cache / f.name)
         p = Paths(self.ctx.location, name)
         p.make()
-        files = [SealerSteps(self.ctx)._piece_file(p, d) for d in rec["deals"]]
-        self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec["proof"]).size, files, p.staged)
+        files = [SealerSteps(self.ctx)._piece_file(p, d) for d in rec.deals]
+        self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec.proof).size, files, p.staged)
         return "AddPiece"
 
     def on_PieceAdded(self, rec):
-        upd = update_proof_for_seal(seal_proof(rec["proof"]))
-        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in rec["deals"]]
-        enc = self.ctx.run_stage("snap_encode", encode_sector, upd, self._root(), SectorID(rec["miner"], rec["number"]),
-                                 Paths(self.ctx.location, rec["name"]).staged, pieces, self.ctx.pc2_procs)
-        if enc.comm_r_old != bytes(rec["task"]["Public"]["CommR"]):
+        upd = update_proof_for_seal(seal_proof(rec.proof))
+        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in rec.deals]
+        enc = self.ctx.run_stage("snap_encode", encode_sector, upd, self._root(), SectorID(rec.miner, rec.number),
+                                 Paths(self.ctx.location, rec.name).staged, pieces, self.ctx.pc2_procs)
+        if enc.comm_r_old != bytes(rec.task["Public"]["CommR"]):
             raise ValueError("the sector key in the store does not have the sector's CommR on chain")
         return Event("Encode", {"comm_r_old": enc.comm_r_old.hex(), "comm_r_new": enc.comm_r_new.hex(),
                                 "comm_d_new": enc.comm_d_new.hex()})
 
     def on_Encoded(self, rec):
         local = self._local(rec)
-        vanilla = self.ctx.run_stage("snap_prove", prove_update_partitions, update_proof_for_seal(seal_proof(rec["proof"])),
-                                     bytes.fromhex(rec["comm_r_old"]), bytes.fromhex(rec["comm_r_new"]),
-                                     bytes.fromhex(rec["comm_d_new"]), local.sealed, local.cache, local.update,
+        vanilla = self.ctx.run_stage("snap_prove", prove_update_partitions, update_proof_for_seal(seal_proof(rec.proof)),
+                                     bytes.fromhex(rec.comm_r_old), bytes.fromhex(rec.comm_r_new),
+                                     bytes.fromhex(rec.comm_d_new), local.sealed, local.cache, local.update,
                                      local.update_cache)
         write_atomic(self._root() / "update-proof", generate_update_proof(vanilla))
         crash_point("worker.snapup.proved")
@@ -96,16 +96,16 @@ class SnapUpSteps(TaskSteps):
 
     def on_Proved(self, rec):
         local = self._local(rec)
-        persist(Paths(self.ctx.location, rec["name"]), self._store(rec).location, rec["name"], local.update,
+        persist(Paths(self.ctx.location, rec.name), self._store(rec).location, rec.name, local.update,
                 local.update_cache, ("update", "update-cache"))
         return "Persist"
 
     def on_Persisted(self, rec):
-        if call(self.ctx.rpc, "Venus.SnapUpState", rec["task"]["Sector"]["ID"])["State"] == OnChainState.LANDED:
+        if call(self.ctx.rpc, "Venus.SnapUpState", rec.task["Sector"]["ID"])["State"] == OnChainState.LANDED:
             return "Submit"          # submitted before a crash and landed since: not sent again
         proof = (self._root() / "update-proof").read_bytes()
-        res = call(self.ctx.rpc, "Venus.SubmitSnapUpProof", rec["task"]["Sector"]["ID"],
-                   {"CommR": list(bytes.fromhex(rec["comm_r_new"])), "Proof": base64.b64encode(proof).decode(),
+        res = call(self.ctx.rpc, "Venus.SubmitSnapUpProof", rec.task["Sector"]["ID"],
+                   {"CommR": list(bytes.fromhex(rec.comm_r_new)), "Proof": base64.b64encode(proof).decode(),
                     "AccessInstance": self._store(rec).name})
         if res["Res"] != SubmitResult.ACCEPTED:
             raise ValueError(f"the manager refused the update: {res['Desc']}")
@@ -113,7 +113,7 @@ class SnapUpSteps(TaskSteps):
         return "Submit"
 
     def on_Submitted(self, rec):
-        state = call(self.ctx.rpc, "Venus.SnapUpState", rec["task"]["Sector"]["ID"])
+        state = call(self.ctx.rpc, "Venus.SnapUpState", rec.task["Sector"]["ID"])
         if state["State"] == OnChainState.LANDED:
             return "CheckLanded"
         if state["State"] == OnChainState.FAILED:
@@ -130,4 +130,4 @@ class SnapUpThread(TaskThread):
 
     def _remove_files(self) -> None:
         shutil.rmtree(self.ctx.location / "data" / "snap", ignore_errors=True)
-        Paths(self.ctx.location, self.rec["name"]).remove()
+        Paths(self.ctx.location, self.rec.name).remove()

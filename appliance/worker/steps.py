@@ -91,15 +91,15 @@ class SealerSteps:
         self.ctx = ctx   # WorkerContext: rpc, config, parent cache dir, attached stores, run_stage
 
     def sid(self, rec) -> dict:
-        return {"Miner": rec["miner"], "Number": rec["number"]}
+        return {"Miner": rec.miner, "Number": rec.number}
 
     def paths(self, rec) -> Paths:
-        return Paths(self.ctx.location, rec["name"])
+        return Paths(self.ctx.location, rec.name)
 
     def exec(self, rec) -> Event | str:
-        handler = getattr(self, "on_" + rec["state"], None)
+        handler = getattr(self, "on_" + rec.state, None)
         if handler is None:
-            raise Crit(f"no step for state {rec['state']}")
+            raise Crit(f"no step for state {rec.state}")
         return handler(rec)
 
     # ------------------------------------------------------------------ steps
@@ -129,10 +129,10 @@ class SealerSteps:
     def on_DealsAcquired(self, rec):
         p = self.paths(rec)
         p.make()
-        files = [self._piece_file(p, d) for d in rec.get("deals", [])]
-        staged = self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec["proof"]).size, files, p.staged)
+        files = [self._piece_file(p, d) for d in (rec.deals or [])]
+        staged = self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec.proof).size, files, p.staged)
         placed = []
-        for d, sp in zip(rec.get("deals", []), staged):
+        for d, sp in zip((rec.deals or []), staged):
             if sp.info.size != d["piece_size"] or commd_to_cid(sp.info.commitment) != d["piece_cid"]:
                 raise Perm(f"deal {d['id']}: the piece file has CID {commd_to_cid(sp.info.commitment)} ({sp.info.size} padded "
                            f"bytes), the deal says {d['piece_cid']} ({d['piece_size']})")
@@ -159,8 +159,8 @@ class SealerSteps:
 
     def on_PieceAdded(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
-        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in rec.get("deals", [])]
+        proof = seal_proof(rec.proof)
+        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in (rec.deals or [])]
         try:
             comm_d = self.ctx.run_stage("tree_d", build_tree_d, proof.size, p.staged, p.cache, pieces)
         except ProofError as exc:
@@ -174,15 +174,15 @@ class SealerSteps:
 
     def on_TicketAssigned(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
-        rid = replica_id(SectorID(rec["miner"], rec["number"]), base64.b64decode(rec["ticket"]["Ticket"]),
-                         bytes.fromhex(rec["comm_d"]), proof)
+        proof = seal_proof(rec.proof)
+        rid = replica_id(SectorID(rec.miner, rec.number), base64.b64decode(rec.ticket["Ticket"]),
+                         bytes.fromhex(rec.comm_d), proof)
         crash_point("worker.pc1.before")
         outputs = {}
         if self.ctx.external("pc1"):
-            out = self.ctx.run_task("pc1", tasks.pc1_task(proof, p.cache, p.staged, p.sealed, SectorID(rec["miner"], rec["number"]),
-                                                          base64.b64decode(rec["ticket"]["Ticket"]), self.ctx.parent_cache))
-            if not isinstance(out, dict) or out.get("replica_id") != list(rid) or out.get("comm_d") != list(bytes.fromhex(rec["comm_d"])):
+            out = self.ctx.run_task("pc1", tasks.pc1_task(proof, p.cache, p.staged, p.sealed, SectorID(rec.miner, rec.number),
+                                                          base64.b64decode(rec.ticket["Ticket"]), self.ctx.parent_cache))
+            if not isinstance(out, dict) or out.get("replica_id") != list(rid) or out.get("comm_d") != list(bytes.fromhex(rec.comm_d)):
                 raise Perm(f"pc1 processor output does not match the sector (replica_id or comm_d): {str(out)[:200]}")
             outputs["pc1out"] = out
         else:
@@ -192,9 +192,9 @@ class SealerSteps:
 
     def on_PC1Done(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
+        proof = seal_proof(rec.proof)
         if self.ctx.external("pc2"):
-            pc1out = rec.get("pc1out") or {"registered_proof": proof.name, "comm_d": list(bytes.fromhex(rec["comm_d"])),
+            pc1out = rec.pc1out or {"registered_proof": proof.name, "comm_d": list(bytes.fromhex(rec.comm_d)),
                                            "staged_file": str(p.staged)}
             try:
                 comm_r, comm_c, comm_r_last = tasks.read_pc2_output(
@@ -217,19 +217,19 @@ class SealerSteps:
         paying for a PreCommit, so a replica that does not match its commitments never goes out."""
         import hashlib
         seed = hashlib.sha256(b"verify_after_pc2" + out.comm_r).digest()
-        ticket = base64.b64decode(rec["ticket"]["Ticket"])
-        sector = SectorID(rec["miner"], rec["number"])
+        ticket = base64.b64decode(rec.ticket["Ticket"])
+        sector = SectorID(rec.miner, rec.number)
         try:
-            c1 = seal_commit_phase1(proof, sector, ticket, seed, bytes.fromhex(rec["comm_d"]), out.comm_c, out.comm_r_last,
+            c1 = seal_commit_phase1(proof, sector, ticket, seed, bytes.fromhex(rec.comm_d), out.comm_c, out.comm_r_last,
                                     p.cache, p.sealed)
-            verify_c1(c1, proof, sector, bytes.fromhex(rec["comm_d"]), out.comm_r, ticket, seed)
+            verify_c1(c1, proof, sector, bytes.fromhex(rec.comm_d), out.comm_r, ticket, seed)
         except ProofError as exc:
             raise Perm(f"verify_after_pc2: the sealed sector does not prove: {exc}") from None
 
     def on_PC2Done(self, rec):
-        info = {"CommR": list(bytes.fromhex(rec["comm_r"])), "CommD": list(bytes.fromhex(rec["comm_d"])), "Ticket": rec["ticket"]}
-        res = call(self.ctx.rpc, "Venus.SubmitPreCommit", {"ID": self.sid(rec), "ProofType": rec["proof"]}, info,
-                   bool(rec.get("resubmit_pc", False)))
+        info = {"CommR": list(bytes.fromhex(rec.comm_r)), "CommD": list(bytes.fromhex(rec.comm_d)), "Ticket": rec.ticket}
+        res = call(self.ctx.rpc, "Venus.SubmitPreCommit", {"ID": self.sid(rec), "ProofType": rec.proof}, info,
+                   rec.resubmit_pc)
         crash_point("worker.submit_pc.after")
         return self._submitted(res, "SubmitPC", "PreCommit", "resubmit_pc")
 
@@ -260,7 +260,7 @@ class SealerSteps:
 
     def on_PCLanded(self, rec):
         p = self.paths(rec)
-        size = 2 * seal_proof(rec["proof"]).size.bytes
+        size = 2 * seal_proof(rec.proof).size.bytes
         store = call(self.ctx.rpc, "Venus.StoreReserveSpace", self.sid(rec), size, [s.name for s in self.ctx.attached])
         if store is None:
             raise Wait("no persist store has room yet", polling=True)
@@ -268,17 +268,17 @@ class SealerSteps:
         if local is None:
             raise Perm(f"the manager reserved store {store['Name']!r}, which is not attached here")
         crash_point("worker.persist.before")
-        persist(p, local.location, rec["name"])
+        persist(p, local.location, rec.name)
         return Event("Persist", {"persist_store": local.name})
 
     def on_Persisted(self, rec):
-        ok = call(self.ctx.rpc, "Venus.SubmitPersistedEx", self.sid(rec), rec["persist_store"], False)
+        ok = call(self.ctx.rpc, "Venus.SubmitPersistedEx", self.sid(rec), rec.persist_store, False)
         if not ok:
-            raise Perm(f"the manager does not find the persisted files in {rec['persist_store']}")
+            raise Perm(f"the manager does not find the persisted files in {rec.persist_store}")
         return "SubmitPersistance"
 
     def on_PersistanceSubmitted(self, rec):
-        res = call(self.ctx.rpc, "Venus.WaitSeed", self.sid(rec), rec["proof"])
+        res = call(self.ctx.rpc, "Venus.WaitSeed", self.sid(rec), rec.proof)
         if res.get("Seed"):
             return Event("AssignSeed", {"seed": res["Seed"]})
         if res.get("ShouldWait"):
@@ -288,28 +288,28 @@ class SealerSteps:
 
     def on_SeedAssigned(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
+        proof = seal_proof(rec.proof)
         comm_c, comm_r_last = read_p_aux(p.cache)
-        out = self.ctx.run_stage("c1", seal_commit_phase1, proof, SectorID(rec["miner"], rec["number"]),
-                                 base64.b64decode(rec["ticket"]["Ticket"]), base64.b64decode(rec["seed"]["Seed"]),
-                                 bytes.fromhex(rec["comm_d"]), comm_c, comm_r_last, p.cache, p.sealed)
+        out = self.ctx.run_stage("c1", seal_commit_phase1, proof, SectorID(rec.miner, rec.number),
+                                 base64.b64decode(rec.ticket["Ticket"]), base64.b64decode(rec.seed["Seed"]),
+                                 bytes.fromhex(rec.comm_d), comm_c, comm_r_last, p.cache, p.sealed)
         write_atomic(p.cache / "c1.out", encode_c1(out))
         return "C1"
 
     def on_C1Done(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
+        proof = seal_proof(rec.proof)
         raw = (p.cache / "c1.out").read_bytes()
         if self.ctx.external("c2"):
             try:
-                c2 = tasks.read_c2_output(self.ctx.run_task("c2", tasks.c2_task(raw, SectorID(rec["miner"], rec["number"]))))
+                c2 = tasks.read_c2_output(self.ctx.run_task("c2", tasks.c2_task(raw, SectorID(rec.miner, rec.number))))
             except tasks.TaskError as exc:
                 raise Perm(f"c2 processor: {exc}") from None
         else:
             c2 = self.ctx.run_stage("c2", seal_commit_phase2, decode_c1(raw, proof))
         try:
-            verify_seal(proof, SectorID(rec["miner"], rec["number"]), bytes.fromhex(rec["comm_d"]), bytes.fromhex(rec["comm_r"]),
-                        base64.b64decode(rec["ticket"]["Ticket"]), base64.b64decode(rec["seed"]["Seed"]), c2)
+            verify_seal(proof, SectorID(rec.miner, rec.number), bytes.fromhex(rec.comm_d), bytes.fromhex(rec.comm_r),
+                        base64.b64decode(rec.ticket["Ticket"]), base64.b64decode(rec.seed["Seed"]), c2)
         except ProofError as exc:
             raise Perm(f"C2 proof does not verify: {exc}") from None
         write_atomic(p.cache / "proof.out", c2)
@@ -318,7 +318,7 @@ class SealerSteps:
     def on_C2Done(self, rec):
         p = self.paths(rec)
         proof = base64.b64encode((p.cache / "proof.out").read_bytes()).decode()
-        res = call(self.ctx.rpc, "Venus.SubmitProof", self.sid(rec), {"Proof": proof}, bool(rec.get("resubmit_proof", False)))
+        res = call(self.ctx.rpc, "Venus.SubmitProof", self.sid(rec), {"Proof": proof}, rec.resubmit_proof)
         crash_point("worker.submit_proof.after")
         return self._submitted(res, "SubmitProof", "proof", "resubmit_proof")
 

@@ -28,15 +28,15 @@ class TaskSteps:
         self.ctx, self.thread_name = ctx, thread_name
 
     def exec(self, rec) -> Event | str:
-        handler = getattr(self, "on_" + rec["state"], None)
+        handler = getattr(self, "on_" + rec.state, None)
         if handler is None:
-            raise Abort(f"no step for state {rec['state']}")
+            raise Abort(f"no step for state {rec.state}")
         try:
             return handler(rec)
         except (Wait, StepFailure):
             raise
         except TransportError as exc:
-            raise Unreachable(f"{rec['state']}: {exc}") from None
+            raise Unreachable(f"{rec.state}: {exc}") from None
         except Exception as exc:       # the task's own error: reported with the task's outcome
             raise Abort(str(exc) if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {exc}") from None
 
@@ -76,26 +76,26 @@ class TaskThread(PlannerThread):
     def _report_done(self, stop: threading.Event) -> bool:
         if not self.report_method:
             return True
-        if not self._call_until_answered(stop, self.report_method, *self.report_args(self.rec["task"]), ""):
+        if not self._call_until_answered(stop, self.report_method, *self.report_args(self.rec.task), ""):
             return False
         self.done += 1
         return True
 
     def _report_aborted(self, stop: threading.Event) -> bool:
-        reason = self.rec.get("abort_reason", "")
-        if self.report_method and "task" in self.rec:
-            return self._call_until_answered(stop, self.report_method, *self.report_args(self.rec["task"]), reason)
+        reason = self.rec.abort_reason or ""
+        if self.report_method and self.rec.task is not None:
+            return self._call_until_answered(stop, self.report_method, *self.report_args(self.rec.task), reason)
         self._sleep(stop, self.ctx.sealing.recover_interval)    # the manager keeps the task for us: later
         return not stop.is_set()
 
     def _end(self, stop: threading.Event) -> None:
-        reason = self.rec.get("abort_reason") if self.rec["state"] == "Aborted" else None
+        reason = self.rec.abort_reason if self.rec.state == "Aborted" else None
         super()._end(stop)
-        if self.rec["state"] == "Empty" and reason:
+        if self.rec.state == "Empty" and reason:
             self.last_error = f"{self.plan}: {reason}"       # `worker list` shows why the last task failed
 
     def _remove_files(self) -> None:
-        Paths(self.ctx.location, self.rec["name"]).remove()
+        Paths(self.ctx.location, self.rec.name).remove()
 
     def _summary_extra(self) -> dict:
         return {"tasks_done": self.done}

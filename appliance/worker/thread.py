@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import traceback
-from types import MappingProxyType
+from dataclasses import replace
 
 from ..config import ConfigError, load_toml
 from ..core.crash import crash_point
@@ -31,10 +31,10 @@ from .control import ThreadControl
 from .failure import Abort, Crit, NoSpace, StepFailure, Wait, no_space
 from .journal import Journal, JournalError, JournalWriteError
 from .plan import SEALER, Event, Plan, PlanError, as_event
+from .record import EMPTY, RecordError, SectorRecord
 from .steps import Paths, SealerSteps
 
 log = logging.getLogger("damocles.worker")
-EMPTY = {"state": "Empty", "retry": 0}
 
 
 def _device_full(location) -> bool:
@@ -57,9 +57,9 @@ class PlannerThread(ThreadControl):
         self.base = config or ThreadConfig(ctx.location, self.table.name, ctx.sealing)   # from worker.toml
         self.plan = self.base.plan
         self.journal: Journal | None = None
-        self.rec = dict(EMPTY)
+        self.rec = EMPTY
         self.errors: dict[str, int] = {}     # failures per level since start (the worker's metrics)
-        self._pending: tuple[dict, str, str] | None = None    # a transition the journal could not take yet
+        self._pending: tuple[SectorRecord, str, str] | None = None    # a transition the journal could not take yet
         self._aborted_by_manager: str | None = None
 
     # ------------------------------------------------------------ a plan's part
@@ -68,7 +68,7 @@ class PlannerThread(ThreadControl):
         return SealerSteps(self.ctx)
 
     def _sid(self) -> dict:
-        return {"Miner": self.rec["miner"], "Number": self.rec["number"]}
+        return {"Miner": self.rec.miner, "Number": self.rec.number}
 
     def _report_done(self, stop: threading.Event) -> bool:
         """Tell the manager the sector is done; False when stopped before it answered."""
@@ -76,10 +76,10 @@ class PlannerThread(ThreadControl):
 
     def _report_aborted(self, stop: threading.Event) -> bool:
         """Tell the manager the sector was given up, with the reason; False when stopped first."""
-        return self._call_until_answered(stop, "Venus.ReportAborted", self._sid(), self.rec.get("abort_reason", ""))
+        return self._call_until_answered(stop, "Venus.ReportAborted", self._sid(), self.rec.abort_reason or "")
 
     def _remove_files(self) -> None:
-        Paths(self.ctx.location, self.rec["name"]).remove()
+        Paths(self.ctx.location, self.rec.name).remove()
 
     def _before_new_sector(self) -> None:
         """Between two sectors (the sealer re-reads its hot config here)."""
@@ -95,8 +95,13 @@ class PlannerThread(ThreadControl):
         while not stop.is_set():
             try:
                 self.journal = Journal(self.ctx.location)
-                self.rec = self.journal.current() or dict(EMPTY)
+                current = self.journal.current()
+                self.rec = SectorRecord.from_json(current, str(self.journal.path)) if current else EMPTY
                 return True
+            except RecordError as exc:
+                self.status, self.last_error = "Paused", f"crit: journal {exc}"
+                log.error("thread %d: %s", self.index, self.last_error)
+                return False
             except JournalError as exc:
                 if not _device_full(self.ctx.location):
                     self.status, self.last_error = "Paused", f"crit: {exc}"
@@ -127,28 +132,28 @@ class PlannerThread(ThreadControl):
             reason, self._aborted_by_manager = self._aborted_by_manager, None
             self._abort(reason, stop, report=False)
             return
-        if self.rec["state"] in TERMINAL_STATES:
+        if self.rec.state in TERMINAL_STATES:
             self._end(stop)
             return
         if self._pause_requested:
             self._pause_requested = False
-            self.rec["paused"] = True
-            self.last_error = self.rec["last_error"] = "paused by the operator"
-            self._journal_quietly(self.journal.failure, self.rec, "perm", "paused by the operator")
-            self.journal.save(self.rec)
+            self.last_error = "paused by the operator"
+            self.rec = replace(self.rec, paused=True, last_error=self.last_error)
+            self._journal_quietly(self.journal.failure, self.rec.to_json(), "perm", "paused by the operator")
+            self.journal.save(self.rec.to_json())
             self._report_failure("perm", "paused by the operator")
-        if self.rec.get("paused"):
+        if self.rec.paused:
             self.status = "Paused"
             self._resume.wait(timeout=0.5)
             if self._resume.is_set():
                 self._resumed()
             return
-        if self.rec["state"] == "Empty":
+        if self.rec.state == "Empty":
             self._before_new_sector()
         s = self.ctx.sealing
         self.status = "Running"
         try:
-            event = as_event(steps.exec(MappingProxyType(self.rec)))
+            event = as_event(steps.exec(self.rec))
             self._transition(event)
         except Wait as w:
             self.status = "Waiting"
@@ -172,55 +177,44 @@ class PlannerThread(ThreadControl):
 
     def _resumed(self) -> None:
         self._resume.clear()
-        self.rec.pop("paused", None)
-        self.rec.pop("last_error", None)
+        self.rec = replace(self.rec, paused=False, last_error=None, retry=0)
         self.last_error = None
-        self.rec["retry"] = 0
         state, self._resume_state = self._resume_state, None
         if state:
             self._transition(Event("SetState:" + state))
             return
-        self.journal.save(self.rec)
-        if "name" in self.rec:          # the manager clears the failure it showed
-            self._report(self.rec["state"], "Resume")
+        self.journal.save(self.rec.to_json())
+        if self.rec.name:          # the manager clears the failure it showed
+            self._report(self.rec.state, "Resume")
 
     # ------------------------------------------------------------ transitions
 
     def _transition(self, event: Event) -> None:
         """Plan, then journal the new record with the step's outputs, then report: nothing of
         the step reaches the record unless the plan accepted its event and the journal has it."""
-        prev = self.rec["state"]
-        new = dict(self.rec)
-        for key, value in event.outputs.items():
-            if value is None:
-                new.pop(key, None)
-            else:
-                new[key] = value
-        new["state"] = self.table.next(prev, event.name)
-        new["retry"] = 0
-        new.pop("last_error", None)
+        prev = self.rec.state
+        new = self.rec.with_outputs(event.outputs, state=self.table.next(prev, event.name), retry=0, last_error=None)
         self._commit(new, prev, event.name)
 
-    def _commit(self, new: dict, prev: str, event: str) -> None:
+    def _commit(self, new: SectorRecord, prev: str, event: str) -> None:
         self._pending = (new, prev, event)
-        self.journal.transition(new, prev, event)
+        self.journal.transition(new.to_json(), prev, event)
         self._pending = None
         self.rec, self.last_error = new, None
-        log.info("thread %d: %s %s -%s-> %s", self.index, new.get("name", "-"), prev, event, new["state"],
-                 extra={"sector": new.get("name"), "state": new["state"], "prev": prev, "event": event,
-                        "sealing_thread": self.index})
-        if "name" in new and new["state"] != "Aborted":      # an abort is told by ReportAborted
+        log.info("thread %d: %s %s -%s-> %s", self.index, new.name or "-", prev, event, new.state,
+                 extra={"sector": new.name, "state": new.state, "prev": prev, "event": event, "sealing_thread": self.index})
+        if new.name and new.state != "Aborted":      # an abort is told by ReportAborted
             self._report(prev, event)
 
     def _report(self, prev: str, event: str, failure: dict | None = None) -> None:
         req = {"Worker": {"Instance": self.ctx.worker_name, "Location": str(self.ctx.location)},
-               "StateChange": {"Prev": prev, "Next": self.rec["state"], "Event": event}, "Failure": failure}
+               "StateChange": {"Prev": prev, "Next": self.rec.state, "Event": event}, "Failure": failure}
         try:
             resp = self.ctx.rpc.call("Venus.ReportState", self._sid(), req)
         except (TransportError, RPCError) as exc:
             log.warning("thread %d: ReportState failed: %s", self.index, exc)
             return
-        if resp and resp.get("Finalized") and self.rec["state"] not in TERMINAL_STATES:
+        if resp and resp.get("Finalized") and self.rec.state not in TERMINAL_STATES:
             self._aborted_by_manager = resp.get("AbortReason") or "finalized by the manager"
 
     # --------------------------------------------------------------- failures
@@ -234,23 +228,22 @@ class PlannerThread(ThreadControl):
                 text += " (ENOSPC)"
         self.last_error = f"{level}: {text}"
         if level == "temp" and counts:
-            self.rec["retry"] = self.rec.get("retry", 0) + 1
-            if self.rec["retry"] >= self.ctx.sealing.max_retries:
+            self.rec = replace(self.rec, retry=self.rec.retry + 1)
+            if self.rec.retry >= self.ctx.sealing.max_retries:
                 level = "perm"
-                self.last_error = f"perm: {text} (after {self.rec['retry']} temp retries)"
-        self._journal_quietly(self.journal.failure, self.rec, level, text)
-        log.warning("thread %d: %s %s: %s", self.index, self.rec.get("name", "-"), level, text,
-                    extra={"sector": self.rec.get("name"), "state": self.rec["state"], "failure_level": level,
+                self.last_error = f"perm: {text} (after {self.rec.retry} temp retries)"
+        self._journal_quietly(self.journal.failure, self.rec.to_json(), level, text)
+        log.warning("thread %d: %s %s: %s", self.index, self.rec.name or "-", level, text,
+                    extra={"sector": self.rec.name, "state": self.rec.state, "failure_level": level,
                            "sealing_thread": self.index})
         if level == "temp":
             self.status = "Waiting"
-            self._journal_quietly(self.journal.save, self.rec)
+            self._journal_quietly(self.journal.save, self.rec.to_json())
             self._report_failure(level, self.last_error)
             self._sleep(stop, self.ctx.sealing.recover_interval)
             return
-        self.rec["paused"] = True
-        self.rec["last_error"] = self.last_error
-        self._journal_quietly(self.journal.save, self.rec)
+        self.rec = replace(self.rec, paused=True, last_error=self.last_error)
+        self._journal_quietly(self.journal.save, self.rec.to_json())
         self._report_failure(level, self.last_error)      # an answer that the sector was aborted aborts it here
 
     def _journal_quietly(self, write, *args) -> None:
@@ -265,8 +258,8 @@ class PlannerThread(ThreadControl):
         manager too) and try again after `recover_interval`; the sector resumes once it can."""
         self.status = "Waiting"
         self.last_error = f"temp: {exc}"
-        log.warning("thread %d: %s %s", self.index, self.rec.get("name", "-"), self.last_error,
-                    extra={"sector": self.rec.get("name"), "state": self.rec["state"], "failure_level": "temp",
+        log.warning("thread %d: %s %s", self.index, self.rec.name or "-", self.last_error,
+                    extra={"sector": self.rec.name, "state": self.rec.state, "failure_level": "temp",
                            "sealing_thread": self.index})
         self._report_failure("temp", self.last_error)
         self._sleep(stop, self.ctx.sealing.recover_interval)
@@ -274,40 +267,39 @@ class PlannerThread(ThreadControl):
     def _report_failure(self, level: str, desc: str) -> None:
         """As Damocles: a failed step is reported too, so the manager shows the sector's error."""
         self.errors[level] = self.errors.get(level, 0) + 1
-        if "name" in self.rec:
-            self._report(self.rec["state"], "Failure", {"Level": level, "Desc": desc[:4000]})
+        if self.rec.name:
+            self._report(self.rec.state, "Failure", {"Level": level, "Desc": desc[:4000]})
 
     # ------------------------------------------------------------ the end of a sector
 
     def _abort(self, reason: str, stop: threading.Event, report: bool = True) -> None:
         """Journal Aborted with the reason first, so that a crash from here on finishes the abort
         at the next start; then report it, remove the files and clear the journal."""
-        log.warning("thread %d: %s aborted: %s", self.index, self.rec.get("name", "-"), reason)
-        if "name" not in self.rec:
-            self.rec = dict(EMPTY)
-            self._journal_quietly(self.journal.save, self.rec)
+        log.warning("thread %d: %s aborted: %s", self.index, self.rec.name or "-", reason)
+        if not self.rec.name:
+            self.rec = EMPTY
+            self._journal_quietly(self.journal.save, self.rec.to_json())
             return
-        new = {k: v for k, v in self.rec.items() if k not in ("paused", "last_error")}
-        new.update(state="Aborted", abort_reason=reason, abort_reported=not report)
-        self._commit(new, self.rec["state"], "Abort")
+        new = replace(self.rec, state="Aborted", paused=False, last_error=None, abort_reason=reason, abort_reported=not report)
+        self._commit(new, self.rec.state, "Abort")
         self._end(stop)
 
     def _end(self, stop: threading.Event) -> None:
         """A sector in Finished or Aborted: tell the manager (until it answers or the worker
         stops), remove its files, clear the journal. Each part may be redone after a crash."""
-        finished = self.rec["state"] == "Finished"
-        if "name" in self.rec:
+        finished = self.rec.state == "Finished"
+        if self.rec.name:
             if finished:
                 crash_point("worker.finish.before_clear")
                 if not self._report_done(stop):
                     return                   # stopped: the journal stays in Finished, the next start goes on
-            elif not self.rec.get("abort_reported"):
+            elif not self.rec.abort_reported:
                 if not self._report_aborted(stop):
                     return
                 crash_point("worker.abort.before_clear")
             self._remove_files()
-        self.journal.clear(self.rec, "Finish" if finished else "Abort")
-        self.rec, self.last_error = dict(EMPTY), None
+        self.journal.clear(self.rec.to_json(), "Finish" if finished else "Abort")
+        self.rec, self.last_error = EMPTY, None
         if finished:
             self._sleep(stop, self.ctx.sealing.seal_interval)
 

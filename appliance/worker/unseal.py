@@ -32,7 +32,7 @@ class UnsealSteps(TaskSteps):
     allocate_method = "Venus.AllocateUnsealSector"
 
     def on_Unsealing(self, rec):
-        task = rec["task"]
+        task = rec.task
         sid = task["Sector"]["ID"]
         proof = seal_proof(task["Sector"]["ProofType"])
         store_name = task["PrivateInfo"]["AccessInstance"]
