@@ -241,10 +241,11 @@ def transaction(conn: sqlite3.Connection, lock: threading.RLock | None = None,
         conn.execute(begin)
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:    # a failed COMMIT (a full disk) can leave it open, too
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
     finally:
         if lock is not None:
             lock.release()

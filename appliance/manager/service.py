@@ -145,12 +145,11 @@ class ManagerService:
 
     def _housekeeping(self, stop: threading.Event) -> None:
         """Release, visibly, allocations of sectors that stopped reporting."""
-        interval = max(0.05, min(60.0, self.config.release_after / 4))
+        interval = max(0.05, min(60.0, self.config.release_after / 4, self.config.unreported_release_after / 4))
         while not stop.wait(interval):
             try:
-                for miner, number in self.sealer.release_silent():
-                    log.warning("released sector s-t0%s-%s: no report for %.0fs (allocation and reservation freed)",
-                                miner, number, self.config.release_after)
+                for miner, number, reason in self.sealer.release_silent():
+                    log.warning("released sector s-t0%s-%s: %s (allocation and reservation freed)", miner, number, reason)
             except Exception:
                 log.exception("housekeeping pass failed")
 

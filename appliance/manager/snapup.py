@@ -15,6 +15,7 @@ import base64
 import time
 
 from ..core.proof_types import seal_proof
+from ..core.protocol import OnChainState, SubmitResult
 from ..core.sector import sector_file_names
 from ..proofs import ProofError
 from ..proofs.cid import cid_to_commitment, commr_to_cid
@@ -23,8 +24,9 @@ from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_proof import verify_update_proof
 from ..rpc import INVALID_PARAMS, RPCError
 
-ACCEPTED, REJECTED, MISMATCHED, FILES_MISSED = 1, 4, 3, 5
-PENDING, LANDED, FAILED = 1, 3, 5
+ACCEPTED, REJECTED, MISMATCHED, FILES_MISSED = (SubmitResult.ACCEPTED, SubmitResult.REJECTED,
+                                                SubmitResult.MISMATCHED_SUBMISSION, SubmitResult.FILES_MISSED)
+PENDING, LANDED, FAILED = OnChainState.PENDING, OnChainState.LANDED, OnChainState.FAILED
 
 
 class SnapUp:
