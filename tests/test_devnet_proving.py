@@ -433,8 +433,10 @@ def test_old_database_sectors_get_deadlines(tmp_path):
     db.execute("DROP TABLE power_history")
     db.execute("DELETE FROM meta WHERE key IN ('cron_epoch', 'winning_checked')")
     db.commit()
+    db.execute("PRAGMA user_version = 0")     # a file from before schema versions
     db.close()
     again = Devnet(tmp_path / "devnet.db", MANUAL)
+    assert (tmp_path / "devnet.db.v0.bak").exists()        # the copy kept before migrating
     assert [p.sectors for p in again.deadline_partitions(MINER, 2)] == [(1, 2)]
     assert again.miner_power(MINER).active_sectors == 2
     with pytest.raises(ChainError, match="another genesis seed"):

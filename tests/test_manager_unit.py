@@ -116,7 +116,7 @@ def test_silent_sectors_are_released(parts):
     clock[0] += 30
     assert sealer.release_silent() == []
     clock[0] += 31
-    assert sealer.release_silent() == [(1000, sid["Number"])]
+    assert sealer.release_silent() == [(1000, sid["Number"], "released: no report for 60s")]
     rec = state.sector(1000, sid["Number"])
     assert rec["finalized"] and rec["abort_reason"].startswith("released: no report")
     assert state.reservation(1000, sid["Number"]) is None

@@ -111,14 +111,14 @@ def test_etag_moves_with_visible_changes_only_and_idle_costs_one_statement(manag
     report(w, sid, "Allocated", "DealsAcquired", "AcquireDeals")
     assert etag() != e2
     counted = []
-    svc.state._db.set_trace_callback(counted.append)
-    svc.chain._db.set_trace_callback(counted.append)
+    svc.state.db.set_trace(counted.append)
+    svc.chain.database.set_trace(counted.append)
     try:
         for _ in range(10):
             get(url + "/ui/api/version", read)
     finally:
-        svc.state._db.set_trace_callback(None)
-        svc.chain._db.set_trace_callback(None)
+        svc.state.db.set_trace(None)
+        svc.chain.database.set_trace(None)
     assert counted == ["SELECT version FROM web_version WHERE id = 1"] * 10
 
 

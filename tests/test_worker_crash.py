@@ -3,6 +3,7 @@ while sectors go through it and restarted; every sector finishes, no completed s
 twice in the journals, and no sector is lost or persisted twice."""
 
 import collections
+import os
 import sqlite3
 import sys
 import time
@@ -16,7 +17,12 @@ from appliance.rpc.client import RPCClient
 from .test_worker_e2e import MANAGER, WORKER, start
 from .conftest import read_line
 
-POINTS_W = sorted(p for p in POINTS if p.startswith("worker."))
+# points the sealer passes in this walk; the others are walked where their plan runs: the abort
+# clean-up and the unseal and rebuild points in process (test_worker_runner.py), snapup's with real
+# processes (test_worker_task_crash.py)
+ELSEWHERE = {"worker.abort.before_clear", "worker.unseal.written", "worker.rebuild.persisted", "worker.snapup.proved",
+             "worker.snapup.submitted"}
+POINTS_W = sorted(p for p in POINTS if p.startswith("worker.") and p not in ELSEWHERE)
 
 
 # one point runs by default; the whole walk is slow-marked (CI runs it)
@@ -35,14 +41,14 @@ def test_worker_survives_crash_point(point, tmp_path):
     cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1",
                                  python=sys.executable))
     args = ["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")]
-    before = _processor_processes()
-    worker = start(args, {"DAMOCLES_CRASH_AT": point})
+    tag = f"crash-{point}-{os.getpid()}-{time.monotonic_ns()}"      # marks this test's processes only
+    worker = start(args, {"DAMOCLES_CRASH_AT": point, "DAMOCLES_TEST_TAG": tag})
     try:
         assert worker.wait(timeout=120) == EXIT_CODE, worker.stderr.read()
         deadline = time.monotonic() + 10
-        while _processor_processes() - before and time.monotonic() < deadline:
+        while _processor_processes(tag) and time.monotonic() < deadline:
             time.sleep(0.1)   # PR_SET_PDEATHSIG is delivered asynchronously; bounded
-        assert not _processor_processes() - before, "processor processes outlived their worker"
+        assert not _processor_processes(tag), "processor processes outlived their worker"
         worker = start(args)      # restarted without the crash point
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -78,14 +84,16 @@ def admin_sectors(home):
         chain.close()
 
 
-def _processor_processes() -> set[int]:
-    """Live processor processes on this machine: pool processes and external `processor` children."""
-    import os
+def _processor_processes(tag: str) -> set[int]:
+    """Live processor processes started by this test's worker (they inherit DAMOCLES_TEST_TAG):
+    pool processes and external `processor` children; other tests' processes are not counted."""
     out = set()
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 cmd = open(f"/proc/{d}/cmdline", "rb").read()
+                if f"DAMOCLES_TEST_TAG={tag}".encode() not in open(f"/proc/{d}/environ", "rb").read().split(b"\0"):
+                    continue
                 state = [x for x in open(f"/proc/{d}/status") if x.startswith("State:")][0]
             except (OSError, IndexError):
                 continue

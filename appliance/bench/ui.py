@@ -155,8 +155,8 @@ def run(home: Path, n: int, requests: int) -> dict:
         def trace(stmt: str) -> None:    # statements of the threads answering HTTP requests count; the
             name = threading.current_thread().name     # manager's own loops (poster, housekeeping) do not
             (counted if "process_request" in name else background).append(stmt)
-        svc.state._db.set_trace_callback(trace)
-        svc.chain._db.set_trace_callback(trace)
+        svc.state.db.set_trace(trace)
+        svc.chain.database.set_trace(trace)
         refreshes = 50
         _time(base + "/ui/api/version", token, refreshes)
         idle = list(counted)
@@ -164,8 +164,8 @@ def run(home: Path, n: int, requests: int) -> dict:
         svc.web._proving = None
         _time(base + "/ui/api/overview", token, 1)
         overview_statements = len(counted)
-        svc.state._db.set_trace_callback(None)
-        svc.chain._db.set_trace_callback(None)
+        svc.state.db.set_trace(None)
+        svc.chain.database.set_trace(None)
         out["idle_refresh"] = {"refreshes": refreshes, "statements": len(idle), "manager_loops_meanwhile": len(background),
                                "statements_per_refresh": len(idle) / refreshes,
                                "distinct": sorted(set(idle))}

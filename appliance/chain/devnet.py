@@ -18,14 +18,14 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from ..core.db import Database, DatabaseError, Schema
 from ..core.proof_types import seal_proof
 from . import deadlines as dl
-from . import market, proving, winning
+from . import clock, market, proving, winning
 from .interface import Chain
 from .miner_actor import METHODS as SEALING_METHODS
 from .snap_actor import METHODS as SNAP_METHODS
@@ -53,28 +53,46 @@ CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT N
     PRIMARY KEY (miner, number));
 """ + proving.SCHEMA + winning.SCHEMA + market.SCHEMA
 
+# migrations[i] takes devnet.db from version i to i + 1; append, never edit a released one.
+DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA], frozenset({"meta", "miners", "messages"}), frozenset({
+    ("miners", "info"), ("messages", "params"), ("precommits", "info"), ("sectors", "info"), ("penalties", "sectors")}))
+
 
 class Devnet(Chain):
     def __init__(self, path: str | os.PathLike, policy: ChainPolicy | None = None, now=time.time,
-                 genesis_seed: bytes | None = None):
+                 genesis_seed: bytes | None = None, create: bool = True):
         """Open (or create) the devnet database. `policy` applies to this run; `now` is the
         wall clock, replaceable in tests; `genesis_seed` (32 bytes) fixes the ticket chain and the
-        beacon of a new database (a random one by default) and must match an existing one's."""
+        beacon of a new database (a random one by default) and must match an existing one's.
+        With `create` False a missing, empty or genesis-less database is refused (a manager
+        that has sectors must not silently start a new chain)."""
         if genesis_seed is not None and (not isinstance(genesis_seed, bytes) or len(genesis_seed) != 32):
             raise ChainError("genesis seed must be 32 bytes")
         self.path = Path(path)
         self.policy = policy or ChainPolicy()
         self._now = now
-        self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ChainError(f"devnet database {self.path}: {exc}") from None
+            self.database = Database(self.path, DEVNET_SCHEMA, create)
+        except DatabaseError as exc:
+            raise ChainError(str(exc)) from None
+        try:
+            self._open(genesis_seed, create)
+            self.epoch = self.head()   # the epoch messages execute at (set while executing)
+            self.miners()
+        except (ValueError, TypeError, KeyError) as exc:     # a value SQLite's checks cannot judge
+            self.database.close()
+            raise ChainError(f"devnet chain database {self.path} is damaged ({type(exc).__name__}: {exc}); the file is "
+                             f"kept as it is: restore it from a backup") from None
+        except BaseException:
+            self.database.close()
+            raise
+
+    def _open(self, genesis_seed: bytes | None, create: bool) -> None:
         with self._tx():
             if self._meta("genesis_seed") is None:
+                if not create:
+                    raise ChainError(f"devnet chain database {self.path} has no chain (no genesis): refusing to "
+                                     f"start a new chain under a manager that has sectors")
                 self._set_meta("genesis_seed", (genesis_seed or os.urandom(32)).hex())
                 self._set_meta("clock_epoch", "0")
                 self._set_meta("clock_time", repr(self._now()))
@@ -83,7 +101,7 @@ class Devnet(Chain):
                 raise ChainError(f"devnet database {self.path} has another genesis seed")
             self._genesis = bytes.fromhex(self._meta("genesis_seed"))
             self._migrate()
-        self.epoch = self.head()   # the epoch messages execute at (set while executing)
+            clock.anchor_on_open(self)
 
     def _migrate(self) -> None:
         """A database from before WindowPoSt: crons start at the last processed epoch and its
@@ -95,52 +113,37 @@ class Devnet(Chain):
             self._set_meta("winning_checked", str(processed - 1))
         self.epoch = processed
         for miner in [m.actor for m in self.miners()]:
-            numbers = [n for (n,) in self._db.execute(
+            numbers = [n for (n,) in self.db.execute(
                 "SELECT number FROM sectors WHERE miner = ? AND number NOT IN "
                 "(SELECT number FROM sector_deadlines WHERE miner = ?)", (miner, miner))]
             proving.assign_sectors(self, miner, numbers)
 
     @property
     def db(self) -> sqlite3.Connection:
-        """The database, for the actor modules (only inside a transaction)."""
-        return self._db
+        """This thread's connection, for the actor modules (writes only inside `_tx`)."""
+        return self.database.conn()
 
     def close(self) -> None:
-        self._db.close()
+        self.database.close()
 
     # ---------------------------------------------------------------- storage helpers
 
     def _tx(self):
-        devnet = self
-
-        class _Tx:
-            def __enter__(self):
-                devnet._lock.acquire()
-                devnet._db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, exc_type, exc, tb):
-                try:
-                    devnet._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-                finally:
-                    devnet._lock.release()
-        return _Tx()
+        """A write transaction (the chain's steps are serialized in the process)."""
+        return self.database.tx()
 
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def _set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                          (key, value))
 
     # -------------------------------------------------------------------------- clock
 
     def _clock_head(self) -> int:
-        epoch = int(self._meta("clock_epoch"))
-        if self.policy.block_time > 0:
-            elapsed = self._now() - float(self._meta("clock_time"))
-            epoch += max(0, int(elapsed // self.policy.block_time))
-        return epoch
+        return clock.head(self)
 
     def head(self) -> int:
         with self._tx():
@@ -152,8 +155,7 @@ class Devnet(Chain):
             raise ChainError(f"advance: {epochs!r} is not a non-negative number of epochs")
         with self._tx():
             head = self._catch_up() + epochs
-            self._set_meta("clock_epoch", str(head))
-            self._set_meta("clock_time", repr(self._now()))
+            clock.set_anchor(self, head, self._now())
             return self._catch_up()
 
     def set_block_time(self, seconds: float) -> None:
@@ -162,9 +164,8 @@ class Devnet(Chain):
             raise ChainError(f"block time {seconds} is negative")
         with self._tx():
             head = self._catch_up()
-            self._set_meta("clock_epoch", str(head))
-            self._set_meta("clock_time", repr(self._now()))
             self.policy = replace(self.policy, block_time=float(seconds))
+            clock.set_anchor(self, head, self._now())
 
     def _catch_up(self) -> int:
         """Execute every message that has landed by the clock's head, each at its own epoch,
@@ -175,7 +176,7 @@ class Devnet(Chain):
         of the deadlines closing at E+1 (the deadline's last epoch is E), i.e. a deadline's cron
         runs before anything landing at its close epoch, where a proof for it would be late."""
         head = self._clock_head()
-        pending = self._db.execute(
+        pending = self.db.execute(
             "SELECT seq, id, miner, method, params, land_epoch FROM messages WHERE executed_epoch IS NULL "
             "AND land_epoch <= ? ORDER BY land_epoch, seq", (head,)).fetchall()
         cron_done = int(self._meta("cron_epoch"))
@@ -215,15 +216,15 @@ class Devnet(Chain):
     def _expire_precommits(self, epoch: int) -> None:
         """Cron: PreCommits past their ProveCommit deadline are removed (their numbers stay
         allocated) once the clean-up delay has passed, as builtin-actors does."""
-        expired = self._db.execute("SELECT miner, number FROM precommits WHERE deadline + ? < ?",
+        expired = self.db.execute("SELECT miner, number FROM precommits WHERE deadline + ? < ?",
                                    (self.policy.expired_precommit_cleanup_delay, epoch)).fetchall()
         for miner, number in expired:
             market.release(self, miner, number)      # their deals are free again
-        self._db.execute("DELETE FROM precommits WHERE deadline + ? < ?", (self.policy.expired_precommit_cleanup_delay, epoch))
+        self.db.execute("DELETE FROM precommits WHERE deadline + ? < ?", (self.policy.expired_precommit_cleanup_delay, epoch))
 
     def _execute(self, seq: int, miner: int, method: str, params: dict, epoch: int) -> None:
         self.epoch = epoch
-        self._db.execute("SAVEPOINT message")
+        self.db.execute("SAVEPOINT message")
         try:
             handler = METHODS.get(method)
             if handler is None:
@@ -231,16 +232,16 @@ class Devnet(Chain):
             handler(self, miner, params)
             code, error = ExitCode.OK, None
         except ActorError as exc:
-            self._db.execute("ROLLBACK TO message")
+            self.db.execute("ROLLBACK TO message")
             code, error = exc.code, str(exc)
         except ChainError as exc:
-            self._db.execute("ROLLBACK TO message")
+            self.db.execute("ROLLBACK TO message")
             code, error = ExitCode.NOT_FOUND, str(exc)
         except Exception as exc:  # a bug must fail the message, never wedge the chain
-            self._db.execute("ROLLBACK TO message")
+            self.db.execute("ROLLBACK TO message")
             code, error = ExitCode.ILLEGAL_STATE, f"internal error: {type(exc).__name__}: {exc}"
-        self._db.execute("RELEASE message")
-        self._db.execute("UPDATE messages SET executed_epoch = ?, exit_code = ?, error = ? WHERE seq = ?",
+        self.db.execute("RELEASE message")
+        self.db.execute("UPDATE messages SET executed_epoch = ?, exit_code = ?, error = ? WHERE seq = ?",
                          (epoch, int(code), error, seq))
 
     # --------------------------------------------------------------------- randomness
@@ -303,22 +304,22 @@ class Devnet(Chain):
         if proving_period_start is not None and not 0 <= proving_period_start < period:
             raise ChainError(f"proving period start {proving_period_start} must be in [0, {period})")
         with self._tx():
-            if self._db.execute("SELECT 1 FROM miners WHERE actor = ?", (actor,)).fetchone():
+            if self.db.execute("SELECT 1 FROM miners WHERE actor = ?", (actor,)).fetchone():
                 raise ChainError(f"miner f0{actor} already exists")
             offset = int.from_bytes(hashlib.sha256(self._genesis + actor.to_bytes(8, "big")).digest()[:8], "big")
             info = MinerInfo(actor, worker or f"f0{actor}-worker", proof.id, proof.window_post.id, proof.size.bytes,
                              offset % period if proving_period_start is None else proving_period_start)
-            self._db.execute("INSERT INTO miners (actor, info) VALUES (?, ?)", (actor, json.dumps(asdict(info))))
+            self.db.execute("INSERT INTO miners (actor, info) VALUES (?, ?)", (actor, json.dumps(asdict(info))))
             return info
 
     def miner_info(self, miner: int) -> MinerInfo:
-        row = self._db.execute("SELECT info FROM miners WHERE actor = ?", (miner,)).fetchone()
+        row = self.db.execute("SELECT info FROM miners WHERE actor = ?", (miner,)).fetchone()
         if row is None:
             raise ChainError(f"miner f0{miner} not found")
         return MinerInfo(**json.loads(row[0]))
 
     def miners(self) -> list[MinerInfo]:
-        return [MinerInfo(**json.loads(r[0])) for r in self._db.execute("SELECT info FROM miners ORDER BY actor")]
+        return [MinerInfo(**json.loads(r[0])) for r in self.db.execute("SELECT info FROM miners ORDER BY actor")]
 
     # ----------------------------------------------------------------------- messages
 
@@ -334,23 +335,23 @@ class Devnet(Chain):
         with self._tx():
             head = self._catch_up()
             if nonce is not None:
-                row = self._db.execute("SELECT n.message, m.method, m.params FROM nonces n JOIN messages m ON m.id = n.message "
+                row = self.db.execute("SELECT n.message, m.method, m.params FROM nonces n JOIN messages m ON m.id = n.message "
                                        "WHERE n.miner = ? AND n.nonce = ?", (miner, nonce)).fetchone()
                 if row is not None:
                     if (row[1], row[2]) != (method, body):
                         raise ChainError(f"nonce {nonce} of f0{miner} is already used by another message {row[0]}")
                     return row[0]
-            seq = (self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]) + 1
+            seq = (self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]) + 1
             mid = "bafy2bzace" + hashlib.sha256(f"{seq}:{miner}:{method}:{body}".encode() + self._genesis).hexdigest()[:40]
-            self._db.execute("INSERT INTO messages (seq, id, miner, method, params, pushed_epoch, land_epoch) "
+            self.db.execute("INSERT INTO messages (seq, id, miner, method, params, pushed_epoch, land_epoch) "
                              "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, mid, miner, method, body, head, head + self.policy.message_delay))
             if nonce is not None:
-                self._db.execute("INSERT INTO nonces (miner, nonce, message) VALUES (?, ?, ?)", (miner, nonce, mid))
+                self.db.execute("INSERT INTO nonces (miner, nonce, message) VALUES (?, ?, ?)", (miner, nonce, mid))
             return mid
 
     def messages(self, miner: int | None = None) -> list[dict]:
         """Every message pushed (admin/tests): id, miner, method, params, epochs, exit code."""
-        rows = self._db.execute("SELECT id, miner, method, params, pushed_epoch, executed_epoch, exit_code, error FROM messages "
+        rows = self.db.execute("SELECT id, miner, method, params, pushed_epoch, executed_epoch, exit_code, error FROM messages "
                                 "WHERE ? IS NULL OR miner = ? ORDER BY seq", (miner, miner)).fetchall()
         return [{"id": r[0], "miner": r[1], "method": r[2], "params": json.loads(r[3]), "pushed_epoch": r[4],
                  "executed_epoch": r[5], "exit_code": r[6], "error": r[7]} for r in rows]
@@ -358,37 +359,53 @@ class Devnet(Chain):
     def receipt(self, message: str) -> Receipt | None:
         with self._tx():
             self._catch_up()
-            row = self._db.execute("SELECT executed_epoch, exit_code, error FROM messages WHERE id = ?", (message,)).fetchone()
+            row = self.db.execute("SELECT executed_epoch, exit_code, error FROM messages WHERE id = ?", (message,)).fetchone()
         if row is None:
             raise ChainError(f"message {message} not found")
         if row[0] is None:
             return None
         return Receipt(message, row[1], row[2], row[0])
 
+    # ------------------------------------------------- what the chain has already seen
+
+    def highest_sector_number(self, miner: int) -> int | None:
+        """The highest sector number the miner's actor has seen (allocated by a PreCommit or
+        active), None if none: a manager must never allocate it or one below it again."""
+        with self.database.read() as db:
+            row = db.execute("SELECT MAX(n) FROM (SELECT MAX(number) AS n FROM allocated WHERE miner = ? "
+                             "UNION ALL SELECT MAX(number) FROM sectors WHERE miner = ? "
+                             "UNION ALL SELECT MAX(number) FROM precommits WHERE miner = ?)", (miner, miner, miner)).fetchone()
+        return row[0]
+
+    def next_nonce(self, miner: int) -> int:
+        """The nonce the miner's next message must take (one past the highest the chain has seen)."""
+        row = self.database.one("SELECT MAX(nonce) FROM nonces WHERE miner = ?", (miner,))
+        return 0 if row[0] is None else row[0] + 1
+
     # ----------------------------------------------------------------- actor state
 
     def is_allocated(self, miner: int, number: int) -> bool:
-        return self._db.execute("SELECT 1 FROM allocated WHERE miner = ? AND number = ?", (miner, number)).fetchone() is not None
+        return self.db.execute("SELECT 1 FROM allocated WHERE miner = ? AND number = ?", (miner, number)).fetchone() is not None
 
     def allocate(self, miner: int, number: int) -> None:
-        self._db.execute("INSERT INTO allocated (miner, number) VALUES (?, ?)", (miner, number))
+        self.db.execute("INSERT INTO allocated (miner, number) VALUES (?, ?)", (miner, number))
 
     def put_precommit(self, pc: PreCommitOnChain) -> None:
-        self._db.execute("INSERT INTO precommits (miner, number, info, deadline) VALUES (?, ?, ?, ?)",
+        self.db.execute("INSERT INTO precommits (miner, number, info, deadline) VALUES (?, ?, ?, ?)",
                          (pc.miner, pc.number, json.dumps(asdict(pc)), self.policy.prove_commit_deadline(pc.precommit_epoch)))
 
     def get_precommit(self, miner: int, number: int) -> PreCommitOnChain | None:
-        row = self._db.execute("SELECT info FROM precommits WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+        row = self.db.execute("SELECT info FROM precommits WHERE miner = ? AND number = ?", (miner, number)).fetchone()
         return PreCommitOnChain(**json.loads(row[0])) if row else None
 
     def delete_precommit(self, miner: int, number: int) -> None:
-        self._db.execute("DELETE FROM precommits WHERE miner = ? AND number = ?", (miner, number))
+        self.db.execute("DELETE FROM precommits WHERE miner = ? AND number = ?", (miner, number))
 
     def put_sector(self, s: SectorOnChain) -> None:
-        self._db.execute("INSERT INTO sectors (miner, number, info) VALUES (?, ?, ?)", (s.miner, s.number, json.dumps(asdict(s))))
+        self.db.execute("INSERT INTO sectors (miner, number, info) VALUES (?, ?, ?)", (s.miner, s.number, json.dumps(asdict(s))))
 
     def get_sector(self, miner: int, number: int) -> SectorOnChain | None:
-        row = self._db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+        row = self.db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
         return SectorOnChain(**json.loads(row[0])) if row else None
 
     def assign_deadlines(self, miner: int, numbers: list[int]) -> None:
@@ -428,7 +445,7 @@ class Devnet(Chain):
     def sectors(self, miner: int | None = None) -> list[SectorOnChain]:
         with self._tx():
             self._catch_up()
-            rows = self._db.execute("SELECT info FROM sectors WHERE ? IS NULL OR miner = ? ORDER BY miner, number",
+            rows = self.db.execute("SELECT info FROM sectors WHERE ? IS NULL OR miner = ? ORDER BY miner, number",
                                     (miner, miner)).fetchall()
         return [SectorOnChain(**json.loads(r[0])) for r in rows]
 
@@ -498,7 +515,7 @@ class Devnet(Chain):
         """Blocks won (an accepted WinningPoSt) and missed (an elected epoch passed without one): {epoch, won}."""
         return self._proving_read(miner, lambda: [
             {"epoch": e, "won": bool(w)} for e, w in
-            self._db.execute("SELECT epoch, won FROM blocks WHERE miner = ? ORDER BY epoch", (miner,))])
+            self.db.execute("SELECT epoch, won FROM blocks WHERE miner = ? ORDER BY epoch", (miner,))])
 
 
 def _fr(randomness: bytes) -> bytes:

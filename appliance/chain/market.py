@@ -47,18 +47,18 @@ def publish(state, miner: int, piece_cid: str, piece_size: int, start_epoch: int
         raise ChainError(f"deal: start epoch {start_epoch} is not after the current epoch {state.epoch}")
     if end_epoch <= start_epoch:
         raise ChainError(f"deal: end epoch {end_epoch} is not after its start epoch {start_epoch}")
-    cur = state._db.execute("INSERT INTO deals (miner, piece_cid, piece_size, client, start_epoch, end_epoch, published) "
+    cur = state.db.execute("INSERT INTO deals (miner, piece_cid, piece_size, client, start_epoch, end_epoch, published) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (miner, piece_cid, piece_size, client, start_epoch, end_epoch, state.epoch))
     return cur.lastrowid
 
 
 def get(state, deal_id: int) -> dict | None:
-    r = state._db.execute(f"SELECT {_COLS} FROM deals WHERE id = ?", (deal_id,)).fetchone()
+    r = state.db.execute(f"SELECT {_COLS} FROM deals WHERE id = ?", (deal_id,)).fetchone()
     return _row(r) if r else None
 
 
 def listing(state, miner: int | None) -> list[dict]:
-    rows = state._db.execute(f"SELECT {_COLS} FROM deals WHERE ? IS NULL OR miner = ? ORDER BY id", (miner, miner)).fetchall()
+    rows = state.db.execute(f"SELECT {_COLS} FROM deals WHERE ? IS NULL OR miner = ? ORDER BY id", (miner, miner)).fetchall()
     out = []
     for r in rows:
         d = _row(r)
@@ -96,7 +96,7 @@ def check_precommit(state, miner: int, number: int, proof_id: int, deal_ids: lis
     except ProofError as exc:
         raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"sector {number}: the deals' pieces do not fit: {exc}") from None
     for deal_id in deal_ids:
-        state._db.execute("UPDATE deals SET sector = ? WHERE id = ?", (number, deal_id))
+        state.db.execute("UPDATE deals SET sector = ? WHERE id = ?", (number, deal_id))
     return comm_d
 
 
@@ -108,9 +108,9 @@ def activate(state, miner: int, number: int, deal_ids: list[int]) -> None:
         if d["start_epoch"] < state.epoch:
             raise ActorError(ExitCode.ILLEGAL_ARGUMENT,
                              f"sector {number}: deal {deal_id} started at {d['start_epoch']} before the sector was proven")
-        state._db.execute("UPDATE deals SET activated = ? WHERE id = ?", (state.epoch, deal_id))
+        state.db.execute("UPDATE deals SET activated = ? WHERE id = ?", (state.epoch, deal_id))
 
 
 def release(state, miner: int, number: int) -> None:
     """A PreCommit that expired gives its deals back."""
-    state._db.execute("UPDATE deals SET sector = NULL WHERE miner = ? AND sector = ? AND activated IS NULL", (miner, number))
+    state.db.execute("UPDATE deals SET sector = NULL WHERE miner = ? AND sector = ? AND activated IS NULL", (miner, number))

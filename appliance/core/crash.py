@@ -22,6 +22,13 @@ POINTS = {
     "worker.seed.waiting": "the worker dies while waiting for the seed",
     "worker.persist.before": "space is reserved in the persist store but nothing is copied",
     "worker.submit_proof.after": "the manager has the proof but the worker never journaled it",
+    "worker.finish.before_clear": "Finished is journaled but the manager is not told and the files are not removed",
+    "worker.abort.before_clear": "the abort is reported but the journal still holds the sector",
+    "worker.unseal.written": "an unseal task's piece is written but the transition is not journaled",
+    "worker.rebuild.persisted": "a rebuilt sector is persisted but the transition is not journaled",
+    "worker.snapup.proved": "a snap upgrade's proof is written but the transition is not journaled",
+    "worker.snapup.submitted": "the manager has the upgrade's proof but the worker never journaled it",
+    "processor.before_ready": "a processor process dies before it reports ready (set in the worker's environment)",
 }
 
 

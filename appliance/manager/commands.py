@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..core.signals import wait_for_stop_signal
 
+from ..core.db import DatabaseError
 from ..core.output import emit
 from ..rpc.auth import PERMISSIONS, issue_token, load_or_create_secret
 
@@ -24,7 +25,24 @@ def add_parsers(manager: argparse._SubParsersAction) -> None:
     p.add_argument("--listen", help="HOST:PORT (default from manager.toml; port 0 picks a free one)")
     from ..core.logs import add_argument as add_log_format
     add_log_format(p)
+    p.add_argument("--rebuild-from-chain", action="store_true",
+                   help="when manager.db is behind the chain (deleted, damaged, an older copy restored), take the "
+                        "sector number counters and message nonces from the chain instead of refusing to start")
     p.set_defaults(func=cmd_run)
+    p = manager.add_parser("backup", help="write a consistent online backup (state, chain, secret, config) to one file")
+    p.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    p.add_argument("--to", type=Path, required=True, metavar="FILE", help="the archive to write (.tar.gz)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backup)
+    p = manager.add_parser("restore", help="check a backup and put it into a manager home (the manager stopped)")
+    p.add_argument("--from", dest="archive", type=Path, required=True, metavar="FILE")
+    p.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    p.add_argument("--keep-chain", action="store_true",
+                   help="restore the manager's state and secret but keep the home's devnet.db")
+    p.add_argument("--force", action="store_true",
+                   help="replace the home's databases (they are moved aside as *.before-restore-<time>)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_restore)
     p = manager.add_parser("token", help="issue an API token")
     p.add_argument("--home", type=Path, default=DEFAULT_HOME)
     p.add_argument("--perm", choices=PERMISSIONS, default="write")
@@ -48,7 +66,11 @@ def cmd_run(args) -> int:
         print(f"damocles: error: {args.home / 'manager.toml'} not found: run 'damocles manager init --home {args.home}'",
               file=sys.stderr)
         return 2
-    service = ManagerService(args.home)
+    try:
+        service = ManagerService(args.home, rebuild_from_chain=args.rebuild_from_chain)
+    except DatabaseError as exc:        # a damaged, newer, missing or behind-the-chain database
+        print(f"damocles: error: {exc}", file=sys.stderr)
+        return 2
     host, port = service.start(args.listen)
     print(f"listening on http://{host}:{port}", flush=True)
     wait_for_stop_signal()
@@ -60,4 +82,22 @@ def cmd_token(args) -> int:
     secret = load_or_create_secret(args.home / "secret")
     token = issue_token(secret, args.perm, args.name)
     emit({"token": token, "perm": args.perm}, args.json, [token])
+    return 0
+
+
+def cmd_backup(args) -> int:
+    from .backup import backup
+    manifest = backup(args.home, args.to)
+    sizes = ", ".join(f"{n} v{m['schema_version']}" if "schema_version" in m else n for n, m in manifest["files"].items())
+    emit({"archive": str(args.to), **manifest}, args.json, [f"backed up {args.home} to {args.to} ({sizes})"])
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from .backup import restore
+    done = restore(args.archive, args.home, keep_chain=args.keep_chain, force=args.force)
+    lines = [f"restored {', '.join(done['restored'])} from {args.archive} into {args.home}"]
+    if done["moved_aside"]:
+        lines.append(f"moved aside: {', '.join(done['moved_aside'])}")
+    emit(done, args.json, lines)
     return 0

@@ -73,6 +73,7 @@ class ManagerConfig:
     seal_randomness_lookback: int = 900
     interactive_porep_confidence: int = 6
     release_after: float = 7 * 86400.0      # allocations of sectors silent this long are released
+    unreported_release_after: float = 600.0   # an allocation no worker has reported by then is released
     persist_stores: list[PersistStore] = field(default_factory=list)
     piece_stores: list[PersistStore] = field(default_factory=list)
     worker_prover: WorkerProverConfig = WorkerProverConfig()
@@ -139,10 +140,13 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
         raise ConfigError("[RPC].AllowNetworks: expected a list of networks such as \"10.0.0.0/8\"")
     cfg.allow_networks = nets
     sealing = _table(raw.get("Sealing", {}), "[Sealing]")
-    _unknown(sealing, {"SealRandomnessLookback", "InteractivePoRepConfidence", "ReleaseAfter"}, "[Sealing]", w)
+    _unknown(sealing, {"SealRandomnessLookback", "InteractivePoRepConfidence", "ReleaseAfter", "UnreportedReleaseAfter"},
+             "[Sealing]", w)
     cfg.seal_randomness_lookback = _take(sealing, "SealRandomnessLookback", int, "[Sealing]", cfg.seal_randomness_lookback)
     cfg.interactive_porep_confidence = _take(sealing, "InteractivePoRepConfidence", int, "[Sealing]", cfg.interactive_porep_confidence)
     cfg.release_after = _take(sealing, "ReleaseAfter", "duration", "[Sealing]", cfg.release_after)
+    cfg.unreported_release_after = _take(sealing, "UnreportedReleaseAfter", "duration", "[Sealing]",
+                                         cfg.unreported_release_after)
     try:
         cfg.chain, chain_warnings = ChainPolicy.from_config(_table(raw.get("Chain", {}), "[Chain]"))
     except ValueError as exc:

@@ -91,8 +91,8 @@ class Market:
                 "StartEpoch": start, "EndEpoch": end}
 
     def deals(self, miner: int | None = None) -> list[dict]:
-        rows = self.state._db.execute("SELECT id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, sector "
-                                      "FROM deals WHERE ? IS NULL OR miner = ? ORDER BY id", (miner, miner)).fetchall()
+        rows = self.state.query("SELECT id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, sector "
+                                "FROM deals WHERE ? IS NULL OR miner = ? ORDER BY id", (miner, miner))
         return [{"DealID": r[0], "Miner": r[1], "PieceCID": r[2], "PieceSize": r[3], "PayloadSize": r[4], "StartEpoch": r[5],
                  "EndEpoch": r[6], "Sector": r[7]} for r in rows]
 

@@ -105,8 +105,8 @@ class Poster:
     # ------------------------------------------------------------------ round state
 
     def round(self, miner: int, period_start: int, index: int, group: int = 0) -> dict:
-        row = self.state._db.execute("SELECT info FROM post_rounds WHERE miner = ? AND period_start = ? AND deadline = ? "
-                                     "AND grp = ?", (miner, period_start, index, group)).fetchone()
+        row = self.state.one("SELECT info FROM post_rounds WHERE miner = ? AND period_start = ? AND deadline = ? "
+                             "AND grp = ?", (miner, period_start, index, group))
         return json.loads(row[0]) if row else {}
 
     def _save(self, key: tuple, info: dict) -> None:
@@ -116,8 +116,8 @@ class Poster:
                        (*key, json.dumps(info)))
 
     def rounds(self, miner: int) -> list[dict]:
-        rows = self.state._db.execute("SELECT period_start, deadline, grp, info FROM post_rounds WHERE miner = ? "
-                                      "ORDER BY period_start, deadline, grp", (miner,)).fetchall()
+        rows = self.state.query("SELECT period_start, deadline, grp, info FROM post_rounds WHERE miner = ? "
+                                "ORDER BY period_start, deadline, grp", (miner,))
         return [{"PeriodStart": p, "Deadline": d, "Group": g, **json.loads(i)} for p, d, g, i in rows]
 
     # ---------------------------------------------------------------- WindowPoSt

@@ -38,22 +38,23 @@ class Rebuilder:
         return self.task(task_id)
 
     def task(self, task_id: int) -> dict:
-        r = self.state._db.execute("SELECT id, miner, number, state, worker, reason, error FROM rebuild_tasks WHERE id = ?",
-                                   (task_id,)).fetchone()
+        r = self.state.one("SELECT id, miner, number, state, worker, reason, error FROM rebuild_tasks WHERE id = ?",
+                           (task_id,))
         if r is None:
             raise RPCError(INVALID_PARAMS, f"no rebuild task {task_id}")
         return {"ID": r[0], "Sector": {"Miner": r[1], "Number": r[2]}, "State": r[3], "Worker": r[4] or "",
                 "Reason": r[5] or "", "ErrorInfo": r[6] or ""}
 
     def tasks(self) -> list[dict]:
-        return [self.task(r[0]) for r in self.state._db.execute("SELECT id FROM rebuild_tasks ORDER BY id")]
+        with self.state.read():      # every task from one snapshot
+            return [self.task(r[0]) for r in self.state.query("SELECT id FROM rebuild_tasks ORDER BY id")]
 
     def allocate(self, spec: dict, worker: str) -> dict | None:
         """Damocles' AllocateRebuildSector, in SectorRebuildInfo's shape (plus the CommR to
         match). A task a worker took and did not finish is handed to it again."""
         miners = spec.get("AllowedMiners")
-        rows = self.state._db.execute("SELECT id, miner, number FROM rebuild_tasks WHERE state = 'pending' OR "
-                                      "(state = 'allocated' AND worker = ?) ORDER BY id", (worker,)).fetchall()
+        rows = self.state.query("SELECT id, miner, number FROM rebuild_tasks WHERE state = 'pending' OR "
+                                "(state = 'allocated' AND worker = ?) ORDER BY id", (worker,))
         for task_id, miner, number in rows:
             if miners and miner not in miners:
                 continue

@@ -13,6 +13,7 @@ import time
 from ..chain.interface import Chain
 from ..chain.types import ChainError
 from ..core.crash import crash_point
+from ..core.protocol import OnChainState, SubmitResult
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID, sector_file_names
 from ..proofs import ProofError
@@ -23,9 +24,8 @@ from .config import ManagerConfig, PersistStore
 from .market import Market
 from .state import ManagerState
 
-# SubmitResult and OnChainState, as Damocles numbers them
-ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = 1, 2, 3, 4, 5
-PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = 1, 2, 3, 4, 5, 6, 7
+ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = SubmitResult
+PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
 EPOCHS_PER_DAY = 2880
 STORE_WAIT_LOG_EVERY = 60.0
 log = logging.getLogger("damocles.manager.sectors")
@@ -147,15 +147,34 @@ class Sealer:
 
     # ---------------------------------------------------------------------- seed
 
+    def _precommit_expired_at(self, rec: dict, pc, policy, head: int) -> int | None:
+        """The epoch the sector's PreCommit expired at (its ProveCommit deadline passed, or the
+        chain already cleaned it up), or None while it can still be proven."""
+        if pc is not None:
+            deadline = policy.prove_commit_deadline(pc.precommit_epoch)
+            return deadline if head > deadline else None
+        if not rec.get("pre_msg") or self.chain.sector(rec["miner"], rec["number"]) is not None:
+            return None
+        receipt = self.chain.receipt(rec["pre_msg"])
+        if receipt is None or not receipt.ok:
+            return None
+        return policy.prove_commit_deadline(receipt.epoch)      # landed, then removed by the chain's cron
+
     def wait_seed(self, sid: dict, proof_type: int) -> dict:
         rec = self._sector(sid)
+        if rec.get("abort_reason"):        # the worker learns the reason from its failure report
+            return {"ShouldWait": False, "Delay": 0, "Seed": None}
         pc = self.chain.precommit(sid["Miner"], sid["Number"])
+        policy = self.chain.policy if hasattr(self.chain, "policy") else self.config.chain
+        head = self.chain.head()
+        expired_at = self._precommit_expired_at(rec, pc, policy, head)
+        if expired_at is not None:
+            self.report_aborted(sid, f"PreCommit expired at epoch {expired_at}")
+            return {"ShouldWait": False, "Delay": 0, "Seed": None}
         if pc is None:
             return {"ShouldWait": False, "Delay": 0, "Seed": None}
-        policy = self.chain.policy if hasattr(self.chain, "policy") else self.config.chain
         seed_epoch = policy.seed_epoch(pc.precommit_epoch)
         ready_at = seed_epoch + self.config.interactive_porep_confidence
-        head = self.chain.head()
         if head < ready_at:
             delay = max(1, math.ceil((ready_at - head) * policy.block_time)) if policy.block_time else 1
             return {"ShouldWait": True, "Delay": delay, "Seed": None}
@@ -404,16 +423,31 @@ class Sealer:
         self.state.ping(info["Name"], info)
         return None
 
-    def release_silent(self) -> list[tuple[int, int]]:
-        """Release allocations and reservations of unfinished sectors not heard of for
-        `release_after`; returns them (the caller logs each)."""
-        released = []
-        for miner, number in self.state.silent_since(self._now() - self.config.release_after):
+    def release_silent(self) -> list[tuple[int, int, str]]:
+        """Release, marked aborted with the reason, allocations no worker reported within
+        `unreported_release_after` (the worker died before it journaled the number) and unfinished
+        sectors not heard of for `release_after`; returns them (the caller logs each). A released
+        number is never handed out again: the counter only moves forward."""
+        now, released = self._now(), []
+        long_silent = set(self.state.silent_since(now - self.config.release_after))
+        for miner, number in self.state.silent_since(now - self.config.unreported_release_after):
             rec = self.state.sector(miner, number)
             if rec.get("finalized"):
                 continue
-            self.report_aborted({"Miner": miner, "Number": number},
-                                f"released: no report for {self.config.release_after:.0f}s")
-            released.append((miner, number))
+            if rec.get("state") == "Allocated" and not rec.get("worker"):
+                reason = (f"released: allocated but never reported by a worker within "
+                          f"{self.config.unreported_release_after:.0f}s (the worker stopped before it journaled the number)")
+            elif (miner, number) in long_silent:
+                reason = f"released: no report for {self.config.release_after:.0f}s"
+            else:
+                continue
+            self.report_aborted({"Miner": miner, "Number": number}, reason)
+            released.append((miner, number, reason))
+        for miner, number in long_silent:       # when ReleaseAfter is the shorter of the two
+            rec = self.state.sector(miner, number)
+            if not rec.get("finalized"):
+                reason = f"released: no report for {self.config.release_after:.0f}s"
+                self.report_aborted({"Miner": miner, "Number": number}, reason)
+                released.append((miner, number, reason))
         return released
 

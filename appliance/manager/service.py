@@ -22,7 +22,7 @@ from .proving import Proving
 from .rebuild import Rebuilder
 from .snapup import SnapUp
 from .sealer import Sealer
-from .state import ManagerState
+from .guard import open_stores
 from .unseal import Unsealer
 from .wdpost_jobs import WdPoStJobs
 
@@ -103,15 +103,15 @@ def ensure_miners(chain: Devnet, cfg: ManagerConfig) -> None:
 
 
 class ManagerService:
-    def __init__(self, home: Path, config: ManagerConfig | None = None):
+    def __init__(self, home: Path, config: ManagerConfig | None = None, rebuild_from_chain: bool = False):
         self.home = Path(home)
         self.config = config or load_config(self.home / "manager.toml")
         for w in self.config.warnings:
             log.warning(w)
         self.secret = load_or_create_secret(self.home / "secret")
-        self.chain = Devnet(self.home / "devnet.db", self.config.chain)
+        self.state, self.chain = open_stores(self.home, self.config.chain, [m.actor for m in self.config.miners],
+                                             rebuild_from_chain)      # refuses a state behind its chain
         ensure_miners(self.chain, self.config)
-        self.state = ManagerState(self.home / "manager.db")
         self.sealer = Sealer(self.config, self.state, self.chain)
         self.committer = Committer(self.config, self.state, self.chain)
         self.jobs = WdPoStJobs(self.state, self.config.worker_prover)
@@ -145,12 +145,11 @@ class ManagerService:
 
     def _housekeeping(self, stop: threading.Event) -> None:
         """Release, visibly, allocations of sectors that stopped reporting."""
-        interval = max(0.05, min(60.0, self.config.release_after / 4))
+        interval = max(0.05, min(60.0, self.config.release_after / 4, self.config.unreported_release_after / 4))
         while not stop.wait(interval):
             try:
-                for miner, number in self.sealer.release_silent():
-                    log.warning("released sector s-t0%s-%s: no report for %.0fs (allocation and reservation freed)",
-                                miner, number, self.config.release_after)
+                for miner, number, reason in self.sealer.release_silent():
+                    log.warning("released sector s-t0%s-%s: %s (allocation and reservation freed)", miner, number, reason)
             except Exception:
                 log.exception("housekeeping pass failed")
 

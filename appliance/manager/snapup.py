@@ -15,6 +15,7 @@ import base64
 import time
 
 from ..core.proof_types import seal_proof
+from ..core.protocol import OnChainState, SubmitResult
 from ..core.sector import sector_file_names
 from ..proofs import ProofError
 from ..proofs.cid import cid_to_commitment, commr_to_cid
@@ -23,8 +24,9 @@ from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_proof import verify_update_proof
 from ..rpc import INVALID_PARAMS, RPCError
 
-ACCEPTED, REJECTED, MISMATCHED, FILES_MISSED = 1, 4, 3, 5
-PENDING, LANDED, FAILED = 1, 3, 5
+ACCEPTED, REJECTED, MISMATCHED, FILES_MISSED = (SubmitResult.ACCEPTED, SubmitResult.REJECTED,
+                                                SubmitResult.MISMATCHED_SUBMISSION, SubmitResult.FILES_MISSED)
+PENDING, LANDED, FAILED = OnChainState.PENDING, OnChainState.LANDED, OnChainState.FAILED
 
 
 class SnapUp:
@@ -41,7 +43,7 @@ class SnapUp:
         if self.config.miner(miner) is None:
             raise RPCError(INVALID_PARAMS, f"miner: {miner} is not a miner of this manager")
         added = []
-        known = {r[0] for r in self.state._db.execute("SELECT number FROM snap_candidates WHERE miner = ?", (miner,))}
+        known = {r[0] for r in self.state.query("SELECT number FROM snap_candidates WHERE miner = ?", (miner,))}
         locations = self._locations(miner)
         for s in self.chain.sectors(miner):
             rec = self.state.sector(miner, s.number)
@@ -59,8 +61,8 @@ class SnapUp:
         return {"Added": added}
 
     def candidates(self, miner: int | None) -> list[dict]:
-        rows = self.state._db.execute("SELECT miner, number, state, worker, message, error FROM snap_candidates "
-                                      "WHERE ? IS NULL OR miner = ? ORDER BY miner, number", (miner, miner)).fetchall()
+        rows = self.state.query("SELECT miner, number, state, worker, message, error FROM snap_candidates "
+                                "WHERE ? IS NULL OR miner = ? ORDER BY miner, number", (miner, miner))
         return [{"Sector": {"Miner": r[0], "Number": r[1]}, "State": r[2], "Worker": r[3] or "", "Message": r[4],
                  "Error": r[5] or ""} for r in rows]
 
@@ -72,8 +74,8 @@ class SnapUp:
 
     def allocate(self, spec: dict, worker: str) -> dict | None:
         miners = spec.get("AllowedMiners")
-        rows = self.state._db.execute("SELECT miner, number FROM snap_candidates WHERE state = 'candidate' OR "
-                                      "(state = 'allocated' AND worker = ?) ORDER BY miner, number", (worker,)).fetchall()
+        rows = self.state.query("SELECT miner, number FROM snap_candidates WHERE state = 'candidate' OR "
+                                "(state = 'allocated' AND worker = ?) ORDER BY miner, number", (worker,))
         for miner, number in rows:
             if miners and miner not in miners:
                 continue
@@ -90,8 +92,8 @@ class SnapUp:
 
     def submit(self, sid: dict, info: dict) -> dict:
         miner, number = sid["Miner"], sid["Number"]
-        row = self.state._db.execute("SELECT state, message FROM snap_candidates WHERE miner = ? AND number = ?",
-                                     (miner, number)).fetchone()
+        row = self.state.one("SELECT state, message FROM snap_candidates WHERE miner = ? AND number = ?",
+                             (miner, number))
         if row is None or row[0] not in ("allocated", "submitted"):
             return {"Res": REJECTED, "Desc": f"sector {miner}-{number} is not being upgraded"}
         if row[0] == "submitted":
@@ -122,8 +124,8 @@ class SnapUp:
 
     def poll(self, sid: dict) -> dict:
         miner, number = sid["Miner"], sid["Number"]
-        row = self.state._db.execute("SELECT state, message, error FROM snap_candidates WHERE miner = ? AND number = ?",
-                                     (miner, number)).fetchone()
+        row = self.state.one("SELECT state, message, error FROM snap_candidates WHERE miner = ? AND number = ?",
+                             (miner, number))
         if row is None:
             raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is not a snap-up candidate")
         state, message, error = row

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
+
+from ..core.db import Database, Schema, statements
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (miner INTEGER PRIMARY KEY, next INTEGER NOT NULL);
@@ -66,36 +66,51 @@ def _web_triggers(db) -> None:
     bump = "BEGIN UPDATE web_version SET version = version + 1 WHERE id = 1; END"
     for table, when in _VERSIONED.items():
         if table in tables:
-            db.executescript(f"CREATE TRIGGER IF NOT EXISTS web_v_{table}_i AFTER INSERT ON {table} {bump};"
-                             f"CREATE TRIGGER IF NOT EXISTS web_v_{table}_u AFTER UPDATE ON {table} FOR EACH ROW {when} {bump};"
-                             f"CREATE TRIGGER IF NOT EXISTS web_v_{table}_d AFTER DELETE ON {table} {bump};")
+            db.execute(f"CREATE TRIGGER IF NOT EXISTS web_v_{table}_i AFTER INSERT ON {table} {bump}")
+            db.execute(f"CREATE TRIGGER IF NOT EXISTS web_v_{table}_u AFTER UPDATE ON {table} FOR EACH ROW {when} {bump}")
+            db.execute(f"CREATE TRIGGER IF NOT EXISTS web_v_{table}_d AFTER DELETE ON {table} {bump}")
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    """Version 1: the tables, the status page's history and its triggers (a file from before
+    schema versions has some or all of them already: every statement is IF NOT EXISTS)."""
+    for statement in statements(SCHEMA) + statements(WEB_SCHEMA):
+        db.execute(statement)
+    _web_triggers(db)
+
+
+# migrations[i] takes manager.db from version i to i + 1; append, never edit a released one.
+MANAGER_SCHEMA = Schema("manager state", [_v1], frozenset({"counters", "sectors", "nonces"}), frozenset({
+    ("sectors", "info"), ("workers", "info"), ("outbox", "params"), ("outbox", "sectors"), ("wdpost_jobs", "partitions"),
+    ("wdpost_jobs", "input"), ("wdpost_jobs", "output"), ("post_rounds", "info")}))
 
 
 class ManagerState:
+    """The manager's repository. Writes go through `tx()`; a thread reads only committed data
+    (its own connection), several reads that must agree go through `read()` (one snapshot).
+    The modules that own a table (deals, jobs, tasks, rounds) keep their SQL and use these."""
+
     def __init__(self, path: str | Path, now=time.time):
         self.path, self._now = Path(path), now
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        self._db.executescript(WEB_SCHEMA)
-        _web_triggers(self._db)
+        self.db = Database(self.path, MANAGER_SCHEMA)
         self.last_pings: dict[str, float] | None = None     # worker -> last ping, in memory for the status page
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
-    @contextmanager
     def tx(self):
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        """A write transaction on this thread's connection (yields the connection)."""
+        return self.db.tx()
+
+    def read(self):
+        """A read snapshot on this thread's connection (yields the connection)."""
+        return self.db.read()
+
+    def query(self, sql: str, params=()) -> list[tuple]:
+        return self.db.query(sql, params)
+
+    def one(self, sql: str, params=()) -> tuple | None:
+        return self.db.one(sql, params)
 
     # --------------------------------------------------------------------- sectors
 
@@ -114,7 +129,7 @@ class ManagerState:
             return number
 
     def sector(self, miner: int, number: int) -> dict | None:
-        row = self._db.execute("SELECT proof, info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+        row = self.db.conn().execute("SELECT proof, info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
         if row is None:
             return None
         info = json.loads(row[1])
@@ -157,8 +172,8 @@ class ManagerState:
         return nonce
 
     def unsent(self) -> list[dict]:
-        rows = self._db.execute("SELECT miner, nonce, kind, method, params, sectors FROM outbox WHERE message IS NULL "
-                                "ORDER BY miner, nonce").fetchall()
+        rows = self.db.query("SELECT miner, nonce, kind, method, params, sectors FROM outbox WHERE message IS NULL "
+                                "ORDER BY miner, nonce")
         return [{"miner": r[0], "nonce": r[1], "kind": r[2], "method": r[3], "params": json.loads(r[4]),
                  "sectors": json.loads(r[5])} for r in rows]
 
@@ -170,12 +185,13 @@ class ManagerState:
                 self._merge(db, miner, n, {f"{row[0]}_msg": message})
 
     def sectors(self, miner: int | None = None) -> list[dict]:
-        rows = self._db.execute("SELECT miner, number FROM sectors WHERE ? IS NULL OR miner = ? ORDER BY miner, number",
-                                (miner, miner)).fetchall()
-        return [self.sector(m, n) for m, n in rows]
+        with self.read() as db:
+            rows = db.execute("SELECT miner, number, proof, info FROM sectors WHERE ? IS NULL OR miner = ? "
+                              "ORDER BY miner, number", (miner, miner)).fetchall()
+        return [{**json.loads(info), "miner": m, "number": n, "proof": proof} for m, n, proof, info in rows]
 
     def silent_since(self, cutoff: float) -> list[tuple[int, int]]:
-        return self._db.execute("SELECT miner, number FROM sectors WHERE updated < ?", (cutoff,)).fetchall()
+        return self.db.query("SELECT miner, number FROM sectors WHERE updated < ?", (cutoff,))
 
     # --------------------------------------------------------------------- workers
 
@@ -188,7 +204,7 @@ class ManagerState:
             self.last_pings[name] = now
 
     def workers(self) -> list[tuple[str, dict, float]]:
-        return [(n, json.loads(i), t) for n, i, t in self._db.execute("SELECT name, info, last_ping FROM workers ORDER BY name")]
+        return [(n, json.loads(i), t) for n, i, t in self.db.query("SELECT name, info, last_ping FROM workers ORDER BY name")]
 
     # ---------------------------------------------------------------- reservations
 
@@ -202,21 +218,21 @@ class ManagerState:
             db.execute("DELETE FROM reservations WHERE miner = ? AND number = ?", (miner, number))
 
     def reserved(self, store: str) -> int:
-        return self._db.execute("SELECT COALESCE(SUM(size), 0) FROM reservations WHERE store = ?", (store,)).fetchone()[0]
+        return self.db.one("SELECT COALESCE(SUM(size), 0) FROM reservations WHERE store = ?", (store,))[0]
 
     def reservation(self, miner: int, number: int) -> tuple[str, int] | None:
-        return self._db.execute("SELECT store, size FROM reservations WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+        return self.db.one("SELECT store, size FROM reservations WHERE miner = ? AND number = ?", (miner, number))
 
     # ------------------------------------------------------- history (status page)
 
     def version(self) -> int:
         """Changes an operator can see so far (one indexed read: what an idle status page costs)."""
-        return self._db.execute("SELECT version FROM web_version WHERE id = 1").fetchone()[0]
+        return self.db.one("SELECT version FROM web_version WHERE id = 1")[0]
 
     def pings(self) -> dict[str, float]:
         """Each worker's last ping, from memory after the first call."""
         if self.last_pings is None:
-            self.last_pings = {n: t for n, t in self._db.execute("SELECT name, last_ping FROM workers")}
+            self.last_pings = {n: t for n, t in self.db.query("SELECT name, last_ping FROM workers")}
         return dict(self.last_pings)
 
     def report(self, miner: int, number: int, changes: dict, prev: str | None, next_state: str, event: str,
@@ -247,6 +263,43 @@ class ManagerState:
     def history(self, miner: int, number: int) -> list[dict]:
         """The sector's reported transitions, oldest first: at, prev, next, event, worker, level, error."""
         keys = ("at", "prev", "next", "event", "worker", "level", "error")
-        return [dict(zip(keys, r)) for r in self._db.execute(
+        return [dict(zip(keys, r)) for r in self.db.query(
             "SELECT at, prev, next, event, worker, level, error FROM sector_history WHERE miner = ? AND number = ? ORDER BY id",
             (miner, number))]
+
+    # ------------------------------------------------------ counters vs the chain
+
+    def next_numbers(self) -> dict[int, int]:
+        """miner -> the next sector number it would allocate."""
+        return dict(self.db.query("SELECT miner, next FROM counters"))
+
+    def next_nonces(self) -> dict[int, int]:
+        """miner -> the nonce its next chain message would take."""
+        return dict(self.db.query("SELECT miner, next FROM nonces"))
+
+    def has_history(self) -> bool:
+        """Has this state ever allocated a number or journalled a message?"""
+        return self.db.one("SELECT EXISTS (SELECT 1 FROM counters) OR EXISTS (SELECT 1 FROM nonces) "
+                           "OR EXISTS (SELECT 1 FROM sectors)")[0] == 1
+
+    def raise_counters(self, miner: int, next_number: int, next_nonce: int) -> list[tuple[int, int]]:
+        """Move the miner's counters up to at least these values (never down), and move messages
+        still unsent at a nonce below `next_nonce` (taken on the chain by messages this state never
+        saw) to fresh nonces, re-pointing their sectors. Returns [(old nonce, new nonce)]."""
+        moved = []
+        with self.tx() as db:
+            db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) "
+                       "DO UPDATE SET next = MAX(next, excluded.next)", (miner, next_number))
+            db.execute("INSERT INTO nonces (miner, next) VALUES (?, ?) ON CONFLICT(miner) "
+                       "DO UPDATE SET next = MAX(next, excluded.next)", (miner, next_nonce))
+            stale = db.execute("SELECT nonce, kind, sectors FROM outbox WHERE miner = ? AND message IS NULL AND nonce < ? "
+                               "ORDER BY nonce", (miner, next_nonce)).fetchall()
+            for old, kind, sectors in stale:
+                new = db.execute("SELECT next FROM nonces WHERE miner = ?", (miner,)).fetchone()[0]
+                db.execute("UPDATE nonces SET next = ? WHERE miner = ?", (new + 1, miner))
+                db.execute("UPDATE outbox SET nonce = ? WHERE miner = ? AND nonce = ?", (new, miner, old))
+                for n in json.loads(sectors):
+                    if db.execute("SELECT 1 FROM sectors WHERE miner = ? AND number = ?", (miner, n)).fetchone():
+                        self._merge(db, miner, n, {f"{kind}_nonce": new})
+                moved.append((old, new))
+        return moved

@@ -56,22 +56,23 @@ class Unsealer:
         return self.task(task_id)
 
     def task(self, task_id: int) -> dict:
-        r = self.state._db.execute("SELECT id, miner, number, piece_cid, dest, state, worker, error FROM unseal_tasks WHERE id = ?",
-                                   (task_id,)).fetchone()
+        r = self.state.one("SELECT id, miner, number, piece_cid, dest, state, worker, error FROM unseal_tasks WHERE id = ?",
+                           (task_id,))
         if r is None:
             raise RPCError(INVALID_PARAMS, f"no unseal task {task_id}")
         return {"ID": r[0], "Sector": {"Miner": r[1], "Number": r[2]}, "PieceCid": r[3], "Dest": r[4], "State": r[5],
                 "Worker": r[6], "ErrorInfo": r[7] or ""}
 
     def tasks(self) -> list[dict]:
-        return [self.task(r[0]) for r in self.state._db.execute("SELECT id FROM unseal_tasks ORDER BY id")]
+        with self.state.read():      # every task from one snapshot
+            return [self.task(r[0]) for r in self.state.query("SELECT id FROM unseal_tasks ORDER BY id")]
 
     def allocate(self, spec: dict, worker: str) -> dict | None:
         """Damocles' AllocateUnsealSector: the oldest pending task, in SectorUnsealInfo's shape.
         A task a worker took and did not finish is handed to it again (it restarted)."""
         miners = spec.get("AllowedMiners")
-        rows = self.state._db.execute("SELECT id, miner, number, piece_cid, dest, state, worker FROM unseal_tasks "
-                                      "WHERE state = 'pending' OR (state = 'allocated' AND worker = ?) ORDER BY id", (worker,)).fetchall()
+        rows = self.state.query("SELECT id, miner, number, piece_cid, dest, state, worker FROM unseal_tasks "
+                                "WHERE state = 'pending' OR (state = 'allocated' AND worker = ?) ORDER BY id", (worker,))
         for task_id, miner, number, cid, dest, state, _ in rows:
             if miners and miner not in miners:
                 continue

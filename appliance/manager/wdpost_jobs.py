@@ -39,7 +39,7 @@ class WdPoStJobs:
         return job_id
 
     def get(self, job_id: str) -> dict:
-        row = self.state._db.execute(f"SELECT {_COLUMNS} FROM wdpost_jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self.state.one(f"SELECT {_COLUMNS} FROM wdpost_jobs WHERE id = ?", (job_id,))
         if row is None:
             raise JobNotFound(f"WindowPoSt job {job_id} not found")
         return self._job(row)
@@ -56,7 +56,7 @@ class WdPoStJobs:
 
     def provers_seen(self, within: float) -> list[str]:
         cutoff = self._now() - within
-        return [r[0] for r in self.state._db.execute("SELECT name FROM provers WHERE last_seen >= ? ORDER BY name", (cutoff,))]
+        return [r[0] for r in self.state.query("SELECT name FROM provers WHERE last_seen >= ? ORDER BY name", (cutoff,))]
 
     # ------------------------------------------------------------------ the prover's side
 
@@ -116,7 +116,7 @@ class WdPoStJobs:
                 raise JobNotFound(f"WindowPoSt job {job_id} not found")
 
     def all(self) -> dict:
-        rows = self.state._db.execute(f"SELECT {_COLUMNS} FROM wdpost_jobs ORDER BY created, id").fetchall()
+        rows = self.state.query(f"SELECT {_COLUMNS} FROM wdpost_jobs ORDER BY created, id")
         return {"Jobs": [self._job(r) for r in rows], "MaxTry": self.config.job_max_try}
 
     # -------------------------------------------------------------------- housekeeping

@@ -54,23 +54,29 @@ class _Collector:
 
     def collect(self):
         s = self.m.service
-        db = s.state._db
+        with s.state.read():       # the manager's gauges from one snapshot, collected before they are yielded
+            families = list(self._families(s))
+        yield from families
+        yield from self._proving()
+
+    def _families(self, s):
+        query = s.state.query
         yield InfoMetricFamily("damocles_manager", "The manager's version", value={"version": __version__})
 
         g = GaugeMetricFamily("damocles_sectors", "Sectors the manager knows, per state and plan", labels=["state", "plan"])
-        for state, plan, n in db.execute("SELECT COALESCE(json_extract(info, '$.state'), ''), "
-                                         "COALESCE(json_extract(info, '$.plan'), 'sealer'), COUNT(*) FROM sectors GROUP BY 1, 2").fetchall():
+        for state, plan, n in query("SELECT COALESCE(json_extract(info, '$.state'), ''), "
+                                    "COALESCE(json_extract(info, '$.plan'), 'sealer'), COUNT(*) FROM sectors GROUP BY 1, 2"):
             g.add_metric([state, plan], n)
         yield g
         g = GaugeMetricFamily("damocles_sectors_failing", "Sectors in flight whose last report was a failure, per level",
                               labels=["level"])
-        for level, n in db.execute("SELECT json_extract(info, '$.failure.Level'), COUNT(*) FROM sectors "
-                                   "WHERE json_extract(info, '$.finalized') IS NULL AND json_extract(info, '$.failure') "
-                                   "IS NOT NULL GROUP BY 1").fetchall():
+        for level, n in query("SELECT json_extract(info, '$.failure.Level'), COUNT(*) FROM sectors "
+                              "WHERE json_extract(info, '$.finalized') IS NULL AND json_extract(info, '$.failure') "
+                              "IS NOT NULL GROUP BY 1"):
             g.add_metric([str(level)], n)
         yield g
-        oldest = db.execute("SELECT MIN(COALESCE(json_extract(info, '$.allocated_at'), updated)) FROM sectors "
-                            "WHERE json_extract(info, '$.finalized') IS NULL").fetchone()[0]
+        oldest = query("SELECT MIN(COALESCE(json_extract(info, '$.allocated_at'), updated)) FROM sectors "
+                       "WHERE json_extract(info, '$.finalized') IS NULL")[0][0]
         yield GaugeMetricFamily("damocles_sector_oldest_in_flight_seconds", "Age of the oldest sector not finalized",
                                 value=time.time() - oldest if oldest else 0)
 
@@ -115,15 +121,14 @@ class _Collector:
                                 value=int(head_age // block) if block > 0 else 0)
 
         g = GaugeMetricFamily("damocles_wdpost_jobs", "WindowPoSt jobs for provers, per state", labels=["state"])
-        for state, n in db.execute("SELECT state, COUNT(*) FROM wdpost_jobs GROUP BY state").fetchall():
+        for state, n in query("SELECT state, COUNT(*) FROM wdpost_jobs GROUP BY state"):
             g.add_metric([state], n)
         yield g
         g = GaugeMetricFamily("damocles_tasks", "Unseal and rebuild tasks, per state", labels=["kind", "state"])
         for kind in ("unseal", "rebuild"):
-            for state, n in db.execute(f"SELECT state, COUNT(*) FROM {kind}_tasks GROUP BY state").fetchall():
+            for state, n in query(f"SELECT state, COUNT(*) FROM {kind}_tasks GROUP BY state"):
                 g.add_metric([kind, state], n)
         yield g
-        yield from self._proving()
 
     def _proving(self):
         proving = self.m.views.proving()

@@ -76,7 +76,7 @@ class WebViews:
                    f"ORDER BY updated DESC LIMIT {int(limit)}")
         out = []
         now = self._now()
-        for miner, number, proof, info, updated in self.state._db.execute(sql).fetchall():   # not held open
+        for miner, number, proof, info, updated in self.state.query(sql):   # not held open
             r = json.loads(info)
             born = r.get("allocated_at") or updated
             entered = r.get("entered_at") or born
@@ -88,18 +88,20 @@ class WebViews:
         return out
 
     def sectors(self) -> dict:
-        live = self._rows("json_extract(info, '$.finalized') IS NULL")
-        done = self._rows("json_extract(info, '$.finalized') IS NOT NULL", RECENT_FINISHED)
-        counts = {s: n for s, n in self.state._db.execute(
-            "SELECT json_extract(info, '$.state'), COUNT(*) FROM sectors WHERE json_extract(info, '$.finalized') IS NOT NULL "
-            "GROUP BY 1").fetchall()}
+        with self.state.read():     # the three reads agree (one snapshot)
+            live = self._rows("json_extract(info, '$.finalized') IS NULL")
+            done = self._rows("json_extract(info, '$.finalized') IS NOT NULL", RECENT_FINISHED)
+            counts = {s: n for s, n in self.state.query(
+                "SELECT json_extract(info, '$.state'), COUNT(*) FROM sectors WHERE json_extract(info, '$.finalized') IS NOT NULL "
+                "GROUP BY 1")}
         return {"Live": live, "Recent": done, "FinalizedCounts": counts}
 
     def sector(self, miner: int, number: int) -> dict | None:
-        rec = self.state.sector(miner, number)
+        with self.state.read():     # the record and its history agree
+            rec = self.state.sector(miner, number)
+            history = self.state.history(miner, number) if rec is not None else []
         if rec is None:
             return None
-        history = self.state.history(miner, number)
         for h, nxt in zip(history, history[1:] + [None]):
             h["Duration"] = round((nxt["at"] if nxt else self._now()) - h["at"], 3)
         return {"Sector": sector_name(miner, number), "Record": {k: v for k, v in rec.items() if k not in HEAVY_KEYS},
@@ -175,7 +177,9 @@ class WebViews:
         return self.sealer.store_list()
 
     def overview(self) -> dict:
-        v = self.version()
-        proving = self.proving()      # the page lists the last closed deadlines only
-        return {**v, "Sectors": self.sectors(), "Workers": self.workers(), "Stores": self.stores(),
+        with self.state.read():       # the ETag describes exactly the sectors and workers sent with it
+            v = self.version()
+            proving = self.proving()      # the page lists the last closed deadlines only
+            sectors, workers = self.sectors(), self.workers()
+        return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(),
                 "Proving": {m: {**p, "Records": p.get("Records", [])[-12:]} for m, p in proving.items()}}

@@ -23,6 +23,17 @@ class Unreachable(Temp):
     counts = False
 
 
+class NoSpace(Temp):
+    """A sealing location (or the journal in it) is full. Retried every `recover_interval`
+    without using up `max_retries`: the sector resumes once space is freed."""
+    counts = False
+
+
+def no_space(text: str) -> bool:
+    """Whether an error's text says a device is full (ENOSPC, or a full SQLite database)."""
+    return any(s in text for s in ("ENOSPC", "No space left on device", "[Errno 28]", "database or disk is full"))
+
+
 class Perm(StepFailure):
     level = "perm"
 

@@ -23,11 +23,17 @@ from dataclasses import dataclass
 
 from ..proofs.pc2 import mp_context
 from .config import ProcessorConfig
+from ..core.crash import crash_point
 from .failure import Temp
 
 log = logging.getLogger("damocles.worker.processors")
 PR_SET_PDEATHSIG = 1
 MPOL_PREFERRED = 1
+START_ATTEMPTS = 3     # a process that dies before it is ready is started again this many times in all
+
+
+class ProcessorStartError(ValueError):
+    """A processor process keeps dying before it reports ready: the worker cannot run the stage."""
 
 
 def _libc():
@@ -60,13 +66,18 @@ def _serve(conn, cpuset, numa, envs, name) -> None:
     libc = _libc()
     if libc is not None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)   # die with the worker
-    os.environ.update(envs)
-    if cpuset:
-        os.sched_setaffinity(0, cpuset)
-    if numa is not None:
-        warning = set_preferred_node(numa)
-        if warning:
-            print(f"processor {name}: {warning}", flush=True, file=__import__("sys").stderr)
+    try:
+        os.environ.update(envs)
+        if cpuset:
+            os.sched_setaffinity(0, cpuset)
+        if numa is not None:
+            warning = set_preferred_node(numa)
+            if warning:
+                print(f"processor {name}: {warning}", flush=True, file=__import__("sys").stderr)
+    except Exception as exc:    # the worker names the reason instead of seeing a closed pipe
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    crash_point("processor.before_ready")
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -166,10 +177,27 @@ class ProcessorPool:
         self._all: list[_Proc] = []
         self._cond = threading.Condition()
         self.busy_seconds = 0.0
-        for _ in range(self.size):
-            self._add(spawner().call(self._spawn))
+        try:
+            for _ in range(self.size):
+                self._add(spawner().call(self._spawn))
+        except BaseException:
+            self.close()      # the processes already started do not outlive a pool that failed
+            raise
 
     def _spawn(self) -> _Proc:
+        """A ready process; one that dies before it is ready is started again, up to
+        START_ATTEMPTS times, then the stage cannot run here and the error says why."""
+        reasons = []
+        for _ in range(START_ATTEMPTS):
+            proc, reason = self._spawn_once()
+            if proc is not None:
+                return proc
+            reasons.append(reason)
+            log.warning("processor %s (stage %s) %s; starting it again", self.name, self.cfg.stage, reason)
+        raise ProcessorStartError(f"processor {self.name} for stage {self.cfg.stage} did not start: "
+                                  f"{START_ATTEMPTS} attempts failed ({'; '.join(reasons)})")
+
+    def _spawn_once(self) -> tuple[_Proc | None, str]:
         parent, child = self._ctx.Pipe()
         p = self._ctx.Process(target=_serve, name=f"damocles-{self.name}",
                               args=(child, self.cfg.cpuset, self.cfg.numa_preferred, self.cfg.envs, self.name))
@@ -178,9 +206,20 @@ class ProcessorPool:
         child.close()
         if not parent.poll(60):
             p.kill()
-            raise Temp(f"processor {self.name} did not start within 60s")
-        tag, pid = parent.recv()
-        return _Proc(p, parent, pid)
+            p.join(timeout=5)
+            parent.close()
+            return None, "did not report ready within 60s"
+        try:
+            tag, detail = parent.recv()
+        except (EOFError, OSError):
+            p.join(timeout=5)
+            parent.close()
+            return None, f"exited before it was ready (exit code {p.exitcode})"
+        if tag != "ready":
+            p.join(timeout=5)
+            parent.close()
+            return None, f"failed before it was ready: {detail}"
+        return _Proc(p, parent, detail), ""
 
     def _add(self, proc: _Proc) -> None:
         with self._cond:

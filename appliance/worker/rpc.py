@@ -13,7 +13,6 @@ from ..rpc.auth import PERMISSIONS, AuthError
 from ..rpc.client import RPCClient, TransportError
 from ..rpc.server import RPCServer
 from ..rpc.wire import optional, string, u64
-from .plan import SEALER_STATES
 
 
 def manager_verifier(rpc: RPCClient):
@@ -51,9 +50,11 @@ def build_server(service) -> RPCServer:
         return service.threads[index]
 
     def resume(index: int, set_to: str | None) -> bool:
-        if set_to is not None and set_to not in SEALER_STATES:
-            raise RPCError(INVALID_PARAMS, f"set_to: {set_to!r} is not a sealer state")
-        return thread(index).resume(set_to)
+        t = thread(index)
+        table = getattr(t, "table", None)           # the thread's plan (wdpost has none: it cannot be set)
+        if set_to is not None and set_to not in (table.states if table else ()):
+            raise RPCError(INVALID_PARAMS, f"set_to: {set_to!r} is not a state of the {t.plan} plan")
+        return t.resume(set_to)
 
     server.register("VenusWorker.WorkerList", lambda: [t.summary() for t in service.threads], "read", [])
     server.register("VenusWorker.WorkerPause", lambda index: thread(index).pause(), "admin", [("index", u64)])

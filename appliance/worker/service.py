@@ -47,6 +47,19 @@ class StageLimits:
         with self._count:
             return dict(self._entered), dict(self._running)
 
+    def _stagger(self, stage: str) -> None:
+        """Take the stage's next start slot under the lock, then wait for it without the lock:
+        one stage's stagger never delays another stage, and starts of a stage stay `gap` apart."""
+        gap = self._staggered.get(stage)
+        if not gap:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._last_start.get(stage, now - gap) + gap)
+            self._last_start[stage] = slot
+        if slot > now:
+            time.sleep(slot - now)
+
     def run(self, stage: str, fn, *args):
         self._add(self._entered, stage, 1)
         sem = self._sem.get(stage)
@@ -54,13 +67,7 @@ class StageLimits:
             if sem:
                 sem.acquire()
             try:
-                gap = self._staggered.get(stage)
-                if gap:
-                    with self._lock:
-                        wait = self._last_start.get(stage, 0.0) + gap - time.monotonic()
-                        if wait > 0:
-                            time.sleep(wait)
-                        self._last_start[stage] = time.monotonic()
+                self._stagger(stage)
                 self._add(self._running, stage, 1)
                 try:
                     return fn(*args)
@@ -211,7 +218,7 @@ class WorkerService:
     def _ping_loop(self) -> None:
         while not self._stop.is_set():
             states = [t.status for t in self.threads]
-            summary = {"Threads": len(states), "Empty": sum(1 for t in self.threads if t.rec.get("state") == "Empty"),
+            summary = {"Threads": len(states), "Empty": sum(1 for t in self.threads if t.rec.state == "Empty"),
                        "Paused": states.count("Paused"), "Running": states.count("Running"),
                        "Waiting": states.count("Waiting"), "Errors": sum(1 for t in self.threads if t.last_error)}
             try:

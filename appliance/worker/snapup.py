@@ -3,83 +3,132 @@ manager (AllocateSanpUpSector), copies the sector key (the CC replica and its ca
 persist store into its location, adds the pieces, encodes the new replica with Filecoin's
 ReplicaUpdate encoding (the `snap_encode` stage), proves it (`snap_prove`), persists `update/`
 and `update-cache/` into the store, submits the proof (SubmitSnapUpProof) and waits until
-ProveReplicaUpdates lands. An interrupted upgrade starts again from the beginning."""
+ProveReplicaUpdates lands. Journalled: a restart resumes at the step that was interrupted. A
+task that fails is dropped here; the manager hands it out again."""
 
 from __future__ import annotations
 
 import base64
 import shutil
-import threading
 
+from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
-from ..core.sector import SectorID, sector_file_names
+from ..core.protocol import OnChainState, SubmitResult
+from ..core.sector import SectorID
 from ..proofs.addpiece import add_pieces
 from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
+from ..proofs.pc1 import write_atomic
 from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_encode import encode_sector, sector_files
 from ..proofs.snap_proof import generate_update_proof, prove_update_partitions
+from .failure import Wait
+from .plan import Event, Plan
 from .persist import PERSISTED_CACHE_FILES, persist
-from .steps import Paths, SealerSteps
-from .task_thread import TaskThread
+from .steps import Paths, SealerSteps, call
+from .task_thread import TaskSteps, TaskThread
 
-LANDED, FAILED = 3, 5
+SNAPUP = Plan("snapup", ("Empty", "Allocated", "PieceAdded", "Encoded", "Proved", "Persisted", "Submitted",
+                         "Finished", "Aborted"), {
+    ("Empty", "Allocate"): "Allocated",
+    ("Allocated", "AddPiece"): "PieceAdded",
+    ("PieceAdded", "Encode"): "Encoded",
+    ("Encoded", "Prove"): "Proved",
+    ("Proved", "Persist"): "Persisted",
+    ("Persisted", "Submit"): "Submitted",
+    ("Submitted", "CheckLanded"): "Finished",
+})
 
 
-class SnapUpThread(TaskThread):
-    plan, working_state = "snapup", "SnapUp"
-    allocate_method = "Venus.AllocateSanpUpSector"    # Damocles' spelling; the work reports through SubmitSnapUpProof
-
-    def work(self, task: dict, stop: threading.Event) -> None:
-        self._upgrade(task, stop)
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self._root(), ignore_errors=True)
-        Paths(self.ctx.location, self.rec["name"]).remove()
+class SnapUpSteps(TaskSteps):
+    allocate_method = "Venus.AllocateSanpUpSector"    # Damocles' spelling
 
     def _root(self):
         return self.ctx.location / "data" / "snap"
 
-    def _upgrade(self, task: dict, stop: threading.Event) -> None:
-        sid = task["Sector"]["ID"]
-        sector = SectorID(sid["Miner"], sid["Number"])
-        sp = seal_proof(task["Sector"]["ProofType"])
-        upd = update_proof_for_seal(sp)
-        name = sector_file_names(sid["Miner"], sid["Number"])
-        store = next((a for a in self.ctx.attached if a.name == task["Private"]["AccessInstance"]), None)
+    def _store(self, rec):
+        name = rec.task["Private"]["AccessInstance"]
+        store = next((a for a in self.ctx.attached if a.name == name), None)
         if store is None:
-            raise ValueError(f"the sector is in persist store {task['Private']['AccessInstance']!r}, not attached here")
-        root = self._root()
-        shutil.rmtree(root, ignore_errors=True)
-        local = sector_files(root, sector)
-        local.cache.mkdir(parents=True)
+            raise ValueError(f"the sector is in persist store {name!r}, not attached here")
+        return store
+
+    def _local(self, rec):
+        return sector_files(self._root(), SectorID(rec.miner, rec.number))
+
+    def allocated(self, task: dict) -> dict:
+        shutil.rmtree(self._root(), ignore_errors=True)      # nothing of an earlier attempt is reused
+        return {"deals": [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"]} for d in task["Pieces"]]}
+
+    def on_Allocated(self, rec):
+        """The sector key copied from the store (read locally from then on) and the pieces added."""
+        store, local, name = self._store(rec), self._local(rec), rec.name
+        local.cache.mkdir(parents=True, exist_ok=True)
         local.sealed.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(store.location / "sealed" / name, local.sealed)       # the sector key, read locally
+        shutil.copyfile(store.location / "sealed" / name, local.sealed)
         for f in [*sorted((store.location / "cache" / name).glob("sc-02-data-tree-r-last*.dat")),
                   *[store.location / "cache" / name / x for x in PERSISTED_CACHE_FILES]]:
             shutil.copyfile(f, local.cache / f.name)
         p = Paths(self.ctx.location, name)
         p.make()
-        deals = [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"]} for d in task["Pieces"]]
-        files = [SealerSteps(self.ctx)._piece_file(p, d) for d in deals]
-        self.ctx.run_stage("add_pieces", add_pieces, sp.size, files, p.staged)
-        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in deals]
-        enc = self.ctx.run_stage("snap_encode", encode_sector, upd, root, sector, p.staged, pieces, self.ctx.pc2_procs)
-        if enc.comm_r_old != bytes(task["Public"]["CommR"]):
+        files = [SealerSteps(self.ctx)._piece_file(p, d) for d in rec.deals]
+        self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec.proof).size, files, p.staged)
+        return "AddPiece"
+
+    def on_PieceAdded(self, rec):
+        upd = update_proof_for_seal(seal_proof(rec.proof))
+        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in rec.deals]
+        enc = self.ctx.run_stage("snap_encode", encode_sector, upd, self._root(), SectorID(rec.miner, rec.number),
+                                 Paths(self.ctx.location, rec.name).staged, pieces, self.ctx.pc2_procs)
+        if enc.comm_r_old != bytes(rec.task["Public"]["CommR"]):
             raise ValueError("the sector key in the store does not have the sector's CommR on chain")
-        vanilla = self.ctx.run_stage("snap_prove", prove_update_partitions, upd, enc.comm_r_old, enc.comm_r_new, enc.comm_d_new,
-                                     local.sealed, local.cache, local.update, local.update_cache)
-        proof = generate_update_proof(vanilla)
-        persist(p, store.location, name, local.update, local.update_cache, ("update", "update-cache"))
-        res = self.ctx.rpc.call("Venus.SubmitSnapUpProof", sid, {"CommR": list(enc.comm_r_new),
-                                                                 "Proof": base64.b64encode(proof).decode(),
-                                                                 "AccessInstance": store.name})
-        if res["Res"] != 1:
+        return Event("Encode", {"comm_r_old": enc.comm_r_old.hex(), "comm_r_new": enc.comm_r_new.hex(),
+                                "comm_d_new": enc.comm_d_new.hex()})
+
+    def on_Encoded(self, rec):
+        local = self._local(rec)
+        vanilla = self.ctx.run_stage("snap_prove", prove_update_partitions, update_proof_for_seal(seal_proof(rec.proof)),
+                                     bytes.fromhex(rec.comm_r_old), bytes.fromhex(rec.comm_r_new),
+                                     bytes.fromhex(rec.comm_d_new), local.sealed, local.cache, local.update,
+                                     local.update_cache)
+        write_atomic(self._root() / "update-proof", generate_update_proof(vanilla))
+        crash_point("worker.snapup.proved")
+        return "Prove"
+
+    def on_Proved(self, rec):
+        local = self._local(rec)
+        persist(Paths(self.ctx.location, rec.name), self._store(rec).location, rec.name, local.update,
+                local.update_cache, ("update", "update-cache"))
+        return "Persist"
+
+    def on_Persisted(self, rec):
+        if call(self.ctx.rpc, "Venus.SnapUpState", rec.task["Sector"]["ID"])["State"] == OnChainState.LANDED:
+            return "Submit"          # submitted before a crash and landed since: not sent again
+        proof = (self._root() / "update-proof").read_bytes()
+        res = call(self.ctx.rpc, "Venus.SubmitSnapUpProof", rec.task["Sector"]["ID"],
+                   {"CommR": list(bytes.fromhex(rec.comm_r_new)), "Proof": base64.b64encode(proof).decode(),
+                    "AccessInstance": self._store(rec).name})
+        if res["Res"] != SubmitResult.ACCEPTED:
             raise ValueError(f"the manager refused the update: {res['Desc']}")
-        while not stop.is_set():
-            state = self.ctx.rpc.call("Venus.SnapUpState", sid)
-            if state["State"] == LANDED:
-                return
-            if state["State"] == FAILED:
-                raise ValueError(f"ProveReplicaUpdates failed: {state['Desc']}")
-            stop.wait(self.ctx.sealing.rpc_polling_interval)
+        crash_point("worker.snapup.submitted")
+        return "Submit"
+
+    def on_Submitted(self, rec):
+        state = call(self.ctx.rpc, "Venus.SnapUpState", rec.task["Sector"]["ID"])
+        if state["State"] == OnChainState.LANDED:
+            return "CheckLanded"
+        if state["State"] == OnChainState.FAILED:
+            raise ValueError(f"ProveReplicaUpdates failed: {state['Desc']}")
+        raise Wait(f"ProveReplicaUpdates not landed yet: {state.get('Desc')}", polling=True)
+
+
+class SnapUpThread(TaskThread):
+    plan, table, steps_class = "snapup", SNAPUP, SnapUpSteps
+
+    def _report_done(self, stop) -> bool:
+        self.done += 1           # the manager saw it land: nothing more to tell
+        return True
+
+    def _remove_files(self) -> None:
+        shutil.rmtree(self.ctx.location / "data" / "snap", ignore_errors=True)
+        Paths(self.ctx.location, self.rec.name).remove()

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
+from ..core.protocol import OnChainState, SubmitResult
 from ..core.sector import SectorID
 from ..proofs import ProofError
 from ..proofs.addpiece import add_pieces, build_tree_d
@@ -26,10 +27,10 @@ from ..rpc.client import HTTPStatusError, TransportError
 from . import tasks
 from .failure import Abort, Crit, Perm, Temp, Unreachable, Wait
 from .persist import persist
+from .plan import Event
 
-# SubmitResult / OnChainState (Damocles)
-ACCEPTED, DUPLICATE, MISMATCHED, REJECTED, FILES_MISSED = 1, 2, 3, 4, 5
-PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = 1, 2, 3, 4, 5, 6, 7
+ACCEPTED, DUPLICATE, MISMATCHED, REJECTED, FILES_MISSED = SubmitResult
+PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
 
 
 @dataclass
@@ -81,22 +82,23 @@ def call(rpc, method: str, *params):
 
 
 class SealerSteps:
-    """exec(state) for the sealer plan. `rec` is the journaled sector record; steps put what they
-    produce into `rec` (the thread journals it with the transition)."""
+    """exec(state) for the sealer plan. `rec` is the journaled sector record, read-only here: a
+    step returns an Event carrying what it produced, and the runner writes it into the record
+    with the transition."""
 
     def __init__(self, ctx):
         self.ctx = ctx   # WorkerContext: rpc, config, parent cache dir, attached stores, run_stage
 
     def sid(self, rec) -> dict:
-        return {"Miner": rec["miner"], "Number": rec["number"]}
+        return {"Miner": rec.miner, "Number": rec.number}
 
     def paths(self, rec) -> Paths:
-        return Paths(self.ctx.location, rec["name"])
+        return Paths(self.ctx.location, rec.name)
 
-    def exec(self, rec: dict) -> str:
-        handler = getattr(self, "on_" + rec["state"], None)
+    def exec(self, rec) -> Event | str:
+        handler = getattr(self, "on_" + rec.state, None)
         if handler is None:
-            raise Crit(f"no step for state {rec['state']}")
+            raise Crit(f"no step for state {rec.state}")
         return handler(rec)
 
     # ------------------------------------------------------------------ steps
@@ -110,8 +112,8 @@ class SealerSteps:
         if alloc is None:
             raise Wait("no sector allocated (idle)")
         sid = alloc["ID"]
-        rec.update(miner=sid["Miner"], number=sid["Number"], proof=alloc["ProofType"], name=f"s-t0{sid['Miner']}-{sid['Number']}")
-        return "Allocate"
+        return Event("Allocate", {"miner": sid["Miner"], "number": sid["Number"], "proof": alloc["ProofType"],
+                                  "name": f"s-t0{sid['Miner']}-{sid['Number']}"})
 
     def on_Allocated(self, rec):
         s = self.ctx.sealing
@@ -120,21 +122,21 @@ class SealerSteps:
             deals = call(self.ctx.rpc, "Venus.AcquireDeals", self.sid(rec), {"MaxDeals": s.max_deals, "MinUsedSpace": s.min_deal_space})
             if not deals and s.disable_cc:
                 raise Wait("no deals for this sector yet (disable_cc: no CC sectors)", polling=True)
-        rec["deals"] = [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"],
-                         "payload_size": d["PayloadSize"]} for d in deals or []]
-        return "AcquireDeals"
+        return Event("AcquireDeals", {"deals": [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"],
+                                                 "payload_size": d["PayloadSize"]} for d in deals or []]})
 
     def on_DealsAcquired(self, rec):
         p = self.paths(rec)
         p.make()
-        files = [self._piece_file(p, d) for d in rec.get("deals", [])]
-        staged = self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec["proof"]).size, files, p.staged)
-        for d, sp in zip(rec.get("deals", []), staged):
+        files = [self._piece_file(p, d) for d in (rec.deals or [])]
+        staged = self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec.proof).size, files, p.staged)
+        placed = []
+        for d, sp in zip((rec.deals or []), staged):
             if sp.info.size != d["piece_size"] or commd_to_cid(sp.info.commitment) != d["piece_cid"]:
                 raise Perm(f"deal {d['id']}: the piece file has CID {commd_to_cid(sp.info.commitment)} ({sp.info.size} padded "
                            f"bytes), the deal says {d['piece_cid']} ({d['piece_size']})")
-            d["offset"] = sp.offset
-        return "AddPiece"
+            placed.append({**d, "offset": sp.offset})
+        return Event("AddPiece", {"deals": placed})
 
     def _piece_file(self, p: Paths, deal: dict) -> Path:
         """A deal's piece: from a `local_pieces_dirs` directory, else downloaded from the
@@ -156,44 +158,42 @@ class SealerSteps:
 
     def on_PieceAdded(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
-        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in rec.get("deals", [])]
+        proof = seal_proof(rec.proof)
+        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in (rec.deals or [])]
         try:
             comm_d = self.ctx.run_stage("tree_d", build_tree_d, proof.size, p.staged, p.cache, pieces)
         except ProofError as exc:
             raise Perm(f"tree_d: {exc}") from None
         if not pieces and comm_d != zero_comm(proof.size.bytes):
             raise Perm("tree_d of a CC sector is not the zero commitment")
-        rec["comm_d"] = comm_d.hex()
-        return "BuildTreeD"
+        return Event("BuildTreeD", {"comm_d": comm_d.hex()})
 
     def on_TreeDBuilt(self, rec):
-        t = call(self.ctx.rpc, "Venus.AssignTicket", self.sid(rec))
-        rec["ticket"] = t
-        return "AssignTicket"
+        return Event("AssignTicket", {"ticket": call(self.ctx.rpc, "Venus.AssignTicket", self.sid(rec))})
 
     def on_TicketAssigned(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
-        rid = replica_id(SectorID(rec["miner"], rec["number"]), base64.b64decode(rec["ticket"]["Ticket"]),
-                         bytes.fromhex(rec["comm_d"]), proof)
+        proof = seal_proof(rec.proof)
+        rid = replica_id(SectorID(rec.miner, rec.number), base64.b64decode(rec.ticket["Ticket"]),
+                         bytes.fromhex(rec.comm_d), proof)
         crash_point("worker.pc1.before")
+        outputs = {}
         if self.ctx.external("pc1"):
-            out = self.ctx.run_task("pc1", tasks.pc1_task(proof, p.cache, p.staged, p.sealed, SectorID(rec["miner"], rec["number"]),
-                                                          base64.b64decode(rec["ticket"]["Ticket"]), self.ctx.parent_cache))
-            if not isinstance(out, dict) or out.get("replica_id") != list(rid) or out.get("comm_d") != list(bytes.fromhex(rec["comm_d"])):
+            out = self.ctx.run_task("pc1", tasks.pc1_task(proof, p.cache, p.staged, p.sealed, SectorID(rec.miner, rec.number),
+                                                          base64.b64decode(rec.ticket["Ticket"]), self.ctx.parent_cache))
+            if not isinstance(out, dict) or out.get("replica_id") != list(rid) or out.get("comm_d") != list(bytes.fromhex(rec.comm_d)):
                 raise Perm(f"pc1 processor output does not match the sector (replica_id or comm_d): {str(out)[:200]}")
-            rec["pc1out"] = out
+            outputs["pc1out"] = out
         else:
             self.ctx.run_stage("pc1", generate_labels, proof, rid, p.cache, self.ctx.parent_cache)
         crash_point("worker.pc1.after")
-        return "PC1"
+        return Event("PC1", outputs)
 
     def on_PC1Done(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
+        proof = seal_proof(rec.proof)
         if self.ctx.external("pc2"):
-            pc1out = rec.get("pc1out") or {"registered_proof": proof.name, "comm_d": list(bytes.fromhex(rec["comm_d"])),
+            pc1out = rec.pc1out or {"registered_proof": proof.name, "comm_d": list(bytes.fromhex(rec.comm_d)),
                                            "staged_file": str(p.staged)}
             try:
                 comm_r, comm_c, comm_r_last = tasks.read_pc2_output(
@@ -209,34 +209,34 @@ class SealerSteps:
             raise Perm("PC2 output does not match its files (p_aux or sealed)")
         if self.ctx.sealing.verify_after_pc2:
             self._verify_after_pc2(rec, proof, p, out)
-        rec["comm_r"] = out.comm_r.hex()
-        return "PC2"
+        return Event("PC2", {"comm_r": out.comm_r.hex()})
 
     def _verify_after_pc2(self, rec, proof, p: Paths, out) -> None:
         """`verify_after_pc2`: prove and verify the sector against a throw-away seed before
         paying for a PreCommit, so a replica that does not match its commitments never goes out."""
         import hashlib
         seed = hashlib.sha256(b"verify_after_pc2" + out.comm_r).digest()
-        ticket = base64.b64decode(rec["ticket"]["Ticket"])
-        sector = SectorID(rec["miner"], rec["number"])
+        ticket = base64.b64decode(rec.ticket["Ticket"])
+        sector = SectorID(rec.miner, rec.number)
         try:
-            c1 = seal_commit_phase1(proof, sector, ticket, seed, bytes.fromhex(rec["comm_d"]), out.comm_c, out.comm_r_last,
+            c1 = seal_commit_phase1(proof, sector, ticket, seed, bytes.fromhex(rec.comm_d), out.comm_c, out.comm_r_last,
                                     p.cache, p.sealed)
-            verify_c1(c1, proof, sector, bytes.fromhex(rec["comm_d"]), out.comm_r, ticket, seed)
+            verify_c1(c1, proof, sector, bytes.fromhex(rec.comm_d), out.comm_r, ticket, seed)
         except ProofError as exc:
             raise Perm(f"verify_after_pc2: the sealed sector does not prove: {exc}") from None
 
     def on_PC2Done(self, rec):
-        info = {"CommR": list(bytes.fromhex(rec["comm_r"])), "CommD": list(bytes.fromhex(rec["comm_d"])), "Ticket": rec["ticket"]}
-        res = call(self.ctx.rpc, "Venus.SubmitPreCommit", {"ID": self.sid(rec), "ProofType": rec["proof"]}, info,
-                   bool(rec.pop("resubmit_pc", False)))
+        info = {"CommR": list(bytes.fromhex(rec.comm_r)), "CommD": list(bytes.fromhex(rec.comm_d)), "Ticket": rec.ticket}
+        res = call(self.ctx.rpc, "Venus.SubmitPreCommit", {"ID": self.sid(rec), "ProofType": rec.proof}, info,
+                   rec.resubmit_pc)
         crash_point("worker.submit_pc.after")
-        return self._submitted(res, "SubmitPC", "PreCommit")
+        return self._submitted(res, "SubmitPC", "PreCommit", "resubmit_pc")
 
-    def _submitted(self, res, event, what):
+    def _submitted(self, res, event, what, flag):
+        """The submission's answer; an accepted resubmission clears its flag with the transition."""
         code, desc = res["Res"], res.get("Desc")
         if code in (ACCEPTED, DUPLICATE):
-            return event
+            return Event(event, {flag: None})
         if code == REJECTED:
             raise Abort(f"{what} rejected: {desc}")
         raise Perm(f"{what} {'mismatched' if code == MISMATCHED else 'files missing' if code == FILES_MISSED else code}: {desc}")
@@ -248,8 +248,7 @@ class SealerSteps:
         if state == LANDED:
             return None
         if state == FAILED:
-            rec[flag] = True
-            return resubmit_event
+            return Event(resubmit_event, {flag: True})
         if state == SHOULD_ABORT:
             raise Abort(f"{what}: {desc}")
         raise Perm(f"{what} state {state}: {desc}")
@@ -260,7 +259,7 @@ class SealerSteps:
 
     def on_PCLanded(self, rec):
         p = self.paths(rec)
-        size = 2 * seal_proof(rec["proof"]).size.bytes
+        size = 2 * seal_proof(rec.proof).size.bytes
         store = call(self.ctx.rpc, "Venus.StoreReserveSpace", self.sid(rec), size, [s.name for s in self.ctx.attached])
         if store is None:
             raise Wait("no persist store has room yet", polling=True)
@@ -268,21 +267,19 @@ class SealerSteps:
         if local is None:
             raise Perm(f"the manager reserved store {store['Name']!r}, which is not attached here")
         crash_point("worker.persist.before")
-        persist(p, local.location, rec["name"])
-        rec["persist_store"] = local.name
-        return "Persist"
+        persist(p, local.location, rec.name)
+        return Event("Persist", {"persist_store": local.name})
 
     def on_Persisted(self, rec):
-        ok = call(self.ctx.rpc, "Venus.SubmitPersistedEx", self.sid(rec), rec["persist_store"], False)
+        ok = call(self.ctx.rpc, "Venus.SubmitPersistedEx", self.sid(rec), rec.persist_store, False)
         if not ok:
-            raise Perm(f"the manager does not find the persisted files in {rec['persist_store']}")
+            raise Perm(f"the manager does not find the persisted files in {rec.persist_store}")
         return "SubmitPersistance"
 
     def on_PersistanceSubmitted(self, rec):
-        res = call(self.ctx.rpc, "Venus.WaitSeed", self.sid(rec), rec["proof"])
+        res = call(self.ctx.rpc, "Venus.WaitSeed", self.sid(rec), rec.proof)
         if res.get("Seed"):
-            rec["seed"] = res["Seed"]
-            return "AssignSeed"
+            return Event("AssignSeed", {"seed": res["Seed"]})
         if res.get("ShouldWait"):
             crash_point("worker.seed.waiting")
             raise Wait("waiting for the seed", delay=float(res.get("Delay") or 1))
@@ -290,28 +287,28 @@ class SealerSteps:
 
     def on_SeedAssigned(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
+        proof = seal_proof(rec.proof)
         comm_c, comm_r_last = read_p_aux(p.cache)
-        out = self.ctx.run_stage("c1", seal_commit_phase1, proof, SectorID(rec["miner"], rec["number"]),
-                                 base64.b64decode(rec["ticket"]["Ticket"]), base64.b64decode(rec["seed"]["Seed"]),
-                                 bytes.fromhex(rec["comm_d"]), comm_c, comm_r_last, p.cache, p.sealed)
+        out = self.ctx.run_stage("c1", seal_commit_phase1, proof, SectorID(rec.miner, rec.number),
+                                 base64.b64decode(rec.ticket["Ticket"]), base64.b64decode(rec.seed["Seed"]),
+                                 bytes.fromhex(rec.comm_d), comm_c, comm_r_last, p.cache, p.sealed)
         write_atomic(p.cache / "c1.out", encode_c1(out))
         return "C1"
 
     def on_C1Done(self, rec):
         p = self.paths(rec)
-        proof = seal_proof(rec["proof"])
+        proof = seal_proof(rec.proof)
         raw = (p.cache / "c1.out").read_bytes()
         if self.ctx.external("c2"):
             try:
-                c2 = tasks.read_c2_output(self.ctx.run_task("c2", tasks.c2_task(raw, SectorID(rec["miner"], rec["number"]))))
+                c2 = tasks.read_c2_output(self.ctx.run_task("c2", tasks.c2_task(raw, SectorID(rec.miner, rec.number))))
             except tasks.TaskError as exc:
                 raise Perm(f"c2 processor: {exc}") from None
         else:
             c2 = self.ctx.run_stage("c2", seal_commit_phase2, decode_c1(raw, proof))
         try:
-            verify_seal(proof, SectorID(rec["miner"], rec["number"]), bytes.fromhex(rec["comm_d"]), bytes.fromhex(rec["comm_r"]),
-                        base64.b64decode(rec["ticket"]["Ticket"]), base64.b64decode(rec["seed"]["Seed"]), c2)
+            verify_seal(proof, SectorID(rec.miner, rec.number), bytes.fromhex(rec.comm_d), bytes.fromhex(rec.comm_r),
+                        base64.b64decode(rec.ticket["Ticket"]), base64.b64decode(rec.seed["Seed"]), c2)
         except ProofError as exc:
             raise Perm(f"C2 proof does not verify: {exc}") from None
         write_atomic(p.cache / "proof.out", c2)
@@ -320,9 +317,9 @@ class SealerSteps:
     def on_C2Done(self, rec):
         p = self.paths(rec)
         proof = base64.b64encode((p.cache / "proof.out").read_bytes()).decode()
-        res = call(self.ctx.rpc, "Venus.SubmitProof", self.sid(rec), {"Proof": proof}, bool(rec.pop("resubmit_proof", False)))
+        res = call(self.ctx.rpc, "Venus.SubmitProof", self.sid(rec), {"Proof": proof}, rec.resubmit_proof)
         crash_point("worker.submit_proof.after")
-        return self._submitted(res, "SubmitProof", "proof")
+        return self._submitted(res, "SubmitProof", "proof", "resubmit_proof")
 
     def on_ProofSubmitted(self, rec):
         if self.ctx.sealing.ignore_proof_check:

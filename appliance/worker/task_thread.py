@@ -1,114 +1,101 @@
-"""The loop shared by the sealing threads that take tasks rather than allocate sectors
-(`plan = "unseal"`, `"rebuild"`, `"snapup"`): ask the manager for a task, do it, report the
-outcome (retried while the manager does not answer). Pausing stops it from taking new tasks.
-A subclass names its RPC methods and does the work; an interrupted task is done again from its
-start, so the work must be a pure function of the task."""
+"""The threads that take tasks rather than allocate sectors (`plan = "unseal"`, `"rebuild"`,
+`"snapup"`) run on the same journalled runner as the sealer: the task the manager handed out is
+journaled with the first transition, every step after it is journaled too, and a restart resumes
+the task at the step that was interrupted (the manager is not asked again).
+
+A task that cannot be done (a step raises a task error: a wrong CommR, a missing store) ends as
+aborted: the error is reported through the plan's report method and the thread takes the next
+task. Task threads never send ReportState: the sector's sealing state at the manager is not theirs."""
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from ..core.sector import sector_file_names
-from ..rpc import RPCError
 from ..rpc.client import TransportError
+from .failure import Abort, StepFailure, Unreachable, Wait
+from .plan import Event
+from .steps import Paths, call
+from .thread import PlannerThread
 
-log = logging.getLogger("damocles.worker")
+
+class TaskSteps:
+    """exec(state) for a task plan: `on_<State>` methods; an error that is not a classified
+    failure is the task's error (reported to the manager, the thread goes on)."""
+    allocate_method = ""
+
+    def __init__(self, ctx, thread_name: str):
+        self.ctx, self.thread_name = ctx, thread_name
+
+    def exec(self, rec) -> Event | str:
+        handler = getattr(self, "on_" + rec.state, None)
+        if handler is None:
+            raise Abort(f"no step for state {rec.state}")
+        try:
+            return handler(rec)
+        except (Wait, StepFailure):
+            raise
+        except TransportError as exc:
+            raise Unreachable(f"{rec.state}: {exc}") from None
+        except Exception as exc:       # the task's own error: reported with the task's outcome
+            raise Abort(str(exc) if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {exc}") from None
+
+    def on_Empty(self, rec):
+        s = self.ctx.sealing
+        spec = {"AllowedMiners": list(s.allowed_miners) if s.allowed_miners else None, "AllowedProofTypes": None}
+        task = call(self.ctx.rpc, self.allocate_method, spec, self.thread_name)
+        if not task:
+            raise Wait("no task (idle)", polling=True)
+        sid = task["Sector"]["ID"]
+        return Event("Allocate", {"task": task, "miner": sid["Miner"], "number": sid["Number"],
+                                  "proof": task["Sector"]["ProofType"],
+                                  "name": sector_file_names(sid["Miner"], sid["Number"]), **self.allocated(task)})
+
+    def allocated(self, task: dict) -> dict:
+        """Fields of the record that come from the task (besides the task itself)."""
+        return {}
 
 
-class TaskThread:
-    plan = ""
-    allocate_method = ""       # Venus.Allocate...(spec, workerName) -> task or null
-    report_method = ""         # Venus....(*report_args(task), error); empty: the work reports itself
-    working_state = ""
+class TaskThread(PlannerThread):
+    report_method = ""          # Venus....(*report_args(task), error); empty: nothing to report
+    steps_class = TaskSteps
 
-    def __init__(self, index: int, ctx, plan_config=None):
-        self.index, self.ctx = index, ctx
-        self.rec: dict = {"state": "Empty"}
-        self.status = "Idle"
-        self.last_error: str | None = None
-        self.paused = False
+    def __init__(self, index: int, ctx, config=None):
+        super().__init__(index, ctx, config)
         self.done = 0
 
-    # ------------------------------------------------------------------ a subclass's part
-
-    def work(self, task: dict, stop: threading.Event) -> None:
-        raise NotImplementedError
+    def make_steps(self):
+        return self.steps_class(self.ctx, f"{self.ctx.worker_name}-{self.plan}-{self.index}")
 
     def report_args(self, task: dict) -> list:
         return [task["Sector"]["ID"]]
 
-    def cleanup(self) -> None:
-        """After each task, done or failed."""
+    def _report(self, prev: str, event: str, failure: dict | None = None) -> None:
+        """Not for tasks: ReportState is the sealer's."""
 
-    # ----------------------------------------------------------------------- control
-
-    def pause(self) -> bool:
-        if self.paused:
+    def _report_done(self, stop: threading.Event) -> bool:
+        if not self.report_method:
+            return True
+        if not self._call_until_answered(stop, self.report_method, *self.report_args(self.rec.task), ""):
             return False
-        self.paused, self.last_error = True, "paused by the operator"
+        self.done += 1
         return True
 
-    def resume(self, state: str | None = None) -> bool:
-        if not self.paused:
-            return False
-        self.paused, self.last_error = False, None
-        return True
+    def _report_aborted(self, stop: threading.Event) -> bool:
+        reason = self.rec.abort_reason or ""
+        if self.report_method and self.rec.task is not None:
+            return self._call_until_answered(stop, self.report_method, *self.report_args(self.rec.task), reason)
+        self._sleep(stop, self.ctx.sealing.recover_interval)    # the manager keeps the task for us: later
+        return not stop.is_set()
 
-    def summary(self) -> dict:
-        return {"index": self.index, "location": str(self.ctx.location), "plan": self.plan, "job_id": self.rec.get("name"),
-                "job_state": self.rec.get("state"), "thread_state": {"state": self.status}, "last_error": self.last_error,
-                "config_error": None, "tasks_done": self.done}
+    def _end(self, stop: threading.Event) -> None:
+        reason = self.rec.abort_reason if self.rec.state == "Aborted" else None
+        super()._end(stop)
+        if self.rec.state == "Empty" and reason:
+            self.last_error = f"{self.plan}: {reason}"       # `worker list` shows why the last task failed
 
-    # -------------------------------------------------------------------------- loop
+    def _remove_files(self) -> None:
+        Paths(self.ctx.location, self.rec.name).remove()
 
-    def run(self, stop: threading.Event) -> None:
-        s = self.ctx.sealing
-        spec = {"AllowedMiners": list(s.allowed_miners) if s.allowed_miners else None, "AllowedProofTypes": None}
-        name = f"{self.ctx.worker_name}-{self.plan}-{self.index}"
-        while not stop.is_set():
-            if self.paused:
-                self.status = "Paused"
-                stop.wait(0.5)
-                continue
-            try:
-                task = self.ctx.rpc.call(self.allocate_method, spec, name)
-            except (TransportError, RPCError) as exc:
-                self.status, self.last_error = "Waiting", f"temp: {self.allocate_method}: {exc}"
-                stop.wait(s.recover_interval)
-                continue
-            if not task:
-                self.status, self.rec = "Waiting", {"state": "Empty"}
-                stop.wait(s.rpc_polling_interval)
-                continue
-            sid = task["Sector"]["ID"]
-            self.status = "Running"
-            self.rec = {"state": self.working_state, "name": sector_file_names(sid["Miner"], sid["Number"])}
-            try:
-                self.work(task, stop)
-                error = ""
-                self.done += 1
-                self.last_error = None
-                log.info("thread %d: %s of %s done", self.index, self.plan, self.rec["name"])
-            except Exception as exc:         # reported to the manager as the task's error
-                error = str(exc) if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {exc}"
-                self.last_error = f"{self.plan}: {error}"
-                log.error("thread %d: %s of %s failed: %s", self.index, self.plan, self.rec["name"], error)
-            finally:
-                self.cleanup()
-            if self.report_method:
-                self._report(self.report_args(task) + [error], stop)
-            elif error:
-                stop.wait(s.recover_interval)     # the manager keeps the task for this worker: try again later
-
-    def _report(self, args: list, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.ctx.rpc.call(self.report_method, *args)
-                return
-            except TransportError as exc:          # the manager must learn the outcome
-                log.warning("thread %d: %s failed, retrying: %s", self.index, self.report_method, exc)
-                stop.wait(self.ctx.sealing.recover_interval)
-            except RPCError as exc:
-                log.warning("thread %d: %s: %s", self.index, self.report_method, exc.message)
-                return
+    def _summary_extra(self) -> dict:
+        return {"tasks_done": self.done}

@@ -1,66 +1,334 @@
-"""A sealing thread: owns one location, drives one sector at a time through the sealer plan.
+"""The planner runner (Damocles' CommonSealer<P>): one loop for every journalled plan.
 
-Each turn: exec the current state's step; plan the next state from the event; commit the
-transition (and what the step produced) to the journal; report it to the manager. A restart
-resumes from the journaled state, so an interrupted step is redone from its start and a
-completed one never. Before each new sector the thread re-reads `<location>/config.toml` (plan
-and `[sealing]` overrides) when its mtime changed; a bad file is reported and ignored."""
+Each turn: exec the current state's step, which returns an Event carrying its outputs (a step
+never writes the record); plan the next state from the event; commit the transition and the
+outputs to the journal in one transaction; only then take the new record and report it to the
+manager. A restart resumes from the journaled state, so an interrupted step is redone from its
+start and a completed one never. A journal left in a terminal state finishes its clean-up at
+start-up (Finished: ReportFinalized, files removed, cleared; Aborted: reported, cleared).
+
+A journal that cannot be written (a full disk) is a temp failure: the transition is kept in
+memory and written again every `recover_interval`, the step is not redone. Before each new
+sector the sealer re-reads `<location>/config.toml` (plan and `[sealing]` overrides) when its
+mtime changed; a bad file is reported and ignored."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
-import time
 import traceback
+from dataclasses import replace
 
 from ..config import ConfigError, load_toml
+from ..core.crash import crash_point
+from ..core.protocol import TERMINAL_STATES
 from ..rpc import RPCError
 from ..rpc.client import TransportError
 from .config import ThreadConfig, parse_hot_config
-from .failure import Abort, StepFailure, Wait
-from .journal import Journal, JournalError
-from .plan import plan
+from .control import ThreadControl
+from .failure import Abort, Crit, NoSpace, StepFailure, Wait, no_space
+from .journal import Journal, JournalError, JournalWriteError
+from .plan import SEALER, Event, Plan, PlanError, as_event
+from .record import EMPTY, RecordError, SectorRecord
 from .steps import Paths, SealerSteps
 
 log = logging.getLogger("damocles.worker")
 
 
-class SealingThread:
+def _device_full(location) -> bool:
+    """Whether the device holding the location has (almost) no space left."""
+    try:
+        st = os.statvfs(location)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+class PlannerThread(ThreadControl):
+    """Runs one plan in one location. A plan's thread names its table (`table`), makes its
+    steps (`make_steps`), and says how a finished sector is reported (`_report_done`)."""
+    table: Plan = SEALER
+
     def __init__(self, index: int, ctx, config: ThreadConfig | None = None):
-        self.index, self.ctx = index, ctx
-        self.base = config or ThreadConfig(ctx.location, "sealer", ctx.sealing)   # from worker.toml
+        super().__init__(index, ctx.location)
+        self.ctx = ctx
+        self.base = config or ThreadConfig(ctx.location, self.table.name, ctx.sealing)   # from worker.toml
         self.plan = self.base.plan
-        self.config_error: str | None = None
-        self._hot_mtime: int | None = None
         self.journal: Journal | None = None
-        self.rec: dict = {"state": "Empty", "retry": 0}
-        self.status = "Idle"          # Idle | Running | Waiting | Paused
-        self.last_error: str | None = None
-        self._resume = threading.Event()
-        self._resume_state: str | None = None
-        self._pause_requested = False
+        self.rec = EMPTY
         self.errors: dict[str, int] = {}     # failures per level since start (the worker's metrics)
+        self._pending: tuple[SectorRecord, str, str] | None = None    # a transition the journal could not take yet
+        self._aborted_by_manager: str | None = None
 
-    # ----------------------------------------------------------------- control
+    # ------------------------------------------------------------ a plan's part
 
-    def pause(self) -> bool:
-        """Pause after the step in flight (an operator's interrupt, treated as perm)."""
-        if self.rec.get("paused"):
-            return False
-        self._pause_requested = True
-        return True
+    def make_steps(self):
+        return SealerSteps(self.ctx)
 
-    def resume(self, state: str | None = None) -> bool:
-        if not self.rec.get("paused"):
-            return False
-        self._resume_state = state
-        self._resume.set()
-        return True
+    def _sid(self) -> dict:
+        return {"Miner": self.rec.miner, "Number": self.rec.number}
 
-    def summary(self) -> dict:
-        return {"index": self.index, "location": str(self.ctx.location), "plan": self.plan,
-                "job_id": self.rec.get("name"), "job_state": self.rec.get("state"), "thread_state": {"state": self.status},
-                "last_error": self.last_error, "config_error": self.config_error}
+    def _report_done(self, stop: threading.Event) -> bool:
+        """Tell the manager the sector is done; False when stopped before it answered."""
+        return self._call_until_answered(stop, "Venus.ReportFinalized", self._sid())
+
+    def _report_aborted(self, stop: threading.Event) -> bool:
+        """Tell the manager the sector was given up, with the reason; False when stopped first."""
+        return self._call_until_answered(stop, "Venus.ReportAborted", self._sid(), self.rec.abort_reason or "")
+
+    def _remove_files(self) -> None:
+        Paths(self.ctx.location, self.rec.name).remove()
+
+    def _before_new_sector(self) -> None:
+        """Between two sectors (the sealer re-reads its hot config here)."""
+
+    # ------------------------------------------------------------------- loop
+
+    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        stop.wait(max(0.0, seconds))
+
+    def _open_journal(self, stop: threading.Event) -> bool:
+        """Open the journal; on a full device wait (temp) until it opens, otherwise a journal that
+        cannot be read is a crit error naming the file."""
+        while not stop.is_set():
+            try:
+                self.journal = Journal(self.ctx.location)
+                current = self.journal.current()
+                self.rec = SectorRecord.from_json(current, str(self.journal.path)) if current else EMPTY
+                return True
+            except RecordError as exc:
+                self.status, self.last_error = "Paused", f"crit: journal {exc}"
+                log.error("thread %d: %s", self.index, self.last_error)
+                return False
+            except JournalError as exc:
+                if not _device_full(self.ctx.location):
+                    self.status, self.last_error = "Paused", f"crit: {exc}"
+                    log.error("thread %d: %s", self.index, exc)
+                    return False
+                self.status, self.last_error = "Waiting", f"temp: {exc} (no space left on the device: ENOSPC)"
+                log.warning("thread %d: %s", self.index, self.last_error)
+                self._sleep(stop, self.ctx.sealing.recover_interval)
+        return False
+
+    def run(self, stop: threading.Event) -> None:
+        if not self._open_journal(stop):
+            return
+        self.last_error = None
+        self._before_new_sector()
+        steps = self.make_steps()
+        while not stop.is_set():
+            try:
+                self._turn(steps, stop)
+            except JournalWriteError as exc:
+                self._journal_unwritable(exc, stop)
+        self.status = "Idle"
+
+    def _turn(self, steps, stop: threading.Event) -> None:
+        if self._pending is not None:                 # written before anything else happens
+            self._commit(*self._pending)
+        if self._aborted_by_manager is not None:
+            reason, self._aborted_by_manager = self._aborted_by_manager, None
+            self._abort(reason, stop, report=False)
+            return
+        if self.rec.state in TERMINAL_STATES:
+            self._end(stop)
+            return
+        if self._pause_requested:
+            self._pause_requested = False
+            self.last_error = "paused by the operator"
+            self.rec = replace(self.rec, paused=True, last_error=self.last_error)
+            self._journal_quietly(self.journal.failure, self.rec.to_json(), "perm", "paused by the operator")
+            self.journal.save(self.rec.to_json())
+            self._report_failure("perm", "paused by the operator")
+        if self.rec.paused:
+            self.status = "Paused"
+            self._resume.wait(timeout=0.5)
+            if self._resume.is_set():
+                self._resumed()
+            return
+        if self.rec.state == "Empty":
+            self._before_new_sector()
+        s = self.ctx.sealing
+        self.status = "Running"
+        try:
+            event = as_event(steps.exec(self.rec))
+            self._transition(event)
+        except Wait as w:
+            self.status = "Waiting"
+            self._sleep(stop, w.delay if w.delay is not None else (s.rpc_polling_interval if w.polling else s.recover_interval))
+        except Abort as exc:
+            self._abort(str(exc), stop)
+            self._sleep(stop, s.seal_interval)
+        except StepFailure as exc:
+            self._fail(exc, stop)
+        except PlanError as exc:
+            self._fail(Crit(str(exc)), stop)
+        except JournalWriteError:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self._fail(NoSpace(f"{self.location}: no space left on the device (ENOSPC): {exc}"), stop)
+            else:
+                self._fail(StepFailure(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"), stop)
+        except Exception as exc:   # an unexpected error: the thread pauses, nothing is lost
+            self._fail(StepFailure(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"), stop)
+
+    def _resumed(self) -> None:
+        self._resume.clear()
+        self.rec = replace(self.rec, paused=False, last_error=None, retry=0)
+        self.last_error = None
+        state, self._resume_state = self._resume_state, None
+        if state:
+            self._transition(Event("SetState:" + state))
+            return
+        self.journal.save(self.rec.to_json())
+        if self.rec.name:          # the manager clears the failure it showed
+            self._report(self.rec.state, "Resume")
+
+    # ------------------------------------------------------------ transitions
+
+    def _transition(self, event: Event) -> None:
+        """Plan, then journal the new record with the step's outputs, then report: nothing of
+        the step reaches the record unless the plan accepted its event and the journal has it."""
+        prev = self.rec.state
+        new = self.rec.with_outputs(event.outputs, state=self.table.next(prev, event.name), retry=0, last_error=None)
+        self._commit(new, prev, event.name)
+
+    def _commit(self, new: SectorRecord, prev: str, event: str) -> None:
+        self._pending = (new, prev, event)
+        self.journal.transition(new.to_json(), prev, event)
+        self._pending = None
+        self.rec, self.last_error = new, None
+        log.info("thread %d: %s %s -%s-> %s", self.index, new.name or "-", prev, event, new.state,
+                 extra={"sector": new.name, "state": new.state, "prev": prev, "event": event, "sealing_thread": self.index})
+        if new.name and new.state != "Aborted":      # an abort is told by ReportAborted
+            self._report(prev, event)
+
+    def _report(self, prev: str, event: str, failure: dict | None = None) -> None:
+        req = {"Worker": {"Instance": self.ctx.worker_name, "Location": str(self.ctx.location)},
+               "StateChange": {"Prev": prev, "Next": self.rec.state, "Event": event}, "Failure": failure}
+        try:
+            resp = self.ctx.rpc.call("Venus.ReportState", self._sid(), req)
+        except (TransportError, RPCError) as exc:
+            log.warning("thread %d: ReportState failed: %s", self.index, exc)
+            return
+        if resp and resp.get("Finalized") and self.rec.state not in TERMINAL_STATES:
+            self._aborted_by_manager = resp.get("AbortReason") or "finalized by the manager"
+
+    # --------------------------------------------------------------- failures
+
+    def _fail(self, exc: StepFailure, stop: threading.Event) -> None:
+        level, text = exc.level, str(exc)
+        counts = getattr(exc, "counts", True)
+        if level == "temp" and no_space(text):
+            counts = False                  # resumes when space is freed, however long that takes
+            if "ENOSPC" not in text:
+                text += " (ENOSPC)"
+        self.last_error = f"{level}: {text}"
+        if level == "temp" and counts:
+            self.rec = replace(self.rec, retry=self.rec.retry + 1)
+            if self.rec.retry >= self.ctx.sealing.max_retries:
+                level = "perm"
+                self.last_error = f"perm: {text} (after {self.rec.retry} temp retries)"
+        self._journal_quietly(self.journal.failure, self.rec.to_json(), level, text)
+        log.warning("thread %d: %s %s: %s", self.index, self.rec.name or "-", level, text,
+                    extra={"sector": self.rec.name, "state": self.rec.state, "failure_level": level,
+                           "sealing_thread": self.index})
+        if level == "temp":
+            self.status = "Waiting"
+            self._journal_quietly(self.journal.save, self.rec.to_json())
+            self._report_failure(level, self.last_error)
+            self._sleep(stop, self.ctx.sealing.recover_interval)
+            return
+        self.rec = replace(self.rec, paused=True, last_error=self.last_error)
+        self._journal_quietly(self.journal.save, self.rec.to_json())
+        self._report_failure(level, self.last_error)      # an answer that the sector was aborted aborts it here
+
+    def _journal_quietly(self, write, *args) -> None:
+        """Bookkeeping (a failure's log row, retry counts) that may be lost on a full disk."""
+        try:
+            write(*args)
+        except JournalWriteError as exc:
+            log.warning("thread %d: %s", self.index, exc)
+
+    def _journal_unwritable(self, exc: JournalWriteError, stop: threading.Event) -> None:
+        """The journal could not take a write: nothing of it was committed. Say so (to the
+        manager too) and try again after `recover_interval`; the sector resumes once it can."""
+        self.status = "Waiting"
+        self.last_error = f"temp: {exc}"
+        log.warning("thread %d: %s %s", self.index, self.rec.name or "-", self.last_error,
+                    extra={"sector": self.rec.name, "state": self.rec.state, "failure_level": "temp",
+                           "sealing_thread": self.index})
+        self._report_failure("temp", self.last_error)
+        self._sleep(stop, self.ctx.sealing.recover_interval)
+
+    def _report_failure(self, level: str, desc: str) -> None:
+        """As Damocles: a failed step is reported too, so the manager shows the sector's error."""
+        self.errors[level] = self.errors.get(level, 0) + 1
+        if self.rec.name:
+            self._report(self.rec.state, "Failure", {"Level": level, "Desc": desc[:4000]})
+
+    # ------------------------------------------------------------ the end of a sector
+
+    def _abort(self, reason: str, stop: threading.Event, report: bool = True) -> None:
+        """Journal Aborted with the reason first, so that a crash from here on finishes the abort
+        at the next start; then report it, remove the files and clear the journal."""
+        log.warning("thread %d: %s aborted: %s", self.index, self.rec.name or "-", reason)
+        if not self.rec.name:
+            self.rec = EMPTY
+            self._journal_quietly(self.journal.save, self.rec.to_json())
+            return
+        new = replace(self.rec, state="Aborted", paused=False, last_error=None, abort_reason=reason, abort_reported=not report)
+        self._commit(new, self.rec.state, "Abort")
+        self._end(stop)
+
+    def _end(self, stop: threading.Event) -> None:
+        """A sector in Finished or Aborted: tell the manager (until it answers or the worker
+        stops), remove its files, clear the journal. Each part may be redone after a crash."""
+        finished = self.rec.state == "Finished"
+        if self.rec.name:
+            if finished:
+                crash_point("worker.finish.before_clear")
+                if not self._report_done(stop):
+                    return                   # stopped: the journal stays in Finished, the next start goes on
+            elif not self.rec.abort_reported:
+                if not self._report_aborted(stop):
+                    return
+                crash_point("worker.abort.before_clear")
+            self._remove_files()
+        self.journal.clear(self.rec.to_json(), "Finish" if finished else "Abort")
+        self.rec, self.last_error = EMPTY, None
+        if finished:
+            self._sleep(stop, self.ctx.sealing.seal_interval)
+
+    def _call_until_answered(self, stop: threading.Event, method: str, *params) -> bool:
+        """The manager must learn how a sector ended: retried every `recover_interval` while it
+        does not answer, given up only when the worker stops (False)."""
+        while not stop.is_set():
+            try:
+                self.ctx.rpc.call(method, *params)
+                return True
+            except TransportError as exc:
+                self.status, self.last_error = "Waiting", f"temp: {method}: {exc}"
+                log.warning("thread %d: %s failed, retrying: %s", self.index, method, exc)
+                self._sleep(stop, self.ctx.sealing.recover_interval)
+            except RPCError as exc:           # refused (e.g. the sector is unknown): nothing more to tell
+                log.warning("thread %d: %s: %s", self.index, method, exc)
+                return True
+        return False
+
+
+class SealingThread(PlannerThread):
+    """A thread running the sealer plan; re-reads `<location>/config.toml` between sectors."""
+
+    def __init__(self, index: int, ctx, config: ThreadConfig | None = None):
+        super().__init__(index, ctx, config)
+        self._hot_mtime: int | None = None
+
+    def _before_new_sector(self) -> None:
+        self.reload_hot_config()
 
     def reload_hot_config(self) -> bool:
         """Apply `<location>/config.toml` if it changed since the last look; True if it did."""
@@ -88,146 +356,3 @@ class SealingThread:
         self.plan, self.ctx.sealing = cfg.plan, cfg.sealing
         log.info("thread %d: settings %s", self.index, f"reloaded from {path}" if mtime else "from worker.toml")
         return True
-
-    # -------------------------------------------------------------------- loop
-
-    def _sleep(self, stop: threading.Event, seconds: float) -> None:
-        stop.wait(max(0.0, seconds))
-
-    def run(self, stop: threading.Event) -> None:
-        try:
-            self.journal = Journal(self.ctx.location)
-            self.rec = self.journal.current() or {"state": "Empty", "retry": 0}
-        except JournalError as exc:
-            self.status, self.last_error = "Paused", f"crit: {exc}"
-            log.error("thread %d: %s", self.index, exc)
-            return
-        self.reload_hot_config()
-        steps = SealerSteps(self.ctx)
-        while not stop.is_set():
-            if self._pause_requested:
-                self._pause_requested = False
-                self.rec["paused"] = True
-                self.last_error = self.rec["last_error"] = "paused by the operator"
-                self.journal.failure(self.rec, "perm", "paused by the operator")
-                self.journal.save(self.rec)
-                self._report_failure("perm", "paused by the operator")
-            if self.rec.get("paused"):
-                self.status = "Paused"
-                self._resume.wait(timeout=0.5)
-                if self._resume.is_set():
-                    self._resume.clear()
-                    self.rec.pop("paused", None)
-                    self.rec.pop("last_error", None)
-                    self.last_error = None
-                    self.rec["retry"] = 0
-                    if self._resume_state:
-                        self._transition("SetState:" + self._resume_state)
-                    elif "name" in self.rec:          # the manager clears the failure it showed
-                        self._report(self.rec["state"], "Resume")
-                    self.journal.save(self.rec)
-                continue
-            if self.rec["state"] == "Empty":
-                self.reload_hot_config()
-            s = self.ctx.sealing
-            self.status = "Running"
-            try:
-                event = steps.exec(self.rec)
-            except Wait as w:
-                self.status = "Waiting"
-                self._sleep(stop, w.delay if w.delay is not None else (s.rpc_polling_interval if w.polling else s.recover_interval))
-                continue
-            except Abort as exc:
-                self._abort(str(exc))
-                self._sleep(stop, s.seal_interval)
-                continue
-            except StepFailure as exc:
-                self._fail(exc, stop)
-                continue
-            except Exception as exc:   # an unexpected error: the thread pauses, nothing is lost
-                self._fail(StepFailure(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"), stop)
-                continue
-            self._transition(event)
-            if self.rec["state"] == "Finished":
-                self._finish()
-                self._sleep(stop, s.seal_interval)
-        self.status = "Idle"
-
-    def _transition(self, event: str) -> None:
-        prev = self.rec["state"]
-        self.rec["state"] = plan(prev, event)
-        self.rec["retry"] = 0
-        self.last_error = None
-        self.journal.transition(self.rec, prev, event)
-        log.info("thread %d: %s %s -%s-> %s", self.index, self.rec.get("name", "-"), prev, event, self.rec["state"],
-                 extra={"sector": self.rec.get("name"), "state": self.rec["state"], "prev": prev, "event": event,
-                        "sealing_thread": self.index})
-        if "name" in self.rec:
-            self._report(prev, event)
-
-    def _report(self, prev: str, event: str, failure: dict | None = None) -> None:
-        req = {"Worker": {"Instance": self.ctx.worker_name, "Location": str(self.ctx.location)},
-               "StateChange": {"Prev": prev, "Next": self.rec["state"], "Event": event}, "Failure": failure}
-        try:
-            resp = self.ctx.rpc.call("Venus.ReportState", {"Miner": self.rec["miner"], "Number": self.rec["number"]}, req)
-        except (TransportError, RPCError) as exc:
-            log.warning("thread %d: ReportState failed: %s", self.index, exc)
-            return
-        if resp and resp.get("Finalized") and self.rec["state"] not in ("Finished", "Aborted"):
-            self._abort(resp.get("AbortReason") or "finalized by the manager", report=False)
-
-    def _fail(self, exc: StepFailure, stop: threading.Event) -> None:
-        level = exc.level
-        self.last_error = f"{level}: {exc}"
-        if level == "temp" and getattr(exc, "counts", True):
-            self.rec["retry"] = self.rec.get("retry", 0) + 1
-            if self.rec["retry"] >= self.ctx.sealing.max_retries:
-                level = "perm"
-                self.last_error = f"perm: {exc} (after {self.rec['retry']} temp retries)"
-        self.journal.failure(self.rec, level, str(exc))
-        log.warning("thread %d: %s %s: %s", self.index, self.rec.get("name", "-"), level, exc,
-                    extra={"sector": self.rec.get("name"), "state": self.rec["state"], "failure_level": level, "sealing_thread": self.index})
-        if level == "temp":
-            self.journal.save(self.rec)
-            self._report_failure(level, self.last_error)
-            self._sleep(stop, self.ctx.sealing.recover_interval)
-            return
-        self.rec["paused"] = True
-        self.rec["last_error"] = self.last_error
-        self.journal.save(self.rec)
-        self._report_failure(level, self.last_error)      # an answer that the sector was aborted aborts it here
-
-    def _report_failure(self, level: str, desc: str) -> None:
-        """As Damocles: a failed step is reported too, so the manager shows the sector's error."""
-        self.errors[level] = self.errors.get(level, 0) + 1
-        if "name" in self.rec:
-            self._report(self.rec["state"], "Failure", {"Level": level, "Desc": desc[:4000]})
-
-    def _abort(self, reason: str, report: bool = True) -> None:
-        log.warning("thread %d: %s aborted: %s", self.index, self.rec.get("name", "-"), reason)
-        if report and "name" in self.rec:
-            try:
-                self.ctx.rpc.call("Venus.ReportAborted", {"Miner": self.rec["miner"], "Number": self.rec["number"]}, reason)
-            except (TransportError, RPCError) as exc:
-                log.warning("thread %d: ReportAborted failed: %s", self.index, exc)
-        if "name" in self.rec:
-            Paths(self.ctx.location, self.rec["name"]).remove()
-        self.rec["state"] = "Aborted"
-        self.journal.clear(self.rec, "Abort")
-        self.rec = {"state": "Empty", "retry": 0}
-
-    def _finish(self) -> None:
-        sid = {"Miner": self.rec["miner"], "Number": self.rec["number"]}
-        while True:
-            try:
-                self.ctx.rpc.call("Venus.ReportFinalized", sid)
-                break
-            except TransportError as exc:   # the manager must learn it; the sector's files are persisted
-                log.warning("thread %d: ReportFinalized failed, retrying: %s", self.index, exc)
-                time.sleep(self.ctx.sealing.recover_interval)
-            except RPCError as exc:
-                log.warning("thread %d: ReportFinalized: %s", self.index, exc)
-                break
-        Paths(self.ctx.location, self.rec["name"]).remove()
-        self.journal.clear(self.rec, "Finish")
-        self.rec = {"state": "Empty", "retry": 0}

@@ -2,36 +2,37 @@
 (AllocateUnsealSector), regenerates the sector's key in its location (the `unseal` stage, in its
 processor pool when configured), decodes the piece, checks its CommP against the piece CID,
 writes it to the task's destination and reports the outcome (AchieveUnsealSector). A task that
-fails is reported with the reason; nothing half-written is left at the destination."""
+fails is reported with the reason; nothing half-written is left at the destination. Journalled:
+a piece written before a crash is reported at the next start, not unsealed again."""
 
 from __future__ import annotations
 
 import base64
 import os
 import tempfile
-import threading
 from pathlib import Path
 
+from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID, sector_file_names
 from ..proofs.cid import commd_to_cid
 from ..proofs.commitment import commp_bytes
 from ..proofs.unseal import unseal_range
 from ..rpc.client import HTTPStatusError
-from .task_thread import TaskThread
+from .plan import Plan
+from .task_thread import TaskSteps, TaskThread
+
+UNSEAL = Plan("unseal", ("Empty", "Unsealing", "Finished", "Aborted"), {
+    ("Empty", "Allocate"): "Unsealing",
+    ("Unsealing", "Unseal"): "Finished",        # Finished: AchieveUnsealSector is sent, then the journal clears
+})
 
 
-class UnsealThread(TaskThread):
-    plan, working_state = "unseal", "Unsealing"
-    allocate_method, report_method = "Venus.AllocateUnsealSector", "Venus.AchieveUnsealSector"
+class UnsealSteps(TaskSteps):
+    allocate_method = "Venus.AllocateUnsealSector"
 
-    def report_args(self, task: dict) -> list:
-        return [task["Sector"]["ID"], task["PieceCid"]["/"]]
-
-    def work(self, task: dict, stop: threading.Event) -> None:
-        self._unseal(task)
-
-    def _unseal(self, task: dict) -> None:
+    def on_Unsealing(self, rec):
+        task = rec.task
         sid = task["Sector"]["ID"]
         proof = seal_proof(task["Sector"]["ProofType"])
         store_name = task["PrivateInfo"]["AccessInstance"]
@@ -49,6 +50,8 @@ class UnsealThread(TaskThread):
         if got != task["PieceCid"]["/"]:
             raise ValueError(f"the unsealed bytes have piece CID {got}, not {task['PieceCid']['/']}: the replica or its ticket is wrong")
         self._write(task["Dest"][0], task["PieceCid"]["/"], payload)
+        crash_point("worker.unseal.written")
+        return "Unseal"
 
     def _write(self, dest: str, cid: str, payload: bytes) -> None:
         if dest == "piecestore":
@@ -80,3 +83,14 @@ class UnsealThread(TaskThread):
             raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
         finally:
             tmp.unlink(missing_ok=True)
+
+
+class UnsealThread(TaskThread):
+    plan, table, steps_class = "unseal", UNSEAL, UnsealSteps
+    report_method = "Venus.AchieveUnsealSector"
+
+    def report_args(self, task: dict) -> list:
+        return [task["Sector"]["ID"], task["PieceCid"]["/"]]
+
+    def _remove_files(self) -> None:
+        """Nothing of an unseal stays in the location (the scratch is the stage's own)."""

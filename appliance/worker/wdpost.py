@@ -1,7 +1,8 @@
 """A sealing thread with `plan = "wdpost"` (Damocles' worker-prover): it runs the dedicated
 prover's code, one WindowPoSt job at a time, reading sealed sectors from the worker's
 `[[attached]]` stores and proving in the worker's `[[processors.window_post]]` pools when it
-has some. Pausing stops it from taking new jobs; a job in flight is finished."""
+has some. Pausing stops it from taking new jobs; a job in flight is finished. Its jobs are not
+journalled here: the manager retries a job whose prover went silent (heartbeats, JobMaxTry)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import threading
 
 from ..post.config import PostConfig
 from ..post.service import ProverService
+from .control import ThreadControl
 
 
-class WdPostThread:
+class WdPostThread(ThreadControl):
+    plan = "wdpost"
+
     def __init__(self, index: int, worker_name: str, manager_url: str, token: str | None, attached, sealing, pools):
-        self.index = index
-        self.plan = "wdpost"
-        self.rec: dict = {"state": "Empty"}
-        self.last_error: str | None = None
+        super().__init__(index)
         cfg = PostConfig(name=f"{worker_name}-wdpost-{index}", poll_interval=max(0.1, sealing.rpc_polling_interval),
                          concurrency=1, allowed_miners=list(sealing.allowed_miners) if sealing.allowed_miners else None,
                          manager_url=manager_url, manager_token=token, attached=list(attached))
@@ -28,12 +29,20 @@ class WdPostThread:
             return "Paused"
         return "Running" if self.prover.running else "Waiting"
 
+    @status.setter
+    def status(self, value: str) -> None:
+        """Derived from the prover; the base class's initial value is ignored."""
+
     def run(self, stop: threading.Event) -> None:
         self.prover.start()
         stop.wait()
         self.prover.stop()
 
+    def _paused(self) -> bool:
+        return self.prover.paused
+
     def pause(self) -> bool:
+        """The prover takes no new job at once; a job in flight is finished."""
         if self.prover.paused:
             return False
         self.prover.paused = True
@@ -46,8 +55,7 @@ class WdPostThread:
         self.prover.paused, self.last_error = False, None
         return True
 
-    def summary(self) -> dict:
+    def _summary_extra(self) -> dict:
         jobs = list(self.prover.running)
-        return {"index": self.index, "location": "", "plan": "wdpost", "job_id": jobs[0] if jobs else None,
-                "job_state": "Running" if jobs else "Empty", "thread_state": {"state": self.status},
-                "last_error": self.last_error, "config_error": None, "proven": self.prover.proven}
+        return {"job_id": jobs[0] if jobs else None, "job_state": "Running" if jobs else "Empty",
+                "proven": self.prover.proven}

@@ -1,0 +1,331 @@
+"""One SQLite layer for the manager's state, the devnet and the sealing journals.
+
+- Opening checks the file: not an SQLite file, truncated, failing `PRAGMA integrity_check`, a
+  table definition that is not its version's, text that is not UTF-8 or JSON that does not parse
+  is a `DatabaseError` naming the file; the file is left as it is.
+- Each database records its schema version (`PRAGMA user_version`). Migrations run forward on
+  open, after a copy of the file is kept beside it (`<name>.v<N>.bak`); a database newer than this
+  binary is refused, naming the file and both versions.
+- `Database` gives each thread its own connection (WAL: readers never see another thread's
+  uncommitted writes), `tx()` for writes (serialized in the process) and `read()` for a
+  multi-statement read in one snapshot. `transaction()` is the one transaction helper.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+
+# A migration takes the database from version i to i + 1: an SQL script or a function of the
+# connection (run inside the migration's transaction).
+Migration = str | Callable[[sqlite3.Connection], None]
+
+
+class DatabaseError(ValueError):
+    """A database file that cannot be used (corrupt, not SQLite, newer than this binary, ...).
+    The message names the file; the file itself is never modified or replaced."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    kind: str                       # what the file is, for messages: "manager state", "devnet chain"
+    migrations: Sequence[Migration]  # migrations[i]: version i -> i + 1; version 1 creates the tables
+    expect_tables: frozenset[str] = frozenset()   # an unversioned file must have these to be adopted
+    json_columns: frozenset[tuple[str, str]] = frozenset()   # (table, column) holding JSON documents
+
+    @property
+    def version(self) -> int:
+        return len(self.migrations)
+
+    def columns(self) -> dict[str, list[str]]:
+        """Every table's columns at this version (the migrations run on an empty in-memory database)."""
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for step in self.migrations:
+                with transaction(conn):
+                    _run_step(conn, step)
+            return table_columns(conn)
+        finally:
+            conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def check_file(path: Path, kind: str) -> None:
+    """Refuse a file that is not a whole, readable SQLite database (read-only checks)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(HEADER))
+    except OSError as exc:
+        raise DatabaseError(f"{kind} database {path} cannot be read: {exc.strerror or exc}") from None
+    if header != HEADER:
+        raise DatabaseError(f"{kind} database {path} is not an SQLite database (damaged or zeroed header); "
+                            f"the file is kept as it is: restore it from a backup")
+    absent = [p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if not p.exists()]
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]   # indexes too
+        finally:
+            conn.close()
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:    # SQLite's message can quote damaged bytes
+        _drop_made(absent)
+        raise DatabaseError(f"{kind} database {path} is damaged ({exc}); the file is kept as it is: "
+                            f"restore it from a backup") from None
+    if result != ["ok"]:
+        _drop_made(absent)
+        raise DatabaseError(f"{kind} database {path} is damaged (integrity check: {'; '.join(result[:3])}); "
+                            f"the file is kept as it is: restore it from a backup")
+
+
+def _drop_made(sidecars: list[Path]) -> None:
+    """Remove the empty -wal/-shm a failed check made beside a refused file (nothing else uses it)."""
+    for p in sidecars:
+        if p.exists() and (p.name.endswith("-shm") or p.stat().st_size == 0):
+            p.unlink(missing_ok=True)
+
+
+def table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in names}
+
+
+def check_content(conn: sqlite3.Connection, path: Path, schema: Schema) -> None:
+    """What SQLite's integrity check cannot see: a damaged table definition (its columns are not
+    this version's), text that is not UTF-8, a JSON document that does not parse. One pass over
+    the text columns; refuses the file naming the table, column and row."""
+    expected, found = schema.columns(), table_columns(conn)
+    for table, cols in expected.items():
+        if found.get(table) != cols:
+            raise DatabaseError(f"{schema.kind} database {path} is damaged: table {table} has columns "
+                                f"{found.get(table)}, version {schema.version} has {cols}; the file is kept as it is: "
+                                f"restore it from a backup")
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    reader.text_factory = bytes
+    try:
+        for table, cols in expected.items():
+            for col in cols:
+                rows = reader.execute(f'SELECT rowid, "{col}" FROM "{table}" WHERE typeof("{col}") = \'text\'')
+                for rowid, raw in rows:
+                    try:
+                        text = raw.decode("utf-8")
+                        if (table, col) in schema.json_columns:
+                            json.loads(text)
+                    except ValueError as exc:
+                        raise DatabaseError(f"{schema.kind} database {path} is damaged: {table}.{col} of row {rowid} "
+                                            f"({type(exc).__name__}); the file is kept as it is: restore it from a "
+                                            f"backup") from None
+    finally:
+        reader.close()
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def copy_database(src: sqlite3.Connection, dest: Path) -> None:
+    """A consistent copy of `src` (SQLite's online backup API, one step: one snapshot)."""
+    out = sqlite3.connect(dest)
+    try:
+        src.backup(out)
+    finally:
+        out.close()
+
+
+def _keep_copy(conn: sqlite3.Connection, path: Path, version: int) -> Path:
+    dest = path.with_name(f"{path.name}.v{version}.bak")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.v{version}.bak{n}")
+    copy_database(conn, dest)
+    return dest
+
+
+def open_database(path: str | Path, schema: Schema, create: bool = True) -> sqlite3.Connection:
+    """Open (or create) a database at the schema's version: checks, version, migrations.
+    Returns a connection in autocommit mode (use `transaction`)."""
+    path = Path(path)
+    existed = path.exists() and path.stat().st_size > 0
+    if not existed and not create:
+        raise DatabaseError(f"{schema.kind} database {path} is missing or empty")
+    if existed:
+        check_file(path, schema.kind)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(path)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise DatabaseError(f"{schema.kind} database {path} cannot be opened: {exc}") from None
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        migrate(conn, path, schema, existed)
+        if existed:
+            check_content(conn, path, schema)
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        conn.close()
+        raise DatabaseError(f"{schema.kind} database {path} cannot be used: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, path: Path, schema: Schema, existed: bool) -> None:
+    version = user_version(conn)
+    if version > schema.version:
+        raise DatabaseError(f"{schema.kind} database {path} has schema version {version}, newer than this "
+                            f"binary's {schema.version}: run the damocles release that wrote it (or a newer one)")
+    if version == schema.version:
+        return
+    if existed:
+        present = tables(conn)
+        if version == 0 and schema.expect_tables and not schema.expect_tables & present:
+            raise DatabaseError(f"{schema.kind} database {path} is an SQLite file without any of its tables "
+                                f"({', '.join(sorted(schema.expect_tables))}): not a {schema.kind} database")
+        _keep_copy(conn, path, version)
+    for v in range(version, schema.version):
+        with transaction(conn):
+            _run_step(conn, schema.migrations[v])
+            conn.execute(f"PRAGMA user_version = {v + 1}")
+
+
+def _run_step(conn: sqlite3.Connection, step: Migration) -> None:
+    if callable(step):
+        step(conn)
+    else:
+        for statement in statements(step):
+            conn.execute(statement)
+
+
+def statements(script: str) -> list[str]:
+    """Split a script into statements (executescript would commit the migration's transaction)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, lock: threading.RLock | None = None,
+                begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """Run the block in one transaction on `conn` (committed, or rolled back on any exception).
+    Inside a transaction already open on this connection, the block joins it."""
+    if lock is not None:
+        lock.acquire()
+    try:
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute(begin)
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:    # a failed COMMIT (a full disk) can leave it open, too
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+class Database:
+    """A database shared by the threads of one process: one connection per thread."""
+
+    def __init__(self, path: str | Path, schema: Schema, create: bool = True):
+        self.path, self.schema = Path(path), schema
+        first = open_database(self.path, schema, create)
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._conns_lock = threading.Lock()
+        self._trace: Callable[[str], None] | None = None
+        self._closed = False
+        self._adopt(first)
+
+    def _adopt(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        with self._conns_lock:
+            alive = []
+            for t, c in self._conns:       # connections of finished threads (per-request RPC threads)
+                if t.is_alive():
+                    alive.append((t, c))
+                else:
+                    c.close()
+            self._conns = alive + [(threading.current_thread(), conn)]
+            conn.set_trace_callback(self._trace)
+        self._local.conn = conn
+        return conn
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise DatabaseError(f"{self.schema.kind} database {self.path} is closed")
+            conn = self._adopt(_connect(self.path))
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (writers of this process take turns; others wait on busy_timeout)."""
+        if getattr(self._local, "reading", False):
+            raise RuntimeError(f"{self.schema.kind} database {self.path}: a write inside read() (its snapshot may be stale)")
+        with transaction(self.conn(), self._write_lock) as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """Several reads from one snapshot (a deferred transaction; joins an open one). No writes
+        inside: a snapshot cannot become a write transaction once another connection committed."""
+        conn = self.conn()
+        outer = getattr(self._local, "reading", False)
+        self._local.reading = outer or not conn.in_transaction
+        try:
+            with transaction(conn, None, "BEGIN"):
+                yield conn
+        finally:
+            self._local.reading = outer
+
+    def query(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """One statement, committed data only (its own snapshot)."""
+        return self.conn().execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Sequence = ()) -> tuple | None:
+        return self.conn().execute(sql, params).fetchone()
+
+    def set_trace(self, callback: Callable[[str], None] | None) -> None:
+        """Trace every statement on every connection (the bench's query counter)."""
+        with self._conns_lock:
+            self._trace = callback
+            for _, c in self._conns:
+                c.set_trace_callback(callback)
+
+    def close(self) -> None:
+        with self._conns_lock:
+            self._closed = True
+            for _, c in self._conns:
+                c.close()
+            self._conns = []
+        self._local = threading.local()

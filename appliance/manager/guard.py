@@ -1,0 +1,93 @@
+"""Opening the manager's two databases so that its state can never go backwards.
+
+- A manager state that has allocated numbers or journalled messages next to a missing or empty
+  devnet database is refused: starting a new chain under it would lose every sector.
+- A manager state behind its chain (the chain has seen a sector number this state would allocate
+  again, or a message nonce it would use again: manager.db deleted, zeroed, or restored from an
+  older copy) is refused, naming the file, unless the operator asks to rebuild the counters and
+  nonces from the chain (`damocles manager run --rebuild-from-chain`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..chain.devnet import Devnet
+from ..chain.types import ChainError
+from ..core.db import DatabaseError
+from .state import ManagerState
+
+log = logging.getLogger("damocles.manager")
+
+
+class StateBehindChain(DatabaseError):
+    """The manager's state would reuse a number or nonce the chain has already seen."""
+
+
+@dataclass(frozen=True)
+class Lag:
+    miner: int
+    next_number: int          # what the state would allocate next
+    chain_number: int | None  # the highest number the chain has seen
+    next_nonce: int           # what the state's next message would take
+    chain_nonce: int          # the nonce the chain expects next
+
+    def describe(self) -> str:
+        parts = []
+        if self.chain_number is not None and self.chain_number >= self.next_number:
+            parts.append(f"its next sector number is {self.next_number} but the chain has already seen "
+                         f"s-t0{self.miner}-{self.chain_number}")
+        if self.chain_nonce > self.next_nonce:
+            parts.append(f"its next message nonce is {self.next_nonce} but the chain has already used "
+                         f"nonces up to {self.chain_nonce - 1}")
+        return f"miner f0{self.miner}: " + " and ".join(parts)
+
+
+def lags(state: ManagerState, chain, miners: list[int]) -> list[Lag]:
+    """The miners whose counters in `state` are behind what `chain` has seen."""
+    numbers, nonces = state.next_numbers(), state.next_nonces()
+    out = []
+    for miner in miners:
+        lag = Lag(miner, numbers.get(miner, 0), chain.highest_sector_number(miner), nonces.get(miner, 0),
+                  chain.next_nonce(miner))
+        if (lag.chain_number is not None and lag.chain_number >= lag.next_number) or lag.chain_nonce > lag.next_nonce:
+            out.append(lag)
+    return out
+
+
+def rebuild_from_chain(state: ManagerState, found: list[Lag]) -> None:
+    for lag in found:
+        chain_next = lag.chain_number + 1 if lag.chain_number is not None else 0
+        next_number = max(lag.next_number, chain_next)
+        moved = state.raise_counters(lag.miner, next_number, lag.chain_nonce)
+        log.warning("rebuilt f0%s's counters from the chain: next sector number %s, next nonce %s%s", lag.miner,
+                    next_number, max(lag.next_nonce, lag.chain_nonce),
+                    f"; unsent messages moved to new nonces {moved}" if moved else "")
+
+
+def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False) -> tuple[ManagerState, Devnet]:
+    """The manager's state and its devnet, checked against each other (see the module's doc)."""
+    state = ManagerState(home / "manager.db")
+    try:
+        chain = Devnet(home / "devnet.db", chain_config, create=not state.has_history())
+    except ChainError as exc:       # damaged, newer, or missing under a state with sectors
+        state.close()
+        raise DatabaseError(str(exc)) from None
+    except BaseException:
+        state.close()
+        raise
+    try:
+        found = lags(state, chain, miners)
+        if found and not rebuild:
+            raise StateBehindChain(
+                f"manager state {state.path} is behind the chain ({'; '.join(l.describe() for l in found)}): it was "
+                f"deleted, damaged or restored from an older copy. Restore the newest backup, or start once with "
+                f"'damocles manager run --rebuild-from-chain' to take the counters and nonces from the chain")
+        if found:
+            rebuild_from_chain(state, found)
+    except BaseException:
+        state.close()
+        chain.close()
+        raise
+    return state, chain

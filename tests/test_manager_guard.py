@@ -1,0 +1,171 @@
+"""A manager whose state is behind its chain refuses to start, naming the file, unless told to
+rebuild its counters and nonces from the chain; a state with sectors next to a missing or
+empty devnet database is refused, not silently given a new chain."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from appliance.chain.devnet import Devnet
+from appliance.chain.policy import ChainPolicy
+from appliance.core.db import DatabaseError
+from appliance.manager.guard import StateBehindChain, open_stores
+from appliance.manager.state import ManagerState
+
+from .conftest import ROOT, damocles_cmd
+from .manager_driver import ManagerProc, drive_sectors
+
+pytestmark = pytest.mark.timeout(300)
+MANUAL = ChainPolicy(block_time=0)
+MINER = 1000
+
+
+def _home_with_history(home):
+    """A state that allocated 1..5 and journalled messages 0..2, and a chain that saw them."""
+    home.mkdir(parents=True, exist_ok=True)
+    state, chain = open_stores(home, MANUAL, [MINER])
+    chain.create_miner(MINER, 0)
+    for _ in range(5):
+        state.allocate(MINER, 0, 1, None)
+    for nonce in range(3):
+        assert state.enqueue_message(MINER, "pre", "Nothing", {"n": nonce}, [nonce + 1]) == nonce
+        state.record_sent(MINER, nonce, chain.push_message(MINER, "Nothing", {"n": nonce}, nonce=nonce))
+    with chain._tx():
+        chain.allocate(MINER, 5)          # as a PreCommit of number 5 would
+    state.close()
+    chain.close()
+
+
+def test_a_deleted_state_is_refused_and_rebuilt_from_the_chain_on_request(tmp_path):
+    _home_with_history(tmp_path)
+    (tmp_path / "manager.db").unlink()
+    with pytest.raises(StateBehindChain) as exc:
+        open_stores(tmp_path, MANUAL, [MINER])
+    msg = str(exc.value)
+    assert str(tmp_path / "manager.db") in msg and "s-t01000-5" in msg and "nonces up to 2" in msg
+    assert "--rebuild-from-chain" in msg
+    state, chain = open_stores(tmp_path, MANUAL, [MINER], rebuild=True)
+    assert state.allocate(MINER, 0, 1, None) == 6                      # no number reused
+    assert state.enqueue_message(MINER, "pre", "Nothing", {"n": 9}, [6]) == 3   # no nonce reused
+    state.close()
+    chain.close()
+    state, chain = open_stores(tmp_path, MANUAL, [MINER])               # and it starts plainly from now on
+    state.close()
+    chain.close()
+
+
+def test_an_older_copy_is_refused_and_its_unsent_messages_move_to_fresh_nonces(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    state, chain = open_stores(home, MANUAL, [MINER])
+    chain.create_miner(MINER, 0)
+    for _ in range(2):
+        state.allocate(MINER, 0, 1, None)
+    state.enqueue_message(MINER, "pre", "Nothing", {"n": 0}, [1])       # journalled, not yet sent
+    state.close()
+    shutil.copy(home / "manager.db", tmp_path / "old.db")              # closed: no -wal left
+    state = ManagerState(home / "manager.db")
+    state.record_sent(MINER, 0, chain.push_message(MINER, "Nothing", {"n": 0}, nonce=0))
+    state.allocate(MINER, 0, 1, None)
+    state.enqueue_message(MINER, "pre", "Nothing", {"n": 1}, [3])
+    state.record_sent(MINER, 1, chain.push_message(MINER, "Nothing", {"n": 1}, nonce=1))
+    with chain._tx():
+        chain.allocate(MINER, 3)
+    state.close()
+    chain.close()
+    shutil.copy(tmp_path / "old.db", home / "manager.db")               # restored from the older copy
+    with pytest.raises(StateBehindChain, match="next sector number is 3 but the chain has already seen s-t01000-3"):
+        open_stores(home, MANUAL, [MINER])
+    state, chain = open_stores(home, MANUAL, [MINER], rebuild=True)
+    assert state.allocate(MINER, 0, 1, None) == 4
+    moved = state.unsent()
+    assert [(m["nonce"], m["params"]) for m in moved] == [(2, {"n": 0})]    # not 0: the chain used it
+    assert state.sector(MINER, 1)["pre_nonce"] == 2
+    state.close()
+    chain.close()
+
+
+def test_a_state_with_sectors_next_to_a_missing_or_empty_chain_is_refused(tmp_path):
+    _home_with_history(tmp_path)
+    (tmp_path / "devnet.db").rename(tmp_path / "devnet.db.elsewhere")
+    with pytest.raises(DatabaseError, match="devnet chain database .*devnet.db is missing or empty"):
+        open_stores(tmp_path, MANUAL, [MINER])
+    assert not (tmp_path / "devnet.db").exists()          # no new chain was started
+    (tmp_path / "devnet.db").write_bytes(b"")
+    with pytest.raises(DatabaseError, match="missing or empty"):
+        open_stores(tmp_path, MANUAL, [MINER])
+    assert (tmp_path / "devnet.db").read_bytes() == b""
+
+
+def test_a_fresh_home_creates_its_chain(tmp_path):
+    state, chain = open_stores(tmp_path, MANUAL, [MINER])
+    assert chain.head() == 0 and not state.has_history()
+    state.close()
+    chain.close()
+
+
+def _run(home, *extra, timeout=60):
+    return subprocess.run(damocles_cmd("manager", "run", "--home", str(home), *extra), capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+def _start_rebuilding(m, log):
+    """`manager run --rebuild-from-chain` as m's process (ManagerProc starts without options)."""
+    from appliance.rpc.auth import issue_token, load_or_create_secret
+    from appliance.rpc.client import RPCClient
+    m.proc = subprocess.Popen(damocles_cmd("manager", "run", "--home", str(m.home), "--rebuild-from-chain"),
+                              stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, cwd=ROOT)
+    line = m.proc.stdout.readline()
+    assert line.startswith("listening on "), line
+    secret = load_or_create_secret(m.home / "secret")
+    m.rpc = RPCClient(line.split()[-1], issue_token(secret, "write"), timeout=30)
+    m.admin = RPCClient(line.split()[-1], issue_token(secret, "admin"), timeout=30)
+
+
+def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path):
+    """The fault run: manager.db deleted, zeroed or restored from an older copy under a chain with
+    landed sectors re-allocated their numbers and jammed the outbox on used nonces."""
+    m = ManagerProc(tmp_path / "manager")
+    try:
+        drive_sectors(m, 4, tmp_path / "work")            # 4: the ProveCommit batch's threshold
+        backup = tmp_path / "old.tar.gz"
+        out = subprocess.run(damocles_cmd("manager", "backup", "--home", str(m.home), "--to", str(backup)),
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert out.returncode == 0, out.stderr
+        done = drive_sectors(m, 4, tmp_path / "work1")
+    finally:
+        m.stop()
+    assert [s["Number"] for s in done] == [5, 6, 7, 8]
+
+    def restore_old():
+        out = subprocess.run(damocles_cmd("manager", "restore", "--from", str(backup), "--home", str(m.home),
+                                          "--keep-chain", "--force"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert out.returncode == 0, out.stderr
+
+    restore_old()
+    out = _run(m.home)
+    assert out.returncode == 2, out
+    assert f"manager state {m.home / 'manager.db'} is behind the chain" in out.stderr
+    assert "next sector number is 5 but the chain has already seen s-t01000-8" in out.stderr
+    assert "Traceback" not in out.stderr
+    (m.home / "manager.db").unlink()
+    out = _run(m.home)
+    assert out.returncode == 2 and "next sector number is 0 but" in out.stderr, out
+    (m.home / "manager.db").write_bytes(bytes(4096))              # zeroed: refused, named, kept
+    out = _run(m.home)
+    assert out.returncode == 2 and str(m.home / "manager.db") in out.stderr and "Traceback" not in out.stderr
+    assert (m.home / "manager.db").read_bytes() == bytes(4096)
+
+    restore_old()
+    _start_rebuilding(m, tmp_path / "rebuilt.log")
+    try:
+        more = drive_sectors(m, 4, tmp_path / "work2")
+    finally:
+        m.stop()
+    assert [s["Number"] for s in more] == [9, 10, 11, 12]         # no number reused, and they landed
+    assert "rebuilt f01000's counters from the chain" in (tmp_path / "rebuilt.log").read_text()
+    chain = Devnet(m.home / "devnet.db", MANUAL)
+    assert all(chain.sector(MINER, n) is not None for n in range(1, 13))
+    assert all(x["exit_code"] == 0 for x in chain.messages(MINER)), chain.messages(MINER)
+    chain.close()
