@@ -4,6 +4,7 @@ RPCError with the server's code and message."""
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import time
@@ -50,14 +51,17 @@ class RPCClient:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                payload = resp.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code >= 500:
-                raise TransportError(f"{self.url}: HTTP {exc.code}") from None
-            payload = exc.read()
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    payload = resp.read()
+            except urllib.error.HTTPError as exc:
+                if exc.code >= 500:
+                    raise TransportError(f"{self.url}: HTTP {exc.code}") from None
+                payload = exc.read()
         except (urllib.error.URLError, OSError) as exc:
             raise TransportError(f"{self.url}: {getattr(exc, 'reason', exc)}") from None
+        except http.client.HTTPException as exc:   # the server died mid-answer (IncompleteRead, BadStatusLine)
+            raise TransportError(f"{self.url}: the answer was cut short ({type(exc).__name__}: {exc})") from None
         try:
             answer = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -87,6 +91,8 @@ class RPCClient:
             raise HTTPStatusError(exc.code, f"{path}: {message or exc.reason} (HTTP {exc.code})") from None
         except (urllib.error.URLError, OSError) as exc:
             raise TransportError(f"{self.base + path}: {getattr(exc, 'reason', exc)}") from None
+        except http.client.HTTPException as exc:   # the server died mid-answer
+            raise TransportError(f"{self.base + path}: the answer was cut short ({type(exc).__name__}: {exc})") from None
 
     def upload(self, path: str, src) -> bytes:
         """PUT a file's bytes (streamed) to a plain HTTP route; returns the answer's body."""
