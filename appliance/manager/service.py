@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..chain.devnet import Devnet
 from ..core.proof_types import seal_proof
+from ..core.sector import sector_name
 from ..rpc.auth import NetworkAllowList, load_or_create_secret
 from ..rpc.server import RPCServer
 from . import api
@@ -149,7 +150,7 @@ class ManagerService:
         while not stop.wait(interval):
             try:
                 for miner, number, reason in self.sealer.release_silent():
-                    log.warning("released sector s-t0%s-%s: %s (allocation and reservation freed)", miner, number, reason)
+                    log.warning("released sector %s: %s (allocation and reservation freed)", sector_name(miner, number), reason)
             except Exception:
                 log.exception("housekeeping pass failed")
 

@@ -99,16 +99,10 @@ class RPCClient:
         """GET a plain HTTP route into `dest` (written to a temporary name, then renamed)."""
         import os
         import shutil
-        tmp = f"{dest}.part"
-        try:
-            with self._http("GET", path) as resp, open(tmp, "wb") as out:
-                shutil.copyfileobj(resp, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        from ..core.files import atomic_output
+        with atomic_output(dest) as tmp, self._http("GET", path) as resp, open(tmp, "wb") as out:
+            shutil.copyfileobj(resp, out, 1 << 20)
         return os.path.getsize(dest)
 
 

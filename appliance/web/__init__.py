@@ -14,7 +14,8 @@ import json
 from importlib import resources
 
 from .actions import SectorActions, register as register_actions
-from .views import WebViews, parse_sector
+from ..core.sector import parse_sector_name, sector_name
+from .views import WebViews
 
 STATIC = {"": ("index.html", "text/html; charset=utf-8"), "/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"), "/app.css": ("app.css", "text/css; charset=utf-8")}
@@ -51,12 +52,12 @@ def install(server, views: WebViews, actions: SectorActions) -> None:
             _send_json(req, views.overview())
         elif path.startswith("sector/"):
             try:
-                miner, number = parse_sector(path[len("sector/"):])
+                miner, number = parse_sector_name(path[len("sector/"):])
             except ValueError:
                 _send_json(req, {"error": f"{path[7:]!r} is not a sector id like 1000-5"}, 400)
                 return
             found = views.sector(miner, number)
-            _send_json(req, found if found else {"error": f"sector s-t0{miner}-{number} not found"}, 200 if found else 404)
+            _send_json(req, found if found else {"error": f"sector {sector_name(miner, number)} not found"}, 200 if found else 404)
         else:
             _send_json(req, {"error": f"no such view {path!r}"}, 404)
 
