@@ -18,36 +18,11 @@ from appliance.proofs.seal import seal_sector
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient, TransportError
 
+from .configs import manager_toml
 from .conftest import ROOT, damocles_cmd, read_line
 
 P2K = seal_proof("StackedDrg2KiBV1_1")
-CONFIG = """
-[RPC]
-Listen = "127.0.0.1:0"
-[Sealing]
-SealRandomnessLookback = 2
-InteractivePoRepConfidence = 1
-[Chain]
-BlockTime = "0s"
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-[[Miners]]
-Actor = 1000
-SealProof = "StackedDrg2KiBV1_1"
-[Miners.Sector]
-MinNumber = 1
-[Miners.Commitment]
-Confidence = 1
-[Miners.Commitment.Pre.Batch]
-Threshold = 3
-MaxWait = "1s"
-CheckInterval = "50ms"
-[Miners.Commitment.Prove.Batch]
-Threshold = 4
-MaxWait = "60s"
-CheckInterval = "50ms"
-"""
+CONFIG = manager_toml(None, 3, 4, "60s", block_time="0s", check_interval="50ms", miner={"SealProof": "StackedDrg2KiBV1_1"})
 
 
 class ManagerProc:
