@@ -168,21 +168,27 @@ def open_database(path: str | Path, schema: Schema, create: bool = True) -> sqli
         raise DatabaseError(f"{schema.kind} database {path} is missing or empty")
     if existed:
         check_file(path, schema.kind)
+    created = not path.exists()
+    conn = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(path)
-    except (sqlite3.DatabaseError, OSError) as exc:
-        raise DatabaseError(f"{schema.kind} database {path} cannot be opened: {exc}") from None
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        migrate(conn, path, schema, existed)
-        if existed:
-            check_content(conn, path, schema)
-    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-        conn.close()
-        raise DatabaseError(f"{schema.kind} database {path} cannot be used: {exc}") from None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(path)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise DatabaseError(f"{schema.kind} database {path} cannot be opened: {exc}") from None
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrate(conn, path, schema, existed)
+            if existed:
+                check_content(conn, path, schema)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise DatabaseError(f"{schema.kind} database {path} cannot be used: {exc}") from None
     except BaseException:
-        conn.close()
+        if conn is not None:
+            conn.close()
+        if created:       # a file this call began (on a full disk, say) is no database: the next try starts anew
+            for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                f.unlink(missing_ok=True)
         raise
     return conn
 
