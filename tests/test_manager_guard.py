@@ -4,6 +4,7 @@ empty devnet database is refused, not silently given a new chain."""
 
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -14,7 +15,7 @@ from appliance.manager.guard import StateBehindChain, open_stores
 from appliance.manager.state import ManagerState
 
 from .conftest import ROOT, damocles_cmd
-from .manager_driver import ManagerProc, drive_sectors
+from .manager_driver import ManagerProc, drive_sectors, precommit_sectors, prove_sectors
 
 pytestmark = pytest.mark.timeout(300)
 MANUAL = ChainPolicy(block_time=0)
@@ -123,9 +124,33 @@ def _start_rebuilding(m, log):
     m.admin = RPCClient(line.split()[-1], issue_token(secret, "admin"), timeout=30)
 
 
+def _deadline_of(m, number):
+    return next(d for d in range(48) if any(number in p["Sectors"] for p in m.admin_call("Venus.ProvingDeadline", MINER, d)["Partitions"]))
+
+
+def _prove_deadline(m, d, timeout=120.0):
+    """Advance the devnet through deadline d's next occurrence until the manager's WindowPoSt for
+    it lands or fails (the manager proves it itself: no dedicated prover); returns the round."""
+    info = m.admin_call("Venus.ProvingInfo", MINER)
+    open_ = info["PeriodStart"] + d * 60
+    open_ = open_ if open_ - 25 > info["CurrentEpoch"] else open_ + 2880
+    m.admin_call("Venus.DevnetAdvance", open_ - 25 - m.admin_call("Venus.DevnetHead")["Epoch"])   # before its challenge
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = next((r for r in m.admin_call("Venus.ProvingDeadline", MINER, d)["Rounds"] if r["PeriodStart"] == open_ - d * 60), {})
+        if r.get("state") in ("landed", "failed"):
+            return r
+        if r.get("state") in (None, "empty", "proved", "submitted"):
+            m.admin_call("Venus.DevnetAdvance", 1)
+        time.sleep(0.05)    # polling a live manager; bounded by the deadline
+    raise AssertionError(f"deadline {d}'s WindowPoSt did not land within {timeout}s")
+
+
 def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path):
     """The fault run: manager.db deleted, zeroed or restored from an older copy under a chain with
-    landed sectors re-allocated their numbers and jammed the outbox on used nonces."""
+    landed sectors re-allocated their numbers and jammed the outbox on used nonces. With the
+    rebuild, the sectors sealed after the backup get their records back from the chain and the
+    persist store: those finished are proven, those whose worker still holds them carry on."""
     m = ManagerProc(tmp_path / "manager")
     try:
         drive_sectors(m, 4, tmp_path / "work")            # 4: the ProveCommit batch's threshold
@@ -134,9 +159,11 @@ def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert out.returncode == 0, out.stderr
         done = drive_sectors(m, 4, tmp_path / "work1")
+        held = precommit_sectors(m, 4, tmp_path / "work3")    # PreCommits landed, still held by their worker
     finally:
         m.stop()
     assert [s["Number"] for s in done] == [5, 6, 7, 8]
+    assert [sid["Number"] for sid, _, _ in held] == [9, 10, 11, 12]
 
     def restore_old():
         out = subprocess.run(damocles_cmd("manager", "restore", "--from", str(backup), "--home", str(m.home),
@@ -147,7 +174,7 @@ def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path
     out = _run(m.home)
     assert out.returncode == 2, out
     assert f"manager state {m.home / 'manager.db'} is behind the chain" in out.stderr
-    assert "next sector number is 5 but the chain has already seen s-t01000-8" in out.stderr
+    assert "next sector number is 5 but the chain has already seen s-t01000-12" in out.stderr
     assert "Traceback" not in out.stderr
     (m.home / "manager.db").unlink()
     out = _run(m.home)
@@ -160,12 +187,39 @@ def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path
     restore_old()
     _start_rebuilding(m, tmp_path / "rebuilt.log")
     try:
+        listed = {s["ID"]["Number"]: s for s in m.admin_call("Venus.ListSectors")}
+        assert sorted(listed) == list(range(1, 13))                # nothing lost
+        for n in (5, 6, 7, 8):                                     # sealed after the backup: finished, files found
+            s = listed[n]
+            assert (s["LatestState"], s["Finalized"], s["AbortReason"], s["Persisted"]) == ("Finished", True, None, "persist-1"), s
+            assert s["MessageInfo"]["PreCommitCid"] and s["MessageInfo"]["CommitCid"], s
+        for n in (9, 10, 11, 12):                                  # PreCommit landed: its worker carries on
+            s = listed[n]
+            assert (s["LatestState"], s["Finalized"], s["AbortReason"]) == ("PCLanded", False, None), s
+        assert [s["Number"] for s in prove_sectors(m, held)] == [9, 10, 11, 12]
         more = drive_sectors(m, 4, tmp_path / "work2")
+        checked = m.admin_call("Venus.ProvingCheck", MINER, None)
+        assert sorted(c["Sector"] for c in checked) == list(range(1, 17)) and all(c["Ok"] for c in checked), checked
+        proven = _deadline_of(m, 5)
+        r = _prove_deadline(m, proven)
+        assert r["state"] == "landed", r
+        m.admin_call("Venus.DevnetAdvance", r["PeriodStart"] + proven * 60 + 61 - m.admin_call("Venus.DevnetHead")["Epoch"])
+        final = {s["ID"]["Number"]: s for s in m.admin_call("Venus.ListSectors")}
     finally:
         m.stop()
-    assert [s["Number"] for s in more] == [9, 10, 11, 12]         # no number reused, and they landed
-    assert "rebuilt f01000's counters from the chain" in (tmp_path / "rebuilt.log").read_text()
+    assert [s["Number"] for s in more] == [13, 14, 15, 16]         # no number reused, and they landed
+    assert all(s["Finalized"] and s["AbortReason"] is None for s in final.values()), final
+    log_text = (tmp_path / "rebuilt.log").read_text()
+    assert "rebuilt f01000's counters from the chain" in log_text
+    assert "sector s-t01000-5: re-created from the chain as Finished (its files in persist store persist-1)" in log_text
     chain = Devnet(m.home / "devnet.db", MANUAL)
-    assert all(chain.sector(MINER, n) is not None for n in range(1, 13))
-    assert all(x["exit_code"] == 0 for x in chain.messages(MINER)), chain.messages(MINER)
-    chain.close()
+    try:
+        assert all(chain.sector(MINER, n) is not None for n in range(1, 17))
+        assert all(x["exit_code"] == 0 for x in chain.messages(MINER)), chain.messages(MINER)
+        precommitted = [s["SectorNumber"] for x in chain.messages(MINER) if x["method"] == "PreCommitSectorBatch"
+                        for s in x["params"]["Sectors"]]
+        assert sorted(precommitted) == list(range(1, 17))          # no PreCommit sent twice
+        record = [x for x in chain.deadline_records(MINER) if x["index"] == proven and x["period_start"] == r["PeriodStart"]]
+        assert record and all(x["partitions_proven"] == x["partitions"] and x["sectors_faulty_new"] == 0 for x in record), record
+    finally:
+        chain.close()

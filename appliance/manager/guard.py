@@ -5,7 +5,8 @@
 - A manager state behind its chain (the chain has seen a sector number this state would allocate
   again, or a message nonce it would use again: manager.db deleted, zeroed, or restored from an
   older copy) is refused, naming the file, unless the operator asks to rebuild the counters and
-  nonces from the chain (`damocles manager run --rebuild-from-chain`)."""
+  nonces from the chain (`damocles manager run --rebuild-from-chain`); the rebuild also re-creates
+  the records of the sectors the chain has and the state lost (manager.recover)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from ..chain.devnet import Devnet
 from ..chain.types import ChainError
 from ..core.db import DatabaseError
+from .recover import recover_sectors
 from .state import ManagerState
 
 log = logging.getLogger("damocles.manager")
@@ -66,8 +68,11 @@ def rebuild_from_chain(state: ManagerState, found: list[Lag]) -> None:
                     f"; unsent messages moved to new nonces {moved}" if moved else "")
 
 
-def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False) -> tuple[ManagerState, Devnet]:
-    """The manager's state and its devnet, checked against each other (see the module's doc)."""
+def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False, persist_stores=(),
+                piece_stores=()) -> tuple[ManagerState, Devnet]:
+    """The manager's state and its devnet, checked against each other (see the module's doc).
+    A rebuild also re-creates the records of sectors the chain has and the state lost, their
+    files looked for in `persist_stores` (manager.recover)."""
     state = ManagerState(home / "manager.db")
     try:
         chain = Devnet(home / "devnet.db", chain_config, create=not state.has_history())
@@ -86,6 +91,7 @@ def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = Fal
                 f"'damocles manager run --rebuild-from-chain' to take the counters and nonces from the chain")
         if found:
             rebuild_from_chain(state, found)
+            recover_sectors(state, chain, persist_stores, miners, piece_stores)
     except BaseException:
         state.close()
         chain.close()

@@ -155,6 +155,22 @@ class ManagerState:
         db.execute("UPDATE sectors SET info = ?, updated = ? WHERE miner = ? AND number = ?",
                    (json.dumps(info), self._now(), miner, number))
 
+    def recover_sector(self, miner: int, number: int, proof: int, info: dict, deals: list[dict]) -> None:
+        """Re-create a sector record the chain has and this state lost (manager.recover), with a
+        history row saying so, and tie its deals to it (re-creating the deals this state never
+        saw: `deals` are the chain's, each with `payload_size` and `store` added), in one transaction."""
+        now = self._now()
+        with self.tx() as db:
+            db.execute("INSERT INTO sectors (miner, number, proof, info, updated) VALUES (?, ?, ?, ?, ?)",
+                       (miner, number, proof, json.dumps({**info, "entered_at": now}), now))
+            db.execute("INSERT INTO sector_history (miner, number, at, prev, next, event, worker, level, error) "
+                       "VALUES (?, ?, ?, NULL, ?, 'RecoveredFromChain', NULL, NULL, NULL)", (miner, number, now, info["state"]))
+            for d in deals:
+                db.execute("INSERT INTO deals (id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store, "
+                           "sector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET sector = excluded.sector",
+                           (d["id"], miner, d["piece_cid"], d["piece_size"], d["payload_size"], d["start_epoch"],
+                            d["end_epoch"], d["store"], number))
+
     # ---------------------------------------------------------------------- outbox
 
     def enqueue_message(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> int:
