@@ -17,6 +17,7 @@ from pathlib import Path
 from ..chain.devnet import Devnet
 from ..chain.types import ChainError
 from ..core.db import DatabaseError
+from .home_lock import HomeLock
 from .recover import recover_sectors
 from .state import ManagerState
 
@@ -70,10 +71,17 @@ def rebuild_from_chain(state: ManagerState, found: list[Lag]) -> None:
 
 def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False, persist_stores=(),
                 piece_stores=()) -> tuple[ManagerState, Devnet]:
-    """The manager's state and its devnet, checked against each other (see the module's doc).
+    """The manager's state and its devnet, checked against each other (see the module's doc),
+    with the home's lock held until the state is closed (manager.home_lock).
     A rebuild also re-creates the records of sectors the chain has and the state lost, their
     files looked for in `persist_stores` (manager.recover)."""
-    state = ManagerState(home / "manager.db")
+    lock = HomeLock(home)           # one manager per home: refused naming the holder's pid
+    try:
+        state = ManagerState(home / "manager.db")
+    except BaseException:
+        lock.release()
+        raise
+    state.home_lock = lock
     try:
         chain = Devnet(home / "devnet.db", chain_config, create=not state.has_history())
     except ChainError as exc:       # damaged, newer, or missing under a state with sectors

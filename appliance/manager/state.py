@@ -94,9 +94,13 @@ class ManagerState:
         self.path, self._now = Path(path), now
         self.db = Database(self.path, MANAGER_SCHEMA)
         self.last_pings: dict[str, float] | None = None     # worker -> last ping, in memory for the status page
+        self.home_lock = None       # the manager home's lock (manager.home_lock), released by close()
 
     def close(self) -> None:
         self.db.close()
+        if self.home_lock is not None:      # the home is free once its state is closed
+            self.home_lock.release()
+            self.home_lock = None
 
     def tx(self):
         """A write transaction on this thread's connection (yields the connection)."""
