@@ -2,6 +2,7 @@
 rebuild its counters and nonces from the chain; a state with sectors next to a missing or
 empty devnet database is refused, not silently given a new chain."""
 
+import base64
 import shutil
 import subprocess
 import time
@@ -222,4 +223,55 @@ def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path
         record = [x for x in chain.deadline_records(MINER) if x["index"] == proven and x["period_start"] == r["PeriodStart"]]
         assert record and all(x["partitions_proven"] == x["partitions"] and x["sectors_faulty_new"] == 0 for x in record), record
     finally:
+        chain.close()
+
+
+def test_a_precommit_with_a_deal_is_recreated_with_its_deal_ticket_and_message(tmp_path):
+    """A PreCommit carrying a deal landed after the state was lost: the record comes back with its
+    ticket, commitments, message and nonce (not sent again), and its deal re-created from the
+    chain, tied to it, with the payload size of the piece file in the piece store."""
+    from appliance.manager.config import PersistStore
+    from appliance.manager.market import Market
+    from appliance.manager.recover import recover_sectors
+    from appliance.proofs.cid import commd_to_cid, commr_to_cid
+    from appliance.proofs.commitment import comm_d_from_pieces, commp_file
+
+    pieces = tmp_path / "pieces"
+    pieces.mkdir()
+    payload = tmp_path / "payload"
+    payload.write_bytes(bytes(range(256)) * 3)
+    piece, size = commp_file(payload)
+    cid = commd_to_cid(piece.commitment)
+    (pieces / cid).write_bytes(payload.read_bytes())
+
+    state, chain = open_stores(tmp_path, MANUAL, [MINER])
+    chain.create_miner(MINER, 0)
+    chain.advance(20)
+    deal = chain.publish_deal(MINER, cid, piece.size, 500, 180 * 2880)
+    params = {"Sectors": [{"SealProof": 0, "SectorNumber": 7, "SealedCID": commr_to_cid(bytes(31) + b"\x01"),
+                           "SealRandEpoch": 15, "DealIDs": [deal], "Expiration": 20 + 181 * 2880,
+                           "UnsealedCID": commd_to_cid(comm_d_from_pieces([piece], 2048))}]}
+    msg = chain.push_message(MINER, "PreCommitSectorBatch", params, nonce=0)
+    chain.advance(3)
+    assert chain.receipt(msg).ok, chain.receipt(msg)
+    state.close()
+    chain.close()
+    (tmp_path / "manager.db").unlink()                             # the state is lost
+
+    state, chain = open_stores(tmp_path, MANUAL, [MINER], rebuild=True, persist_stores=[PersistStore("p", tmp_path / "p")],
+                               piece_stores=[PersistStore("pieces-1", pieces)])
+    try:
+        rec = state.sector(MINER, 7)
+        assert rec["state"] == "PCLanded" and not rec.get("finalized") and "persisted" not in rec
+        assert (rec["pre_msg"], rec["pre_nonce"], rec["deals"]) == (msg, 0, [deal])
+        assert rec["ticket"]["Epoch"] == 15
+        assert rec["ticket"]["Ticket"] == base64.b64encode(chain.seal_randomness(MINER, 15)).decode()
+        assert rec["pre"]["CommD"] == comm_d_from_pieces([piece], 2048).hex()
+        market = Market(type("Config", (), {"piece_stores": []})(), state, chain)
+        assert [d["PayloadSize"] for d in market.deals(MINER) if d["Sector"] == 7] == [size]
+        assert market.pieces(MINER, 7) == [piece]                  # a resubmitted PreCommit's CommD checks out
+        assert state.history(MINER, 7)[0]["event"] == "RecoveredFromChain"
+        assert state.unsent() == []                                # nothing to send again
+    finally:
+        state.close()
         chain.close()
