@@ -57,7 +57,7 @@ def test_a_deleted_state_is_refused_and_rebuilt_from_the_chain_on_request(tmp_pa
     chain.close()
 
 
-def test_an_older_copy_is_refused_and_its_unsent_messages_move_to_fresh_nonces(tmp_path):
+def test_an_older_copy_is_refused_and_its_messages_the_chain_took_are_recorded_not_resent(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     state, chain = open_stores(home, MANUAL, [MINER])
@@ -81,11 +81,31 @@ def test_an_older_copy_is_refused_and_its_unsent_messages_move_to_fresh_nonces(t
         open_stores(home, MANUAL, [MINER])
     state, chain = open_stores(home, MANUAL, [MINER], rebuild=True)
     assert state.allocate(MINER, 0, 1, None) == 4
-    moved = state.unsent()
-    assert [(m["nonce"], m["params"]) for m in moved] == [(2, {"n": 0})]    # not 0: the chain used it
-    assert state.sector(MINER, 1)["pre_nonce"] == 2
+    assert state.unsent() == []                           # the chain took it at its nonce: recorded, not resent
+    assert (state.sector(MINER, 1)["pre_nonce"], state.sector(MINER, 1)["pre_msg"]) == (0, chain.message_at_nonce(MINER, 0)["id"])
     state.close()
     chain.close()
+
+
+def test_an_unsent_message_whose_nonce_the_chain_gave_another_moves_to_a_fresh_nonce(tmp_path):
+    home = tmp_path / "home"
+    state, chain = open_stores(home, MANUAL, [MINER])
+    chain.create_miner(MINER, 0)
+    state.allocate(MINER, 0, 1, None)
+    state.enqueue_message(MINER, "pre", "Nothing", {"n": 0}, [1])       # journalled, not yet sent
+    chain.push_message(MINER, "Nothing", {"n": "another"}, nonce=0)     # the chain took other messages there
+    chain.push_message(MINER, "Nothing", {"n": "and another"}, nonce=1)
+    state.close()
+    chain.close()
+    with pytest.raises(StateBehindChain, match="nonces up to 1"):
+        open_stores(home, MANUAL, [MINER])
+    state, chain = open_stores(home, MANUAL, [MINER], rebuild=True)
+    try:
+        assert [(m["nonce"], m["params"]) for m in state.unsent()] == [(2, {"n": 0})]    # not 0: the chain used it
+        assert state.sector(MINER, 1)["pre_nonce"] == 2
+    finally:
+        state.close()
+        chain.close()
 
 
 def test_a_state_with_sectors_next_to_a_missing_or_empty_chain_is_refused(tmp_path):
@@ -272,6 +292,52 @@ def test_a_precommit_with_a_deal_is_recreated_with_its_deal_ticket_and_message(t
         assert market.pieces(MINER, 7) == [piece]                  # a resubmitted PreCommit's CommD checks out
         assert state.history(MINER, 7)[0]["event"] == "RecoveredFromChain"
         assert state.unsent() == []                                # nothing to send again
+    finally:
+        state.close()
+        chain.close()
+
+
+def _cc_precommit(number: int, head: int) -> dict:
+    from appliance.proofs.cid import commd_to_cid, commr_to_cid
+    from appliance.proofs.commitment import comm_d_from_pieces
+    return {"Sectors": [{"SealProof": 0, "SectorNumber": number, "SealedCID": commr_to_cid(bytes(31) + bytes([number])),
+                         "SealRandEpoch": head - 2, "DealIDs": [], "Expiration": head + 181 * 2880,
+                         "UnsealedCID": commd_to_cid(comm_d_from_pieces([], 2048))}]}
+
+
+def test_records_older_than_the_chain_take_its_messages_instead_of_sending_them_again(tmp_path):
+    """The copy was taken after sector 1's PreCommit was journalled but before it was recorded
+    sent, and before sector 2's was journalled at all; both landed since. Sending either again
+    fails on chain ("already allocated") and aborts the sector."""
+    home = tmp_path / "home"
+    state, chain = open_stores(home, MANUAL, [MINER])
+    chain.create_miner(MINER, 0)
+    chain.advance(20)
+    head = chain.head()
+    for n in (1, 2):
+        assert state.allocate(MINER, 0, 1, None) == n
+        state.update(MINER, n, pre={"CommR": "00", "CommD": "00"}, state="PCSubmitted")
+    assert state.enqueue_message(MINER, "pre", "PreCommitSectorBatch", _cc_precommit(1, head), [1]) == 0
+    state.close()
+    shutil.copy(home / "manager.db", tmp_path / "old.db")
+    state = ManagerState(home / "manager.db")
+    first = chain.push_message(MINER, "PreCommitSectorBatch", _cc_precommit(1, head), nonce=0)
+    state.record_sent(MINER, 0, first)
+    assert state.enqueue_message(MINER, "pre", "PreCommitSectorBatch", _cc_precommit(2, head), [2]) == 1
+    second = chain.push_message(MINER, "PreCommitSectorBatch", _cc_precommit(2, head), nonce=1)
+    state.record_sent(MINER, 1, second)
+    chain.advance(3)
+    assert chain.receipt(first).ok and chain.receipt(second).ok
+    state.close()
+    chain.close()
+    shutil.copy(tmp_path / "old.db", home / "manager.db")
+
+    state, chain = open_stores(home, MANUAL, [MINER], rebuild=True)
+    try:
+        assert state.unsent() == []                                   # adopted, not moved to a new nonce
+        assert (state.sector(MINER, 1)["pre_msg"], state.sector(MINER, 1)["pre_nonce"]) == (first, 0)
+        assert (state.sector(MINER, 2)["pre_msg"], state.sector(MINER, 2)["pre_nonce"]) == (second, 1)
+        assert state.enqueue_message(MINER, "proof", "Nothing", {}, []) == 2
     finally:
         state.close()
         chain.close()

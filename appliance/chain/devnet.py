@@ -397,6 +397,12 @@ class Devnet(Chain):
                               "WHERE m.miner = ? AND m.exit_code = 0 ORDER BY m.seq", (miner,)).fetchall()
         return [{"id": r[0], "method": r[1], "params": json.loads(r[2]), "executed_epoch": r[3], "nonce": r[4]} for r in rows]
 
+    def message_at_nonce(self, miner: int, nonce: int) -> dict | None:
+        """The message the chain took at the miner's nonce: id, method, params (None if none)."""
+        row = self.database.one("SELECT m.id, m.method, m.params FROM nonces n JOIN messages m ON m.id = n.message "
+                                "WHERE n.miner = ? AND n.nonce = ?", (miner, nonce))
+        return {"id": row[0], "method": row[1], "params": json.loads(row[2])} if row else None
+
     # ----------------------------------------------------------------- actor state
 
     def is_allocated(self, miner: int, number: int) -> bool:

@@ -59,6 +59,24 @@ def lags(state: ManagerState, chain, miners: list[int]) -> list[Lag]:
     return out
 
 
+def adopt_sent(state: ManagerState, chain, found: list[Lag]) -> list[tuple[int, int, str]]:
+    """Messages this state journalled but never saw sent (the copy was taken between the two),
+    that the chain took at their nonce: recorded as sent with the chain's id, not sent again
+    under a new nonce. Returns [(miner, nonce, message)]."""
+    behind = {lag.miner: lag.chain_nonce for lag in found}
+    adopted = []
+    for m in state.unsent():
+        if m["nonce"] >= behind.get(m["miner"], 0):
+            continue
+        on_chain = chain.message_at_nonce(m["miner"], m["nonce"])
+        if on_chain and (on_chain["method"], on_chain["params"]) == (m["method"], m["params"]):
+            state.record_sent(m["miner"], m["nonce"], on_chain["id"])
+            log.warning("f0%s: message at nonce %s was sent before the state was lost (%s): recorded, not sent again",
+                        m["miner"], m["nonce"], on_chain["id"])
+            adopted.append((m["miner"], m["nonce"], on_chain["id"]))
+    return adopted
+
+
 def rebuild_from_chain(state: ManagerState, found: list[Lag]) -> None:
     for lag in found:
         chain_next = lag.chain_number + 1 if lag.chain_number is not None else 0
@@ -98,6 +116,7 @@ def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = Fal
                 f"deleted, damaged or restored from an older copy. Restore the newest backup, or start once with "
                 f"'damocles manager run --rebuild-from-chain' to take the counters and nonces from the chain")
         if found:
+            adopt_sent(state, chain, found)
             rebuild_from_chain(state, found)
             recover_sectors(state, chain, persist_stores, miners, piece_stores)
     except BaseException:

@@ -30,6 +30,7 @@ class HomeLock:
 
     def __init__(self, home: Path, role: str = "manager run", purpose: str = "a home runs one manager at a time"):
         self.path = Path(home) / LOCK_FILE
+        Path(home).mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -7,7 +7,9 @@ chain keeps: proof type, CommR/CommD, ticket, seed, deals, the messages (and non
 its PreCommit and proof, so that nothing is sent again; and the persist store its files are in,
 found by looking in `sealed/` and `cache/` (or `update/` for a snap-upgraded replica) of each
 configured store. An active sector is finished (WindowPoSt proves it); a PreCommit waiting for its
-proof is `PCLanded`, so the worker still holding it carries on."""
+proof is `PCLanded`, so the worker still holding it carries on. A record the state has but that
+is older than the chain (no PreCommit or proof message where the chain took one) gets the
+chain's messages recorded on it, so that they are not sent again."""
 
 from __future__ import annotations
 
@@ -87,17 +89,51 @@ def _deals(chain, deal_ids: list[int], piece_stores) -> list[dict]:
     return out
 
 
+def _catch_up(state: ManagerState, chain, miner: int, rec: dict, pre_msg, proof_msg) -> list[tuple[int, int, str]]:
+    """A record the state has but older than the chain (the copy was taken before its PreCommit
+    or proof was journalled): the messages the chain took are recorded on it, so that they are
+    not sent again (a second PreCommit of a number fails, and the sector would be aborted)."""
+    number, changes = rec["number"], {}
+    if "pre_nonce" not in rec and pre_msg is not None:
+        params, msg = pre_msg
+        changes.update(pre_msg=msg["id"], pre_nonce=msg["nonce"])
+        if "ticket" not in rec:
+            epoch = params["SealRandEpoch"]
+            changes["ticket"] = {"Ticket": base64.b64encode(chain.seal_randomness(miner, epoch)).decode(), "Epoch": epoch}
+        if "pre" not in rec:
+            changes["pre"] = {"CommR": cid_to_commitment(params["SealedCID"])[1].hex(),
+                              "CommD": cid_to_commitment(params["UnsealedCID"])[1].hex()}
+    if "proof_nonce" not in rec and proof_msg is not None:
+        proof, msg = proof_msg
+        changes.update(proof_msg=msg["id"], proof_nonce=msg["nonce"])
+        changes.setdefault("commit_proof", rec.get("commit_proof") or proof)
+    if not changes:
+        return []
+    state.update(miner, number, **changes)
+    log.warning("sector %s: its record caught up with the chain (%s)", sector_file_names(miner, number),
+                ", ".join(f"{k} {v}" for k, v in changes.items() if k.endswith("_msg")),
+                extra={"sector": sector_file_names(miner, number), "state": rec.get("state")})
+    return [(miner, number, rec.get("state"))]
+
+
 def recover_sectors(state: ManagerState, chain, stores, miners: list[int], piece_stores=()) -> list[tuple[int, int, str]]:
     """Re-create the record of every sector the chain has (active, or PreCommitted) and `state`
-    does not, its files looked for in the persist `stores`. Returns [(miner, number, state)]."""
+    does not, its files looked for in the persist `stores`, and catch up the records older than
+    the chain. Returns [(miner, number, state)] of those changed."""
     done = []
     for miner in miners:
         active = {s.number: s for s in chain.sectors(miner)}
         waiting = {p.number: p for p in chain.precommits(miner) if p.number not in active}
-        missing = [n for n in sorted({*active, *waiting}) if state.sector(miner, n) is None]
-        if not missing:
+        records = {n: state.sector(miner, n) for n in sorted({*active, *waiting})}
+        missing = [n for n, rec in records.items() if rec is None]
+        behind = [n for n, rec in records.items() if rec is not None and not rec.get("abort_reason")
+                  and ("pre_nonce" not in rec or (n in active and "proof_nonce" not in rec))]
+        if not missing and not behind:
             continue
         pre_msgs, proof_msgs = _messages_by_sector(chain, miner)
+        for number in behind:
+            done += _catch_up(state, chain, miner, records[number], pre_msgs.get(number),
+                              proof_msgs.get(number) if number in active else None)
         for number in missing:
             if number in active:
                 s = active[number]
