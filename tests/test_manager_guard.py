@@ -252,7 +252,6 @@ def test_a_precommit_with_a_deal_is_recreated_with_its_deal_ticket_and_message(t
     chain, tied to it, with the payload size of the piece file in the piece store."""
     from appliance.manager.config import PersistStore
     from appliance.manager.market import Market
-    from appliance.manager.recover import recover_sectors
     from appliance.proofs.cid import commd_to_cid, commr_to_cid
     from appliance.proofs.commitment import comm_d_from_pieces, commp_file
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ..chain.miner_actor import decode_aggregate
-from ..core.sector import sector_file_names
+from ..core.sector import sector_name
 from ..proofs.cid import cid_to_commitment
 from .state import ManagerState
 
@@ -29,7 +29,7 @@ PRECOMMIT_METHODS = ("PreCommitSector", "PreCommitSectorBatch", "PreCommitSector
 
 
 def _sealed_in(store_path: Path, miner: int, number: int, sealed: str = "sealed", cache: str = "cache") -> bool:
-    name = sector_file_names(miner, number)
+    name = sector_name(miner, number)
     cache_dir = store_path / cache / name
     return ((store_path / sealed / name).is_file() and (cache_dir / "p_aux").is_file() and (cache_dir / "t_aux").is_file()
             and any(cache_dir.glob("sc-02-data-tree-r-last*.dat")))
@@ -110,9 +110,9 @@ def _catch_up(state: ManagerState, chain, miner: int, rec: dict, pre_msg, proof_
     if not changes:
         return []
     state.update(miner, number, **changes)
-    log.warning("sector %s: its record caught up with the chain (%s)", sector_file_names(miner, number),
+    log.warning("sector %s: its record caught up with the chain (%s)", sector_name(miner, number),
                 ", ".join(f"{k} {v}" for k, v in changes.items() if k.endswith("_msg")),
-                extra={"sector": sector_file_names(miner, number), "state": rec.get("state")})
+                extra={"sector": sector_name(miner, number), "state": rec.get("state")})
     return [(miner, number, rec.get("state"))]
 
 
@@ -155,7 +155,7 @@ def recover_sectors(state: ManagerState, chain, stores, miners: list[int], piece
                 info["persisted"] = persisted
             state.recover_sector(miner, number, proof, info, _deals(chain, info["deals"], piece_stores))
             where = f"its files in persist store {info['persisted']}" if "persisted" in info else "its files in no persist store"
-            log.warning("sector %s: re-created from the chain as %s (%s)", sector_file_names(miner, number), info["state"], where,
-                        extra={"sector": sector_file_names(miner, number), "state": info["state"]})
+            log.warning("sector %s: re-created from the chain as %s (%s)", sector_name(miner, number), info["state"], where,
+                        extra={"sector": sector_name(miner, number), "state": info["state"]})
             done.append((miner, number, info["state"]))
     return done
