@@ -275,7 +275,7 @@ for r in $roles; do
         if plan_config "$r" "$cfg" "$m" "$t"; then
           how="planned for this machine at $size ($bin plan --explain says why)"
         else
-          (manager="$m" token="$t"; render "$here/packaging/$r.toml") > "$cfg"
+          (umask 077; manager="$m" token="$t"; render "$here/packaging/$r.toml" > "$cfg")   # 0600 from the start
           how="the commented example: $why"
         fi
         chmod 0600 "$cfg"          # it holds a token
