@@ -302,6 +302,11 @@ for r in $roles; do
         say "created    $cfg ($how)"
       fi ;;
   esac
+  # the unit keeps /var/tmp read-only but for the SDR parent cache, which must exist to be writable
+  parents="${DAMOCLES_PARENTS_DIR:-/var/tmp/filecoin-parents}"      # tests point it elsewhere
+  if [ "$r" = worker ] && [ "$systemd" = 1 ] && ! [ -d "$parents" ]; then
+    mkdir -p "$parents" && own "$parents" && say "created    $parents (the SDR parent cache)"
+  fi
   tmp="$(mktemp)"
   render_unit "$r" > "$tmp"
   if put "$tmp" "$unit_dir/damocles-$r.service" 0644; then changed_units=1; fi

@@ -249,10 +249,13 @@ def test_where_systemd_runs_units_are_enabled_once_and_disabled_on_uninstall(tmp
     (fake / "systemctl").chmod(0o755)
     state = tmp_path / "systemd-state"
     state.mkdir()
-    env = {"DAMOCLES_SYSTEMD_RUN_DIR": str(state), "FAKE_SYSTEMD_STATE": str(state), "PATH": f"{fake}:{os.environ['PATH']}"}
+    env = {"DAMOCLES_SYSTEMD_RUN_DIR": str(state), "FAKE_SYSTEMD_STATE": str(state), "PATH": f"{fake}:{os.environ['PATH']}",
+           "DAMOCLES_PARENTS_DIR": str(tmp_path / "filecoin-parents")}
     args = ["--role", "worker", "--prefix", str(prefix), "--binary", str(binary), "--user", "root"]
     p = install(*args, env=env)
     assert p.returncode == 0, p.stderr
+    # the unit leaves /var/tmp read-only but for the parent cache, which must exist to be writable
+    assert (tmp_path / "filecoin-parents").is_dir() and "created    " + str(tmp_path / "filecoin-parents") in p.stdout
     assert "enabled    damocles-worker.service" in p.stdout and "systemctl start damocles-worker" in p.stdout
     unit = prefix / "lib/systemd/system/damocles-worker.service"
     assert "User=root" in unit.read_text()
