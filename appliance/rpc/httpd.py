@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from . import INTERNAL_ERROR, INVALID_REQUEST, UNAUTHORIZED
+from .limits import dumps, error_answer
 
 log = logging.getLogger("damocles.rpc")
 
@@ -141,10 +142,8 @@ def handler_class(rpc):
                     break
                 unread -= len(chunk)
             if rpc_error:
-                from .server import _error
-                from .limits import dumps
                 code = UNAUTHORIZED if status in (401, 403) else INVALID_REQUEST
-                self._send(status, dumps(_error(None, code, message)))
+                self._send(status, dumps(error_answer(None, code, message)))
             else:
                 self._send(status, f"{message}\n".encode(), "text/plain")
             self.close_connection = True
@@ -202,18 +201,15 @@ def handler_class(rpc):
                 payload = _dumps(resp)
             except Exception:                            # a bug: a short answer here, the traceback in the log
                 log.exception("request to %s failed", self.path)
-                from .server import _error
-                status, payload = 500, _dumps(_error(None, INTERNAL_ERROR, "internal error (see the server's log)"))
+                status, payload = 500, _dumps(error_answer(None, INTERNAL_ERROR, "internal error (see the server's log)"))
             self._send(int(status), payload)
 
     return Handler
 
 
 def _dumps(resp) -> bytes:
-    from .limits import dumps
     try:
         return dumps(resp)
     except ValueError:          # NaN or Infinity in a result: never send what JSON clients cannot read
-        from .server import _error
         log.error("an answer held a non-finite number: %r", resp)
-        return dumps(_error(resp.get("id"), INTERNAL_ERROR, "internal error: the result holds a number JSON cannot carry"))
+        return dumps(error_answer(resp.get("id"), INTERNAL_ERROR, "internal error: the result holds a number JSON cannot carry"))

@@ -105,6 +105,13 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+def error_answer(rid, code: int, message: str, data=None) -> dict:
+    err = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": rid, "error": err}
+
+
 def dumps(answer) -> bytes:
     """An answer as strict JSON (never NaN or Infinity, which JSON clients cannot read)."""
     return json.dumps(answer, allow_nan=False).encode()

@@ -1,8 +1,9 @@
 """The JSON-RPC server: `POST /rpc/v0` (bearer token), `GET /healthcheck` (no token).
 
 Each method is registered with the permission it needs and a converter per positional
-parameter; requests are refused before the method runs when the body is too large or not JSON,
-the method is unknown, the token is missing or too weak, or a parameter has the wrong shape."""
+parameter; requests are refused before the method runs when the token is missing (checked
+before the body is parsed, httpd.py) or too weak, the body is too large, not JSON or beyond the
+parser's bounds (limits.py), the method is unknown, or a parameter has the wrong shape or range."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Callable
 
-from . import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNAUTHORIZED,
+from . import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, UNAUTHORIZED,
                RPCError)
 from .httpd import BoundedHTTPServer, handler_class
 from .auth import AuthError, NetworkAllowList, allows, verify_token
-from .limits import beyond_i64, lone_surrogate, parse_body
+from .limits import beyond_i64, error_answer, lone_surrogate, parse_body
 from .wire import Converter, string
 
 log = logging.getLogger("damocles.rpc")
@@ -191,8 +192,4 @@ class RPCServer:
             self._httpd.reaper_stop.set()
 
 
-def _error(rid, code: int, message: str, data=None) -> dict:
-    err = {"code": code, "message": message}
-    if data is not None:
-        err["data"] = data
-    return {"jsonrpc": "2.0", "id": rid, "error": err}
+_error = error_answer
