@@ -30,6 +30,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     closed. A reaper disconnects a client whose request (headers, or a JSON-RPC body) is not
     in after `request_timeout` seconds, however slowly it trickles in."""
     daemon_threads = True
+    request_queue_size = 128     # socketserver's 5 drops bursts of workers before they are accepted
 
     def __init__(self, address, handler, max_connections: int, request_timeout: float):
         super().__init__(address, handler)
@@ -37,13 +38,17 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.request_timeout = request_timeout
         self.deadlines: dict[socket.socket, float] = {}     # connection -> when its request must be in
         self.lock = threading.Lock()
+        self.refused, self.refused_logged = 0, 0.0      # one log line per 10 s under a flood, with the count
         self.reaper_stop = threading.Event()
         threading.Thread(target=self._reap, name="rpc-reaper", daemon=True).start()
 
     def process_request(self, request, client_address):
         if not self.slots.acquire(blocking=False):
-            log.warning("refused a connection from %s: %d connections already open", client_address[0],
-                        self.max_connections)
+            self.refused += 1
+            if time.monotonic() - self.refused_logged > 10:
+                log.warning("refused %d connection(s), the last from %s: %d connections already open", self.refused,
+                            client_address[0], self.max_connections)
+                self.refused, self.refused_logged = 0, time.monotonic()
             try:
                 request.settimeout(1.0)
                 request.sendall(BUSY)
