@@ -195,6 +195,16 @@ def test_units_are_hardened_and_write_only_their_roles_directories(tmp_path, nod
         assert ("PrivateDevices" in d) == (role == "manager")
 
 
+def test_a_store_under_home_makes_home_read_only_not_hidden(node):
+    prefix, binary = node
+    store = "/home/damocles-test-absent/persist"       # never created: install.sh only names it in the unit
+    p = install("--role", "worker", "--prefix", str(prefix), "--binary", str(binary), "--persist-dir", store)
+    assert p.returncode == 0, p.stderr
+    d = directives((prefix / "lib/systemd/system/damocles-worker.service").read_text())
+    assert d["ProtectHome"] == ["read-only"] and f"-{store}" in d["ReadWritePaths"][0].split()
+    assert not os.path.exists("/home/damocles-test-absent")
+
+
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed (apt-get install systemd)")
 def test_systemd_analyze_scores_every_unit_ok(tmp_path, node):
     prefix, binary = node
