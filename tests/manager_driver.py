@@ -18,36 +18,11 @@ from appliance.proofs.seal import seal_sector
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient, TransportError
 
+from .configs import manager_toml
 from .conftest import ROOT, damocles_cmd, read_line
 
 P2K = seal_proof("StackedDrg2KiBV1_1")
-CONFIG = """
-[RPC]
-Listen = "127.0.0.1:0"
-[Sealing]
-SealRandomnessLookback = 2
-InteractivePoRepConfidence = 1
-[Chain]
-BlockTime = "0s"
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-[[Miners]]
-Actor = 1000
-SealProof = "StackedDrg2KiBV1_1"
-[Miners.Sector]
-MinNumber = 1
-[Miners.Commitment]
-Confidence = 1
-[Miners.Commitment.Pre.Batch]
-Threshold = 3
-MaxWait = "1s"
-CheckInterval = "50ms"
-[Miners.Commitment.Prove.Batch]
-Threshold = 4
-MaxWait = "60s"
-CheckInterval = "50ms"
-"""
+CONFIG = manager_toml(None, 3, 4, "60s", block_time="0s", check_interval="50ms", miner={"SealProof": "StackedDrg2KiBV1_1"})
 
 
 class ManagerProc:
@@ -109,6 +84,12 @@ class ManagerProc:
 
 def drive_sectors(m: ManagerProc, count: int, work) -> list[dict]:
     """Take `count` CC sectors from allocation to Finished; returns their SectorIDs."""
+    return prove_sectors(m, precommit_sectors(m, count, work))
+
+
+def precommit_sectors(m: ManagerProc, count: int, work) -> list[tuple]:
+    """Take `count` CC sectors from allocation to a landed PreCommit; returns (SectorID, sealing
+    result, ticket) of each, for prove_sectors."""
     m.admin_call("Venus.DevnetAdvance", 5)
     sectors = []
     for _ in range(count):
@@ -121,6 +102,11 @@ def drive_sectors(m: ManagerProc, count: int, work) -> list[dict]:
         sectors.append((sid, r, ticket))
     for sid, _, _ in sectors:
         m.until("PreCommit landed", lambda: m.call("Venus.PollPreCommitState", sid)["State"] == 3)
+    return sectors
+
+
+def prove_sectors(m: ManagerProc, sectors: list[tuple]) -> list[dict]:
+    """Persist, prove and finalize sectors whose PreCommit landed; returns their SectorIDs."""
     for sid, r, ticket in sectors:
         name = f"s-t0{sid['Miner']}-{sid['Number']}"
         store = m.call("Venus.StoreReserveSpace", sid, 4096, [])

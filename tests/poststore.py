@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from appliance.core.proof_types import seal_proof
-from appliance.core.sector import SectorID, sector_file_names
+from appliance.core.sector import SectorID, sector_name
 from appliance.proofs.seal import seal_sector
 
 P2K = seal_proof("StackedDrg2KiBV1_1")
@@ -15,7 +15,7 @@ P2K = seal_proof("StackedDrg2KiBV1_1")
 def seal_into_store(store: Path, miner: int, number: int, work: Path, parent_cache: Path) -> bytes:
     """Seal a CC sector and persist its PoSt files into `store`; returns comm_r."""
     report = seal_sector(P2K, SectorID(miner, number), os.urandom(31) + b"\0", b"\1" * 32, work, parent_cache_dir=parent_cache)
-    name = sector_file_names(miner, number)
+    name = sector_name(miner, number)
     (store / "sealed").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(report.sector_dir / "sealed", store / "sealed" / name)
     cache = store / "cache" / name

@@ -15,45 +15,21 @@ from appliance.proofs.commitment import comm_d_from_pieces, commp_file
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
+from .configs import manager_toml
 from .conftest import run_cli, read_line
 from .test_worker_e2e import WORKER, start
 
-MANAGER = """
-[RPC]
-Listen = "127.0.0.1:0"
-[Sealing]
-SealRandomnessLookback = 2
-InteractivePoRepConfidence = 1
-[Chain]
-BlockTime = "100ms"
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-[[Common.PieceStores]]
-Name = "pieces-1"
-Path = "pieces"
-[[Miners]]
-Actor = 1000
-[Miners.Sector]
-MinNumber = 1
-MaxNumber = {max_number}
-EnableDeals = true
-SealingEpochs = 100
-[Miners.Commitment]
-Confidence = 1
-[Miners.Commitment.Pre.Batch]
-Threshold = 1
-CheckInterval = "100ms"
-[Miners.Commitment.Prove.Batch]
-Threshold = 1
-CheckInterval = "100ms"
-"""
+def deals_manager(max_number: int, block_time: str = "100ms") -> str:
+    """A devnet manager that hands out deals (piece store `pieces-1`), one-sector batches."""
+    return manager_toml(max_number, 1, 1, None, pre_wait=None, block_time=block_time,
+                        miner={"Sector": {"EnableDeals": True, "SealingEpochs": 100}},
+                        config={"Common": {"PieceStores": [{"Name": "pieces-1", "Path": "pieces"}]}})
 
 
 def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
     home = tmp_path / "manager"
     home.mkdir()
-    (home / "manager.toml").write_text(MANAGER.format(max_number=1))
+    (home / "manager.toml").write_text(deals_manager(1))
     (home / "persist-1").mkdir()
     manager = start(["manager", "run", "--home", str(home)])
     worker = None
@@ -136,7 +112,7 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
 
 def test_an_aborted_sector_gives_its_deals_back(tmp_path):
     home = tmp_path / "manager"
-    init_home(home, MANAGER.format(max_number=10).replace('BlockTime = "100ms"', 'BlockTime = "0s"'))
+    init_home(home, deals_manager(10, block_time="0s"))
     svc = ManagerService(home)
     try:
         piece = tmp_path / "p.bin"

@@ -16,40 +16,21 @@ from appliance.chain.policy import ChainPolicy
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import run_cli, signal_all, read_line
+from .configs import manager_toml, merged
+from .conftest import read_line, run_cli, signal_all
 from .test_worker_e2e import WORKER, start
 
-MANAGER = """
-[RPC]
-Listen = "127.0.0.1:0"
-[Sealing]
-SealRandomnessLookback = 2
-InteractivePoRepConfidence = 1
-[Chain]
-BlockTime = "0s"
-[Common.Proving.WorkerProver]
-HeartbeatTimeout = "1s"
-JobMaxTry = 3
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-[[Miners]]
-Actor = 1000
-[Miners.Sector]
-MinNumber = 1
-MaxNumber = 4
-[Miners.Commitment]
-Confidence = 1
-[Miners.Commitment.Pre.Batch]
-Threshold = 1
-CheckInterval = "50ms"
-[Miners.Commitment.Prove.Batch]
-Threshold = 1
-CheckInterval = "50ms"
-[Miners.PoSt]
-ChallengeConfidence = 2
-SubmitConfidence = 1
-"""
+
+def post_manager(max_number: int = 4, miner: dict | None = None, config: dict | None = None) -> str:
+    """The hand-moved devnet manager of the PoSt tests: one-sector batches, short PoSt confidences,
+    a 1 s prover heartbeat."""
+    return manager_toml(max_number, 1, 1, None, pre_wait=None, block_time="0s", check_interval="50ms",
+                        miner=merged({"PoSt": {"ChallengeConfidence": 2, "SubmitConfidence": 1}}, miner or {}),
+                        config=merged({"Common": {"Proving": {"WorkerProver": {"HeartbeatTimeout": "1s", "JobMaxTry": 3}}}},
+                                      config or {}))
+
+
+MANAGER = post_manager()
 
 POST = """
 [prover]

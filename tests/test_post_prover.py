@@ -16,25 +16,12 @@ from appliance.rpc import JOB_NOT_FOUND, RPCError
 from appliance.rpc.auth import issue_token
 from appliance.rpc.client import RPCClient
 
+from .configs import manager_toml
 from .conftest import ROOT, damocles_cmd, read_line
 from .poststore import seal_into_store
 
-MANAGER = """
-[RPC]
-Listen = "127.0.0.1:0"
-[Chain]
-BlockTime = "0s"
-[Common.Proving.WorkerProver]
-HeartbeatTimeout = "1s"
-JobMaxTry = 2
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-[[Miners]]
-Actor = 1000
-[Miners.PoSt]
-Enabled = false          # the jobs of this test are made by hand
-"""
+MANAGER = manager_toml(block_time="0s", miner={"PoSt": {"Enabled": False}},   # the jobs of this test are made by hand
+                       config={"Common": {"Proving": {"WorkerProver": {"HeartbeatTimeout": "1s", "JobMaxTry": 2}}}})
 
 POST = """
 [prover]

@@ -13,30 +13,21 @@ from appliance.chain.devnet import Devnet
 from appliance.chain.policy import ChainPolicy
 from appliance.manager.service import ManagerService, init_home
 
+from .configs import manager_toml
 from .test_devnet_proving import P2K, SEED, onboard
 
-MANAGER = """
-[Chain]
-BlockTime = "0s"
-NetworkPower = "32KiB"          # 4 sealed 2KiB sectors hold a fifth of the network's power
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-[[Miners]]
-Actor = 1000
-[Miners.PoSt]
-ChallengeConfidence = 2
-SubmitConfidence = 1
-[Miners.Proof]
-Enabled = {winning}
-"""
+def poster_manager(winning: bool = False, chain: dict | None = None, post: dict | None = None) -> str:
+    """A hand-moved devnet whose 4 sealed 2KiB sectors hold a fifth of the network's power."""
+    return manager_toml(block_time="0s",
+                        miner={"PoSt": {"ChallengeConfidence": 2, "SubmitConfidence": 1, **(post or {})}, "Proof": {"Enabled": winning}},
+                        config={"Chain": {"NetworkPower": "32KiB", **(chain or {})}})
 
 
 def _service(tmp_path, winning=False, config=None):
     home = tmp_path / "manager"
     home.mkdir()
     Devnet(home / "devnet.db", ChainPolicy(block_time=0), genesis_seed=SEED).close()   # a seeded devnet: a repeatable run
-    init_home(home, config or MANAGER.format(winning="true" if winning else "false"))
+    init_home(home, config or poster_manager(winning))
     svc = ManagerService(home)          # not started: the test runs the poster's passes itself
     svc.chain.advance(20)
     rs = onboard(svc.chain, tmp_path, [1, 2, 3, 4])
@@ -154,9 +145,8 @@ def test_winning_post_wins_match_power_share(tmp_path):
 
 def test_partitions_beyond_one_message_are_proven_in_several(tmp_path):
     # three deadlines a period: the only mutable one takes all 4 sectors, 2 partitions; one partition per message
-    config = MANAGER.format(winning="false").replace('NetworkPower = "32KiB"', 'NetworkPower = "32KiB"\nWPoStProvingPeriod = 180\n'
-                                                     'WPoStPeriodDeadlines = 3').replace(
-        "SubmitConfidence = 1", "SubmitConfidence = 1\nMaxPartitionsPerPoStMessage = 1")
+    config = poster_manager(chain={"WPoStProvingPeriod": 180, "WPoStPeriodDeadlines": 3},
+                            post={"MaxPartitionsPerPoStMessage": 1})
     svc, _ = _service(tmp_path, config=config)
     try:
         chain = svc.chain

@@ -11,14 +11,14 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .conftest import run_cli, read_line
-from .test_post_e2e import MANAGER, prove_next_occurrence, seal_by_hand
+from .test_post_e2e import post_manager, prove_next_occurrence, seal_by_hand
 from .test_worker_e2e import WORKER, start
 
 
 def test_a_lost_sector_is_rebuilt_and_proven_again(tmp_path):
     home = tmp_path / "manager"
     home.mkdir()
-    (home / "manager.toml").write_text(MANAGER.replace("MaxNumber = 4", "MaxNumber = 1"))
+    (home / "manager.toml").write_text(post_manager(1))
     (home / "persist-1").mkdir()
     manager = start(["manager", "run", "--home", str(home)])
     worker = None

@@ -14,11 +14,11 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .conftest import run_cli, read_line
-from .test_post_e2e import MANAGER, prove_next_occurrence, seal_by_hand, until
+from .test_post_e2e import post_manager, prove_next_occurrence, seal_by_hand, until
 from .test_worker_e2e import WORKER, start
 
-SNAP_MANAGER = MANAGER.replace("MaxNumber = 4", "MaxNumber = 1\nEnableDeals = true\nSealingEpochs = 50").replace(
-    '[[Miners]]', '[[Common.PieceStores]]\nName = "pieces"\nPath = "pieces"\n\n[[Miners]]')
+SNAP_MANAGER = post_manager(1, miner={"Sector": {"EnableDeals": True, "SealingEpochs": 50}},
+                            config={"Common": {"PieceStores": [{"Name": "pieces", "Path": "pieces"}]}})
 
 
 def test_a_cc_sector_is_upgraded_with_a_deal_and_proven_with_its_new_commr(tmp_path):

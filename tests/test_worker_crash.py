@@ -14,7 +14,7 @@ from appliance.core.crash import EXIT_CODE, POINTS
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .test_worker_e2e import MANAGER, WORKER, start
+from .test_worker_e2e import WORKER, manager_toml, start
 from .conftest import read_line
 
 # points the sealer passes in this walk; the others are walked where their plan runs: the abort
@@ -30,7 +30,7 @@ POINTS_W = sorted(p for p in POINTS if p.startswith("worker.") and p not in ELSE
 def test_worker_survives_crash_point(point, tmp_path):
     home = tmp_path / "manager"
     home.mkdir()
-    (home / "manager.toml").write_text(MANAGER.replace("MaxNumber = 6", "MaxNumber = 2"))
+    (home / "manager.toml").write_text(manager_toml(2))
     (home / "persist-1").mkdir()
     manager = start(["manager", "run", "--home", str(home)])
     url = read_line(manager).split()[-1]

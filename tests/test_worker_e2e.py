@@ -15,41 +15,11 @@ import pytest
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import ROOT, damocles_cmd, run_cli, read_line
+from .configs import manager_toml
+from .conftest import ROOT, damocles_cmd, read_line, run_cli
 
 # the external c2 processor is this package (or $DAMOCLES_BIN) over the vc-processors protocol
 _C2_BIN, *_C2_ARGS = damocles_cmd("processor", "c2")
-
-def manager_toml(max_number: int = 6, pre_threshold: int = 2, prove_threshold: int = 4, prove_wait: str = "2s") -> str:
-    """A devnet manager for the end-to-end tests: 100 ms epochs, short confidences and batches."""
-    return f"""
-[RPC]
-Listen = "127.0.0.1:0"
-[Sealing]
-SealRandomnessLookback = 2
-InteractivePoRepConfidence = 1
-[Chain]
-BlockTime = "100ms"
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-[[Miners]]
-Actor = 1000
-[Miners.Sector]
-MinNumber = 1
-MaxNumber = {max_number}
-[Miners.Commitment]
-Confidence = 1
-[Miners.Commitment.Pre.Batch]
-Threshold = {pre_threshold}
-MaxWait = "1s"
-CheckInterval = "100ms"
-[Miners.Commitment.Prove.Batch]
-Threshold = {prove_threshold}
-MaxWait = "{prove_wait}"
-CheckInterval = "100ms"
-"""
-
 
 MANAGER = manager_toml()
 

@@ -12,7 +12,7 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .conftest import signal_all, read_line
-from .test_worker_e2e import MANAGER, WORKER, start
+from .test_worker_e2e import WORKER, manager_toml, start
 
 
 def _journal_rows(tmp_path, threads, where="1"):
@@ -33,7 +33,7 @@ def _journal_rows(tmp_path, threads, where="1"):
 def test_manager_restart_mid_flight_causes_only_temp_retries(tmp_path):
     home = tmp_path / "manager"
     home.mkdir()
-    (home / "manager.toml").write_text(MANAGER.replace("MaxNumber = 6", "MaxNumber = 4"))
+    (home / "manager.toml").write_text(manager_toml(4))
     (home / "persist-1").mkdir()
     manager = start(["manager", "run", "--home", str(home)])
     url = read_line(manager).split()[-1]

@@ -32,7 +32,7 @@ class SectorID:
         return cls(obj["Miner"], obj["Number"])
 
     def __str__(self) -> str:
-        return f"s-t0{self.miner}-{self.number}"
+        return sector_name(self.miner, self.number)
 
 
 def uvarint(n: int) -> bytes:
@@ -47,6 +47,19 @@ def uvarint(n: int) -> bytes:
             return bytes(out)
 
 
-def sector_file_names(miner: int, number: int) -> str:
-    """The name of a sector's sealed file and cache directory: s-t0<miner>-<number>."""
+def sector_name(miner: int, number: int) -> str:
+    """A sector's name, Filecoin's and Damocles': its sealed file and cache directory are called
+    this, and logs, listings and the status page show it. s-t0<miner>-<number>."""
     return f"s-t0{miner}-{number}"
+
+
+def parse_sector_name(text: str) -> tuple[int, int]:
+    """'1000-5' or 's-t01000-5' -> (1000, 5); ValueError naming the text otherwise."""
+    t = text[4:] if text.startswith("s-t0") else text
+    try:
+        miner, number = (int(x) for x in t.split("-"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a sector id like 1000-5 or s-t01000-5") from None
+    if miner < 0 or number < 0:
+        raise ValueError(f"{text!r} is not a sector id like 1000-5 or s-t01000-5")
+    return miner, number

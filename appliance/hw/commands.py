@@ -108,8 +108,8 @@ def cmd_plan(args) -> int:
     if args.out:
         if args.out.exists() and not args.force:
             raise ValueError(f"{args.out} exists: use --force to replace it")
-        from ..proofs.pc1 import write_atomic     # the project's one atomic writer
-        write_atomic(args.out, text.encode())
+        from ..core.files import atomic_write
+        atomic_write(args.out, text, mode=0o600)      # it may hold a token
     if args.json:
         emit({"role": args.role, "size": size.name, "out": str(args.out) if args.out else None, "config": text,
               "explain": plan.explain, "check": report.to_dict()}, True)

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..core.output import emit
+from ..core.sector import sector_name
 from ..proofs.cid import commd_to_cid
 from ..proofs.commitment import commp_file
 from ..rpc.client import HTTPStatusError
@@ -53,7 +54,7 @@ def _emit_fetch(args, r) -> int:
 
 def cmd_candidates(args) -> int:
     rows = _client(args).call("Venus.SnapUpCandidates", args.miner)
-    emit({"candidates": rows}, args.json, _table([[f"s-t0{r['Sector']['Miner']}-{r['Sector']['Number']}", r["State"],
+    emit({"candidates": rows}, args.json, _table([[sector_name(r["Sector"]["Miner"], r["Sector"]["Number"]), r["State"],
                                                    r["Worker"] or "-", r["Error"]] for r in rows],
                                                  ["SECTOR", "STATE", "WORKER", "ERROR"]))
     return 0

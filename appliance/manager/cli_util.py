@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core.output import emit
+from ..core.sector import parse_sector_name, sector_name
 from ..rpc.auth import cli_token
 from ..rpc.client import RPCClient
 from .commands import DEFAULT_HOME
@@ -29,11 +30,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _sid(text: str) -> dict:
     """'1000-5' or 's-t01000-5' -> SectorID."""
-    t = text[4:] if text.startswith("s-t0") else text
     try:
-        miner, number = (int(x) for x in t.split("-"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a sector id like 1000-5") from None
+        miner, number = parse_sector_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return {"Miner": miner, "Number": number}
 
 
@@ -143,7 +143,7 @@ def cmd_chain_sectors(args) -> int:
 def cmd_sectors_list(args) -> int:
     rows = _client(args).call("Venus.ListSectors")
     emit({"sectors": rows}, args.json, _table(
-        [[f"s-t0{r['ID']['Miner']}-{r['ID']['Number']}", r["LatestState"] or "", r["Worker"] or "",
+        [[sector_name(r["ID"]["Miner"], r["ID"]["Number"]), r["LatestState"] or "", r["Worker"] or "",
           "yes" if r["Finalized"] else "no", _why(r)] for r in rows],
         ["SECTOR", "STATE", "WORKER", "FINALIZED", "ABORT REASON / WAITING FOR"]))
     return 0
@@ -163,8 +163,8 @@ def cmd_sectors_unseal(args) -> int:
     while task["State"] in ("pending", "allocated") and time.monotonic() < deadline:
         time.sleep(0.5)   # polling the manager for the worker's outcome; bounded by --wait
         task = next(t for t in client.call("Venus.UnsealTasks") if t["ID"] == task["ID"])
-    emit(task, args.json, [f"unseal task {task['ID']}: {task['PieceCid']} of s-t0{task['Sector']['Miner']}-"
-                           f"{task['Sector']['Number']} to {task['Dest']}: {task['State']}"
+    emit(task, args.json, [f"unseal task {task['ID']}: {task['PieceCid']} of {sector_name(task['Sector']['Miner'], task['Sector']['Number'])}"
+                           f" to {task['Dest']}: {task['State']}"
                            + (f" ({task['ErrorInfo']})" if task["ErrorInfo"] else "")])
     return 1 if task["State"] == "failed" else 0
 
@@ -177,7 +177,7 @@ def cmd_sectors_rebuild(args) -> int:
     while task["State"] in ("pending", "allocated") and time.monotonic() < deadline:
         time.sleep(0.5)   # polling the manager for the worker's outcome; bounded by --wait
         task = next(t for t in client.call("Venus.RebuildTasks") if t["ID"] == task["ID"])
-    emit(task, args.json, [f"rebuild task {task['ID']} of s-t0{task['Sector']['Miner']}-{task['Sector']['Number']} "
+    emit(task, args.json, [f"rebuild task {task['ID']} of {sector_name(task['Sector']['Miner'], task['Sector']['Number'])} "
                            f"({task['Reason']}): {task['State']}" + (f" ({task['ErrorInfo']})" if task["ErrorInfo"] else "")])
     return 1 if task["State"] == "failed" else 0
 

@@ -13,10 +13,10 @@ the devnet, and AcquireDeals packing pending deals into a sector.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
+from ..core.files import atomic_output
 from ..proofs import ProofError
 from ..proofs.cid import cid_to_commitment, commd_to_cid
 from ..proofs.commitment import PieceInfo, commp_file, piece_offsets
@@ -47,8 +47,7 @@ class Market:
             raise ValueError("the manager has no [[Common.PieceStores]] to keep pieces in")
         store = self.config.piece_stores[0]
         store.path.mkdir(parents=True, exist_ok=True)
-        tmp = store.path / f".{cid}.{os.getpid()}.upload"
-        try:
+        with atomic_output(store.path / cid) as tmp:      # a temporary of this upload's own
             with open(tmp, "wb") as f:
                 left = length
                 while left > 0:
@@ -57,14 +56,9 @@ class Market:
                         raise ValueError(f"upload ended after {length - left} of {length} bytes")
                     f.write(chunk)
                     left -= len(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            info, payload = commp_file(tmp)
+            info, payload = commp_file(tmp)        # the file checked is the file renamed
             if commd_to_cid(info.commitment) != cid:
                 raise ValueError(f"the uploaded bytes have piece CID {commd_to_cid(info.commitment)}, not {cid}")
-            os.replace(tmp, store.path / cid)
-        finally:
-            tmp.unlink(missing_ok=True)
         return {"PieceCID": cid, "PieceSize": info.size, "PayloadSize": payload, "Store": store.name}
 
     # ----------------------------------------------------------------------- deals

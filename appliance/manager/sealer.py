@@ -15,7 +15,7 @@ from ..chain.types import ChainError
 from ..core.crash import crash_point
 from ..core.protocol import OnChainState, SubmitResult
 from ..core.proof_types import seal_proof
-from ..core.sector import SectorID, sector_file_names
+from ..core.sector import SectorID, sector_name
 from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.commitment import comm_d_from_pieces
@@ -250,8 +250,8 @@ class Sealer:
             self.state.reserve(miner, number, chosen.name, size)
         self._store_wait_logged.pop((miner, number), None)
         if rec.get("store_wait"):
-            log.info("sector s-t0%s-%s: persist store %s reserved (was waiting: %s)", miner, number, chosen.name, rec["store_wait"],
-                     extra={"sector": sector_file_names(miner, number), "state": rec.get("state")})
+            log.info("sector %s: persist store %s reserved (was waiting: %s)", sector_name(miner, number), chosen.name, rec["store_wait"],
+                     extra={"sector": sector_name(miner, number), "state": rec.get("state")})
         if rec.get("store_wait") or rec.get("reserved_store") != chosen.name:
             self.state.update(miner, number, reserved_store=chosen.name, store_wait=None)
         return self.basic_info(chosen)
@@ -291,7 +291,7 @@ class Sealer:
         last = self._store_wait_logged.get(key)
         if last is None or now - last >= STORE_WAIT_LOG_EVERY:
             self._store_wait_logged[key] = now
-            name = sector_file_names(sid["Miner"], sid["Number"])
+            name = sector_name(sid["Miner"], sid["Number"])
             log.warning("sector %s: waiting for a persist store: %s", name, why, extra={"sector": name, "state": rec.get("state")})
 
     def store_basic_info(self, name: str) -> dict | None:
@@ -302,7 +302,7 @@ class Sealer:
         s = self._store(store_name)
         if s is None:
             return False
-        name = sector_file_names(miner, number)
+        name = sector_name(miner, number)
         cache = s.path / "cache" / name
         return ((s.path / "sealed" / name).is_file() and (cache / "p_aux").is_file() and (cache / "t_aux").is_file()
                 and any(cache.glob("sc-02-data-tree-r-last*.dat")))
@@ -325,7 +325,7 @@ class Sealer:
                                          {"state": change["Next"], "worker": worker, "failure": failure, "reported_at": self._now(),
                                           "location": req["Worker"]["Location"]},
                                          change["Prev"], change["Next"], change["Event"], worker, failure)
-        name = f"s-t0{sid['Miner']}-{sid['Number']}"
+        name = sector_name(sid["Miner"], sid["Number"])
         fields = {"sector": name, "state": change["Next"], "prev": change["Prev"], "event": change["Event"], "worker": worker}
         if failure:
             log.warning("sector %s: %s failure in %s (worker %s): %s", name, failure["Level"], change["Next"], worker,
@@ -349,8 +349,8 @@ class Sealer:
                                        rec.get("state"), "Aborted", "Abort", rec.get("worker"), {"Level": "abort", "Desc": reason})
         if self.observer is not None:
             self.observer(rec.get("state") or "", "Aborted", seconds, "abort")
-        log.warning("sector s-t0%s-%s: aborted in %s: %s", sid["Miner"], sid["Number"], rec.get("state"), reason,
-                    extra={"sector": f"s-t0{sid['Miner']}-{sid['Number']}", "state": "Aborted", "prev": rec.get("state")})
+        log.warning("sector %s: aborted in %s: %s", sector_name(sid["Miner"], sid["Number"]), rec.get("state"), reason,
+                    extra={"sector": sector_name(sid["Miner"], sid["Number"]), "state": "Aborted", "prev": rec.get("state")})
         self.state.release(sid["Miner"], sid["Number"])
         self.market.release(sid["Miner"], sid["Number"])
 
@@ -382,7 +382,7 @@ class Sealer:
         store = self._store(rec[key]) if rec and rec.get(key) else None
         if store is None:
             return {"Found": False, "Instance": None}
-        name = sector_file_names(sid["Miner"], sid["Number"])
+        name = sector_name(sid["Miner"], sid["Number"])
         sealed, cache = ("update", "update-cache") if kind == "upgrade" else ("sealed", "cache")
         return {"Found": True, "Instance": {"Name": store.name, "SealedFile": str(store.path / sealed / name),
                                             "CacheDir": str(store.path / cache / name)}}

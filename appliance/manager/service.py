@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..chain.devnet import Devnet
 from ..core.proof_types import seal_proof
+from ..core.sector import sector_name
 from ..rpc.auth import NetworkAllowList, load_or_create_secret
 from ..rpc.server import RPCServer
 from . import api
@@ -110,7 +111,8 @@ class ManagerService:
             log.warning(w)
         self.secret = load_or_create_secret(self.home / "secret")
         self.state, self.chain = open_stores(self.home, self.config.chain, [m.actor for m in self.config.miners],
-                                             rebuild_from_chain)      # refuses a state behind its chain
+                                             rebuild_from_chain,      # refuses a state behind its chain
+                                             self.config.persist_stores, self.config.piece_stores)
         ensure_miners(self.chain, self.config)
         self.sealer = Sealer(self.config, self.state, self.chain)
         self.committer = Committer(self.config, self.state, self.chain)
@@ -149,7 +151,7 @@ class ManagerService:
         while not stop.wait(interval):
             try:
                 for miner, number, reason in self.sealer.release_silent():
-                    log.warning("released sector s-t0%s-%s: %s (allocation and reservation freed)", miner, number, reason)
+                    log.warning("released sector %s: %s (allocation and reservation freed)", sector_name(miner, number), reason)
             except Exception:
                 log.exception("housekeeping pass failed")
 

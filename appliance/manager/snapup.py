@@ -16,7 +16,7 @@ import time
 
 from ..core.proof_types import seal_proof
 from ..core.protocol import OnChainState, SubmitResult
-from ..core.sector import sector_file_names
+from ..core.sector import sector_name
 from ..proofs import ProofError
 from ..proofs.cid import cid_to_commitment, commr_to_cid
 from ..proofs.commitment import comm_d_from_pieces
@@ -110,7 +110,7 @@ class SnapUp:
         except (ProofError, ValueError) as exc:
             return {"Res": MISMATCHED, "Desc": f"the update proof does not verify: {exc}"}
         store = self.sealer._store(info["AccessInstance"])
-        name = sector_file_names(miner, number)
+        name = sector_name(miner, number)
         if store is None or not (store.path / "update" / name).is_file() or not (store.path / "update-cache" / name / "p_aux").is_file():
             return {"Res": FILES_MISSED, "Desc": f"update/{name} and update-cache/{name} are not in store {info['AccessInstance']}"}
         where = self._locations(miner)[number]

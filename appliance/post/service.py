@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from ..core.proof_types import default_seal_proof, post_proof
-from ..core.sector import sector_file_names
+from ..core.sector import sector_name
 from ..proofs.post import PrivateSector, encode_post, generate_window_post
 from ..rpc import RPCError
 from ..rpc.client import RPCClient, TransportError
@@ -32,7 +32,7 @@ def prove_job(job_input: dict, stores: dict[str, str]) -> dict:
         if store is None:            # not attached here: cannot be read, so it is a fault
             faults.append(s["SectorId"])
             continue
-        name = sector_file_names(job_input["MinerId"], s["SectorId"])
+        name = sector_name(job_input["MinerId"], s["SectorId"])
         sealed, cache = ("update", "update-cache") if s.get("Upgrade") else ("sealed", "cache")   # snap-upgraded
         sectors.append(PrivateSector(s["SectorId"], bytes(s["CommR"]), Path(store) / cache / name, Path(store) / sealed / name))
     result = generate_window_post(proof_type, sp, sectors, bytes(job_input["Seed"]))

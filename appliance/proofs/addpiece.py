@@ -4,14 +4,13 @@ pieces.rs alignment), and build tree_d (`sc-02-data-tree-d.dat`, rows bottom-up,
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.files import atomic_output, atomic_write
 from ..core.proof_types import SectorSize
 from . import ProofError
 from .commitment import PieceInfo, comm_d_from_pieces, commp_file, padded_piece_bytes, piece_offsets, tree_levels
-from .pc1 import write_atomic
 from .store import TREE_D
 
 
@@ -36,19 +35,11 @@ def add_pieces(size: SectorSize, piece_files: list[Path], staged: Path) -> list[
         infos.append((info, payload, path))
     offsets = piece_offsets([i for i, _, _ in infos], size.bytes)
     staged = Path(staged)
-    tmp = staged.with_name(staged.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.truncate(size.bytes)
-            for (info, _, path), off in zip(infos, offsets):
-                f.seek(off)
-                f.write(padded_piece_bytes(path.read_bytes()))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, staged)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(staged) as tmp, open(tmp, "wb") as f:
+        f.truncate(size.bytes)
+        for (info, _, path), off in zip(infos, offsets):
+            f.seek(off)
+            f.write(padded_piece_bytes(path.read_bytes()))
     return [StagedPiece(info, payload, off) for (info, payload, _), off in zip(infos, offsets)]
 
 
@@ -61,5 +52,5 @@ def build_tree_d(size: SectorSize, staged: Path, cache_dir: Path, pieces: list[P
     comm_d = levels[-1]
     if pieces is not None and comm_d != comm_d_from_pieces(pieces, size.bytes):
         raise ProofError(f"comm_d of {staged} does not match the commitments of its pieces")
-    write_atomic(Path(cache_dir) / TREE_D, b"".join(levels))
+    atomic_write(Path(cache_dir) / TREE_D, b"".join(levels))
     return comm_d

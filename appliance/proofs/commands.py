@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..core.files import atomic_write
 from ..core.output import emit
 from ..core.proof_types import default_seal_proof, seal_proof, sector_size
 from ..core.sector import SectorID
@@ -209,9 +210,7 @@ def cmd_unseal(args) -> int:
     length = args.length if args.length is not None else meta.proof.size.unpadded_bytes - args.offset
     data = unseal_range(meta.proof, meta.sector, meta.ticket, meta.comm_d, args.sector_dir / "sealed",
                         args.offset, length, args.parent_cache)
-    tmp = args.output.with_name(args.output.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(args.output)
+    atomic_write(args.output, data)
     emit({"output": str(args.output), "offset": args.offset, "bytes": len(data)}, args.json,
          [f"wrote {len(data)} bytes (unpadded offset {args.offset}) to {args.output}"])
     return 0

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..core.files import atomic_output
 from ..core.proof_types import BASE_DEGREE, EXPANSION_DEGREE, ApiVersion, SealProofType
 
 
@@ -210,20 +210,11 @@ def write_parent_cache(proof: SealProofType, cache_dir: str | os.PathLike | None
     path = cache_file(proof, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for _, chunk in iter_parent_chunks(proof):
-                data = chunk.astype("<u4").tobytes()
-                digest.update(data)
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        for _, chunk in iter_parent_chunks(proof):
+            data = chunk.astype("<u4").tobytes()
+            digest.update(data)
+            f.write(data)
     return path, digest.hexdigest()
 
 

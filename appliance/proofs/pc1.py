@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
+from ..core.files import atomic_write
 from ..core.proof_types import SealProofType
 from ..core.sector import SectorID
 from . import ProofError
@@ -128,17 +129,10 @@ def generate_labels(proof: SealProofType, rid: bytes, cache_dir: str | os.PathLi
         prev = label_layer(rid, layer, parents, prev)
         if stats:
             stats.label_seconds += time.perf_counter() - t
-        write_atomic(layer_path(cache_dir, layer), prev)
+        atomic_write(layer_path(cache_dir, layer), prev)
     if stats:
         stats.total_seconds = time.perf_counter() - t0
     assert prev is not None
     return prev
 
 
-def write_atomic(path: Path, data: bytes | bytearray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

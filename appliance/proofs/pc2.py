@@ -16,11 +16,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.files import atomic_output, atomic_write
 from ..core.proof_types import SealProofType
 from . import ProofError
 from .field import MODULUS
 from .merkle import Shape, build_rows, default_rows_to_discard, poseidon_hasher, split_nodes, tree_len
-from .pc1 import layer_path, write_atomic
+from .pc1 import layer_path
 from .poseidon import constants, hash_ints, hash_nodes
 from .store import shape_of, tree_c_path, tree_r_last_path
 
@@ -123,34 +124,26 @@ def seal_pre_commit_phase2(proof: SealProofType, staged: Path, cache_dir: Path, 
         procs = 1
     ranges = _ranges(shape.base_leaves, shape.tree_count, procs)
 
-    sealed_tmp = sealed.with_name(sealed.name + ".tmp")
-    with open(sealed_tmp, "wb") as f:
-        f.truncate(size.bytes)
-    try:
+    with atomic_output(sealed) as sealed_tmp:      # helper processes write their ranges into it
+        with open(sealed_tmp, "wb") as f:
+            f.truncate(size.bytes)
         col_parts = run_parts(column_part, [(str(cache_dir), layers, a, b) for a, b in ranges], procs)
         rep_parts = run_parts(replica_part, [(str(staged), str(sealed_tmp), str(cache_dir), layers, a, b) for a, b in ranges], procs)
-        with open(sealed_tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(sealed_tmp, sealed)
-    except BaseException:
-        if sealed_tmp.exists():
-            sealed_tmp.unlink()
-        raise
 
     count = shape.tree_count
     rtd = default_rows_to_discard(shape.base_leaves, 8)
     c_roots, r_roots = [], []
     for i, rows in enumerate(_assemble(col_parts, shape)):
-        write_atomic(tree_c_path(cache_dir, i, count), b"".join(b"".join(r) for r in rows))
+        atomic_write(tree_c_path(cache_dir, i, count), b"".join(b"".join(r) for r in rows))
         c_roots.append(rows[-1][0])
     for i, rows in enumerate(_assemble(rep_parts, shape)):
-        write_atomic(tree_r_last_path(cache_dir, i, count), b"".join(b"".join(r) for r in rows[1 + rtd:]))
+        atomic_write(tree_r_last_path(cache_dir, i, count), b"".join(b"".join(r) for r in rows[1 + rtd:]))
         r_roots.append(rows[-1][0])
     comm_c = shape.combine_roots(c_roots)
     comm_r_last = shape.combine_roots(r_roots)
     comm_r = hash_nodes([comm_c, comm_r_last])
-    write_atomic(Path(cache_dir) / "p_aux", comm_c + comm_r_last)
-    write_atomic(Path(cache_dir) / "t_aux", t_aux_bytes(proof, final_cache_dir or cache_dir))
+    atomic_write(Path(cache_dir) / "p_aux", comm_c + comm_r_last)
+    atomic_write(Path(cache_dir) / "t_aux", t_aux_bytes(proof, final_cache_dir or cache_dir))
     return PC2Output(comm_c, comm_r_last, comm_r)
 
 

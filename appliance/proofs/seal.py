@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.proof_types import SealProofType, seal_proof
-from ..core.sector import SectorID
+from ..core.sector import SectorID, sector_name
 from . import ProofError
 from .addpiece import add_pieces, build_tree_d
 from .c2 import seal_commit_phase2, verify_seal
@@ -59,7 +59,7 @@ class SealReport:
 
 
 def sector_dir_name(sector: SectorID) -> str:
-    return f"s-t0{sector.miner}-{sector.number}"
+    return sector_name(sector.miner, sector.number)
 
 
 def seal_sector(proof: SealProofType, sector: SectorID, ticket: bytes, seed: bytes, workdir: Path,

@@ -10,11 +10,11 @@ import json
 import time
 from pathlib import Path
 
+from ..core.files import atomic_write
 from ..core.output import emit
 from . import ProofError
 from .addpiece import add_pieces
 from .cid import commd_to_cid, commr_to_cid
-from .pc1 import write_atomic
 from .pc2 import read_p_aux
 from .poseidon import hash_nodes
 from .seal import read_sector_meta
@@ -116,7 +116,7 @@ def cmd_snap_encode(args) -> int:
     record = {"version": META_VERSION, "update_proof": proof.name, "comm_r_old": enc.comm_r_old.hex(),
               "comm_d_new": enc.comm_d_new.hex(), "comm_r_new": enc.comm_r_new.hex(),
               "comm_r_last_new": enc.comm_r_last_new.hex(), "pieces": pieces}
-    write_atomic(d / UPDATE_META, (json.dumps(record, indent=2) + "\n").encode())
+    atomic_write(d / UPDATE_META, (json.dumps(record, indent=2) + "\n").encode())
     result = {"sector_dir": str(d), "update_proof": proof.name, "update_proof_id": proof.id,
               "miner": meta.sector.miner, "sector": meta.sector.number,
               "comm_r_old": enc.comm_r_old.hex(), "comm_r_old_cid": commr_to_cid(enc.comm_r_old),
@@ -143,7 +143,7 @@ def cmd_snap_prove(args) -> int:
     t = time.perf_counter()
     verify_update_partitions(proof, comm_r_old, comm_r_new, comm_d_new, decode_update_proof(data, proof))
     verify_s = time.perf_counter() - t
-    write_atomic(d / UPDATE_PROOF, data)
+    atomic_write(d / UPDATE_PROOF, data)
     result = {"sector_dir": str(d), "update_proof": proof.name, "proof_file": str(d / UPDATE_PROOF),
               "partitions": proof.partitions, "challenges_per_partition": proof.challenges_per_partition,
               "proof_bytes": len(data), "proof_succinct": False, "snark_proof_bytes": proof.snark_proof_bytes,
@@ -182,7 +182,7 @@ def cmd_snap_decode(args) -> int:
     proof, comm_r_old, _, comm_d_new = read_update_meta(d)
     length = args.length if args.length is not None else proof.size.unpadded_bytes - args.offset
     data = unseal_update_range(proof, comm_r_old, comm_d_new, d / "update", d / "sealed", args.offset, length)
-    write_atomic(args.output, data)
+    atomic_write(args.output, data)
     emit({"output": str(args.output), "offset": args.offset, "bytes": len(data)}, args.json,
          [f"wrote {len(data)} bytes (unpadded offset {args.offset}) to {args.output}"])
     return 0

@@ -20,15 +20,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.files import atomic_write
 from ..core.proof_types import default_seal_proof
-from ..core.sector import SectorID
+from ..core.sector import SectorID, sector_name
 from . import ProofError
 from .addpiece import build_tree_d
 from .commitment import PieceInfo
 from .field import MODULUS
 from .fr32 import unpad
 from .merkle import build_rows, default_rows_to_discard, poseidon_hasher
-from .pc1 import write_atomic
 from .pc2 import _assemble, _ranges, read_p_aux, run_parts, t_aux_bytes   # PC2's range splitting and stitching
 from .poseidon import hash_nodes
 from .snap import UpdateProofType, high_shift, phi, rho_inverses, rhos
@@ -47,7 +47,7 @@ class SectorFiles:
 
 
 def sector_files(root: Path, sector: SectorID) -> SectorFiles:
-    name = f"s-t0{sector.miner}-{sector.number}"
+    name = sector_name(sector.miner, sector.number)
     root = Path(root)
     return SectorFiles(root / "sealed" / name, root / "cache" / name, root / "update" / name,
                        root / "update-cache" / name)
@@ -142,7 +142,7 @@ def _write_tree_r_last(proof: UpdateProofType, cache_dir: Path, trees) -> bytes:
     rtd = default_rows_to_discard(shape.base_leaves, 8)
     roots = []
     for i, rows in enumerate(trees):
-        write_atomic(tree_r_last_path(cache_dir, i, shape.tree_count), b"".join(b"".join(r) for r in rows[1 + rtd:]))
+        atomic_write(tree_r_last_path(cache_dir, i, shape.tree_count), b"".join(b"".join(r) for r in rows[1 + rtd:]))
         roots.append(rows[-1][0])
     return shape.combine_roots(roots)
 
@@ -181,8 +181,8 @@ def encode_into(proof: UpdateProofType, new_replica_path: Path, new_cache_path: 
     try:
         comm_r_last_new = _write_tree_r_last(proof, new_cache_path, trees)
         comm_r_new = hash_nodes([comm_c, comm_r_last_new])
-        write_atomic(new_cache_path / "p_aux", comm_c + comm_r_last_new)
-        write_atomic(new_cache_path / "t_aux", t_aux_bytes(default_seal_proof(proof.size), sector_key_cache_path))
+        atomic_write(new_cache_path / "p_aux", comm_c + comm_r_last_new)
+        atomic_write(new_cache_path / "t_aux", t_aux_bytes(default_seal_proof(proof.size), sector_key_cache_path))
         os.replace(tmp, new_replica_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -284,8 +284,8 @@ def remove_encoded_data(proof: UpdateProofType, sector_key_path: Path, sector_ke
         if hash_nodes([comm_c, comm_r_last]) != comm_r_old:
             raise ProofError("the recovered sector key does not reproduce comm_r_old (wrong data, comm_d_new or comm_r_old)")
         _write_tree_r_last(proof, key_cache, trees)
-        write_atomic(key_cache / "p_aux", comm_c + comm_r_last)
-        write_atomic(key_cache / "t_aux", t_aux_bytes(default_seal_proof(proof.size), replica_cache_path))
+        atomic_write(key_cache / "p_aux", comm_c + comm_r_last)
+        atomic_write(key_cache / "t_aux", t_aux_bytes(default_seal_proof(proof.size), replica_cache_path))
         os.replace(tmp, sector_key_path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -81,6 +81,8 @@ class RPCClient:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         if length is not None:
             headers["Content-Length"] = str(length)
+        if body is not None:       # the server takes a PUT only as octet-stream (or JSON)
+            headers["Content-Type"] = "application/octet-stream"
         req = urllib.request.Request(self.base + path, data=body, headers=headers, method=method)
         try:
             return urllib.request.urlopen(req, timeout=self.timeout)
@@ -105,16 +107,10 @@ class RPCClient:
         """GET a plain HTTP route into `dest` (written to a temporary name, then renamed)."""
         import os
         import shutil
-        tmp = f"{dest}.part"
-        try:
-            with self._http("GET", path) as resp, open(tmp, "wb") as out:
-                shutil.copyfileobj(resp, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        from ..core.files import atomic_output
+        with atomic_output(dest) as tmp, self._http("GET", path) as resp, open(tmp, "wb") as out:
+            shutil.copyfileobj(resp, out, 1 << 20)
         return os.path.getsize(dest)
 
 

@@ -14,10 +14,26 @@ import json
 from importlib import resources
 
 from .actions import SectorActions, register as register_actions
-from .views import WebViews, parse_sector
+from ..core.sector import parse_sector_name, sector_name
+from .views import WebViews
 
 STATIC = {"": ("index.html", "text/html; charset=utf-8"), "/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"), "/app.css": ("app.css", "text/css; charset=utf-8")}
+
+
+# the page may be shown only as itself: never framed (clickjacking its buttons), only its own
+# scripts; style attributes are inline (the store bars' widths)
+PAGE_HEADERS = (("X-Frame-Options", "DENY"),
+                ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+                                            "base-uri 'none'; form-action 'none'"),
+                ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "no-referrer"))
+
+
+def _page_headers(req) -> None:
+    for name, value in PAGE_HEADERS:
+        req.send_header(name, value)
 
 
 def _static(name: str) -> bytes:
@@ -30,6 +46,7 @@ def _send_json(req, obj, status: int = 200) -> None:
     req.send_header("Content-Type", "application/json")
     req.send_header("Content-Length", str(len(body)))
     req.send_header("Cache-Control", "no-store")
+    _page_headers(req)
     req.end_headers()
     req.wfile.write(body)
 
@@ -51,12 +68,12 @@ def install(server, views: WebViews, actions: SectorActions) -> None:
             _send_json(req, views.overview())
         elif path.startswith("sector/"):
             try:
-                miner, number = parse_sector(path[len("sector/"):])
+                miner, number = parse_sector_name(path[len("sector/"):])
             except ValueError:
                 _send_json(req, {"error": f"{path[7:]!r} is not a sector id like 1000-5"}, 400)
                 return
             found = views.sector(miner, number)
-            _send_json(req, found if found else {"error": f"sector s-t0{miner}-{number} not found"}, 200 if found else 404)
+            _send_json(req, found if found else {"error": f"sector {sector_name(miner, number)} not found"}, 200 if found else 404)
         else:
             _send_json(req, {"error": f"no such view {path!r}"}, 404)
 
@@ -77,6 +94,7 @@ def install(server, views: WebViews, actions: SectorActions) -> None:
         req.send_header("Content-Type", ctype)
         req.send_header("Content-Length", str(len(body)))
         req.send_header("Cache-Control", "no-cache")
+        _page_headers(req)
         req.end_headers()
         req.wfile.write(body)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from ..core.sector import sector_name
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
 from ..rpc.auth import issue_token
 from ..rpc.client import RPCClient, TransportError
@@ -28,7 +29,7 @@ class SectorActions:
     def _locate(self, sid: dict) -> tuple[dict, RPCClient, dict]:
         """(record, the worker's RPC client, the sealing thread holding the sector)."""
         rec = self.state.sector(sid["Miner"], sid["Number"])
-        name = f"s-t0{sid['Miner']}-{sid['Number']}"
+        name = sector_name(sid["Miner"], sid["Number"])
         if rec is None:
             raise RPCError(SECTOR_NOT_FOUND, f"sector {name} not found")
         worker = rec.get("worker")

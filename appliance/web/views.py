@@ -14,22 +14,10 @@ import threading
 import time
 
 from ..chain.deadlines import current_deadline
+from ..core.sector import sector_name
 
 RECENT_FINISHED = 30          # finished or aborted sectors listed below those in flight
 HEAVY_KEYS = ("commit_proof",)  # not sent to the page (a C2 proof can be megabytes)
-
-
-def sector_name(miner: int, number: int) -> str:
-    return f"s-t0{miner}-{number}"
-
-
-def parse_sector(text: str) -> tuple[int, int]:
-    """'1000-5' or 's-t01000-5' -> (1000, 5); ValueError otherwise."""
-    t = text[4:] if text.startswith("s-t0") else text
-    miner, number = (int(x) for x in t.split("-"))
-    if miner < 0 or number < 0:
-        raise ValueError(text)
-    return miner, number
 
 
 class WebViews:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
-from ..core.sector import SectorID, sector_file_names
+from ..core.sector import SectorID, sector_name
 from ..proofs.addpiece import add_pieces
 from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
@@ -37,7 +37,7 @@ class RebuildSteps(TaskSteps, SealerSteps):
 
     def allocated(self, task: dict) -> dict:
         sid = task["Sector"]["ID"]
-        Paths(self.ctx.location, sector_file_names(sid["Miner"], sid["Number"])).remove()     # nothing of an earlier attempt is reused
+        Paths(self.ctx.location, sector_name(sid["Miner"], sid["Number"])).remove()     # nothing of an earlier attempt is reused
         return {"ticket": task["Ticket"],
                 "deals": [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"]}
                           for d in task["Pieces"] or []]}

@@ -12,13 +12,13 @@ import base64
 import shutil
 
 from ..core.crash import crash_point
+from ..core.files import atomic_write
 from ..core.proof_types import seal_proof
 from ..core.protocol import OnChainState, SubmitResult
 from ..core.sector import SectorID
 from ..proofs.addpiece import add_pieces
 from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
-from ..proofs.pc1 import write_atomic
 from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_encode import encode_sector, sector_files
 from ..proofs.snap_proof import generate_update_proof, prove_update_partitions
@@ -91,7 +91,7 @@ class SnapUpSteps(TaskSteps):
                                      bytes.fromhex(rec.comm_r_old), bytes.fromhex(rec.comm_r_new),
                                      bytes.fromhex(rec.comm_d_new), local.sealed, local.cache, local.update,
                                      local.update_cache)
-        write_atomic(self._root() / "update-proof", generate_update_proof(vanilla))
+        atomic_write(self._root() / "update-proof", generate_update_proof(vanilla))
         crash_point("worker.snapup.proved")
         return "Prove"
 

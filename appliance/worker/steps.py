@@ -11,15 +11,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..core.crash import crash_point
+from ..core.files import atomic_write
 from ..core.proof_types import seal_proof
 from ..core.protocol import OnChainState, SubmitResult
-from ..core.sector import SectorID
+from ..core.sector import SectorID, sector_name
 from ..proofs import ProofError
 from ..proofs.addpiece import add_pieces, build_tree_d
 from ..proofs.c2 import seal_commit_phase2, verify_seal
 from ..proofs.cid import cid_to_commitment, commd_to_cid
 from ..proofs.commitment import PieceInfo, zero_comm
-from ..proofs.pc1 import generate_labels, replica_id, write_atomic
+from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import read_p_aux, seal_pre_commit_phase2
 from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1, verify_c1
 from ..rpc import SECTOR_NOT_FOUND, RPCError
@@ -113,7 +114,7 @@ class SealerSteps:
             raise Wait("no sector allocated (idle)")
         sid = alloc["ID"]
         return Event("Allocate", {"miner": sid["Miner"], "number": sid["Number"], "proof": alloc["ProofType"],
-                                  "name": f"s-t0{sid['Miner']}-{sid['Number']}"})
+                                  "name": sector_name(sid["Miner"], sid["Number"])})
 
     def on_Allocated(self, rec):
         s = self.ctx.sealing
@@ -292,7 +293,7 @@ class SealerSteps:
         out = self.ctx.run_stage("c1", seal_commit_phase1, proof, SectorID(rec.miner, rec.number),
                                  base64.b64decode(rec.ticket["Ticket"]), base64.b64decode(rec.seed["Seed"]),
                                  bytes.fromhex(rec.comm_d), comm_c, comm_r_last, p.cache, p.sealed)
-        write_atomic(p.cache / "c1.out", encode_c1(out))
+        atomic_write(p.cache / "c1.out", encode_c1(out))
         return "C1"
 
     def on_C1Done(self, rec):
@@ -311,7 +312,7 @@ class SealerSteps:
                         base64.b64decode(rec.ticket["Ticket"]), base64.b64decode(rec.seed["Seed"]), c2)
         except ProofError as exc:
             raise Perm(f"C2 proof does not verify: {exc}") from None
-        write_atomic(p.cache / "proof.out", c2)
+        atomic_write(p.cache / "proof.out", c2)
         return "C2"
 
     def on_C2Done(self, rec):

@@ -8,6 +8,7 @@ import json
 import uuid
 from pathlib import Path
 
+from ..core.files import atomic_write
 from ..core.output import emit
 from .journal import Journal, JournalError, LocationLock
 
@@ -34,9 +35,7 @@ def file_init(location: Path, name: str | None, read_only: bool) -> dict:
     for d in ("sealed", "cache"):
         (location / d).mkdir(parents=True, exist_ok=True)
     info = {"ID": str(uuid.uuid4()), "Name": name or location.name, "ReadOnly": read_only}
-    tmp = meta.with_name(meta.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(meta)
+    atomic_write(meta, json.dumps(info, indent=2) + "\n")
     return {"location": str(location), **info, "initialised": True}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from ..core.sector import sector_file_names
+from ..core.sector import sector_name
 from ..rpc.client import TransportError
 from .failure import Abort, StepFailure, Unreachable, Wait
 from .plan import Event
@@ -49,7 +49,7 @@ class TaskSteps:
         sid = task["Sector"]["ID"]
         return Event("Allocate", {"task": task, "miner": sid["Miner"], "number": sid["Number"],
                                   "proof": task["Sector"]["ProofType"],
-                                  "name": sector_file_names(sid["Miner"], sid["Number"]), **self.allocated(task)})
+                                  "name": sector_name(sid["Miner"], sid["Number"]), **self.allocated(task)})
 
     def allocated(self, task: dict) -> dict:
         """Fields of the record that come from the task (besides the task itself)."""

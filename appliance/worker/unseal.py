@@ -8,13 +8,13 @@ a piece written before a crash is reported at the next start, not unsealed again
 from __future__ import annotations
 
 import base64
-import os
 import tempfile
 from pathlib import Path
 
 from ..core.crash import crash_point
+from ..core.files import atomic_write
 from ..core.proof_types import seal_proof
-from ..core.sector import SectorID, sector_file_names
+from ..core.sector import SectorID, sector_name
 from ..proofs.cid import commd_to_cid
 from ..proofs.commitment import commp_bytes
 from ..proofs.unseal import unseal_range
@@ -39,7 +39,7 @@ class UnsealSteps(TaskSteps):
         store = next((a for a in self.ctx.attached if a.name == store_name), None)
         if store is None:
             raise ValueError(f"the sector is in persist store {store_name!r}, which this worker has not attached")
-        name = sector_file_names(sid["Miner"], sid["Number"])
+        name = sector_name(sid["Miner"], sid["Number"])
         scratch = self.ctx.location / "data" / "unseal"
         scratch.mkdir(parents=True, exist_ok=True)
         data = self.ctx.run_stage("unseal", unseal_range, proof, SectorID(sid["Miner"], sid["Number"]),
@@ -72,17 +72,10 @@ class UnsealSteps(TaskSteps):
                 raise ValueError(f"destination store {store_name!r} is not attached to this worker")
             path = store.location / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            atomic_write(path, payload)
         except OSError as exc:
             raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 class UnsealThread(TaskThread):
