@@ -377,7 +377,7 @@ class Work:
             self.d.call("Venus.UnsealPiece", {"Miner": 1000, "Number": deal_sector}, self.sealed_deal["PieceCID"], f"file://{out}")
             self.unsealed.append(out)
         self.waves += 1
-        print(f"wave {self.waves} at {self.d.elapsed():.1f} s: upgrade {added}, rebuild {self.rebuilt[-2:]}, unseal {out.name}",
+        print(f"wave {self.waves} at {self.d.elapsed():.1f} s: upgrade {added}, rebuilt so far {self.rebuilt}, unseal {out.name}",
               flush=True)
         return True
 
@@ -463,9 +463,10 @@ def _redone(run: list[tuple]) -> list[tuple]:
     return [step for step, k in steps.items() if k > 1]
 
 
-def _message_keys(m: dict) -> list[tuple]:
-    """What a chain message acts on: (kind, sector) for sealing messages, the deadline, commit
-    epoch and partitions for a WindowPoSt, the whole params otherwise."""
+def _message_keys(m: dict, period_offset: int) -> list[tuple]:
+    """What a chain message acts on: (kind, sector) for sealing messages; for a WindowPoSt the
+    deadline, its partitions and the proving period it was pushed in (a second proof of the same
+    window is a resend whatever its ChainCommitEpoch); the whole params otherwise."""
     p = m["params"]
     if m["method"] == "PreCommitSectorBatch":
         return [("pre", s["SectorNumber"]) for s in p["Sectors"]]
@@ -476,18 +477,19 @@ def _message_keys(m: dict) -> list[tuple]:
     if m["method"] == "ProveReplicaUpdates":
         return [("update", u["SectorID"]) for u in p["Updates"]]
     if m["method"] == "SubmitWindowedPoSt":
-        return [("post", p["Deadline"], p["ChainCommitEpoch"], tuple(x["Index"] for x in p["Partitions"]))]
+        period = (m["pushed_epoch"] - period_offset - p["Deadline"] * 60) // 2880
+        return [("post", p["Deadline"], period, tuple(x["Index"] for x in p["Partitions"]))]
     return [(m["method"], json.dumps(p, sort_keys=True))]
 
 
-def _sent_twice(messages: list[dict]) -> list[tuple]:
+def _sent_twice(messages: list[dict], period_offset: int) -> list[tuple]:
     """Keys sent again although the message before for the same key had not failed: it was
     still pending when the next was pushed, or it succeeded. (A resend after a failure on chain
     is what the plans' resubmits do.)"""
     last: dict[tuple, dict] = {}
     twice = []
     for m in messages:          # in push order
-        for key in _message_keys(m):
+        for key in _message_keys(m, period_offset):
             prev = last.get(key)
             if prev is not None and (prev["exit_code"] in (0, None) or prev["executed_epoch"] > m["pushed_epoch"]):
                 twice.append((key, prev["id"], m["id"]))
@@ -599,7 +601,7 @@ def test_random_kills_lose_nothing_and_stick_nowhere(tmp_path):
         records = chain.deadline_records(1000)
     finally:
         chain.close()
-    twice = _sent_twice(messages)
+    twice = _sent_twice(messages, records[0]["period_start"] % 2880 if records else 0)
     _check(problems, not twice, f"chain messages sent twice (the first had not failed): {twice}")
     used_nonces = [n for n, _ in nonces]
     _check(problems, used_nonces == list(range(len(used_nonces))), f"nonces not 0..n-1 once each: {used_nonces}")
