@@ -3,7 +3,6 @@ the sector waits in PCLanded and says why (`util sectors list`, the manager's lo
 by itself and lands once space returns. Needs root to mount a small tmpfs; skipped elsewhere."""
 
 import subprocess
-import sys
 import time
 
 import pytest
@@ -12,7 +11,8 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .conftest import run_cli
-from .test_worker_e2e import WORKER, manager_toml, start
+from .configs import worker_toml
+from .test_worker_e2e import manager_toml, start
 
 
 def _sector(admin):
@@ -67,8 +67,7 @@ def test_a_full_persist_store_says_why_and_the_sector_lands_when_space_returns(t
         secret = load_or_create_secret(home / "secret")
         admin = RPCClient(url, issue_token(secret, "admin"), timeout=30)
         cfg = tmp_path / "worker.toml"
-        cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), store=store, python=sys.executable,
-                                     threads=f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'))
+        cfg.write_text(worker_toml(url, issue_token(secret, "write"), store, [{"location": tmp_path / "t0"}]))
         worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
         procs.append(worker)
         waiting = _until("the sector to wait for a persist store",
