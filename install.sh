@@ -161,6 +161,25 @@ render() {        # render FILE: a packaged unit or config with this install's p
   sed "${edits[@]}" "$1"
 }
 
+under_homes() {   # under_homes PATH...: true when one lies where ProtectHome= hides it
+  local p; for p in "$@"; do case "$p" in /home|/home/*|/root|/root/*|/run/user|/run/user/*) return 0 ;; esac; done; return 1
+}
+render_unit() {   # render_unit ROLE: the role's unit, its ReadWritePaths= naming the directories this install knows
+  local pdir="${persist_dir:-$local_persist}" sdir="" edits=()
+  [ -z "$pdir" ] || pdir="$(realpath -m "$pdir")"
+  [ -z "$sealing_dir" ] || sdir="$(realpath -m "$sealing_dir")"
+  [ -z "$pdir" ] || edits+=(-e "s#-/mnt/persist-1#-$(esc "$pdir")#")
+  if [ "$1" = worker ] && [ -n "$sdir" ]; then
+    edits+=(-e "s#^\(ReadWritePaths=.*\)\$#\1 -$(esc "$sdir")#")
+  fi
+  if under_homes "$home" ${pdir:+"$pdir"} ${sdir:+"$sdir"}; then
+    edits+=(-e "s#^ProtectHome=yes\$#ProtectHome=read-only#")     # ReadWritePaths= still opens its paths
+  fi
+  if [ ${#edits[@]} = 0 ]; then render "$here/packaging/damocles-$1.service"
+  else render "$here/packaging/damocles-$1.service" | sed "${edits[@]}"
+  fi
+}
+
 plan_config() {   # plan_config ROLE CFG MANAGER TOKEN: the planner's config for this host, or 1 with $why set
   local pdir="${persist_dir:-$local_persist}" out
   [ -n "$pdir" ] || { why="give --persist-dir to plan one for this machine"; return 1; }
@@ -275,7 +294,7 @@ for r in $roles; do
         if plan_config "$r" "$cfg" "$m" "$t"; then
           how="planned for this machine at $size ($bin plan --explain says why)"
         else
-          (manager="$m" token="$t"; render "$here/packaging/$r.toml") > "$cfg"
+          (umask 077; manager="$m" token="$t"; render "$here/packaging/$r.toml" > "$cfg")   # 0600 from the start
           how="the commented example: $why"
         fi
         chmod 0600 "$cfg"          # it holds a token
@@ -283,8 +302,13 @@ for r in $roles; do
         say "created    $cfg ($how)"
       fi ;;
   esac
+  # the unit keeps /var/tmp read-only but for the SDR parent cache, which must exist to be writable
+  parents="${DAMOCLES_PARENTS_DIR:-/var/tmp/filecoin-parents}"      # tests point it elsewhere
+  if [ "$r" = worker ] && [ "$systemd" = 1 ] && ! [ -d "$parents" ]; then
+    mkdir -p "$parents" && own "$parents" && say "created    $parents (the SDR parent cache)"
+  fi
   tmp="$(mktemp)"
-  render "$here/packaging/damocles-$r.service" > "$tmp"
+  render_unit "$r" > "$tmp"
   if put "$tmp" "$unit_dir/damocles-$r.service" 0644; then changed_units=1; fi
   rm -f "$tmp"
 done

@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _init(home: Path, size_name: str, threads: int) -> None:
+    """Write the three homes on first run; the worker's and prover's configs hold write tokens,
+    so they are 0600 from the moment they exist."""
+    from .core.files import atomic_write
     from .manager.service import DEVNET_TOML, init_home
     from .rpc.auth import issue_token, load_or_create_secret
     proof = default_seal_proof(sector_size(size_name))
@@ -51,7 +54,7 @@ def _init(home: Path, size_name: str, threads: int) -> None:
     if not (pdir / "post.toml").exists():
         pdir.mkdir(parents=True, exist_ok=True)
         token = issue_token(load_or_create_secret(mhome / "secret"), "write", "up-prover")
-        (pdir / "post.toml").write_text(f"""# damocles up: a dedicated WindowPoSt prover
+        atomic_write(pdir / "post.toml", mode=0o600, data=f"""# damocles up: a dedicated WindowPoSt prover
 [prover]
 name = "up-prover"
 poll_interval = "500ms"
@@ -70,7 +73,7 @@ location = "{mhome / 'persist-1'}"
     wdir.mkdir(parents=True, exist_ok=True)
     token = issue_token(load_or_create_secret(mhome / "secret"), "write", "up-worker")
     thread_tables = "".join(f'[[sealing_thread]]\nlocation = "{wdir / f"thread-{i}"}"\n\n' for i in range(threads))
-    (wdir / "worker.toml").write_text(f"""# damocles up: the worker (devnet profile: short intervals)
+    atomic_write(wdir / "worker.toml", mode=0o600, data=f"""# damocles up: the worker (devnet profile: short intervals)
 [worker]
 name = "up-worker"
 ping_interval = "5s"
@@ -131,9 +134,11 @@ def cmd_up(args) -> int:
         raise
     print(f"damocles up: manager on http://{host}:{port} (home {home}), devnet block time {args.block_time:g}s, "
           f"worker with {len(worker.threads)} sealing threads, prover {pcfg.name}", flush=True)
-    from .rpc.auth import issue_token
-    print(f"damocles up: status page http://{host}:{port}/ui/?token={issue_token(manager.secret, 'admin', 'up-page')} "
-          f"(metrics: /metrics with the same token)", flush=True)
+    # no token in the address: it would stay in the browser's history and in this terminal's
+    # scrollback; the page's login form takes one minted on demand
+    print(f"damocles up: status page http://{host}:{port}/ui/ (log in with a token from "
+          f"`damocles manager token --home {home / 'manager'} --perm admin`, or --perm read to look only; "
+          f"/metrics takes the same token)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -84,6 +84,12 @@ class ManagerProc:
 
 def drive_sectors(m: ManagerProc, count: int, work) -> list[dict]:
     """Take `count` CC sectors from allocation to Finished; returns their SectorIDs."""
+    return prove_sectors(m, precommit_sectors(m, count, work))
+
+
+def precommit_sectors(m: ManagerProc, count: int, work) -> list[tuple]:
+    """Take `count` CC sectors from allocation to a landed PreCommit; returns (SectorID, sealing
+    result, ticket) of each, for prove_sectors."""
     m.admin_call("Venus.DevnetAdvance", 5)
     sectors = []
     for _ in range(count):
@@ -96,6 +102,11 @@ def drive_sectors(m: ManagerProc, count: int, work) -> list[dict]:
         sectors.append((sid, r, ticket))
     for sid, _, _ in sectors:
         m.until("PreCommit landed", lambda: m.call("Venus.PollPreCommitState", sid)["State"] == 3)
+    return sectors
+
+
+def prove_sectors(m: ManagerProc, sectors: list[tuple]) -> list[dict]:
+    """Persist, prove and finalize sectors whose PreCommit landed; returns their SectorIDs."""
     for sid, r, ticket in sectors:
         name = f"s-t0{sid['Miner']}-{sid['Number']}"
         store = m.call("Venus.StoreReserveSpace", sid, 4096, [])

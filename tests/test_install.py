@@ -157,6 +157,66 @@ def test_uninstall_removes_units_and_binary_keeps_homes_then_purge_removes_them(
     assert purge.returncode == 0 and not home.exists()
 
 
+HARDENING = ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "CapabilityBoundingSet=",
+             "AmbientCapabilities=", "ProtectKernelTunables=yes", "ProtectKernelModules=yes", "ProtectControlGroups=yes",
+             "RestrictNamespaces=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes", "SystemCallArchitectures=native",
+             "SystemCallFilter=@system-service", "UMask=0077")
+
+
+def directives(unit: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def test_units_are_hardened_and_write_only_their_roles_directories(tmp_path, node):
+    prefix, binary = node
+    sealing, persist = tmp_path / "nvme" / "sealing", tmp_path / "persist"
+    p = install("--role", "all", "--prefix", str(prefix), "--binary", str(binary), "--sealing-dir", str(sealing),
+                "--persist-dir", str(persist))
+    assert p.returncode == 0, p.stderr
+    home, units = prefix / "var/lib/damocles", prefix / "lib/systemd/system"
+    expected_rw = {"manager": [f"{home}/manager"],
+                   "post": [f"{home}/post"],
+                   "worker": [f"{home}/worker", "-/var/tmp/filecoin-parents", f"-{persist}", "/tmp", f"-{sealing}"]}
+    for role, rw in expected_rw.items():
+        unit = (units / f"damocles-{role}.service").read_text()
+        for line in HARDENING:
+            assert line in unit.splitlines(), f"damocles-{role}.service lacks {line}"
+        d = directives(unit)
+        assert d["ReadWritePaths"] == [" ".join(rw)], d["ReadWritePaths"]
+        assert d["User"] == ["damocles"]
+        # the worker keeps the shared /var/tmp parent cache; manager and prover get a private /tmp
+        assert d.get("PrivateTmp") == (None if role == "worker" else ["yes"])
+        # only the manager may lose devices (workers and provers may drive GPUs)
+        assert ("PrivateDevices" in d) == (role == "manager")
+
+
+def test_a_store_under_home_makes_home_read_only_not_hidden(node):
+    prefix, binary = node
+    store = "/home/damocles-test-absent/persist"       # never created: install.sh only names it in the unit
+    p = install("--role", "worker", "--prefix", str(prefix), "--binary", str(binary), "--persist-dir", store)
+    assert p.returncode == 0, p.stderr
+    d = directives((prefix / "lib/systemd/system/damocles-worker.service").read_text())
+    assert d["ProtectHome"] == ["read-only"] and f"-{store}" in d["ReadWritePaths"][0].split()
+    assert not os.path.exists("/home/damocles-test-absent")
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed (apt-get install systemd)")
+def test_systemd_analyze_scores_every_unit_ok(tmp_path, node):
+    prefix, binary = node
+    assert install("--role", "all", "--prefix", str(prefix), "--binary", str(binary)).returncode == 0
+    for role in ("manager", "post", "worker"):
+        unit = prefix / f"lib/systemd/system/damocles-{role}.service"
+        p = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True,
+                           timeout=60)
+        score = float(re.search(r"Overall exposure level for damocles-\w+\.service: ([\d.]+)", p.stdout).group(1))
+        assert score <= 2.0, f"damocles-{role}.service scores {score}:\n{p.stdout}"
+
+
 def test_refusals_leave_nothing_behind(tmp_path, node):
     prefix, binary = node
     cases = [
@@ -199,10 +259,13 @@ def test_where_systemd_runs_units_are_enabled_once_and_disabled_on_uninstall(tmp
     (fake / "systemctl").chmod(0o755)
     state = tmp_path / "systemd-state"
     state.mkdir()
-    env = {"DAMOCLES_SYSTEMD_RUN_DIR": str(state), "FAKE_SYSTEMD_STATE": str(state), "PATH": f"{fake}:{os.environ['PATH']}"}
+    env = {"DAMOCLES_SYSTEMD_RUN_DIR": str(state), "FAKE_SYSTEMD_STATE": str(state), "PATH": f"{fake}:{os.environ['PATH']}",
+           "DAMOCLES_PARENTS_DIR": str(tmp_path / "filecoin-parents")}
     args = ["--role", "worker", "--prefix", str(prefix), "--binary", str(binary), "--user", "root"]
     p = install(*args, env=env)
     assert p.returncode == 0, p.stderr
+    # the unit leaves /var/tmp read-only but for the parent cache, which must exist to be writable
+    assert (tmp_path / "filecoin-parents").is_dir() and "created    " + str(tmp_path / "filecoin-parents") in p.stdout
     assert "enabled    damocles-worker.service" in p.stdout and "systemctl start damocles-worker" in p.stdout
     unit = prefix / "lib/systemd/system/damocles-worker.service"
     assert "User=root" in unit.read_text()

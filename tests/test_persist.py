@@ -6,7 +6,6 @@ import builtins
 import errno
 import json
 import os
-import subprocess
 import tracemalloc
 
 import pytest
@@ -15,6 +14,8 @@ from appliance.worker import persist as persist_mod
 from appliance.worker.failure import Temp
 from appliance.worker.persist import StoreFull, persist
 from appliance.worker.steps import Paths
+
+from .smallfs import mounted_tmpfs
 
 NAME = "s-t01000-1"
 
@@ -118,15 +119,8 @@ def test_a_copy_that_differs_is_refused_and_not_renamed(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
     """A real file system of 64 KiB (needs root and mount; skipped elsewhere)."""
-    d = tmp_path / "tmpfs"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True, timeout=10)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "64k") as d:
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], capture_output=True, timeout=10)
 
 
 def test_a_really_full_file_system_then_space_returns(tmp_path, tiny_tmpfs):

@@ -2,7 +2,6 @@
 the sector waits in PCLanded and says why (`util sectors list`, the manager's log), then goes on
 by itself and lands once space returns. Needs root to mount a small tmpfs; skipped elsewhere."""
 
-import subprocess
 import time
 
 import pytest
@@ -10,8 +9,9 @@ import pytest
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .conftest import run_cli
 from .configs import worker_toml
+from .conftest import run_cli
+from .smallfs import fill, mounted_tmpfs
 from .test_worker_e2e import manager_toml, start
 
 
@@ -35,23 +35,8 @@ pytestmark = pytest.mark.timeout(400)      # every wait below is bounded too; th
 
 @pytest.fixture
 def full_store(tmp_path):
-    store = tmp_path / "manager" / "persist-1"
-    store.mkdir(parents=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(store)], capture_output=True, timeout=10)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    filler = store / "filler"
-    try:
-        with open(filler, "wb") as f:
-            while True:
-                f.write(bytes(4096))
-                f.flush()
-    except OSError:
-        pass
-    try:
-        yield store, filler
-    finally:
-        subprocess.run(["umount", "-l", str(store)], capture_output=True, timeout=10)
+    with mounted_tmpfs(tmp_path / "manager" / "persist-1", "64k") as store:
+        yield store, fill(store)
 
 
 def test_a_full_persist_store_says_why_and_the_sector_lands_when_space_returns(tmp_path, full_store):

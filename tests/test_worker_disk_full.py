@@ -6,9 +6,7 @@ step failing with ENOSPC never uses up max_retries (in process, runs everywhere)
 
 import base64
 import errno
-import os
 import shutil
-import subprocess
 import threading
 import uuid
 
@@ -18,6 +16,7 @@ from appliance.rpc.client import TransportError
 from appliance.worker.failure import Wait
 from appliance.worker.thread import SealingThread
 
+from .smallfs import fill, mounted_tmpfs
 from .test_worker_runner import SECTOR, Manager, Running, _ctx, _current, _journal, _until
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,29 +24,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def small_fs(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mnt = tmp_path / f"fs-{uuid.uuid4().hex[:8]}"
-    mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True, timeout=30)
-    if p.returncode != 0:
-        pytest.skip(f"mount is not permitted here: {p.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / f"fs-{uuid.uuid4().hex[:8]}", "2m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
-
-
-def _fill(path):
-    """Write until the device is full; returns the filler file."""
-    filler = path / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\1" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def test_a_full_sealing_location_fails_as_temp_and_resumes_when_space_returns(tmp_path, small_fs):
@@ -69,7 +47,7 @@ def test_a_full_sealing_location_fails_as_temp_and_resumes_when_space_returns(tm
     t = SealingThread(0, ctx)
     with Running(t):
         _until(lambda: rpc.called("Venus.AssignTicket"), "the thread to run")       # its journal is open
-        filler = _fill(small_fs)                       # the disk fills while the thread runs
+        filler = fill(small_fs)                       # the disk fills while the thread runs
         manager_up.set()
         _until(lambda: t.last_error and "ENOSPC" in t.last_error, "the failure to show")
         assert t.status == "Waiting" and t.last_error.startswith("temp: journal "), t.last_error
@@ -87,7 +65,7 @@ def test_a_journal_on_a_full_device_waits_to_open(tmp_path, small_fs):
     ctx = _ctx(tmp_path, rpc)
     ctx.location = small_fs / "loc"
     _journal(ctx, {**SECTOR, "state": "Aborted", "retry": 0, "abort_reason": "x"})    # a location used before
-    filler = _fill(small_fs)
+    filler = fill(small_fs)
     t = SealingThread(0, ctx)
     with Running(t):
         _until(lambda: t.last_error and "ENOSPC" in t.last_error, "the failure to show")

@@ -92,6 +92,7 @@ def add_parser(bench) -> None:
 def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_time: float, timeout: float) -> dict:
     from ..manager.config import load_config
     from ..manager.service import ManagerService, init_home
+    from ..core.files import atomic_write
     from ..rpc.auth import issue_token, load_or_create_secret
     from ..worker.config import parse_worker_config
     from ..worker.service import WorkerService
@@ -106,7 +107,7 @@ def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_t
     host, port = manager.start("127.0.0.1:0")
     worker = None
     try:
-        (home / "worker.toml").write_text(WORKER_TOML.format(
+        atomic_write(home / "worker.toml", mode=0o600, data=WORKER_TOML.format(
             url=f"http://{host}:{port}/rpc/v0", token=issue_token(load_or_create_secret(mhome / "secret"), "write", "bench"),
             threads="".join(f'[[sealing_thread]]\nlocation = "{home / f"thread-{i}"}"\n' for i in range(threads)),
             store=mhome / "persist-1",

@@ -382,6 +382,27 @@ class Devnet(Chain):
         row = self.database.one("SELECT MAX(nonce) FROM nonces WHERE miner = ?", (miner,))
         return 0 if row[0] is None else row[0] + 1
 
+    def precommits(self, miner: int) -> list[PreCommitOnChain]:
+        """The miner's PreCommits still waiting for their proof (for a manager rebuilding its records)."""
+        with self.database.read() as db:
+            rows = db.execute("SELECT info FROM precommits WHERE miner = ? ORDER BY number", (miner,)).fetchall()
+        return [PreCommitOnChain(**json.loads(r[0])) for r in rows]
+
+    def executed_messages(self, miner: int) -> list[dict]:
+        """The miner's messages that executed successfully, oldest first, with the nonce each
+        took: id, method, params, executed_epoch, nonce (for a manager rebuilding its records)."""
+        with self.database.read() as db:
+            rows = db.execute("SELECT m.id, m.method, m.params, m.executed_epoch, n.nonce FROM messages m "
+                              "LEFT JOIN nonces n ON n.message = m.id AND n.miner = m.miner "
+                              "WHERE m.miner = ? AND m.exit_code = 0 ORDER BY m.seq", (miner,)).fetchall()
+        return [{"id": r[0], "method": r[1], "params": json.loads(r[2]), "executed_epoch": r[3], "nonce": r[4]} for r in rows]
+
+    def message_at_nonce(self, miner: int, nonce: int) -> dict | None:
+        """The message the chain took at the miner's nonce: id, method, params (None if none)."""
+        row = self.database.one("SELECT m.id, m.method, m.params FROM nonces n JOIN messages m ON m.id = n.message "
+                                "WHERE n.miner = ? AND n.nonce = ?", (miner, nonce))
+        return {"id": row[0], "method": row[1], "params": json.loads(row[2])} if row else None
+
     # ----------------------------------------------------------------- actor state
 
     def is_allocated(self, miner: int, number: int) -> bool:

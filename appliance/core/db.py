@@ -7,15 +7,21 @@
   open, after a copy of the file is kept beside it (`<name>.v<N>.bak`); a database newer than this
   binary is refused, naming the file and both versions.
 - `Database` gives each thread its own connection (WAL: readers never see another thread's
-  uncommitted writes), `tx()` for writes (serialized in the process) and `read()` for a
-  multi-statement read in one snapshot. `transaction()` is the one transaction helper.
+  uncommitted writes), closed when the thread ends, `tx()` for writes (serialized in the
+  process) and `read()` for a multi-statement read in one snapshot. `transaction()` is the one
+  transaction helper. The -wal file is truncated to WAL_SIZE_LIMIT after checkpoints and emptied
+  on close.
+- Database files (and their -wal/-shm, and copies) are created 0600; an older file with wider
+  permissions is narrowed when opened.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +29,7 @@ from typing import Callable, Iterator, Sequence
 
 HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+WAL_SIZE_LIMIT = 16 << 20       # bytes a -wal file is truncated to after a checkpoint
 
 # A migration takes the database from version i to i + 1: an SQL script or a function of the
 # connection (run inside the migration's transaction).
@@ -61,7 +68,29 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA synchronous = FULL")
+    # SQLite checkpoints the WAL every 1000 pages but never shrinks the file: after a burst (a
+    # long read holding checkpoints back, a big migration) it would keep its high-water size.
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty file readable by its owner only (SQLite gives its -wal and -shm the
+    database file's mode): the databases hold the farm's whole state."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    _make_private(path)
+
+
+def _make_private(path: Path) -> None:
+    """Take group and other permissions off a database and its -wal/-shm (a file from before
+    they were created 0600), when this user owns them."""
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            st = p.stat()
+            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.chmod(p, st.st_mode & 0o700)
+        except FileNotFoundError:
+            continue
 
 
 def check_file(path: Path, kind: str) -> None:
@@ -141,7 +170,8 @@ def tables(conn: sqlite3.Connection) -> set[str]:
 
 
 def copy_database(src: sqlite3.Connection, dest: Path) -> None:
-    """A consistent copy of `src` (SQLite's online backup API, one step: one snapshot)."""
+    """A consistent copy of `src` (SQLite's online backup API, one step: one snapshot), mode 0600."""
+    _create_private(dest)
     out = sqlite3.connect(dest)
     try:
         src.backup(out)
@@ -168,21 +198,28 @@ def open_database(path: str | Path, schema: Schema, create: bool = True) -> sqli
         raise DatabaseError(f"{schema.kind} database {path} is missing or empty")
     if existed:
         check_file(path, schema.kind)
+    created = not path.exists()
+    conn = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(path)
-    except (sqlite3.DatabaseError, OSError) as exc:
-        raise DatabaseError(f"{schema.kind} database {path} cannot be opened: {exc}") from None
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        migrate(conn, path, schema, existed)
-        if existed:
-            check_content(conn, path, schema)
-    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-        conn.close()
-        raise DatabaseError(f"{schema.kind} database {path} cannot be used: {exc}") from None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)           # or make an existing one private
+            conn = _connect(path)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise DatabaseError(f"{schema.kind} database {path} cannot be opened: {exc}") from None
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrate(conn, path, schema, existed)
+            if existed:
+                check_content(conn, path, schema)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise DatabaseError(f"{schema.kind} database {path} cannot be used: {exc}") from None
     except BaseException:
-        conn.close()
+        if conn is not None:
+            conn.close()
+        if created:       # a file this call began (on a full disk, say) is no database: the next try starts anew
+            for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                f.unlink(missing_ok=True)
         raise
     return conn
 
@@ -251,41 +288,66 @@ def transaction(conn: sqlite3.Connection, lock: threading.RLock | None = None,
             lock.release()
 
 
+class _ThreadConnection:
+    """A thread's connection, held in the Database's thread-local storage: Python drops that
+    storage when the thread ends, and this closes the connection then (per-request RPC threads
+    come and go all day; their connections must not outlive them)."""
+
+    __slots__ = ("conn", "_db")
+
+    def __init__(self, conn: sqlite3.Connection, db: "Database"):
+        self.conn, self._db = conn, weakref.ref(db)
+
+    def __del__(self):
+        db = self._db()
+        if db is not None:
+            db._forget(self.conn)
+        else:
+            self.conn.close()
+
+
 class Database:
-    """A database shared by the threads of one process: one connection per thread."""
+    """A database shared by the threads of one process: one connection per thread, closed when
+    its thread ends."""
 
     def __init__(self, path: str | Path, schema: Schema, create: bool = True):
         self.path, self.schema = Path(path), schema
         first = open_database(self.path, schema, create)
         self._write_lock = threading.RLock()
         self._local = threading.local()
-        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._conns_lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.RLock()     # re-entered if a connection is dropped while held
         self._trace: Callable[[str], None] | None = None
         self._closed = False
         self._adopt(first)
 
     def _adopt(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         with self._conns_lock:
-            alive = []
-            for t, c in self._conns:       # connections of finished threads (per-request RPC threads)
-                if t.is_alive():
-                    alive.append((t, c))
-                else:
-                    c.close()
-            self._conns = alive + [(threading.current_thread(), conn)]
+            self._conns.append(conn)
             conn.set_trace_callback(self._trace)
-        self._local.conn = conn
+        self._local.owned = _ThreadConnection(conn, self)
         return conn
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        """Close a connection whose thread ended (a rollback of anything it left open)."""
+        with self._conns_lock:
+            if conn in self._conns:
+                self._conns.remove(conn)
+        conn.close()
+
+    def connections(self) -> int:
+        """Connections open now (one per live thread that used the database)."""
+        with self._conns_lock:
+            return len(self._conns)
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        owned = getattr(self._local, "owned", None)
+        if owned is None:
             if self._closed:
                 raise DatabaseError(f"{self.schema.kind} database {self.path} is closed")
-            conn = self._adopt(_connect(self.path))
-        return conn
+            return self._adopt(_connect(self.path))
+        return owned.conn
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -319,13 +381,26 @@ class Database:
         """Trace every statement on every connection (the bench's query counter)."""
         with self._conns_lock:
             self._trace = callback
-            for _, c in self._conns:
+            for c in self._conns:
                 c.set_trace_callback(callback)
 
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy the whole WAL into the database file and empty it (readers holding an older
+        snapshot make it partial: (busy, WAL pages, pages copied), as SQLite reports it)."""
+        return self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
     def close(self) -> None:
+        """Checkpoint (the file alone is then whole: a copy of a stopped manager needs no -wal) and
+        close every thread's connection."""
+        if not self._closed:
+            try:
+                with self._write_lock:
+                    self.checkpoint()
+            except sqlite3.Error:      # busy under another process's reader: SQLite finishes it later
+                pass
         with self._conns_lock:
             self._closed = True
-            for _, c in self._conns:
-                c.close()
-            self._conns = []
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()
         self._local = threading.local()

@@ -109,7 +109,7 @@ def cmd_plan(args) -> int:
         if args.out.exists() and not args.force:
             raise ValueError(f"{args.out} exists: use --force to replace it")
         from ..core.files import atomic_write
-        atomic_write(args.out, text.encode())
+        atomic_write(args.out, text, mode=0o600)      # it may hold a token
     if args.json:
         emit({"role": args.role, "size": size.name, "out": str(args.out) if args.out else None, "config": text,
               "explain": plan.explain, "check": report.to_dict()}, True)

@@ -26,6 +26,7 @@ from pathlib import Path
 from .. import __version__
 from ..chain.devnet import DEVNET_SCHEMA
 from ..core.db import BUSY_TIMEOUT_MS, DatabaseError, Schema, check_file, copy_database
+from .home_lock import HomeLock, try_lock
 from .state import MANAGER_SCHEMA
 
 FORMAT = 1
@@ -84,7 +85,8 @@ def _sha256(path: Path) -> str:
 
 
 def backup(home: Path, dest: Path) -> dict:
-    """Write the archive `dest` (atomically, mode 0600: it holds the secret); returns its manifest."""
+    """Write the archive `dest` (atomically, mode 0600: it holds the secret); returns its manifest
+    (`online`: a manager was running; otherwise the home's lock was held, so none started mid-copy)."""
     home, dest = Path(home), Path(dest)
     if not (home / "manager.db").exists():
         raise BackupError(f"{home / 'manager.db'} not found: is {home} a manager home?")
@@ -92,6 +94,15 @@ def backup(home: Path, dest: Path) -> dict:
     for n in names:
         check_file(home / n, DATABASES[n].kind)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    lock = try_lock(home, "manager backup")     # None: a manager runs, the copy is taken online
+    try:
+        return _backup(home, dest, names, online=lock is None)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _backup(home: Path, dest: Path, names: list[str], online: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=dest.parent) as tmp:
         tmp = Path(tmp)
         snaps = _snapshots([home / n for n in names])
@@ -108,7 +119,7 @@ def backup(home: Path, dest: Path) -> dict:
             if (home / n).exists():
                 shutil.copyfile(home / n, tmp / n)
                 files[n] = {"sha256": _sha256(tmp / n)}
-        manifest = {"format": FORMAT, "created": time.time(), "damocles": __version__, "files": files}
+        manifest = {"format": FORMAT, "created": time.time(), "damocles": __version__, "online": online, "files": files}
         part = dest.with_name(f".{dest.name}.part")
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w:gz") as tar:
@@ -173,9 +184,18 @@ def unpack(archive: Path, into: Path) -> dict:
 
 
 def restore(archive: Path, home: Path, keep_chain: bool = False, force: bool = False) -> dict:
-    """Put an archive's files into `home` after checking it. Returns what was done."""
+    """Put an archive's files into `home` after checking it, holding the home's lock (refused
+    while a manager runs on it). Returns what was done."""
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
+    lock = HomeLock(home, "manager restore", "stop the manager before restoring into its home")
+    try:
+        return _restore(archive, home, keep_chain, force)
+    finally:
+        lock.release()
+
+
+def _restore(archive: Path, home: Path, keep_chain: bool, force: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix=".restore-", dir=home) as tmp:
         tmp = Path(tmp)
         manifest = unpack(archive, tmp)

@@ -5,7 +5,8 @@
 - A manager state behind its chain (the chain has seen a sector number this state would allocate
   again, or a message nonce it would use again: manager.db deleted, zeroed, or restored from an
   older copy) is refused, naming the file, unless the operator asks to rebuild the counters and
-  nonces from the chain (`damocles manager run --rebuild-from-chain`)."""
+  nonces from the chain (`damocles manager run --rebuild-from-chain`); the rebuild also re-creates
+  the records of the sectors the chain has and the state lost (manager.recover)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from ..chain.devnet import Devnet
 from ..chain.types import ChainError
 from ..core.db import DatabaseError
+from .home_lock import HomeLock
+from .recover import recover_sectors
 from .state import ManagerState
 
 log = logging.getLogger("damocles.manager")
@@ -56,6 +59,24 @@ def lags(state: ManagerState, chain, miners: list[int]) -> list[Lag]:
     return out
 
 
+def adopt_sent(state: ManagerState, chain, found: list[Lag]) -> list[tuple[int, int, str]]:
+    """Messages this state journalled but never saw sent (the copy was taken between the two),
+    that the chain took at their nonce: recorded as sent with the chain's id, not sent again
+    under a new nonce. Returns [(miner, nonce, message)]."""
+    behind = {lag.miner: lag.chain_nonce for lag in found}
+    adopted = []
+    for m in state.unsent():
+        if m["nonce"] >= behind.get(m["miner"], 0):
+            continue
+        on_chain = chain.message_at_nonce(m["miner"], m["nonce"])
+        if on_chain and (on_chain["method"], on_chain["params"]) == (m["method"], m["params"]):
+            state.record_sent(m["miner"], m["nonce"], on_chain["id"])
+            log.warning("f0%s: message at nonce %s was sent before the state was lost (%s): recorded, not sent again",
+                        m["miner"], m["nonce"], on_chain["id"])
+            adopted.append((m["miner"], m["nonce"], on_chain["id"]))
+    return adopted
+
+
 def rebuild_from_chain(state: ManagerState, found: list[Lag]) -> None:
     for lag in found:
         chain_next = lag.chain_number + 1 if lag.chain_number is not None else 0
@@ -66,9 +87,19 @@ def rebuild_from_chain(state: ManagerState, found: list[Lag]) -> None:
                     f"; unsent messages moved to new nonces {moved}" if moved else "")
 
 
-def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False) -> tuple[ManagerState, Devnet]:
-    """The manager's state and its devnet, checked against each other (see the module's doc)."""
-    state = ManagerState(home / "manager.db")
+def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False, persist_stores=(),
+                piece_stores=()) -> tuple[ManagerState, Devnet]:
+    """The manager's state and its devnet, checked against each other (see the module's doc),
+    with the home's lock held until the state is closed (manager.home_lock).
+    A rebuild also re-creates the records of sectors the chain has and the state lost, their
+    files looked for in `persist_stores` (manager.recover)."""
+    lock = HomeLock(home)           # one manager per home: refused naming the holder's pid
+    try:
+        state = ManagerState(home / "manager.db")
+    except BaseException:
+        lock.release()
+        raise
+    state.home_lock = lock
     try:
         chain = Devnet(home / "devnet.db", chain_config, create=not state.has_history())
     except ChainError as exc:       # damaged, newer, or missing under a state with sectors
@@ -85,7 +116,9 @@ def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = Fal
                 f"deleted, damaged or restored from an older copy. Restore the newest backup, or start once with "
                 f"'damocles manager run --rebuild-from-chain' to take the counters and nonces from the chain")
         if found:
+            adopt_sent(state, chain, found)
             rebuild_from_chain(state, found)
+            recover_sectors(state, chain, persist_stores, miners, piece_stores)
     except BaseException:
         state.close()
         chain.close()

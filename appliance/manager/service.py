@@ -111,7 +111,8 @@ class ManagerService:
             log.warning(w)
         self.secret = load_or_create_secret(self.home / "secret")
         self.state, self.chain = open_stores(self.home, self.config.chain, [m.actor for m in self.config.miners],
-                                             rebuild_from_chain)      # refuses a state behind its chain
+                                             rebuild_from_chain,      # refuses a state behind its chain
+                                             self.config.persist_stores, self.config.piece_stores)
         ensure_miners(self.chain, self.config)
         self.sealer = Sealer(self.config, self.state, self.chain)
         self.committer = Committer(self.config, self.state, self.chain)

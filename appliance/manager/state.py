@@ -94,9 +94,13 @@ class ManagerState:
         self.path, self._now = Path(path), now
         self.db = Database(self.path, MANAGER_SCHEMA)
         self.last_pings: dict[str, float] | None = None     # worker -> last ping, in memory for the status page
+        self.home_lock = None       # the manager home's lock (manager.home_lock), released by close()
 
     def close(self) -> None:
         self.db.close()
+        if self.home_lock is not None:      # the home is free once its state is closed
+            self.home_lock.release()
+            self.home_lock = None
 
     def tx(self):
         """A write transaction on this thread's connection (yields the connection)."""
@@ -154,6 +158,22 @@ class ManagerState:
                 info[k] = v
         db.execute("UPDATE sectors SET info = ?, updated = ? WHERE miner = ? AND number = ?",
                    (json.dumps(info), self._now(), miner, number))
+
+    def recover_sector(self, miner: int, number: int, proof: int, info: dict, deals: list[dict]) -> None:
+        """Re-create a sector record the chain has and this state lost (manager.recover), with a
+        history row saying so, and tie its deals to it (re-creating the deals this state never
+        saw: `deals` are the chain's, each with `payload_size` and `store` added), in one transaction."""
+        now = self._now()
+        with self.tx() as db:
+            db.execute("INSERT INTO sectors (miner, number, proof, info, updated) VALUES (?, ?, ?, ?, ?)",
+                       (miner, number, proof, json.dumps({**info, "entered_at": now}), now))
+            db.execute("INSERT INTO sector_history (miner, number, at, prev, next, event, worker, level, error) "
+                       "VALUES (?, ?, ?, NULL, ?, 'RecoveredFromChain', NULL, NULL, NULL)", (miner, number, now, info["state"]))
+            for d in deals:
+                db.execute("INSERT INTO deals (id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store, "
+                           "sector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET sector = excluded.sector",
+                           (d["id"], miner, d["piece_cid"], d["piece_size"], d["payload_size"], d["start_epoch"],
+                            d["end_epoch"], d["store"], number))
 
     # ---------------------------------------------------------------------- outbox
 

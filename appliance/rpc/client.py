@@ -77,6 +77,8 @@ class RPCClient:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         if length is not None:
             headers["Content-Length"] = str(length)
+        if body is not None:       # the server takes a PUT only as octet-stream (or JSON)
+            headers["Content-Type"] = "application/octet-stream"
         req = urllib.request.Request(self.base + path, data=body, headers=headers, method=method)
         try:
             return urllib.request.urlopen(req, timeout=self.timeout)

@@ -1,27 +1,30 @@
 """The JSON-RPC server: `POST /rpc/v0` (bearer token), `GET /healthcheck` (no token).
 
 Each method is registered with the permission it needs and a converter per positional
-parameter; requests are refused before the method runs when the body is too large or not JSON,
-the method is unknown, the token is missing or too weak, or a parameter has the wrong shape."""
+parameter; requests are refused before the method runs when the token is missing (checked
+before the body is parsed, httpd.py) or too weak, the body is too large, not JSON or beyond the
+parser's bounds (limits.py), the method is unknown, or a parameter has the wrong shape or range."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from . import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNAUTHORIZED,
+from . import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, UNAUTHORIZED,
                RPCError)
+from .httpd import BoundedHTTPServer, handler_class
 from .auth import AuthError, NetworkAllowList, allows, verify_token
+from .limits import beyond_i64, error_answer, lone_surrogate, parse_body
 from .wire import Converter, string
 
 log = logging.getLogger("damocles.rpc")
 DEFAULT_MAX_BODY = 8 << 20
+DEFAULT_MAX_CONNECTIONS = 128
+DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -34,15 +37,20 @@ class Method:
 
 class RPCServer:
     def __init__(self, secret: bytes | None, allow_list: NetworkAllowList | None = None, max_body: int = DEFAULT_MAX_BODY,
-                 verifier: Callable[[str], str] | None = None):
+                 verifier: Callable[[str], str] | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT):
         """`secret` verifies tokens locally (the manager); `verifier` instead asks someone else
-        (a worker asks the manager's Venus.AuthVerify); it returns the permission or raises AuthError."""
+        (a worker asks the manager's Venus.AuthVerify); it returns the permission or raises AuthError.
+        At most `max_connections` connections are served at once (more are answered 503); a
+        client silent for `request_timeout` seconds, or slower than that to send a request's
+        headers (and a JSON-RPC body), is disconnected."""
         self.secret, self.allow_list, self.max_body = secret, allow_list, max_body
+        self.max_connections, self.request_timeout = max_connections, request_timeout
         self._verifier = verifier or (lambda token: verify_token(self.secret, token))
         self.methods: dict[str, Method] = {}
         if secret is not None:
             self.register("Venus.AuthVerify", self._auth_verify, "read", [("token", string)])
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: BoundedHTTPServer | None = None
         self.routes: dict[tuple[str, str], tuple[str, Callable]] = {}   # (HTTP method, path prefix) -> (perm, handler)
         self._verified: dict[str, str] = {}    # token -> permission: a token is checked once, not per request
         # observer(method, seconds, ok): called after each registered method ran (the metrics)
@@ -111,23 +119,24 @@ class RPCServer:
         return None, "missing bearer token"
 
     def handle(self, body: bytes, perm: str | None, auth_error: str | None = None) -> tuple[int, dict]:
-        """(HTTP status, JSON-RPC response) for one request body."""
+        """(HTTP status, JSON-RPC response) for one request body. The caller has already
+        refused a request without a permission; `perm` None here answers 401 all the same."""
+        if perm is None:
+            return HTTPStatus.UNAUTHORIZED, _error(None, UNAUTHORIZED, f"unauthorized: {auth_error or 'missing bearer token'}")
         try:
-            req = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return 200, _error(None, PARSE_ERROR, f"parse error: {exc}")
+            req = parse_body(body)
+        except RPCError as exc:
+            return 200, _error(None, exc.code, exc.message)
         if not isinstance(req, dict):
             return 200, _error(None, INVALID_REQUEST, "request must be one JSON object (batches are not supported)")
         rid = req.get("id")
-        if req.get("jsonrpc") != "2.0" or not isinstance(req.get("method"), str):
-            return 200, _error(rid, INVALID_REQUEST, 'invalid request: needs "jsonrpc": "2.0" and a "method" string')
         if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (int, str))):
             return 200, _error(None, INVALID_REQUEST, "invalid request: id must be a number or a string")
+        if req.get("jsonrpc") != "2.0" or not isinstance(req.get("method"), str):
+            return 200, _error(rid, INVALID_REQUEST, 'invalid request: needs "jsonrpc": "2.0" and a "method" string')
         method = self.methods.get(req["method"])
         if method is None:
             return 200, _error(rid, METHOD_NOT_FOUND, f"method not found: {req['method']}")
-        if perm is None:
-            return HTTPStatus.UNAUTHORIZED, _error(rid, UNAUTHORIZED, f"unauthorized: {auth_error or 'missing bearer token'}")
         if not allows(perm, method.perm):
             return HTTPStatus.FORBIDDEN, _error(rid, UNAUTHORIZED, f"{method.name} needs '{method.perm}' permission, the token has '{perm}'")
         params = req.get("params", [])
@@ -136,6 +145,10 @@ class RPCServer:
         if len(params) != len(method.params):
             return 200, _error(rid, INVALID_PARAMS, f"{method.name} takes {len(method.params)} params "
                                f"({', '.join(n for n, _ in method.params)}), got {len(params)}")
+        for (name, _), value in zip(method.params, params):
+            bad_text = lone_surrogate(value, name)
+            if bad_text:
+                return 200, _error(rid, INVALID_PARAMS, f"{bad_text}: holds a lone UTF-16 surrogate, not valid Unicode")
         started = time.perf_counter()
         try:
             args = [conv(v, name) for (name, conv), v in zip(method.params, params)]
@@ -143,6 +156,13 @@ class RPCServer:
         except RPCError as exc:
             self._observe(method.name, started, False)
             return 200, _error(rid, exc.code, exc.message, exc.data)
+        except OverflowError as exc:   # a u64 param past what the store holds (SQLite: signed 64 bits)
+            self._observe(method.name, started, False)
+            field = next(filter(None, (beyond_i64(v, name) for (name, _), v in zip(method.params, params))), None)
+            if field is None:
+                log.exception("method %s failed", method.name)
+                return 200, _error(rid, INTERNAL_ERROR, f"internal error in {method.name}: {type(exc).__name__}: {exc}")
+            return 200, _error(rid, INVALID_PARAMS, f"{field}: out of range, at most 2^63-1 here")
         except Exception as exc:  # a bug: answer, log, keep serving
             log.exception("method %s failed", method.name)
             self._observe(method.name, started, False)
@@ -161,54 +181,7 @@ class RPCServer:
 
     def serve(self, host: str, port: int) -> tuple[str, int]:
         """Start serving in a background thread; returns the bound address (port 0 = any)."""
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True   # headers and body go out as separate writes
-
-            def log_message(self, fmt, *args):   # quiet: one line per request is too much
-                log.debug("%s " + fmt, self.client_address[0], *args)
-
-            def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                if self.path == "/healthcheck":
-                    self._send(200, b"ok\n", "text/plain")
-                elif not server._route(self, "GET"):
-                    self._send(404, b"not found\n", "text/plain")
-
-            def do_PUT(self):
-                if not server._route(self, "PUT"):
-                    self._send(404, b"not found\n", "text/plain")
-
-            def do_POST(self):
-                if self.path != "/rpc/v0":
-                    self._send(404, b"not found\n", "text/plain")
-                    return
-                try:
-                    length = int(self.headers.get("Content-Length", ""))
-                except ValueError:
-                    self._send(411, json.dumps(_error(None, INVALID_REQUEST, "Content-Length required")).encode())
-                    self.close_connection = True
-                    return
-                if length < 0 or length > server.max_body:
-                    self._send(413, json.dumps(_error(None, INVALID_REQUEST,
-                                                      f"request body of {length} bytes exceeds the limit of {server.max_body}")).encode())
-                    self.close_connection = True
-                    return
-                body = self.rfile.read(length)
-                perm, err = server.permission(self.headers.get("Authorization"), self.client_address[0])
-                status, resp = server.handle(body, perm, err)
-                self._send(int(status), json.dumps(resp).encode())
-
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = BoundedHTTPServer((host, port), handler_class(self), self.max_connections, self.request_timeout)
         threading.Thread(target=self._httpd.serve_forever, name="rpc-server", daemon=True).start()
         return self._httpd.server_address[:2]
 
@@ -216,10 +189,7 @@ class RPCServer:
         if self._httpd:
             self._httpd.shutdown()
             self._httpd.server_close()
+            self._httpd.reaper_stop.set()
 
 
-def _error(rid, code: int, message: str, data=None) -> dict:
-    err = {"code": code, "message": message}
-    if data is not None:
-        err["data"] = data
-    return {"jsonrpc": "2.0", "id": rid, "error": err}
+_error = error_answer

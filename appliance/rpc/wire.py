@@ -25,6 +25,14 @@ def u64(v: Any, field: str) -> int:
     return v
 
 
+def stored_u64(v: Any, field: str) -> int:
+    """An unsigned integer the manager keeps in a signed 64-bit column (SQLite): actor IDs and
+    sector numbers (Filecoin's largest sector number is 2^63-1)."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= I64[1]:
+        raise bad(field, f"expected an unsigned integer below 2^63, got {v!r}")
+    return v
+
+
 def i64(v: Any, field: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not I64[0] <= v <= I64[1]:
         raise bad(field, f"expected a signed 64-bit integer, got {v!r}")
@@ -96,7 +104,7 @@ def struct(spec: dict[str, Converter], optional_keys: tuple[str, ...] = ()) -> C
     return convert
 
 
-sector_id = struct({"Miner": u64, "Number": u64})
+sector_id = struct({"Miner": stored_u64, "Number": stored_u64})
 
 
 def encode_bytes32(b: bytes) -> list[int]:

@@ -21,6 +21,21 @@ STATIC = {"": ("index.html", "text/html; charset=utf-8"), "/": ("index.html", "t
           "/app.js": ("app.js", "text/javascript; charset=utf-8"), "/app.css": ("app.css", "text/css; charset=utf-8")}
 
 
+# the page may be shown only as itself: never framed (clickjacking its buttons), only its own
+# scripts; style attributes are inline (the store bars' widths)
+PAGE_HEADERS = (("X-Frame-Options", "DENY"),
+                ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+                                            "base-uri 'none'; form-action 'none'"),
+                ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "no-referrer"))
+
+
+def _page_headers(req) -> None:
+    for name, value in PAGE_HEADERS:
+        req.send_header(name, value)
+
+
 def _static(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 
@@ -31,6 +46,7 @@ def _send_json(req, obj, status: int = 200) -> None:
     req.send_header("Content-Type", "application/json")
     req.send_header("Content-Length", str(len(body)))
     req.send_header("Cache-Control", "no-store")
+    _page_headers(req)
     req.end_headers()
     req.wfile.write(body)
 
@@ -78,6 +94,7 @@ def install(server, views: WebViews, actions: SectorActions) -> None:
         req.send_header("Content-Type", ctype)
         req.send_header("Content-Length", str(len(body)))
         req.send_header("Cache-Control", "no-cache")
+        _page_headers(req)
         req.end_headers()
         req.wfile.write(body)
 
