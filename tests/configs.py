@@ -1,12 +1,15 @@
-"""The tests' manager configurations, in one place: the devnet manager every end-to-end test
-starts, built as a dict with keyword overrides and written as TOML with tomli-w (so no test
-patches another's text with str.replace)."""
+"""The tests' configurations, in one place: the devnet manager every end-to-end test starts, the
+worker and the dedicated prover that talk to it, each built as a dict with keyword overrides and
+written as TOML with tomli-w (so no test patches another's text with str.replace)."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import PurePath
 
 import tomli_w
+
+from .conftest import damocles_cmd
 
 
 def merged(base: dict, over: dict) -> dict:
@@ -51,3 +54,70 @@ def _without_nones(d: dict) -> dict:
 def manager_toml(*args, **kwargs) -> str:
     """manager_config(...) as the text of a manager.toml."""
     return tomli_w.dumps(manager_config(*args, **kwargs))
+
+
+# the external c2 processor is this package (or $DAMOCLES_BIN) over the vc-processors protocol
+_C2_BIN, *_C2_ARGS = damocles_cmd("processor", "c2")
+
+
+# every default processor table dropped: `processors={**NO_PROCESSORS, "pc1": [...]}` runs only a
+# test's own pools (a stage with none runs in the sealing thread itself)
+NO_PROCESSORS = {"limitation": None, "pc1": None, "pc2": None, "c2": None}
+
+
+def worker_config(url: str, token: str, store, threads: list[dict], *, name: str = "w1", worker: dict | None = None,
+                  sealing: dict | None = None, processors: dict | None = None, metrics: dict | None = None,
+                  config: dict | None = None) -> dict:
+    """A worker of the manager at `url`, with persist store `persist-1` at `store` and one
+    [[sealing_thread]] per dict of `threads` (`{"location": ..., "plan": ...}`). By default: RPC on
+    127.0.0.1, any free port (tests on one machine must not share 17890); short intervals; PC2
+    verified; pc1 (two on cpus 0-1) and pc2 pools and the external c2 processor. `worker`,
+    `sealing`, `processors` and `metrics` are merged into their tables, `config` into the whole
+    file; a value of None drops a default. Paths may be given as Path."""
+    cfg = {"worker": {"name": name, "ping_interval": "1s", "rpc_server": {"host": "127.0.0.1", "port": 0}},
+           "sector_manager": {"rpc_client": {"addr": url}, "token": token},
+           "sealing": {"verify_after_pc2": True, "recover_interval": "200ms", "rpc_polling_interval": "200ms",
+                       "seal_interval": "100ms"},
+           "sealing_thread": threads,
+           "attached": [{"name": "persist-1", "location": store}],
+           "processors": {"limitation": {"concurrent": {"pc1": 2}},
+                          "pc1": [{"cgroup": {"cpuset": "0-1"}, "concurrent": 2}],
+                          "pc2": [{"concurrent": 1}],
+                          "c2": [{"bin": _C2_BIN, "args": _C2_ARGS, "stable_wait": "30s"}]}}
+    tables = {"worker": worker, "sealing": sealing, "processors": processors, "metrics": metrics}
+    cfg = merged(cfg, {k: v for k, v in tables.items() if v is not None})
+    return _toml_ready(merged(cfg, config or {}))
+
+
+def worker_toml(*args, **kwargs) -> str:
+    """worker_config(...) as the text of a worker.toml."""
+    return tomli_w.dumps(worker_config(*args, **kwargs))
+
+
+def post_config(url: str, token: str, store, *, name: str = "prover-a", prover: dict | None = None,
+                processors: dict | None = None, config: dict | None = None) -> dict:
+    """A dedicated prover (`damocles post run`) of the manager at `url`, reading persist store
+    `persist-1` at `store`, polling every 100 ms and heartbeating every 200 ms; no processor pool
+    unless `processors` names one. `prover` is merged into [prover], `config` into the whole
+    file; a value of None drops a default."""
+    cfg = {"prover": {"name": name, "poll_interval": "100ms", "heartbeat_interval": "200ms"},
+           "sector_manager": {"rpc_client": {"addr": url}, "token": token},
+           "attached": [{"name": "persist-1", "location": store}]}
+    tables = {"prover": prover, "processors": processors}
+    cfg = merged(cfg, {k: v for k, v in tables.items() if v is not None})
+    return _toml_ready(merged(cfg, config or {}))
+
+
+def post_toml(*args, **kwargs) -> str:
+    """post_config(...) as the text of a post.toml."""
+    return tomli_w.dumps(post_config(*args, **kwargs))
+
+
+def _toml_ready(v):
+    """`v` without None values (a default left unset) and with every path as a string, in tables
+    and arrays alike (tomli-w writes neither None nor Path)."""
+    if isinstance(v, dict):
+        return {k: _toml_ready(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [_toml_ready(x) for x in v]
+    return str(v) if isinstance(v, PurePath) else v

@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import zlib
 
 from appliance.core.proof_types import PoStProofType, SealProofType, post_proof, seal_proof
 from appliance.core.sector import SectorID
@@ -58,3 +59,21 @@ def mutations(obj, keep=lambda path: True):
         else:
             parent[int(idx)] = _mutate(parent[int(idx)])
         yield path, clone
+
+
+def envelope_flips(good: bytes, bit: int = 0x10):
+    """Each sampled byte of a compressed proof envelope (magic, version, zlib body) with `bit`
+    flipped, leaving out flips that do not change what the envelope holds: the last byte of a
+    deflate stream carries padding bits that the decoder ignores, so such a flip is the same
+    proof written differently, not a tampered one."""
+    body = zlib.decompress(good[6:])
+    for pos in list(range(0, 8)) + list(range(8, len(good), max(1, len(good) // 40))):
+        bad = bytearray(good)
+        bad[pos] ^= bit
+        if pos >= 6:
+            try:
+                if zlib.decompress(bytes(bad[6:])) == body:
+                    continue
+            except zlib.error:
+                pass
+        yield pos, bytes(bad)

@@ -4,7 +4,6 @@ and activated at ProveCommit. Bad imports are refused without side effects; an a
 gives its deals back to the next one."""
 
 import json
-import sys
 import time
 
 import pytest
@@ -17,7 +16,8 @@ from appliance.rpc.client import RPCClient
 
 from .configs import manager_toml
 from .conftest import run_cli, read_line
-from .test_worker_e2e import WORKER, start
+from .configs import worker_toml
+from .test_worker_e2e import start
 
 def deals_manager(max_number: int, block_time: str = "100ms") -> str:
     """A devnet manager that hands out deals (piece store `pieces-1`), one-sector batches."""
@@ -58,11 +58,9 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
 
         cfg = tmp_path / "worker.toml"
         secret = load_or_create_secret(home / "secret")
-        cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"),
-                                     threads=f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'
-                                             f'[[sealing_thread]]\nlocation = "{tmp_path / "t1"}"\nplan = "unseal"\n',
-                                     store=home / "persist-1", python=sys.executable).replace(
-            "[sealing]\n", "[sealing]\nenable_deals = true\n", 1))
+        threads = [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "unseal"}]
+        cfg.write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads,
+                                   sealing={"enable_deals": True}))
         worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
         deadline = time.monotonic() + 180
         while True:

@@ -16,39 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
+from .configs import NO_PROCESSORS, worker_toml
 from .conftest import ROOT, damocles_cmd, read_line
 from .test_worker_e2e import manager_toml
 
 MANAGER = manager_toml(3, 2, 2, "1s")
-
-WORKER = """
-[worker]
-name = "w-metrics"
-ping_interval = "1s"
-[worker.rpc_server]
-host = "127.0.0.1"
-port = 0
-[metrics]
-enable = true
-http_listen = "127.0.0.1:{port}"
-[sector_manager]
-rpc_client = {{ addr = "{url}" }}
-token = "{token}"
-[sealing]
-recover_interval = "200ms"
-rpc_polling_interval = "200ms"
-seal_interval = "100ms"
-[[sealing_thread]]
-location = "{tmp}/t0"
-[[sealing_thread]]
-location = "{tmp}/t1"
-[[attached]]
-name = "persist-1"
-location = "{store}"
-[[processors.pc1]]
-concurrent = 1
-"""
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -89,9 +61,11 @@ def test_metrics_move_as_sectors_advance(tmp_path):
         assert total(m0, "damocles_sectors") == 0 and total(m0, "damocles_sector_state_duration_seconds_count") == 0
         assert total(m0, "damocles_chain_head_epoch") >= 0 and total(m0, "damocles_persist_store_free_bytes") > 0
         port = _free_port()
-        cfg = tmp_path / "worker.toml"
-        cfg.write_text(WORKER.format(port=port, url=url, token=issue_token(secret, "write"), tmp=tmp_path,
-                                     store=home / "persist-1"))
+        cfg = tmp_path / "worker.toml"      # PC2 not verified; a pc1 pool of one, pc2 and c2 in the sealing threads
+        cfg.write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1",
+                                   [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1"}], name="w-metrics",
+                                   sealing={"verify_after_pc2": None}, processors={**NO_PROCESSORS, "pc1": [{"concurrent": 1}]},
+                                   metrics={"enable": True, "http_listen": f"127.0.0.1:{port}"}))
         worker = subprocess.Popen(damocles_cmd("worker", "run", "-c", str(cfg), "--log-format", "json",
                                                "--parent-cache", str(tmp_path / "parents")),
                                   stdout=subprocess.DEVNULL, stderr=wlog, text=True, cwd=ROOT, env=env)

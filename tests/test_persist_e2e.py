@@ -2,7 +2,6 @@
 the sector waits in PCLanded and says why (`util sectors list`, the manager's log), then goes on
 by itself and lands once space returns. Needs root to mount a small tmpfs; skipped elsewhere."""
 
-import sys
 import time
 
 import pytest
@@ -10,9 +9,10 @@ import pytest
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .smallfs import fill, mounted_tmpfs
+from .configs import worker_toml
 from .conftest import run_cli
-from .test_worker_e2e import WORKER, manager_toml, start
+from .smallfs import fill, mounted_tmpfs
+from .test_worker_e2e import manager_toml, start
 
 
 def _sector(admin):
@@ -52,8 +52,7 @@ def test_a_full_persist_store_says_why_and_the_sector_lands_when_space_returns(t
         secret = load_or_create_secret(home / "secret")
         admin = RPCClient(url, issue_token(secret, "admin"), timeout=30)
         cfg = tmp_path / "worker.toml"
-        cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), store=store, python=sys.executable,
-                                     threads=f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'))
+        cfg.write_text(worker_toml(url, issue_token(secret, "write"), store, [{"location": tmp_path / "t0"}]))
         worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
         procs.append(worker)
         waiting = _until("the sector to wait for a persist store",

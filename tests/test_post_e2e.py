@@ -7,7 +7,6 @@ prover proves it in time. The chain records every deadline proven, no penalty, p
 import json
 import os
 import signal
-import sys
 import threading
 import time
 
@@ -16,9 +15,9 @@ from appliance.chain.policy import ChainPolicy
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .configs import manager_toml, merged
+from .configs import manager_toml, merged, post_toml, worker_toml
 from .conftest import read_line, run_cli, signal_all
-from .test_worker_e2e import WORKER, start
+from .test_worker_e2e import start
 
 
 def post_manager(max_number: int = 4, miner: dict | None = None, config: dict | None = None) -> str:
@@ -31,20 +30,6 @@ def post_manager(max_number: int = 4, miner: dict | None = None, config: dict | 
 
 
 MANAGER = post_manager()
-
-POST = """
-[prover]
-name = "{name}"
-poll_interval = "100ms"
-heartbeat_interval = "200ms"
-[sector_manager]
-rpc_client = {{ addr = "{url}" }}
-token = "{token}"
-[[attached]]
-name = "persist-1"
-location = "{store}"
-"""
-
 
 def until(what, fn, timeout=60.0, procs=()):
     deadline = time.monotonic() + timeout
@@ -100,15 +85,14 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
         url = read_line(manager).split()[-1]
         secret = load_or_create_secret(home / "secret")
         admin = RPCClient(url, issue_token(secret, "admin"))
-        threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(2))
-        (tmp_path / "worker.toml").write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads,
-                                                            store=home / "persist-1", python=sys.executable))
+        threads = [{"location": tmp_path / f"t{i}"} for i in range(2)]
+        (tmp_path / "worker.toml").write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads))
         worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
         procs.append(worker)
         provers = {}
         for name in ("prover-a", "prover-b"):
             cfg = tmp_path / f"{name}.toml"
-            cfg.write_text(POST.format(name=name, url=url, token=issue_token(secret, "write"), store=home / "persist-1"))
+            cfg.write_text(post_toml(url, issue_token(secret, "write"), home / "persist-1", name=name))
             provers[name] = start(["post", "run", "-c", str(cfg)])
             procs.append(provers[name])
 

@@ -16,27 +16,13 @@ from appliance.rpc import JOB_NOT_FOUND, RPCError
 from appliance.rpc.auth import issue_token
 from appliance.rpc.client import RPCClient
 
-from .configs import manager_toml
+from .configs import NO_PROCESSORS, manager_toml, post_toml, worker_toml
 from .conftest import ROOT, damocles_cmd, read_line
 from .poststore import seal_into_store
 
 MANAGER = manager_toml(block_time="0s", miner={"PoSt": {"Enabled": False}},   # the jobs of this test are made by hand
                        config={"Common": {"Proving": {"WorkerProver": {"HeartbeatTimeout": "1s", "JobMaxTry": 2}}}})
 
-POST = """
-[prover]
-name = "prover-a"
-poll_interval = "100ms"
-heartbeat_interval = "200ms"
-[sector_manager]
-rpc_client = {{ addr = "{url}" }}
-token = "{token}"
-[[attached]]
-name = "persist-1"
-location = "{store}"
-[[processors.window_post]]
-cgroup = {{ cpuset = "0" }}
-"""
 W2K = post_proof("StackedDrgWindow2KiBV1_1")
 
 
@@ -75,7 +61,8 @@ def test_prover_takes_over_a_silent_provers_job_and_reports_faults(manager, tmp_
     held = write.call("Venus.WdPoStAllocateJobs", {"AllowedMiners": [1000]}, 1, "ghost")   # takes it and goes silent
     assert [j["Id"] for j in held] == [job_id]
     cfg = tmp_path / "post.toml"
-    cfg.write_text(POST.format(url=url, token=issue_token(svc.secret, "write"), store=store))
+    cfg.write_text(post_toml(url, issue_token(svc.secret, "write"), store,
+                             processors={"window_post": [{"cgroup": {"cpuset": "0"}}]}))
     prover = subprocess.Popen(damocles_cmd("post", "run", "-c", str(cfg)), cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -119,34 +106,18 @@ def test_bad_post_configs_are_refused(tmp_path):
     assert cfg.allowed_miners == [1000] and cfg.poll_interval == 0.25 and "post.toml: unknown key 'extra' ignored" in cfg.warnings
 
 
-WDPOST_WORKER = """
-[worker]
-name = "w-post"
-[worker.rpc_server]
-host = "127.0.0.1"
-port = 0
-[sector_manager]
-rpc_client = {{ addr = "{url}" }}
-token = "{token}"
-[sealing]
-rpc_polling_interval = "100ms"
-[[sealing_thread]]
-plan = "wdpost"                 # Damocles' worker-prover: no sealing location needed
-[[attached]]
-name = "persist-1"
-location = "{store}"
-[[processors.window_post]]
-concurrent = 1
-"""
-
-
 def test_worker_thread_with_plan_wdpost_proves_jobs(manager, tmp_path):
     svc, url = manager
     store = tmp_path / "manager" / "persist-1"
     comm_rs = {n: seal_into_store(store, 1000, n, tmp_path / "work", tmp_path / "parents") for n in (1, 2)}
     seed = bytes(31) + b"\x05"
     cfg = tmp_path / "worker.toml"
-    cfg.write_text(WDPOST_WORKER.format(url=url, token=issue_token(svc.secret, "write"), store=store))
+    # Damocles' worker-prover: a thread with plan wdpost needs no sealing location; only a window_post pool
+    cfg.write_text(worker_toml(url, issue_token(svc.secret, "write"), store, [{"plan": "wdpost"}], name="w-post",
+                               worker={"ping_interval": None},
+                               sealing={"verify_after_pc2": None, "recover_interval": None, "seal_interval": None,
+                                        "rpc_polling_interval": "100ms"},
+                               processors={**NO_PROCESSORS, "window_post": [{"concurrent": 1}]}))
     worker = subprocess.Popen(damocles_cmd("worker", "run", "-c", str(cfg)), cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

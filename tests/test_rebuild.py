@@ -5,14 +5,14 @@ proving check passes again and the manager's WindowPoSt for its deadline lands. 
 does not exist, or is not lost, is refused."""
 
 import json
-import sys
 
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .conftest import run_cli, read_line
 from .test_post_e2e import post_manager, prove_next_occurrence, seal_by_hand
-from .test_worker_e2e import WORKER, start
+from .configs import worker_toml
+from .test_worker_e2e import start
 
 
 def test_a_lost_sector_is_rebuilt_and_proven_again(tmp_path):
@@ -26,10 +26,8 @@ def test_a_lost_sector_is_rebuilt_and_proven_again(tmp_path):
         url = read_line(manager).split()[-1]
         secret = load_or_create_secret(home / "secret")
         admin = RPCClient(url, issue_token(secret, "admin"))
-        threads = (f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'
-                   f'[[sealing_thread]]\nlocation = "{tmp_path / "t1"}"\nplan = "rebuild"\n')
-        (tmp_path / "worker.toml").write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads,
-                                                            store=home / "persist-1", python=sys.executable))
+        threads = [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "rebuild"}]
+        (tmp_path / "worker.toml").write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads))
         worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
 
         assert seal_by_hand(admin, 1, [manager, worker])[0]["LatestState"] == "Finished"

@@ -6,7 +6,6 @@ WindowPoSt proves the updated replica. Both replicas lost, a rebuild reseals the
 applies the update again."""
 
 import json
-import sys
 
 from appliance.proofs.cid import commd_to_cid
 from appliance.proofs.commitment import comm_d_from_pieces, commp_file
@@ -15,7 +14,8 @@ from appliance.rpc.client import RPCClient
 
 from .conftest import run_cli, read_line
 from .test_post_e2e import post_manager, prove_next_occurrence, seal_by_hand, until
-from .test_worker_e2e import WORKER, start
+from .configs import worker_toml
+from .test_worker_e2e import start
 
 SNAP_MANAGER = post_manager(1, miner={"Sector": {"EnableDeals": True, "SealingEpochs": 50}},
                             config={"Common": {"PieceStores": [{"Name": "pieces", "Path": "pieces"}]}})
@@ -32,11 +32,9 @@ def test_a_cc_sector_is_upgraded_with_a_deal_and_proven_with_its_new_commr(tmp_p
         url = read_line(manager).split()[-1]
         secret = load_or_create_secret(home / "secret")
         admin = RPCClient(url, issue_token(secret, "admin"))
-        threads = (f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'
-                   f'[[sealing_thread]]\nlocation = "{tmp_path / "t1"}"\nplan = "snapup"\n'
-                   f'[[sealing_thread]]\nlocation = "{tmp_path / "t2"}"\nplan = "rebuild"\n')
-        (tmp_path / "worker.toml").write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads,
-                                                            store=home / "persist-1", python=sys.executable))
+        threads = [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "snapup"},
+                   {"location": tmp_path / "t2", "plan": "rebuild"}]
+        (tmp_path / "worker.toml").write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads))
         worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
 
         seal_by_hand(admin, 1, [manager, worker])

@@ -6,7 +6,6 @@ pipeline, the paused sectors with their error; the test removes the fault, click
 manager resumes the thread through the worker's RPC; the sector finishes. A screenshot of the
 page is kept in test-artifacts/web-status.png (git-ignored)."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
+from .configs import NO_PROCESSORS, worker_toml
 from .conftest import ROOT, damocles_cmd, read_line
 from .test_worker_e2e import manager_toml
 
@@ -39,33 +39,6 @@ pytestmark = pytest.mark.skipif(
 ARTIFACTS = ROOT / "test-artifacts"
 
 MANAGER = manager_toml(2, 2, 2, "1s")
-
-WORKER = """
-[worker]
-name = "w-web"
-ping_interval = "1s"
-[worker.rpc_server]
-host = "127.0.0.1"
-port = 0
-[sector_manager]
-rpc_client = {{ addr = "{url}" }}
-token = "{token}"
-[sealing]
-max_retries = 1
-recover_interval = "200ms"
-rpc_polling_interval = "200ms"
-seal_interval = "200ms"
-[[sealing_thread]]
-location = "{tmp}/t0"
-[[sealing_thread]]
-location = "{tmp}/t1"
-[[attached]]
-name = "persist-1"
-location = "{store}"
-[[processors.c2]]
-bin = {python}
-args = [{script}, "c2", {marker}]
-"""
 
 # a C2 processor over the vc-processors protocol that fails every task while the marker exists
 FAULTY = """
@@ -133,9 +106,11 @@ def cluster(tmp_path):
     script = tmp_path / "faulty_c2.py"
     script.write_text(FAULTY.format(root=str(ROOT)))
     cfg = tmp_path / "worker.toml"
-    cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), tmp=tmp_path, store=home / "persist-1",
-                                 python=json.dumps(sys.executable), script=json.dumps(str(script)),
-                                 marker=json.dumps(str(marker))))
+    # one retry, PC2 not verified; the only processor is the faulty c2 (pc1 and pc2 in the sealing threads)
+    cfg.write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1",
+                               [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1"}], name="w-web",
+                               sealing={"max_retries": 1, "seal_interval": "200ms", "verify_after_pc2": None},
+                               processors={**NO_PROCESSORS, "c2": [{"bin": sys.executable, "args": [script, "c2", marker]}]}))
     worker = subprocess.Popen(damocles_cmd("worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")),
                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "w"), text=True, cwd=ROOT,
                               env=env)

@@ -5,7 +5,6 @@ twice in the journals, and no sector is lost or persisted twice."""
 import collections
 import os
 import sqlite3
-import sys
 import time
 
 import pytest
@@ -14,7 +13,8 @@ from appliance.core.crash import EXIT_CODE, POINTS
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .test_worker_e2e import WORKER, manager_toml, start
+from .configs import worker_toml
+from .test_worker_e2e import manager_toml, start
 from .conftest import read_line
 
 # points the sealer passes in this walk; the others are walked where their plan runs: the abort
@@ -36,10 +36,9 @@ def test_worker_survives_crash_point(point, tmp_path):
     url = read_line(manager).split()[-1]
     secret = load_or_create_secret(home / "secret")
     admin = RPCClient(url, issue_token(secret, "admin"))
-    threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(2))
+    threads = [{"location": tmp_path / f"t{i}"} for i in range(2)]
     cfg = tmp_path / "worker.toml"
-    cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1",
-                                 python=sys.executable))
+    cfg.write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads))
     args = ["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")]
     tag = f"crash-{point}-{os.getpid()}-{time.monotonic_ns()}"      # marks this test's processes only
     worker = start(args, {"DAMOCLES_CRASH_AT": point, "DAMOCLES_TEST_TAG": tag})

@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -15,48 +14,10 @@ import pytest
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .configs import manager_toml
+from .configs import manager_toml, worker_toml
 from .conftest import ROOT, damocles_cmd, read_line, run_cli
 
-# the external c2 processor is this package (or $DAMOCLES_BIN) over the vc-processors protocol
-_C2_BIN, *_C2_ARGS = damocles_cmd("processor", "c2")
-
 MANAGER = manager_toml()
-
-WORKER = """
-[worker]
-name = "w1"
-ping_interval = "1s"
-[worker.rpc_server]               # any free port: tests on one machine must not share 17890
-host = "127.0.0.1"
-port = 0
-[sector_manager]
-rpc_client = {{ addr = "{url}" }}
-token = "{token}"
-[sealing]
-verify_after_pc2 = true
-recover_interval = "200ms"
-rpc_polling_interval = "200ms"
-seal_interval = "100ms"
-{threads}
-[[attached]]
-name = "persist-1"
-location = "{store}"
-[processors.limitation.concurrent]
-pc1 = 2
-
-[[processors.pc1]]
-cgroup = {{ cpuset = "0-1" }}
-concurrent = 2
-
-[[processors.pc2]]
-concurrent = 1
-
-[[processors.c2]]                 # an external processor: this package over the vc-processors protocol
-bin = %s
-args = %s
-stable_wait = "30s"
-""" % (json.dumps(_C2_BIN).replace("{", "{{").replace("}", "}}"), json.dumps(_C2_ARGS))
 
 
 def start(args, extra_env=None):
@@ -83,12 +44,11 @@ def cluster(tmp_path):
     assert line.startswith("listening on "), manager.stderr.read()
     url = line.split()[-1]
     secret = load_or_create_secret(home / "secret")
-    threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(3))
+    threads = [{"location": tmp_path / f"t{i}"} for i in range(3)]
     (tmp_path / "t2").mkdir()      # thread 2's hot config lets it seal only for a miner that has no sectors
     (tmp_path / "t2" / "config.toml").write_text("[sealing]\nallowed_miners = [9999]\n")
     cfg = tmp_path / "worker.toml"
-    cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1",
-                                 python=sys.executable))
+    cfg.write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads))
     worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
     yield home, RPCClient(url, issue_token(secret, "admin")), worker, tmp_path
     for p in (worker, manager):

@@ -5,14 +5,14 @@ once the manager is back."""
 import collections
 import signal
 import sqlite3
-import sys
 import time
 
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .conftest import signal_all, read_line
-from .test_worker_e2e import WORKER, manager_toml, start
+from .configs import worker_toml
+from .test_worker_e2e import manager_toml, start
 
 
 def _journal_rows(tmp_path, threads, where="1"):
@@ -40,11 +40,10 @@ def test_manager_restart_mid_flight_causes_only_temp_retries(tmp_path):
     listen = url.split("//")[1].split("/")[0]
     secret = load_or_create_secret(home / "secret")
     admin = RPCClient(url, issue_token(secret, "admin"))
-    threads = "".join(f'[[sealing_thread]]\nlocation = "{tmp_path / f"t{i}"}"\n' for i in range(2))
+    threads = [{"location": tmp_path / f"t{i}"} for i in range(2)]
     cfg = tmp_path / "worker.toml"
     # max_retries = 2: a short outage alone would exhaust it if unreachable counted
-    cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads, store=home / "persist-1",
-                                 python=sys.executable).replace("[sealing]\n", "[sealing]\nmax_retries = 2\n", 1))
+    cfg.write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads, sealing={"max_retries": 2}))
     worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
     try:
         deadline = time.monotonic() + 120

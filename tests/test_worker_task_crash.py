@@ -6,7 +6,6 @@ transition). Unseal and rebuild crash points are walked in process (test_worker_
 import collections
 import json
 import sqlite3
-import sys
 
 import pytest
 
@@ -17,7 +16,8 @@ from appliance.rpc.client import RPCClient
 from .conftest import run_cli
 from .test_post_e2e import seal_by_hand, until
 from .test_snapup import SNAP_MANAGER
-from .test_worker_e2e import WORKER, start
+from .configs import worker_toml
+from .test_worker_e2e import start
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -35,10 +35,8 @@ def test_a_snap_upgrade_resumes_after_a_crash(tmp_path, point):
         url = manager.stdout.readline().split()[-1]
         secret = load_or_create_secret(home / "secret")
         admin = RPCClient(url, issue_token(secret, "admin"))
-        threads = (f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n'
-                   f'[[sealing_thread]]\nlocation = "{tmp_path / "t1"}"\nplan = "snapup"\n')
-        (tmp_path / "worker.toml").write_text(WORKER.format(url=url, token=issue_token(secret, "write"), threads=threads,
-                                                            store=home / "persist-1", python=sys.executable))
+        threads = [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "snapup"}]
+        (tmp_path / "worker.toml").write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads))
         args = ["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")]
         worker = start(args, {"DAMOCLES_CRASH_AT": point})
         seal_by_hand(admin, 1, [manager, worker])

@@ -58,11 +58,10 @@ def test_a_processor_that_cannot_prepare_says_why():
 
 
 def test_a_worker_whose_processor_never_gets_ready_stops_naming_the_stage(tmp_path):
-    import sys
-
     from appliance.rpc.auth import issue_token, load_or_create_secret
 
-    from .test_worker_e2e import MANAGER, WORKER, start
+    from .configs import worker_toml
+    from .test_worker_e2e import MANAGER, start
     home = tmp_path / "manager"
     home.mkdir()
     (home / "manager.toml").write_text(MANAGER)
@@ -72,8 +71,7 @@ def test_a_worker_whose_processor_never_gets_ready_stops_naming_the_stage(tmp_pa
         url = manager.stdout.readline().split()[-1]
         secret = load_or_create_secret(home / "secret")
         cfg = tmp_path / "worker.toml"
-        cfg.write_text(WORKER.format(url=url, token=issue_token(secret, "write"), store=home / "persist-1",
-                                     threads=f'[[sealing_thread]]\nlocation = "{tmp_path / "t0"}"\n', python=sys.executable))
+        cfg.write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", [{"location": tmp_path / "t0"}]))
         worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")],
                        {ENV: "processor.before_ready"})
         assert worker.wait(timeout=120) == 2

@@ -136,7 +136,10 @@ def _wait(manager, worker, sectors: int, timeout: float) -> None:
         broken = [t for t in worker.threads if t.status == "Paused" and t.last_error]
         if broken:
             raise RuntimeError(f"sealing thread {broken[0].index} stopped: {broken[0].last_error}")
-        if sum(1 for s in listed if s["Finalized"] and s["LatestState"] == "Finished") >= sectors:
+        # done when the manager has them finished and the threads have let go of them (the journal's
+        # last row, written just after ReportFinalized is answered): the figures come from the journals
+        if sum(1 for s in listed if s["Finalized"] and s["LatestState"] == "Finished") >= sectors and \
+                sum(1 for t in worker.threads for r in t.journal.log() if r["event"] == "Finish" and r["next"] is None) >= sectors:
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{sectors} sectors did not finish within {timeout:g}s")
