@@ -23,7 +23,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,8 +38,8 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient, TransportError
 
 from .conftest import ROOT, damocles_cmd, read_line, run_cli, signal_all
-from .test_post_e2e import MANAGER as POST_MANAGER, POST
-from .test_worker_e2e import WORKER
+from .configs import post_toml, worker_toml
+from .test_post_e2e import post_manager
 
 pytestmark = pytest.mark.slow
 
@@ -52,32 +51,21 @@ ROLES = ("manager", "worker", "prover", "pool")
 KILL_GAP_S = (0.5, 4.0)         # seconds between the end of one restart and the next kill
 RUN_LIMIT_S = 900               # the whole campaign; the test's own timeout is above it
 
-MANAGER = (POST_MANAGER
-           .replace("MaxNumber = 4", f"MaxNumber = {SECTORS}\nEnableDeals = true\nSealingEpochs = 1000")
-           .replace("JobMaxTry = 3", "JobMaxTry = 50")            # a job outlives many prover kills
-           .replace("[[Miners]]", '[[Common.PieceStores]]\nName = "pieces"\nPath = "pieces"\n\n[[Miners]]'))
+MANAGER = post_manager(
+    SECTORS, miner={"Sector": {"EnableDeals": True, "SealingEpochs": 1000}},
+    config={"Common": {"Proving": {"WorkerProver": {"JobMaxTry": 50}},      # a job outlives many prover kills
+                       "PieceStores": [{"Name": "pieces", "Path": "pieces"}]}})
 
-THREADS = """
-[[sealing_thread]]
-location = "{tmp}/t0"
-[[sealing_thread]]
-location = "{tmp}/t1"
-[sealing_thread.sealing]         # deals of 1 KiB or more: the sealed deal, never the small snap deals
-enable_deals = true
-min_deal_space = 1024
-[[sealing_thread]]
-location = "{tmp}/t2"
-plan = "snapup"
-[[sealing_thread]]
-location = "{tmp}/t3"
-plan = "rebuild"
-[[sealing_thread]]
-location = "{tmp}/t4"
-plan = "unseal"
-[[sealing_thread]]
-location = "{tmp}/t5"
-plan = "wdpost"
-"""
+
+def threads(tmp: Path) -> list[dict]:
+    """Two sealers (t1 takes deals of 1 KiB or more: the sealed deal, never the small snap deals),
+    then one thread of each other plan."""
+    return [{"location": tmp / "t0"},
+            {"location": tmp / "t1", "sealing": {"enable_deals": True, "min_deal_space": 1024}},
+            {"location": tmp / "t2", "plan": "snapup"},
+            {"location": tmp / "t3", "plan": "rebuild"},
+            {"location": tmp / "t4", "plan": "unseal"},
+            {"location": tmp / "t5", "plan": "wdpost"}]
 
 
 class CampaignFailure(AssertionError):
@@ -523,11 +511,8 @@ def test_random_kills_lose_nothing_and_stick_nowhere(tmp_path):
         deal_piece.write_bytes(bytes(range(256)) * 3 + b"sealed with its deal" * 10)   # 968 bytes: a 1 KiB piece
         sealed_deal = json.loads(run_cli("util", "piece", "import", str(deal_piece), "--miner", "1000", *cli, "--json",
                                          check=True).stdout)
-        (tmp_path / "worker.toml").write_text(WORKER.format(
-            url=c.url, token=c.token("write"), threads=THREADS.format(tmp=tmp_path), store=home / "persist-1",
-            python=sys.executable))
-        (tmp_path / "prover.toml").write_text(POST.format(name="prover", url=c.url, token=c.token("write"),
-                                                          store=home / "persist-1"))
+        (tmp_path / "worker.toml").write_text(worker_toml(c.url, c.token("write"), home / "persist-1", threads(tmp_path)))
+        (tmp_path / "prover.toml").write_text(post_toml(c.url, c.token("write"), home / "persist-1", name="prover"))
         c.start_worker()
         c.start_prover()
         d = Driver(c, started)
