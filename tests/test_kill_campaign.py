@@ -57,7 +57,7 @@ MANAGER = post_manager(
                        "PieceStores": [{"Name": "pieces", "Path": "pieces"}]}})
 
 
-def threads(tmp: Path) -> list[dict]:
+def thread_tables(tmp: Path) -> list[dict]:
     """Two sealers (t1 takes deals of 1 KiB or more: the sealed deal, never the small snap deals),
     then one thread of each other plan."""
     return [{"location": tmp / "t0"},
@@ -511,7 +511,7 @@ def test_random_kills_lose_nothing_and_stick_nowhere(tmp_path):
         deal_piece.write_bytes(bytes(range(256)) * 3 + b"sealed with its deal" * 10)   # 968 bytes: a 1 KiB piece
         sealed_deal = json.loads(run_cli("util", "piece", "import", str(deal_piece), "--miner", "1000", *cli, "--json",
                                          check=True).stdout)
-        (tmp_path / "worker.toml").write_text(worker_toml(c.url, c.token("write"), home / "persist-1", threads(tmp_path)))
+        (tmp_path / "worker.toml").write_text(worker_toml(c.url, c.token("write"), home / "persist-1", thread_tables(tmp_path)))
         (tmp_path / "prover.toml").write_text(post_toml(c.url, c.token("write"), home / "persist-1", name="prover"))
         c.start_worker()
         c.start_prover()
