@@ -11,9 +11,9 @@ import pytest
 from appliance.rpc.client import RPCClient, TransportError
 
 
-def _server_that_dies_mid_answer(body_sent: bytes, length: int):
-    """A one-shot HTTP server on loopback that promises `length` bytes and closes after sending
-    `body_sent`."""
+def _server_that_dies_mid_answer(body_sent: bytes, promised: int):
+    """A one-shot HTTP server on loopback that reads the request, promises `promised` bytes and
+    closes after sending `body_sent`."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -28,8 +28,16 @@ def _server_that_dies_mid_answer(body_sent: bytes, length: int):
                 if not chunk:
                     return
                 data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")[1:])
+                          if k.strip().lower() == b"content-length")
+            while len(body) < length:       # the whole request read: closing then is not a reset
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                body += chunk
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % length + body_sent)
+                         b"Content-Length: %d\r\n\r\n" % promised + body_sent)
         srv.close()
     t = threading.Thread(target=serve, daemon=True)
     t.start()
