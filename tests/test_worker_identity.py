@@ -222,3 +222,17 @@ def test_limits_in_config_are_checked():
         parse_config({"Sealing": {"MaxInFlightPerWorker": 0}})
     with pytest.raises(ConfigError, match=r"\[Sealing\].MaxTextLength: 'a' is not a non-negative integer"):
         parse_config({"Sealing": {"MaxTextLength": "a"}})
+
+
+def test_the_in_flight_limit_holds_under_concurrent_allocations(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from appliance.manager.state import ManagerState
+    state = ManagerState(tmp_path / "m.db")
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda _: state.allocate_owned(1000, 5, 1, None, "name:a", 5)[0], range(40)))
+        assert sorted(n for n in got if n is not None) == [1, 2, 3, 4, 5]
+        assert state.allocate_owned(1000, 5, 1, None, "name:b", 5)[0] == 6
+    finally:
+        state.close()

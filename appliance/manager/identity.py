@@ -65,7 +65,9 @@ def bound(caller) -> bool:
 
 def check_worker_name(state, limits: Limits, name: str, caller) -> None:
     """Refuse a report under a worker name another identity holds; an unheld name becomes the caller's."""
-    if bound(caller) and state.claim_worker(name, caller.identity) != caller.identity:
+    if not bound(caller):
+        return
+    if (state.worker_owner(name) or state.claim_worker(name, caller.identity)) != caller.identity:
         limits.count("foreign_worker")
         raise RPCError(UNAUTHORIZED, f"worker name {name!r} is registered by another credential; "
                        "each worker needs its own name")
