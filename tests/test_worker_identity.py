@@ -2,7 +2,6 @@
 review, worker identity and bounded state): each test replays an attack with a write token (or an
 AllowNetworks address) on a live manager and checks it is refused with the state unchanged."""
 
-import json
 import urllib.request
 
 import pytest
