@@ -155,24 +155,26 @@ def register_snapup(server: RPCServer, snap) -> None:
 
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     w = "write"
-    server.register("Venus.AllocateSector", sealer.allocate_sector, w, [("spec", allocate_spec)])
-    server.register("Venus.AcquireDeals", sealer.acquire_deals, w, [("sid", sector_id), ("spec", deals_spec)])
-    server.register("Venus.AssignTicket", sealer.assign_ticket, w, [("sid", sector_id)])
-    server.register("Venus.SubmitPreCommit", sealer.submit_pre_commit, w,
-                    [("sector", allocated_sector), ("info", pre_commit_info), ("reset", boolean)])
+
+    def bound(name, func, params):     # a worker's call: told who calls, held to its own sectors and name
+        server.register(name, func, w, params, with_caller=True)
+
+    bound("Venus.AllocateSector", sealer.allocate_sector, [("spec", allocate_spec)])
+    bound("Venus.AcquireDeals", sealer.acquire_deals, [("sid", sector_id), ("spec", deals_spec)])
+    bound("Venus.AssignTicket", sealer.assign_ticket, [("sid", sector_id)])
+    bound("Venus.SubmitPreCommit", sealer.submit_pre_commit,
+          [("sector", allocated_sector), ("info", pre_commit_info), ("reset", boolean)])
     server.register("Venus.PollPreCommitState", sealer.poll_pre_commit_state, w, [("sid", sector_id)])
     server.register("Venus.WaitSeed", sealer.wait_seed, w, [("sid", sector_id), ("proofType", u64)])
-    server.register("Venus.SubmitProof", sealer.submit_proof, w, [("sid", sector_id), ("info", proof_info), ("reset", boolean)])
+    bound("Venus.SubmitProof", sealer.submit_proof, [("sid", sector_id), ("info", proof_info), ("reset", boolean)])
     server.register("Venus.PollProofState", sealer.poll_proof_state, w, [("sid", sector_id)])
-    server.register("Venus.StoreReserveSpace", sealer.store_reserve_space, w,
-                    [("sid", sector_id), ("size", u64), ("candidates", list_of(string))])
+    bound("Venus.StoreReserveSpace", sealer.store_reserve_space, [("sid", sector_id), ("size", u64), ("candidates", list_of(string))])
     server.register("Venus.StoreBasicInfo", sealer.store_basic_info, w, [("instance", string)])
-    server.register("Venus.SubmitPersistedEx", sealer.submit_persisted, w,
-                    [("sid", sector_id), ("instance", string), ("isUpgrade", boolean)])
-    server.register("Venus.ReportState", sealer.report_state, w, [("sid", sector_id), ("req", report_req)])
-    server.register("Venus.ReportFinalized", sealer.report_finalized, w, [("sid", sector_id)])
-    server.register("Venus.ReportAborted", sealer.report_aborted, w, [("sid", sector_id), ("reason", string)])
-    server.register("Venus.WorkerPing", sealer.worker_ping, w, [("info", worker_info)])
+    bound("Venus.SubmitPersistedEx", sealer.submit_persisted, [("sid", sector_id), ("instance", string), ("isUpgrade", boolean)])
+    bound("Venus.ReportState", sealer.report_state, [("sid", sector_id), ("req", report_req)])
+    bound("Venus.ReportFinalized", sealer.report_finalized, [("sid", sector_id)])
+    bound("Venus.ReportAborted", sealer.worker_aborted, [("sid", sector_id), ("reason", string)])
+    bound("Venus.WorkerPing", sealer.worker_ping, [("info", worker_info)])
     server.register("Venus.ListSectors", sealer.list_sectors, "read", [])
     server.register("Venus.FindSector", sealer.find_sector, "read", [("sid", sector_id)])
     server.register("Venus.SectorIndexerFind", sealer.sector_indexer_find, "read", [("type", string), ("sid", sector_id)])

@@ -74,6 +74,8 @@ class ManagerConfig:
     interactive_porep_confidence: int = 6
     release_after: float = 7 * 86400.0      # allocations of sectors silent this long are released
     unreported_release_after: float = 600.0   # an allocation no worker has reported by then is released
+    max_in_flight_per_worker: int = 512     # sectors not finalized one worker's credential may hold
+    max_text_length: int = 4096             # failure descriptions and reasons are cut there (names at 256)
     persist_stores: list[PersistStore] = field(default_factory=list)
     piece_stores: list[PersistStore] = field(default_factory=list)
     worker_prover: WorkerProverConfig = WorkerProverConfig()
@@ -140,13 +142,18 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
         raise ConfigError("[RPC].AllowNetworks: expected a list of networks such as \"10.0.0.0/8\"")
     cfg.allow_networks = nets
     sealing = _table(raw.get("Sealing", {}), "[Sealing]")
-    _unknown(sealing, {"SealRandomnessLookback", "InteractivePoRepConfidence", "ReleaseAfter", "UnreportedReleaseAfter"},
-             "[Sealing]", w)
+    _unknown(sealing, {"SealRandomnessLookback", "InteractivePoRepConfidence", "ReleaseAfter", "UnreportedReleaseAfter",
+                       "MaxInFlightPerWorker", "MaxTextLength"}, "[Sealing]", w)
     cfg.seal_randomness_lookback = _take(sealing, "SealRandomnessLookback", int, "[Sealing]", cfg.seal_randomness_lookback)
     cfg.interactive_porep_confidence = _take(sealing, "InteractivePoRepConfidence", int, "[Sealing]", cfg.interactive_porep_confidence)
     cfg.release_after = _take(sealing, "ReleaseAfter", "duration", "[Sealing]", cfg.release_after)
     cfg.unreported_release_after = _take(sealing, "UnreportedReleaseAfter", "duration", "[Sealing]",
                                          cfg.unreported_release_after)
+    cfg.max_in_flight_per_worker = _take(sealing, "MaxInFlightPerWorker", int, "[Sealing]", cfg.max_in_flight_per_worker)
+    cfg.max_text_length = _take(sealing, "MaxTextLength", int, "[Sealing]", cfg.max_text_length)
+    for key, value, least in (("MaxInFlightPerWorker", cfg.max_in_flight_per_worker, 1), ("MaxTextLength", cfg.max_text_length, 64)):
+        if value < least:
+            raise ConfigError(f"[Sealing].{key}: {value} is below the least useful value, {least}")
     try:
         cfg.chain, chain_warnings = ChainPolicy.from_config(_table(raw.get("Chain", {}), "[Chain]"))
     except ValueError as exc:

@@ -19,8 +19,9 @@ from ..core.sector import SectorID, sector_name
 from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.commitment import comm_d_from_pieces
-from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
+from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, UNAUTHORIZED, RPCError
 from .config import ManagerConfig, PersistStore
+from .identity import NAME_LENGTH, Limits, bound, check_sector, check_worker_name
 from .market import Market
 from .state import ManagerState
 
@@ -28,6 +29,7 @@ ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = Subm
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
 EPOCHS_PER_DAY = 2880
 STORE_WAIT_LOG_EVERY = 60.0
+LIMIT_LOG_EVERY = 60.0
 log = logging.getLogger("damocles.manager.sectors")
 
 
@@ -53,6 +55,8 @@ class Sealer:
         # observer(prev, next, seconds in prev or None, failure level or None): each ReportState (metrics)
         self.observer = None
         self._store_wait_logged: dict[tuple[int, int], float] = {}
+        self.limits = Limits()
+        self._limit_logged: dict[str, float] = {}      # identity -> when its in-flight limit was last logged
 
     # ----------------------------------------------------------------- helpers
 
@@ -62,9 +66,27 @@ class Sealer:
             raise RPCError(SECTOR_NOT_FOUND, f"sector {sid['Miner']}-{sid['Number']} not found")
         return rec
 
+    def _owned(self, sid: dict, caller, rebuild: bool = False) -> dict:
+        """The sector's record, when the caller may act on it (identity.check_sector); `rebuild`:
+        the worker a rebuild task of the sector is allocated to may too."""
+        rec = self._sector(sid)
+        rebuilder = None
+        if rebuild and bound(caller):
+            row = self.state.one("SELECT worker FROM rebuild_tasks WHERE miner = ? AND number = ? AND state = 'allocated'",
+                                 (sid["Miner"], sid["Number"]))
+            rebuilder = row[0] if row else None
+        check_sector(self.state, self.limits, rec, caller, rebuilder)
+        return rec
+
+    def _rebuilding(self, sid: dict) -> bool:
+        return self.state.one("SELECT 1 FROM rebuild_tasks WHERE miner = ? AND number = ? AND state = 'allocated'",
+                              (sid["Miner"], sid["Number"])) is not None
+
     # ------------------------------------------------------------- allocation
 
-    def allocate_sector(self, spec: dict) -> dict | None:
+    def allocate_sector(self, spec: dict, caller=None) -> dict | None:
+        """A new sector for the caller, or None (Damocles: nothing now, ask again later) when no
+        miner matches or the caller's credential already holds `max_in_flight_per_worker` sectors."""
         allowed_miners = spec.get("AllowedMiners")
         allowed_proofs = spec.get("AllowedProofTypes")
         for m in self.config.miners:
@@ -72,22 +94,38 @@ class Sealer:
                 continue
             if allowed_proofs and m.seal_proof not in allowed_proofs:
                 continue
-            number = self.state.allocate(m.actor, m.seal_proof, m.min_number, m.max_number)
+            if bound(caller):
+                limit = self.config.max_in_flight_per_worker
+                number, held = self.state.allocate_owned(m.actor, m.seal_proof, m.min_number, m.max_number,
+                                                         caller.identity, limit)
+                if number is None and held >= limit:
+                    self._refuse_allocation(caller.identity, held)
+                    return None
+            else:
+                number = self.state.allocate(m.actor, m.seal_proof, m.min_number, m.max_number)
             crash_point("manager.allocate.after_commit")
             if number is not None:
                 return {"ID": {"Miner": m.actor, "Number": number}, "ProofType": m.seal_proof}
         return None
 
-    def acquire_deals(self, sid: dict, spec: dict) -> list[dict] | None:
+    def _refuse_allocation(self, identity: str, held: int) -> None:
+        self.limits.count("in_flight")
+        now, last = self._now(), self._limit_logged.get(identity)
+        if last is None or now - last >= LIMIT_LOG_EVERY:
+            self._limit_logged[identity] = now
+            log.warning("allocation refused: %s already holds %d sectors in flight ([Sealing] MaxInFlightPerWorker)",
+                        identity, held)
+
+    def acquire_deals(self, sid: dict, spec: dict, caller=None) -> list[dict] | None:
         """The sector's deals (None: a CC sector), packed from the pending ones on first call."""
-        rec = self._sector(sid)
+        rec = self._owned(sid, caller)
         if rec.get("abort_reason"):
             return None
         return self.market.acquire(sid["Miner"], sid["Number"], seal_proof(rec["proof"]).size.bytes,
                                    spec.get("MaxDeals"), spec.get("MinUsedSpace"))
 
-    def assign_ticket(self, sid: dict) -> dict:
-        rec = self._sector(sid)
+    def assign_ticket(self, sid: dict, caller=None) -> dict:
+        rec = self._owned(sid, caller)
         if "ticket" not in rec:
             epoch = max(0, self.chain.head() - self.config.seal_randomness_lookback)
             ticket = self.chain.seal_randomness(sid["Miner"], epoch)
@@ -96,11 +134,13 @@ class Sealer:
 
     # -------------------------------------------------------------- precommit
 
-    def submit_pre_commit(self, sector: dict, info: dict, reset: bool) -> dict:
+    def submit_pre_commit(self, sector: dict, info: dict, reset: bool, caller=None) -> dict:
         sid = sector["ID"]
-        rec = self._sector(sid)
+        rec = self._owned(sid, caller)
         if rec.get("abort_reason"):
             return _submit(REJECTED, f"sector aborted: {rec['abort_reason']}")
+        if rec.get("finalized"):
+            return _submit(REJECTED, "sector finished sealing")
         if sector["ProofType"] != rec["proof"]:
             return _submit(REJECTED, f"proof type {sector['ProofType']} is not the allocated {rec['proof']}")
         if "ticket" not in rec or info["Ticket"] != rec["ticket"]:
@@ -185,10 +225,12 @@ class Sealer:
 
     # --------------------------------------------------------------------- proof
 
-    def submit_proof(self, sid: dict, info: dict, reset: bool) -> dict:
-        rec = self._sector(sid)
+    def submit_proof(self, sid: dict, info: dict, reset: bool, caller=None) -> dict:
+        rec = self._owned(sid, caller)
         if rec.get("abort_reason"):
             return _submit(REJECTED, f"sector aborted: {rec['abort_reason']}")
+        if rec.get("finalized"):
+            return _submit(REJECTED, "sector finished sealing")
         if "seed" not in rec or "pre" not in rec:
             return _submit(REJECTED, "no seed assigned yet (call WaitSeed after the PreCommit landed)")
         if not rec.get("persisted") or not self._files_present(rec["persisted"], sid["Miner"], sid["Number"]):
@@ -225,13 +267,13 @@ class Sealer:
     def basic_info(s: PersistStore) -> dict:
         return {"Name": s.name, "Path": str(s.path), "Strict": False, "ReadOnly": s.read_only, "Weight": s.weight, "Meta": {}}
 
-    def store_reserve_space(self, sid: dict, size: int, candidates: list[str]) -> dict | None:
+    def store_reserve_space(self, sid: dict, size: int, candidates: list[str], caller=None) -> dict | None:
         """Reserve room for a sector's persisted files in one of the worker's candidate stores
         (weighted random among those with room; a reservation already held is kept while its store
         still has room). None (Damocles' answer) when no store has room: the reason is kept on the
         sector (`sectors list`, the status page) and logged. Candidates the manager knows none of
         (a store renamed in one config but not the other) are an error the worker shows."""
-        rec = self._sector(sid)
+        rec = self._owned(sid, caller, rebuild=True)
         miner, number = sid["Miner"], sid["Number"]
         if candidates and not any(self._store(c) for c in candidates):
             known = ", ".join(s.name for s in self.config.persist_stores) or "none"
@@ -307,8 +349,11 @@ class Sealer:
         return ((s.path / "sealed" / name).is_file() and (cache / "p_aux").is_file() and (cache / "t_aux").is_file()
                 and any(cache.glob("sc-02-data-tree-r-last*.dat")))
 
-    def submit_persisted(self, sid: dict, instance: str, is_upgrade: bool = False) -> bool:
-        self._sector(sid)
+    def submit_persisted(self, sid: dict, instance: str, is_upgrade: bool = False, caller=None) -> bool:
+        rec = self._owned(sid, caller, rebuild=True)
+        if rec.get("finalized") and not self._rebuilding(sid):    # a rebuild persists a Finished sector again
+            raise RPCError(INVALID_PARAMS, f"sector {sector_name(sid['Miner'], sid['Number'])} is "
+                           f"{'aborted' if rec.get('abort_reason') else 'finished'}: its persisted files do not change")
         if not self._files_present(instance, sid["Miner"], sid["Number"]):
             return False
         self.state.update(sid["Miner"], sid["Number"], persisted=instance, state="PersistanceSubmitted")
@@ -316,14 +361,28 @@ class Sealer:
 
     # ------------------------------------------------------------------ reports
 
-    def report_state(self, sid: dict, req: dict) -> dict:
-        rec = self._sector(sid)
-        if rec.get("abort_reason"):    # aborted: a late report does not move it (the worker learns it here)
-            return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec["abort_reason"]}
-        change, failure, worker = req["StateChange"], req.get("Failure"), req["Worker"]["Instance"]
+    def _bounded_report(self, req: dict) -> tuple[dict, dict | None, str, str]:
+        """(state change, failure, worker name, location) of a report, checked against the known
+        states and levels (-32602 otherwise: no new metrics series) and cut to their lengths."""
+        change, failure = req["StateChange"], req.get("Failure")
+        text, cut = self.config.max_text_length, self.limits.text
+        change = {"Prev": self.limits.state(change["Prev"], "req.StateChange.Prev"),
+                  "Next": self.limits.state(change["Next"], "req.StateChange.Next"), "Event": cut(change["Event"], NAME_LENGTH)}
+        if failure is not None:
+            failure = {"Level": self.limits.level(failure["Level"], "req.Failure.Level"), "Desc": cut(failure["Desc"], text)}
+        return change, failure, cut(req["Worker"]["Instance"], NAME_LENGTH), cut(req["Worker"]["Location"], text)
+
+    def report_state(self, sid: dict, req: dict, caller=None) -> dict:
+        """A worker's state change. A finalized sector (Finished or Aborted) does not move: the
+        answer tells the worker so (Finalized, AbortReason)."""
+        change, failure, worker, location = self._bounded_report(req)
+        rec = self._owned(sid, caller)
+        check_worker_name(self.state, self.limits, worker, caller)
+        if rec.get("finalized") or rec.get("abort_reason"):
+            return {"Id": sid, "Finalized": True, "AbortReason": rec.get("abort_reason")}
         rec, seconds = self.state.report(sid["Miner"], sid["Number"],
                                          {"state": change["Next"], "worker": worker, "failure": failure, "reported_at": self._now(),
-                                          "location": req["Worker"]["Location"]},
+                                          "location": location},
                                          change["Prev"], change["Next"], change["Event"], worker, failure)
         name = sector_name(sid["Miner"], sid["Number"])
         fields = {"sector": name, "state": change["Next"], "prev": change["Prev"], "event": change["Event"], "worker": worker}
@@ -337,14 +396,28 @@ class Sealer:
             self.observer(change["Prev"], change["Next"], seconds, failure and failure["Level"])
         return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec.get("abort_reason")}
 
-    def report_finalized(self, sid: dict) -> None:
-        self._sector(sid)
+    def report_finalized(self, sid: dict, caller=None) -> None:
+        """The worker finished the sector; an aborted or already finished one stays as it is."""
+        rec = self._owned(sid, caller)
+        if rec.get("finalized") or rec.get("abort_reason"):
+            return
         self.state.update(sid["Miner"], sid["Number"], finalized=True, state="Finished")
         self.state.release(sid["Miner"], sid["Number"])
 
+    def worker_aborted(self, sid: dict, reason: str, caller=None) -> None:
+        """ReportAborted: the worker gave the sector up. A sector already aborted stays as it is; a
+        Finished one is refused (only the operator's AbortSector aborts it)."""
+        rec = self._owned(sid, caller)
+        if rec.get("abort_reason"):
+            return
+        if rec.get("finalized"):
+            raise RPCError(INVALID_PARAMS, f"sector {sector_name(sid['Miner'], sid['Number'])} finished sealing: "
+                           "a worker cannot abort it (the operator's AbortSector can)")
+        self.report_aborted(sid, reason)
+
     def report_aborted(self, sid: dict, reason: str) -> None:
         rec = self._sector(sid)
-        reason = reason or "aborted by the worker"
+        reason = self.limits.text(reason, self.config.max_text_length) or "aborted by the worker"
         _, seconds = self.state.report(sid["Miner"], sid["Number"], {"finalized": True, "abort_reason": reason, "state": "Aborted"},
                                        rec.get("state"), "Aborted", "Abort", rec.get("worker"), {"Level": "abort", "Desc": reason})
         if self.observer is not None:
@@ -419,8 +492,17 @@ class Sealer:
                 "SealProofType": info.seal_proof, "WindowPoStProofType": info.window_post_proof,
                 "ProvingPeriodStart": info.proving_period_start, "Configured": self.config.miner(miner) is not None}
 
-    def worker_ping(self, info: dict) -> None:
-        self.state.ping(info["Name"], info)
+    def worker_ping(self, info: dict, caller=None) -> None:
+        """A worker's ping. Its name is bound to the first caller identity that used it (a ping,
+        or a report under that name): another credential cannot change its address or info."""
+        info = {k: self.limits.text(v, NAME_LENGTH) if isinstance(v, str) else v for k, v in info.items()}
+        if caller is None:
+            self.state.ping(info["Name"], info)
+            return None
+        if self.state.ping_owned(info["Name"], info, caller.identity) != caller.identity:
+            self.limits.count("foreign_worker")
+            raise RPCError(UNAUTHORIZED, f"worker name {info['Name']!r} is registered by another credential; "
+                           "each worker needs its own name")
         return None
 
     def release_silent(self) -> list[tuple[int, int, str]]:

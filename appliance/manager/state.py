@@ -323,3 +323,72 @@ class ManagerState:
                         self._merge(db, miner, n, {f"{kind}_nonce": new})
                 moved.append((old, new))
         return moved
+
+    # ------------------------------------------- who may act for a worker or sector
+
+    def allocate_owned(self, miner: int, proof: int, min_number: int, max_number: int | None, owner: str,
+                       max_in_flight: int) -> tuple[int | None, int]:
+        """Allocate the miner's next number to `owner` (a caller identity, rpc.server.Caller) unless
+        it already holds `max_in_flight` sectors not finalized; counted and allocated in one
+        transaction, so concurrent calls cannot pass the limit together. Returns (the number, or
+        None when the limit or the miner's range is reached; the owner's count before)."""
+        with self.tx() as db:
+            held = db.execute("SELECT COUNT(*) FROM sectors WHERE json_extract(info, '$.owner') = ? "
+                              "AND json_extract(info, '$.finalized') IS NULL", (owner,)).fetchone()[0]
+            if held >= max_in_flight:
+                return None, held
+            row = db.execute("SELECT next FROM counters WHERE miner = ?", (miner,)).fetchone()
+            number = max(row[0] if row else 0, min_number)
+            if max_number is not None and number > max_number:
+                return None, held
+            db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE SET next = excluded.next",
+                       (miner, number + 1))
+            now = self._now()
+            db.execute("INSERT INTO sectors (miner, number, proof, info, updated) VALUES (?, ?, ?, ?, ?)",
+                       (miner, number, proof, json.dumps({"allocated_at": now, "state": "Allocated", "owner": owner}), now))
+            return number, held
+
+    def claim_sector(self, miner: int, number: int, owner: str) -> str:
+        """The sector's owner: `owner` if it had none yet (allocated before owners were kept)."""
+        with self.tx() as db:
+            row = db.execute("SELECT json_extract(info, '$.owner') FROM sectors WHERE miner = ? AND number = ?",
+                             (miner, number)).fetchone()
+            if row is None:
+                raise KeyError((miner, number))
+            if row[0] is None:
+                self._merge(db, miner, number, {"owner": owner})
+                return owner
+            return row[0]
+
+    def worker_owner(self, name: str) -> str | None:
+        row = self.db.one("SELECT json_extract(info, '$.Owner') FROM workers WHERE name = ?", (name,))
+        return row[0] if row else None
+
+    def ping_owned(self, name: str, info: dict, owner: str) -> str:
+        """Record a worker's ping when its name is `owner`'s (or no one's yet: it becomes
+        `owner`'s); returns the name's owner, which is not `owner` when the ping was refused."""
+        with self.tx() as db:
+            now = self._now()
+            row = db.execute("SELECT json_extract(info, '$.Owner') FROM workers WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] is not None and row[0] != owner:
+                return row[0]
+            db.execute("INSERT INTO workers (name, info, last_ping) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                       "SET info = excluded.info, last_ping = excluded.last_ping", (name, json.dumps({**info, "Owner": owner}), now))
+        if self.last_pings is not None:
+            self.last_pings[name] = now
+        return owner
+
+    def claim_worker(self, name: str, owner: str) -> str:
+        """The worker name's owner, `owner` if the name had none (a worker that reports before
+        it pings: its name is bound now, so no one else can ping under it with another address)."""
+        with self.tx() as db:
+            row = db.execute("SELECT info FROM workers WHERE name = ?", (name,)).fetchone()
+            info = json.loads(row[0]) if row else {"Name": name}
+            if info.get("Owner"):
+                return info["Owner"]
+            info["Owner"] = owner
+            db.execute("INSERT INTO workers (name, info, last_ping) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                       "SET info = excluded.info", (name, json.dumps(info), self._now()))
+        if self.last_pings is not None and name not in self.last_pings:
+            self.last_pings[name] = self._now()
+        return owner

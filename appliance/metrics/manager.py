@@ -11,6 +11,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from .. import __version__
 from . import RPC_BUCKETS, STAGE_BUCKETS
 
+LIMITED_KINDS = ("in_flight", "text_truncated", "unknown_state", "unknown_level", "foreign_sector", "foreign_worker")
+
 
 class ManagerMetrics:
     def __init__(self, service, views):
@@ -91,6 +93,14 @@ class _Collector:
                     threads.add_metric([name, k], v)
         yield age
         yield threads
+
+        limited = CounterMetricFamily("damocles_manager_limited", "Worker calls refused or cut by a bound, per kind: in_flight "
+                                      "(allocations past [Sealing] MaxInFlightPerWorker), text_truncated, unknown_state, "
+                                      "unknown_level, foreign_sector, foreign_worker", labels=["kind"])
+        counts = s.sealer.limits.snapshot()
+        for kind in LIMITED_KINDS:
+            limited.add_metric([kind], counts.get(kind, 0))
+        yield limited
 
         free = GaugeMetricFamily("damocles_persist_store_free_bytes", "Free bytes of a persist store", labels=["store"])
         total = GaugeMetricFamily("damocles_persist_store_total_bytes", "Size of a persist store's file system", labels=["store"])

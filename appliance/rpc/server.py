@@ -7,12 +7,15 @@ parser's bounds (limits.py), the method is unknown, or a parameter has the wrong
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Callable
+
+import jwt
 
 from . import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, UNAUTHORIZED,
                RPCError)
@@ -28,11 +31,38 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who sent a request: its permission and the identity a worker's name and sectors are bound
+    to: `name:<subject>` for a token that names its holder (its `sub` or `Name` claim),
+    `token:<hash>` for one that does not, `addr:<ip>` for a tokenless AllowNetworks source.
+    Admin callers (the operator) are not bound."""
+    perm: str
+    identity: str
+
+    @property
+    def admin(self) -> bool:
+        return self.perm == "admin"
+
+
+@dataclass(frozen=True)
 class Method:
     name: str
     func: Callable[..., Any]
     perm: str
     params: tuple[tuple[str, Converter], ...]
+    with_caller: bool = False     # func takes the Caller as its `caller` keyword
+
+
+def _token_identity(token: str) -> str:
+    """The identity of a token already verified: its subject, else a digest of the token."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        claims = None
+    subject = (claims.get("sub") or claims.get("Name")) if isinstance(claims, dict) else None
+    if isinstance(subject, str) and subject:
+        return f"name:{subject[:128]}"
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 class RPCServer:
@@ -55,6 +85,9 @@ class RPCServer:
         self._verified: dict[str, str] = {}    # token -> permission: a token is checked once, not per request
         # observer(method, seconds, ok): called after each registered method ran (the metrics)
         self.observer: Callable[[str, float, bool], None] | None = None
+        # permission() and handle() run on the request's thread, one after the other: the caller's
+        # identity found by the first reaches the method through this
+        self._request = threading.local()
 
     def _verify(self, token: str) -> str:
         perm = self._verified.get(token)
@@ -87,10 +120,12 @@ class RPCServer:
                 return True
         return False
 
-    def register(self, name: str, func: Callable[..., Any], perm: str, params: list[tuple[str, Converter]]) -> None:
+    def register(self, name: str, func: Callable[..., Any], perm: str, params: list[tuple[str, Converter]],
+                 with_caller: bool = False) -> None:
+        """with_caller: the method is called with `caller=` the request's Caller as well."""
         if name in self.methods:
             raise ValueError(f"method {name} registered twice")
-        self.methods[name] = Method(name, func, perm, tuple(params))
+        self.methods[name] = Method(name, func, perm, tuple(params), with_caller)
 
     def _auth_verify(self, token: str) -> list[str]:
         from .auth import PERMISSIONS
@@ -109,18 +144,24 @@ class RPCServer:
             if kind.lower() != "bearer" or not token:
                 return None, "Authorization must be 'Bearer <token>'"
             try:
-                return self._verify(token.strip()), None
+                perm = self._verify(token.strip())
             except AuthError as exc:
                 return None, str(exc)
+            self._request.identity = _token_identity(token.strip())
+            return perm, None
         if self.allow_list:
             perm = self.allow_list.permission_for(client_ip)
             if perm:
+                self._request.identity = f"addr:{client_ip}"
                 return perm, None
         return None, "missing bearer token"
 
     def handle(self, body: bytes, perm: str | None, auth_error: str | None = None) -> tuple[int, dict]:
         """(HTTP status, JSON-RPC response) for one request body. The caller has already
         refused a request without a permission; `perm` None here answers 401 all the same."""
+        # the identity permission() found for this request (taken, so that it never outlives it)
+        identity = getattr(self._request, "identity", None) or "unknown"
+        self._request.identity = None
         if perm is None:
             return HTTPStatus.UNAUTHORIZED, _error(None, UNAUTHORIZED, f"unauthorized: {auth_error or 'missing bearer token'}")
         try:
@@ -152,7 +193,7 @@ class RPCServer:
         started = time.perf_counter()
         try:
             args = [conv(v, name) for (name, conv), v in zip(method.params, params)]
-            result = method.func(*args)
+            result = method.func(*args, caller=Caller(perm, identity)) if method.with_caller else method.func(*args)
         except RPCError as exc:
             self._observe(method.name, started, False)
             return 200, _error(rid, exc.code, exc.message, exc.data)
