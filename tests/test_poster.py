@@ -180,3 +180,30 @@ def test_a_restarted_poster_resumes_its_rounds(post_svc):
     run_to(svc, open_ + 60)
     assert svc.poster.round(1000, period, d)["state"] == "landed"
     assert all(r["partitions_proven"] == r["partitions"] for r in chain.deadline_records(1000))
+
+
+def test_a_windowpost_journalled_before_a_crash_is_adopted_not_sent_again(post_svc, monkeypatch):
+    """The manager killed after the outbox journalled (and pushed) the SubmitWindowedPoSt but
+    before the round was saved as submitted: the next pass adopts that message instead of
+    sending a second one with a new nonce (which the chain refuses: partition already proven)."""
+    svc, _ = post_svc
+    chain = svc.chain
+    d = min(i for i in range(48) if chain.deadline_partitions(1000, i))
+    open_ = next_open(svc, d)
+    real_save, crashed = svc.poster._save, []
+
+    def crash_before_saving_submitted(key, info):
+        if info.get("state") == "submitted" and not crashed:
+            crashed.append(key)
+            raise RuntimeError("killed")        # the round stays "proved"; the message is in the outbox
+        real_save(key, info)
+    monkeypatch.setattr(svc.poster, "_save", crash_before_saving_submitted)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_to(svc, open_ + 60, step=1)
+    run_to(svc, open_ + 61, step=1)
+    posts = [m for m in chain.messages(1000) if m["method"] == "SubmitWindowedPoSt" and m["params"]["Deadline"] == d
+             and open_ <= m["params"]["ChainCommitEpoch"] < open_ + 60]
+    assert len(posts) == 1, posts
+    assert posts[0]["exit_code"] == 0
+    r = [x for x in svc.poster.rounds(1000) if x["Deadline"] == d][-1]
+    assert r["state"] == "landed" and r["message"] == posts[0]["id"]

@@ -303,9 +303,31 @@ class Poster:
         info.update(state="proved", proof=base64.b64encode(proof).decode(), skipped=skipped)
         self._save(r.key, info)
 
+    def _journalled(self, r: "Round") -> dict | None:
+        """A SubmitWindowedPoSt for this round already in the outbox: the manager was killed after
+        journalling it and before saving the round as submitted. It is adopted, never sent again
+        (a second one with a new nonce would be refused as "partition already proven")."""
+        for msg in self.state.outbox_messages(r.m.actor, "post", "SubmitWindowedPoSt"):
+            p = msg["params"]
+            if p.get("Deadline") != r.d.index or not r.d.open <= p.get("ChainCommitEpoch", -1) < r.d.close or \
+                    sorted(x["Index"] for x in p.get("Partitions", [])) != sorted(r.partitions):
+                continue
+            receipt = self.chain.receipt(msg["message"]) if msg["message"] else None
+            if receipt is None or receipt.ok:      # pending or landed; one that failed may be sent again
+                return msg
+        return None
+
     def _submit(self, r: "Round", info: dict) -> None:
         head = r.d.current_epoch
         if head < r.d.open + r.m.post.submit_confidence:
+            return
+        sent = self._journalled(r)
+        if sent is not None:
+            if sent["message"] is None:
+                return             # the commitment loop sends what the outbox holds unsent; adopt it then
+            info.update(state="submitted", message=sent["message"])
+            self._save(r.key, info)
+            log.info("%s: SubmitWindowedPoSt already journalled as nonce %d (%s): adopted", r, sent["nonce"], sent["message"])
             return
         parts = self.chain.deadline_partitions(r.m.actor, r.d.index)
         skipped = {int(n) for n in info.get("skipped") or {}}

@@ -197,6 +197,12 @@ class ManagerState:
         return [{"miner": r[0], "nonce": r[1], "kind": r[2], "method": r[3], "params": json.loads(r[4]),
                  "sectors": json.loads(r[5])} for r in rows]
 
+    def outbox_messages(self, miner: int, kind: str, method: str) -> list[dict]:
+        """The miner's journalled messages of a kind and method, sent or not, oldest first."""
+        rows = self.db.query("SELECT nonce, params, message FROM outbox WHERE miner = ? AND kind = ? AND method = ? "
+                             "ORDER BY nonce", (miner, kind, method))
+        return [{"nonce": r[0], "params": json.loads(r[1]), "message": r[2]} for r in rows]
+
     def record_sent(self, miner: int, nonce: int, message: str) -> None:
         with self.tx() as db:
             row = db.execute("SELECT kind, sectors FROM outbox WHERE miner = ? AND nonce = ?", (miner, nonce)).fetchone()
