@@ -60,7 +60,8 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
         secret = load_or_create_secret(home / "secret")
         threads = [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "unseal"}]
         cfg.write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads,
-                                   sealing={"enable_deals": True}))
+                                   sealing={"enable_deals": True}, worker={"unseal_output_dirs": [str(tmp_path / "out")]}))
+        (tmp_path / "out").mkdir()
         worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
         deadline = time.monotonic() + 180
         while True:
@@ -76,7 +77,7 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
 
         # unseal: each piece back to a file, byte for byte; to a store; refusals and a failed write
         for f, d in ((big, deals[0]), (small, deals[1])):
-            out = tmp_path / f"unsealed-{f.name}"
+            out = tmp_path / "out" / f"unsealed-{f.name}"
             task = json.loads(run_cli("util", "sectors", "unseal", "1000-1", "--piece", d["PieceCID"], "--dest", f"file://{out}",
                                       "--wait", "60", *cli, "--json", check=True).stdout)
             assert task["State"] == "done" and out.read_bytes() == f.read_bytes()
@@ -84,9 +85,19 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
                                   "store://persist-1/unsealed/small", "--wait", "60", *cli, "--json", check=True).stdout)
         assert task["State"] == "done" and (home / "persist-1" / "unsealed" / "small").read_bytes() == small.read_bytes()
         p = run_cli("util", "sectors", "unseal", "1000-1", "--piece", deals[1]["PieceCID"], "--dest",
-                    f"file://{tmp_path}/no-such-dir/out", "--wait", "60", *cli)
+                    f"file://{tmp_path}/out/no-such-dir/out", "--wait", "60", *cli)
         assert p.returncode == 1 and "failed" in p.stdout and "cannot write" in p.stdout
-        assert not (tmp_path / "no-such-dir").exists()
+        assert not (tmp_path / "out" / "no-such-dir").exists()
+        # the attack: the worker writing over its own config; then over a file it wrote; then a symlink out
+        config_before = cfg.read_bytes()
+        (tmp_path / "out" / "link").symlink_to(tmp_path)
+        for dest, msg in ((f"file://{cfg}", "outside the worker's unseal_output_dirs"),
+                          (f"file://{tmp_path}/out/../worker.toml", "'..'"),
+                          (f"file://{tmp_path}/out/link/worker.toml", "leads outside"),
+                          (f"file://{tmp_path}/out/unsealed-{small.name}", "already exists")):
+            p = run_cli("util", "sectors", "unseal", "1000-1", "--piece", deals[0]["PieceCID"], "--dest", dest, "--wait", "60", *cli)
+            assert p.returncode == 1 and "failed" in p.stdout and msg in p.stdout, (dest, p.stdout, p.stderr)
+        assert cfg.read_bytes() == config_before and (tmp_path / "out" / f"unsealed-{small.name}").read_bytes() == small.read_bytes()
         for args, msg in (([unknown, "file:///tmp/x"], "is not in sector"), ([deals[0]["PieceCID"], "store://nope/x"],
                           "no persist store named"), ([deals[0]["PieceCID"], "ftp://x"], "is not file:///path")):
             p = run_cli("util", "sectors", "unseal", "1000-1", "--piece", args[0], "--dest", args[1], *cli)
@@ -95,7 +106,7 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
         task = json.loads(run_cli("util", "sectors", "unseal", "1000-1", "--piece", deals[0]["PieceCID"], "--dest", "piecestore",
                                   "--wait", "60", *cli, "--json", check=True).stdout)
         assert task["State"] == "done" and (home / "pieces" / deals[0]["PieceCID"]).read_bytes() == big.read_bytes()
-        assert len(admin.call("Venus.UnsealTasks")) == 5       # the refused ones left nothing behind
+        assert len(admin.call("Venus.UnsealTasks")) == 9       # the refused ones left nothing behind
     finally:
         for p in (worker, manager):
             if p is not None:

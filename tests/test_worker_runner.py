@@ -60,7 +60,7 @@ def _ctx(tmp_path, rpc, run_stage=None, **sealing):
     store = tmp_path / "store"
     store.mkdir(exist_ok=True)
     return SimpleNamespace(rpc=rpc, sealing=cfg, location=tmp_path / "loc", attached=[AttachedStore("store", store)],
-                           parent_cache=tmp_path / "parents", worker_name="w1", pc2_procs=1, local_pieces_dirs=[],
+                           parent_cache=tmp_path / "parents", worker_name="w1", pc2_procs=1, local_pieces_dirs=[], unseal_output_dirs=[tmp_path / "out"],
                            external=lambda stage: False, run_stage=run_stage or (lambda stage, fn, *a: fn(*a)))
 
 

@@ -11,7 +11,7 @@ from ..core.signals import wait_for_stop_signal
 
 from ..core.db import DatabaseError
 from ..core.output import emit
-from ..rpc.auth import PERMISSIONS, issue_token, load_or_create_secret
+from ..rpc.auth import PERMISSIONS, TOKEN_CACHE_SECONDS, issue_token, jwt_expiry, load_or_create_secret, rotate_secret
 
 DEFAULT_HOME = Path.home() / ".damocles-manager"
 
@@ -43,10 +43,15 @@ def add_parsers(manager: argparse._SubParsersAction) -> None:
                    help="replace the home's databases (they are moved aside as *.before-restore-<time>)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_restore)
-    p = manager.add_parser("token", help="issue an API token")
+    p = manager.add_parser("token", help="issue an API token (--rotate: replace the secret first, refusing every old token)")
     p.add_argument("--home", type=Path, default=DEFAULT_HOME)
     p.add_argument("--perm", choices=PERMISSIONS, default="write")
     p.add_argument("--name", default="")
+    p.add_argument("--ttl", type=_seconds, default=None, metavar="SECONDS",
+                   help="the token expires this many seconds from now (default: no expiry)")
+    p.add_argument("--rotate", action="store_true",
+                   help="replace the manager's secret: every token issued before is refused at once by a running "
+                        f"manager and within {int(TOKEN_CACHE_SECONDS)} s by its workers; then issue the new token")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_token)
 
@@ -78,10 +83,29 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ttl: {text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"--ttl: must be positive seconds, got {text}")
+    return value
+
+
 def cmd_token(args) -> int:
-    secret = load_or_create_secret(args.home / "secret")
-    token = issue_token(secret, args.perm, args.name)
-    emit({"token": token, "perm": args.perm}, args.json, [token])
+    secret_file = args.home / "secret"
+    if args.rotate:
+        if not secret_file.exists():
+            print(f"damocles: error: --rotate: {secret_file} not found (is {args.home} a manager home?)", file=sys.stderr)
+            return 2
+        rotate_secret(secret_file)
+    secret = load_or_create_secret(secret_file)
+    token = issue_token(secret, args.perm, args.name, ttl=args.ttl)
+    out = {"token": token, "perm": args.perm, "rotated": args.rotate}
+    if args.ttl is not None:
+        out["expires"] = jwt_expiry(token)
+    emit(out, args.json, [token])
     return 0
 
 

@@ -2,7 +2,8 @@
 the devnet, and AcquireDeals packing pending deals into a sector.
 
 - A piece is uploaded to `PUT /piecestore/<piece CID>` (admin); the manager computes its CommP
-  and refuses a body whose CommP is not the CID. Workers read it back from
+  and refuses a body whose CommP is not the CID. Each upload writes its own temporary file and
+  renames the one it checked; one upload per CID at a time (a concurrent one is refused, 409). Workers read it back from
   `GET /piecestore/<piece CID>` (write) unless they have it in a `local_pieces_dirs`.
 - `Venus.MarketImportDeal` publishes a deal for a stored piece and keeps it pending.
 - AcquireDeals takes pending deals in the order they were imported, in Filecoin's alignment (each
@@ -14,6 +15,8 @@ the devnet, and AcquireDeals packing pending deals into a sector.
 from __future__ import annotations
 
 import re
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.files import atomic_output
@@ -26,9 +29,27 @@ EPOCHS_PER_DAY = 2880
 CID_RE = re.compile(r"^baga6ea4sea[a-z2-7]{40,80}$")
 
 
+class UploadInProgress(ValueError):
+    """Another upload of the same piece CID is running (HTTP 409: try again when it is done)."""
+
+
 class Market:
     def __init__(self, config, state, chain):
         self.config, self.state, self.chain = config, state, chain
+        self._uploading: set[str] = set()
+        self._uploading_lock = threading.Lock()
+
+    @contextmanager
+    def _sole_upload(self, cid: str):
+        with self._uploading_lock:
+            if cid in self._uploading:
+                raise UploadInProgress(f"another upload of {cid} is in progress: try again when it has finished")
+            self._uploading.add(cid)
+        try:
+            yield
+        finally:
+            with self._uploading_lock:
+                self._uploading.discard(cid)
 
     # ------------------------------------------------------------------ piece store
 
@@ -47,7 +68,7 @@ class Market:
             raise ValueError("the manager has no [[Common.PieceStores]] to keep pieces in")
         store = self.config.piece_stores[0]
         store.path.mkdir(parents=True, exist_ok=True)
-        with atomic_output(store.path / cid) as tmp:      # a temporary of this upload's own
+        with self._sole_upload(cid), atomic_output(store.path / cid) as tmp:      # a temporary of this upload's own
             with open(tmp, "wb") as f:
                 left = length
                 while left > 0:

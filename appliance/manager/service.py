@@ -13,7 +13,7 @@ from pathlib import Path
 from ..chain.devnet import Devnet
 from ..core.proof_types import seal_proof
 from ..core.sector import sector_name
-from ..rpc.auth import NetworkAllowList, load_or_create_secret
+from ..rpc.auth import NetworkAllowList, SecretFile, load_or_create_secret
 from ..rpc.server import RPCServer
 from . import api
 from .commitment import Committer
@@ -109,7 +109,7 @@ class ManagerService:
         self.config = config or load_config(self.home / "manager.toml")
         for w in self.config.warnings:
             log.warning(w)
-        self.secret = load_or_create_secret(self.home / "secret")
+        self.secret = SecretFile(self.home / "secret")     # read again when `manager token --rotate` replaces it
         self.state, self.chain = open_stores(self.home, self.config.chain, [m.actor for m in self.config.miners],
                                              rebuild_from_chain,      # refuses a state behind its chain
                                              self.config.persist_stores, self.config.piece_stores)

@@ -1,15 +1,25 @@
 """Bearer tokens: JWTs signed (HS256) with the manager's secret, carrying Lotus' "Allow" claim.
 Permissions are ordered read < write < sign < admin; a token allows its level and those below.
-Workers and provers need write, dashboards read, operator actions admin."""
+Workers and provers need write, dashboards read, operator actions admin. `exp` and `nbf` are
+checked on every use; the manager reads its secret file again when it changes, so a rotated
+secret refuses every old token at once."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 import jwt
+
+from ..core.files import atomic_write
+
+TOKEN_CACHE_SECONDS = 60.0      # how long a worker trusts the manager's word on a token
+TOKEN_CACHE_ENTRIES = 1024
 
 PERMISSIONS = ("read", "write", "sign", "admin")
 
@@ -45,25 +55,113 @@ def load_or_create_secret(path: str | os.PathLike) -> bytes:
     return secret
 
 
-def issue_token(secret: bytes, perm: str, name: str = "") -> str:
+def rotate_secret(path: str | os.PathLike) -> None:
+    """Replace the secret with new random bytes (atomically, 0600): every token signed with the
+    old one is refused from now on."""
+    atomic_write(Path(path), secrets.token_hex(32) + "\n", mode=0o600)
+
+
+class SecretFile:
+    """The manager's secret, read again whenever the file changes (a rotation by
+    `damocles manager token --rotate` takes effect on the running manager at the next request)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp = None
+        self._secret = load_or_create_secret(self.path)
+        self._stamp = self._stat()
+
+    def _stat(self):
+        st = os.stat(self.path)
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def current(self) -> bytes:
+        try:
+            stamp = self._stat()
+        except OSError as exc:
+            raise AuthError(f"secret file {self.path} cannot be read: {exc.strerror or exc}") from None
+        with self._lock:
+            if stamp != self._stamp:
+                self._secret, self._stamp = load_or_create_secret(self.path), stamp
+            return self._secret
+
+
+def secret_bytes(secret: "bytes | SecretFile") -> bytes:
+    return secret.current() if isinstance(secret, SecretFile) else secret
+
+
+def issue_token(secret: "bytes | SecretFile", perm: str, name: str = "", ttl: float | None = None) -> str:
+    """A token allowing `perm` (and the levels below); with `ttl`, it expires that many seconds from now."""
     check_permission(perm)
     allow = list(PERMISSIONS[: PERMISSIONS.index(perm) + 1])
     claims = {"Allow": allow}
     if name:
         claims["Name"] = name
-    return jwt.encode(claims, secret, algorithm="HS256")
+    if ttl is not None:
+        if not ttl > 0:
+            raise ValueError(f"token lifetime must be positive seconds, got {ttl}")
+        now = int(time.time())
+        claims.update(iat=now, nbf=now, exp=now + int(ttl))
+    return jwt.encode(claims, secret_bytes(secret), algorithm="HS256")
 
 
-def verify_token(secret: bytes, token: str) -> str:
-    """The token's highest permission; AuthError if the token is not one of ours."""
+def jwt_expiry(token: str) -> int | None:
+    """The token's `exp` (Unix seconds), read without verifying it."""
+    return jwt.decode(token, options={"verify_signature": False}).get("exp")
+
+
+def verify_token(secret: "bytes | SecretFile", token: str) -> str:
+    """The token's highest permission; AuthError if the token is not one of ours, or is
+    outside its `nbf`..`exp` window."""
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"])
+        claims = jwt.decode(token, secret_bytes(secret), algorithms=["HS256"])
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {exc}") from None
     allow = claims.get("Allow")
     if not isinstance(allow, list) or not allow or not all(a in PERMISSIONS for a in allow):
         raise AuthError("invalid token: no valid Allow claim")
     return max(allow, key=PERMISSIONS.index)
+
+
+class TokenCache:
+    """Tokens found valid recently -> their permission, so a worker need not ask the manager on
+    every request. Bounded in time (an entry lives `ttl` seconds, never past the token's `exp`,
+    and is not used before its `nbf`) and in size (the oldest entries go first)."""
+
+    def __init__(self, ttl: float = TOKEN_CACHE_SECONDS, max_entries: int = TOKEN_CACHE_ENTRIES):
+        self.ttl, self.max_entries = ttl, max_entries
+        self._entries: OrderedDict[str, tuple[str, float, float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> str | None:
+        now_mono, now = time.monotonic(), time.time()
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None:
+                return None
+            perm, until, nbf, exp = entry
+            if now_mono >= until or now >= exp or now < nbf:
+                del self._entries[token]
+                return None
+            return perm
+
+    def put(self, token: str, perm: str) -> None:
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})   # only read: the caller verified it
+        except jwt.PyJWTError:
+            return
+        exp, nbf = claims.get("exp", float("inf")), claims.get("nbf", float("-inf"))
+        if not isinstance(exp, (int, float)) or not isinstance(nbf, (int, float)):
+            return
+        with self._lock:
+            self._entries.pop(token, None)
+            self._entries[token] = (perm, time.monotonic() + self.ttl, nbf, exp)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class NetworkAllowList:

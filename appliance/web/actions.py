@@ -24,7 +24,7 @@ ACTION_ERROR = 11050     # the worker could not be reached or refused
 class SectorActions:
     def __init__(self, state, sealer, secret: bytes, timeout: float = 10.0):
         self.state, self.sealer, self.timeout = state, sealer, timeout
-        self._token = issue_token(secret, "admin", "manager-actions")
+        self._secret = secret       # a token per call: short-lived, and signed with the current secret after a rotation
 
     def _locate(self, sid: dict) -> tuple[dict, RPCClient, dict]:
         """(record, the worker's RPC client, the sealing thread holding the sector)."""
@@ -39,7 +39,7 @@ class SectorActions:
         dest = (infos.get(worker) or {}).get("Dest")
         if not dest:
             raise RPCError(ACTION_ERROR, f"worker {worker!r} (holding {name}) has not pinged the manager with its RPC address")
-        client = RPCClient(f"http://{dest}", self._token, timeout=self.timeout)
+        client = RPCClient(f"http://{dest}", issue_token(self._secret, "admin", "manager-actions", ttl=60), timeout=self.timeout)
         try:
             threads = client.call("VenusWorker.WorkerList")
         except TransportError as exc:

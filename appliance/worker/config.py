@@ -105,6 +105,7 @@ class WorkerConfig:
     static_tree_d: dict[str, Path] = field(default_factory=dict)
     processors: dict[str, list[ProcessorConfig]] = field(default_factory=dict)
     local_pieces_dirs: list[Path] = field(default_factory=list)
+    unseal_output_dirs: list[Path] = field(default_factory=list)     # file:// unseal destinations: only inside these
     warnings: list[str] = field(default_factory=list)
 
 
@@ -125,12 +126,20 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
     w = cfg.warnings
     warn_unknown(raw, {"worker", "metrics", "sector_manager", "sealing", "sealing_thread", "attached", "processors"}, "worker.toml", w)
     worker = table(raw.get("worker", {}), "[worker]")
-    warn_unknown(worker, {"name", "rpc_server", "ping_interval", "local_pieces_dir", "local_pieces_dirs", "scan_persist_stores"}, "[worker]", w)
+    warn_unknown(worker, {"name", "rpc_server", "ping_interval", "local_pieces_dir", "local_pieces_dirs", "scan_persist_stores",
+                          "unseal_output_dirs"}, "[worker]", w)
     cfg.name = str(worker.get("name", "")) or os.uname().nodename
     dirs = worker.get("local_pieces_dirs", [worker["local_pieces_dir"]] if "local_pieces_dir" in worker else [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise ConfigError(f"[worker].local_pieces_dirs: {dirs!r} is not a list of directories")
     cfg.local_pieces_dirs = [Path(d).expanduser() for d in dirs]
+    out_dirs = worker.get("unseal_output_dirs", [])
+    if not isinstance(out_dirs, list) or not all(isinstance(d, str) and d for d in out_dirs):
+        raise ConfigError(f"[worker].unseal_output_dirs: {out_dirs!r} is not a list of directories")
+    cfg.unseal_output_dirs = [Path(d).expanduser() for d in out_dirs]
+    for d in cfg.unseal_output_dirs:
+        if not d.is_absolute():
+            raise ConfigError(f"[worker].unseal_output_dirs: {str(d)!r} is not an absolute path")
     rpc = table(worker.get("rpc_server", {}), "[worker.rpc_server]")
     cfg.rpc_host = str(rpc.get("host", cfg.rpc_host))
     port = rpc.get("port", cfg.rpc_port)

@@ -1,6 +1,8 @@
 """The worker's own RPC (`VenusWorker.*`, as Damocles): list the sealing threads, pause one,
 resume one (optionally at a named state). It accepts the manager's tokens, checked with the
-manager's `Venus.AuthVerify` (each token once)."""
+manager's `Venus.AuthVerify`; the answer is trusted for at most TOKEN_CACHE_SECONDS (60 s), never
+past the token's `exp`, so a token refused by the manager (its secret rotated) is refused here
+within one cache period."""
 
 from __future__ import annotations
 
@@ -9,21 +11,28 @@ from urllib.parse import urlparse
 
 from .. import __version__
 from ..rpc import RPCError, INVALID_PARAMS
-from ..rpc.auth import PERMISSIONS, AuthError
+from ..rpc.auth import PERMISSIONS, TOKEN_CACHE_SECONDS, AuthError, TokenCache
 from ..rpc.client import RPCClient, TransportError
 from ..rpc.server import RPCServer
 from ..rpc.wire import optional, string, u64
 
 
-def manager_verifier(rpc: RPCClient):
+def manager_verifier(rpc: RPCClient, cache_seconds: float = TOKEN_CACHE_SECONDS):
+    cache = TokenCache(cache_seconds)
+
     def verify(token: str) -> str:
+        perm = cache.get(token)
+        if perm is not None:
+            return perm
         try:
             perms = RPCClient(rpc.url, token, timeout=10).call("Venus.AuthVerify", token)
         except (TransportError, RPCError) as exc:
             raise AuthError(f"the manager did not accept the token: {exc}") from None
         if not perms or not all(p in PERMISSIONS for p in perms):
             raise AuthError("the manager returned no permissions for the token")
-        return max(perms, key=PERMISSIONS.index)
+        perm = max(perms, key=PERMISSIONS.index)
+        cache.put(token, perm)      # failures are not cached
+        return perm
     return verify
 
 
@@ -41,8 +50,8 @@ def reachable_host(bind_host: str, manager_url: str) -> str:
             return "127.0.0.1"
 
 
-def build_server(service) -> RPCServer:
-    server = RPCServer(None, verifier=manager_verifier(service.rpc))
+def build_server(service, token_cache_seconds: float = TOKEN_CACHE_SECONDS) -> RPCServer:
+    server = RPCServer(None, verifier=manager_verifier(service.rpc, token_cache_seconds))
 
     def thread(index: int):
         if index >= len(service.threads):

@@ -93,6 +93,7 @@ class ThreadContext:
     pc2_procs: int = 1
     tasklog: TaskLog = field(default_factory=TaskLog)
     local_pieces_dirs: list[Path] = field(default_factory=list)
+    unseal_output_dirs: list[Path] = field(default_factory=list)     # where file:// unseal destinations may be
 
     def external(self, stage: str) -> bool:
         return self.processors is not None and self.processors.external(stage)
@@ -166,7 +167,8 @@ class WorkerService:
                 cls = {"unseal": UnsealThread, "rebuild": RebuildThread, "snapup": SnapUpThread}[t.plan]
                 self.threads.append(cls(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached,
                                                                   parent_cache, config.name, limits, self.processors,
-                                                                  pc2_procs, self.tasklog, config.local_pieces_dirs), t))
+                                                                  pc2_procs, self.tasklog, config.local_pieces_dirs,
+                                                                  config.unseal_output_dirs), t))
             elif t.plan == "wdpost":
                 self.threads.append(WdPostThread(i, config.name, config.manager_url, config.manager_token, config.attached,
                                                  t.sealing, self.processors.pools.get("window_post")))

@@ -1,7 +1,8 @@
 """A sealing thread with `plan = "unseal"`: takes unseal tasks from the manager
 (AllocateUnsealSector), regenerates the sector's key in its location (the `unseal` stage, in its
 processor pool when configured), decodes the piece, checks its CommP against the piece CID,
-writes it to the task's destination and reports the outcome (AchieveUnsealSector). A task that
+writes it to the task's destination (the piece store, an attached store, or a file inside a
+`[worker] unseal_output_dirs` directory, never replacing a file: see unseal_dest) and reports the outcome (AchieveUnsealSector). A task that
 fails is reported with the reason; nothing half-written is left at the destination. Journalled:
 a piece written before a crash is reported at the next start, not unsealed again."""
 
@@ -9,10 +10,8 @@ from __future__ import annotations
 
 import base64
 import tempfile
-from pathlib import Path
 
 from ..core.crash import crash_point
-from ..core.files import atomic_write
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID, sector_name
 from ..proofs.cid import commd_to_cid
@@ -21,6 +20,7 @@ from ..proofs.unseal import unseal_range
 from ..rpc.client import HTTPStatusError
 from .plan import Plan
 from .task_thread import TaskSteps, TaskThread
+from .unseal_dest import resolve_destination, write_new_file
 
 UNSEAL = Plan("unseal", ("Empty", "Unsealing", "Finished", "Aborted"), {
     ("Empty", "Allocate"): "Unsealing",
@@ -63,17 +63,9 @@ class UnsealSteps(TaskSteps):
                 except HTTPStatusError as exc:
                     raise ValueError(f"the piece store refused the piece: {exc}") from None
             return
-        if dest.startswith("file://"):
-            path = Path(dest[len("file://"):])
-        else:
-            store_name, _, rel = dest[len("store://"):].partition("/")
-            store = next((a for a in self.ctx.attached if a.name == store_name), None)
-            if store is None:
-                raise ValueError(f"destination store {store_name!r} is not attached to this worker")
-            path = store.location / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
+        path, root = resolve_destination(dest, self.ctx.unseal_output_dirs, self.ctx.attached)
         try:
-            atomic_write(path, payload)
+            write_new_file(path, root, payload, make_dirs=dest.startswith("store://"))   # an operator's directories are not made
         except OSError as exc:
             raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
 
