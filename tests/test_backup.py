@@ -16,6 +16,8 @@ from appliance.chain.devnet import Devnet
 from appliance.chain.policy import ChainPolicy
 from appliance.manager.backup import BackupError, restore
 from appliance.manager.state import ManagerState
+from appliance.rpc.auth import issue_token, load_or_create_secret
+from appliance.rpc.client import RPCClient
 
 from .conftest import ROOT, damocles_cmd
 from .manager_driver import ManagerProc, drive_sectors
@@ -39,10 +41,17 @@ def test_backup_under_load_restores_on_another_home_and_carries_on(tmp_path):
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
+    # the load comes from a credential of its own: a worker's in-flight limit ([Sealing]
+    # MaxInFlightPerWorker) ends it, and never starves the sealing above
+    load = RPCClient(m.rpc.url, issue_token(load_or_create_secret(m.home / "secret"), "write", "load"), timeout=30)
+
     def allocate():
         try:
             while not stop.is_set():
-                allocated.append(m.call("Venus.AllocateSector", {})["ID"]["Number"])
+                got = load.call("Venus.AllocateSector", {})
+                if got is None:               # the limit: this credential holds as many as it may
+                    break
+                allocated.append(got["ID"]["Number"])
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
