@@ -361,7 +361,7 @@ class Work:
                 (self.c.home / "persist-1" / "sealed" / f"s-t01000-{n}").unlink()
                 self.d.call("Venus.SectorSetForRebuild", {"Miner": 1000, "Number": n})
                 self.rebuilt.append(n)
-            out = self.tmp / f"unsealed-{self.waves}.bin"
+            out = self.tmp / "unsealed" / f"unsealed-{self.waves}.bin"     # inside the worker's unseal_output_dirs
             self.d.call("Venus.UnsealPiece", {"Miner": 1000, "Number": deal_sector}, self.sealed_deal["PieceCID"], f"file://{out}")
             self.unsealed.append(out)
         self.waves += 1
@@ -511,7 +511,9 @@ def test_random_kills_lose_nothing_and_stick_nowhere(tmp_path):
         deal_piece.write_bytes(bytes(range(256)) * 3 + b"sealed with its deal" * 10)   # 968 bytes: a 1 KiB piece
         sealed_deal = json.loads(run_cli("util", "piece", "import", str(deal_piece), "--miner", "1000", *cli, "--json",
                                          check=True).stdout)
-        (tmp_path / "worker.toml").write_text(worker_toml(c.url, c.token("write"), home / "persist-1", thread_tables(tmp_path)))
+        (tmp_path / "unsealed").mkdir()
+        (tmp_path / "worker.toml").write_text(worker_toml(c.url, c.token("write"), home / "persist-1", thread_tables(tmp_path),
+                                                          worker={"unseal_output_dirs": [str(tmp_path / "unsealed")]}))
         (tmp_path / "prover.toml").write_text(post_toml(c.url, c.token("write"), home / "persist-1", name="prover"))
         c.start_worker()
         c.start_prover()
