@@ -1,6 +1,6 @@
 """`damocles hwinfo`, `damocles plan` and the body of `damocles worker check`. All three take
-`--root DIR` (a captured machine: a directory in the layout of ../shared/fixtures, or its
-.tgz) and `--json`. `plan` asks nothing: install scripts call it with `--out FILE --force`."""
+`--root DIR` (a captured machine: a directory in the capture layout
+`hwcap/root/{sys,proc}` with tool output beside `root/`, or its .tgz) and `--json`. `plan` asks nothing: install scripts call it with `--out FILE --force`."""
 
 from __future__ import annotations
 

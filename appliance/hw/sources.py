@@ -1,5 +1,5 @@
 """Where discovery reads from. A `Root` is either the live machine ("/") or a captured tree
-(the layout of ../shared/fixtures: `hwcap/root/{sys,proc}` mirrors sysfs and procfs, and the
+(the capture layout, as in tests/fixtures: `hwcap/root/{sys,proc}` mirrors sysfs and procfs, and the
 files beside `root/` hold tool output: `nvml.json`, `nvml.err`, `nvidia_smi_q.xml`,
 `nvidia_topo.txt`, `lscpu.txt`, `df.txt` ...). Every sysfs/procfs path goes through
 `Root.sys()` / `Root.proc()`; tool output is read from the capture instead of running the tool

@@ -1,5 +1,5 @@
 """The SealerAPI the sealer plan needs, with Damocles' semantics and result codes
-(research/damocles.md section 5). Answers are in Damocles' wire shapes."""
+(Damocles' manager `core/api.go`). Answers are in Damocles' wire shapes."""
 
 from __future__ import annotations
 

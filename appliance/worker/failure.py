@@ -1,4 +1,4 @@
-"""Failure levels of a sealing step (research/damocles.md section 4):
+"""Failure levels of a sealing step, as Damocles' worker has them:
 temp (retried `max_retries` times every `recover_interval`, then perm; an unreachable manager
 is retried without limit), perm and crit (the thread
 pauses until an operator resumes it), abort (the sector is given up and reported). Wait is not a

@@ -1,4 +1,4 @@
-"""Stage tasks in Damocles' vc-processors shapes (research/damocles.md section 6), their builtin
+"""Stage tasks in Damocles' vc-processors shapes (Damocles' vc-processors crate), their builtin
 implementations (what `damocles processor <stage>` runs), and strict readers of their outputs.
 Inputs follow Damocles (snake_case, proof types by name, 32-byte values as int arrays); outputs
 of the builtin stages are our own documented shapes (docs/processors.md)."""
