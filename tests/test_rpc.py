@@ -34,13 +34,13 @@ def served(tmp_path):
     server.shutdown()
 
 
-def raw(url, body: bytes, token=None):
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+def raw(url, body: bytes, token=None, headers=None):
+    """(HTTP status, decoded JSON answer) of one POST /rpc/v0 of `body` as it is."""
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {}),
+               **(headers or {})}
     req = urllib.request.Request(url + "/rpc/v0", data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())

@@ -13,26 +13,18 @@ import urllib.request
 
 import pytest
 
-from appliance.manager.service import ManagerService, init_home
 from appliance.rpc.auth import NetworkAllowList, issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 from appliance.rpc.server import RPCServer
 from appliance.rpc.wire import sector_id, string, u64
 
-from .test_web import CONFIG
+from .test_rpc import raw
+from .test_web import manager  # noqa: F401 (the in-process manager fixture, shared)
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def post(url, body: bytes, token=None, headers=None):
-    """(HTTP status, decoded JSON answer) of one POST /rpc/v0; the server must answer."""
-    h = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
-    req = urllib.request.Request(url + "/rpc/v0", data=body, headers=h, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+
 
 
 def request(method, params, rid=1) -> bytes:
@@ -73,10 +65,10 @@ def test_without_a_token_the_body_is_never_parsed(served, monkeypatch, caplog, c
     parsed = []
     monkeypatch.setattr(server_mod, "parse_body", lambda body: parsed.append(body), raising=False)
     for body in (b"[" * 1000 + b"]" * 1000, with_param("Test.Count", b"9" * 5000), b"{not json"):
-        status, answer = post(url, body)
+        status, answer = raw(url, body)
         assert status == 401 and answer["error"]["code"] == -32001 and "missing bearer token" in answer["error"]["message"]
     server.allow_list = NetworkAllowList(["10.0.0.0/8"], "write")       # the caller is not in it
-    assert post(url, b"[" * 1000)[0] == 401
+    assert raw(url, b"[" * 1000)[0] == 401
     assert parsed == [] and calls == []
     assert no_traceback_logged(caplog, capfd)
 
@@ -95,10 +87,10 @@ def test_nesting_digits_and_non_finite_numbers_are_bounded_refusals(served, capl
         (b'"\\ud800"\xff', -32700, "not UTF-8"),
     ]
     for body, code, message in cases:
-        status, answer = post(url, body, token)
+        status, answer = raw(url, body, token)
         assert status == 200 and answer["error"]["code"] == code, (body[:40], answer)
         assert message in answer["error"]["message"], answer
-    assert post(url, with_param("Test.Any", b'["[{\\"not", "nesting\\"}]"]'), token)[1]["result"] is None   # brackets in strings
+    assert raw(url, with_param("Test.Any", b'["[{\\"not", "nesting\\"}]"]'), token)[1]["result"] is None   # brackets in strings
     assert calls == [["[{\"not", "nesting\"}]"]]
     assert no_traceback_logged(caplog, capfd)
 
@@ -114,19 +106,19 @@ def test_integers_outside_their_range_and_lone_surrogates_name_the_field(served)
         (with_param("Test.Any", b'{"\\ud83d": 1}'), "n (a key): holds a lone UTF-16 surrogate"),
     ]
     for body, message in cases:
-        status, answer = post(url, body, token)
+        status, answer = raw(url, body, token)
         assert status == 200 and answer["error"]["code"] == -32602, answer
         assert message in answer["error"]["message"], answer
     assert calls == []
-    post(url, with_param("Test.Text", b'"\\ud83d\\ude00"'), token)       # a surrogate pair is one character
+    raw(url, with_param("Test.Text", b'"\\ud83d\\ude00"'), token)       # a surrogate pair is one character
     assert calls == ["\U0001F600"]
 
 
 def test_answers_are_strict_json_and_carry_no_traceback(served, caplog):
     server, url, token, calls = served
-    status, answer = post(url, request("Test.NaN", []), token)      # the old server wrote a bare NaN
+    status, answer = raw(url, request("Test.NaN", []), token)      # the old server wrote a bare NaN
     assert answer["error"]["code"] == -32603 and "cannot carry" in answer["error"]["message"]
-    status, answer = post(url, request("Test.Bug", []), token)
+    status, answer = raw(url, request("Test.Bug", []), token)
     assert answer["error"]["code"] == -32603 and "Traceback" not in json.dumps(answer) and 'File "' not in json.dumps(answer)
 
 
@@ -139,11 +131,11 @@ def test_state_changing_requests_need_json_and_the_same_origin(served):
         ({"Origin": "https://evil.example"}, 403, "origin 'https://evil.example'"),
         ({"Origin": "null"}, 403, "origin 'null'"),
     ]:
-        got, answer = post(url, body, token, headers)
+        got, answer = raw(url, body, token, headers)
         assert got == status and message in answer["error"]["message"], answer
     assert calls == []
     same = url.replace("http://", "")
-    assert post(url, body, token, {"Origin": f"http://{same}", "Content-Type": "application/json; charset=utf-8"})[0] == 200
+    assert raw(url, body, token, {"Origin": f"http://{same}", "Content-Type": "application/json; charset=utf-8"})[0] == 200
     assert calls == [1]
 
 
@@ -188,14 +180,6 @@ def test_stalled_and_trickling_clients_are_dropped_and_threads_are_bounded(serve
 # ------------------------------------------------------------- against a running manager
 
 
-@pytest.fixture
-def manager(tmp_path):
-    home = tmp_path / "m"
-    init_home(home, CONFIG)
-    svc = ManagerService(home)
-    host, port = svc.start("127.0.0.1:0")
-    yield svc, f"http://{host}:{port}"
-    svc.stop()
 
 
 def test_manager_refuses_attacks_and_its_state_is_unchanged(manager):
@@ -205,24 +189,24 @@ def test_manager_refuses_attacks_and_its_state_is_unchanged(manager):
     before = RPCClient(url, admin).call("Venus.ListSectors")
     head = RPCClient(url, admin).call("Venus.DevnetHead")
 
-    status, answer = post(url, with_param("Venus.DevnetSetBlockTime", b"NaN"), admin)
+    status, answer = raw(url, with_param("Venus.DevnetSetBlockTime", b"NaN"), admin)
     assert answer["error"]["code"] == -32600
-    status, answer = post(url, with_param("Venus.DevnetSetBlockTime", b"Infinity"), admin)
+    status, answer = raw(url, with_param("Venus.DevnetSetBlockTime", b"Infinity"), admin)
     assert answer["error"]["code"] == -32600
     assert RPCClient(url, admin).call("Venus.DevnetHead")["BlockTime"] == head["BlockTime"]    # and it answers JSON
-    status, answer = post(url, request("Venus.ReportAborted", [dict(sid, Number=2 ** 63), "x"]), write)
+    status, answer = raw(url, request("Venus.ReportAborted", [dict(sid, Number=2 ** 63), "x"]), write)
     assert answer["error"]["code"] == -32602 and "sid.Number" in answer["error"]["message"]
-    status, answer = post(url, with_param("Venus.ReportAborted", json.dumps(sid).encode() + b', "\\udc80"'), write)
+    status, answer = raw(url, with_param("Venus.ReportAborted", json.dumps(sid).encode() + b', "\\udc80"'), write)
     assert answer["error"]["code"] == -32602 and "reason: holds a lone UTF-16 surrogate" in answer["error"]["message"]
-    status, answer = post(url, request("Venus.MinerInfo", [2 ** 63]), write)
+    status, answer = raw(url, request("Venus.MinerInfo", [2 ** 63]), write)
     assert answer["error"]["code"] == -32602 and answer["error"]["message"].startswith("miner:")
 
     # a web page on the operator's desktop, which AllowNetworks covers: a no-cors fetch can only
     # send text/plain, and a browser always says where it comes from
     svc.rpc.allow_list = NetworkAllowList(["127.0.0.0/8"], "admin")
     abort = request("Venus.AbortSector", [sid, "csrf"])
-    assert post(url, abort, headers={"Content-Type": "text/plain;charset=UTF-8", "Origin": "https://evil.example"})[0] == 403
-    assert post(url, abort, headers={"Content-Type": "text/plain;charset=UTF-8"})[0] == 415
+    assert raw(url, abort, headers={"Content-Type": "text/plain;charset=UTF-8", "Origin": "https://evil.example"})[0] == 403
+    assert raw(url, abort, headers={"Content-Type": "text/plain;charset=UTF-8"})[0] == 415
     req = urllib.request.Request(url + "/piecestore/baga6ea4seaq", data=b"x" * 127, method="PUT",
                                  headers={"Content-Type": "text/plain", "Authorization": f"Bearer {write}"})
     with pytest.raises(urllib.error.HTTPError) as e:
