@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from ..core.files import atomic_output
 from .failure import Temp
 
 PERSISTED_CACHE_FILES = ("p_aux", "t_aux")
@@ -43,28 +44,22 @@ def persist(p, store: Path, name: str, replica: Path | None = None, cache: Path 
 def copy_verified(src: Path, dst: Path, store: Path) -> str:
     """Stream `src` to `dst` (temporary name, fsync, read back, compare digests, rename, fsync
     the directory); returns the sha256. Raises StoreFull or Temp naming the store and the file."""
-    tmp = dst.with_name(dst.name + ".tmp")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        digest, size = _copy(src, tmp)
-        copied, copied_size = _read_back(tmp)
-        if (copied, copied_size) != (digest, size):
-            raise Temp(f"persisting {src.name} to {store_label(store)}: the copy ({copied_size} bytes, sha256 {copied[:16]}…) "
-                       f"differs from the original ({size} bytes, sha256 {digest[:16]}…); not persisted")
-        os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
+        with atomic_output(dst) as tmp:           # renamed (and the directory fsynced) only on a match
+            digest, size = _copy(src, tmp)
+            copied, copied_size = _hash_file(tmp)
+            if (copied, copied_size) != (digest, size):
+                raise Temp(f"persisting {src.name} to {store_label(store)}: the copy ({copied_size} bytes, sha256 "
+                           f"{copied[:16]}…) differs from the original ({size} bytes, sha256 {digest[:16]}…); not persisted")
         return digest
     except OSError as exc:
-        _unlink_quietly(tmp)
         where = f"persisting {src.name} to {store_label(store)}"
         if exc.errno in _FULL:
             raise StoreFull(f"{where}: the store is full ({errno.errorcode[exc.errno]}: {exc.strerror}); "
                             f"the partial copy was removed, retrying when space returns") from None
         code = f"{errno.errorcode.get(exc.errno, exc.errno)}: " if exc.errno else ""
         raise Temp(f"{where}: {code}{exc.strerror or exc} ({exc.filename or src})") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
 
 
 def _copy(src: Path, tmp: Path) -> tuple[str, int]:
@@ -85,7 +80,8 @@ def _copy(src: Path, tmp: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _read_back(path: Path) -> tuple[str, int]:
+def _hash_file(path: Path) -> tuple[str, int]:
+    """(sha256, size) of a file, read back in CHUNK-sized pieces."""
     h = hashlib.sha256()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -105,21 +101,6 @@ def _drop_cached(fd: int) -> None:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError:
             pass      # advice only: a file system that refuses it is still verified, from the cache
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def store_label(store: Path) -> str:
