@@ -6,11 +6,10 @@ hold the lock while they work, so that no manager starts on a home half restored
 
 from __future__ import annotations
 
-import fcntl
-import os
 from pathlib import Path
 
 from ..core.db import DatabaseError
+from ..core.pidlock import LockHeld, PidLock
 
 LOCK_FILE = ".manager.lock"
 
@@ -19,35 +18,17 @@ class HomeInUse(DatabaseError):
     """Another process holds the manager home's lock."""
 
 
-def _holder(fd: int) -> str:
-    """Who holds the lock, from what it wrote: '<pid> <what it does>'."""
-    pid, _, role = os.pread(fd, 128, 0).decode(errors="replace").strip().partition(" ")
-    return f"{role or 'a manager'} (pid {pid})" if pid.isdigit() else "another process"
-
-
-class HomeLock:
-    """The exclusive lock on a manager home, taken at once or refused (never waited for)."""
+class HomeLock(PidLock):
+    """The exclusive lock on a manager home."""
 
     def __init__(self, home: Path, role: str = "manager run", purpose: str = "a home runs one manager at a time"):
-        self.path = Path(home) / LOCK_FILE
         Path(home).mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(self._fd)
-            os.close(self._fd)
-            self._fd = None
-            raise HomeInUse(f"manager home {Path(home)} is in use by {holder}, which holds {self.path}: {purpose}") from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()} damocles {role}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            super().__init__(Path(home) / LOCK_FILE, f"damocles {role}")
+        except LockHeld as held:
+            holder = f"{held.role or 'a manager'} (pid {held.pid})" if held.pid is not None else "another process"
+            raise HomeInUse(f"manager home {Path(home)} is in use by {holder}, which holds {Path(home) / LOCK_FILE}: "
+                            f"{purpose}") from None
 
 
 def try_lock(home: Path, role: str) -> HomeLock | None:

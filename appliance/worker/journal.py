@@ -7,14 +7,13 @@ never replaced by an empty one. The location is locked (`.holder`, flock) while 
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
 
 from ..core.db import DatabaseError, Schema, open_database, transaction
+from ..core.pidlock import LockHeld, PidLock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sector (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL);
@@ -42,30 +41,19 @@ class JournalWriteError(Exception):
         self.no_space = full
 
 
-class LocationLock:
+class LocationLock(PidLock):
     """Exclusive use of a sealing location by one worker process."""
 
     def __init__(self, location: Path):
         self.location = Path(location)
         try:
             self.location.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.location / ".holder", os.O_RDWR | os.O_CREAT, 0o644)
+            super().__init__(self.location / ".holder", "damocles worker", 0o644)
+        except LockHeld as held:
+            raise JournalError(f"sealing location {self.location} is in use by worker process "
+                               f"{held.pid if held.pid is not None else 'another process'}") from None
         except OSError as exc:
             raise JournalError(f"sealing location {self.location} cannot be used: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "another process"
-            os.close(self._fd)
-            raise JournalError(f"sealing location {self.location} is in use by worker process {holder}") from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 
 
 class Journal:
