@@ -1,7 +1,7 @@
 """Captured machines for the hardware tests.
 
-The two real captures live in ../shared/fixtures (tests/fixtures is looked at first, should the
-archives be copied there); they are extracted into a temporary directory, never into the tree.
+The two real captures are archives in tests/fixtures; they are extracted into a temporary
+directory, never into the tree.
 The two big machines are built here in the same layout (hwcap/root/{sys,proc} + nvml.json +
 df.txt): a dual-socket 64-core EPYC with 8 L3 groups per socket and 2 GPUs (the machine of
 Damocles' docs/en/12 hwinfo example, with 1 TiB), and a dual-socket Xeon with SMT, one L3 per
@@ -22,10 +22,10 @@ REAL = {"h200": "hw-h200-kvm-16c.tgz", "epyc2": "hw-epyc-kvm-2c.tgz"}
 
 
 def fixture_archive(name: str) -> Path:
-    for d in (ROOT / "tests" / "fixtures", ROOT.parent / "shared" / "fixtures"):
-        if (d / name).exists():
-            return d / name
-    pytest.skip(f"hardware fixture {name} not found in tests/fixtures or ../shared/fixtures")
+    path = ROOT / "tests" / "fixtures" / name
+    if not path.exists():      # the archives are committed: a missing one is a broken checkout
+        pytest.fail(f"hardware fixture {name} not found in tests/fixtures")
+    return path
 
 
 def real_machine(key: str, dest: Path) -> Path:

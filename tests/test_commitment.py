@@ -10,7 +10,7 @@ from appliance.proofs.fr32 import pad, unpad
 
 from .vectors_commp import CC, ZERO
 
-# go-commp-utils zerocomm/zerocomm.go PieceComms (commit 3493ca3), as listed in research/filecoin_facts.md
+# go-commp-utils zerocomm/zerocomm.go PieceComms (commit 3493ca3)
 ZERO_COMM_VECTORS = {
     2: "3731bb99ac689f66eef5973e4a94da188f4ddcae580724fc6f3fd60dfd488333",
     6: "fc7e928296e516faade986b28f92d44a4f24b935485223376a799027bc18f833",
@@ -42,7 +42,7 @@ def test_commp_streams_large_payload_like_whole():
 
 
 def test_fr32_worked_examples():
-    # research/filecoin_facts.md section 2 (rust-fil-proofs fr32/src/padding.rs)
+    # the fr32 padding of rust-fil-proofs fr32/src/padding.rs: two zero bits after every 254 bits of data
     out = pad(bytes(range(127)))
     assert out[:36] == bytes(range(32)) + bytes.fromhex("8084888c")
     assert pad(b"\xff" * 127) == (b"\xff" * 31 + b"\x3f") * 4

@@ -1,4 +1,4 @@
-"""Hardware discovery against captured machines (the two real captures of ../shared/fixtures and
+"""Hardware discovery against captured machines (the two real captures of tests/fixtures and
 the two built in tests/hwmachines.py) and, briefly, against this machine."""
 
 import json
