@@ -1,8 +1,9 @@
 """The HTTP side of the RPC server: a bounded number of connection threads, a deadline on every
 request's headers (and on a JSON-RPC body) and on every answer as a whole (so a client reading
 slowly cannot hold a thread for longer than the answer's size at MIN_RESPONSE_RATE allows), the
-token (or the status page's session cookie) checked before a body is read, and browser hygiene: a state-changing request must say it is JSON (or, for a PUT, octet-stream)
-and must not come from a foreign Origin. That is what stops a web page the operator visits
+token (or the status page's session cookie) checked before a body is read, and browser
+hygiene: a state-changing request must say it is JSON (or, for a PUT, octet-stream) and must
+not come from a foreign Origin. That is what stops a web page the operator visits
 from posting to the manager: a page cannot send `Content-Type: application/json` to another
 origin without a CORS preflight, which this server never grants."""
 
