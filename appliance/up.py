@@ -134,11 +134,11 @@ def cmd_up(args) -> int:
         raise
     print(f"damocles up: manager on http://{host}:{port} (home {home}), devnet block time {args.block_time:g}s, "
           f"worker with {len(worker.threads)} sealing threads, prover {pcfg.name}", flush=True)
-    # no token in the address: it would stay in the browser's history and in this terminal's
-    # scrollback; the page's login form takes one minted on demand
-    print(f"damocles up: status page http://{host}:{port}/ui/ (log in with a token from "
-          f"`damocles manager token --home {home / 'manager'} --perm admin`, or --perm read to look only; "
-          f"/metrics takes the same token)", flush=True)
+    # no token in the address (it would stay in the browser's history and this terminal's
+    # scrollback): a one-time code, worth nothing once used or 120 s old
+    code, lifetime = manager.web_login.mint_code("admin")
+    print(f"damocles up: status page http://{host}:{port}/ui/login?code={code} (works once, within {lifetime:g} s; "
+          f"a new link: `damocles manager login-url --home {home / 'manager'} --api http://{host}:{port}`)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

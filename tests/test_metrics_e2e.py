@@ -137,7 +137,8 @@ def test_up_shows_progress_and_logs_json(tmp_path):
                                     "--stall-timeout", "120", "--log-format", "json"),
                        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]
-    assert "damocles up: status page http://127.0.0.1:" in p.stdout and "manager token --home" in p.stdout
+    assert "damocles up: status page http://127.0.0.1:" in p.stdout and "/ui/login?code=" in p.stdout
+    assert "manager login-url --home" in p.stdout
     assert "?token=" not in p.stdout and "eyJ" not in p.stdout                  # no token printed (a JWT starts eyJ)
     assert "| in flight: " in p.stdout and re.search(r"damocles up: \d+ sectors finished", p.stdout)   # both threads finish one
     events = [json.loads(line) for line in p.stderr.splitlines() if line.strip()]     # every stderr line is JSON

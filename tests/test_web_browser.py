@@ -3,8 +3,10 @@ Debian's chromium-driver; `.ci/run` installs them, and the test skips, saying wh
 missing). A manager and a worker run as processes; the worker's external C2 processor fails while
 a marker file exists, so both sectors pause at C2 with that error. The page shows the running
 pipeline, the paused sectors with their error; the test removes the fault, clicks Resume, and the
-manager resumes the thread through the worker's RPC; the sector finishes. A screenshot of the
-page is kept in test-artifacts/web-status.png (git-ignored)."""
+manager resumes the thread through the worker's RPC; the sector finishes. The browser logs in as
+an operator does, through a one-time link (`Venus.WebLoginCode`, what `damocles manager
+login-url` prints), and holds only an HttpOnly cookie. A screenshot of the page is kept in
+test-artifacts/web-status.png (git-ignored)."""
 
 import os
 import shutil
@@ -72,6 +74,12 @@ def _browser():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
+def _log_in(browser, url, admin, perm):
+    """Open a one-time login link; the page loads at /ui/ with the session cookie."""
+    browser.get(url + admin.call("Venus.WebLoginCode", perm)["Path"])
+    _wait("the page after login", lambda: browser.current_url.rstrip("/").endswith("/ui"))
+
+
 def _wait(what, fn, timeout=120.0, every=0.3):
     from selenium.common.exceptions import WebDriverException
     deadline = time.monotonic() + timeout
@@ -126,10 +134,17 @@ def test_status_page_shows_the_pipeline_and_resumes_a_paused_sector(cluster):
     url, secret, marker, admin, worker = cluster
     browser = _browser()
     try:
+        # a token in the address is refused outright
         browser.get(f"{url}/ui/?token={issue_token(secret, 'admin')}")
-        # the token went to localStorage and out of the address bar
-        _wait("the token to be stored", lambda: browser.execute_script("return localStorage.getItem('damocles.token')"))
-        assert "token=" not in browser.current_url
+        assert "login-url" in browser.find_element(By.TAG_NAME, "body").text and not browser.get_cookies()
+        # the login link: the code leaves the address bar; the cookie is HttpOnly and SameSite=Strict,
+        # out of the page's reach, and the page stores nothing
+        _log_in(browser, url, admin, "admin")
+        assert "code=" not in browser.current_url
+        cookie = browser.get_cookie("damocles_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+        assert "damocles_session" not in browser.execute_script("return document.cookie")
+        assert browser.execute_script("return localStorage.length + sessionStorage.length") == 0
         # a running pipeline: sectors in flight on the worker's threads, and the worker itself
         _wait("sectors in the pipeline", lambda: browser.find_elements(By.CSS_SELECTOR, "#pipeline tr[data-sector]"))
         _wait("the worker", lambda: "w-web" in browser.find_element(By.ID, "workers").text)
@@ -164,16 +179,24 @@ def test_status_page_shows_the_pipeline_and_resumes_a_paused_sector(cluster):
         other = [r.get_attribute("data-sector") for r in browser.find_elements(By.CSS_SELECTOR, "#attention tr.failed")]
         assert name not in other
         browser.save_screenshot(str(ARTIFACTS / "web-status-resumed.png"))
-        # a read token sees the page, but the buttons are refused by the manager
-        browser.execute_script(f"localStorage.setItem('damocles.token', '{issue_token(secret, 'read')}')")
+        # log out: the session ends on the manager and the login text comes back
+        browser.find_element(By.ID, "logout").click()
+        _wait("the login text", lambda: browser.find_element(By.ID, "login").is_displayed())
+        assert browser.get_cookie("damocles_session") is None
         browser.refresh()
+        _wait("the login text after a reload", lambda: browser.find_element(By.ID, "login").is_displayed())
+        # a read login sees the page, but the buttons are refused by the manager
+        _log_in(browser, url, admin, "read")
+        _wait("the pipeline", lambda: browser.find_element(By.ID, "main").is_displayed())
         if other:
             _wait("the other paused sector", lambda: browser.find_elements(By.CSS_SELECTOR, "#attention button.resume"))
             browser.find_element(By.CSS_SELECTOR, "#attention button.resume").click()
             _wait("the refusal", lambda: "needs 'admin'" in browser.find_element(By.ID, "flash").text, timeout=30)
-        # a wrong token brings the login form back
-        browser.execute_script("localStorage.setItem('damocles.token', 'forged')")
+        # a forged session brings the login text back, with the reason
+        browser.delete_all_cookies()
+        browser.add_cookie({"name": "damocles_session", "value": "forged", "path": "/"})
         browser.refresh()
-        _wait("the login form", lambda: browser.find_element(By.ID, "login").is_displayed())
+        _wait("the login text", lambda: browser.find_element(By.ID, "login").is_displayed())
+        assert "unknown" in browser.find_element(By.ID, "login-error").text
     finally:
         browser.quit()

@@ -1,4 +1,4 @@
-"""`damocles manager init|run|token`."""
+"""`damocles manager init|run|token|backup|restore` (and `login-url`, web/cli.py)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ def add_parsers(manager: argparse._SubParsersAction) -> None:
                         f"manager and within {int(TOKEN_CACHE_SECONDS)} s by its workers; then issue the new token")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_token)
+    from ..web.cli import add_parser as add_login_url
+    add_login_url(manager, DEFAULT_HOME)
 
 
 def cmd_init(args) -> int:

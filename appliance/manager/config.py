@@ -70,6 +70,7 @@ class ManagerConfig:
     listen: str = "127.0.0.1:1789"
     allow_networks: list[str] = field(default_factory=list)
     max_body: int = 8 << 20
+    web_session_lifetime: float = 12 * 3600.0     # a status page login lasts this long
     seal_randomness_lookback: int = 900
     interactive_porep_confidence: int = 6
     release_after: float = 7 * 86400.0      # allocations of sectors silent this long are released
@@ -134,9 +135,12 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
     w = cfg.warnings
     _unknown(raw, {"Common", "Miners", "Chain", "RPC", "Sealing"}, "manager.toml", w)
     rpc = _table(raw.get("RPC", {}), "[RPC]")
-    _unknown(rpc, {"Listen", "AllowNetworks", "MaxBodyBytes"}, "[RPC]", w)
+    _unknown(rpc, {"Listen", "AllowNetworks", "MaxBodyBytes", "WebSessionLifetime"}, "[RPC]", w)
     cfg.listen = _take(rpc, "Listen", str, "[RPC]", cfg.listen)
     cfg.max_body = _take(rpc, "MaxBodyBytes", int, "[RPC]", cfg.max_body)
+    cfg.web_session_lifetime = _take(rpc, "WebSessionLifetime", "duration", "[RPC]", cfg.web_session_lifetime)
+    if not 60 <= cfg.web_session_lifetime <= 7 * 86400:
+        raise ConfigError(f"[RPC].WebSessionLifetime: {cfg.web_session_lifetime:g}s is outside 1m..168h")
     nets = rpc.get("AllowNetworks", [])
     if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
         raise ConfigError("[RPC].AllowNetworks: expected a list of networks such as \"10.0.0.0/8\"")

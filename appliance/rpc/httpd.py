@@ -1,7 +1,9 @@
 """The HTTP side of the RPC server: a bounded number of connection threads, a deadline on every
-request's headers (and on a JSON-RPC body), the token checked before a body is read, and
-browser hygiene: a state-changing request must say it is JSON (or, for a PUT, octet-stream)
-and must not come from a foreign Origin. That is what stops a web page the operator visits
+request's headers (and on a JSON-RPC body) and on every answer as a whole (so a client reading
+slowly cannot hold a thread for longer than the answer's size at MIN_RESPONSE_RATE allows), the
+token (or the status page's session cookie) checked before a body is read, and browser
+hygiene: a state-changing request must say it is JSON (or, for a PUT, octet-stream) and must
+not come from a foreign Origin. That is what stops a web page the operator visits
 from posting to the manager: a page cannot send `Content-Type: application/json` to another
 origin without a CORS preflight, which this server never grants."""
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +24,9 @@ log = logging.getLogger("damocles.rpc")
 
 JSON = "application/json"
 PUT_TYPES = (JSON, "application/octet-stream")
+MIN_RESPONSE_RATE = 64 << 10     # bytes/s: an answer gets request_timeout plus its size at this rate
+LINGER_RESET = struct.pack("ii", 1, 0)     # SO_LINGER on, 0 s: close() resets the connection
+MAX_PLAIN_POST = 4096            # a POST beside /rpc/v0 (the page's logout) carries no real body
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 32\r\n"
         b"Retry-After: 1\r\nConnection: close\r\n\r\ntoo many connections, try again\n")
 
@@ -28,7 +34,8 @@ BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConten
 class BoundedHTTPServer(ThreadingHTTPServer):
     """At most `max_connections` handler threads; a connection past that is answered 503 and
     closed. A reaper disconnects a client whose request (headers, or a JSON-RPC body) is not
-    in after `request_timeout` seconds, however slowly it trickles in."""
+    in after `request_timeout` seconds, however slowly it trickles in, and one that has not
+    taken its answer after `request_timeout` plus the answer's size at `response_min_rate`."""
     daemon_threads = True
     request_queue_size = 128     # socketserver's 5 drops bursts of workers before they are accepted
 
@@ -36,7 +43,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         super().__init__(address, handler)
         self.slots, self.max_connections = threading.BoundedSemaphore(max_connections), max_connections
         self.request_timeout = request_timeout
-        self.deadlines: dict[socket.socket, float] = {}     # connection -> when its request must be in
+        self.response_min_rate = MIN_RESPONSE_RATE
+        # connection -> (when its request must be in, or its answer taken; whether that was an answer)
+        self.deadlines: dict[socket.socket, tuple[float, bool]] = {}
         self.lock = threading.Lock()
         self.refused, self.refused_logged = 0, 0.0      # one log line per 10 s under a flood, with the count
         self.reaper_stop = threading.Event()
@@ -75,9 +84,12 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         exc = sys.exc_info()[1]
         log.warning("connection from %s ended: %s: %s", client_address[0], type(exc).__name__, exc)
 
-    def set_deadline(self, conn: socket.socket) -> None:
+    def set_deadline(self, conn: socket.socket, seconds: float | None = None, answer: bool = False) -> None:
+        """`conn` is disconnected unless it is done (cleared) within `seconds` (request_timeout) from
+        now. A late `answer` is dropped at once: what the kernel still holds of it is discarded
+        (a reset), not trickled out to the slow reader after the thread has gone."""
         with self.lock:
-            self.deadlines[conn] = time.monotonic() + self.request_timeout
+            self.deadlines[conn] = (time.monotonic() + (self.request_timeout if seconds is None else seconds), answer)
 
     def clear_deadline(self, conn: socket.socket) -> None:
         with self.lock:
@@ -87,12 +99,14 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         while not self.reaper_stop.wait(min(1.0, self.request_timeout / 4)):
             now = time.monotonic()
             with self.lock:
-                late = [c for c, t in self.deadlines.items() if t < now]
-                for c in late:
+                late = [(c, answer) for c, (t, answer) in self.deadlines.items() if t < now]
+                for c, _ in late:
                     del self.deadlines[c]
-            for conn in late:
+            for conn, answer in late:
                 try:
-                    conn.shutdown(socket.SHUT_RDWR)     # the handler's read returns; its thread ends
+                    if answer:      # the handler's close then resets the connection, dropping the unsent rest
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                    conn.shutdown(socket.SHUT_RDWR)     # the handler's read or write returns; its thread ends
                 except OSError:
                     pass
 
@@ -127,8 +141,28 @@ def handler_class(rpc):
             except OSError as exc:                       # the client went away or was too slow
                 log.debug("%s: connection dropped: %s", self.client_address[0], exc)
                 self.close_connection = True
+                try:        # reset at close: what the kernel still holds of a failed answer is not trickled out
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                except OSError:
+                    pass
             finally:
                 self.server.clear_deadline(self.connection)
+
+        def send_response(self, code, message=None):
+            # from the first byte of an answer, the whole answer must be taken in time: a per-send
+            # timeout alone lets a client that reads a little at a time hold this thread for ever
+            self.server.set_deadline(self.connection, self.server.request_timeout, answer=True)
+            super().send_response(code, message)
+
+        def send_header(self, keyword, value):
+            if keyword.lower() == "content-length":
+                try:
+                    size = max(0, int(value))
+                except ValueError:
+                    size = 0
+                self.server.set_deadline(self.connection, self.server.request_timeout + size / self.server.response_min_rate,
+                                         answer=True)
+            super().send_header(keyword, value)
 
         def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
             self.send_response(status)
@@ -180,7 +214,7 @@ def handler_class(rpc):
 
         def do_POST(self):
             if self.path != "/rpc/v0":
-                self._send(404, b"not found\n", "text/plain")
+                self._plain_post()
                 return
             try:
                 length = int(self.headers.get("Content-Length", ""))
@@ -192,7 +226,8 @@ def handler_class(rpc):
                 return
             if not self._browser_checks((JSON,), rpc_error=True, unread=length):
                 return
-            perm, err = rpc.permission(self.headers.get("Authorization"), self.client_address[0])
+            perm, err = rpc.permission(self.headers.get("Authorization"), self.client_address[0],
+                                       self.headers.get("Cookie"))    # the status page's session counts here
             if perm is None:                             # before the body is parsed
                 self._refuse(401, f"unauthorized: {err or 'missing bearer token'}", rpc_error=True, unread=length)
                 return
@@ -208,6 +243,25 @@ def handler_class(rpc):
                 log.exception("request to %s failed", self.path)
                 status, payload = 500, _dumps(error_answer(None, INTERNAL_ERROR, "internal error (see the server's log)"))
             self._send(int(status), payload)
+
+        def _plain_post(self):
+            """A POST route beside JSON-RPC (the status page's logout): the same browser checks, a
+            small body read and dropped, then the route answers."""
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_PLAIN_POST:
+                self._refuse(413, f"a POST to {self.path} carries at most {MAX_PLAIN_POST} bytes", rpc_error=False)
+                return
+            if not self._browser_checks((JSON,), rpc_error=False, unread=length):
+                return
+            if len(self.rfile.read(length)) < length:
+                self.close_connection = True
+                return
+            self.server.clear_deadline(self.connection)
+            if not rpc._route(self, "POST"):
+                self._send(404, b"not found\n", "text/plain")
 
     return Handler
 

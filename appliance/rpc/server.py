@@ -81,7 +81,11 @@ class RPCServer:
         if secret is not None:
             self.register("Venus.AuthVerify", self._auth_verify, "read", [("token", string)])
         self._httpd: BoundedHTTPServer | None = None
-        self.routes: dict[tuple[str, str], tuple[str, Callable]] = {}   # (HTTP method, path prefix) -> (perm, handler)
+        # (HTTP method, path prefix) -> (perm, handler, whether the page's session cookie counts there)
+        self.routes: dict[tuple[str, str], tuple[str | None, Callable, bool]] = {}
+        # the status page's browser sessions (web/login.py): `.session(cookie_header)` -> a session
+        # with .perm and .identity, None, or raises AuthError; None here: cookies count nowhere
+        self.sessions = None
         # observer(method, seconds, ok): called after each registered method ran (the metrics)
         self.observer: Callable[[str, float, bool], None] | None = None
         # permission() and handle() run on the request's thread, one after the other: the caller's
@@ -92,19 +96,21 @@ class RPCServer:
         """Checked on every request (exp, nbf, the current secret); a remote verifier caches itself, bounded."""
         return self._verifier(token)
 
-    def route(self, http_method: str, prefix: str, perm: str, handler: Callable) -> None:
+    def route(self, http_method: str, prefix: str, perm: str | None, handler: Callable, cookie: bool = False) -> None:
         """A plain HTTP endpoint beside JSON-RPC (the piece store, /metrics, the status page):
         handler(request, rest of the path) answers the request itself; the token is checked here
-        first, unless perm is None (a public route: the status page's static files)."""
-        self.routes[(http_method, prefix)] = (perm, handler)
+        first, unless perm is None (a public route: the status page's static files). With
+        `cookie`, the status page's session cookie is a credential there too."""
+        self.routes[(http_method, prefix)] = (perm, handler, cookie)
 
     def _route(self, request, http_method: str) -> bool:
-        for (m, prefix), (perm_needed, handler) in self.routes.items():
+        for (m, prefix), (perm_needed, handler, cookie) in self.routes.items():
             if m == http_method and request.path.startswith(prefix):
                 if perm_needed is None:
                     handler(request, request.path[len(prefix):])
                     return True
-                perm, err = self.permission(request.headers.get("Authorization"), request.client_address[0])
+                perm, err = self.permission(request.headers.get("Authorization"), request.client_address[0],
+                                            request.headers.get("Cookie") if cookie else None)
                 if perm is None or not allows(perm, perm_needed):
                     request._send(401 if perm is None else 403,
                                   f"{err or f'needs {perm_needed!r} permission'}\n".encode(), "text/plain")
@@ -131,8 +137,9 @@ class RPCServer:
 
     # ------------------------------------------------------------------- dispatch
 
-    def permission(self, authorization: str | None, client_ip: str) -> tuple[str | None, str | None]:
-        """(permission, error) for a request's Authorization header and peer address."""
+    def permission(self, authorization: str | None, client_ip: str, cookie: str | None = None) -> tuple[str | None, str | None]:
+        """(permission, error) for a request's Authorization header, Cookie header (where the
+        page's session counts) and peer address, tried in that order."""
         if authorization:
             kind, _, token = authorization.partition(" ")
             if kind.lower() != "bearer" or not token:
@@ -143,12 +150,21 @@ class RPCServer:
                 return None, str(exc)
             self._request.identity = _token_identity(token.strip())
             return perm, None
+        session_error = None
+        if cookie and self.sessions is not None:
+            try:
+                session = self.sessions.session(cookie)
+            except AuthError as exc:
+                session, session_error = None, str(exc)
+            if session is not None:
+                self._request.identity = session.identity
+                return session.perm, None
         if self.allow_list:
             perm = self.allow_list.permission_for(client_ip)
             if perm:
                 self._request.identity = f"addr:{client_ip}"
                 return perm, None
-        return None, "missing bearer token"
+        return None, session_error or "missing bearer token"
 
     def handle(self, body: bytes, perm: str | None, auth_error: str | None = None) -> tuple[int, dict]:
         """(HTTP status, JSON-RPC response) for one request body. The caller has already

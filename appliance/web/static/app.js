@@ -1,15 +1,15 @@
 // damocles status page: plain JS, no build step. Every REFRESH_MS it asks /ui/api/version (one
-// cheap query on the manager) and only when its ETag changed /ui/api/overview. The token comes from
-// ?token= (then removed from the address) or the login form, and is kept in localStorage.
+// cheap query on the manager) and only when its ETag changed /ui/api/overview. It never sees a
+// token: the browser holds an HttpOnly session cookie that a one-time login link set
+// (`damocles manager login-url`), and sends it with every request to this origin.
 "use strict";
 
 const REFRESH_MS = 2000;
-const TOKEN_KEY = "damocles.token";
 const STATES = ["Empty", "Allocated", "DealsAcquired", "PieceAdded", "TreeDBuilt", "TicketAssigned", "PC1Done",
   "PC2Done", "PCSubmitted", "PCLanded", "Persisted", "PersistanceSubmitted", "SeedAssigned", "C1Done", "C2Done",
   "ProofSubmitted", "Finished", "Aborted"];
 
-let etag = null, overview = null, detail = null, pings = {}, clockSkew = 0, busy = false;
+let etag = null, overview = null, detail = null, pings = {}, clockSkew = 0, busy = false, loggedOut = false;
 
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -31,8 +31,6 @@ function bytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
 }
 
-function token() { return localStorage.getItem(TOKEN_KEY); }
-
 function flash(text, isError) {
   const f = $("flash");
   f.textContent = text;
@@ -40,7 +38,7 @@ function flash(text, isError) {
 }
 
 async function get(path) {
-  const r = await fetch(path, { headers: { Authorization: `Bearer ${token()}` }, cache: "no-store" });
+  const r = await fetch(path, { credentials: "same-origin", cache: "no-store" });
   if (r.status === 401 || r.status === 403) {
     const why = (await r.text()).trim();
     throw Object.assign(new Error(why), { auth: true });
@@ -52,15 +50,18 @@ async function get(path) {
 async function rpc(method, ...params) {
   const r = await fetch("/rpc/v0", {
     method: "POST",
-    headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json" },
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
   });
   const answer = await r.json();
+  if (r.status === 401) showLogin(answer.error ? answer.error.message : "");
   if (answer.error) throw new Error(answer.error.message);
   return answer.result;
 }
 
 function showLogin(message) {
+  loggedOut = true;
   $("login").hidden = false;
   $("main").hidden = true;
   $("logout").hidden = true;
@@ -240,7 +241,7 @@ async function openSector(name) {
 }
 
 async function refresh(force) {
-  if (busy || !token()) return;
+  if (busy || loggedOut) return;
   busy = true;
   try {
     const v = await get("/ui/api/version");
@@ -298,20 +299,18 @@ document.addEventListener("click", (ev) => {
 });
 
 $("detail-close").addEventListener("click", () => { detail = null; renderDetail(); });
-$("logout").addEventListener("click", () => { localStorage.removeItem(TOKEN_KEY); etag = null; showLogin(""); });
-$("login-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  const t = $("token").value.trim();
-  if (t) { localStorage.setItem(TOKEN_KEY, t); $("token").value = ""; etag = null; refresh(true); }
+$("logout").addEventListener("click", async () => {
+  try {
+    // a JSON POST from this origin: the manager's cross-site checks apply as to every action
+    const r = await fetch("/ui/logout", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: "{}" });
+    if (!r.ok) throw new Error(`log out: HTTP ${r.status}`);
+  } catch (e) { flash(e.message, true); return; }
+  etag = null; overview = null; detail = null;
+  showLogin("Logged out.");
 });
 
 (function start() {
-  const params = new URLSearchParams(location.search);
-  if (params.get("token")) {
-    localStorage.setItem(TOKEN_KEY, params.get("token"));
-    params.delete("token");
-    history.replaceState(null, "", location.pathname + (params.toString() ? `?${params}` : "") + location.hash);
-  }
-  if (!token()) showLogin(""); else refresh(true);
+  refresh(true);
   setInterval(() => refresh(false), REFRESH_MS);
 })();
