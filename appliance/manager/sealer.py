@@ -532,13 +532,18 @@ class Sealer:
         Returns (miner, number, reason) of each."""
         timeout, returned = self.config.deal_hold_timeout, []
         cutoff = self._now() - timeout
+
+        def stale(rec) -> bool:
+            if rec is None or rec.get("finalized") or rec.get("abort_reason") or "pre" in rec:
+                return False
+            return max(rec.get("entered_at") or rec.get("allocated_at") or 0, rec.get("deals_at") or 0) < cutoff
+
         for miner, number in self.market.holders():
-            with self.state.tx():     # checked and aborted at once: a PreCommit written meanwhile wins
+            if not stale(self.state.sector(miner, number)):      # most are not: no write transaction for them
+                continue
+            with self.state.tx():     # checked again and aborted at once: a PreCommit written meanwhile wins
                 rec = self.state.sector(miner, number)
-                if rec is None or rec.get("finalized") or rec.get("abort_reason") or "pre" in rec:
-                    continue
-                moved = max(rec.get("entered_at") or rec.get("allocated_at") or 0, rec.get("deals_at") or 0)
-                if moved >= cutoff:
+                if not stale(rec):
                     continue
                 deals = rec.get("deals") or [d["DealID"] for d in self.market.deals(miner) if d["Sector"] == number]
                 reason = (f"released: it held deals {', '.join(map(str, deals))} for {format_duration(timeout)} without moving "
