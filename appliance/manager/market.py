@@ -18,7 +18,6 @@ the devnet, and AcquireDeals packing pending deals into a sector.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import threading
@@ -34,7 +33,6 @@ from ..rpc import INVALID_PARAMS, RPCError
 
 EPOCHS_PER_DAY = 2880
 CID_RE = re.compile(r"^baga6ea4sea[a-z2-7]{40,80}$")
-log = logging.getLogger("damocles.manager.market")
 
 
 class UploadInProgress(ValueError):
