@@ -11,6 +11,7 @@ import pytest
 from appliance.manager.service import ManagerService, init_home
 from appliance.proofs.cid import commd_to_cid
 from appliance.proofs.commitment import comm_d_from_pieces, commp_file
+from appliance.rpc import RPCError
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
@@ -139,7 +140,8 @@ def test_an_aborted_sector_gives_its_deals_back(tmp_path):
         assert svc.sealer.acquire_deals(b, {"MaxDeals": None, "MinUsedSpace": None}) is None        # taken
         assert svc.sealer.acquire_deals(b, {"MaxDeals": None, "MinUsedSpace": 1024}) is None
         svc.sealer.abort(a, "operator")
-        assert svc.sealer.acquire_deals(a, {"MaxDeals": None, "MinUsedSpace": None}) is None        # aborted: nothing
+        with pytest.raises(RPCError, match="was aborted and takes no deals: operator"):      # aborted: told why, not CC
+            svc.sealer.acquire_deals(a, {"MaxDeals": None, "MinUsedSpace": None})
         c = svc.sealer.allocate_sector({"AllowedMiners": None, "AllowedProofTypes": None})["ID"]
         assert svc.sealer.acquire_deals(c, {"MaxDeals": None, "MinUsedSpace": 1024}) is None        # 128 < 1024 used
         assert [d["ID"] for d in svc.sealer.acquire_deals(c, {"MaxDeals": 1, "MinUsedSpace": None})] == [deal["DealID"]]

@@ -7,7 +7,7 @@ import base64
 from ..rpc import JOB_NOT_FOUND, RPCError, INVALID_PARAMS
 from ..rpc.server import RPCServer
 from ..rpc.wire import b64, boolean, bytes32, i64, list_of, optional, sector_id, string, struct, u64
-from .market import UploadInProgress
+from .market import PieceStoreFull, UploadInProgress
 from .sealer import Sealer
 
 
@@ -110,7 +110,7 @@ def register_market(server: RPCServer, market, largest_sector: int) -> None:
         except ValueError:
             length = -1
         limit = largest_sector // 128 * 127       # unpadded bytes of the largest sector
-        busy = False
+        status = 400 if 0 <= length <= limit else 413
         problem = ("Content-Length required" if length < 0 else
                    f"a piece of {length} bytes is larger than any sector of this manager ({limit} bytes fit)" if length > limit else None)
         if problem is None:
@@ -119,8 +119,8 @@ def register_market(server: RPCServer, market, largest_sector: int) -> None:
                 return
             except (ValueError, OSError) as exc:
                 problem = str(exc)
-                busy = isinstance(exc, UploadInProgress)
-        req._send(409 if busy else 400 if length >= 0 and length <= limit else 413, f"{problem}\n".encode(), "text/plain")
+                status = 409 if isinstance(exc, UploadInProgress) else 507 if isinstance(exc, PieceStoreFull) else status
+        req._send(status, f"{problem}\n".encode(), "text/plain")
         req.close_connection = True      # the body may not have been read
 
     server.route("GET", "/piecestore/", "write", get_piece)

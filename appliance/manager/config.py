@@ -10,7 +10,7 @@ from pathlib import Path
 from ..chain.policy import ChainPolicy
 from ..config import ConfigError, load_toml
 from ..core.proof_types import seal_proof
-from ..core.units import parse_duration
+from ..core.units import parse_bytes, parse_duration
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,11 @@ class ManagerConfig:
     unreported_release_after: float = 600.0   # an allocation no worker has reported by then is released
     max_in_flight_per_worker: int = 512     # sectors not finalized one worker's credential may hold
     max_text_length: int = 4096             # failure descriptions and reasons are cut there (names at 256)
+    worker_expiry: float = 24 * 3600.0      # a worker silent this long leaves the list and frees its name
+    max_worker_names: int = 256             # worker names one credential may hold at once
+    deal_hold_timeout: float = 12 * 3600.0  # deals of a sector that has not moved this long go back to pending
+    piece_store_quota: int = 1 << 40        # `[Market] PieceStoreQuota`: bytes of pieces the piece stores may hold
+    unused_piece_expiry: float = 24 * 3600.0   # a piece no deal uses is removed this long after its upload
     persist_stores: list[PersistStore] = field(default_factory=list)
     piece_stores: list[PersistStore] = field(default_factory=list)
     worker_prover: WorkerProverConfig = WorkerProverConfig()
@@ -104,9 +109,9 @@ def _take(raw: dict, key: str, kind, where: str, default):
         raise ConfigError(f"{where}.{key}: {v!r} is not true or false")
     if kind is str and not isinstance(v, str):
         raise ConfigError(f"{where}.{key}: {v!r} is not a string")
-    if kind == "duration":
+    if kind in ("duration", "bytes"):
         try:
-            return parse_duration(v)
+            return parse_duration(v) if kind == "duration" else parse_bytes(v)
         except ValueError as exc:
             raise ConfigError(f"{where}.{key}: {exc}") from None
     return v
@@ -133,7 +138,7 @@ def _batch(raw: dict, where: str, default: BatchConfig, warnings: list[str]) -> 
 def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
     cfg = ManagerConfig()
     w = cfg.warnings
-    _unknown(raw, {"Common", "Miners", "Chain", "RPC", "Sealing"}, "manager.toml", w)
+    _unknown(raw, {"Common", "Miners", "Chain", "RPC", "Sealing", "Market"}, "manager.toml", w)
     rpc = _table(raw.get("RPC", {}), "[RPC]")
     _unknown(rpc, {"Listen", "AllowNetworks", "MaxBodyBytes", "WebSessionLifetime"}, "[RPC]", w)
     cfg.listen = _take(rpc, "Listen", str, "[RPC]", cfg.listen)
@@ -147,7 +152,8 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
     cfg.allow_networks = nets
     sealing = _table(raw.get("Sealing", {}), "[Sealing]")
     _unknown(sealing, {"SealRandomnessLookback", "InteractivePoRepConfidence", "ReleaseAfter", "UnreportedReleaseAfter",
-                       "MaxInFlightPerWorker", "MaxTextLength"}, "[Sealing]", w)
+                       "MaxInFlightPerWorker", "MaxTextLength", "WorkerExpiry", "MaxWorkerNamesPerCredential",
+                       "DealHoldTimeout"}, "[Sealing]", w)
     cfg.seal_randomness_lookback = _take(sealing, "SealRandomnessLookback", int, "[Sealing]", cfg.seal_randomness_lookback)
     cfg.interactive_porep_confidence = _take(sealing, "InteractivePoRepConfidence", int, "[Sealing]", cfg.interactive_porep_confidence)
     cfg.release_after = _take(sealing, "ReleaseAfter", "duration", "[Sealing]", cfg.release_after)
@@ -155,9 +161,23 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
                                          cfg.unreported_release_after)
     cfg.max_in_flight_per_worker = _take(sealing, "MaxInFlightPerWorker", int, "[Sealing]", cfg.max_in_flight_per_worker)
     cfg.max_text_length = _take(sealing, "MaxTextLength", int, "[Sealing]", cfg.max_text_length)
-    for key, value, least in (("MaxInFlightPerWorker", cfg.max_in_flight_per_worker, 1), ("MaxTextLength", cfg.max_text_length, 64)):
+    cfg.worker_expiry = _take(sealing, "WorkerExpiry", "duration", "[Sealing]", cfg.worker_expiry)
+    cfg.max_worker_names = _take(sealing, "MaxWorkerNamesPerCredential", int, "[Sealing]", cfg.max_worker_names)
+    cfg.deal_hold_timeout = _take(sealing, "DealHoldTimeout", "duration", "[Sealing]", cfg.deal_hold_timeout)
+    market = _table(raw.get("Market", {}), "[Market]")
+    _unknown(market, {"PieceStoreQuota", "UnusedPieceExpiry"}, "[Market]", w)
+    cfg.piece_store_quota = _take(market, "PieceStoreQuota", "bytes", "[Market]", cfg.piece_store_quota)
+    cfg.unused_piece_expiry = _take(market, "UnusedPieceExpiry", "duration", "[Market]", cfg.unused_piece_expiry)
+    # a bound below these would refuse or expire what a working farm does between two pings or reports
+    for key, value, least in (("[Sealing].MaxInFlightPerWorker", cfg.max_in_flight_per_worker, 1),
+                              ("[Sealing].MaxTextLength", cfg.max_text_length, 64),
+                              ("[Sealing].MaxWorkerNamesPerCredential", cfg.max_worker_names, 1),
+                              ("[Sealing].WorkerExpiry", cfg.worker_expiry, 60),
+                              ("[Sealing].DealHoldTimeout", cfg.deal_hold_timeout, 60),
+                              ("[Market].UnusedPieceExpiry", cfg.unused_piece_expiry, 60)):
         if value < least:
-            raise ConfigError(f"[Sealing].{key}: {value} is below the least useful value, {least}")
+            raise ConfigError(f"{key}: {value:g} is below the least useful value, {least}"
+                              f"{' seconds' if 'Expiry' in key or 'Timeout' in key else ''}")
     try:
         cfg.chain, chain_warnings = ChainPolicy.from_config(_table(raw.get("Chain", {}), "[Chain]"))
     except ValueError as exc:

@@ -16,21 +16,27 @@ from ..core.sector import sector_name
 from ..rpc import INVALID_PARAMS, UNAUTHORIZED, RPCError
 
 NAME_LENGTH = 256
+# every kind counted in damocles_manager_limited_total (each is exported, 0 until it happens)
+KINDS = ("in_flight", "text_truncated", "unknown_state", "unknown_level", "foreign_sector", "foreign_worker",
+         "worker_names", "worker_expired", "deal_hold", "piece_quota", "piece_expired")
 # failure levels: ours, and the names Damocles' worker spells out
 LEVELS = {"temp": "temp", "perm": "perm", "crit": "crit", "abort": "abort",
           "Temporary": "temp", "Permanent": "perm", "Critical": "crit", "Abort": "abort"}
 
 
 class Limits:
-    """Counts of what was refused or cut, per kind (damocles_manager_limited_total)."""
+    """Counts of what was refused, cut or expired, per kind (damocles_manager_limited_total), and
+    the cut of long texts. One per manager (ManagerState.limits): every module that stores text a
+    worker sent cuts it here. `text_length`: `[Sealing] MaxTextLength`."""
 
-    def __init__(self):
+    def __init__(self, text_length: int = 4096):
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        self.text_length = text_length
 
-    def count(self, kind: str) -> None:
+    def count(self, kind: str, n: int = 1) -> None:
         with self._lock:
-            self.counts[kind] += 1
+            self.counts[kind] += n
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -42,6 +48,10 @@ class Limits:
             return value
         self.count("text_truncated")
         return f"{value[:limit]}... [{len(value) - limit} more characters cut]"
+
+    def long_text(self, value: str | None) -> str | None:
+        """An error text or reason a worker sent, cut at `[Sealing] MaxTextLength`."""
+        return self.text(value, self.text_length)
 
     def state(self, value: str, field: str) -> str:
         if value not in SEALER_STATES:
@@ -63,11 +73,30 @@ def bound(caller) -> bool:
     return caller is not None and not caller.admin
 
 
-def check_worker_name(state, limits: Limits, name: str, caller) -> None:
-    """Refuse a report under a worker name another identity holds; an unheld name becomes the caller's."""
+class TooManyNames(Exception):
+    """The credential already holds `[Sealing] MaxWorkerNamesPerCredential` worker names (state.py)."""
+
+    def __init__(self, held: int):
+        super().__init__(held)
+        self.held = held
+
+
+def names_refused(limits: Limits, name: str, held: int) -> RPCError:
+    limits.count("worker_names")
+    return RPCError(INVALID_PARAMS, f"worker name {name!r} refused: this credential already holds {held} worker names "
+                    "([Sealing] MaxWorkerNamesPerCredential); reuse a name, or let unused ones expire ([Sealing] WorkerExpiry)")
+
+
+def check_worker_name(state, limits: Limits, name: str, caller, max_names: int) -> None:
+    """Refuse a report under a worker name another identity holds; an unheld name becomes the
+    caller's unless it already holds `max_names`."""
     if not bound(caller):
         return
-    if (state.worker_owner(name) or state.claim_worker(name, caller.identity)) != caller.identity:
+    try:
+        owner = state.worker_owner(name) or state.claim_worker(name, caller.identity, max_names)
+    except TooManyNames as exc:
+        raise names_refused(limits, name, exc.held) from None
+    if owner != caller.identity:
         limits.count("foreign_worker")
         raise RPCError(UNAUTHORIZED, f"worker name {name!r} is registered by another credential; "
                        "each worker needs its own name")

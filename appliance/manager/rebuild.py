@@ -74,6 +74,7 @@ class Rebuilder:
         return None
 
     def done(self, sid: dict, error: str) -> None:
+        error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
         with self.state.tx() as db:
             cur = db.execute("UPDATE rebuild_tasks SET state = ?, error = ?, updated = ? WHERE miner = ? AND number = ? "
                              "AND state = 'allocated'", ("failed" if error else "done", error or None, self._now(),

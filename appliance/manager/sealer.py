@@ -16,12 +16,13 @@ from ..core.crash import crash_point
 from ..core.protocol import OnChainState, SubmitResult
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID, sector_name
+from ..core.units import format_duration
 from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.commitment import comm_d_from_pieces
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, UNAUTHORIZED, RPCError
 from .config import ManagerConfig, PersistStore
-from .identity import NAME_LENGTH, Limits, bound, check_sector, check_worker_name
+from .identity import NAME_LENGTH, TooManyNames, bound, check_sector, check_worker_name, names_refused
 from .market import Market
 from .state import ManagerState
 
@@ -51,11 +52,12 @@ def _human(n: int) -> str:
 class Sealer:
     def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time):
         self.config, self.state, self.chain, self._now = config, state, chain, now
-        self.market = Market(config, state, chain)
+        self.market = Market(config, state, chain, now)
         # observer(prev, next, seconds in prev or None, failure level or None): each ReportState (metrics)
         self.observer = None
         self._store_wait_logged: dict[tuple[int, int], float] = {}
-        self.limits = Limits()
+        self.limits = state.limits          # shared with the task modules, which cut their error texts with it
+        self.limits.text_length = config.max_text_length
         self._limit_logged: dict[str, float] = {}      # identity -> when its in-flight limit was last logged
 
     # ----------------------------------------------------------------- helpers
@@ -117,10 +119,13 @@ class Sealer:
                         identity, held)
 
     def acquire_deals(self, sid: dict, spec: dict, caller=None) -> list[dict] | None:
-        """The sector's deals (None: a CC sector), packed from the pending ones on first call."""
+        """The sector's deals (None: a CC sector), packed from the pending ones on first call. An
+        aborted sector (its deals returned, DealHoldTimeout, among other reasons) gets an error
+        saying why: not None, which a worker would seal as CC."""
         rec = self._owned(sid, caller)
         if rec.get("abort_reason"):
-            return None
+            raise RPCError(INVALID_PARAMS, f"sector {sector_name(sid['Miner'], sid['Number'])} was aborted and takes no "
+                           f"deals: {rec['abort_reason']}")
         return self.market.acquire(sid["Miner"], sid["Number"], seal_proof(rec["proof"]).size.bytes,
                                    spec.get("MaxDeals"), spec.get("MinUsedSpace"))
 
@@ -155,7 +160,8 @@ class Sealer:
                 return _submit(DUPLICATE_SUBMIT if "pre_nonce" in rec else ACCEPTED)
             if not reset or "pre_nonce" in rec:
                 return _submit(MISMATCHED_SUBMISSION, "a different PreCommit was already submitted")
-        self.state.update(sid["Miner"], sid["Number"], pre=pre, pre_queued_at=self._now(), state="PCSubmitted")
+        if self.state.update_open(sid["Miner"], sid["Number"], pre=pre, pre_queued_at=self._now(), state="PCSubmitted") is None:
+            return _submit(REJECTED, f"sector aborted: {self._sector(sid).get('abort_reason')}")    # meanwhile (deal hold)
         crash_point("manager.precommit.after_record")
         return _submit(ACCEPTED)
 
@@ -377,7 +383,7 @@ class Sealer:
         answer tells the worker so (Finalized, AbortReason)."""
         change, failure, worker, location = self._bounded_report(req)
         rec = self._owned(sid, caller)
-        check_worker_name(self.state, self.limits, worker, caller)
+        check_worker_name(self.state, self.limits, worker, caller, self.config.max_worker_names)
         if rec.get("finalized") or rec.get("abort_reason"):
             return {"Id": sid, "Finalized": True, "AbortReason": rec.get("abort_reason")}
         rec, seconds = self.state.report(sid["Miner"], sid["Number"],
@@ -499,11 +505,53 @@ class Sealer:
         if caller is None:
             self.state.ping(info["Name"], info)
             return None
-        if self.state.ping_owned(info["Name"], info, caller.identity) != caller.identity:
+        try:
+            owner = self.state.ping_owned(info["Name"], info, caller.identity, self.config.max_worker_names)
+        except TooManyNames as exc:
+            raise names_refused(self.limits, info["Name"], exc.held) from None
+        if owner != caller.identity:
             self.limits.count("foreign_worker")
             raise RPCError(UNAUTHORIZED, f"worker name {info['Name']!r} is registered by another credential; "
                            "each worker needs its own name")
         return None
+
+    def expire_workers(self) -> list[tuple[str, float]]:
+        """Workers that have not pinged (nor first reported) for `[Sealing] WorkerExpiry` leave
+        the list, the page and the metrics, and their names' bindings are released; returns
+        (name, last ping) of each (the caller logs them)."""
+        gone = self.state.expire_workers(self._now() - self.config.worker_expiry)
+        if gone:
+            self.limits.count("worker_expired", len(gone))
+        return gone
+
+    def return_held_deals(self) -> list[tuple[int, int, str]]:
+        """Deals of sectors that have not moved for `[Sealing] DealHoldTimeout` since they took
+        them go back to pending. Such a sector is aborted with the reason (its pieces are no longer
+        its own): its next ReportState answers Finalized with it, AcquireDeals and the submits
+        refuse with it. A sector that submitted its PreCommit, or is finalized, keeps its deals.
+        Returns (miner, number, reason) of each."""
+        timeout, returned = self.config.deal_hold_timeout, []
+        cutoff = self._now() - timeout
+
+        def stale(rec) -> bool:
+            if rec is None or rec.get("finalized") or rec.get("abort_reason") or "pre" in rec:
+                return False
+            return max(rec.get("entered_at") or rec.get("allocated_at") or 0, rec.get("deals_at") or 0) < cutoff
+
+        for miner, number in self.market.holders():
+            if not stale(self.state.sector(miner, number)):      # most are not: no write transaction for them
+                continue
+            with self.state.tx():     # checked again and aborted at once: a PreCommit written meanwhile wins
+                rec = self.state.sector(miner, number)
+                if not stale(rec):
+                    continue
+                deals = rec.get("deals") or [d["DealID"] for d in self.market.deals(miner) if d["Sector"] == number]
+                reason = (f"released: it held deals {', '.join(map(str, deals))} for {format_duration(timeout)} without moving "
+                          f"(last in {rec.get('state')}); they went back to pending ([Sealing] DealHoldTimeout)")
+                self.report_aborted({"Miner": miner, "Number": number}, reason)
+            self.limits.count("deal_hold")
+            returned.append((miner, number, reason))
+        return returned
 
     def release_silent(self) -> list[tuple[int, int, str]]:
         """Release, marked aborted with the reason, allocations no worker reported within

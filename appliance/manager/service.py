@@ -13,6 +13,7 @@ from pathlib import Path
 from ..chain.devnet import Devnet
 from ..core.proof_types import seal_proof
 from ..core.sector import sector_name
+from ..core.units import format_duration
 from ..rpc.auth import NetworkAllowList, SecretFile, load_or_create_secret
 from ..rpc.server import RPCServer
 from . import api
@@ -146,14 +147,29 @@ class ManagerService:
         return addr
 
     def _housekeeping(self, stop: threading.Event) -> None:
-        """Release, visibly, allocations of sectors that stopped reporting."""
-        interval = max(0.05, min(60.0, self.config.release_after / 4, self.config.unreported_release_after / 4))
+        """Release, visibly, allocations of sectors that stopped reporting, deals held by sectors
+        that stopped moving, workers that stopped pinging and pieces no deal uses."""
+        c = self.config
+        interval = max(0.05, min(60.0, c.release_after / 4, c.unreported_release_after / 4, c.worker_expiry / 4,
+                                 c.deal_hold_timeout / 4, c.unused_piece_expiry / 4))
         while not stop.wait(interval):
             try:
-                for miner, number, reason in self.sealer.release_silent():
-                    log.warning("released sector %s: %s (allocation and reservation freed)", sector_name(miner, number), reason)
+                self.housekeep()
             except Exception:
                 log.exception("housekeeping pass failed")
+
+    def housekeep(self) -> None:
+        """One housekeeping pass (each bound logs what it released)."""
+        for miner, number, reason in self.sealer.release_silent():
+            log.warning("released sector %s: %s (allocation and reservation freed)", sector_name(miner, number), reason)
+        for miner, number, reason in self.sealer.return_held_deals():
+            log.warning("aborted sector %s: %s", sector_name(miner, number), reason)
+        for name, last in self.sealer.expire_workers():
+            log.warning("worker %s expired: no ping for %s ([Sealing] WorkerExpiry); its name is free again",
+                        name, format_duration(self.sealer._now() - last))
+        for cid in self.sealer.market.expire_unused():
+            log.warning("piece %s removed: no deal names it %s after its upload ([Market] UnusedPieceExpiry)",
+                        cid, format_duration(self.config.unused_piece_expiry))
 
     def stop(self) -> None:
         self._stop.set()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..core.db import Database, Schema, statements
+from .identity import Limits, TooManyNames
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (miner INTEGER PRIMARY KEY, next INTEGER NOT NULL);
@@ -95,6 +96,7 @@ class ManagerState:
         self.db = Database(self.path, MANAGER_SCHEMA)
         self.last_pings: dict[str, float] | None = None     # worker -> last ping, in memory for the status page
         self.home_lock = None       # the manager home's lock (manager.home_lock), released by close()
+        self.limits = Limits()      # the bounds on what workers store, counted (the Sealer sets its text length)
 
     def close(self) -> None:
         self.db.close()
@@ -143,6 +145,19 @@ class ManagerState:
     def update(self, miner: int, number: int, **changes) -> dict:
         """Merge changes into a sector record (None deletes a key); returns the new record."""
         with self.tx() as db:
+            self._merge(db, miner, number, changes)
+        return self.sector(miner, number)
+
+    def update_open(self, miner: int, number: int, **changes) -> dict | None:
+        """`update`, unless the sector is finalized or aborted when the change is written (one
+        transaction: an abort between a caller's check and its write wins); None then."""
+        with self.tx() as db:
+            row = db.execute("SELECT json_extract(info, '$.finalized'), json_extract(info, '$.abort_reason') FROM sectors "
+                             "WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+            if row is None:
+                raise KeyError((miner, number))
+            if row[0] or row[1]:
+                return None
             self._merge(db, miner, number, changes)
         return self.sector(miner, number)
 
@@ -370,31 +385,56 @@ class ManagerState:
         row = self.db.one("SELECT json_extract(info, '$.Owner') FROM workers WHERE name = ?", (name,))
         return row[0] if row else None
 
-    def ping_owned(self, name: str, info: dict, owner: str) -> str:
+    @staticmethod
+    def _check_names(db, owner: str, max_names: int | None) -> None:
+        """Raise TooManyNames when `owner` already holds `max_names` worker names (None: no bound)."""
+        if max_names is None:
+            return
+        held = db.execute("SELECT COUNT(*) FROM workers WHERE json_extract(info, '$.Owner') = ?", (owner,)).fetchone()[0]
+        if held >= max_names:
+            raise TooManyNames(held)
+
+    def ping_owned(self, name: str, info: dict, owner: str, max_names: int | None = None) -> str:
         """Record a worker's ping when its name is `owner`'s (or no one's yet: it becomes
-        `owner`'s); returns the name's owner, which is not `owner` when the ping was refused."""
+        `owner`'s, unless `owner` holds `max_names` names already: TooManyNames); returns the
+        name's owner, which is not `owner` when the ping was refused."""
         with self.tx() as db:
             now = self._now()
             row = db.execute("SELECT json_extract(info, '$.Owner') FROM workers WHERE name = ?", (name,)).fetchone()
             if row is not None and row[0] is not None and row[0] != owner:
                 return row[0]
+            if row is None or row[0] is None:
+                self._check_names(db, owner, max_names)
             db.execute("INSERT INTO workers (name, info, last_ping) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
                        "SET info = excluded.info, last_ping = excluded.last_ping", (name, json.dumps({**info, "Owner": owner}), now))
         if self.last_pings is not None:
             self.last_pings[name] = now
         return owner
 
-    def claim_worker(self, name: str, owner: str) -> str:
+    def claim_worker(self, name: str, owner: str, max_names: int | None = None) -> str:
         """The worker name's owner, `owner` if the name had none (a worker that reports before
-        it pings: its name is bound now, so no one else can ping under it with another address)."""
+        it pings: its name is bound now, so no one else can ping under it with another address),
+        unless `owner` holds `max_names` names already (TooManyNames)."""
         with self.tx() as db:
             row = db.execute("SELECT info FROM workers WHERE name = ?", (name,)).fetchone()
             info = json.loads(row[0]) if row else {"Name": name}
             if info.get("Owner"):
                 return info["Owner"]
+            self._check_names(db, owner, max_names)
             info["Owner"] = owner
             db.execute("INSERT INTO workers (name, info, last_ping) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
                        "SET info = excluded.info", (name, json.dumps(info), self._now()))
         if self.last_pings is not None and name not in self.last_pings:
             self.last_pings[name] = self._now()
         return owner
+
+    def expire_workers(self, cutoff: float) -> list[tuple[str, float]]:
+        """Remove the workers whose last ping is before `cutoff`, with their names' bindings (a
+        re-installed machine may take its name again); returns them with their last ping."""
+        with self.tx() as db:
+            gone = db.execute("SELECT name, last_ping FROM workers WHERE last_ping < ? ORDER BY name", (cutoff,)).fetchall()
+            db.execute("DELETE FROM workers WHERE last_ping < ?", (cutoff,))
+            if self.last_pings is not None:       # under the write lock: a ping that follows sets it again
+                for name, _ in gone:
+                    self.last_pings.pop(name, None)
+        return gone

@@ -93,6 +93,7 @@ class Unsealer:
 
     def achieve(self, sid: dict, piece_cid: str, error: str) -> None:
         """Damocles' AchieveUnsealSector: the worker's outcome (an empty error is success)."""
+        error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
         with self.state.tx() as db:
             cur = db.execute("UPDATE unseal_tasks SET state = ?, error = ?, updated = ? WHERE miner = ? AND number = ? "
                              "AND piece_cid = ? AND state = 'allocated'",

@@ -92,6 +92,7 @@ class WdPoStJobs:
     def finish(self, job_id: str, output: dict | None, error: str) -> None:
         """A prover's result. Only the prover running the job may finish it; a late answer for a
         job that was given to another prover (or dropped) is refused."""
+        error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
         now = self._now()
         with self.state.tx() as db:
             row = db.execute("SELECT state FROM wdpost_jobs WHERE id = ?", (job_id,)).fetchone()

@@ -9,9 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from .. import __version__
+from ..manager.identity import KINDS as LIMITED_KINDS
 from . import RPC_BUCKETS, STAGE_BUCKETS
-
-LIMITED_KINDS = ("in_flight", "text_truncated", "unknown_state", "unknown_level", "foreign_sector", "foreign_worker")
 
 
 class ManagerMetrics:
@@ -94,13 +93,15 @@ class _Collector:
         yield age
         yield threads
 
-        limited = CounterMetricFamily("damocles_manager_limited", "Worker calls refused or cut by a bound, per kind: in_flight "
-                                      "(allocations past [Sealing] MaxInFlightPerWorker), text_truncated, unknown_state, "
-                                      "unknown_level, foreign_sector, foreign_worker", labels=["kind"])
+        limited = CounterMetricFamily("damocles_manager_limited", "What a bound refused, cut or expired, per kind: "
+                                      + ", ".join(LIMITED_KINDS) + " (docs/observability.md)", labels=["kind"])
         counts = s.sealer.limits.snapshot()
         for kind in LIMITED_KINDS:
             limited.add_metric([kind], counts.get(kind, 0))
         yield limited
+        yield GaugeMetricFamily("damocles_piece_store_used_bytes", "Bytes of pieces in the piece stores",
+                                value=s.sealer.market.stored_bytes())
+        yield GaugeMetricFamily("damocles_piece_store_quota_bytes", "[Market] PieceStoreQuota", value=s.config.piece_store_quota)
 
         free = GaugeMetricFamily("damocles_persist_store_free_bytes", "Free bytes of a persist store", labels=["store"])
         total = GaugeMetricFamily("damocles_persist_store_total_bytes", "Size of a persist store's file system", labels=["store"])
