@@ -115,7 +115,8 @@ def test_a_snapup_is_submitted_and_polled_only_by_the_worker_that_took_it(cluste
     before, outbox = rows(svc, "snap_candidates"), rows(svc, "outbox")
     refused(UNAUTHORIZED, other.call, "Venus.SubmitSnapUpProof", sid, info)
     refused(UNAUTHORIZED, other.call, "Venus.SnapUpState", sid)
-    assert rows(svc, "snap_candidates") == before and rows(svc, "outbox") == outbox and foreign(svc) == 2
+    refused(UNAUTHORIZED, other.call, "Venus.SnapUpAborted", sid, "not mine")
+    assert rows(svc, "snap_candidates") == before and rows(svc, "outbox") == outbox and foreign(svc) == 3
     # Damocles' SnapUpOnChainInfo: without CommD and Pieces it is not one
     refused(INVALID_PARAMS, owner.call, "Venus.SubmitSnapUpProof", sid,
             {k: v for k, v in info.items() if k not in ("CommD", "Pieces")})
@@ -129,6 +130,11 @@ def test_a_snapup_is_submitted_and_polled_only_by_the_worker_that_took_it(cluste
     assert res["Res"] == SubmitResult.MISMATCHED_SUBMISSION and "does not verify" in res["Desc"], res
     assert owner.call("Venus.SnapUpState", sid)["State"] == OnChainState.PENDING      # not submitted
     assert rows(svc, "outbox") == outbox
+    # the owner gives it up: a candidate again, which another worker may take, with the same deal
+    owner.call("Venus.SnapUpAborted", sid, "the store is gone")
+    assert admin.call("Venus.SnapUpCandidates", None)[0] | {"State": "candidate", "Worker": "", "Error": "the store is gone"} \
+        == admin.call("Venus.SnapUpCandidates", None)[0]
+    assert other.call("Venus.AllocateSanpUpSector", {"Sector": {}, "Deals": {}})["Pieces"] == task["Pieces"]
 
 
 def test_a_windowpost_job_is_heartbeated_and_finished_only_under_its_provers_name(cluster):

@@ -172,6 +172,7 @@ def register_snapup(server: RPCServer, snap, limits) -> None:
     _bind(server, limits, "Venus.AllocateSanpUpSector", snap.allocate, [("spec", snapup_spec)])
     _bind(server, limits, "Venus.SubmitSnapUpProof", snap.submit, [("sid", sector_id), ("info", snap_submit)])
     _bind(server, limits, "Venus.SnapUpState", snap.poll, [("sid", sector_id)])
+    _bind(server, limits, "Venus.SnapUpAborted", snap.aborted, [("sid", sector_id), ("reason", string)])
 
 
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:

@@ -4,7 +4,8 @@
   this manager sealed and persisted) as upgrade candidates; `damocles util snap candidates` lists
   them with their state.
 - AllocateSanpUpSector (Damocles' spelling) hands a candidate to a snapup thread together with
-  deals packed for it (as AcquireDeals does); no deals, no candidate.
+  deals packed for it (as AcquireDeals does); no deals, no candidate. The caller's identity
+  holds it: only it may submit, poll or give it up (SnapUpAborted, ours: a candidate again).
 - SubmitSnapUpProof checks the update proof and that the `update/` files are in the store, then
   sends ProveReplicaUpdates through the nonce-journalled outbox; SnapUpState follows it until it
   lands, after which the sector's files for proving are its `update/` and `update-cache/`."""
@@ -143,6 +144,20 @@ class SnapUp:
         self.state.update(miner, number, snap_store=store.name)
         self._set(miner, number, state="submitted", message=message)
         return {"Res": ACCEPTED, "Desc": f"sent as {message}"}
+
+    def aborted(self, sid: dict, reason: str, caller=None) -> None:
+        """Ours: the worker that took the upgrade gave it up (its error). The sector is a candidate
+        again, for any snapup thread; the deals packed for it stay with it for the next try."""
+        miner, number = sid["Miner"], sid["Number"]
+        row = self.state.one("SELECT state, worker FROM snap_candidates WHERE miner = ? AND number = ?", (miner, number))
+        if row is None or row[0] != "allocated":
+            raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is not being upgraded ({row[0] if row else 'not a candidate'})")
+        check_holder(row[1], caller, f"the snap-up of sector {miner}-{number}")
+        error = self.sealer.limits.text(reason, self.config.max_text_length) or "given up by the worker"
+        with self.state.tx() as db:
+            db.execute("UPDATE snap_candidates SET state = 'candidate', worker = NULL, error = ?, updated = ? "
+                       "WHERE miner = ? AND number = ? AND state = 'allocated' AND worker IS ?",
+                       (error, self._now(), miner, number, row[1]))
 
     def poll(self, sid: dict, caller=None) -> dict:
         """Where the upgrade's message is (ours, after SubmitSnapUpProof), for the identity the

@@ -128,6 +128,7 @@ class SnapUpSteps(TaskSteps):
 
 class SnapUpThread(TaskThread):
     plan, table, steps_class = "snapup", SNAPUP, SnapUpSteps
+    report_method = "Venus.SnapUpAborted"      # only a failure is reported (a landed upgrade needs no word)
 
     def _report_done(self, stop) -> bool:
         self.done += 1           # the manager saw it land: nothing more to tell
