@@ -53,16 +53,24 @@ wdpost_output = optional(struct({"proofs": list_of(_b64_text), "faults": optiona
 
 
 def _task_call(fn, limits):
-    """A worker's call on a task: told who calls; a task another identity holds is -32001
-    (counted as foreign_task), a WdPoSt job that does not exist (or is no longer running) 11002."""
-    from .wdpost_jobs import JobNotFound
-
+    """A worker's call on a task, told who calls: a task another identity holds is -32001
+    (counted as foreign_task)."""
     def call(*args, caller):
         try:
             return fn(*args, caller=caller)
         except ForeignTask as exc:
             limits.count("foreign_task")
             raise RPCError(UNAUTHORIZED, str(exc)) from None
+    return call
+
+
+def _jobs_call(fn):
+    """WdPoSt job calls: a job that does not exist (or is no longer running) is error 11002."""
+    from .wdpost_jobs import JobNotFound
+
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
         except JobNotFound as exc:
             raise RPCError(JOB_NOT_FOUND, str(exc)) from None
     return call
@@ -84,12 +92,13 @@ def register_wdpost(server: RPCServer, jobs, limits) -> None:
         check_worker_name(jobs.state, limits, name, caller)
         return jobs.heartbeat(job_ids, name)
 
-    _bind(server, limits, "Venus.WdPoStAllocateJobs", allocate, [("spec", wdpost_spec), ("num", u64), ("workerName", string)])
-    _bind(server, limits, "Venus.WdPoStHeartbeatJobs", heartbeat, [("jobIDs", list_of(string)), ("workerName", string)])
-    _bind(server, limits, "Venus.WdPoStFinishJob", jobs.finish, [("jobID", string), ("output", wdpost_output), ("errorReason", string)])
-    for name, fn in (("Venus.WdPoStResetJob", jobs.reset), ("Venus.WdPoStRemoveJob", jobs.remove)):
-        server.register(name, _task_call(lambda job_id, caller, fn=fn: fn(job_id), limits), "admin", [("jobID", string)],
-                        with_caller=True)
+    _bind(server, limits, "Venus.WdPoStAllocateJobs", _jobs_call(allocate),
+          [("spec", wdpost_spec), ("num", u64), ("workerName", string)])
+    _bind(server, limits, "Venus.WdPoStHeartbeatJobs", _jobs_call(heartbeat), [("jobIDs", list_of(string)), ("workerName", string)])
+    _bind(server, limits, "Venus.WdPoStFinishJob", _jobs_call(jobs.finish),
+          [("jobID", string), ("output", wdpost_output), ("errorReason", string)])
+    server.register("Venus.WdPoStResetJob", _jobs_call(jobs.reset), "admin", [("jobID", string)])
+    server.register("Venus.WdPoStRemoveJob", _jobs_call(jobs.remove), "admin", [("jobID", string)])
     server.register("Venus.WdPoStAllJobs", jobs.all, "read", [])
 
 
@@ -151,7 +160,8 @@ def register_unseal(server: RPCServer, unsealer, limits) -> None:
     server.register("Venus.UnsealPiece", unsealer.request, "admin", [("sid", sector_id), ("pieceCid", string), ("dest", string)])
     server.register("Venus.UnsealTasks", unsealer.tasks, "read", [])
     _bind(server, limits, "Venus.AllocateUnsealSector", unsealer.allocate, [("spec", allocate_spec)])
-    _bind(server, limits, "Venus.AchieveUnsealSector", unsealer.achieve, [("sid", sector_id), ("pieceCid", cid), ("errInfo", string)])
+    _bind(server, limits, "Venus.AchieveUnsealSector", unsealer.achieve,
+          [("sid", sector_id), ("pieceCid", cid), ("errInfo", string)])
 
 
 def register_rebuild(server: RPCServer, rebuilder, limits) -> None:
