@@ -380,7 +380,8 @@ class Work:
         if time.monotonic() < self.next_pause_check:
             return
         self.next_pause_check = time.monotonic() + 5
-        workers = self.d.call("Venus.WorkerPingInfoList")
+        # the sealing worker: the prover's name is listed too (bound to its token), without an address
+        workers = [w for w in self.d.call("Venus.WorkerPingInfoList") if w["Info"].get("Dest")]
         if not workers:
             return
         try:
@@ -539,7 +540,7 @@ def test_random_kills_lose_nothing_and_stick_nowhere(tmp_path):
 
         # settle: no kills now; every sector and task must be where it was left, or finish
         listed = d.until("every sector settled after the last kill", d.sectors_settled, timeout=120)
-        dest = d.call("Venus.WorkerPingInfoList")[0]["Info"]["Dest"]
+        dest = next(w["Info"]["Dest"] for w in d.call("Venus.WorkerPingInfoList") if w["Info"].get("Dest"))
         threads = json.loads(run_cli("worker", "list", "--worker", dest, "--home", str(home), "--json", check=True).stdout)["threads"]
         snaps, rebuilds, unseals = work.tasks()
         unfinished = work.unfinished(snaps, rebuilds, unseals)

@@ -90,6 +90,7 @@ def test_etag_moves_with_visible_changes_only_and_idle_costs_one_statement(manag
     info = {"Name": "w1", "Dest": "127.0.0.1:1", "Summary": {"Threads": 2, "Empty": 0, "Paused": 0, "Running": 2,
                                                              "Waiting": 0, "Errors": 0}}
     w.call("Venus.WorkerPing", info)
+    w.call("Venus.WdPoStAllocateJobs", {}, 1, "prover-1")     # a prover's first call binds its name (visible)
     e2 = etag()
     assert e2 != e1
     w.call("Venus.WorkerPing", info)          # the same info again: only the last ping moved (sent in memory)

@@ -269,7 +269,7 @@ def test_an_unseal_task_is_journalled_and_resumed(tmp_path, monkeypatch, point):
     payload, task = _unseal_task(tmp_path)
     (tmp_path / "out").mkdir()
     handed = iter([task])
-    rpc = Manager(**{"Venus.AllocateUnsealSector": lambda spec, name: next(handed, None)})
+    rpc = Manager(**{"Venus.AllocateUnsealSector": lambda spec: next(handed, None)})
     unsealed = []
 
     def run_stage(stage, fn, *args):
@@ -280,7 +280,7 @@ def test_an_unseal_task_is_journalled_and_resumed(tmp_path, monkeypatch, point):
     _crash_then_restart(monkeypatch, module, point, lambda: UnsealThread(0, ctx),
                         lambda t: rpc.called("Venus.AchieveUnsealSector") and t.rec.state == "Empty")
     assert (tmp_path / "out" / "piece").read_bytes() == payload
-    assert rpc.called("Venus.AchieveUnsealSector") == [({"Miner": 1000, "Number": 1}, task["PieceCid"]["/"], "")]
+    assert rpc.called("Venus.AchieveUnsealSector") == [({"Miner": 1000, "Number": 1}, task["PieceCid"], "")]
     assert len(rpc.called("Venus.AllocateUnsealSector")) >= 2 and unsealed.count("unseal") == (
         2 if point == "worker.unseal.written" else 1)     # redone only when the crash came before its transition
     assert _current(ctx) is None
@@ -290,7 +290,7 @@ def test_a_failed_unseal_is_reported_with_its_reason(tmp_path):
     payload, task = _unseal_task(tmp_path)
     (tmp_path / "out").mkdir()
     handed = iter([task])
-    rpc = Manager(**{"Venus.AllocateUnsealSector": lambda spec, name: next(handed, None)})
+    rpc = Manager(**{"Venus.AllocateUnsealSector": lambda spec: next(handed, None)})
     ctx = _ctx(tmp_path, rpc, run_stage=lambda stage, fn, *a: bytes(2032))      # the wrong bytes
     with Running(UnsealThread(0, ctx)) as t:
         _until(lambda: rpc.called("Venus.AchieveUnsealSector") and t.rec.state == "Empty", "the report")
@@ -304,7 +304,7 @@ def test_a_rebuild_resumes_after_its_persist_without_sealing_again(tmp_path, mon
     task = {"Sector": {"ID": {"Miner": 1000, "Number": 1}, "ProofType": P2K.id}, "Pieces": None,
             "Ticket": {"Ticket": base64.b64encode(bytes(32)).decode(), "Epoch": 1}, "CommR": list(comm_r)}
     handed = iter([task])
-    rpc = Manager(**{"Venus.AllocateRebuildSector": lambda spec, name: next(handed, None),
+    rpc = Manager(**{"Venus.AllocateRebuildSector": lambda spec: next(handed, None),
                      "Venus.StoreReserveSpace": {"Name": "store"}, "Venus.SubmitPersistedEx": True})
     stages = []
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 
-from ..rpc import JOB_NOT_FOUND, RPCError, INVALID_PARAMS
+from ..rpc import INVALID_PARAMS, JOB_NOT_FOUND, UNAUTHORIZED, RPCError
 from ..rpc.server import RPCServer
-from ..rpc.wire import b64, boolean, bytes32, i64, list_of, optional, sector_id, string, struct, u64
+from ..rpc.wire import b64, boolean, bytes32, cid, i64, list_of, optional, sector_id, string, struct, u64
+from .identity import check_worker_name
 from .market import PieceStoreFull, UploadInProgress
 from .sealer import Sealer
+from .task_owner import ForeignTask
 
 
 def _ticket(v, field):
@@ -50,27 +52,51 @@ def _b64_text(v, field):
 wdpost_output = optional(struct({"proofs": list_of(_b64_text), "faults": optional(list_of(u64))}, optional_keys=("faults",)))
 
 
+def _task_call(fn, limits):
+    """A worker's call on a task, told who calls: a task another identity holds is -32001
+    (counted as foreign_task)."""
+    def call(*args, caller):
+        try:
+            return fn(*args, caller=caller)
+        except ForeignTask as exc:
+            limits.count("foreign_task")
+            raise RPCError(UNAUTHORIZED, str(exc)) from None
+    return call
+
+
 def _jobs_call(fn):
     """WdPoSt job calls: a job that does not exist (or is no longer running) is error 11002."""
     from .wdpost_jobs import JobNotFound
 
-    def call(*args):
+    def call(*args, **kwargs):
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except JobNotFound as exc:
             raise RPCError(JOB_NOT_FOUND, str(exc)) from None
     return call
 
 
-def register_wdpost(server: RPCServer, jobs) -> None:
-    """Damocles' WorkerWdPoStAPI for dedicated provers."""
-    w = "write"
-    server.register("Venus.WdPoStAllocateJobs", _jobs_call(lambda spec, num, name: jobs.allocate(
-        spec.get("AllowedMiners"), spec.get("AllowedProofTypes"), num, name)), w,
-        [("spec", wdpost_spec), ("num", u64), ("workerName", string)])
-    server.register("Venus.WdPoStHeartbeatJobs", _jobs_call(jobs.heartbeat), w, [("jobIDs", list_of(string)), ("workerName", string)])
-    server.register("Venus.WdPoStFinishJob", _jobs_call(jobs.finish), w,
-                    [("jobID", string), ("output", wdpost_output), ("errorReason", string)])
+def _bind(server: RPCServer, limits, name: str, fn, params) -> None:
+    server.register(name, _task_call(fn, limits), "write", params, with_caller=True)
+
+
+def register_wdpost(server: RPCServer, jobs, limits) -> None:
+    """Damocles' WorkerWdPoStAPI for dedicated provers. `workerName` must be a name the caller
+    holds (the first to use a name holds it); only the holder of the name a job runs under may
+    heartbeat (others' heartbeats leave it alone) and finish it."""
+    def allocate(spec, num, name, caller):
+        check_worker_name(jobs.state, limits, name, caller)
+        return jobs.allocate(spec.get("AllowedMiners"), spec.get("AllowedProofTypes"), num, name)
+
+    def heartbeat(job_ids, name, caller):
+        check_worker_name(jobs.state, limits, name, caller)
+        return jobs.heartbeat(job_ids, name)
+
+    _bind(server, limits, "Venus.WdPoStAllocateJobs", _jobs_call(allocate),
+          [("spec", wdpost_spec), ("num", u64), ("workerName", string)])
+    _bind(server, limits, "Venus.WdPoStHeartbeatJobs", _jobs_call(heartbeat), [("jobIDs", list_of(string)), ("workerName", string)])
+    _bind(server, limits, "Venus.WdPoStFinishJob", _jobs_call(jobs.finish),
+          [("jobID", string), ("output", wdpost_output), ("errorReason", string)])
     server.register("Venus.WdPoStResetJob", _jobs_call(jobs.reset), "admin", [("jobID", string)])
     server.register("Venus.WdPoStRemoveJob", _jobs_call(jobs.remove), "admin", [("jobID", string)])
     server.register("Venus.WdPoStAllJobs", jobs.all, "read", [])
@@ -130,30 +156,33 @@ def register_market(server: RPCServer, market, largest_sector: int) -> None:
     server.register("Venus.MarketDeals", market.deals, "read", [("miner", optional(u64))])
 
 
-def register_unseal(server: RPCServer, unsealer) -> None:
+def register_unseal(server: RPCServer, unsealer, limits) -> None:
     server.register("Venus.UnsealPiece", unsealer.request, "admin", [("sid", sector_id), ("pieceCid", string), ("dest", string)])
     server.register("Venus.UnsealTasks", unsealer.tasks, "read", [])
-    server.register("Venus.AllocateUnsealSector", unsealer.allocate, "write", [("spec", allocate_spec), ("workerName", string)])
-    server.register("Venus.AchieveUnsealSector", unsealer.achieve, "write",
-                    [("sid", sector_id), ("pieceCid", string), ("errInfo", string)])
+    _bind(server, limits, "Venus.AllocateUnsealSector", unsealer.allocate, [("spec", allocate_spec)])
+    _bind(server, limits, "Venus.AchieveUnsealSector", unsealer.achieve,
+          [("sid", sector_id), ("pieceCid", cid), ("errInfo", string)])
 
 
-def register_rebuild(server: RPCServer, rebuilder) -> None:
+def register_rebuild(server: RPCServer, rebuilder, limits) -> None:
     server.register("Venus.SectorSetForRebuild", rebuilder.request, "admin", [("sid", sector_id)])
     server.register("Venus.RebuildTasks", rebuilder.tasks, "read", [])
-    server.register("Venus.AllocateRebuildSector", rebuilder.allocate, "write", [("spec", allocate_spec), ("workerName", string)])
-    server.register("Venus.RebuildDone", rebuilder.done, "write", [("sid", sector_id), ("errInfo", string)])
+    _bind(server, limits, "Venus.AllocateRebuildSector", rebuilder.allocate, [("spec", allocate_spec)])
+    _bind(server, limits, "Venus.RebuildDone", rebuilder.done, [("sid", sector_id), ("errInfo", string)])
 
 
-snap_submit = struct({"CommR": bytes32, "Proof": string, "AccessInstance": string})
+# Damocles' AllocateSnapUpSpec and SnapUpOnChainInfo
+snapup_spec = struct({"Sector": optional(allocate_spec), "Deals": optional(deals_spec)}, optional_keys=("Sector", "Deals"))
+snap_submit = struct({"CommR": bytes32, "CommD": bytes32, "AccessInstance": string, "Pieces": list_of(cid), "Proof": _b64_text})
 
 
-def register_snapup(server: RPCServer, snap) -> None:
+def register_snapup(server: RPCServer, snap, limits) -> None:
     server.register("Venus.SnapUpFetch", snap.fetch, "admin", [("miner", u64), ("deadline", optional(u64))])
     server.register("Venus.SnapUpCandidates", snap.candidates, "read", [("miner", optional(u64))])
-    server.register("Venus.AllocateSanpUpSector", snap.allocate, "write", [("spec", allocate_spec), ("workerName", string)])
-    server.register("Venus.SubmitSnapUpProof", snap.submit, "write", [("sid", sector_id), ("info", snap_submit)])
-    server.register("Venus.SnapUpState", snap.poll, "write", [("sid", sector_id)])
+    _bind(server, limits, "Venus.AllocateSanpUpSector", snap.allocate, [("spec", snapup_spec)])
+    _bind(server, limits, "Venus.SubmitSnapUpProof", snap.submit, [("sid", sector_id), ("info", snap_submit)])
+    _bind(server, limits, "Venus.SnapUpState", snap.poll, [("sid", sector_id)])
+    _bind(server, limits, "Venus.SnapUpAborted", snap.aborted, [("sid", sector_id), ("reason", string)])
 
 
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:

@@ -104,14 +104,14 @@ def check_worker_name(state, limits: Limits, name: str, caller, max_names: int) 
 
 def check_sector(state, limits: Limits, rec: dict, caller, rebuild_worker: str | None = None) -> None:
     """Refuse a call on a sector allocated to another identity. A sector allocated before owners
-    were kept becomes the first caller's. `rebuild_worker`: the worker name a rebuild task of the
-    sector is allocated to, which may act on it too."""
+    were kept becomes the first caller's. `rebuild_worker`: who a rebuild task of the sector is
+    allocated to (the identity; a worker name in tasks allocated before), which may act on it too."""
     if not bound(caller):
         return
     owner = rec.get("owner") or state.claim_sector(rec["miner"], rec["number"], caller.identity)
     if owner == caller.identity:
         return
-    if rebuild_worker is not None and state.worker_owner(rebuild_worker) == caller.identity:
+    if rebuild_worker is not None and caller.identity in (rebuild_worker, state.worker_owner(rebuild_worker)):
         return
     limits.count("foreign_sector")
     raise RPCError(UNAUTHORIZED, f"sector {sector_name(rec['miner'], rec['number'])} is allocated to another worker's "

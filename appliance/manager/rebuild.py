@@ -13,6 +13,7 @@ import time
 
 from ..proofs.cid import cid_to_commitment
 from ..rpc import INVALID_PARAMS, RPCError
+from .task_owner import check_holder, holder
 
 
 class Rebuilder:
@@ -49,19 +50,20 @@ class Rebuilder:
         with self.state.read():      # every task from one snapshot
             return [self.task(r[0]) for r in self.state.query("SELECT id FROM rebuild_tasks ORDER BY id")]
 
-    def allocate(self, spec: dict, worker: str) -> dict | None:
+    def allocate(self, spec: dict, caller=None) -> dict | None:
         """Damocles' AllocateRebuildSector, in SectorRebuildInfo's shape (plus the CommR to
-        match). A task a worker took and did not finish is handed to it again."""
-        miners = spec.get("AllowedMiners")
-        rows = self.state.query("SELECT id, miner, number FROM rebuild_tasks WHERE state = 'pending' OR "
-                                "(state = 'allocated' AND worker = ?) ORDER BY id", (worker,))
+        match), held by the caller's identity from now on; the worker journals it and resumes
+        it after a restart, so it is not handed out again."""
+        miners, proofs = spec.get("AllowedMiners"), spec.get("AllowedProofTypes")
+        rows = self.state.query("SELECT id, miner, number FROM rebuild_tasks WHERE state = 'pending' ORDER BY id")
         for task_id, miner, number in rows:
-            if miners and miner not in miners:
-                continue
             rec = self.state.sector(miner, number)
+            if (miners and miner not in miners) or (proofs and rec["proof"] not in proofs):
+                continue
             with self.state.tx() as db:
-                db.execute("UPDATE rebuild_tasks SET state = 'allocated', worker = ?, updated = ? WHERE id = ?",
-                           (worker, self._now(), task_id))
+                if not db.execute("UPDATE rebuild_tasks SET state = 'allocated', worker = ?, updated = ? WHERE id = ? "
+                                  "AND state = 'pending'", (holder(caller), self._now(), task_id)).rowcount:
+                    continue           # another worker's call took it meanwhile
             deals = [self.market._deal_info(d) for d in self.market.deals(miner) if d["Sector"] == number]
             on_chain = self.chain.sector(miner, number)
             commr = list(cid_to_commitment(on_chain.sealed_cid)[1])
@@ -73,14 +75,18 @@ class Rebuilder:
                     "Pieces": deals or None, "IsSnapUp": False, "UpgradePublic": None, "CommR": commr}
         return None
 
-    def done(self, sid: dict, error: str) -> None:
+    def done(self, sid: dict, error: str, caller=None) -> None:
+        """The rebuild's outcome, from the identity the task is allocated to."""
+        miner, number = sid["Miner"], sid["Number"]
         error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
         with self.state.tx() as db:
-            cur = db.execute("UPDATE rebuild_tasks SET state = ?, error = ?, updated = ? WHERE miner = ? AND number = ? "
-                             "AND state = 'allocated'", ("failed" if error else "done", error or None, self._now(),
-                                                         sid["Miner"], sid["Number"]))
-            if cur.rowcount == 0:
-                raise RPCError(INVALID_PARAMS, f"no rebuild of sector {sid['Miner']}-{sid['Number']} is running")
+            row = db.execute("SELECT id, worker FROM rebuild_tasks WHERE miner = ? AND number = ? AND state = 'allocated'",
+                             (miner, number)).fetchone()
+            if row is None:
+                raise RPCError(INVALID_PARAMS, f"no rebuild of sector {miner}-{number} is running")
+            claimed = check_holder(row[1], caller, f"the rebuild of sector {miner}-{number}")
+            db.execute("UPDATE rebuild_tasks SET state = ?, error = ?, worker = COALESCE(?, worker), updated = ? WHERE id = ?",
+                       ("failed" if error else "done", error or None, claimed, self._now(), row[0]))
         if not error:      # persisted again (SubmitPersistedEx): the sector is what it was, Finished
             self.state.update(sid["Miner"], sid["Number"], state="Finished")
             self.state.release(sid["Miner"], sid["Number"])

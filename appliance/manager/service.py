@@ -125,11 +125,11 @@ class ManagerService:
         api.register_market(self.rpc, self.sealer.market,
                             max((seal_proof(m.seal_proof).size.bytes for m in self.config.miners), default=2048))
         self.unsealer = Unsealer(self.config, self.state, self.chain, self.sealer.market, self.sealer)
-        api.register_unseal(self.rpc, self.unsealer)
-        api.register_rebuild(self.rpc, Rebuilder(self.state, self.chain, self.sealer.market, self.poster))
+        api.register_unseal(self.rpc, self.unsealer, self.sealer.limits)
+        api.register_rebuild(self.rpc, Rebuilder(self.state, self.chain, self.sealer.market, self.poster), self.sealer.limits)
         api.register_snapup(self.rpc, SnapUp(self.config, self.state, self.chain, self.sealer.market, self.sealer,
-                                             self.committer))
-        api.register_wdpost(self.rpc, self.jobs)
+                                             self.committer), self.sealer.limits)
+        api.register_wdpost(self.rpc, self.jobs, self.sealer.limits)
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
         from ..web import attach as attach_web
         attach_web(self)          # the status page (/ui/), its sector actions, /metrics

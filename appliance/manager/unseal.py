@@ -16,6 +16,7 @@ import time
 from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo, piece_offsets
 from ..rpc import INVALID_PARAMS, RPCError
+from .task_owner import check_holder, holder
 
 
 class Unsealer:
@@ -67,23 +68,26 @@ class Unsealer:
         with self.state.read():      # every task from one snapshot
             return [self.task(r[0]) for r in self.state.query("SELECT id FROM unseal_tasks ORDER BY id")]
 
-    def allocate(self, spec: dict, worker: str) -> dict | None:
-        """Damocles' AllocateUnsealSector: the oldest pending task, in SectorUnsealInfo's shape.
-        A task a worker took and did not finish is handed to it again (it restarted)."""
-        miners = spec.get("AllowedMiners")
-        rows = self.state.query("SELECT id, miner, number, piece_cid, dest, state, worker FROM unseal_tasks "
-                                "WHERE state = 'pending' OR (state = 'allocated' AND worker = ?) ORDER BY id", (worker,))
-        for task_id, miner, number, cid, dest, state, _ in rows:
-            if miners and miner not in miners:
-                continue
+    def allocate(self, spec: dict, caller=None) -> dict | None:
+        """Damocles' AllocateUnsealSector: the oldest pending task, in SectorUnsealInfo's shape,
+        held by the caller's identity from now on. A task once allocated is not handed out
+        again: the worker journals it and resumes it after a restart."""
+        miners, proofs = spec.get("AllowedMiners"), spec.get("AllowedProofTypes")
+        rows = self.state.query("SELECT id, miner, number, piece_cid, dest FROM unseal_tasks WHERE state = 'pending' ORDER BY id")
+        for task_id, miner, number, cid, dest in rows:
             rec = self.state.sector(miner, number) or {}
+            if (miners and miner not in miners) or (proofs and rec.get("proof") not in proofs):
+                continue
             deals = [d for d in self.market.deals(miner) if d["Sector"] == number]
             offsets = piece_offsets([PieceInfo(d["PieceSize"], cid_to_commitment(d["PieceCID"])[1]) for d in deals],
                                     self.chain.miner_info(miner).sector_size)
             deal, offset = next((d, o) for d, o in zip(deals, offsets) if d["PieceCID"] == cid)
             where = self.sealer.sector_indexer_find("normal", {"Miner": miner, "Number": number})
             with self.state.tx() as db:
-                db.execute("UPDATE unseal_tasks SET state = 'allocated', worker = ?, updated = ? WHERE id = ?", (worker, self._now(), task_id))
+                taken = db.execute("UPDATE unseal_tasks SET state = 'allocated', worker = ?, updated = ? "
+                                   "WHERE id = ? AND state = 'pending'", (holder(caller), self._now(), task_id)).rowcount
+            if not taken:          # another worker's call took it meanwhile
+                continue
             return {"Sector": {"ID": {"Miner": miner, "Number": number}, "ProofType": rec.get("proof")},
                     "PieceCid": {"/": cid}, "Offset": offset, "Size": deal["PieceSize"], "PayloadSize": deal["PayloadSize"],
                     "PrivateInfo": {"AccessInstance": where["Instance"]["Name"] if where["Found"] else ""},
@@ -91,12 +95,18 @@ class Unsealer:
                     "Dest": [dest], "State": "allocated", "ErrorInfo": ""}
         return None
 
-    def achieve(self, sid: dict, piece_cid: str, error: str) -> None:
-        """Damocles' AchieveUnsealSector: the worker's outcome (an empty error is success)."""
+    def achieve(self, sid: dict, piece_cid: str, error: str, caller=None) -> None:
+        """Damocles' AchieveUnsealSector: the worker's outcome (an empty error is success), from
+        the identity the task is allocated to."""
+        miner, number = sid["Miner"], sid["Number"]
         error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
         with self.state.tx() as db:
-            cur = db.execute("UPDATE unseal_tasks SET state = ?, error = ?, updated = ? WHERE miner = ? AND number = ? "
-                             "AND piece_cid = ? AND state = 'allocated'",
-                             ("failed" if error else "done", error or None, self._now(), sid["Miner"], sid["Number"], piece_cid))
-            if cur.rowcount == 0:
-                raise RPCError(INVALID_PARAMS, f"no unseal task of {piece_cid} from sector {sid['Miner']}-{sid['Number']} is running")
+            rows = db.execute("SELECT id, worker FROM unseal_tasks WHERE miner = ? AND number = ? AND piece_cid = ? "
+                              "AND state = 'allocated' ORDER BY id", (miner, number, piece_cid)).fetchall()
+            if not rows:
+                raise RPCError(INVALID_PARAMS, f"no unseal task of {piece_cid} from sector {miner}-{number} is running")
+            # the same piece may be asked for twice and taken by two workers: the caller's own first
+            task_id, held_by = next((r for r in rows if caller is not None and r[1] == caller.identity), rows[0])
+            claimed = check_holder(held_by, caller, f"the unseal of {piece_cid} from sector {miner}-{number}")
+            db.execute("UPDATE unseal_tasks SET state = ?, error = ?, worker = COALESCE(?, worker), updated = ? WHERE id = ?",
+                       ("failed" if error else "done", error or None, claimed, self._now(), task_id))

@@ -13,7 +13,9 @@ import json
 import time
 
 from .config import WorkerProverConfig
+from .identity import bound
 from .state import ManagerState
+from .task_owner import ForeignTask
 
 READY, RUNNING, FINISHED = "ready2run", "running", "finished"
 
@@ -89,19 +91,29 @@ class WdPoStJobs:
                 db.execute("UPDATE wdpost_jobs SET heartbeat = ?, updated = ? WHERE id = ? AND state = ? AND worker = ?",
                            (now, now, job_id, RUNNING, worker))
 
-    def finish(self, job_id: str, output: dict | None, error: str) -> None:
-        """A prover's result. Only the prover running the job may finish it; a late answer for a
-        job that was given to another prover (or dropped) is refused."""
+    def finish(self, job_id: str, output: dict | None, error: str, caller=None) -> None:
+        """A prover's result. Only the prover running the job may finish it, from the identity
+        that holds its worker name; a late answer for a job that was given to another prover
+        (or dropped) is refused."""
         error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
+        row = self.state.one("SELECT state, worker FROM wdpost_jobs WHERE id = ?", (job_id,))
+        if row is None:
+            raise JobNotFound(f"WindowPoSt job {job_id} not found")
+        if row[0] != RUNNING:
+            raise JobNotFound(f"WindowPoSt job {job_id} is {row[0]}, not running: the result is not needed any more")
+        if bound(caller):
+            owner = self.state.worker_owner(row[1]) or self.state.claim_worker(row[1], caller.identity)
+            if owner != caller.identity:
+                raise ForeignTask(f"WindowPoSt job {job_id} is running on prover {row[1]!r}, whose name another "
+                                  "credential holds; this one may not finish it")
         now = self._now()
         with self.state.tx() as db:
-            row = db.execute("SELECT state FROM wdpost_jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFound(f"WindowPoSt job {job_id} not found")
-            if row[0] != RUNNING:
-                raise JobNotFound(f"WindowPoSt job {job_id} is {row[0]}, not running: the result is not needed any more")
-            db.execute("UPDATE wdpost_jobs SET state = ?, output = ?, error = ?, finished = ?, updated = ? WHERE id = ?",
-                       (FINISHED, json.dumps(output) if output is not None else None, error or None, now, now, job_id))
+            cur = db.execute("UPDATE wdpost_jobs SET state = ?, output = ?, error = ?, finished = ?, updated = ? "
+                             "WHERE id = ? AND state = ? AND worker = ?",
+                             (FINISHED, json.dumps(output) if output is not None else None, error or None, now, now,
+                              job_id, RUNNING, row[1]))
+            if cur.rowcount == 0:        # given to another prover or dropped since the read above
+                raise JobNotFound(f"WindowPoSt job {job_id} is no longer running on {row[1]!r}")
 
     def reset(self, job_id: str) -> None:
         """An operator's retry: back to ready2run with its tries counted from zero."""

@@ -43,6 +43,9 @@ SNAPUP = Plan("snapup", ("Empty", "Allocated", "PieceAdded", "Encoded", "Proved"
 class SnapUpSteps(TaskSteps):
     allocate_method = "Venus.AllocateSanpUpSector"    # Damocles' spelling
 
+    def allocate_spec(self, spec: dict) -> dict:
+        return {"Sector": spec, "Deals": {"MaxDeals": None, "MinUsedSpace": None}}     # Damocles' AllocateSnapUpSpec
+
     def _root(self):
         return self.ctx.location / "data" / "snap"
 
@@ -106,8 +109,9 @@ class SnapUpSteps(TaskSteps):
             return "Submit"          # submitted before a crash and landed since: not sent again
         proof = (self._root() / "update-proof").read_bytes()
         res = call(self.ctx.rpc, "Venus.SubmitSnapUpProof", rec.task["Sector"]["ID"],
-                   {"CommR": list(bytes.fromhex(rec.comm_r_new)), "Proof": base64.b64encode(proof).decode(),
-                    "AccessInstance": self._store(rec).name})
+                   {"CommR": list(bytes.fromhex(rec.comm_r_new)), "CommD": list(bytes.fromhex(rec.comm_d_new)),
+                    "AccessInstance": self._store(rec).name, "Pieces": [{"/": d["piece_cid"]} for d in rec.deals],
+                    "Proof": base64.b64encode(proof).decode()})
         if res["Res"] != SubmitResult.ACCEPTED:
             raise ValueError(f"the manager refused the update: {res['Desc']}")
         crash_point("worker.snapup.submitted")
@@ -124,6 +128,7 @@ class SnapUpSteps(TaskSteps):
 
 class SnapUpThread(TaskThread):
     plan, table, steps_class = "snapup", SNAPUP, SnapUpSteps
+    report_method = "Venus.SnapUpAborted"      # only a failure is reported (a landed upgrade needs no word)
 
     def _report_done(self, stop) -> bool:
         self.done += 1           # the manager saw it land: nothing more to tell

@@ -43,13 +43,17 @@ class TaskSteps:
     def on_Empty(self, rec):
         s = self.ctx.sealing
         spec = {"AllowedMiners": list(s.allowed_miners) if s.allowed_miners else None, "AllowedProofTypes": None}
-        task = call(self.ctx.rpc, self.allocate_method, spec, self.thread_name)
+        task = call(self.ctx.rpc, self.allocate_method, self.allocate_spec(spec))    # the manager knows us by our token
         if not task:
             raise Wait("no task (idle)", polling=True)
         sid = task["Sector"]["ID"]
         return Event("Allocate", {"task": task, "miner": sid["Miner"], "number": sid["Number"],
                                   "proof": task["Sector"]["ProofType"],
                                   "name": sector_name(sid["Miner"], sid["Number"]), **self.allocated(task)})
+
+    def allocate_spec(self, spec: dict) -> dict:
+        """The allocate call's one parameter: Damocles' AllocateSectorSpec, unless the plan's differs."""
+        return spec
 
     def allocated(self, task: dict) -> dict:
         """Fields of the record that come from the task (besides the task itself)."""

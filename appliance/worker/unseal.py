@@ -75,7 +75,7 @@ class UnsealThread(TaskThread):
     report_method = "Venus.AchieveUnsealSector"
 
     def report_args(self, task: dict) -> list:
-        return [task["Sector"]["ID"], task["PieceCid"]["/"]]
+        return [task["Sector"]["ID"], task["PieceCid"]]      # the CID as Damocles sends it, {"/": ...}
 
     def _remove_files(self) -> None:
         """Nothing of an unseal stays in the location (the scratch is the stage's own)."""
