@@ -85,11 +85,11 @@ def register_wdpost(server: RPCServer, jobs, limits) -> None:
     holds (the first to use a name holds it); only the holder of the name a job runs under may
     heartbeat (others' heartbeats leave it alone) and finish it."""
     def allocate(spec, num, name, caller):
-        check_worker_name(jobs.state, limits, name, caller)
+        check_worker_name(jobs.state, limits, name, caller, limits.max_worker_names)
         return jobs.allocate(spec.get("AllowedMiners"), spec.get("AllowedProofTypes"), num, name)
 
     def heartbeat(job_ids, name, caller):
-        check_worker_name(jobs.state, limits, name, caller)
+        check_worker_name(jobs.state, limits, name, caller, limits.max_worker_names)
         return jobs.heartbeat(job_ids, name)
 
     _bind(server, limits, "Venus.WdPoStAllocateJobs", _jobs_call(allocate),

@@ -27,12 +27,14 @@ LEVELS = {"temp": "temp", "perm": "perm", "crit": "crit", "abort": "abort",
 class Limits:
     """Counts of what was refused, cut or expired, per kind (damocles_manager_limited_total), and
     the cut of long texts. One per manager (ManagerState.limits): every module that stores text a
-    worker sent cuts it here. `text_length`: `[Sealing] MaxTextLength`."""
+    worker sent cuts it here. `text_length`: `[Sealing] MaxTextLength`; `max_worker_names`:
+    `[Sealing] MaxWorkerNamesPerCredential` (the Sealer sets both from the config)."""
 
-    def __init__(self, text_length: int = 4096):
+    def __init__(self, text_length: int = 4096, max_worker_names: int = 256):
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.text_length = text_length
+        self.max_worker_names = max_worker_names
 
     def count(self, kind: str, n: int = 1) -> None:
         with self._lock:

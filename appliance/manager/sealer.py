@@ -58,6 +58,7 @@ class Sealer:
         self._store_wait_logged: dict[tuple[int, int], float] = {}
         self.limits = state.limits          # shared with the task modules, which cut their error texts with it
         self.limits.text_length = config.max_text_length
+        self.limits.max_worker_names = config.max_worker_names
         self._limit_logged: dict[str, float] = {}      # identity -> when its in-flight limit was last logged
 
     # ----------------------------------------------------------------- helpers

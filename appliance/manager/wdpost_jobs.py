@@ -102,7 +102,7 @@ class WdPoStJobs:
         if row[0] != RUNNING:
             raise JobNotFound(f"WindowPoSt job {job_id} is {row[0]}, not running: the result is not needed any more")
         if bound(caller):
-            owner = self.state.worker_owner(row[1]) or self.state.claim_worker(row[1], caller.identity)
+            owner = self.state.worker_owner(row[1]) or self.state.claim_worker(row[1], caller.identity, self.state.limits.max_worker_names)
             if owner != caller.identity:
                 raise ForeignTask(f"WindowPoSt job {job_id} is running on prover {row[1]!r}, whose name another "
                                   "credential holds; this one may not finish it")
