@@ -21,6 +21,7 @@ from appliance.rpc.client import HTTPStatusError, RPCClient
 from appliance.worker.rpc import build_server
 
 from .configs import manager_toml
+from .conftest import run_cli
 
 pytestmark = pytest.mark.timeout(120)
 ACTION_ERROR = 11050
@@ -154,6 +155,19 @@ def test_the_util_workers_commands_go_through_the_manager(manager, workers):
     assert e.value.code == INVALID_PARAMS and "NoSuchState" in e.value.message
     assert b.thread.calls == [("pause",), ("resume", None)]
     assert all(claims(t)["wkr"] == "wB" for t in b.received)
+
+
+def test_the_operators_worker_command_sends_a_token_that_expires_within_a_minute(manager, workers):
+    """`damocles worker pause --worker HOST:PORT` addresses the worker directly: the admin token it
+    mints from the manager's home used to have no expiry at all."""
+    svc, url = manager
+    b = workers[1]
+    before = len(b.received)
+    out = run_cli("worker", "pause", "--worker", b.url.removeprefix("http://"), "--index", "0",
+                  "--home", str(svc.home), "--json", check=True)
+    assert '"paused": true' in out.stdout and b.thread.calls == [("pause",)]
+    sent = claims(credential_for(b, before))
+    assert sent["Allow"][-1] == "admin" and 0 < sent["exp"] - time.time() <= 60
 
 
 # ------------------------------------------------------------------ replays refused

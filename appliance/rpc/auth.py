@@ -246,13 +246,14 @@ class NetworkAllowList:
         return self.perm if any(ip in n for n in self.networks) else None
 
 
-def cli_token(token: str | None, home) -> str:
+def cli_token(token: str | None, home, ttl: float | None = None) -> str:
     """The token a CLI command uses: --token, else $DAMOCLES_TOKEN, else an admin token minted
-    from the secret of a manager home on this machine."""
+    from the secret of a manager home on this machine (living `ttl` seconds when given: one that
+    is sent to a worker must not outlive the command)."""
     token = token or os.environ.get("DAMOCLES_TOKEN")
     if token:
         return token
     secret_file = Path(home) / "secret"
     if not secret_file.exists():
         raise ValueError(f"no token: pass --token, set DAMOCLES_TOKEN, or point --home at a manager home ({secret_file} not found)")
-    return issue_token(load_or_create_secret(secret_file), "admin", "cli")
+    return issue_token(load_or_create_secret(secret_file), "admin", "cli", ttl=ttl)
