@@ -208,24 +208,30 @@ def test_a_credential_for_pause_is_refused_for_resume_and_any_other_method(manag
     svc, url = manager
     a = workers[0]
     RPCClient(url, issue_token(svc.secret, "admin")).call("Venus.SectorPause", a.sid)
-    pause_token = a.received[-1]
-    list_token = a.received[-2]
+    sent_pause, sent_list = a.received[-1], a.received[-2]
     assert a.thread.calls == [("pause",)]
-    on_a = RPCClient(a.url, pause_token)
-    assert "allows 'VenusWorker.WorkerPause' only" in refused(on_a.call, "VenusWorker.WorkerResume", 0, None)
-    refused(on_a.call, "VenusWorker.WorkerList")
-    refused(on_a.call, "VenusWorker.WorkerVersion")
-    refused(RPCClient(a.url, list_token).call, "VenusWorker.WorkerPause", 0)
+    # the credentials the manager sent, replayed on the worker: refused (each served its one call)
+    refused(RPCClient(a.url, sent_pause).call, "VenusWorker.WorkerResume", 0, None)
+    assert "used already" in refused(RPCClient(a.url, sent_pause).call, "VenusWorker.WorkerPause", 0)
+    refused(RPCClient(a.url, sent_list).call, "VenusWorker.WorkerPause", 0)
+    # unused ones, minted as the manager mints them: only the method they name
+    def fresh(method):
+        return RPCClient(a.url, issue_worker_call_token(svc.secret, method, "wA"))
+    assert "allows 'VenusWorker.WorkerPause' only" in refused(fresh("VenusWorker.WorkerPause").call,
+                                                              "VenusWorker.WorkerResume", 0, None)
+    refused(fresh("VenusWorker.WorkerPause").call, "VenusWorker.WorkerList")
+    refused(fresh("VenusWorker.WorkerPause").call, "VenusWorker.WorkerVersion")
+    refused(fresh("VenusWorker.WorkerList").call, "VenusWorker.WorkerPause", 0)
     assert a.thread.calls == [("pause",)]
-    # the credential is good for what it names (within its 60 s): the scope, not a slip, refused the rest
-    assert on_a.call("VenusWorker.WorkerPause", 0) is True
+    assert fresh("VenusWorker.WorkerResume").call("VenusWorker.WorkerResume", 0, None) is True
+    assert a.thread.calls == [("pause",), ("resume", None)]
 
 
 def test_a_credential_for_worker_a_is_refused_by_worker_b(manager, workers):
     svc, url = manager
     a, b = workers
     RPCClient(url, issue_token(svc.secret, "admin")).call("Venus.SectorPause", a.sid)
-    for_a = a.received[-1]
+    for_a = a.received[-1]        # already used on A, never seen by B: B refuses it for its name
     msg = refused(RPCClient(b.url, for_a).call, "VenusWorker.WorkerPause", 0)
     assert "for worker 'wA'" in msg and "'wB'" in msg
     assert b.thread.calls == []

@@ -119,7 +119,7 @@ class SectorActions:
             claims = verify_worker_call_token(self._secret, token)
         except AuthError as exc:
             raise RPCError(UNAUTHORIZED, str(exc)) from None
-        return {"Action": claims["act"], "Worker": claims["wkr"], "Expires": claims["exp"]}
+        return {"Action": claims["act"], "Worker": claims["wkr"], "Expires": claims["exp"], "ID": claims.get("jti", "")}
 
 
 def register(server, actions: SectorActions) -> None:

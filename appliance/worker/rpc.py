@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from urllib.parse import urlparse
 
 from .. import __version__
@@ -43,16 +44,33 @@ def manager_verifier(rpc: RPCClient, cache_seconds: float = TOKEN_CACHE_SECONDS)
     return verify
 
 
+USED_CALLS_MAX = 4096    # credentials remembered as used; each only until its exp (at most 60 s)
+
+
 def manager_worker_call_verifier(rpc: RPCClient):
-    """A worker-call credential -> its claims (act, wkr), as the manager vouches for them. Not
-    cached: each lives 60 s and serves one call."""
+    """A worker-call credential -> its claims (act, wkr), as the manager vouches for them. Each
+    serves one call: its ID is remembered until it expires, and a second use is refused (someone
+    who saw it on the way cannot pause or resume again with it)."""
+    used: dict[str, float] = {}
+    lock = threading.Lock()
+
     def verify(token: str) -> dict:
         try:
             answer = rpc.call("Venus.AuthVerifyWorkerCall", token)
         except (TransportError, RPCError) as exc:
             raise AuthError(f"the manager did not accept the worker-call credential: {exc}") from None
-        if not isinstance(answer, dict) or not isinstance(answer.get("Action"), str) or not isinstance(answer.get("Worker"), str):
-            raise AuthError("the manager's answer on the worker-call credential has no Action and Worker")
+        if not isinstance(answer, dict) or not all(isinstance(answer.get(k), str) and answer[k] for k in ("Action", "Worker", "ID")) \
+                or not isinstance(answer.get("Expires"), (int, float)):
+            raise AuthError("the manager's answer on the worker-call credential lacks Action, Worker, ID or Expires")
+        now = time.time()
+        with lock:
+            for jti in [j for j, exp in used.items() if exp <= now]:
+                del used[jti]
+            if answer["ID"] in used:
+                raise AuthError("this worker-call credential was used already (each serves one call)")
+            if len(used) >= USED_CALLS_MAX:
+                raise AuthError(f"more than {USED_CALLS_MAX} manager calls in the last minute: refused until some expire")
+            used[answer["ID"]] = float(answer["Expires"])
         return {"act": answer["Action"], "wkr": answer["Worker"]}
     return verify
 
