@@ -7,7 +7,7 @@ resume one (optionally at a named state). It accepts two kinds of credential:
   within one cache period;
 - the worker-call credentials the manager's own calls carry (rpc/auth.py), checked on every use
   with the manager's `Venus.AuthVerifyWorkerCall` (asked with this worker's own credential) and
-  then allowed only the one method they name, and only if they name this worker."""
+  then allowed once, for the one method they name, and only if they name this worker."""
 
 from __future__ import annotations
 
