@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 from ..rpc import INVALID_PARAMS, JOB_NOT_FOUND, UNAUTHORIZED, RPCError
+from ..rpc.dest import worker_dest
 from ..rpc.server import RPCServer
 from ..rpc.wire import b64, boolean, bytes32, cid, i64, list_of, optional, sector_id, string, struct, u64
 from .identity import check_worker_name
@@ -37,7 +38,7 @@ report_req = struct({
     "StateChange": struct({"Prev": string, "Next": string, "Event": string}),
     "Failure": optional(struct({"Level": string, "Desc": string})),
 }, optional_keys=("Failure",))
-worker_info = struct({"Name": string, "Dest": string, "Version": string,
+worker_info = struct({"Name": string, "Dest": worker_dest, "Version": string,
                       "Summary": optional(struct({k: u64 for k in ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")}))},
                      optional_keys=("Dest", "Version", "Summary"))
 

@@ -199,20 +199,17 @@ def cmd_storage_list(args) -> int:
 
 
 def cmd_worker_control(args) -> int:
-    """As Damocles: the manager knows where its workers are; the operator's call goes to the
-    worker's own RPC with the same token."""
+    """The manager knows where its workers are and makes the call to the worker's own RPC itself,
+    with a credential for that one call: the operator's token never goes to a worker."""
     manager = _client(args)
-    match = [w for w in manager.call("Venus.WorkerPingInfoList") if w["Info"]["Name"] == args.worker]
-    if not match:
-        raise ValueError(f"no worker named {args.worker!r} has pinged the manager")
-    worker = RPCClient(f"http://{match[0]['Info']['Dest']}", manager.token)
     if args.action == "info":
-        rows = worker.call("VenusWorker.WorkerList")
-        emit({"worker": args.worker, "dest": match[0]["Info"]["Dest"], "threads": rows}, args.json, _table(
+        rows = manager.call("Venus.WorkerThreadList", args.worker)
+        dest = next((w["Info"].get("Dest") for w in manager.call("Venus.WorkerPingInfoList") if w["Info"]["Name"] == args.worker), None)
+        emit({"worker": args.worker, "dest": dest, "threads": rows}, args.json, _table(
             [[r["index"], r["thread_state"]["state"], r["job_id"] or "-", r["job_state"] or "-", r["location"],
               r["last_error"] or ""] for r in rows], ["IDX", "STATE", "SECTOR", "JOB STATE", "LOCATION", "LAST ERROR"]))
     elif args.action == "pause":
-        emit({"paused": worker.call("VenusWorker.WorkerPause", args.index)}, args.json)
+        emit({"paused": manager.call("Venus.WorkerThreadPause", args.worker, args.index)}, args.json)
     else:
-        emit({"resumed": worker.call("VenusWorker.WorkerResume", args.index, args.state)}, args.json)
+        emit({"resumed": manager.call("Venus.WorkerThreadResume", args.worker, args.index, args.state)}, args.json)
     return 0

@@ -2,7 +2,12 @@
 Permissions are ordered read < write < sign < admin; a token allows its level and those below.
 Workers and provers need write, dashboards read, operator actions admin. `exp` and `nbf` are
 checked on every use; the manager reads its secret file again when it changes, so a rotated
-secret refuses every old token at once."""
+secret refuses every old token at once.
+
+The manager's own calls to a worker's RPC carry no permission token: they carry a worker-call
+credential (issue_worker_call_token), good for one VenusWorker method on one named worker for at
+most 60 s, with an audience (`aud`) that the manager's own API refuses (verify_token), so a
+worker that receives one cannot replay it on the manager or on another worker."""
 
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ TOKEN_CACHE_SECONDS = 60.0      # how long a worker trusts the manager's word on
 TOKEN_CACHE_ENTRIES = 1024
 
 PERMISSIONS = ("read", "write", "sign", "admin")
+
+WORKER_CALL_AUDIENCE = "damocles-worker"    # `aud` of a worker-call credential: never valid on the manager
+WORKER_CALL_MAX_TTL = 60
+WORKER_CALL_PREFIX = "VenusWorker."
 
 
 class AuthError(Exception):
@@ -115,13 +124,68 @@ def verify_token(secret: "bytes | SecretFile", token: str) -> str:
     """The token's highest permission; AuthError if the token is not one of ours, or is
     outside its `nbf`..`exp` window."""
     try:
-        claims = jwt.decode(token, secret_bytes(secret), algorithms=["HS256"])
+        # the audience is looked at below, by name, rather than by PyJWT's generic refusal
+        claims = jwt.decode(token, secret_bytes(secret), algorithms=["HS256"], options={"verify_aud": False})
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {exc}") from None
+    if "aud" in claims:
+        raise AuthError(f"invalid token: a credential for a worker's RPC (aud {claims['aud']!r}) is not accepted here")
     allow = claims.get("Allow")
     if not isinstance(allow, list) or not allow or not all(a in PERMISSIONS for a in allow):
         raise AuthError("invalid token: no valid Allow claim")
     return max(allow, key=PERMISSIONS.index)
+
+
+def issue_worker_call_token(secret: "bytes | SecretFile", method: str, worker: str,
+                            ttl: float = WORKER_CALL_MAX_TTL) -> str:
+    """The credential for one manager-to-worker call: `method` (a VenusWorker method) on the worker
+    named `worker`, for `ttl` seconds (at most 60). Claims: aud (the worker audience, refused by
+    the manager), act (the method), wkr (the worker's name), iat, nbf, exp, jti. No Allow claim:
+    it grants no permission level anywhere."""
+    if not method.startswith(WORKER_CALL_PREFIX):
+        raise ValueError(f"a worker-call credential is for a {WORKER_CALL_PREFIX}* method, not {method!r}")
+    if not worker:
+        raise ValueError("a worker-call credential needs the worker's name")
+    if not 0 < ttl <= WORKER_CALL_MAX_TTL:
+        raise ValueError(f"a worker-call credential lives 0 < ttl <= {WORKER_CALL_MAX_TTL} s, got {ttl}")
+    now = int(time.time())
+    claims = {"aud": WORKER_CALL_AUDIENCE, "act": method, "wkr": worker,
+              "iat": now, "nbf": now, "exp": now + int(ttl), "jti": secrets.token_hex(8)}
+    return jwt.encode(claims, secret_bytes(secret), algorithm="HS256")
+
+
+def is_worker_call_token(token: str) -> bool:
+    """Whether `token` says it is a worker-call credential (read without verifying: the caller
+    still has it verified before trusting it)."""
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get("aud") == WORKER_CALL_AUDIENCE
+    except jwt.PyJWTError:
+        return False
+
+
+def verify_worker_call_token(secret: "bytes | SecretFile", token: str) -> dict:
+    """The claims of a worker-call credential signed with our secret, inside its nbf..exp window
+    and at most WORKER_CALL_MAX_TTL long; AuthError otherwise."""
+    try:
+        claims = jwt.decode(token, secret_bytes(secret), algorithms=["HS256"], audience=WORKER_CALL_AUDIENCE,
+                            options={"require": ["aud", "act", "wkr", "nbf", "exp"]})
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid worker-call credential: {exc}") from None
+    act, wkr, nbf, exp = claims["act"], claims["wkr"], claims["nbf"], claims["exp"]
+    if not (isinstance(act, str) and act.startswith(WORKER_CALL_PREFIX) and isinstance(wkr, str) and wkr):
+        raise AuthError("invalid worker-call credential: act must name a VenusWorker method and wkr a worker")
+    if not (isinstance(nbf, (int, float)) and isinstance(exp, (int, float)) and 0 < exp - nbf <= WORKER_CALL_MAX_TTL):
+        raise AuthError(f"invalid worker-call credential: it must live at most {WORKER_CALL_MAX_TTL} s")
+    return claims
+
+
+def check_worker_call_scope(claims: dict, method: str, worker: str | None) -> None:
+    """The permission model of a worker-call credential, checked by the worker it names: it allows
+    exactly its `act` method, only on the worker whose own name is its `wkr`."""
+    if claims.get("act") != method:
+        raise AuthError(f"this credential allows {claims.get('act')!r} only, not {method}")
+    if not worker or claims.get("wkr") != worker:
+        raise AuthError(f"this credential is for worker {claims.get('wkr')!r}, this worker is {worker!r}")
 
 
 class TokenCache:
@@ -182,13 +246,14 @@ class NetworkAllowList:
         return self.perm if any(ip in n for n in self.networks) else None
 
 
-def cli_token(token: str | None, home) -> str:
+def cli_token(token: str | None, home, ttl: float | None = None) -> str:
     """The token a CLI command uses: --token, else $DAMOCLES_TOKEN, else an admin token minted
-    from the secret of a manager home on this machine."""
+    from the secret of a manager home on this machine (living `ttl` seconds when given: one that
+    is sent to a worker must not outlive the command)."""
     token = token or os.environ.get("DAMOCLES_TOKEN")
     if token:
         return token
     secret_file = Path(home) / "secret"
     if not secret_file.exists():
         raise ValueError(f"no token: pass --token, set DAMOCLES_TOKEN, or point --home at a manager home ({secret_file} not found)")
-    return issue_token(load_or_create_secret(secret_file), "admin", "cli")
+    return issue_token(load_or_create_secret(secret_file), "admin", "cli", ttl=ttl)

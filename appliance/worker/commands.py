@@ -47,7 +47,8 @@ def cmd_control(args) -> int:
     from ..core.output import emit
     from ..rpc.auth import cli_token
     from ..rpc.client import RPCClient
-    client = RPCClient(f"http://{args.worker}", cli_token(args.token, args.home))
+    # the worker gets the token: one minted here lives only as long as this command needs
+    client = RPCClient(f"http://{args.worker}", cli_token(args.token, args.home, ttl=60))
     if args.action == "list":
         rows = client.call("VenusWorker.WorkerList")
         lines = [f"{r['index']:>3}  {r['thread_state']['state']:<8} {r['job_id'] or '-':<16} {r['job_state'] or '-':<22} "

@@ -1,17 +1,25 @@
 """The worker's own RPC (`VenusWorker.*`, as Damocles): list the sealing threads, pause one,
-resume one (optionally at a named state). It accepts the manager's tokens, checked with the
-manager's `Venus.AuthVerify`; the answer is trusted for at most TOKEN_CACHE_SECONDS (60 s), never
-past the token's `exp`, so a token refused by the manager (its secret rotated) is refused here
-within one cache period."""
+resume one (optionally at a named state). It accepts two kinds of credential:
+
+- the manager's tokens (an operator's `damocles worker pause`), checked with the manager's
+  `Venus.AuthVerify`; the answer is trusted for at most TOKEN_CACHE_SECONDS (60 s), never past
+  the token's `exp`, so a token refused by the manager (its secret rotated) is refused here
+  within one cache period;
+- the worker-call credentials the manager's own calls carry (rpc/auth.py), checked on every use
+  with the manager's `Venus.AuthVerifyWorkerCall` (asked with this worker's own credential) and
+  then allowed once, for the one method they name, and only if they name this worker."""
 
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from urllib.parse import urlparse
 
 from .. import __version__
-from ..rpc import RPCError, INVALID_PARAMS
-from ..rpc.auth import PERMISSIONS, TOKEN_CACHE_SECONDS, AuthError, TokenCache
+from ..rpc import RPCError, INVALID_PARAMS, UNAUTHORIZED
+from ..rpc.auth import (PERMISSIONS, TOKEN_CACHE_SECONDS, AuthError, TokenCache, check_worker_call_scope,
+                        is_worker_call_token)
 from ..rpc.client import RPCClient, TransportError
 from ..rpc.server import RPCServer
 from ..rpc.wire import optional, string, u64
@@ -36,6 +44,76 @@ def manager_verifier(rpc: RPCClient, cache_seconds: float = TOKEN_CACHE_SECONDS)
     return verify
 
 
+USED_CALLS_MAX = 4096    # credentials remembered as used; each only until its exp (at most 60 s)
+
+
+def manager_worker_call_verifier(rpc: RPCClient):
+    """A worker-call credential -> its claims (act, wkr), as the manager vouches for them. Each
+    serves one call: its ID is remembered until it expires, and a second use is refused (someone
+    who saw it on the way cannot pause or resume again with it)."""
+    used: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def verify(token: str) -> dict:
+        try:
+            answer = rpc.call("Venus.AuthVerifyWorkerCall", token)
+        except (TransportError, RPCError) as exc:
+            raise AuthError(f"the manager did not accept the worker-call credential: {exc}") from None
+        if not isinstance(answer, dict) or not all(isinstance(answer.get(k), str) and answer[k] for k in ("Action", "Worker", "ID")) \
+                or not isinstance(answer.get("Expires"), (int, float)):
+            raise AuthError("the manager's answer on the worker-call credential lacks Action, Worker, ID or Expires")
+        now = time.time()
+        with lock:
+            for jti in [j for j, exp in used.items() if exp <= now]:
+                del used[jti]
+            if answer["ID"] in used:
+                raise AuthError("this worker-call credential was used already (each serves one call)")
+            if len(used) >= USED_CALLS_MAX:
+                raise AuthError(f"more than {USED_CALLS_MAX} manager calls in the last minute: refused until some expire")
+            used[answer["ID"]] = float(answer["Expires"])
+        return {"act": answer["Action"], "wkr": answer["Worker"]}
+    return verify
+
+
+class WorkerRPCServer(RPCServer):
+    """An RPCServer whose every method also enforces a worker-call credential's scope: such a
+    credential passes the permission check (it was minted for a method the manager may call) and
+    then runs only the method it names, on the worker it names."""
+
+    def __init__(self, worker_name: str | None, token_verifier, call_verifier):
+        super().__init__(None, verifier=self._verify_credential)
+        self.worker_name = worker_name
+        self._token_verifier, self._call_verifier = token_verifier, call_verifier
+        self._scope = threading.local()     # the worker-call claims of the request on this thread
+
+    def _verify_credential(self, token: str) -> str:
+        if is_worker_call_token(token):
+            self._scope.claims = self._call_verifier(token)
+            return "admin"          # the scope, not a level, limits it (register below)
+        return self._token_verifier(token)
+
+    def permission(self, authorization, client_ip):
+        self._scope.claims = None
+        return super().permission(authorization, client_ip)
+
+    def handle(self, body, perm, auth_error=None):
+        try:
+            return super().handle(body, perm, auth_error)
+        finally:
+            self._scope.claims = None
+
+    def register(self, name, func, perm, params, with_caller=False):
+        def scoped(*args, **kwargs):
+            claims = getattr(self._scope, "claims", None)
+            if claims is not None:
+                try:
+                    check_worker_call_scope(claims, name, self.worker_name)
+                except AuthError as exc:
+                    raise RPCError(UNAUTHORIZED, f"unauthorized: {exc}") from None
+            return func(*args, **kwargs)
+        super().register(name, scoped, perm, params, with_caller)
+
+
 def reachable_host(bind_host: str, manager_url: str) -> str:
     """The address the manager can reach us at: the bound one, or, when bound to all
     interfaces, the local address of the route to the manager."""
@@ -51,7 +129,9 @@ def reachable_host(bind_host: str, manager_url: str) -> str:
 
 
 def build_server(service, token_cache_seconds: float = TOKEN_CACHE_SECONDS) -> RPCServer:
-    server = RPCServer(None, verifier=manager_verifier(service.rpc, token_cache_seconds))
+    config = getattr(service, "config", None)      # without one (a bare test double) no worker-call credential passes
+    server = WorkerRPCServer(getattr(config, "name", None), manager_verifier(service.rpc, token_cache_seconds),
+                             manager_worker_call_verifier(service.rpc))
 
     def thread(index: int):
         if index >= len(service.threads):
