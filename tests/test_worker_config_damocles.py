@@ -320,37 +320,65 @@ def test_a_sector_in_the_journal_finishes_under_the_plan_that_started_it(tmp_pat
     assert t2.switch_to == "unseal"
 
 
-def test_plan_switch_runs_between_sectors_in_a_running_worker(tmp_path):
-    """A live worker (in-process, against a live manager): an idle sealer thread becomes an unseal
-    thread when config.toml says so, and a sealer again when the file is removed; the journal
-    records the plan of each sector it starts."""
+@pytest.fixture
+def live(tmp_path):
+    """A devnet manager in-process (one sector number to hand out) and a way to start a worker on it
+    with one sealing thread at tmp_path/loc; everything is stopped at the end."""
     from appliance.manager.service import ManagerService, init_home
     from appliance.rpc.auth import issue_token
     from appliance.worker.service import WorkerService
     from .configs import NO_PROCESSORS, manager_toml, worker_config
     home = tmp_path / "manager"
-    init_home(home, manager_toml(block_time="0s"))
+    init_home(home, manager_toml(max_number=1))
     mgr = ManagerService(home)
     host, port = mgr.start("127.0.0.1:0")
-    loc = tmp_path / "loc"
-    try:
+    workers = []
+
+    def start(sealing: dict) -> "WorkerService":
         raw = worker_config(f"http://{host}:{port}", issue_token(mgr.secret, "write"), home / "persist-1",
-                            [{"location": str(loc), "sealing": {"allowed_miners": [4242]}}],   # no sector for it: idle
-                            processors=NO_PROCESSORS, worker={"ping_interval": "1min"})
-        worker = WorkerService(parse_worker_config(raw))
-        worker.start()
-        try:
-            _until(lambda: worker.threads[0].status == "Waiting", "the sealer idles")
-            (loc / "config.toml").write_text('plan = "unseal"\n')
-            _until(lambda: worker.threads[0].plan == "unseal" and worker.threads[0].status == "Waiting",
-                   "the thread switches to unseal")
-            assert type(worker.threads[0]).__name__ == "UnsealThread"
-            (loc / "config.toml").unlink()
-            _until(lambda: worker.threads[0].plan == "sealer", "the thread switches back")
-        finally:
-            worker.stop(timeout=10)
+                            [{"location": str(tmp_path / "loc"), "sealing": sealing}], processors=NO_PROCESSORS,
+                            worker={"ping_interval": "1min"})
+        w = WorkerService(parse_worker_config(raw), tmp_path / "parents")
+        workers.append(w)
+        w.start()
+        return w
+    yield start, tmp_path / "loc"
+    for w in workers:
+        w.stop(timeout=10)
+    mgr.stop()
+
+
+def test_plan_switch_runs_in_a_running_worker(live):
+    """A live worker against a live manager: an idle sealer thread becomes an unseal thread when
+    config.toml says so (without waiting for its poll), and a sealer again when it is removed."""
+    start, loc = live
+    worker = start({"allowed_miners": [4242], "rpc_polling_interval": "1min"})    # no sector for it: idle
+    _until(lambda: worker.threads[0].status == "Waiting", "the sealer idles")
+    (loc / "config.toml").write_text('plan = "unseal"\n')
+    _until(lambda: worker.threads[0].plan == "unseal" and worker.threads[0].status == "Waiting",
+           "the thread switches to unseal")
+    assert type(worker.threads[0]).__name__ == "UnsealThread"
+    assert worker.threads[0].summary()["plan"] == "unseal"          # what `damocles worker list` shows
+    (loc / "config.toml").unlink()
+    _until(lambda: worker.threads[0].plan == "sealer", "the thread switches back")
+
+
+def test_a_sector_in_flight_finishes_before_the_plan_switches(live):
+    start, loc = live
+    worker = start({})
+    sealer = worker.threads[0]
+    _until(lambda: sealer.rec.name is not None, "a sector is allocated", 60)
+    name = sealer.rec.name
+    (loc / "config.toml").write_text('plan = "unseal"\n')
+    _until(lambda: worker.threads[0].plan == "unseal", "the thread switches to unseal after its sector", 240)
+    journal = Journal(loc)
+    try:
+        events = [(r["next"], r["event"]) for r in journal.log(name)]
+        assert "Finished" in [nxt for nxt, _ in events], events      # the sealer took it to the end
+        assert events[-1] == (None, "Finish")                          # cleared as finished, then the switch
+        assert journal.current() is None
     finally:
-        mgr.stop()
+        journal.close()
 
 
 def test_the_journal_keeps_the_plan_that_started_a_sector(tmp_path):

@@ -190,7 +190,12 @@ class WorkerService:
             plan = getattr(t, "switch_to", None)
             if plan is None or self._stop.is_set():
                 return
-            nxt = self._make_thread(i, ThreadConfig(t.location, plan, t.ctx.sealing))
+            try:
+                nxt = self._make_thread(i, ThreadConfig(t.location, plan, t.ctx.sealing))
+            except Exception as exc:  # noqa: BLE001 - the thread stops and says why; the others go on
+                t.status, t.last_error = "Paused", f"crit: cannot switch to plan {plan}: {exc}"
+                log.error("thread %d: %s", i, t.last_error)
+                return
             nxt.adopt(t)
             self.threads[i] = nxt
 
