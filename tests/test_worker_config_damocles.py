@@ -83,6 +83,7 @@ def test_damocles_docs_toml_loads(scratch):
     assert [(a.name, a.readonly) for a in cfg.attached] == [("remote-store1", True), ("filecoin-a", False),
                                                             ("filecoin-b", False), ("store1", False)]
     assert cfg.concurrent["pc1"] == 29 and cfg.concurrent["window_post"] == 2     # limitation wins over limit
+    assert "[processors.limit]: ignored, [processors.limitation.concurrent] replaces it" in cfg.warnings
     assert cfg.staggered == {"pc1": 300.0, "pc2": 240.0} and cfg.ext_locks == {"gpu1": 1, "gpu2": 1}
     pc1 = cfg.processors["pc1"][0]
     assert pc1.bin == "./dist/bin/damocles-worker-plugin-pc1" and pc1.stable_wait == 5.0 and pc1.locks == ("gpu1",)

@@ -300,6 +300,8 @@ def _processors(raw: dict, cfg: WorkerConfig, available_cpus: set[int] | None) -
     # [processors.limitation.concurrent] replaces the older [processors.limit] when both are there
     if "concurrent" in lim:
         cfg.concurrent = _stage_map(lim["concurrent"], "[processors.limitation.concurrent]", positive_int)
+        if "limit" in proc:
+            cfg.warnings.append("[processors.limit]: ignored, [processors.limitation.concurrent] replaces it")
     else:
         cfg.concurrent = _stage_map(proc.get("limit", {}), "[processors.limit]", positive_int)
     cfg.staggered = _stage_map(lim.get("staggered", {}), "[processors.limitation.staggered]", parse_humantime)
