@@ -226,7 +226,7 @@ class PlannerThread(ThreadControl):
             (self._sleep if self.rec.name else self._idle_sleep)(stop, delay)
         except Abort as exc:
             self._abort(str(exc), stop)
-            self._sleep(stop, s.seal_interval)
+            self._idle_sleep(stop, s.seal_interval)      # between sectors
         except StepFailure as exc:
             self._fail(exc, stop)
         except PlanError as exc:
@@ -368,7 +368,7 @@ class PlannerThread(ThreadControl):
         self.journal.clear(self.rec.to_json(), "Finish" if finished else "Abort")
         self.rec, self.last_error = EMPTY, None
         if finished:
-            self._sleep(stop, self.ctx.sealing.seal_interval)
+            self._idle_sleep(stop, self.ctx.sealing.seal_interval)
 
     def _call_until_answered(self, stop: threading.Event, method: str, *params) -> bool:
         """The manager must learn how a sector ended: retried every `recover_interval` while it
