@@ -338,7 +338,7 @@ def live(tmp_path):
     def start(sealing: dict) -> "WorkerService":
         raw = worker_config(f"http://{host}:{port}", issue_token(mgr.secret, "write"), home / "persist-1",
                             [{"location": str(tmp_path / "loc"), "sealing": sealing}], processors=NO_PROCESSORS,
-                            worker={"ping_interval": "1min"})
+                            worker={"ping_interval": "60s"})    # Go-style: the old reader took it too
         w = WorkerService(parse_worker_config(raw), tmp_path / "parents")
         workers.append(w)
         w.start()
@@ -353,7 +353,7 @@ def test_plan_switch_runs_in_a_running_worker(live):
     """A live worker against a live manager: an idle sealer thread becomes an unseal thread when
     config.toml says so (without waiting for its poll), and a sealer again when it is removed."""
     start, loc = live
-    worker = start({"allowed_miners": [4242], "rpc_polling_interval": "1min"})    # no sector for it: idle
+    worker = start({"allowed_miners": [4242], "rpc_polling_interval": "60s"})    # no sector for it: idle
     _until(lambda: worker.threads[0].status == "Waiting", "the sealer idles")
     (loc / "config.toml").write_text('plan = "unseal"\n')
     _until(lambda: worker.threads[0].plan == "unseal" and worker.threads[0].status == "Waiting",
