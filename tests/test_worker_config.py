@@ -90,7 +90,8 @@ def test_hot_config_is_applied_over_worker_toml_and_dropped_when_removed(tmp_pat
 
 @pytest.mark.parametrize("text,msg", [
     ('location = "/elsewhere"\n', "location cannot be changed here"),
-    ('plan = "snapup"\n', "differs from the thread's plan 'sealer'"),
+    ('plan = "niporep"\n', "cannot run on this worker yet"),
+    ('plan = "wdpost"\n', "switches to wdpost only in worker.toml"),
     ('[sealing]\nmax_retries = -1\n', r"sealing.max_retries: -1 is not a non-negative integer"),
     ('[sealing\n', "is not valid TOML"),
 ])

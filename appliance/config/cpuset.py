@@ -9,6 +9,9 @@ import re
 from . import ConfigError
 
 
+ANY_CPU = frozenset(range(1 << 16))     # "do not check against this machine"
+
+
 def parse_cpuset(text: str, where: str, available: set[int] | None = None) -> tuple[int, ...]:
     """"0-3,8,10-11" -> (0, 1, 2, 3, 8, 10, 11); refuses CPUs this machine does not have."""
     cpus: set[int] = set()

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.units import parse_duration
 from . import ConfigError
-from .cpuset import parse_cpuset
+from .cpuset import ANY_CPU, parse_cpuset
+from .humantime import parse_humantime
 from .validate import positive_int, table, warn_unknown
 
 
@@ -47,7 +47,10 @@ def parse_processor(stage: str, index: int, e: dict, ext_locks: dict[str, int], 
     warn_unknown(e, {"bin", "args", "stable_wait", "cgroup", "envs", "numa_preferred", "concurrent", "locks", "auto_restart",
                "inherit_envs", "timeout"}, where, warnings)
     cg = table(e.get("cgroup", {}), f"{where}.cgroup")
-    cpuset = parse_cpuset(cg["cpuset"], f"{where}.cgroup.cpuset", available_cpus) if "cpuset" in cg else None
+    # CPUs this machine lacks are checked against the given set only; without one they are a
+    # finding of `damocles worker check` (and of the check at start), not a reason to refuse the file
+    available = available_cpus if available_cpus is not None else ANY_CPU
+    cpuset = parse_cpuset(cg["cpuset"], f"{where}.cgroup.cpuset", available) if "cpuset" in cg else None
     locks = tuple(e.get("locks", []))
     for lock in locks:
         if lock not in ext_locks:
@@ -64,11 +67,13 @@ def parse_processor(stage: str, index: int, e: dict, ext_locks: dict[str, int], 
             concurrent = positive_int(concurrent)
         except ValueError as exc:
             raise ConfigError(f"{where}.concurrent: {exc}") from None
-    try:
-        stable_wait = parse_duration(e.get("stable_wait", "5s"))
-        timeout = parse_duration(e.get("timeout", 0))
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    durations = {}
+    for key, default in (("stable_wait", "5s"), ("timeout", 0)):
+        try:
+            durations[key] = parse_humantime(e.get(key, default))
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{key}: {exc}") from None
+    stable_wait, timeout = durations["stable_wait"], durations["timeout"]
     args = e.get("args")
     if args is not None and (not isinstance(args, list) or not all(isinstance(a, str) for a in args)):
         raise ConfigError(f"{where}.args: expected a list of strings")

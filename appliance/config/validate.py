@@ -3,9 +3,8 @@ wrong types and values become ConfigErrors that name the key."""
 
 from __future__ import annotations
 
-import re
-
 from . import ConfigError
+from .address import manager_endpoint
 
 
 def warn_unknown(raw: dict, keys: set[str], where: str, warnings: list[str]) -> None:
@@ -26,12 +25,10 @@ def positive_int(v) -> int:
     return v
 
 
-def manager_url(addr: str, where: str) -> str:
-    """A URL or Damocles' multiaddr form /ip4/HOST/tcp/PORT[/http] -> http://HOST:PORT/rpc/v0."""
-    m = re.fullmatch(r"/(?:ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(?:/https?)?/?", addr or "")
-    if m:
-        host = m.group(1)
-        return f"http://{'[' + host + ']' if ':' in host else host}:{m.group(2)}/rpc/v0"
-    if re.match(r"https?://", addr or ""):
-        return addr if addr.rstrip("/").endswith("/rpc/v0") else addr.rstrip("/") + "/rpc/v0"
-    raise ConfigError(f"{where}: {addr!r} is neither a URL nor a multiaddr like /ip4/127.0.0.1/tcp/1789")
+def manager_url(addr, where: str) -> str:
+    """A URL (http, https, ws, wss) or a multiaddr such as /ip4/HOST/tcp/PORT[/http] -> the
+    manager's JSON-RPC endpoint `<scheme>://HOST:PORT/rpc/v0`, as Damocles' worker builds it."""
+    try:
+        return manager_endpoint(addr)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None

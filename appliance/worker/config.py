@@ -1,7 +1,11 @@
-"""The worker's TOML, in Damocles' shape (damocles-worker's sample config): `[worker]`,
-`[sector_manager]`, `[sealing]`, `[[sealing_thread]]` with `sealing.*` overrides, `[[attached]]`,
-`[processors]`. Every key has Damocles' default; bad values are refused naming the key; unknown
-keys are warned about (Damocles ignores them silently, which hides typos)."""
+"""The worker's TOML, as Damocles' worker reads it (its sample config and config docs):
+`[worker]`, `[metrics]`, `[sector_manager]`, `[sealing]`, `[[sealing_thread]]` with `sealing.*`
+overrides, `[[attached]]` and `scan_persist_stores`, `[processors]`. Durations are humantime
+("1min", "2h 30m"), the manager's address a multiaddr or URL. Every key has Damocles' default;
+bad values are refused naming the key; unknown keys are warned about (Damocles ignores them
+silently, which hides typos). What Damocles knows but this worker does not run (a plan, a
+processor type) is a warning for that part only, shown by `damocles worker check`; the rest of
+the file loads and runs."""
 
 from __future__ import annotations
 
@@ -12,15 +16,26 @@ from pathlib import Path
 
 from ..config import ConfigError, load_toml
 from ..config.processors import AttachedStore, ProcessorConfig, parse_processor
+from ..config.humantime import parse_humantime
 from ..config.validate import manager_url, positive_int, table, warn_unknown
 from ..core.proof_types import sector_size
-from ..core.units import parse_bytes, parse_duration
+from ..core.units import parse_bytes
 
 STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "synth_proof", "c1", "c2", "snap_encode", "snap_prove", "transfer",
           "unseal", "window_post")
-PROCESSOR_STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "c2", "snap_encode", "snap_prove", "transfer", "unseal",
-                    "window_post", "sealing_daemons")
-PLANS = ("sealer", "snapup", "rebuild", "unseal", "wdpost")
+# processor types Damocles knows ([[processors.<stage>]]), and the ones this worker does not run
+PROCESSOR_STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "synth_proof", "c2", "snap_encode", "snap_prove", "transfer",
+                    "unseal", "window_post", "sealing_daemons")
+NOT_RUN_PROCESSORS = {
+    "synth_proof": "synthetic PoRep is not done by this worker",
+    "transfer": "a sector is copied to its persist store by the sealing thread itself",
+    "sealing_daemons": "this worker starts no custom daemons",
+}
+EXTERNAL_STAGES = ("pc1", "pc2", "c2")      # the stages that hand tasks to an external `bin`
+# every plan Damocles' worker names; a plan that cannot run here stops its own thread only
+PLANS = ("sealer", "snapup", "rebuild", "unseal", "wdpost", "niporep")
+NOT_RUN_PLANS = {"niporep": "non-interactive PoRep (plan \"niporep\") cannot run on this worker yet"}
+JOURNALED_PLANS = ("sealer", "snapup", "rebuild", "unseal")    # the plans a hot config may switch between
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,7 @@ def parse_sealing(raw: dict, where: str, base: SealingConfig, warnings: list[str
         k = f"{where}.{key}"
         try:
             if key in _DURATIONS:
-                values[key] = parse_duration(v)
+                values[key] = parse_humantime(v)
             elif key == "min_deal_space":
                 values[key] = parse_bytes(v)
             elif key == "allowed_miners":
@@ -84,6 +99,7 @@ class ThreadConfig:
     location: Path | None        # None only for plan = "wdpost"
     plan: str
     sealing: SealingConfig
+    refused: str | None = None   # why this thread cannot run here (a plan not built yet); the others run
 
 
 @dataclass
@@ -121,17 +137,35 @@ def _stage_map(raw: dict, where: str, convert) -> dict:
     return out
 
 
+def _duration(v, where: str) -> float:
+    try:
+        return parse_humantime(v)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _dirs(v, where: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(d, str) for d in v):
+        raise ConfigError(f"{where}: {v!r} is not a list of directories")
+    return v
+
+
 def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> WorkerConfig:
+    """`available_cpus`: refuse cpusets outside it; None leaves CPUs to `damocles worker check`."""
     cfg = WorkerConfig()
     w = cfg.warnings
-    warn_unknown(raw, {"worker", "metrics", "sector_manager", "sealing", "sealing_thread", "attached", "processors"}, "worker.toml", w)
+    warn_unknown(raw, {"worker", "metrics", "sector_manager", "sealing", "sealing_thread", "attached", "remote_store",
+                       "attached_selection", "processors"}, "worker.toml", w)
     worker = table(raw.get("worker", {}), "[worker]")
     warn_unknown(worker, {"name", "rpc_server", "ping_interval", "local_pieces_dir", "local_pieces_dirs", "scan_persist_stores",
-                          "unseal_output_dirs"}, "[worker]", w)
+                          "ScanPersistStores", "unseal_output_dirs"}, "[worker]", w)
     cfg.name = str(worker.get("name", "")) or os.uname().nodename
-    dirs = worker.get("local_pieces_dirs", [worker["local_pieces_dir"]] if "local_pieces_dir" in worker else [])
-    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
-        raise ConfigError(f"[worker].local_pieces_dirs: {dirs!r} is not a list of directories")
+    if "local_pieces_dirs" in worker:       # Damocles: local_pieces_dirs wins over the older local_pieces_dir
+        dirs = _dirs(worker["local_pieces_dirs"], "[worker].local_pieces_dirs")
+    elif "local_pieces_dir" in worker:
+        dirs = _dirs([worker["local_pieces_dir"]], "[worker].local_pieces_dir")
+    else:
+        dirs = []
     cfg.local_pieces_dirs = [Path(d).expanduser() for d in dirs]
     out_dirs = worker.get("unseal_output_dirs", [])
     if not isinstance(out_dirs, list) or not all(isinstance(d, str) and d for d in out_dirs):
@@ -141,15 +175,13 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
         if not d.is_absolute():
             raise ConfigError(f"[worker].unseal_output_dirs: {str(d)!r} is not an absolute path")
     rpc = table(worker.get("rpc_server", {}), "[worker.rpc_server]")
+    warn_unknown(rpc, {"host", "port"}, "[worker.rpc_server]", w)
     cfg.rpc_host = str(rpc.get("host", cfg.rpc_host))
     port = rpc.get("port", cfg.rpc_port)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"[worker.rpc_server].port: {port!r} is not a TCP port")
     cfg.rpc_port = port
-    try:
-        cfg.ping_interval = parse_duration(worker.get("ping_interval", "30s"))
-    except ValueError as exc:
-        raise ConfigError(f"[worker].ping_interval: {exc}") from None
+    cfg.ping_interval = _duration(worker.get("ping_interval", "30s"), "[worker].ping_interval")
     metrics = table(raw.get("metrics", {}), "[metrics]")
     warn_unknown(metrics, {"enable", "http_listen"}, "[metrics]", w)
     if not isinstance(metrics.get("enable", False), bool):
@@ -160,48 +192,125 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
     if m is None or int(m.group(2)) > 65535:
         raise ConfigError(f"[metrics].http_listen: {listen!r} is not HOST:PORT (e.g. \"0.0.0.0:9000\")")
     cfg.metrics_listen = listen
+    _sector_manager(raw, cfg)
+    cfg.sealing = parse_sealing(raw.get("sealing", {}), "[sealing]", SealingConfig(), w)
+    _threads(raw, cfg)
+    _attached(raw, worker, cfg)
+    _processors(raw, cfg, available_cpus)
+    return cfg
+
+
+def _sector_manager(raw: dict, cfg: WorkerConfig) -> None:
     sm = table(raw.get("sector_manager", {}), "[sector_manager]")
-    warn_unknown(sm, {"rpc_client", "piece_token", "token"}, "[sector_manager]", w)
+    warn_unknown(sm, {"rpc_client", "piece_token", "token"}, "[sector_manager]", cfg.warnings)
     client = table(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")
+    warn_unknown(client, {"addr", "headers"}, "[sector_manager.rpc_client]", cfg.warnings)
     if "addr" not in client:
         raise ConfigError("[sector_manager.rpc_client].addr is required (the manager's URL or multiaddr)")
     cfg.manager_url = manager_url(client["addr"], "[sector_manager.rpc_client].addr")
-    cfg.manager_token = sm.get("token") or os.environ.get("DAMOCLES_TOKEN")
-    cfg.sealing = parse_sealing(raw.get("sealing", {}), "[sealing]", SealingConfig(), w)
+    headers = table(client.get("headers", {}), "[sector_manager.rpc_client].headers")
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(f"[sector_manager.rpc_client].headers: {headers!r} is not a table of strings")
+    bearer = None
+    for key, value in headers.items():
+        if key.lower() == "authorization" and value.lower().startswith("bearer "):
+            bearer = value[len("bearer "):].strip()       # the manager's token, as a header
+        else:
+            cfg.warnings.append(f"[sector_manager.rpc_client].headers: {key!r} is not sent (only an "
+                                "`Authorization = \"Bearer <token>\"` header is used: as the manager's token)")
+    cfg.manager_token = sm.get("token") or bearer or os.environ.get("DAMOCLES_TOKEN")
+
+
+def _threads(raw: dict, cfg: WorkerConfig) -> None:
     seen = set()
-    for i, t in enumerate(raw.get("sealing_thread", [])):
+    threads = raw.get("sealing_thread", [])
+    if not isinstance(threads, list):
+        raise ConfigError("[[sealing_thread]]: expected an array of tables ([[sealing_thread]])")
+    for i, t in enumerate(threads):
         where = f"[[sealing_thread]][{i}]"
         t = table(t, where)
-        warn_unknown(t, {"location", "plan", "sealing"}, where, w)
+        warn_unknown(t, {"location", "plan", "sealing"}, where, cfg.warnings)
         plan = _plan(t.get("plan", "sealer"), f"{where}.plan")
+        sealing = parse_sealing(t.get("sealing", {}), f"{where}.sealing", cfg.sealing, cfg.warnings)
+        refused = NOT_RUN_PLANS.get(plan)
+        if refused:
+            cfg.warnings.append(f"{where}.plan: {refused}: this thread does not start; the other threads do")
         if not t.get("location"):
             if plan != "wdpost":        # a WindowPoSt thread reads the attached stores only
                 raise ConfigError(f"{where}.location is required")
-            cfg.threads.append(ThreadConfig(None, plan, parse_sealing(t.get("sealing", {}), f"{where}.sealing", cfg.sealing, w)))
+            cfg.threads.append(ThreadConfig(None, plan, sealing))
             continue
+        if not isinstance(t["location"], str):
+            raise ConfigError(f"{where}.location: {t['location']!r} is not a path")
         loc = Path(t["location"]).expanduser().resolve()
         if loc in seen:
             raise ConfigError(f"{where}.location: {loc} is used by another sealing thread")
         seen.add(loc)
-        cfg.threads.append(ThreadConfig(loc, plan, parse_sealing(t.get("sealing", {}), f"{where}.sealing", cfg.sealing, w)))
-    names = set()
-    for i, a in enumerate(raw.get("attached", [])):
-        where = f"[[attached]][{i}]"
+        cfg.threads.append(ThreadConfig(loc, plan, sealing, refused))
+
+
+def _attached(raw: dict, worker: dict, cfg: WorkerConfig) -> None:
+    """`[[attached]]` (also a single `[attached]` table, as Damocles' docs show it), the deprecated
+    `[remote_store]`, and the stores `scan_persist_stores` finds; names are unique."""
+    entries = raw.get("attached", [])
+    entries = [entries] if isinstance(entries, dict) else entries
+    if not isinstance(entries, list):
+        raise ConfigError("[[attached]]: expected an array of tables ([[attached]])")
+    tagged = [(f"[[attached]][{i}]", a) for i, a in enumerate(entries)]
+    if "remote_store" in raw:
+        cfg.warnings.append("[remote_store] is deprecated: read as one [[attached]] store (write it as [[attached]])")
+        tagged.append(("[remote_store]", raw["remote_store"]))
+    if "attached_selection" in raw:
+        cfg.warnings.append("[attached_selection]: ignored (the manager chooses the persist store of each sector)")
+    names: dict[str, str] = {}
+
+    def add(where: str, name: str, location: Path, readonly: bool) -> None:
+        if name in names:
+            raise ConfigError(f"{where}: duplicate persist store name {name!r} (also {names[name]})")
+        names[name] = where
+        cfg.attached.append(AttachedStore(name, location, readonly))
+
+    for where, a in tagged:
         a = table(a, where)
-        warn_unknown(a, {"name", "location", "readonly"}, where, w)
+        warn_unknown(a, {"name", "location", "readonly"}, where, cfg.warnings)
         if not a.get("location"):
             raise ConfigError(f"{where}.location is required")
-        name = a.get("name") or str(a["location"])
-        if name in names:
-            raise ConfigError(f"{where}.name: duplicate attached store {name!r}")
-        names.add(name)
-        cfg.attached.append(AttachedStore(name, Path(a["location"]).expanduser(), bool(a.get("readonly", False))))
+        if not isinstance(a["location"], str):
+            raise ConfigError(f"{where}.location: {a['location']!r} is not a path")
+        if not isinstance(a.get("readonly", False), bool):
+            raise ConfigError(f"{where}.readonly: {a['readonly']!r} is not true or false")
+        add(where, str(a.get("name") or a["location"]), Path(a["location"]).expanduser(), a.get("readonly", False))
+    key = "scan_persist_stores" if "scan_persist_stores" in worker else "ScanPersistStores"
+    patterns = worker.get(key, [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        raise ConfigError(f"[worker].{key}: {patterns!r} is not a list of glob patterns")
+    from .stores import scan_persist_stores
+    try:
+        found = scan_persist_stores(patterns, f"[worker].{key}")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    for name, location, readonly in found:
+        add(f"[worker].{key}: {location}", name, location, readonly)
+
+
+def _processors(raw: dict, cfg: WorkerConfig, available_cpus: set[int] | None) -> None:
     proc = table(raw.get("processors", {}), "[processors]")
     lim = table(proc.get("limitation", {}), "[processors.limitation]")
-    cfg.concurrent = _stage_map(proc.get("limit", {}), "[processors.limit]", positive_int)
-    cfg.concurrent.update(_stage_map(lim.get("concurrent", {}), "[processors.limitation.concurrent]", positive_int))
-    cfg.staggered = _stage_map(lim.get("staggered", {}), "[processors.limitation.staggered]", parse_duration)
-    cfg.ext_locks = {k: positive_int(v) for k, v in table(proc.get("ext_locks", {}), "[processors.ext_locks]").items()}
+    warn_unknown(lim, {"concurrent", "staggered"}, "[processors.limitation]", cfg.warnings)
+    # [processors.limitation.concurrent] replaces the older [processors.limit] when both are there
+    if "concurrent" in lim:
+        cfg.concurrent = _stage_map(lim["concurrent"], "[processors.limitation.concurrent]", positive_int)
+        if "limit" in proc:
+            cfg.warnings.append("[processors.limit]: ignored, [processors.limitation.concurrent] replaces it")
+    else:
+        cfg.concurrent = _stage_map(proc.get("limit", {}), "[processors.limit]", positive_int)
+    cfg.staggered = _stage_map(lim.get("staggered", {}), "[processors.limitation.staggered]", parse_humantime)
+    cfg.ext_locks = {}
+    for k, v in table(proc.get("ext_locks", {}), "[processors.ext_locks]").items():
+        try:
+            cfg.ext_locks[k] = positive_int(v)
+        except ValueError as exc:
+            raise ConfigError(f"[processors.ext_locks].{k}: {exc}") from None
     for size, path in table(proc.get("static_tree_d", {}), "[processors.static_tree_d]").items():
         p = Path(path)
         if not p.exists():
@@ -214,8 +323,20 @@ def parse_worker_config(raw: dict, available_cpus: set[int] | None = None) -> Wo
             raise ConfigError(f"[[processors.{key}]]: {key!r} is not a processor stage ({', '.join(PROCESSOR_STAGES)})")
         if not isinstance(entries, list):
             raise ConfigError(f"[[processors.{key}]]: expected an array of tables ([[processors.{key}]])")
-        cfg.processors[key] = [parse_processor(key, i, e, cfg.ext_locks, cfg.warnings, available_cpus) for i, e in enumerate(entries)]
-    return cfg
+        parsed = [parse_processor(key, i, e, cfg.ext_locks, cfg.warnings, available_cpus) for i, e in enumerate(entries)]
+        if key in NOT_RUN_PROCESSORS:
+            if parsed:
+                cfg.warnings.append(f"[[processors.{key}]]: not started: {NOT_RUN_PROCESSORS[key]}")
+            continue
+        run = []
+        for p in parsed:
+            if p.bin and key not in EXTERNAL_STAGES:
+                cfg.warnings.append(f"[[processors.{key}]][{p.index}]: not started: an external `bin` is used for "
+                                    f"{', '.join(EXTERNAL_STAGES)} only ({key} runs in a builtin pool or the thread)")
+            else:
+                run.append(p)
+        if run:
+            cfg.processors[key] = run
 
 
 def _plan(plan, where: str) -> str:
@@ -226,14 +347,17 @@ def _plan(plan, where: str) -> str:
 
 def parse_hot_config(raw: dict, where: str, base: ThreadConfig, warnings: list[str]) -> ThreadConfig:
     """`<location>/config.toml`, re-read before each new sector: `plan` and `[sealing]` over the
-    thread's settings from worker.toml (Damocles' merge order); it cannot move the location."""
+    thread's settings from worker.toml (Damocles' merge order); it cannot move the location. A
+    plan switch takes effect between sectors (the thread's runner does it)."""
     if "location" in raw:
         raise ConfigError(f"{where}: location cannot be changed here (it is set in worker.toml)")
     warn_unknown(raw, {"plan", "sealing"}, where, warnings)
     plan = _plan(raw.get("plan", base.plan), f"{where}: plan")
-    if plan != base.plan:
-        raise ConfigError(f"{where}: plan {plan!r} differs from the thread's plan {base.plan!r} in worker.toml; "
-                          "change it there and restart the worker to switch plans")
+    if plan in NOT_RUN_PLANS:
+        raise ConfigError(f"{where}: plan: {NOT_RUN_PLANS[plan]}")
+    if plan != base.plan and plan not in JOURNALED_PLANS:
+        raise ConfigError(f"{where}: plan {plan!r}: a thread switches to {plan} only in worker.toml (with a restart); "
+                          f"here it may switch between {', '.join(JOURNALED_PLANS)}")
     return ThreadConfig(base.location, plan, parse_sealing(raw.get("sealing", {}), f"{where}: sealing", base.sealing, warnings))
 
 

@@ -46,3 +46,17 @@ class ThreadControl:
         return {"index": self.index, "location": str(self.location or ""), "plan": self.plan,
                 "job_id": self.rec.name, "job_state": self.rec.state, "thread_state": {"state": self.status},
                 "last_error": self.last_error, "config_error": self.config_error, **self._summary_extra()}
+
+
+class RefusedThread(ThreadControl):
+    """A `[[sealing_thread]]` whose plan cannot run on this worker (`plan = "niporep"`): it
+    takes no work and shows why (`damocles worker list`); the worker's other threads run."""
+
+    def __init__(self, index: int, config):
+        super().__init__(index, config.location)
+        self.plan = config.plan
+        self.status = "Paused"
+        self.last_error = f"crit: {config.refused}"
+
+    def run(self, stop: threading.Event) -> None:
+        stop.wait()

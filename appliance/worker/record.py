@@ -20,6 +20,7 @@ class SectorRecord:
     paused: bool = False
     last_error: str | None = None
     # the sector (every plan)
+    plan: str | None = None             # the plan that started it (and finishes it); None: the thread's own
     name: str | None = None             # s-t0<miner>-<number>
     miner: int | None = None
     number: int | None = None

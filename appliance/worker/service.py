@@ -14,7 +14,8 @@ from pathlib import Path
 from .. import __version__
 from ..rpc import RPCError
 from ..rpc.client import RPCClient, TransportError
-from .config import AttachedStore, SealingConfig, WorkerConfig
+from .config import AttachedStore, SealingConfig, ThreadConfig, WorkerConfig
+from .control import RefusedThread
 from .journal import JournalError, LocationLock
 from .processors import Processors, TaskLog, TaskRecord
 from .thread import SealingThread
@@ -151,7 +152,7 @@ class WorkerService:
         except JournalError as exc:
             self.release()
             raise ValueError(str(exc)) from None
-        self.limits = limits = StageLimits(config.concurrent, config.staggered)
+        self.limits = StageLimits(config.concurrent, config.staggered)
         self.tasklog = self.metrics.tasklog      # a TaskLog that also feeds the stage-duration histograms
         try:
             self.processors = Processors(config.processors, config.ext_locks, self.tasklog)
@@ -161,23 +162,42 @@ class WorkerService:
         # a PC2 task hashes with as many processes as its entry's cpuset has CPUs
         pc2 = config.processors.get("pc2", [])
         pc2_procs = max((len(p.cpuset) if p.cpuset else 1) for p in pc2) if pc2 else 1
-        self.threads = []
-        for i, t in enumerate(config.threads):
-            if t.plan in ("unseal", "rebuild", "snapup"):
-                cls = {"unseal": UnsealThread, "rebuild": RebuildThread, "snapup": SnapUpThread}[t.plan]
-                self.threads.append(cls(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached,
-                                                                  parent_cache, config.name, limits, self.processors,
-                                                                  pc2_procs, self.tasklog, config.local_pieces_dirs,
-                                                                  config.unseal_output_dirs), t))
-            elif t.plan == "wdpost":
-                self.threads.append(WdPostThread(i, config.name, config.manager_url, config.manager_token, config.attached,
-                                                 t.sealing, self.processors.pools.get("window_post")))
-            else:
-                self.threads.append(SealingThread(i, ThreadContext(self.rpc, t.sealing, t.location, config.attached,
-                                                                   parent_cache, config.name, limits, self.processors,
-                                                                   pc2_procs, self.tasklog, config.local_pieces_dirs), t))
+        self.parent_cache, self.pc2_procs = parent_cache, pc2_procs
+        self.threads = [self._make_thread(i, t) for i, t in enumerate(config.threads)]
         self._stop = threading.Event()
         self._runners: list[threading.Thread] = []
+
+    def _make_thread(self, i: int, t):
+        """The thread for a `[[sealing_thread]]` (or for the plan a hot config switched it to)."""
+        config = self.config
+        if t.refused:
+            return RefusedThread(i, t)
+        if t.plan == "wdpost":
+            return WdPostThread(i, config.name, config.manager_url, config.manager_token, config.attached,
+                                t.sealing, self.processors.pools.get("window_post"))
+        cls = {"unseal": UnsealThread, "rebuild": RebuildThread, "snapup": SnapUpThread}.get(t.plan, SealingThread)
+        ctx = ThreadContext(self.rpc, t.sealing, t.location, config.attached, self.parent_cache, config.name, self.limits,
+                            self.processors, self.pc2_procs, self.tasklog, config.local_pieces_dirs,
+                            config.unseal_output_dirs)
+        return cls(i, ctx, t)
+
+    def _run_thread(self, i: int) -> None:
+        """Run sealing thread i; when it hands its location to another plan (a hot config's
+        `plan`, taken between sectors), go on with that plan's thread in its place."""
+        while True:
+            t = self.threads[i]
+            t.run(self._stop)
+            plan = getattr(t, "switch_to", None)
+            if plan is None or self._stop.is_set():
+                return
+            try:
+                nxt = self._make_thread(i, ThreadConfig(t.location, plan, t.ctx.sealing))
+            except Exception as exc:  # noqa: BLE001 - the thread stops and says why; the others go on
+                t.status, t.last_error = "Paused", f"crit: cannot switch to plan {plan}: {exc}"
+                log.error("thread %d: %s", i, t.last_error)
+                return
+            nxt.adopt(t)
+            self.threads[i] = nxt
 
     @staticmethod
     def _check_machine(config: WorkerConfig) -> None:
@@ -211,7 +231,7 @@ class WorkerService:
         host, port = self.server.serve(self.config.rpc_host, self.config.rpc_port)
         self.dest = f"{reachable_host(host, self.config.manager_url)}:{port}"
         for t in self.threads:
-            r = threading.Thread(target=t.run, args=(self._stop,), name=f"sealing-{t.index}", daemon=True)
+            r = threading.Thread(target=self._run_thread, args=(t.index,), name=f"sealing-{t.index}", daemon=True)
             r.start()
             self._runners.append(r)
         p = threading.Thread(target=self._ping_loop, name="ping", daemon=True)

@@ -1,9 +1,11 @@
 """`damocles store sealing-init|file-init`: prepare a sealing location (`meta/`, `data/`) or a
-persist store (`sectorstore.json`, `sealed/`, `cache/`), as Damocles' worker does."""
+persist store (`sectorstore.json`, `sealed/`, `cache/`), as Damocles' worker does; and
+`[worker] scan_persist_stores`: the persist stores found under glob patterns."""
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import uuid
 from pathlib import Path
@@ -37,6 +39,32 @@ def file_init(location: Path, name: str | None, read_only: bool) -> dict:
     info = {"ID": str(uuid.uuid4()), "Name": name or location.name, "ReadOnly": read_only}
     atomic_write(meta, json.dumps(info, indent=2) + "\n")
     return {"location": str(location), **info, "initialised": True}
+
+
+def scan_persist_stores(patterns: list[str], where: str) -> list[tuple[str, Path, bool]]:
+    """Every directory a pattern matches that holds a `sectorstore.json`, as Damocles' worker
+    scans them: (name, location, readonly), the name being the file's `Name`, else its `ID`, else
+    the location. Matches in pattern order, each pattern's sorted; a `sectorstore.json` that
+    cannot be read is an error naming it (ValueError), never a store silently left out."""
+    found = []
+    for pattern in patterns:
+        for match in sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True, include_hidden=True)):
+            location = Path(match)
+            meta = location / "sectorstore.json"
+            if not location.is_dir() or not meta.is_file():
+                continue
+            try:
+                info = json.loads(meta.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{where}: {meta} (matched by {pattern!r}) cannot be read: {exc}") from None
+            if not isinstance(info, dict):
+                raise ValueError(f"{where}: {meta} (matched by {pattern!r}) is not a JSON object")
+            name = next((v for v in (info.get("Name"), info.get("ID")) if isinstance(v, str) and v), str(location))
+            readonly = info.get("ReadOnly", False)
+            if not isinstance(readonly, bool):
+                raise ValueError(f"{where}: {meta}: ReadOnly is {readonly!r}, not true or false")
+            found.append((name, location, readonly))
+    return found
 
 
 def add_parsers(store: argparse._SubParsersAction) -> None:

@@ -8,9 +8,13 @@ start and a completed one never. A journal left in a terminal state finishes its
 start-up (Finished: ReportFinalized, files removed, cleared; Aborted: reported, cleared).
 
 A journal that cannot be written (a full disk) is a temp failure: the transition is kept in
-memory and written again every `recover_interval`, the step is not redone. Before each new
-sector the sealer re-reads `<location>/config.toml` (plan and `[sealing]` overrides) when its
-mtime changed; a bad file is reported and ignored."""
+memory and written again every `recover_interval`, the step is not redone.
+
+Between sectors a thread re-reads `<location>/config.toml` (plan and `[sealing]` over
+worker.toml's) when its mtime changed; a bad file is reported and ignored. A new `plan` is taken
+only between sectors: the thread ends its run with `switch_to` set and the worker starts the
+plan's thread on the same location (Damocles' SwitchPlanner). A sector in the journal always
+finishes under the plan that started it (the record keeps it), after a restart too."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import errno
 import logging
 import os
 import threading
+import time
 import traceback
 from dataclasses import replace
 
@@ -56,6 +61,9 @@ class PlannerThread(ThreadControl):
         self.ctx = ctx
         self.base = config or ThreadConfig(ctx.location, self.table.name, ctx.sealing)   # from worker.toml
         self.plan = self.base.plan
+        self._hot = self.base                 # the settings in force: worker.toml's, with config.toml over them
+        self._hot_mtime: int | None = None
+        self.switch_to: str | None = None     # a plan to hand the location to (set between sectors only)
         self.journal: Journal | None = None
         self.rec = EMPTY
         self.errors: dict[str, int] = {}     # failures per level since start (the worker's metrics)
@@ -82,12 +90,65 @@ class PlannerThread(ThreadControl):
         Paths(self.ctx.location, self.rec.name).remove()
 
     def _before_new_sector(self) -> None:
-        """Between two sectors (the sealer re-reads its hot config here)."""
+        """Between two sectors (and at start): re-read the hot config, then switch plans if the
+        location should now run another one."""
+        self.reload_hot_config()
+        want = (self.rec.plan or self.plan) if self.rec.name else self._hot.plan
+        if want != self.plan:
+            log.info("thread %d: plan %s -> %s%s", self.index, self.plan, want,
+                     f" (sector {self.rec.name} was started by it)" if self.rec.name else "")
+            self.switch_to = want
+
+    def adopt(self, previous: "PlannerThread") -> None:
+        """Take over from the thread that ran this location under another plan."""
+        self.base, self._hot, self._hot_mtime = previous.base, previous._hot, previous._hot_mtime
+        self.config_error, self.errors = previous.config_error, previous.errors
+
+    def reload_hot_config(self) -> bool:
+        """Apply `<location>/config.toml` if it changed since the last look; True if it did. Its
+        `[sealing]` applies at once, its `plan` at the next sector (`_before_new_sector`)."""
+        path = self.ctx.location / "config.toml"
+        mtime = self._hot_file_mtime()
+        if mtime == self._hot_mtime:
+            return False
+        self._hot_mtime = mtime
+        if mtime is None:
+            cfg = self.base
+        else:
+            warnings: list[str] = []
+            try:
+                cfg = parse_hot_config(load_toml(path), str(path), self.base, warnings)
+            except (ConfigError, OSError) as exc:
+                self.config_error = f"{exc}; keeping the previous settings"
+                log.error("thread %d: %s", self.index, self.config_error)
+                return False
+            for w in warnings:
+                log.warning("thread %d: %s", self.index, w)
+        self.config_error = None
+        self._hot, self.ctx.sealing = cfg, cfg.sealing
+        log.info("thread %d: settings %s", self.index, f"reloaded from {path}" if mtime else "from worker.toml")
+        return True
+
+    def _hot_file_mtime(self) -> int | None:
+        try:
+            return (self.ctx.location / "config.toml").stat().st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     # ------------------------------------------------------------------- loop
 
     def _sleep(self, stop: threading.Event, seconds: float) -> None:
         stop.wait(max(0.0, seconds))
+
+    def _idle_sleep(self, stop: threading.Event, seconds: float) -> None:
+        """The wait of a thread with no sector: it ends early when config.toml changes, so that a
+        new plan or new settings do not wait for the next poll (Damocles' wait does the same)."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while not stop.is_set() and self._hot_file_mtime() == self._hot_mtime:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            stop.wait(min(left, 1.0))
 
     def _open_journal(self, stop: threading.Event) -> bool:
         """Open the journal; on a full device wait (temp) until it opens, otherwise a journal that
@@ -118,11 +179,13 @@ class PlannerThread(ThreadControl):
         self.last_error = None
         self._before_new_sector()
         steps = self.make_steps()
-        while not stop.is_set():
+        while not stop.is_set() and self.switch_to is None:
             try:
                 self._turn(steps, stop)
             except JournalWriteError as exc:
                 self._journal_unwritable(exc, stop)
+        if self.switch_to is not None:
+            self.journal.close()         # the next plan's thread opens it again
         self.status = "Idle"
 
     def _turn(self, steps, stop: threading.Event) -> None:
@@ -150,6 +213,8 @@ class PlannerThread(ThreadControl):
             return
         if self.rec.state == "Empty":
             self._before_new_sector()
+            if self.switch_to is not None:
+                return
         s = self.ctx.sealing
         self.status = "Running"
         try:
@@ -157,10 +222,11 @@ class PlannerThread(ThreadControl):
             self._transition(event)
         except Wait as w:
             self.status = "Waiting"
-            self._sleep(stop, w.delay if w.delay is not None else (s.rpc_polling_interval if w.polling else s.recover_interval))
+            delay = w.delay if w.delay is not None else (s.rpc_polling_interval if w.polling else s.recover_interval)
+            (self._sleep if self.rec.name else self._idle_sleep)(stop, delay)
         except Abort as exc:
             self._abort(str(exc), stop)
-            self._sleep(stop, s.seal_interval)
+            self._idle_sleep(stop, s.seal_interval)      # between sectors
         except StepFailure as exc:
             self._fail(exc, stop)
         except PlanError as exc:
@@ -193,7 +259,8 @@ class PlannerThread(ThreadControl):
         """Plan, then journal the new record with the step's outputs, then report: nothing of
         the step reaches the record unless the plan accepted its event and the journal has it."""
         prev = self.rec.state
-        new = self.rec.with_outputs(event.outputs, state=self.table.next(prev, event.name), retry=0, last_error=None)
+        new = self.rec.with_outputs(event.outputs, state=self.table.next(prev, event.name), retry=0, last_error=None,
+                                    plan=self.rec.plan or self.plan)      # the plan that finishes this sector
         self._commit(new, prev, event.name)
 
     def _commit(self, new: SectorRecord, prev: str, event: str) -> None:
@@ -301,7 +368,7 @@ class PlannerThread(ThreadControl):
         self.journal.clear(self.rec.to_json(), "Finish" if finished else "Abort")
         self.rec, self.last_error = EMPTY, None
         if finished:
-            self._sleep(stop, self.ctx.sealing.seal_interval)
+            self._idle_sleep(stop, self.ctx.sealing.seal_interval)
 
     def _call_until_answered(self, stop: threading.Event, method: str, *params) -> bool:
         """The manager must learn how a sector ended: retried every `recover_interval` while it
@@ -321,38 +388,4 @@ class PlannerThread(ThreadControl):
 
 
 class SealingThread(PlannerThread):
-    """A thread running the sealer plan; re-reads `<location>/config.toml` between sectors."""
-
-    def __init__(self, index: int, ctx, config: ThreadConfig | None = None):
-        super().__init__(index, ctx, config)
-        self._hot_mtime: int | None = None
-
-    def _before_new_sector(self) -> None:
-        self.reload_hot_config()
-
-    def reload_hot_config(self) -> bool:
-        """Apply `<location>/config.toml` if it changed since the last look; True if it did."""
-        path = self.ctx.location / "config.toml"
-        try:
-            mtime = path.stat().st_mtime_ns
-        except FileNotFoundError:
-            mtime = None
-        if mtime == self._hot_mtime:
-            return False
-        self._hot_mtime = mtime
-        if mtime is None:
-            cfg = self.base
-        else:
-            warnings: list[str] = []
-            try:
-                cfg = parse_hot_config(load_toml(path), str(path), self.base, warnings)
-            except (ConfigError, OSError) as exc:
-                self.config_error = f"{exc}; keeping the previous settings"
-                log.error("thread %d: %s", self.index, self.config_error)
-                return False
-            for w in warnings:
-                log.warning("thread %d: %s", self.index, w)
-        self.config_error = None
-        self.plan, self.ctx.sealing = cfg.plan, cfg.sealing
-        log.info("thread %d: settings %s", self.index, f"reloaded from {path}" if mtime else "from worker.toml")
-        return True
+    """A thread running the sealer plan."""
