@@ -80,10 +80,10 @@ def start_worker(svc, url: str, name: str) -> Worker:
     worker = Worker(name, "", sid, thread, server)
     checked = server.permission
 
-    def recording(authorization, client_ip):
+    def recording(authorization, client_ip, cookie=None):
         if authorization:
             worker.received.append(authorization.partition(" ")[2])
-        return checked(authorization, client_ip)
+        return checked(authorization, client_ip, cookie)
     server.permission = recording
     host, port = server.serve("127.0.0.1", 0)
     worker.url = f"http://{host}:{port}"

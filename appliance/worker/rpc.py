@@ -92,9 +92,9 @@ class WorkerRPCServer(RPCServer):
             return "admin"          # the scope, not a level, limits it (register below)
         return self._token_verifier(token)
 
-    def permission(self, authorization, client_ip):
+    def permission(self, authorization, client_ip, cookie=None):
         self._scope.claims = None
-        return super().permission(authorization, client_ip)
+        return super().permission(authorization, client_ip, cookie)
 
     def handle(self, body, perm, auth_error=None):
         try:
