@@ -20,6 +20,17 @@ class TransportError(OSError):
     """The request did not get an answer; retrying later may succeed."""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the error it is for an RPC endpoint: following it would carry the
+    Authorization header (and the body) to wherever the answer points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(req.full_url, code, f"refused to follow a redirect to {newurl}", headers, fp)
+
+
+_opener = urllib.request.build_opener(_NoRedirects())
+
+
 class RPCClient:
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0):
         self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/rpc/v0") else "/rpc/v0")
@@ -52,11 +63,13 @@ class RPCClient:
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                with _opener.open(req, timeout=self.timeout) as resp:
                     payload = resp.read()
             except urllib.error.HTTPError as exc:
                 if exc.code >= 500:
                     raise TransportError(f"{self.url}: HTTP {exc.code}") from None
+                if 300 <= exc.code < 400:
+                    raise TransportError(f"{self.url}: HTTP {exc.code}, {exc.msg}") from None
                 payload = exc.read()
         except (urllib.error.URLError, OSError) as exc:
             raise TransportError(f"{self.url}: {getattr(exc, 'reason', exc)}") from None
@@ -85,9 +98,9 @@ class RPCClient:
             headers["Content-Type"] = "application/octet-stream"
         req = urllib.request.Request(self.base + path, data=body, headers=headers, method=method)
         try:
-            return urllib.request.urlopen(req, timeout=self.timeout)
+            return _opener.open(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
-            message = exc.read().decode(errors="replace").strip()
+            message = exc.msg if 300 <= exc.code < 400 else exc.read().decode(errors="replace").strip()
             if exc.code >= 500:
                 raise TransportError(f"{self.base + path}: HTTP {exc.code} {message}") from None
             raise HTTPStatusError(exc.code, f"{path}: {message or exc.reason} (HTTP {exc.code})") from None
