@@ -321,6 +321,22 @@ def test_a_precommit_written_after_an_abort_is_refused(start):
     assert svc.state.sector(sid["Miner"], sid["Number"]) == before
 
 
+
+def test_a_state_report_written_after_an_abort_changes_nothing(start):
+    """A ReportState that passed its check just before an abort (the deal hold's, the operator's)
+    writes nothing: the write checks the sector again, in its own transaction."""
+    svc, _, _ = start(deals=True)
+    sid = svc.sealer.allocate_sector({})["ID"]
+    svc.sealer.abort(sid, "gone")
+    before = svc.state.sector(sid["Miner"], sid["Number"])
+    history = svc.state.history(sid["Miner"], sid["Number"])
+    rec, seconds = svc.state.report(sid["Miner"], sid["Number"], {"state": "PC1Done", "worker": "w1"},
+                                    "Allocated", "PC1Done", "Done", "w1")
+    assert rec == before and seconds is None
+    assert svc.state.sector(sid["Miner"], sid["Number"]) == before
+    assert svc.state.history(sid["Miner"], sid["Number"]) == history
+
+
 # --------------------------------------------------------------- error texts of tasks
 
 def test_task_error_texts_are_cut_like_sector_reports(start):

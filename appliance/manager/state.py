@@ -288,6 +288,8 @@ class ManagerState:
             if row is None:
                 raise KeyError((miner, number))
             info = json.loads(row[0])
+            if info.get("finalized") or info.get("abort_reason"):     # finished or aborted since the caller looked
+                return self.sector(miner, number), None       # nothing written
             entered = info.get("entered_at") or info.get("allocated_at")
             self._merge(db, miner, number, {**changes, **({"entered_at": now} if moved else {})})
             cur = db.execute("INSERT INTO sector_history (miner, number, at, prev, next, event, worker, level, error) "
