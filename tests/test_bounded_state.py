@@ -150,6 +150,24 @@ def test_a_silent_worker_expires_from_the_list_and_frees_its_name(start):
     assert limited(metrics(svc, url), "worker_expired") == 1
 
 
+
+def test_a_prover_that_polls_for_jobs_keeps_its_name(start):
+    """A prover never pings; its WindowPoSt job calls count as pings, so its name does not expire
+    (and become anyone's) while it works."""
+    svc, url, clock = start(sealing={"WorkerExpiry": "24h"})
+    prover, other = client(svc, url, "prover-1"), client(svc, url, "intruder")
+    for _ in range(3):                              # polling for jobs for three days
+        assert prover.call("Venus.WdPoStAllocateJobs", {}, 1, "p1") == []
+        clock.t += 20 * HOUR
+        svc.housekeep()
+        assert svc.state.worker_owner("p1") is not None      # never free between two polls
+    assert "registered by another credential" in refused(UNAUTHORIZED, lambda c, n: c.call(
+        "Venus.WdPoStAllocateJobs", {}, 1, n), other, "p1")
+    clock.t += 24 * HOUR + 1                        # then silent for a day: it expires like a worker
+    svc.housekeep()
+    assert svc.state.worker_owner("p1") is None
+
+
 # ------------------------------------------------------------------------- piece store
 
 PIECES = [bytes([i]) * 600 + b"piece %d" % i for i in range(4)]      # 607 bytes: a 1 KiB piece each

@@ -87,10 +87,12 @@ def register_wdpost(server: RPCServer, jobs, limits) -> None:
     heartbeat (others' heartbeats leave it alone) and finish it."""
     def allocate(spec, num, name, caller):
         check_worker_name(jobs.state, limits, name, caller, limits.max_worker_names)
+        jobs.state.touch_worker(name)        # the prover is alive: its name does not expire
         return jobs.allocate(spec.get("AllowedMiners"), spec.get("AllowedProofTypes"), num, name)
 
     def heartbeat(job_ids, name, caller):
         check_worker_name(jobs.state, limits, name, caller, limits.max_worker_names)
+        jobs.state.touch_worker(name)
         return jobs.heartbeat(job_ids, name)
 
     _bind(server, limits, "Venus.WdPoStAllocateJobs", _jobs_call(allocate),

@@ -430,6 +430,15 @@ class ManagerState:
             self.last_pings[name] = self._now()
         return owner
 
+    def touch_worker(self, name: str) -> None:
+        """A call under the name counts as a ping for expiry (a prover polls for WindowPoSt jobs
+        and never pings: without this its name would expire while it works)."""
+        now = self._now()
+        with self.tx() as db:
+            db.execute("UPDATE workers SET last_ping = ? WHERE name = ?", (now, name))
+        if self.last_pings is not None:
+            self.last_pings[name] = now
+
     def expire_workers(self, cutoff: float) -> list[tuple[str, float]]:
         """Remove the workers whose last ping is before `cutoff`, with their names' bindings (a
         re-installed machine may take its name again); returns them with their last ping."""
