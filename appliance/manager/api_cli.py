@@ -314,7 +314,8 @@ class CliAPI:
     def _ping_info(info: dict, last: float) -> dict:
         summary = info.get("Summary") or {}
         return {"Info": {"Name": info["Name"], "Dest": info.get("Dest") or "", "Version": info.get("Version") or "",
-                         "Summary": {k: summary.get(k) or 0 for k in ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")}},
+                         "Summary": {k: summary.get(k) or 0 for k in ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")},
+                         **({"Owner": info["Owner"]} if info.get("Owner") else {})},      # ours: the identity holding the name
                 "LastPing": int(last)}
 
     def worker_list(self) -> list[dict]:
