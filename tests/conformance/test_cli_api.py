@@ -266,3 +266,34 @@ def test_randomness_and_miner(cluster):
     assert "not a miner" in refused(INVALID_PARAMS, admin.call, "Venus.GetMinerConfig", 4242)
     version = admin.call("Venus.Version")
     assert isinstance(version, str) and version.startswith("damocles ")
+
+
+# The methods of SealerCliAPI, RandomnessAPI and MinerAPI in damocles-manager/core/api.go (commit above).
+DAMOCLES_CLI_METHODS = """ListSectors FindSector FindSectorInAllStates FindSectorsWithDeal FindSectorWithPiece ImportSector
+RestoreSector CheckProvable SimulateWdPoSt SnapUpPreFetch SnapUpCandidates SnapUpCancelCommitment ProvingSectorInfo
+WorkerGetPingInfo WorkerPingInfoList WorkerPingInfoRemove SectorIndexerFind TerminateSector PollTerminateSectorState
+RemoveSector FinalizeSector StoreReleaseReserved StoreList SectorSetForRebuild UnsealPiece Version
+GetTicket GetSeed GetWindowPoStChanlleengeRand GetWindowPoStCommitRand GetInfo GetMinerConfig""".split()
+
+
+def test_every_method_registered(cluster):
+    svc = cluster[0]
+    assert len(DAMOCLES_CLI_METHODS) == 32
+    assert [m for m in DAMOCLES_CLI_METHODS if f"Venus.{m}" not in svc.rpc.methods] == []
+
+
+def test_remove_sector_deletes_its_files(cluster):
+    svc, _, admin, _, live = cluster
+    store = svc.config.persist_stores[0].path
+    name = f"s-t0{live['Miner']}-{live['Number']}"
+    (store / "sealed").mkdir(exist_ok=True)
+    (store / "sealed" / name).write_bytes(b"x")
+    (store / "cache" / name).mkdir(parents=True)
+    (store / "cache" / name / "p_aux").write_bytes(b"x")
+    admin.call("Venus.AbortSector", live, "disk gone")
+    svc.state.update(live["Miner"], live["Number"], persisted="persist-1")
+    assert admin.call("Venus.RemoveSector", live) is None
+    assert not (store / "sealed" / name).exists() and not (store / "cache" / name).exists()
+    s = admin.call("Venus.FindSector", "offline", live)
+    assert s["Removed"] is True and s["AbortReason"] == "disk gone"
+    assert admin.call("Venus.RemoveSector", live) is None          # already removed: nothing to do, as Damocles
