@@ -80,6 +80,22 @@ def bitfield_runs(numbers) -> list[int]:
     return runs or [0]
 
 
+def go_duration(seconds: float) -> str:
+    """A duration as Go's time.Duration.String() writes it (modules.Duration's MarshalText):
+    "1h0m0s", "1m30s", "5s", "500ms"."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return f"{ns / size:g}{unit}"
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    secs = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
+    return (f"{hours}h{minutes}m" if hours else f"{minutes}m" if minutes else "") + secs
+
+
 def _cid_or_null(c: str | None) -> dict | None:
     return {"/": c} if c else None
 
@@ -112,7 +128,7 @@ class CliAPI:
         return {(m, n) for m, n in self.state.query(f"SELECT miner, number FROM {table} WHERE state IN ('pending', 'allocated')")}
 
     def _latest(self, r: dict) -> dict | None:
-        if not r.get("worker") and not r.get("state"):
+        if not r.get("worker"):          # no worker has reported it yet
             return None
         row = self.state.one("SELECT prev, event FROM sector_history WHERE miner = ? AND number = ? ORDER BY id DESC LIMIT 1",
                              (r["miner"], r["number"]))
@@ -227,6 +243,7 @@ class CliAPI:
         info = self._miner(miner)
         if post_type != info.window_post_proof:
             raise RPCError(INVALID_PARAMS, f"postProofType: miner f0{miner} proves with {info.window_post_proof}, got {post_type}")
+        # strict: ours is always the poster's full check (files present, challenged leaves read)
         numbers = [s["SectorNumber"] for s in sectors]
         bad = {}
         live = [n for n in numbers if self.chain.sector(miner, n) is not None]
@@ -442,31 +459,23 @@ class CliAPI:
                 "WindowPoStProofType": info.window_post_proof, "SealProofType": info.seal_proof}
 
     def get_miner_config(self, miner: int) -> dict:
-        """modules.MinerConfig from our [[Miners]] entry; keys we have no setting for carry
-        Damocles' defaults."""
+        """modules.MinerConfig from our [[Miners]] entry. Keys we have no setting for (senders,
+        fees, SnapUp retries, Sealing) are left out: Go reads them as zero values."""
         m = self.config.miner(miner)
         if m is None:
             raise RPCError(INVALID_PARAMS, f"miner: {miner} is not a miner of this manager")
 
-        def batch(b, enabled=True):
-            return {"BatchCommitControl": {"Enabled": enabled, "Threshold": b.threshold, "MaxWait": f"{b.max_wait:g}s",
-                                           "CheckInterval": f"{b.check_interval:g}s"}}
+        def policy(b):
+            return {"Batch": {"Threshold": b.threshold, "MaxWait": go_duration(b.max_wait),
+                              "CheckInterval": go_duration(b.check_interval)}}
         return {"Actor": m.actor,
-                "Sector": {"InitNumber": 0, "MinNumber": m.min_number, "MaxNumber": m.max_number, "Enabled": m.enabled,
-                           "EnableDeals": m.enable_deals, "LifetimeDays": m.lifetime_days, "Verbose": False},
-                "SnapUp": {"Enabled": True, "Sender": None, "Senders": None, "SendFund": True, "CleanupCCData": True,
-                           "MessageConfidential": None, "ReleaseCondidential": None, "MessageConfidence": m.confidence,
-                           "ReleaseConfidence": m.confidence, "Retry": {}},
-                "Commitment": {"Confidence": m.confidence, "Pre": batch(m.pre_batch), "Prove": batch(m.prove_batch),
-                               "Terminate": batch(m.prove_batch, enabled=False)},
-                "PoSt": {"Sender": None, "Senders": None, "Enabled": m.post.enabled, "StrictCheck": True, "Parallel": False,
-                         "Confidence": m.post.confidence, "SubmitConfidence": m.post.submit_confidence,
-                         "ChallengeConfidence": m.post.challenge_confidence, "MaxRecoverSectorLimit": 0,
-                         "MaxPartitionsPerPoStMessage": m.post.max_partitions_per_message, "MaxPartitionsPerRecoveryMessage": 0},
-                "Proof": {"Enabled": m.winning_post},
-                "Sealing": {"SealingEpochDuration": 0, "RequireActivationSuccess": False, "RequireActivationSuccessUpdate": False,
-                            "RequireNotificationSuccess": False, "RequireNotificationSuccessUpdate": False,
-                            "UseSyntheticPoRep": False, "SealingSectorDeadlineDelayNi": 0}}
+                "Sector": {"MinNumber": m.min_number, "MaxNumber": m.max_number, "Enabled": m.enabled,
+                           "EnableDeals": m.enable_deals, "LifetimeDays": m.lifetime_days},
+                "SnapUp": {}, "Commitment": {"Confidence": m.confidence, "Pre": policy(m.pre_batch), "Prove": policy(m.prove_batch)},
+                "PoSt": {"Enabled": m.post.enabled, "Confidence": m.post.confidence, "SubmitConfidence": m.post.submit_confidence,
+                         "ChallengeConfidence": m.post.challenge_confidence,
+                         "MaxPartitionsPerPoStMessage": m.post.max_partitions_per_message},
+                "Proof": {"Enabled": m.winning_post}, "Sealing": {}}
 
 
 def register_cli(server, service) -> None:

@@ -14,7 +14,7 @@ import base64
 import pytest
 
 from appliance.chain.types import SectorOnChain
-from appliance.manager.api_cli import NOT_BUILT, bitfield_runs
+from appliance.manager.api_cli import NOT_BUILT, bitfield_runs, go_duration
 from appliance.manager.service import ManagerService, init_home
 from appliance.proofs.cid import commd_to_cid, commr_to_cid
 from appliance.rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
@@ -260,9 +260,11 @@ def test_randomness_and_miner(cluster):
     refused(INVALID_PARAMS, admin.call, "Venus.GetInfo", 4242)
     cfg = admin.call("Venus.GetMinerConfig", 1000)
     shape(cfg, {"Actor": INT, "Sector": dict, "SnapUp": dict, "Commitment": dict, "PoSt": dict, "Proof": dict, "Sealing": dict})
-    shape(cfg["Sector"], {"InitNumber": INT, "MinNumber": (INT, None), "MaxNumber": (INT, None), "Enabled": BOOL,
-                          "EnableDeals": BOOL, "LifetimeDays": INT, "Verbose": BOOL}, "Sector.")
+    shape(cfg["Sector"], {"MinNumber": (INT, None), "MaxNumber": (INT, None), "Enabled": BOOL, "EnableDeals": BOOL,
+                          "LifetimeDays": INT}, "Sector.")
     assert cfg["Actor"] == 1000 and cfg["PoSt"]["Enabled"] is False
+    batch = cfg["Commitment"]["Pre"]["Batch"]          # modules.Duration: Go's Duration.String() text
+    assert isinstance(batch["Threshold"], int) and batch["MaxWait"].endswith("s") and batch["CheckInterval"].endswith("s")
     assert "not a miner" in refused(INVALID_PARAMS, admin.call, "Venus.GetMinerConfig", 4242)
     version = admin.call("Venus.Version")
     assert isinstance(version, str) and version.startswith("damocles ")
@@ -297,3 +299,8 @@ def test_remove_sector_deletes_its_files(cluster):
     s = admin.call("Venus.FindSector", "offline", live)
     assert s["Removed"] is True and s["AbortReason"] == "disk gone"
     assert admin.call("Venus.RemoveSector", live) is None          # already removed: nothing to do, as Damocles
+
+
+def test_go_duration():
+    """time.Duration.String(): what modules.Duration writes for MaxWait and CheckInterval."""
+    assert [go_duration(x) for x in (0, 0.5, 5, 90, 3600, 5400.5)] == ["0s", "500ms", "5s", "1m30s", "1h0m0s", "1h30m0.5s"]
