@@ -14,7 +14,7 @@ import time
 
 from .. import __version__
 from ..chain.types import ChainError
-from ..core.proof_types import post_proof, seal_proof
+from ..core.proof_types import seal_proof
 from ..core.sector import sector_name
 from ..proofs.cid import cid_to_commitment, commd_to_cid, commr_to_cid
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
