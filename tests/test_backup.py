@@ -94,7 +94,7 @@ def test_backup_under_load_restores_on_another_home_and_carries_on(tmp_path):
     m2 = ManagerProc(other)                      # starts: its state is not behind its chain
     try:
         done = drive_sectors(m2, 4, tmp_path / "work-after")
-        listed = {s["ID"]["Number"] for s in m2.call("Venus.ListSectors")}
+        listed = {s["ID"]["Number"] for s in m2.call("Venus.ListSectors", "", 0)}
     finally:
         m2.stop()
     numbers = [s["Number"] for s in done]

@@ -294,8 +294,8 @@ def test_deals_held_by_a_sector_that_does_not_move_go_back_to_pending(start):
     answer = report(attacker, stuck, "Allocated", "DealsAcquired", "AcquireDeals", "att-1")
     assert answer["Finalized"] and "DealHoldTimeout" in answer["AbortReason"]
     assert "DealHoldTimeout" in refused(INVALID_PARAMS, attacker.call, "Venus.AcquireDeals", stuck, spec)
-    listed = admin.call("Venus.FindSector", stuck)
-    assert listed["LatestState"] == "Aborted" and "DealHoldTimeout" in listed["AbortReason"]
+    listed = admin.call("Venus.FindSector", "", stuck)
+    assert listed["State"] == "Aborted" and "DealHoldTimeout" in listed["AbortReason"]
     # the deals serve the next sector
     assert [d["ID"] for d in honest.call("Venus.AcquireDeals", other, spec)] == ids
     assert limited(metrics(svc, url), "deal_hold") == 1

@@ -66,13 +66,13 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
         worker = start(["worker", "run", "-c", str(cfg), "--parent-cache", str(tmp_path / "parents")])
         deadline = time.monotonic() + 180
         while True:
-            listed = admin.call("Venus.ListSectors")
+            listed = admin.call("Venus.ListSectors", "", 0)
             if listed and all(s["Finalized"] for s in listed):
                 break
             assert worker.poll() is None, worker.stderr.read()
             assert time.monotonic() < deadline, listed
             time.sleep(0.3)   # polling a live system; bounded by the deadline
-        assert listed[0]["LatestState"] == "Finished" and listed[0]["AbortReason"] is None
+        assert listed[0]["State"] == "Finished" and listed[0]["AbortReason"] == ""
         on_chain = admin.call("Venus.DevnetSectors", 1000)
         chain_deals = admin.call("Venus.DevnetDeals", 1000)
 

@@ -61,7 +61,7 @@ def test_planned_worker_seals_a_sector(tmp_path):
         admin = RPCClient(url, issue_token(secret, "admin"))
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            listed = admin.call("Venus.ListSectors")
+            listed = admin.call("Venus.ListSectors", "", 0)
             if listed and all(s["Finalized"] for s in listed) and admin.call("Venus.DevnetSectors", 1000):
                 break
             assert worker.poll() is None, worker.stderr.read()
@@ -69,7 +69,7 @@ def test_planned_worker_seals_a_sector(tmp_path):
         else:
             worker.terminate()
             raise AssertionError(f"no sector landed: {admin.call('Venus.ListSectors')}\n{worker.stderr.read()[-3000:]}")
-        assert listed[0]["LatestState"] == "Finished" and listed[0]["Worker"] == "w1"
+        assert listed[0]["State"] == "Finished" and listed[0]["Worker"] == "w1"
         assert [p.name for p in (home / "persist-1" / "sealed").iterdir()] == ["s-t01000-1"]
     finally:
         for p in (worker, manager):

@@ -278,7 +278,7 @@ class Driver:
             time.sleep(EPOCH_S)   # the clock's pace; bounded by the deadline
 
     def sectors_settled(self):
-        listed = self.call("Venus.ListSectors")
+        listed = self.call("Venus.ListSectors", "", 0)
         done = [s for s in listed if s["Finalized"] or s["AbortReason"]]
         return listed if len(listed) == SECTORS and len(done) == SECTORS else None
 
@@ -320,7 +320,7 @@ class Work:
         self.next_pause_check = 0.0
 
     def tasks(self) -> tuple[list, list, list]:
-        snaps = [x for x in self.d.call("Venus.SnapUpCandidates", 1000) if x["Sector"]["Number"] in self.upgraded]
+        snaps = [x for x in self.d.call("Venus.SnapUpCandidateList", 1000) if x["Sector"]["Number"] in self.upgraded]
         return snaps, self.d.call("Venus.RebuildTasks"), self.d.call("Venus.UnsealTasks")
 
     @staticmethod
@@ -359,10 +359,10 @@ class Work:
             self.upgraded += added
             for n in [n for n in free if n not in added][:2]:
                 (self.c.home / "persist-1" / "sealed" / f"s-t01000-{n}").unlink()
-                self.d.call("Venus.SectorSetForRebuild", {"Miner": 1000, "Number": n})
+                self.d.call("Venus.RebuildRequest", {"Miner": 1000, "Number": n})
                 self.rebuilt.append(n)
             out = self.tmp / "unsealed" / f"unsealed-{self.waves}.bin"     # inside the worker's unseal_output_dirs
-            self.d.call("Venus.UnsealPiece", {"Miner": 1000, "Number": deal_sector}, self.sealed_deal["PieceCID"], f"file://{out}")
+            self.d.call("Venus.UnsealRequest", {"Miner": 1000, "Number": deal_sector}, self.sealed_deal["PieceCID"], f"file://{out}")
             self.unsealed.append(out)
         self.waves += 1
         print(f"wave {self.waves} at {self.d.elapsed():.1f} s: upgrade {added}, rebuilt so far {self.rebuilt}, unseal {out.name}",
@@ -370,8 +370,8 @@ class Work:
         return True
 
     def describe(self) -> str:
-        listed = self.d.call("Venus.ListSectors")
-        states = collections.Counter((s["LatestState"], s["Finalized"], s["AbortReason"]) for s in listed)
+        listed = self.d.call("Venus.ListSectors", "", 0)
+        states = collections.Counter((s["State"], s["Finalized"], s["AbortReason"]) for s in listed)
         return (f"{len(listed)} sectors {dict(states)}; {self.waves} waves; unfinished tasks {self.unfinished(*self.tasks())}")
 
     def _no_thread_paused(self) -> None:
@@ -394,7 +394,7 @@ class Work:
 
     def step(self) -> bool:
         self._no_thread_paused()
-        listed = self.d.call("Venus.ListSectors")
+        listed = self.d.call("Venus.ListSectors", "", 0)
         landed = [s["ID"]["Number"] for s in listed if s["Finalized"] and not s["AbortReason"]]
         deal_sector = next((x["Sector"] for x in self.d.call("Venus.MarketDeals", 1000)
                             if x["DealID"] == self.sealed_deal["DealID"]), None)
@@ -563,8 +563,8 @@ def test_random_kills_lose_nothing_and_stick_nowhere(tmp_path):
         n = s["ID"]["Number"]
         if n in aborted:
             continue
-        _check(problems, s["Finalized"] and s["LatestState"] == "Finished" and n in on_chain,
-               f"sector {n} neither landed nor aborted: {s['LatestState']}, finalized {s['Finalized']}, on chain {n in on_chain}")
+        _check(problems, s["Finalized"] and s["State"] == "Finished" and n in on_chain,
+               f"sector {n} neither landed nor aborted: {s['State']}, finalized {s['Finalized']}, on chain {n in on_chain}")
 
     # no number allocated twice: no sector in two runs of the sealing threads' journals
     runs = {thread: _runs(rows) for thread, rows in _journal_logs(tmp_path).items()}

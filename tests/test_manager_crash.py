@@ -17,7 +17,7 @@ def test_manager_survives_crash_point(point, tmp_path):
     m = ManagerProc(tmp_path / "manager", crash_at=point)
     try:
         done = drive_sectors(m, 4, tmp_path / "work")
-        listed = m.call("Venus.ListSectors")
+        listed = m.call("Venus.ListSectors", "", 0)
     finally:
         m.stop()
     assert m.crashes == 1, f"the crash point {point} was never reached"

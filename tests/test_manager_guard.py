@@ -208,15 +208,15 @@ def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path
     restore_old()
     _start_rebuilding(m, tmp_path / "rebuilt.log")
     try:
-        listed = {s["ID"]["Number"]: s for s in m.admin_call("Venus.ListSectors")}
+        listed = {s["ID"]["Number"]: s for s in m.admin_call("Venus.ListSectors", "", 0)}
         assert sorted(listed) == list(range(1, 13))                # nothing lost
         for n in (5, 6, 7, 8):                                     # sealed after the backup: finished, files found
             s = listed[n]
-            assert (s["LatestState"], s["Finalized"], s["AbortReason"], s["Persisted"]) == ("Finished", True, None, "persist-1"), s
+            assert (s["State"], s["Finalized"], s["AbortReason"], s["Persisted"]) == ("Finished", True, "", "persist-1"), s
             assert s["MessageInfo"]["PreCommitCid"] and s["MessageInfo"]["CommitCid"], s
         for n in (9, 10, 11, 12):                                  # PreCommit landed: its worker carries on
             s = listed[n]
-            assert (s["LatestState"], s["Finalized"], s["AbortReason"]) == ("PCLanded", False, None), s
+            assert (s["State"], s["Finalized"], s["AbortReason"]) == ("PCLanded", False, ""), s
         assert [s["Number"] for s in prove_sectors(m, held)] == [9, 10, 11, 12]
         more = drive_sectors(m, 4, tmp_path / "work2")
         checked = m.admin_call("Venus.ProvingCheck", MINER, None)
@@ -225,11 +225,11 @@ def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path
         r = _prove_deadline(m, proven)
         assert r["state"] == "landed", r
         m.admin_call("Venus.DevnetAdvance", r["PeriodStart"] + proven * 60 + 61 - m.admin_call("Venus.DevnetHead")["Epoch"])
-        final = {s["ID"]["Number"]: s for s in m.admin_call("Venus.ListSectors")}
+        final = {s["ID"]["Number"]: s for s in m.admin_call("Venus.ListSectors", "", 0)}
     finally:
         m.stop()
     assert [s["Number"] for s in more] == [13, 14, 15, 16]         # no number reused, and they landed
-    assert all(s["Finalized"] and s["AbortReason"] is None for s in final.values()), final
+    assert all(s["Finalized"] and s["AbortReason"] == "" for s in final.values()), final
     log_text = (tmp_path / "rebuilt.log").read_text()
     assert "rebuilt f01000's counters from the chain" in log_text
     assert "sector s-t01000-5: re-created from the chain as Finished (its files in persist store persist-1)" in log_text

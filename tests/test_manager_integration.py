@@ -24,14 +24,14 @@ def manager(tmp_path):
 def test_sectors_through_the_manager(manager, tmp_path):
     done = drive_sectors(manager, 4, tmp_path / "work")
     assert [s["Number"] for s in done] == [1, 2, 3, 4]
-    listed = manager.call("Venus.ListSectors")
+    listed = manager.call("Venus.ListSectors", "", 0)
     pre_msgs = [s["MessageInfo"]["PreCommitCid"] for s in listed]
     assert pre_msgs[0] == pre_msgs[1] == pre_msgs[2] != pre_msgs[3]      # 3 on Threshold, 1 on MaxWait
-    assert len({s["MessageInfo"]["CommitCid"] for s in listed}) == 1     # one ProveCommitAggregate
+    assert len({s["MessageInfo"]["CommitCid"]["/"] for s in listed}) == 1     # one ProveCommitAggregate
     assert all(s["Finalized"] for s in listed)
     assert [s["number"] for s in manager.call("Venus.DevnetSectors", 1000)] == [1, 2, 3, 4]
     found = manager.call("Venus.SectorIndexerFind", "normal", {"Miner": 1000, "Number": 2})
-    assert found["Found"] and found["Instance"]["SealedFile"].endswith("persist-1/sealed/s-t01000-2")
+    assert found["Found"] and found["Instance"] == {"SealedFile": "persist-1", "CacheDir": "persist-1"}   # store names
     assert manager.call("Venus.SectorIndexerFind", "normal", {"Miner": 1000, "Number": 9})["Found"] is False
     state = manager.call("Venus.ReportState", {"Miner": 1000, "Number": 1},
                          {"Worker": {"Instance": "w1", "Location": "/data/1"},
@@ -84,7 +84,7 @@ def test_operator_cli(manager):
     info = json.loads(run_cli("util", "sectors", "info", "s-t01000-1", *common, "--json", check=True).stdout)
     assert info["AbortReason"] == "bad disk"
     run_cli("util", "sectors", "restore", "1000-1", *common, check=True)
-    assert json.loads(run_cli("util", "sectors", "info", "1000-1", *common, "--json", check=True).stdout)["AbortReason"] is None
+    assert json.loads(run_cli("util", "sectors", "info", "1000-1", *common, "--json", check=True).stdout)["AbortReason"] == ""
     stores = json.loads(run_cli("util", "storage", "list", *common, "--json", check=True).stdout)["stores"]
     assert stores[0]["Name"] == "persist-1" and stores[0]["Free"] > 0
     assert json.loads(run_cli("util", "miner", "info", "1000", *common, "--json", check=True).stdout)["SectorSize"] == 2048

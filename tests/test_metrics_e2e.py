@@ -87,7 +87,7 @@ def test_metrics_move_as_sectors_advance(tmp_path):
                 break
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
             time.sleep(0.3)   # scraping a live run; bounded by the deadline
-        assert finished == 3, (seen_states, admin.call("Venus.ListSectors"))
+        assert finished == 3, (seen_states, admin.call("Venus.ListSectors", "", 0))
         # the state series moved through the pipeline, and the duration histogram grew with it
         assert {"PC1Done", "PCSubmitted", "Finished"} <= seen_states or len(seen_states) >= 3, seen_states
         assert durations[-1] > durations[0] and durations == sorted(durations)

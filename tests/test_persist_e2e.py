@@ -16,7 +16,7 @@ from .test_worker_e2e import manager_toml, start
 
 
 def _sector(admin):
-    listed = admin.call("Venus.ListSectors")
+    listed = admin.call("Venus.ListSectors", "", 0)
     return listed[0] if listed else None
 
 
@@ -57,14 +57,14 @@ def test_a_full_persist_store_says_why_and_the_sector_lands_when_space_returns(t
         procs.append(worker)
         waiting = _until("the sector to wait for a persist store",
                          lambda: (s := _sector(admin)) and s.get("StoreWait") and s)
-        assert waiting["LatestState"] == "PCLanded" and waiting["StoreWait"].startswith("no persist store has room: persist-1 has ")
+        assert waiting["State"] == "PCLanded" and waiting["StoreWait"].startswith("no persist store has room: persist-1 has ")
         cli = ["--api", url, "--home", str(home)]
         text = run_cli("util", "sectors", "list", *cli, check=True).stdout
         assert "PCLanded" in text and "persist store: no persist store has room: persist-1 has" in text
         assert "waiting for a persist store: no persist store has room" in manager.stderr.read()
         filler.unlink()                                              # space returns
         done = _until("the sector to land", lambda: (s := _sector(admin)) and s["Finalized"] and s, timeout=180)
-        assert done["LatestState"] == "Finished" and not done["AbortReason"] and done["StoreWait"] is None
+        assert done["State"] == "Finished" and not done["AbortReason"] and done["StoreWait"] is None
         assert (store / "sealed" / "s-t01000-1").stat().st_size == 2048
         assert [s["number"] for s in admin.call("Venus.DevnetSectors", 1000)] == [1]
     finally:

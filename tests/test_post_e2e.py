@@ -46,7 +46,7 @@ def until(what, fn, timeout=60.0, procs=()):
 def seal_by_hand(admin, count: int, procs) -> list[dict]:
     """Advance the devnet an epoch at a time until `count` sectors are finalized; their states."""
     def sealed():
-        listed = admin.call("Venus.ListSectors")
+        listed = admin.call("Venus.ListSectors", "", 0)
         if len(listed) == count and all(s["Finalized"] for s in listed):
             return listed
         admin.call("Venus.DevnetAdvance", 1)      # the clock moves by hand while the worker seals
@@ -97,7 +97,7 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
             procs.append(provers[name])
 
         listed = seal_by_hand(admin, 4, procs)
-        assert all(s["LatestState"] == "Finished" for s in listed)
+        assert all(s["State"] == "Finished" for s in listed)
         worker.terminate()
         worker.wait(timeout=30)
 

@@ -30,7 +30,7 @@ def test_a_lost_sector_is_rebuilt_and_proven_again(tmp_path):
         (tmp_path / "worker.toml").write_text(worker_toml(url, issue_token(secret, "write"), home / "persist-1", threads))
         worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
 
-        assert seal_by_hand(admin, 1, [manager, worker])[0]["LatestState"] == "Finished"
+        assert seal_by_hand(admin, 1, [manager, worker])[0]["State"] == "Finished"
         cli = ["--api", url, "--home", str(home)]
         p = run_cli("util", "sectors", "rebuild", "1000-99", *cli)
         assert p.returncode == 2 and "is not a sector this manager sealed" in p.stderr
@@ -43,7 +43,7 @@ def test_a_lost_sector_is_rebuilt_and_proven_again(tmp_path):
         assert task["State"] == "done" and "missing" in task["Reason"], task
         assert (home / "persist-1" / "sealed" / "s-t01000-1").read_bytes() == original
         assert run_cli("util", "proving", "check", *cli).returncode == 0
-        assert admin.call("Venus.FindSector", {"Miner": 1000, "Number": 1})["LatestState"] == "Finished"
+        assert admin.call("Venus.FindSector", "", {"Miner": 1000, "Number": 1})["State"] == "Finished"
 
         # the manager proves it in its next deadline
         d = next(x["Index"] for x in admin.call("Venus.ProvingDeadlines", 1000) if x["Sectors"])

@@ -186,7 +186,7 @@ def test_manager_refuses_attacks_and_its_state_is_unchanged(manager):
     svc, url = manager
     write, admin = issue_token(svc.secret, "write"), issue_token(svc.secret, "admin")
     sid = RPCClient(url, write).call("Venus.AllocateSector", {})["ID"]
-    before = RPCClient(url, admin).call("Venus.ListSectors")
+    before = RPCClient(url, admin).call("Venus.ListSectors", "", 0)
     head = RPCClient(url, admin).call("Venus.DevnetHead")
 
     status, answer = raw(url, with_param("Venus.DevnetSetBlockTime", b"NaN"), admin)
@@ -212,7 +212,7 @@ def test_manager_refuses_attacks_and_its_state_is_unchanged(manager):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 415
-    assert RPCClient(url, admin).call("Venus.ListSectors") == before
+    assert RPCClient(url, admin).call("Venus.ListSectors", "", 0) == before
 
 
 def test_status_page_cannot_be_framed(manager):

@@ -50,7 +50,7 @@ def test_a_cc_sector_is_upgraded_with_a_deal_and_proven_with_its_new_commr(tmp_p
         assert fetched["Added"] == [1]
 
         def upgraded():
-            c = admin.call("Venus.SnapUpCandidates", 1000)[0]
+            c = admin.call("Venus.SnapUpCandidateList", 1000)[0]
             if c["State"] in ("submitted",):
                 admin.call("Venus.DevnetAdvance", 1)
                 admin.call("Venus.SnapUpState", {"Miner": 1000, "Number": 1})

@@ -66,7 +66,7 @@ def rows(svc, table):
 
 def test_an_unseal_task_is_achieved_only_by_the_worker_that_took_it(cluster):
     svc, owner, other, admin, sid = cluster
-    admin.call("Venus.UnsealPiece", sid, PIECE, "piecestore")
+    admin.call("Venus.UnsealRequest", sid, PIECE, "piecestore")
     refused(INVALID_PARAMS, owner.call, "Venus.AllocateUnsealSector", {}, "w1-unseal-0")    # the old workerName
     task = owner.call("Venus.AllocateUnsealSector", {"AllowedMiners": None, "AllowedProofTypes": None})
     assert task["Sector"]["ID"] == sid and task["PieceCid"] == {"/": PIECE}
@@ -85,7 +85,7 @@ def test_an_unseal_task_is_achieved_only_by_the_worker_that_took_it(cluster):
 
 def test_a_rebuild_is_done_only_by_the_worker_that_took_it_which_may_persist_the_sector(cluster):
     svc, owner, other, admin, sid = cluster
-    admin.call("Venus.SectorSetForRebuild", sid)
+    admin.call("Venus.RebuildRequest", sid)
     refused(INVALID_PARAMS, other.call, "Venus.AllocateRebuildSector", {}, "w2-rebuild-0")
     assert other.call("Venus.AllocateRebuildSector", {"AllowedMiners": [sid["Miner"] + 1]}) is None   # another miner's only
     task = other.call("Venus.AllocateRebuildSector", {})        # sealer-02 rebuilds sealer-01's sector
@@ -132,8 +132,8 @@ def test_a_snapup_is_submitted_and_polled_only_by_the_worker_that_took_it(cluste
     assert rows(svc, "outbox") == outbox
     # the owner gives it up: a candidate again, which another worker may take, with the same deal
     owner.call("Venus.SnapUpAborted", sid, "the store is gone")
-    assert admin.call("Venus.SnapUpCandidates", None)[0] | {"State": "candidate", "Worker": "", "Error": "the store is gone"} \
-        == admin.call("Venus.SnapUpCandidates", None)[0]
+    assert admin.call("Venus.SnapUpCandidateList", None)[0] | {"State": "candidate", "Worker": "", "Error": "the store is gone"} \
+        == admin.call("Venus.SnapUpCandidateList", None)[0]
     assert other.call("Venus.AllocateSanpUpSector", {"Sector": {}, "Deals": {}})["Pieces"] == task["Pieces"]
 
 
@@ -169,7 +169,7 @@ def test_a_task_taken_before_holders_were_identities_is_claimed_by_the_first_cal
 
 def test_the_operator_is_not_bound(cluster):
     svc, owner, other, admin, sid = cluster
-    admin.call("Venus.UnsealPiece", sid, PIECE, "piecestore")
+    admin.call("Venus.UnsealRequest", sid, PIECE, "piecestore")
     owner.call("Venus.AllocateUnsealSector", {})
     admin.call("Venus.AchieveUnsealSector", sid, {"/": PIECE}, "cancelled by the operator")
     assert admin.call("Venus.UnsealTasks")[0]["State"] == "failed" and foreign(svc) == 0

@@ -20,7 +20,7 @@ from .manager_driver import ManagerProc
 pytestmark = pytest.mark.timeout(120)
 
 
-def accepted(url: str, token: str, method: str = "Venus.ListSectors", *params) -> bool:
+def accepted(url: str, token: str, method: str = "Venus.WorkerPingInfoList", *params) -> bool:
     """Whether the server at `url` runs `method` for `token` (False: refused as unauthorized)."""
     try:
         RPCClient(url, token, timeout=10).call(method, *params)

@@ -51,7 +51,7 @@ def test_worker_survives_crash_point(point, tmp_path):
         worker = start(args)      # restarted without the crash point
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            listed = admin.call("Venus.ListSectors")
+            listed = admin.call("Venus.ListSectors", "", 0)
             if len(listed) == 2 and all(s["Finalized"] for s in listed):
                 break
             assert worker.poll() is None, worker.stderr.read()
@@ -62,7 +62,7 @@ def test_worker_survives_crash_point(point, tmp_path):
         for p in (worker, manager):
             p.terminate()
             p.wait(timeout=30)
-    assert all(s["AbortReason"] is None and s["LatestState"] == "Finished" for s in listed)
+    assert all(s["AbortReason"] == "" and s["State"] == "Finished" for s in listed)
     assert len(admin_sectors(home)) == 2
     for t in range(2):
         db = sqlite3.connect(tmp_path / f"t{t}" / "meta" / "journal.db")

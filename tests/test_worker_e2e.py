@@ -65,7 +65,7 @@ def test_worker_seals_six_sectors(cluster):
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         done = admin.call("Venus.DevnetSectors", 1000)
-        listed = admin.call("Venus.ListSectors")
+        listed = admin.call("Venus.ListSectors", "", 0)
         if len(done) == 6 and len(listed) == 6 and all(s["Finalized"] for s in listed) and not _leftovers(tmp):
             break
         assert worker.poll() is None, worker.stderr.read()
@@ -77,7 +77,7 @@ def test_worker_seals_six_sectors(cluster):
     t2 = sqlite3.connect(tmp / "t2" / "meta" / "journal.db")
     assert t2.execute("SELECT count(*) FROM log WHERE sector IS NOT NULL").fetchone() == (0,)   # it obeyed config.toml
     t2.close()
-    assert all(s["LatestState"] == "Finished" and s["AbortReason"] is None for s in listed)
+    assert all(s["State"] == "Finished" and s["AbortReason"] == "" for s in listed)
     persisted = sorted(p.name for p in (home / "persist-1" / "sealed").iterdir())
     assert persisted == [f"s-t01000-{n}" for n in range(1, 7)]
     workers = admin.call("Venus.WorkerPingInfoList")

@@ -62,7 +62,7 @@ def test_manager_restart_mid_flight_causes_only_temp_retries(tmp_path):
         assert read_line(manager).startswith("listening on ")
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            listed = admin.call("Venus.ListSectors")
+            listed = admin.call("Venus.ListSectors", "", 0)
             if len(listed) == 4 and all(s["Finalized"] for s in listed):
                 break
             assert worker.poll() is None, worker.stderr.read()
@@ -73,7 +73,7 @@ def test_manager_restart_mid_flight_causes_only_temp_retries(tmp_path):
         for p in (worker, manager):
             p.terminate()
             p.wait(timeout=30)
-    assert all(s["AbortReason"] is None and s["LatestState"] == "Finished" for s in listed)
+    assert all(s["AbortReason"] == "" and s["State"] == "Finished" for s in listed)
     failures = _journal_rows(tmp_path, 2, "level IS NOT NULL")
     assert failures and {f[4] for f in failures} == {"temp"}, failures
     assert any("Connection refused" in f[5] or "cannot reach" in f[5].lower() for f in failures), failures

@@ -49,7 +49,7 @@ def test_a_snap_upgrade_resumes_after_a_crash(tmp_path, point):
         worker = start(args)          # restarted without the crash point
 
         def upgraded():
-            c = admin.call("Venus.SnapUpCandidates", 1000)[0]
+            c = admin.call("Venus.SnapUpCandidateList", 1000)[0]
             if c["State"] == "submitted":
                 admin.call("Venus.DevnetAdvance", 1)
                 admin.call("Venus.SnapUpState", {"Miner": 1000, "Number": 1})

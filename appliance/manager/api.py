@@ -160,7 +160,6 @@ def register_market(server: RPCServer, market, largest_sector: int) -> None:
 
 
 def register_unseal(server: RPCServer, unsealer, limits) -> None:
-    server.register("Venus.UnsealPiece", unsealer.request, "admin", [("sid", sector_id), ("pieceCid", string), ("dest", string)])
     server.register("Venus.UnsealTasks", unsealer.tasks, "read", [])
     _bind(server, limits, "Venus.AllocateUnsealSector", unsealer.allocate, [("spec", allocate_spec)])
     _bind(server, limits, "Venus.AchieveUnsealSector", unsealer.achieve,
@@ -168,7 +167,6 @@ def register_unseal(server: RPCServer, unsealer, limits) -> None:
 
 
 def register_rebuild(server: RPCServer, rebuilder, limits) -> None:
-    server.register("Venus.SectorSetForRebuild", rebuilder.request, "admin", [("sid", sector_id)])
     server.register("Venus.RebuildTasks", rebuilder.tasks, "read", [])
     _bind(server, limits, "Venus.AllocateRebuildSector", rebuilder.allocate, [("spec", allocate_spec)])
     _bind(server, limits, "Venus.RebuildDone", rebuilder.done, [("sid", sector_id), ("errInfo", string)])
@@ -181,7 +179,6 @@ snap_submit = struct({"CommR": bytes32, "CommD": bytes32, "AccessInstance": stri
 
 def register_snapup(server: RPCServer, snap, limits) -> None:
     server.register("Venus.SnapUpFetch", snap.fetch, "admin", [("miner", u64), ("deadline", optional(u64))])
-    server.register("Venus.SnapUpCandidates", snap.candidates, "read", [("miner", optional(u64))])
     _bind(server, limits, "Venus.AllocateSanpUpSector", snap.allocate, [("spec", snapup_spec)])
     _bind(server, limits, "Venus.SubmitSnapUpProof", snap.submit, [("sid", sector_id), ("info", snap_submit)])
     _bind(server, limits, "Venus.SnapUpState", snap.poll, [("sid", sector_id)])
@@ -210,13 +207,7 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     bound("Venus.ReportFinalized", sealer.report_finalized, [("sid", sector_id)])
     bound("Venus.ReportAborted", sealer.worker_aborted, [("sid", sector_id), ("reason", string)])
     bound("Venus.WorkerPing", sealer.worker_ping, [("info", worker_info)])
-    server.register("Venus.ListSectors", sealer.list_sectors, "read", [])
-    server.register("Venus.FindSector", sealer.find_sector, "read", [("sid", sector_id)])
-    server.register("Venus.SectorIndexerFind", sealer.sector_indexer_find, "read", [("type", string), ("sid", sector_id)])
     server.register("Venus.AbortSector", sealer.abort, "admin", [("sid", sector_id), ("reason", string)])
-    server.register("Venus.RestoreSector", sealer.restore_sector, "admin", [("sid", sector_id), ("forced", boolean)])
-    server.register("Venus.WorkerPingInfoList", sealer.worker_list, "read", [])
-    server.register("Venus.StoreList", sealer.store_list, "read", [])
     server.register("Venus.MinerInfo", sealer.miner_info, "read", [("miner", u64)])
     if devnet is not None:
         server.register("Venus.DevnetHead", lambda: {"Epoch": devnet.head(), "BlockTime": devnet.policy.block_time}, "read", [])

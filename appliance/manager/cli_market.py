@@ -53,7 +53,7 @@ def _emit_fetch(args, r) -> int:
 
 
 def cmd_candidates(args) -> int:
-    rows = _client(args).call("Venus.SnapUpCandidates", args.miner)
+    rows = _client(args).call("Venus.SnapUpCandidateList", args.miner)
     emit({"candidates": rows}, args.json, _table([[sector_name(r["Sector"]["Miner"], r["Sector"]["Number"]), r["State"],
                                                    r["Worker"] or "-", r["Error"]] for r in rows],
                                                  ["SECTOR", "STATE", "WORKER", "ERROR"]))

@@ -61,7 +61,7 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     p = sectors.add_parser("list")
     _common(p)
     p.set_defaults(func=cmd_sectors_list)
-    for name, method in (("info", "Venus.FindSector"),):
+    for name, method in (("info", "Venus.FindSectorInAllStates"),):
         p = sectors.add_parser(name)
         p.add_argument("sector", type=_sid)
         _common(p)
@@ -141,9 +141,9 @@ def cmd_chain_sectors(args) -> int:
 
 
 def cmd_sectors_list(args) -> int:
-    rows = _client(args).call("Venus.ListSectors")
+    rows = _client(args).call("Venus.ListSectors", "", 0)      # "": online and offline
     emit({"sectors": rows}, args.json, _table(
-        [[sector_name(r["ID"]["Miner"], r["ID"]["Number"]), r["LatestState"] or "", r["Worker"] or "",
+        [[sector_name(r["ID"]["Miner"], r["ID"]["Number"]), r.get("State") or "", r["Worker"] or "",
           "yes" if r["Finalized"] else "no", _why(r)] for r in rows],
         ["SECTOR", "STATE", "WORKER", "FINALIZED", "ABORT REASON / WAITING FOR"]))
     return 0
@@ -158,7 +158,7 @@ def _why(r: dict) -> str:
 def cmd_sectors_unseal(args) -> int:
     import time
     client = _client(args)
-    task = client.call("Venus.UnsealPiece", args.sector, args.piece, args.dest)
+    task = client.call("Venus.UnsealRequest", args.sector, args.piece, args.dest)
     deadline = time.monotonic() + args.wait
     while task["State"] in ("pending", "allocated") and time.monotonic() < deadline:
         time.sleep(0.5)   # polling the manager for the worker's outcome; bounded by --wait
@@ -172,7 +172,7 @@ def cmd_sectors_unseal(args) -> int:
 def cmd_sectors_rebuild(args) -> int:
     import time
     client = _client(args)
-    task = client.call("Venus.SectorSetForRebuild", args.sector)
+    task = client.call("Venus.RebuildRequest", args.sector)
     deadline = time.monotonic() + args.wait
     while task["State"] in ("pending", "allocated") and time.monotonic() < deadline:
         time.sleep(0.5)   # polling the manager for the worker's outcome; bounded by --wait

@@ -17,6 +17,7 @@ from ..core.units import format_duration
 from ..rpc.auth import NetworkAllowList, SecretFile, load_or_create_secret
 from ..rpc.server import RPCServer
 from . import api
+from .api_cli import register_cli
 from .commitment import Committer
 from .config import ManagerConfig, load_config
 from .poster import Poster
@@ -131,6 +132,7 @@ class ManagerService:
                                              self.committer), self.sealer.limits)
         api.register_wdpost(self.rpc, self.jobs, self.sealer.limits)
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
+        register_cli(self.rpc, self)          # Damocles' SealerCliAPI, RandomnessAPI, MinerAPI
         from ..web import attach as attach_web
         attach_web(self)          # the status page (/ui/), its sector actions, /metrics
         self._stop = threading.Event()

@@ -449,3 +449,12 @@ class ManagerState:
                 for name, _ in gone:
                     self.last_pings.pop(name, None)
         return gone
+
+    def remove_worker(self, name: str) -> bool:
+        """Forget a worker (the operator's WorkerPingInfoRemove), with its name's binding; False
+        when there is none. A worker still running appears again at its next ping."""
+        with self.tx() as db:
+            gone = db.execute("DELETE FROM workers WHERE name = ?", (name,)).rowcount
+            if self.last_pings is not None:
+                self.last_pings.pop(name, None)
+        return bool(gone)
