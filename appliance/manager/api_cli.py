@@ -483,7 +483,7 @@ def register_cli(server, service) -> None:
     names before (now under their own: Venus.UnsealRequest, Venus.RebuildRequest,
     Venus.SnapUpCandidateList)."""
     api = CliAPI(service)
-    sealer, r, a, w = service.sealer, "read", "admin", "write"
+    sealer, r, a = service.sealer, "read", "admin"
     reg = server.register
     reg("Venus.ListSectors", api.list_sectors, r, [("state", worker_state), ("job", worker_job)])
     reg("Venus.FindSector", api.find_sector, r, [("state", worker_state), ("sid", sector_id)])
