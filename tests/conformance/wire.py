@@ -1,24 +1,36 @@
-"""Raw JSON-RPC for conformance tests: the request body exactly as a Damocles part writes it
+"""Raw JSON-RPC and HTTP for conformance tests: the request body exactly as a Damocles part writes it
 (method, positional params), the whole answer back, nothing converted on the way."""
 
+import http.client
 import json
-import urllib.error
-import urllib.request
+from urllib.parse import urlparse
 
 
-def raw_call(url: str, method: str, params: list, token: str | None = None, timeout: float = 30) -> tuple[int, dict]:
-    """(HTTP status, the JSON-RPC answer). Without `token` no Authorization header is sent, as
-    Damocles' Rust worker sends none."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    headers = {"Content-Type": "application/json"}
+def raw_http(url: str, method: str, path: str, body: bytes | None = None, token: str | None = None,
+             source: str | None = None, timeout: float = 30) -> tuple[int, bytes]:
+    """(HTTP status, body) of one request to the server of `url`. Without `token` no
+    Authorization header is sent, as Damocles' Rust worker sends none; `source` is the local
+    address to send from (127.0.0.2 is another host on the loopback network)."""
+    u = urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, body, headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def raw_call(url: str, method: str, params: list, token: str | None = None, source: str | None = None,
+             timeout: float = 30) -> tuple[int, dict]:
+    """(HTTP status, the JSON-RPC answer) of a request body exactly as a Damocles part sends it."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    status, answer = raw_http(url, "POST", urlparse(url).path or "/rpc/v0", body, token, source, timeout)
+    return status, json.loads(answer or b"{}")
 
 
 def result(url: str, method: str, params: list, token: str | None = None):
