@@ -15,7 +15,7 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 
 from ..configs import manager_toml
 from ..conftest import ROOT, damocles_cmd, read_line
-from .wire import raw_call, raw_http, result
+from .raw_http_rpc import raw_call, raw_http, result
 
 pytestmark = pytest.mark.timeout(180)
 

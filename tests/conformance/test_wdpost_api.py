@@ -24,7 +24,7 @@ from appliance.rpc import UNAUTHORIZED
 from appliance.rpc.auth import issue_token
 
 from ..configs import manager_toml
-from .wire import is_bytes32_array, is_u64, raw_call, result
+from .raw_http_rpc import is_bytes32_array, is_u64, raw_call, result
 
 MANAGER = manager_toml(block_time="0s", miner={"PoSt": {"Enabled": False}},     # jobs are made by hand here
                        config={"Common": {"Proving": {"WorkerProver": {"JobMaxTry": 2}}}})

@@ -27,7 +27,7 @@ from appliance.worker.processors import ProcessorPool
 from .. import procfns
 from ..configs import NO_PROCESSORS, manager_toml, worker_toml
 from ..conftest import ROOT, damocles_cmd, read_line
-from .wire import is_u64, raw_call, result
+from .raw_http_rpc import is_u64, raw_call, result
 
 pytestmark = pytest.mark.timeout(240)
 
