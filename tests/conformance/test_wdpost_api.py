@@ -146,3 +146,33 @@ def test_a_failed_job_as_the_rust_worker_reports_it(manager):
     svc.jobs.reset(job["Id"])
     result(url, "Venus.WdPoStAllocateJobs", [{"AllowedMiners": None, "AllowedProofTypes": None}, 1, "w-a"], write)
     assert result(url, "Venus.WdPoStFinishJob", [job["Id"], {"proofs": None, "faults": None}, "no proof"], write) is None
+
+
+def test_our_prover_proves_an_allocated_job_whose_sealed_file_and_cache_are_in_different_stores(tmp_path):
+    """Round trip: the input as the Rust worker gets it (V1_2 name, a store name per file) proven by
+    our prover's job function, the proof checked as the manager checks it."""
+    import os
+    import shutil
+
+    from appliance.core.proof_types import post_proof
+    from appliance.post.service import prove_job
+    from appliance.proofs.post import PublicSector, decode_post, verify_post
+
+    from ..poststore import seal_into_store
+
+    sealed_store, cache_store = tmp_path / "persist-1", tmp_path / "cache-store"
+    comm_rs = {n: seal_into_store(sealed_store, 1000, n, tmp_path / "work", tmp_path / "parents") for n in (1, 3)}
+    for n in (1, 3):                      # the caches live in another store, as Accesses.CacheDir says
+        shutil.move(sealed_store / "cache" / f"s-t01000-{n}", cache_store / "cache" / f"s-t01000-{n}")
+    seed = bytearray(os.urandom(32))
+    seed[31] &= 0x3F
+    job_input = {"Sectors": [{"SectorId": n, "CommR": list(comm_rs[n]), "Upgrade": False,
+                              "Accesses": {"SealedFile": "persist-1", "CacheDir": "cache-store"}} for n in (1, 3)]
+                 + [{"SectorId": 4, "CommR": [0] * 32, "Upgrade": False,                   # a store not attached here
+                     "Accesses": {"SealedFile": "persist-9", "CacheDir": "cache-store"}}],
+                 "MinerId": 1000, "ProofType": "StackedDrgWindow2KiBV1_2", "Seed": list(seed)}
+    out = prove_job(job_input, {"persist-1": str(sealed_store), "cache-store": str(cache_store)})
+    assert set(out) == {"proofs", "faults"} and out["faults"] == [4]
+    w2k = post_proof("StackedDrgWindow2KiBV1_1")
+    verify_post(w2k, bytes(seed), [PublicSector(n, comm_rs[n]) for n in (1, 3)],
+                decode_post(base64.b64decode(out["proofs"][0]), w2k))
