@@ -172,7 +172,7 @@ def test_worker_sealed_sectors_are_proven_by_dedicated_provers_for_two_periods(t
                 p.wait(timeout=30)
 
     assert power["active_sectors"] == 4 and power["faulty_sectors"] == 0
-    assert len(jobs) == len(occurrences) and all(j["State"] == "finished" and not j["Failed"] for j in jobs)
+    assert len(jobs) == len(occurrences) and all(j["State"] == "finished" and not j["ErrorReason"] for j in jobs)
     taken_over = [j for j in jobs if j["Id"] == ghost_jobs[0]["Id"]][0]
     assert taken_over["TryNum"] == 2 and taken_over["WorkerName"] == "prover-a"
     assert {j["WorkerName"] for j in jobs} <= {"prover-a", "prover-b"}

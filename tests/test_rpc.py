@@ -93,7 +93,10 @@ def test_healthcheck_and_allow_list(served, tmp_path):
     server, secret, url, calls = served
     with urllib.request.urlopen(url + "/healthcheck", timeout=5) as r:
         assert r.read() == b"ok\n"
-    server.allow_list = NetworkAllowList(["127.0.0.0/8"], "write")
+    server.allow_list = NetworkAllowList(["127.0.0.0/8"], "write")         # worker-facing methods only: Echo is not one
+    with pytest.raises(RPCError, match="Venus.Echo needs a token"):
+        RPCClient(url).call("Venus.Echo", {"Miner": 1, "Number": 2}, [1] * 32)
+    server.allow_list = NetworkAllowList(["127.0.0.0/8"], "write", methods=frozenset({"Venus.Echo", "Venus.Admin"}))
     assert RPCClient(url).call("Venus.Echo", {"Miner": 1, "Number": 2}, [1] * 32)["Id"]["Number"] == 2
     with pytest.raises(RPCError, match="needs 'admin'"):
         RPCClient(url).call("Venus.Admin", 1)

@@ -220,7 +220,7 @@ def test_refused_thread_shows_why():
     from appliance.worker.control import RefusedThread
     t = RefusedThread(3, ThreadConfig(Path("/x"), "niporep", SealingConfig(), "non-interactive PoRep ..."))
     s = t.summary()
-    assert s["plan"] == "niporep" and s["thread_state"] == {"state": "Paused"}
+    assert s["plan"] == "niporep" and s["thread_state"] == {"state": "Paused", "elapsed": 0}     # Damocles' shape: elapsed s
     assert s["last_error"] == "crit: non-interactive PoRep ..."
 
 

@@ -160,7 +160,8 @@ def test_a_tokenless_worker_is_bound_to_its_allow_networks_address(tmp_path):
         rust.call("Venus.ReportFinalized", sid)
         rec = svc.state.sector(sid["Miner"], sid["Number"])
         assert rec["state"] == "Finished" and rec["owner"] == "addr:127.0.0.1"
-        assert workers(rust)["rust-w"]["Dest"] == "127.0.0.1:17890"
+        assert workers(RPCClient(url, issue_token(svc.secret, "read")))["rust-w"]["Dest"] == "127.0.0.1:17890"
+        refused(UNAUTHORIZED, workers, rust)       # the list is the operator's (SealerCliAPI), not a worker's: token needed
     finally:
         svc.stop()
 

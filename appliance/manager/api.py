@@ -50,7 +50,10 @@ def _b64_text(v, field):
     return v
 
 
-wdpost_output = optional(struct({"proofs": list_of(_b64_text), "faults": optional(list_of(u64))}, optional_keys=("faults",)))
+# Damocles' *stage.WindowPoStOutput (pkg/extproc/stage/ext_window_post.go): proofs as base64 (Go's
+# [][]byte, the Rust worker's b64serde BytesVec), faults as sector numbers; Go takes either as null.
+wdpost_output = optional(struct({"proofs": optional(list_of(_b64_text)), "faults": optional(list_of(u64))},
+                                optional_keys=("proofs", "faults")))
 
 
 def _task_call(fn, limits):
@@ -82,9 +85,11 @@ def _bind(server: RPCServer, limits, name: str, fn, params) -> None:
 
 
 def register_wdpost(server: RPCServer, jobs, limits) -> None:
-    """Damocles' WorkerWdPoStAPI for dedicated provers. `workerName` must be a name the caller
-    holds (the first to use a name holds it); only the holder of the name a job runs under may
-    heartbeat (others' heartbeats leave it alone) and finish it."""
+    """Damocles' WorkerWdPoStAPI (core/api.go) for dedicated provers and `plan = "wdpost"` threads,
+    params and answers in its shapes (core/types_wdpost.go; wdpost_jobs.py). `workerName` must be
+    a name the caller holds (the first to use a name holds it); only the holder of the name a job
+    runs under may heartbeat (others' heartbeats leave it alone) and finish it. Reset and remove
+    are the operator's (`util worker wdpost reset|remove`); the list is read-level."""
     def allocate(spec, num, name, caller):
         check_worker_name(jobs.state, limits, name, caller, limits.max_worker_names)
         jobs.state.touch_worker(name)        # the prover is alive: its name does not expire

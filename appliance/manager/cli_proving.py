@@ -83,7 +83,9 @@ def cmd_check(args) -> int:
 
 def cmd_jobs(args) -> int:
     r = _client(args).call("Venus.WdPoStAllJobs")
-    emit(r, args.json, _table([[j["Id"], j["MinerId"], j["DeadlineIdx"], "failed" if j["Failed"] else j["State"],
+    # Damocles' AllWdPoStJob: a finished job with an error reason failed (WdPoStJob.Succeed)
+    emit(r, args.json, _table([[j["Id"], j["Input"]["MinerId"], j["DeadlineIdx"],
+                                "failed" if j["State"] == "finished" and j["ErrorReason"] else j["State"],
                                 f"{j['TryNum']}/{r['MaxTry']}", j["WorkerName"] or "-", j["ErrorReason"]] for j in r["Jobs"]],
                               ["JOB", "MINER", "DEADLINE", "STATE", "TRIES", "PROVER", "ERROR"]))
     return 0

@@ -4,7 +4,13 @@ manager's database. A job is one deadline's partitions of one miner; the poster 
 prover takes it, heartbeats while proving and finishes it with the proof or an error.
 Housekeeping gives a job whose prover went silent (HeartbeatTimeout) or failed to another
 prover until JobMaxTry, after which it stays visible as failed; jobs older than JobLifetime
-are removed. The job ID is derived from its input, so creating the same job twice is one job."""
+are removed. The job ID is derived from its input, so creating the same job twice is one job.
+
+Shapes are Damocles' (damocles-manager core/types_wdpost.go): a job's Input is the `WdPoStInput`
+the Rust worker deserializes, its ProofType spelled as rust-fil-proofs' `RegisteredPoStProof`
+serializes it (the chain's V1_1 WindowPoSt types are `..._V1_2` there, as Damocles'
+stage.ProofType2String maps them); timestamps are whole Unix seconds; WdPoStAllJobs answers
+`AllWdPoStJob` (briefs, newest first)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import hashlib
 import json
 import time
 
+from ..core.proof_types import post_proof
 from .config import WorkerProverConfig
 from .identity import bound
 from .state import ManagerState
@@ -24,6 +31,22 @@ class JobNotFound(LookupError):
     pass
 
 
+def proofs_api_name(proof_type: str | int) -> str:
+    """The name rust-fil-proofs' RegisteredPoStProof serializes for a PoSt proof type (a name of
+    either spelling, or its number): the chain's WindowPoSt V1_1 types are the proofs API's V1_2
+    (api version 1.2, the grinding fix); every other type keeps its name. A name we do not know
+    is kept as it is (it then matches only itself, as in Damocles)."""
+    try:
+        pt = post_proof(proof_type)
+    except ValueError:
+        return str(proof_type)
+    return pt.name.replace("V1_1", "V1_2") if pt.name.endswith("V1_1") else pt.name
+
+
+def _with_api_proof_type(job_input: dict) -> dict:
+    return {**job_input, "ProofType": proofs_api_name(job_input["ProofType"])}
+
+
 class WdPoStJobs:
     def __init__(self, state: ManagerState, config: WorkerProverConfig, now=time.time):
         self.state, self.config, self._now = state, config, now
@@ -31,7 +54,7 @@ class WdPoStJobs:
     # ----------------------------------------------------------------- the poster's side
 
     def create(self, miner: int, deadline: int, period_start: int, partitions: list[int], job_input: dict) -> str:
-        body = json.dumps(job_input, sort_keys=True)
+        body = json.dumps(_with_api_proof_type(job_input), sort_keys=True)
         job_id = hashlib.sha256(f"{miner}:{period_start}:{deadline}:{body}".encode()).hexdigest()[:24]
         now = self._now()
         with self.state.tx() as db:
@@ -65,6 +88,7 @@ class WdPoStJobs:
     def allocate(self, allowed_miners: list[int] | None, allowed_proof_types: list[str] | None, num: int, worker: str) -> list[dict]:
         now = self._now()
         out = []
+        allowed_proof_types = {proofs_api_name(t) for t in allowed_proof_types or ()}
         with self.state.tx() as db:
             db.execute("INSERT INTO provers (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
                        (worker, now))
@@ -116,21 +140,27 @@ class WdPoStJobs:
                 raise JobNotFound(f"WindowPoSt job {job_id} is no longer running on {row[1]!r}")
 
     def reset(self, job_id: str) -> None:
-        """An operator's retry: back to ready2run with its tries counted from zero."""
+        """An operator's retry: back to ready2run with its tries counted from zero, created anew
+        (as Damocles: its JobLifetime starts again)."""
+        now = self._now()
         with self.state.tx() as db:
             cur = db.execute("UPDATE wdpost_jobs SET state = ?, tries = 0, worker = NULL, output = NULL, error = NULL, "
-                             "started = NULL, heartbeat = NULL, finished = NULL, updated = ? WHERE id = ?", (READY, self._now(), job_id))
+                             "started = NULL, heartbeat = NULL, finished = NULL, created = ?, updated = ? WHERE id = ?",
+                             (READY, now, now, job_id))
             if cur.rowcount == 0:
                 raise JobNotFound(f"WindowPoSt job {job_id} not found")
 
     def remove(self, job_id: str) -> None:
+        """Removing a job that is not there is done already (Damocles answers it without error)."""
         with self.state.tx() as db:
-            if db.execute("DELETE FROM wdpost_jobs WHERE id = ?", (job_id,)).rowcount == 0:
-                raise JobNotFound(f"WindowPoSt job {job_id} not found")
+            db.execute("DELETE FROM wdpost_jobs WHERE id = ?", (job_id,))
 
     def all(self) -> dict:
-        rows = self.state.query(f"SELECT {_COLUMNS} FROM wdpost_jobs ORDER BY created, id")
-        return {"Jobs": [self._job(r) for r in rows], "MaxTry": self.config.job_max_try}
+        """Damocles' AllWdPoStJob: every job as a WdPoStJobBrief, newest first. As Damocles'
+        WdPoStJobBrief.MarshalJSON writes it, a brief's Input keeps only MinerId (the other fields
+        at their zero values), its Output is empty, and Sectors / Faults count them instead."""
+        rows = self.state.query(f"SELECT {_COLUMNS} FROM wdpost_jobs ORDER BY created DESC, id")
+        return {"Jobs": [_brief(self._job(r)) for r in rows], "MaxTry": self.config.job_max_try}
 
     # -------------------------------------------------------------------- housekeeping
 
@@ -167,11 +197,32 @@ class WdPoStJobs:
          created, started, heartbeat, finished, updated) = row
         failed = state == FINISHED and output is None and error is not None
         return {"Id": job_id, "State": state, "DeadlineIdx": deadline, "Partitions": json.loads(partitions),
-                "Input": json.loads(job_input), "Output": json.loads(output) if output else None, "TryNum": tries,
-                "ErrorReason": error or "", "WorkerName": worker or "", "StartedAt": started or 0, "HeartbeatAt": heartbeat or 0,
-                "FinishedAt": finished or 0, "CreatedAt": created, "UpdatedAt": updated,
-                # ours: which proving period, and whether the job ended without a proof
+                "Input": _with_api_proof_type(json.loads(job_input)),      # rows written before kept the chain's name
+                "Output": json.loads(output) if output else None, "TryNum": tries,
+                "ErrorReason": error or "", "WorkerName": worker or "", "StartedAt": started or 0,
+                "HeartbeatAt": heartbeat or 0, "FinishedAt": finished or 0, "CreatedAt": created, "UpdatedAt": updated,
+                # ours, for the poster (never on the wire): which proving period, whether it ended without a proof
                 "MinerId": miner, "PeriodStart": period_start, "Failed": failed}
+
+
+_TIMES = ("StartedAt", "HeartbeatAt", "FinishedAt", "CreatedAt", "UpdatedAt")
+
+
+def _unix(t: float | None) -> int:
+    """Whole Unix seconds, 0 for never: Go's uint64 from time.Now().Unix()."""
+    return int(t) if t else 0
+
+
+def _brief(job: dict) -> dict:
+    output = job["Output"] or {}
+    brief = {k: v for k, v in job.items() if k not in ("MinerId", "PeriodStart", "Failed")}
+    for key in _TIMES:
+        brief[key] = _unix(job[key])
+    brief["Input"] = {"Sectors": None, "MinerId": job["Input"]["MinerId"], "ProofType": "", "Seed": [0] * 32}
+    brief["Output"] = {"proofs": None, "faults": None}
+    brief["Sectors"] = len(job["Input"].get("Sectors") or ())
+    brief["Faults"] = len(output.get("faults") or ())
+    return brief
 
 
 _COLUMNS = ("id, miner, deadline, period_start, partitions, input, state, tries, worker, output, error, "

@@ -23,18 +23,22 @@ log = logging.getLogger("damocles.post")
 
 
 def prove_job(job_input: dict, stores: dict[str, str]) -> dict:
-    """A job's proof, in a processor process: {proofs: [base64], faults: [sector numbers]}."""
+    """A job's proof, in a processor process: Damocles' WindowPoStOutput {proofs: [base64],
+    faults: [sector numbers]}. `job_input` is Damocles' WdPoStInput: each sector names the
+    attached store that holds its sealed file and the one that holds its cache directory
+    (Accesses.SealedFile / CacheDir); ProofType in the proofs API's spelling (..._V1_2) or ours."""
     proof_type = post_proof(job_input["ProofType"])
     sp = default_seal_proof(proof_type.size)      # only the tree shape of the size matters here
     sectors, faults = [], []
-    for s in job_input["Sectors"]:
-        store = stores.get(s["Accesses"]["SealedFile"])
-        if store is None:            # not attached here: cannot be read, so it is a fault
+    for s in job_input["Sectors"] or ():
+        sealed_store, cache_store = stores.get(s["Accesses"]["SealedFile"]), stores.get(s["Accesses"]["CacheDir"])
+        if sealed_store is None or cache_store is None:     # not attached here: cannot be read, so it is a fault
             faults.append(s["SectorId"])
             continue
         name = sector_name(job_input["MinerId"], s["SectorId"])
         sealed, cache = ("update", "update-cache") if s.get("Upgrade") else ("sealed", "cache")   # snap-upgraded
-        sectors.append(PrivateSector(s["SectorId"], bytes(s["CommR"]), Path(store) / cache / name, Path(store) / sealed / name))
+        sectors.append(PrivateSector(s["SectorId"], bytes(s["CommR"]), Path(cache_store) / cache / name,
+                                     Path(sealed_store) / sealed / name))
     result = generate_window_post(proof_type, sp, sectors, bytes(job_input["Seed"]))
     return {"proofs": [base64.b64encode(encode_post(result)).decode()], "faults": sorted(faults + list(result.faults))}
 

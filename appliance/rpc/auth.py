@@ -228,15 +228,39 @@ class TokenCache:
         return len(self._entries)
 
 
-class NetworkAllowList:
-    """Networks whose requests need no token (for workers that cannot send one); they get `perm`."""
+# What a worker or prover calls on the manager: every method of Damocles' SealerAPI and
+# WorkerWdPoStAPI (damocles-manager core/api.go), and AllocateSectorsBatch, which the Rust
+# worker's client (damocles-worker src/rpc/sealer/mod.rs) declares as well. A caller without a
+# token, from [RPC] AllowNetworks, may call these and nothing else (each at its own level: the
+# operator's WdPoStResetJob / WdPoStRemoveJob stay admin-only).
+WORKER_FACING_METHODS = frozenset(f"Venus.{m}" for m in (
+    # SealerAPI
+    "AllocateSector", "AcquireDeals", "AssignTicket", "SubmitPreCommit", "PollPreCommitState", "SubmitPersisted",
+    "SubmitPersistedEx", "WaitSeed", "SubmitProof", "PollProofState", "ReportState", "ReportFinalized", "ReportAborted",
+    "AllocateSanpUpSector", "SubmitSnapUpProof", "AllocateRebuildSector", "WorkerPing", "StoreReserveSpace",
+    "StoreBasicInfo", "AllocateUnsealSector", "AchieveUnsealSector", "AcquireUnsealDest",
+    # WorkerWdPoStAPI
+    "WdPoStHeartbeatJobs", "WdPoStAllocateJobs", "WdPoStFinishJob", "WdPoStResetJob", "WdPoStRemoveJob", "WdPoStAllJobs",
+    # the Rust worker's client
+    "AllocateSectorsBatch",
+))
+# plain HTTP routes a worker uses: deal pieces are read from, and unsealed pieces written to, the piece store
+WORKER_FACING_ROUTES = ("/piecestore/",)
 
-    def __init__(self, networks: list[str], perm: str = "write"):
+
+class NetworkAllowList:
+    """Networks whose requests need no token (Damocles' Rust worker sends none): such a caller
+    gets `perm` (write) for the worker-facing methods and routes only; everything else needs a
+    token. The manager binds what it allocates to such a caller to its source address."""
+
+    def __init__(self, networks: list[str], perm: str = "write", methods: frozenset[str] = WORKER_FACING_METHODS,
+                 routes: tuple[str, ...] = WORKER_FACING_ROUTES):
         try:
             self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
         except ValueError as exc:
             raise ValueError(f"invalid network in the token-free list: {exc}") from None
         self.perm = check_permission(perm)
+        self.methods, self.routes = methods, routes
 
     def permission_for(self, address: str) -> str | None:
         try:
@@ -244,6 +268,12 @@ class NetworkAllowList:
         except ValueError:
             return None
         return self.perm if any(ip in n for n in self.networks) else None
+
+    def allows_method(self, name: str) -> bool:
+        return name in self.methods
+
+    def allows_route(self, prefix: str) -> bool:
+        return prefix in self.routes
 
 
 def cli_token(token: str | None, home, ttl: float | None = None) -> str:

@@ -28,6 +28,7 @@ log = logging.getLogger("damocles.rpc")
 DEFAULT_MAX_BODY = 8 << 20
 DEFAULT_MAX_CONNECTIONS = 128
 DEFAULT_REQUEST_TIMEOUT = 30.0
+TOKENLESS = "addr:"      # the identity prefix of a caller let in by [RPC] AllowNetworks without a credential
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class RPCServer:
                     return True
                 perm, err = self.permission(request.headers.get("Authorization"), request.client_address[0],
                                             request.headers.get("Cookie") if cookie else None)
+                if perm is not None and self._tokenless() and not self.allow_list.allows_route(prefix):
+                    perm, err = None, f"{prefix} needs a token (a caller without one may use only the worker-facing routes)"
                 if perm is None or not allows(perm, perm_needed):
                     request._send(401 if perm is None else 403,
                                   f"{err or f'needs {perm_needed!r} permission'}\n".encode(), "text/plain")
@@ -162,9 +165,13 @@ class RPCServer:
         if self.allow_list:
             perm = self.allow_list.permission_for(client_ip)
             if perm:
-                self._request.identity = f"addr:{client_ip}"
+                self._request.identity = f"{TOKENLESS}{client_ip}"
                 return perm, None
         return None, session_error or "missing bearer token"
+
+    def _tokenless(self) -> bool:
+        """Whether the request permission() just passed came without a credential (AllowNetworks)."""
+        return (getattr(self._request, "identity", None) or "").startswith(TOKENLESS)
 
     def handle(self, body: bytes, perm: str | None, auth_error: str | None = None) -> tuple[int, dict]:
         """(HTTP status, JSON-RPC response) for one request body. The caller has already
@@ -188,6 +195,9 @@ class RPCServer:
         method = self.methods.get(req["method"])
         if method is None:
             return 200, _error(rid, METHOD_NOT_FOUND, f"method not found: {req['method']}")
+        if identity.startswith(TOKENLESS) and self.allow_list and not self.allow_list.allows_method(method.name):
+            return HTTPStatus.FORBIDDEN, _error(rid, UNAUTHORIZED, f"{method.name} needs a token: a caller without one "
+                                                "(from [RPC] AllowNetworks) may call only the worker-facing methods")
         if not allows(perm, method.perm):
             return HTTPStatus.FORBIDDEN, _error(rid, UNAUTHORIZED, f"{method.name} needs '{method.perm}' permission, the token has '{perm}'")
         params = req.get("params", [])

@@ -19,6 +19,7 @@ from concurrent.futures import Future, TimeoutError as FutureTimeout
 
 from .config import ProcessorConfig
 from .failure import Temp
+from . import runtime_env
 from .processors import spawner
 
 log = logging.getLogger("damocles.worker.external")
@@ -88,6 +89,7 @@ class ExternalProcessor:
                     raise ValueError("unknown id")
             except (ValueError, KeyError, TypeError):
                 log.warning("processor %s printed a malformed line: %.100r", self.name, line)
+                runtime_env.dump_malformed(proc.pid, line)        # when the operator asked (DUMP_ERR_RESP_<pid>)
                 self._fail_all(proc, f"printed a malformed line: {line[:100]!r}")
                 return
             fut = self._pending.pop(rid)

@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from ..proofs.pc2 import mp_context
+from . import runtime_env
 from .config import ProcessorConfig
 from ..core.crash import crash_point
 from .failure import Temp
@@ -86,7 +87,8 @@ def _serve(conn, cpuset, numa, envs, name) -> None:
             return
         if msg is None:
             return
-        fn, args = msg
+        fn, args, env_changes = msg
+        runtime_env.apply(env_changes, envs)       # the operator's WorkerSetEnv / WorkerRemoveEnv so far
         started, cpu = time.time(), _cpu_seconds()
         try:
             result = fn(*args)
@@ -240,7 +242,7 @@ class ProcessorPool:
                 self._cond.wait()
             proc = self._idle.pop()
         try:
-            proc.conn.send((fn, args))
+            proc.conn.send((fn, args, runtime_env.changes()))
             reply = proc.conn.recv()
         except (EOFError, OSError, BrokenPipeError):
             self._replace(proc)

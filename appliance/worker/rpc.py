@@ -1,5 +1,7 @@
-"""The worker's own RPC (`VenusWorker.*`, as Damocles): list the sealing threads, pause one,
-resume one (optionally at a named state). It accepts two kinds of credential:
+"""The worker's own RPC (`VenusWorker.*`, the six methods of Damocles' worker, in its shapes):
+list the sealing threads (WorkerList, Damocles' WorkerInfo: control.py), pause one, resume one
+(optionally at a named state), set or remove an environment variable (runtime_env.py says what
+that changes), the version. It accepts two kinds of credential:
 
 - the manager's tokens (an operator's `damocles worker pause`), checked with the manager's
   `Venus.AuthVerify`; the answer is trusted for at most TOKEN_CACHE_SECONDS (60 s), never past
@@ -17,6 +19,7 @@ import time
 from urllib.parse import urlparse
 
 from .. import __version__
+from . import runtime_env
 from ..rpc import RPCError, INVALID_PARAMS, UNAUTHORIZED
 from ..rpc.auth import (PERMISSIONS, TOKEN_CACHE_SECONDS, AuthError, TokenCache, check_worker_call_scope,
                         is_worker_call_token)
@@ -148,5 +151,19 @@ def build_server(service, token_cache_seconds: float = TOKEN_CACHE_SECONDS) -> R
     server.register("VenusWorker.WorkerList", lambda: [t.summary() for t in service.threads], "read", [])
     server.register("VenusWorker.WorkerPause", lambda index: thread(index).pause(), "admin", [("index", u64)])
     server.register("VenusWorker.WorkerResume", resume, "admin", [("index", u64), ("set_to", optional(string))])
+    def set_env(name: str, value: str) -> None:
+        try:
+            runtime_env.set_env(name, value)
+        except runtime_env.EnvError as exc:
+            raise RPCError(INVALID_PARAMS, f"invalid environment variable name or value: {exc}") from None
+
+    def remove_env(name: str) -> None:
+        try:
+            runtime_env.remove_env(name)
+        except runtime_env.EnvError as exc:
+            raise RPCError(INVALID_PARAMS, f"invalid environment variable name: {exc}") from None
+
+    server.register("VenusWorker.WorkerSetEnv", set_env, "admin", [("name", string), ("value", string)])
+    server.register("VenusWorker.WorkerRemoveEnv", remove_env, "admin", [("name", string)])
     server.register("VenusWorker.WorkerVersion", lambda: __version__, "read", [])
     return server

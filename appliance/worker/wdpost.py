@@ -57,5 +57,6 @@ class WdPostThread(ThreadControl):
 
     def _summary_extra(self) -> dict:
         jobs = list(self.prover.running)
-        return {"job_id": jobs[0] if jobs else None, "job_state": "Running" if jobs else "Empty",
-                "proven": self.prover.proven}
+        # Damocles' wdpost planner: state Allocated and stage Generate while a job is proven
+        return {"job_id": jobs[0] if jobs else None, "job_state": "Allocated" if jobs else "Empty",
+                "job_stage": "Generate" if jobs else None, "proven": self.prover.proven}
