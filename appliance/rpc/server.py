@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Callable
@@ -88,6 +89,8 @@ class RPCServer:
         self.sessions = None
         # observer(method, seconds, ok): called after each registered method ran (the metrics)
         self.observer: Callable[[str, float, bool], None] | None = None
+        # method name -> requests dispatched to it (the tests read which API a worker used)
+        self.calls: Counter[str] = Counter()
         # permission() and handle() run on the request's thread, one after the other: the caller's
         # identity found by the first reaches the method through this
         self._request = threading.local()
@@ -188,6 +191,7 @@ class RPCServer:
         method = self.methods.get(req["method"])
         if method is None:
             return 200, _error(rid, METHOD_NOT_FOUND, f"method not found: {req['method']}")
+        self.calls[method.name] += 1
         if not allows(perm, method.perm):
             return HTTPStatus.FORBIDDEN, _error(rid, UNAUTHORIZED, f"{method.name} needs '{method.perm}' permission, the token has '{perm}'")
         params = req.get("params", [])
