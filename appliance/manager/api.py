@@ -38,8 +38,11 @@ report_req = struct({
     "StateChange": struct({"Prev": string, "Next": string, "Event": string}),
     "Failure": optional(struct({"Level": string, "Desc": string})),
 }, optional_keys=("Failure",))
+# Damocles' WorkerInfo: Summary is a struct value in Go (always sent by the Rust worker); a
+# missing one reads as zeros there, null here
 worker_info = struct({"Name": string, "Dest": worker_dest, "Version": string,
-                      "Summary": optional(struct({k: u64 for k in ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")}))},
+                      "Summary": optional(struct({k: u64 for k in ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")},
+                                                 optional_keys=("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")))},
                      optional_keys=("Dest", "Version", "Summary"))
 
 
@@ -203,7 +206,12 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     server.register("Venus.PollProofState", sealer.poll_proof_state, w, [("sid", sector_id)])
     bound("Venus.StoreReserveSpace", sealer.store_reserve_space, [("sid", sector_id), ("size", u64), ("candidates", list_of(string))])
     server.register("Venus.StoreBasicInfo", sealer.store_basic_info, w, [("instance", string)])
-    bound("Venus.SubmitPersistedEx", sealer.submit_persisted, [("sid", sector_id), ("instance", string), ("isUpgrade", boolean)])
+    # SubmitPersisted: Damocles keeps the 2-param form for old workers (isUpgrade false)
+    bound("Venus.SubmitPersisted", lambda sid, instance, caller: sealer.submit_persisted(sid, instance, False, caller=caller),
+          [("sid", sector_id), ("instance", string)])
+    # isUpgrade: a snap-up's files, from the identity the snap-up is allocated to (-32001 otherwise)
+    bound("Venus.SubmitPersistedEx", _task_call(sealer.submit_persisted, sealer.limits),
+          [("sid", sector_id), ("instance", string), ("isUpgrade", boolean)])
     bound("Venus.ReportState", sealer.report_state, [("sid", sector_id), ("req", report_req)])
     bound("Venus.ReportFinalized", sealer.report_finalized, [("sid", sector_id)])
     bound("Venus.ReportAborted", sealer.worker_aborted, [("sid", sector_id), ("reason", string)])

@@ -24,7 +24,9 @@ from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, UNAUTHORIZED, RPCError
 from .config import ManagerConfig, PersistStore
 from .identity import NAME_LENGTH, TooManyNames, bound, check_sector, check_worker_name, names_refused
 from .market import Market
+from .pieces import sector_pieces
 from .state import ManagerState
+from .task_owner import check_holder
 
 ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = SubmitResult
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
@@ -127,8 +129,9 @@ class Sealer:
         if rec.get("abort_reason"):
             raise RPCError(INVALID_PARAMS, f"sector {sector_name(sid['Miner'], sid['Number'])} was aborted and takes no "
                            f"deals: {rec['abort_reason']}")
-        return self.market.acquire(sid["Miner"], sid["Number"], seal_proof(rec["proof"]).size.bytes,
-                                   spec.get("MaxDeals"), spec.get("MinUsedSpace"))
+        size = seal_proof(rec["proof"]).size.bytes
+        return sector_pieces(self.market.acquire(sid["Miner"], sid["Number"], size, spec.get("MaxDeals"),
+                                                 spec.get("MinUsedSpace")), size)
 
     def assign_ticket(self, sid: dict, caller=None) -> dict:
         rec = self._owned(sid, caller)
@@ -356,7 +359,25 @@ class Sealer:
         return ((s.path / "sealed" / name).is_file() and (cache / "p_aux").is_file() and (cache / "t_aux").is_file()
                 and any(cache.glob("sc-02-data-tree-r-last*.dat")))
 
+    def _update_files_present(self, store_name: str, miner: int, number: int) -> bool:
+        """A snap-upgraded replica's files (`update/` and `update-cache/`) in the store."""
+        s = self._store(store_name)
+        name = sector_name(miner, number)
+        return s is not None and (s.path / "update" / name).is_file() and (s.path / "update-cache" / name / "p_aux").is_file()
+
     def submit_persisted(self, sid: dict, instance: str, is_upgrade: bool = False, caller=None) -> bool:
+        """SubmitPersistedEx: whether the sector's files are in the store `instance` (true records
+        it as the sector's store). `is_upgrade`: the files of a snap-up (update/, update-cache/),
+        from the identity the snap-up is allocated to; recorded by SubmitSnapUpProof, which names
+        the store again."""
+        if is_upgrade:
+            self._sector(sid)
+            row = self.state.one("SELECT worker FROM snap_candidates WHERE miner = ? AND number = ? AND state = 'allocated'",
+                                 (sid["Miner"], sid["Number"]))
+            if row is None:
+                raise RPCError(INVALID_PARAMS, f"sector {sector_name(sid['Miner'], sid['Number'])} is not being upgraded")
+            check_holder(row[0], caller, f"the snap-up of sector {sid['Miner']}-{sid['Number']}")
+            return self._update_files_present(instance, sid["Miner"], sid["Number"])
         rec = self._owned(sid, caller, rebuild=True)
         if rec.get("finalized") and not self._rebuilding(sid):    # a rebuild persists a Finished sector again
             raise RPCError(INVALID_PARAMS, f"sector {sector_name(sid['Miner'], sid['Number'])} is "
@@ -386,7 +407,7 @@ class Sealer:
         rec = self._owned(sid, caller)
         check_worker_name(self.state, self.limits, worker, caller, self.config.max_worker_names)
         if rec.get("finalized") or rec.get("abort_reason"):
-            return {"Id": sid, "Finalized": True, "AbortReason": rec.get("abort_reason")}
+            return {"Id": sid, "Finalized": True, "AbortReason": rec.get("abort_reason") or ""}
         rec, seconds = self.state.report(sid["Miner"], sid["Number"],
                                          {"state": change["Next"], "worker": worker, "failure": failure, "reported_at": self._now(),
                                           "location": location},
@@ -401,7 +422,8 @@ class Sealer:
                      extra=fields)
         if self.observer is not None:
             self.observer(change["Prev"], change["Next"], seconds, failure and failure["Level"])
-        return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec.get("abort_reason")}
+        # AbortReason: Go answers a pointer to the sector's reason, "" when it has none
+        return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec.get("abort_reason") or ""}
 
     def report_finalized(self, sid: dict, caller=None) -> None:
         """The worker finished the sector; an aborted or already finished one stays as it is."""
