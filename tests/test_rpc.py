@@ -122,5 +122,8 @@ def test_struct_converter_names_fields(caplog):
         assert conv({"A": 1, "Unknown9": 2}, "x9") == {"A": 1, "B": None}
         assert conv({"A": 1, "Unknown9": 3}, "x9") == {"A": 1, "B": None}
     assert [r.getMessage() for r in caplog.records].count("x9: ignoring unknown field 'Unknown9'") == 1
+    # Go matches a key without case when no key matches exactly
+    assert conv({"a": 2}, "x") == {"A": 2, "B": None}
+    assert conv({"a": 2, "A": 3}, "x") == {"A": 3, "B": None}
     with pytest.raises(RPCError, match="x.A: is missing"):
         conv({}, "x")

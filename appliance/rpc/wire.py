@@ -103,22 +103,29 @@ def _ignore_unknown(field: str, keys: set) -> None:
 
 
 def struct(spec: dict[str, Converter], optional_keys: tuple[str, ...] = ()) -> Converter:
-    """An object with these keys (those in optional_keys may be missing or null); other keys are
-    ignored, as Go and serde do (logged once)."""
+    """An object with these keys (those in optional_keys may be missing or null). As Go's
+    encoding/json decodes a struct: a key matches its field exactly, else without case; other
+    keys are ignored (logged once), as serde does too."""
     def convert(v: Any, field: str) -> dict:
         if not isinstance(v, dict):
             raise bad(field, f"expected an object, got {v!r}")
-        unknown = set(v) - set(spec)
-        if unknown:
-            _ignore_unknown(field, unknown)
-        out = {}
+        extra = [k for k in v if k not in spec]
+        folded: dict[str, str] = {}
+        for k in extra:
+            folded.setdefault(k.lower(), k)
+        out, used = {}, set()
         for key, conv in spec.items():
-            if key not in v:
+            name = key if key in v else folded.get(key.lower())
+            if name is None:
                 if key in optional_keys:
                     out[key] = None
                     continue
                 raise bad(f"{field}.{key}", "is missing")
-            out[key] = conv(v[key], f"{field}.{key}")
+            used.add(name)
+            out[key] = conv(v[name], f"{field}.{key}")
+        ignored = set(extra) - used
+        if ignored:
+            _ignore_unknown(field, ignored)
         return out
     return convert
 
