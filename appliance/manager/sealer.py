@@ -32,6 +32,7 @@ ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = Subm
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
 EPOCHS_PER_DAY = 2880
 STORE_WAIT_LOG_EVERY = 60.0
+SUMMARY_KEYS = ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")
 TASK_TABLES = (("snap-up", "snap_candidates"), ("rebuild", "rebuild_tasks"), ("unseal", "unseal_tasks"))
 LIMIT_LOG_EVERY = 60.0
 log = logging.getLogger("damocles.manager.sectors")
@@ -565,6 +566,10 @@ class Sealer:
     def worker_ping(self, info: dict, caller=None) -> None:
         """A worker's ping. Its name is bound to the first caller identity that used it (a ping,
         or a report under that name): another credential cannot change its address or info."""
+        summary = info.get("Summary") or {}
+        info = {"Name": info["Name"], "Dest": info.get("Dest") or "", "Version": info.get("Version") or "",
+                # Go's WorkerInfo.Summary is a struct value: what a worker leaves out reads as zeros
+                "Summary": {k: summary.get(k) or 0 for k in SUMMARY_KEYS}}
         info = {k: self.limits.text(v, NAME_LENGTH) if isinstance(v, str) else v for k, v in info.items()}
         if caller is None:
             self.state.ping(info["Name"], info)

@@ -346,3 +346,18 @@ def test_our_worker_reads_go_sector_pieces():
     legacy = {"ID": 5, "PieceCID": {"/": cid}, "PieceSize": 2048, "PayloadSize": 2000}      # the old shape
     with pytest.raises(Perm, match=r"AcquireDeals\[0\]: not a SectorPieceV2"):
         _sector_piece(legacy, "AcquireDeals[0]")
+
+
+def test_worker_ping_keeps_go_zero_values_for_what_a_worker_leaves_out(manager):
+    """Go decodes a WorkerInfo without Summary (or with part of it) to zeros, and writes it back
+    whole (WorkerPingInfoList): the manager keeps the same."""
+    svc, url, _ = manager
+    w = Rust(url, issue_token(svc.secret, "write", "rust-w1"))
+    assert w.call("Venus.WorkerPing", {"Name": "old-w", "Dest": "127.0.0.1:17890", "Version": "v0.9"}) is None
+    assert w.call("Venus.WorkerPing", {"Name": "part-w", "Dest": "127.0.0.1:17891", "Version": "v1",
+                                       "Summary": {"Threads": 4, "Running": 2}}) is None
+    infos = {name: info for name, info, _ in svc.state.workers()}
+    zeros = dict.fromkeys(("Threads", "Empty", "Paused", "Running", "Waiting", "Errors"), 0)
+    assert {k: infos["old-w"][k] for k in ("Name", "Dest", "Version", "Summary")} == \
+        {"Name": "old-w", "Dest": "127.0.0.1:17890", "Version": "v0.9", "Summary": zeros}
+    assert infos["part-w"]["Summary"] == {**zeros, "Threads": 4, "Running": 2}
