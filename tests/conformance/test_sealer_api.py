@@ -118,15 +118,21 @@ class Rust:
     def __init__(self, url: str, token: str):
         self.url, self.token, self.id = url, token, 0
 
-    def call(self, method: str, *params):
+    def post(self, method: str, *params) -> dict:
         self.id += 1
         body = json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params), "id": self.id}).encode()
         req = urllib.request.Request(self.url + "/rpc/v0", body, {"Content-Type": "application/json",
                                                                    "Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(req, timeout=30) as r:
-            answer = json.loads(r.read())
+            return json.loads(r.read())
+
+    def call(self, method: str, *params):
+        answer = self.post(method, *params)
         assert "error" not in answer, (method, answer)
         return answer["result"]
+
+    def error(self, method: str, *params) -> dict:
+        return self.post(method, *params)["error"]
 
 
 def until(admin: Rust, what: str, fn, seconds: float = 60):
@@ -361,3 +367,25 @@ def test_worker_ping_keeps_go_zero_values_for_what_a_worker_leaves_out(manager):
     assert {k: infos["old-w"][k] for k in ("Name", "Dest", "Version", "Summary")} == \
         {"Name": "old-w", "Dest": "127.0.0.1:17890", "Version": "v0.9", "Summary": zeros}
     assert infos["part-w"]["Summary"] == {**zeros, "Threads": 4, "Running": 2}
+
+
+def test_submit_persisted_ex_of_a_snap_up_checks_the_update_files(manager):
+    """SubmitPersistedEx(sid, instance, isUpgrade=true): the Rust snapup planner persists
+    update/ and update-cache/ and says so here (modules/sealer/sealer.go checks the upgrade files)."""
+    svc, url, home = manager
+    sealer = Rust(url, issue_token(svc.secret, "write", "sealer-01"))
+    upgrader = Rust(url, issue_token(svc.secret, "write", "snap-01"))
+    sid = sealer.call("Venus.AllocateSector", {"AllowedMiners": None, "AllowedProofTypes": None})["ID"]
+    assert upgrader.error("Venus.SubmitPersistedEx", sid, "persist-1", True)["code"] == -32602     # no snap-up
+    with svc.state.tx() as db:
+        db.execute("INSERT INTO snap_candidates (miner, number, state, worker, created, updated) VALUES (?, ?, 'allocated', ?, 0, 0)",
+                   (sid["Miner"], sid["Number"], "name:snap-01"))
+    assert upgrader.call("Venus.SubmitPersistedEx", sid, "persist-1", True) is False
+    name = f"s-t0{sid['Miner']}-{sid['Number']}"
+    (home / "persist-1" / "update").mkdir()
+    (home / "persist-1" / "update" / name).write_bytes(b"replica")
+    (home / "persist-1" / "update-cache" / name).mkdir(parents=True)
+    (home / "persist-1" / "update-cache" / name / "p_aux").write_bytes(b"aux")
+    assert upgrader.call("Venus.SubmitPersistedEx", sid, "persist-1", True) is True
+    assert sealer.error("Venus.SubmitPersistedEx", sid, "persist-1", True)["code"] == -32001         # not its snap-up
+    assert sealer.call("Venus.SubmitPersistedEx", sid, "persist-1", False) is False                  # sealed/ is not there
