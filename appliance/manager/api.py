@@ -204,7 +204,9 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     server.register("Venus.WaitSeed", sealer.wait_seed, w, [("sid", sector_id), ("proofType", u64)])
     bound("Venus.SubmitProof", sealer.submit_proof, [("sid", sector_id), ("info", proof_info), ("reset", boolean)])
     server.register("Venus.PollProofState", sealer.poll_proof_state, w, [("sid", sector_id)])
-    bound("Venus.StoreReserveSpace", sealer.store_reserve_space, [("sid", sector_id), ("size", u64), ("candidates", list_of(string))])
+    # candidates: a Go []string, so null is the empty list (any of the manager's stores)
+    bound("Venus.StoreReserveSpace", sealer.store_reserve_space,
+          [("sid", sector_id), ("size", u64), ("candidates", lambda v, field: optional(list_of(string))(v, field) or [])])
     server.register("Venus.StoreBasicInfo", sealer.store_basic_info, w, [("instance", string)])
     # SubmitPersisted: Damocles keeps the 2-param form for old workers (isUpgrade false)
     bound("Venus.SubmitPersisted", lambda sid, instance, caller: sealer.submit_persisted(sid, instance, False, caller=caller),

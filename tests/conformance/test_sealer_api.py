@@ -235,6 +235,7 @@ def test_the_sealer_plan_as_the_rust_worker_calls_it(manager, tmp_path):
     check(store, STORE_BASIC_INFO)
     assert store["Name"] == "persist-1" and store["Path"] == str(home / "persist-1")
     assert w.call("Venus.StoreReserveSpace", sid, 1 << 60, ["persist-1"]) is None     # no room: null
+    assert w.call("Venus.StoreReserveSpace", sid, 4 * 2048, None) == store            # a nil []string: any store
 
     # SubmitPersisted(SectorID, string) and SubmitPersistedEx(SectorID, string, bool) -> bool
     assert w.call("Venus.SubmitPersistedEx", sid, "persist-1", False) is False       # not there yet
