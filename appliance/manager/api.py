@@ -38,11 +38,10 @@ report_req = struct({
     "StateChange": struct({"Prev": string, "Next": string, "Event": string}),
     "Failure": optional(struct({"Level": string, "Desc": string})),
 }, optional_keys=("Failure",))
-# Damocles' WorkerInfo: Summary is a struct value in Go (always sent by the Rust worker); a
-# missing one reads as zeros there, null here
+# Damocles' WorkerInfo: what a worker leaves out reads as Go's zero values (Sealer.worker_ping)
+_summary_keys = ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")
 worker_info = struct({"Name": string, "Dest": worker_dest, "Version": string,
-                      "Summary": optional(struct({k: u64 for k in ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")},
-                                                 optional_keys=("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")))},
+                      "Summary": optional(struct({k: u64 for k in _summary_keys}, optional_keys=_summary_keys))},
                      optional_keys=("Dest", "Version", "Summary"))
 
 

@@ -32,9 +32,9 @@ ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = Subm
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
 EPOCHS_PER_DAY = 2880
 STORE_WAIT_LOG_EVERY = 60.0
+LIMIT_LOG_EVERY = 60.0
 SUMMARY_KEYS = ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")
 TASK_TABLES = (("snap-up", "snap_candidates"), ("rebuild", "rebuild_tasks"), ("unseal", "unseal_tasks"))
-LIMIT_LOG_EVERY = 60.0
 log = logging.getLogger("damocles.manager.sectors")
 
 
@@ -92,11 +92,14 @@ class Sealer:
         return self.state.one("SELECT 1 FROM rebuild_tasks WHERE miner = ? AND number = ? AND state = 'allocated'",
                               (sid["Miner"], sid["Number"])) is not None
 
-    def _task_on(self, sid: dict, caller) -> str | None:
-        """The task (snap-up, rebuild, unseal) the caller holds on this sector, if any. Damocles'
-        worker reports such a task's states, its end and its abort through ReportState,
-        ReportFinalized and ReportAborted, on a sector that finished sealing, maybe under another
-        worker's credential."""
+    def _task_on(self, sid: dict, caller) -> tuple[dict, str | None]:
+        """The sector's record, and the task (snap-up, rebuild, unseal) the caller holds on it
+        when it finished sealing. Damocles' worker reports such a task's states, its end and its
+        abort through ReportState, ReportFinalized and ReportAborted, maybe under another worker's
+        credential than the sector's."""
+        rec = self._sector(sid)
+        if not rec.get("finalized") or rec.get("abort_reason"):
+            return rec, None
         for kind, table in TASK_TABLES:
             rows = self.state.query(f"SELECT worker FROM {table} WHERE miner = ? AND number = ? AND state = 'allocated'",
                                     (sid["Miner"], sid["Number"]))
@@ -105,8 +108,8 @@ class Sealer:
                     check_holder(held_by, caller, kind)
                 except ForeignTask:
                     continue
-                return kind
-        return None
+                return rec, kind
+        return rec, None
 
     # ------------------------------------------------------------- allocation
 
@@ -425,8 +428,7 @@ class Sealer:
         """A worker's state change. A finalized sector (Finished or Aborted) does not move: the
         answer tells the worker so (Finalized, AbortReason)."""
         change, failure, worker, location = self._bounded_report(req)
-        rec = self._sector(sid)
-        task = self._task_on(sid, caller) if rec.get("finalized") and not rec.get("abort_reason") else None
+        rec, task = self._task_on(sid, caller)
         if task is None:
             rec = self._owned(sid, caller)
         check_worker_name(self.state, self.limits, worker, caller, self.config.max_worker_names)
@@ -456,8 +458,7 @@ class Sealer:
     def report_finalized(self, sid: dict, caller=None) -> None:
         """The worker finished the sector; an aborted or already finished one stays as it is. The
         end of a task the caller holds on it goes to the task's module (task_end)."""
-        rec = self._sector(sid)
-        task = self._task_on(sid, caller) if rec.get("finalized") and not rec.get("abort_reason") else None
+        rec, task = self._task_on(sid, caller)
         if task is not None:
             if task in self.task_end:
                 self.task_end[task](sid, True, "", caller)
@@ -472,8 +473,7 @@ class Sealer:
         """ReportAborted: the worker gave the sector up. A sector already aborted stays as it is; a
         Finished one is refused (only the operator's AbortSector aborts it), unless the caller
         holds a task on it: that task is given up (task_end), the sector stays Finished."""
-        rec = self._sector(sid)
-        task = self._task_on(sid, caller) if rec.get("finalized") and not rec.get("abort_reason") else None
+        rec, task = self._task_on(sid, caller)
         if task is not None:
             if task in self.task_end:
                 self.task_end[task](sid, False, self.limits.text(reason, self.config.max_text_length) or "", caller)
