@@ -243,7 +243,7 @@ def test_pieces_no_deal_uses_expire_and_pieces_of_deals_stay(start):
     sid = w.call("Venus.AllocateSector", {})["ID"]
     report(w, sid, "Empty", "Allocated", "Allocate")
     got = w.call("Venus.AcquireDeals", sid, {"MaxDeals": 1, "MinUsedSpace": None})
-    assert [d["ID"] for d in got] == [sealing]                 # the first deal is now a sealing sector's
+    assert [d["DealInfo"]["DealID"] for d in got] == [sealing]                 # the first deal is now a sealing sector's
     assert put(url, token, CIDS[3], PIECES[3])[0] == 507       # full
     clock.t += 23 * HOUR
     svc.housekeep()
@@ -277,7 +277,7 @@ def test_deals_held_by_a_sector_that_does_not_move_go_back_to_pending(start):
     attacker = client(svc, url, "attacker")
     stuck = attacker.call("Venus.AllocateSector", {})["ID"]
     report(attacker, stuck, "Empty", "Allocated", "Allocate", "att-1")
-    assert [d["ID"] for d in attacker.call("Venus.AcquireDeals", stuck, spec)] == ids
+    assert [d["DealInfo"]["DealID"] for d in attacker.call("Venus.AcquireDeals", stuck, spec)] == ids
     honest = client(svc, url, "sealer-01")
     other = honest.call("Venus.AllocateSector", {})["ID"]
     report(honest, other, "Empty", "Allocated", "Allocate")
@@ -297,7 +297,7 @@ def test_deals_held_by_a_sector_that_does_not_move_go_back_to_pending(start):
     listed = admin.call("Venus.FindSector", "", stuck)
     assert listed["State"] == "Aborted" and "DealHoldTimeout" in listed["AbortReason"]
     # the deals serve the next sector
-    assert [d["ID"] for d in honest.call("Venus.AcquireDeals", other, spec)] == ids
+    assert [d["DealInfo"]["DealID"] for d in honest.call("Venus.AcquireDeals", other, spec)] == ids
     assert limited(metrics(svc, url), "deal_hold") == 1
 
 
@@ -309,8 +309,8 @@ def test_a_sector_that_moves_or_precommitted_keeps_its_deals(start):
     moving, committed = (w.call("Venus.AllocateSector", {})["ID"] for _ in range(2))
     for sid in (moving, committed):
         report(w, sid, "Empty", "Allocated", "Allocate")
-    assert [d["ID"] for d in w.call("Venus.AcquireDeals", moving, {"MaxDeals": 1, "MinUsedSpace": None})] == ids[:1]
-    assert [d["ID"] for d in w.call("Venus.AcquireDeals", committed, {"MaxDeals": 1, "MinUsedSpace": None})] == ids[1:]
+    assert [d["DealInfo"]["DealID"] for d in w.call("Venus.AcquireDeals", moving, {"MaxDeals": 1, "MinUsedSpace": None})] == ids[:1]
+    assert [d["DealInfo"]["DealID"] for d in w.call("Venus.AcquireDeals", committed, {"MaxDeals": 1, "MinUsedSpace": None})] == ids[1:]
     # `committed` submits its PreCommit (the deals are in its CommD now) and then goes quiet
     ticket = svc.sealer.assign_ticket(committed)
     pieces = svc.sealer.market.pieces(committed["Miner"], committed["Number"])

@@ -134,7 +134,7 @@ def test_an_aborted_sector_gives_its_deals_back(tmp_path):
         deal = svc.sealer.market.import_deal(1000, cid, None, None)
         a = svc.sealer.allocate_sector({"AllowedMiners": None, "AllowedProofTypes": None})["ID"]
         got = svc.sealer.acquire_deals(a, {"MaxDeals": None, "MinUsedSpace": None})
-        assert [d["ID"] for d in got] == [deal["DealID"]]
+        assert [d["DealInfo"]["DealID"] for d in got] == [deal["DealID"]]
         assert svc.sealer.acquire_deals(a, {"MaxDeals": None, "MinUsedSpace": None}) == got        # asked again: the same
         b = svc.sealer.allocate_sector({"AllowedMiners": None, "AllowedProofTypes": None})["ID"]
         assert svc.sealer.acquire_deals(b, {"MaxDeals": None, "MinUsedSpace": None}) is None        # taken
@@ -144,7 +144,7 @@ def test_an_aborted_sector_gives_its_deals_back(tmp_path):
             svc.sealer.acquire_deals(a, {"MaxDeals": None, "MinUsedSpace": None})
         c = svc.sealer.allocate_sector({"AllowedMiners": None, "AllowedProofTypes": None})["ID"]
         assert svc.sealer.acquire_deals(c, {"MaxDeals": None, "MinUsedSpace": 1024}) is None        # 128 < 1024 used
-        assert [d["ID"] for d in svc.sealer.acquire_deals(c, {"MaxDeals": 1, "MinUsedSpace": None})] == [deal["DealID"]]
+        assert [d["DealInfo"]["DealID"] for d in svc.sealer.acquire_deals(c, {"MaxDeals": 1, "MinUsedSpace": None})] == [deal["DealID"]]
     finally:
         svc.state.close()
         svc.chain.close()

@@ -36,7 +36,7 @@ def test_sectors_through_the_manager(manager, tmp_path):
     state = manager.call("Venus.ReportState", {"Miner": 1000, "Number": 1},
                          {"Worker": {"Instance": "w1", "Location": "/data/1"},
                           "StateChange": {"Prev": "ProofSubmitted", "Next": "Finished", "Event": "Finish"}})
-    assert state == {"Id": {"Miner": 1000, "Number": 1}, "Finalized": True, "AbortReason": None}
+    assert state == {"Id": {"Miner": 1000, "Number": 1}, "Finalized": True, "AbortReason": ""}   # Go: a pointer to the (empty) reason
 
 
 def test_worker_facing_answers(manager):

@@ -106,7 +106,6 @@ def test_a_snapup_is_submitted_and_polled_only_by_the_worker_that_took_it(cluste
         db.execute("INSERT INTO snap_candidates (miner, number, state, created, updated) VALUES (?, ?, 'candidate', 0, 0)",
                    (sid["Miner"], sid["Number"]))
     refused(INVALID_PARAMS, owner.call, "Venus.AllocateSanpUpSector", {}, "w1-snapup-0")
-    refused(INVALID_PARAMS, owner.call, "Venus.AllocateSanpUpSector", {"AllowedMiners": None})   # not AllocateSnapUpSpec
     task = owner.call("Venus.AllocateSanpUpSector", {"Sector": {"AllowedMiners": None, "AllowedProofTypes": None},
                                                      "Deals": {"MaxDeals": None, "MinUsedSpace": None}})
     assert task["Sector"]["ID"] == sid and [p["PieceCID"] for p in task["Pieces"]] == [{"/": PIECE}]

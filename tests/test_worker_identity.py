@@ -125,7 +125,7 @@ def test_a_finished_sector_is_neither_aborted_nor_rewound_by_a_worker(manager):
     assert before["state"] == "Finished" and before["finalized"] and "abort_reason" not in before
     assert "finished sealing" in refused(INVALID_PARAMS, owner.call, "Venus.ReportAborted", sid, "gone")
     answer = report(owner, sid, "Finished", "PC1Done", "Rewind", worker="w9")
-    assert answer["Finalized"] is True and answer["AbortReason"] is None
+    assert answer["Finalized"] is True and answer["AbortReason"] == ""
     owner.call("Venus.ReportFinalized", sid)            # a retried ReportFinalized changes nothing either
     refused(INVALID_PARAMS, owner.call, "Venus.SubmitPersistedEx", sid, "persist-1", False)
     assert svc.state.sector(sid["Miner"], sid["Number"]) == before

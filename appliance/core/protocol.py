@@ -32,3 +32,7 @@ SEALER_STATES = ("Empty", "Allocated", "DealsAcquired", "PieceAdded", "TreeDBuil
                  "PC2Done", "PCSubmitted", "PCLanded", "Persisted", "PersistanceSubmitted", "SeedAssigned", "C1Done",
                  "C2Done", "ProofSubmitted", "Finished", "Aborted")
 TERMINAL_STATES = ("Finished", "Aborted")
+# every state Damocles' worker reports (its State enum: the sealer plan's, synthetic PoRep's and
+# those of its snapup, rebuild and unseal plans), which ReportState takes
+WORKER_STATES = SEALER_STATES + ("SyntheticPoRepNeeded", "SnapEncoded", "SnapProved", "SealedChecked", "SnapPieceAdded",
+                                 "SnapTreeDBuilt", "SnapDone", "Unsealed")

@@ -38,8 +38,10 @@ report_req = struct({
     "StateChange": struct({"Prev": string, "Next": string, "Event": string}),
     "Failure": optional(struct({"Level": string, "Desc": string})),
 }, optional_keys=("Failure",))
+# Damocles' WorkerInfo: what a worker leaves out reads as Go's zero values (Sealer.worker_ping)
+_summary_keys = ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")
 worker_info = struct({"Name": string, "Dest": worker_dest, "Version": string,
-                      "Summary": optional(struct({k: u64 for k in ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")}))},
+                      "Summary": optional(struct({k: u64 for k in _summary_keys}, optional_keys=_summary_keys))},
                      optional_keys=("Dest", "Version", "Summary"))
 
 
@@ -205,9 +207,16 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     server.register("Venus.WaitSeed", sealer.wait_seed, w, [("sid", sector_id), ("proofType", u64)])
     bound("Venus.SubmitProof", sealer.submit_proof, [("sid", sector_id), ("info", proof_info), ("reset", boolean)])
     server.register("Venus.PollProofState", sealer.poll_proof_state, w, [("sid", sector_id)])
-    bound("Venus.StoreReserveSpace", sealer.store_reserve_space, [("sid", sector_id), ("size", u64), ("candidates", list_of(string))])
+    # candidates: a Go []string, so null is the empty list (any of the manager's stores)
+    bound("Venus.StoreReserveSpace", sealer.store_reserve_space,
+          [("sid", sector_id), ("size", u64), ("candidates", lambda v, field: optional(list_of(string))(v, field) or [])])
     server.register("Venus.StoreBasicInfo", sealer.store_basic_info, w, [("instance", string)])
-    bound("Venus.SubmitPersistedEx", sealer.submit_persisted, [("sid", sector_id), ("instance", string), ("isUpgrade", boolean)])
+    # SubmitPersisted: Damocles keeps the 2-param form for old workers (isUpgrade false)
+    bound("Venus.SubmitPersisted", lambda sid, instance, caller: sealer.submit_persisted(sid, instance, False, caller=caller),
+          [("sid", sector_id), ("instance", string)])
+    # isUpgrade: a snap-up's files, from the identity the snap-up is allocated to (-32001 otherwise)
+    bound("Venus.SubmitPersistedEx", _task_call(sealer.submit_persisted, sealer.limits),
+          [("sid", sector_id), ("instance", string), ("isUpgrade", boolean)])
     bound("Venus.ReportState", sealer.report_state, [("sid", sector_id), ("req", report_req)])
     bound("Venus.ReportFinalized", sealer.report_finalized, [("sid", sector_id)])
     bound("Venus.ReportAborted", sealer.worker_aborted, [("sid", sector_id), ("reason", string)])

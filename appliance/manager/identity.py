@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from ..core.protocol import SEALER_STATES
+from ..core.protocol import WORKER_STATES
 from ..core.sector import sector_name
 from ..rpc import INVALID_PARAMS, UNAUTHORIZED, RPCError
 
@@ -56,10 +56,10 @@ class Limits:
         return self.text(value, self.text_length)
 
     def state(self, value: str, field: str) -> str:
-        if value not in SEALER_STATES:
+        if value not in WORKER_STATES:
             self.count("unknown_state")
-            raise RPCError(INVALID_PARAMS, f"{field}: {value[:64]!r} is not a sealer state "
-                           f"(expected one of {', '.join(SEALER_STATES)})")
+            raise RPCError(INVALID_PARAMS, f"{field}: {value[:64]!r} is not a state of a Damocles worker "
+                           f"(expected one of {', '.join(WORKER_STATES)})")
         return value
 
     def level(self, value: str, field: str) -> str:

@@ -24,13 +24,17 @@ from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, UNAUTHORIZED, RPCError
 from .config import ManagerConfig, PersistStore
 from .identity import NAME_LENGTH, TooManyNames, bound, check_sector, check_worker_name, names_refused
 from .market import Market
+from .pieces import sector_pieces
 from .state import ManagerState
+from .task_owner import ForeignTask, check_holder
 
 ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = SubmitResult
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
 EPOCHS_PER_DAY = 2880
 STORE_WAIT_LOG_EVERY = 60.0
 LIMIT_LOG_EVERY = 60.0
+SUMMARY_KEYS = ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")
+TASK_TABLES = (("snap-up", "snap_candidates"), ("rebuild", "rebuild_tasks"), ("unseal", "unseal_tasks"))
 log = logging.getLogger("damocles.manager.sectors")
 
 
@@ -60,6 +64,9 @@ class Sealer:
         self.limits.text_length = config.max_text_length
         self.limits.max_worker_names = config.max_worker_names
         self._limit_logged: dict[str, float] = {}      # identity -> when its in-flight limit was last logged
+        # kind ("snap-up", "rebuild", "unseal") -> fn(sid, finished, reason, caller): what a task's
+        # ReportFinalized (finished) or ReportAborted (not) does; set by the task's module
+        self.task_end: dict = {}
 
     # ----------------------------------------------------------------- helpers
 
@@ -84,6 +91,25 @@ class Sealer:
     def _rebuilding(self, sid: dict) -> bool:
         return self.state.one("SELECT 1 FROM rebuild_tasks WHERE miner = ? AND number = ? AND state = 'allocated'",
                               (sid["Miner"], sid["Number"])) is not None
+
+    def _task_on(self, sid: dict, caller) -> tuple[dict, str | None]:
+        """The sector's record, and the task (snap-up, rebuild, unseal) the caller holds on it
+        when it finished sealing. Damocles' worker reports such a task's states, its end and its
+        abort through ReportState, ReportFinalized and ReportAborted, maybe under another worker's
+        credential than the sector's."""
+        rec = self._sector(sid)
+        if not rec.get("finalized") or rec.get("abort_reason"):
+            return rec, None
+        for kind, table in TASK_TABLES:
+            rows = self.state.query(f"SELECT worker FROM {table} WHERE miner = ? AND number = ? AND state = 'allocated'",
+                                    (sid["Miner"], sid["Number"]))
+            for (held_by,) in rows:
+                try:
+                    check_holder(held_by, caller, kind)
+                except ForeignTask:
+                    continue
+                return rec, kind
+        return rec, None
 
     # ------------------------------------------------------------- allocation
 
@@ -127,8 +153,9 @@ class Sealer:
         if rec.get("abort_reason"):
             raise RPCError(INVALID_PARAMS, f"sector {sector_name(sid['Miner'], sid['Number'])} was aborted and takes no "
                            f"deals: {rec['abort_reason']}")
-        return self.market.acquire(sid["Miner"], sid["Number"], seal_proof(rec["proof"]).size.bytes,
-                                   spec.get("MaxDeals"), spec.get("MinUsedSpace"))
+        size = seal_proof(rec["proof"]).size.bytes
+        return sector_pieces(self.market.acquire(sid["Miner"], sid["Number"], size, spec.get("MaxDeals"),
+                                                 spec.get("MinUsedSpace")), size)
 
     def assign_ticket(self, sid: dict, caller=None) -> dict:
         rec = self._owned(sid, caller)
@@ -356,7 +383,25 @@ class Sealer:
         return ((s.path / "sealed" / name).is_file() and (cache / "p_aux").is_file() and (cache / "t_aux").is_file()
                 and any(cache.glob("sc-02-data-tree-r-last*.dat")))
 
+    def _update_files_present(self, store_name: str, miner: int, number: int) -> bool:
+        """A snap-upgraded replica's files (`update/` and `update-cache/`) in the store."""
+        s = self._store(store_name)
+        name = sector_name(miner, number)
+        return s is not None and (s.path / "update" / name).is_file() and (s.path / "update-cache" / name / "p_aux").is_file()
+
     def submit_persisted(self, sid: dict, instance: str, is_upgrade: bool = False, caller=None) -> bool:
+        """SubmitPersistedEx: whether the sector's files are in the store `instance` (true records
+        it as the sector's store). `is_upgrade`: the files of a snap-up (update/, update-cache/),
+        from the identity the snap-up is allocated to; recorded by SubmitSnapUpProof, which names
+        the store again."""
+        if is_upgrade:
+            self._sector(sid)
+            row = self.state.one("SELECT worker FROM snap_candidates WHERE miner = ? AND number = ? AND state = 'allocated'",
+                                 (sid["Miner"], sid["Number"]))
+            if row is None:
+                raise RPCError(INVALID_PARAMS, f"sector {sector_name(sid['Miner'], sid['Number'])} is not being upgraded")
+            check_holder(row[0], caller, f"the snap-up of sector {sid['Miner']}-{sid['Number']}")
+            return self._update_files_present(instance, sid["Miner"], sid["Number"])
         rec = self._owned(sid, caller, rebuild=True)
         if rec.get("finalized") and not self._rebuilding(sid):    # a rebuild persists a Finished sector again
             raise RPCError(INVALID_PARAMS, f"sector {sector_name(sid['Miner'], sid['Number'])} is "
@@ -383,10 +428,16 @@ class Sealer:
         """A worker's state change. A finalized sector (Finished or Aborted) does not move: the
         answer tells the worker so (Finalized, AbortReason)."""
         change, failure, worker, location = self._bounded_report(req)
-        rec = self._owned(sid, caller)
+        rec, task = self._task_on(sid, caller)
+        if task is None:
+            rec = self._owned(sid, caller)
         check_worker_name(self.state, self.limits, worker, caller, self.config.max_worker_names)
+        if task is not None:       # the sealed sector's own state stays Finished
+            log.info("sector %s: %s task %s -%s-> %s (worker %s)", sector_name(sid["Miner"], sid["Number"]), task,
+                     change["Prev"], change["Event"], change["Next"], worker)
+            return {"Id": sid, "Finalized": False, "AbortReason": ""}
         if rec.get("finalized") or rec.get("abort_reason"):
-            return {"Id": sid, "Finalized": True, "AbortReason": rec.get("abort_reason")}
+            return {"Id": sid, "Finalized": True, "AbortReason": rec.get("abort_reason") or ""}
         rec, seconds = self.state.report(sid["Miner"], sid["Number"],
                                          {"state": change["Next"], "worker": worker, "failure": failure, "reported_at": self._now(),
                                           "location": location},
@@ -401,10 +452,17 @@ class Sealer:
                      extra=fields)
         if self.observer is not None:
             self.observer(change["Prev"], change["Next"], seconds, failure and failure["Level"])
-        return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec.get("abort_reason")}
+        # AbortReason: Go answers a pointer to the sector's reason, "" when it has none
+        return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec.get("abort_reason") or ""}
 
     def report_finalized(self, sid: dict, caller=None) -> None:
-        """The worker finished the sector; an aborted or already finished one stays as it is."""
+        """The worker finished the sector; an aborted or already finished one stays as it is. The
+        end of a task the caller holds on it goes to the task's module (task_end)."""
+        rec, task = self._task_on(sid, caller)
+        if task is not None:
+            if task in self.task_end:
+                self.task_end[task](sid, True, "", caller)
+            return None
         rec = self._owned(sid, caller)
         if rec.get("finalized") or rec.get("abort_reason"):
             return
@@ -413,7 +471,13 @@ class Sealer:
 
     def worker_aborted(self, sid: dict, reason: str, caller=None) -> None:
         """ReportAborted: the worker gave the sector up. A sector already aborted stays as it is; a
-        Finished one is refused (only the operator's AbortSector aborts it)."""
+        Finished one is refused (only the operator's AbortSector aborts it), unless the caller
+        holds a task on it: that task is given up (task_end), the sector stays Finished."""
+        rec, task = self._task_on(sid, caller)
+        if task is not None:
+            if task in self.task_end:
+                self.task_end[task](sid, False, self.limits.text(reason, self.config.max_text_length) or "", caller)
+            return None
         rec = self._owned(sid, caller)
         if rec.get("abort_reason"):
             return
@@ -502,6 +566,10 @@ class Sealer:
     def worker_ping(self, info: dict, caller=None) -> None:
         """A worker's ping. Its name is bound to the first caller identity that used it (a ping,
         or a report under that name): another credential cannot change its address or info."""
+        summary = info.get("Summary") or {}
+        info = {"Name": info["Name"], "Dest": info.get("Dest") or "", "Version": info.get("Version") or "",
+                # Go's WorkerInfo.Summary is a struct value: what a worker leaves out reads as zeros
+                "Summary": {k: summary.get(k) or 0 for k in SUMMARY_KEYS}}
         info = {k: self.limits.text(v, NAME_LENGTH) if isinstance(v, str) else v for k, v in info.items()}
         if caller is None:
             self.state.ping(info["Name"], info)

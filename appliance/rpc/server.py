@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Callable
@@ -89,6 +90,8 @@ class RPCServer:
         self.sessions = None
         # observer(method, seconds, ok): called after each registered method ran (the metrics)
         self.observer: Callable[[str, float, bool], None] | None = None
+        # method name -> requests dispatched to it (the tests read which API a worker used)
+        self.calls: Counter[str] = Counter()
         # permission() and handle() run on the request's thread, one after the other: the caller's
         # identity found by the first reaches the method through this
         self._request = threading.local()
@@ -195,6 +198,7 @@ class RPCServer:
         method = self.methods.get(req["method"])
         if method is None:
             return 200, _error(rid, METHOD_NOT_FOUND, f"method not found: {req['method']}")
+        self.calls[method.name] += 1
         if identity.startswith(TOKENLESS) and self.allow_list and not self.allow_list.allows_method(method.name):
             return HTTPStatus.FORBIDDEN, _error(rid, UNAUTHORIZED, f"{method.name} needs a token: a caller without one "
                                                 "(from [RPC] AllowNetworks) may call only the worker-facing methods")

@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import threading
 from typing import Any, Callable
 
 from . import INVALID_PARAMS, RPCError
 
 Converter = Callable[[Any, str], Any]
+log = logging.getLogger("damocles.rpc")
+_unknown_logged: set[tuple[str, str]] = set()      # (field, key) already logged; bounded below
+_unknown_lock = threading.Lock()
+UNKNOWN_LOG_LIMIT = 1024
 MAX_U64 = (1 << 64) - 1
 I64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -84,22 +90,42 @@ def list_of(conv: Converter) -> Converter:
     return convert
 
 
+def _ignore_unknown(field: str, keys: set) -> None:
+    """Go's encoding/json and serde skip fields a struct does not have (a newer peer may send
+    more): so do we, logging each (field, key) once so that a misspelt key is still seen."""
+    with _unknown_lock:
+        if len(_unknown_logged) >= UNKNOWN_LOG_LIMIT:      # a peer sending endless new keys: quiet
+            return
+        fresh = sorted(str(k) for k in keys if (field, k) not in _unknown_logged)
+        _unknown_logged.update((field, k) for k in keys)
+    for k in fresh:
+        log.warning("%s: ignoring unknown field %r", field, str(k)[:64])
+
+
 def struct(spec: dict[str, Converter], optional_keys: tuple[str, ...] = ()) -> Converter:
-    """An object with exactly these keys (those in optional_keys may be missing or null)."""
+    """An object with these keys (those in optional_keys may be missing or null). As Go's
+    encoding/json decodes a struct: a key matches its field exactly, else without case; other
+    keys are ignored (logged once), as serde does too."""
     def convert(v: Any, field: str) -> dict:
         if not isinstance(v, dict):
             raise bad(field, f"expected an object, got {v!r}")
-        unknown = set(v) - set(spec)
-        if unknown:
-            raise bad(field, f"unknown field {sorted(unknown)[0]!r}")
-        out = {}
+        extra = [k for k in v if k not in spec]
+        folded: dict[str, str] = {}
+        for k in extra:
+            folded.setdefault(k.lower(), k)
+        out, used = {}, set()
         for key, conv in spec.items():
-            if key not in v:
+            name = key if key in v else folded.get(key.lower())
+            if name is None:
                 if key in optional_keys:
                     out[key] = None
                     continue
                 raise bad(f"{field}.{key}", "is missing")
-            out[key] = conv(v[key], f"{field}.{key}")
+            used.add(name)
+            out[key] = conv(v[name], f"{field}.{key}")
+        ignored = set(extra) - used
+        if ignored:
+            _ignore_unknown(field, ignored)
         return out
     return convert
 

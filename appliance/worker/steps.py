@@ -82,6 +82,21 @@ def call(rpc, method: str, *params):
         raise Temp(f"{method}: {exc.message} (code {exc.code})") from None
 
 
+def _sector_piece(p, where: str) -> dict:
+    """One of Damocles' SectorPieceV2 {Piece: {Size, PieceCID}, DealInfo: {DealID, PayloadSize, ...}}
+    as the journal keeps it; a piece without DealInfo (null) is deal 0. A shape the manager should
+    not send is a perm failure that names the field."""
+    try:
+        piece, deal = p["Piece"], p.get("DealInfo") or {}
+        size, cid = piece["Size"], piece["PieceCID"]["/"]
+        deal_id, payload = deal.get("DealID", 0), deal.get("PayloadSize", 0)
+        if not (isinstance(size, int) and isinstance(cid, str) and isinstance(deal_id, int) and isinstance(payload, int)):
+            raise TypeError("wrong types")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise Perm(f"{where}: not a SectorPieceV2 {{Piece: {{Size, PieceCID}}, DealInfo}} ({exc}): {str(p)[:200]}") from None
+    return {"id": deal_id, "piece_cid": cid, "piece_size": size, "payload_size": payload}
+
+
 class SealerSteps:
     """exec(state) for the sealer plan. `rec` is the journaled sector record, read-only here: a
     step returns an Event carrying what it produced, and the runner writes it into the record
@@ -123,8 +138,7 @@ class SealerSteps:
             deals = call(self.ctx.rpc, "Venus.AcquireDeals", self.sid(rec), {"MaxDeals": s.max_deals, "MinUsedSpace": s.min_deal_space})
             if not deals and s.disable_cc:
                 raise Wait("no deals for this sector yet (disable_cc: no CC sectors)", polling=True)
-        return Event("AcquireDeals", {"deals": [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"],
-                                                 "payload_size": d["PayloadSize"]} for d in deals or []]})
+        return Event("AcquireDeals", {"deals": [_sector_piece(p, f"AcquireDeals[{i}]") for i, p in enumerate(deals or [])]})
 
     def on_DealsAcquired(self, rec):
         p = self.paths(rec)
