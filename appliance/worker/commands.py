@@ -83,3 +83,42 @@ def cmd_run(args) -> int:
     wait_for_stop_signal()
     service.stop()
     return 0
+
+
+def add_store_parsers(store: argparse._SubParsersAction) -> None:
+    """damocles-worker's `store` commands: `sealing-init -l a b c` and `file-init -l a b c` take
+    several locations after one `-l`/`--loc` (clap's num_args=1..), or `-l` repeated."""
+    from .stores import cmd_sealing_init
+    p = store.add_parser("sealing-init", help="Initializing the sealing directory (one per sealing thread)")
+    p.add_argument("-l", "--loc", "--location", dest="location", type=Path, nargs="+", action="extend", required=True,
+                   metavar="LOCATION", help="location(s) of the store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sealing_init)
+    p = store.add_parser("file-init", help="Initializing the persistence store directory")
+    p.add_argument("-l", "--loc", "--location", dest="location", type=Path, nargs="+", action="extend", required=True,
+                   metavar="LOCATION", help="location(s) of the store")
+    p.add_argument("--name", help="the store's name (one location only; default the directory's name)")
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_file_init)
+    p = store.add_parser("hugepage-file-init", help="create hugepage memory files [not built yet]")
+    p.set_defaults(func=_hugepage_not_built, accepts_any=True)
+
+
+def cmd_file_init(args) -> int:
+    from ..core.output import emit
+    from .stores import file_init
+    if args.name and len(args.location) > 1:
+        raise ValueError(f"--name names one store, {len(args.location)} locations were given")
+    results = [file_init(loc.expanduser(), args.name, args.read_only) for loc in args.location]
+    lines = [f"{'initialised' if r['initialised'] else 'already initialised'} persist store {r['Name']} at {r['location']}"
+             for r in results]
+    emit(results[0] if len(results) == 1 else {"stores": results}, args.json, lines)
+    return 0
+
+
+def _hugepage_not_built(args) -> int:
+    import sys
+    print("damocles: store hugepage-file-init is not built yet: sealing threads here do not read hugepage memory files",
+          file=sys.stderr)
+    return 2
