@@ -142,11 +142,13 @@ def test_not_built_are_in_help(capsys):
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory):
-    """A manager (devnet, clock by hand, PoSt off) with one sector reported by worker `w1`,
+    """A manager (devnet, clock by hand, PoSt off, deals on) with one sector reported by worker `w1`,
     whose RPC (the real one, around a recording thread) the manager can reach."""
     tmp = tmp_path_factory.mktemp("farm")
     home = tmp / "m"
-    init_home(home, manager_toml(None, block_time="0s", miner={"SealProof": "StackedDrg2KiBV1_1", "PoSt": {"Enabled": False}}))
+    init_home(home, manager_toml(None, block_time="0s", miner={"SealProof": "StackedDrg2KiBV1_1", "PoSt": {"Enabled": False},
+                                                               "Sector": {"EnableDeals": True}},
+                                 config={"Common": {"PieceStores": [{"Name": "pieces-1", "Path": "pieces"}]}}))
     svc = ManagerService(home)
     host, port = svc.start("127.0.0.1:0")
     url = f"http://{host}:{port}"
@@ -313,3 +315,74 @@ def test_daemon_is_the_manager_and_fetch_params(tmp_path, capsys):
     assert out["proof"] == "StackedDrg2KiBV1_1" and out["sha256"] == "840057702eea7652cf97e04306c30fe57174714d90de156a25eddd6075c25b97"
     assert cli.main(["util", "fetch-params", "3KiB"]) == 2
     assert "unknown sector size '3KiB'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def proven(tmp_path_factory):
+    """A manager process with one CC sector sealed by the builtin engine, proven and finalized."""
+    from .manager_driver import ManagerProc, drive_sectors
+    tmp = tmp_path_factory.mktemp("proven")
+    (tmp / "m" / "persist-1").mkdir(parents=True)      # batches of one: no batching wait
+    (tmp / "m" / "manager.toml").write_text(manager_toml(None, 1, 1, "1s", block_time="0s", check_interval="50ms",
+                                                         miner={"SealProof": "StackedDrg2KiBV1_1"}))
+    m = ManagerProc(tmp / "m")
+    try:
+        [sid] = drive_sectors(m, 1, tmp / "work")
+        yield SimpleNamespace(url=m.rpc.url.removesuffix("/rpc/v0"), home=m.home, sid=sid, m=m)
+    finally:
+        m.stop()
+
+
+def test_a_proven_sector_through_damocles_names(proven, capsys):
+    n, name = str(proven.sid["Number"]), f"s-t01000-{proven.sid['Number']}"
+    rc, out, _ = run(proven, capsys, "sealer", "sectors", "list")
+    assert "Count: 0" in out                                   # finalized: offline in Damocles' terms
+    rc, out, _ = run(proven, capsys, "sealer", "sectors", "list", "--offline")
+    assert f"{name}:" in out and "\tFinalized: true, Removed: false" in out and "Count: 1" in out
+    rc, out, _ = run(proven, capsys, "sealer", "sectors", "state", "1000", n)
+    lines = out.splitlines()
+    assert "\tFinalized: true" in lines and lines[lines.index("\tPreCommit Info:") + 1].startswith("\t\tCommD: baga6ea4seaq")
+    assert lines[lines.index("\tPreCommit Info:") + 2].startswith("\t\tCommR: bagboea4b5abc")
+    assert any(line.startswith("\tSeed: (") for line in lines) and not any(line == "\tPreCommit Message: NULL" for line in lines)
+    rc, out, _ = run(proven, capsys, "storage", "find", "1000", n)
+    assert out.startswith(f"sector {name} located, sealed file in ") and "store instance 'persist-1' exists" in out
+    rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "deadlines", json_out=True)
+    [dl] = [d for d in out["deadlines"] if d["Sectors"]]
+    rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "deadline", str(dl["Index"]), "-n")
+    assert "Partition Index:          0" in out and f"\tAll Sector Numbers:{' ' * 9}[{n}]" in out
+    assert f"\tFaulty Sectors:{' ' * 12}0" in out and f"\tActive Sectors:{' ' * 12}1" in out
+    rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "check", str(dl["Index"]))
+    assert out.splitlines()[0].split() == ["deadline", "partition", "good", "bad"]
+    assert out.splitlines()[1].split() == [str(dl["Index"]), "0", "1", "0"]
+    rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "check", str(dl["Index"]), "--detail")
+    assert out.splitlines()[1].split() == [str(dl["Index"]), "0", n, "good"]
+    rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "sector-info", n, json_out=True)
+    assert out["sectors"][0]["Location"]["Found"] is True
+    rc, out, _ = run(proven, capsys, "sealer", "snap", "fetch", "1000", str(dl["Index"]), json_out=True)
+    assert out == {"Added": [proven.sid["Number"]]}
+    rc, out, _ = run(proven, capsys, "sealer", "snap", "candidates", "1000")
+    assert out.splitlines() == ["deadline  count", f"{dl['Index']:<8}  1"]
+    rc, _, err = run(proven, capsys, "sealer", "sectors", "rebuild", "1000", n)
+    assert rc == 2 and "is not lost: its files pass the proving check" in err
+    (proven.home / "persist-1" / "sealed" / name).unlink()     # lost: now it may be rebuilt
+    rc, out, err = run(proven, capsys, "sealer", "sectors", "rebuild", "1000", n, json_out=True)
+    assert rc == 0 and out["State"] == "pending", err
+    rc, out, _ = run(proven, capsys, "sealer", "sectors", "list", "--offline", "--sealing=false", "--rebuild")
+    assert f"{name}(rebuild):" in out and "Count: 1" in out
+
+
+def test_find_deal_and_unseal_find_the_sector_of_a_deal(farm, capsys, tmp_path):
+    piece = tmp_path / "piece.bin"
+    piece.write_bytes(b"damocles" * 100)
+    assert cli.main(["util", "piece", "import", str(piece), "--miner", "1000", "--api", farm.url, "--home", str(farm.home),
+                     "--json"]) == 0
+    deal = json.loads(capsys.readouterr().out)
+    rc, out, _ = run(farm, capsys, "sealer", "sectors", "find-deal", str(deal["DealID"]))
+    assert out.strip() == "Not Found"
+    rpc = RPCClient(farm.url, issue_token(farm.svc.secret, "write", "w1"))
+    sid = rpc.call("Venus.AllocateSector", {})["ID"]
+    assert [d["ID"] for d in rpc.call("Venus.AcquireDeals", sid, {})] == [deal["DealID"]]
+    rc, out, _ = run(farm, capsys, "sealer", "sectors", "find-deal", str(deal["DealID"]))
+    assert out.splitlines() == [f"s-t01000-{sid['Number']}", ""]
+    rc, _, err = run(farm, capsys, "sealer", "sectors", "unseal", deal["PieceCID"], "-o", "/tmp/x")
+    assert rc == 2 and err.startswith("damocles: error: ") and f"1000-{sid['Number']}" in err, err
