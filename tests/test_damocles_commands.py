@@ -205,7 +205,7 @@ def test_sectors_list_state_export(farm, capsys):
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "state", "1000", str(farm.sid["Number"]))
     for field in (f"Sector {name}: ", "Common:", "\tFinalized: false", "\tAborting: ", "\t\tNULL", "LatestState:",
                   "\tState Change: PC1Done", "\tWorker: w1", "Deals:", "Sealing:", "\tTicket: NULL", "\tPreCommit Info:",
-                  "\tPreCommit Message: NULL", "\tSeed: NULL", "SnapUp:", "Termination:", "Rebuild: false"):
+                  "\tPreCommit Message: NULL", "\tSeed: NULL", "SnapUp:", "\tUpgraded: false", "Termination:", "Rebuild: false"):
         assert field in out.splitlines(), (field, out)
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "state", "export-json", "t01000", str(farm.sid["Number"]))
     assert rc == 0 and json.loads(out)["ID"] == farm.sid

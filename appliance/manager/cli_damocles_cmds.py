@@ -143,10 +143,11 @@ def cmd_state(args) -> int:
         return 0
     deals = _deals_of(client, sid)
     rebuild = any(t["Sector"] == sid and t["State"] in ("pending", "allocated") for t in client.call("Venus.RebuildTasks"))
+    upgraded = client.call("Venus.SectorIndexerFind", "upgrade", sid)["Found"]     # a snap-upgraded replica is persisted
     if args.json:
-        emit({"Sector": state, "Deals": deals, "NeedRebuild": rebuild}, True)
+        emit({"Sector": state, "Deals": deals, "Upgraded": upgraded, "NeedRebuild": rebuild}, True)
         return 0
-    print("\n".join(_state_lines(state, deals, rebuild)))
+    print("\n".join(_state_lines(state, deals, upgraded, rebuild)))
     return 0
 
 
@@ -154,7 +155,7 @@ def _or_null(v, fmt=str) -> str:
     return "NULL" if v is None else fmt(v)
 
 
-def _state_lines(s: dict, deals: list[dict], rebuild: bool) -> list[str]:
+def _state_lines(s: dict, deals: list[dict], upgraded: bool, rebuild: bool) -> list[str]:
     """Damocles' showSectorState, with what our manager records."""
     lines = [f"Sector {sector_name(s['ID']['Miner'], s['ID']['Number'])}: ", "", "Common:",
              f"\tFinalized: {str(s['Finalized']).lower()}", "\tRemoved: false",
@@ -167,7 +168,7 @@ def _state_lines(s: dict, deals: list[dict], rebuild: bool) -> list[str]:
               "\tPreCommit Info:", "\t\t" + _or_null(pre, _pre),
               f"\tPreCommit Message: {_or_null(msg.get('PreCommitCid'))}", f"\tSeed: {_or_null(s.get('Seed'), _rand)}",
               f"\tProveCommit Message: {_or_null(msg.get('CommitCid'))}", "", "SnapUp:",
-              f"\tUpgraded: {str(bool(s.get('Upgraded'))).lower()}", "", "Termination:", "\tTerminate Message: NULL", "",
+              f"\tUpgraded: {str(upgraded).lower()}", "", "Termination:", "\tTerminate Message: NULL", "",
               f"Rebuild: {str(rebuild).lower()}", ""]
     return lines
 
