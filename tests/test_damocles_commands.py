@@ -119,6 +119,8 @@ def test_store_sealing_init_takes_several_locations_after_one_l(tmp_path, capsys
     assert [s["Name"] for s in stores] == ["p1", "p2"] and (tmp_path / "p2" / "sectorstore.json").is_file()
     assert cli.main(["store", "file-init", "-l", str(tmp_path / "p3"), str(tmp_path / "p4"), "--name", "x"]) == 2
     assert "--name names one store" in capsys.readouterr().err
+    assert cli.main(["store", "hugepage-file-init", "-n", "0", "-s", "1GiB", "-c", "4", "--path", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("damocles: store hugepage-file-init is not built yet: ")
 
 
 @pytest.mark.parametrize("path", sorted(NOT_BUILT))
@@ -250,6 +252,9 @@ def test_workers(farm, capsys):
     assert out == {"resumed": True} and farm.thread.calls == [("pause",), ("resume", "PC1Done")]
     rc, out, _ = run(farm, capsys, "worker", "wdpost", "list", "--all", json_out=True)
     assert rc == 0 and out["Jobs"] == [] and out["MaxTry"] >= 1
+    rc, out, _ = run(farm, capsys, "worker", "wdpost", "list")
+    assert out.split() == ["JobID", "MinerID", "DDL", "Partitions", "Sectors", "Worker", "State", "Try", "CreateAt", "Elapsed",
+                           "Heartbeat", "Error"]
     rc, out, _ = run(farm, capsys, "worker", "wdpost", "list", "--detail")
     assert out.split()[:3] == ["JobID", "Prefix", "Miner"]
     rc, out, _ = run(farm, capsys, "worker", "wdpost", "remove-all")
@@ -386,3 +391,25 @@ def test_find_deal_and_unseal_find_the_sector_of_a_deal(farm, capsys, tmp_path):
     assert out.splitlines() == [f"s-t01000-{sid['Number']}", ""]
     rc, _, err = run(farm, capsys, "sealer", "sectors", "unseal", deal["PieceCID"], "-o", "/tmp/x")
     assert rc == 2 and err.startswith("damocles: error: ") and f"1000-{sid['Number']}" in err, err
+
+
+def test_wdpost_jobs_under_worker_wdpost(farm, capsys):
+    """Jobs made as the poster makes them (PoSt is off in this farm, so nothing else does)."""
+    def job_input(sectors):
+        return {"Sectors": [{"SectorId": n, "CommR": [0] * 32, "Upgrade": False,
+                             "Accesses": {"SealedFile": "persist-1", "CacheDir": "persist-1"}} for n in sectors],
+                "MinerId": 1000, "ProofType": "StackedDrgWindow2KiBV1_1", "Seed": [1] * 32}
+    a = farm.svc.jobs.create(1000, 3, 0, [0, 1], job_input((1, 2, 3)))
+    b = farm.svc.jobs.create(1000, 4, 0, [0], job_input((4,)))
+    [running] = farm.svc.jobs.allocate([1000], None, 1, "prover-1")
+    rc, out, _ = run(farm, capsys, "worker", "wdpost", "list")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows[a][1:7] == ["f01000", "3", "[0,", "1]", "3", "prover-1"] and rows[a][8:9] == ["1"]   # id, miner, ddl, parts, sectors
+    assert rows[b][1:5] == ["f01000", "4", "[0]", "1"] and rows[b][-2:] == ["-", "-"]                 # not started: no elapsed
+    assert running["Id"] == a
+    rc, out, _ = run(farm, capsys, "worker", "wdpost", "reset", a, json_out=True)
+    assert out == {"reset": [a]} and farm.svc.jobs.get(a)["WorkerName"] == ""
+    rc, out, _ = run(farm, capsys, "worker", "wdpost", "remove", b)
+    assert out.strip() == f"wdpost job {b}: remove done"
+    rc, out, _ = run(farm, capsys, "worker", "wdpost", "remove-all", "--really-do-it")
+    assert out.strip() == f"wdpost job {a} removed" and farm.admin.call("Venus.WdPoStAllJobs")["Jobs"] == []
