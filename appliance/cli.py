@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .manager.cli_damocles import not_built
     from .worker.commands import add_store_parsers as add_store
     from .worker.commands import add_parsers as add_worker
+    from .worker.commands import add_host_argument as add_worker_host
     from .worker.commands import add_processor_parser
 
     parser = argparse.ArgumentParser(prog="damocles", description="A Filecoin sealing cluster in one executable.")
@@ -58,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_up(sub)
     add_store(group("store", "prepare sealing locations and persist stores")[1])
     add_processor_parser(sub)
-    add_worker(group("worker", "the worker role")[1])
+    worker_parser, worker = group("worker", "the worker role")
+    add_worker_host(worker_parser)
+    add_worker(worker)
     add_post(group("post", "the dedicated PoSt prover role")[1])
     util_parser, util = group("util", "operator commands (Damocles' names) and the proof engine by hand", "TOOL")
     util_parser.add_argument("--listen", help="the manager's address HOST:PORT, as damocles-manager's `util --listen` (or --api URL)")

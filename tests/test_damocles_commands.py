@@ -163,7 +163,8 @@ def farm(tmp_path_factory):
     whost, wport = server.serve("127.0.0.1", 0)
     rpc.call("Venus.WorkerPing", {"Name": "w1", "Dest": f"{whost}:{wport}", "Version": "v-test",
                                   "Summary": {"Threads": 1, "Empty": 0, "Paused": 0, "Running": 1, "Waiting": 0, "Errors": 0}})
-    yield SimpleNamespace(svc=svc, url=url, home=home, sid=sid, thread=thread, admin=RPCClient(url, issue_token(svc.secret, "admin", "t")))
+    yield SimpleNamespace(svc=svc, url=url, home=home, sid=sid, thread=thread, worker_dest=f"{whost}:{wport}",
+                          admin=RPCClient(url, issue_token(svc.secret, "admin", "t")))
     server.shutdown()
     svc.stop()
 
@@ -413,3 +414,19 @@ def test_wdpost_jobs_under_worker_wdpost(farm, capsys):
     assert out.strip() == f"wdpost job {b}: remove done"
     rc, out, _ = run(farm, capsys, "worker", "wdpost", "remove-all", "--really-do-it")
     assert out.strip() == f"wdpost job {a} removed" and farm.admin.call("Venus.WdPoStAllJobs")["Jobs"] == []
+
+
+def test_damocles_worker_control_commands(farm, capsys, monkeypatch):
+    """damocles-worker's `worker -H HOST:PORT list|pause -i N|resume -i N -s STATE` (worker/mod.rs):
+    straight to the worker's RPC, its address before or after the command, or from the environment."""
+    home = ["--home", str(farm.home), "--json"]
+    before = len(farm.thread.calls)
+    assert cli.main(["worker", "-H", farm.worker_dest, "list", *home]) == 0
+    assert json.loads(capsys.readouterr().out)["threads"][0]["job_id"] == farm.thread.job_id
+    assert cli.main(["worker", "pause", "-i", "0", "-H", farm.worker_dest, *home]) == 0
+    monkeypatch.setenv("DAMOCLES_WORKER_HOST", farm.worker_dest)
+    assert cli.main(["worker", "resume", "-i", "0", "-s", "PC2Done", *home]) == 0
+    assert farm.thread.calls[before:] == [("pause",), ("resume", "PC2Done")]
+    capsys.readouterr()
+    assert cli.main(["worker", "enable_dump", "--child_pid", "7", "--dump_dir", "/tmp"]) == 2
+    assert capsys.readouterr().err.startswith("damocles: worker enable-dump is not built yet: ")

@@ -28,27 +28,50 @@ def cmd_check(args) -> int:
     return cmd_worker_check(args)
 
 
+DEFAULT_WORKER_HOST = "127.0.0.1:17890"     # damocles-worker's default, as its CLI falls back to
+
+
 def add_control_parsers(worker: argparse._SubParsersAction) -> None:
+    """damocles-worker's `worker list|pause -i N|resume -i N [-s STATE]`, the worker's address
+    from `--worker`/`-H` (here or before the command), $DAMOCLES_WORKER_HOST, else 127.0.0.1:17890."""
     for name, helptext in (("list", "the worker's sealing threads"), ("pause", "pause a sealing thread"),
                            ("resume", "resume a paused sealing thread")):
         p = worker.add_parser(name, help=helptext)
-        p.add_argument("--worker", required=True, help="the worker's RPC address HOST:PORT (see util workers list)")
+        p.add_argument("--worker", "-H", "--host", dest="worker",
+                       help="the worker's RPC address HOST:PORT (see util workers list)")
         p.add_argument("--token", help="a manager token (default $DAMOCLES_TOKEN or minted from --home)")
         p.add_argument("--home", type=Path, default=Path.home() / ".damocles-manager")
         if name != "list":
-            p.add_argument("--index", type=int, required=True)
+            p.add_argument("-i", "--index", type=int, required=True)
         if name == "resume":
-            p.add_argument("--state", help="resume at this sealer state (e.g. PC2Done)")
+            p.add_argument("-s", "--state", help="resume at this sealer state (e.g. PC2Done)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_control, action=name)
+    for name in ("enable-dump", "disable-dump"):
+        p = worker.add_parser(name, aliases=[name.replace("-", "_")], help="external processor error dumps [not built yet]")
+        p.set_defaults(func=_dump_not_built, accepts_any=True, dump_command=name)
+
+
+def _dump_not_built(args) -> int:
+    import sys
+    print(f"damocles: worker {args.dump_command} is not built yet: external processors here report their errors "
+          "in the worker's log", file=sys.stderr)
+    return 2
+
+
+def add_host_argument(worker_parser: argparse.ArgumentParser) -> None:
+    """`damocles worker -H HOST:PORT list`, where damocles-worker takes it."""
+    worker_parser.add_argument("-H", "--host", dest="worker_host", help="the worker's RPC address HOST:PORT")
 
 
 def cmd_control(args) -> int:
+    import os
     from ..core.output import emit
     from ..rpc.auth import cli_token
     from ..rpc.client import RPCClient
+    host = args.worker or getattr(args, "worker_host", None) or os.environ.get("DAMOCLES_WORKER_HOST") or DEFAULT_WORKER_HOST
     # the worker gets the token: one minted here lives only as long as this command needs
-    client = RPCClient(f"http://{args.worker}", cli_token(args.token, args.home, ttl=60))
+    client = RPCClient(f"http://{host}", cli_token(args.token, args.home, ttl=60))
     if args.action == "list":
         rows = client.call("VenusWorker.WorkerList")
         lines = [f"{r['index']:>3}  {r['thread_state']['state']:<8} {r['job_id'] or '-':<16} {r['job_state'] or '-':<22} "
