@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_damocles_cmds import (cmd_deadline, cmd_deadlines, cmd_faults, cmd_find_deal, cmd_fetch_params, cmd_gen_store_json,
-                                cmd_proving_check, cmd_proving_info, cmd_rebuild, cmd_restore, cmd_abort, cmd_sector_info,
-                                cmd_sectors_list, cmd_snap_candidates, cmd_snap_fetch, cmd_state,
-                                cmd_storage_find, cmd_unseal, cmd_wdpost_list, cmd_wdpost_each,
+from .cli_damocles_cmds import (cmd_fetch_params, cmd_gen_store_json, cmd_storage_find, cmd_wdpost_each, cmd_wdpost_list,
                                 cmd_wdpost_remove_all, cmd_worker_control, cmd_worker_list, go_bool)
+from .cli_damocles_sealer import (cmd_abort, cmd_deadline, cmd_deadlines, cmd_faults, cmd_find_deal, cmd_proving_check,
+                                  cmd_proving_info, cmd_rebuild, cmd_restore, cmd_sector_info, cmd_sectors_list,
+                                  cmd_snap_candidates, cmd_snap_fetch, cmd_state, cmd_unseal)
 from .cli_util import _common
 
 LIFECYCLE = "it comes with sector lifecycle support (extend, terminate, remove, import/export)"
