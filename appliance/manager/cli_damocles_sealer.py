@@ -37,20 +37,31 @@ def cmd_restore(args) -> int:
     return 0
 
 
+# The two calls whose params follow Damocles' when the manager's SealerCliAPI does (ListSectors
+# (workerState, job), FindSectorInAllStates(sid)): one place to switch.
+
+def _list_sectors(client) -> list[dict]:
+    return client.call("Venus.ListSectors")
+
+
+def _find_sector(client, sid: dict) -> dict:
+    return client.call("Venus.FindSector", sid)
+
+
 def _offline(s: dict) -> bool:
     """Damocles keeps finalized and aborted sectors in its offline state store."""
     return bool(s["Finalized"] or s["AbortReason"])
 
 
 def _jobs(client) -> dict[tuple, set]:
-    """Sector -> the non-sealing jobs it has now (snapup, rebuild, unseal): Damocles' marks."""
+    """Sector -> its non-sealing jobs (snapup, rebuild, unseal in progress): Damocles' marks."""
     marks: dict[tuple, set] = {}
     for kind, rows in (("rebuild", client.call("Venus.RebuildTasks")), ("unseal", client.call("Venus.UnsealTasks"))):
         for t in rows:
             if t["State"] in ("pending", "allocated"):
                 marks.setdefault((t["Sector"]["Miner"], t["Sector"]["Number"]), set()).add(kind)
     for c in client.call("Venus.SnapUpCandidates", None):
-        if c["State"] not in ("candidate", "done", "failed"):
+        if c["State"] in ("allocated", "submitted", "landed"):       # Damocles' Upgraded: being or been upgraded
             marks.setdefault((c["Sector"]["Miner"], c["Sector"]["Number"]), set()).add("snapup")
     return marks
 
@@ -60,7 +71,7 @@ def cmd_sectors_list(args) -> int:
     miner = actor(args.miner) if args.miner else None
     marks = _jobs(client)
     chosen = []
-    for s in client.call("Venus.ListSectors"):
+    for s in _list_sectors(client):
         key = (s["ID"]["Miner"], s["ID"]["Number"])
         if _offline(s) != args.offline or (miner is not None and key[0] != miner):
             continue
@@ -101,7 +112,7 @@ def cmd_state(args) -> int:
     args.miner, args.number = words
     sid = _sid(args)
     client = _client(args)
-    state = client.call("Venus.FindSector", sid)
+    state = _find_sector(client, sid)
     if export:
         print(json.dumps(state))
         return 0
@@ -314,7 +325,7 @@ def cmd_sector_info(args) -> int:
     out = []
     for text in args.numbers:
         sid = {"Miner": miner, "Number": _number(text)}
-        out.append({"Sector": client.call("Venus.FindSector", sid),
+        out.append({"Sector": _find_sector(client, sid),
                     "Location": client.call("Venus.SectorIndexerFind", "normal", sid)})
     if args.json:
         emit({"sectors": out}, True)
