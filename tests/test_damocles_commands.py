@@ -307,6 +307,8 @@ def test_proving_snap_chain_miner(farm, capsys):
     assert rc == 0 and isinstance(out["Epoch"], int)
     rc, out, _ = run(farm, capsys, "miner", "info", "f01000", json_out=True)
     assert rc == 0 and out["ID"] == 1000
+    rc, out, _ = run(farm, capsys, "miner", "info", "1000")
+    assert out.splitlines()[:3] == ["Miner: f01000", "SectorSize: 2KiB", "WindowPoStPartitionSectors: 2"]
     rc, _, err = run(farm, capsys, "sealer", "sectors", "rebuild", "1000", str(farm.sid["Number"]))
     assert rc == 2 and err.startswith("damocles: error: ")         # not on chain: the manager says why
     rc, _, err = run(farm, capsys, "sealer", "sectors", "unseal", "baga6ea4seaqno", "--actor", "1000")

@@ -207,6 +207,21 @@ def cmd_gen_store_json(args) -> int:
     return 0
 
 
+# --- util miner info -----------------------------------------------------------------------
+
+def cmd_miner_info(args) -> int:
+    """Damocles' `util miner info` fields the devnet has (it has no owner, worker or control
+    addresses): Miner, SectorSize, WindowPoStPartitionSectors, and the proof types."""
+    from ..core.proof_types import SECTOR_SIZES
+    r = _client(args).call("Venus.MinerInfo", actor(args.miner))
+    size = SECTOR_SIZES.get(r["SectorSize"])
+    emit(r, args.json, [f"Miner: {r['Addr']}", f"SectorSize: {size.name if size else r['SectorSize']}",
+                        f"WindowPoStPartitionSectors: {size.wpost_sectors_per_partition if size else '-'}",
+                        f"SealProofType: {r['SealProofType']}", f"WindowPoStProofType: {r['WindowPoStProofType']}",
+                        f"ProvingPeriodStart: {r['ProvingPeriodStart']}", f"Configured: {str(r['Configured']).lower()}"])
+    return 0
+
+
 # --- util fetch-params ----------------------------------------------------------------------
 
 def cmd_fetch_params(args) -> int:

@@ -58,7 +58,7 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=cmd_chain_sectors)
     from .cli_damocles import add_chain_miner, add_storage
-    from .cli_damocles_cmds import actor, cmd_storage_list
+    from .cli_damocles_cmds import cmd_miner_info, cmd_storage_list
 
     sectors = util.add_parser("sectors", help="sectors the manager knows").add_subparsers(dest="sectors_cmd", metavar="CMD")
     sectors.required = True
@@ -124,7 +124,7 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     q = miner.add_parser("info")
     q.add_argument("miner", nargs="?", default="1000", help="miner actor id (1000, f01000 or t01000)")
     _common(q)
-    q.set_defaults(func=lambda a: _show(a, _client(a).call("Venus.MinerInfo", actor(a.miner))))
+    q.set_defaults(func=cmd_miner_info)
     add_chain_miner(chain, miner)
 
 
