@@ -33,8 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .post.commands import add_parsers as add_post
     from .proofs.commands import add_parsers as add_util
     from .up import add_parser as add_up
-    from .worker.stores import add_parsers as add_store
+    from .manager.cli_damocles import add_rest as add_damocles_rest
+    from .manager.cli_damocles import add_sealer as add_damocles_sealer
+    from .manager.cli_damocles import add_worker as add_damocles_worker
+    from .manager.cli_damocles import not_built
+    from .worker.commands import add_store_parsers as add_store
     from .worker.commands import add_parsers as add_worker
+    from .worker.commands import add_host_argument as add_worker_host
     from .worker.commands import add_processor_parser
 
     parser = argparse.ArgumentParser(prog="damocles", description="A Filecoin sealing cluster in one executable.")
@@ -42,24 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def group(name: str, helptext: str, metavar: str = "CMD"):
-        g = sub.add_parser(name, help=helptext).add_subparsers(dest=f"{name}_command", metavar=metavar)
+    def group(name: str, helptext: str, metavar: str = "CMD", **kw):
+        p = sub.add_parser(name, help=helptext, **kw)
+        g = p.add_subparsers(dest=f"{name}_command", metavar=metavar)
         g.required = True
-        return g
+        return p, g
 
-    add_manager(group("manager", "the manager role"))
+    # `daemon init|run` are damocles-manager's names for `manager init|run`
+    add_manager(group("manager", "the manager role (also: daemon)", aliases=["daemon"])[1])
+    not_built(sub, "mock", "run a mock manager", "run `damocles up` for a manager with its devnet chain, a worker and a prover")
     add_up(sub)
-    add_store(group("store", "prepare sealing locations and persist stores"))
+    add_store(group("store", "prepare sealing locations and persist stores")[1])
     add_processor_parser(sub)
-    add_worker(group("worker", "the worker role"))
-    add_post(group("post", "the dedicated PoSt prover role"))
-    util = group("util", "the proof engine and chain by hand", "TOOL")
+    worker_parser, worker = group("worker", "the worker role")
+    add_worker_host(worker_parser)
+    add_worker(worker)
+    add_post(group("post", "the dedicated PoSt prover role")[1])
+    util_parser, util = group("util", "operator commands (Damocles' names) and the proof engine by hand", "TOOL")
+    util_parser.add_argument("--listen", help="the manager's address HOST:PORT, as damocles-manager's `util --listen` (or --api URL)")
     add_util(util)
     add_manager_util(util)
+    add_damocles_sealer(util)
+    add_damocles_worker(util)
+    add_damocles_rest(util)
     add_proving(util)
     add_market(util)
     add_snap(util)
-    add_bench(group("bench", "benchmarks to run on your own hardware", "BENCH"))
+    add_bench(group("bench", "benchmarks to run on your own hardware", "BENCH")[1])
     add_hw(sub)
     return parser
 
@@ -67,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()   # the frozen executable re-enters here in spawned children
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_any", False):      # only a not-built command takes anything
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     if args.version:
         info = version_info()
         built = ", ".join(x for x in ("frozen" if info["frozen"] else "", info["commit"] and f"commit {info['commit']}",

@@ -18,7 +18,9 @@ from .commands import DEFAULT_HOME
 
 
 def _client(args) -> RPCClient:
-    return RPCClient(args.api or os.environ.get("DAMOCLES_API") or "http://127.0.0.1:1789", cli_token(args.token, args.home))
+    listen = getattr(args, "listen", None)       # Damocles' `util --listen HOST:PORT`
+    url = args.api or (listen and (listen if "://" in listen else f"http://{listen}")) or os.environ.get("DAMOCLES_API")
+    return RPCClient(url or "http://127.0.0.1:1789", cli_token(args.token, args.home))
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -55,6 +57,8 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
     p.add_argument("--miner", type=int)
     _common(p)
     p.set_defaults(func=cmd_chain_sectors)
+    from .cli_damocles import add_chain_miner, add_storage
+    from .cli_damocles_cmds import cmd_miner_info, cmd_storage_list
 
     sectors = util.add_parser("sectors", help="sectors the manager knows").add_subparsers(dest="sectors_cmd", metavar="CMD")
     sectors.required = True
@@ -111,15 +115,17 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
         q.set_defaults(func=cmd_worker_control, action=name)
     p = util.add_parser("storage", help="persist stores").add_subparsers(dest="storage_cmd", metavar="CMD")
     p.required = True
-    q = p.add_parser("list")
+    q = p.add_parser("list", help="List local storage paths and capacity")
     _common(q)
     q.set_defaults(func=cmd_storage_list)
-    p = util.add_parser("miner", help="miner information").add_subparsers(dest="miner_cmd", metavar="CMD")
-    p.required = True
-    q = p.add_parser("info")
-    q.add_argument("miner", type=int, nargs="?", default=1000)
+    add_storage(p)
+    miner = util.add_parser("miner", help="miner information").add_subparsers(dest="miner_cmd", metavar="CMD")
+    miner.required = True
+    q = miner.add_parser("info")
+    q.add_argument("miner", nargs="?", default="1000", help="miner actor id (1000, f01000 or t01000)")
     _common(q)
-    q.set_defaults(func=lambda a: _show(a, _client(a).call("Venus.MinerInfo", a.miner)))
+    q.set_defaults(func=cmd_miner_info)
+    add_chain_miner(chain, miner)
 
 
 def _show(args, result) -> int:
@@ -187,14 +193,6 @@ def cmd_workers_list(args) -> int:
     emit({"workers": rows}, args.json, _table(
         [[r["Info"]["Name"], r["Info"].get("Dest") or "", datetime.fromtimestamp(r["LastPing"], timezone.utc).isoformat()]
          for r in rows], ["NAME", "DEST", "LAST PING"]))
-    return 0
-
-
-def cmd_storage_list(args) -> int:
-    rows = _client(args).call("Venus.StoreList")
-    emit({"stores": rows}, args.json, _table(
-        [[r["Name"], r["Path"], r["Weight"], "yes" if r["ReadOnly"] else "no", r["Free"], r["Reserved"]] for r in rows],
-        ["NAME", "PATH", "WEIGHT", "READONLY", "FREE", "RESERVED"]))
     return 0
 
 

@@ -28,27 +28,50 @@ def cmd_check(args) -> int:
     return cmd_worker_check(args)
 
 
+DEFAULT_WORKER_HOST = "127.0.0.1:17890"     # damocles-worker's default, as its CLI falls back to
+
+
 def add_control_parsers(worker: argparse._SubParsersAction) -> None:
+    """damocles-worker's `worker list|pause -i N|resume -i N [-s STATE]`, the worker's address
+    from `--worker`/`-H` (here or before the command), $DAMOCLES_WORKER_HOST, else 127.0.0.1:17890."""
     for name, helptext in (("list", "the worker's sealing threads"), ("pause", "pause a sealing thread"),
                            ("resume", "resume a paused sealing thread")):
         p = worker.add_parser(name, help=helptext)
-        p.add_argument("--worker", required=True, help="the worker's RPC address HOST:PORT (see util workers list)")
+        p.add_argument("--worker", "-H", "--host", dest="worker",
+                       help="the worker's RPC address HOST:PORT (see util workers list)")
         p.add_argument("--token", help="a manager token (default $DAMOCLES_TOKEN or minted from --home)")
         p.add_argument("--home", type=Path, default=Path.home() / ".damocles-manager")
         if name != "list":
-            p.add_argument("--index", type=int, required=True)
+            p.add_argument("-i", "--index", type=int, required=True)
         if name == "resume":
-            p.add_argument("--state", help="resume at this sealer state (e.g. PC2Done)")
+            p.add_argument("-s", "--state", help="resume at this sealer state (e.g. PC2Done)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_control, action=name)
+    for name in ("enable-dump", "disable-dump"):
+        p = worker.add_parser(name, aliases=[name.replace("-", "_")], help="external processor error dumps [not built yet]")
+        p.set_defaults(func=_dump_not_built, accepts_any=True, dump_command=name)
+
+
+def _dump_not_built(args) -> int:
+    import sys
+    print(f"damocles: worker {args.dump_command} is not built yet: external processors here report their errors "
+          "in the worker's log", file=sys.stderr)
+    return 2
+
+
+def add_host_argument(worker_parser: argparse.ArgumentParser) -> None:
+    """`damocles worker -H HOST:PORT list`, where damocles-worker takes it."""
+    worker_parser.add_argument("-H", "--host", dest="worker_host", help="the worker's RPC address HOST:PORT")
 
 
 def cmd_control(args) -> int:
+    import os
     from ..core.output import emit
     from ..rpc.auth import cli_token
     from ..rpc.client import RPCClient
+    host = args.worker or getattr(args, "worker_host", None) or os.environ.get("DAMOCLES_WORKER_HOST") or DEFAULT_WORKER_HOST
     # the worker gets the token: one minted here lives only as long as this command needs
-    client = RPCClient(f"http://{args.worker}", cli_token(args.token, args.home, ttl=60))
+    client = RPCClient(f"http://{host}", cli_token(args.token, args.home, ttl=60))
     if args.action == "list":
         rows = client.call("VenusWorker.WorkerList")
         lines = [f"{r['index']:>3}  {r['thread_state']['state']:<8} {r['job_id'] or '-':<16} {r['job_state'] or '-':<22} "
@@ -83,3 +106,42 @@ def cmd_run(args) -> int:
     wait_for_stop_signal()
     service.stop()
     return 0
+
+
+def add_store_parsers(store: argparse._SubParsersAction) -> None:
+    """damocles-worker's `store` commands: `sealing-init -l a b c` and `file-init -l a b c` take
+    several locations after one `-l`/`--loc` (clap's num_args=1..), or `-l` repeated."""
+    from .stores import cmd_sealing_init
+    p = store.add_parser("sealing-init", help="Initializing the sealing directory (one per sealing thread)")
+    p.add_argument("-l", "--loc", "--location", dest="location", type=Path, nargs="+", action="extend", required=True,
+                   metavar="LOCATION", help="location(s) of the store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sealing_init)
+    p = store.add_parser("file-init", help="Initializing the persistence store directory")
+    p.add_argument("-l", "--loc", "--location", dest="location", type=Path, nargs="+", action="extend", required=True,
+                   metavar="LOCATION", help="location(s) of the store")
+    p.add_argument("--name", help="the store's name (one location only; default the directory's name)")
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_file_init)
+    p = store.add_parser("hugepage-file-init", help="create hugepage memory files [not built yet]")
+    p.set_defaults(func=_hugepage_not_built, accepts_any=True)
+
+
+def cmd_file_init(args) -> int:
+    from ..core.output import emit
+    from .stores import file_init
+    if args.name and len(args.location) > 1:
+        raise ValueError(f"--name names one store, {len(args.location)} locations were given")
+    results = [file_init(loc.expanduser(), args.name, args.read_only) for loc in args.location]
+    lines = [f"{'initialised' if r['initialised'] else 'already initialised'} persist store {r['Name']} at {r['location']}"
+             for r in results]
+    emit(results[0] if len(results) == 1 else {"stores": results}, args.json, lines)
+    return 0
+
+
+def _hugepage_not_built(args) -> int:
+    import sys
+    print("damocles: store hugepage-file-init is not built yet: sealing threads here do not read hugepage memory files",
+          file=sys.stderr)
+    return 2
