@@ -68,7 +68,7 @@ def test_planned_worker_seals_a_sector(tmp_path):
             time.sleep(0.5)   # polling a live system; bounded by the deadline
         else:
             worker.terminate()
-            raise AssertionError(f"no sector landed: {admin.call('Venus.ListSectors')}\n{worker.stderr.read()[-3000:]}")
+            raise AssertionError(f"no sector landed: {admin.call('Venus.ListSectors', '', 0)}\n{worker.stderr.read()[-3000:]}")
         assert listed[0]["State"] == "Finished" and listed[0]["Worker"] == "w1"
         assert [p.name for p in (home / "persist-1" / "sealed").iterdir()] == ["s-t01000-1"]
     finally:
