@@ -273,12 +273,13 @@ for r in $roles; do
   rhome="$home/$r"
   case "$r" in
     manager)
-      if [ -f "$rhome/manager.toml" ]; then say "unchanged  $rhome/manager.toml (kept as it is)"
+      if [ -f "$rhome/sector-manager.cfg" ]; then say "unchanged  $rhome/sector-manager.cfg (kept as it is)"
+      elif [ -f "$rhome/manager.toml" ]; then say "unchanged  $rhome/manager.toml (kept as it is)"
       else
         new_home "$rhome"
         "$bin" manager init --home "$rhome" >/dev/null
         own "$rhome"
-        say "created    $rhome (damocles manager init: manager.toml, secret, persist-1)"
+        say "created    $rhome (damocles manager init: sector-manager.cfg, secret, persist-1)"
       fi ;;
     worker|post)
       cfg="$rhome/$r.toml"
