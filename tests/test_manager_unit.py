@@ -48,7 +48,7 @@ def test_allocation_is_unique_under_concurrency_and_restart(tmp_path):
 
     def worker():
         for _ in range(25):
-            n = state.allocate(1000, 5, 0, None)
+            n = state.allocate(1000, 5, 1, None)
             with lock:
                 got.append(n)
     threads = [threading.Thread(target=worker) for _ in range(8)]
@@ -59,8 +59,8 @@ def test_allocation_is_unique_under_concurrency_and_restart(tmp_path):
     assert sorted(got) == list(range(1, 201))
     state.close()
     again = ManagerState(tmp_path / "m.db")
-    assert again.allocate(1000, 5, 0, None) == 201
-    assert again.allocate(1000, 5, 0, 201) is None          # MaxNumber reached
+    assert again.allocate(1000, 5, 1, None) == 201
+    assert again.allocate(1000, 5, 1, 201) is None          # MaxNumber reached
 
 
 @pytest.fixture

@@ -94,7 +94,8 @@ class Sealer:
         """A new sector for the caller, or None (Damocles: nothing now, ask again later) when no
         miner matches or the caller's credential already holds `max_in_flight_per_worker` sectors.
         As Damocles' sectors.Manager.Allocate: a miner picked at random among the eligible ones,
-        and one whose MaxNumber is reached is dropped from the draw."""
+        and one whose MaxNumber is reached is dropped from the draw; its number is
+        max(last, MinNumber or else InitNumber) + 1 (the state's smallest number: the floor + 1)."""
         allowed_miners = spec.get("AllowedMiners")
         allowed_proofs = spec.get("AllowedProofTypes")
         if any(m.seal_proof is None for m in self.config.miners):     # a config given since __init__
@@ -105,13 +106,13 @@ class Sealer:
             m = candidates.pop(self._rng.randrange(len(candidates)))
             if bound(caller):
                 limit = self.config.max_in_flight_per_worker
-                number, held = self.state.allocate_owned(m.actor, m.seal_proof, m.min_number, m.max_number,
+                number, held = self.state.allocate_owned(m.actor, m.seal_proof, m.min_number + 1, m.max_number,
                                                          caller.identity, limit)
                 if number is None and held >= limit:
                     self._refuse_allocation(caller.identity, held)
                     return None
             else:
-                number = self.state.allocate(m.actor, m.seal_proof, m.min_number, m.max_number)
+                number = self.state.allocate(m.actor, m.seal_proof, m.min_number + 1, m.max_number)
             crash_point("manager.allocate.after_commit")
             if number is not None:
                 return {"ID": {"Miner": m.actor, "Number": number}, "ProofType": m.seal_proof}

@@ -121,10 +121,13 @@ class ManagerState:
     # --------------------------------------------------------------------- sectors
 
     def allocate(self, miner: int, proof: int, min_number: int, max_number: int | None) -> int | None:
-        """The next number of the miner (never the same twice, across restarts and callers), as
-        Damocles numbers: above the last one and above `min_number`, at most `max_number`."""
+        """The next number of the miner (never the same twice, across restarts and callers): the
+        counter's `next` (one above the last number handed out), or `min_number` (the smallest it
+        may hand out) if higher; None past `max_number`. With `min_number` = Damocles' MinNumber
+        (or InitNumber) + 1 this is Damocles' max(last, MinNumber) + 1 (Sealer.allocate_sector)."""
         with self.tx() as db:
-            number = _next_number(db, miner, min_number)
+            row = db.execute("SELECT next FROM counters WHERE miner = ?", (miner,)).fetchone()
+            number = max(row[0] if row else 0, min_number)
             if max_number is not None and number > max_number:
                 return None
             db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE SET next = excluded.next",
@@ -358,7 +361,8 @@ class ManagerState:
                               "AND json_extract(info, '$.finalized') IS NULL", (owner,)).fetchone()[0]
             if held >= max_in_flight:
                 return None, held
-            number = _next_number(db, miner, min_number)
+            row = db.execute("SELECT next FROM counters WHERE miner = ?", (miner,)).fetchone()
+            number = max(row[0] if row else 0, min_number)
             if max_number is not None and number > max_number:
                 return None, held
             db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE SET next = excluded.next",
@@ -437,13 +441,3 @@ class ManagerState:
                 for name, _ in gone:
                     self.last_pings.pop(name, None)
         return gone
-
-
-def _next_number(db, miner: int, min_number: int) -> int:
-    """Damocles' NumberAllocator: max(last handed out, min_number) + 1, so the first sector is 1.
-    The counters table keeps the number after the last one handed out (`next`, as it always has:
-    the chain checks in guard.py compare with it), so last = next - 1 and a database written by
-    an earlier version keeps its place: no number is handed out twice."""
-    row = db.execute("SELECT next FROM counters WHERE miner = ?", (miner,)).fetchone()
-    last = row[0] - 1 if row else 0
-    return max(last, min_number) + 1
