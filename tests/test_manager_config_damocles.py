@@ -116,6 +116,8 @@ def test_unknown_keys_stay_warnings():
     cfg = parse_config({"Common": {"Nope": 1}, "Miners": [{"Actor": 1, "Sector": {"Typo": 2}, "PoSt": {"X": 1}}]})
     assert sorted(cfg.warnings) == ["[Common]: unknown key 'Nope' ignored", "[[Miners]][0].PoSt: unknown key 'X' ignored",
                                     "[[Miners]][0].Sector: unknown key 'Typo' ignored"]
+    with pytest.raises(ConfigError, match=r"^sector-manager.cfg.Miners: expected an array of tables"):
+        parse_config({"Common": {"PersistStores": [{"Name": "a", "Path": "/a"}]}, "Miners": {"Actor": 1}})
 
 
 # ------------------------------------------------------------------- numbering

@@ -284,11 +284,11 @@ def parse_config(raw: dict, base: Path | None = None, *, legacy: bool = False, n
         s = _table(s, where)
         _unknown(s, set(SCHEMA["Common"]["PersistStores"][0]), where, w)
         p = _store_path(s, where, base, w)
-        name = _take(s, "Name", str, where, "") or str(p)      # Damocles: an unnamed store is named by its path
-        if name in names:
-            raise ConfigError(f"{where}.Name: duplicate store name {name!r}")
-        names.add(name)
-        cfg.persist_stores.append(PersistStore(name, p, max(1, _take(s, "Weight", int, where, 1)),
+        store = _take(s, "Name", str, where, "") or str(p)      # Damocles: an unnamed store is named by its path
+        if store in names:
+            raise ConfigError(f"{where}.Name: duplicate store name {store!r}")
+        names.add(store)
+        cfg.persist_stores.append(PersistStore(store, p, max(1, _take(s, "Weight", int, where, 1)),
                                                _take(s, "ReadOnly", bool, where, False),
                                                _miner_list(s, "AllowMiners", where), _miner_list(s, "DenyMiners", where)))
     for i, s in enumerate(_array(common, "PieceStores", "[Common]")):
