@@ -91,10 +91,34 @@ def test_the_docs_minimal_configuration_loads():
 
 def test_the_docs_section_examples_load():
     cfg = load_config(FIXTURES / "manager-docs.cfg")
-    assert cfg.warnings == ["[Common].ScanPersistStores: not supported by this manager yet, ignored: list each store as "
-                            "[[Common.PersistStores]]"]
+    assert cfg.warnings == []
     (m,) = cfg.miners
     assert (m.min_number, m.max_number) == (10, 1_000_000)
+
+
+def test_scan_persist_stores_finds_each_sectorstore_json(tmp_path):
+    """modules.ScanPersistStores: glob, keep the matches with a sectorstore.json, Name else ID,
+    the match as Path; Go's encoding/json matches the file's keys without case."""
+    (tmp_path / "stores" / "a").mkdir(parents=True)
+    (tmp_path / "stores" / "a" / "sectorstore.json").write_text(
+        '{"ID": "6df11a94-4f04-4070-9ccd-54618e5e390d", "Strict": false, "ReadOnly": false, "Weight": 0, '
+        '"AllowMiners": [1001], "DenyMiners": [], "PluginName": "", "Meta": {}}')
+    (tmp_path / "stores" / "b").mkdir()
+    (tmp_path / "stores" / "b" / "sectorstore.json").write_text('{"name": "b-store", "readonly": true, "weight": 3}')
+    (tmp_path / "stores" / "c").mkdir()                       # no sectorstore.json: not a store
+    cfg = parse_config({"Common": {"ScanPersistStores": ["stores/*"],
+                                   "PersistStores": [{"Name": "listed", "Path": "/x"}]}}, tmp_path)
+    assert cfg.warnings == []
+    assert [(s.name, s.path, s.read_only, s.weight, s.allow_miners) for s in cfg.persist_stores] == [
+        ("listed", Path("/x"), False, 1, ()),
+        ("6df11a94-4f04-4070-9ccd-54618e5e390d", tmp_path / "stores" / "a", False, 1, (1001,)),
+        ("b-store", tmp_path / "stores" / "b", True, 3, ())]
+    with pytest.raises(ConfigError, match="duplicate store name 'b-store'"):
+        parse_config({"Common": {"ScanPersistStores": ["stores/*"], "PersistStores": [{"Name": "b-store", "Path": "/x"}]}},
+                     tmp_path)
+    (tmp_path / "stores" / "c" / "sectorstore.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"ScanPersistStores 'stores/\*': .*stores/c/sectorstore.json cannot be read"):
+        parse_config({"Common": {"ScanPersistStores": ["stores/*"]}}, tmp_path)
 
 
 def test_keys_match_without_case_as_go_decodes_them():

@@ -10,6 +10,8 @@ last number never handed out. load_config reads a `.toml` file with the old mean
 
 from __future__ import annotations
 
+import glob
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -275,12 +277,10 @@ def parse_config(raw: dict, base: Path | None = None, *, legacy: bool = False, n
     cfg.worker_prover = WorkerProverConfig(max(1, _take(wp, "JobMaxTry", int, "[Common.Proving.WorkerProver]", 2)),
                                            _take(wp, "HeartbeatTimeout", "duration", "[Common.Proving.WorkerProver]", 15.0),
                                            _take(wp, "JobLifetime", "duration", "[Common.Proving.WorkerProver]", 25 * 3600.0))
-    if common.get("ScanPersistStores"):
-        w.append("[Common].ScanPersistStores: not supported by this manager yet, ignored: list each store as "
-                 "[[Common.PersistStores]]")
     names = set()
-    for i, s in enumerate(_array(common, "PersistStores", "[Common]")):
-        where = f"[[Common.PersistStores]][{i}]"
+    stores = [(f"[[Common.PersistStores]][{i}]", s) for i, s in enumerate(_array(common, "PersistStores", "[Common]"))]
+    for i, s in enumerate(_array(common, "PersistStores", "[Common]") + _scan_stores(common, base)):
+        where = stores[i][0] if i < len(stores) else s.pop("_where")
         s = _table(s, where)
         _unknown(s, set(SCHEMA["Common"]["PersistStores"][0]), where, w)
         p = _store_path(s, where, base, w)
@@ -305,6 +305,34 @@ def parse_config(raw: dict, base: Path | None = None, *, legacy: bool = False, n
             raise ConfigError(f"[[Miners]][{i}].Actor: miner {mc.actor} configured twice")
         cfg.miners.append(mc)
     return cfg
+
+
+def _scan_stores(common: dict, base: Path | None) -> list[dict]:
+    """`[Common].ScanPersistStores`, as Damocles' manager reads it (modules.ScanPersistStores):
+    each glob's matches that hold a `sectorstore.json` are persist stores, the file holding the
+    keys of a [[Common.PersistStores]] (matched without case, as Go's encoding/json does) with
+    `ID` standing for an empty `Name`, and the match as the Path. Relative patterns start from
+    the config's directory. A file that cannot be read is an error naming it."""
+    patterns = common.get("ScanPersistStores", [])
+    if not isinstance(patterns, list) or not all(isinstance(x, str) for x in patterns):
+        raise ConfigError("[Common].ScanPersistStores: expected a list of glob patterns")
+    out = []
+    for pattern in patterns:
+        full = pattern if base is None or Path(pattern).is_absolute() else str(base / pattern)
+        for match in sorted(glob.glob(full)):
+            meta = Path(match) / "sectorstore.json"
+            if not meta.is_file():
+                continue
+            where = f"[Common].ScanPersistStores {pattern!r}: {meta}"
+            try:
+                info = json.loads(meta.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"{where} cannot be read: {exc}") from None
+            info = canonical_keys(_table(info, where), {**SCHEMA["Common"]["PersistStores"][0], "ID": None}, where)
+            info["Name"] = info.get("Name") or info.get("ID") or ""
+            info.pop("ID", None)
+            out.append({**info, "Path": str(Path(match).resolve()), "_where": where})
+    return out
 
 
 def _array(raw: dict, key: str, where: str) -> list:
