@@ -273,12 +273,13 @@ for r in $roles; do
   rhome="$home/$r"
   case "$r" in
     manager)
-      if [ -f "$rhome/manager.toml" ]; then say "unchanged  $rhome/manager.toml (kept as it is)"
+      if [ -f "$rhome/sector-manager.cfg" ]; then say "unchanged  $rhome/sector-manager.cfg (kept as it is)"
+      elif [ -f "$rhome/manager.toml" ]; then say "unchanged  $rhome/manager.toml (kept as it is)"
       else
         new_home "$rhome"
         "$bin" manager init --home "$rhome" >/dev/null
         own "$rhome"
-        say "created    $rhome (damocles manager init: manager.toml, secret, persist-1)"
+        say "created    $rhome (damocles manager init: sector-manager.cfg, secret, persist-1)"
       fi ;;
     worker|post)
       cfg="$rhome/$r.toml"
@@ -333,7 +334,7 @@ addr_hint="the manager's address and a write token"
 case ":$PATH:" in *":$prefix/bin:"*) ;; *) hint "add $prefix/bin to the PATH (or run $bin)" ;; esac
 for r in $roles; do
   case "$r" in
-    manager) hint "manager: edit $home/manager/manager.toml (RPC Listen, miners, persist stores; see packaging/manager.toml);"
+    manager) hint "manager: edit $home/manager/sector-manager.cfg (RPC Listen, miners, persist stores; see packaging/manager.toml);"
              hint "         mint a token per worker and prover: $bin manager token --home $home/manager --perm write --name HOST" ;;
     worker)  hint "worker:  edit $home/worker/worker.toml ($addr_hint, one [[sealing_thread]] per local store, [[attached]] persist store, processors)" ;;
     post)    hint "post:    edit $home/post/post.toml ($addr_hint, [[attached]] persist stores, processors)" ;;

@@ -4,7 +4,7 @@ the manager, its devnet and the worker, and shows live progress. With `--sectors
 once N sectors are Finished, and non-zero with the reason if a sector aborts, a thread stops on
 an error, or nothing progresses for `--stall-timeout` seconds.
 
-Layout: `<home>/manager` (manager.toml, secret, databases, `persist-1/` store),
+Layout: `<home>/manager` (sector-manager.cfg, secret, databases, `persist-1/` store),
 `<home>/worker` (worker.toml, one location per sealing thread) and `<home>/post` (post.toml: a
 prover reading the persist store, which the manager gives its WindowPoSt jobs to)."""
 
@@ -44,12 +44,14 @@ def _init(home: Path, size_name: str, threads: int) -> None:
     """Write the three homes on first run; the worker's and prover's configs hold write tokens,
     so they are 0600 from the moment they exist."""
     from .core.files import atomic_write
-    from .manager.service import DEVNET_TOML, init_home
+    from .manager.config import config_path
+    from .manager.config_file import DEVNET_CFG
+    from .manager.service import init_home
     from .rpc.auth import issue_token, load_or_create_secret
     proof = default_seal_proof(sector_size(size_name))
     mhome = home / "manager"
-    if not (mhome / "manager.toml").exists():
-        init_home(mhome, DEVNET_TOML.replace('SealProof = "StackedDrg2KiBV1_1"', f'SealProof = "{proof.name}"'))
+    if not config_path(mhome).exists():
+        init_home(mhome, DEVNET_CFG.replace('SealProof = "StackedDrg2KiBV1_1"', f'SealProof = "{proof.name}"'))
     pdir = home / "post"
     if not (pdir / "post.toml").exists():
         pdir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +97,7 @@ location = "{mhome / 'persist-1'}"
 
 
 def cmd_up(args) -> int:
-    from .manager.config import load_config
+    from .manager.config import config_path, load_config
     from .manager.service import ManagerService
     from .post.config import load_post_config
     from .post.service import ProverService
@@ -110,7 +112,7 @@ def cmd_up(args) -> int:
     setup_logs(args.log_format, logging.INFO if args.log_format == "json" else logging.WARNING)
     home = args.home.expanduser()
     _init(home, args.size, args.threads)
-    mcfg = load_config(home / "manager" / "manager.toml")
+    mcfg = load_config(config_path(home / "manager"))
     mcfg.chain = replace(mcfg.chain, block_time=args.block_time)
     manager = ManagerService(home / "manager", mcfg)
     host, port = manager.start(args.listen)

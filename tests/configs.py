@@ -5,7 +5,7 @@ written as TOML with tomli-w (so no test patches another's text with str.replace
 from __future__ import annotations
 
 import copy
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import tomli_w
 
@@ -33,8 +33,8 @@ def manager_config(max_number: int | None = 6, pre_threshold: int = 2, prove_thr
     moves the clock only by hand. `miner` is merged into the miner's table, `config` into the
     whole file."""
     batch = {"CheckInterval": check_interval}
-    m = {"Actor": 1000,
-         "Sector": {"MinNumber": 1, "MaxNumber": max_number},
+    m = {"Actor": 1000, "SealProof": "StackedDrg2KiBV1_1",
+         "Sector": {"MaxNumber": max_number},          # the first sector is 1 (Damocles' numbering)
          "Commitment": {"Confidence": 1,
                         "Pre": {"Batch": {"Threshold": pre_threshold, "MaxWait": pre_wait, **batch}},
                         "Prove": {"Batch": {"Threshold": prove_threshold, "MaxWait": prove_wait, **batch}}}}
@@ -52,8 +52,18 @@ def _without_nones(d: dict) -> dict:
 
 
 def manager_toml(*args, **kwargs) -> str:
-    """manager_config(...) as the text of a manager.toml."""
+    """manager_config(...) as TOML text: a manager.toml (earlier versions' name) or a
+    sector-manager.cfg, which read it alike (no MinNumber, whose meaning differs between them)."""
     return tomli_w.dumps(manager_config(*args, **kwargs))
+
+
+def write_manager_config(home, *args, legacy: bool = False, **kwargs):
+    """manager_config(...) written into the manager home `home` as sector-manager.cfg (or, with
+    `legacy`, as manager.toml); returns the file."""
+    path = Path(home) / ("manager.toml" if legacy else "sector-manager.cfg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(manager_toml(*args, **kwargs))
+    return path
 
 
 # the external c2 processor is this package (or $DAMOCLES_BIN) over the vc-processors protocol

@@ -29,7 +29,7 @@ def test_config_reports_unknown_keys_and_refuses_bad_values():
     assert (m.min_number, m.pre_batch.threshold, m.pre_batch.max_wait, m.prove_batch.threshold) == (10, 5, 1800.0, 4)
     assert sorted(cfg.warnings) == ["[Chain]: unknown key 'Nope' ignored", "[RPC]: unknown key 'Bogus' ignored",
                                     "[[Miners]][0].Sector: unknown key 'Typo' ignored"]
-    bad = [({"Miners": [{"Sector": {}}]}, r"\[\[Miners\]\]\[0\].Actor is required"),
+    bad = [({"Miners": [{"Sector": {"MinNumber": 1}}]}, r"\[\[Miners\]\]\[0\].Actor is required"),
            ({"Miners": [{"Actor": -5}]}, "Actor: -5 is not a non-negative integer"),
            ({"Miners": [{"Actor": 1, "SealProof": "Nope"}]}, "SealProof: unknown seal proof type"),
            ({"Miners": [{"Actor": 1, "Sector": {"MinNumber": 5, "MaxNumber": 2}}]}, "MaxNumber 2 is below MinNumber 5"),
@@ -66,7 +66,7 @@ def test_allocation_is_unique_under_concurrency_and_restart(tmp_path):
 @pytest.fixture
 def parts(tmp_path):
     cfg = parse_config({"Sealing": {"SealRandomnessLookback": 1, "ReleaseAfter": "60s"},
-                        "Miners": [{"Actor": 1000, "Sector": {"MinNumber": 1}, "Commitment": {
+                        "Miners": [{"Actor": 1000, "Commitment": {
                             "Confidence": 1, "Pre": {"Batch": {"Threshold": 1}}}}]})
     chain = Devnet(tmp_path / "d.db", ChainPolicy(block_time=0))
     chain.create_miner(1000, P2K.id)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 
 def _parts(tmp_path, policy=ChainPolicy(block_time=0)):
     cfg = parse_config({"Sealing": {"SealRandomnessLookback": 1, "UnreportedReleaseAfter": "2m"},
-                        "Miners": [{"Actor": 1000, "Sector": {"MinNumber": 1}, "Commitment": {
+                        "Miners": [{"Actor": 1000, "Commitment": {
                             "Confidence": 1, "Pre": {"Batch": {"Threshold": 1}}}}]})
     chain = Devnet(tmp_path / "d.db", policy)
     chain.create_miner(1000, P2K.id)

@@ -29,7 +29,7 @@ def sealer(tmp_path):
     (tmp_path / "ps-b").mkdir()
     cfg = parse_config({"Common": {"PersistStores": [{"Name": "ps-a", "Path": str(tmp_path / "ps-a")},
                                                      {"Name": "ps-b", "Path": str(tmp_path / "ps-b"), "ReadOnly": True}]},
-                        "Miners": [{"Actor": 1000, "Sector": {"MinNumber": 1}}]})
+                        "Miners": [{"Actor": 1000}]})
     chain = Devnet(tmp_path / "d.db", ChainPolicy(block_time=0))
     chain.create_miner(1000, P2K.id)
     clock = [1000.0]

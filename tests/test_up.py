@@ -16,7 +16,7 @@ def test_up_from_a_fresh_home(tmp_path):
     # the status page's address is a one-time login link: no token (a JWT starts "eyJ") anywhere
     link = re.search(r"status page (http://\S+/ui/login\?code=[\w-]+) ", p.stdout)
     assert link and "token=" not in p.stdout + p.stderr and "eyJ" not in p.stdout + p.stderr, p.stdout
-    assert (home / "manager" / "manager.toml").exists() and (home / "worker" / "worker.toml").exists()
+    assert (home / "manager" / "sector-manager.cfg").exists() and (home / "worker" / "worker.toml").exists()
     assert len(list((home / "manager" / "persist-1" / "sealed").iterdir())) >= 4
     p = run_cli("up", "--home", str(home), "--sectors", "1", "--block-time", "0.1")   # the home is reused
     assert p.returncode == 0 and int(re.search(r"up: (\d+) sectors finished", p.stdout).group(1)) >= 1

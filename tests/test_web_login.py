@@ -218,7 +218,7 @@ def test_session_lifetime_is_configured(tmp_path):
         parse_config({"RPC": {"WebSessionLifetime": "soon"}})
     home = tmp_path / "m"
     init_home(home, CONFIG)
-    config = load_config(home / "manager.toml")
+    config = load_config(home / "sector-manager.cfg")
     config.web_session_lifetime = parse_config({"RPC": {"WebSessionLifetime": "2h"}}).web_session_lifetime
     svc = ManagerService(home, config)
     host, port = svc.start("127.0.0.1:0")

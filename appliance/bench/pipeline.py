@@ -45,7 +45,6 @@ Path = "persist-1"
 Actor = 1000
 SealProof = "{proof}"
 [Miners.Sector]
-MinNumber = 1
 MaxNumber = {sectors}
 [Miners.Commitment]
 Confidence = 1
@@ -102,7 +101,7 @@ def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_t
     slots = min(threads, cpus)
     mhome = home / "manager"
     init_home(mhome, MANAGER_TOML.format(block_time=block_time, proof=proof.name, sectors=sectors))
-    mcfg = load_config(mhome / "manager.toml")
+    mcfg = load_config(mhome / "sector-manager.cfg")
     manager = ManagerService(mhome, replace(mcfg, chain=replace(mcfg.chain, block_time=block_time)))
     host, port = manager.start("127.0.0.1:0")
     worker = None

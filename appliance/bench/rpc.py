@@ -24,8 +24,7 @@ Listen = "127.0.0.1:0"
 BlockTime = "0s"
 [[Miners]]
 Actor = 1000
-[Miners.Sector]
-MinNumber = 1
+SealProof = "StackedDrg2KiBV1_1"
 """
 
 

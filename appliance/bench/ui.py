@@ -37,8 +37,6 @@ Path = "persist-1"
 [[Miners]]
 Actor = 1000
 SealProof = "StackedDrg2KiBV1_1"
-[Miners.Sector]
-MinNumber = 1
 [Miners.PoSt]
 Enabled = false
 [Miners.Proof]

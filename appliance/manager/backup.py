@@ -31,7 +31,7 @@ from .state import MANAGER_SCHEMA
 
 FORMAT = 1
 DATABASES: dict[str, Schema] = {"manager.db": MANAGER_SCHEMA, "devnet.db": DEVNET_SCHEMA}
-PLAIN_FILES = ("secret", "manager.toml")
+PLAIN_FILES = ("secret", "sector-manager.cfg", "manager.toml")   # the config under either name
 SNAPSHOT_DEADLINE_S = 60.0
 
 
@@ -219,7 +219,7 @@ def _restore(archive: Path, home: Path, keep_chain: bool, force: bool) -> dict:
                 moved.append(aside.name)
         placed = []
         for n in names:
-            if n == "manager.toml" and (home / n).exists():
+            if n in ("sector-manager.cfg", "manager.toml") and any((home / c).exists() for c in PLAIN_FILES[1:]):
                 continue                              # the home's own config wins
             if n == "secret":
                 os.chmod(tmp / n, 0o600)

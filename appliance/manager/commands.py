@@ -17,12 +17,15 @@ DEFAULT_HOME = Path.home() / ".damocles-manager"
 
 
 def add_parsers(manager: argparse._SubParsersAction) -> None:
-    p = manager.add_parser("init", help="create a manager home: devnet-profile config, secret, stores")
+    p = manager.add_parser("init", help="create a manager home: sector-manager.cfg (devnet profile), secret, stores")
     p.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    p.add_argument("--upgrade", action="store_true",
+                   help="write the home's manager.toml (earlier versions) as sector-manager.cfg, MinNumber carried "
+                        "over to Damocles' meaning, and move manager.toml aside as manager.toml.bak")
     p.set_defaults(func=cmd_init)
     p = manager.add_parser("run", help="run the manager (RPC, devnet chain, batching)")
     p.add_argument("--home", type=Path, default=DEFAULT_HOME)
-    p.add_argument("--listen", help="HOST:PORT (default from manager.toml; port 0 picks a free one)")
+    p.add_argument("--listen", help="HOST:PORT (default [RPC] Listen of sector-manager.cfg; port 0 picks a free one)")
     from ..core.logs import add_argument as add_log_format
     add_log_format(p)
     p.add_argument("--rebuild-from-chain", action="store_true",
@@ -59,6 +62,11 @@ def add_parsers(manager: argparse._SubParsersAction) -> None:
 
 
 def cmd_init(args) -> int:
+    if args.upgrade:
+        from .config_file import upgrade_legacy
+        new, backup = upgrade_legacy(args.home)
+        print(f"upgraded {args.home}: wrote {new.name}, the old config is {backup.name}")
+        return 0
     from .service import init_home
     path = init_home(args.home)
     print(f"initialised {args.home} (config {path.name}, secret, stores); start it with: damocles manager run --home {args.home}")
@@ -66,12 +74,13 @@ def cmd_init(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from .config import config_path
     from .service import ManagerService
     from ..core.logs import setup as setup_logs
     setup_logs(args.log_format, logging.INFO)
-    if not (args.home / "manager.toml").exists():
-        print(f"damocles: error: {args.home / 'manager.toml'} not found: run 'damocles manager init --home {args.home}'",
-              file=sys.stderr)
+    path = config_path(args.home)
+    if not path.exists():
+        print(f"damocles: error: {path} not found: run 'damocles manager init --home {args.home}'", file=sys.stderr)
         return 2
     try:
         service = ManagerService(args.home, rebuild_from_chain=args.rebuild_from_chain)

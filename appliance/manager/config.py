@@ -1,13 +1,22 @@
-"""manager.toml, in Damocles' manager shape: `[Common]` with `[[Common.PersistStores]]`,
-`[[Miners]]` with `Sector` and `Commitment`, plus `[Chain]` (devnet policy and clock) and `[RPC]`.
-Unknown keys are reported; bad values are refused naming the key."""
+"""The manager's config, `sector-manager.cfg` in Damocles' layout (`damocles-manager daemon
+init`): `[Common]` with `[[Common.PersistStores]]`, `[[Miners]]` with `Sector`, `Commitment`,
+`PoSt`..., plus this project's `[RPC]`, `[Sealing]`, `[Market]` and `[Chain]` (devnet policy and
+clock). Keys match without regard to case, as Go's TOML decoding matches them to struct fields.
+Unknown keys are reported; bad values are refused naming the key.
+
+`manager.toml`, the layout of earlier versions, is the same file under another name, but its
+`MinNumber` was the first number handed out; in Damocles' (and sector-manager.cfg) it is the
+last number never handed out. load_config reads a `.toml` file with the old meaning."""
 
 from __future__ import annotations
 
+import glob
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..chain.policy import ChainPolicy
+from ..chain.types import ChainError
 from ..config import ConfigError, load_toml
 from ..core.proof_types import seal_proof
 from ..core.units import parse_bytes, parse_duration
@@ -41,9 +50,9 @@ class WorkerProverConfig:
 @dataclass(frozen=True)
 class MinerConfig:
     actor: int
-    seal_proof: int
-    min_number: int = 0
-    max_number: int | None = None
+    seal_proof: int | None          # None: read from the chain (resolve_seal_proofs)
+    min_number: int = 0             # numbers handed out are above this (Damocles' MinNumber, else InitNumber)
+    max_number: int | None = None   # ... and at most this
     enabled: bool = True
     lifetime_days: int = 540
     confidence: int = 10
@@ -93,6 +102,79 @@ class ManagerConfig:
         return next((m for m in self.miners if m.actor == actor), None)
 
 
+CONFIG_NAME = "sector-manager.cfg"      # Damocles' name (confmgr: `<key>.cfg`, key "sector-manager")
+LEGACY_NAME = "manager.toml"
+
+_FEE = {"GasOverEstimation": None, "GasOverPremium": None, "GasFeeCap": None, "MaxFeeCap": None}
+_POLICY = {"Sender": None, "Senders": None, "SendFund": None, **_FEE,
+           "Batch": {"Threshold": None, "MaxWait": None, "CheckInterval": None, **_FEE}}
+_STORE = {"Name": None, "Path": None, "Meta": None, "ReadOnly": None, "Plugin": None, "PluginName": None}
+# Every table and key of Damocles' manager config (damocles-manager/modules/config.go), and ours;
+# a value None is a leaf (or a table of free keys, such as Meta) whose keys are left as written.
+SCHEMA = {
+    "Common": {"API": {"Chain": None, "Messager": None, "Market": None, "Gateway": None, "Token": None,
+                       "ChainEventInterval": None},
+               "Plugins": {"Dir": None},
+               "PieceStores": [_STORE],
+               "PersistStores": [{**_STORE, "Strict": None, "Weight": None, "AllowMiners": None, "DenyMiners": None}],
+               "ScanPersistStores": None,
+               "MongoKVStore": {"Enable": None, "DSN": None, "DatabaseName": None},
+               "DB": {"Driver": None, "Badger": {"BaseDir": None}, "Mongo": {"Enable": None, "DSN": None, "DatabaseName": None},
+                      "Plugin": {"PluginName": None, "Meta": None}},
+               "Proving": {"ParallelCheckLimit": None, "SingleCheckTimeout": None, "PartitionCheckTimeout": None,
+                           "Parallel": None,
+                           "WorkerProver": {"JobMaxTry": None, "HeartbeatTimeout": None, "JobLifetime": None}}},
+    "Miners": [{"Actor": None, "SealProof": None,
+                "Sector": {"InitNumber": None, "MinNumber": None, "MaxNumber": None, "Enabled": None, "EnableDeals": None,
+                           "LifetimeDays": None, "Verbose": None, "SealingEpochs": None},
+                "SnapUp": {"Enabled": None, "Sender": None, "Senders": None, "SendFund": None, **_FEE, "CleanupCCData": None,
+                           "MessageConfidential": None, "ReleaseCondidential": None, "MessageConfidence": None,
+                           "ReleaseConfidence": None,
+                           "Retry": {"MaxAttempts": None, "PollInterval": None, "APIFailureWait": None,
+                                     "LocalFailureWait": None}},
+                "Commitment": {"Confidence": None, "Pre": _POLICY, "Prove": _POLICY, "Terminate": _POLICY},
+                "PoSt": {"Sender": None, "Senders": None, "Enabled": None, "StrictCheck": None, "Parallel": None, **_FEE,
+                         "Confidence": None, "SubmitConfidence": None, "ChallengeConfidence": None,
+                         "MaxRecoverSectorLimit": None, "MaxPartitionsPerPoStMessage": None,
+                         "MaxPartitionsPerRecoveryMessage": None},
+                "Proof": {"Enabled": None},
+                "Sealing": {"SealingEpochDuration": None, "RequireActivationSuccess": None,
+                            "RequireActivationSuccessUpdate": None, "RequireNotificationSuccess": None,
+                            "RequireNotificationSuccessUpdate": None, "UseSyntheticPoRep": None,
+                            "SealingSectorDeadlineDelayNi": None},
+                "Deal": {"Enabled": None}}],
+    "RPC": {"Listen": None, "AllowNetworks": None, "MaxBodyBytes": None, "WebSessionLifetime": None},
+    "Sealing": {"SealRandomnessLookback": None, "InteractivePoRepConfidence": None, "ReleaseAfter": None,
+                "UnreportedReleaseAfter": None, "MaxInFlightPerWorker": None, "MaxTextLength": None, "WorkerExpiry": None,
+                "MaxWorkerNamesPerCredential": None, "DealHoldTimeout": None},
+    "Market": {"PieceStoreQuota": None, "UnusedPieceExpiry": None},
+    "Chain": None,       # ChainPolicy.from_config matches its keys without case itself
+}
+
+
+def canonical_keys(raw, schema, where: str = ""):
+    """`raw` with every key spelled as in `schema` when it matches one without regard to case,
+    recursively: Go's TOML decoder (BurntSushi/toml) takes an exact field name first, else one
+    that is equal under case folding, so `[Miners.Post]` is `[Miners.PoSt]`. Two keys of one
+    table that fold to the same name are refused; unknown keys are kept as written (and
+    reported by the parser)."""
+    if isinstance(schema, list):
+        if not isinstance(raw, list):
+            return raw                      # the parser refuses it, naming the key
+        return [canonical_keys(item, schema[0], f"{where}[{i}]") for i, item in enumerate(raw)]
+    if not isinstance(schema, dict) or not isinstance(raw, dict):
+        return raw
+    folded = {k.lower(): k for k in schema}
+    out: dict = {}
+    for key, value in raw.items():
+        name = key if key in schema else folded.get(key.lower(), key)
+        if name in out:
+            raise ConfigError(f"{where or 'config'}: keys {name!r} and {key!r} are the same key (keys match without case)")
+        sub = schema.get(name) if name in schema else None
+        out[name] = canonical_keys(value, sub, f"{where}.{name}" if where else name)
+    return out
+
+
 def _table(raw, where: str) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -125,8 +207,8 @@ def _unknown(raw: dict, known: set[str], where: str, warnings: list[str]) -> Non
 
 def _batch(raw: dict, where: str, default: BatchConfig, warnings: list[str]) -> BatchConfig:
     b = _table(raw.get("Batch", {}), f"{where}.Batch")
-    _unknown(raw, {"Batch", "Senders", "SendFund", "GasOverEstimation", "GasOverPremium", "GasFeeCap", "MaxFeeCap"}, where, warnings)
-    _unknown(b, {"Threshold", "MaxWait", "CheckInterval"}, f"{where}.Batch", warnings)
+    _unknown(raw, set(_POLICY), where, warnings)
+    _unknown(b, set(_POLICY["Batch"]), f"{where}.Batch", warnings)
     out = BatchConfig(_take(b, "Threshold", int, f"{where}.Batch", default.threshold),
                       _take(b, "MaxWait", "duration", f"{where}.Batch", default.max_wait),
                       _take(b, "CheckInterval", "duration", f"{where}.Batch", default.check_interval))
@@ -135,10 +217,13 @@ def _batch(raw: dict, where: str, default: BatchConfig, warnings: list[str]) -> 
     return out
 
 
-def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
+def parse_config(raw: dict, base: Path | None = None, *, legacy: bool = False, name: str = CONFIG_NAME) -> ManagerConfig:
+    """`raw` (a decoded sector-manager.cfg) as a ManagerConfig; relative paths are under `base`.
+    `legacy`: a manager.toml, whose `MinNumber` is the first number handed out."""
     cfg = ManagerConfig()
     w = cfg.warnings
-    _unknown(raw, {"Common", "Miners", "Chain", "RPC", "Sealing", "Market"}, "manager.toml", w)
+    raw = canonical_keys(_table(raw, name), SCHEMA)
+    _unknown(raw, {"Common", "Miners", "Chain", "RPC", "Sealing", "Market"}, name, w)
     rpc = _table(raw.get("RPC", {}), "[RPC]")
     _unknown(rpc, {"Listen", "AllowNetworks", "MaxBodyBytes", "WebSessionLifetime"}, "[RPC]", w)
     cfg.listen = _take(rpc, "Listen", str, "[RPC]", cfg.listen)
@@ -184,84 +269,193 @@ def parse_config(raw: dict, base: Path | None = None) -> ManagerConfig:
         raise ConfigError(str(exc)) from None
     w.extend(chain_warnings)
     common = _table(raw.get("Common", {}), "[Common]")
-    _unknown(common, {"PersistStores", "API", "DB", "Plugins", "PieceStores", "ScanPersistStores", "Proving"}, "[Common]", w)
+    _unknown(common, set(SCHEMA["Common"]), "[Common]", w)
     proving = _table(common.get("Proving", {}), "[Common.Proving]")
-    _unknown(proving, {"WorkerProver", "Parallel"}, "[Common.Proving]", w)
+    _unknown(proving, set(SCHEMA["Common"]["Proving"]), "[Common.Proving]", w)
     wp = _table(proving.get("WorkerProver", {}), "[Common.Proving.WorkerProver]")
     _unknown(wp, {"JobMaxTry", "HeartbeatTimeout", "JobLifetime"}, "[Common.Proving.WorkerProver]", w)
     cfg.worker_prover = WorkerProverConfig(max(1, _take(wp, "JobMaxTry", int, "[Common.Proving.WorkerProver]", 2)),
                                            _take(wp, "HeartbeatTimeout", "duration", "[Common.Proving.WorkerProver]", 15.0),
                                            _take(wp, "JobLifetime", "duration", "[Common.Proving.WorkerProver]", 25 * 3600.0))
     names = set()
-    for i, s in enumerate(common.get("PersistStores", [])):
-        where = f"[[Common.PersistStores]][{i}]"
+    stores = [(f"[[Common.PersistStores]][{i}]", s) for i, s in enumerate(_array(common, "PersistStores", "[Common]"))]
+    for i, s in enumerate(_array(common, "PersistStores", "[Common]") + _scan_stores(common, base)):
+        where = stores[i][0] if i < len(stores) else s.pop("_where")
         s = _table(s, where)
-        _unknown(s, {"Name", "Path", "Weight", "ReadOnly", "AllowMiners", "DenyMiners", "Strict", "Meta", "Plugin", "PluginName"}, where, w)
-        path = _take(s, "Path", str, where, None)
-        if not path:
-            raise ConfigError(f"{where}.Path is required")
-        p = Path(path) if base is None or Path(path).is_absolute() else base / path
-        name = _take(s, "Name", str, where, str(p))
-        if name in names:
-            raise ConfigError(f"{where}.Name: duplicate store name {name!r}")
-        names.add(name)
-        cfg.persist_stores.append(PersistStore(name, p, max(1, _take(s, "Weight", int, where, 1)),
+        _unknown(s, set(SCHEMA["Common"]["PersistStores"][0]), where, w)
+        p = _store_path(s, where, base, w)
+        store = _take(s, "Name", str, where, "") or str(p)      # Damocles: an unnamed store is named by its path
+        if store in names:
+            raise ConfigError(f"{where}.Name: duplicate store name {store!r}")
+        names.add(store)
+        cfg.persist_stores.append(PersistStore(store, p, max(1, _take(s, "Weight", int, where, 1)),
                                                _take(s, "ReadOnly", bool, where, False),
-                                               tuple(s.get("AllowMiners", [])), tuple(s.get("DenyMiners", []))))
-    for i, s in enumerate(common.get("PieceStores", [])):
+                                               _miner_list(s, "AllowMiners", where), _miner_list(s, "DenyMiners", where)))
+    for i, s in enumerate(_array(common, "PieceStores", "[Common]")):
         where = f"[[Common.PieceStores]][{i}]"
         s = _table(s, where)
-        _unknown(s, {"Name", "Path", "Meta", "Plugin", "PluginName"}, where, w)
-        path = _take(s, "Path", str, where, None)
-        if not path:
-            raise ConfigError(f"{where}.Path is required")
-        p = Path(path) if base is None or Path(path).is_absolute() else base / path
-        cfg.piece_stores.append(PersistStore(_take(s, "Name", str, where, str(p)), p))
-    for i, m in enumerate(raw.get("Miners", [])):
-        where = f"[[Miners]][{i}]"
-        m = _table(m, where)
-        _unknown(m, {"Actor", "SealProof", "Sector", "Commitment", "PoSt", "SnapUp", "Proof", "Sealing"}, where, w)
-        actor = _take(m, "Actor", int, where, None)
-        if actor is None:
-            raise ConfigError(f"{where}.Actor is required")
-        try:
-            proof = seal_proof(m.get("SealProof", "StackedDrg2KiBV1_1")).id
-        except ValueError as exc:
-            raise ConfigError(f"{where}.SealProof: {exc}") from None
-        sec = _table(m.get("Sector", {}), f"{where}.Sector")
-        _unknown(sec, {"MinNumber", "MaxNumber", "Enabled", "EnableDeals", "LifetimeDays", "Verbose", "InitNumber",
-                       "SealingEpochs"}, f"{where}.Sector", w)
-        com = _table(m.get("Commitment", {}), f"{where}.Commitment")
-        _unknown(com, {"Confidence", "Pre", "Prove", "Terminate"}, f"{where}.Commitment", w)
-        mc = MinerConfig(actor, proof, _take(sec, "MinNumber", int, f"{where}.Sector", 0),
-                         _take(sec, "MaxNumber", int, f"{where}.Sector", None),
-                         _take(sec, "Enabled", bool, f"{where}.Sector", True),
-                         _take(sec, "LifetimeDays", int, f"{where}.Sector", 540),
-                         _take(com, "Confidence", int, f"{where}.Commitment", 10),
-                         _batch(_table(com.get("Pre", {}), f"{where}.Commitment.Pre"), f"{where}.Commitment.Pre", BatchConfig(2, 3600.0, 60.0), w),
-                         _batch(_table(com.get("Prove", {}), f"{where}.Commitment.Prove"), f"{where}.Commitment.Prove", BatchConfig(4, 3600.0, 60.0), w))
-        post = _table(m.get("PoSt", {}), f"{where}.PoSt")
-        pw = f"{where}.PoSt"
-        _unknown(post, {"Enabled", "ChallengeConfidence", "SubmitConfidence", "Confidence", "MaxPartitionsPerPoStMessage",
-                        "MaxPartitionsPerRecoveryMessage", "MaxRecoverSectorLimit", "StrictCheck", "Parallel", "Senders",
-                        "Sender", "GasOverEstimation", "GasOverPremium", "GasFeeCap", "MaxFeeCap"}, pw, w)
-        proof_tbl = _table(m.get("Proof", {}), f"{where}.Proof")
-        _unknown(proof_tbl, {"Enabled"}, f"{where}.Proof", w)
-        mc = replace(mc, post=PoStConfig(_take(post, "Enabled", bool, pw, True),
-                                         _take(post, "ChallengeConfidence", int, pw, 10) or 10,
-                                         _take(post, "SubmitConfidence", int, pw, 4) or 4,
-                                         _take(post, "Confidence", int, pw, 10),
-                                         _take(post, "MaxPartitionsPerPoStMessage", int, pw, 0)),
-                     winning_post=_take(proof_tbl, "Enabled", bool, f"{where}.Proof", False),
-                     enable_deals=_take(sec, "EnableDeals", bool, f"{where}.Sector", False),
-                     sealing_epochs=_take(sec, "SealingEpochs", int, f"{where}.Sector", 2880))
-        if mc.max_number is not None and mc.max_number < mc.min_number:
-            raise ConfigError(f"{where}.Sector: MaxNumber {mc.max_number} is below MinNumber {mc.min_number}")
-        if cfg.miner(actor):
-            raise ConfigError(f"{where}.Actor: miner {actor} configured twice")
+        _unknown(s, set(SCHEMA["Common"]["PieceStores"][0]), where, w)
+        p = _store_path(s, where, base, w)
+        cfg.piece_stores.append(PersistStore(_take(s, "Name", str, where, "") or str(p), p))
+    for i, m in enumerate(_array(raw, "Miners", name)):
+        mc = _miner(_table(m, f"[[Miners]][{i}]"), f"[[Miners]][{i}]", legacy, w)
+        if mc is None:
+            continue
+        if cfg.miner(mc.actor):
+            raise ConfigError(f"[[Miners]][{i}].Actor: miner {mc.actor} configured twice")
         cfg.miners.append(mc)
     return cfg
 
 
+def _scan_stores(common: dict, base: Path | None) -> list[dict]:
+    """`[Common].ScanPersistStores`, as Damocles' manager reads it (modules.ScanPersistStores):
+    each glob's matches that hold a `sectorstore.json` are persist stores, the file holding the
+    keys of a [[Common.PersistStores]] (matched without case, as Go's encoding/json does) with
+    `ID` standing for an empty `Name`, and the match as the Path. Relative patterns start from
+    the config's directory. A file that cannot be read is an error naming it."""
+    patterns = common.get("ScanPersistStores", [])
+    if not isinstance(patterns, list) or not all(isinstance(x, str) for x in patterns):
+        raise ConfigError("[Common].ScanPersistStores: expected a list of glob patterns")
+    out = []
+    for pattern in patterns:
+        full = pattern if base is None or Path(pattern).is_absolute() else str(base / pattern)
+        for match in sorted(glob.glob(full)):
+            meta = Path(match) / "sectorstore.json"
+            if not meta.is_file():
+                continue
+            where = f"[Common].ScanPersistStores {pattern!r}: {meta}"
+            try:
+                info = json.loads(meta.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"{where} cannot be read: {exc}") from None
+            info = canonical_keys(_table(info, where), {**SCHEMA["Common"]["PersistStores"][0], "ID": None}, where)
+            info["Name"] = info.get("Name") or info.get("ID") or ""
+            info.pop("ID", None)
+            out.append({**info, "Path": str(Path(match).resolve()), "_where": where})
+    return out
+
+
+def _array(raw: dict, key: str, where: str) -> list:
+    v = raw.get(key, [])
+    if not isinstance(v, list):
+        raise ConfigError(f"{where}.{key}: expected an array of tables ([[{key}]])")
+    return v
+
+
+def _miner_list(raw: dict, key: str, where: str) -> tuple[int, ...]:
+    v = raw.get(key, [])
+    if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in v):
+        raise ConfigError(f"{where}.{key}: {v!r} is not a list of miner actor ids")
+    return tuple(v)
+
+
+def _store_path(s: dict, where: str, base: Path | None, warnings: list[str]) -> Path:
+    """The store's directory. An empty or absent Path (as `daemon init` leaves it, every key
+    commented out) is what Go makes of it, filepath.Abs(""): the directory relative paths start
+    from (Damocles': the manager's working directory; here, the config file's directory)."""
+    path = _take(s, "Path", str, where, "")
+    if not path:
+        warnings.append(f"{where}.Path is empty: the store is {base or Path('.')}, the directory relative paths "
+                        f"start from, as Damocles opens the current directory")
+    p = Path(path)
+    return p if base is None or p.is_absolute() else base / p
+
+
+def _has_values(t) -> bool:
+    """Does a table hold any value (not only empty sub-tables)?"""
+    return any(_has_values(v) if isinstance(v, dict) else True for v in t.values()) if isinstance(t, dict) else True
+
+
+def _miner(m: dict, where: str, legacy: bool, w: list[str]) -> MinerConfig | None:
+    _unknown(m, set(SCHEMA["Miners"][0]), where, w)
+    actor = _take(m, "Actor", int, where, None)
+    if actor is None:
+        if _has_values(m):
+            raise ConfigError(f"{where}.Actor is required")
+        # `daemon init` writes the example miner's tables with every key commented out; Go
+        # decodes it as actor 0, which no chain has, and allocates nothing for it
+        w.append(f"{where}: no Actor and no values (the commented-out example of `daemon init`): ignored")
+        return None
+    proof = None
+    if "SealProof" in m:
+        try:
+            proof = seal_proof(m["SealProof"]).id
+        except ValueError as exc:
+            raise ConfigError(f"{where}.SealProof: {exc}") from None
+    sw = f"{where}.Sector"
+    sec = _table(m.get("Sector", {}), sw)
+    _unknown(sec, set(SCHEMA["Miners"][0]["Sector"]), sw, w)
+    init_number = _take(sec, "InitNumber", int, sw, 0)
+    min_number = _take(sec, "MinNumber", int, sw, None)
+    if legacy and min_number is not None:
+        min_number = max(min_number - 1, 0)      # manager.toml: MinNumber was the first number handed out
+    floor = min_number if min_number is not None else init_number   # Damocles: MinNumber when set, else InitNumber
+    max_number = _take(sec, "MaxNumber", int, sw, None)
+    if max_number is not None and max_number <= floor:
+        key = "MinNumber" if min_number is not None else "InitNumber"
+        raise ConfigError(f"{sw}: MaxNumber {max_number} is below {key} {floor} + 1, the first number it allows: "
+                          f"no sector could be allocated")
+    cw = f"{where}.Commitment"
+    com = _table(m.get("Commitment", {}), cw)
+    _unknown(com, set(SCHEMA["Miners"][0]["Commitment"]), cw, w)
+    for t in ("SnapUp", "Sealing", "Deal"):
+        _unknown(_table(m.get(t, {}), f"{where}.{t}"), set(SCHEMA["Miners"][0][t]), f"{where}.{t}", w)
+    _table(com.get("Terminate", {}), f"{cw}.Terminate")
+    pw = f"{where}.PoSt"
+    post = _table(m.get("PoSt", {}), pw)
+    _unknown(post, set(SCHEMA["Miners"][0]["PoSt"]), pw, w)
+    proof_tbl = _table(m.get("Proof", {}), f"{where}.Proof")
+    _unknown(proof_tbl, {"Enabled"}, f"{where}.Proof", w)
+    sealing = _table(m.get("Sealing", {}), f"{where}.Sealing")
+    # Damocles' SealingEpochDuration (0: not set) is what our Sector.SealingEpochs says
+    epochs = _take(sealing, "SealingEpochDuration", int, f"{where}.Sealing", 0) or 2880
+    return MinerConfig(
+        actor, proof, floor, max_number,
+        _take(sec, "Enabled", bool, sw, True),
+        _take(sec, "LifetimeDays", int, sw, 540),
+        _take(com, "Confidence", int, cw, 10),
+        _batch(_table(com.get("Pre", {}), f"{cw}.Pre"), f"{cw}.Pre", BatchConfig(2, 3600.0, 60.0), w),
+        _batch(_table(com.get("Prove", {}), f"{cw}.Prove"), f"{cw}.Prove", BatchConfig(4, 3600.0, 60.0), w),
+        PoStConfig(_take(post, "Enabled", bool, pw, True),
+                   _take(post, "ChallengeConfidence", int, pw, 10) or 10,
+                   _take(post, "SubmitConfidence", int, pw, 4) or 4,
+                   _take(post, "Confidence", int, pw, 10),
+                   _take(post, "MaxPartitionsPerPoStMessage", int, pw, 0)),
+        enable_deals=_take(sec, "EnableDeals", bool, sw, False),
+        sealing_epochs=_take(sec, "SealingEpochs", int, sw, epochs),
+        winning_post=_take(proof_tbl, "Enabled", bool, f"{where}.Proof", False))
+
+
+def resolve_seal_proofs(cfg: ManagerConfig, chain) -> None:
+    """Each miner's seal proof type: the chain's, as Damocles reads it (MinerAPI.GetInfo); a
+    `SealProof` in the config must agree with it, and is required for a miner the chain does not
+    have yet (the devnet creates it with that proof). Refused naming the miner."""
+    for i, m in enumerate(cfg.miners):
+        try:
+            on_chain = chain.miner_info(m.actor).seal_proof
+        except ChainError:
+            on_chain = None
+        if on_chain is None and m.seal_proof is None:
+            raise ConfigError(f"[[Miners]] Actor = {m.actor}: SealProof is not set and the chain has no miner "
+                              f"f0{m.actor} to read it from: set SealProof, e.g. \"StackedDrg2KiBV1_1\"")
+        if on_chain is not None and m.seal_proof is not None and on_chain != m.seal_proof:
+            raise ConfigError(f"[[Miners]] Actor = {m.actor}: SealProof {seal_proof(m.seal_proof).name} differs from "
+                              f"the chain's {seal_proof(on_chain).name} for f0{m.actor}: remove SealProof or correct it")
+        if m.seal_proof is None:
+            cfg.miners[i] = replace(m, seal_proof=on_chain)
+
+
+def config_path(home: Path) -> Path:
+    """The manager home's config: sector-manager.cfg, else manager.toml (earlier versions);
+    a home with both is refused (which one would count?)."""
+    new, old = Path(home) / CONFIG_NAME, Path(home) / LEGACY_NAME
+    if new.exists() and old.exists():
+        raise ConfigError(f"{home} has both {CONFIG_NAME} and {LEGACY_NAME}: keep one (damocles manager init --upgrade "
+                          f"moves {LEGACY_NAME} aside once it has written {CONFIG_NAME})")
+    return old if old.exists() else new
+
+
 def load_config(path: str | Path) -> ManagerConfig:
-    return parse_config(load_toml(path), Path(path).parent)
+    """A sector-manager.cfg; a `.toml` file is read as an earlier version's manager.toml."""
+    path = Path(path)
+    return parse_config(load_toml(path), path.parent, legacy=path.suffix == ".toml", name=path.name)

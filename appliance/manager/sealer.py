@@ -21,7 +21,7 @@ from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.commitment import comm_d_from_pieces
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, UNAUTHORIZED, RPCError
-from .config import ManagerConfig, PersistStore
+from .config import ManagerConfig, PersistStore, resolve_seal_proofs
 from .identity import NAME_LENGTH, TooManyNames, bound, check_sector, check_worker_name, names_refused
 from .market import Market
 from .pieces import sector_pieces
@@ -54,8 +54,11 @@ def _human(n: int) -> str:
 
 
 class Sealer:
-    def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time):
+    def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time,
+                 rng: random.Random | None = None):
         self.config, self.state, self.chain, self._now = config, state, chain, now
+        resolve_seal_proofs(config, chain)      # a miner without SealProof takes the chain's
+        self._rng = rng or random.Random()      # which eligible miner gets the next sector (tests seed it)
         self.market = Market(config, state, chain, now)
         # observer(prev, next, seconds in prev or None, failure level or None): each ReportState (metrics)
         self.observer = None
@@ -115,23 +118,27 @@ class Sealer:
 
     def allocate_sector(self, spec: dict, caller=None) -> dict | None:
         """A new sector for the caller, or None (Damocles: nothing now, ask again later) when no
-        miner matches or the caller's credential already holds `max_in_flight_per_worker` sectors."""
+        miner matches or the caller's credential already holds `max_in_flight_per_worker` sectors.
+        As Damocles' sectors.Manager.Allocate: a miner picked at random among the eligible ones,
+        and one whose MaxNumber is reached is dropped from the draw; its number is
+        max(last, MinNumber or else InitNumber) + 1 (the state's smallest number: the floor + 1)."""
         allowed_miners = spec.get("AllowedMiners")
         allowed_proofs = spec.get("AllowedProofTypes")
-        for m in self.config.miners:
-            if not m.enabled or (allowed_miners and m.actor not in allowed_miners):
-                continue
-            if allowed_proofs and m.seal_proof not in allowed_proofs:
-                continue
+        if any(m.seal_proof is None for m in self.config.miners):     # a config given since __init__
+            resolve_seal_proofs(self.config, self.chain)
+        candidates = [m for m in self.config.miners if m.enabled and not (allowed_miners and m.actor not in allowed_miners)
+                      and not (allowed_proofs and m.seal_proof not in allowed_proofs)]
+        while candidates:
+            m = candidates.pop(self._rng.randrange(len(candidates)))
             if bound(caller):
                 limit = self.config.max_in_flight_per_worker
-                number, held = self.state.allocate_owned(m.actor, m.seal_proof, m.min_number, m.max_number,
+                number, held = self.state.allocate_owned(m.actor, m.seal_proof, m.min_number + 1, m.max_number,
                                                          caller.identity, limit)
                 if number is None and held >= limit:
                     self._refuse_allocation(caller.identity, held)
                     return None
             else:
-                number = self.state.allocate(m.actor, m.seal_proof, m.min_number, m.max_number)
+                number = self.state.allocate(m.actor, m.seal_proof, m.min_number + 1, m.max_number)
             crash_point("manager.allocate.after_commit")
             if number is not None:
                 return {"ID": {"Miner": m.actor, "Number": number}, "ProofType": m.seal_proof}

@@ -1,8 +1,9 @@
 """The manager process: its home directory, the devnet chain, state, sealer API, commitment
 batching and the RPC server, started and stopped together.
 
-Home layout: `manager.toml`, `secret` (token signing key, 0600), `manager.db` (the manager's
-state), `devnet.db` (the embedded chain's own database)."""
+Home layout: `sector-manager.cfg` (or an earlier version's `manager.toml`), `secret` (token
+signing key, 0600), `manager.db` (the manager's state), `devnet.db` (the embedded chain's own
+database)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from ..rpc.server import RPCServer
 from . import api
 from .api_cli import register_cli
 from .commitment import Committer
-from .config import ManagerConfig, load_config
+from .config import CONFIG_NAME, ManagerConfig, config_path, load_config, resolve_seal_proofs
+from .config_file import DEVNET_CFG
 from .poster import Poster
 from .proving import Proving
 from .rebuild import Rebuilder
@@ -31,60 +33,14 @@ from .wdpost_jobs import WdPoStJobs
 
 log = logging.getLogger("damocles.manager")
 
-DEVNET_TOML = """# damocles manager: devnet profile (`damocles up` and the tests).
-# Production values are Damocles' defaults: remove [Sealing] and [Chain] overrides, raise Batch.
-
-[RPC]
-Listen = "127.0.0.1:1789"
-# AllowNetworks = ["10.0.0.0/8"]   # networks whose workers may call without a token (write)
-
-[Sealing]
-SealRandomnessLookback = 5        # production: 900 (ChainFinality); a young devnet has few epochs
-InteractivePoRepConfidence = 2    # production: 6
-
-[Chain]
-BlockTime = "1s"                  # "0s": the clock moves only by hand (damocles util chain advance)
-MessageDelay = 1
-
-[[Common.PersistStores]]
-Name = "persist-1"
-Path = "persist-1"
-
-[[Miners]]
-Actor = 1000
-SealProof = "StackedDrg2KiBV1_1"
-
-[Miners.Sector]
-MinNumber = 1
-
-[Miners.Commitment]
-Confidence = 2                    # production: 10
-
-[Miners.Commitment.Pre.Batch]
-Threshold = 2
-MaxWait = "5s"                    # production: 1h
-CheckInterval = "500ms"           # production: 1m
-
-[Miners.Commitment.Prove.Batch]
-Threshold = 4
-MaxWait = "5s"
-CheckInterval = "500ms"
-
-[Miners.PoSt]                     # WindowPoSt (enabled by default)
-ChallengeConfidence = 2           # production: 10
-SubmitConfidence = 1              # production: 4
-
-[Miners.Proof]                    # WinningPoSt: take part in block production
-Enabled = true
-"""
-
-
-def init_home(home: Path, config_text: str = DEVNET_TOML) -> Path:
-    """Create a manager home (config, secret, persist store directories); refuses to overwrite."""
+def init_home(home: Path, config_text: str = DEVNET_CFG) -> Path:
+    """Create a manager home (sector-manager.cfg, secret, persist store directories, the devnet's
+    miners); refuses a home that has a config already."""
     home.mkdir(parents=True, exist_ok=True)
-    cfg_path = home / "manager.toml"
-    if cfg_path.exists():
-        raise FileExistsError(f"{cfg_path} already exists")
+    existing = config_path(home)
+    if existing.exists():
+        raise FileExistsError(f"{existing} already exists")
+    cfg_path = home / CONFIG_NAME
     cfg_path.write_text(config_text)
     load_or_create_secret(home / "secret")
     cfg = load_config(cfg_path)
@@ -99,23 +55,31 @@ def init_home(home: Path, config_text: str = DEVNET_TOML) -> Path:
 
 
 def ensure_miners(chain: Devnet, cfg: ManagerConfig) -> None:
+    """Create on the devnet each configured miner it lacks (with the config's SealProof), then
+    take every miner's proof type from the chain (config.resolve_seal_proofs)."""
     existing = {m.actor for m in chain.miners()}
     for m in cfg.miners:
-        if m.actor not in existing:
+        if m.actor not in existing and m.seal_proof is not None:
             chain.create_miner(m.actor, m.seal_proof)
+    resolve_seal_proofs(cfg, chain)
 
 
 class ManagerService:
     def __init__(self, home: Path, config: ManagerConfig | None = None, rebuild_from_chain: bool = False):
         self.home = Path(home)
-        self.config = config or load_config(self.home / "manager.toml")
+        self.config = config or load_config(config_path(self.home))
         for w in self.config.warnings:
             log.warning(w)
         self.secret = SecretFile(self.home / "secret")     # read again when `manager token --rotate` replaces it
         self.state, self.chain = open_stores(self.home, self.config.chain, [m.actor for m in self.config.miners],
                                              rebuild_from_chain,      # refuses a state behind its chain
                                              self.config.persist_stores, self.config.piece_stores)
-        ensure_miners(self.chain, self.config)
+        try:
+            ensure_miners(self.chain, self.config)      # a miner with no proof type anywhere is refused here
+        except BaseException:
+            self.state.close()
+            self.chain.close()
+            raise
         self.sealer = Sealer(self.config, self.state, self.chain)
         self.committer = Committer(self.config, self.state, self.chain)
         self.jobs = WdPoStJobs(self.state, self.config.worker_prover)

@@ -121,7 +121,10 @@ class ManagerState:
     # --------------------------------------------------------------------- sectors
 
     def allocate(self, miner: int, proof: int, min_number: int, max_number: int | None) -> int | None:
-        """The next number of the miner (never the same twice, across restarts and callers)."""
+        """The next number of the miner (never the same twice, across restarts and callers): the
+        counter's `next` (one above the last number handed out), or `min_number` (the smallest it
+        may hand out) if higher; None past `max_number`. With `min_number` = Damocles' MinNumber
+        (or InitNumber) + 1 this is Damocles' max(last, MinNumber) + 1 (Sealer.allocate_sector)."""
         with self.tx() as db:
             row = db.execute("SELECT next FROM counters WHERE miner = ?", (miner,)).fetchone()
             number = max(row[0] if row else 0, min_number)
