@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 from ..rpc import INVALID_PARAMS, JOB_NOT_FOUND, UNAUTHORIZED, RPCError
 from ..rpc.dest import worker_dest
@@ -157,24 +158,65 @@ def register_market(server: RPCServer, market, largest_sector: int) -> None:
     server.register("Venus.MarketDeals", market.deals, "read", [("miner", optional(u64))])
 
 
+def _route_task_reports(server: RPCServer, task, limits) -> None:
+    """Damocles' worker ends every plan as it ends sealing: ReportFinalized when done,
+    ReportAborted(reason) when it gives up, and it reports its state changes (ReportState). On
+    a sector whose snap-up, rebuild or unseal the caller holds, those reports are the task's
+    (`task.held`, `.finalized`, `.aborted`); any other goes to the method registered before
+    (register() must have run first)."""
+    def routed(name, own):
+        prev = server.methods.get(name)
+        if prev is None:
+            return
+        own = _task_call(own, limits)
+
+        def route(sid, *args, caller):
+            return own(sid, *args, caller=caller) if task.held(sid, caller) else prev.func(sid, *args, caller=caller)
+        server.methods[name] = dataclasses.replace(prev, func=route)
+
+    routed("Venus.ReportFinalized", task.finalized)
+    routed("Venus.ReportAborted", task.aborted)
+    # a task thread's state changes are its own: answered as Go's SectorStateResp, not recorded on the sector
+    routed("Venus.ReportState", lambda sid, req, caller: {"Id": sid, "Finalized": False, "AbortReason": ""})
+
+
 def register_unseal(server: RPCServer, unsealer, limits) -> None:
     server.register("Venus.UnsealPiece", unsealer.request, "admin", [("sid", sector_id), ("pieceCid", string), ("dest", string)])
     server.register("Venus.UnsealTasks", unsealer.tasks, "read", [])
     _bind(server, limits, "Venus.AllocateUnsealSector", unsealer.allocate, [("spec", allocate_spec)])
     _bind(server, limits, "Venus.AchieveUnsealSector", unsealer.achieve,
           [("sid", sector_id), ("pieceCid", cid), ("errInfo", string)])
+    _bind(server, limits, "Venus.AcquireUnsealDest", unsealer.acquire_dest, [("sid", sector_id), ("pieceCid", cid)])
+    _route_task_reports(server, unsealer, limits)
 
 
 def register_rebuild(server: RPCServer, rebuilder, limits) -> None:
     server.register("Venus.SectorSetForRebuild", rebuilder.request, "admin", [("sid", sector_id)])
     server.register("Venus.RebuildTasks", rebuilder.tasks, "read", [])
     _bind(server, limits, "Venus.AllocateRebuildSector", rebuilder.allocate, [("spec", allocate_spec)])
-    _bind(server, limits, "Venus.RebuildDone", rebuilder.done, [("sid", sector_id), ("errInfo", string)])
+    _bind(server, limits, "Venus.RebuildDone", rebuilder.done, [("sid", sector_id), ("errInfo", string)])    # ours
+    _route_task_reports(server, rebuilder, limits)
+
+
+class _SnapReports:
+    """The snap-up's side of _route_task_reports."""
+    def __init__(self, snap):
+        self.snap = snap
+
+    def held(self, sid, caller):
+        return self.snap.held_state(sid, caller) is not None
+
+    def finalized(self, sid, caller=None):
+        return self.snap.finalized(sid, caller)
+
+    def aborted(self, sid, reason, caller=None):
+        return self.snap.aborted(sid, reason, caller)
 
 
 # Damocles' AllocateSnapUpSpec and SnapUpOnChainInfo
 snapup_spec = struct({"Sector": optional(allocate_spec), "Deals": optional(deals_spec)}, optional_keys=("Sector", "Deals"))
-snap_submit = struct({"CommR": bytes32, "CommD": bytes32, "AccessInstance": string, "Pieces": list_of(cid), "Proof": _b64_text})
+snap_submit = struct({"CommR": bytes32, "CommD": bytes32, "AccessInstance": string, "Pieces": optional(list_of(cid)),
+                      "Proof": _b64_text})
 
 
 def register_snapup(server: RPCServer, snap, limits) -> None:
@@ -182,8 +224,9 @@ def register_snapup(server: RPCServer, snap, limits) -> None:
     server.register("Venus.SnapUpCandidates", snap.candidates, "read", [("miner", optional(u64))])
     _bind(server, limits, "Venus.AllocateSanpUpSector", snap.allocate, [("spec", snapup_spec)])
     _bind(server, limits, "Venus.SubmitSnapUpProof", snap.submit, [("sid", sector_id), ("info", snap_submit)])
-    _bind(server, limits, "Venus.SnapUpState", snap.poll, [("sid", sector_id)])
-    _bind(server, limits, "Venus.SnapUpAborted", snap.aborted, [("sid", sector_id), ("reason", string)])
+    _bind(server, limits, "Venus.SnapUpState", snap.poll, [("sid", sector_id)])           # ours: the CLI's view
+    _bind(server, limits, "Venus.SnapUpAborted", snap.aborted, [("sid", sector_id), ("reason", string)])    # ours
+    _route_task_reports(server, _SnapReports(snap), limits)
 
 
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
