@@ -292,6 +292,23 @@ def test_an_unseal_task_is_journalled_and_resumed(tmp_path, monkeypatch, point):
     assert _current(ctx) is None
 
 
+def test_an_unseal_journalled_by_an_older_worker_resumes_with_its_padded_range(tmp_path):
+    payload, task = _unseal_task(tmp_path)
+    (tmp_path / "out").mkdir()
+    older = {**task, "Offset": 0, "Size": 2048, "PayloadSize": len(payload)}      # padded, with the payload's length
+    rpc = _unseal_manager(tmp_path, None)
+    ranges = []
+
+    def run_stage(stage, fn, *args):
+        ranges.append(args[-4:-2])
+        return payload + bytes(1143 - len(payload))
+    ctx = _ctx(tmp_path, rpc, run_stage=run_stage)
+    _journal(ctx, {**SECTOR, "state": "Unsealing", "retry": 0, "task": older})
+    with Running(UnsealThread(0, ctx)) as t:
+        _until(lambda: rpc.called("Venus.AchieveUnsealSector") and t.rec.state == "Empty", "the report")
+    assert ranges == [(0, 1143)] and (tmp_path / "out" / "piece").read_bytes() == payload
+
+
 def test_a_failed_unseal_is_reported_with_its_reason(tmp_path):
     payload, task = _unseal_task(tmp_path)
     (tmp_path / "out").mkdir()
@@ -367,3 +384,17 @@ def test_a_journal_record_this_version_cannot_read_is_crit_and_kept(tmp_path):
         _until(lambda: t.status == "Paused", "the thread to stop")
         assert t.last_error.startswith("crit: journal ") and "from_the_future" in t.last_error
     assert _current(ctx)["from_the_future"] == 1 and not rpc.calls
+
+
+def test_a_rebuild_journalled_by_an_older_worker_keeps_its_commr_check():
+    from appliance.worker.rebuild import _resealed_comm_r, _update_deals
+    piece = {"/": "baga6ea4seaqa"}
+    older = {"Sector": {}, "Ticket": {}, "Pieces": None, "IsSnapUp": True, "CommR": [6] * 32,
+             "UpgradePublic": {"Pieces": [{"ID": 3, "PieceCID": piece, "PieceSize": 2048}], "CommR": [5] * 32}}
+    assert _resealed_comm_r(older) == bytes([6] * 32)          # the sector key's, as the older task named it
+    assert _update_deals(older) == [{"id": 3, "piece_cid": piece["/"], "piece_size": 2048}]
+    damocles = {"Sector": {}, "Ticket": {}, "Pieces": None, "IsSnapUp": True,
+                "PiecesV2": [{"Piece": {"Size": 2048, "PieceCID": piece}, "DealInfo": {"DealID": 3}}],
+                "UpgradePublic": {"CommR": [6] * 32, "SealedCID": {"/": "bagboea4b5abc"}, "Activation": 1, "Expiration": 9}}
+    assert _resealed_comm_r(damocles) == bytes([6] * 32) and _update_deals(damocles) == _update_deals(older)
+    assert _resealed_comm_r({**damocles, "IsSnapUp": False, "UpgradePublic": None}) is None   # the manager checks it

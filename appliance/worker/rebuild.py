@@ -50,10 +50,10 @@ class RebuildSteps(TaskSteps, SealerSteps):
 
     def on_PC2Done(self, rec):
         task = rec.task
-        key = task["UpgradePublic"] if task["IsSnapUp"] else None
-        if key is not None and bytes.fromhex(rec.comm_r) != bytes(key["CommR"]):
-            raise ValueError(f"the resealed sector key's CommR {rec.comm_r} is not the chain's {bytes(key['CommR']).hex()}: "
-                             "not persisted (wrong ticket?)")
+        expected = _resealed_comm_r(task)
+        if expected is not None and bytes.fromhex(rec.comm_r) != expected:
+            raise ValueError(f"the resealed CommR {rec.comm_r} is not the chain's {expected.hex()}: "
+                             "not persisted (wrong ticket or pieces?)")
         p = self.paths(rec)
         proof = seal_proof(rec.proof)
         update = self._reapply_update(task, p, SectorID(rec.miner, rec.number), proof) if task.get("IsSnapUp") else None
@@ -78,7 +78,7 @@ class RebuildSteps(TaskSteps, SealerSteps):
         manager checks the new replica against the chain's CommR at ReportFinalized)."""
         from ..proofs.snap import update_proof_for_seal
         from ..proofs.snap_encode import SectorFiles, encode_files
-        deals = task_deals(task["PiecesV2"])
+        deals = _update_deals(task)
         staged = p.data / "update-staged" / p.name
         staged.parent.mkdir(parents=True, exist_ok=True)
         files = [self._piece_file(p, d) for d in deals]
@@ -91,6 +91,23 @@ class RebuildSteps(TaskSteps, SealerSteps):
         finally:
             staged.unlink(missing_ok=True)
         return out
+
+
+def _resealed_comm_r(task: dict) -> bytes | None:
+    """The CommR the resealed replica must have, where the task names it: a snap-upgraded
+    sector's sector key (UpgradePublic.CommR); a task journalled by an older worker carried it
+    as `CommR`."""
+    if "PiecesV2" not in task:
+        return bytes(task["CommR"])
+    return bytes(task["UpgradePublic"]["CommR"]) if task["IsSnapUp"] else None
+
+
+def _update_deals(task: dict) -> list[dict]:
+    """The deals of a snap-upgraded sector's update (an older worker's journal: UpgradePublic.Pieces)."""
+    if "PiecesV2" not in task:
+        return [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"]}
+                for d in task["UpgradePublic"]["Pieces"]]
+    return task_deals(task["PiecesV2"])
 
 
 class RebuildThread(TaskThread):

@@ -47,7 +47,8 @@ class SnapUpSteps(TaskSteps):
     allocate_method = "Venus.AllocateSanpUpSector"    # Damocles' spelling
 
     def allocate_spec(self, spec: dict) -> dict:
-        return {"Sector": spec, "Deals": {"MaxDeals": None, "MinUsedSpace": None}}     # Damocles' AllocateSnapUpSpec
+        s = self.ctx.sealing          # Damocles' AllocateSnapUpSpec, its Deals from the thread's sealing config
+        return {"Sector": spec, "Deals": {"MaxDeals": s.max_deals, "MinUsedSpace": s.min_deal_space}}
 
     def _root(self):
         return self.ctx.location / "data" / "snap"

@@ -45,13 +45,14 @@ class UnsealSteps(TaskSteps):
         name = sector_name(sid["Miner"], sid["Number"])
         scratch = self.ctx.location / "data" / "unseal"
         scratch.mkdir(parents=True, exist_ok=True)
-        if task["Offset"] % 127 or task["Size"] <= 0:
-            raise ValueError(f"unseal range {task['Offset']}+{task['Size']} does not start on a 127-byte quad or is empty")
-        whole = -(-task["Size"] // 127) * 127          # whole quads; the piece's payload is the first Size bytes
+        offset, size = _unpadded_range(task)
+        if offset % 127 or size <= 0:
+            raise ValueError(f"unseal range {offset}+{size} does not start on a 127-byte quad or is empty")
+        whole = -(-size // 127) * 127          # whole quads; the piece's payload is the first `size` bytes
         data = self.ctx.run_stage("unseal", unseal_range, proof, SectorID(sid["Miner"], sid["Number"]),
                                   base64.b64decode(task["Ticket"]["Ticket"]), bytes(task["CommD"]), store.location / "sealed" / name,
-                                  task["Offset"], whole, self.ctx.parent_cache, scratch)
-        payload = data[: task["Size"]]
+                                  offset, whole, self.ctx.parent_cache, scratch)
+        payload = data[:size]
         got = commd_to_cid(commp_bytes(payload).commitment)
         if got != task["PieceCid"]["/"]:
             raise ValueError(f"the unsealed bytes have piece CID {got}, not {task['PieceCid']['/']}: the replica or its ticket is wrong")
@@ -78,6 +79,14 @@ class UnsealSteps(TaskSteps):
             write_new_file(path, root, payload, make_dirs=dest.startswith("store://"))   # an operator's directories are not made
         except OSError as exc:
             raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _unpadded_range(task: dict) -> tuple[int, int]:
+    """(offset, size) in unpadded bytes. A task journalled by an older worker had a padded
+    Offset and Size and the payload's length as PayloadSize."""
+    if "PayloadSize" in task:
+        return task["Offset"] // 128 * 127, task["PayloadSize"]
+    return task["Offset"], task["Size"]
 
 
 class UnsealThread(TaskThread):

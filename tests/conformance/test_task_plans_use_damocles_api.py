@@ -10,7 +10,7 @@ worker's calls and the test's own operator calls, which the test makes through a
 that they can be told apart). Tokens presented to the worker's own RPC (checked with the
 manager's AuthVerify) are apart: nothing calls the worker's RPC here."""
 
-import socket
+import re
 import urllib.request
 
 import pytest
@@ -68,10 +68,10 @@ def methods_counted(url: str, name: str, token: str | None = None, **labels) -> 
             if s.name == name and s.value > 0 and all(s.labels.get(k) == v for k, v in labels.items())}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def exporter_url(worker) -> str | None:
+    """The worker's metrics exporter, from its log line (it listens on a port of its own choosing)."""
+    found = re.search(r"metrics on (http://\S+/metrics)", worker.stderr.read())
+    return found.group(1) if found else None
 
 
 def import_deal(op: Operator, path) -> str:
@@ -97,10 +97,9 @@ def test_snapup_rebuild_and_unseal_plans_call_only_api_go_methods(tmp_path):
         op = Operator(url, issue_token(secret, "admin"))
         threads = [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "snapup"},
                    {"location": tmp_path / "t2", "plan": "rebuild"}, {"location": tmp_path / "t3", "plan": "unseal"}]
-        port = free_port()
         (tmp_path / "worker.toml").write_text(worker_toml(
             url, issue_token(secret, "write"), home / "persist-1", threads, name="w-api",
-            worker={"unseal_output_dirs": [str(out)]}, sealing={"enable_deals": True}, metrics={"enable": True, "http_listen": f"127.0.0.1:{port}"}))
+            worker={"unseal_output_dirs": [str(out)]}, sealing={"enable_deals": True}, metrics={"enable": True, "http_listen": "127.0.0.1:0"}))
         # the sealer plan: sector 1 with a deal (imported before the worker starts), sector 2 CC
         sealed_piece = tmp_path / "sealed.bin"
         sealed_piece.write_bytes(b"a deal sealed with its sector " * 30)
@@ -145,8 +144,10 @@ def test_snapup_rebuild_and_unseal_plans_call_only_api_go_methods(tmp_path):
         assert c["State"] == "landed", c
         assert (home / "persist-1" / "update" / "s-t01000-2").is_file()
 
-        by_worker = methods_counted(f"http://127.0.0.1:{port}/metrics", "damocles_worker_rpc_calls_total",
-                                    worker_name="w-api")
+        worker.stderr.seek(0)
+        metrics_url = exporter_url(worker)
+        assert metrics_url, "the worker logged no metrics exporter"
+        by_worker = methods_counted(metrics_url, "damocles_worker_rpc_calls_total", worker_name="w-api")
         for m in ("AllocateSanpUpSector", "SubmitSnapUpProof", "AllocateRebuildSector", "SubmitPersistedEx",
                   "AllocateUnsealSector", "AcquireUnsealDest", "AchieveUnsealSector", "ReportFinalized"):
             assert f"Venus.{m}" in by_worker, (m, sorted(by_worker))       # the plans ran through the counted client
