@@ -232,11 +232,11 @@ class SnapUp:
     # ReportFinalized / ReportAborted from the snapup thread that holds the upgrade (see api.register_snapup)
 
     def held_state(self, sid: dict, caller) -> str | None:
-        """The upgrade's state when `caller` holds it and it is in progress (None otherwise: once it
-        landed or failed, the sector's reports are another task's, e.g. a rebuild's)."""
+        """The upgrade's state when `caller` holds it (None when the sector is no upgrade it took).
+        A rebuild or an unseal of the sector claims its reports first (api._TASK_ORDER)."""
         row = self.state.one("SELECT state, worker FROM snap_candidates WHERE miner = ? AND number = ?",
                              (sid["Miner"], sid["Number"]))
-        if row is None or row[0] not in ("allocated", "submitted") or caller is None or (row[1] and row[1] != caller.identity):
+        if row is None or row[0] == "candidate" or caller is None or (row[1] and row[1] != caller.identity):
             return None
         return row[0]
 

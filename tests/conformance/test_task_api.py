@@ -316,3 +316,23 @@ def test_a_rust_unseal_thread_that_gives_up_fails_its_task(manager):
     task = admin("Venus.UnsealTasks")[0]
     assert task["State"] == "failed" and "persist-1" in task["ErrorInfo"]
     assert svc.state.sector(sealed["Miner"], sealed["Number"]) == before       # a proven sector is not aborted by it
+
+
+def test_reports_on_a_sector_go_to_the_task_the_worker_holds_on_it(manager):
+    svc, url, (_, cc) = manager
+    w = rust_worker(svc, url)
+    w("Venus.AllocateSanpUpSector", {"Sector": {"AllowedMiners": None, "AllowedProofTypes": None},
+                                     "Deals": {"MaxDeals": None, "MinUsedSpace": None}})
+    with svc.state.tx() as db:        # the upgrade landed before the worker's ReportFinalized came in
+        db.execute("UPDATE snap_candidates SET state = 'landed', message = 'bafy-msg' WHERE number = ?", (cc["Number"],))
+    before = svc.state.sector(cc["Miner"], cc["Number"])
+    assert w("Venus.ReportFinalized", cc) is None                      # still the snap-up's: nothing changes
+    assert svc.state.sector(cc["Miner"], cc["Number"]) == before
+    # later the same worker rebuilds the sector (its files lost): its reports are the rebuild's
+    admin = Rust(url, issue_token(svc.secret, "admin"))
+    admin("Venus.SectorSetForRebuild", cc)
+    assert w("Venus.AllocateRebuildSector", {"AllowedMiners": None, "AllowedProofTypes": None})["Sector"]["ID"] == cc
+    assert w("Venus.ReportAborted", cc, "pc1: out of memory") is None
+    task = admin("Venus.RebuildTasks")[0]
+    assert task["State"] == "failed" and task["ErrorInfo"] == "pc1: out of memory"
+    assert svc.state.one("SELECT state FROM snap_candidates WHERE number = ?", (cc["Number"],)) == ("landed",)
