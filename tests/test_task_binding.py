@@ -108,29 +108,31 @@ def test_a_snapup_is_submitted_and_polled_only_by_the_worker_that_took_it(cluste
     refused(INVALID_PARAMS, owner.call, "Venus.AllocateSanpUpSector", {}, "w1-snapup-0")
     task = owner.call("Venus.AllocateSanpUpSector", {"Sector": {"AllowedMiners": None, "AllowedProofTypes": None},
                                                      "Deals": {"MaxDeals": None, "MinUsedSpace": None}})
-    assert task["Sector"]["ID"] == sid and [p["PieceCID"] for p in task["Pieces"]] == [{"/": PIECE}]
+    assert task["Sector"]["ID"] == sid and [p["Piece"]["PieceCID"] for p in task["Pieces"]] == [{"/": PIECE}]
     assert other.call("Venus.AllocateSanpUpSector", {"Sector": {}, "Deals": {}}) is None
     info = {"CommR": [1] * 32, "CommD": [2] * 32, "AccessInstance": "persist-1", "Pieces": [{"/": PIECE}], "Proof": "AAAA"}
     before, outbox = rows(svc, "snap_candidates"), rows(svc, "outbox")
     refused(UNAUTHORIZED, other.call, "Venus.SubmitSnapUpProof", sid, info)
     refused(UNAUTHORIZED, other.call, "Venus.SnapUpState", sid)
     refused(UNAUTHORIZED, other.call, "Venus.SnapUpAborted", sid, "not mine")
+    refused(UNAUTHORIZED, other.call, "Venus.ReportAborted", sid, "not mine either")   # the sealer's owner is not the holder
     assert rows(svc, "snap_candidates") == before and rows(svc, "outbox") == outbox and foreign(svc) == 3
     # Damocles' SnapUpOnChainInfo: without CommD and Pieces it is not one
     refused(INVALID_PARAMS, owner.call, "Venus.SubmitSnapUpProof", sid,
             {k: v for k, v in info.items() if k not in ("CommD", "Pieces")})
-    # the owner is heard: a CommD or pieces that are not its deals' are a mismatch, nothing is sent
+    # the owner is heard: a CommD or pieces that are not its deals' are rejected (Go's Rejected), nothing is sent
     res = owner.call("Venus.SubmitSnapUpProof", sid, info)
-    assert res["Res"] == SubmitResult.MISMATCHED_SUBMISSION and "CommD" in res["Desc"], res
+    assert res["Res"] == SubmitResult.REJECTED and "CommD" in res["Desc"], res
     one_piece = {**info, "CommD": [7] * 32}           # the CommD of a sector that is that one 2 KiB piece
     res = owner.call("Venus.SubmitSnapUpProof", sid, {**one_piece, "Pieces": []})
-    assert res["Res"] == SubmitResult.MISMATCHED_SUBMISSION and "pieces" in res["Desc"], res
+    assert res["Res"] == SubmitResult.REJECTED and "pieces" in res["Desc"], res
     res = owner.call("Venus.SubmitSnapUpProof", sid, one_piece)
-    assert res["Res"] == SubmitResult.MISMATCHED_SUBMISSION and "does not verify" in res["Desc"], res
+    assert res["Res"] == SubmitResult.REJECTED and "does not verify" in res["Desc"], res
     assert owner.call("Venus.SnapUpState", sid)["State"] == OnChainState.PENDING      # not submitted
     assert rows(svc, "outbox") == outbox
-    # the owner gives it up: a candidate again, which another worker may take, with the same deal
-    owner.call("Venus.SnapUpAborted", sid, "the store is gone")
+    # the owner gives it up as Damocles' worker does (ReportAborted): a candidate again, which another worker
+    # may take, with the same deal
+    owner.call("Venus.ReportAborted", sid, "the store is gone")
     assert admin.call("Venus.SnapUpCandidateList", None)[0] | {"State": "candidate", "Worker": "", "Error": "the store is gone"} \
         == admin.call("Venus.SnapUpCandidateList", None)[0]
     assert other.call("Venus.AllocateSanpUpSector", {"Sector": {}, "Deals": {}})["Pieces"] == task["Pieces"]

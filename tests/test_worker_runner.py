@@ -258,18 +258,24 @@ def test_a_crash_in_the_sealers_cleanup_is_finished_at_restart(tmp_path, monkeyp
 def _unseal_task(tmp_path):
     payload = bytes(range(256)) * 4
     cid = commd_to_cid(commp_bytes(payload).commitment)
-    return payload, {"Sector": {"ID": {"Miner": 1000, "Number": 1}, "ProofType": P2K.id},
-                     "PrivateInfo": {"AccessInstance": "store"}, "Ticket": {"Ticket": base64.b64encode(bytes(32)).decode()},
-                     "CommD": list(bytes(32)), "Offset": 0, "Size": 2048, "PayloadSize": len(payload),
-                     "PieceCid": {"/": cid}, "Dest": [f"file://{tmp_path / 'out' / 'piece'}"]}
+    # Damocles' SectorUnsealInfo: Offset and Size in unpadded bytes; the destination comes from AcquireUnsealDest
+    return payload, {"Sector": {"ID": {"Miner": 1000, "Number": 1}, "ProofType": P2K.id}, "PieceCid": {"/": cid},
+                     "Offset": 0, "Size": len(payload), "PrivateInfo": {"AccessInstance": "store"},
+                     "Ticket": {"Ticket": base64.b64encode(bytes(32)).decode(), "Epoch": 1}, "CommD": list(bytes(32)),
+                     "Dest": ["ignored: the worker asks AcquireUnsealDest"], "State": "unsealing", "ErrorInfo": ""}
+
+
+def _unseal_manager(tmp_path, task):
+    handed = iter([task])
+    return Manager(**{"Venus.AllocateUnsealSector": lambda spec: next(handed, None),
+                      "Venus.AcquireUnsealDest": lambda sid, cid: [f"file://{tmp_path / 'out' / 'piece'}"]})
 
 
 @pytest.mark.parametrize("point", ["worker.unseal.written", "worker.finish.before_clear"])
 def test_an_unseal_task_is_journalled_and_resumed(tmp_path, monkeypatch, point):
     payload, task = _unseal_task(tmp_path)
     (tmp_path / "out").mkdir()
-    handed = iter([task])
-    rpc = Manager(**{"Venus.AllocateUnsealSector": lambda spec: next(handed, None)})
+    rpc = _unseal_manager(tmp_path, task)
     unsealed = []
 
     def run_stage(stage, fn, *args):
@@ -286,11 +292,27 @@ def test_an_unseal_task_is_journalled_and_resumed(tmp_path, monkeypatch, point):
     assert _current(ctx) is None
 
 
+def test_an_unseal_journalled_by_an_older_worker_resumes_with_its_padded_range(tmp_path):
+    payload, task = _unseal_task(tmp_path)
+    (tmp_path / "out").mkdir()
+    older = {**task, "Offset": 0, "Size": 2048, "PayloadSize": len(payload)}      # padded, with the payload's length
+    rpc = _unseal_manager(tmp_path, None)
+    ranges = []
+
+    def run_stage(stage, fn, *args):
+        ranges.append(args[-4:-2])
+        return payload + bytes(1143 - len(payload))
+    ctx = _ctx(tmp_path, rpc, run_stage=run_stage)
+    _journal(ctx, {**SECTOR, "state": "Unsealing", "retry": 0, "task": older})
+    with Running(UnsealThread(0, ctx)) as t:
+        _until(lambda: rpc.called("Venus.AchieveUnsealSector") and t.rec.state == "Empty", "the report")
+    assert ranges == [(0, 1143)] and (tmp_path / "out" / "piece").read_bytes() == payload
+
+
 def test_a_failed_unseal_is_reported_with_its_reason(tmp_path):
     payload, task = _unseal_task(tmp_path)
     (tmp_path / "out").mkdir()
-    handed = iter([task])
-    rpc = Manager(**{"Venus.AllocateUnsealSector": lambda spec: next(handed, None)})
+    rpc = _unseal_manager(tmp_path, task)
     ctx = _ctx(tmp_path, rpc, run_stage=lambda stage, fn, *a: bytes(2032))      # the wrong bytes
     with Running(UnsealThread(0, ctx)) as t:
         _until(lambda: rpc.called("Venus.AchieveUnsealSector") and t.rec.state == "Empty", "the report")
@@ -300,9 +322,10 @@ def test_a_failed_unseal_is_reported_with_its_reason(tmp_path):
 
 
 def test_a_rebuild_resumes_after_its_persist_without_sealing_again(tmp_path, monkeypatch):
-    comm_r = bytes.fromhex("c647b998c78282296cfd1160714228d43f3b054dfbbb77172b68115ba3c3b762")   # lotus-bench's 2KiB CC
-    task = {"Sector": {"ID": {"Miner": 1000, "Number": 1}, "ProofType": P2K.id}, "Pieces": None,
-            "Ticket": {"Ticket": base64.b64encode(bytes(32)).decode(), "Epoch": 1}, "CommR": list(comm_r)}
+    # Damocles' SectorRebuildInfo of a CC sector
+    task = {"Sector": {"ID": {"Miner": 1000, "Number": 1}, "ProofType": P2K.id},
+            "Ticket": {"Ticket": base64.b64encode(bytes(32)).decode(), "Epoch": 1}, "Pieces": None, "PiecesV2": None,
+            "IsSnapUp": False, "UpgradePublic": None}
     handed = iter([task])
     rpc = Manager(**{"Venus.AllocateRebuildSector": lambda spec: next(handed, None),
                      "Venus.StoreReserveSpace": {"Name": "store"}, "Venus.SubmitPersistedEx": True})
@@ -313,10 +336,10 @@ def test_a_rebuild_resumes_after_its_persist_without_sealing_again(tmp_path, mon
         return fn(*args)
     ctx = _ctx(tmp_path, rpc, run_stage=run_stage)
     _crash_then_restart(monkeypatch, rebuild_mod, "worker.rebuild.persisted", lambda: RebuildThread(0, ctx),
-                        lambda t: rpc.called("Venus.RebuildDone") and t.rec.state == "Empty")
+                        lambda t: rpc.called("Venus.ReportFinalized") and t.rec.state == "Empty")
     assert stages.count("pc1") == 1 and stages.count("pc2") == 1          # sealed once; only persisting is redone
     assert len(rpc.called("Venus.StoreReserveSpace")) == 2
-    assert rpc.called("Venus.RebuildDone") == [({"Miner": 1000, "Number": 1}, "")]
+    assert rpc.called("Venus.ReportFinalized") == [({"Miner": 1000, "Number": 1},)]      # as Damocles' worker ends a rebuild
     assert (tmp_path / "store" / "sealed" / "s-t01000-1").stat().st_size == 2048
 
 
@@ -361,3 +384,17 @@ def test_a_journal_record_this_version_cannot_read_is_crit_and_kept(tmp_path):
         _until(lambda: t.status == "Paused", "the thread to stop")
         assert t.last_error.startswith("crit: journal ") and "from_the_future" in t.last_error
     assert _current(ctx)["from_the_future"] == 1 and not rpc.calls
+
+
+def test_a_rebuild_journalled_by_an_older_worker_keeps_its_commr_check():
+    from appliance.worker.rebuild import _resealed_comm_r, _update_deals
+    piece = {"/": "baga6ea4seaqa"}
+    older = {"Sector": {}, "Ticket": {}, "Pieces": None, "IsSnapUp": True, "CommR": [6] * 32,
+             "UpgradePublic": {"Pieces": [{"ID": 3, "PieceCID": piece, "PieceSize": 2048}], "CommR": [5] * 32}}
+    assert _resealed_comm_r(older) == bytes([6] * 32)          # the sector key's, as the older task named it
+    assert _update_deals(older) == [{"id": 3, "piece_cid": piece["/"], "piece_size": 2048}]
+    damocles = {"Sector": {}, "Ticket": {}, "Pieces": None, "IsSnapUp": True,
+                "PiecesV2": [{"Piece": {"Size": 2048, "PieceCID": piece}, "DealInfo": {"DealID": 3}}],
+                "UpgradePublic": {"CommR": [6] * 32, "SealedCID": {"/": "bagboea4b5abc"}, "Activation": 1, "Expiration": 9}}
+    assert _resealed_comm_r(damocles) == bytes([6] * 32) and _update_deals(damocles) == _update_deals(older)
+    assert _resealed_comm_r({**damocles, "IsSnapUp": False, "UpgradePublic": None}) is None   # the manager checks it

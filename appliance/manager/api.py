@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 from ..rpc import INVALID_PARAMS, JOB_NOT_FOUND, UNAUTHORIZED, RPCError
 from ..rpc.dest import worker_dest
@@ -166,30 +167,86 @@ def register_market(server: RPCServer, market, largest_sector: int) -> None:
     server.register("Venus.MarketDeals", market.deals, "read", [("miner", optional(u64))])
 
 
+# ReportFinalized / ReportAborted / ReportState of a task's sector: the task that claims it first, in this order
+# (a rebuild or an unseal of a sector that was snap-upgraded earlier by the same worker is theirs, not the snap-up's)
+_TASK_ORDER = {"rebuild": 0, "unseal": 1, "snapup": 2}
+
+
+def _route_task_reports(server: RPCServer, kind: str, task, limits) -> None:
+    """Damocles' worker ends every plan as it ends sealing: ReportFinalized when done,
+    ReportAborted(reason) when it gives up, and it reports its state changes (ReportState). On
+    a sector whose snap-up, rebuild or unseal the caller holds, those reports are the task's
+    (`task.held`, `.finalized`, `.aborted`); any other goes to the method registered before
+    (register() must have run first)."""
+    routes = server.__dict__.setdefault("_task_routes", {})      # method -> [(order, held, own)]
+
+    def routed(name, own):
+        prev = server.methods.get(name)
+        if prev is None:
+            return
+        if name not in routes:
+            routes[name] = []
+            table, fallback = routes[name], prev.func
+
+            def route(sid, *args, caller):
+                for _, held, fn in table:
+                    if held(sid, caller):
+                        return fn(sid, *args, caller=caller)
+                return fallback(sid, *args, caller=caller)
+            server.methods[name] = dataclasses.replace(prev, func=route)
+        routes[name].append((_TASK_ORDER[kind], task.held, _task_call(own, limits)))
+        routes[name].sort(key=lambda r: r[0])
+
+    routed("Venus.ReportFinalized", task.finalized)
+    routed("Venus.ReportAborted", task.aborted)
+    # a task thread's state changes are its own: answered as Go's SectorStateResp, not recorded on the sector
+    routed("Venus.ReportState", lambda sid, req, caller: {"Id": sid, "Finalized": False, "AbortReason": ""})
+
+
 def register_unseal(server: RPCServer, unsealer, limits) -> None:
     server.register("Venus.UnsealTasks", unsealer.tasks, "read", [])
     _bind(server, limits, "Venus.AllocateUnsealSector", unsealer.allocate, [("spec", allocate_spec)])
     _bind(server, limits, "Venus.AchieveUnsealSector", unsealer.achieve,
           [("sid", sector_id), ("pieceCid", cid), ("errInfo", string)])
+    _bind(server, limits, "Venus.AcquireUnsealDest", unsealer.acquire_dest, [("sid", sector_id), ("pieceCid", cid)])
+    _route_task_reports(server, "unseal", unsealer, limits)
 
 
 def register_rebuild(server: RPCServer, rebuilder, limits) -> None:
     server.register("Venus.RebuildTasks", rebuilder.tasks, "read", [])
     _bind(server, limits, "Venus.AllocateRebuildSector", rebuilder.allocate, [("spec", allocate_spec)])
-    _bind(server, limits, "Venus.RebuildDone", rebuilder.done, [("sid", sector_id), ("errInfo", string)])
+    _bind(server, limits, "Venus.RebuildDone", rebuilder.done, [("sid", sector_id), ("errInfo", string)])    # ours
+    _route_task_reports(server, "rebuild", rebuilder, limits)
+
+
+class _SnapReports:
+    """The snap-up's side of _route_task_reports."""
+    def __init__(self, snap):
+        self.snap = snap
+
+    def held(self, sid, caller):
+        return self.snap.held_state(sid, caller) is not None
+
+    def finalized(self, sid, caller=None):
+        return self.snap.finalized(sid, caller)
+
+    def aborted(self, sid, reason, caller=None):
+        return self.snap.aborted(sid, reason, caller)
 
 
 # Damocles' AllocateSnapUpSpec and SnapUpOnChainInfo
 snapup_spec = struct({"Sector": optional(allocate_spec), "Deals": optional(deals_spec)}, optional_keys=("Sector", "Deals"))
-snap_submit = struct({"CommR": bytes32, "CommD": bytes32, "AccessInstance": string, "Pieces": list_of(cid), "Proof": _b64_text})
+snap_submit = struct({"CommR": bytes32, "CommD": bytes32, "AccessInstance": string, "Pieces": optional(list_of(cid)),
+                      "Proof": _b64_text})
 
 
 def register_snapup(server: RPCServer, snap, limits) -> None:
     server.register("Venus.SnapUpFetch", snap.fetch, "admin", [("miner", u64), ("deadline", optional(u64))])
     _bind(server, limits, "Venus.AllocateSanpUpSector", snap.allocate, [("spec", snapup_spec)])
     _bind(server, limits, "Venus.SubmitSnapUpProof", snap.submit, [("sid", sector_id), ("info", snap_submit)])
-    _bind(server, limits, "Venus.SnapUpState", snap.poll, [("sid", sector_id)])
-    _bind(server, limits, "Venus.SnapUpAborted", snap.aborted, [("sid", sector_id), ("reason", string)])
+    _bind(server, limits, "Venus.SnapUpState", snap.poll, [("sid", sector_id)])           # ours: the CLI's view
+    _bind(server, limits, "Venus.SnapUpAborted", snap.aborted, [("sid", sector_id), ("reason", string)])    # ours
+    _route_task_reports(server, "snapup", _SnapReports(snap), limits)
 
 
 def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:

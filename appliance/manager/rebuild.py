@@ -1,8 +1,11 @@
 """Rebuild tasks (Damocles' rebuild plan, manager side): a sector whose persisted files are lost
 is marked for rebuild (`damocles util sectors rebuild ID`); a worker thread with
 `plan = "rebuild"` takes it (AllocateRebuildSector: the ticket and the deals recorded at sealing
-time, and the CommR on chain), seals it again, checks that the CommR matches the chain's before
-persisting, persists it (SubmitPersistedEx) and reports (RebuildDone).
+time; a snap-upgraded sector's sector key), seals it again (a snap-upgraded one: checks its
+sector key's CommR before applying the update again), persists it (SubmitPersistedEx) and
+reports as Damocles' worker does (ReportFinalized; ReportAborted with its error), after which the
+rebuilt files must pass the proving check against the chain's CommR (`Venus.RebuildDone`, ours,
+reports either outcome directly).
 
 Refused without side effects: a sector that is not proven on chain, and a sector that is not
 lost (its files pass the poster's pre-check)."""
@@ -11,9 +14,10 @@ from __future__ import annotations
 
 import time
 
-from ..proofs.cid import cid_to_commitment
+from ..core.proof_types import seal_proof
 from ..rpc import INVALID_PARAMS, RPCError
 from .task_owner import check_holder, holder
+from .task_shapes import allocated_sector, public_info, sector_pieces
 
 
 class Rebuilder:
@@ -51,9 +55,11 @@ class Rebuilder:
             return [self.task(r[0]) for r in self.state.query("SELECT id FROM rebuild_tasks ORDER BY id")]
 
     def allocate(self, spec: dict, caller=None) -> dict | None:
-        """Damocles' AllocateRebuildSector, in SectorRebuildInfo's shape (plus the CommR to
-        match), held by the caller's identity from now on; the worker journals it and resumes
-        it after a restart, so it is not handed out again."""
+        """Damocles' AllocateRebuildSector: Go's SectorRebuildInfo {Sector, Ticket, Pieces (legacy
+        deals: none here), PiecesV2, IsSnapUp, UpgradePublic (a snap-upgraded sector's CC
+        replica: the sector key to reseal before the update is applied again)}, held by the
+        caller's identity from now on; the worker journals it and resumes it after a restart, so
+        it is not handed out again."""
         miners, proofs = spec.get("AllowedMiners"), spec.get("AllowedProofTypes")
         rows = self.state.query("SELECT id, miner, number FROM rebuild_tasks WHERE state = 'pending' ORDER BY id")
         for task_id, miner, number in rows:
@@ -64,16 +70,36 @@ class Rebuilder:
                 if not db.execute("UPDATE rebuild_tasks SET state = 'allocated', worker = ?, updated = ? WHERE id = ? "
                                   "AND state = 'pending'", (holder(caller), self._now(), task_id)).rowcount:
                     continue           # another worker's call took it meanwhile
-            deals = [self.market._deal_info(d) for d in self.market.deals(miner) if d["Sector"] == number]
+            deals = [d for d in self.market.deals(miner) if d["Sector"] == number]
             on_chain = self.chain.sector(miner, number)
-            commr = list(cid_to_commitment(on_chain.sealed_cid)[1])
-            if on_chain.sector_key_cid:       # snap-upgraded: reseal the CC sector key, then apply the update again
-                return {"Sector": {"ID": {"Miner": miner, "Number": number}, "ProofType": rec["proof"]}, "Ticket": rec["ticket"],
-                        "Pieces": None, "IsSnapUp": True, "UpgradePublic": {"Pieces": deals, "CommR": commr},
-                        "CommR": list(cid_to_commitment(on_chain.sector_key_cid)[1])}
-            return {"Sector": {"ID": {"Miner": miner, "Number": number}, "ProofType": rec["proof"]}, "Ticket": rec["ticket"],
-                    "Pieces": deals or None, "IsSnapUp": False, "UpgradePublic": None, "CommR": commr}
+            key = on_chain.sector_key_cid      # snap-upgraded: reseal the CC sector key, then apply the update again
+            return {"Sector": allocated_sector(miner, number, rec["proof"]), "Ticket": rec["ticket"], "Pieces": None,
+                    "PiecesV2": sector_pieces(deals, seal_proof(rec["proof"]).size.bytes) if deals else None,
+                    "IsSnapUp": bool(key),
+                    "UpgradePublic": public_info(key, on_chain.activation, on_chain.expiration) if key else None}
         return None
+
+    def held(self, sid: dict, caller) -> bool:
+        """Whether `caller` holds a running rebuild of the sector (its reports are the rebuild's)."""
+        row = self.state.one("SELECT worker FROM rebuild_tasks WHERE miner = ? AND number = ? AND state = 'allocated'",
+                             (sid["Miner"], sid["Number"]))
+        return row is not None and caller is not None and (not row[0] or row[0] == caller.identity)
+
+    def finalized(self, sid: dict, caller=None) -> None:
+        """ReportFinalized from the rebuild thread, after SubmitPersistedEx, as Damocles' worker
+        ends a rebuild. The rebuilt files must pass the proving check against the chain's CommR
+        (Damocles' worker is not told the CommR; this manager checks it here), else the task
+        fails with the check's reason."""
+        miner, number = sid["Miner"], sid["Number"]
+        rec = self.state.sector(miner, number)
+        if self.chain.sector(miner, number).sector_key_cid and rec.get("persisted"):
+            self.state.update(miner, number, upgraded=rec["persisted"])    # update/ was persisted beside sealed/
+        bad = self.poster.check(miner, self.poster.targets(miner, [number]))
+        self.done(sid, f"the rebuilt files do not pass the proving check: {bad[number]}" if number in bad else "", caller)
+
+    def aborted(self, sid: dict, reason: str, caller=None) -> None:
+        """ReportAborted from the rebuild thread: the rebuild failed with the worker's reason."""
+        self.done(sid, reason or "given up by the worker", caller)
 
     def done(self, sid: dict, error: str, caller=None) -> None:
         """The rebuild's outcome, from the identity the task is allocated to."""

@@ -92,8 +92,8 @@ class ManagerService:
         self.unsealer = Unsealer(self.config, self.state, self.chain, self.sealer.market, self.sealer)
         api.register_unseal(self.rpc, self.unsealer, self.sealer.limits)
         api.register_rebuild(self.rpc, Rebuilder(self.state, self.chain, self.sealer.market, self.poster), self.sealer.limits)
-        api.register_snapup(self.rpc, SnapUp(self.config, self.state, self.chain, self.sealer.market, self.sealer,
-                                             self.committer), self.sealer.limits)
+        self.snapup = SnapUp(self.config, self.state, self.chain, self.sealer.market, self.sealer, self.committer)
+        api.register_snapup(self.rpc, self.snapup, self.sealer.limits)
         api.register_wdpost(self.rpc, self.jobs, self.sealer.limits)
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
         register_cli(self.rpc, self)          # Damocles' SealerCliAPI, RandomnessAPI, MinerAPI
@@ -133,6 +133,8 @@ class ManagerService:
         for name, last in self.sealer.expire_workers():
             log.warning("worker %s expired: no ping for %s ([Sealing] WorkerExpiry); its name is free again",
                         name, format_duration(self.sealer._now() - last))
+        for miner, number, state in self.snapup.settle():      # the worker is done at SubmitSnapUpProof
+            log.info("upgrade of sector %s %s", sector_name(miner, number), state)
         for cid in self.sealer.market.expire_unused():
             log.warning("piece %s removed: no deal names it %s after its upload ([Market] UnusedPieceExpiry)",
                         cid, format_duration(self.config.unused_piece_expiry))

@@ -4,11 +4,14 @@
   this manager sealed and persisted) as upgrade candidates; `damocles util snap candidates` lists
   them with their state.
 - AllocateSanpUpSector (Damocles' spelling) hands a candidate to a snapup thread together with
-  deals packed for it (as AcquireDeals does); no deals, no candidate. The caller's identity
-  holds it: only it may submit, poll or give it up (SnapUpAborted, ours: a candidate again).
+  deals packed for it (as AcquireDeals does), in Go's AllocatedSnapUpSector shape; no deals, no
+  candidate. The caller's identity holds it: only it may submit or give it up (ReportAborted:
+  a candidate again).
 - SubmitSnapUpProof checks the update proof and that the `update/` files are in the store, then
-  sends ProveReplicaUpdates through the nonce-journalled outbox; SnapUpState follows it until it
-  lands, after which the sector's files for proving are its `update/` and `update-cache/`."""
+  sends ProveReplicaUpdates through the nonce-journalled outbox; the worker is done then
+  (ReportFinalized changes nothing, as in Damocles). Housekeeping (settle) follows the message
+  until it lands, after which the sector's files for proving are its `update/` and
+  `update-cache/`; `Venus.SnapUpState` (ours) shows where it is."""
 
 from __future__ import annotations
 
@@ -25,9 +28,16 @@ from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_proof import verify_update_proof
 from ..rpc import INVALID_PARAMS, RPCError
 from .task_owner import check_holder, holder
+from .task_shapes import allocated_sector, public_info, sector_pieces
 
-ACCEPTED, REJECTED, MISMATCHED, FILES_MISSED = (SubmitResult.ACCEPTED, SubmitResult.REJECTED,
-                                                SubmitResult.MISMATCHED_SUBMISSION, SubmitResult.FILES_MISSED)
+
+def _resp(res: int, desc: str | None) -> dict:
+    """Go's SubmitSnapUpProofResp {Res SubmitResult, Desc *string}."""
+    return {"Res": res, "Desc": desc}
+
+ACCEPTED, DUPLICATE, REJECTED, MISMATCHED, FILES_MISSED = (
+    SubmitResult.ACCEPTED, SubmitResult.DUPLICATE_SUBMIT, SubmitResult.REJECTED, SubmitResult.MISMATCHED_SUBMISSION,
+    SubmitResult.FILES_MISSED)
 PENDING, LANDED, FAILED = OnChainState.PENDING, OnChainState.LANDED, OnChainState.FAILED
 
 
@@ -94,8 +104,10 @@ class SnapUp:
                                   "AND number = ? AND state = 'candidate'", (holder(caller), self._now(), miner, number)).rowcount:
                     continue       # another worker's call took it meanwhile
             s = self.chain.sector(miner, number)
-            return {"Sector": {"ID": {"Miner": miner, "Number": number}, "ProofType": rec["proof"]}, "Pieces": deals,
-                    "Public": {"CommR": list(cid_to_commitment(s.sealed_cid)[1])},
+            mine = [d for d in self.market.deals(miner) if d["Sector"] == number]
+            return {"Sector": allocated_sector(miner, number, rec["proof"]),
+                    "Pieces": sector_pieces(mine, seal_proof(rec["proof"]).size.bytes),
+                    "Public": public_info(s.sealed_cid, s.activation, s.expiration),
                     "Private": {"AccessInstance": rec["persisted"]}}
         return None
 
@@ -105,53 +117,65 @@ class SnapUp:
             self._set(miner, number, worker=claimed)
 
     def submit(self, sid: dict, info: dict, caller=None) -> dict:
-        """Damocles' SubmitSnapUpProof(sid, SnapUpOnChainInfo), from the identity the upgrade is
-        allocated to. The CommD and the piece CIDs must be those of the deals it was given."""
+        """Damocles' SubmitSnapUpProof(sid, SnapUpOnChainInfo) -> SubmitSnapUpProofResp {Res, Desc},
+        from the identity the upgrade is allocated to. The CommD and the piece CIDs must be those
+        of the deals it was given. Idempotent: the same CommR again, after it was accepted (a
+        worker that restarted before it heard the answer), is DuplicateSubmit, which Damocles'
+        worker takes as accepted; another CommR is MismatchedSubmission."""
         miner, number = sid["Miner"], sid["Number"]
         row = self.state.one("SELECT state, message, worker FROM snap_candidates WHERE miner = ? AND number = ?",
                              (miner, number))
-        if row is None or row[0] not in ("allocated", "submitted"):
-            return {"Res": REJECTED, "Desc": f"sector {miner}-{number} is not being upgraded"}
+        if row is None or row[0] not in ("allocated", "submitted", "landed"):
+            return _resp(REJECTED, f"sector {miner}-{number} is not being upgraded")
         self._check_holder(miner, number, row[2], caller)
-        if row[0] == "submitted":
-            return {"Res": ACCEPTED, "Desc": f"already sent as {row[1]}"}
+        comm_r_new = bytes(info["CommR"])
+        if row[0] != "allocated":
+            sent = self.state.sector(miner, number).get("snap_comm_r")
+            if sent is not None and sent != comm_r_new.hex():
+                return _resp(MISMATCHED, f"an update with CommR {sent} was accepted already (message {row[1]}), "
+                                         f"not {comm_r_new.hex()}")
+            return _resp(DUPLICATE, f"already sent as {row[1]}")
+        if not info["Proof"]:
+            return _resp(REJECTED, "empty proof is invalid")
         rec = self.state.sector(miner, number)
         sp = seal_proof(rec["proof"])
         upd = update_proof_for_seal(sp)
         s = self.chain.sector(miner, number)
         comm_r_old = cid_to_commitment(s.sealed_cid)[1]
         comm_d_new = comm_d_from_pieces(self.market.pieces(miner, number), sp.size.bytes)
-        comm_r_new = bytes(info["CommR"])
-        if bytes(info["CommD"]) != comm_d_new:
-            return {"Res": MISMATCHED, "Desc": f"CommD {bytes(info['CommD']).hex()} is not {comm_d_new.hex()}, "
-                                               "the CommD of the deals given with the sector"}
         given = [d["PieceCID"] for d in self.market.deals(miner) if d["Sector"] == number]
-        if info["Pieces"] != given:
-            return {"Res": MISMATCHED, "Desc": f"pieces {info['Pieces']} are not {given}, the deals given with the sector"}
+        if (info["Pieces"] or []) != given:
+            return _resp(REJECTED, f"pieces {info['Pieces']} are not {given}, the deals given with the sector")
+        if bytes(info["CommD"]) != comm_d_new:
+            return _resp(REJECTED, f"CommD {bytes(info['CommD']).hex()} is not {comm_d_new.hex()}, "
+                                   "the CommD of the deals given with the sector")
         try:
             verify_update_proof(upd, comm_r_old, comm_r_new, comm_d_new, base64.b64decode(info["Proof"]))
         except (ProofError, ValueError) as exc:
-            return {"Res": MISMATCHED, "Desc": f"the update proof does not verify: {exc}"}
+            return _resp(REJECTED, f"the update proof does not verify: {exc}")
         store = self.sealer._store(info["AccessInstance"])
         name = sector_name(miner, number)
         if store is None or not (store.path / "update" / name).is_file() or not (store.path / "update-cache" / name / "p_aux").is_file():
-            return {"Res": FILES_MISSED, "Desc": f"update/{name} and update-cache/{name} are not in store {info['AccessInstance']}"}
+            return _resp(FILES_MISSED, f"update/{name} and update-cache/{name} are not in store {info['AccessInstance']}")
         where = self._locations(miner)[number]
         params = {"Updates": [{"SectorID": number, "Deadline": where[0], "Partition": where[1],
                                "NewSealedCID": commr_to_cid(comm_r_new), "Deals": rec.get("deals", []),
                                "UpdateProofType": upd.id, "ReplicaProof": info["Proof"]}]}
         message = self.committer.send(miner, "snap", "ProveReplicaUpdates", params, [])
-        self.state.update(miner, number, snap_store=store.name)
+        self.state.update(miner, number, snap_store=store.name, snap_comm_r=comm_r_new.hex())
         self._set(miner, number, state="submitted", message=message)
-        return {"Res": ACCEPTED, "Desc": f"sent as {message}"}
+        return _resp(ACCEPTED, None)
 
     def aborted(self, sid: dict, reason: str, caller=None) -> None:
-        """Ours: the worker that took the upgrade gave it up (its error). The sector is a candidate
-        again, for any snapup thread; the deals packed for it stay with it for the next try."""
+        """ReportAborted from the worker that took the upgrade (its error); `Venus.SnapUpAborted`,
+        ours, for the CLI. The sector is a candidate again, for any snapup thread; the deals
+        packed for it stay with it for the next try. An upgrade already submitted cannot be given
+        up (its message is on its way)."""
         miner, number = sid["Miner"], sid["Number"]
         row = self.state.one("SELECT state, worker FROM snap_candidates WHERE miner = ? AND number = ?", (miner, number))
         if row is None or row[0] != "allocated":
-            raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is not being upgraded ({row[0] if row else 'not a candidate'})")
+            raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is not being upgraded ({row[0] if row else 'not a candidate'}):"
+                                           " nothing to give up")
         check_holder(row[1], caller, f"the snap-up of sector {miner}-{number}")
         error = self.sealer.limits.text(reason, self.config.max_text_length) or "given up by the worker"
         with self.state.tx() as db:
@@ -176,6 +200,11 @@ class SnapUp:
             return {"State": FAILED, "Desc": error or ""}
         if state != "submitted":
             return {"State": PENDING, "Desc": f"not submitted ({state})"}
+        return self._settle(miner, number, message)
+
+    def _settle(self, miner: int, number: int, message: str) -> dict:
+        """Follow a submitted upgrade's message: landed, the sector proves its `update/` files
+        from then on; failed, its deals go back."""
         receipt = self.chain.receipt(message)
         if receipt is None:
             return {"State": PENDING, "Desc": f"message {message} not executed yet"}
@@ -187,3 +216,34 @@ class SnapUp:
         self.state.update(miner, number, upgraded=rec.get("snap_store"))
         self._set(miner, number, state="landed")
         return {"State": LANDED, "Desc": ""}
+
+    def settle(self) -> list[tuple[int, int, str]]:
+        """Housekeeping: follow every submitted upgrade (Damocles' worker does not wait for its
+        message: it is done once SubmitSnapUpProof accepts). Returns (miner, number, state) of
+        those that landed or failed in this pass."""
+        out = []
+        for miner, number, message in self.state.query("SELECT miner, number, message FROM snap_candidates "
+                                                       "WHERE state = 'submitted' ORDER BY miner, number"):
+            state = self._settle(miner, number, message)["State"]
+            if state != PENDING:
+                out.append((miner, number, "landed" if state == LANDED else "failed"))
+        return out
+
+    # ReportFinalized / ReportAborted from the snapup thread that holds the upgrade (see api.register_snapup)
+
+    def held_state(self, sid: dict, caller) -> str | None:
+        """The upgrade's state when `caller` holds it (None when the sector is no upgrade it took).
+        A rebuild or an unseal of the sector claims its reports first (api._TASK_ORDER)."""
+        row = self.state.one("SELECT state, worker FROM snap_candidates WHERE miner = ? AND number = ?",
+                             (sid["Miner"], sid["Number"]))
+        if row is None or row[0] == "candidate" or caller is None or (row[1] and row[1] != caller.identity):
+            return None
+        return row[0]
+
+    def finalized(self, sid: dict, caller=None) -> None:
+        """Damocles: "upgrading sectors are not finalized via api calls": the worker is done with
+        an upgrade that was accepted; its message is followed here (settle)."""
+        state = self.held_state(sid, caller)
+        if state == "allocated":
+            raise RPCError(INVALID_PARAMS, f"the upgrade of sector {sid['Miner']}-{sid['Number']} was not submitted "
+                                           "(SubmitSnapUpProof) yet: it cannot be finished")

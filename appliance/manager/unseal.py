@@ -17,6 +17,7 @@ from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo, piece_offsets
 from ..rpc import INVALID_PARAMS, RPCError
 from .task_owner import check_holder, holder
+from .task_shapes import allocated_sector
 
 
 class Unsealer:
@@ -88,11 +89,12 @@ class Unsealer:
                                    "WHERE id = ? AND state = 'pending'", (holder(caller), self._now(), task_id)).rowcount
             if not taken:          # another worker's call took it meanwhile
                 continue
-            return {"Sector": {"ID": {"Miner": miner, "Number": number}, "ProofType": rec.get("proof")},
-                    "PieceCid": {"/": cid}, "Offset": offset, "Size": deal["PieceSize"], "PayloadSize": deal["PayloadSize"],
+            # Go's SectorUnsealInfo; Offset and Size are unpadded bytes: Size is the piece's payload, what is written
+            return {"Sector": allocated_sector(miner, number, rec.get("proof")), "PieceCid": {"/": cid},
+                    "Offset": offset // 128 * 127, "Size": deal["PayloadSize"],
                     "PrivateInfo": {"AccessInstance": where["Instance"]["Name"] if where["Found"] else ""},
                     "Ticket": rec.get("ticket"), "CommD": list(bytes.fromhex(rec["pre"]["CommD"])) if rec.get("pre") else None,
-                    "Dest": [dest], "State": "allocated", "ErrorInfo": ""}
+                    "Dest": [dest], "State": "unsealing", "ErrorInfo": ""}
         return None
 
     def achieve(self, sid: dict, piece_cid: str, error: str, caller=None) -> None:
@@ -110,3 +112,35 @@ class Unsealer:
             claimed = check_holder(held_by, caller, f"the unseal of {piece_cid} from sector {miner}-{number}")
             db.execute("UPDATE unseal_tasks SET state = ?, error = ?, worker = COALESCE(?, worker), updated = ? WHERE id = ?",
                        ("failed" if error else "done", error or None, claimed, self._now(), task_id))
+
+    def _held(self, sid: dict, piece_cid: str | None, caller, states=("allocated",)) -> tuple | None:
+        """(id, dest) of the caller's newest unseal task of the sector (and piece) in `states`."""
+        marks = ",".join("?" * len(states))
+        for task_id, cid, dest, held_by in self.state.query(
+                f"SELECT id, piece_cid, dest, worker FROM unseal_tasks WHERE miner = ? AND number = ? AND state IN ({marks}) "
+                "ORDER BY id DESC", (sid["Miner"], sid["Number"], *states)):
+            if (piece_cid is None or cid == piece_cid) and caller is not None and (not held_by or held_by == caller.identity):
+                return task_id, cid, dest
+        return None
+
+    def acquire_dest(self, sid: dict, piece_cid: str, caller=None) -> list[str]:
+        """Damocles' AcquireUnsealDest: where the worker writes the piece it unsealed."""
+        held = self._held(sid, piece_cid, caller)
+        if held is None:
+            raise RPCError(INVALID_PARAMS, f"no unseal task of {piece_cid} from sector {sid['Miner']}-{sid['Number']} "
+                                           "is running for this worker")
+        return [held[2]]
+
+    # ReportFinalized / ReportAborted from the unseal thread, as Damocles' worker sends them (see api.register_unseal)
+
+    def held(self, sid: dict, caller) -> bool:
+        return self._held(sid, None, caller, ("allocated", "done", "failed")) is not None
+
+    def finalized(self, sid: dict, caller=None) -> None:
+        """After AchieveUnsealSector the task is done: nothing more to record."""
+
+    def aborted(self, sid: dict, reason: str, caller=None) -> None:
+        """The thread gave its task up: the caller's running unseal of the sector fails with the reason."""
+        held = self._held(sid, None, caller)
+        if held is not None:
+            self.achieve(sid, held[1], reason or "given up by the worker", caller)

@@ -1,7 +1,9 @@
 """A sealing thread with `plan = "rebuild"`: takes a lost sector from the manager
-(AllocateRebuildSector), seals it again in its location from the recorded ticket and deals
-(pieces fetched as for sealing), refuses to persist unless the CommR is the one on chain,
-persists it into a reserved store (SubmitPersistedEx) and reports (RebuildDone). Journalled with
+(AllocateRebuildSector, Damocles' SectorRebuildInfo), seals it again in its location from the
+recorded ticket and deals (pieces fetched as for sealing; a snap-upgraded sector: its sector key
+first, checked against UpgradePublic.CommR, then its deals encoded again), persists it into a
+reserved store (SubmitPersistedEx) and reports as Damocles' worker does: ReportFinalized (the
+manager then checks the files against the chain's CommR), or ReportAborted with the reason. Journalled with
 the sealer's states and steps from DealsAcquired to PC2Done: a restart resumes at the step that
 was interrupted (a finished PC1 is never labelled again)."""
 
@@ -16,7 +18,7 @@ from ..proofs.commitment import PieceInfo
 from .plan import Event, Plan
 from .persist import persist
 from .steps import Paths, SealerSteps, call
-from .task_thread import TaskSteps, TaskThread
+from .task_thread import TaskSteps, TaskThread, task_deals
 
 REBUILD = Plan("rebuild", ("Empty", "DealsAcquired", "PieceAdded", "TreeDBuilt", "TicketAssigned", "PC1Done", "PC2Done",
                            "Persisted", "Finished", "Aborted"), {
@@ -27,7 +29,7 @@ REBUILD = Plan("rebuild", ("Empty", "DealsAcquired", "PieceAdded", "TreeDBuilt",
     ("TicketAssigned", "PC1"): "PC1Done",
     ("PC1Done", "PC2"): "PC2Done",
     ("PC2Done", "Persist"): "Persisted",
-    ("Persisted", "SubmitPersistance"): "Finished",      # Finished: RebuildDone is sent, then the journal clears
+    ("Persisted", "SubmitPersistance"): "Finished",      # Finished: ReportFinalized is sent, then the journal clears
 })
 
 
@@ -38,17 +40,19 @@ class RebuildSteps(TaskSteps, SealerSteps):
     def allocated(self, task: dict) -> dict:
         sid = task["Sector"]["ID"]
         Paths(self.ctx.location, sector_name(sid["Miner"], sid["Number"])).remove()     # nothing of an earlier attempt is reused
-        return {"ticket": task["Ticket"],
-                "deals": [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"]}
-                          for d in task["Pieces"] or []]}
+        if task["Pieces"]:
+            raise ValueError("the manager sent legacy deals (SectorRebuildInfo.Pieces): this worker reads PiecesV2 only")
+        # a snap-upgraded sector's sector key is a CC sector: its deals are the update's (_reapply_update)
+        return {"ticket": task["Ticket"], "deals": [] if task["IsSnapUp"] else task_deals(task["PiecesV2"])}
 
     def on_TreeDBuilt(self, rec):
         return "AssignTicket"            # the ticket is the recorded one
 
     def on_PC2Done(self, rec):
         task = rec.task
-        if bytes.fromhex(rec.comm_r) != bytes(task["CommR"]):
-            raise ValueError(f"the rebuilt CommR {rec.comm_r} is not the chain's {bytes(task['CommR']).hex()}: "
+        expected = _resealed_comm_r(task)
+        if expected is not None and bytes.fromhex(rec.comm_r) != expected:
+            raise ValueError(f"the resealed CommR {rec.comm_r} is not the chain's {expected.hex()}: "
                              "not persisted (wrong ticket or pieces?)")
         p = self.paths(rec)
         proof = seal_proof(rec.proof)
@@ -70,12 +74,11 @@ class RebuildSteps(TaskSteps, SealerSteps):
         return "SubmitPersistance"
 
     def _reapply_update(self, task: dict, p: Paths, sector: SectorID, proof):
-        """A snap-upgraded sector: encode its deals into the resealed sector key again; the new
-        CommR must be the chain's."""
+        """A snap-upgraded sector: encode its deals into the resealed sector key again (the
+        manager checks the new replica against the chain's CommR at ReportFinalized)."""
         from ..proofs.snap import update_proof_for_seal
         from ..proofs.snap_encode import SectorFiles, encode_files
-        up = task["UpgradePublic"]
-        deals = [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"]} for d in up["Pieces"]]
+        deals = _update_deals(task)
         staged = p.data / "update-staged" / p.name
         staged.parent.mkdir(parents=True, exist_ok=True)
         files = [self._piece_file(p, d) for d in deals]
@@ -83,16 +86,29 @@ class RebuildSteps(TaskSteps, SealerSteps):
         pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in deals]
         out = SectorFiles(p.sealed, p.cache, p.data / "update" / p.name, p.data / "update-cache" / p.name)
         try:
-            enc = self.ctx.run_stage("snap_encode", encode_files, update_proof_for_seal(proof), out, staged, pieces,
+            self.ctx.run_stage("snap_encode", encode_files, update_proof_for_seal(proof), out, staged, pieces,
                                      self.ctx.pc2_procs)
         finally:
             staged.unlink(missing_ok=True)
-        if enc.comm_r_new != bytes(up["CommR"]):
-            raise ValueError(f"the re-applied update's CommR {enc.comm_r_new.hex()} is not the chain's "
-                             f"{bytes(up['CommR']).hex()}: not persisted")
         return out
+
+
+def _resealed_comm_r(task: dict) -> bytes | None:
+    """The CommR the resealed replica must have, where the task names it: a snap-upgraded
+    sector's sector key (UpgradePublic.CommR); a task journalled by an older worker carried it
+    as `CommR`."""
+    if "PiecesV2" not in task:
+        return bytes(task["CommR"])
+    return bytes(task["UpgradePublic"]["CommR"]) if task["IsSnapUp"] else None
+
+
+def _update_deals(task: dict) -> list[dict]:
+    """The deals of a snap-upgraded sector's update (an older worker's journal: UpgradePublic.Pieces)."""
+    if "PiecesV2" not in task:
+        return [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"]}
+                for d in task["UpgradePublic"]["Pieces"]]
+    return task_deals(task["PiecesV2"])
 
 
 class RebuildThread(TaskThread):
     plan, table, steps_class = "rebuild", REBUILD, RebuildSteps
-    report_method = "Venus.RebuildDone"

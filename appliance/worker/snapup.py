@@ -2,9 +2,12 @@
 manager (AllocateSanpUpSector), copies the sector key (the CC replica and its cache) from the
 persist store into its location, adds the pieces, encodes the new replica with Filecoin's
 ReplicaUpdate encoding (the `snap_encode` stage), proves it (`snap_prove`), persists `update/`
-and `update-cache/` into the store, submits the proof (SubmitSnapUpProof) and waits until
-ProveReplicaUpdates lands. Journalled: a restart resumes at the step that was interrupted. A
-task that fails is dropped here; the manager hands it out again."""
+and `update-cache/` into the store and submits the proof (SubmitSnapUpProof). As in Damocles, the
+thread is done once the manager accepts the proof (Accepted, or DuplicateSubmit when it had
+accepted it before a restart): ReportFinalized, and the manager follows ProveReplicaUpdates
+itself. FilesMissed persists again; a refusal or any other task error gives the sector back
+(ReportAborted: a candidate again). Journalled: a restart resumes at the step that was
+interrupted."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import shutil
 from ..core.crash import crash_point
 from ..core.files import atomic_write
 from ..core.proof_types import seal_proof
-from ..core.protocol import OnChainState, SubmitResult
+from ..core.protocol import SubmitResult
 from ..core.sector import SectorID
 from ..proofs.addpiece import add_pieces
 from ..proofs.cid import cid_to_commitment
@@ -22,21 +25,21 @@ from ..proofs.commitment import PieceInfo
 from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_encode import encode_sector, sector_files
 from ..proofs.snap_proof import generate_update_proof, prove_update_partitions
-from .failure import Wait
 from .plan import Event, Plan
 from .persist import PERSISTED_CACHE_FILES, persist
 from .steps import Paths, SealerSteps, call
-from .task_thread import TaskSteps, TaskThread
+from .task_thread import TaskSteps, TaskThread, task_deals
 
 SNAPUP = Plan("snapup", ("Empty", "Allocated", "PieceAdded", "Encoded", "Proved", "Persisted", "Submitted",
                          "Finished", "Aborted"), {
+    ("Persisted", "RePersist"): "Proved",        # the manager did not find the files: persist again
     ("Empty", "Allocate"): "Allocated",
     ("Allocated", "AddPiece"): "PieceAdded",
     ("PieceAdded", "Encode"): "Encoded",
     ("Encoded", "Prove"): "Proved",
     ("Proved", "Persist"): "Persisted",
-    ("Persisted", "Submit"): "Submitted",
-    ("Submitted", "CheckLanded"): "Finished",
+    ("Persisted", "Submit"): "Finished",
+    ("Submitted", "CheckLanded"): "Finished",      # a journal of an older worker that still waited for the message
 })
 
 
@@ -44,7 +47,8 @@ class SnapUpSteps(TaskSteps):
     allocate_method = "Venus.AllocateSanpUpSector"    # Damocles' spelling
 
     def allocate_spec(self, spec: dict) -> dict:
-        return {"Sector": spec, "Deals": {"MaxDeals": None, "MinUsedSpace": None}}     # Damocles' AllocateSnapUpSpec
+        s = self.ctx.sealing          # Damocles' AllocateSnapUpSpec, its Deals from the thread's sealing config
+        return {"Sector": spec, "Deals": {"MaxDeals": s.max_deals, "MinUsedSpace": s.min_deal_space}}
 
     def _root(self):
         return self.ctx.location / "data" / "snap"
@@ -61,7 +65,9 @@ class SnapUpSteps(TaskSteps):
 
     def allocated(self, task: dict) -> dict:
         shutil.rmtree(self._root(), ignore_errors=True)      # nothing of an earlier attempt is reused
-        return {"deals": [{"id": d["ID"], "piece_cid": d["PieceCID"]["/"], "piece_size": d["PieceSize"]} for d in task["Pieces"]]}
+        if not task["Pieces"] or not task["Private"]["AccessInstance"]:
+            raise ValueError("the manager allocated an upgrade without deals or without the store of its sector key")
+        return {"deals": task_deals(task["Pieces"])}
 
     def on_Allocated(self, rec):
         """The sector key copied from the store (read locally from then on) and the pieces added."""
@@ -105,34 +111,24 @@ class SnapUpSteps(TaskSteps):
         return "Persist"
 
     def on_Persisted(self, rec):
-        if call(self.ctx.rpc, "Venus.SnapUpState", rec.task["Sector"]["ID"])["State"] == OnChainState.LANDED:
-            return "Submit"          # submitted before a crash and landed since: not sent again
         proof = (self._root() / "update-proof").read_bytes()
         res = call(self.ctx.rpc, "Venus.SubmitSnapUpProof", rec.task["Sector"]["ID"],
                    {"CommR": list(bytes.fromhex(rec.comm_r_new)), "CommD": list(bytes.fromhex(rec.comm_d_new)),
                     "AccessInstance": self._store(rec).name, "Pieces": [{"/": d["piece_cid"]} for d in rec.deals],
                     "Proof": base64.b64encode(proof).decode()})
-        if res["Res"] != SubmitResult.ACCEPTED:
-            raise ValueError(f"the manager refused the update: {res['Desc']}")
+        if res["Res"] == SubmitResult.FILES_MISSED:
+            return "RePersist"
+        if res["Res"] not in (SubmitResult.ACCEPTED, SubmitResult.DUPLICATE_SUBMIT):
+            raise ValueError(f"the manager refused the update ({SubmitResult(res['Res']).name}): {res.get('Desc')}")
         crash_point("worker.snapup.submitted")
         return "Submit"
 
     def on_Submitted(self, rec):
-        state = call(self.ctx.rpc, "Venus.SnapUpState", rec.task["Sector"]["ID"])
-        if state["State"] == OnChainState.LANDED:
-            return "CheckLanded"
-        if state["State"] == OnChainState.FAILED:
-            raise ValueError(f"ProveReplicaUpdates failed: {state['Desc']}")
-        raise Wait(f"ProveReplicaUpdates not landed yet: {state.get('Desc')}", polling=True)
+        return "CheckLanded"        # accepted by the manager, which follows the message itself
 
 
 class SnapUpThread(TaskThread):
     plan, table, steps_class = "snapup", SNAPUP, SnapUpSteps
-    report_method = "Venus.SnapUpAborted"      # only a failure is reported (a landed upgrade needs no word)
-
-    def _report_done(self, stop) -> bool:
-        self.done += 1           # the manager saw it land: nothing more to tell
-        return True
 
     def _remove_files(self) -> None:
         shutil.rmtree(self.ctx.location / "data" / "snap", ignore_errors=True)

@@ -3,9 +3,11 @@
 journaled with the first transition, every step after it is journaled too, and a restart resumes
 the task at the step that was interrupted (the manager is not asked again).
 
-A task that cannot be done (a step raises a task error: a wrong CommR, a missing store) ends as
-aborted: the error is reported through the plan's report method and the thread takes the next
-task. Task threads never send ReportState: the sector's sealing state at the manager is not theirs."""
+A task ends as Damocles' worker ends it, with methods of Damocles' SealerAPI only: done, the
+manager hears ReportFinalized(sid); a task that cannot be done (a step raises a task error: a
+wrong CommR, a missing store) ends as aborted, reported with ReportAborted(sid, reason), and the
+thread takes the next task (the unseal plan reports both through AchieveUnsealSector). Task
+threads never send ReportState: the sector's sealing state at the manager is not theirs."""
 
 from __future__ import annotations
 
@@ -60,8 +62,14 @@ class TaskSteps:
         return {}
 
 
+def task_deals(pieces: list[dict] | None) -> list[dict]:
+    """What the journal keeps of Damocles' SectorPieces (SectorPieceV2: Piece {Size, PieceCID},
+    DealInfo {DealID, ...}): the pieces to fetch and add, in order."""
+    return [{"id": (p.get("DealInfo") or {}).get("DealID", 0), "piece_cid": p["Piece"]["PieceCID"]["/"],
+             "piece_size": p["Piece"]["Size"]} for p in pieces or []]
+
+
 class TaskThread(PlannerThread):
-    report_method = ""          # Venus....(*report_args(task), error); empty: nothing to report
     steps_class = TaskSteps
 
     def __init__(self, index: int, ctx, config=None):
@@ -71,24 +79,28 @@ class TaskThread(PlannerThread):
     def make_steps(self):
         return self.steps_class(self.ctx, f"{self.ctx.worker_name}-{self.plan}-{self.index}")
 
-    def report_args(self, task: dict) -> list:
-        return [task["Sector"]["ID"]]
+    def done_call(self, task: dict) -> tuple[str, list]:
+        """The call that tells the manager the task is done."""
+        return "Venus.ReportFinalized", [task["Sector"]["ID"]]
+
+    def aborted_call(self, task: dict, reason: str) -> tuple[str, list]:
+        """The call that tells the manager the task was given up, and why."""
+        return "Venus.ReportAborted", [task["Sector"]["ID"], reason]
 
     def _report(self, prev: str, event: str, failure: dict | None = None) -> None:
         """Not for tasks: ReportState is the sealer's."""
 
     def _report_done(self, stop: threading.Event) -> bool:
-        if not self.report_method:
-            return True
-        if not self._call_until_answered(stop, self.report_method, *self.report_args(self.rec.task), ""):
+        method, args = self.done_call(self.rec.task)
+        if not self._call_until_answered(stop, method, *args):
             return False
         self.done += 1
         return True
 
     def _report_aborted(self, stop: threading.Event) -> bool:
-        reason = self.rec.abort_reason or ""
-        if self.report_method and self.rec.task is not None:
-            return self._call_until_answered(stop, self.report_method, *self.report_args(self.rec.task), reason)
+        if self.rec.task is not None:
+            method, args = self.aborted_call(self.rec.task, self.rec.abort_reason or "")
+            return self._call_until_answered(stop, method, *args)
         self._sleep(stop, self.ctx.sealing.recover_interval)    # the manager keeps the task for us: later
         return not stop.is_set()
 

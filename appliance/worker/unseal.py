@@ -1,8 +1,10 @@
 """A sealing thread with `plan = "unseal"`: takes unseal tasks from the manager
-(AllocateUnsealSector), regenerates the sector's key in its location (the `unseal` stage, in its
-processor pool when configured), decodes the piece, checks its CommP against the piece CID,
-writes it to the task's destination (the piece store, an attached store, or a file inside a
-`[worker] unseal_output_dirs` directory, never replacing a file: see unseal_dest) and reports the outcome (AchieveUnsealSector). A task that
+(AllocateUnsealSector, Damocles' SectorUnsealInfo: Offset and Size in unpadded bytes, Size the
+bytes that hold the piece's payload), regenerates the sector's key in its location (the `unseal`
+stage, in its processor pool when configured), decodes the piece, checks its CommP against the
+piece CID, asks where to write it (AcquireUnsealDest, as Damocles' worker does), writes it there
+(the piece store, an attached store, or a file inside a `[worker] unseal_output_dirs` directory,
+never replacing a file: see unseal_dest) and reports the outcome (AchieveUnsealSector). A task that
 fails is reported with the reason; nothing half-written is left at the destination. Journalled:
 a piece written before a crash is reported at the next start, not unsealed again."""
 
@@ -19,6 +21,7 @@ from ..proofs.commitment import commp_bytes
 from ..proofs.unseal import unseal_range
 from ..rpc.client import HTTPStatusError
 from .plan import Plan
+from .steps import call
 from .task_thread import TaskSteps, TaskThread
 from .unseal_dest import resolve_destination, write_new_file
 
@@ -42,14 +45,22 @@ class UnsealSteps(TaskSteps):
         name = sector_name(sid["Miner"], sid["Number"])
         scratch = self.ctx.location / "data" / "unseal"
         scratch.mkdir(parents=True, exist_ok=True)
+        offset, size = _unpadded_range(task)
+        if offset % 127 or size <= 0:
+            raise ValueError(f"unseal range {offset}+{size} does not start on a 127-byte quad or is empty")
+        whole = -(-size // 127) * 127          # whole quads; the piece's payload is the first `size` bytes
         data = self.ctx.run_stage("unseal", unseal_range, proof, SectorID(sid["Miner"], sid["Number"]),
                                   base64.b64decode(task["Ticket"]["Ticket"]), bytes(task["CommD"]), store.location / "sealed" / name,
-                                  task["Offset"] // 128 * 127, task["Size"] // 128 * 127, self.ctx.parent_cache, scratch)
-        payload = data[: task["PayloadSize"]]
+                                  offset, whole, self.ctx.parent_cache, scratch)
+        payload = data[:size]
         got = commd_to_cid(commp_bytes(payload).commitment)
         if got != task["PieceCid"]["/"]:
             raise ValueError(f"the unsealed bytes have piece CID {got}, not {task['PieceCid']['/']}: the replica or its ticket is wrong")
-        self._write(task["Dest"][0], task["PieceCid"]["/"], payload)
+        dests = call(self.ctx.rpc, "Venus.AcquireUnsealDest", sid, task["PieceCid"])
+        if not dests:
+            raise ValueError("the manager gave no destination for the piece")
+        for dest in dests:
+            self._write(dest, task["PieceCid"]["/"], payload)
         crash_point("worker.unseal.written")
         return "Unseal"
 
@@ -70,12 +81,22 @@ class UnsealSteps(TaskSteps):
             raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _unpadded_range(task: dict) -> tuple[int, int]:
+    """(offset, size) in unpadded bytes. A task journalled by an older worker had a padded
+    Offset and Size and the payload's length as PayloadSize."""
+    if "PayloadSize" in task:
+        return task["Offset"] // 128 * 127, task["PayloadSize"]
+    return task["Offset"], task["Size"]
+
+
 class UnsealThread(TaskThread):
     plan, table, steps_class = "unseal", UNSEAL, UnsealSteps
-    report_method = "Venus.AchieveUnsealSector"
 
-    def report_args(self, task: dict) -> list:
-        return [task["Sector"]["ID"], task["PieceCid"]]      # the CID as Damocles sends it, {"/": ...}
+    def done_call(self, task: dict) -> tuple[str, list]:
+        return "Venus.AchieveUnsealSector", [task["Sector"]["ID"], task["PieceCid"], ""]   # the CID as {"/": ...}
+
+    def aborted_call(self, task: dict, reason: str) -> tuple[str, list]:
+        return "Venus.AchieveUnsealSector", [task["Sector"]["ID"], task["PieceCid"], reason]
 
     def _remove_files(self) -> None:
         """Nothing of an unseal stays in the location (the scratch is the stage's own)."""
