@@ -26,7 +26,7 @@ from .identity import NAME_LENGTH, TooManyNames, bound, check_sector, check_work
 from .market import Market
 from .pieces import sector_pieces
 from .state import ManagerState
-from .task_owner import ForeignTask, check_holder
+from .task_owner import check_holder
 
 ACCEPTED, DUPLICATE_SUBMIT, MISMATCHED_SUBMISSION, REJECTED, FILES_MISSED = SubmitResult
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
@@ -34,7 +34,6 @@ EPOCHS_PER_DAY = 2880
 STORE_WAIT_LOG_EVERY = 60.0
 LIMIT_LOG_EVERY = 60.0
 SUMMARY_KEYS = ("Threads", "Empty", "Paused", "Running", "Waiting", "Errors")
-TASK_TABLES = (("snap-up", "snap_candidates"), ("rebuild", "rebuild_tasks"), ("unseal", "unseal_tasks"))
 log = logging.getLogger("damocles.manager.sectors")
 
 
@@ -69,7 +68,6 @@ class Sealer:
         self._limit_logged: dict[str, float] = {}      # identity -> when its in-flight limit was last logged
         # kind ("snap-up", "rebuild", "unseal") -> fn(sid, finished, reason, caller): what a task's
         # ReportFinalized (finished) or ReportAborted (not) does; set by the task's module
-        self.task_end: dict = {}
 
     # ----------------------------------------------------------------- helpers
 
@@ -94,25 +92,6 @@ class Sealer:
     def _rebuilding(self, sid: dict) -> bool:
         return self.state.one("SELECT 1 FROM rebuild_tasks WHERE miner = ? AND number = ? AND state = 'allocated'",
                               (sid["Miner"], sid["Number"])) is not None
-
-    def _task_on(self, sid: dict, caller) -> tuple[dict, str | None]:
-        """The sector's record, and the task (snap-up, rebuild, unseal) the caller holds on it
-        when it finished sealing. Damocles' worker reports such a task's states, its end and its
-        abort through ReportState, ReportFinalized and ReportAborted, maybe under another worker's
-        credential than the sector's."""
-        rec = self._sector(sid)
-        if not rec.get("finalized") or rec.get("abort_reason"):
-            return rec, None
-        for kind, table in TASK_TABLES:
-            rows = self.state.query(f"SELECT worker FROM {table} WHERE miner = ? AND number = ? AND state = 'allocated'",
-                                    (sid["Miner"], sid["Number"]))
-            for (held_by,) in rows:
-                try:
-                    check_holder(held_by, caller, kind)
-                except ForeignTask:
-                    continue
-                return rec, kind
-        return rec, None
 
     # ------------------------------------------------------------- allocation
 
@@ -435,14 +414,8 @@ class Sealer:
         """A worker's state change. A finalized sector (Finished or Aborted) does not move: the
         answer tells the worker so (Finalized, AbortReason)."""
         change, failure, worker, location = self._bounded_report(req)
-        rec, task = self._task_on(sid, caller)
-        if task is None:
-            rec = self._owned(sid, caller)
+        rec = self._owned(sid, caller)
         check_worker_name(self.state, self.limits, worker, caller, self.config.max_worker_names)
-        if task is not None:       # the sealed sector's own state stays Finished
-            log.info("sector %s: %s task %s -%s-> %s (worker %s)", sector_name(sid["Miner"], sid["Number"]), task,
-                     change["Prev"], change["Event"], change["Next"], worker)
-            return {"Id": sid, "Finalized": False, "AbortReason": ""}
         if rec.get("finalized") or rec.get("abort_reason"):
             return {"Id": sid, "Finalized": True, "AbortReason": rec.get("abort_reason") or ""}
         rec, seconds = self.state.report(sid["Miner"], sid["Number"],
@@ -463,13 +436,9 @@ class Sealer:
         return {"Id": sid, "Finalized": bool(rec.get("finalized")), "AbortReason": rec.get("abort_reason") or ""}
 
     def report_finalized(self, sid: dict, caller=None) -> None:
-        """The worker finished the sector; an aborted or already finished one stays as it is. The
-        end of a task the caller holds on it goes to the task's module (task_end)."""
-        rec, task = self._task_on(sid, caller)
-        if task is not None:
-            if task in self.task_end:
-                self.task_end[task](sid, True, "", caller)
-            return None
+        """The worker finished the sector; an aborted or already finished one stays as it is. (The
+        end of a snap-up, rebuild or unseal task the caller holds on the sector never reaches here:
+        api._route_task_reports hands it to the task's module.)"""
         rec = self._owned(sid, caller)
         if rec.get("finalized") or rec.get("abort_reason"):
             return
@@ -478,13 +447,8 @@ class Sealer:
 
     def worker_aborted(self, sid: dict, reason: str, caller=None) -> None:
         """ReportAborted: the worker gave the sector up. A sector already aborted stays as it is; a
-        Finished one is refused (only the operator's AbortSector aborts it), unless the caller
-        holds a task on it: that task is given up (task_end), the sector stays Finished."""
-        rec, task = self._task_on(sid, caller)
-        if task is not None:
-            if task in self.task_end:
-                self.task_end[task](sid, False, self.limits.text(reason, self.config.max_text_length) or "", caller)
-            return None
+        Finished one is refused (only the operator's AbortSector aborts it); a task the caller
+        holds on it is given up by the task's module (api._route_task_reports)."""
         rec = self._owned(sid, caller)
         if rec.get("abort_reason"):
             return

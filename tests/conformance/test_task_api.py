@@ -236,7 +236,7 @@ def test_report_aborted_gives_an_allocated_snap_up_back(manager):
 def test_allocate_rebuild_sector_answers_sector_rebuild_info(manager):
     svc, url, (lost, _) = manager
     admin = Rust(url, issue_token(svc.secret, "admin"))
-    admin("Venus.SectorSetForRebuild", lost)
+    admin("Venus.RebuildRequest", lost)
     w = rust_worker(svc, url)
     # rebuild.rs empty(): AllocateSectorSpec
     r = w("Venus.AllocateRebuildSector", {"AllowedMiners": [lost["Miner"]], "AllowedProofTypes": [P2K]})
@@ -262,7 +262,7 @@ def test_rebuild_of_a_snap_upgraded_sector_names_its_sector_key(manager):
         svc.chain.db.execute("DELETE FROM sectors WHERE miner = ? AND number = ?", (lost["Miner"], lost["Number"]))
         svc.chain.put_sector(SectorOnChain(lost["Miner"], lost["Number"], rec["proof"], SEALED, commd_to_cid(bytes([7]) * 32),
                                            11, 10**6, sector_key_cid=SECTOR_KEY))
-    Rust(url, issue_token(svc.secret, "admin"))("Venus.SectorSetForRebuild", lost)
+    Rust(url, issue_token(svc.secret, "admin"))("Venus.RebuildRequest", lost)
     r = rust_worker(svc, url)("Venus.AllocateRebuildSector", {"AllowedMiners": None, "AllowedProofTypes": None})
     keys(r, SECTOR_REBUILD_INFO, "SectorRebuildInfo")
     assert r["IsSnapUp"] is True
@@ -273,7 +273,7 @@ def test_rebuild_of_a_snap_upgraded_sector_names_its_sector_key(manager):
 def test_unseal_methods_answer_sector_unseal_info_and_dest_strings(manager):
     svc, url, (sealed, _) = manager
     admin = Rust(url, issue_token(svc.secret, "admin"))
-    admin("Venus.UnsealPiece", sealed, PIECE, "piecestore")
+    admin("Venus.UnsealRequest", sealed, PIECE, "piecestore")
     w = rust_worker(svc, url)
     # unseal.rs acquire_task(): AllocateSectorSpec
     u = w("Venus.AllocateUnsealSector", {"AllowedMiners": [], "AllowedProofTypes": []})
@@ -302,7 +302,7 @@ def test_unseal_methods_answer_sector_unseal_info_and_dest_strings(manager):
 def test_a_rust_unseal_thread_that_gives_up_fails_its_task(manager):
     svc, url, (sealed, _) = manager
     admin = Rust(url, issue_token(svc.secret, "admin"))
-    admin("Venus.UnsealPiece", sealed, PIECE, "piecestore")
+    admin("Venus.UnsealRequest", sealed, PIECE, "piecestore")
     w = rust_worker(svc, url)
     w("Venus.AllocateUnsealSector", {"AllowedMiners": None, "AllowedProofTypes": None})
     # a state change of the task's thread is answered as SectorStateResp and not recorded on the sector
@@ -330,7 +330,7 @@ def test_reports_on_a_sector_go_to_the_task_the_worker_holds_on_it(manager):
     assert svc.state.sector(cc["Miner"], cc["Number"]) == before
     # later the same worker rebuilds the sector (its files lost): its reports are the rebuild's
     admin = Rust(url, issue_token(svc.secret, "admin"))
-    admin("Venus.SectorSetForRebuild", cc)
+    admin("Venus.RebuildRequest", cc)
     assert w("Venus.AllocateRebuildSector", {"AllowedMiners": None, "AllowedProofTypes": None})["Sector"]["ID"] == cc
     assert w("Venus.ReportAborted", cc, "pc1: out of memory") is None
     task = admin("Venus.RebuildTasks")[0]

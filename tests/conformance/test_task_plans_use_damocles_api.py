@@ -111,7 +111,7 @@ def test_snapup_rebuild_and_unseal_plans_call_only_api_go_methods(tmp_path):
         assert on_chain[1]["deal_ids"] and not on_chain[2]["deal_ids"], on_chain
 
         # unseal: the deal's piece of sector 1 into a file (AllocateUnsealSector, AcquireUnsealDest, AchieveUnsealSector)
-        op.call("Venus.UnsealPiece", {"Miner": 1000, "Number": 1}, sealed_cid, f"file://{out / 'piece.bin'}")
+        op.call("Venus.UnsealRequest", {"Miner": 1000, "Number": 1}, sealed_cid, f"file://{out / 'piece.bin'}")
         task = until("the unseal", lambda: next((t for t in op.call("Venus.UnsealTasks") if t["State"] in ("done", "failed")),
                                                 None), timeout=120, procs=procs)
         assert task["State"] == "done", task
@@ -120,7 +120,7 @@ def test_snapup_rebuild_and_unseal_plans_call_only_api_go_methods(tmp_path):
         # rebuild: sector 1's sealed file lost (AllocateRebuildSector, ..., SubmitPersistedEx, ReportFinalized)
         original = (home / "persist-1" / "sealed" / "s-t01000-1").read_bytes()
         (home / "persist-1" / "sealed" / "s-t01000-1").unlink()
-        op.call("Venus.SectorSetForRebuild", {"Miner": 1000, "Number": 1})
+        op.call("Venus.RebuildRequest", {"Miner": 1000, "Number": 1})
         task = until("the rebuild", lambda: next((t for t in op.call("Venus.RebuildTasks") if t["State"] in ("done", "failed")),
                                                  None), timeout=180, procs=procs)
         assert task["State"] == "done", task
@@ -136,7 +136,7 @@ def test_snapup_rebuild_and_unseal_plans_call_only_api_go_methods(tmp_path):
         assert op.call("Venus.SnapUpFetch", 1000, None)["Added"] == [2]
 
         def landed():
-            c = next(c for c in op.call("Venus.SnapUpCandidates", 1000) if c["Sector"]["Number"] == 2)
+            c = next(c for c in op.call("Venus.SnapUpCandidateList", 1000) if c["Sector"]["Number"] == 2)
             if c["State"] == "submitted":
                 op.call("Venus.DevnetAdvance", 1)         # housekeeping settles the message; the clock is the test's
             return c if c["State"] in ("landed", "failed") else None
