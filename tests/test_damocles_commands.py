@@ -405,7 +405,7 @@ def test_a_proven_sector_through_damocles_names(proven, capsys):
     assert out.splitlines()[out.splitlines().index("\tProveCommit Info:") + 1].startswith("\t\tProof: ")
 
 
-def test_find_deal_and_unseal_find_the_sector_of_a_deal(farm, capsys, tmp_path):
+def test_find_deal_and_unseal_find_the_sector_of_a_deal(farm, capsys, tmp_path, monkeypatch):
     piece = tmp_path / "piece.bin"
     piece.write_bytes(b"damocles" * 100)
     assert cli.main(["util", "piece", "import", str(piece), "--miner", "1000", "--api", farm.url, "--home", str(farm.home),
@@ -438,10 +438,15 @@ def test_find_deal_and_unseal_find_the_sector_of_a_deal(farm, capsys, tmp_path):
     rc, _, err = run(farm, capsys, "sealer", "sectors", "unseal", deal["PieceCID"], "--actor", "1000", "--sector",
                      str(sid["Number"]), "--unseal-file", str(unsealed), "--piece-size", "1000")
     assert rc == 2 and "invalid piece size: 1000" in err
-    # UnsealPiece(sid, piece, offset, size, dest) with the sector's offset and size: the manager decides
+    # UnsealPiece(sid, piece, offset, size, dest), unpadded as Damocles sends them: the manager decides
+    calls, call = [], RPCClient.call
+    monkeypatch.setattr(RPCClient, "call", lambda self, method, *params: calls.append((method, list(params))) or
+                        call(self, method, *params))
     rc, _, err = run(farm, capsys, "sealer", "sectors", "unseal", deal["PieceCID"], "--actor", "1000", "--sector",
                      str(sid["Number"]), "--offset", "128", "--dest", "piecestore")
     assert rc == 2 and "offset/size: only whole pieces are unsealed" in err, err
+    assert calls == [("Venus.FindSectorInAllStates", [sid]),
+                     ("Venus.UnsealPiece", [sid, {"/": deal["PieceCID"]}, 127, deal["PieceSize"] // 128 * 127, "piecestore"])]
 
 
 def test_wdpost_jobs_under_worker_wdpost(farm, capsys):
@@ -525,3 +530,37 @@ def test_storage_release_reserved_and_snap_cancel_commit(farm, capsys):
     assert rc == 0 and out.strip() == f"s-t01000-{n}: cancel-commit done"
     rc, _, err = run(farm, capsys, "sealer", "snap", "cancel-commit", "1000", "x")
     assert rc == 2 and "sector number: 'x' is not a number" in err
+
+
+def test_commands_send_the_requests_damocles_cli_sends(farm, capsys, monkeypatch):
+    """Method and params of each call, as damocles-manager's Go CLI makes them (internal/
+    util_sealer_sectors.go, util_sealer_snap.go, util_sealer_proving.go, util_storage.go,
+    util_worker.go at the commit above): SectorWorkerState "online"/"offline",
+    SectorWorkerJobAll 0, abi.SectorID objects, the deadline index as a number."""
+    calls = []
+    call = RPCClient.call
+
+    def recording(self, method, *params):
+        calls.append((method, list(params)))
+        return call(self, method, *params)
+    monkeypatch.setattr(RPCClient, "call", recording)
+    sid, n = farm.sid, str(farm.sid["Number"])
+    for args, sent in (
+            (("sealer", "sectors", "list"), [("Venus.ListSectors", ["online", 0])]),
+            (("sealer", "sectors", "list", "--offline", "--rebuild"), [("Venus.ListSectors", ["offline", 0])]),
+            (("sealer", "sectors", "state", "1000", n), [("Venus.FindSectorInAllStates", [sid])]),
+            (("sealer", "sectors", "state", "export-json", "1000", n), [("Venus.FindSectorInAllStates", [sid])]),
+            (("sealer", "sectors", "find-deal", "77"), [("Venus.FindSectorsWithDeal", ["online", 77])]),
+            (("sealer", "sectors", "find-deal", "77", "--offline"), [("Venus.FindSectorsWithDeal", ["offline", 77])]),
+            (("sealer", "sectors", "rebuild", "1000", n, "--pieces-available"),
+             [("Venus.SectorSetForRebuild", [sid, {"PiecesAvailable": True}])]),
+            (("sealer", "sectors", "unseal", "baga6ea4seaqno"), [("Venus.FindSectorWithPiece", ["offline", {"/": "baga6ea4seaqno"}])]),
+            (("sealer", "snap", "fetch", "1000", "3"), [("Venus.SnapUpPreFetch", [1000, 3])]),
+            (("sealer", "snap", "candidates", "1000"), [("Venus.SnapUpCandidates", [1000])]),
+            (("sealer", "snap", "cancel-commit", "1000", n), [("Venus.SnapUpCancelCommitment", [sid])]),
+            (("sealer", "proving", "--miner", "1000", "sector-info", n), [("Venus.ProvingSectorInfo", [sid])]),
+            (("storage", "release-reserved", "1000", n), [("Venus.StoreReleaseReserved", [sid])]),
+            (("worker", "remove", "no-such-worker"), [("Venus.WorkerGetPingInfo", ["no-such-worker"])])):
+        calls.clear()
+        run(farm, capsys, *args)
+        assert calls == sent, (args, calls)
