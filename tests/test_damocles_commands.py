@@ -20,6 +20,7 @@ import pytest
 
 from appliance import cli
 from appliance.manager.service import ManagerService, init_home
+from appliance.rpc import UNAUTHORIZED, RPCError
 from appliance.rpc.auth import issue_token
 from appliance.rpc.client import RPCClient
 from appliance.worker.rpc import build_server
@@ -61,15 +62,14 @@ NOT_BUILT = {
         "check-expire", "expired", "extend", "terminate", "terminate query", "remove", "finalize", "state import-json",
         "import", "export-to-lotus metadata", "export-to-lotus files")},
     "util sealer sectors resend-pre": "chain", "util sealer sectors resend-prove": "chain",
-    "util sealer proving simulate-wdpost": "SimulateWdPoSt", "util sealer proving winning-vanilla": "chain",
+    "util sealer proving winning-vanilla": "chain",
     "util sealer proving compact-partitions": "chain", "util sealer proving recover-faults": "chain",
     **{f"util sealer actor {c}": "chain" for c in (
         "balance", "add-balance", "withdraw", "repay-debt", "control list", "control set", "set-owner",
         "propose-change-worker", "confirm-change-worker", "compact-allocated", "propose-change-beneficiary",
         "confirm-change-beneficiary")},
-    "util sealer snap cancel-commit": "SnapUpCancelCommitment", "util market release-deals": "chain",
-    "util storage attach": "lifecycle", "util storage release-reserved": "StoreReleaseReserved",
-    "util worker remove": "WorkerPingInfoRemove", "util message wait": "chain", "util message search": "chain",
+    "util market release-deals": "chain", "util storage attach": "lifecycle",
+    "util message wait": "chain", "util message search": "chain",
     "util migrate": "SQLite",
 }
 
@@ -101,7 +101,7 @@ def test_tree_has_every_damocles_command():
         if "not_built" not in defaults and not (path == "util sealer sectors state import-json"):
             actionable.append(path)
     assert set(actionable) == set(DAMOCLES_TREE) - set(NOT_BUILT)
-    assert (len(present), len(actionable), len(NOT_BUILT)) == (72, 32, 40)
+    assert (len(present), len(actionable), len(NOT_BUILT)) == (72, 36, 36)
 
 
 def test_store_sealing_init_takes_several_locations_after_one_l(tmp_path, capsys):
@@ -197,8 +197,8 @@ def run(farm, capsys, *args, json_out=False):
 def test_sectors_list_state_export(farm, capsys):
     name = f"s-t0{farm.sid['Miner']}-{farm.sid['Number']}"
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "list")
-    assert rc == 0 and out.startswith("Sectors:\n") and f"{name}:" in out and "\tWorker: w1" in out
-    assert "\tState: PC1Done" in out and "\tFinalized: false, Removed: false" in out and out.rstrip().endswith("Count: 1")
+    assert rc == 0 and out.startswith("Sectors:\n") and f"{name}:" in out and "\tWorker: w1 @ /w/t0" in out
+    assert "\tState: Empty => PC1Done @PC1" in out and "\tFinalized: false, Removed: false" in out and out.rstrip().endswith("Count: 1")
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "list", "--offline")
     assert rc == 0 and "Count: 0" in out
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "list", "--sealing=false")
@@ -206,12 +206,16 @@ def test_sectors_list_state_export(farm, capsys):
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "list", "--miner", "f01000", json_out=True)
     assert rc == 0 and out["Count"] == 1 and out["sectors"][0]["ID"] == farm.sid
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "state", "1000", str(farm.sid["Number"]))
-    for field in (f"Sector {name}: ", "Common:", "\tFinalized: false", "\tAborting: ", "\t\tNULL", "LatestState:",
-                  "\tState Change: PC1Done", "\tWorker: w1", "Deals:", "Sealing:", "\tTicket: NULL", "\tPreCommit Info:",
-                  "\tPreCommit Message: NULL", "\tSeed: NULL", "SnapUp:", "\tUpgraded: false", "Termination:", "Rebuild: false"):
-        assert field in out.splitlines(), (field, out)
+    # showSectorState's lines (internal/util_sealer_sectors.go), in order
+    expected = [f"Sector {name}: ", "", "Common:", "\tFinalized: false", "\tRemoved: false", "\tAborting: ", "\t\tNULL", "",
+                "LatestState:", "\tState Change: Empty => PC1Done, by PC1", "\tWorker: w1(/w/t0)", "\tFailure: NULL", "",
+                "Deals:", "\tNULL", "", "Sealing:", "\tTicket: NULL", "\tPreCommit Info:", "\t\tNULL", "\tPreCommit Message: NULL",
+                "\tSeed: NULL", "\tProveCommit Info:", "\t\tNULL", "\tProveCommit Message: NULL", "\tMessage NeedSend: false", "",
+                "SnapUp:", "\tUpgraded: false", "", "Termination:", "\tTerminate Message: NULL", "", "Rebuild: false", ""]
+    assert out.split("\n")[:-1] == expected, out
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "state", "export-json", "t01000", str(farm.sid["Number"]))
-    assert rc == 0 and json.loads(out)["ID"] == farm.sid
+    assert rc == 0 and json.loads(out)["ID"] == farm.sid and ", " not in out      # Go's json.Marshal: compact
+    assert json.loads(out) == farm.admin.call("Venus.FindSectorInAllStates", farm.sid)
     rc, _, err = run(farm, capsys, "sealer", "sectors", "state", "1000", "x")
     assert rc == 2 and "sector number: 'x' is not a number" in err
     rc, _, err = run(farm, capsys, "sealer", "sectors", "state", "f0x", "1")
@@ -228,13 +232,13 @@ def test_abort_and_restore(farm, capsys, tmp_path):
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "state", "1000", n)
     assert f"\tTicket: ({ticket['Epoch']}) {base64.b64decode(ticket['Ticket']).hex()}" in out.splitlines(), out
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "abort", "1000", n)
-    assert rc == 0 and "--really-do-it" in out and not farm.admin.call("Venus.FindSector", sid)["AbortReason"]
+    assert rc == 0 and "--really-do-it" in out and not farm.admin.call("Venus.FindSectorInAllStates", sid)["AbortReason"]
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "abort", "1000", n, "--really-do-it", json_out=True)
-    assert rc == 0 and farm.admin.call("Venus.FindSector", sid)["AbortReason"] == "aborted via CLI"
+    assert rc == 0 and farm.admin.call("Venus.FindSectorInAllStates", sid)["AbortReason"] == "aborted via CLI"
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "list", "--offline")
     assert f"s-t01000-{n}:" in out and "Count: 1" in out
     rc, out, _ = run(farm, capsys, "sealer", "sectors", "restore", "1000", n)
-    assert rc == 0 and farm.admin.call("Venus.FindSector", sid)["AbortReason"] is None
+    assert rc == 0 and farm.admin.call("Venus.FindSectorInAllStates", sid)["AbortReason"] == ""
 
 
 def test_workers(farm, capsys):
@@ -297,10 +301,13 @@ def test_proving_snap_chain_miner(farm, capsys):
     assert rc == 0 and out == {"sectors": []}
     rc, _, err = run(farm, capsys, "sealer", "proving", "info")
     assert rc == 2 and "--miner: a miner actor id is required" in err
-    rc, out, _ = run(farm, capsys, "sealer", "proving", "--miner", "1000", "sector-info", str(farm.sid["Number"]), json_out=True)
-    assert out["sectors"][0]["Sector"]["ID"] == farm.sid and out["sectors"][0]["Location"]["Found"] is False
+    rc, out, err = run(farm, capsys, "sealer", "proving", "--miner", "1000", "sector-info", "x", str(farm.sid["Number"]))
+    assert rc == 1 and out == "" and "#0 x is not a valid sector number" in err       # not on chain: ProvingSectorInfo says so
+    assert f"sector {farm.sid['Number']}: failed to get info: " in err and "no sector info on chain" in err
     rc, out, _ = run(farm, capsys, "sealer", "snap", "fetch", "1000", "0", json_out=True)
-    assert rc == 0 and out == {"Added": []}
+    assert rc == 0 and out == {"Total": 0, "Diff": 0}
+    rc, out, _ = run(farm, capsys, "sealer", "snap", "fetch", "1000", "0")
+    assert out.strip() == "candidate sectors fetched: available-in-deadline=0, added=0"
     rc, out, _ = run(farm, capsys, "sealer", "snap", "candidates", "t01000")
     assert rc == 0 and out.strip() == "no candidates available"
     rc, out, _ = run(farm, capsys, "chain", "head", json_out=True)
@@ -353,7 +360,8 @@ def test_a_proven_sector_through_damocles_names(proven, capsys):
     assert lines[lines.index("\tPreCommit Info:") + 2].startswith("\t\tCommR: bagboea4b5abc")
     assert any(line.startswith("\tSeed: (") for line in lines) and not any(line == "\tPreCommit Message: NULL" for line in lines)
     rc, out, _ = run(proven, capsys, "storage", "find", "1000", n)
-    assert out.startswith(f"sector {name} located, sealed file in ") and "store instance 'persist-1' exists" in out
+    assert out.splitlines() == [f'sector {name} located, sealed file in "persist-1", cache dir in "persist-1"',
+                                'store instance "persist-1" exists', 'store instance "persist-1" exists']
     rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "deadlines", json_out=True)
     [dl] = [d for d in out["deadlines"] if d["Sectors"]]
     rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "deadline", str(dl["Index"]), "-n")
@@ -364,10 +372,22 @@ def test_a_proven_sector_through_damocles_names(proven, capsys):
     assert out.splitlines()[1].split() == [str(dl["Index"]), "0", "1", "0"]
     rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "check", str(dl["Index"]), "--detail")
     assert out.splitlines()[1].split() == [str(dl["Index"]), "0", n, "good"]
-    rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "sector-info", n, json_out=True)
-    assert out["sectors"][0]["Location"]["Found"] is True
+    rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "check", str(dl["Index"]), "--slow", "--state-check",
+                     json_out=True)
+    assert out == {"sectors": [{"Deadline": dl["Index"], "Partition": 0, "Sector": int(n), "Ok": True, "Error": ""}]}
+    rc, out, _ = run(proven, capsys, "sealer", "proving", "--miner", "1000", "sector-info", n)
+    info = json.loads(out)                                     # ProvingSectorInfo, tab-indented as Damocles prints it
+    assert out.startswith('{\n\t"OnChain": {') and info["OnChain"]["SectorNumber"] == int(n)
+    assert info["Private"]["Accesses"] == {"SealedFile": "persist-1", "CacheDir": "persist-1"}
+    rc, out, err = run(proven, capsys, "sealer", "proving", "--miner", "1000", "simulate-wdpost", "--ddl-idx", str(dl["Index"]),
+                       "--partition-idx", "0")
+    assert rc == 0 and out.startswith(f"Simulate sectors [{{{info['OnChain']['SealProof']} {n} <nil> "
+                                      f"{info['OnChain']['SealedCID']['/']}}}] wdpost start"), err
+    rc, _, err = run(proven, capsys, "sealer", "proving", "--miner", "1000", "simulate-wdpost", "--ddl-idx", str(dl["Index"]),
+                     "--partition-idx", "1")
+    assert rc == 2 and "partition-idx is range out of partitions array: 1 <= 1" in err
     rc, out, _ = run(proven, capsys, "sealer", "snap", "fetch", "1000", str(dl["Index"]), json_out=True)
-    assert out == {"Added": [proven.sid["Number"]]}
+    assert out == {"Total": 1, "Diff": 1}
     rc, out, _ = run(proven, capsys, "sealer", "snap", "candidates", "1000")
     assert out.splitlines() == ["deadline  count", f"{dl['Index']:<8}  1"]
     rc, _, err = run(proven, capsys, "sealer", "sectors", "rebuild", "1000", n)
@@ -375,11 +395,17 @@ def test_a_proven_sector_through_damocles_names(proven, capsys):
     (proven.home / "persist-1" / "sealed" / name).unlink()     # lost: now it may be rebuilt
     rc, out, err = run(proven, capsys, "sealer", "sectors", "rebuild", "1000", n, json_out=True)
     assert rc == 0 and out["State"] == "pending", err
-    rc, out, _ = run(proven, capsys, "sealer", "sectors", "list", "--offline", "--sealing=false", "--rebuild")
+    # a sector being rebuilt is online again (Damocles' online store), marked and selected by --rebuild only
+    rc, out, _ = run(proven, capsys, "sealer", "sectors", "list", "--sealing=false", "--rebuild")
     assert f"{name}(rebuild):" in out and "Count: 1" in out
+    rc, out, _ = run(proven, capsys, "sealer", "sectors", "list")
+    assert "Count: 0" in out
+    rc, out, _ = run(proven, capsys, "sealer", "sectors", "state", "1000", n)
+    assert out.splitlines()[-2:] == ["Rebuild: true", ""] and "\tProveCommit Info:" in out
+    assert out.splitlines()[out.splitlines().index("\tProveCommit Info:") + 1].startswith("\t\tProof: ")
 
 
-def test_find_deal_and_unseal_find_the_sector_of_a_deal(farm, capsys, tmp_path):
+def test_find_deal_and_unseal_find_the_sector_of_a_deal(farm, capsys, tmp_path, monkeypatch):
     piece = tmp_path / "piece.bin"
     piece.write_bytes(b"damocles" * 100)
     assert cli.main(["util", "piece", "import", str(piece), "--miner", "1000", "--api", farm.url, "--home", str(farm.home),
@@ -389,11 +415,38 @@ def test_find_deal_and_unseal_find_the_sector_of_a_deal(farm, capsys, tmp_path):
     assert out.strip() == "Not Found"
     rpc = RPCClient(farm.url, issue_token(farm.svc.secret, "write", "w1"))
     sid = rpc.call("Venus.AllocateSector", {})["ID"]
-    assert [d["ID"] for d in rpc.call("Venus.AcquireDeals", sid, {})] == [deal["DealID"]]
-    rc, out, _ = run(farm, capsys, "sealer", "sectors", "find-deal", str(deal["DealID"]))
+    assert [d["DealInfo"]["DealID"] for d in rpc.call("Venus.AcquireDeals", sid, {})] == [deal["DealID"]]
+    rc, out, _ = run(farm, capsys, "sealer", "sectors", "find-deal", str(deal["DealID"]))   # FindSectorsWithDeal, online
     assert out.splitlines() == [f"s-t01000-{sid['Number']}", ""]
+    rc, out, _ = run(farm, capsys, "sealer", "sectors", "find-deal", str(deal["DealID"]), "--offline")
+    assert out.strip() == "Not Found"
+    rc, out, _ = run(farm, capsys, "sealer", "sectors", "state", "1000", str(sid["Number"]))
+    assert f"\tDealID: builtinmarket({deal['DealID']})" in out.splitlines()
+    assert f"\tPiece: {{ cid: {deal['PieceCID']}; size: {deal['PieceSize']}; offset: 0 }}" in out.splitlines()
+    # FindSectorWithPiece looks among offline (sealed) sectors, as Damocles' CLI asks: this one is still sealing
     rc, _, err = run(farm, capsys, "sealer", "sectors", "unseal", deal["PieceCID"], "-o", "/tmp/x")
-    assert rc == 2 and err.startswith("damocles: error: ") and f"1000-{sid['Number']}" in err, err
+    assert rc == 2 and f"no sector found with piece {deal['PieceCID']}" in err, err
+    # --unseal-file: the piece cut out of an unsealed sector file here, offset and size from the sector's pieces
+    from appliance.proofs.fr32 import pad
+    payload = piece.read_bytes()
+    unsealed = tmp_path / "unsealed"
+    unsealed.write_bytes(pad(payload + bytes(deal["PieceSize"] // 128 * 127 - len(payload))) + bytes(1024))
+    rc, out, err = run(farm, capsys, "sealer", "sectors", "unseal", deal["PieceCID"], "--actor", "1000", "--sector",
+                       str(sid["Number"]), "--unseal-file", str(unsealed), "-o", str(tmp_path / "out"), json_out=True)
+    assert rc == 0 and (out["offset"], out["size"], out["payload_size"]) == (0, deal["PieceSize"], len(payload)), err
+    assert (tmp_path / "out").read_bytes() == payload
+    rc, _, err = run(farm, capsys, "sealer", "sectors", "unseal", deal["PieceCID"], "--actor", "1000", "--sector",
+                     str(sid["Number"]), "--unseal-file", str(unsealed), "--piece-size", "1000")
+    assert rc == 2 and "invalid piece size: 1000" in err
+    # UnsealPiece(sid, piece, offset, size, dest), unpadded as Damocles sends them: the manager decides
+    calls, call = [], RPCClient.call
+    monkeypatch.setattr(RPCClient, "call", lambda self, method, *params: calls.append((method, list(params))) or
+                        call(self, method, *params))
+    rc, _, err = run(farm, capsys, "sealer", "sectors", "unseal", deal["PieceCID"], "--actor", "1000", "--sector",
+                     str(sid["Number"]), "--offset", "128", "--dest", "piecestore")
+    assert rc == 2 and "offset/size: only whole pieces are unsealed" in err, err
+    assert calls == [("Venus.FindSectorInAllStates", [sid]),
+                     ("Venus.UnsealPiece", [sid, {"/": deal["PieceCID"]}, 127, deal["PieceSize"] // 128 * 127, "piecestore"])]
 
 
 def test_wdpost_jobs_under_worker_wdpost(farm, capsys):
@@ -432,3 +485,82 @@ def test_damocles_worker_control_commands(farm, capsys, monkeypatch):
     capsys.readouterr()
     assert cli.main(["worker", "enable_dump", "--child_pid", "7", "--dump_dir", "/tmp"]) == 2
     assert capsys.readouterr().err.startswith("damocles: worker enable-dump is not built yet: ")
+
+
+def test_worker_remove_frees_the_name_for_another_credential(farm, capsys):
+    """`util worker remove` (WorkerGetPingInfo + WorkerPingInfoRemove): the worker leaves the list
+    and its name's binding to the credential that held it goes with it, so the operator can move
+    the name to a re-installed machine with a new token at once."""
+    old = RPCClient(farm.url, issue_token(farm.svc.secret, "write", "host-old"))
+    new = RPCClient(farm.url, issue_token(farm.svc.secret, "write", "host-new"))
+    info = {"Name": "moving-1", "Dest": "10.0.0.1:17890", "Version": "v-test",
+            "Summary": {"Threads": 1, "Empty": 1, "Paused": 0, "Running": 0, "Waiting": 0, "Errors": 0}}
+    old.call("Venus.WorkerPing", info)
+    with pytest.raises(RPCError) as refused:
+        new.call("Venus.WorkerPing", {**info, "Dest": "10.0.0.2:17890"})
+    assert refused.value.code == UNAUTHORIZED and "registered by another credential" in str(refused.value)
+    rc, out, _ = run(farm, capsys, "worker", "remove", "moving-1")
+    assert rc == 0 and out.strip() == "'moving-1' removed"
+    assert farm.admin.call("Venus.WorkerGetPingInfo", "moving-1") is None
+    new.call("Venus.WorkerPing", {**info, "Dest": "10.0.0.2:17890"})      # the re-installed machine takes the name
+    moved = farm.admin.call("Venus.WorkerGetPingInfo", "moving-1")["Info"]
+    assert moved["Dest"] == "10.0.0.2:17890" and moved["Owner"] == "name:host-new"
+    with pytest.raises(RPCError) as refused:
+        old.call("Venus.WorkerPing", info)                                 # and the old credential is the stranger now
+    assert refused.value.code == UNAUTHORIZED
+    rc, _, err = run(farm, capsys, "worker", "remove", "no-such-worker")
+    assert rc == 2 and "worker info not found. please make sure the instance name is correct: no-such-worker" in err
+
+
+def test_storage_release_reserved_and_snap_cancel_commit(farm, capsys):
+    """`util storage release-reserved` (StoreReleaseReserved) and `util sealer snap cancel-commit`
+    (SnapUpCancelCommitment) on a sector of the farm."""
+    rpc = RPCClient(farm.url, issue_token(farm.svc.secret, "write", "w1"))
+    n = str(farm.sid["Number"])
+    assert rpc.call("Venus.StoreReserveSpace", farm.sid, 2048, None)["Name"] == "persist-1"
+    rc, out, _ = run(farm, capsys, "storage", "list", json_out=True)
+    assert out["stores"][0]["Reserved"] == 2048
+    rc, out, _ = run(farm, capsys, "storage", "release-reserved", "1000", n)
+    assert rc == 0 and out.strip() == f"s-t01000-{n} released: true"
+    rc, out, _ = run(farm, capsys, "storage", "release-reserved", "f01000", n, json_out=True)
+    assert out == {"sector": farm.sid, "released": False}
+    rc, out, _ = run(farm, capsys, "storage", "list", json_out=True)
+    assert out["stores"][0]["Reserved"] == 0
+    rc, out, _ = run(farm, capsys, "sealer", "snap", "cancel-commit", "1000", n)
+    assert rc == 0 and out.strip() == f"s-t01000-{n}: cancel-commit done"
+    rc, _, err = run(farm, capsys, "sealer", "snap", "cancel-commit", "1000", "x")
+    assert rc == 2 and "sector number: 'x' is not a number" in err
+
+
+def test_commands_send_the_requests_damocles_cli_sends(farm, capsys, monkeypatch):
+    """Method and params of each call, as damocles-manager's Go CLI makes them (internal/
+    util_sealer_sectors.go, util_sealer_snap.go, util_sealer_proving.go, util_storage.go,
+    util_worker.go at the commit above): SectorWorkerState "online"/"offline",
+    SectorWorkerJobAll 0, abi.SectorID objects, the deadline index as a number."""
+    calls = []
+    call = RPCClient.call
+
+    def recording(self, method, *params):
+        calls.append((method, list(params)))
+        return call(self, method, *params)
+    monkeypatch.setattr(RPCClient, "call", recording)
+    sid, n = farm.sid, str(farm.sid["Number"])
+    for args, sent in (
+            (("sealer", "sectors", "list"), [("Venus.ListSectors", ["online", 0])]),
+            (("sealer", "sectors", "list", "--offline", "--rebuild"), [("Venus.ListSectors", ["offline", 0])]),
+            (("sealer", "sectors", "state", "1000", n), [("Venus.FindSectorInAllStates", [sid])]),
+            (("sealer", "sectors", "state", "export-json", "1000", n), [("Venus.FindSectorInAllStates", [sid])]),
+            (("sealer", "sectors", "find-deal", "77"), [("Venus.FindSectorsWithDeal", ["online", 77])]),
+            (("sealer", "sectors", "find-deal", "77", "--offline"), [("Venus.FindSectorsWithDeal", ["offline", 77])]),
+            (("sealer", "sectors", "rebuild", "1000", n, "--pieces-available"),
+             [("Venus.SectorSetForRebuild", [sid, {"PiecesAvailable": True}])]),
+            (("sealer", "sectors", "unseal", "baga6ea4seaqno"), [("Venus.FindSectorWithPiece", ["offline", {"/": "baga6ea4seaqno"}])]),
+            (("sealer", "snap", "fetch", "1000", "3"), [("Venus.SnapUpPreFetch", [1000, 3])]),
+            (("sealer", "snap", "candidates", "1000"), [("Venus.SnapUpCandidates", [1000])]),
+            (("sealer", "snap", "cancel-commit", "1000", n), [("Venus.SnapUpCancelCommitment", [sid])]),
+            (("sealer", "proving", "--miner", "1000", "sector-info", n), [("Venus.ProvingSectorInfo", [sid])]),
+            (("storage", "release-reserved", "1000", n), [("Venus.StoreReleaseReserved", [sid])]),
+            (("worker", "remove", "no-such-worker"), [("Venus.WorkerGetPingInfo", ["no-such-worker"])])):
+        calls.clear()
+        run(farm, capsys, *args)
+        assert calls == sent, (args, calls)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_damocles_cmds import (cmd_fetch_params, cmd_gen_store_json, cmd_storage_find, cmd_wdpost_each, cmd_wdpost_list,
-                                cmd_wdpost_remove_all, cmd_worker_control, cmd_worker_list, go_bool)
-from .cli_damocles_sealer import (cmd_abort, cmd_deadline, cmd_deadlines, cmd_faults, cmd_find_deal, cmd_proving_check,
-                                  cmd_proving_info, cmd_rebuild, cmd_restore, cmd_sector_info, cmd_sectors_list,
+from .cli_damocles_cmds import (cmd_fetch_params, cmd_gen_store_json, cmd_storage_find, cmd_storage_release_reserved,
+                                cmd_wdpost_each, cmd_wdpost_list, cmd_wdpost_remove_all, cmd_worker_control, cmd_worker_list,
+                                cmd_worker_remove, go_bool)
+from .cli_damocles_proving import (cmd_deadline, cmd_deadlines, cmd_faults, cmd_proving_check, cmd_proving_info,
+                                   cmd_sector_info, cmd_simulate_wdpost)
+from .cli_damocles_sealer import (cmd_abort, cmd_find_deal, cmd_rebuild, cmd_restore, cmd_sectors_list, cmd_snap_cancel_commit,
                                   cmd_snap_candidates, cmd_snap_fetch, cmd_state, cmd_unseal)
 from .cli_util import _common
 
@@ -108,7 +110,7 @@ def add_sectors(sectors) -> None:
     not_built(sectors, "import", "Import sector infos from the given lotus-miner instance", LIFECYCLE)
 
     def rebuild_flags(p):
-        p.add_argument("--pieces-available", action="store_true", help="accepted; deals' pieces come from the piece store")
+        p.add_argument("--pieces-available", action="store_true", help="RebuildOptions.PiecesAvailable (deals' pieces are in the piece store)")
         p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the rebuild to finish")
     _leaf(sectors, "rebuild", "Rebuild specified sector", cmd_rebuild, _miner_sector, rebuild_flags)
     not_built(sectors, "export-to-lotus", "Commands for export sector infos to the given lotus-miner instance", LIFECYCLE,
@@ -119,10 +121,12 @@ def add_sectors(sectors) -> None:
         p.add_argument("--actor", "--miner", "--actor-id", dest="actor", help="miner actor id (with --sector)")
         p.add_argument("--sector", "--sector-id", dest="sector", type=int, help="sector number (with --actor)")
         p.add_argument("--dest", help="file:///abs/path (on the worker), store://NAME/path, or piecestore")
-        p.add_argument("-o", "--output", help="the file to write on the worker (file:// destination)")
+        p.add_argument("-o", "--output", help="the file to write: on the worker (file:// destination), or here with --unseal-file")
         p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the task to finish")
-        for flag in ("--unseal-file", "--offset", "--payload-size", "--piece-size"):
-            p.add_argument(flag, help="not supported: the worker unseals the whole piece")
+        p.add_argument("--unseal-file", help="cut the piece out of this local unsealed sector file instead")
+        p.add_argument("--offset", type=int, help="the piece's offset in the sector, padded bytes (default: from the sector)")
+        p.add_argument("--piece-size", type=int, help="the piece's padded size (default: from the sector)")
+        p.add_argument("--payload-size", type=int, help="bytes of payload in the piece (default: from the deal)")
     _leaf(sectors, "unseal", "unseal specified sector", cmd_unseal, unseal_flags)
 
 
@@ -150,7 +154,13 @@ def add_proving(sealer) -> None:
         for flag in ("--only-bad", "--slow", "--state-check", "--faulty", "--detail"):
             p.add_argument(flag, action="store_true")
     _leaf(proving, "check", "Check sectors provable", cmd_proving_check, miner, check)
-    not_built(proving, "simulate-wdpost", "Simulate a WindowPoSt", "it comes with the SimulateWdPoSt RPC method")
+    def simulate(p):
+        p.add_argument("--ddl-idx", type=int, required=True, help="the deadline")
+        p.add_argument("--partition-idx", type=int, required=True, help="the partition")
+        p.add_argument("--include-faulty", action="store_true", help="whether include faulty sectors or not")
+        p.add_argument("--challenge", type=int, help="the epoch of the challenge randomness (default: 32 zero bytes)")
+    _leaf(proving, "simulate-wdpost", "Simulate a WindowPoSt of one partition (in the manager's background; see its log)",
+          cmd_simulate_wdpost, miner, simulate)
     _leaf(proving, "sector-info", "Print sector info", cmd_sector_info, miner,
           lambda p: p.add_argument("numbers", nargs="+", help="sector numbers"))
     not_built(proving, "winning-vanilla", "Generate a WinningPoSt vanilla proof for a sector file",
@@ -173,14 +183,15 @@ def add_snap(snap) -> None:
     _leaf(snap, "candidates", "Show fetched cc sectors for specified miner", cmd_snap_candidates,
           lambda p: p.add_argument("miner", help="miner actor id"),
           lambda p: p.add_argument("--show-all", action="store_true", help="show all deadlines"))
-    not_built(snap, "cancel-commit", "Cancel inflight snapup commitment", "it comes with the SnapUpCancelCommitment RPC method")
+    _leaf(snap, "cancel-commit", "Cancel inflight snapup commitment", cmd_snap_cancel_commit, _miner_sector)
 
 
 def add_worker(util) -> None:
     worker = _group(util, "worker", "Utils for worker management (Damocles' names)")
     _leaf(worker, "list", "list workers that pinged the manager", cmd_worker_list,
           lambda p: p.add_argument("--expiration", default="10m", help="a worker is missing after this long (Go duration)"))
-    not_built(worker, "remove", "Remove the specific worker", "it comes with the WorkerPingInfoRemove RPC method")
+    _leaf(worker, "remove", "Remove the specific worker (its name is free for another credential then)", cmd_worker_remove,
+          lambda p: p.add_argument("worker", help="worker instance name"))
     _leaf(worker, "info", "Show details about the specific worker", cmd_worker_control,
           lambda p: p.add_argument("worker", help="worker instance name"), action="info")
     _leaf(worker, "pause", "Pause the specified sealing thread inside target worker", cmd_worker_control,
@@ -219,8 +230,7 @@ def add_storage(storage) -> None:
               "it comes with sector import (lifecycle support); add the store to [[Common.PersistStores]] instead")
     _leaf(storage, "find", "Find sector in the storage", cmd_storage_find, _miner_sector,
           lambda p: p.add_argument("--upgrade", action="store_true", help="Find upgrade sectors"))
-    not_built(storage, "release-reserved", "Manually release the reserved storage space",
-              "it comes with the StoreReleaseReserved RPC method")
+    _leaf(storage, "release-reserved", "Manually release the reserved storage space", cmd_storage_release_reserved, _miner_sector)
 
 
 def add_rest(util) -> None:

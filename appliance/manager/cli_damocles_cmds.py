@@ -11,6 +11,7 @@ import time
 
 from ..core.output import emit
 from ..core.sector import sector_name
+from .api_cli import go_duration
 from .cli_util import _client, _table
 
 def go_bool(p: argparse.ArgumentParser, name: str, default: bool, helptext: str) -> None:
@@ -92,31 +93,54 @@ def cmd_worker_control(args) -> int:
     return 0
 
 
+def cmd_worker_remove(args) -> int:
+    """WorkerGetPingInfo, then WorkerPingInfoRemove: the worker leaves the list and its name is
+    free for another credential (a re-installed machine with a new token)."""
+    client = _client(args)
+    if client.call("Venus.WorkerGetPingInfo", args.worker) is None:
+        raise ValueError(f"worker info not found. please make sure the instance name is correct: {args.worker}")
+    client.call("Venus.WorkerPingInfoRemove", args.worker)
+    emit({"removed": args.worker}, args.json, [f"'{args.worker}' removed"])
+    return 0
+
+
 def _when(t) -> str:
     return "-" if not t else time.strftime("%m-%d %H:%M:%S", time.localtime(int(t)))
 
 
+def _succeed(j: dict) -> bool:
+    """WdPoStJob.Succeed (core/types_wdpost.go)."""
+    return j["State"] == "finished" and not j["ErrorReason"]
+
+
+def _display_state(j: dict) -> str:
+    """WdPoStJobBrief.DisplayState."""
+    if j["State"] == "finished":
+        return ("Succeed" if not j["Faults"] else f"Faults({j['Faults']})") if _succeed(j) else "Failed"
+    return {"ready2run": "ReadyToRun", "running": "Running"}.get(j["State"], j["State"])
+
+
 def cmd_wdpost_list(args) -> int:
     r = _client(args).call("Venus.WdPoStAllJobs")
-    jobs = [j for j in r["Jobs"] if args.all or j["State"] != "finished" or j["Failed"]]
+    jobs = [j for j in r["Jobs"] if args.all or not _succeed(j)]
     rows = []
     for j in jobs:
         tries = f"{j['TryNum']}" + ("(Max)" if j["TryNum"] >= r["MaxTry"] else "")
         parts = "[" + ", ".join(map(str, j["Partitions"])) + "]"
-        sectors = len((j.get("Input") or {}).get("Sectors") or [])
-        state = "failed" if j["Failed"] else j["State"]
-        if args.detail:
-            rows.append([j["Id"], j["State"], f"f0{j['MinerId']}", j["DeadlineIdx"], parts, sectors, j["WorkerName"], state, tries,
-                         _when(j["CreatedAt"]), _when(j["StartedAt"]), _when(j["HeartbeatAt"]), _when(j["FinishedAt"]),
+        miner = f"f0{j['Input']['MinerId']}"
+        if args.detail:      # Damocles prints the job's state under "Prefix"
+            rows.append([j["Id"], j["State"], miner, j["DeadlineIdx"], parts, j["Sectors"], j["WorkerName"], _display_state(j),
+                         tries, _when(j["CreatedAt"]), _when(j["StartedAt"]), _when(j["HeartbeatAt"]), _when(j["FinishedAt"]),
                          _when(j["UpdatedAt"]), j["ErrorReason"]])
         else:
             if not j["StartedAt"]:
                 elapsed = heartbeat = "-"
             elif not j["FinishedAt"]:
-                elapsed, heartbeat = f"{time.time() - j['StartedAt']:.0f}s", f"{time.time() - j['HeartbeatAt']:.3f}s"
+                now = time.time()         # Go's Duration.String, truncated to the second and the millisecond
+                elapsed, heartbeat = go_duration(int(now - j["StartedAt"])), go_duration(int((now - j["HeartbeatAt"]) * 1000) / 1000)
             else:
-                elapsed, heartbeat = f"{j['FinishedAt'] - j['StartedAt']:.0f}s(done)", "-"
-            rows.append([j["Id"], f"f0{j['MinerId']}", j["DeadlineIdx"], parts, sectors, j["WorkerName"], state, tries,
+                elapsed, heartbeat = f"{go_duration(j['FinishedAt'] - j['StartedAt'])}(done)", "-"
+            rows.append([j["Id"], miner, j["DeadlineIdx"], parts, j["Sectors"], j["WorkerName"], _display_state(j), tries,
                          _when(j["CreatedAt"]), elapsed, heartbeat, j["ErrorReason"]])
     header = (["JobID", "Prefix", "Miner", "DDL", "Partitions", "Sectors", "Worker", "State", "Try", "CreateAt", "StartedAt",
                "HeartbeatAt", "FinishedAt", "UpdatedAt", "Error"] if args.detail else
@@ -176,12 +200,28 @@ def cmd_storage_list(args) -> int:
 
 
 def cmd_storage_find(args) -> int:
+    """SectorIndexerFind: the store names holding the sealed file and the cache, and whether the
+    manager has those stores (Damocles' StoreMgr lookup, here StoreList)."""
     sid = _sid(args)
-    r = _client(args).call("Venus.SectorIndexerFind", "upgrade" if args.upgrade else "normal", sid)
+    client = _client(args)
+    r = client.call("Venus.SectorIndexerFind", "upgrade" if args.upgrade else "normal", sid)
     name = sector_name(sid["Miner"], sid["Number"])
-    inst = r.get("Instance") or {}
-    emit(r, args.json, [f"sector {name} located, sealed file in {inst.get('SealedFile')!r}, cache dir in {inst.get('CacheDir')!r}",
-                        f"store instance {inst.get('Name')!r} exists"] if r["Found"] else [f"{name} not found"])
+    if not r["Found"]:
+        emit(r, args.json, [f"{name} not found"])
+        return 0
+    inst = r["Instance"]
+    stores = {s["Name"] for s in client.call("Venus.StoreList")}
+    lines = [f"sector {name} located, sealed file in {json.dumps(inst['SealedFile'])}, cache dir in {json.dumps(inst['CacheDir'])}"]
+    lines += [f"store instance {json.dumps(n)} exists" if n in stores else
+              f"store instance {json.dumps(n)} not found, check your config file" for n in (inst["SealedFile"], inst["CacheDir"])]
+    emit(r, args.json, lines)
+    return 0
+
+
+def cmd_storage_release_reserved(args) -> int:
+    sid = _sid(args)
+    done = _client(args).call("Venus.StoreReleaseReserved", sid)
+    emit({"sector": sid, "released": done}, args.json, [f"{sector_name(sid['Miner'], sid['Number'])} released: {str(done).lower()}"])
     return 0
 
 

@@ -1,4 +1,4 @@
-"""What `util sealer sectors|proving|snap` of Damocles' tree do (cli_damocles.py wires them):
+"""What `util sealer sectors|snap` of Damocles' tree do (cli_damocles.py wires them):
 each calls the manager's RPC and prints the fields damocles-manager's Go CLI prints
 (internal/util_sealer_*.go), as far as our manager knows them; `--json` prints the RPC answers."""
 
@@ -9,13 +9,16 @@ import binascii
 import json
 import sys
 import time
+from pathlib import Path
 
 from ..core.output import emit
 from ..core.sector import sector_name
-from .cli_damocles_cmds import _number, _sid, actor
+from ..proofs.fr32 import is_valid_padded_piece_size, unpad, unpadded_size
+from .cli_damocles_cmds import _sid, actor
 from .cli_util import _client, _table
 
-DEADLINES = 48      # WindowPoSt deadlines in a proving period
+ONLINE, OFFLINE = "online", "offline"      # Damocles' SectorWorkerState
+JOB_ALL = 0                                # SectorWorkerJobAll
 
 
 # --- util sealer sectors --------------------------------------------------------------------
@@ -37,63 +40,40 @@ def cmd_restore(args) -> int:
     return 0
 
 
-# The two calls whose params follow Damocles' when the manager's SealerCliAPI does (ListSectors
-# (workerState, job), FindSectorInAllStates(sid)): one place to switch.
-
-def _list_sectors(client) -> list[dict]:
-    return client.call("Venus.ListSectors")
+def _go_bool(v) -> str:
+    return str(bool(v)).lower()
 
 
-def _find_sector(client, sid: dict) -> dict:
-    return client.call("Venus.FindSector", sid)
+def _match_job(s: dict, job: str) -> bool:
+    """Damocles' SectorState.MatchWorkerJob (core/types_sector_state.go)."""
+    upgraded, rebuild, unseal = bool(s["Upgraded"]), bool(s["NeedRebuild"]), bool(s["Unsealing"])
+    return {"sealing": not upgraded and not rebuild and not unseal, "snapup": upgraded and not rebuild and not unseal,
+            "rebuild": rebuild, "unseal": unseal}[job]
 
 
-def _offline(s: dict) -> bool:
-    """Damocles keeps finalized and aborted sectors in its offline state store."""
-    return bool(s["Finalized"] or s["AbortReason"])
-
-
-def _jobs(client) -> dict[tuple, set]:
-    """Sector -> its non-sealing jobs (snapup, rebuild, unseal in progress): Damocles' marks."""
-    marks: dict[tuple, set] = {}
-    for kind, rows in (("rebuild", client.call("Venus.RebuildTasks")), ("unseal", client.call("Venus.UnsealTasks"))):
-        for t in rows:
-            if t["State"] in ("pending", "allocated"):
-                marks.setdefault((t["Sector"]["Miner"], t["Sector"]["Number"]), set()).add(kind)
-    for c in client.call("Venus.SnapUpCandidates", None):
-        if c["State"] in ("allocated", "submitted", "landed"):       # Damocles' Upgraded: being or been upgraded
-            marks.setdefault((c["Sector"]["Miner"], c["Sector"]["Number"]), set()).add("snapup")
-    return marks
+def _marks(s: dict) -> str:
+    marks = [m for m, on in (("upgrade", s["Upgraded"]), ("rebuild", s["NeedRebuild"]), ("unseal", s["Unsealing"])) if on]
+    return f"({', '.join(marks)})" if marks else ""
 
 
 def cmd_sectors_list(args) -> int:
-    client = _client(args)
+    """ListSectors(workerState, SectorWorkerJobAll), then the job flags select as the Go CLI does."""
     miner = actor(args.miner) if args.miner else None
-    marks = _jobs(client)
-    chosen = []
-    for s in _list_sectors(client):
-        key = (s["ID"]["Miner"], s["ID"]["Number"])
-        if _offline(s) != args.offline or (miner is not None and key[0] != miner):
-            continue
-        jobs = marks.get(key, set())
-        wanted = (args.sealing and not jobs) or any(getattr(args, j) and j in jobs for j in ("snapup", "rebuild", "unseal"))
-        if wanted:
-            chosen.append((s, jobs))
+    states = _client(args).call("Venus.ListSectors", OFFLINE if args.offline else ONLINE, JOB_ALL) or []
+    chosen = [s for s in states if (miner is None or s["ID"]["Miner"] == miner)
+              and any(getattr(args, j) and _match_job(s, j) for j in ("sealing", "snapup", "rebuild", "unseal"))]
     lines = ["Sectors:"]
-    for s, jobs in chosen:
-        mark = f"({', '.join(j for j in ('snapup', 'rebuild', 'unseal') if j in jobs).replace('snapup', 'upgrade')})" if jobs else ""
-        lines.append(f"{sector_name(s['ID']['Miner'], s['ID']['Number'])}{mark}:")
-        if s["LatestState"]:
-            lines += [f"\tWorker: {s['Worker'] or ''}", f"\tState: {s['LatestState']}"]
-        lines += [f"\tFinalized: {str(s['Finalized']).lower()}, Removed: false", ""]
+    for s in chosen:
+        lines.append(f"{sector_name(s['ID']['Miner'], s['ID']['Number'])}{_marks(s)}:")
+        latest = s.get("LatestState")
+        if latest:
+            change = latest["StateChange"]
+            lines += [f"\tWorker: {latest['Worker']['Instance']} @ {latest['Worker']['Location']}",
+                      f"\tState: {change['Prev']} => {change['Next']} @{change['Event']}"]
+        lines += [f"\tFinalized: {_go_bool(s['Finalized'])}, Removed: {_go_bool(s['Removed'])}", ""]
     lines.append(f"Count: {len(chosen)}")
-    emit({"sectors": [s for s, _ in chosen], "Count": len(chosen)}, args.json, lines)
+    emit({"sectors": chosen, "Count": len(chosen)}, args.json, lines)
     return 0
-
-
-def _deals_of(client, sid: dict) -> list[dict]:
-    return [d for d in client.call("Venus.MarketDeals", sid["Miner"])
-            if d["Sector"] is not None and d["Sector"] == sid["Number"]]
 
 
 def cmd_state(args) -> int:
@@ -110,19 +90,13 @@ def cmd_state(args) -> int:
     if len(words) != 2:
         raise ValueError("state: expected MINER NUMBER (or export-json MINER NUMBER)")
     args.miner, args.number = words
-    sid = _sid(args)
-    client = _client(args)
-    state = _find_sector(client, sid)
+    state = _client(args).call("Venus.FindSectorInAllStates", _sid(args))
     if export:
-        print(json.dumps(state))
-        return 0
-    deals = _deals_of(client, sid)
-    rebuild = any(t["Sector"] == sid and t["State"] in ("pending", "allocated") for t in client.call("Venus.RebuildTasks"))
-    upgraded = client.call("Venus.SectorIndexerFind", "upgrade", sid)["Found"]     # a snap-upgraded replica is persisted
-    if args.json:
-        emit({"Sector": state, "Deals": deals, "Upgraded": upgraded, "NeedRebuild": rebuild}, True)
-        return 0
-    print("\n".join(_state_lines(state, deals, upgraded, rebuild)))
+        print(json.dumps(state, separators=(",", ":")))      # Go's json.Marshal: compact
+    elif args.json:
+        emit(state, True)
+    else:
+        print("\n".join(state_lines(state)))
     return 0
 
 
@@ -130,48 +104,69 @@ def _or_null(v, fmt=str) -> str:
     return "NULL" if v is None else fmt(v)
 
 
-def _state_lines(s: dict, deals: list[dict], upgraded: bool, rebuild: bool) -> list[str]:
-    """Damocles' showSectorState, with what our manager records."""
+def _cid(c) -> str:
+    return c["/"] if isinstance(c, dict) else str(c)
+
+
+def _hex(b64) -> str:
+    """A Go []byte (base64 on the wire) as %x prints it."""
+    try:
+        return base64.b64decode(b64 or "", validate=True).hex()
+    except (binascii.Error, TypeError, ValueError):
+        return str(b64)
+
+
+def _deal_lines(s: dict) -> list[str]:
+    lines = []
+    for p in s.get("Pieces") or []:
+        deal = p.get("DealInfo")
+        if not deal or not (deal.get("DealID") or deal.get("AllocationID")):      # SectorPieceV2.HasDealInfo
+            continue
+        builtin = deal.get("IsBuiltinMarket")
+        shown = f"builtinmarket({deal['DealID']})" if builtin else f"ddo({deal.get('AllocationID')})"
+        lines += [f"\t{'DealID' if builtin else 'AllocID'}: {shown}",
+                  f"\tPiece: {{ cid: {_cid(p['Piece']['PieceCID'])}; size: {p['Piece']['Size']}; offset: {deal.get('Offset', 0)} }}"]
+    return lines or ["\tNULL"]
+
+
+def state_lines(s: dict) -> list[str]:
+    """Damocles' showSectorState (internal/util_sealer_sectors.go) of a SectorState."""
+    latest, msg = s.get("LatestState"), s.get("MessageInfo") or {}
+    failure = (latest or {}).get("Failure")
     lines = [f"Sector {sector_name(s['ID']['Miner'], s['ID']['Number'])}: ", "", "Common:",
-             f"\tFinalized: {str(s['Finalized']).lower()}", "\tRemoved: false",
+             f"\tFinalized: {_go_bool(s['Finalized'])}", f"\tRemoved: {_go_bool(s['Removed'])}",
              "\tAborting: ", "\t\t" + (s["AbortReason"] or "NULL").replace("\n", "\n\t\t"), "", "LatestState:",
-             f"\tState Change: {_or_null(s['LatestState'])}", f"\tWorker: {_or_null(s['Worker'])}", "", "Deals:"]
-    lines += [x for d in deals for x in (f"\tDealID: {d['DealID']}",
-                                         f"\tPiece: {{ cid: {d['PieceCID']}; size: {d['PieceSize']} }}")] or ["\tNULL"]
-    pre, msg = s.get("Pre"), s.get("MessageInfo") or {}
-    lines += ["", "Sealing:", f"\tTicket: {_or_null(s.get('Ticket'), _rand)}",
-              "\tPreCommit Info:", "\t\t" + _or_null(pre, _pre),
-              f"\tPreCommit Message: {_or_null(msg.get('PreCommitCid'))}", f"\tSeed: {_or_null(s.get('Seed'), _rand)}",
-              f"\tProveCommit Message: {_or_null(msg.get('CommitCid'))}", "", "SnapUp:",
-              f"\tUpgraded: {str(upgraded).lower()}", "", "Termination:", "\tTerminate Message: NULL", "",
-              f"Rebuild: {str(rebuild).lower()}", ""]
+             "\tState Change: " + _or_null(latest, lambda x: f"{x['StateChange']['Prev']} => {x['StateChange']['Next']}, "
+                                                           f"by {x['StateChange']['Event']}"),
+             "\tWorker: " + _or_null(latest, lambda x: f"{x['Worker']['Instance']}({x['Worker']['Location']})"),
+             "\tFailure: " + ("NULL" if latest is None else _or_null(
+                 failure, lambda f: f"\n\t\t[{f['Level']}] " + f["Desc"].replace("\n", "\n\t\t"))),
+             "", "Deals:", *_deal_lines(s), "", "Sealing:",
+             "\tTicket: " + _or_null(s.get("Ticket"), lambda t: f"({t['Epoch']}) {_hex(t['Ticket'])}"),
+             "\tPreCommit Info:", "\t\t" + _or_null(s.get("Pre"), lambda p: f"CommD: {_cid(p['CommD'])}\n\t\tCommR: {_cid(p['CommR'])}"),
+             f"\tPreCommit Message: {_or_null(msg.get('PreCommitCid'), _cid)}",
+             "\tSeed: " + _or_null(s.get("Seed"), lambda t: f"({t['Epoch']}) {_hex(t['Seed'])}"),
+             "\tProveCommit Info:", "\t\t" + _or_null(s.get("Proof"), lambda p: f"Proof: {_hex(p['Proof'])}"),
+             f"\tProveCommit Message: {_or_null(msg.get('CommitCid'), _cid)}",
+             f"\tMessage NeedSend: {_go_bool(msg.get('NeedSend'))}", "", "SnapUp:", f"\tUpgraded: {_go_bool(s['Upgraded'])}"]
+    if s["Upgraded"]:
+        info = s.get("UpgradedInfo")
+        if info:     # Damocles prints UnsealedCID on both lines; the sealed CID is what is meant
+            lines += [f"\tUnsealedCID: {_cid(info['UnsealedCID'])}", f"\tSealedCID: {_cid(info['SealedCID'])}",
+                      f"\tProof: {_hex(info.get('Proof'))}"]
+        if s.get("UpgradeMessageID") is not None:
+            lines.append(f"\tUpgrade Message: {s['UpgradeMessageID']}")
+        if s.get("UpgradeLandedEpoch") is not None:
+            lines.append(f"\tLanded Epoch: {s['UpgradeLandedEpoch']}")
+    terminate = (s.get("TerminateInfo") or {}).get("TerminateCid")
+    lines += ["", "Termination:", f"\tTerminate Message: {_or_null(terminate, _cid)}", "",
+              f"Rebuild: {_go_bool(s['NeedRebuild'])}", ""]
     return lines
 
 
-def _pre(p: dict) -> str:
-    """CommD and CommR as the CIDs Damocles prints (the manager records them as hex)."""
-    from ..proofs.cid import commd_to_cid, commr_to_cid
-    try:
-        return f"CommD: {commd_to_cid(bytes.fromhex(p['CommD']))}\n\t\tCommR: {commr_to_cid(bytes.fromhex(p['CommR']))}"
-    except (KeyError, TypeError, ValueError):
-        return f"CommD: {p.get('CommD')}\n\t\tCommR: {p.get('CommR')}"
-
-
-def _rand(r) -> str:
-    """A ticket or seed as Damocles prints it: `(epoch) hex`."""
-    if not isinstance(r, dict):
-        return str(r)
-    value = r.get("Ticket", r.get("Seed"))
-    try:
-        shown = base64.b64decode(value, validate=True).hex()
-    except (binascii.Error, TypeError, ValueError):
-        shown = str(value)
-    return f"({r.get('Epoch')}) {shown}"
-
-
 def cmd_find_deal(args) -> int:
-    found = [d for d in _client(args).call("Venus.MarketDeals", None) if d["DealID"] == args.deal and d["Sector"] is not None]
-    sectors = [{"Miner": d["Miner"], "Number": d["Sector"]} for d in found]
+    found = _client(args).call("Venus.FindSectorsWithDeal", OFFLINE if args.offline else ONLINE, args.deal) or []
+    sectors = [s["ID"] for s in found]
     emit({"sectors": sectors}, args.json,
          [sector_name(s["Miner"], s["Number"]) for s in sectors] + [""] if sectors else ["Not Found"])
     return 0
@@ -185,176 +180,138 @@ def _poll(client, task: dict, list_method: str, wait: float) -> dict:
     return task
 
 
+def _latest_task(client, list_method: str, match) -> dict | None:
+    """The newest task a Damocles call just set (its answer does not name it)."""
+    rows = [t for t in client.call(list_method) if match(t)]
+    return max(rows, key=lambda t: t["ID"]) if rows else None
+
+
 def cmd_rebuild(args) -> int:
+    """SectorSetForRebuild(sid, RebuildOptions); Damocles prints nothing, we print the task."""
     sid = _sid(args)
     client = _client(args)
-    task = _poll(client, client.call("Venus.SectorSetForRebuild", sid), "Venus.RebuildTasks", args.wait)
+    client.call("Venus.SectorSetForRebuild", sid, {"PiecesAvailable": args.pieces_available})
+    task = _latest_task(client, "Venus.RebuildTasks", lambda t: t["Sector"] == sid)
+    if task is None:
+        raise ValueError(f"the manager set {sector_name(sid['Miner'], sid['Number'])} for rebuild but lists no task for it")
+    task = _poll(client, task, "Venus.RebuildTasks", args.wait)
     emit(task, args.json, [f"rebuild task {task['ID']} of {sector_name(sid['Miner'], sid['Number'])}: {task['State']}"
                            + (f" ({task['ErrorInfo']})" if task["ErrorInfo"] else "")])
     return 1 if task["State"] == "failed" else 0
 
 
+def _piece_place(state: dict, piece: str) -> tuple[int | None, int, int]:
+    """(offset, size, payload size) of the piece in the sector, padded bytes, from its SectorState
+    (the fallback Damocles' CLI has for the venus-market lookup)."""
+    for p in state.get("Pieces") or []:
+        if _cid(p["Piece"]["PieceCID"]) == piece:
+            deal = p.get("DealInfo") or {}
+            return deal.get("Offset", 0), p["Piece"]["Size"], deal.get("PayloadSize", 0)
+    return None, 0, 0
+
+
 def cmd_unseal(args) -> int:
-    for flag in ("unseal_file", "offset", "payload_size", "piece_size"):
-        if getattr(args, flag) is not None:
-            raise ValueError(f"--{flag.replace('_', '-')} is not supported: the worker unseals the whole piece")
+    """As Damocles' `sectors unseal`: the sector from FindSectorWithPiece (offline sectors) unless
+    --actor/--sector name it; offset and size from the sector's pieces unless the flags give them;
+    then UnsealPiece(sid, piece, offset, size, dest), or with --unseal-file the piece is cut out of
+    a local unsealed file here."""
     if (args.actor is None) != (args.sector is None):
         raise ValueError('flag "--actor" and "--sector" must be set together')
+    if args.unseal_file and args.dest:
+        raise ValueError('flag "--unseal-file" and "--dest" can not be set together')
     client = _client(args)
+    piece = {"/": args.piece}
     if args.actor is not None:
         sid = {"Miner": actor(args.actor, "--actor"), "Number": args.sector}
+        state = client.call("Venus.FindSectorInAllStates", sid)
     else:
-        holding = [d for d in client.call("Venus.MarketDeals", None) if d["PieceCID"] == args.piece and d["Sector"] is not None]
-        if not holding:
+        state = client.call("Venus.FindSectorWithPiece", OFFLINE, piece)
+        if state is None:
             raise ValueError(f"no sector found with piece {args.piece}")
-        sid = {"Miner": holding[0]["Miner"], "Number": holding[0]["Sector"]}
+        sid = state["ID"]
+    offset, size, payload = _piece_place(state, args.piece)
+    offset = args.offset if args.offset is not None else offset
+    size = args.piece_size if args.piece_size is not None else size
+    payload = args.payload_size or payload or unpadded_size(size)
+    if offset is None:
+        raise ValueError(f"piece {args.piece} is not among the pieces of {sector_name(sid['Miner'], sid['Number'])}: "
+                         "give --offset and --piece-size")
+    if not is_valid_padded_piece_size(size):
+        raise ValueError(f"invalid piece size: {size} (a power of two of at least 128 padded bytes)")
+    if offset % 128:
+        raise ValueError(f"invalid offset: {offset} (a multiple of 128 padded bytes)")
+    if args.unseal_file:
+        out = _unseal_local(args, offset, size, payload)
+        emit({"output": str(out), "offset": offset, "size": size, "payload_size": payload}, args.json,
+             [f"piece {args.piece} written to {out}"])
+        return 0
     dest = args.dest
-    if dest is None and args.output:
+    if dest is None and args.output:         # ours: -o names a file on the worker (the manager streams nothing back)
         if not args.output.startswith("/"):
             raise ValueError(f"--output {args.output!r}: give an absolute path on the worker")
         dest = f"file://{args.output}"
-    if dest is None:
-        raise ValueError("--dest (or --output) is required: the manager does not stream pieces back to the CLI")
-    task = _poll(client, client.call("Venus.UnsealPiece", sid, args.piece, dest), "Venus.UnsealTasks", args.wait)
-    emit(task, args.json, ["set task for unseal success:", f"piece cid: {args.piece}",
-                           f"sector: {sector_name(sid['Miner'], sid['Number'])}", f"dest: {dest}", f"state: {task['State']}"]
-         + ([f"error: {task['ErrorInfo']}"] if task["ErrorInfo"] else []))
-    return 1 if task["State"] == "failed" else 0
+    client.call("Venus.UnsealPiece", sid, piece, unpadded_size(offset), unpadded_size(size), dest or "")
+    task = _latest_task(client, "Venus.UnsealTasks", lambda t: t["Sector"] == sid and t["PieceCid"] == args.piece)
+    if task is not None:
+        task = _poll(client, task, "Venus.UnsealTasks", args.wait)
+    lines = ["set task for unseal success:", f"piece cid: {args.piece}", f"offset: {offset}", f"size: {size}",
+             f"payload size: {payload}", f"dest: {dest or ''}"]
+    if task is not None:
+        lines += [f"sector: {sector_name(sid['Miner'], sid['Number'])}", f"state: {task['State']}"]
+        lines += [f"error: {task['ErrorInfo']}"] if task["ErrorInfo"] else []
+    emit(task or {"Sector": sid, "PieceCid": args.piece, "Dest": dest}, args.json, lines)
+    return 1 if task is not None and task["State"] == "failed" else 0
 
 
-# --- util sealer proving --------------------------------------------------------------------
-
-def _proving_miner(args) -> int:
-    return actor(args.miner or getattr(args, "group_miner", None), "--miner")
-
-
-def _epoch(current: int, e: int) -> str:
-    if current > e:
-        return f"{e} ({current - e} epochs ago)"
-    return f"{e} (in {e - current} epochs)" if current < e else f"{e} (now)"
-
-
-def cmd_proving_info(args) -> int:
-    miner = _proving_miner(args)
-    client = _client(args)
-    r = client.call("Venus.ProvingInfo", miner)
-    rows = client.call("Venus.ProvingDeadlines", miner)
-    d, now = r["Deadline"], r["CurrentEpoch"]
-    period = DEADLINES * (d["close"] - d["open"])
-    proving = r["Power"]["active_sectors"] + r["Power"]["faulty_sectors"]
-    recovering = sum(x["Recovering"] for x in rows)
-    current = next((x for x in rows if x["Current"]), {"Sectors": 0})
-    pct = (r["Faults"] * 100 // proving) if proving else 0
-    emit({**r, "Recovering": recovering, "DeadlineSectors": current["Sectors"]}, args.json, [
-        f"Sealer: f0{miner}", f"Current Epoch:           {now}", f"Proving Period Boundary: {r['PeriodStart'] % period}",
-        f"Proving Period Start:    {_epoch(now, r['PeriodStart'])}",
-        f"Next Period Start:       {_epoch(now, r['PeriodStart'] + period)}", "",
-        f"Faults:      {r['Faults']} ({pct:.2f}%)", f"Recovering:  {recovering}",
-        f"Deadline Index:       {d['index']}", f"Deadline Sectors:     {current['Sectors']}",
-        f"Deadline Open:        {_epoch(now, d['open'])}", f"Deadline Close:       {_epoch(now, d['close'])}",
-        f"Deadline Challenge:   {_epoch(now, d['challenge'])}", f"Deadline FaultCutoff: {_epoch(now, d['fault_cutoff'])}"])
-    return 0
-
-
-def cmd_faults(args) -> int:
-    miner = _proving_miner(args)
-    rows = _client(args).call("Venus.ProvingFaults", miner)
-    emit({"faults": rows}, args.json, [f"Miner: f0{miner}"] + _table(
-        [[f"  {r['Deadline']}", r["Partition"], r["Sector"], "yes" if r["Recovering"] else "no"] for r in rows],
-        ["deadline", "partition", "sectors", "recovering"]))
-    return 0
-
-
-def cmd_deadlines(args) -> int:
-    miner = _proving_miner(args)
-    client = _client(args)
-    d = client.call("Venus.ProvingInfo", miner)["Deadline"]
-    rows = client.call("Venus.ProvingDeadlines", miner)
-    width = d["close"] - d["open"]
-    emit({"deadlines": rows}, args.json, [f"Sealer: f0{miner}"] + _table(
-        [[r["Index"], d["open"] + (r["Index"] - d["index"]) * width, r["Partitions"], f"{r['Sectors']} ({r['Faulty']})",
-          r["Partitions"] if r["Round"] == "landed" else 0, "(current)" if r["Current"] else ""] for r in rows],
-        ["deadline", "open", "partitions", "sectors (faults)", "proven partitions", ""]))
-    return 0
-
-
-def cmd_deadline(args) -> int:
-    miner = _proving_miner(args)
-    client = _client(args)
-    d = client.call("Venus.ProvingInfo", miner)["Deadline"]
-    r = client.call("Venus.ProvingDeadline", miner, args.index)
-    proven = len(r["Partitions"]) if (r.get("Round") or {}).get("state") == "landed" else 0
-    lines = [f"Deadline Index:           {args.index}",
-             f"Deadline Open:            {d['open'] + (args.index - d['index']) * (d['close'] - d['open'])}",
-             f"Partitions:               {len(r['Partitions'])}", f"Proven Partitions:        {proven}",
-             f"Current:                  {str(args.index == d['index']).lower()}", ""]
-    for p in r["Partitions"]:
-        active = [s for s in p["Sectors"] if s not in p["Faulty"]]
-        lines.append(f"Partition Index:          {p['Index']}")
-        for name, nums in (("All", p["Sectors"]), ("Live", p["Sectors"]), ("Active", active), ("Faulty", p["Faulty"]),
-                           ("Recovering", p["Recovering"])):
-            lines.append(f"\t{name} Sectors:{' ' * (18 - len(name))}{len(nums)}")
-            if args.sector_nums:
-                lines.append(f"\t{name} Sector Numbers:{' ' * (12 - len(name))}[{' '.join(map(str, nums))}]")
-    emit(r, args.json, lines)
-    return 0
-
-
-def cmd_proving_check(args) -> int:
-    miner = _proving_miner(args)
-    client = _client(args)
-    rows = client.call("Venus.ProvingCheck", miner, args.index)
-    if args.faulty:
-        faulty = {f["Sector"] for f in client.call("Venus.ProvingFaults", miner) if f["Deadline"] == args.index}
-        rows = [r for r in rows if r["Sector"] in faulty]
-    if args.detail:
-        lines = _table([[r["Deadline"], r["Partition"], r["Sector"], "good" if r["Ok"] else f"bad ({r['Error']})"]
-                        for r in rows if not (args.only_bad and r["Ok"])], ["deadline", "partition", "sector", "status"])
-    else:
-        parts = sorted({r["Partition"] for r in rows})
-        lines = _table([[args.index, p, sum(1 for r in rows if r["Partition"] == p and r["Ok"]),
-                         sum(1 for r in rows if r["Partition"] == p and not r["Ok"])] for p in parts],
-                       ["deadline", "partition", "good", "bad"])
-    emit({"sectors": rows}, args.json, lines)
-    return 0
-
-
-def cmd_sector_info(args) -> int:
-    miner = _proving_miner(args)
-    client = _client(args)
-    out = []
-    for text in args.numbers:
-        sid = {"Miner": miner, "Number": _number(text)}
-        out.append({"Sector": _find_sector(client, sid),
-                    "Location": client.call("Venus.SectorIndexerFind", "normal", sid)})
-    if args.json:
-        emit({"sectors": out}, True)
-    else:
-        for info in out:
-            print(json.dumps(info, indent="\t"))
-    return 0
+def _unseal_local(args, offset: int, size: int, payload: int) -> Path:
+    """The piece's bytes of an unsealed sector file, fr32-unpadded, cut to the payload, written to
+    -o (a directory gets PIECE_CID in it; default ./PIECE_CID)."""
+    src = Path(args.unseal_file)
+    if src.is_dir():
+        raise ValueError(f"--unseal-file {src}: unseal file can not be a directory")
+    if not src.is_file():
+        raise ValueError(f"--unseal-file {src}: no such file")
+    out = Path(args.output) if args.output else Path.cwd() / args.piece
+    if out.is_dir():
+        out = out / args.piece
+    with open(src, "rb") as f:
+        f.seek(offset)
+        data = f.read(size)
+    if len(data) != size:
+        raise ValueError(f"--unseal-file {src}: {src.stat().st_size} bytes, the piece needs {offset + size}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(unpad(data)[:payload])
+    return out
 
 
 # --- util sealer snap -----------------------------------------------------------------------
 
 def cmd_snap_fetch(args) -> int:
-    miner = actor(args.miner)
-    r = _client(args).call("Venus.SnapUpFetch", miner, args.deadline)
-    emit(r, args.json, [f"candidate sectors fetched: added {len(r['Added'])}"
-                        + (f" ({', '.join(map(str, r['Added']))})" if r["Added"] else "")])
+    """SnapUpPreFetch(mid, &deadline); Damocles logs the two numbers."""
+    r = _client(args).call("Venus.SnapUpPreFetch", actor(args.miner), args.deadline)
+    emit(r, args.json, [f"candidate sectors fetched: available-in-deadline={r['Total']}, added={r['Diff']}"])
     return 0
 
 
+def _count(runs) -> int:
+    """Set bits of a go-bitfield in its JSON form (run lengths, starting with an unset run)."""
+    return sum(runs[1::2]) if runs else 0
+
+
 def cmd_snap_candidates(args) -> int:
-    miner = actor(args.miner)
-    client = _client(args)
-    rows = [c for c in client.call("Venus.SnapUpCandidates", miner) if c["State"] == "candidate"]
+    """SnapUpCandidates(mid): one bitfield per deadline."""
+    rows = _client(args).call("Venus.SnapUpCandidates", actor(args.miner)) or []
+    counts = [_count(r) for r in rows]
     if not rows:
-        emit({"candidates": []}, args.json, ["no candidates available"])
+        emit({"candidates": [], "deadlines": []}, args.json, ["no candidates available"])
         return 0
-    numbers = {c["Sector"]["Number"] for c in rows}
-    counts = [sum(1 for p in client.call("Venus.ProvingDeadline", miner, i)["Partitions"] for s in p["Sectors"] if s in numbers)
-              for i in range(DEADLINES)]
     emit({"candidates": rows, "deadlines": counts}, args.json,
          _table([[i, n] for i, n in enumerate(counts) if n or args.show_all], ["deadline", "count"]))
+    return 0
+
+
+def cmd_snap_cancel_commit(args) -> int:
+    sid = _sid(args)
+    _client(args).call("Venus.SnapUpCancelCommitment", sid)
+    emit({"cancelled": sid}, args.json, [f"{sector_name(sid['Miner'], sid['Number'])}: cancel-commit done"])
     return 0

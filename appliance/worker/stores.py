@@ -1,10 +1,9 @@
-"""`damocles store sealing-init|file-init`: prepare a sealing location (`meta/`, `data/`) or a
+"""What `damocles store sealing-init|file-init` do (worker/commands.py wires them): prepare a sealing location (`meta/`, `data/`) or a
 persist store (`sectorstore.json`, `sealed/`, `cache/`), as Damocles' worker does; and
 `[worker] scan_persist_stores`: the persist stores found under glob patterns."""
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import uuid
@@ -67,29 +66,10 @@ def scan_persist_stores(patterns: list[str], where: str) -> list[tuple[str, Path
     return found
 
 
-def add_parsers(store: argparse._SubParsersAction) -> None:
-    p = store.add_parser("sealing-init", help="prepare sealing locations (one per sealing thread)")
-    p.add_argument("-l", "--location", type=Path, action="append", required=True)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_sealing_init)
-    p = store.add_parser("file-init", help="prepare a persist store")
-    p.add_argument("-l", "--location", type=Path, required=True)
-    p.add_argument("--name")
-    p.add_argument("--read-only", action="store_true")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_file_init)
-
-
 def cmd_sealing_init(args) -> int:
     try:
         results = [sealing_init(loc.expanduser()) for loc in args.location]
     except JournalError as exc:
         raise ValueError(str(exc)) from None
     emit({"locations": results}, args.json, [f"initialised {r['location']}" for r in results])
-    return 0
-
-
-def cmd_file_init(args) -> int:
-    r = file_init(args.location.expanduser(), args.name, args.read_only)
-    emit(r, args.json, [f"{'initialised' if r['initialised'] else 'already initialised'} persist store {r['Name']} at {r['location']}"])
     return 0
