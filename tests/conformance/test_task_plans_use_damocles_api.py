@@ -25,24 +25,9 @@ from ..configs import worker_toml
 from ..conftest import read_line
 from ..test_post_e2e import post_manager, prove_next_occurrence, seal_by_hand, until
 from ..test_worker_e2e import start
+from .api_go import API_GO
 
 pytestmark = pytest.mark.timeout(600)
-
-# damocles-manager/core/api.go @ 4235a89557219de436bba441e727af3a42f903f0: SealerAPI, SealerCliAPI, RandomnessAPI,
-# MinerAPI, WorkerWdPoStAPI, in the file's order, under the "Venus" namespace (core.APINamespace)
-API_GO = {f"Venus.{m}" for m in """
-    AllocateSector AcquireDeals AssignTicket SubmitPreCommit PollPreCommitState SubmitPersisted SubmitPersistedEx
-    WaitSeed SubmitProof PollProofState ReportState ReportFinalized ReportAborted AllocateSanpUpSector
-    SubmitSnapUpProof AllocateRebuildSector WorkerPing StoreReserveSpace StoreBasicInfo AllocateUnsealSector
-    AchieveUnsealSector AcquireUnsealDest
-    ListSectors FindSector FindSectorInAllStates FindSectorsWithDeal FindSectorWithPiece ImportSector RestoreSector
-    CheckProvable SimulateWdPoSt SnapUpPreFetch SnapUpCandidates SnapUpCancelCommitment ProvingSectorInfo
-    WorkerGetPingInfo WorkerPingInfoList WorkerPingInfoRemove SectorIndexerFind TerminateSector
-    PollTerminateSectorState RemoveSector FinalizeSector StoreReleaseReserved StoreList SectorSetForRebuild
-    UnsealPiece Version
-    GetTicket GetSeed GetWindowPoStChanlleengeRand GetWindowPoStCommitRand
-    GetInfo GetMinerConfig
-    WdPoStHeartbeatJobs WdPoStAllocateJobs WdPoStFinishJob WdPoStResetJob WdPoStRemoveJob WdPoStAllJobs""".split()}
 
 MANAGER = post_manager(2, miner={"Sector": {"EnableDeals": True, "SealingEpochs": 50}},
                        config={"Common": {"PieceStores": [{"Name": "pieces", "Path": "pieces"}]}})

@@ -18,26 +18,9 @@ from appliance.rpc.auth import issue_token
 
 from ..configs import manager_toml, worker_toml
 from ..test_worker_e2e import start
+from .api_go import API_GO
 
 pytestmark = pytest.mark.timeout(300)
-
-# Every method of damocles-manager/core/api.go (interfaces SealerAPI, SealerCliAPI,
-# RandomnessAPI, MinerAPI, WorkerWdPoStAPI), namespace "Venus", as declared at
-# ipfs-force-community/damocles commit 4235a89557219de436bba441e727af3a42f903f0: 60 names.
-API_GO = {f"Venus.{m}" for m in """
-    AllocateSector AcquireDeals AssignTicket SubmitPreCommit PollPreCommitState SubmitPersisted SubmitPersistedEx
-    WaitSeed SubmitProof PollProofState ReportState ReportFinalized ReportAborted AllocateSanpUpSector
-    SubmitSnapUpProof AllocateRebuildSector WorkerPing StoreReserveSpace StoreBasicInfo AllocateUnsealSector
-    AchieveUnsealSector AcquireUnsealDest
-    ListSectors FindSector FindSectorInAllStates FindSectorsWithDeal FindSectorWithPiece ImportSector RestoreSector
-    CheckProvable SimulateWdPoSt SnapUpPreFetch SnapUpCandidates SnapUpCancelCommitment ProvingSectorInfo
-    WorkerGetPingInfo WorkerPingInfoList WorkerPingInfoRemove SectorIndexerFind TerminateSector
-    PollTerminateSectorState RemoveSector FinalizeSector StoreReleaseReserved StoreList SectorSetForRebuild
-    UnsealPiece Version
-    GetTicket GetSeed GetWindowPoStChanlleengeRand GetWindowPoStCommitRand
-    GetInfo GetMinerConfig
-    WdPoStHeartbeatJobs WdPoStAllocateJobs WdPoStFinishJob WdPoStResetJob WdPoStRemoveJob WdPoStAllJobs
-""".split()}
 
 # what the sealer plan must have called to take a deal sector to Finished
 SEALER_PATH = {f"Venus.{m}" for m in """
