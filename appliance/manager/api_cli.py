@@ -19,6 +19,7 @@ from ..core.sector import sector_name
 from ..proofs.cid import cid_to_commitment, commd_to_cid, commr_to_cid
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
 from ..rpc.wire import b64, boolean, cid, i64, list_of, optional, sector_id, string, struct, u64
+from .task_shapes import sector_pieces
 
 log = logging.getLogger("damocles.manager.cli_api")
 
@@ -100,19 +101,6 @@ def _cid_or_null(c: str | None) -> dict | None:
     return {"/": c} if c else None
 
 
-def _sector_pieces(miner: int, deals: list[dict]) -> list[dict] | None:
-    """SectorPieces ([]SectorPieceV2) of a sector's deals, in placement order."""
-    out, offset = [], 0
-    for d in deals:
-        out.append({"Piece": {"Size": d["PieceSize"], "PieceCID": {"/": d["PieceCID"]}},
-                    "DealInfo": {"DealID": d["DealID"], "AllocationID": 0, "PieceCID": {"/": d["PieceCID"]},
-                                 "PieceSize": d["PieceSize"], "Client": "", "Provider": f"f0{miner}", "Offset": offset,
-                                 "Length": d["PieceSize"], "PayloadSize": d["PayloadSize"], "StartEpoch": d["StartEpoch"],
-                                 "EndEpoch": d["EndEpoch"], "IsBuiltinMarket": True, "IsCompatible": False}})
-        offset += d["PieceSize"]
-    return out or None
-
-
 class CliAPI:
     def __init__(self, service):
         self.config, self.state, self.chain = service.config, service.state, service.chain
@@ -160,7 +148,8 @@ class CliAPI:
         if r.get("seed"):
             out["Seed"] = r["seed"]
         out["Deals"] = None
-        out["Pieces"] = _sector_pieces(r["miner"], deals)
+        # SectorPieces as AllocateSanpUpSector writes them: offsets aligned as the worker places the pieces
+        out["Pieces"] = sector_pieces(deals, seal_proof(r["proof"]).size.bytes) if deals else None
         pre = r.get("pre") or {}
         if pre.get("CommR") and pre.get("CommD"):
             out["Pre"] = {"CommR": {"/": commr_to_cid(bytes.fromhex(pre["CommR"]))},
