@@ -44,16 +44,17 @@ def prove_job(job_input: dict, stores: dict[str, str]) -> dict:
 
 
 class ProverService:
-    def __init__(self, config: PostConfig, pools: list[ProcessorPool] | None = None):
+    def __init__(self, config: PostConfig, pools: list[ProcessorPool] | None = None, rpc: RPCClient | None = None):
         """`pools`: window_post pools owned by someone else (a worker's wdpost thread); by
-        default the prover starts its own from `[[processors.window_post]]`."""
+        default the prover starts its own from `[[processors.window_post]]`. `rpc`: the client
+        of the worker a wdpost thread runs in (its calls counted with the worker's)."""
         self.config = config
         for w in config.warnings:
             log.warning(w)
         for a in config.attached:
             if not a.location.is_dir():
                 raise ValueError(f"[[attached]] {a.name}: {a.location} is not a directory")
-        self.rpc = RPCClient(config.manager_url, config.manager_token)
+        self.rpc = rpc or RPCClient(config.manager_url, config.manager_token)
         entries = config.processors or [ProcessorConfig("window_post", 0, concurrent=config.concurrency)]
         self._own_pools = not pools
         self.pools = pools or [ProcessorPool(e) for e in entries]

@@ -1,5 +1,5 @@
-"""Our worker runs a snap-up, a rebuild and an unseal against our manager (real processes on a
-hand-moved devnet) through nothing but Damocles' API: every manager method the worker called on
+"""Our worker runs a snap-up, a rebuild and an unseal, and proves WindowPoSt jobs in a wdpost
+thread, against our manager (real processes on a hand-moved devnet) through nothing but Damocles' API: every manager method the worker called on
 the way (the sealer plan's too, which seals the sectors first) is one of the 60 methods of
 Damocles' damocles-manager/core/api.go at commit 4235a89557219de436bba441e727af3a42f903f0.
 
@@ -67,7 +67,7 @@ def import_deal(op: Operator, path) -> str:
     return cid
 
 
-def test_snapup_rebuild_and_unseal_plans_call_only_api_go_methods(tmp_path):
+def test_snapup_rebuild_unseal_and_wdpost_plans_call_only_api_go_methods(tmp_path):
     home = tmp_path / "manager"
     home.mkdir()
     (home / "manager.toml").write_text(MANAGER)
@@ -81,7 +81,8 @@ def test_snapup_rebuild_and_unseal_plans_call_only_api_go_methods(tmp_path):
         secret = load_or_create_secret(home / "secret")
         op = Operator(url, issue_token(secret, "admin"))
         threads = [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "snapup"},
-                   {"location": tmp_path / "t2", "plan": "rebuild"}, {"location": tmp_path / "t3", "plan": "unseal"}]
+                   {"location": tmp_path / "t2", "plan": "rebuild"}, {"location": tmp_path / "t3", "plan": "unseal"},
+                   {"location": tmp_path / "t4", "plan": "wdpost"}]     # proves the WindowPoSt jobs of the snap-up part
         (tmp_path / "worker.toml").write_text(worker_toml(
             url, issue_token(secret, "write"), home / "persist-1", threads, name="w-api",
             worker={"unseal_output_dirs": [str(out)]}, sealing={"enable_deals": True}, metrics={"enable": True, "http_listen": "127.0.0.1:0"}))
@@ -134,7 +135,8 @@ def test_snapup_rebuild_and_unseal_plans_call_only_api_go_methods(tmp_path):
         assert metrics_url, "the worker logged no metrics exporter"
         by_worker = methods_counted(metrics_url, "damocles_worker_rpc_calls_total", worker_name="w-api")
         for m in ("AllocateSanpUpSector", "SubmitSnapUpProof", "AllocateRebuildSector", "SubmitPersistedEx",
-                  "AllocateUnsealSector", "AcquireUnsealDest", "AchieveUnsealSector", "ReportFinalized"):
+                  "AllocateUnsealSector", "AcquireUnsealDest", "AchieveUnsealSector", "ReportFinalized",
+                  "WdPoStAllocateJobs", "WdPoStFinishJob"):          # a 2KiB job ends before a heartbeat is due
             assert f"Venus.{m}" in by_worker, (m, sorted(by_worker))       # the plans ran through the counted client
         assert by_worker <= API_GO, f"the worker called methods that are not Damocles': {sorted(by_worker - API_GO)}"
         answered = methods_counted(f"{url}/metrics", "damocles_rpc_requests_total", op.token)
