@@ -15,7 +15,7 @@ import pytest
 from appliance.chain.devnet import Devnet
 from appliance.chain.policy import ChainPolicy
 from appliance.manager.backup import BackupError, restore
-from appliance.manager.state import ManagerState
+from appliance.manager.state import MANAGER_SCHEMA, ManagerState
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
@@ -161,7 +161,7 @@ def test_restore_checks_the_archive_and_never_overwrites(tmp_path):
     manifest["files"]["manager.db"]["sha256"] = hashlib.sha256(body).hexdigest()
     _rewrite(archive, newer2, lambda n, b: body if n == "manager.db" else
              json.dumps(manifest).encode() if n == "manifest.json" else b)
-    with pytest.raises(BackupError, match="schema version 99, newer than this binary's 1"):
+    with pytest.raises(BackupError, match=f"schema version 99, newer than this binary's {MANAGER_SCHEMA.version}"):
         restore(newer2, target)
     assert not (target / "manager.db").exists()
 

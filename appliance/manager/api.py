@@ -30,6 +30,20 @@ def _seconds(v, field):
 
 allocate_spec = struct({"AllowedMiners": optional(list_of(u64)), "AllowedProofTypes": optional(list_of(u64))},
                        optional_keys=("AllowedMiners", "AllowedProofTypes"))
+MAX_THREAD = 4096     # our worker names a thread by its location, a path (Linux's PATH_MAX)
+
+
+def _thread(v, field):
+    v = string(v, field)
+    if len(v) > MAX_THREAD:
+        raise RPCError(INVALID_PARAMS, f"{field}: a thread name of {len(v)} characters is longer than {MAX_THREAD}")
+    return v
+
+
+# Damocles' AllocateSectorSpec of a task plan, with our worker's optional Thread (the asking thread:
+# a task it took and lost before journalling it is handed back, task_rehand); Go's manager ignores it
+task_spec = struct({"AllowedMiners": optional(list_of(u64)), "AllowedProofTypes": optional(list_of(u64)),
+                    "Thread": optional(_thread)}, optional_keys=("AllowedMiners", "AllowedProofTypes", "Thread"))
 allocated_sector = struct({"ID": sector_id, "ProofType": u64})
 deals_spec = struct({"MaxDeals": optional(u64), "MinUsedSpace": optional(u64)}, optional_keys=("MaxDeals", "MinUsedSpace"))
 pre_commit_info = struct({"CommR": bytes32, "CommD": bytes32, "Ticket": _ticket})
@@ -205,7 +219,7 @@ def _route_task_reports(server: RPCServer, kind: str, task, limits) -> None:
 
 def register_unseal(server: RPCServer, unsealer, limits) -> None:
     server.register("Venus.UnsealTasks", unsealer.tasks, "read", [])
-    _bind(server, limits, "Venus.AllocateUnsealSector", unsealer.allocate, [("spec", allocate_spec)])
+    _bind(server, limits, "Venus.AllocateUnsealSector", unsealer.allocate, [("spec", task_spec)])
     _bind(server, limits, "Venus.AchieveUnsealSector", unsealer.achieve,
           [("sid", sector_id), ("pieceCid", cid), ("errInfo", string)])
     _bind(server, limits, "Venus.AcquireUnsealDest", unsealer.acquire_dest, [("sid", sector_id), ("pieceCid", cid)])
@@ -214,7 +228,7 @@ def register_unseal(server: RPCServer, unsealer, limits) -> None:
 
 def register_rebuild(server: RPCServer, rebuilder, limits) -> None:
     server.register("Venus.RebuildTasks", rebuilder.tasks, "read", [])
-    _bind(server, limits, "Venus.AllocateRebuildSector", rebuilder.allocate, [("spec", allocate_spec)])
+    _bind(server, limits, "Venus.AllocateRebuildSector", rebuilder.allocate, [("spec", task_spec)])
     _bind(server, limits, "Venus.RebuildDone", rebuilder.done, [("sid", sector_id), ("errInfo", string)])    # ours
     _route_task_reports(server, "rebuild", rebuilder, limits)
 
@@ -234,8 +248,9 @@ class _SnapReports:
         return self.snap.aborted(sid, reason, caller)
 
 
-# Damocles' AllocateSnapUpSpec and SnapUpOnChainInfo
-snapup_spec = struct({"Sector": optional(allocate_spec), "Deals": optional(deals_spec)}, optional_keys=("Sector", "Deals"))
+# Damocles' AllocateSnapUpSpec (with our worker's optional Thread, as task_spec) and SnapUpOnChainInfo
+snapup_spec = struct({"Sector": optional(allocate_spec), "Deals": optional(deals_spec), "Thread": optional(_thread)},
+                     optional_keys=("Sector", "Deals", "Thread"))
 snap_submit = struct({"CommR": bytes32, "CommD": bytes32, "AccessInstance": string, "Pieces": optional(list_of(cid)),
                       "Proof": _b64_text})
 

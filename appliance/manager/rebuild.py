@@ -17,6 +17,7 @@ import time
 from ..core.proof_types import seal_proof
 from ..rpc import INVALID_PARAMS, RPCError
 from .task_owner import check_holder, holder
+from .task_rehand import allowed, asking_thread
 from .task_shapes import allocated_sector, public_info, sector_pieces
 
 
@@ -58,26 +59,41 @@ class Rebuilder:
         """Damocles' AllocateRebuildSector: Go's SectorRebuildInfo {Sector, Ticket, Pieces (legacy
         deals: none here), PiecesV2, IsSnapUp, UpgradePublic (a snap-upgraded sector's CC
         replica: the sector key to reseal before the update is applied again)}, held by the
-        caller's identity from now on; the worker journals it and resumes it after a restart, so
-        it is not handed out again."""
-        miners, proofs = spec.get("AllowedMiners"), spec.get("AllowedProofTypes")
+        caller's identity (and the asking thread, when our worker names it) from now on; the
+        worker journals it and resumes it after a restart, so it is not handed out again, except
+        to the same thread that lost it before journalling it (task_rehand)."""
+        lost = asking_thread(spec, caller)
+        if lost is not None:
+            for task_id, miner, number in self.state.query(
+                    "SELECT id, miner, number FROM rebuild_tasks WHERE state = 'allocated' AND worker = ? AND thread = ? "
+                    "ORDER BY id", lost):
+                rec = self.state.sector(miner, number)
+                if allowed(miner, rec["proof"], spec):
+                    return self._answer(miner, number, rec)
+                with self.state.tx() as db:      # the thread takes no such task now: it is another's to take
+                    db.execute("UPDATE rebuild_tasks SET state = 'pending', worker = NULL, thread = NULL, updated = ? "
+                               "WHERE id = ? AND state = 'allocated'", (self._now(), task_id))
         rows = self.state.query("SELECT id, miner, number FROM rebuild_tasks WHERE state = 'pending' ORDER BY id")
         for task_id, miner, number in rows:
             rec = self.state.sector(miner, number)
-            if (miners and miner not in miners) or (proofs and rec["proof"] not in proofs):
+            if not allowed(miner, rec["proof"], spec):
                 continue
             with self.state.tx() as db:
-                if not db.execute("UPDATE rebuild_tasks SET state = 'allocated', worker = ?, updated = ? WHERE id = ? "
-                                  "AND state = 'pending'", (holder(caller), self._now(), task_id)).rowcount:
+                if not db.execute("UPDATE rebuild_tasks SET state = 'allocated', worker = ?, thread = ?, updated = ? "
+                                  "WHERE id = ? AND state = 'pending'",
+                                  (holder(caller), lost and lost[1], self._now(), task_id)).rowcount:
                     continue           # another worker's call took it meanwhile
-            deals = [d for d in self.market.deals(miner) if d["Sector"] == number]
-            on_chain = self.chain.sector(miner, number)
-            key = on_chain.sector_key_cid      # snap-upgraded: reseal the CC sector key, then apply the update again
-            return {"Sector": allocated_sector(miner, number, rec["proof"]), "Ticket": rec["ticket"], "Pieces": None,
-                    "PiecesV2": sector_pieces(deals, seal_proof(rec["proof"]).size.bytes) if deals else None,
-                    "IsSnapUp": bool(key),
-                    "UpgradePublic": public_info(key, on_chain.activation, on_chain.expiration) if key else None}
+            return self._answer(miner, number, rec)
         return None
+
+    def _answer(self, miner: int, number: int, rec: dict) -> dict:
+        deals = [d for d in self.market.deals(miner) if d["Sector"] == number]
+        on_chain = self.chain.sector(miner, number)
+        key = on_chain.sector_key_cid      # snap-upgraded: reseal the CC sector key, then apply the update again
+        return {"Sector": allocated_sector(miner, number, rec["proof"]), "Ticket": rec["ticket"], "Pieces": None,
+                "PiecesV2": sector_pieces(deals, seal_proof(rec["proof"]).size.bytes) if deals else None,
+                "IsSnapUp": bool(key),
+                "UpgradePublic": public_info(key, on_chain.activation, on_chain.expiration) if key else None}
 
     def held(self, sid: dict, caller) -> bool:
         """Whether `caller` holds a running rebuild of the sector (its reports are the rebuild's)."""

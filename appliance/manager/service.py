@@ -118,6 +118,10 @@ class ManagerService:
         c = self.config
         interval = max(0.05, min(60.0, c.release_after / 4, c.unreported_release_after / 4, c.worker_expiry / 4,
                                  c.deal_hold_timeout / 4, c.unused_piece_expiry / 4))
+        try:        # upgrades whose message landed while the manager was down: now, not one interval later
+            self._settle_upgrades()
+        except Exception:
+            log.exception("settling upgrades failed")
         while not stop.wait(interval):
             try:
                 self.housekeep()
@@ -133,11 +137,14 @@ class ManagerService:
         for name, last in self.sealer.expire_workers():
             log.warning("worker %s expired: no ping for %s ([Sealing] WorkerExpiry); its name is free again",
                         name, format_duration(self.sealer._now() - last))
-        for miner, number, state in self.snapup.settle():      # the worker is done at SubmitSnapUpProof
-            log.info("upgrade of sector %s %s", sector_name(miner, number), state)
+        self._settle_upgrades()
         for cid in self.sealer.market.expire_unused():
             log.warning("piece %s removed: no deal names it %s after its upload ([Market] UnusedPieceExpiry)",
                         cid, format_duration(self.config.unused_piece_expiry))
+
+    def _settle_upgrades(self) -> None:
+        for miner, number, state in self.snapup.settle():      # the worker is done at SubmitSnapUpProof
+            log.info("upgrade of sector %s %s", sector_name(miner, number), state)
 
     def stop(self) -> None:
         self._stop.set()

@@ -28,6 +28,7 @@ from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_proof import verify_update_proof
 from ..rpc import INVALID_PARAMS, RPCError
 from .task_owner import check_holder, holder
+from .task_rehand import allowed, asking_thread
 from .task_shapes import allocated_sector, public_info, sector_pieces
 
 
@@ -86,30 +87,46 @@ class SnapUp:
 
     def allocate(self, spec: dict, caller=None) -> dict | None:
         """Damocles' AllocateSanpUpSector(AllocateSnapUpSpec {Sector, Deals}): a candidate with
-        deals packed for it, held by the caller's identity from now on (not handed out again:
-        the worker journals it)."""
+        deals packed for it, held by the caller's identity (and the asking thread, when our
+        worker names it: the spec's optional Thread) from now on; not handed out again (the
+        worker journals it), except to the same thread that lost it before journalling it
+        (task_rehand): the same sector with the same deals."""
         sector_spec, deals_spec = spec.get("Sector") or {}, spec.get("Deals") or {}
-        miners, proofs = sector_spec.get("AllowedMiners"), sector_spec.get("AllowedProofTypes")
+        lost = asking_thread(spec, caller)
+        if lost is not None:
+            for miner, number in self.state.query("SELECT miner, number FROM snap_candidates WHERE state = 'allocated' "
+                                                  "AND worker = ? AND thread = ? ORDER BY miner, number", lost):
+                rec = self.state.sector(miner, number)
+                if allowed(miner, rec["proof"], sector_spec):
+                    return self._answer(miner, number, rec)
+                with self.state.tx() as db:      # the thread takes no such sector now: a candidate again, with its deals
+                    db.execute("UPDATE snap_candidates SET state = 'candidate', worker = NULL, thread = NULL, updated = ? "
+                               "WHERE miner = ? AND number = ? AND state = 'allocated'", (self._now(), miner, number))
         rows = self.state.query("SELECT miner, number FROM snap_candidates WHERE state = 'candidate' ORDER BY miner, number")
         for miner, number in rows:
             rec = self.state.sector(miner, number)
-            if (miners and miner not in miners) or (proofs and rec["proof"] not in proofs):
+            if not allowed(miner, rec["proof"], sector_spec):
                 continue
             deals = self.market.acquire(miner, number, seal_proof(rec["proof"]).size.bytes,
                                         deals_spec.get("MaxDeals"), deals_spec.get("MinUsedSpace"))
             if not deals:
                 return None        # nothing to put into a sector yet
             with self.state.tx() as db:
-                if not db.execute("UPDATE snap_candidates SET state = 'allocated', worker = ?, updated = ? WHERE miner = ? "
-                                  "AND number = ? AND state = 'candidate'", (holder(caller), self._now(), miner, number)).rowcount:
+                if not db.execute("UPDATE snap_candidates SET state = 'allocated', worker = ?, thread = ?, updated = ? "
+                                  "WHERE miner = ? AND number = ? AND state = 'candidate'",
+                                  (holder(caller), lost and lost[1], self._now(), miner, number)).rowcount:
                     continue       # another worker's call took it meanwhile
-            s = self.chain.sector(miner, number)
-            mine = [d for d in self.market.deals(miner) if d["Sector"] == number]
-            return {"Sector": allocated_sector(miner, number, rec["proof"]),
-                    "Pieces": sector_pieces(mine, seal_proof(rec["proof"]).size.bytes),
-                    "Public": public_info(s.sealed_cid, s.activation, s.expiration),
-                    "Private": {"AccessInstance": rec["persisted"]}}
+            return self._answer(miner, number, rec)
         return None
+
+    def _answer(self, miner: int, number: int, rec: dict) -> dict:
+        """Go's AllocatedSnapUpSector of a sector allocated for an upgrade, with the deals packed for it."""
+        s = self.chain.sector(miner, number)
+        mine = [d for d in self.market.deals(miner) if d["Sector"] == number]
+        return {"Sector": allocated_sector(miner, number, rec["proof"]),
+                "Pieces": sector_pieces(mine, seal_proof(rec["proof"]).size.bytes),
+                "Public": public_info(s.sealed_cid, s.activation, s.expiration),
+                "Private": {"AccessInstance": rec["persisted"]}}
 
     def _check_holder(self, miner: int, number: int, held_by: str | None, caller) -> None:
         claimed = check_holder(held_by, caller, f"the snap-up of sector {miner}-{number}")

@@ -80,8 +80,17 @@ def _v1(db: sqlite3.Connection) -> None:
     _web_triggers(db)
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    """Version 2: a task remembers the worker thread that took it (the location our worker names
+    in its allocate call's optional `Thread`), so that the thread, asking again after a restart
+    that lost the task before it was journalled, is handed the same task back (rows from
+    version 1 have none: they are never handed back)."""
+    for table in ("unseal_tasks", "rebuild_tasks", "snap_candidates"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN thread TEXT")
+
+
 # migrations[i] takes manager.db from version i to i + 1; append, never edit a released one.
-MANAGER_SCHEMA = Schema("manager state", [_v1], frozenset({"counters", "sectors", "nonces"}), frozenset({
+MANAGER_SCHEMA = Schema("manager state", [_v1, _v2], frozenset({"counters", "sectors", "nonces"}), frozenset({
     ("sectors", "info"), ("workers", "info"), ("outbox", "params"), ("outbox", "sectors"), ("wdpost_jobs", "partitions"),
     ("wdpost_jobs", "input"), ("wdpost_jobs", "output"), ("post_rounds", "info")}))
 

@@ -17,6 +17,7 @@ from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo, piece_offsets
 from ..rpc import INVALID_PARAMS, RPCError
 from .task_owner import check_holder, holder
+from .task_rehand import allowed, asking_thread
 from .task_shapes import allocated_sector
 
 
@@ -71,31 +72,48 @@ class Unsealer:
 
     def allocate(self, spec: dict, caller=None) -> dict | None:
         """Damocles' AllocateUnsealSector: the oldest pending task, in SectorUnsealInfo's shape,
-        held by the caller's identity from now on. A task once allocated is not handed out
-        again: the worker journals it and resumes it after a restart."""
-        miners, proofs = spec.get("AllowedMiners"), spec.get("AllowedProofTypes")
+        held by the caller's identity (and the asking thread, when our worker names it) from now
+        on. A task once allocated is not handed out again (the worker journals it and resumes it
+        after a restart), except to the same thread that lost it before journalling it (task_rehand)."""
+        lost = asking_thread(spec, caller)
+        if lost is not None:
+            for task_id, miner, number, cid, dest in self.state.query(
+                    "SELECT id, miner, number, piece_cid, dest FROM unseal_tasks WHERE state = 'allocated' AND worker = ? "
+                    "AND thread = ? ORDER BY id", lost):
+                rec = self.state.sector(miner, number) or {}
+                if allowed(miner, rec.get("proof"), spec):
+                    return self._answer(miner, number, cid, dest, rec)
+                with self.state.tx() as db:      # the thread takes no such task now: it is another's to take
+                    db.execute("UPDATE unseal_tasks SET state = 'pending', worker = NULL, thread = NULL, updated = ? "
+                               "WHERE id = ? AND state = 'allocated'", (self._now(), task_id))
         rows = self.state.query("SELECT id, miner, number, piece_cid, dest FROM unseal_tasks WHERE state = 'pending' ORDER BY id")
         for task_id, miner, number, cid, dest in rows:
             rec = self.state.sector(miner, number) or {}
-            if (miners and miner not in miners) or (proofs and rec.get("proof") not in proofs):
+            if not allowed(miner, rec.get("proof"), spec):
                 continue
-            deals = [d for d in self.market.deals(miner) if d["Sector"] == number]
-            offsets = piece_offsets([PieceInfo(d["PieceSize"], cid_to_commitment(d["PieceCID"])[1]) for d in deals],
-                                    self.chain.miner_info(miner).sector_size)
-            deal, offset = next((d, o) for d, o in zip(deals, offsets) if d["PieceCID"] == cid)
-            where = self.sealer.sector_indexer_find("normal", {"Miner": miner, "Number": number})
+            answer = self._answer(miner, number, cid, dest, rec)      # before it is taken: a task is never taken unanswered
             with self.state.tx() as db:
-                taken = db.execute("UPDATE unseal_tasks SET state = 'allocated', worker = ?, updated = ? "
-                                   "WHERE id = ? AND state = 'pending'", (holder(caller), self._now(), task_id)).rowcount
+                taken = db.execute("UPDATE unseal_tasks SET state = 'allocated', worker = ?, thread = ?, updated = ? "
+                                   "WHERE id = ? AND state = 'pending'",
+                                   (holder(caller), lost and lost[1], self._now(), task_id)).rowcount
             if not taken:          # another worker's call took it meanwhile
                 continue
-            # Go's SectorUnsealInfo; Offset and Size are unpadded bytes: Size is the piece's payload, what is written
-            return {"Sector": allocated_sector(miner, number, rec.get("proof")), "PieceCid": {"/": cid},
-                    "Offset": offset // 128 * 127, "Size": deal["PayloadSize"],
-                    "PrivateInfo": {"AccessInstance": where["Instance"]["Name"] if where["Found"] else ""},
-                    "Ticket": rec.get("ticket"), "CommD": list(bytes.fromhex(rec["pre"]["CommD"])) if rec.get("pre") else None,
-                    "Dest": [dest], "State": "unsealing", "ErrorInfo": ""}
+            return answer
         return None
+
+    def _answer(self, miner: int, number: int, cid: str, dest: str, rec: dict) -> dict:
+        """Go's SectorUnsealInfo of a task; Offset and Size are unpadded bytes: Size is the
+        piece's payload, what is written."""
+        deals = [d for d in self.market.deals(miner) if d["Sector"] == number]
+        offsets = piece_offsets([PieceInfo(d["PieceSize"], cid_to_commitment(d["PieceCID"])[1]) for d in deals],
+                                self.chain.miner_info(miner).sector_size)
+        deal, offset = next((d, o) for d, o in zip(deals, offsets) if d["PieceCID"] == cid)
+        where = self.sealer.sector_indexer_find("normal", {"Miner": miner, "Number": number})
+        return {"Sector": allocated_sector(miner, number, rec.get("proof")), "PieceCid": {"/": cid},
+                "Offset": offset // 128 * 127, "Size": deal["PayloadSize"],
+                "PrivateInfo": {"AccessInstance": where["Instance"]["Name"] if where["Found"] else ""},
+                "Ticket": rec.get("ticket"), "CommD": list(bytes.fromhex(rec["pre"]["CommD"])) if rec.get("pre") else None,
+                "Dest": [dest], "State": "unsealing", "ErrorInfo": ""}
 
     def achieve(self, sid: dict, piece_cid: str, error: str, caller=None) -> None:
         """Damocles' AchieveUnsealSector: the worker's outcome (an empty error is success), from

@@ -45,7 +45,10 @@ class TaskSteps:
     def on_Empty(self, rec):
         s = self.ctx.sealing
         spec = {"AllowedMiners": list(s.allowed_miners) if s.allowed_miners else None, "AllowedProofTypes": None}
-        task = call(self.ctx.rpc, self.allocate_method, self.allocate_spec(spec))    # the manager knows us by our token
+        # the manager knows us by our token; Thread (ours, Go's manager ignores it) names this thread by its
+        # location, whose journal holds the task: a task the manager handed us and a restart lost before it was
+        # journalled is handed back, not left allocated forever
+        task = call(self.ctx.rpc, self.allocate_method, {**self.allocate_spec(spec), "Thread": str(self.ctx.location)})
         if not task:
             raise Wait("no task (idle)", polling=True)
         sid = task["Sector"]["ID"]
@@ -54,7 +57,8 @@ class TaskSteps:
                                   "name": sector_name(sid["Miner"], sid["Number"]), **self.allocated(task)})
 
     def allocate_spec(self, spec: dict) -> dict:
-        """The allocate call's one parameter: Damocles' AllocateSectorSpec, unless the plan's differs."""
+        """The allocate call's one parameter: Damocles' AllocateSectorSpec, unless the plan's differs
+        (on_Empty adds our Thread to it)."""
         return spec
 
     def allocated(self, task: dict) -> dict:
