@@ -6,7 +6,6 @@ sector that does not move, and the error texts of WindowPoSt, unseal and rebuild
 
 import http.client
 import time
-import urllib.request
 from urllib.parse import urlparse
 
 import pytest
@@ -22,6 +21,7 @@ from appliance.rpc.auth import issue_token
 from appliance.rpc.client import RPCClient
 
 from .configs import manager_toml
+from .test_worker_identity import metrics, refused
 
 pytestmark = pytest.mark.timeout(180)
 HOUR = 3600.0
@@ -65,17 +65,6 @@ def client(svc, url, name=None, perm="write") -> RPCClient:
     return RPCClient(url, issue_token(svc.secret, perm, name))
 
 
-def refused(code, fn, *args) -> str:
-    with pytest.raises(RPCError) as e:
-        fn(*args)
-    assert e.value.code == code, e.value.message
-    return e.value.message
-
-
-def metrics(svc, url) -> str:
-    req = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {issue_token(svc.secret, 'read')}"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return r.read().decode()
 
 
 def limited(text: str, kind: str) -> float:
