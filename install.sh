@@ -334,7 +334,7 @@ addr_hint="the manager's address and a write token"
 case ":$PATH:" in *":$prefix/bin:"*) ;; *) hint "add $prefix/bin to the PATH (or run $bin)" ;; esac
 for r in $roles; do
   case "$r" in
-    manager) hint "manager: edit $home/manager/sector-manager.cfg (RPC Listen, miners, persist stores; see packaging/manager.toml);"
+    manager) hint "manager: edit $home/manager/sector-manager.cfg (RPC Listen, miners, persist stores; see packaging/sector-manager.cfg);"
              hint "         mint a token per worker and prover: $bin manager token --home $home/manager --perm write --name HOST" ;;
     worker)  hint "worker:  edit $home/worker/worker.toml ($addr_hint, one [[sealing_thread]] per local store, [[attached]] persist store, processors)" ;;
     post)    hint "post:    edit $home/post/post.toml ($addr_hint, [[attached]] persist stores, processors)" ;;

@@ -133,7 +133,7 @@ def test_packaged_example_configs_parse():
     from appliance.manager.config import load_config
     from appliance.post.config import load_post_config
     from appliance.worker.config import load_worker_config
-    assert not load_config(ROOT / "packaging/manager.toml").warnings
+    assert not load_config(ROOT / "packaging/sector-manager.cfg").warnings
     assert not load_worker_config(ROOT / "packaging/worker.toml", available_cpus={0}).warnings
     assert not load_post_config(ROOT / "packaging/post.toml").warnings
 
@@ -298,7 +298,7 @@ def test_the_installed_binary_runs_every_role_from_the_installed_configs(tmp_pat
     info = json.loads(subprocess.run([str(bin_), "--version", "--json"], capture_output=True, text=True, check=True).stdout)
     assert info["frozen"] is True and info["executable"] == str(bin_) and info["build_time"] and info["commit"]
     port = _free_port()              # what an operator edits: another port than the default 1789
-    for cfg, old, new in [(home / "manager/manager.toml", 'Listen = "127.0.0.1:1789"', f'Listen = "127.0.0.1:{port}"'),
+    for cfg, old, new in [(home / "manager/sector-manager.cfg", 'Listen = "127.0.0.1:1789"', f'Listen = "127.0.0.1:{port}"'),
                           (home / "worker/worker.toml", "127.0.0.1:1789", f"127.0.0.1:{port}"),
                           (home / "post/post.toml", "127.0.0.1:1789", f"127.0.0.1:{port}")]:
         cfg.write_text(cfg.read_text().replace(old, new))
