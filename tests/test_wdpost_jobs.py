@@ -50,12 +50,15 @@ def test_create_is_idempotent_and_allocate_filters(jobs):
 
 def test_finish_only_by_a_running_job(jobs):
     a = jobs.create(1000, 5, 0, [0], _input())
-    with pytest.raises(JobNotFound, match="not running"):
+    with pytest.raises(JobNotFound, match="no prover has taken it"):
         jobs.finish(a, {"proofs": ["AA=="], "faults": []}, "")
     jobs.allocate(None, None, 1, "p1")
     jobs.finish(a, {"proofs": ["AA=="], "faults": [2]}, "")
     job = jobs.get(a)
     assert job["State"] == "finished" and job["Output"] == {"proofs": ["AA=="], "faults": [2]} and not job["Failed"]
+    with pytest.raises(JobNotFound, match="has its result already"):       # the first result stays
+        jobs.finish(a, {"proofs": ["BB=="], "faults": []}, "")
+    assert jobs.get(a)["Output"]["proofs"] == ["AA=="]
     with pytest.raises(JobNotFound, match="not found"):
         jobs.finish("nope", None, "x")
 
@@ -105,3 +108,37 @@ def test_stale_jobs_are_dropped_and_old_ones_removed(jobs):
     with pytest.raises(JobNotFound):
         jobs.get(old)
     jobs.remove(old)              # removing what is gone is done already, as Damocles' WdPoStRemoveJob
+
+
+def test_a_late_answer_or_heartbeat_of_the_prover_that_ran_it_is_taken(jobs):
+    """As Damocles' kvJobManager: a prover that missed its heartbeat and then answers is not
+    thrown away while no other prover took the job; a heartbeat takes a job waiting in ready2run."""
+    a = jobs.create(1000, 5, 0, [0], _input())
+    jobs.allocate(None, None, 1, "slow")
+    jobs.clock.t += 16
+    assert "retrying" in jobs.housekeeping()[0] and jobs.get(a)["State"] == "ready2run"
+    assert jobs.get(a)["WorkerName"] == "slow"                 # kept, as Damocles keeps it
+    jobs.finish(a, {"proofs": ["AA=="], "faults": []}, "")      # its late proof is the result
+    assert jobs.get(a)["State"] == "finished" and not jobs.get(a)["Failed"]
+
+    b = jobs.create(1000, 6, 0, [0], _input(sectors=(3,)))
+    jobs.allocate(None, None, 1, "slow")
+    jobs.clock.t += 16
+    jobs.housekeeping()
+    jobs.heartbeat([b], "slow")                                # back from a network blip: the job is its own again
+    job = jobs.get(b)
+    assert job["State"] == "running" and job["WorkerName"] == "slow" and job["TryNum"] == 1
+    assert jobs.housekeeping() == []
+    assert jobs.allocate(None, None, 1, "other") == []         # not handed out twice
+
+    c = jobs.create(1000, 7, 0, [0], _input(sectors=(4,)))
+    jobs.allocate(None, None, 1, "p1")
+    jobs.finish(c, None, "sector 4 unreadable")
+    jobs.finish(c, {"proofs": ["AA=="], "faults": [4]}, "")     # a failed job: a later proof replaces the failure
+    assert not jobs.get(c)["Failed"] and jobs.get(c)["Output"]["faults"] == [4]
+
+    d = jobs.create(1000, 8, 0, [0], _input(sectors=(5,)))
+    jobs.allocate(None, None, 1, "p1")
+    assert jobs.drop_stale(1000, 0, 9) == 2                 # b and d: their deadlines closed
+    with pytest.raises(JobNotFound, match="deadline closed"):
+        jobs.finish(d, {"proofs": ["AA=="], "faults": []}, "")

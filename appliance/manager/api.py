@@ -105,7 +105,8 @@ def register_wdpost(server: RPCServer, jobs, limits) -> None:
     """Damocles' WorkerWdPoStAPI (core/api.go) for dedicated provers and `plan = "wdpost"` threads,
     params and answers in its shapes (core/types_wdpost.go; wdpost_jobs.py). `workerName` must be
     a name the caller holds (the first to use a name holds it); only the holder of the name a job
-    runs under may heartbeat (others' heartbeats leave it alone) and finish it. Reset and remove
+    runs under may heartbeat and finish it (others' heartbeats leave it alone; wdpost_jobs.py says
+    what a late answer gets). Reset and remove
     are the operator's (`util worker wdpost reset|remove`); the list is read-level."""
     def allocate(spec, num, name, caller):
         check_worker_name(jobs.state, limits, name, caller, limits.max_worker_names)

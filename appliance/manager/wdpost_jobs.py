@@ -107,6 +107,11 @@ class WdPoStJobs:
         return out
 
     def heartbeat(self, job_ids: list[str], worker: str) -> None:
+        """As Damocles' kvJobManager.Heartbeat: a job running under `worker` is kept alive, and a
+        job waiting in ready2run (given back after a missed heartbeat, say) is taken by the prover
+        that heartbeats it, which is what WdPoStAllocateJobs would give it. Unlike Damocles, a job
+        running under another prover's name is left alone: a write token must not take a live job
+        from the prover proving it."""
         now = self._now()
         with self.state.tx() as db:
             db.execute("INSERT INTO provers (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
@@ -114,30 +119,39 @@ class WdPoStJobs:
             for job_id in job_ids:
                 db.execute("UPDATE wdpost_jobs SET heartbeat = ?, updated = ? WHERE id = ? AND state = ? AND worker = ?",
                            (now, now, job_id, RUNNING, worker))
+                db.execute("UPDATE wdpost_jobs SET state = ?, worker = ?, tries = MAX(tries, 1), started = COALESCE(started, ?), "
+                           "heartbeat = ?, updated = ? WHERE id = ? AND state = ?",
+                           (RUNNING, worker, now, now, now, job_id, READY))
 
     def finish(self, job_id: str, output: dict | None, error: str, caller=None) -> None:
-        """A prover's result. Only the prover running the job may finish it, from the identity
-        that holds its worker name; a late answer for a job that was given to another prover
-        (or dropped) is refused."""
+        """A prover's result, from the identity that holds the name the job runs (or last ran)
+        under. A late answer is taken, as Damocles takes it, while the job waits for another try
+        or ended without a proof: a valid proof that arrives after a missed heartbeat is not thrown
+        away. Refused: a job now running under another prover, one that already has its proof
+        (the first result stays), and one dropped because its deadline closed."""
         error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
-        row = self.state.one("SELECT state, worker FROM wdpost_jobs WHERE id = ?", (job_id,))
+        row = self.state.one("SELECT state, worker, output, error FROM wdpost_jobs WHERE id = ?", (job_id,))
         if row is None:
             raise JobNotFound(f"WindowPoSt job {job_id} not found")
-        if row[0] != RUNNING:
-            raise JobNotFound(f"WindowPoSt job {job_id} is {row[0]}, not running: the result is not needed any more")
+        state, worker, had_output, had_error = row
+        if state == FINISHED and (had_output is not None or (had_error or "").startswith("stale:")):
+            why = "has its result already" if had_output is not None else "was dropped: its deadline closed"
+            raise JobNotFound(f"WindowPoSt job {job_id} {why}; this answer is not needed")
+        if worker is None:
+            raise JobNotFound(f"WindowPoSt job {job_id} is {state} and no prover has taken it: there is nothing to finish")
         if bound(caller):
-            owner = self.state.worker_owner(row[1]) or self.state.claim_worker(row[1], caller.identity, self.state.limits.max_worker_names)
+            owner = self.state.worker_owner(worker) or self.state.claim_worker(worker, caller.identity, self.state.limits.max_worker_names)
             if owner != caller.identity:
-                raise ForeignTask(f"WindowPoSt job {job_id} is running on prover {row[1]!r}, whose name another "
+                raise ForeignTask(f"WindowPoSt job {job_id} is {state} on prover {worker!r}, whose name another "
                                   "credential holds; this one may not finish it")
         now = self._now()
         with self.state.tx() as db:
             cur = db.execute("UPDATE wdpost_jobs SET state = ?, output = ?, error = ?, finished = ?, updated = ? "
-                             "WHERE id = ? AND state = ? AND worker = ?",
+                             "WHERE id = ? AND state = ? AND worker IS ? AND output IS NULL",
                              (FINISHED, json.dumps(output) if output is not None else None, error or None, now, now,
-                              job_id, RUNNING, row[1]))
-            if cur.rowcount == 0:        # given to another prover or dropped since the read above
-                raise JobNotFound(f"WindowPoSt job {job_id} is no longer running on {row[1]!r}")
+                              job_id, state, worker))
+            if cur.rowcount == 0:        # given to another prover or finished since the read above
+                raise JobNotFound(f"WindowPoSt job {job_id} is no longer {state} on {worker!r}")
 
     def reset(self, job_id: str) -> None:
         """An operator's retry: back to ready2run with its tries counted from zero, created anew
@@ -173,8 +187,8 @@ class WdPoStJobs:
                                                     (RUNNING, now - cfg.heartbeat_timeout)).fetchall():
                 why = f"no heartbeat from prover {worker} for {cfg.heartbeat_timeout:g}s"
                 if tries < cfg.job_max_try:
-                    db.execute("UPDATE wdpost_jobs SET state = ?, error = ?, worker = NULL, updated = ? WHERE id = ?",
-                               (READY, why, now, job_id))
+                    db.execute("UPDATE wdpost_jobs SET state = ?, error = ?, updated = ? WHERE id = ?",   # WorkerName kept,
+                               (READY, why, now, job_id))                                          # as Damocles
                     done.append(f"job {job_id}: {why}; retrying (try {tries + 1} of {cfg.job_max_try})")
                 else:
                     db.execute("UPDATE wdpost_jobs SET state = ?, error = ?, finished = ?, updated = ? WHERE id = ?",
@@ -183,7 +197,7 @@ class WdPoStJobs:
             for job_id, tries, error in db.execute("SELECT id, tries, error FROM wdpost_jobs WHERE state = ? AND output IS NULL "
                                                    "AND error IS NOT NULL AND error NOT LIKE 'stale:%' AND tries < ?",
                                                    (FINISHED, cfg.job_max_try)).fetchall():
-                db.execute("UPDATE wdpost_jobs SET state = ?, worker = NULL, updated = ? WHERE id = ?", (READY, now, job_id))
+                db.execute("UPDATE wdpost_jobs SET state = ?, updated = ? WHERE id = ?", (READY, now, job_id))
                 done.append(f"job {job_id} failed ({error}); retrying (try {tries + 1} of {cfg.job_max_try})")
             removed = db.execute("DELETE FROM wdpost_jobs WHERE created < ?", (now - cfg.job_lifetime,)).rowcount
             if removed:
