@@ -1,5 +1,14 @@
-"""A processor that misbehaves once (FAKE_MODE = exit | hang | garbage), recorded in the
-FAKE_MARKER file, then serves the stage for real with the builtin engine."""
+"""A processor that misbehaves once, recorded in the FAKE_MARKER file, then serves the stage for
+real with the builtin engine. FAKE_MODE:
+- exit: exits on its first task; hang: reads its first task and never answers it;
+- garbage: prints a line that is not JSON; wrongid: answers its first task with an id never sent;
+- badoutput: answers its first task with an output that is a string, then serves every task (the
+  same process: the worker must not restart it);
+- wrongready: prints something else than the ready line;
+- none: behaves.
+FAKE_READY_DELAY (seconds, every start): a slow start, before the ready line.
+FAKE_SERVE=echo: serve by answering `{"echo": task, "pid": pid}` instead of the builtin engine (the
+protocol alone, no sector needed)."""
 
 import json
 import os
@@ -9,8 +18,27 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 stage, mode, marker = sys.argv[1], os.environ["FAKE_MODE"], os.environ["FAKE_MARKER"]
-if not os.path.exists(marker):
+delay = float(os.environ.get("FAKE_READY_DELAY") or 0)
+if delay:
+    time.sleep(delay)      # the slow start being simulated; stable_wait decides whether it is waited for
+
+
+echo = os.environ.get("FAKE_SERVE") == "echo"
+
+
+def serve_without_ready() -> None:
+    from appliance.worker.tasks import run_task
+    for line in sys.stdin:
+        req = json.loads(line)
+        output = {"echo": req["task"], "pid": os.getpid()} if echo else run_task(stage, req["task"])
+        print(json.dumps({"id": req["id"], "err_msg": None, "output": output}), flush=True)
+
+
+if mode != "none" and not os.path.exists(marker):
     open(marker, "w").close()
+    if mode == "wrongready":
+        print(f"{stage} processor starting", flush=True)
+        sys.exit(0)
     print(f"{stage} processor ready", flush=True)
     line = sys.stdin.readline()
     rid = json.loads(line)["id"]
@@ -21,6 +49,17 @@ if not os.path.exists(marker):
     if mode == "garbage":
         print("this is not JSON", flush=True)
         time.sleep(3600)
+    if mode == "wrongid":
+        print(json.dumps({"id": rid + 1000, "err_msg": None, "output": {}}), flush=True)
+        time.sleep(3600)
+    if mode == "badoutput":
+        print(json.dumps({"id": rid, "err_msg": None, "output": "not an object"}), flush=True)
+        serve_without_ready()
+        sys.exit(0)
+if echo:
+    print(f"{stage} processor ready", flush=True)
+    serve_without_ready()
+    sys.exit(0)
 from appliance.worker.external import serve  # noqa: E402
 
 sys.exit(serve(stage))

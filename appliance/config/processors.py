@@ -36,7 +36,44 @@ class ProcessorConfig:
     locks: tuple[str, ...] = ()
     auto_restart: bool = True
     inherit_envs: bool = True
-    timeout: float = 0.0        # external processors: seconds a task may take (0: no limit); our addition
+    # external processors, our additions: seconds a task may take (None: the stage's default,
+    # DEFAULT_TIMEOUTS; 0: no limit), and where malformed answers are dumped (None: the default)
+    timeout: float | None = None
+    dump_dir: Path | None = None
+
+    @property
+    def task_timeout(self) -> float | None:
+        """Seconds to wait for one answer; None waits forever (an explicit `timeout = 0`)."""
+        limit = default_timeout(self.stage) if self.timeout is None else self.timeout
+        return limit or None
+
+    @property
+    def where(self) -> str:
+        return f"[[processors.{self.stage}]][{self.index}]"
+
+
+# The default `timeout` of an external processor's task, per stage, sized for the largest
+# sector (64GiB) on a slow host, so that only a processor that dropped or hung on a task hits
+# it: a Rust processor that cannot parse a task logs it and never answers, and without a limit
+# the sealing thread would wait forever. `timeout = 0` in an entry still means no limit.
+DEFAULT_TIMEOUTS = {
+    "add_pieces": 4 * 3600,      # 64GiB of pieces read from remote storage at ~30 MB/s: ~40 min
+    "tree_d": 4 * 3600,          # sha256 tree over 64GiB: tens of minutes on one core
+    "pc1": 48 * 3600,            # 11 SDR layers of 64GiB: 6-10 h on a fast CPU, 20+ h on a slow one
+    "pc2": 24 * 3600,            # tree_c + tree_r_last of 64GiB: ~30 min on a GPU, many hours on CPUs
+    "c2": 12 * 3600,             # the Groth16 SNARK, 10 partitions: tens of minutes on a GPU, hours on CPUs
+    "synth_proof": 12 * 3600,    # as C2's vanilla side
+    "snap_encode": 24 * 3600,    # re-encoding + tree_r_last of 64GiB: as PC2
+    "snap_prove": 12 * 3600,     # 16 partition SNARKs: as C2
+    "transfer": 12 * 3600,       # ~75 GiB (sealed + cache) over a slow link
+    "unseal": 48 * 3600,         # regenerates the SDR layers: as PC1
+    "window_post": 2 * 3600,     # a deadline's challenge window is 30 min; 2 h covers a slow CPU prover
+    "winning_post": 30 * 60,     # due within an epoch (30 s); a prover silent for 30 min is broken
+}
+
+
+def default_timeout(stage: str) -> float:
+    return float(DEFAULT_TIMEOUTS.get(stage, 12 * 3600))
 
 
 def parse_processor(stage: str, index: int, e: dict, ext_locks: dict[str, int], warnings: list[str],
@@ -68,12 +105,14 @@ def parse_processor(stage: str, index: int, e: dict, ext_locks: dict[str, int], 
         except ValueError as exc:
             raise ConfigError(f"{where}.concurrent: {exc}") from None
     durations = {}
-    for key, default in (("stable_wait", "5s"), ("timeout", 0)):
+    for key, default in (("stable_wait", "5s"), ("timeout", None)):
         try:
-            durations[key] = parse_humantime(e.get(key, default))
+            durations[key] = None if e.get(key, default) is None else parse_humantime(e.get(key, default))
         except ValueError as exc:
             raise ConfigError(f"{where}.{key}: {exc}") from None
     stable_wait, timeout = durations["stable_wait"], durations["timeout"]
+    if stable_wait <= 0:
+        raise ConfigError(f"{where}.stable_wait: {e['stable_wait']!r}: the child needs some time to print its ready line")
     args = e.get("args")
     if args is not None and (not isinstance(args, list) or not all(isinstance(a, str) for a in args)):
         raise ConfigError(f"{where}.args: expected a list of strings")

@@ -69,6 +69,7 @@ def cmd_control(args) -> int:
     from ..core.output import emit
     from ..rpc.auth import cli_token
     from ..rpc.client import RPCClient
+    from ..core.units import format_duration
     host = args.worker or getattr(args, "worker_host", None) or os.environ.get("DAMOCLES_WORKER_HOST") or DEFAULT_WORKER_HOST
     # the worker gets the token: one minted here lives only as long as this command needs
     client = RPCClient(f"http://{host}", cli_token(args.token, args.home, ttl=60))
@@ -76,12 +77,31 @@ def cmd_control(args) -> int:
         rows = client.call("VenusWorker.WorkerList")
         lines = [f"{r['index']:>3}  {r['thread_state']['state']:<8} {r['job_id'] or '-':<16} {r['job_state'] or '-':<22} "
                  f"{r['location']}  {r['last_error'] or ''}" for r in rows]
-        emit({"threads": rows}, args.json, ["IDX  STATE    SECTOR           JOB STATE              LOCATION"] + lines)
+        procs = _processor_rows(client)
+        lines += [""] + [f"{r['entry']:<26} {r['kind']:<8} {_pids(r):<12} {r['pinning_detail']}"
+                         + (f"  timeout {format_duration(r['timeout'])}" if r.get("timeout") else "")
+                         + (f"  last error: {r['last_error']}" if r.get("last_error") else "") for r in procs] if procs else []
+        emit({"threads": rows, "processors": procs}, args.json,
+             ["IDX  STATE    SECTOR           JOB STATE              LOCATION"] + lines)
     elif args.action == "pause":
         emit({"paused": client.call("VenusWorker.WorkerPause", args.index)}, args.json)
     else:
         emit({"resumed": client.call("VenusWorker.WorkerResume", args.index, args.state)}, args.json)
     return 0
+
+
+def _processor_rows(client) -> list[dict]:
+    """The worker's processor entries (an older worker without ProcessorList: none)."""
+    from ..rpc import RPCError
+    try:
+        return client.call("VenusWorker.ProcessorList")
+    except RPCError:
+        return []
+
+
+def _pids(row: dict) -> str:
+    pids = row.get("pids") or ([row["pid"]] if row.get("pid") else [])
+    return "pid " + ",".join(map(str, pids)) if pids else "not running"
 
 
 def add_processor_parser(sub: argparse._SubParsersAction) -> None:

@@ -316,14 +316,19 @@ def _processors(raw: dict, cfg: WorkerConfig, available_cpus: set[int] | None) -
         if not p.exists():
             raise ConfigError(f"[processors.static_tree_d].{size}: {p} does not exist")
         cfg.static_tree_d[sector_size(size).name] = p.resolve()
+    dump_dir = proc.get("dump_dir")      # ours: where malformed answers of external processors go
+    if dump_dir is not None and (not isinstance(dump_dir, str) or not dump_dir):
+        raise ConfigError(f"[processors].dump_dir: {dump_dir!r} is not a directory")
     for key, entries in proc.items():
-        if key in ("limit", "limitation", "ext_locks", "static_tree_d"):
+        if key in ("limit", "limitation", "ext_locks", "static_tree_d", "dump_dir"):
             continue
         if key not in PROCESSOR_STAGES:
             raise ConfigError(f"[[processors.{key}]]: {key!r} is not a processor stage ({', '.join(PROCESSOR_STAGES)})")
         if not isinstance(entries, list):
             raise ConfigError(f"[[processors.{key}]]: expected an array of tables ([[processors.{key}]])")
         parsed = [parse_processor(key, i, e, cfg.ext_locks, cfg.warnings, available_cpus) for i, e in enumerate(entries)]
+        if dump_dir:
+            parsed = [replace(p, dump_dir=Path(dump_dir).expanduser()) for p in parsed]
         if key in NOT_RUN_PROCESSORS:
             if parsed:
                 cfg.warnings.append(f"[[processors.{key}]]: not started: {NOT_RUN_PROCESSORS[key]}")

@@ -1,8 +1,17 @@
 """External processors, speaking Damocles' vc-processors protocol: the child prints
-`<stage> processor ready`, then reads one JSON request a line (`{"id": N, "task": {...}}`) and
-answers one JSON line each (`{"id": N, "err_msg": null, "output": {...}}`), possibly out of
-order. A child that exits, hangs past `timeout`, or prints a line that is not a valid answer
-fails the tasks in flight as temp errors and is restarted (`auto_restart`)."""
+`<stage> processor ready` within `stable_wait` (Damocles' producer waits that long for the
+line, then gives up), then reads one JSON request a line (`{"id": N, "task": {...}}`) and
+answers one JSON line each (`{"id": N, "err_msg": null, "output": ...}`), possibly out of order.
+
+What Damocles' producer leaves hanging fails here as a temp error naming the entry:
+- a task not answered within the entry's `timeout` (default per stage, DEFAULT_TIMEOUTS): the
+  child is killed and restarted, as a child that lost one task cannot be trusted with the others;
+- an answer whose `output` is not what the stage returns (or has neither output nor err_msg):
+  that task fails, the line is dumped (answer_dump);
+- a line that is not an answer at all (not JSON, no id, an id not in flight): the line is dumped
+  and every task in flight fails (whose answer it was cannot be known), the child is restarted;
+- a child that exits: every task in flight fails, the child is restarted (`auto_restart`).
+A child that could not be restarted is started again by the next task."""
 
 from __future__ import annotations
 
@@ -17,12 +26,26 @@ import sys
 import threading
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 
+from ..core.units import format_duration
+from .answer_dump import dump_answer
+from . import cgroup
 from .config import ProcessorConfig
 from .failure import Temp
-from . import runtime_env
 from .processors import spawner
 
 log = logging.getLogger("damocles.worker.external")
+
+# what each stage's output is in Damocles' vc-processors (builtin/tasks.rs, `type Output`)
+OUTPUT_TYPES = {"add_pieces": list, "tree_d": bool, "pc1": dict, "pc2": dict, "c2": dict, "snap_encode": dict,
+                "snap_prove": list, "transfer": bool, "unseal": int, "window_post": dict, "winning_post": dict,
+                "synth_proof": bool}
+_JSON_NAMES = {dict: "object", list: "array", bool: "boolean", int: "number"}
+
+
+class MalformedAnswer(ValueError):
+    def __init__(self, reason: str, rid: int | None = None):
+        super().__init__(reason)
+        self.rid = rid
 
 
 def own_command(stage: str) -> list[str]:
@@ -32,44 +55,95 @@ def own_command(stage: str) -> list[str]:
     return [sys.executable, "-m", "appliance", "processor", stage]
 
 
+def parse_answer(stage: str, line: str, pending) -> tuple[int, str | None, object]:
+    """(id, err_msg, output) of an answer line; MalformedAnswer with the reason (and the id when
+    the line names one in flight) otherwise."""
+    try:
+        answer = json.loads(line)
+    except ValueError as exc:
+        raise MalformedAnswer(f"not JSON ({exc})") from None
+    if not isinstance(answer, dict):
+        raise MalformedAnswer(f"a JSON {type(answer).__name__}, not an object {{id, err_msg, output}}")
+    rid = answer.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, int):
+        raise MalformedAnswer(f"id {rid!r} is not a request id")
+    if rid not in pending:
+        raise MalformedAnswer(f"id {rid} is not a task in flight")
+    err = answer.get("err_msg")
+    if err is not None:
+        if not isinstance(err, str):
+            raise MalformedAnswer(f"err_msg {err!r} is not a string or null", rid)
+        return rid, err, None
+    output = answer.get("output")
+    if output is None:
+        raise MalformedAnswer("neither err_msg nor output", rid)
+    want = OUTPUT_TYPES.get(stage)
+    if want is not None and (not isinstance(output, want) or (want is int and isinstance(output, bool))):
+        raise MalformedAnswer(f"output is a JSON {type(output).__name__}, a {stage} output is a JSON "
+                              f"{_JSON_NAMES[want]}", rid)
+    return rid, None, output
+
+
 class ExternalProcessor:
     def __init__(self, cfg: ProcessorConfig):
         self.cfg = cfg
         self.name = f"{cfg.stage}-{cfg.index}"
         self.command = [cfg.bin, *(cfg.args or [])] if cfg.bin else own_command(cfg.stage)
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(cfg.concurrent or 64)
         self._ids = itertools.count(1)
         self._pending: dict[int, Future] = {}
         self.proc: subprocess.Popen | None = None
+        self.placement = cgroup.Placement("none")
         self.restarts = 0
-        spawner().call(self._start)
+        self.last_error: str | None = None
+        self._closed = False
+        self._start_locked()
+
+    @property
+    def label(self) -> str:
+        """The entry as an operator finds it in worker.toml."""
+        return f"processor {self.cfg.where} ({self.command[0]})"
 
     # ---------------------------------------------------------------------- process
+
+    def _start_locked(self) -> None:
+        with self._start_lock:
+            if self.proc is None and not self._closed:
+                spawner().call(self._start)
 
     def _start(self) -> None:
         env = dict(os.environ) if self.cfg.inherit_envs else {}
         env.update(self.cfg.envs)
-        cpuset, numa = self.cfg.cpuset, self.cfg.numa_preferred
-        if numa is not None:
-            env["VENUS_WORKER_NUMA_PREFERRED"] = str(numa)
+        if self.cfg.numa_preferred is not None:
+            env["VENUS_WORKER_NUMA_PREFERRED"] = str(self.cfg.numa_preferred)
+        placement = cgroup.place(self.cfg.group_name, self.cfg.stage, self.cfg.index, self.cfg.cpuset)
 
-        def prepare() -> None:   # in the child, before exec: pin, and die with the worker
+        def prepare() -> None:   # in the child, before exec: die with the worker, then pin
             ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-            if cpuset:
-                os.sched_setaffinity(0, cpuset)
+            cgroup.join(placement)
         try:
             proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
                                     bufsize=1, preexec_fn=prepare)
-        except OSError as exc:
-            raise Temp(f"processor {self.name}: cannot start {self.command[0]}: {exc}") from None
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise Temp(f"{self.label}: cannot start {self.command[0]}: {exc}") from None
         ready = self._readline_within(proc, self.cfg.stable_wait)
         want = f"{self.cfg.stage} processor ready"
         if ready is None or ready.strip() != want:
             proc.kill()
-            proc.wait()
-            raise Temp(f"processor {self.name}: expected {want!r} within {self.cfg.stable_wait:g}s, got {ready!r}")
-        self.proc = proc
+            code = proc.wait()
+            if ready is None:
+                why = f"printed no ready line within stable_wait = {format_duration(self.cfg.stable_wait)}"
+            elif ready == "":
+                why = f"exited (code {code}) before its ready line"
+            else:
+                why = f"printed {ready.strip()[:100]!r} as its first line"
+            cgroup.remove(placement)
+            raise Temp(f"{self.label}: {why}; expected {want!r}")
+        self.placement = cgroup.check(placement, proc.pid)
+        with self._lock:
+            self.proc = proc
         threading.Thread(target=self._read, args=(proc,), name=f"ext-{self.name}", daemon=True).start()
 
     @staticmethod
@@ -83,21 +157,29 @@ class ExternalProcessor:
     def _read(self, proc) -> None:
         for line in proc.stdout:
             try:
-                answer = json.loads(line)
-                rid = answer["id"]
-                if not isinstance(answer, dict) or not isinstance(rid, int) or rid not in self._pending:
-                    raise ValueError("unknown id")
-            except (ValueError, KeyError, TypeError):
-                log.warning("processor %s printed a malformed line: %.100r", self.name, line)
-                runtime_env.dump_malformed(proc.pid, line)        # when the operator asked (DUMP_ERR_RESP_<pid>)
-                self._fail_all(proc, f"printed a malformed line: {line[:100]!r}")
+                rid, err, output = parse_answer(self.cfg.stage, line, self._pending)
+            except MalformedAnswer as exc:
+                path = dump_answer(proc.pid, line, self.cfg.dump_dir)
+                where = f"dumped to {path}" if path else "could not be dumped (see the log)"
+                log.error("%s (pid %d) printed a malformed answer: %s; %s", self.label, proc.pid, exc, where)
+                if exc.rid is not None:
+                    self._fail_one(exc.rid, f"{self.label}: malformed answer to task {exc.rid}: {exc}; {where}")
+                    continue
+                self._fail_all(proc, f"printed a malformed line ({exc}; {where})")
                 return
-            fut = self._pending.pop(rid)
-            if answer.get("err_msg"):
-                fut.set_exception(Temp(f"processor {self.name}: {answer['err_msg']}"))
+            fut = self._pending.pop(rid, None)
+            if fut is None:
+                continue
+            if err is not None:
+                fut.set_exception(Temp(f"processor {self.name}: {err}"))
             else:
-                fut.set_result(answer.get("output"))
+                fut.set_result(output)
         self._fail_all(proc, f"exited with code {proc.wait()}")
+
+    def _fail_one(self, rid: int, why: str) -> None:
+        fut = self._pending.pop(rid, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(Temp(why))
 
     def _fail_all(self, proc, why: str) -> None:
         with self._lock:
@@ -108,27 +190,32 @@ class ExternalProcessor:
                 proc.wait()
             pending, self._pending = self._pending, {}
             self.proc = None
+            self.last_error = why
+        log.warning("%s (pid %d) %s; %d task(s) in flight fail", self.label, proc.pid, why, len(pending))
         for fut in pending.values():
             if not fut.done():
-                fut.set_exception(Temp(f"processor {self.name} {why}"))
-        if self.cfg.auto_restart:
+                fut.set_exception(Temp(f"{self.label} {why}"))
+        if self.cfg.auto_restart and not self._closed:
             self.restarts += 1
             threading.Thread(target=self._restart, daemon=True).start()
 
     def _restart(self) -> None:
         try:
-            spawner().call(self._start)
+            self._start_locked()
         except Temp as exc:
-            log.warning("%s", exc)
+            self.last_error = str(exc)
+            log.warning("%s; it is started again by the next task", exc)
 
     # ------------------------------------------------------------------------- calls
 
     def call(self, task: dict):
         with self._slots:
+            if self.proc is None and self.cfg.auto_restart and not self._start_lock.locked():
+                self._start_locked()          # a restart that failed before: try again now
             with self._lock:
                 proc = self.proc
                 if proc is None:
-                    raise Temp(f"processor {self.name} is not running (restarting)")
+                    raise Temp(f"{self.label} is not running ({self.last_error or 'starting'})")
                 rid = next(self._ids)
                 fut: Future = Future()
                 self._pending[rid] = fut
@@ -137,17 +224,28 @@ class ExternalProcessor:
                     proc.stdin.flush()
                 except OSError as exc:
                     self._pending.pop(rid, None)
-                    raise Temp(f"processor {self.name}: cannot send the task: {exc}") from None
+                    raise Temp(f"{self.label}: cannot send the task: {exc}") from None
+            limit = self.cfg.task_timeout
             try:
-                return fut.result(timeout=self.cfg.timeout or None)
+                return fut.result(timeout=limit)
             except FutureTimeout:
-                self._fail_all(proc, f"did not answer within {self.cfg.timeout:g}s")
-                raise Temp(f"processor {self.name} did not answer within {self.cfg.timeout:g}s") from None
+                default = " (the stage's default; `timeout = 0` for none)" if self.cfg.timeout is None else ""
+                why = f"did not answer {self.cfg.stage} task {rid} within timeout = {format_duration(limit)}{default}"
+                self._fail_all(proc, why)
+                raise Temp(f"{self.label} {why}; the child was killed and is restarted") from None
+
+    def describe(self) -> dict:
+        """What `damocles worker list` shows of this entry."""
+        proc = self.proc
+        return {"entry": self.cfg.where, "stage": self.cfg.stage, "kind": "external", "command": self.command[0],
+                "pid": proc.pid if proc else None, "running": proc is not None, "restarts": self.restarts,
+                "in_flight": len(self._pending), "timeout": self.cfg.task_timeout, "stable_wait": self.cfg.stable_wait,
+                "pinning": self.placement.how, "pinning_detail": self.placement.text(), "last_error": self.last_error}
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             proc, self.proc = self.proc, None
-            self.cfg = self.cfg
         if proc and proc.poll() is None:
             proc.stdin.close()
             try:
@@ -155,6 +253,7 @@ class ExternalProcessor:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        cgroup.remove(self.placement)
 
 
 def serve(stage: str) -> int:

@@ -21,6 +21,7 @@ import traceback
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from ..config.cpuset import format_cpuset
 from ..proofs.pc2 import mp_context
 from . import runtime_env
 from .config import ProcessorConfig
@@ -340,6 +341,18 @@ class Processors:
             self.locks.release(ext.cfg.locks)
             pid = ext.proc.pid if getattr(ext, "proc", None) else 0
             self.tasklog.add(TaskRecord(stage, pid, started, time.time(), None))
+
+    def describe(self) -> list[dict]:
+        """Every entry, for `damocles worker list`: how it runs and how it is pinned."""
+        rows = []
+        for pools in self.pools.values():
+            for p in pools:
+                pinning = f"sched_setaffinity {format_cpuset(p.cfg.cpuset)}" if p.cfg.cpuset else "not pinned"
+                rows.append({"entry": p.cfg.where, "stage": p.cfg.stage, "kind": "builtin", "pids": p.pids,
+                             "pinning": "sched_setaffinity" if p.cfg.cpuset else "none", "pinning_detail": pinning})
+        for exts in self.externals.values():
+            rows.extend(e.describe() for e in exts)
+        return rows
 
     def close(self) -> None:
         for pools in self.pools.values():

@@ -166,4 +166,7 @@ def build_server(service, token_cache_seconds: float = TOKEN_CACHE_SECONDS) -> R
     server.register("VenusWorker.WorkerSetEnv", set_env, "admin", [("name", string), ("value", string)])
     server.register("VenusWorker.WorkerRemoveEnv", remove_env, "admin", [("name", string)])
     server.register("VenusWorker.WorkerVersion", lambda: __version__, "read", [])
+    # ours: the processor entries, how each runs and is pinned (cgroup or sched_setaffinity)
+    server.register("VenusWorker.ProcessorList",
+                    lambda: service.processors.describe() if getattr(service, "processors", None) else [], "read", [])
     return server

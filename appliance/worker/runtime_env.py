@@ -3,7 +3,7 @@
 
 - in the worker process at once (os.environ): what the worker reads when it needs it, such as
   `DUMP_ERR_RESP_<pid>` (Damocles' `worker enable-dump`: a directory where a malformed answer of
-  the external processor with that pid is written, see dump_malformed), and every process the
+  the external processor with that pid is written, see answer_dump), and every process the
   worker starts from then on (an external processor that restarts);
 - in every builtin processor process before its next task, except a variable that the processor
   entry's own `envs` sets: the config wins, as a processor's `envs` win over what it inherits.
@@ -15,11 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import uuid
-from pathlib import Path
 
 log = logging.getLogger("damocles.worker.env")
-DUMP_ENV_PREFIX = "DUMP_ERR_RESP_"
 
 _lock = threading.Lock()
 _changes: dict[str, str | None] = {}     # name -> value, None: removed
@@ -67,23 +64,3 @@ def apply(changed: dict[str, str | None], own: dict[str, str]) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-
-
-def dump_malformed(pid: int, line: str) -> Path | None:
-    """A malformed answer of external processor `pid`, written to the directory that
-    `DUMP_ERR_RESP_<pid>` names (the file `ext-processor-err-resp-<pid>-<uuid>.json`, as
-    Damocles' vc-processors writes it); None when the variable is not set or the file cannot be
-    written (then the log says why)."""
-    where = os.environ.get(f"{DUMP_ENV_PREFIX}{pid}")
-    if not where:
-        return None
-    try:
-        folder = Path(where)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"ext-processor-err-resp-{pid}-{uuid.uuid4().hex}.json"
-        path.write_text(line)
-    except OSError as exc:
-        log.error("processor pid %d: the malformed answer could not be dumped to %s: %s", pid, where, exc)
-        return None
-    log.error("processor pid %d printed a malformed answer; dumped to %s", pid, path)
-    return path
