@@ -8,7 +8,9 @@ real with the builtin engine. FAKE_MODE:
 - none: behaves.
 FAKE_READY_DELAY (seconds, every start): a slow start, before the ready line.
 FAKE_SERVE=echo: serve by answering `{"echo": task, "pid": pid}` instead of the builtin engine (the
-protocol alone, no sector needed)."""
+protocol alone, no sector needed). FAKE_SERVE=snark (c2): the builtin engine's answer with its
+proof replaced by 192 bytes, in the same encoding: what a rust-fil-proofs c2 returns for a 2KiB
+sector (one Groth16 partition), which nothing here can verify."""
 
 import json
 import os
@@ -24,6 +26,19 @@ if delay:
 
 
 echo = os.environ.get("FAKE_SERVE") == "echo"
+snark = os.environ.get("FAKE_SERVE") == "snark"
+
+
+def fake_snark(task, output: dict) -> dict:
+    """`output` with its proof replaced by 192 bytes derived from the task, encoded as the builtin
+    c2 encodes its proof (base64 text, or an array of bytes)."""
+    import base64
+    import hashlib
+    seed = json.dumps(task, sort_keys=True).encode()
+    proof = b"".join(hashlib.sha256(seed + bytes([i])).digest() for i in range(6))
+    assert len(proof) == 192
+    encoded = base64.b64encode(proof).decode() if isinstance(output["proof"], str) else list(proof)
+    return {**output, "proof": encoded}
 
 
 def serve_without_ready() -> None:
@@ -31,6 +46,8 @@ def serve_without_ready() -> None:
     for line in sys.stdin:
         req = json.loads(line)
         output = {"echo": req["task"], "pid": os.getpid()} if echo else run_task(stage, req["task"])
+        if snark:
+            output = fake_snark(req["task"], output)
         print(json.dumps({"id": req["id"], "err_msg": None, "output": output}), flush=True)
 
 
@@ -56,7 +73,7 @@ if mode != "none" and not os.path.exists(marker):
         print(json.dumps({"id": rid, "err_msg": None, "output": "not an object"}), flush=True)
         serve_without_ready()
         sys.exit(0)
-if echo:
+if echo or snark:
     print(f"{stage} processor ready", flush=True)
     serve_without_ready()
     sys.exit(0)

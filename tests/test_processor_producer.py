@@ -44,8 +44,11 @@ def fake(tmp_path, monkeypatch):
 
 def call_bounded(ext: ExternalProcessor, task=TASK, seconds: float = 90):
     """ext.call, failing the test (not hanging it) when no result or error comes in time."""
-    with ThreadPoolExecutor(1) as pool:
+    pool = ThreadPoolExecutor(1)
+    try:
         return pool.submit(ext.call, task).result(timeout=seconds)
+    finally:
+        pool.shutdown(wait=False)     # a call still hanging is left behind, not waited for
 
 
 def wait_running(ext: ExternalProcessor, seconds: float = 60) -> None:

@@ -123,6 +123,15 @@ class Devnet(Chain):
         """This thread's connection, for the actor modules (writes only inside `_tx`)."""
         return self.database.conn()
 
+    def external_proof_refusal(self, kind: str, proof: bytes, what: str, partitions: int | None = None) -> str | None:
+        """The devnet cannot verify Groth16: refused unless TrustExternalProofs (external_proofs.py)."""
+        from .external_proofs import refusal
+        from ..proofs import ProofError
+        try:
+            return refusal(self.policy, kind, proof, what, partitions)
+        except ProofError as exc:
+            return str(exc)
+
     def close(self) -> None:
         self.database.close()
 

@@ -9,6 +9,11 @@ from .types import DeadlineInfo, MinerInfo, MinerPower, PartitionInfo, PreCommit
 
 
 class Chain(ABC):
+    def external_proof_refusal(self, kind: str, proof: bytes, what: str, partitions: int | None = None) -> str | None:
+        """Why this chain would refuse `proof`, a Groth16 SNARK of an external processor that the
+        manager cannot verify (None: send it, the chain decides). A chain of real nodes verifies it."""
+        return None
+
     @abstractmethod
     def head(self) -> int:
         """The current epoch."""

@@ -16,6 +16,7 @@ from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.cid import cid_to_commitment, commd_to_cid
 from . import market
+from .external_proofs import accept_unverified
 from .types import ActorError, ExitCode, PreCommitOnChain, SectorOnChain
 
 MAX_SECTOR_NUMBER = (1 << 63) - 1
@@ -107,8 +108,14 @@ def _prove_one(state, miner: int, number: int, proof: bytes) -> SectorOnChain:
     seed = state.draw_seed(miner, seed_epoch)
     _, comm_r = cid_to_commitment(pc.sealed_cid)
     _, comm_d = cid_to_commitment(pc.unsealed_cid)
+    sp = seal_proof(pc.seal_proof)
     try:
-        verify_seal(seal_proof(pc.seal_proof), SectorID(miner, number), comm_d, comm_r, ticket, seed, proof)
+        trusted = accept_unverified(policy, "seal", proof, f"sector {number}", sp.size.porep_partitions)
+    except ProofError as exc:      # a Groth16 proof the devnet cannot verify: refused, saying so
+        raise ActorError(ExitCode.ILLEGAL_ARGUMENT, str(exc)) from None
+    try:
+        if not trusted:
+            verify_seal(sp, SectorID(miner, number), comm_d, comm_r, ticket, seed, proof)
     except ProofError as exc:
         raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"invalid seal proof for sector {number}: {exc}") from None
     return SectorOnChain(miner, number, pc.seal_proof, pc.sealed_cid, pc.unsealed_cid, epoch, pc.expiration, pc.deal_ids)

@@ -33,6 +33,10 @@ class ChainPolicy:
     # is elected in an epoch with probability p / (p + network_power); 16 KiB lets a miner with a few
     # 2KiB sectors win a good share of epochs (4 sectors: 1 epoch in 3).
     network_power: int = 16 << 10
+    # Groth16 SNARKs from external processors (a rust-fil-proofs c2, snap_prove, window_post): the
+    # devnet cannot verify them; with this on it accepts them unverified (and logs each), else it
+    # refuses them saying so. Ours, off by default.
+    trust_external_proofs: bool = False
 
     @classmethod
     def from_config(cls, raw: dict, where: str = "[Chain]") -> tuple["ChainPolicy", list[str]]:
@@ -51,6 +55,11 @@ class ChainPolicy:
                     values[name] = parse_duration(value)
                 except ValueError as exc:
                     raise ValueError(f"{where}.{key}: {exc}") from None
+                continue
+            if name == "trust_external_proofs":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{where}.{key}: {value!r} is not true or false")
+                values[name] = value
                 continue
             if name == "network_power" and isinstance(value, str):
                 try:

@@ -29,6 +29,7 @@ from ..proofs import ProofError
 from ..proofs.cid import cid_to_commitment
 from ..proofs.post import PublicSector, decode_post, verify_post
 from . import deadlines as dl
+from .external_proofs import accept_unverified
 from .miner_actor import _arg, _bytes, _int
 from .types import ActorError, ExitCode, MinerInfo, MinerPower, PartitionInfo
 
@@ -215,7 +216,12 @@ def submit_windowed_post(state, miner: int, params: dict) -> None:
         public.append(PublicSector(n, comm_r))
     ptype = post_proof(info.window_post_proof)
     try:
-        verify_post(ptype, state.draw_window_post(miner, cur.challenge), public, decode_post(proof_bytes, expected=ptype))
+        trusted = accept_unverified(state.policy, "window_post", proof_bytes, f"WindowPoSt of deadline {index}")
+    except ProofError as exc:      # a Groth16 proof the devnet cannot verify: refused, saying so
+        raise ActorError(ExitCode.ILLEGAL_ARGUMENT, str(exc)) from None
+    try:
+        if not trusted:
+            verify_post(ptype, state.draw_window_post(miner, cur.challenge), public, decode_post(proof_bytes, expected=ptype))
     except ProofError as exc:
         raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"invalid post was submitted: {exc}") from None
 

@@ -18,6 +18,7 @@ from ..core.sector import SectorID
 from ..proofs import ProofError
 from ..proofs.cid import cid_to_commitment
 from ..proofs.post import PublicSector, decode_post, verify_post, winning_sector_indices
+from .external_proofs import accept_unverified
 from .types import ChainError, SectorOnChain
 
 SCHEMA = """
@@ -72,8 +73,13 @@ def submit(state, miner: int, epoch: int, proof: bytes) -> None:
         raise ChainError(f"WinningPoSt for epoch {epoch} refused: f0{miner} has no active sectors")
     ptype = seal_proof(state.miner_info(miner).seal_proof).winning_post
     try:
+        trusted = accept_unverified(state.policy, "winning_post", proof, f"WinningPoSt for epoch {epoch}", 1)
+    except ProofError as exc:      # a Groth16 proof the devnet cannot verify: refused, saying so
+        raise ChainError(str(exc)) from None
+    try:
         public = [PublicSector(s.number, cid_to_commitment(s.sealed_cid)[1]) for s in sectors]
-        verify_post(ptype, state.draw_winning_post(miner, epoch), public, decode_post(proof, expected=ptype))
+        if not trusted:
+            verify_post(ptype, state.draw_winning_post(miner, epoch), public, decode_post(proof, expected=ptype))
     except ProofError as exc:
         raise ChainError(f"invalid WinningPoSt for epoch {epoch} (challenged sector {sectors[0].number}): {exc}") from None
     state.db.execute("INSERT INTO blocks (miner, epoch, won) VALUES (?, ?, 1)", (miner, epoch))

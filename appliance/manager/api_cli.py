@@ -170,6 +170,9 @@ class CliAPI:
                     # ours
                     "State": r.get("state"), "Worker": r.get("worker"), "Persisted": r.get("persisted"),
                     "StoreWait": r.get("store_wait")})
+        for key, field in (("proof_check", "ProofCheck"), ("snap_proof_check", "UpgradeProofCheck")):
+            if r.get(key):      # a Groth16 proof of an external processor: who did (not) verify it
+                out[field] = r[key]
         return out
 
     def _states(self, ws: str, job: int = JOB_ALL, only: tuple[int, int] | None = None) -> list[dict]:

@@ -174,6 +174,7 @@ InteractivePoRepConfidence = 2     # production: 6
 [Chain]
 BlockTime = "1s"                   # "0s": the clock moves only by hand (damocles util chain advance)
 MessageDelay = 1
+# TrustExternalProofs = false      # true: accept Groth16 proofs of external processors unverified
 """
 
 _MIN_NUMBER = re.compile(r"\b(MinNumber\s*=\s*)(\d+)")

@@ -10,6 +10,7 @@ import random
 import shutil
 import time
 
+from ..chain.external_proofs import precheck
 from ..chain.interface import Chain
 from ..chain.types import ChainError
 from ..core.crash import crash_point
@@ -262,13 +263,20 @@ class Sealer:
                 return _submit(DUPLICATE_SUBMIT if "proof_nonce" in rec else ACCEPTED)
             if not reset or "proof_nonce" in rec:
                 return _submit(MISMATCHED_SUBMISSION, "a different proof was already submitted")
-        try:   # check before paying for a message, as Lotus does
-            verify_seal(seal_proof(rec["proof"]), SectorID(sid["Miner"], sid["Number"]), bytes.fromhex(rec["pre"]["CommD"]),
-                        bytes.fromhex(rec["pre"]["CommR"]), base64.b64decode(rec["ticket"]["Ticket"]),
-                        base64.b64decode(rec["seed"]["Seed"]), proof)
+        sp = seal_proof(rec["proof"])
+        try:   # check before paying for a message, as Lotus does (a Groth16 proof: the chain decides)
+            external, check = precheck(self.chain, "seal", proof, f"sector {sid['Number']}", sp.size.porep_partitions)
+        except ProofError as exc:
+            return _submit(REJECTED, str(exc))
+        try:
+            if not external:
+                verify_seal(sp, SectorID(sid["Miner"], sid["Number"]), bytes.fromhex(rec["pre"]["CommD"]),
+                            bytes.fromhex(rec["pre"]["CommR"]), base64.b64decode(rec["ticket"]["Ticket"]),
+                            base64.b64decode(rec["seed"]["Seed"]), proof)
         except ProofError as exc:
             return _submit(REJECTED, f"proof does not verify: {exc}")
-        self.state.update(sid["Miner"], sid["Number"], commit_proof=b64, proof_queued_at=self._now(), state="ProofSubmitted")
+        self.state.update(sid["Miner"], sid["Number"], commit_proof=b64, proof_queued_at=self._now(), state="ProofSubmitted",
+                          proof_check=check)
         crash_point("manager.proof.after_record")
         return _submit(ACCEPTED)
 

@@ -21,6 +21,7 @@ import time
 from ..core.proof_types import seal_proof
 from ..core.protocol import OnChainState, SubmitResult
 from ..core.sector import sector_name
+from ..chain.external_proofs import precheck
 from ..proofs import ProofError
 from ..proofs.cid import cid_to_commitment, commr_to_cid
 from ..proofs.commitment import comm_d_from_pieces
@@ -167,7 +168,16 @@ class SnapUp:
             return _resp(REJECTED, f"CommD {bytes(info['CommD']).hex()} is not {comm_d_new.hex()}, "
                                    "the CommD of the deals given with the sector")
         try:
-            verify_update_proof(upd, comm_r_old, comm_r_new, comm_d_new, base64.b64decode(info["Proof"]))
+            replica_proof = base64.b64decode(info["Proof"])
+        except ValueError as exc:
+            return _resp(REJECTED, f"the update proof does not verify: {exc}")
+        try:   # a Groth16 proof of an external snap_prove: the chain decides
+            external, check = precheck(self.chain, "update", replica_proof, f"sector {number}", upd.partitions)
+        except ProofError as exc:
+            return _resp(REJECTED, str(exc))
+        try:
+            if not external:
+                verify_update_proof(upd, comm_r_old, comm_r_new, comm_d_new, replica_proof)
         except (ProofError, ValueError) as exc:
             return _resp(REJECTED, f"the update proof does not verify: {exc}")
         store = self.sealer._store(info["AccessInstance"])
@@ -179,7 +189,7 @@ class SnapUp:
                                "NewSealedCID": commr_to_cid(comm_r_new), "Deals": rec.get("deals", []),
                                "UpdateProofType": upd.id, "ReplicaProof": info["Proof"]}]}
         message = self.committer.send(miner, "snap", "ProveReplicaUpdates", params, [])
-        self.state.update(miner, number, snap_store=store.name, snap_comm_r=comm_r_new.hex())
+        self.state.update(miner, number, snap_store=store.name, snap_comm_r=comm_r_new.hex(), snap_proof_check=check)
         self._set(miner, number, state="submitted", message=message)
         return _resp(ACCEPTED, None)
 

@@ -5,6 +5,7 @@ interrupted step from its start is safe: outputs are built under temporary names
 from __future__ import annotations
 
 import base64
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..proofs.addpiece import add_pieces, build_tree_d
 from ..proofs.c2 import seal_commit_phase2, verify_seal
 from ..proofs.cid import cid_to_commitment, commd_to_cid
 from ..proofs.commitment import PieceInfo, zero_comm
+from ..proofs.external_snark import is_builtin_proof, proof_form
 from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import read_p_aux, seal_pre_commit_phase2
 from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1, verify_c1
@@ -29,6 +31,8 @@ from . import tasks
 from .failure import Abort, Crit, Perm, Temp, Unreachable, Wait
 from .persist import persist
 from .plan import Event
+
+log = logging.getLogger("damocles.worker.steps")
 
 ACCEPTED, DUPLICATE, MISMATCHED, REJECTED, FILES_MISSED = SubmitResult
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
@@ -322,8 +326,13 @@ class SealerSteps:
         else:
             c2 = self.ctx.run_stage("c2", seal_commit_phase2, decode_c1(raw, proof))
         try:
-            verify_seal(proof, SectorID(rec.miner, rec.number), bytes.fromhex(rec.comm_d), bytes.fromhex(rec.comm_r),
-                        base64.b64decode(rec.ticket["Ticket"]), base64.b64decode(rec.seed["Seed"]), c2)
+            if is_builtin_proof("seal", c2):
+                verify_seal(proof, SectorID(rec.miner, rec.number), bytes.fromhex(rec.comm_d), bytes.fromhex(rec.comm_r),
+                            base64.b64decode(rec.ticket["Ticket"]), base64.b64decode(rec.seed["Seed"]), c2)
+            else:      # a real SNARK from an external c2: submitted as it is, the chain decides
+                proof_form("seal", c2, proof.size.porep_partitions)
+                log.info("sector %d-%d: the c2 processor's Groth16 proof (%d bytes) is not verified here", rec.miner,
+                         rec.number, len(c2))
         except ProofError as exc:
             raise Perm(f"C2 proof does not verify: {exc}") from None
         atomic_write(p.cache / "proof.out", c2)
