@@ -14,6 +14,7 @@ worker's real RPC for info/pause/resume); the text printed carries the fields th
 
 import base64
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -483,8 +484,18 @@ def test_damocles_worker_control_commands(farm, capsys, monkeypatch):
     assert cli.main(["worker", "resume", "-i", "0", "-s", "PC2Done", *home]) == 0
     assert farm.thread.calls[before:] == [("pause",), ("resume", "PC2Done")]
     capsys.readouterr()
-    assert cli.main(["worker", "enable_dump", "--child_pid", "7", "--dump_dir", "/tmp"]) == 2
-    assert capsys.readouterr().err.startswith("damocles: worker enable-dump is not built yet: ")
+    # enable-dump / disable-dump: DUMP_ERR_RESP_<pid> on the worker (this one runs in the test's process)
+    home = home[:2]
+    try:
+        assert cli.main(["worker", "enable_dump", "--child_pid", "7", "--dump_dir", str(farm.home), *home]) == 0
+        assert os.environ["DUMP_ERR_RESP_7"] == str(farm.home.resolve())
+        assert cli.main(["worker", "disable-dump", "--child-pid", "7", *home]) == 0
+        assert "DUMP_ERR_RESP_7" not in os.environ
+    finally:
+        os.environ.pop("DUMP_ERR_RESP_7", None)
+    capsys.readouterr()
+    assert cli.main(["worker", "enable-dump", "--child-pid", "7", "--dump-dir", str(farm.home / "nope"), *home]) != 0
+    assert "is not a directory" in capsys.readouterr().err
 
 
 def test_worker_remove_frees_the_name_for_another_credential(farm, capsys):

@@ -47,16 +47,18 @@ def add_control_parsers(worker: argparse._SubParsersAction) -> None:
             p.add_argument("-s", "--state", help="resume at this sealer state (e.g. PC2Done)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_control, action=name)
-    for name in ("enable-dump", "disable-dump"):
-        p = worker.add_parser(name, aliases=[name.replace("-", "_")], help="external processor error dumps [not built yet]")
-        p.set_defaults(func=_dump_not_built, accepts_any=True, dump_command=name)
-
-
-def _dump_not_built(args) -> int:
-    import sys
-    print(f"damocles: worker {args.dump_command} is not built yet: external processors here report their errors "
-          "in the worker's log", file=sys.stderr)
-    return 2
+    # damocles-worker's `worker enable-dump --child-pid PID --dump-dir DIR` / `disable-dump --child-pid PID`:
+    # DUMP_ERR_RESP_<PID> set or removed on the worker (WorkerSetEnv / WorkerRemoveEnv)
+    for name, helptext in (("enable-dump", "write the malformed answers of external processor PID into DIR"),
+                           ("disable-dump", "malformed answers of external processor PID back to the default directory")):
+        p = worker.add_parser(name, aliases=[name.replace("-", "_")], help=helptext)
+        p.add_argument("--child-pid", "--child_pid", dest="child_pid", type=int, required=True)
+        if name == "enable-dump":
+            p.add_argument("--dump-dir", "--dump_dir", dest="dump_dir", type=Path, required=True)
+        p.add_argument("--worker", "-H", "--host", dest="worker", help="the worker's RPC address HOST:PORT")
+        p.add_argument("--token", help="a manager token (default $DAMOCLES_TOKEN or minted from --home)")
+        p.add_argument("--home", type=Path, default=Path.home() / ".damocles-manager")
+        p.set_defaults(func=cmd_control, action=name)
 
 
 def add_host_argument(worker_parser: argparse.ArgumentParser) -> None:
@@ -83,6 +85,16 @@ def cmd_control(args) -> int:
                          + (f"  last error: {r['last_error']}" if r.get("last_error") else "") for r in procs] if procs else []
         emit({"threads": rows, "processors": procs}, args.json,
              ["IDX  STATE    SECTOR           JOB STATE              LOCATION"] + lines)
+    elif args.action in ("enable-dump", "disable-dump"):
+        env = f"DUMP_ERR_RESP_{args.child_pid}"
+        if args.action == "disable-dump":
+            client.call("VenusWorker.WorkerRemoveEnv", env)
+            print(f"external processor {args.child_pid}: malformed answers go to the default dump directory again")
+            return 0
+        if not args.dump_dir.is_dir():
+            raise ValueError(f"--dump-dir: '{args.dump_dir}' is not a directory")
+        client.call("VenusWorker.WorkerSetEnv", env, str(args.dump_dir.resolve()))
+        print(f"external processor {args.child_pid}: malformed answers are written to {args.dump_dir.resolve()}")
     elif args.action == "pause":
         emit({"paused": client.call("VenusWorker.WorkerPause", args.index)}, args.json)
     else:
