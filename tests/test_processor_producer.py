@@ -219,3 +219,33 @@ def test_a_group_that_cannot_be_made_falls_back_naming_why(tmp_path, monkeypatch
     placed = cgroup.place("vc-worker", "pc1", 3, (FIRST_CPU,))
     assert placed.how == "sched_setaffinity" and "is not delegated to this user" in placed.note
     assert replace(placed, note="").text() == f"sched_setaffinity {FIRST_CPU}"
+
+
+def test_worker_list_shows_how_each_processor_is_pinned(fake, tmp_path, monkeypatch, capsys):
+    """`damocles worker list` prints the rows of VenusWorker.ProcessorList under the threads."""
+    from appliance import cli
+    from appliance.worker.processors import Processors
+    monkeypatch.setenv(cgroup.ROOT_ENV, str(fake_cgroupfs(tmp_path / "cgroupfs")))
+    procs = Processors({"c2": [fake("none", cpuset=(FIRST_CPU,))], "pc1": [ProcessorConfig("pc1", 0, cpuset=(FIRST_CPU,))]}, {})
+    try:
+        rows = procs.describe()
+        answers = {"VenusWorker.WorkerList": [], "VenusWorker.ProcessorList": rows}
+
+        class Client:       # the worker's RPC answers, as the CLI's client returns them
+            def __init__(self, url, token):
+                pass
+
+            def call(self, method, *params):
+                return answers[method]
+        monkeypatch.setattr("appliance.rpc.client.RPCClient", Client)
+        assert cli.main(["worker", "list", "-H", "127.0.0.1:1", "--token", "t"]) == 0
+        out = capsys.readouterr().out
+        leaf = tmp_path / "cgroupfs" / "vc-worker" / f"sub-c2-{os.getpid()}-0"
+        ext = procs.externals["c2"][0]
+        lines = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()[2:]}
+        assert lines["[[processors.c2]][0]"].split() == ["external", "pid", str(ext.proc.pid), "cgroup", str(leaf),
+                                                         "(cpuset.cpus", f"{FIRST_CPU})", "timeout", "12h"]
+        pool_pid = procs.pools["pc1"][0].pids[0]
+        assert lines["[[processors.pc1]][0]"].split() == ["builtin", "pid", str(pool_pid), "sched_setaffinity", str(FIRST_CPU)]
+    finally:
+        procs.close()
