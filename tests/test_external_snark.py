@@ -66,6 +66,23 @@ def test_the_devnet_refuses_a_groth16_prove_commit_unless_it_trusts_them(tmp_pat
         chain.close()
 
 
+@pytest.mark.parametrize("trust", [False, True])
+def test_the_devnet_refuses_a_groth16_window_post_unless_it_trusts_them(tmp_path, trust):
+    from . import test_devnet_proving as proving
+    chain = proving.new_chain(tmp_path, trust_external_proofs=trust)
+    try:
+        proving.onboard(chain, tmp_path, [1, 2])                     # deadline 2: opens 120
+        proving.advance_to(chain, 119)
+        rec = proving.land(chain, "SubmitWindowedPoSt", proving.post_params(chain, 2, {0: []}, SNARK))
+        if trust:
+            assert rec.ok and [p.proven for p in chain.deadline_partitions(MINER, 2)] == [True], rec
+        else:
+            assert rec.exit_code == 16 and "a Groth16 window_post proof of 192 bytes" in rec.error, rec
+            assert "cannot verify Groth16" in rec.error and [p.proven for p in chain.deadline_partitions(MINER, 2)] == [False]
+    finally:
+        chain.close()
+
+
 # --------------------------------------------------------------------------- end to end
 
 @pytest.fixture
