@@ -143,6 +143,10 @@ class ExternalProcessor:
             raise Temp(f"{self.label}: {why}; expected {want!r}")
         self.placement = cgroup.check(placement, proc.pid)
         with self._lock:
+            if self._closed:           # closed while it started (a restart racing close): not kept
+                proc.kill()
+                proc.wait()
+                return
             self.proc = proc
         threading.Thread(target=self._read, args=(proc,), name=f"ext-{self.name}", daemon=True).start()
 
