@@ -56,7 +56,7 @@ def test_misbehaving_processor_is_temp_and_restarted(mode, c1_task, tmp_path, mo
     monkeypatch.setenv("FAKE_MARKER", str(tmp_path / "marker"))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     cfg = ProcessorConfig("c2", 0, bin=sys.executable, args=(str(ROOT / "tests" / "fake_processor.py"), "c2"), timeout=3.0,
-                          stable_wait=30.0)
+                          stable_wait=30.0, dump_dir=tmp_path / "dumps")
     ext = ExternalProcessor(cfg)
     try:
         with pytest.raises(Temp):
