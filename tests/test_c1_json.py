@@ -278,3 +278,35 @@ def test_rust_serde_round_trips_the_fixture(tmp_path):
     assert out.returncode == 1 and "missing field `_h`" in out.stderr
     out = subprocess.run([exe, "--c2-output", json.dumps({"proof": [1, 2, 255]})], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == '{"proof":[1,2,255]}'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["StackedDrg32GiBV1_1", "StackedDrg64GiBV1_1"])
+def test_full_size_compound_round_trip(name):
+    """A whole 32GiB / 64GiB C1 output (10 partitions x 18 challenges, Sub / Top openings) of
+    random canonical nodes writes and reads back; no sealing needed for the shapes."""
+    import os
+    from appliance.proofs.porep import C1Output, ChallengeProof, Column
+    proof = seal_proof(name)
+    shape = shape_of(proof)
+
+    def node():
+        return os.urandom(31) + bytes([os.urandom(1)[0] & 0x3F])
+
+    def opening(i, arities):
+        return MerkleProof(i, node(), [[node() for _ in range(a - 1)] for a in arities])
+
+    def column(i):
+        return Column([node() for _ in range(proof.size.layers)], opening(i, shape.arities))
+
+    d_ar = [2] * (proof.size.nodes.bit_length() - 1)
+    parts = [[ChallengeProof(c, opening(c, d_ar), opening(c, shape.arities), column(c), [column(c + j + 1) for j in range(6)],
+                             [column(c + j + 7) for j in range(8)])
+              for c in (k * 1_000_003 + i * 7919 for i in range(proof.size.porep_challenges_per_partition))]
+             for k in range(proof.size.porep_partitions)]
+    out = C1Output(proof, SECTOR, node(), node(), node(), node(), node(), node(), parts)
+    raw = c1_json.dumps(out)
+    assert c1_json.loads(raw, SECTOR, proof) == out
+    variant = "Sub" if shape.top == 0 else "Top"
+    first = json.loads(raw)["vanilla_proofs"][f"StackedDrg{proof.size.name}V1"][0][0]
+    assert list(first["comm_r_last_proof"]["data"]) == [variant] and list(first["comm_d_proofs"]["data"]) == ["Single"]
