@@ -119,7 +119,7 @@ def dumps(out: C1Output) -> bytes:
 # ------------------------------------------------------------------------------- reading
 
 def _fail(field: str, msg: str):
-    raise ProofError(f"{WHAT}: {field}: {msg}")
+    raise ProofError(f"{WHAT}: {field}: {msg}" if field else f"{WHAT}: {msg}")
 
 
 def _field(obj: Any, key: str, where: str) -> Any:
