@@ -2,7 +2,6 @@
 answers Damocles-shaped tasks; a child that exits, hangs past its limit or prints garbage is a
 temp error and is restarted, and the task succeeds once it behaves."""
 
-import base64
 import json
 import os
 import subprocess
@@ -14,9 +13,8 @@ import pytest
 from appliance.core.proof_types import seal_proof
 from appliance.core.sector import SectorID
 from appliance.proofs.c2 import verify_seal
-from appliance.proofs.porep import encode_c1
 from appliance.proofs.seal import seal_sector
-from appliance.worker import tasks
+from appliance.worker import c2_stage, tasks
 from appliance.worker.config import ProcessorConfig
 from appliance.worker.external import ExternalProcessor, own_command
 from appliance.worker.failure import Temp
@@ -32,7 +30,7 @@ def c1_task(tmp_path_factory):
     d = tmp_path_factory.mktemp("seal")
     r = seal_sector(P2K, SectorID(1000, 1), bytes(32), bytes([1]) * 32, d)
     c1 = decode_c2((r.sector_dir / "proof.bin").read_bytes())
-    return r, tasks.c2_task(encode_c1(c1), SectorID(1000, 1))
+    return r, c2_stage.c2_task(c1)
 
 
 def test_builtin_processor_protocol(c1_task):
@@ -43,7 +41,7 @@ def test_builtin_processor_protocol(c1_task):
     assert lines[0] == "c2 processor ready"
     answer = json.loads(lines[1])
     assert answer["id"] == 7 and answer["err_msg"] is None
-    verify_seal(P2K, SectorID(1000, 1), r.comm_d, r.comm_r, bytes(32), bytes([1]) * 32, base64.b64decode(answer["output"]["proof"]))
+    verify_seal(P2K, SectorID(1000, 1), r.comm_d, r.comm_r, bytes(32), bytes([1]) * 32, bytes(answer["output"]["proof"]))
     assert "malformed request line" in p.stderr
     p = subprocess.run(own_command("pc9"), capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert p.returncode == 2 and "no builtin processor for stage 'pc9'" in p.stderr
@@ -66,7 +64,7 @@ def test_misbehaving_processor_is_temp_and_restarted(mode, c1_task, tmp_path, mo
             time.sleep(0.1)   # the restart happens in the background; bounded
         out = ext.call(task)
         assert ext.restarts == 1
-        verify_seal(P2K, SectorID(1000, 1), r.comm_d, r.comm_r, bytes(32), bytes([1]) * 32, tasks.read_c2_output(out))
+        verify_seal(P2K, SectorID(1000, 1), r.comm_d, r.comm_r, bytes(32), bytes([1]) * 32, c2_stage.read_c2_output(out))
     finally:
         ext.close()
 
@@ -77,10 +75,10 @@ def test_processor_errors_and_bad_outputs(c1_task, monkeypatch):
     ext = ExternalProcessor(cfg)
     try:
         with pytest.raises(Temp, match="task.c1out"):
-            ext.call({"c1out": "AAAA", "prover_id": [0] * 32, "sector_id": 1, "miner_id": 1000})
+            ext.call({"c1out": "AAAA", "prover_id": list(SectorID(1000, 1).prover_id), "sector_id": 1, "miner_id": 1000})
     finally:
         ext.close()
     with pytest.raises(tasks.TaskError, match="c2 output.proof"):
-        tasks.read_c2_output({"proof": 5})
+        c2_stage.read_c2_output({"proof": 5})
     with pytest.raises(tasks.TaskError, match="pc2 output.comm_r"):
         tasks.read_pc2_output({"registered_proof": P2K.name, "comm_r": [1, 2]}, P2K)

@@ -16,7 +16,7 @@ from ..core.files import atomic_write
 from ..core.proof_types import seal_proof
 from ..core.protocol import OnChainState, SubmitResult
 from ..core.sector import SectorID, sector_name
-from ..proofs import ProofError
+from ..proofs import ProofError, c1_json
 from ..proofs.addpiece import add_pieces, build_tree_d
 from ..proofs.c2 import seal_commit_phase2, verify_seal
 from ..proofs.cid import cid_to_commitment, commd_to_cid
@@ -24,10 +24,10 @@ from ..proofs.commitment import PieceInfo, zero_comm
 from ..proofs.external_snark import is_builtin_proof, proof_form
 from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import read_p_aux, seal_pre_commit_phase2
-from ..proofs.porep import decode_c1, encode_c1, seal_commit_phase1, verify_c1
+from ..proofs.porep import seal_commit_phase1, verify_c1
 from ..rpc import SECTOR_NOT_FOUND, RPCError
 from ..rpc.client import HTTPStatusError, TransportError
-from . import tasks
+from . import c2_stage, tasks
 from .failure import Abort, Crit, Perm, Temp, Unreachable, Wait
 from .persist import persist
 from .plan import Event
@@ -311,20 +311,23 @@ class SealerSteps:
         out = self.ctx.run_stage("c1", seal_commit_phase1, proof, SectorID(rec.miner, rec.number),
                                  base64.b64decode(rec.ticket["Ticket"]), base64.b64decode(rec.seed["Seed"]),
                                  bytes.fromhex(rec.comm_d), comm_c, comm_r_last, p.cache, p.sealed)
-        atomic_write(p.cache / "c1.out", encode_c1(out))
+        atomic_write(p.cache / "c1.out", c1_json.dumps(out))    # what a rust-fil-proofs C2 reads
         return "C1"
 
     def on_C1Done(self, rec):
         p = self.paths(rec)
         proof = seal_proof(rec.proof)
-        raw = (p.cache / "c1.out").read_bytes()
+        try:
+            c1 = c1_json.read_c1((p.cache / "c1.out").read_bytes(), SectorID(rec.miner, rec.number), proof)
+        except ProofError as exc:
+            raise Perm(f"c1.out: {exc}") from None
         if self.ctx.external("c2"):
             try:
-                c2 = tasks.read_c2_output(self.ctx.run_task("c2", tasks.c2_task(raw, SectorID(rec.miner, rec.number))))
+                c2 = c2_stage.read_c2_output(self.ctx.run_task("c2", c2_stage.c2_task(c1)))
             except tasks.TaskError as exc:
                 raise Perm(f"c2 processor: {exc}") from None
         else:
-            c2 = self.ctx.run_stage("c2", seal_commit_phase2, decode_c1(raw, proof))
+            c2 = self.ctx.run_stage("c2", seal_commit_phase2, c1)
         try:
             if is_builtin_proof("seal", c2):
                 verify_seal(proof, SectorID(rec.miner, rec.number), bytes.fromhex(rec.comm_d), bytes.fromhex(rec.comm_r),

@@ -5,17 +5,13 @@ of the builtin stages are our own documented shapes (docs/processors.md)."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID
-from ..proofs import ProofError
-from ..proofs.c2 import seal_commit_phase2
 from ..proofs.commitment import PieceInfo, comm_d_from_pieces
 from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import seal_pre_commit_phase2
-from ..proofs.porep import decode_c1
 
 SUPPORTED = ("pc1", "pc2", "c2")
 
@@ -67,11 +63,6 @@ def pc2_task(pc1out: dict, cache: Path, sealed: Path, procs: int) -> dict:
     return {"pc1out": pc1out, "cache_dir": str(cache), "sealed_file": str(sealed), "procs": procs}
 
 
-def c2_task(c1: bytes, sector: SectorID) -> dict:
-    return {"c1out": base64.b64encode(c1).decode(), "prover_id": list(sector.prover_id), "sector_id": sector.number,
-            "miner_id": sector.miner}
-
-
 # ---------------------------------------------------------------- builtin implementations
 
 def run_task(stage: str, task: dict) -> dict:
@@ -98,11 +89,8 @@ def run_task(stage: str, task: dict) -> dict:
         return {"registered_proof": proof.name, "comm_r": list(out.comm_r), "comm_d": pc1out.get("comm_d"),
                 "comm_c": list(out.comm_c), "comm_r_last": list(out.comm_r_last)}
     if stage == "c2":
-        try:
-            c1 = decode_c1(base64.b64decode(_str(task.get("c1out"), "task.c1out"), validate=True))
-        except (ValueError, ProofError) as exc:
-            raise TaskError(f"task.c1out: {exc}") from None
-        return {"proof": base64.b64encode(seal_commit_phase2(c1)).decode()}
+        from .c2_stage import run_c2     # c2_stage uses this module's validators
+        return run_c2(task)
     raise TaskError(f"stage {stage!r} has no builtin processor (supported: {', '.join(SUPPORTED)})")
 
 
@@ -125,11 +113,3 @@ def read_pc2_output(out, proof) -> tuple[bytes, bytes, bytes]:
         raise TaskError(f"pc2 output.registered_proof: {out.get('registered_proof')!r}, expected {proof.name}")
     return (_b32(out.get("comm_r"), "pc2 output.comm_r"), _b32(out.get("comm_c"), "pc2 output.comm_c"),
             _b32(out.get("comm_r_last"), "pc2 output.comm_r_last"))
-
-
-def read_c2_output(out) -> bytes:
-    out = _obj(out, "c2 output")
-    try:
-        return base64.b64decode(_str(out.get("proof"), "c2 output.proof"), validate=True)
-    except ValueError as exc:
-        raise TaskError(f"c2 output.proof: {exc}") from None
