@@ -231,8 +231,8 @@ class SealerSteps:
     def _external_pc2(self, rec, proof, p: Paths):
         """PC2 by an external processor, as Damocles' worker hands it out: the processor seals
         `sealed` (a copy of the data, made by pc1) in place, so a PC2 that started or finished
-        before, or a sector whose PC1 ran in-process, gets a fresh copy of the data first; its comm_r must
-        be Poseidon(comm_c, comm_r_last) of the p_aux it wrote."""
+        before, or a sector whose PC1 ran in-process, gets a fresh copy of the data first; its
+        comm_r must be Poseidon(comm_c, comm_r_last) of the p_aux it wrote."""
         comm_d = bytes.fromhex(rec.comm_d)
         # records journaled before the pc1 output was SealPreCommitPhase1Output (or PC1 in-process):
         # the output is what rust-fil-proofs would have answered for this cache
