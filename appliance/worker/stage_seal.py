@@ -108,7 +108,7 @@ def is_pc1out(v) -> bool:
 def read_pc1_output(out, proof: SealProofType, comm_d: bytes) -> dict:
     """A pc1 answer for the sector: the proof type and comm_d must be the sector's."""
     got, got_comm_d = read_pc1out(out, "pc1 output")
-    if got.size != proof.size or api_name(got) != api_name(proof):
+    if got.id != proof.id:
         raise TaskError(f"pc1 output.registered_proof: {out.get('registered_proof')!r}, expected {api_name(proof)}")
     if got_comm_d != comm_d:
         raise TaskError(f"pc1 output.comm_d: {got_comm_d.hex()}, the sector's is {comm_d.hex()}")
