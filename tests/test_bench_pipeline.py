@@ -61,3 +61,21 @@ def test_bound_arithmetic():
     assert bounds["stage pc2"] == pytest.approx(1 / 3.0 * 3600, rel=1e-3)
     assert r["limited_by"] == "threads" and r["ratio"] == pytest.approx((2 / 14) / (1 / 6.5), rel=1e-3)
     assert r["pool_busy"] == {"pc2-0": pytest.approx(6 / 14, rel=1e-3)}
+
+
+def test_bench_pipeline_external_runs_both_and_compares():
+    """--external: the same run with pc1, pc2 and c2 in `damocles processor` children, against the
+    pools measured in the same invocation; the external run's tasks ran in other processes."""
+    p = run_cli("bench", "pipeline", "--size", "2KiB", "--threads", "2", "--sectors", "2", "--external", "--json", check=True)
+    c = json.loads(p.stdout)
+    pools, ext = c["pools"], c["external"]
+    assert pools["processors"] == "pools" and ext["processors"] == "external"
+    assert pools["sectors"] == ext["sectors"] == 2
+    assert c["external_vs_pools"] == pytest.approx(ext["sectors_per_hour"] / pools["sectors_per_hour"], rel=1e-3)
+    assert set(c["stage_wall_ratio"]) == {"pc1", "pc2", "c2"}
+    for s in ("pc1", "pc2", "c2"):
+        assert c["stage_wall_ratio"][s] == pytest.approx(ext["stages"][s]["wall_per_task"] / pools["stages"][s]["wall_per_task"],
+                                                         rel=1e-2)
+        # two processor children per stage, none of them a pool process of the first run
+        assert 1 <= len(ext["task_pids"][s]) <= 2 and not set(ext["task_pids"][s]) & set(pools["task_pids"][s])
+    assert set(ext["pool_busy"]) == {"add_pieces-0", "tree_d-0"}     # the external stages have no pools

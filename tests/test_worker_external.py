@@ -80,5 +80,3 @@ def test_processor_errors_and_bad_outputs(c1_task, monkeypatch):
         ext.close()
     with pytest.raises(tasks.TaskError, match="c2 output.proof"):
         c2_stage.read_c2_output({"proof": 5})
-    with pytest.raises(tasks.TaskError, match="pc2 output.comm_r"):
-        tasks.read_pc2_output({"registered_proof": P2K.name, "comm_r": [1, 2]}, P2K)

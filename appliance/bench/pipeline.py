@@ -10,10 +10,16 @@ The bound is the lowest of three, all from figures measured in the same run:
 - threads: threads / the shortest possible sector latency, i.e. its compute time plus the least
   time any sector of the run spent outside compute steps (chain waits, persisting, RPC).
 Every processor stage gets a pool of min(threads, CPUs) processes; C1 runs in the thread, as in
-Damocles."""
+Damocles.
+
+`--external` runs the same pipeline twice, in-process pools first, then with pc1, pc2 and c2 handed
+to min(threads, CPUs) external processors each (`damocles processor <stage>`, over the
+vc-processors protocol), and reports the second run's throughput and per-task times against the
+first's: what the protocol costs."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -25,6 +31,7 @@ from ..core.output import emit
 from ..core.proof_types import default_seal_proof, sector_size
 
 POOL_STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "c2")
+EXTERNAL_STAGES = ("pc1", "pc2", "c2")      # what --external hands to `damocles processor <stage>`
 # the state a compute step leaves, per stage: time spent in these states is compute time
 COMPUTE_STATES = {"DealsAcquired": "add_pieces", "PieceAdded": "tree_d", "TicketAssigned": "pc1", "PC1Done": "pc2",
                   "SeedAssigned": "c1", "C1Done": "c2"}
@@ -84,11 +91,28 @@ def add_parser(bench) -> None:
     p.add_argument("--sectors", type=int, default=4, help="sectors to seal (default 4)")
     p.add_argument("--block-time", type=float, default=0.1, help="devnet seconds per epoch (default 0.1)")
     p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds (default 3600)")
+    p.add_argument("--external", action="store_true",
+                   help="also run pc1, pc2 and c2 as external processors and compare with the in-process pools")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_pipeline)
 
 
-def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_time: float, timeout: float) -> dict:
+def pool_tables(slots: int, external: bool) -> str:
+    """[[processors.<stage>]] tables: one pool of `slots` processes per stage, or for the
+    external stages `slots` entries each running `damocles processor <stage>`."""
+    from ..worker.external import own_command
+    out = []
+    for s in POOL_STAGES:
+        if external and s in EXTERNAL_STAGES:
+            cmd = own_command(s)
+            out += [f'[[processors.{s}]]\nbin = {json.dumps(cmd[0])}\nargs = {json.dumps(cmd[1:])}\nstable_wait = "60s"\n'] * slots
+        else:
+            out.append(f"[[processors.{s}]]\nconcurrent = {slots}\n")
+    return "".join(out)
+
+
+def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_time: float, timeout: float,
+                 external: bool = False) -> dict:
     from ..manager.config import load_config
     from ..manager.service import ManagerService, init_home
     from ..core.files import atomic_write
@@ -110,7 +134,7 @@ def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_t
             url=f"http://{host}:{port}/rpc/v0", token=issue_token(load_or_create_secret(mhome / "secret"), "write", "bench"),
             threads="".join(f'[[sealing_thread]]\nlocation = "{home / f"thread-{i}"}"\n' for i in range(threads)),
             store=mhome / "persist-1",
-            pools="".join(f"[[processors.{s}]]\nconcurrent = {slots}\n" for s in POOL_STAGES)))
+            pools=pool_tables(slots, external)))
         worker = WorkerService(parse_worker_config(load_toml(home / "worker.toml")))   # pools start here, untimed
         started = time.time()
         worker.start()
@@ -122,7 +146,19 @@ def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_t
         if worker is not None:
             worker.stop(timeout=10)
         manager.stop()
-    return measure(journals, tasks, pools, started, size_name, threads, sectors, cpus, slots, block_time)
+    r = measure(journals, tasks, pools, started, size_name, threads, sectors, cpus, slots, block_time)
+    r["processors"] = "external" if external else "pools"
+    r["task_pids"] = {stage: sorted({t.pid for t in tasks if t.stage == stage}) for stage in r["stages"]}
+    return r
+
+
+def compare(pools: dict, external: dict) -> dict:
+    """The external run against the pools run: throughput, and wall time per task of each stage
+    handed to a processor."""
+    return {"pools": pools, "external": external,
+            "external_vs_pools": round(external["sectors_per_hour"] / pools["sectors_per_hour"], 4),
+            "stage_wall_ratio": {s: round(external["stages"][s]["wall_per_task"] / pools["stages"][s]["wall_per_task"], 4)
+                                 for s in EXTERNAL_STAGES if s in external["stages"] and s in pools["stages"]}}
 
 
 def _wait(manager, worker, sectors: int, timeout: float) -> None:
@@ -198,10 +234,31 @@ def cmd_bench_pipeline(args) -> int:
         raise ValueError(f"--threads and --sectors must be at least 1 (got {args.threads} and {args.sectors})")
     if args.block_time <= 0:
         raise ValueError(f"--block-time must be positive, got {args.block_time}")
-    with tempfile.TemporaryDirectory(prefix="damocles-bench-pipeline-") as tmp:
-        r = run_pipeline(Path(tmp), sector_size(args.size).name, args.threads, args.sectors, args.block_time, args.timeout)
-    lines = [f"bench pipeline {r['size']}: {r['sectors']} sectors, {r['threads']} sealing threads, {r['cpus']} CPUs, "
-             f"devnet block time {r['block_time']:g}s",
+    size = sector_size(args.size).name
+    if args.external:
+        from ..proofs.parent_cache import load_parents
+        load_parents(default_seal_proof(sector_size(size)))      # both runs find it ready: neither pays for it
+    runs = []
+    for external in ((False, True) if args.external else (False,)):
+        with tempfile.TemporaryDirectory(prefix="damocles-bench-pipeline-") as tmp:
+            runs.append(run_pipeline(Path(tmp), size, args.threads, args.sectors, args.block_time, args.timeout, external))
+    lines = []
+    for r in runs:
+        lines += _report_lines(r)
+    if not args.external:
+        emit(runs[0], args.json, lines)
+        return 0
+    c = compare(*runs)
+    lines.append(f"external processors (pc1, pc2, c2 over the protocol): {c['external_vs_pools'] * 100:.1f}% of the "
+                 "in-process pools' throughput; wall per task " +
+                 ", ".join(f"{s} x{v:.3f}" for s, v in c["stage_wall_ratio"].items()))
+    emit(c, args.json, lines)
+    return 0
+
+
+def _report_lines(r: dict) -> list[str]:
+    lines = [f"bench pipeline {r['size']} ({r['processors']}): {r['sectors']} sectors, {r['threads']} sealing threads, "
+             f"{r['cpus']} CPUs, devnet block time {r['block_time']:g}s",
              f"  finished in {r['seconds']:.1f}s: {r['sectors_per_hour']:,.1f} sectors/hour "
              f"(mean sector latency {r['mean_sector_latency']:.1f}s)",
              f"  {'stage':<12}{'tasks':>6}{'wall/task':>11}{'cpu/task':>10}{'slots':>7}"]
@@ -212,5 +269,4 @@ def cmd_bench_pipeline(args) -> int:
     lines.append("  bounds: " + ", ".join(f"{k} {v:,.1f}/h" for k, v in r["bounds_sectors_per_hour"].items()))
     lines.append(f"  ratio: {r['ratio'] * 100:.1f}% of the bound")
     lines.append("  pools busy: " + ", ".join(f"{k} {v * 100:.0f}%" for k, v in r["pool_busy"].items()))
-    emit(r, args.json, lines)
-    return 0
+    return lines

@@ -24,15 +24,17 @@ from ..proofs.commitment import PieceInfo, zero_comm
 from ..proofs.external_snark import is_builtin_proof, proof_form
 from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import read_p_aux, seal_pre_commit_phase2
+from ..proofs.poseidon import hash_nodes
 from ..proofs.porep import seal_commit_phase1, verify_c1
 from ..rpc import SECTOR_NOT_FOUND, RPCError
 from ..rpc.client import HTTPStatusError, TransportError
-from . import c2_stage, tasks
+from . import c2_stage, stage_seal, tasks
 from .failure import Abort, Crit, Perm, Temp, Unreachable, Wait
 from .persist import persist
 from .plan import Event
 
 log = logging.getLogger("damocles.worker.steps")
+PC2_RUNNING = ".pc2_running"     # in the cache dir while an external PC2 may have changed `sealed`
 
 ACCEPTED, DUPLICATE, MISMATCHED, REJECTED, FILES_MISSED = SubmitResult
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
@@ -193,33 +195,32 @@ class SealerSteps:
     def on_TicketAssigned(self, rec):
         p = self.paths(rec)
         proof = seal_proof(rec.proof)
-        rid = replica_id(SectorID(rec.miner, rec.number), base64.b64decode(rec.ticket["Ticket"]),
-                         bytes.fromhex(rec.comm_d), proof)
+        sector, ticket = SectorID(rec.miner, rec.number), base64.b64decode(rec.ticket["Ticket"])
         crash_point("worker.pc1.before")
         outputs = {}
         if self.ctx.external("pc1"):
-            out = self.ctx.run_task("pc1", tasks.pc1_task(proof, p.cache, p.staged, p.sealed, SectorID(rec.miner, rec.number),
-                                                          base64.b64decode(rec.ticket["Ticket"]), self.ctx.parent_cache))
-            if not isinstance(out, dict) or out.get("replica_id") != list(rid) or out.get("comm_d") != list(bytes.fromhex(rec.comm_d)):
-                raise Perm(f"pc1 processor output does not match the sector (replica_id or comm_d): {str(out)[:200]}")
-            outputs["pc1out"] = out
+            p.sealed.touch()     # rust-fil-proofs' pc1 wants out_path to be a file already
+            task = stage_seal.pc1_task(proof, p.cache, p.staged, p.sealed, sector, ticket, self._pieces(rec),
+                                       self.ctx.parent_cache)
+            try:
+                outputs["pc1out"] = stage_seal.read_pc1_output(self.ctx.run_task("pc1", task), proof,
+                                                               bytes.fromhex(rec.comm_d))
+            except tasks.TaskError as exc:
+                raise Perm(f"pc1 processor: {exc}") from None
         else:
+            rid = replica_id(sector, ticket, bytes.fromhex(rec.comm_d), proof)
             self.ctx.run_stage("pc1", generate_labels, proof, rid, p.cache, self.ctx.parent_cache)
         crash_point("worker.pc1.after")
         return Event("PC1", outputs)
+
+    def _pieces(self, rec) -> list[PieceInfo]:
+        return [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in (rec.deals or [])]
 
     def on_PC1Done(self, rec):
         p = self.paths(rec)
         proof = seal_proof(rec.proof)
         if self.ctx.external("pc2"):
-            pc1out = rec.pc1out or {"registered_proof": proof.name, "comm_d": list(bytes.fromhex(rec.comm_d)),
-                                           "staged_file": str(p.staged)}
-            try:
-                comm_r, comm_c, comm_r_last = tasks.read_pc2_output(
-                    self.ctx.run_task("pc2", tasks.pc2_task(pc1out, p.cache, p.sealed, self.ctx.pc2_procs)), proof)
-            except tasks.TaskError as exc:
-                raise Perm(f"pc2 processor: {exc}") from None
-            out = SimpleNamespace(comm_r=comm_r, comm_c=comm_c, comm_r_last=comm_r_last)
+            out = self._external_pc2(rec, proof, p)
         else:
             out = self.ctx.run_stage("pc2", seal_pre_commit_phase2, proof, p.staged, p.cache, p.sealed, self.ctx.pc2_procs)
         crash_point("worker.pc2.after")
@@ -228,7 +229,37 @@ class SealerSteps:
             raise Perm("PC2 output does not match its files (p_aux or sealed)")
         if self.ctx.sealing.verify_after_pc2:
             self._verify_after_pc2(rec, proof, p, out)
+        (p.cache / PC2_RUNNING).unlink(missing_ok=True)
         return Event("PC2", {"comm_r": out.comm_r.hex()})
+
+    def _external_pc2(self, rec, proof, p: Paths):
+        """PC2 by an external processor, as Damocles' worker hands it out: the processor seals
+        `sealed` (a copy of the data, made by pc1) in place, so a PC2 that started or finished
+        before, or a sector whose PC1 ran in-process, gets a fresh copy of the data first; its
+        comm_r must be Poseidon(comm_c, comm_r_last) of the p_aux it wrote."""
+        comm_d = bytes.fromhex(rec.comm_d)
+        # records journaled before the pc1 output was SealPreCommitPhase1Output (or PC1 in-process):
+        # the output is what rust-fil-proofs would have answered for this cache
+        pc1out = rec.pc1out if stage_seal.is_pc1out(rec.pc1out) else stage_seal.pc1_output(proof, p.cache, comm_d)
+        marker = p.cache / PC2_RUNNING       # p_aux: a PC2 that finished (then a crash, or a resume at PC1Done)
+        if marker.exists() or (p.cache / "p_aux").exists() or not p.sealed.is_file() or \
+                p.sealed.stat().st_size != proof.size.bytes:
+            stage_seal.copy_data(p.staged, p.sealed, proof.size.bytes)
+        for f in p.cache.iterdir():      # no output of an earlier attempt may pass for this one's
+            if f.name in ("p_aux", "t_aux") or "tree-c" in f.name or "tree-r-last" in f.name:
+                f.unlink()
+        marker.touch()
+        try:
+            comm_r = stage_seal.read_pc2_output(
+                self.ctx.run_task("pc2", stage_seal.pc2_task(pc1out, p.cache, p.sealed, self.ctx.pc2_procs)), proof, comm_d)
+            comm_c, comm_r_last = read_p_aux(p.cache)
+        except tasks.TaskError as exc:
+            raise Perm(f"pc2 processor: {exc}") from None
+        except ProofError as exc:
+            raise Perm(f"pc2 processor: {exc}") from None
+        if hash_nodes([comm_c, comm_r_last]) != comm_r:
+            raise Perm(f"pc2 processor: comm_r {comm_r.hex()} is not Poseidon(comm_c, comm_r_last) of its p_aux")
+        return SimpleNamespace(comm_r=comm_r, comm_c=comm_c, comm_r_last=comm_r_last)
 
     def _verify_after_pc2(self, rec, proof, p: Paths, out) -> None:
         """`verify_after_pc2`: prove and verify the sector against a throw-away seed before

@@ -5,13 +5,7 @@ of the builtin stages are our own documented shapes (docs/processors.md)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..core.proof_types import seal_proof
-from ..core.sector import SectorID
-from ..proofs.commitment import PieceInfo, comm_d_from_pieces
-from ..proofs.pc1 import generate_labels, replica_id
-from ..proofs.pc2 import seal_pre_commit_phase2
 
 SUPPORTED = ("pc1", "pc2", "c2")
 
@@ -53,14 +47,6 @@ def _obj(v, field: str) -> dict:
 
 # ------------------------------------------------------------------------ task builders
 
-def pc1_task(proof, cache: Path, staged: Path, sealed: Path, sector: SectorID, ticket: bytes, parent_cache) -> dict:
-    return {"registered_proof": proof.name, "cache_path": str(cache), "in_path": str(staged), "out_path": str(sealed),
-            "prover_id": list(sector.prover_id), "sector_id": sector.number, "ticket": list(ticket), "piece_infos": [],
-            "parent_cache_dir": str(parent_cache) if parent_cache else None}
-
-
-def pc2_task(pc1out: dict, cache: Path, sealed: Path, procs: int) -> dict:
-    return {"pc1out": pc1out, "cache_dir": str(cache), "sealed_file": str(sealed), "procs": procs}
 
 
 # ---------------------------------------------------------------- builtin implementations
@@ -68,26 +54,9 @@ def pc2_task(pc1out: dict, cache: Path, sealed: Path, procs: int) -> dict:
 def run_task(stage: str, task: dict) -> dict:
     """The builtin engine behind the protocol."""
     task = _obj(task, "task")
-    if stage == "pc1":
-        proof = _proof(task.get("registered_proof"), "task.registered_proof")
-        miner_bytes = _b32(task.get("prover_id"), "task.prover_id")
-        sector = SectorID(_miner_from_prover_id(miner_bytes), _int(task.get("sector_id"), "task.sector_id"))
-        pieces = [PieceInfo(_int(_obj(p, f"task.piece_infos[{i}]").get("size"), f"task.piece_infos[{i}].size"),
-                            _b32(p.get("commitment"), f"task.piece_infos[{i}].commitment"))
-                  for i, p in enumerate(task.get("piece_infos") or [])]
-        comm_d = comm_d_from_pieces(pieces, proof.size.bytes)
-        rid = replica_id(sector, _b32(task.get("ticket"), "task.ticket"), comm_d, proof)
-        generate_labels(proof, rid, Path(_str(task.get("cache_path"), "task.cache_path")), task.get("parent_cache_dir"))
-        return {"registered_proof": proof.name, "comm_d": list(comm_d), "replica_id": list(rid),
-                "staged_file": _str(task.get("in_path"), "task.in_path"), "layers": proof.size.layers}
-    if stage == "pc2":
-        pc1out = _obj(task.get("pc1out"), "task.pc1out")
-        proof = _proof(pc1out.get("registered_proof"), "task.pc1out.registered_proof")
-        out = seal_pre_commit_phase2(proof, Path(_str(pc1out.get("staged_file"), "task.pc1out.staged_file")),
-                                     Path(_str(task.get("cache_dir"), "task.cache_dir")),
-                                     Path(_str(task.get("sealed_file"), "task.sealed_file")), int(task.get("procs") or 1))
-        return {"registered_proof": proof.name, "comm_r": list(out.comm_r), "comm_d": pc1out.get("comm_d"),
-                "comm_c": list(out.comm_c), "comm_r_last": list(out.comm_r_last)}
+    if stage in ("pc1", "pc2"):
+        from . import stage_seal     # it reads fields with this module's helpers
+        return stage_seal.run_pc1(task) if stage == "pc1" else stage_seal.run_pc2(task)
     if stage == "c2":
         from .c2_stage import run_c2     # c2_stage uses this module's validators
         return run_c2(task)
@@ -106,10 +75,3 @@ def _miner_from_prover_id(pid: bytes) -> int:
 
 # -------------------------------------------------------------------------- output readers
 
-def read_pc2_output(out, proof) -> tuple[bytes, bytes, bytes]:
-    """(comm_r, comm_c, comm_r_last) from a pc2 output; refuses anything malformed."""
-    out = _obj(out, "pc2 output")
-    if out.get("registered_proof") != proof.name:
-        raise TaskError(f"pc2 output.registered_proof: {out.get('registered_proof')!r}, expected {proof.name}")
-    return (_b32(out.get("comm_r"), "pc2 output.comm_r"), _b32(out.get("comm_c"), "pc2 output.comm_c"),
-            _b32(out.get("comm_r_last"), "pc2 output.comm_r_last"))
