@@ -17,7 +17,7 @@ from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import seal_pre_commit_phase2
 from ..proofs.porep import decode_c1
 
-SUPPORTED = ("pc1", "pc2", "c2")
+SUPPORTED = ("pc1", "pc2", "c2", "add_pieces", "tree_d", "transfer", "unseal")
 
 
 class TaskError(ValueError):
@@ -77,6 +77,9 @@ def c2_task(c1: bytes, sector: SectorID) -> dict:
 def run_task(stage: str, task: dict) -> dict:
     """The builtin engine behind the protocol."""
     task = _obj(task, "task")
+    if stage in ("add_pieces", "tree_d", "transfer", "unseal"):
+        from .stage_data import run as run_data_stage        # the data stages: stage_data.py
+        return run_data_stage(stage, task)
     if stage == "pc1":
         proof = _proof(task.get("registered_proof"), "task.registered_proof")
         miner_bytes = _b32(task.get("prover_id"), "task.prover_id")
