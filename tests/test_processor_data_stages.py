@@ -42,9 +42,9 @@ ZERO_2K = list(bytes.fromhex("fc7e928296e516faade986b28f92d44a4f24b935485223376a
 PROVER_1000 = [0xE8, 0x07] + [0] * 30
 
 
-def processor(stage: str, *lines: str, env: dict | None = None) -> list[dict]:
+def processor(stage: str, *lines: str, env: dict | None = None, args: tuple = ()) -> list[dict]:
     """Feed request lines to `damocles processor <stage>` (a separate program); its answers by id."""
-    p = subprocess.run(own_command(stage), input="".join(line + "\n" for line in lines), capture_output=True, text=True,
+    p = subprocess.run([*own_command(stage), *args], input="".join(line + "\n" for line in lines), capture_output=True, text=True,
                        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
     out = p.stdout.splitlines()
     assert p.returncode == 0 and out[0] == f"{stage} processor ready", p.stderr
@@ -114,6 +114,34 @@ def test_add_pieces_task_line(piece_files, tmp_path):
     assert not (tmp_path / "x").exists()         # a refused task leaves no staged file
 
 
+@pytest.mark.slow
+def test_add_pieces_and_tree_d_of_an_8mib_sector_stream_pieces_in_chunks(tmp_path):
+    """A 2MiB piece is written and hashed in 1MiB chunks: its commitment, the staged file and
+    tree_d are those of our engine, which holds the piece whole."""
+    piece = tmp_path / "piece"
+    piece.write_bytes(os.urandom(1_500_000))             # a 2MiB piece: 2080768 unpadded bytes
+    p8m = seal_proof("StackedDrg8MiBV1_1")
+    line = json.dumps({"id": 1, "task": {"seal_proof_type": p8m.name, "pieces": [
+        {"piece_file": {"local": str(piece)}, "payload_size": 1_500_000, "piece_size": 2080768},
+        {"piece_file": "pledge", "payload_size": 0, "piece_size": 2080768},
+        {"piece_file": "pledge", "payload_size": 0, "piece_size": 4161536}], "staged_filepath": str(tmp_path / "staged")}})
+    (tmp_path / "cache").mkdir()
+    tree = json.dumps({"id": 2, "task": {"registered_proof": p8m.name, "staged_file": str(tmp_path / "staged"),
+                                         "cache_dir": str(tmp_path / "cache")}})
+    from appliance.proofs.commitment import zero_comm
+    assert processor("add_pieces", line)[0]["output"] == [
+        {"commitment": list(commp_file(piece)[0].commitment), "size": 2080768},
+        {"commitment": list(zero_comm(2 << 20)), "size": 2080768}, {"commitment": list(zero_comm(4 << 20)), "size": 4161536}]
+    assert processor("tree_d", tree)[0]["output"] is True
+    ours = add_pieces(p8m.size, [piece], tmp_path / "ours")
+    assert (tmp_path / "staged").read_bytes() == (tmp_path / "ours").read_bytes()
+    (tmp_path / "ours-cache").mkdir()
+    comm_d = build_tree_d(p8m.size, tmp_path / "ours", tmp_path / "ours-cache", [s.info for s in ours])
+    assert (tmp_path / "cache" / "sc-02-data-tree-d.dat").read_bytes() == \
+        (tmp_path / "ours-cache" / "sc-02-data-tree-d.dat").read_bytes()
+    assert (tmp_path / "cache" / "sc-02-data-tree-d.dat").read_bytes()[-32:] == comm_d
+
+
 def test_tree_d_task_line(piece_files, tmp_path):
     big, small = piece_files
     infos = add_pieces(P2K.size, [big, small], tmp_path / "staged")
@@ -175,9 +203,13 @@ def test_transfer_task_line(tmp_path):
     assert "task.routes[0].src.uri: sealed/s-t01000-1 is relative" in answers[1]["err_msg"]
     assert "task.routes[0].dest.store_name: 'persist-2'" in answers[2]["err_msg"]
     assert not (tmp_path / "y").exists()
-    # DISABLE_LINK, as Damocles' `processor transfer --disable-link` reads it: a copy instead of a link
+    # DISABLE_LINK or --disable-link, as Damocles' `processor transfer` reads them: a copy instead of a link
     assert processor("transfer", line, env={"DISABLE_LINK": "true"})[0]["output"] is True
     assert not link.is_symlink() and link.read_bytes() == b"replica" * 300
+    link.unlink()
+    assert processor("transfer", line, args=("--disable-link",))[0]["output"] is True
+    assert not link.is_symlink() and link.read_bytes() == b"replica" * 300
+    assert processor("transfer", line, env={"DISABLE_LINK": "false"})[0]["output"] is True and link.is_symlink()
 
 
 def test_unseal_task_line(piece_files, tmp_path):
