@@ -448,3 +448,75 @@ def test_worker_refuses_tree_d_transfer_and_unseal_answers_that_lie(piece_files,
     with pytest.raises(ValueError, match="holds 10 bytes, expected 16"):
         unseal_stage(_Ctx(_builtin_then(truncated)), *args)
     assert not list(tmp_path.glob("*.unsealed"))           # the scratch output never stays
+
+
+@pytest.mark.timeout(600)
+def test_snapup_and_rebuild_add_pieces_and_persist_through_external_processors(tmp_path):
+    """The snapup plan's add pieces and its update/ persisted by the transfer processor; a rebuild
+    of both replicas through add_pieces, tree_d and transfer (as in test_snapup, with taps)."""
+    from appliance.rpc.auth import issue_token, load_or_create_secret
+    from appliance.rpc.client import RPCClient
+    from .configs import worker_toml
+    from .conftest import read_line, run_cli
+    from .test_post_e2e import prove_next_occurrence, seal_by_hand, until
+    from .test_snapup import SNAP_MANAGER
+    from .test_worker_e2e import start
+
+    home, taps = tmp_path / "manager", tmp_path / "taps"
+    home.mkdir()
+    taps.mkdir()
+    (home / "manager.toml").write_text(SNAP_MANAGER)
+    (home / "persist-1").mkdir()
+    manager = start(["manager", "run", "--home", str(home)])
+    worker = None
+    try:
+        url = read_line(manager).split()[-1]
+        secret = load_or_create_secret(home / "secret")
+        admin = RPCClient(url, issue_token(secret, "admin"))
+        threads = [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "snapup"},
+                   {"location": tmp_path / "t2", "plan": "rebuild"}]
+        (tmp_path / "worker.toml").write_text(worker_toml(
+            url, issue_token(secret, "write"), home / "persist-1", threads,
+            processors={s: [_tap(s)] for s in ("add_pieces", "tree_d", "transfer")}))
+        worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")],
+                       {"TAP_LOG_DIR": str(taps)})
+        seal_by_hand(admin, 1, [manager, worker])
+        d = next(x["Index"] for x in admin.call("Venus.ProvingDeadlines", 1000) if x["Sectors"])
+        assert prove_next_occurrence(admin, d, [manager])["state"] == "landed"
+        piece = tmp_path / "deal.bin"
+        piece.write_bytes(b"snap deal payload " * 20)                 # 360 bytes: a 512-byte piece
+        cli = ["--api", url, "--home", str(home)]
+        run_cli("util", "piece", "import", str(piece), "--miner", "1000", *cli, "--json", check=True)
+        assert json.loads(run_cli("util", "snap", "fetch", "--miner", "1000", *cli, "--json", check=True).stdout)["Added"] == [1]
+
+        def upgraded():
+            c = admin.call("Venus.SnapUpCandidateList", 1000)[0]
+            if c["State"] == "submitted":
+                admin.call("Venus.DevnetAdvance", 1)
+                admin.call("Venus.SnapUpState", {"Miner": 1000, "Number": 1})
+            return c if c["State"] in ("landed", "failed") else None
+        assert until("the upgrade to land", upgraded, timeout=120, procs=[manager, worker])["State"] == "landed"
+        update = (home / "persist-1" / "update" / "s-t01000-1").read_bytes()
+        sent_before = len(_traffic(taps, "add_pieces"))
+        (home / "persist-1" / "update" / "s-t01000-1").unlink()
+        (home / "persist-1" / "sealed" / "s-t01000-1").unlink()
+        task = json.loads(run_cli("util", "sectors", "rebuild", "1000-1", "--wait", "120", *cli, "--json", check=True).stdout)
+        assert task["State"] == "done", task
+        assert (home / "persist-1" / "update" / "s-t01000-1").read_bytes() == update
+        assert run_cli("util", "proving", "check", *cli).returncode == 0
+    finally:
+        for p in (worker, manager):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=30)
+    add = _traffic(taps, "add_pieces")
+    assert all(t["err_msg"] is None for d, t in add if d == "<")
+    # seal (CC), snap-up (the deal), rebuild: the sector key (CC) and the update's deal again
+    assert [[(p["piece_file"] == "pledge", p["piece_size"]) for p in t["task"]["pieces"]] for d, t in add if d == ">"] == \
+        [[], [(False, 508), (True, 508), (True, 1016)], [], [(False, 508), (True, 508), (True, 1016)]]
+    assert sent_before == 4          # two tasks, two answers before the rebuild
+    dests = [Path(r["dest"]["uri"]) for d, t in _traffic(taps, "transfer") if d == ">" for r in t["task"]["routes"]]
+    assert dests.count(home / "persist-1" / "update" / "s-t01000-1") == 2        # the snap-up's, the rebuild's
+    assert dests.count(home / "persist-1" / "sealed" / "s-t01000-1") == 2        # the seal's, the rebuild's
+    assert all(t["output"] is True for d, t in _traffic(taps, "transfer") if d == "<")
+    assert [t["output"] for d, t in _traffic(taps, "tree_d") if d == "<"] == [True, True]    # seal, rebuild
