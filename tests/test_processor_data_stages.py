@@ -369,8 +369,11 @@ def _stage_of(task):
 def test_worker_refuses_add_pieces_answers_that_do_not_match(piece_files, tmp_path):
     from appliance.worker.failure import Perm
     from appliance.worker.stage_data import add_pieces_stage
+    from appliance.proofs.cid import commd_to_cid
     big, small = piece_files
-    ok = add_pieces_stage(_Ctx(_builtin_then(lambda t, o: o)), P2K, [big, small], [512, 128], tmp_path / "s")
+    deals = [{"id": 1, "piece_cid": commd_to_cid(commp_file(big)[0].commitment), "piece_size": 512},
+             {"id": 2, "piece_cid": commd_to_cid(commp_file(small)[0].commitment), "piece_size": 128}]
+    ok = add_pieces_stage(_Ctx(_builtin_then(lambda t, o: o)), P2K, [big, small], deals, tmp_path / "s")
     assert [(s.info.size, s.offset, s.payload_size) for s in ok] == [(512, 0, 346), (128, 512, 16)]
     assert [s.info.commitment for s in ok] == [commp_file(big)[0].commitment, commp_file(small)[0].commitment]
     assert add_pieces_stage(_Ctx(_builtin_then(lambda t, o: o)), P2K, [], [], tmp_path / "cc") == []
@@ -392,12 +395,15 @@ def test_worker_refuses_add_pieces_answers_that_do_not_match(piece_files, tmp_pa
                         (lambda t, o: [{**o[0], "commitment": "AAAA"}, *o[1:]], "add_pieces output[0].commitment"),
                         (short, "has 1024 bytes, expected 2048")):
         with pytest.raises(Perm, match=msg.replace("[", r"\[").replace("]", r"\]")):
-            add_pieces_stage(_Ctx(_builtin_then(change)), P2K, [big, small], [512, 128], tmp_path / "s")
+            add_pieces_stage(_Ctx(_builtin_then(change)), P2K, [big, small], deals, tmp_path / "s")
     cc_wrong = _Ctx(lambda t: [{"commitment": ZERO_1K, "size": 2032}])
     with pytest.raises(Perm, match=r"output\[0\].commitment: not the zero commitment of a 2048-byte"):
         add_pieces_stage(cc_wrong, P2K, [], [], tmp_path / "cc")
     with pytest.raises(Perm, match="more than its deal's piece size 128 holds"):
-        add_pieces_stage(_Ctx(_builtin_then(lambda t, o: o)), P2K, [big], [128], tmp_path / "s")
+        add_pieces_stage(_Ctx(_builtin_then(lambda t, o: o)), P2K, [big], [{**deals[0], "piece_size": 128}], tmp_path / "s")
+    swapped = [deals[0], {**deals[1], "piece_cid": commd_to_cid(bytes(ZERO_128))}]      # the processor wrote another piece
+    with pytest.raises(Perm, match=r"output\[1\].commitment: not the commitment of deal 2's piece"):
+        add_pieces_stage(_Ctx(_builtin_then(lambda t, o: o)), P2K, [big, small], swapped, tmp_path / "s")
 
 
 def test_worker_refuses_tree_d_transfer_and_unseal_answers_that_lie(piece_files, tmp_path):

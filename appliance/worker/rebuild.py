@@ -82,7 +82,7 @@ class RebuildSteps(TaskSteps, SealerSteps):
         staged = p.data / "update-staged" / p.name
         staged.parent.mkdir(parents=True, exist_ok=True)
         files = [self._piece_file(p, d) for d in deals]
-        add_pieces_stage(self.ctx, proof, files, [d["piece_size"] for d in deals], staged)
+        add_pieces_stage(self.ctx, proof, files, deals, staged)
         pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in deals]
         out = SectorFiles(p.sealed, p.cache, p.data / "update" / p.name, p.data / "update-cache" / p.name)
         try:

@@ -81,7 +81,7 @@ class SnapUpSteps(TaskSteps):
         p = Paths(self.ctx.location, name)
         p.make()
         files = [SealerSteps(self.ctx)._piece_file(p, d) for d in rec.deals]
-        add_pieces_stage(self.ctx, seal_proof(rec.proof), files, [d["piece_size"] for d in rec.deals], p.staged)
+        add_pieces_stage(self.ctx, seal_proof(rec.proof), files, rec.deals, p.staged)
         return "AddPiece"
 
     def on_PieceAdded(self, rec):

@@ -237,13 +237,14 @@ def damocles_pieces(size_bytes: int, files: list[tuple[Path, int]]) -> tuple[lis
     return pieces, where
 
 
-def add_pieces_stage(ctx, proof: SealProofType, files: list[Path], sizes: list[int], staged: Path) -> list[StagedPiece]:
+def add_pieces_stage(ctx, proof: SealProofType, files: list[Path], deals: list[dict], staged: Path) -> list[StagedPiece]:
     """The add_pieces stage for a plan: an external processor when `[[processors.add_pieces]]`
-    has `bin` (Damocles' task, its answer checked piece by piece), else the builtin engine.
-    `sizes` are the deals' padded piece sizes."""
+    has `bin` (Damocles' task, its answer checked piece by piece against the `deals`, the
+    journal's {id, piece_cid, piece_size (padded)} of each file), else the builtin engine."""
     if not ctx.external("add_pieces"):
         return ctx.run_stage("add_pieces", add_pieces, proof.size, files, staged)
-    pieces, where = damocles_pieces(proof.size.bytes, list(zip(files, sizes)))
+    from ..proofs.cid import cid_to_commitment
+    pieces, where = damocles_pieces(proof.size.bytes, [(f, d["piece_size"]) for f, d in zip(files, deals)])
     task = {"seal_proof_type": proof.name, "pieces": pieces, "staged_filepath": str(staged)}
     out = ctx.run_task("add_pieces", task)
     expect = pieces or [{"piece_file": "pledge", "piece_size": proof.size.unpadded_bytes}]   # CC: the whole sector
@@ -262,6 +263,9 @@ def add_pieces_stage(ctx, proof: SealProofType, files: list[Path], sizes: list[i
         if asked["piece_file"] == "pledge" and comm != zero_comm(padded_size(size)):
             raise Perm(f"add_pieces output[{i}].commitment: not the zero commitment of a {padded_size(size)}-byte pledge piece")
         infos.append(PieceInfo(padded_size(size), comm))
+    for k, d in zip(where, deals):
+        if infos[k].commitment != cid_to_commitment(d["piece_cid"])[1]:
+            raise Perm(f"add_pieces output[{k}].commitment: not the commitment of deal {d['id']}'s piece {d['piece_cid']}")
     if not staged.is_file() or staged.stat().st_size != proof.size.bytes:
         have = staged.stat().st_size if staged.is_file() else "no"
         raise Perm(f"add_pieces: staged file {staged} has {have} bytes, expected {proof.size.bytes}")

@@ -143,8 +143,7 @@ class SealerSteps:
         p = self.paths(rec)
         p.make()
         files = [self._piece_file(p, d) for d in (rec.deals or [])]
-        staged = stage_data.add_pieces_stage(self.ctx, seal_proof(rec.proof), files, [d["piece_size"] for d in rec.deals or []],
-                                             p.staged)
+        staged = stage_data.add_pieces_stage(self.ctx, seal_proof(rec.proof), files, rec.deals or [], p.staged)
         placed = []
         for d, sp in zip((rec.deals or []), staged):
             if sp.info.size != d["piece_size"] or commd_to_cid(sp.info.commitment) != d["piece_cid"]:
