@@ -265,14 +265,17 @@ def test_worker_seals_persists_and_unseals_through_external_data_processors(tmp_
     from appliance.rpc.client import RPCClient
     from .configs import worker_toml
     from .conftest import read_line, run_cli
-    from .test_deals import deals_manager
+    from .configs import manager_toml
     from .test_worker_e2e import start
 
     big, small = piece_files
     home, taps = tmp_path / "manager", tmp_path / "taps"
     home.mkdir()
     taps.mkdir()
-    (home / "manager.toml").write_text(deals_manager(2))
+    # deals start 2 × SealingEpochs after their import: 600 s at 100 ms epochs, ample for a loaded
+    # machine to start the worker and its seven processors before AcquireDeals skips them as too soon
+    (home / "manager.toml").write_text(manager_toml(2, 1, 1, None, pre_wait=None, miner={"Sector": {
+        "EnableDeals": True, "SealingEpochs": 3000}}, config={"Common": {"PieceStores": [{"Name": "pieces-1", "Path": "pieces"}]}}))
     (home / "persist-1").mkdir()
     manager = start(["manager", "run", "--home", str(home)])
     worker = None
