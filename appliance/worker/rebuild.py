@@ -12,11 +12,11 @@ from __future__ import annotations
 from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID, sector_name
-from .stage_data import add_pieces_stage
 from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
 from .plan import Event, Plan
 from .persist import persist
+from .stage_data import add_pieces_stage
 from .steps import Paths, SealerSteps, call
 from .task_thread import TaskSteps, TaskThread, task_deals
 

@@ -19,7 +19,6 @@ from ..core.files import atomic_write
 from ..core.proof_types import seal_proof
 from ..core.protocol import SubmitResult
 from ..core.sector import SectorID
-from .stage_data import add_pieces_stage
 from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
 from ..proofs.snap import update_proof_for_seal
@@ -27,6 +26,7 @@ from ..proofs.snap_encode import encode_sector, sector_files
 from ..proofs.snap_proof import generate_update_proof, prove_update_partitions
 from .plan import Event, Plan
 from .persist import PERSISTED_CACHE_FILES, persist
+from .stage_data import add_pieces_stage
 from .steps import Paths, SealerSteps, call
 from .task_thread import TaskSteps, TaskThread, task_deals
 

@@ -1,12 +1,13 @@
 """A sealing thread with `plan = "unseal"`: takes unseal tasks from the manager
 (AllocateUnsealSector, Damocles' SectorUnsealInfo: Offset and Size in unpadded bytes, Size the
 bytes that hold the piece's payload), regenerates the sector's key in its location (the `unseal`
-stage: in its processor pool, or Damocles' Unseal task to an external `bin`), decodes the piece, checks its CommP against the
-piece CID, asks where to write it (AcquireUnsealDest, as Damocles' worker does), writes it there
-(the piece store, an attached store, or a file inside a `[worker] unseal_output_dirs` directory,
-never replacing a file: see unseal_dest) and reports the outcome (AchieveUnsealSector). A task that
-fails is reported with the reason; nothing half-written is left at the destination. Journalled:
-a piece written before a crash is reported at the next start, not unsealed again."""
+stage: in its processor pool, or Damocles' Unseal task to an external `bin`), decodes the
+piece, checks its CommP against the piece CID, asks where to write it (AcquireUnsealDest, as
+Damocles' worker does), writes it there (the piece store, an attached store, or a file inside a
+`[worker] unseal_output_dirs` directory, never replacing a file: see unseal_dest) and reports the
+outcome (AchieveUnsealSector). A task that fails is reported with the reason; nothing
+half-written is left at the destination. Journalled: a piece written before a crash is reported
+at the next start, not unsealed again."""
 
 from __future__ import annotations
 
