@@ -231,9 +231,16 @@ def test_processor_types_damocles_knows_load_and_those_not_run_are_findings(stag
 
 
 def test_external_bin_on_a_stage_without_external_tasks_is_a_finding():
-    cfg = parse_worker_config({**BASE, "processors": {"tree_d": [{"bin": "/opt/treed"}, {"concurrent": 2}]}})
-    assert [p.index for p in cfg.processors["tree_d"]] == [1]
-    assert any("[[processors.tree_d]][0]: not started: an external `bin`" in w for w in cfg.warnings)
+    cfg = parse_worker_config({**BASE, "processors": {"snap_encode": [{"bin": "/opt/encode"}, {"concurrent": 2}]}})
+    assert [p.index for p in cfg.processors["snap_encode"]] == [1]
+    assert any("[[processors.snap_encode]][0]: not started: an external `bin`" in w for w in cfg.warnings)
+
+
+def test_transfer_runs_only_as_an_external_bin():
+    cfg = parse_worker_config({**BASE, "processors": {"transfer": [{"bin": "/opt/transfer"}, {"concurrent": 2}],
+                                                      "tree_d": [{"bin": "/opt/treed"}]}})
+    assert [p.index for p in cfg.processors["transfer"]] == [0] and cfg.processors["tree_d"][0].bin == "/opt/treed"
+    assert "[[processors.transfer]]: not started: entry 1 has no `bin`" in "\n".join(cfg.warnings)
 
 
 # ------------------------------------------------------------------------ scan_persist_stores

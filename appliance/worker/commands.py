@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from ..core.signals import wait_for_stop_signal
@@ -119,11 +120,15 @@ def _pids(row: dict) -> str:
 def add_processor_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("processor", help="serve a stage over the vc-processors protocol (stdin/stdout)")
     p.add_argument("stage")
+    p.add_argument("--disable-link", action="store_true", help="transfer: copy even where a route allows a link "
+                   "(as Damocles' `processor transfer --disable-link`; or DISABLE_LINK=1)")
     p.set_defaults(func=cmd_processor)
 
 
 def cmd_processor(args) -> int:
     from .external import serve
+    if args.disable_link:
+        os.environ["DISABLE_LINK"] = "1"        # read by the transfer runner (stage_data.links_disabled)
     return serve(args.stage)
 
 

@@ -28,10 +28,11 @@ PROCESSOR_STAGES = ("add_pieces", "tree_d", "pc1", "pc2", "synth_proof", "c2", "
                     "unseal", "window_post", "sealing_daemons")
 NOT_RUN_PROCESSORS = {
     "synth_proof": "synthetic PoRep is not done by this worker",
-    "transfer": "a sector is copied to its persist store by the sealing thread itself",
     "sealing_daemons": "this worker starts no custom daemons",
 }
-EXTERNAL_STAGES = ("pc1", "pc2", "c2")      # the stages that hand tasks to an external `bin`
+EXTERNAL_STAGES = ("pc1", "pc2", "c2", "add_pieces", "tree_d", "transfer", "unseal")   # may hand tasks to an external `bin`
+# stages whose only processor is an external `bin`: without one the sealing thread does the work
+EXTERNAL_ONLY = {"transfer": "without one, the sealing thread copies a sector to its persist store itself"}
 # every plan Damocles' worker names; a plan that cannot run here stops its own thread only
 PLANS = ("sealer", "snapup", "rebuild", "unseal", "wdpost", "niporep")
 NOT_RUN_PLANS = {"niporep": "non-interactive PoRep (plan \"niporep\") cannot run on this worker yet"}
@@ -335,7 +336,9 @@ def _processors(raw: dict, cfg: WorkerConfig, available_cpus: set[int] | None) -
             continue
         run = []
         for p in parsed:
-            if p.bin and key not in EXTERNAL_STAGES:
+            if not p.bin and key in EXTERNAL_ONLY:
+                cfg.warnings.append(f"[[processors.{key}]]: not started: entry {p.index} has no `bin`, and {EXTERNAL_ONLY[key]}")
+            elif p.bin and key not in EXTERNAL_STAGES:
                 cfg.warnings.append(f"[[processors.{key}]][{p.index}]: not started: an external `bin` is used for "
                                     f"{', '.join(EXTERNAL_STAGES)} only ({key} runs in a builtin pool or the thread)")
             else:

@@ -30,13 +30,19 @@ class StoreFull(Temp):
 
 
 def persist(p, store: Path, name: str, replica: Path | None = None, cache: Path | None = None,
-            dirs: tuple[str, str] = ("sealed", "cache")) -> None:
+            dirs: tuple[str, str] = ("sealed", "cache"), ctx=None) -> None:
     """Copy the replica and the cache files PoSt needs into `store`, as `sealed/<name>` and
-    `cache/<name>/` (a snap upgrade: `update/` and `update-cache/`). `p` is the sector's Paths."""
+    `cache/<name>/` (a snap upgrade: `update/` and `update-cache/`). `p` is the sector's Paths.
+    With a `ctx` whose `[[processors.transfer]]` has `bin`, the external transfer processor
+    copies them (Damocles' Transfer task, one route a file)."""
     replica, cache = replica or p.sealed, cache or p.cache
     files = [(replica, store / dirs[0] / name)]
     files += [(f, store / dirs[1] / name / f.name) for f in sorted(cache.glob("sc-02-data-tree-r-last*.dat"))]
     files += [(cache / f, store / dirs[1] / name / f) for f in PERSISTED_CACHE_FILES]
+    if ctx is not None and ctx.external("transfer"):
+        from .stage_data import transfer_stage
+        transfer_stage(ctx, files, store)
+        return
     for src, dst in files:
         copy_verified(src, dst, store)
 

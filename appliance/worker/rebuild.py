@@ -12,11 +12,11 @@ from __future__ import annotations
 from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID, sector_name
-from ..proofs.addpiece import add_pieces
 from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
 from .plan import Event, Plan
 from .persist import persist
+from .stage_data import add_pieces_stage
 from .steps import Paths, SealerSteps, call
 from .task_thread import TaskSteps, TaskThread, task_deals
 
@@ -62,9 +62,9 @@ class RebuildSteps(TaskSteps, SealerSteps):
         local = next((s for s in self.ctx.attached if store and s.name == store["Name"]), None)
         if local is None:
             raise ValueError("no attached persist store has room for the rebuilt sector")
-        persist(p, local.location, rec.name)
+        persist(p, local.location, rec.name, ctx=self.ctx)
         if update is not None:
-            persist(p, local.location, rec.name, update.update, update.update_cache, ("update", "update-cache"))
+            persist(p, local.location, rec.name, update.update, update.update_cache, ("update", "update-cache"), ctx=self.ctx)
         crash_point("worker.rebuild.persisted")
         return Event("Persist", {"persist_store": local.name})
 
@@ -82,7 +82,7 @@ class RebuildSteps(TaskSteps, SealerSteps):
         staged = p.data / "update-staged" / p.name
         staged.parent.mkdir(parents=True, exist_ok=True)
         files = [self._piece_file(p, d) for d in deals]
-        self.ctx.run_stage("add_pieces", add_pieces, proof.size, files, staged)
+        add_pieces_stage(self.ctx, proof, files, deals, staged)
         pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in deals]
         out = SectorFiles(p.sealed, p.cache, p.data / "update" / p.name, p.data / "update-cache" / p.name)
         try:

@@ -19,7 +19,6 @@ from ..core.files import atomic_write
 from ..core.proof_types import seal_proof
 from ..core.protocol import SubmitResult
 from ..core.sector import SectorID
-from ..proofs.addpiece import add_pieces
 from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
 from ..proofs.snap import update_proof_for_seal
@@ -27,6 +26,7 @@ from ..proofs.snap_encode import encode_sector, sector_files
 from ..proofs.snap_proof import generate_update_proof, prove_update_partitions
 from .plan import Event, Plan
 from .persist import PERSISTED_CACHE_FILES, persist
+from .stage_data import add_pieces_stage
 from .steps import Paths, SealerSteps, call
 from .task_thread import TaskSteps, TaskThread, task_deals
 
@@ -81,7 +81,7 @@ class SnapUpSteps(TaskSteps):
         p = Paths(self.ctx.location, name)
         p.make()
         files = [SealerSteps(self.ctx)._piece_file(p, d) for d in rec.deals]
-        self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec.proof).size, files, p.staged)
+        add_pieces_stage(self.ctx, seal_proof(rec.proof), files, rec.deals, p.staged)
         return "AddPiece"
 
     def on_PieceAdded(self, rec):
@@ -107,7 +107,7 @@ class SnapUpSteps(TaskSteps):
     def on_Proved(self, rec):
         local = self._local(rec)
         persist(Paths(self.ctx.location, rec.name), self._store(rec).location, rec.name, local.update,
-                local.update_cache, ("update", "update-cache"))
+                local.update_cache, ("update", "update-cache"), ctx=self.ctx)
         return "Persist"
 
     def on_Persisted(self, rec):

@@ -17,7 +17,6 @@ from ..core.proof_types import seal_proof
 from ..core.protocol import OnChainState, SubmitResult
 from ..core.sector import SectorID, sector_name
 from ..proofs import ProofError, c1_json
-from ..proofs.addpiece import add_pieces, build_tree_d
 from ..proofs.c2 import seal_commit_phase2, verify_seal
 from ..proofs.cid import cid_to_commitment, commd_to_cid
 from ..proofs.commitment import PieceInfo, zero_comm
@@ -28,7 +27,7 @@ from ..proofs.poseidon import hash_nodes
 from ..proofs.porep import seal_commit_phase1, verify_c1
 from ..rpc import SECTOR_NOT_FOUND, RPCError
 from ..rpc.client import HTTPStatusError, TransportError
-from . import c2_stage, stage_seal, tasks
+from . import c2_stage, stage_data, stage_seal, tasks
 from .failure import Abort, Crit, Perm, Temp, Unreachable, Wait
 from .persist import persist
 from .plan import Event
@@ -150,7 +149,7 @@ class SealerSteps:
         p = self.paths(rec)
         p.make()
         files = [self._piece_file(p, d) for d in (rec.deals or [])]
-        staged = self.ctx.run_stage("add_pieces", add_pieces, seal_proof(rec.proof).size, files, p.staged)
+        staged = stage_data.add_pieces_stage(self.ctx, seal_proof(rec.proof), files, rec.deals or [], p.staged)
         placed = []
         for d, sp in zip((rec.deals or []), staged):
             if sp.info.size != d["piece_size"] or commd_to_cid(sp.info.commitment) != d["piece_cid"]:
@@ -182,7 +181,7 @@ class SealerSteps:
         proof = seal_proof(rec.proof)
         pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in (rec.deals or [])]
         try:
-            comm_d = self.ctx.run_stage("tree_d", build_tree_d, proof.size, p.staged, p.cache, pieces)
+            comm_d = stage_data.tree_d_stage(self.ctx, proof, p.staged, p.cache, pieces)
         except ProofError as exc:
             raise Perm(f"tree_d: {exc}") from None
         if not pieces and comm_d != zero_comm(proof.size.bytes):
@@ -317,7 +316,7 @@ class SealerSteps:
         if local is None:
             raise Perm(f"the manager reserved store {store['Name']!r}, which is not attached here")
         crash_point("worker.persist.before")
-        persist(p, local.location, rec.name)
+        persist(p, local.location, rec.name, ctx=self.ctx)
         return Event("Persist", {"persist_store": local.name})
 
     def on_Persisted(self, rec):

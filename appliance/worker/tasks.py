@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..core.proof_types import seal_proof
 
-SUPPORTED = ("pc1", "pc2", "c2")
+SUPPORTED = ("pc1", "pc2", "c2", "add_pieces", "tree_d", "transfer", "unseal")
 
 
 class TaskError(ValueError):
@@ -54,6 +54,9 @@ def _obj(v, field: str) -> dict:
 def run_task(stage: str, task: dict) -> dict:
     """The builtin engine behind the protocol."""
     task = _obj(task, "task")
+    if stage in ("add_pieces", "tree_d", "transfer", "unseal"):
+        from .stage_data import run as run_data_stage        # the data stages: stage_data.py
+        return run_data_stage(stage, task)
     if stage in ("pc1", "pc2"):
         from . import stage_seal     # it reads fields with this module's helpers
         return stage_seal.run_pc1(task) if stage == "pc1" else stage_seal.run_pc2(task)

@@ -1,12 +1,13 @@
 """A sealing thread with `plan = "unseal"`: takes unseal tasks from the manager
 (AllocateUnsealSector, Damocles' SectorUnsealInfo: Offset and Size in unpadded bytes, Size the
 bytes that hold the piece's payload), regenerates the sector's key in its location (the `unseal`
-stage, in its processor pool when configured), decodes the piece, checks its CommP against the
-piece CID, asks where to write it (AcquireUnsealDest, as Damocles' worker does), writes it there
-(the piece store, an attached store, or a file inside a `[worker] unseal_output_dirs` directory,
-never replacing a file: see unseal_dest) and reports the outcome (AchieveUnsealSector). A task that
-fails is reported with the reason; nothing half-written is left at the destination. Journalled:
-a piece written before a crash is reported at the next start, not unsealed again."""
+stage: in its processor pool, or Damocles' Unseal task to an external `bin`), decodes the
+piece, checks its CommP against the piece CID, asks where to write it (AcquireUnsealDest, as
+Damocles' worker does), writes it there (the piece store, an attached store, or a file inside a
+`[worker] unseal_output_dirs` directory, never replacing a file: see unseal_dest) and reports the
+outcome (AchieveUnsealSector). A task that fails is reported with the reason; nothing
+half-written is left at the destination. Journalled: a piece written before a crash is reported
+at the next start, not unsealed again."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..proofs.commitment import commp_bytes
 from ..proofs.unseal import unseal_range
 from ..rpc.client import HTTPStatusError
 from .plan import Plan
+from .stage_data import unseal_stage
 from .steps import call
 from .task_thread import TaskSteps, TaskThread
 from .unseal_dest import resolve_destination, write_new_file
@@ -48,11 +50,14 @@ class UnsealSteps(TaskSteps):
         offset, size = _unpadded_range(task)
         if offset % 127 or size <= 0:
             raise ValueError(f"unseal range {offset}+{size} does not start on a 127-byte quad or is empty")
-        whole = -(-size // 127) * 127          # whole quads; the piece's payload is the first `size` bytes
-        data = self.ctx.run_stage("unseal", unseal_range, proof, SectorID(sid["Miner"], sid["Number"]),
-                                  base64.b64decode(task["Ticket"]["Ticket"]), bytes(task["CommD"]), store.location / "sealed" / name,
-                                  offset, whole, self.ctx.parent_cache, scratch)
-        payload = data[:size]
+        sector, ticket = SectorID(sid["Miner"], sid["Number"]), base64.b64decode(task["Ticket"]["Ticket"])
+        if self.ctx.external("unseal"):      # Damocles' Unseal task: exactly `size` bytes come back
+            payload = unseal_stage(self.ctx, proof, sector, ticket, bytes(task["CommD"]), store.location, name, offset, size,
+                                   scratch)
+        else:
+            whole = -(-size // 127) * 127          # whole quads; the piece's payload is the first `size` bytes
+            payload = self.ctx.run_stage("unseal", unseal_range, proof, sector, ticket, bytes(task["CommD"]),
+                                         store.location / "sealed" / name, offset, whole, self.ctx.parent_cache, scratch)[:size]
         got = commd_to_cid(commp_bytes(payload).commitment)
         if got != task["PieceCid"]["/"]:
             raise ValueError(f"the unsealed bytes have piece CID {got}, not {task['PieceCid']['/']}: the replica or its ticket is wrong")
