@@ -31,7 +31,7 @@ NOT_RUN_PROCESSORS = {
     "transfer": "a sector is copied to its persist store by the sealing thread itself",
     "sealing_daemons": "this worker starts no custom daemons",
 }
-EXTERNAL_STAGES = ("pc1", "pc2", "c2")      # the stages that hand tasks to an external `bin`
+EXTERNAL_STAGES = ("pc1", "pc2", "c2", "snap_encode", "snap_prove", "window_post")      # the stages that hand tasks to an external `bin`
 # every plan Damocles' worker names; a plan that cannot run here stops its own thread only
 PLANS = ("sealer", "snapup", "rebuild", "unseal", "wdpost", "niporep")
 NOT_RUN_PLANS = {"niporep": "non-interactive PoRep (plan \"niporep\") cannot run on this worker yet"}

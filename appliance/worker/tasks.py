@@ -17,7 +17,7 @@ from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import seal_pre_commit_phase2
 from ..proofs.porep import decode_c1
 
-SUPPORTED = ("pc1", "pc2", "c2")
+SUPPORTED = ("pc1", "pc2", "c2", "snap_encode", "snap_prove", "window_post", "winning_post")
 
 
 class TaskError(ValueError):
@@ -76,6 +76,9 @@ def c2_task(c1: bytes, sector: SectorID) -> dict:
 
 def run_task(stage: str, task: dict) -> dict:
     """The builtin engine behind the protocol."""
+    if stage in ("snap_encode", "snap_prove", "window_post", "winning_post"):
+        from .stage_snap_post import run_task as run_snap_post     # imported here: it imports this module
+        return run_snap_post(stage, task)
     task = _obj(task, "task")
     if stage == "pc1":
         proof = _proof(task.get("registered_proof"), "task.registered_proof")
