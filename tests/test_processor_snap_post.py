@@ -330,3 +330,41 @@ def test_snapup_thread_hands_snap_encode_and_snap_prove_to_external_processors(t
             if p is not None:
                 p.terminate()
                 p.wait(timeout=30)
+
+
+def test_worker_wdpost_thread_hands_jobs_to_an_external_processor(tmp_path):
+    from appliance.manager.service import ManagerService, init_home
+    from appliance.rpc.auth import issue_token
+    from .configs import NO_PROCESSORS, worker_toml
+    from .conftest import read_line
+    from .test_post_prover import MANAGER, _job_input, _wait_finished
+
+    home = tmp_path / "manager"
+    init_home(home, MANAGER)
+    svc = ManagerService(home)
+    host, port = svc.start("127.0.0.1:0")
+    worker = None
+    try:
+        store = home / "persist-1"
+        comm_rs = {n: seal_into_store(store, 1000, n, tmp_path / "work", tmp_path / "parents") for n in (1, 2)}
+        log, cfg = tmp_path / "requests.jsonl", tmp_path / "worker.toml"
+        cfg.write_text(worker_toml(f"http://{host}:{port}/rpc/v0", issue_token(svc.secret, "write"), store,
+                                   [{"plan": "wdpost"}], name="w-post", worker={"ping_interval": None},
+                                   sealing={"verify_after_pc2": None, "recover_interval": None, "seal_interval": None,
+                                            "rpc_polling_interval": "100ms"},
+                                   processors={**NO_PROCESSORS, "window_post": [recording("window_post", log)]}))
+        worker = subprocess.Popen(damocles_cmd("worker", "run", "-c", str(cfg)), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        assert read_line(worker).startswith("worker w-post running 1 sealing threads")
+        seed = bytes(31) + b"\x07"
+        job = _wait_finished(svc, svc.jobs.create(1000, 9, 0, [0], _job_input(comm_rs, seed)))
+        assert job["WorkerName"] == "w-post-wdpost-0" and job["Output"]["faults"] == []
+        verify_post(W2K, seed, [PublicSector(n, c) for n, c in sorted(comm_rs.items())],
+                    decode_post(base64.b64decode(job["Output"]["proofs"][0]), W2K))
+        [req] = requests(log)
+        assert [x["sector_id"] for x in req["task"]["replicas"]] == [1, 2]
+    finally:
+        if worker is not None:
+            worker.terminate()
+            assert worker.wait(timeout=30) == 0, worker.stderr.read()
+        svc.stop()

@@ -1,7 +1,8 @@
 """A sealing thread with `plan = "snapup"` (SnapDeals): takes a CC sector and deals from the
 manager (AllocateSanpUpSector), copies the sector key (the CC replica and its cache) from the
 persist store into its location, adds the pieces, encodes the new replica with Filecoin's
-ReplicaUpdate encoding (the `snap_encode` stage), proves it (`snap_prove`), persists `update/`
+ReplicaUpdate encoding (the `snap_encode` stage), proves it (`snap_prove`; either stage may be an
+external processor, given Damocles' SnapEncode / SnapProve task), persists `update/`
 and `update-cache/` into the store and submits the proof (SubmitSnapUpProof). As in Damocles, the
 thread is done once the manager accepts the proof (Accepted, or DuplicateSubmit when it had
 accepted it before a restart): ReportFinalized, and the manager follows ProveReplicaUpdates
