@@ -263,9 +263,10 @@ def test_dedicated_prover_hands_window_post_jobs_to_an_external_processor(tmp_pa
         svc.stop()
 
 
-def test_snapup_thread_hands_snap_encode_and_snap_prove_to_external_processors(tmp_path):
+def test_snapup_and_rebuild_threads_hand_snap_stages_to_external_processors(tmp_path):
     """A CC sector upgraded by a snapup thread whose snap_encode and snap_prove are
-    `damocles processor <stage>` programs; the update lands on the devnet chain."""
+    `damocles processor <stage>` programs; the update lands on the devnet chain, and a rebuild
+    thread encodes it again through the same snap_encode processor."""
     from appliance.proofs.cid import cid_to_commitment, commd_to_cid
     from appliance.proofs.commitment import commp_file
     from appliance.rpc.auth import issue_token, load_or_create_secret
@@ -288,7 +289,8 @@ def test_snapup_thread_hands_snap_encode_and_snap_prove_to_external_processors(t
         logs = {s: tmp_path / f"{s}.jsonl" for s in ("snap_encode", "snap_prove")}
         (tmp_path / "worker.toml").write_text(worker_toml(
             url, issue_token(load_or_create_secret(home / "secret"), "write"), home / "persist-1",
-            [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "snapup"}],
+            [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "snapup"},
+             {"location": tmp_path / "t2", "plan": "rebuild"}],
             processors={s: [recording(s, log)] for s, log in logs.items()}))
         worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
         seal_by_hand(admin, 1, [manager, worker])
@@ -325,6 +327,15 @@ def test_snapup_thread_hands_snap_encode_and_snap_prove_to_external_processors(t
         assert bytes(prove["task"]["comm_r_new"]) == cid_to_commitment(new["sealed_cid"])[1]
         assert (home / "persist-1" / "update" / "s-t01000-1").is_file()
         assert run_cli("util", "proving", "check", *cli).returncode == 0
+
+        # both replicas lost: the rebuild thread reseals the sector key and hands the update to snap_encode again
+        update = (home / "persist-1" / "update" / "s-t01000-1").read_bytes()
+        (home / "persist-1" / "update" / "s-t01000-1").unlink()
+        (home / "persist-1" / "sealed" / "s-t01000-1").unlink()
+        task = json.loads(run_cli("util", "sectors", "rebuild", "1000-1", "--wait", "120", *cli, "--json", check=True).stdout)
+        assert task["State"] == "done", task
+        assert (home / "persist-1" / "update" / "s-t01000-1").read_bytes() == update
+        assert len(requests(logs["snap_encode"])) == 2
     finally:
         for p in (worker, manager):
             if p is not None:
