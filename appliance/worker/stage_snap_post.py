@@ -6,8 +6,9 @@ variant name, `[u8; 32]` and `Vec<u8>` as arrays of numbers, `SnarkProof` (b64se
 as a base64 string, PieceInfo sizes unpadded.
 
 Where ours differs from rust-fil-proofs: `snap_prove.vannilla_proofs` holds ONE element, our
-update vanilla proofs of all partitions (docs/formats.md "DMU1"), not one bincode
-`PartitionProof` per partition; proofs (update, PoSt) are our builtin non-succinct ones unless an
+update vanilla proofs of all partitions (docs/formats.md "DMU1"), where Damocles' worker sends
+one element per partition, each `bincode::serialize(&PartitionProof<Tree>)` (filecoin-proofs-api
+src/update.rs generate_partition_proofs); proofs (update, PoSt) are our builtin non-succinct ones unless an
 external processor answers a Groth16 proof, which is passed on as it is for the chain to judge."""
 
 from __future__ import annotations
