@@ -85,8 +85,6 @@ def parse_post_config(raw: dict, available_cpus: set[int] | None = None) -> Post
     if not isinstance(entries, list):
         raise ConfigError("[[processors.window_post]]: expected an array of tables")
     cfg.processors = [parse_processor("window_post", i, e, {}, cfg.warnings, available_cpus) for i, e in enumerate(entries)]
-    if any(p.bin for p in cfg.processors):
-        raise ConfigError("[[processors.window_post]]: external (bin) window_post processors are not supported yet")
     return cfg
 
 

@@ -1,22 +1,20 @@
 """The prover: pulls WindowPoSt jobs from the manager (WdPoStAllocateJobs), proves each in a
-window_post processor pool (pinned as configured), heartbeats every job it holds while it
+window_post processor pool (pinned as configured) or hands it to an external window_post
+processor as Damocles' WindowPoSt task, heartbeats every job it holds while it
 works, and reports the proof with the sectors it could not read as faults (WdPoStFinishJob).
 A job the manager no longer wants (answered 11002) is dropped."""
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
-from pathlib import Path
 
-from ..core.proof_types import default_seal_proof, post_proof
-from ..core.sector import sector_name
-from ..proofs.post import PrivateSector, encode_post, generate_window_post
 from ..rpc import RPCError
 from ..rpc.client import RPCClient, TransportError
 from ..config.processors import ProcessorConfig
+from ..worker.external import ExternalProcessor
 from ..worker.processors import ProcessorPool
+from ..worker.stage_snap_post import job_task, read_window_post_output, run_task
 from .config import PostConfig
 
 log = logging.getLogger("damocles.post")
@@ -26,28 +24,20 @@ def prove_job(job_input: dict, stores: dict[str, str]) -> dict:
     """A job's proof, in a processor process: Damocles' WindowPoStOutput {proofs: [base64],
     faults: [sector numbers]}. `job_input` is Damocles' WdPoStInput: each sector names the
     attached store that holds its sealed file and the one that holds its cache directory
-    (Accesses.SealedFile / CacheDir); ProofType in the proofs API's spelling (..._V1_2) or ours."""
-    proof_type = post_proof(job_input["ProofType"])
-    sp = default_seal_proof(proof_type.size)      # only the tree shape of the size matters here
-    sectors, faults = [], []
-    for s in job_input["Sectors"] or ():
-        sealed_store, cache_store = stores.get(s["Accesses"]["SealedFile"]), stores.get(s["Accesses"]["CacheDir"])
-        if sealed_store is None or cache_store is None:     # not attached here: cannot be read, so it is a fault
-            faults.append(s["SectorId"])
-            continue
-        name = sector_name(job_input["MinerId"], s["SectorId"])
-        sealed, cache = ("update", "update-cache") if s.get("Upgrade") else ("sealed", "cache")   # snap-upgraded
-        sectors.append(PrivateSector(s["SectorId"], bytes(s["CommR"]), Path(cache_store) / cache / name,
-                                     Path(sealed_store) / sealed / name))
-    result = generate_window_post(proof_type, sp, sectors, bytes(job_input["Seed"]))
-    return {"proofs": [base64.b64encode(encode_post(result)).decode()], "faults": sorted(faults + list(result.faults))}
+    (Accesses.SealedFile / CacheDir); ProofType in the proofs API's spelling (..._V1_2) or ours.
+    The job goes through the same WindowPoSt task an external processor is given."""
+    task, faults = job_task(job_input, stores)
+    out = run_task("window_post", task)
+    return {"proofs": out["proofs"], "faults": sorted(faults + out["faults"])}
 
 
 class ProverService:
-    def __init__(self, config: PostConfig, pools: list[ProcessorPool] | None = None, rpc: RPCClient | None = None):
-        """`pools`: window_post pools owned by someone else (a worker's wdpost thread); by
-        default the prover starts its own from `[[processors.window_post]]`. `rpc`: the client
-        of the worker a wdpost thread runs in (its calls counted with the worker's)."""
+    def __init__(self, config: PostConfig, pools: list[ProcessorPool] | None = None, rpc: RPCClient | None = None,
+                 externals: list[ExternalProcessor] | None = None):
+        """`pools` and `externals`: window_post pools and external processors owned by someone else
+        (a worker's wdpost thread); by default the prover starts its own from
+        `[[processors.window_post]]` (entries with `bin` are external processors). `rpc`: the
+        client of the worker a wdpost thread runs in (its calls counted with the worker's)."""
         self.config = config
         for w in config.warnings:
             log.warning(w)
@@ -55,9 +45,16 @@ class ProverService:
             if not a.location.is_dir():
                 raise ValueError(f"[[attached]] {a.name}: {a.location} is not a directory")
         self.rpc = rpc or RPCClient(config.manager_url, config.manager_token)
-        entries = config.processors or [ProcessorConfig("window_post", 0, concurrent=config.concurrency)]
-        self._own_pools = not pools
-        self.pools = pools or [ProcessorPool(e) for e in entries]
+        self._own_pools = not pools and not externals
+        self.pools, self.externals = list(pools or []), list(externals or [])
+        if self._own_pools:
+            entries = config.processors or [ProcessorConfig("window_post", 0, concurrent=config.concurrency)]
+            try:
+                for e in entries:
+                    (self.externals if e.bin else self.pools).append(ExternalProcessor(e) if e.bin else ProcessorPool(e))
+            except BaseException:
+                self._close_processors()
+                raise
         self.paused = False
         self.stores = {a.name: str(a.location) for a in config.attached}
         self.running: dict[str, threading.Thread] = {}
@@ -100,11 +97,16 @@ class ProverService:
     def _prove(self, job: dict) -> None:
         job_id = job["Id"]
         try:
-            pool = max(self.pools, key=lambda p: p.free())
+            proc = max(self.pools + self.externals, key=_free)
             log.info("job %s: proving %d sectors of miner %s", job_id, len(job["Input"]["Sectors"]), job["Input"]["MinerId"])
             try:
-                output, error = pool.run(prove_job, job["Input"], self.stores), ""
-            except Exception as exc:      # the processor failed or died: the manager retries the job
+                if isinstance(proc, ExternalProcessor):     # Damocles' WindowPoSt task, its answer checked
+                    task, faults = job_task(job["Input"], self.stores)
+                    out = read_window_post_output(proc.call(task), task)
+                    output, error = {"proofs": out["proofs"], "faults": sorted(faults + out["faults"])}, ""
+                else:
+                    output, error = proc.run(prove_job, job["Input"], self.stores), ""
+            except Exception as exc:      # the processor failed or died, or answered wrong: the manager retries the job
                 output, error = None, str(exc).splitlines()[0]
                 log.error("job %s: %s", job_id, error)
             self._finish(job_id, output, error)
@@ -132,5 +134,15 @@ class ProverService:
         for t in self._threads:
             t.join(timeout=5)
         if self._own_pools:
-            for p in self.pools:
-                p.close()
+            self._close_processors()
+
+    def _close_processors(self) -> None:
+        for p in self.pools + self.externals:
+            p.close()
+
+
+def _free(proc) -> int:
+    """Room for another job: idle pool processes, or an external processor's slots not in use."""
+    if isinstance(proc, ExternalProcessor):
+        return (proc.cfg.concurrent or 64) - len(proc._pending)
+    return proc.free()

@@ -198,10 +198,11 @@ def encode_sector(proof: UpdateProofType, root: Path, sector: SectorID, staged_d
 
 
 def encode_files(proof: UpdateProofType, files: SectorFiles, staged_data_path: Path,
-                 pieces: list[PieceInfo] | None = None, procs: int = 1) -> UpdateEncoded:
-    """encode_into from files.sealed / files.cache into files.update / files.update_cache, both
-    built under temporary names and renamed only when everything succeeded; existing ones are
-    refused and nothing is left behind on failure."""
+                 pieces: list[PieceInfo] | None = None, procs: int = 1, encoder=None) -> UpdateEncoded:
+    """encode_into (or `encoder`, with its signature: an external processor) from files.sealed /
+    files.cache into files.update / files.update_cache, both built under temporary names and
+    renamed only when everything succeeded; existing ones are refused and nothing is left behind
+    on failure."""
     f = files
     for p in (f.update, f.update_cache):
         if p.exists():
@@ -212,7 +213,7 @@ def encode_files(proof: UpdateProofType, files: SectorFiles, staged_data_path: P
     tmp_cache = f.update_cache.with_name(f".{f.update_cache.name}.tmp")
     shutil.rmtree(tmp_cache, ignore_errors=True)
     try:
-        out = encode_into(proof, tmp_replica, tmp_cache, f.sealed, f.cache, staged_data_path, pieces, procs)
+        out = (encoder or encode_into)(proof, tmp_replica, tmp_cache, f.sealed, f.cache, staged_data_path, pieces, procs)
         tmp_cache.rename(f.update_cache)
         tmp_replica.rename(f.update)
         return out

@@ -30,7 +30,8 @@ NOT_RUN_PROCESSORS = {
     "synth_proof": "synthetic PoRep is not done by this worker",
     "sealing_daemons": "this worker starts no custom daemons",
 }
-EXTERNAL_STAGES = ("pc1", "pc2", "c2", "add_pieces", "tree_d", "transfer", "unseal")   # may hand tasks to an external `bin`
+EXTERNAL_STAGES = ("pc1", "pc2", "c2", "add_pieces", "tree_d", "transfer", "unseal",    # may hand tasks to an external `bin`
+                   "snap_encode", "snap_prove", "window_post")
 # stages whose only processor is an external `bin`: without one the sealing thread does the work
 EXTERNAL_ONLY = {"transfer": "without one, the sealing thread copies a sector to its persist store itself"}
 # every plan Damocles' worker names; a plan that cannot run here stops its own thread only

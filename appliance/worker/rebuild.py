@@ -86,8 +86,13 @@ class RebuildSteps(TaskSteps, SealerSteps):
         pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in deals]
         out = SectorFiles(p.sealed, p.cache, p.data / "update" / p.name, p.data / "update-cache" / p.name)
         try:
-            self.ctx.run_stage("snap_encode", encode_files, update_proof_for_seal(proof), out, staged, pieces,
-                                     self.ctx.pc2_procs)
+            if self.ctx.external("snap_encode"):      # Damocles' SnapEncode task to the external processor
+                from .stage_snap_post import external_encoder
+                encode_files(update_proof_for_seal(proof), out, staged, pieces, self.ctx.pc2_procs,
+                             external_encoder(self.ctx.run_task))
+            else:
+                self.ctx.run_stage("snap_encode", encode_files, update_proof_for_seal(proof), out, staged, pieces,
+                                   self.ctx.pc2_procs)
         finally:
             staged.unlink(missing_ok=True)
         return out

@@ -174,7 +174,8 @@ class WorkerService:
             return RefusedThread(i, t)
         if t.plan == "wdpost":
             return WdPostThread(i, config.name, config.manager_url, config.manager_token, config.attached,
-                                t.sealing, self.processors.pools.get("window_post"), self.rpc)
+                                t.sealing, self.processors.pools.get("window_post"), self.rpc,
+                                self.processors.externals.get("window_post"))
         cls = {"unseal": UnsealThread, "rebuild": RebuildThread, "snapup": SnapUpThread}.get(t.plan, SealingThread)
         ctx = ThreadContext(self.rpc, t.sealing, t.location, config.attached, self.parent_cache, config.name, self.limits,
                             self.processors, self.pc2_procs, self.tasklog, config.local_pieces_dirs,

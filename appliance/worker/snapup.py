@@ -1,7 +1,8 @@
 """A sealing thread with `plan = "snapup"` (SnapDeals): takes a CC sector and deals from the
 manager (AllocateSanpUpSector), copies the sector key (the CC replica and its cache) from the
 persist store into its location, adds the pieces, encodes the new replica with Filecoin's
-ReplicaUpdate encoding (the `snap_encode` stage), proves it (`snap_prove`), persists `update/`
+ReplicaUpdate encoding (the `snap_encode` stage), proves it (`snap_prove`; either stage may be an
+external processor, given Damocles' SnapEncode / SnapProve task), persists `update/`
 and `update-cache/` into the store and submits the proof (SubmitSnapUpProof). As in Damocles, the
 thread is done once the manager accepts the proof (Accepted, or DuplicateSubmit when it had
 accepted it before a restart): ReportFinalized, and the manager follows ProveReplicaUpdates
@@ -22,8 +23,9 @@ from ..core.sector import SectorID
 from ..proofs.cid import cid_to_commitment
 from ..proofs.commitment import PieceInfo
 from ..proofs.snap import update_proof_for_seal
-from ..proofs.snap_encode import encode_sector, sector_files
+from ..proofs.snap_encode import encode_files, encode_sector, sector_files
 from ..proofs.snap_proof import generate_update_proof, prove_update_partitions
+from . import stage_snap_post
 from .plan import Event, Plan
 from .persist import PERSISTED_CACHE_FILES, persist
 from .stage_data import add_pieces_stage
@@ -87,20 +89,31 @@ class SnapUpSteps(TaskSteps):
     def on_PieceAdded(self, rec):
         upd = update_proof_for_seal(seal_proof(rec.proof))
         pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in rec.deals]
-        enc = self.ctx.run_stage("snap_encode", encode_sector, upd, self._root(), SectorID(rec.miner, rec.number),
-                                 Paths(self.ctx.location, rec.name).staged, pieces, self.ctx.pc2_procs)
+        sector, staged = SectorID(rec.miner, rec.number), Paths(self.ctx.location, rec.name).staged
+        if self.ctx.external("snap_encode"):      # Damocles' SnapEncode task to the external processor
+            enc = encode_files(upd, self._local(rec), staged, pieces, self.ctx.pc2_procs,
+                               stage_snap_post.external_encoder(self.ctx.run_task))
+        else:
+            enc = self.ctx.run_stage("snap_encode", encode_sector, upd, self._root(), sector, staged, pieces,
+                                     self.ctx.pc2_procs)
         if enc.comm_r_old != bytes(rec.task["Public"]["CommR"]):
             raise ValueError("the sector key in the store does not have the sector's CommR on chain")
         return Event("Encode", {"comm_r_old": enc.comm_r_old.hex(), "comm_r_new": enc.comm_r_new.hex(),
                                 "comm_d_new": enc.comm_d_new.hex()})
 
     def on_Encoded(self, rec):
-        local = self._local(rec)
-        vanilla = self.ctx.run_stage("snap_prove", prove_update_partitions, update_proof_for_seal(seal_proof(rec.proof)),
-                                     bytes.fromhex(rec.comm_r_old), bytes.fromhex(rec.comm_r_new),
-                                     bytes.fromhex(rec.comm_d_new), local.sealed, local.cache, local.update,
-                                     local.update_cache)
-        atomic_write(self._root() / "update-proof", generate_update_proof(vanilla))
+        local, upd = self._local(rec), update_proof_for_seal(seal_proof(rec.proof))
+        comms = bytes.fromhex(rec.comm_r_old), bytes.fromhex(rec.comm_r_new), bytes.fromhex(rec.comm_d_new)
+        # the vanilla partition proofs: in the snap_prove pool, or (an external processor makes the
+        # proof from them, as in Damocles) in this thread
+        vanilla = self.ctx.run_stage("snap_prove", prove_update_partitions, upd, *comms, local.sealed, local.cache,
+                                     local.update, local.update_cache)
+        if self.ctx.external("snap_prove"):
+            proof = stage_snap_post.read_snap_prove_output(
+                self.ctx.run_task("snap_prove", stage_snap_post.snap_prove_task(vanilla)), upd, *comms)
+        else:
+            proof = generate_update_proof(vanilla)
+        atomic_write(self._root() / "update-proof", proof)
         crash_point("worker.snapup.proved")
         return "Prove"
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from ..core.proof_types import seal_proof
 
-SUPPORTED = ("pc1", "pc2", "c2", "add_pieces", "tree_d", "transfer", "unseal")
+SUPPORTED = ("pc1", "pc2", "c2", "add_pieces", "tree_d", "transfer", "unseal", "snap_encode", "snap_prove",
+             "window_post", "winning_post")
 
 
 class TaskError(ValueError):
@@ -53,6 +54,9 @@ def _obj(v, field: str) -> dict:
 
 def run_task(stage: str, task: dict) -> dict:
     """The builtin engine behind the protocol."""
+    if stage in ("snap_encode", "snap_prove", "window_post", "winning_post"):
+        from .stage_snap_post import run_task as run_snap_post     # imported here: it imports this module
+        return run_snap_post(stage, task)
     task = _obj(task, "task")
     if stage in ("add_pieces", "tree_d", "transfer", "unseal"):
         from .stage_data import run as run_data_stage        # the data stages: stage_data.py

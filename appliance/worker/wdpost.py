@@ -1,7 +1,7 @@
 """A sealing thread with `plan = "wdpost"` (Damocles' worker-prover): it runs the dedicated
 prover's code, one WindowPoSt job at a time, reading sealed sectors from the worker's
-`[[attached]]` stores and proving in the worker's `[[processors.window_post]]` pools when it
-has some. Pausing stops it from taking new jobs; a job in flight is finished. Its jobs are not
+`[[attached]]` stores and proving in the worker's `[[processors.window_post]]` pools or external
+processors (`bin`) when it has some. Pausing stops it from taking new jobs; a job in flight is finished. Its jobs are not
 journalled here: the manager retries a job whose prover went silent (heartbeats, JobMaxTry)."""
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from .control import ThreadControl
 class WdPostThread(ThreadControl):
     plan = "wdpost"
 
-    def __init__(self, index: int, worker_name: str, manager_url: str, token: str | None, attached, sealing, pools, rpc=None):
+    def __init__(self, index: int, worker_name: str, manager_url: str, token: str | None, attached, sealing, pools, rpc=None,
+                 externals=None):
         super().__init__(index)
         cfg = PostConfig(name=f"{worker_name}-wdpost-{index}", poll_interval=max(0.1, sealing.rpc_polling_interval),
                          concurrency=1, allowed_miners=list(sealing.allowed_miners) if sealing.allowed_miners else None,
                          manager_url=manager_url, manager_token=token, attached=list(attached))
-        self.prover = ProverService(cfg, pools or None, rpc)     # the worker's client: its calls are counted
+        self.prover = ProverService(cfg, pools or None, rpc, externals or None)   # the worker's client: its calls are counted
 
     @property
     def status(self) -> str:
