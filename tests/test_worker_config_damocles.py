@@ -230,10 +230,12 @@ def test_processor_types_damocles_knows_load_and_those_not_run_are_findings(stag
     assert any(w.startswith(f"[[processors.{stage}]]: not started") for w in cfg.warnings)
 
 
-def test_external_bin_on_a_stage_without_external_tasks_is_a_finding():
+def test_every_stage_this_worker_runs_may_have_an_external_bin():
+    from appliance.worker.config import EXTERNAL_STAGES, NOT_RUN_PROCESSORS, PROCESSOR_STAGES
+    assert set(EXTERNAL_STAGES) == set(PROCESSOR_STAGES) - set(NOT_RUN_PROCESSORS)
     cfg = parse_worker_config({**BASE, "processors": {"snap_encode": [{"bin": "/opt/encode"}, {"concurrent": 2}]}})
-    assert [p.index for p in cfg.processors["snap_encode"]] == [1]
-    assert any("[[processors.snap_encode]][0]: not started: an external `bin`" in w for w in cfg.warnings)
+    assert [p.index for p in cfg.processors["snap_encode"]] == [0, 1] and cfg.processors["snap_encode"][0].bin == "/opt/encode"
+    assert not any("snap_encode" in w for w in cfg.warnings)
 
 
 def test_transfer_runs_only_as_an_external_bin():
