@@ -463,61 +463,18 @@ def test_worker_refuses_tree_d_transfer_and_unseal_answers_that_lie(piece_files,
 def test_snapup_and_rebuild_add_pieces_and_persist_through_external_processors(tmp_path):
     """The snapup plan's add pieces and its update/ persisted by the transfer processor; a rebuild
     of both replicas through add_pieces, tree_d and transfer (as in test_snapup, with taps)."""
-    from appliance.rpc.auth import issue_token, load_or_create_secret
-    from appliance.rpc.client import RPCClient
-    from .configs import worker_toml
-    from .conftest import read_line, run_cli
-    from .test_post_e2e import prove_next_occurrence, seal_by_hand, until
-    from .test_snapup import SNAP_MANAGER
-    from .test_worker_e2e import start
+    from .test_snapup import snap_cluster
 
-    home, taps = tmp_path / "manager", tmp_path / "taps"
-    home.mkdir()
+    taps = tmp_path / "taps"
     taps.mkdir()
-    (home / "manager.toml").write_text(SNAP_MANAGER)
-    (home / "persist-1").mkdir()
-    manager = start(["manager", "run", "--home", str(home)])
-    worker = None
-    try:
-        url = read_line(manager).split()[-1]
-        secret = load_or_create_secret(home / "secret")
-        admin = RPCClient(url, issue_token(secret, "admin"))
-        threads = [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "snapup"},
-                   {"location": tmp_path / "t2", "plan": "rebuild"}]
-        (tmp_path / "worker.toml").write_text(worker_toml(
-            url, issue_token(secret, "write"), home / "persist-1", threads,
-            processors={s: [_tap(s)] for s in ("add_pieces", "tree_d", "transfer")}))
-        worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")],
-                       {"TAP_LOG_DIR": str(taps)})
-        seal_by_hand(admin, 1, [manager, worker])
-        d = next(x["Index"] for x in admin.call("Venus.ProvingDeadlines", 1000) if x["Sectors"])
-        assert prove_next_occurrence(admin, d, [manager])["state"] == "landed"
+    with snap_cluster(tmp_path, processors={s: [_tap(s)] for s in ("add_pieces", "tree_d", "transfer")},
+                      worker_env={"TAP_LOG_DIR": str(taps)}) as c:
+        home = c.home
         piece = tmp_path / "deal.bin"
         piece.write_bytes(b"snap deal payload " * 20)                 # 360 bytes: a 512-byte piece
-        cli = ["--api", url, "--home", str(home)]
-        run_cli("util", "piece", "import", str(piece), "--miner", "1000", *cli, "--json", check=True)
-        assert json.loads(run_cli("util", "snap", "fetch", "--miner", "1000", *cli, "--json", check=True).stdout)["Added"] == [1]
-
-        def upgraded():
-            c = admin.call("Venus.SnapUpCandidateList", 1000)[0]
-            if c["State"] == "submitted":
-                admin.call("Venus.DevnetAdvance", 1)
-                admin.call("Venus.SnapUpState", {"Miner": 1000, "Number": 1})
-            return c if c["State"] in ("landed", "failed") else None
-        assert until("the upgrade to land", upgraded, timeout=120, procs=[manager, worker])["State"] == "landed"
-        update = (home / "persist-1" / "update" / "s-t01000-1").read_bytes()
+        assert c.upgrade(piece)[1]["State"] == "landed"
         sent_before = len(_traffic(taps, "add_pieces"))
-        (home / "persist-1" / "update" / "s-t01000-1").unlink()
-        (home / "persist-1" / "sealed" / "s-t01000-1").unlink()
-        task = json.loads(run_cli("util", "sectors", "rebuild", "1000-1", "--wait", "120", *cli, "--json", check=True).stdout)
-        assert task["State"] == "done", task
-        assert (home / "persist-1" / "update" / "s-t01000-1").read_bytes() == update
-        assert run_cli("util", "proving", "check", *cli).returncode == 0
-    finally:
-        for p in (worker, manager):
-            if p is not None:
-                p.terminate()
-                p.wait(timeout=30)
+        c.rebuild_both_replicas()
     add = _traffic(taps, "add_pieces")
     assert all(t["err_msg"] is None for d, t in add if d == "<")
     # seal (CC), snap-up (the deal), rebuild: the sector key (CC) and the update's deal again

@@ -269,49 +269,17 @@ def test_snapup_and_rebuild_threads_hand_snap_stages_to_external_processors(tmp_
     thread encodes it again through the same snap_encode processor."""
     from appliance.proofs.cid import cid_to_commitment, commd_to_cid
     from appliance.proofs.commitment import commp_file
-    from appliance.rpc.auth import issue_token, load_or_create_secret
-    from appliance.rpc.client import RPCClient
-    from .configs import worker_toml
-    from .conftest import read_line, run_cli
-    from .test_post_e2e import prove_next_occurrence, seal_by_hand, until
-    from .test_snapup import SNAP_MANAGER
-    from .test_worker_e2e import start
+    from .conftest import run_cli
+    from .test_snapup import snap_cluster
 
-    home = tmp_path / "manager"
-    home.mkdir()
-    (home / "manager.toml").write_text(SNAP_MANAGER)
-    (home / "persist-1").mkdir()
-    manager = start(["manager", "run", "--home", str(home)])
-    worker = None
-    try:
-        url = read_line(manager).split()[-1]
-        admin = RPCClient(url, issue_token(load_or_create_secret(home / "secret"), "admin"))
-        logs = {s: tmp_path / f"{s}.jsonl" for s in ("snap_encode", "snap_prove")}
-        (tmp_path / "worker.toml").write_text(worker_toml(
-            url, issue_token(load_or_create_secret(home / "secret"), "write"), home / "persist-1",
-            [{"location": tmp_path / "t0"}, {"location": tmp_path / "t1", "plan": "snapup"},
-             {"location": tmp_path / "t2", "plan": "rebuild"}],
-            processors={s: [recording(s, log)] for s, log in logs.items()}))
-        worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
-        seal_by_hand(admin, 1, [manager, worker])
-        d = next(x["Index"] for x in admin.call("Venus.ProvingDeadlines", 1000) if x["Sectors"])
-        assert prove_next_occurrence(admin, d, [manager])["state"] == "landed"
+    logs = {s: tmp_path / f"{s}.jsonl" for s in ("snap_encode", "snap_prove")}
+    with snap_cluster(tmp_path, processors={s: [recording(s, log)] for s, log in logs.items()}) as c:
+        admin, home = c.admin, c.home
         old = admin.call("Venus.DevnetSectors", 1000)[0]
-
         piece = tmp_path / "deal.bin"
         piece.write_bytes(b"external snap payload " * 20)
-        cli = ["--api", url, "--home", str(home)]
-        run_cli("util", "piece", "import", str(piece), "--miner", "1000", *cli, "--json", check=True)
-        assert json.loads(run_cli("util", "snap", "fetch", "--miner", "1000", *cli, "--json", check=True).stdout)["Added"] == [1]
-
-        def upgraded():
-            c = admin.call("Venus.SnapUpCandidateList", 1000)[0]
-            if c["State"] == "submitted":
-                admin.call("Venus.DevnetAdvance", 1)
-                admin.call("Venus.SnapUpState", {"Miner": 1000, "Number": 1})
-            return c if c["State"] in ("landed", "failed") else None
-        c = until("the upgrade to land", upgraded, timeout=180, procs=[manager, worker])
-        assert c["State"] == "landed", c
+        cand = c.upgrade(piece, timeout=180)[1]
+        assert cand["State"] == "landed", cand
         new = admin.call("Venus.DevnetSectors", 1000)[0]
         assert new["sector_key_cid"] == old["sealed_cid"] and new["sealed_cid"] != old["sealed_cid"]
         assert new["unsealed_cid"] == commd_to_cid(comm_d_from_pieces([commp_file(piece)[0]], 2048))
@@ -326,21 +294,11 @@ def test_snapup_and_rebuild_threads_hand_snap_stages_to_external_processors(tmp_
         assert bytes(prove["task"]["comm_r_old"]) == cid_to_commitment(old["sealed_cid"])[1]
         assert bytes(prove["task"]["comm_r_new"]) == cid_to_commitment(new["sealed_cid"])[1]
         assert (home / "persist-1" / "update" / "s-t01000-1").is_file()
-        assert run_cli("util", "proving", "check", *cli).returncode == 0
+        assert run_cli("util", "proving", "check", *c.cli).returncode == 0
 
         # both replicas lost: the rebuild thread reseals the sector key and hands the update to snap_encode again
-        update = (home / "persist-1" / "update" / "s-t01000-1").read_bytes()
-        (home / "persist-1" / "update" / "s-t01000-1").unlink()
-        (home / "persist-1" / "sealed" / "s-t01000-1").unlink()
-        task = json.loads(run_cli("util", "sectors", "rebuild", "1000-1", "--wait", "120", *cli, "--json", check=True).stdout)
-        assert task["State"] == "done", task
-        assert (home / "persist-1" / "update" / "s-t01000-1").read_bytes() == update
+        c.rebuild_both_replicas()
         assert len(requests(logs["snap_encode"])) == 2
-    finally:
-        for p in (worker, manager):
-            if p is not None:
-                p.terminate()
-                p.wait(timeout=30)
 
 
 def test_worker_wdpost_thread_hands_jobs_to_an_external_processor(tmp_path):
