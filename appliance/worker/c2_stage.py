@@ -9,7 +9,7 @@ from ..core.sector import SectorID
 from ..proofs import ProofError, c1_json
 from ..proofs.c2 import seal_commit_phase2
 from ..proofs.porep import C1Output
-from .tasks import TaskError, _b32, _int, _obj
+from .task_fields import TaskError, b32 as _b32, obj as _obj, u64 as _int
 
 MAX_U64 = (1 << 64) - 1
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.files import atomic_output, atomic_write
-from ..core.proof_types import SealProofType, seal_proof
+from ..core.proof_types import SealProofType
 from ..core.sector import SectorID
 from ..proofs import ProofError
 from ..proofs.addpiece import StagedPiece, add_pieces, build_tree_d
@@ -27,7 +27,8 @@ from ..proofs.commitment import PieceInfo, hash_pair, root_of_padded, zero_comm
 from ..proofs.fr32 import is_valid_unpadded_piece_size, pad, padded_size, unpadded_size
 from ..proofs.store import TREE_D
 from .failure import Perm
-from .tasks import TaskError
+from .task_fields import (TaskError, array as _list, b32 as _b32, boolean as _bool, obj as _obj, path as _path,
+                          sector_of as _sector, seal_proof_name as _proof, u64 as _int)
 
 STAGES = ("add_pieces", "tree_d", "transfer", "unseal")
 CHUNK_UNPADDED = 127 * 8192          # a piece is read, padded and hashed 1 MiB (padded) at a time
@@ -35,64 +36,20 @@ CHUNK_UNPADDED = 127 * 8192          # a piece is read, padded and hashed 1 MiB 
 
 # --------------------------------------------------------------------------------- fields
 
-def _obj(v, field: str) -> dict:
-    if not isinstance(v, dict):
-        raise TaskError(f"{field}: expected an object, got {type(v).__name__}")
-    return v
 
 
-def _list(v, field: str) -> list:
-    if not isinstance(v, list):
-        raise TaskError(f"{field}: expected an array, got {type(v).__name__}")
-    return v
 
 
-def _int(v, field: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 64:
-        raise TaskError(f"{field}: expected an unsigned 64-bit integer, got {v!r}")
-    return v
 
 
-def _bool(v, field: str) -> bool:
-    if not isinstance(v, bool):
-        raise TaskError(f"{field}: expected true or false, got {v!r}")
-    return v
 
 
-def _path(v, field: str) -> Path:
-    if not isinstance(v, str) or not v:
-        raise TaskError(f"{field}: expected a path, got {v!r}")
-    return Path(v)
 
 
-def _b32(v, field: str) -> bytes:
-    if not isinstance(v, list) or len(v) != 32 or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255
-                                                          for x in v):
-        raise TaskError(f"{field}: expected an array of 32 integers 0..255")
-    return bytes(v)
 
 
-def _proof(v, field: str) -> SealProofType:
-    if not isinstance(v, str):
-        raise TaskError(f"{field}: expected a RegisteredSealProof name such as \"StackedDrg2KiBV1_1\", got {v!r}")
-    try:
-        return seal_proof(v)
-    except ValueError as exc:
-        raise TaskError(f"{field}: {exc}") from None
 
 
-def _sector(prover_id: bytes, number: int, field: str) -> SectorID:
-    """The SectorID whose prover_id (ID address payload: uvarint of the miner, zero-filled) this is."""
-    miner, shift = 0, 0
-    for i, b in enumerate(prover_id[:10]):
-        miner |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            sector = SectorID(miner, number)
-            if sector.prover_id == prover_id:
-                return sector
-            break
-    raise TaskError(f"{field}: not the payload of an ID address (f0...) zero-filled to 32 bytes")
 
 
 # ------------------------------------------------------------------------- add_pieces

@@ -28,7 +28,8 @@ from ..proofs.commitment import PieceInfo, comm_d_from_pieces
 from ..proofs.pc1 import generate_labels, replica_id
 from ..proofs.pc2 import seal_pre_commit_phase2
 from ..proofs.store import TREE_D
-from .tasks import TaskError, _b32, _int, _miner_from_prover_id, _obj, _proof, _str
+from .task_fields import (TaskError, b32 as _b32, obj as _obj, piece_infos as _task_piece_infos, piece_infos_json,
+                          sector_of, seal_proof_name as _proof, string as _str, u64 as _int)
 
 # ------------------------------------------------------------------------- serde names
 
@@ -127,16 +128,11 @@ def read_pc2_output(out, proof: SealProofType, comm_d: bytes) -> bytes:
 
 # -------------------------------------------------------------------------- task builders
 
-def piece_infos(pieces: list[PieceInfo]) -> list[dict]:
-    """filecoin-proofs PieceInfo: the size is UNPADDED (a 2KiB piece is 2032)."""
-    return [{"commitment": list(p.commitment), "size": p.size // 128 * 127} for p in pieces]
-
-
 def pc1_task(proof, cache: Path, staged: Path, sealed: Path, sector: SectorID, ticket: bytes, pieces: list[PieceInfo],
              parent_cache=None) -> dict:
     task = {"registered_proof": api_name(proof), "cache_path": str(cache), "in_path": str(staged), "out_path": str(sealed),
             "prover_id": list(sector.prover_id), "sector_id": sector.number, "ticket": list(ticket),
-            "piece_infos": piece_infos(pieces)}
+            "piece_infos": piece_infos_json(pieces)}
     if parent_cache:     # our addition (serde ignores it); rust-fil-proofs reads FIL_PROOFS_PARENT_CACHE
         task["parent_cache_dir"] = str(parent_cache)
     return task
@@ -148,20 +144,6 @@ def pc2_task(pc1out: dict, cache: Path, sealed: Path, procs: int) -> dict:
 
 
 # ------------------------------------------------------------------ builtin implementations
-
-def _read_piece_infos(v) -> list[PieceInfo]:
-    if not isinstance(v, list):
-        raise TaskError("task.piece_infos: expected an array of PieceInfo {commitment, size}")
-    pieces = []
-    for i, p in enumerate(v):
-        p = _obj(p, f"task.piece_infos[{i}]")
-        size = _int(p.get("size"), f"task.piece_infos[{i}].size")
-        padded = size // 127 * 128
-        if size % 127 or padded & (padded - 1) or padded < 128:
-            raise TaskError(f"task.piece_infos[{i}].size: {size} is not an unpadded piece size (127·2^k, e.g. 2032)")
-        pieces.append(PieceInfo(padded, _b32(p.get("commitment"), f"task.piece_infos[{i}].commitment")))
-    return pieces
-
 
 def copy_data(src: Path, dst: Path, size: int) -> None:
     """in_path to out_path, extended with zeros to the sector size, atomically."""
@@ -187,10 +169,10 @@ def run_pc1(task: dict) -> dict:
     cache = Path(_str(task.get("cache_path"), "task.cache_path"))
     staged = Path(_str(task.get("in_path"), "task.in_path"))
     sealed = Path(_str(task.get("out_path"), "task.out_path"))
-    sector = SectorID(_miner_from_prover_id(_b32(task.get("prover_id"), "task.prover_id")),
-                      _int(task.get("sector_id"), "task.sector_id"))
+    sector = sector_of(_b32(task.get("prover_id"), "task.prover_id"), _int(task.get("sector_id"), "task.sector_id"),
+                       "task.prover_id")
     ticket = _b32(task.get("ticket"), "task.ticket")
-    pieces = _read_piece_infos(task.get("piece_infos"))
+    pieces = _task_piece_infos(task.get("piece_infos"), "task.piece_infos")
     if not cache.is_dir():
         raise TaskError(f"task.cache_path: {cache} is not a directory")
     if not staged.is_file():

@@ -30,7 +30,8 @@ from ..proofs.snap import UpdateProofType, update_proof
 from ..proofs.snap_encode import UpdateEncoded, encode_into
 from ..proofs.snap_proof import (PROOF_MAGIC, UpdateVanilla, decode_vanilla, encode_vanilla, generate_update_proof,
                                  verify_update_partitions, verify_update_proof)
-from .tasks import TaskError, _b32, _int, _obj, _str
+from .task_fields import (TaskError, array as _list, b32 as _b32, byte_array as _bytes, obj as _obj, path as _path,
+                          piece_infos as _pieces, piece_infos_json, string as _str, u64 as _int)
 
 log = logging.getLogger("damocles.worker.stage_snap_post")
 
@@ -39,44 +40,16 @@ SUPPORTED = ("snap_encode", "snap_prove", "window_post", "winning_post")
 
 # ----------------------------------------------------------------------------- value shapes
 
-def _bytes(v, field: str) -> bytes:
-    """A Vec<u8> as serde_json writes it: an array of numbers 0..255."""
-    if not isinstance(v, list) or not all(type(x) is int and 0 <= x <= 255 for x in v):
-        raise TaskError(f"{field}: expected an array of integers 0..255")
-    return bytes(v)
 
 
-def _list(v, field: str) -> list:
-    if not isinstance(v, list):
-        raise TaskError(f"{field}: expected an array")
-    return v
 
 
-def _path(v, field: str) -> Path:
-    return Path(_str(v, field))
 
 
-def unpadded(padded: int) -> int:
-    """filecoin-proofs UnpaddedBytesAmount of a padded piece size (127 of every 128 bytes)."""
-    return padded - padded // 128
 
 
-def piece_infos_json(pieces: list[PieceInfo]) -> list[dict]:
-    return [{"commitment": list(p.commitment), "size": unpadded(p.size)} for p in pieces]
 
 
-def _pieces(v, field: str) -> list[PieceInfo]:
-    out = []
-    for i, p in enumerate(_list(v, field)):
-        p = _obj(p, f"{field}[{i}]")
-        size = _int(p.get("size"), f"{field}[{i}].size")
-        if size % 127:
-            raise TaskError(f"{field}[{i}].size: {size} is not an unpadded piece size (127 x 2^k bytes)")
-        try:
-            out.append(PieceInfo(size // 127 * 128, _b32(p.get("commitment"), f"{field}[{i}].commitment")))
-        except ProofError as exc:
-            raise TaskError(f"{field}[{i}]: {exc}") from None
-    return out
 
 
 def _update_proof(v, field: str) -> UpdateProofType:

@@ -1,84 +1,34 @@
-"""Stage tasks in Damocles' vc-processors shapes (Damocles' vc-processors crate), their builtin
-implementations (what `damocles processor <stage>` runs), and strict readers of their outputs.
-Inputs follow Damocles (snake_case, proof types by name, 32-byte values as int arrays); outputs
-of the builtin stages are our own documented shapes (docs/processors.md)."""
+"""The builtin engine behind `damocles processor <stage>`: every vc-processors stage this worker
+runs, dispatched to the module that holds its task shape, builtin runner and output reader
+(stage_seal: pc1, pc2; c2_stage: c2; stage_data: add_pieces, tree_d, transfer, unseal;
+stage_snap_post: snap_encode, snap_prove, window_post, winning_post). Tasks and outputs are
+Damocles' (vc-processors builtin/tasks.rs) with filecoin-proofs-api's types as serde writes them
+(task_fields.py; docs/processors.md)."""
 
 from __future__ import annotations
 
-from ..core.proof_types import seal_proof
+from .task_fields import TaskError, obj
 
 SUPPORTED = ("pc1", "pc2", "c2", "add_pieces", "tree_d", "transfer", "unseal", "snap_encode", "snap_prove",
              "window_post", "winning_post")
 
-
-class TaskError(ValueError):
-    """A task or an output that does not have the expected shape; names the field."""
+__all__ = ["SUPPORTED", "TaskError", "run_task"]
 
 
-def _b32(v, field: str) -> bytes:
-    if not isinstance(v, list) or len(v) != 32 or not all(isinstance(x, int) and 0 <= x <= 255 for x in v):
-        raise TaskError(f"{field}: expected an array of 32 integers 0..255")
-    return bytes(v)
-
-
-def _int(v, field: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise TaskError(f"{field}: expected a non-negative integer, got {v!r}")
-    return v
-
-
-def _str(v, field: str) -> str:
-    if not isinstance(v, str) or not v:
-        raise TaskError(f"{field}: expected a non-empty string, got {v!r}")
-    return v
-
-
-def _proof(v, field: str):
-    try:
-        return seal_proof(_str(v, field))
-    except ValueError as exc:
-        raise TaskError(f"{field}: {exc}") from None
-
-
-def _obj(v, field: str) -> dict:
-    if not isinstance(v, dict):
-        raise TaskError(f"{field}: expected an object")
-    return v
-
-
-# ------------------------------------------------------------------------ task builders
-
-
-
-# ---------------------------------------------------------------- builtin implementations
-
-def run_task(stage: str, task: dict) -> dict:
-    """The builtin engine behind the protocol."""
+def run_task(stage: str, task: dict):
+    """Run one task of `stage` with the builtin engine; its output as the stage's Rust type."""
+    # imported on use: a processor child loads only its own stage's module
     if stage in ("snap_encode", "snap_prove", "window_post", "winning_post"):
-        from .stage_snap_post import run_task as run_snap_post     # imported here: it imports this module
+        from .stage_snap_post import run_task as run_snap_post
         return run_snap_post(stage, task)
-    task = _obj(task, "task")
+    task = obj(task, "task")
     if stage in ("add_pieces", "tree_d", "transfer", "unseal"):
-        from .stage_data import run as run_data_stage        # the data stages: stage_data.py
+        from .stage_data import run as run_data_stage
         return run_data_stage(stage, task)
     if stage in ("pc1", "pc2"):
-        from . import stage_seal     # it reads fields with this module's helpers
+        from . import stage_seal
         return stage_seal.run_pc1(task) if stage == "pc1" else stage_seal.run_pc2(task)
     if stage == "c2":
-        from .c2_stage import run_c2     # c2_stage uses this module's validators
+        from .c2_stage import run_c2
         return run_c2(task)
     raise TaskError(f"stage {stage!r} has no builtin processor (supported: {', '.join(SUPPORTED)})")
-
-
-def _miner_from_prover_id(pid: bytes) -> int:
-    n, shift = 0, 0
-    for b in pid:
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n
-    raise TaskError("task.prover_id: not an ID address payload")
-
-
-# -------------------------------------------------------------------------- output readers
-
