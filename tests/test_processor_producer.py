@@ -237,6 +237,7 @@ def test_worker_list_shows_how_each_processor_is_pinned(fake, tmp_path, monkeypa
 
             def call(self, method, *params):
                 return answers[method]
+        cli.build_parser()     # every command module loaded first: none may bind the fake client for later tests
         monkeypatch.setattr("appliance.rpc.client.RPCClient", Client)
         assert cli.main(["worker", "list", "-H", "127.0.0.1:1", "--token", "t"]) == 0
         out = capsys.readouterr().out
