@@ -6,6 +6,7 @@ window_post` started as a separate program proves a deadline that lands on the d
 Damocles 4235a89 damocles-manager/modules/config_processor.go and pkg/extproc/config.go."""
 
 import json
+import logging
 import shlex
 import shutil
 import sys
@@ -201,6 +202,67 @@ def test_manager_run_with_a_bad_ext_prover_cfg_exits_2_naming_it(tmp_path, capsy
     home = tmp_path / "m"
     init_home(home, poster_manager())
     (home / "ext-prover.cfg").write_text('[[WinPost]]\nWeight = "heavy"\n')
-    assert cli.main(["manager", "run", "--home", str(home), "--ext-prover"]) == 2
+    handlers, level = logging.root.handlers[:], logging.root.level
+    try:
+        assert cli.main(["manager", "run", "--home", str(home), "--ext-prover"]) == 2
+    finally:      # `manager run` logs to this test's captured stderr: not to the next test's
+        logging.root.handlers[:], logging.root.level = handlers, level
     err = capsys.readouterr().err
     assert f"{home / 'ext-prover.cfg'}: [[WinPost]] #0: Weight" in err, err
+
+
+TASK = {"miner_id": 1000, "proof_type": "StackedDrgWindow2KiBV1_2", "seed": [0] * 32,
+        "replicas": [{"sector_id": 1, "comm_r": [1] * 32, "cache_dir": "/c", "sealed_file": "/s"},
+                     {"sector_id": 2, "comm_r": [2] * 32, "cache_dir": "/c2", "sealed_file": "/s2"}]}
+
+
+@pytest.mark.parametrize("out, why", [
+    ([], "not an object"),
+    ({"proofs": "AAAA"}, "output.proofs: 'AAAA' is not an array"),
+    ({"proofs": ["not base64!"]}, r"output.proofs\[0\]: not a base64 string"),
+    ({"proofs": [[1, 2]]}, r"output.proofs\[0\]: not a base64 string"),
+    ({"proofs": ["AAAA"], "faults": [7]}, r"output.faults\[0\]: 7 is not a sector of the task"),
+    ({"proofs": [], "faults": []}, "output.proofs: empty"),
+])
+def test_a_malformed_window_post_answer_is_refused_naming_the_field(out, why):
+    with pytest.raises(ProcessorError, match=why):
+        ext_prover.read_proofs(out, "window_post", TASK)
+
+
+def test_a_window_post_answer_reads_as_proof_bytes_and_faults():
+    assert ext_prover.read_proofs({"proofs": ["AAEC"], "faults": [2]}, "window_post", TASK) == ([b"\0\1\2"], [2])
+
+
+def test_an_ext_prover_cfg_without_entries_proves_in_process_with_a_logged_error(tmp_path, caplog):
+    init_home(tmp_path / "m", poster_manager())
+    ep = ext_prover.ExtProver(load_config(tmp_path / "m"), tmp_path / "m")
+    assert not ep.has("window_post") and not ep.has("winning_post")
+    assert "has no [[WdPost]] entry; window_post is proven in-process" in caplog.text
+    assert "has no [[WinPost]] entry; winning_post is proven in-process" in caplog.text
+
+
+def test_a_winning_proof_that_does_not_verify_is_not_submitted(tmp_path, caplog):
+    """A processor answering a proof of ours over the wrong sector data: the poster verifies it
+    and submits no block."""
+    fake = tmp_path / "fake.py"
+    fake.write_text(
+        "import base64, json, sys\n"
+        "from appliance.proofs.post import POST_MAGIC\n"
+        "print('winning_post processor ready', flush=True)\n"
+        "for line in sys.stdin:\n"
+        "    rid = json.loads(line)['id']\n"
+        "    proof = base64.b64encode(POST_MAGIC + bytes(64)).decode()\n"
+        "    print(json.dumps({'id': rid, 'err_msg': None, 'output': {'proofs': [proof]}}), flush=True)\n")
+    cfg = f'[[WinPost]]\nBin = {json.dumps(sys.executable)}\nArgs = [{json.dumps(str(fake))}]\nReadyTimeoutSecs = 30\n'
+    svc = _ext_service(tmp_path, cfg, winning=True)
+    try:
+        chain = svc.chain
+        first = chain.head() + 1
+        for _ in range(40):
+            chain.advance(1)
+            svc.poster.tick()
+        elected = [b for b in chain.blocks(1000) if b["epoch"] >= first]
+        assert elected and not any(b["won"] for b in elected), elected      # elected, never submitted
+        assert "the ext-prover's WinningPoSt failed" in caplog.text
+    finally:
+        _close(svc)
