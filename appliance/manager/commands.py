@@ -31,6 +31,9 @@ def add_parsers(manager: argparse._SubParsersAction) -> None:
     p.add_argument("--rebuild-from-chain", action="store_true",
                    help="when manager.db is behind the chain (deleted, damaged, an older copy restored), take the "
                         "sector number counters and message nonces from the chain instead of refusing to start")
+    p.add_argument("--ext-prover", action="store_true",
+                   help="hand WindowPoSt and WinningPoSt to the external processors of ext-prover.cfg in the home "
+                        "([[WdPost]], [[WinPost]]; `manager init` writes it commented out)")
     p.set_defaults(func=cmd_run)
     p = manager.add_parser("backup", help="write a consistent online backup (state, chain, secret, config) to one file")
     p.add_argument("--home", type=Path, default=DEFAULT_HOME)
@@ -82,9 +85,11 @@ def cmd_run(args) -> int:
     if not path.exists():
         print(f"damocles: error: {path} not found: run 'damocles manager init --home {args.home}'", file=sys.stderr)
         return 2
+    from ..core.extproc import ProcessorError
+    from .ext_prover import ExtProverConfigError
     try:
-        service = ManagerService(args.home, rebuild_from_chain=args.rebuild_from_chain)
-    except DatabaseError as exc:        # a damaged, newer, missing or behind-the-chain database
+        service = ManagerService(args.home, rebuild_from_chain=args.rebuild_from_chain, ext_prover=args.ext_prover)
+    except (DatabaseError, ExtProverConfigError, ProcessorError) as exc:   # a bad database, ext-prover.cfg or processor
         print(f"damocles: error: {exc}", file=sys.stderr)
         return 2
     host, port = service.start(args.listen)

@@ -33,6 +33,8 @@ from ..proofs.cid import cid_to_commitment
 from ..proofs.post import (PrivateSector, PublicSector, check_sector, decode_post, encode_post, generate_window_post,
                            generate_winning_post, verify_post, winning_sector_indices)
 from .config import ManagerConfig, MinerConfig
+from .ext_prover import post_task
+from ..core.extproc import ProcessorError
 
 log = logging.getLogger("damocles.manager.poster")
 SECTOR_CHECK_TIMEOUT = 10.0       # seconds one sector's pre-check may take (a hung disk or NFS)
@@ -69,8 +71,9 @@ class Round:
 
 
 class Poster:
-    def __init__(self, config: ManagerConfig, state, chain, jobs, committer, sealer, now=time.time):
+    def __init__(self, config: ManagerConfig, state, chain, jobs, committer, sealer, now=time.time, ext_prover=None):
         self.config, self.state, self.chain, self.jobs, self.committer, self.sealer = config, state, chain, jobs, committer, sealer
+        self.ext_prover = ext_prover     # `manager run --ext-prover`: PoSt goes to ext-prover.cfg's processors
         self._now = now
         self._local: dict[tuple, concurrent.futures.Future] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="wdpost-local")
@@ -257,7 +260,20 @@ class Poster:
     def _prove_here(self, r: "Round", good: list[Target], randomness: bytes) -> None:
         sp = seal_proof(self.chain.miner_info(r.m.actor).seal_proof)
         sectors = [PrivateSector(t.number, t.comm_r, _path(t.cache), _path(t.sealed)) for t in good]
-        self._local[r.key] = self._pool.submit(generate_window_post, sp.window_post, sp, sectors, randomness)
+        if self.ext_prover is not None and self.ext_prover.has("window_post"):
+            task = post_task(r.m.actor, sp.window_post, sectors, randomness)
+            self._local[r.key] = self._pool.submit(self._prove_external, "window_post", task)
+            return
+        self._local[r.key] = self._pool.submit(self._prove_in_process, sp, sectors, randomness)
+
+    @staticmethod
+    def _prove_in_process(sp, sectors: list[PrivateSector], randomness: bytes) -> tuple[bytes, list[int]]:
+        result = generate_window_post(sp.window_post, sp, sectors, randomness)
+        return encode_post(result), sorted(result.faults)
+
+    def _prove_external(self, stage: str, task: dict) -> tuple[bytes, list[int]]:
+        proofs, faults = self.ext_prover.prove(stage, task)
+        return proofs[0], faults
 
     def _collect_local(self, r: "Round", info: dict) -> None:
         fut = self._local.get(r.key)
@@ -268,12 +284,13 @@ class Poster:
             return
         del self._local[r.key]
         try:
-            result = fut.result()
+            proof, faults = fut.result()
         except Exception as exc:
+            log.error("%s: proving failed: %s", r, exc)
             info.update(state=None, error=f"proving failed: {exc}", attempts=info.get("attempts", 0) + 1)
             self._save(r.key, self._give_up_if_spent(info))
             return
-        self._proved(r, info, encode_post(result), sorted(result.faults))
+        self._proved(r, info, proof, faults)
 
     def _collect_job(self, r: "Round", info: dict) -> None:
         job = self.jobs.get(info["job"])
@@ -386,18 +403,38 @@ class Poster:
         if target.sealed is None:
             log.error("miner %s: elected at %s but sector %s is in no persist store", m.actor, head, chosen.number)
             return
-        result = generate_winning_post(sp.winning_post, sp,
-                                       PrivateSector(target.number, target.comm_r, _path(target.cache), _path(target.sealed)),
-                                       randomness)
-        if result.faults:
-            log.error("miner %s: elected at %s, sector %s cannot be proven: %s", m.actor, head, chosen.number,
-                      result.faults[chosen.number])
-            return
+        sector = PrivateSector(target.number, target.comm_r, _path(target.cache), _path(target.sealed))
+        if self.ext_prover is not None and self.ext_prover.has("winning_post"):
+            proof = self._winning_external(m, head, sp, sector, randomness)
+            if proof is None:
+                return
+        else:
+            result = generate_winning_post(sp.winning_post, sp, sector, randomness)
+            if result.faults:
+                log.error("miner %s: elected at %s, sector %s cannot be proven: %s", m.actor, head, chosen.number,
+                          result.faults[chosen.number])
+                return
+            proof = encode_post(result)
         try:
-            self.chain.submit_winning_post(m.actor, head, encode_post(result))
+            self.chain.submit_winning_post(m.actor, head, proof)
             log.info("miner %s: won the block at epoch %s", m.actor, head)
         except Exception as exc:
             log.error("miner %s: block at epoch %s refused: %s", m.actor, head, exc)
+
+    def _winning_external(self, m: MinerConfig, head: int, sp, sector: PrivateSector, randomness: bytes) -> bytes | None:
+        """A WinningPoSt from an ext-prover processor, checked as a window proof is: ours must
+        verify, a Groth16 one is left to the chain."""
+        what = f"miner {m.actor} block at epoch {head}"
+        try:
+            proofs, _ = self.ext_prover.prove("winning_post", post_task(m.actor, sp.winning_post, [sector], randomness))
+            external, _ = precheck(self.chain, "winning_post", proofs[0], what)
+            if not external:
+                verify_post(sp.winning_post, randomness, [PublicSector(sector.number, sector.comm_r)],
+                            decode_post(proofs[0], sp.winning_post))
+        except (ProcessorError, ProofError) as exc:
+            log.error("%s: the ext-prover's WinningPoSt failed: %s", what, exc)
+            return None
+        return proofs[0]
 
 
 def _path(p: str | None) -> Path | None:

@@ -27,6 +27,7 @@ from .proving import Proving
 from .rebuild import Rebuilder
 from .snapup import SnapUp
 from .sealer import Sealer
+from .ext_prover import ExtProver, load_config as load_ext_prover_config, write_default as write_ext_prover_default
 from .guard import open_stores
 from .unseal import Unsealer
 from .wdpost_jobs import WdPoStJobs
@@ -42,6 +43,7 @@ def init_home(home: Path, config_text: str = DEVNET_CFG) -> Path:
         raise FileExistsError(f"{existing} already exists")
     cfg_path = home / CONFIG_NAME
     cfg_path.write_text(config_text)
+    write_ext_prover_default(home)        # Damocles' ext-prover.cfg, all commented out
     load_or_create_secret(home / "secret")
     cfg = load_config(cfg_path)
     for s in cfg.persist_stores + cfg.piece_stores:
@@ -65,7 +67,8 @@ def ensure_miners(chain: Devnet, cfg: ManagerConfig) -> None:
 
 
 class ManagerService:
-    def __init__(self, home: Path, config: ManagerConfig | None = None, rebuild_from_chain: bool = False):
+    def __init__(self, home: Path, config: ManagerConfig | None = None, rebuild_from_chain: bool = False,
+                 ext_prover: bool = False):
         self.home = Path(home)
         self.config = config or load_config(config_path(self.home))
         for w in self.config.warnings:
@@ -76,6 +79,8 @@ class ManagerService:
                                              self.config.persist_stores, self.config.piece_stores)
         try:
             ensure_miners(self.chain, self.config)      # a miner with no proof type anywhere is refused here
+            # `run --ext-prover`: ext-prover.cfg's processors, started now (a bad entry refuses the start)
+            self.ext_prover = ExtProver(load_ext_prover_config(self.home), self.home) if ext_prover else None
         except BaseException:
             self.state.close()
             self.chain.close()
@@ -83,7 +88,8 @@ class ManagerService:
         self.sealer = Sealer(self.config, self.state, self.chain)
         self.committer = Committer(self.config, self.state, self.chain)
         self.jobs = WdPoStJobs(self.state, self.config.worker_prover)
-        self.poster = Poster(self.config, self.state, self.chain, self.jobs, self.committer, self.sealer)
+        self.poster = Poster(self.config, self.state, self.chain, self.jobs, self.committer, self.sealer,
+                             ext_prover=self.ext_prover)
         allow = NetworkAllowList(self.config.allow_networks) if self.config.allow_networks else None
         self.rpc = RPCServer(self.secret, allow, self.config.max_body)
         api.register(self.rpc, self.sealer, self.chain)
@@ -152,5 +158,7 @@ class ManagerService:
         for t in self._threads:
             t.join(timeout=10)
         self.poster.close()
+        if self.ext_prover is not None:
+            self.ext_prover.close()
         self.state.close()
         self.chain.close()

@@ -26,6 +26,7 @@ import sys
 import threading
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 
+from ..core.extproc import MalformedAnswer, own_command, parse_answer  # own_command: imported from here too
 from ..core.units import format_duration
 from .answer_dump import dump_answer
 from . import cgroup
@@ -34,55 +35,6 @@ from .failure import Temp
 from .processors import spawner
 
 log = logging.getLogger("damocles.worker.external")
-
-# what each stage's output is in Damocles' vc-processors (builtin/tasks.rs, `type Output`)
-OUTPUT_TYPES = {"add_pieces": list, "tree_d": bool, "pc1": dict, "pc2": dict, "c2": dict, "snap_encode": dict,
-                "snap_prove": list, "transfer": bool, "unseal": int, "window_post": dict, "winning_post": dict,
-                "synth_proof": bool}
-_JSON_NAMES = {dict: "object", list: "array", bool: "boolean", int: "number"}
-
-
-class MalformedAnswer(ValueError):
-    def __init__(self, reason: str, rid: int | None = None):
-        super().__init__(reason)
-        self.rid = rid
-
-
-def own_command(stage: str) -> list[str]:
-    """This executable as a processor: the frozen binary, or this Python running the package."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "processor", stage]
-    return [sys.executable, "-m", "appliance", "processor", stage]
-
-
-def parse_answer(stage: str, line: str, pending) -> tuple[int, str | None, object]:
-    """(id, err_msg, output) of an answer line; MalformedAnswer with the reason (and the id when
-    the line names one in flight) otherwise."""
-    try:
-        answer = json.loads(line)
-    except ValueError as exc:
-        raise MalformedAnswer(f"not JSON ({exc})") from None
-    if not isinstance(answer, dict):
-        raise MalformedAnswer(f"a JSON {type(answer).__name__}, not an object {{id, err_msg, output}}")
-    rid = answer.get("id")
-    if isinstance(rid, bool) or not isinstance(rid, int):
-        raise MalformedAnswer(f"id {rid!r} is not a request id")
-    if rid not in pending:
-        raise MalformedAnswer(f"id {rid} is not a task in flight")
-    err = answer.get("err_msg")
-    if err is not None:
-        if not isinstance(err, str):
-            raise MalformedAnswer(f"err_msg {err!r} is not a string or null", rid)
-        return rid, err, None
-    output = answer.get("output")
-    if output is None:
-        raise MalformedAnswer("neither err_msg nor output", rid)
-    want = OUTPUT_TYPES.get(stage)
-    if want is not None and (not isinstance(output, want) or (want is int and isinstance(output, bool))):
-        raise MalformedAnswer(f"output is a JSON {type(output).__name__}, a {stage} output is a JSON "
-                              f"{_JSON_NAMES[want]}", rid)
-    return rid, None, output
-
 
 class ExternalProcessor:
     def __init__(self, cfg: ProcessorConfig):
