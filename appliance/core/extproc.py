@@ -15,6 +15,8 @@ import sys
 import threading
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 
+from .proof_types import api_post_name
+
 log = logging.getLogger("damocles.extproc")
 
 # what each stage's output is in Damocles' vc-processors (builtin/tasks.rs, `type Output`)
@@ -204,6 +206,15 @@ class ProtocolChild:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def post_task(miner: int, proof_type, sectors, seed: bytes) -> dict:
+    """vc-processors' WindowPoSt / WinningPoSt task (builtin/tasks.rs; the same fields) from
+    PrivateSectors (number, comm_r, cache_dir, sealed)."""
+    return {"miner_id": miner, "proof_type": api_post_name(proof_type),
+            "replicas": [{"sector_id": s.number, "comm_r": list(s.comm_r), "cache_dir": str(s.cache_dir),
+                          "sealed_file": str(s.sealed)} for s in sectors],
+            "seed": list(seed)}
 
 
 def child_env(envs: dict[str, str]) -> dict[str, str]:

@@ -178,8 +178,15 @@ def post_proof(value: str | int) -> PoStProofType:
     raise ValueError(f"unknown PoSt proof type {value!r}: expected a name such as StackedDrgWindow2KiBV1_1")
 
 
+def api_post_name(pt: PoStProofType) -> str:
+    """The name rust-fil-proofs' RegisteredPoStProof serializes (filecoin-proofs-api): the chain's
+    WindowPoSt V1_1 types are the proofs API's V1_2 (api version 1.2, the grinding fix), as
+    Damocles' stage.ProofType2String maps them; every other type keeps its name."""
+    return pt.name.replace("V1_1", "V1_2") if pt.name.endswith("V1_1") else pt.name
+
+
 __all__ = [
     "NODE_SIZE", "SectorSize", "SECTOR_SIZES", "sector_size", "SealProofType", "SEAL_PROOFS",
-    "seal_proof", "default_seal_proof", "PoStProofType", "POST_PROOFS", "post_proof", "ApiVersion",
+    "seal_proof", "default_seal_proof", "PoStProofType", "POST_PROOFS", "post_proof", "api_post_name", "ApiVersion",
     "format_bytes",
 ]

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.extproc import ProcessorError, ProtocolChild, child_env, own_command
-from ..core.proof_types import PoStProofType
 
 log = logging.getLogger("damocles.manager.ext_prover")
 
@@ -145,20 +144,6 @@ def load_config(home: Path) -> ExtProverConfig:
         entries = [_entry(known[0], i, t, path) for i, t in enumerate(value)]
         getattr(cfg, key.lower()).extend(entries)
     return cfg
-
-
-def api_post_name(pt: PoStProofType) -> str:
-    """RegisteredPoStProof as filecoin-proofs-api names it: our WindowPoSt V1_1 types are its V1_2."""
-    return pt.name.replace("V1_1", "V1_2") if not pt.winning and pt.name.endswith("V1_1") else pt.name
-
-
-def post_task(miner: int, proof_type: PoStProofType, sectors, seed: bytes) -> dict:
-    """vc-processors' WindowPoSt / WinningPoSt task (builtin/tasks.rs; the same fields), built from
-    the poster's PrivateSectors."""
-    return {"miner_id": miner, "proof_type": api_post_name(proof_type),
-            "replicas": [{"sector_id": s.number, "comm_r": list(s.comm_r), "cache_dir": str(s.cache_dir),
-                          "sealed_file": str(s.sealed)} for s in sectors],
-            "seed": list(seed)}
 
 
 def read_proofs(out, stage: str, task: dict) -> tuple[list[bytes], list[int]]:

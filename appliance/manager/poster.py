@@ -33,7 +33,7 @@ from ..proofs.cid import cid_to_commitment
 from ..proofs.post import (PrivateSector, PublicSector, check_sector, decode_post, encode_post, generate_window_post,
                            generate_winning_post, verify_post, winning_sector_indices)
 from .config import ManagerConfig, MinerConfig
-from .ext_prover import post_task
+from ..core.extproc import post_task
 from ..core.extproc import ProcessorError
 
 log = logging.getLogger("damocles.manager.poster")

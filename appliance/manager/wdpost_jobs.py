@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 
-from ..core.proof_types import post_proof
+from ..core.proof_types import api_post_name, post_proof
 from .config import WorkerProverConfig
 from .identity import bound
 from .state import ManagerState
@@ -37,10 +37,9 @@ def proofs_api_name(proof_type: str | int) -> str:
     (api version 1.2, the grinding fix); every other type keeps its name. A name we do not know
     is kept as it is (it then matches only itself, as in Damocles)."""
     try:
-        pt = post_proof(proof_type)
+        return api_post_name(post_proof(proof_type))
     except ValueError:
         return str(proof_type)
-    return pt.name.replace("V1_1", "V1_2") if pt.name.endswith("V1_1") else pt.name
 
 
 def _with_api_proof_type(job_input: dict) -> dict:

@@ -18,7 +18,8 @@ import logging
 import os
 from pathlib import Path
 
-from ..core.proof_types import PoStProofType, default_seal_proof, post_proof
+from ..core.extproc import post_task
+from ..core.proof_types import PoStProofType, api_post_name, default_seal_proof, post_proof
 from ..core.sector import sector_name
 from ..proofs import ProofError
 from ..proofs.commitment import PieceInfo, comm_d_from_pieces
@@ -57,11 +58,6 @@ def _update_proof(v, field: str) -> UpdateProofType:
         return update_proof(_str(v, field))
     except ValueError as exc:
         raise TaskError(f"{field}: {exc}") from None
-
-
-def api_post_name(pt: PoStProofType) -> str:
-    """RegisteredPoStProof as filecoin-proofs-api names it: our WindowPoSt V1_1 types are its V1_2."""
-    return pt.name.replace("V1_1", "V1_2") if not pt.winning and pt.name.endswith("V1_1") else pt.name
 
 
 def _post_proof(v, field: str, winning: bool) -> PoStProofType:
@@ -187,14 +183,6 @@ def read_snap_prove_output(out, proof: UpdateProofType, comm_r_old: bytes, comm_
 
 
 # ------------------------------------------------------------------ window_post / winning_post
-
-def post_task(miner: int, proof_type: PoStProofType, sectors: list[PrivateSector], seed: bytes) -> dict:
-    """vc-processors WindowPoSt / WinningPoSt (the same fields)."""
-    return {"miner_id": miner, "proof_type": api_post_name(proof_type),
-            "replicas": [{"sector_id": s.number, "comm_r": list(s.comm_r), "cache_dir": str(s.cache_dir),
-                          "sealed_file": str(s.sealed)} for s in sectors],
-            "seed": list(seed)}
-
 
 def job_task(job_input: dict, stores: dict[str, str]) -> tuple[dict, list[int]]:
     """A WdPoSt job (Damocles' WdPoStInput) as a WindowPoSt task, as Damocles' wdpost planner builds
