@@ -197,3 +197,21 @@ def test_a_plain_copy_under_wal_misses_data_a_backup_has(tmp_path):
     state = ManagerState(tmp_path / "r" / "manager.db")
     assert [s["number"] for s in state.sectors(MINER)] == numbers
     state.close()
+
+
+def test_ext_prover_cfg_travels_with_a_backup_and_a_homes_own_wins(tmp_path):
+    from appliance.manager.backup import backup
+    from appliance.manager.service import init_home
+    home = tmp_path / "m"
+    init_home(home)
+    ManagerState(home / "manager.db").close()
+    (home / "ext-prover.cfg").write_text('[[WdPost]]\nBin = "/opt/wdpost"\n')
+    archive = tmp_path / "b.tar.gz"
+    assert "ext-prover.cfg" in backup(home, archive)["files"]
+    restore(archive, tmp_path / "fresh")
+    assert (tmp_path / "fresh" / "ext-prover.cfg").read_text() == '[[WdPost]]\nBin = "/opt/wdpost"\n'
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "ext-prover.cfg").write_text("# this node's own\n")
+    restore(archive, own)
+    assert (own / "ext-prover.cfg").read_text() == "# this node's own\n"

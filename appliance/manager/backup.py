@@ -31,7 +31,8 @@ from .state import MANAGER_SCHEMA
 
 FORMAT = 1
 DATABASES: dict[str, Schema] = {"manager.db": MANAGER_SCHEMA, "devnet.db": DEVNET_SCHEMA}
-PLAIN_FILES = ("secret", "sector-manager.cfg", "manager.toml")   # the config under either name
+CONFIG_FILES = ("sector-manager.cfg", "manager.toml")             # the config under either name
+PLAIN_FILES = ("secret", *CONFIG_FILES, "ext-prover.cfg")       # ext-prover.cfg: `manager run --ext-prover`'s processors
 SNAPSHOT_DEADLINE_S = 60.0
 
 
@@ -219,8 +220,10 @@ def _restore(archive: Path, home: Path, keep_chain: bool, force: bool) -> dict:
                 moved.append(aside.name)
         placed = []
         for n in names:
-            if n in ("sector-manager.cfg", "manager.toml") and any((home / c).exists() for c in PLAIN_FILES[1:]):
+            if n in CONFIG_FILES and any((home / c).exists() for c in CONFIG_FILES):
                 continue                              # the home's own config wins
+            if n == "ext-prover.cfg" and (home / n).exists():
+                continue                              # so does its own ext-prover.cfg
             if n == "secret":
                 os.chmod(tmp / n, 0o600)
             os.replace(tmp / n, home / n)
