@@ -94,57 +94,70 @@ def wait_ready(proc: subprocess.Popen, stage: str, seconds: float, label: str) -
     raise ProcessorError(f"{label}: {why}; expected {want!r}")
 
 
-class ProtocolChild:
-    """One processor child for a role that needs neither cgroups nor restarts in place (the
-    manager's ext-prover): started at once, `call` sends a task and waits for its answer. A child
-    that exits or prints a line that is no answer fails what is in flight; the next call starts
-    it again."""
+class ChildClient:
+    """What both roles' clients share: tasks in flight by id, one reader thread per child, and
+    every task in flight failed when the child is lost. A subclass starts the child (and hands it
+    to `_adopt`) and may say which exception a failed task raises (`error`), what becomes of a
+    malformed line (`on_malformed`) and what follows the loss of a child (`on_lost`)."""
 
-    def __init__(self, stage: str, command: list[str], env: dict[str, str], concurrent: int, ready_timeout: float,
-                 label: str):
-        self.stage, self.command, self.env, self.label = stage, command, env, label
-        self.ready_timeout = ready_timeout
-        self.slots = threading.BoundedSemaphore(max(concurrent, 1))
-        self.concurrent = max(concurrent, 1)
-        self.in_flight = 0
+    stage: str
+    label: str
+    after_kill = "the child was killed"      # what a task that timed out says became of the child
+
+    def _init_client(self, stage: str, reader_name: str) -> None:
+        self.stage, self._reader_name = stage, reader_name
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pending: dict[int, Future] = {}
         self.proc: subprocess.Popen | None = None
+        self.last_error: str | None = None
         self._closed = False
-        self.start()
 
-    def start(self) -> None:
+    # --------------------------------------------------------------------------- hooks
+
+    def error(self, message: str) -> Exception:
+        return ProcessorError(message)
+
+    def on_malformed(self, proc: subprocess.Popen, line: str, exc: MalformedAnswer) -> str:
+        """Called for a line that is no valid answer; returns what the failure adds to `exc`."""
+        log.error("%s (pid %d) printed a malformed answer: %s: %r", self.label, proc.pid, exc, line[:300])
+        return ""
+
+    def on_lost(self, why: str) -> None:
+        """Called once a child was lost and its tasks failed (outside the lock)."""
+
+    # ------------------------------------------------------------------------- the child
+
+    def _adopt(self, proc: subprocess.Popen) -> bool:
+        """Make a started child (past its ready line) the one tasks go to; false when the client
+        was closed meanwhile (the child is killed)."""
         with self._lock:
-            if self.proc is not None or self._closed:
-                return
-            try:
-                proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env,
-                                        text=True, bufsize=1)
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise ProcessorError(f"{self.label}: cannot start {self.command[0]}: {exc}") from None
-            wait_ready(proc, self.stage, self.ready_timeout, self.label)
+            if self._closed:           # closed while it started (a restart racing close): not kept
+                proc.kill()
+                proc.wait()
+                return False
             self.proc = proc
-        threading.Thread(target=self._read, args=(proc,), name=f"extproc-{self.label}", daemon=True).start()
+        threading.Thread(target=self._read, args=(proc,), name=self._reader_name, daemon=True).start()
+        return True
 
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
             try:
                 rid, err, output = parse_answer(self.stage, line, self._pending)
             except MalformedAnswer as exc:
-                log.error("%s (pid %d) printed a malformed answer: %s: %r", self.label, proc.pid, exc, line[:300])
-                if exc.rid is not None:
+                more = self.on_malformed(proc, line, exc)
+                if exc.rid is not None:            # an answer to a known task: only that task fails
                     fut = self._pending.pop(exc.rid, None)
-                    if fut is not None:
-                        fut.set_exception(ProcessorError(f"{self.label}: malformed answer: {exc}"))
+                    if fut is not None and not fut.done():
+                        fut.set_exception(self.error(f"{self.label}: malformed answer to task {exc.rid}: {exc}{more}"))
                     continue
-                self._fail_all(proc, f"printed a malformed line ({exc})")
+                self._fail_all(proc, f"printed a malformed line ({exc}{more})")   # whose answer: unknown
                 return
             fut = self._pending.pop(rid, None)
             if fut is None:
                 continue
             if err is not None:
-                fut.set_exception(ProcessorError(f"{self.label}: {err}"))
+                fut.set_exception(self.error(f"{self.label}: {err}"))
             else:
                 fut.set_result(output)
         self._fail_all(proc, f"exited with code {proc.wait()}")
@@ -157,29 +170,22 @@ class ProtocolChild:
                 proc.kill()
                 proc.wait()
             pending, self._pending, self.proc = self._pending, {}, None
+            self.last_error = why
         if not self._closed:
             log.warning("%s (pid %d) %s; %d task(s) in flight fail", self.label, proc.pid, why, len(pending))
         for fut in pending.values():
             if not fut.done():
-                fut.set_exception(ProcessorError(f"{self.label} {why}"))
+                fut.set_exception(self.error(f"{self.label} {why}"))
+        if not self._closed:
+            self.on_lost(why)
 
-    def call(self, task: dict, timeout: float | None):
-        """The output of one task; ProcessorError when there is none within `timeout` seconds
-        (the child is then killed: a child that lost a task cannot be trusted with the others)."""
-        with self.slots:
-            self.in_flight += 1
-            try:
-                return self._call(task, timeout)
-            finally:
-                self.in_flight -= 1
+    # --------------------------------------------------------------------------- tasks
 
-    def _call(self, task: dict, timeout: float | None):
-        if self.proc is None:
-            self.start()
+    def _send(self, task: dict) -> tuple[subprocess.Popen, int, Future]:
         with self._lock:
             proc = self.proc
             if proc is None:
-                raise ProcessorError(f"{self.label} is not running")
+                raise self.error(f"{self.label} is not running ({self.last_error or 'starting'})")
             rid = next(self._ids)
             fut: Future = Future()
             self._pending[rid] = fut
@@ -188,14 +194,20 @@ class ProtocolChild:
                 proc.stdin.flush()
             except OSError as exc:
                 self._pending.pop(rid, None)
-                raise ProcessorError(f"{self.label}: cannot send the task: {exc}") from None
+                raise self.error(f"{self.label}: cannot send the task: {exc}") from None
+        return proc, rid, fut
+
+    def _answer(self, proc: subprocess.Popen, rid: int, fut: Future, timeout: float | None, limit_text: str):
+        """The task's output; on no answer within `timeout` the child is killed (a child that lost
+        a task cannot be trusted with the others) and the task fails naming `limit_text`."""
         try:
             return fut.result(timeout=timeout)
         except FutureTimeout:
-            self._fail_all(proc, f"did not answer {self.stage} task {rid} within {timeout:g} s")
-            raise ProcessorError(f"{self.label} did not answer {self.stage} task {rid} within {timeout:g} s") from None
+            why = f"did not answer {self.stage} task {rid} within {limit_text}"
+            self._fail_all(proc, why)
+            raise self.error(f"{self.label} {why}; {self.after_kill}") from None
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         with self._lock:
             self._closed = True
             proc, self.proc = self.proc, None
@@ -206,6 +218,51 @@ class ProtocolChild:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class ProtocolChild(ChildClient):
+    """One processor child for a role that needs neither cgroups nor restarts in place (the
+    manager's ext-prover): started at once, `call` sends a task and waits for its answer. A child
+    that exits or prints a line that is no answer fails what is in flight; the next call starts
+    it again."""
+
+    def __init__(self, stage: str, command: list[str], env: dict[str, str], concurrent: int, ready_timeout: float,
+                 label: str):
+        self._init_client(stage, f"extproc-{label}")
+        self.command, self.env, self.label = command, env, label
+        self.ready_timeout = ready_timeout
+        self.slots = threading.BoundedSemaphore(max(concurrent, 1))
+        self.concurrent = max(concurrent, 1)
+        self.in_flight = 0
+        self._start_lock = threading.Lock()
+        self.start()
+
+    def start(self) -> None:
+        with self._start_lock:
+            if self.proc is not None or self._closed:
+                return
+            try:
+                proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env,
+                                        text=True, bufsize=1)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise ProcessorError(f"{self.label}: cannot start {self.command[0]}: {exc}") from None
+            wait_ready(proc, self.stage, self.ready_timeout, self.label)
+            self._adopt(proc)
+
+    def call(self, task: dict, timeout: float | None):
+        """The output of one task; ProcessorError when there is none (within `timeout` seconds)."""
+        with self.slots:
+            self.in_flight += 1
+            try:
+                if self.proc is None:
+                    self.start()
+                proc, rid, fut = self._send(task)
+                return self._answer(proc, rid, fut, timeout, f"{timeout:g} s" if timeout else "no limit")
+            finally:
+                self.in_flight -= 1
+
+    def close(self) -> None:
+        self._stop()
 
 
 def post_task(miner: int, proof_type, sectors, seed: bytes) -> dict:

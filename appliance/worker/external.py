@@ -16,7 +16,6 @@ A child that could not be restarted is started again by the next task."""
 from __future__ import annotations
 
 import ctypes
-import itertools
 import json
 import logging
 import os
@@ -24,9 +23,8 @@ import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future, TimeoutError as FutureTimeout
 
-from ..core.extproc import MalformedAnswer, own_command, parse_answer  # own_command: imported from here too
+from ..core.extproc import ChildClient, own_command  # own_command: imported from here too
 from ..core.units import format_duration
 from .answer_dump import dump_answer
 from . import cgroup
@@ -36,27 +34,46 @@ from .processors import spawner
 
 log = logging.getLogger("damocles.worker.external")
 
-class ExternalProcessor:
+
+class ExternalProcessor(ChildClient):
+    """A `[[processors.<stage>]]` entry with `bin` (or our own `damocles processor <stage>`):
+    started by the worker's spawner thread (so PR_SET_PDEATHSIG ties it to the worker), placed in
+    its cgroup or pinned, restarted after a loss (`auto_restart`); failed tasks are temp errors and
+    malformed answers are dumped for diagnosis."""
+
+    after_kill = "the child was killed and is restarted"
+
     def __init__(self, cfg: ProcessorConfig):
         self.cfg = cfg
         self.name = f"{cfg.stage}-{cfg.index}"
         self.command = [cfg.bin, *(cfg.args or [])] if cfg.bin else own_command(cfg.stage)
-        self._lock = threading.Lock()
+        self._init_client(cfg.stage, f"ext-{self.name}")
         self._start_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(cfg.concurrent or 64)
-        self._ids = itertools.count(1)
-        self._pending: dict[int, Future] = {}
-        self.proc: subprocess.Popen | None = None
         self.placement = cgroup.Placement("none")
         self.restarts = 0
-        self.last_error: str | None = None
-        self._closed = False
         self._start_locked()
 
     @property
     def label(self) -> str:
         """The entry as an operator finds it in worker.toml."""
         return f"processor {self.cfg.where} ({self.command[0]})"
+
+    # --------------------------------------------------------------------------- hooks
+
+    def error(self, message: str) -> Exception:
+        return Temp(message)
+
+    def on_malformed(self, proc, line: str, exc) -> str:
+        path = dump_answer(proc.pid, line, self.cfg.dump_dir)
+        where = f"dumped to {path}" if path else "could not be dumped (see the log)"
+        log.error("%s (pid %d) printed a malformed answer: %s; %s", self.label, proc.pid, exc, where)
+        return f"; {where}"
+
+    def on_lost(self, why: str) -> None:
+        if self.cfg.auto_restart:
+            self.restarts += 1
+            threading.Thread(target=self._restart, daemon=True).start()
 
     # ---------------------------------------------------------------------- process
 
@@ -94,13 +111,7 @@ class ExternalProcessor:
             cgroup.remove(placement)
             raise Temp(f"{self.label}: {why}; expected {want!r}")
         self.placement = cgroup.check(placement, proc.pid)
-        with self._lock:
-            if self._closed:           # closed while it started (a restart racing close): not kept
-                proc.kill()
-                proc.wait()
-                return
-            self.proc = proc
-        threading.Thread(target=self._read, args=(proc,), name=f"ext-{self.name}", daemon=True).start()
+        self._adopt(proc)
 
     @staticmethod
     def _readline_within(proc, seconds: float) -> str | None:
@@ -109,51 +120,6 @@ class ExternalProcessor:
         t.start()
         t.join(seconds)
         return out[0] if out else None
-
-    def _read(self, proc) -> None:
-        for line in proc.stdout:
-            try:
-                rid, err, output = parse_answer(self.cfg.stage, line, self._pending)
-            except MalformedAnswer as exc:
-                path = dump_answer(proc.pid, line, self.cfg.dump_dir)
-                where = f"dumped to {path}" if path else "could not be dumped (see the log)"
-                log.error("%s (pid %d) printed a malformed answer: %s; %s", self.label, proc.pid, exc, where)
-                if exc.rid is not None:
-                    self._fail_one(exc.rid, f"{self.label}: malformed answer to task {exc.rid}: {exc}; {where}")
-                    continue
-                self._fail_all(proc, f"printed a malformed line ({exc}; {where})")
-                return
-            fut = self._pending.pop(rid, None)
-            if fut is None:
-                continue
-            if err is not None:
-                fut.set_exception(Temp(f"processor {self.name}: {err}"))
-            else:
-                fut.set_result(output)
-        self._fail_all(proc, f"exited with code {proc.wait()}")
-
-    def _fail_one(self, rid: int, why: str) -> None:
-        fut = self._pending.pop(rid, None)
-        if fut is not None and not fut.done():
-            fut.set_exception(Temp(why))
-
-    def _fail_all(self, proc, why: str) -> None:
-        with self._lock:
-            if proc is not self.proc:
-                return
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            pending, self._pending = self._pending, {}
-            self.proc = None
-            self.last_error = why
-        log.warning("%s (pid %d) %s; %d task(s) in flight fail", self.label, proc.pid, why, len(pending))
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(Temp(f"{self.label} {why}"))
-        if self.cfg.auto_restart and not self._closed:
-            self.restarts += 1
-            threading.Thread(target=self._restart, daemon=True).start()
 
     def _restart(self) -> None:
         try:
@@ -168,27 +134,10 @@ class ExternalProcessor:
         with self._slots:
             if self.proc is None and self.cfg.auto_restart and not self._start_lock.locked():
                 self._start_locked()          # a restart that failed before: try again now
-            with self._lock:
-                proc = self.proc
-                if proc is None:
-                    raise Temp(f"{self.label} is not running ({self.last_error or 'starting'})")
-                rid = next(self._ids)
-                fut: Future = Future()
-                self._pending[rid] = fut
-                try:
-                    proc.stdin.write(json.dumps({"id": rid, "task": task}) + "\n")
-                    proc.stdin.flush()
-                except OSError as exc:
-                    self._pending.pop(rid, None)
-                    raise Temp(f"{self.label}: cannot send the task: {exc}") from None
+            proc, rid, fut = self._send(task)
             limit = self.cfg.task_timeout
-            try:
-                return fut.result(timeout=limit)
-            except FutureTimeout:
-                default = " (the stage's default; `timeout = 0` for none)" if self.cfg.timeout is None else ""
-                why = f"did not answer {self.cfg.stage} task {rid} within timeout = {format_duration(limit)}{default}"
-                self._fail_all(proc, why)
-                raise Temp(f"{self.label} {why}; the child was killed and is restarted") from None
+            default = " (the stage's default; `timeout = 0` for none)" if self.cfg.timeout is None else ""
+            return self._answer(proc, rid, fut, limit, f"timeout = {format_duration(limit)}{default}")
 
     def describe(self) -> dict:
         """What `damocles worker list` shows of this entry."""
@@ -199,16 +148,7 @@ class ExternalProcessor:
                 "pinning": self.placement.how, "pinning_detail": self.placement.text(), "last_error": self.last_error}
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            proc, self.proc = self.proc, None
-        if proc and proc.poll() is None:
-            proc.stdin.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self._stop()
         cgroup.remove(self.placement)
 
 
