@@ -72,9 +72,9 @@ def parse_answer(stage: str, line: str, pending) -> tuple[int, str | None, objec
     return rid, None, output
 
 
-def wait_ready(proc: subprocess.Popen, stage: str, seconds: float, label: str) -> None:
-    """The child's first line must be `<stage> processor ready` within `seconds`; otherwise it is
-    killed and ProcessorError says what it did instead."""
+def not_ready(proc: subprocess.Popen, stage: str, seconds: float, limit_text: str) -> str | None:
+    """None when the child's first line is `<stage> processor ready` within `seconds`; otherwise
+    the child is killed and the answer says what it did instead (`limit_text` names the limit)."""
     out: list[str] = []
     t = threading.Thread(target=lambda: out.append(proc.stdout.readline()), daemon=True)
     t.start()
@@ -82,16 +82,16 @@ def wait_ready(proc: subprocess.Popen, stage: str, seconds: float, label: str) -
     want = f"{stage} processor ready"
     ready = out[0] if out else None
     if ready is not None and ready.strip() == want:
-        return
+        return None
     proc.kill()
     code = proc.wait()
     if ready is None:
-        why = f"printed no ready line within {seconds:g} s"
+        why = f"printed no ready line within {limit_text}"
     elif ready == "":
         why = f"exited (code {code}) before its ready line"
     else:
         why = f"printed {ready.strip()[:100]!r} as its first line"
-    raise ProcessorError(f"{label}: {why}; expected {want!r}")
+    return f"{why}; expected {want!r}"
 
 
 class ChildClient:
@@ -246,7 +246,9 @@ class ProtocolChild(ChildClient):
                                         text=True, bufsize=1)
             except (OSError, subprocess.SubprocessError) as exc:
                 raise ProcessorError(f"{self.label}: cannot start {self.command[0]}: {exc}") from None
-            wait_ready(proc, self.stage, self.ready_timeout, self.label)
+            why = not_ready(proc, self.stage, self.ready_timeout, f"{self.ready_timeout:g} s")
+            if why:
+                raise ProcessorError(f"{self.label}: {why}")
             self._adopt(proc)
 
     def call(self, task: dict, timeout: float | None):

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 
-from ..core.extproc import ChildClient, own_command  # own_command: imported from here too
+from ..core.extproc import ChildClient, not_ready, own_command  # own_command: imported from here too
 from ..core.units import format_duration
 from .answer_dump import dump_answer
 from . import cgroup
@@ -97,29 +97,12 @@ class ExternalProcessor(ChildClient):
                                     bufsize=1, preexec_fn=prepare)
         except (OSError, subprocess.SubprocessError) as exc:
             raise Temp(f"{self.label}: cannot start {self.command[0]}: {exc}") from None
-        ready = self._readline_within(proc, self.cfg.stable_wait)
-        want = f"{self.cfg.stage} processor ready"
-        if ready is None or ready.strip() != want:
-            proc.kill()
-            code = proc.wait()
-            if ready is None:
-                why = f"printed no ready line within stable_wait = {format_duration(self.cfg.stable_wait)}"
-            elif ready == "":
-                why = f"exited (code {code}) before its ready line"
-            else:
-                why = f"printed {ready.strip()[:100]!r} as its first line"
+        why = not_ready(proc, self.cfg.stage, self.cfg.stable_wait, f"stable_wait = {format_duration(self.cfg.stable_wait)}")
+        if why:
             cgroup.remove(placement)
-            raise Temp(f"{self.label}: {why}; expected {want!r}")
+            raise Temp(f"{self.label}: {why}")
         self.placement = cgroup.check(placement, proc.pid)
         self._adopt(proc)
-
-    @staticmethod
-    def _readline_within(proc, seconds: float) -> str | None:
-        out: list[str] = []
-        t = threading.Thread(target=lambda: out.append(proc.stdout.readline()), daemon=True)
-        t.start()
-        t.join(seconds)
-        return out[0] if out else None
 
     def _restart(self) -> None:
         try:
