@@ -16,6 +16,7 @@ Expected values are derived here from the sources, not from our encoder:
 import copy
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -265,7 +266,7 @@ def test_rust_serde_round_trips_the_fixture(tmp_path):
     if not shutil.which("cargo") or not all(any(DEBIAN_REGISTRY.glob(f"{c}-1.*")) for c in ("serde", "serde_derive", "serde_json")):
         pytest.skip("cargo or Debian's serde crates (librust-serde-dev, -derive-dev, -json-dev) are not installed")
     build = subprocess.run(["cargo", "build", "--offline", "-q"], cwd=HARNESS, capture_output=True, text=True, timeout=600,
-                           env={**__import__("os").environ, "CARGO_TARGET_DIR": str(tmp_path / "target")})
+                           env={**os.environ, "CARGO_TARGET_DIR": str(tmp_path / "target")})
     assert build.returncode == 0, build.stderr
     exe = tmp_path / "target" / "debug" / "c1out-harness"
     out = subprocess.run([exe, FIXTURE], capture_output=True, timeout=60)
