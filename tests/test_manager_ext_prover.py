@@ -8,20 +8,16 @@ Damocles 4235a89 damocles-manager/modules/config_processor.go and pkg/extproc/co
 import json
 import logging
 import shlex
-import shutil
 import sys
 
 import pytest
 
-from appliance.chain.devnet import Devnet
-from appliance.chain.policy import ChainPolicy
 from appliance.core.extproc import ProcessorError
 from appliance.manager import ext_prover
 from appliance.manager.ext_prover import ExtProverConfigError, load_config
-from appliance.manager.service import ManagerService, init_home
+from appliance.manager.service import init_home
 
-from .test_devnet_proving import P2K, SEED, onboard
-from .test_poster import poster_manager, run_to
+from .test_poster import _service, poster_manager, run_to
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -105,25 +101,8 @@ def test_weight_picks_among_free_processors(tmp_path):
 
 def _ext_service(tmp_path, ext_cfg: str, winning=False):
     """tests/test_poster.py's hand-moved devnet with 4 sealed 2KiB sectors, the manager started
-    with --ext-prover (ManagerService(ext_prover=True)) and `ext_cfg` as its ext-prover.cfg."""
-    home = tmp_path / "manager"
-    home.mkdir()
-    Devnet(home / "devnet.db", ChainPolicy(block_time=0), genesis_seed=SEED).close()
-    init_home(home, poster_manager(winning))
-    (home / "ext-prover.cfg").write_text(ext_cfg)
-    svc = ManagerService(home, ext_prover=True)
-    svc.chain.advance(20)
-    rs = onboard(svc.chain, tmp_path, [1, 2, 3, 4])
-    store = home / "persist-1"
-    for n, r in rs.items():
-        name = f"s-t01000-{n}"
-        (store / "sealed").mkdir(exist_ok=True)
-        shutil.copyfile(r.sector_dir / "sealed", store / "sealed" / name)
-        shutil.copytree(r.sector_dir / "cache", store / "cache" / name,
-                        ignore=shutil.ignore_patterns("sc-02-data-layer-*", "sc-02-data-tree-c*", "sc-02-data-tree-d*"))
-        assert svc.state.allocate(1000, P2K.id, 1, None) == n
-        svc.state.update(1000, n, persisted="persist-1")
-    return svc
+    with --ext-prover and `ext_cfg` as its ext-prover.cfg."""
+    return _service(tmp_path, winning, ext_cfg=ext_cfg)[0]
 
 
 def _close(svc):

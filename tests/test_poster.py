@@ -23,12 +23,16 @@ def poster_manager(winning: bool = False, chain: dict | None = None, post: dict 
                         config={"Chain": {"NetworkPower": "32KiB", **(chain or {})}})
 
 
-def _service(tmp_path, winning=False, config=None):
+def _service(tmp_path, winning=False, config=None, ext_cfg: str | None = None):
+    """A manager on a seeded devnet with 4 sealed 2KiB sectors; with `ext_cfg`, that is its
+    ext-prover.cfg and it runs with --ext-prover."""
     home = tmp_path / "manager"
     home.mkdir()
     Devnet(home / "devnet.db", ChainPolicy(block_time=0), genesis_seed=SEED).close()   # a seeded devnet: a repeatable run
     init_home(home, config or poster_manager(winning))
-    svc = ManagerService(home)          # not started: the test runs the poster's passes itself
+    if ext_cfg is not None:
+        (home / "ext-prover.cfg").write_text(ext_cfg)
+    svc = ManagerService(home, ext_prover=ext_cfg is not None)   # not started: the test runs the poster's passes itself
     svc.chain.advance(20)
     rs = onboard(svc.chain, tmp_path, [1, 2, 3, 4])
     store = home / "persist-1"
