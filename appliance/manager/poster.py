@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..chain.external_proofs import precheck
 from ..chain.types import DeadlineInfo, deadline_info
+from ..core.extproc import ProcessorError, post_task
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID
 from ..proofs import ProofError
@@ -33,8 +34,6 @@ from ..proofs.cid import cid_to_commitment
 from ..proofs.post import (PrivateSector, PublicSector, check_sector, decode_post, encode_post, generate_window_post,
                            generate_winning_post, verify_post, winning_sector_indices)
 from .config import ManagerConfig, MinerConfig
-from ..core.extproc import post_task
-from ..core.extproc import ProcessorError
 
 log = logging.getLogger("damocles.manager.poster")
 SECTOR_CHECK_TIMEOUT = 10.0       # seconds one sector's pre-check may take (a hung disk or NFS)

@@ -12,12 +12,10 @@ from __future__ import annotations
 from ..core.crash import crash_point
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID, sector_name
-from ..proofs.cid import cid_to_commitment
-from ..proofs.commitment import PieceInfo
 from .plan import Event, Plan
 from .persist import persist
 from .stage_data import add_pieces_stage
-from .steps import Paths, SealerSteps, call
+from .steps import Paths, SealerSteps, call, deal_pieces
 from .task_thread import TaskSteps, TaskThread, task_deals
 
 REBUILD = Plan("rebuild", ("Empty", "DealsAcquired", "PieceAdded", "TreeDBuilt", "TicketAssigned", "PC1Done", "PC2Done",
@@ -83,7 +81,7 @@ class RebuildSteps(TaskSteps, SealerSteps):
         staged.parent.mkdir(parents=True, exist_ok=True)
         files = [self._piece_file(p, d) for d in deals]
         add_pieces_stage(self.ctx, proof, files, deals, staged)
-        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in deals]
+        pieces = deal_pieces(deals)
         out = SectorFiles(p.sealed, p.cache, p.data / "update" / p.name, p.data / "update-cache" / p.name)
         try:
             if self.ctx.external("snap_encode"):      # Damocles' SnapEncode task to the external processor

@@ -20,8 +20,6 @@ from ..core.files import atomic_write
 from ..core.proof_types import seal_proof
 from ..core.protocol import SubmitResult
 from ..core.sector import SectorID
-from ..proofs.cid import cid_to_commitment
-from ..proofs.commitment import PieceInfo
 from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_encode import encode_files, encode_sector, sector_files
 from ..proofs.snap_proof import generate_update_proof, prove_update_partitions
@@ -29,7 +27,7 @@ from . import stage_snap_post
 from .plan import Event, Plan
 from .persist import PERSISTED_CACHE_FILES, persist
 from .stage_data import add_pieces_stage
-from .steps import Paths, SealerSteps, call
+from .steps import Paths, SealerSteps, call, deal_pieces
 from .task_thread import TaskSteps, TaskThread, task_deals
 
 SNAPUP = Plan("snapup", ("Empty", "Allocated", "PieceAdded", "Encoded", "Proved", "Persisted", "Submitted",
@@ -88,7 +86,7 @@ class SnapUpSteps(TaskSteps):
 
     def on_PieceAdded(self, rec):
         upd = update_proof_for_seal(seal_proof(rec.proof))
-        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in rec.deals]
+        pieces = deal_pieces(rec.deals)
         sector, staged = SectorID(rec.miner, rec.number), Paths(self.ctx.location, rec.name).staged
         if self.ctx.external("snap_encode"):      # Damocles' SnapEncode task to the external processor
             enc = encode_files(upd, self._local(rec), staged, pieces, self.ctx.pc2_procs,

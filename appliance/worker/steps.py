@@ -35,6 +35,11 @@ from .plan import Event
 log = logging.getLogger("damocles.worker.steps")
 PC2_RUNNING = ".pc2_running"     # in the cache dir while an external PC2 may have changed `sealed`
 
+
+def deal_pieces(deals: list[dict] | None) -> list[PieceInfo]:
+    """The sector's deal pieces (padded size, CommP) as the journal keeps them."""
+    return [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in deals or []]
+
 ACCEPTED, DUPLICATE, MISMATCHED, REJECTED, FILES_MISSED = SubmitResult
 PENDING, PACKED, LANDED, NOT_FOUND, FAILED, PERM_FAILED, SHOULD_ABORT = OnChainState
 
@@ -179,7 +184,7 @@ class SealerSteps:
     def on_PieceAdded(self, rec):
         p = self.paths(rec)
         proof = seal_proof(rec.proof)
-        pieces = [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in (rec.deals or [])]
+        pieces = deal_pieces(rec.deals)
         try:
             comm_d = stage_data.tree_d_stage(self.ctx, proof, p.staged, p.cache, pieces)
         except ProofError as exc:
@@ -199,7 +204,7 @@ class SealerSteps:
         outputs = {}
         if self.ctx.external("pc1"):
             p.sealed.touch()     # rust-fil-proofs' pc1 wants out_path to be a file already
-            task = stage_seal.pc1_task(proof, p.cache, p.staged, p.sealed, sector, ticket, self._pieces(rec),
+            task = stage_seal.pc1_task(proof, p.cache, p.staged, p.sealed, sector, ticket, deal_pieces(rec.deals),
                                        self.ctx.parent_cache)
             try:
                 outputs["pc1out"] = stage_seal.read_pc1_output(self.ctx.run_task("pc1", task), proof,
@@ -211,9 +216,6 @@ class SealerSteps:
             self.ctx.run_stage("pc1", generate_labels, proof, rid, p.cache, self.ctx.parent_cache)
         crash_point("worker.pc1.after")
         return Event("PC1", outputs)
-
-    def _pieces(self, rec) -> list[PieceInfo]:
-        return [PieceInfo(d["piece_size"], cid_to_commitment(d["piece_cid"])[1]) for d in (rec.deals or [])]
 
     def on_PC1Done(self, rec):
         p = self.paths(rec)
@@ -252,9 +254,7 @@ class SealerSteps:
             comm_r = stage_seal.read_pc2_output(
                 self.ctx.run_task("pc2", stage_seal.pc2_task(pc1out, p.cache, p.sealed, self.ctx.pc2_procs)), proof, comm_d)
             comm_c, comm_r_last = read_p_aux(p.cache)
-        except tasks.TaskError as exc:
-            raise Perm(f"pc2 processor: {exc}") from None
-        except ProofError as exc:
+        except (tasks.TaskError, ProofError) as exc:
             raise Perm(f"pc2 processor: {exc}") from None
         if hash_nodes([comm_c, comm_r_last]) != comm_r:
             raise Perm(f"pc2 processor: comm_r {comm_r.hex()} is not Poseidon(comm_c, comm_r_last) of its p_aux")
