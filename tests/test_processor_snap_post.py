@@ -29,6 +29,7 @@ from appliance.proofs.post import PublicSector, decode_post, verify_post
 from appliance.proofs.seal import seal_sector
 from appliance.proofs.snap import update_proof
 from appliance.proofs.snap_encode import encode_into
+from appliance.proofs.snap_bincode import decode_partition, encode_partitions
 from appliance.proofs.snap_proof import encode_vanilla, prove_update_partitions, verify_update_proof
 from appliance.worker import stage_snap_post as ssp
 from appliance.worker.tasks import TaskError
@@ -97,22 +98,34 @@ def test_snap_encode_and_snap_prove_damocles_lines(sector_key, tmp_path):
     assert (ref.comm_r_new, ref.comm_r_last_new, ref.comm_d_new) == (out["comm_r_new"], out["comm_r_last_new"], out["comm_d_new"])
     assert new_replica.read_bytes() == (tmp_path / "ref").read_bytes()
 
-    # snap_prove: the vanilla proofs as our worker makes them, the rest of the line by hand
+    # snap_prove: the vanilla proofs as our worker makes them, the rest of the line by hand. Damocles'
+    # worker (damocles-worker/src/sealing/sealing_thread/planner/common/sealing.rs snap_prove) sends
+    # what filecoin-proofs-api's generate_partition_proofs returns, one bincode PartitionProof a
+    # partition (2KiB: one), each a Vec<u8>: a JSON array of numbers
     comm_r_old = hash_nodes([comm_c, comm_r_last_old])
     vanilla = prove_update_partitions(U2K, comm_r_old, out["comm_r_new"], out["comm_d_new"], r.sector_dir / "sealed",
                                       r.sector_dir / "cache", new_replica, new_cache)
-    vbytes = encode_vanilla(vanilla)
+    [element] = encode_partitions(vanilla)
+    assert element[:32] == vanilla.partitions[0].comm_c and element[32:40] == (8).to_bytes(8, "little")
     line = ('{"id": 3, "task": {"registered_proof": "StackedDrg2KiBV1", '
-            f'"vannilla_proofs": [{arr(vbytes)}], "comm_r_old": {arr(comm_r_old)}, '
+            f'"vannilla_proofs": [{arr(element)}], "comm_r_old": {arr(comm_r_old)}, '
             f'"comm_r_new": {arr(out["comm_r_new"])}, "comm_d_new": {arr(out["comm_d_new"])}}}}}')
     wrong = line.replace('"id": 3', '"id": 4').replace(f'"comm_r_new": {arr(out["comm_r_new"])}', f'"comm_r_new": {arr(comm_r_old)}')
-    two = line.replace('"id": 3', '"id": 5').replace(f'[{arr(vbytes)}]', f'[{arr(vbytes)}, {arr(vbytes)}]')
-    ok, bad, bad2 = processor("snap_prove", [line, wrong, two])
-    assert ok["err_msg"] is None and isinstance(ok["output"], list)          # SnapProveOutput: Vec<u8>, an array
+    two = line.replace('"id": 3', '"id": 5').replace(f'[{arr(element)}]', f'[{arr(element)}, {arr(element)}]')
+    old_form = line.replace('"id": 3', '"id": 6').replace(f'[{arr(element)}]', f'[{arr(encode_vanilla(vanilla))}]')
+    cut = line.replace('"id": 3', '"id": 7').replace(f'[{arr(element)}]', f'[{arr(element[:-8])}]')
+    ok, bad, bad2, bad3, bad4 = processor("snap_prove", [line, wrong, two, old_form, cut])
+    assert ok["id"] == 3 and ok["err_msg"] is None and isinstance(ok["output"], list)   # SnapProveOutput: Vec<u8>
+    assert all(type(x) is int and 0 <= x <= 255 for x in ok["output"])
     verify_update_proof(U2K, comm_r_old, out["comm_r_new"], out["comm_d_new"], bytes(ok["output"]))
     assert ssp.read_snap_prove_output(ok["output"], U2K, comm_r_old, out["comm_r_new"], out["comm_d_new"]) == bytes(ok["output"])
     assert "do not prove the task's comm_r_old/comm_r_new/comm_d_new" in bad["err_msg"] and bad["output"] is None
-    assert "task.vannilla_proofs: 2 elements" in bad2["err_msg"]
+    assert "task.vannilla_proofs: 2 partition proofs, StackedDrg2KiBV1 has 1 partition" in bad2["err_msg"]
+    assert 'task.vannilla_proofs: holds the "DMU1" container' in bad3["err_msg"] and bad3["output"] is None
+    assert ("task.vannilla_proofs[0] (bincode PartitionProof): truncated at byte 15056 reading "
+            "challenge_proofs[9].proof_r_new.data.Single.path.path[1].index") in bad4["err_msg"]
+    # the task our worker builds is that line
+    assert ssp.snap_prove_task(vanilla) == json.loads(line)["task"]
 
 
 def test_snap_outputs_are_checked_against_the_task(sector_key, tmp_path):
@@ -291,6 +304,8 @@ def test_snapup_and_rebuild_threads_hand_snap_stages_to_external_processors(tmp_
         assert [p["size"] for p in enc["task"]["piece_infos"]] == [commp_file(piece)[0].size // 128 * 127]
         [prove] = requests(logs["snap_prove"])
         assert set(prove["task"]) == {"registered_proof", "vannilla_proofs", "comm_r_old", "comm_r_new", "comm_d_new"}
+        [element] = prove["task"]["vannilla_proofs"]     # 2KiB: one partition, one bincode PartitionProof
+        assert decode_partition(bytes(element), U2K).comm_d_new == bytes(prove["task"]["comm_d_new"])
         assert bytes(prove["task"]["comm_r_old"]) == cid_to_commitment(old["sealed_cid"])[1]
         assert bytes(prove["task"]["comm_r_new"]) == cid_to_commitment(new["sealed_cid"])[1]
         assert (home / "persist-1" / "update" / "s-t01000-1").is_file()

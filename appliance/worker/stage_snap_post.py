@@ -5,11 +5,12 @@ src/fil_proofs/mod.rs) with filecoin-proofs-api types as serde writes them: proo
 variant name, `[u8; 32]` and `Vec<u8>` as arrays of numbers, `SnarkProof` (b64serde::BytesVec)
 as a base64 string, PieceInfo sizes unpadded.
 
-Where ours differs from rust-fil-proofs: `snap_prove.vannilla_proofs` holds ONE element, our
-update vanilla proofs of all partitions (docs/formats.md "DMU1"), where Damocles' worker sends
-one element per partition, each `bincode::serialize(&PartitionProof<Tree>)` (filecoin-proofs-api
-src/update.rs generate_partition_proofs); proofs (update, PoSt) are our builtin non-succinct ones unless an
-external processor answers a Groth16 proof, which is passed on as it is for the chain to judge."""
+`snap_prove.vannilla_proofs` holds one element per partition, each
+`bincode::serialize(&PartitionProof<Tree>)` as filecoin-proofs-api makes it (src/update.rs
+generate_partition_proofs; proofs/snap_bincode.py), so a rust-fil-proofs snap_prove processor reads
+our worker's task and ours reads a Rust worker's. Where ours differs from rust-fil-proofs: proofs
+(update, PoSt) are our builtin non-succinct ones unless an external processor answers a Groth16
+proof, which is passed on as it is for the chain to judge."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from ..proofs.post import (POST_MAGIC, PrivateSector, PublicSector, decode_post,
                            generate_winning_post, verify_post)
 from ..proofs.snap import UpdateProofType, update_proof
 from ..proofs.snap_encode import UpdateEncoded, encode_into
-from ..proofs.snap_proof import (PROOF_MAGIC, UpdateVanilla, decode_vanilla, encode_vanilla, generate_update_proof,
+from ..proofs.snap_bincode import encode_partitions, vanilla_from_partitions
+from ..proofs.snap_proof import (PROOF_MAGIC, VANILLA_MAGIC, UpdateVanilla, generate_update_proof,
                                  verify_update_partitions, verify_update_proof)
 from .task_fields import (TaskError, array as _list, b32 as _b32, byte_array as _bytes, obj as _obj, path as _path,
                           piece_infos as _pieces, piece_infos_json, string as _str, u64 as _int)
@@ -40,18 +42,6 @@ SUPPORTED = ("snap_encode", "snap_prove", "window_post", "winning_post")
 
 
 # ----------------------------------------------------------------------------- value shapes
-
-
-
-
-
-
-
-
-
-
-
-
 
 def _update_proof(v, field: str) -> UpdateProofType:
     try:
@@ -139,8 +129,9 @@ def external_encoder(run_task):
 # -------------------------------------------------------------------------------- snap_prove
 
 def snap_prove_task(vanilla: UpdateVanilla) -> dict:
-    """vc-processors SnapProve; `vannilla_proofs` (sic) holds our vanilla proofs of all partitions."""
-    return {"registered_proof": vanilla.proof_type.name, "vannilla_proofs": [list(encode_vanilla(vanilla))],
+    """vc-processors SnapProve; `vannilla_proofs` (sic) holds one bincode PartitionProof per partition."""
+    return {"registered_proof": vanilla.proof_type.name,
+            "vannilla_proofs": [list(b) for b in encode_partitions(vanilla)],
             "comm_r_old": list(vanilla.comm_r_old), "comm_r_new": list(vanilla.comm_r_new),
             "comm_d_new": list(vanilla.comm_d_new)}
 
@@ -150,14 +141,17 @@ def _run_snap_prove(task: dict) -> list[int]:
     comm_r_old = _b32(task.get("comm_r_old"), "task.comm_r_old")
     comm_r_new = _b32(task.get("comm_r_new"), "task.comm_r_new")
     comm_d_new = _b32(task.get("comm_d_new"), "task.comm_d_new")
-    proofs = _list(task.get("vannilla_proofs"), "task.vannilla_proofs")
-    if len(proofs) != 1:
-        raise TaskError(f"task.vannilla_proofs: {len(proofs)} elements; this processor takes one, the vanilla proofs "
-                        "of all partitions in its own encoding (a rust-fil-proofs bincode PartitionProof is not read)")
+    elements = [_bytes(e, f"task.vannilla_proofs[{k}]")
+                for k, e in enumerate(_list(task.get("vannilla_proofs"), "task.vannilla_proofs"))]
     try:
-        vanilla = decode_vanilla(_bytes(proofs[0], "task.vannilla_proofs[0]"), proof)
+        vanilla = vanilla_from_partitions(proof, comm_r_old, comm_r_new, comm_d_new, elements, "task.vannilla_proofs")
     except ProofError as exc:
-        raise TaskError(f"task.vannilla_proofs[0]: {exc}") from None
+        if any(e[:6] == VANILLA_MAGIC + b"\x01\x00" for e in elements):
+            # what builds before this one sent: a worker of an older build is talking to this processor
+            raise TaskError("task.vannilla_proofs: holds the \"DMU1\" container of all partitions that older "
+                            "damocles workers sent; this processor takes one rust-fil-proofs bincode PartitionProof "
+                            "per partition (upgrade the worker)") from None
+        raise TaskError(str(exc)) from None
     try:
         verify_update_partitions(proof, comm_r_old, comm_r_new, comm_d_new, vanilla)
     except ProofError as exc:
