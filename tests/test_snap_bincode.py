@@ -228,3 +228,44 @@ def test_sub_and_top_tree_shapes(name, r_arities, upper):
     assert d.part == part and d.comm_d_new == comm_d
     with pytest.raises(ProofError, match=f"is Single; tree_r of this proof type is {['', 'Sub', 'Top'][upper]}"):
         decode_partition(got[:at] + u32(0) + got[at + 4:], proof)
+
+
+# ------------------------------------------------------------------------- 8MiB: four partitions
+
+@pytest.mark.slow
+def test_8mib_four_partitions_through_the_processor(tmp_path):
+    """8MiB has 4 partitions of 128 apex leaves: the task carries four elements, in partition
+    order, and `damocles processor snap_prove` proves from them; swapped, they do not verify."""
+    import json
+    import subprocess
+    from appliance.proofs.snap import update_proof_for_seal
+    from appliance.proofs.snap_proof import verify_update_proof
+    from appliance.worker.stage_snap_post import snap_prove_task
+    from .conftest import ROOT, damocles_cmd
+
+    p8 = seal_proof("StackedDrg8MiBV1_1")
+    u8 = update_proof_for_seal(p8)
+    r = seal_sector(p8, SectorID(1000, 1), os.urandom(31) + b"\0", bytes([1]) * 32, tmp_path / "w", pc2_procs=2)
+    (tmp_path / "piece.bin").write_bytes(os.urandom(3 << 20))
+    staged = add_pieces(p8.size, [tmp_path / "piece.bin"], tmp_path / "staged")
+    enc = encode_into(u8, tmp_path / "u", tmp_path / "uc", r.sector_dir / "sealed", r.sector_dir / "cache",
+                      tmp_path / "staged", [s.info for s in staged], 2)
+    v = prove_update_partitions(u8, r.comm_r, enc.comm_r_new, enc.comm_d_new, r.sector_dir / "sealed",
+                                r.sector_dir / "cache", tmp_path / "u", tmp_path / "uc")
+    task = snap_prove_task(v)
+    assert len(task["vannilla_proofs"]) == 4
+    # per partition: 32 + (8 + 128*32) + 8 + 10 * (r + d + r), tree_r 6 levels of 8, tree_d 18 binary levels
+    r_len, d_len = 4 + 64 + 8 + 6 * (8 + 7 * 32 + 8), 4 + 64 + 8 + 18 * (8 + 32 + 8)
+    assert [len(e) for e in task["vannilla_proofs"]] == [32 + 8 + 4096 + 8 + 10 * (2 * r_len + d_len)] * 4
+    assert vanilla_from_partitions(u8, r.comm_r, enc.comm_r_new, enc.comm_d_new,
+                                   [bytes(e) for e in task["vannilla_proofs"]]) == v
+    swapped = {**task, "vannilla_proofs": [task["vannilla_proofs"][i] for i in (1, 0, 2, 3)]}
+    lines = [json.dumps({"id": 1, "task": task}), json.dumps({"id": 2, "task": swapped})]
+    p = subprocess.run(damocles_cmd("processor", "snap_prove"), input="".join(x + "\n" for x in lines), text=True,
+                       capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    out = p.stdout.splitlines()
+    assert p.returncode == 0 and out[0] == "snap_prove processor ready", p.stderr
+    ok, bad = sorted((json.loads(x) for x in out[1:]), key=lambda a: a["id"])
+    assert ok["err_msg"] is None
+    verify_update_proof(u8, r.comm_r, enc.comm_r_new, enc.comm_d_new, bytes(ok["output"]))
+    assert bad["output"] is None and "partition 0" in bad["err_msg"]
