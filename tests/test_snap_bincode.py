@@ -208,6 +208,14 @@ def _opening(arities: list[int], sha: bool = False) -> MerkleProof:
     return MerkleProof(index, _node(sha), [[_node(sha) for _ in range(a - 1)] for a in arities])
 
 
+def _synthetic_partition(proof, r_arities: list[int]) -> UpdatePartitionProof:
+    d_levels = proof.nodes.bit_length() - 1
+    return UpdatePartitionProof(_node(), _node(), _node(), [_node(sha=True) for _ in range(proof.apex_leaves)],
+                                [UpdateChallengeProof(_opening(r_arities), _opening([2] * d_levels, sha=True),
+                                                      _opening(r_arities))
+                                 for _ in range(proof.challenges_per_partition)])
+
+
 @pytest.mark.parametrize("name, r_arities, upper", [("StackedDrg32GiBV1", [8] * 9 + [8], 1),
                                                     ("StackedDrg64GiBV1", [8] * 9 + [8, 2], 2)])
 def test_sub_and_top_tree_shapes(name, r_arities, upper):
@@ -215,11 +223,7 @@ def test_sub_and_top_tree_shapes(name, r_arities, upper):
     base path then one PathElement for the sub tree (and one for the top tree), root and leaf last."""
     proof = update_proof(name)
     d_levels = proof.nodes.bit_length() - 1
-    comm_d = _node(sha=True)
-    part = UpdatePartitionProof(_node(), _node(), _node(), [_node(sha=True) for _ in range(proof.apex_leaves)],
-                                [UpdateChallengeProof(_opening(r_arities), _opening([2] * d_levels, sha=True),
-                                                      _opening(r_arities))
-                                 for _ in range(proof.challenges_per_partition)])
+    comm_d, part = _node(sha=True), _synthetic_partition(proof, r_arities)
     got = encode_partition(proof, comm_d, part)
     assert got == partition_proof(part, comm_d, r_arities, d_levels, upper)
     at = 32 + 8 + 128 * 32 + 8
@@ -228,6 +232,68 @@ def test_sub_and_top_tree_shapes(name, r_arities, upper):
     assert d.part == part and d.comm_d_new == comm_d
     with pytest.raises(ProofError, match=f"is Single; tree_r of this proof type is {['', 'Sub', 'Top'][upper]}"):
         decode_partition(got[:at] + u32(0) + got[at + 4:], proof)
+
+
+# ------------------------------------------------------------- serde_derive reads what we wrote
+
+HARNESS = os.path.join(os.path.dirname(__file__), "rust_harness")
+DEBIAN_REGISTRY = "/usr/share/cargo/registry"
+
+
+def _json_merkle(p: MerkleProof, root: bytes, arities: list[int], upper: int) -> dict:
+    """MerkleProof as serde_json writes the harness's mirror of it."""
+    elems = [{"hashes": [list(h) for h in hashes], "index": i} for hashes, i in levels(p, arities)]
+    if upper == 0:
+        return {"data": {"Single": {"root": list(root), "leaf": list(p.leaf), "path": {"path": elems}}}}
+    body = {"base_proof": {"path": elems[:-upper]}, "sub_proof": {"path": [elems[-upper]]}}
+    if upper == 2:
+        body["top_proof"] = {"path": [elems[-1]]}
+    return {"data": {("Sub", "Top")[upper - 1]: {**body, "root": list(root), "leaf": list(p.leaf)}}}
+
+
+def _json_partition(part: UpdatePartitionProof, comm_d: bytes, r_arities: list[int], d_levels: int, upper: int) -> dict:
+    return {"comm_c": list(part.comm_c), "apex_leafs": [list(a) for a in part.apex_leaves],
+            "challenge_proofs": [{"proof_r_old": _json_merkle(cp.r_old, part.root_r_old, r_arities, upper),
+                                  "proof_d_new": _json_merkle(cp.d_new, comm_d, [2] * d_levels, 0),
+                                  "proof_r_new": _json_merkle(cp.r_new, part.root_r_new, r_arities, upper)}
+                                 for cp in part.challenges]}
+
+
+@pytest.mark.slow
+def test_rust_serde_reads_our_partition_proofs(update, tmp_path):
+    """tests/rust_harness's partition-proof-harness declares PartitionProof and the Merkle types as
+    the sources do and reads our bytes with serde_derive's layout (its bincode reader is its own:
+    Debian packages no bincode crate). Needs cargo and Debian's librust-serde*-dev; skipped without."""
+    import glob
+    import json
+    import shutil
+    import subprocess
+    if not shutil.which("cargo") or not all(glob.glob(f"{DEBIAN_REGISTRY}/{c}-1.*")
+                                            for c in ("serde", "serde_derive", "serde_json")):
+        pytest.skip("cargo or Debian's serde crates (librust-serde-dev, -derive-dev, -json-dev) are not installed")
+    build = subprocess.run(["cargo", "build", "--offline", "-q"], cwd=HARNESS, capture_output=True, text=True,
+                           timeout=600, env={**os.environ, "CARGO_TARGET_DIR": str(tmp_path / "target")})
+    assert build.returncode == 0, build.stderr
+    exe = tmp_path / "target" / "debug" / "partition-proof-harness"
+
+    def rust_reads(data: bytes) -> subprocess.CompletedProcess:
+        (tmp_path / "p.bin").write_bytes(data)
+        return subprocess.run([exe, tmp_path / "p.bin"], capture_output=True, text=True, timeout=60)
+
+    v = update
+    [element] = encode_partitions(v)
+    out = rust_reads(element)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == _json_partition(v.partitions[0], v.comm_d_new, [8, 8], 6, 0)
+    for name, r_arities, upper in (("StackedDrg32GiBV1", [8] * 10, 1), ("StackedDrg64GiBV1", [8] * 10 + [2], 2)):
+        proof = update_proof(name)
+        d_levels = proof.nodes.bit_length() - 1
+        comm_d, part = _node(sha=True), _synthetic_partition(proof, r_arities)
+        out = rust_reads(encode_partition(proof, comm_d, part))
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == _json_partition(part, comm_d, r_arities, d_levels, upper), name
+    assert "unexpected end of input at byte 15056" in rust_reads(element[:-1]).stderr
+    assert "1 bytes after the proof" in rust_reads(element + b"\0").stderr
 
 
 # ------------------------------------------------------------------------- 8MiB: four partitions
