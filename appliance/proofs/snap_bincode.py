@@ -42,12 +42,8 @@ class TreeLayout:
     many of the top levels are a sub tree and a top tree."""
     name: str
     arities: tuple[int, ...]
-    upper: int          # 0 Single, 1 Sub (last level is the sub tree), 2 Top (last two levels)
+    upper: int          # levels above the base trees, and the ProofData variant: 0 Single, 1 Sub, 2 Top
     sha: bool           # Sha256Domain nodes (tree_d) rather than PoseidonDomain
-
-    @property
-    def variant(self) -> int:
-        return self.upper
 
 
 def tree_r_layout(proof: UpdateProofType) -> TreeLayout:
@@ -77,7 +73,7 @@ def write_merkle(w: Writer, p: MerkleProof, root: bytes, layout: TreeLayout) -> 
     for arity, siblings in zip(layout.arities, p.path):
         elems.append((siblings, idx % arity))
         idx //= arity
-    w.u32(layout.variant)
+    w.u32(layout.upper)
     if layout.upper == 0:
         w.node(root)
         w.node(p.leaf)
@@ -139,10 +135,10 @@ def read_merkle(r: Reader, field: str, layout: TreeLayout) -> tuple[MerkleProof,
     node = r.sha_node if layout.sha else r.fr
     at = r.pos
     variant = r.u32(f"{field}.data variant")
-    if variant != layout.variant:
+    if variant != layout.upper:
         got = VARIANTS[variant] if variant < len(VARIANTS) else f"variant {variant} (ProofData has 0..2)"
         raise ProofError(f"{r.what}: {field}.data at byte {at} is {got}; {layout.name} of this proof type is "
-                         f"{VARIANTS[layout.variant]} (levels of arity {list(layout.arities)})")
+                         f"{VARIANTS[layout.upper]} (levels of arity {list(layout.arities)})")
     f = f"{field}.data.{VARIANTS[variant]}"
     if variant == 0:
         root, leaf = node(f"{f}.root"), node(f"{f}.leaf")
