@@ -66,8 +66,13 @@ def test_bound_arithmetic():
 def test_bench_pipeline_external_runs_both_and_compares():
     """--external: the same run with pc1, pc2 and c2 in `damocles processor` children, against the
     pools measured in the same invocation; the external run's tasks ran in other processes."""
-    p = run_cli("bench", "pipeline", "--size", "2KiB", "--threads", "2", "--sectors", "2", "--external", "--json", check=True)
+    p = run_cli("bench", "pipeline", "--size", "2KiB", "--threads", "2", "--sectors", "2", "--external", "--rounds", "2",
+                "--json", check=True)
     c = json.loads(p.stdout)
+    # two alternating pairs; the first pair is reported in full, the median over both beside it
+    assert len(c["rounds"]) == 2 and c["rounds"][0]["external_vs_pools"] == c["external_vs_pools"]
+    assert c["median_external_vs_pools"] == pytest.approx(sum(r["external_vs_pools"] for r in c["rounds"]) / 2, abs=1e-4)
+    assert set(c["median_stage_wall_ratio"]) == {"pc1", "pc2", "c2"}
     pools, ext = c["pools"], c["external"]
     assert pools["processors"] == "pools" and ext["processors"] == "external"
     assert pools["sectors"] == ext["sectors"] == 2
@@ -79,3 +84,8 @@ def test_bench_pipeline_external_runs_both_and_compares():
         # two processor children per stage, none of them a pool process of the first run
         assert 1 <= len(ext["task_pids"][s]) <= 2 and not set(ext["task_pids"][s]) & set(pools["task_pids"][s])
     assert set(ext["pool_busy"]) == {"add_pieces-0", "tree_d-0"}     # the external stages have no pools
+
+
+def test_bench_pipeline_rounds_need_external():
+    p = run_cli("bench", "pipeline", "--rounds", "2")
+    assert p.returncode != 0 and "--rounds" in p.stderr

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -93,6 +94,9 @@ def add_parser(bench) -> None:
     p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds (default 3600)")
     p.add_argument("--external", action="store_true",
                    help="also run pc1, pc2 and c2 as external processors and compare with the in-process pools")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="with --external: alternate pools and external runs this many times and report the median "
+                        "ratio (on a busy or small machine one pair is noise; default 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_pipeline)
 
@@ -238,20 +242,37 @@ def cmd_bench_pipeline(args) -> int:
     if args.external:
         from ..proofs.parent_cache import load_parents
         load_parents(default_seal_proof(sector_size(size)))      # both runs find it ready: neither pays for it
-    runs = []
-    for external in ((False, True) if args.external else (False,)):
-        with tempfile.TemporaryDirectory(prefix="damocles-bench-pipeline-") as tmp:
-            runs.append(run_pipeline(Path(tmp), size, args.threads, args.sectors, args.block_time, args.timeout, external))
+    if args.rounds < 1 or (args.rounds > 1 and not args.external):
+        raise ValueError(f"--rounds must be at least 1, and more than 1 only with --external (got {args.rounds})")
+    modes = (False, True) if args.external else (False,)
+    rounds = []
+    for _ in range(args.rounds):       # pools and external alternate, so a drift in the machine's load hits both
+        runs = []
+        for external in modes:
+            with tempfile.TemporaryDirectory(prefix="damocles-bench-pipeline-") as tmp:
+                runs.append(run_pipeline(Path(tmp), size, args.threads, args.sectors, args.block_time, args.timeout, external))
+        rounds.append(runs)
     lines = []
-    for r in runs:
+    for r in rounds[0]:
         lines += _report_lines(r)
     if not args.external:
-        emit(runs[0], args.json, lines)
+        emit(rounds[0][0], args.json, lines)
         return 0
-    c = compare(*runs)
+    c = compare(*rounds[0])
+    if args.rounds > 1:
+        pairs = [compare(*runs) for runs in rounds]
+        c["rounds"] = [{"external_vs_pools": p["external_vs_pools"], "stage_wall_ratio": p["stage_wall_ratio"]} for p in pairs]
+        c["median_external_vs_pools"] = round(statistics.median(p["external_vs_pools"] for p in pairs), 4)
+        c["median_stage_wall_ratio"] = {s: round(statistics.median(p["stage_wall_ratio"][s] for p in pairs), 4)
+                                        for s in c["stage_wall_ratio"]}
     lines.append(f"external processors (pc1, pc2, c2 over the protocol): {c['external_vs_pools'] * 100:.1f}% of the "
                  "in-process pools' throughput; wall per task " +
                  ", ".join(f"{s} x{v:.3f}" for s, v in c["stage_wall_ratio"].items()))
+    if args.rounds > 1:
+        each = ", ".join(f"{r['external_vs_pools'] * 100:.1f}%" for r in c["rounds"])
+        lines.append(f"over {args.rounds} alternating rounds: median {c['median_external_vs_pools'] * 100:.1f}% "
+                     f"(rounds: {each}); median wall per task " +
+                     ", ".join(f"{s} x{v:.3f}" for s, v in c["median_stage_wall_ratio"].items()))
     emit(c, args.json, lines)
     return 0
 
