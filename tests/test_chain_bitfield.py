@@ -54,6 +54,13 @@ def test_bad_encodings():
         bitfield.encode_runs([(True, 5), (True, 8)])   # TestEncodeConsecutiveFails
 
 
+def test_last_run_in_the_trimmed_zero_bits():
+    # {1, 2}: bits 00 | 0 | 1 | 01 + 0100 -> a8 00, the trailing zero byte trimmed: the last run's
+    # length ends in bits that are not written (go-bitfield's reader reads them as zeros)
+    assert bitfield.encode([1, 2]) == bytes([0xa8])
+    assert bitfield.decode(bytes([0xa8])) == [1, 2]
+
+
 def test_empty_set():
     assert bitfield.encode([]) == b""
     assert bitfield.decode(b"") == []

@@ -223,7 +223,7 @@ class Struct:
         out = []
         for name, typ in self.fields:
             sub = f"{path}.{name}" if path else name
-            if name not in v and not isinstance(typ, (_Nullable, _List)):
+            if name not in v and not isinstance(typ, _Nullable):
                 _fail(sub, f"missing (required in {self.name})")
             out.append(typ.to_cbor(v.get(name), sub))
         return out
@@ -371,6 +371,39 @@ def decode_params(name: str, data: bytes) -> dict:
     if encode_params(name, out) != data:
         raise ParamsError(f"{name} params: not canonical DAG-CBOR (non-minimal headers, lengths or encodings)")
     return out
+
+
+# ---- data activation: pieces notified to the market actor -----------------------------------
+# builtin-actors' market actor reads a piece's notification payload as the CBOR of its deal id
+# (actors/market/src/lib.rs sector_content_changed: deserialize(&piece.payload, "deal id")).
+
+MARKET_ACTOR = "f05"
+SNARK_PACK_V2 = 1                # abi.RegisteredAggregationProof_SnarkPackV2
+
+
+def market_piece(deal_id: int, piece_cid: str, piece_size: int) -> dict:
+    """The PieceActivationManifest of a deal's piece, notifying the market actor of the deal."""
+    return {"CID": {"/": piece_cid}, "Size": piece_size, "VerifiedAllocationKey": None,
+            "Notify": [{"Address": MARKET_ACTOR, "Payload": base64.b64encode(cbor2.dumps(UINT64.to_cbor(deal_id, "deal id"))).decode()}]}
+
+
+def notified_deal(payload_b64: str, path: str) -> int:
+    """The deal id a market notification's payload carries (ParamsError naming `path` otherwise)."""
+    raw = _Bytes().to_cbor(payload_b64, path)
+    try:
+        value = cbor2.loads(raw)
+    except (cbor2.CBORDecodeError, ValueError, EOFError):
+        _fail(path, "not the CBOR of a deal id")
+    deal_id = UINT64.from_cbor(value, path)
+    if cbor2.dumps(deal_id) != raw:
+        _fail(path, "not the canonical CBOR of a deal id")
+    return deal_id
+
+
+def canonical(name: str, params: dict) -> dict:
+    """Params exactly as an actor would see them after the chain decodes the message: the same
+    dict (Go JSON shape) when it is well-formed, ParamsError naming the field otherwise."""
+    return decode_params(name, encode_params(name, params))
 
 
 # ---- CIDs -------------------------------------------------------------------------------------

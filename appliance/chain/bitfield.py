@@ -83,7 +83,7 @@ class _BitReader:
     def get(self, count: int) -> int:
         v = (self.value >> self.pos) & ((1 << count) - 1)
         self.pos += count
-        return v                        # past the end reads zeros, which ends the runs
+        return v        # past the end reads the trimmed zero bits: a run's tail, then the end (length 0)
 
 
 def decode_runs(data: bytes) -> list[tuple[bool, int]]:
@@ -97,7 +97,6 @@ def decode_runs(data: bytes) -> list[tuple[bool, int]]:
     if r.get(2) != 0:
         raise BitfieldError("RLE+ version is not 0")
     val = bool(r.get(1))
-    limit = len(data) * 8
     runs: list[tuple[bool, int]] = []
     total = 0
     while True:
@@ -114,8 +113,6 @@ def decode_runs(data: bytes) -> list[tuple[bool, int]]:
             raise BitfieldError("RLE+ runs overflow 2^64 bits")
         runs.append((val, length))
         val = not val
-        if r.pos > limit:
-            raise BitfieldError("RLE+ run read past the end of the data")
     return runs
 
 
