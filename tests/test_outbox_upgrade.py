@@ -11,6 +11,7 @@ import pytest
 from appliance.chain.actor_params import SNARK_PACK_V2, canonical, market_piece
 from appliance.chain.devnet import Devnet
 from appliance.chain.policy import ChainPolicy
+from appliance.chain.types import ChainError
 from appliance.core.proof_types import seal_proof
 from appliance.manager.commitment import Committer
 from appliance.manager.config import parse_config
@@ -124,6 +125,36 @@ def test_an_old_unsent_prove_commit_is_resent_as_prove_commit_sectors3_and_lands
         assert chain.receipt(message).ok, chain.receipt(message)
         assert chain.sector(MINER, 1).deal_ids == [deal] and chain.deal(deal)["activated"] is not None
         assert state.unsent() == [] and state.sector(MINER, 1)["proof_msg"] == message
+    finally:
+        state.close()
+        chain.close()
+
+
+def test_an_old_message_the_chain_took_before_the_upgrade_is_adopted_not_refused(tmp_path):
+    """The old manager pushed its ProveCommitSector at nonce 1 and stopped before recording it;
+    the upgrade rewrote the journal row. Resending the new form at nonce 1 meets the old message:
+    the Committer records the chain's message instead of failing on every pass."""
+    chain = Devnet(tmp_path / "devnet.db", ChainPolicy(block_time=0, trust_external_proofs=True))
+    chain.create_miner(MINER, P2K.id)
+    state = ManagerState(tmp_path / "manager.db")
+    try:
+        assert state.allocate(MINER, P2K.id, 1, None) == 1
+        state.update(MINER, 1, deals=[])
+        old = {"SectorNumber": 1, "Proof": B64}
+        assert state.enqueue_message(MINER, "proof", "ProveCommitSector", old, [1]) == 0
+        on_chain = chain.push_message(MINER, "ProveCommitSector", old, nonce=0)
+        state.close()
+        _downgrade(tmp_path / "manager.db")
+        state = ManagerState(tmp_path / "manager.db")
+        assert state.unsent()[0]["method"] == "ProveCommitSectors3"
+        committer = Committer(parse_config({"Miners": [{"Actor": MINER}]}), state, chain)
+        assert committer.tick() == [on_chain]
+        assert state.unsent() == [] and state.sector(MINER, 1)["proof_msg"] == on_chain
+        # a different message at a used nonce is still refused
+        assert state.enqueue_message(MINER, "proof", "ProveCommitSectors3", {"SectorActivations": []}, []) == 1
+        chain.push_message(MINER, "DeclareFaults", {"Faults": []}, nonce=1)
+        with pytest.raises(ChainError, match="already used"):
+            committer.tick()
     finally:
         state.close()
         chain.close()

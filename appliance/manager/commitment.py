@@ -14,11 +14,12 @@ import time
 
 from ..chain.actor_params import SNARK_PACK_V2
 from ..chain.interface import Chain
+from ..chain.types import ChainError
 from ..chain.miner_actor import encode_aggregate
 from ..core.crash import crash_point
 from ..proofs.cid import commd_to_cid, commr_to_cid
 from .config import ManagerConfig, MinerConfig
-from .legacy_messages import manifests
+from .legacy_messages import RENAMED, LegacyMessageError, manifests, translate
 from .state import ManagerState
 
 log = logging.getLogger("damocles.manager.commitment")
@@ -90,10 +91,33 @@ class Committer:
         return msg
 
     def _push(self, miner: int, nonce: int, kind: str, method: str, params: dict) -> str:
-        msg = self.chain.push_message(miner, method, params, nonce)
+        try:
+            msg = self.chain.push_message(miner, method, params, nonce)
+        except ChainError:
+            msg = self._sent_before_upgrade(miner, nonce, method, params)
+            if msg is None:
+                raise
         crash_point("manager.commit.after_push")
         self.state.record_sent(miner, nonce, msg)
         return msg
+
+    def _sent_before_upgrade(self, miner: int, nonce: int, method: str, params: dict) -> str | None:
+        """The chain's message at this nonce when it is this one in its pre-upgrade form: a manager
+        from before schema 3 sent it and stopped before recording it (the upgrade then rewrote the
+        journal). Adopted, not sent again under another nonce."""
+        at_nonce = getattr(self.chain, "message_at_nonce", None)
+        on_chain = at_nonce(miner, nonce) if at_nonce else None
+        if on_chain is None or on_chain["method"] not in RENAMED:
+            return None
+        try:
+            same = translate(on_chain["method"], on_chain["params"], lambda ids: deal_pieces(self.state, ids),
+                             lambda n: list((self.state.sector(miner, n) or {}).get("deals") or [])) == (method, params)
+        except (LegacyMessageError, ValueError):
+            return None
+        if same:
+            log.warning("miner %s: nonce %d was sent before the upgrade as %s (%s): recorded, not sent again",
+                        miner, nonce, on_chain["method"], on_chain["id"])
+        return on_chain["id"] if same else None
 
     def _flush_proofs(self, m: MinerConfig) -> list[str]:
         waiting = [r for r in self.state.sectors(m.actor) if "commit_proof" in r and "proof_nonce" not in r and not r.get("abort_reason")]
