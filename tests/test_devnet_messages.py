@@ -120,3 +120,43 @@ def test_params_are_read_through_the_codec(chain, method, params, field):
 def test_retired_methods_are_unhandled(chain, method):
     rec = land(chain, method, {})
     assert rec.exit_code == 22 and method in rec.error
+
+
+def _live_cc_sector(chain):
+    """Sector 1, proven CC, at an epoch where its deadline may be changed (deadlines.is_mutable)."""
+    from appliance.chain import deadlines as dl
+    precommit(chain, [1])
+    assert land(chain, "ProveCommitSectors3", prove_commit({1: SNARK})).ok
+    index, partition = chain.db.execute("SELECT deadline, partition FROM sector_deadlines WHERE miner = ? AND number = 1",
+                                        (MINER,)).fetchone()
+    start = chain.miner_info(MINER).proving_period_start
+    while not dl.is_mutable(chain.policy, start, index, chain.head() + chain.policy.message_delay):
+        chain.advance(1)
+    return index, partition
+
+
+def test_replica_update_takes_its_deals_from_piece_manifests(chain):
+    from appliance.proofs.snap import update_proof_for_seal
+    index, partition = _live_cc_sector(chain)
+    deal = chain.publish_deal(MINER, PIECE_CID, PIECE.size, chain.head() + 500, 180 * 2880)
+    upd = update_proof_for_seal(P2K)
+
+    def update(pieces, **over):
+        return {"SectorUpdates": [{"Sector": 1, "Deadline": index, "Partition": partition,
+                                   "NewSealedCID": {"/": "bagboea4b5abcatlxechwbp7kjpjguna6r6q7ejrhe6mdp3lf34pmswn27pkkiekz"},
+                                   "Pieces": pieces}],
+                "SectorProofs": [base64.b64encode(SNARK * upd.partitions).decode()], "AggregateProof": "",
+                "UpdateProofsType": upd.id, "AggregateProofType": None,
+                "RequireActivationSuccess": True, "RequireNotificationSuccess": True, **over}
+
+    rec = land(chain, "ProveReplicaUpdates3", update([]))
+    assert rec.exit_code == 16 and "an update needs deals" in rec.error, rec
+    rec = land(chain, "ProveReplicaUpdates3", update([market_piece(deal, PIECE_CID, PIECE.size)],
+                                                      AggregateProof=base64.b64encode(b"x").decode()))
+    assert rec.exit_code == 16 and "aggregation is not supported" in rec.error, rec
+    rec = land(chain, "ProveReplicaUpdates3", update([market_piece(deal + 1, PIECE_CID, PIECE.size)]))
+    assert rec.exit_code == 17 and f"deal {deal + 1} not found" in rec.error, rec
+    rec = land(chain, "ProveReplicaUpdates3", update([market_piece(deal, PIECE_CID, PIECE.size)]))
+    assert rec.ok, rec
+    s = chain.sector(MINER, 1)
+    assert s.deal_ids == [deal] and s.sector_key_cid is not None and chain.deal(deal)["activated"] is not None
