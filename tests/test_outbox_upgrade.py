@@ -158,3 +158,28 @@ def test_an_old_message_the_chain_took_before_the_upgrade_is_adopted_not_refused
     finally:
         state.close()
         chain.close()
+
+
+def test_a_state_behind_the_chain_adopts_the_old_form_of_its_unsent_message(tmp_path):
+    """--rebuild-from-chain after the upgrade: the journalled row (rewritten by schema 3) was
+    taken by the chain in its old form; adopt_sent records it instead of moving it to a new nonce."""
+    from appliance.manager.guard import adopt_sent, lags
+    chain = Devnet(tmp_path / "devnet.db", ChainPolicy(block_time=0))
+    chain.create_miner(MINER, P2K.id)
+    state = ManagerState(tmp_path / "manager.db")
+    try:
+        assert state.allocate(MINER, P2K.id, 1, None) == 1
+        old = {"SectorNumber": 1, "Proof": B64}
+        assert state.enqueue_message(MINER, "proof", "ProveCommitSector", old, [1]) == 0
+        taken = chain.push_message(MINER, "ProveCommitSector", old, nonce=0)
+        chain.push_message(MINER, "DeclareFaults", {"Faults": []}, nonce=1)     # the state never saw this one
+        state.close()
+        _downgrade(tmp_path / "manager.db")
+        state = ManagerState(tmp_path / "manager.db")
+        found = lags(state, chain, [MINER])
+        assert [(lag.next_nonce, lag.chain_nonce) for lag in found] == [(1, 2)]
+        assert adopt_sent(state, chain, found) == [(MINER, 0, taken)]
+        assert state.unsent() == []
+    finally:
+        state.close()
+        chain.close()

@@ -19,7 +19,7 @@ from ..chain.miner_actor import encode_aggregate
 from ..core.crash import crash_point
 from ..proofs.cid import commd_to_cid, commr_to_cid
 from .config import ManagerConfig, MinerConfig
-from .legacy_messages import RENAMED, LegacyMessageError, manifests, translate
+from .legacy_messages import is_old_form, manifests
 from .state import ManagerState
 
 log = logging.getLogger("damocles.manager.commitment")
@@ -107,17 +107,11 @@ class Committer:
         journal). Adopted, not sent again under another nonce."""
         at_nonce = getattr(self.chain, "message_at_nonce", None)
         on_chain = at_nonce(miner, nonce) if at_nonce else None
-        if on_chain is None or on_chain["method"] not in RENAMED:
+        if on_chain is None or not is_old_form(self.state, miner, on_chain, method, params):
             return None
-        try:
-            same = translate(on_chain["method"], on_chain["params"], lambda ids: deal_pieces(self.state, ids),
-                             lambda n: list((self.state.sector(miner, n) or {}).get("deals") or [])) == (method, params)
-        except (LegacyMessageError, ValueError):
-            return None
-        if same:
-            log.warning("miner %s: nonce %d was sent before the upgrade as %s (%s): recorded, not sent again",
-                        miner, nonce, on_chain["method"], on_chain["id"])
-        return on_chain["id"] if same else None
+        log.warning("miner %s: nonce %d was sent before the upgrade as %s (%s): recorded, not sent again",
+                    miner, nonce, on_chain["method"], on_chain["id"])
+        return on_chain["id"]
 
     def _flush_proofs(self, m: MinerConfig) -> list[str]:
         waiting = [r for r in self.state.sectors(m.actor) if "commit_proof" in r and "proof_nonce" not in r and not r.get("abort_reason")]

@@ -132,3 +132,25 @@ def upgrade_outbox(db) -> int:
                    (new_method, json.dumps(new_params), miner, nonce))
         changed += 1
     return changed
+
+
+def is_old_form(state, miner: int, on_chain: dict, method: str, params: dict) -> bool:
+    """Whether the chain's message (method, params) is this journalled one as a manager from
+    before the upgrade wrote it (the journal row having been rewritten since)."""
+    if on_chain["method"] not in RENAMED or on_chain["method"] == method and on_chain["params"] == params:
+        return False
+
+    def pieces(deal_ids: list[int]) -> list[tuple[str, int]]:
+        out = []
+        for d in deal_ids:
+            row = state.one("SELECT piece_cid, piece_size FROM deals WHERE id = ?", (d,))
+            if row is None:
+                raise LegacyMessageError(f"deal {d} is not in the manager's deals")
+            out.append((row[0], row[1]))
+        return out
+
+    try:
+        return translate(on_chain["method"], on_chain["params"], pieces,
+                         lambda n: list((state.sector(miner, n) or {}).get("deals") or [])) == (method, params)
+    except LegacyMessageError:
+        return False
