@@ -10,17 +10,19 @@ from dataclasses import replace
 import pytest
 
 from appliance.chain import deadlines as dl
+from appliance.chain.bitfield import json_from_numbers
 from appliance.chain.devnet import Devnet
 from appliance.chain.policy import ChainPolicy
 from appliance.chain.types import ChainError
 from appliance.core.proof_types import seal_proof
 from appliance.core.sector import SectorID
 from appliance.proofs.c2 import seal_commit_phase2
-from appliance.proofs.cid import commd_to_cid, commr_to_cid
 from appliance.proofs.pc2 import read_p_aux
 from appliance.proofs.porep import seal_commit_phase1
 from appliance.proofs.post import PrivateSector, encode_post, generate_window_post, generate_winning_post
 from appliance.proofs.seal import seal_sector
+
+from .chain_messages import precommit_sector, prove_commit
 
 P2K = seal_proof("StackedDrg2KiBV1_1")
 WINDOW = P2K.window_post
@@ -57,10 +59,8 @@ def onboard(chain, tmp_path, numbers):
     rand_epoch = chain.head() - 5
     ticket = chain.seal_randomness(MINER, rand_epoch)
     rs = {n: seal_sector(P2K, SectorID(MINER, n), ticket, bytes([9]) * 32, tmp_path / "sectors") for n in numbers}
-    sectors = [{"SealProof": P2K.id, "SectorNumber": n, "SealedCID": commr_to_cid(r.comm_r), "SealRandEpoch": rand_epoch,
-                "DealIDs": [], "Expiration": chain.head() + 540 * 2880, "UnsealedCID": commd_to_cid(r.comm_d)}
-               for n, r in rs.items()]
-    assert land(chain, "PreCommitSectorBatch", {"Sectors": sectors}).ok
+    sectors = [precommit_sector(P2K.id, n, r.comm_r, r.comm_d, rand_epoch, chain.head() + 540 * 2880) for n, r in rs.items()]
+    assert land(chain, "PreCommitSectorBatch2", {"Sectors": sectors}).ok
     precommit_epoch = chain.precommit(MINER, numbers[0]).precommit_epoch
     chain.advance(chain.policy.precommit_challenge_delay)
     seed = chain.interactive_seed(MINER, chain.policy.seed_epoch(precommit_epoch))
@@ -69,7 +69,7 @@ def onboard(chain, tmp_path, numbers):
         comm_c, comm_r_last = read_p_aux(r.sector_dir / "cache")
         c1 = seal_commit_phase1(P2K, SectorID(MINER, n), ticket, seed, r.comm_d, comm_c, comm_r_last,
                                 r.sector_dir / "cache", r.sector_dir / "sealed")
-        mids.append(chain.push_message(MINER, "ProveCommitSector", {"SectorNumber": n, "Proof": b64(seal_commit_phase2(c1))}))
+        mids.append(chain.push_message(MINER, "ProveCommitSectors3", prove_commit({n: seal_commit_phase2(c1)})))
     chain.advance(chain.policy.message_delay)
     assert all(chain.receipt(m).ok for m in mids)
     return rs
@@ -85,7 +85,7 @@ def window_proof(chain, rs, numbers, challenge):
 
 def post_params(chain, deadline, partitions, proof, commit_epoch=None, **over):
     ce = chain.head() if commit_epoch is None else commit_epoch
-    params = {"Deadline": deadline, "Partitions": [{"Index": p, "Skipped": s} for p, s in partitions.items()],
+    params = {"Deadline": deadline, "Partitions": [{"Index": p, "Skipped": json_from_numbers(s)} for p, s in partitions.items()],
               "Proofs": [{"PoStProof": WINDOW.id, "ProofBytes": b64(proof)}],
               "ChainCommitEpoch": ce, "ChainCommitRand": b64(chain.chain_commit_randomness(ce))}
     params.update(over)
@@ -254,18 +254,18 @@ def test_missed_deadline_makes_sectors_faulty(tmp_path):
 def test_declared_fault_before_cutoff_and_refused_after(tmp_path):
     chain = new_chain(tmp_path)
     rs = onboard(chain, tmp_path, [1, 2, 3, 4])                   # head 32; deadline 2 cutoff 50, deadline 3 cutoff 110
-    rec = land(chain, "DeclareFaults", {"Faults": [{"Deadline": 2, "Partition": 0, "Sectors": [1]}]})
+    rec = land(chain, "DeclareFaults", {"Faults": [{"Deadline": 2, "Partition": 0, "Sectors": json_from_numbers([1])}]})
     assert rec.ok, rec
     assert chain.miner_power(MINER).raw_bytes == 3 * 2048        # power drops at once
     assert chain.deadline_partitions(MINER, 2)[0].faulty == (1,)
-    rec = land(chain, "DeclareFaults", {"Faults": [{"Deadline": 2, "Partition": 0, "Sectors": [3]}]})
+    rec = land(chain, "DeclareFaults", {"Faults": [{"Deadline": 2, "Partition": 0, "Sectors": json_from_numbers([3])}]})
     assert rec.exit_code == 16 and "not all assigned" in rec.error
     advance_to(chain, 50)
-    rec = land(chain, "DeclareFaults", {"Faults": [{"Deadline": 2, "Partition": 0, "Sectors": [2]}]})
+    rec = land(chain, "DeclareFaults", {"Faults": [{"Deadline": 2, "Partition": 0, "Sectors": json_from_numbers([2])}]})
     assert rec.exit_code == 16 and "late fault" in rec.error and chain.deadline_partitions(MINER, 2)[0].faulty == (1,)
-    rec = land(chain, "DeclareFaultsRecovered", {"Recoveries": [{"Deadline": 2, "Partition": 0, "Sectors": [1]}]})
+    rec = land(chain, "DeclareFaultsRecovered", {"Recoveries": [{"Deadline": 2, "Partition": 0, "Sectors": json_from_numbers([1])}]})
     assert rec.exit_code == 16 and "late" in rec.error
-    assert land(chain, "DeclareFaults", {"Faults": [{"Deadline": 3, "Partition": 0, "Sectors": [4]}]}).ok
+    assert land(chain, "DeclareFaults", {"Faults": [{"Deadline": 3, "Partition": 0, "Sectors": json_from_numbers([4])}]}).ok
     assert prove_deadline(chain, rs, 2).ok                        # proves sector 2 only
     advance_to(chain, 180)
     assert chain.penalties(MINER) == [{"epoch": 180, "reason": "fault-fee", "sectors": [1], "amount": 1.0,
@@ -277,10 +277,10 @@ def test_declared_fault_before_cutoff_and_refused_after(tmp_path):
 def test_recovery_returns_power_after_the_next_proof_only(tmp_path):
     chain = new_chain(tmp_path)
     rs = onboard(chain, tmp_path, [1, 2])
-    assert land(chain, "DeclareFaults", {"Faults": [{"Deadline": 2, "Partition": 0, "Sectors": [1]}]}).ok
+    assert land(chain, "DeclareFaults", {"Faults": [{"Deadline": 2, "Partition": 0, "Sectors": json_from_numbers([1])}]}).ok
     assert prove_deadline(chain, rs, 2).ok
     advance_to(chain, 200)
-    rec = land(chain, "DeclareFaultsRecovered", {"Recoveries": [{"Deadline": 2, "Partition": 0, "Sectors": [1, 2]}]})
+    rec = land(chain, "DeclareFaultsRecovered", {"Recoveries": [{"Deadline": 2, "Partition": 0, "Sectors": json_from_numbers([1, 2])}]})
     assert rec.ok, rec                                            # sector 2 is not faulty: ignored
     part = chain.deadline_partitions(MINER, 2)[0]
     assert (part.faulty, part.recovering) == ((1,), (1,))
@@ -297,7 +297,7 @@ def test_failed_recovery_stays_faulty(tmp_path):
     chain = new_chain(tmp_path)
     onboard(chain, tmp_path, [1, 2])
     advance_to(chain, 180)                                        # missed: both faulty
-    assert land(chain, "DeclareFaultsRecovered", {"Recoveries": [{"Deadline": 2, "Partition": 0, "Sectors": [1]}]}).ok
+    assert land(chain, "DeclareFaultsRecovered", {"Recoveries": [{"Deadline": 2, "Partition": 0, "Sectors": json_from_numbers([1])}]}).ok
     advance_to(chain, 2880 + 180)                                 # no proof again
     part = chain.deadline_partitions(MINER, 2)[0]
     assert (part.faulty, part.recovering) == ((1, 2), ())

@@ -21,6 +21,7 @@ from appliance.rpc.client import RPCClient
 
 from .configs import manager_toml, worker_toml
 from .conftest import ROOT, read_line
+from .chain_messages import prove_commit
 from .test_devnet import MINER, P2K, land, precommit_params, seal
 from .test_worker_e2e import start
 
@@ -52,15 +53,15 @@ def test_the_devnet_refuses_a_groth16_prove_commit_unless_it_trusts_them(tmp_pat
         chain.create_miner(MINER, P2K.id)
         chain.advance(20)
         r = seal(chain, tmp_path, 1, 15)
-        assert land(chain, "PreCommitSectorBatch", precommit_params(r, 1, 15, chain.head())).ok
+        assert land(chain, "PreCommitSectorBatch2", precommit_params(r, 1, 15, chain.head())).ok
         chain.advance(chain.policy.precommit_challenge_delay)
-        rec = land(chain, "ProveCommitSector", {"SectorNumber": 1, "Proof": base64.b64encode(SNARK).decode()})
+        rec = land(chain, "ProveCommitSectors3", prove_commit({1: SNARK}))
         if trust:
             assert rec.ok and chain.sector(MINER, 1) is not None, rec
         else:
             assert rec.exit_code == 16 and chain.sector(MINER, 1) is None
             assert "cannot verify Groth16" in rec.error and "TrustExternalProofs = true" in rec.error, rec.error
-        bad = land(chain, "ProveCommitSector", {"SectorNumber": 1, "Proof": base64.b64encode(SNARK * 2).decode()})
+        bad = land(chain, "ProveCommitSectors3", prove_commit({1: SNARK * 2}))
         assert not bad.ok     # trusted or not, a Groth16 proof of the wrong partition count is refused
     finally:
         chain.close()

@@ -457,14 +457,12 @@ def _message_keys(m: dict, period_offset: int) -> list[tuple]:
     deadline, its partitions and the proving period it was pushed in (a second proof of the same
     window is a resend whatever its ChainCommitEpoch); the whole params otherwise."""
     p = m["params"]
-    if m["method"] == "PreCommitSectorBatch":
+    if m["method"] == "PreCommitSectorBatch2":
         return [("pre", s["SectorNumber"]) for s in p["Sectors"]]
-    if m["method"] == "ProveCommitSector":
-        return [("prove", p["SectorNumber"])]
-    if m["method"] == "ProveCommitAggregate":
-        return [("prove", n) for n in p["SectorNumbers"]]
-    if m["method"] == "ProveReplicaUpdates":
-        return [("update", u["SectorID"]) for u in p["Updates"]]
+    if m["method"] == "ProveCommitSectors3":
+        return [("prove", a["SectorNumber"]) for a in p["SectorActivations"]]
+    if m["method"] == "ProveReplicaUpdates3":
+        return [("update", u["Sector"]) for u in p["SectorUpdates"]]
     if m["method"] == "SubmitWindowedPoSt":
         period = (m["pushed_epoch"] - period_offset - p["Deadline"] * 60) // 2880
         return [("post", p["Deadline"], period, tuple(x["Index"] for x in p["Partitions"]))]

@@ -27,10 +27,10 @@ def test_manager_survives_crash_point(point, tmp_path):
     msgs = [x for x in chain.messages(1000)]
     for sid in done:
         n = sid["Number"]
-        pre = [x for x in msgs if x["method"] == "PreCommitSectorBatch"
+        pre = [x for x in msgs if x["method"] == "PreCommitSectorBatch2"
                and any(s["SectorNumber"] == n for s in x["params"]["Sectors"])]
-        prove = [x for x in msgs if x["method"] in ("ProveCommitSector", "ProveCommitAggregate") and x["exit_code"] == 0
-                 and n in x["params"].get("SectorNumbers", [x["params"].get("SectorNumber")])]
+        prove = [x for x in msgs if x["method"] == "ProveCommitSectors3" and x["exit_code"] == 0
+                 and n in [a["SectorNumber"] for a in x["params"]["SectorActivations"]]]
         assert len(pre) == 1 and pre[0]["exit_code"] == 0, (n, pre)
         assert len(prove) == 1, (n, prove)
         assert chain.sector(1000, n) is not None

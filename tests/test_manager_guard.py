@@ -239,7 +239,7 @@ def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path
         failed = [(x["method"], x["exit_code"], x["error"], x["pushed_epoch"], x["executed_epoch"])
                   for x in chain.messages(MINER) if x["exit_code"] != 0]
         assert failed == []
-        precommitted = [s["SectorNumber"] for x in chain.messages(MINER) if x["method"] == "PreCommitSectorBatch"
+        precommitted = [s["SectorNumber"] for x in chain.messages(MINER) if x["method"] == "PreCommitSectorBatch2"
                         for s in x["params"]["Sectors"]]
         assert sorted(precommitted) == list(range(1, 17))          # no PreCommit sent twice
         record = [x for x in chain.deadline_records(MINER) if x["index"] == proven and x["period_start"] == r["PeriodStart"]]
@@ -269,10 +269,10 @@ def test_a_precommit_with_a_deal_is_recreated_with_its_deal_ticket_and_message(t
     chain.create_miner(MINER, 0)
     chain.advance(20)
     deal = chain.publish_deal(MINER, cid, piece.size, 500, 180 * 2880)
-    params = {"Sectors": [{"SealProof": 0, "SectorNumber": 7, "SealedCID": commr_to_cid(bytes(31) + b"\x01"),
+    params = {"Sectors": [{"SealProof": 0, "SectorNumber": 7, "SealedCID": {"/": commr_to_cid(bytes(31) + b"\x01")},
                            "SealRandEpoch": 15, "DealIDs": [deal], "Expiration": 20 + 181 * 2880,
-                           "UnsealedCID": commd_to_cid(comm_d_from_pieces([piece], 2048))}]}
-    msg = chain.push_message(MINER, "PreCommitSectorBatch", params, nonce=0)
+                           "UnsealedCid": {"/": commd_to_cid(comm_d_from_pieces([piece], 2048))}}]}
+    msg = chain.push_message(MINER, "PreCommitSectorBatch2", params, nonce=0)
     chain.advance(3)
     assert chain.receipt(msg).ok, chain.receipt(msg)
     state.close()
@@ -301,9 +301,9 @@ def test_a_precommit_with_a_deal_is_recreated_with_its_deal_ticket_and_message(t
 def _cc_precommit(number: int, head: int) -> dict:
     from appliance.proofs.cid import commd_to_cid, commr_to_cid
     from appliance.proofs.commitment import comm_d_from_pieces
-    return {"Sectors": [{"SealProof": 0, "SectorNumber": number, "SealedCID": commr_to_cid(bytes(31) + bytes([number])),
+    return {"Sectors": [{"SealProof": 0, "SectorNumber": number, "SealedCID": {"/": commr_to_cid(bytes(31) + bytes([number]))},
                          "SealRandEpoch": head - 2, "DealIDs": [], "Expiration": head + 181 * 2880,
-                         "UnsealedCID": commd_to_cid(comm_d_from_pieces([], 2048))}]}
+                         "UnsealedCid": {"/": commd_to_cid(comm_d_from_pieces([], 2048))}}]}
 
 
 def test_records_older_than_the_chain_take_its_messages_instead_of_sending_them_again(tmp_path):
@@ -318,14 +318,14 @@ def test_records_older_than_the_chain_take_its_messages_instead_of_sending_them_
     for n in (1, 2):
         assert state.allocate(MINER, 0, 1, None) == n
         state.update(MINER, n, pre={"CommR": "00", "CommD": "00"}, state="PCSubmitted")
-    assert state.enqueue_message(MINER, "pre", "PreCommitSectorBatch", _cc_precommit(1, head), [1]) == 0
+    assert state.enqueue_message(MINER, "pre", "PreCommitSectorBatch2", _cc_precommit(1, head), [1]) == 0
     state.close()
     shutil.copy(home / "manager.db", tmp_path / "old.db")
     state = ManagerState(home / "manager.db")
-    first = chain.push_message(MINER, "PreCommitSectorBatch", _cc_precommit(1, head), nonce=0)
+    first = chain.push_message(MINER, "PreCommitSectorBatch2", _cc_precommit(1, head), nonce=0)
     state.record_sent(MINER, 0, first)
-    assert state.enqueue_message(MINER, "pre", "PreCommitSectorBatch", _cc_precommit(2, head), [2]) == 1
-    second = chain.push_message(MINER, "PreCommitSectorBatch", _cc_precommit(2, head), nonce=1)
+    assert state.enqueue_message(MINER, "pre", "PreCommitSectorBatch2", _cc_precommit(2, head), [2]) == 1
+    second = chain.push_message(MINER, "PreCommitSectorBatch2", _cc_precommit(2, head), nonce=1)
     state.record_sent(MINER, 1, second)
     chain.advance(3)
     assert chain.receipt(first).ok and chain.receipt(second).ok

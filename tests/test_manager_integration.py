@@ -27,7 +27,7 @@ def test_sectors_through_the_manager(manager, tmp_path):
     listed = manager.call("Venus.ListSectors", "", 0)
     pre_msgs = [s["MessageInfo"]["PreCommitCid"] for s in listed]
     assert pre_msgs[0] == pre_msgs[1] == pre_msgs[2] != pre_msgs[3]      # 3 on Threshold, 1 on MaxWait
-    assert len({s["MessageInfo"]["CommitCid"]["/"] for s in listed}) == 1     # one ProveCommitAggregate
+    assert len({s["MessageInfo"]["CommitCid"]["/"] for s in listed}) == 1     # one aggregated ProveCommitSectors3
     assert all(s["Finalized"] for s in listed)
     assert [s["number"] for s in manager.call("Venus.DevnetSectors", 1000)] == [1, 2, 3, 4]
     found = manager.call("Venus.SectorIndexerFind", "normal", {"Miner": 1000, "Number": 2})

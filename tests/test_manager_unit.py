@@ -89,9 +89,9 @@ def test_chain_rejections_reach_the_worker_as_damocles_codes(parts, tmp_path):
     cfg, chain, state, sealer, committer, clock = parts
     a1 = sealer.allocate_sector({})
     # the number is already allocated on chain (say, by another manager): ShouldAbort
-    chain.push_message(1000, "PreCommitSectorBatch", {"Sectors": [{
-        "SealProof": 5, "SectorNumber": a1["ID"]["Number"], "SealedCID": "bagboea4b5abcbrshxgmmpaucffwp2elaofbcrvb7hmcu3653o4lsw2arlor4hn3c",
-        "SealRandEpoch": 1, "DealIDs": [], "Expiration": 5 + 540 * 2880, "UnsealedCID": None}]})
+    chain.push_message(1000, "PreCommitSectorBatch2", {"Sectors": [{
+        "SealProof": 5, "SectorNumber": a1["ID"]["Number"], "SealedCID": {"/": "bagboea4b5abcbrshxgmmpaucffwp2elaofbcrvb7hmcu3653o4lsw2arlor4hn3c"},
+        "SealRandEpoch": 1, "DealIDs": [], "Expiration": 5 + 540 * 2880, "UnsealedCid": None}]})
     chain.advance(1)
     assert _precommit(sealer, tmp_path, a1)["Res"] == 1
     committer.tick()

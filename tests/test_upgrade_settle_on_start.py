@@ -19,7 +19,7 @@ def test_an_upgrade_whose_message_landed_while_the_manager_was_down_settles_at_s
     svc = ManagerService(home)
     svc.start("127.0.0.1:0")
     number = svc.state.allocate(1000, 5, 1, None)
-    message = svc.chain.push_message(1000, "ProveReplicaUpdates", {"Updates": []})
+    message = svc.chain.push_message(1000, "ProveReplicaUpdates3", {"SectorUpdates": []})
     with svc.state.tx() as db:
         db.execute("INSERT INTO snap_candidates (miner, number, state, worker, message, created, updated) "
                    "VALUES (1000, ?, 'submitted', 'name:w1', ?, 0, 0)", (number, message))

@@ -64,7 +64,7 @@ def test_a_snap_upgrade_resumes_after_a_crash(tmp_path, point):
     rows, _ = _snap_rows(tmp_path)
     counts = collections.Counter(rows)
     assert all(c == 1 for c in counts.values()), [r for r, c in counts.items() if c > 1]
-    # done at Submit, as Damocles' worker: the manager follows ProveReplicaUpdates itself
+    # done at Submit, as Damocles' worker: the manager follows ProveReplicaUpdates3 itself
     assert [r[3] for r in rows] == ["Allocate", "AddPiece", "Encode", "Prove", "Persist", "Submit"]
 
 

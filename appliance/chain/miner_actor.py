@@ -1,8 +1,14 @@
 """The miner actor's sealing rules, as builtin-actors applies them (actors/miner/src/lib.rs):
-PreCommitSectorBatch2, ProveCommitSector and ProveCommitAggregate (the WindowPoSt methods are in
-proving.py). Each method runs inside the devnet's transaction for the message; raising ActorError
-fails the message with that exit code and changes nothing (batches are all-or-nothing, as on
-chain)."""
+PreCommitSectorBatch2 and ProveCommitSectors3 (the WindowPoSt methods are in proving.py). Params
+are read in the Go JSON shape of go-state-types' structs (actor_params: what decode_params gives
+for the message's CBOR); the retired methods (PreCommitSectorBatch, ProveCommitSector and, since
+FIP-0101, ProveCommitAggregate) are unhandled. Each method runs inside the devnet's transaction
+for the message; raising ActorError fails the message with that exit code and changes nothing.
+
+Differences from builtin-actors (docs/devnet.md): a message is all-or-nothing whatever its
+RequireActivationSuccess says; deals are named in the PreCommit (DealIDs, checked and claimed
+there) and ProveCommitSectors3's piece manifests must repeat them, each piece notifying the
+market actor (f05) of its deal, where builtin-actors takes deals only from the manifests."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.cid import cid_to_commitment, commd_to_cid
 from . import market
+from .actor_params import MARKET_ACTOR, SNARK_PACK_V2, ParamsError, canonical, notified_deal
 from .external_proofs import accept_unverified
 from .types import ActorError, ExitCode, PreCommitOnChain, SectorOnChain
 
@@ -43,11 +50,18 @@ def _bytes(params: dict, key: str, where: str) -> bytes:
         raise ActorError(ExitCode.SERIALIZATION, f"{where}.{key}: expected base64 bytes") from None
 
 
-def pre_commit_sector_batch(state, miner: int, params: dict) -> None:
+def read_params(method: str, params: dict) -> dict:
+    """The params as the actor decodes them; a malformed message fails with a serialization error
+    naming the field, as the chain fails a message whose CBOR does not decode."""
+    try:
+        return canonical(method, params)
+    except ParamsError as exc:
+        raise ActorError(ExitCode.SERIALIZATION, str(exc)) from None
+
+
+def pre_commit_sector_batch2(state, miner: int, params: dict) -> None:
     info = state.miner_info(miner)
-    sectors = params.get("Sectors")
-    if not isinstance(sectors, list):
-        raise ActorError(ExitCode.SERIALIZATION, "PreCommitSectorBatch: Sectors must be a list")
+    sectors = read_params("PreCommitSectorBatch2", params)["Sectors"]
     policy, epoch = state.policy, state.epoch
     _arg(len(sectors) > 0, "batch empty")
     _arg(len(sectors) <= policy.precommit_batch_max, f"batch of {len(sectors)} too large, max {policy.precommit_batch_max}")
@@ -67,7 +81,7 @@ def pre_commit_sector_batch(state, miner: int, params: dict) -> None:
         seen.add(number)
         _arg(proof_id == info.seal_proof, f"sector {number}: seal proof {proof_id} is not the miner's type {info.seal_proof}")
         try:
-            kind, _ = cid_to_commitment(s.get("SealedCID"))
+            kind, _ = cid_to_commitment(s["SealedCID"]["/"])
         except ProofError as exc:
             raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"sector {number}: {exc}") from None
         _arg(kind == "sealed", f"sector {number}: SealedCID is not a sealed commitment")
@@ -80,16 +94,16 @@ def pre_commit_sector_batch(state, miner: int, params: dict) -> None:
              f"sector {number}: expiration {expiration} is more than {policy.max_sector_expiration_extension} epochs after now")
         # CommD must be that of the sector's deals; with no deals (CC) it is the zero commitment
         expected_commd = market.check_precommit(state, miner, number, proof_id, deal_ids, expiration)
-        unsealed = s.get("UnsealedCID")
+        unsealed = s["UnsealedCid"]
         if unsealed is not None:
             try:
-                kind, commd = cid_to_commitment(unsealed)
+                kind, commd = cid_to_commitment(unsealed["/"])
             except ProofError as exc:
                 raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"sector {number}: {exc}") from None
             _arg(kind == "unsealed" and commd == expected_commd,
                  f"sector {number}: unsealed CID does not match the sector's deals (CommD mismatch)")
         _arg(not state.is_allocated(miner, number), f"sector number {number} already allocated")
-        accepted.append(PreCommitOnChain(miner, number, proof_id, s["SealedCID"], commd_to_cid(expected_commd),
+        accepted.append(PreCommitOnChain(miner, number, proof_id, s["SealedCID"]["/"], commd_to_cid(expected_commd),
                                          rand_epoch, expiration, epoch, list(deal_ids)))
     for pc in accepted:
         state.allocate(miner, pc.number)
@@ -132,11 +146,6 @@ def _activate(state, sectors: list[SectorOnChain]) -> None:
         state.assign_deadlines(miner, [s.number for s in sectors if s.miner == miner])
 
 
-def prove_commit_sector(state, miner: int, params: dict) -> None:
-    number = _int(params, "SectorNumber", "ProveCommitSector")
-    _activate(state, [_prove_one(state, miner, number, _bytes(params, "Proof", "ProveCommitSector"))])
-
-
 def encode_aggregate(proofs: dict[int, bytes]) -> bytes:
     """The builtin engine's stand-in for a SnarkPack aggregate: the sectors' C2 proofs side by
     side ("DMA1", u16 version 1, u32 count, then u64 sector number, u32 length, proof)."""
@@ -164,21 +173,63 @@ def decode_aggregate(data: bytes) -> dict[int, bytes]:
     return out
 
 
-def prove_commit_aggregate(state, miner: int, params: dict) -> None:
-    numbers = params.get("SectorNumbers")
-    if not isinstance(numbers, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
-        raise ActorError(ExitCode.SERIALIZATION, "ProveCommitAggregate.SectorNumbers: expected a list of integers")
-    policy = state.policy
-    _arg(policy.aggregate_min <= len(numbers) <= policy.aggregate_max,
-         f"aggregate of {len(numbers)} sectors, must be {policy.aggregate_min}..{policy.aggregate_max}")
-    proofs = decode_aggregate(_bytes(params, "AggregateProof", "ProveCommitAggregate"))
-    _arg(sorted(proofs) == sorted(numbers) and len(set(numbers)) == len(numbers),
-         "aggregate proof does not cover exactly the sectors listed")
-    _activate(state, [_prove_one(state, miner, n, proofs[n]) for n in numbers])
+def deals_of_pieces(state, miner: int, pieces: list[dict], where: str) -> list[int]:
+    """The deals a sector's piece manifests notify the market actor of, in piece order. Each piece
+    must carry exactly one notification, to f05, of a deal of this miner with that piece."""
+    out = []
+    for j, piece in enumerate(pieces):
+        here = f"{where}.Pieces[{j}]"
+        notify = piece["Notify"]
+        _arg(len(notify) == 1 and notify[0]["Address"] == MARKET_ACTOR,
+             f"{here}: the devnet needs exactly one notification, to the market actor {MARKET_ACTOR}")
+        _arg(piece["VerifiedAllocationKey"] is None, f"{here}: verified (FIL+) allocations are not supported by the devnet")
+        try:
+            deal_id = notified_deal(notify[0]["Payload"], f"{here}.Notify[0].Payload")
+        except ParamsError as exc:
+            raise ActorError(ExitCode.SERIALIZATION, str(exc)) from None
+        d = market.get(state, deal_id)
+        _arg(d is not None, f"{here}: deal {deal_id} not found", ExitCode.NOT_FOUND)
+        _arg(d["miner"] == miner, f"{here}: deal {deal_id} is for provider f0{d['miner']}", ExitCode.FORBIDDEN)
+        _arg((d["piece_cid"], d["piece_size"]) == (piece["CID"]["/"], piece["Size"]),
+             f"{here}: piece {piece['CID']['/']} of {piece['Size']} bytes is not deal {deal_id}'s "
+             f"({d['piece_cid']}, {d['piece_size']} bytes)")
+        out.append(deal_id)
+    return out
+
+
+def prove_commit_sectors3(state, miner: int, params: dict) -> None:
+    where = "ProveCommitSectors3"
+    p = read_params(where, params)
+    activations, proofs, aggregate = p["SectorActivations"], p["SectorProofs"], p["AggregateProof"]
+    _arg(bool(activations), "no sectors to prove")
+    _arg(bool(proofs) != bool(aggregate), "exactly one of sector proofs or aggregate proof must be non-empty")
+    numbers = [a["SectorNumber"] for a in activations]
+    _arg(len(set(numbers)) == len(numbers), "a sector is listed twice")
+    if proofs:
+        _arg(p["AggregateProofType"] is None, "aggregate proof type must be null with batched proofs")
+        _arg(len(proofs) == len(activations),
+             f"mismatched lengths: {len(activations)} sector activations, {len(proofs)} proofs")
+        by_sector = {n: base64.b64decode(pr) for n, pr in zip(numbers, proofs)}
+    else:
+        policy = state.policy
+        _arg(p["AggregateProofType"] == SNARK_PACK_V2, "aggregate proof type must be SnarkPackV2")
+        _arg(policy.aggregate_min <= len(numbers) <= policy.aggregate_max,
+             f"aggregate of {len(numbers)} sectors, must be {policy.aggregate_min}..{policy.aggregate_max}")
+        by_sector = decode_aggregate(base64.b64decode(aggregate))
+        _arg(sorted(by_sector) == sorted(numbers), "aggregate proof does not cover exactly the sectors listed")
+    proven = []
+    for i, a in enumerate(activations):
+        number = a["SectorNumber"]
+        pc = state.get_precommit(miner, number)
+        _arg(pc is not None, f"no pre-committed sector {number}", ExitCode.NOT_FOUND)
+        deal_ids = deals_of_pieces(state, miner, a["Pieces"], f"{where}.SectorActivations[{i}]")
+        _arg(deal_ids == list(pc.deal_ids),
+             f"sector {number}: its pieces notify deals {deal_ids}, its PreCommit named {list(pc.deal_ids)}")
+        proven.append(_prove_one(state, miner, number, by_sector[number]))
+    _activate(state, proven)
 
 
 METHODS = {
-    "PreCommitSectorBatch": pre_commit_sector_batch,
-    "ProveCommitSector": prove_commit_sector,
-    "ProveCommitAggregate": prove_commit_aggregate,
+    "PreCommitSectorBatch2": pre_commit_sector_batch2,
+    "ProveCommitSectors3": prove_commit_sectors3,
 }

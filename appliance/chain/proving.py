@@ -30,7 +30,8 @@ from ..proofs.cid import cid_to_commitment
 from ..proofs.post import PublicSector, decode_post, verify_post
 from . import deadlines as dl
 from .external_proofs import accept_unverified
-from .miner_actor import _arg, _bytes, _int
+from .bitfield import numbers_from_json
+from .miner_actor import _arg, _bytes, _int, read_params
 from .types import ActorError, ExitCode, MinerInfo, MinerPower, PartitionInfo
 
 # Penalties, in fault-fee units per sector (builtin-actors charges FIL from the sector's expected
@@ -148,11 +149,9 @@ def assign_sectors(state, miner: int, numbers: list[int]) -> None:
 
 # ---------------------------------------------------------------------------- messages
 
-def _int_list(obj: dict, key: str, where: str) -> list[int]:
-    v = obj.get(key) or []
-    if not isinstance(v, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in v):
-        raise ActorError(ExitCode.SERIALIZATION, f"{where}.{key}: expected a list of sector numbers")
-    return v
+def _sector_set(obj: dict, key: str) -> set[int]:
+    """A bitfield of sector numbers (Go's run-length JSON, checked by read_params)."""
+    return set(numbers_from_json(obj[key]))
 
 
 def _objects(params: dict, key: str, where: str) -> list[dict]:
@@ -164,6 +163,7 @@ def _objects(params: dict, key: str, where: str) -> list[dict]:
 
 def submit_windowed_post(state, miner: int, params: dict) -> None:
     where = "SubmitWindowedPoSt"
+    params = read_params(where, params)
     info, policy, epoch = state.miner_info(miner), state.policy, state.epoch
     index = _int(params, "Deadline", where)
     partitions = _objects(params, "Partitions", where)
@@ -195,7 +195,7 @@ def submit_windowed_post(state, miner: int, params: dict) -> None:
     for i, p in enumerate(partitions):
         here = f"{where}.Partitions[{i}]"
         pidx = _int(p, "Index", here)
-        skipped = set(_int_list(p, "Skipped", here))
+        skipped = _sector_set(p, "Skipped")
         _arg(pidx not in seen, f"duplicate partitions proven: {pidx}")
         seen.add(pidx)
         rows = _rows(state, miner, index, pidx)
@@ -241,11 +241,12 @@ def _declarations(state, miner: int, params: dict, key: str, where: str) -> list
     """Validate every {Deadline, Partition, Sectors} entry: the deadline's next occurrence must not
     be past its fault cutoff, and the sectors must be in that partition. Returns (rows, sectors)."""
     info, policy, epoch = state.miner_info(miner), state.policy, state.epoch
+    params = read_params(where, params)
     out = []
     for i, e in enumerate(_objects(params, key, where)):
         here = f"{where}.{key}[{i}]"
         index, pidx = _int(e, "Deadline", here), _int(e, "Partition", here)
-        numbers = set(_int_list(e, "Sectors", here))
+        numbers = _sector_set(e, "Sectors")
         _arg(0 <= index < policy.wpost_period_deadlines,
              f"invalid fault declaration deadline {index}: must be < {policy.wpost_period_deadlines}")
         target = dl.declaration_deadline(policy, info.proving_period_start, index, epoch)

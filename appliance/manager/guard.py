@@ -18,6 +18,7 @@ from ..chain.devnet import Devnet
 from ..chain.types import ChainError
 from ..core.db import DatabaseError
 from .home_lock import HomeLock
+from .legacy_messages import is_old_form
 from .recover import recover_sectors
 from .state import ManagerState
 
@@ -69,7 +70,8 @@ def adopt_sent(state: ManagerState, chain, found: list[Lag]) -> list[tuple[int, 
         if m["nonce"] >= behind.get(m["miner"], 0):
             continue
         on_chain = chain.message_at_nonce(m["miner"], m["nonce"])
-        if on_chain and (on_chain["method"], on_chain["params"]) == (m["method"], m["params"]):
+        if on_chain and ((on_chain["method"], on_chain["params"]) == (m["method"], m["params"])
+                         or is_old_form(state, m["miner"], on_chain, m["method"], m["params"])):
             state.record_sent(m["miner"], m["nonce"], on_chain["id"])
             log.warning("f0%s: message at nonce %s was sent before the state was lost (%s): recorded, not sent again",
                         m["miner"], m["nonce"], on_chain["id"])

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..chain.bitfield import json_from_numbers
 from ..chain.external_proofs import precheck
 from ..chain.types import DeadlineInfo, deadline_info
 from ..core.extproc import ProcessorError, post_task
@@ -186,26 +187,29 @@ class Poster:
             return
         parts = self.chain.deadline_partitions(m.actor, d.index)
         faults, recoveries = [], []
+        declared_faults, declared_recoveries = [], []     # sector numbers (the params hold bitfields)
         for p in parts:
             faulty, recovering = set(p.faulty), set(p.recovering)
             bad = self.check(m.actor, self.targets(m.actor, p.sectors))
             newly_bad = sorted(n for n in bad if n not in faulty)
             healed = sorted(n for n in faulty if n not in bad and n not in recovering)
             if newly_bad:
-                faults.append({"Deadline": d.index, "Partition": p.index, "Sectors": newly_bad})
+                faults.append({"Deadline": d.index, "Partition": p.index, "Sectors": json_from_numbers(newly_bad)})
+                declared_faults += newly_bad
                 for n in newly_bad:
                     log.warning("miner %s: sector %s fails its check (%s); declaring it faulty for deadline %s",
                                 m.actor, n, bad[n], d.index)
             if healed:
-                recoveries.append({"Deadline": d.index, "Partition": p.index, "Sectors": healed})
+                recoveries.append({"Deadline": d.index, "Partition": p.index, "Sectors": json_from_numbers(healed)})
+                declared_recoveries += healed
                 log.warning("miner %s: sectors %s check good again; declaring recovery for deadline %s", m.actor, healed, d.index)
         info = self.round(m.actor, d.period_start, d.index)
         if faults:
             info["faults_msg"] = self.committer.send(m.actor, "post", "DeclareFaults", {"Faults": faults}, [])
-            info["declared_faults"] = [n for f in faults for n in f["Sectors"]]
+            info["declared_faults"] = declared_faults
         if recoveries:
             info["recoveries_msg"] = self.committer.send(m.actor, "post", "DeclareFaultsRecovered", {"Recoveries": recoveries}, [])
-            info["declared_recoveries"] = [n for r in recoveries for n in r["Sectors"]]
+            info["declared_recoveries"] = declared_recoveries
         info["declared"] = True
         self._save((m.actor, d.period_start, d.index, 0), info)     # kept with the deadline's first round
 
@@ -353,7 +357,7 @@ class Poster:
         parts = self.chain.deadline_partitions(r.m.actor, r.d.index)
         skipped = {int(n) for n in info.get("skipped") or {}}
         params = {"Deadline": r.d.index,
-                  "Partitions": [{"Index": p.index, "Skipped": sorted(n for n in p.sectors if n in skipped)}
+                  "Partitions": [{"Index": p.index, "Skipped": json_from_numbers(n for n in p.sectors if n in skipped)}
                                  for p in parts if p.index in info["partitions"]],
                   "Proofs": [{"PoStProof": seal_proof(self.chain.miner_info(r.m.actor).seal_proof).window_post.id,
                               "ProofBytes": info["proof"]}],

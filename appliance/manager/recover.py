@@ -48,12 +48,25 @@ def _messages_by_sector(chain, miner: int) -> tuple[dict, dict]:
         if method in PRECOMMIT_METHODS:
             for s in params.get("Sectors", [params]):
                 pre[s["SectorNumber"]] = (s, msg)
-        elif method == "ProveCommitSector":
+        elif method == "ProveCommitSectors3":
+            numbers = [a["SectorNumber"] for a in params["SectorActivations"]]
+            if params["SectorProofs"]:
+                for number, p in zip(numbers, params["SectorProofs"]):
+                    proof[number] = (p, msg)
+            else:
+                for number, p in decode_aggregate(base64.b64decode(params["AggregateProof"])).items():
+                    proof[number] = (base64.b64encode(p).decode(), msg)
+        elif method == "ProveCommitSector":              # taken by the chain before the upgrade
             proof[params["SectorNumber"]] = (params["Proof"], msg)
-        elif method == "ProveCommitAggregate":
+        elif method == "ProveCommitAggregate":           # taken by the chain before the upgrade
             for number, p in decode_aggregate(base64.b64decode(params["AggregateProof"])).items():
                 proof[number] = (base64.b64encode(p).decode(), msg)
     return pre, proof
+
+
+def _cid(value) -> str:
+    """A CID in a message's params: {"/": cid} (go-state-types JSON) or, before the upgrade, a string."""
+    return value["/"] if isinstance(value, dict) else value
 
 
 def _record(chain, miner: int, number: int, seal_proof: int, sealed_cid: str, unsealed_cid: str, pre_msg,
@@ -101,8 +114,11 @@ def _catch_up(state: ManagerState, chain, miner: int, rec: dict, pre_msg, proof_
             epoch = params["SealRandEpoch"]
             changes["ticket"] = {"Ticket": base64.b64encode(chain.seal_randomness(miner, epoch)).decode(), "Epoch": epoch}
         if "pre" not in rec:
-            changes["pre"] = {"CommR": cid_to_commitment(params["SealedCID"])[1].hex(),
-                              "CommD": cid_to_commitment(params["UnsealedCID"])[1].hex()}
+            unsealed = params.get("UnsealedCid") or params.get("UnsealedCID")
+            if unsealed is None:       # a CC PreCommit may leave it out: the chain's record has it
+                unsealed = (chain.precommit(miner, number) or chain.sector(miner, number)).unsealed_cid
+            changes["pre"] = {"CommR": cid_to_commitment(_cid(params["SealedCID"]))[1].hex(),
+                              "CommD": cid_to_commitment(_cid(unsealed))[1].hex()}
     if "proof_nonce" not in rec and proof_msg is not None:
         proof, msg = proof_msg
         changes.update(proof_msg=msg["id"], proof_nonce=msg["nonce"])

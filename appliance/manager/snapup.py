@@ -8,7 +8,7 @@
   candidate. The caller's identity holds it: only it may submit or give it up (ReportAborted:
   a candidate again).
 - SubmitSnapUpProof checks the update proof and that the `update/` files are in the store, then
-  sends ProveReplicaUpdates through the nonce-journalled outbox; the worker is done then
+  sends ProveReplicaUpdates3 through the nonce-journalled outbox; the worker is done then
   (ReportFinalized changes nothing, as in Damocles). Housekeeping (settle) follows the message
   until it lands, after which the sector's files for proving are its `update/` and
   `update-cache/`; `Venus.SnapUpState` (ours) shows where it is."""
@@ -28,6 +28,8 @@ from ..proofs.commitment import comm_d_from_pieces
 from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_proof import verify_update_proof
 from ..rpc import INVALID_PARAMS, RPCError
+from .commitment import deal_pieces
+from .legacy_messages import manifests
 from .task_owner import check_holder, holder
 from .task_rehand import allowed, asking_thread
 from .task_shapes import allocated_sector, public_info, sector_pieces
@@ -185,10 +187,13 @@ class SnapUp:
         if store is None or not (store.path / "update" / name).is_file() or not (store.path / "update-cache" / name / "p_aux").is_file():
             return _resp(FILES_MISSED, f"update/{name} and update-cache/{name} are not in store {info['AccessInstance']}")
         where = self._locations(miner)[number]
-        params = {"Updates": [{"SectorID": number, "Deadline": where[0], "Partition": where[1],
-                               "NewSealedCID": commr_to_cid(comm_r_new), "Deals": rec.get("deals", []),
-                               "UpdateProofType": upd.id, "ReplicaProof": info["Proof"]}]}
-        message = self.committer.send(miner, "snap", "ProveReplicaUpdates", params, [])
+        deal_ids = list(rec.get("deals") or [])
+        params = {"SectorUpdates": [{"Sector": number, "Deadline": where[0], "Partition": where[1],
+                                     "NewSealedCID": {"/": commr_to_cid(comm_r_new)},
+                                     "Pieces": manifests(deal_ids, lambda ids: deal_pieces(self.state, ids))}],
+                  "SectorProofs": [info["Proof"]], "AggregateProof": "", "UpdateProofsType": upd.id,
+                  "AggregateProofType": None, "RequireActivationSuccess": True, "RequireNotificationSuccess": True}
+        message = self.committer.send(miner, "snap", "ProveReplicaUpdates3", params, [])
         self.state.update(miner, number, snap_store=store.name, snap_comm_r=comm_r_new.hex(), snap_proof_check=check)
         self._set(miner, number, state="submitted", message=message)
         return _resp(ACCEPTED, None)

@@ -89,8 +89,16 @@ def _v2(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE {table} ADD COLUMN thread TEXT")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """Version 3: unsent outbox messages take the chain's current methods and param shapes
+    (PreCommitSectorBatch2, ProveCommitSectors3, ProveReplicaUpdates3, bitfields), so that they
+    are sent as the chain now takes them (manager.legacy_messages)."""
+    from .legacy_messages import upgrade_outbox
+    upgrade_outbox(db)
+
+
 # migrations[i] takes manager.db from version i to i + 1; append, never edit a released one.
-MANAGER_SCHEMA = Schema("manager state", [_v1, _v2], frozenset({"counters", "sectors", "nonces"}), frozenset({
+MANAGER_SCHEMA = Schema("manager state", [_v1, _v2, _v3], frozenset({"counters", "sectors", "nonces"}), frozenset({
     ("sectors", "info"), ("workers", "info"), ("outbox", "params"), ("outbox", "sectors"), ("wdpost_jobs", "partitions"),
     ("wdpost_jobs", "input"), ("wdpost_jobs", "output"), ("post_rounds", "info")}))
 

@@ -5,7 +5,7 @@ ReplicaUpdate encoding (the `snap_encode` stage), proves it (`snap_prove`; eithe
 external processor, given Damocles' SnapEncode / SnapProve task), persists `update/`
 and `update-cache/` into the store and submits the proof (SubmitSnapUpProof). As in Damocles, the
 thread is done once the manager accepts the proof (Accepted, or DuplicateSubmit when it had
-accepted it before a restart): ReportFinalized, and the manager follows ProveReplicaUpdates
+accepted it before a restart): ReportFinalized, and the manager follows ProveReplicaUpdates3
 itself. FilesMissed persists again; a refusal or any other task error gives the sector back
 (ReportAborted: a candidate again). Journalled: a restart resumes at the step that was
 interrupted."""
