@@ -1,0 +1,341 @@
+"""The Lotus client (appliance/chain/lotus) against the devnet's Filecoin API server on loopback:
+real HTTP on real sockets, the server in this process's threads.
+
+Shapes are checked against the examples of Lotus' OpenRPC document, build/openrpc/full.json at
+Lotus commit b835fab702ebce57abd7e6d0c3326bbd1e18c008 (the first example of every param and
+result, extracted to tests/fixtures/lotus_openrpc_examples.json)."""
+
+import base64
+import json
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from appliance.chain.devnet_api import DevnetAPIServer, worker_address
+from appliance.chain.lotus.chain import LotusChain
+from appliance.chain.lotus.client import LotusClient, NodeAuthError, NodeUnavailable
+from appliance.chain.lotus.endpoint import Endpoint, EndpointError, parse_endpoint
+from appliance.chain.lotus.message import SendPolicy, message_cid, parse_fil, policy_from_config
+from appliance.chain.policy import ChainPolicy
+from appliance.chain.types import ChainError
+from appliance.core.proof_types import seal_proof
+from appliance.proofs.cid import commr_to_cid
+
+EXAMPLES = json.loads((Path(__file__).parent / "fixtures" / "lotus_openrpc_examples.json").read_text())["methods"]
+P2K = seal_proof("StackedDrg2KiBV1_1")
+JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJBbGxvdyI6WyJyZWFkIl19.c2lnbmF0dXJl"
+
+
+# ------------------------------------------------------------------------------ endpoints
+
+@pytest.mark.parametrize("raw,url", [
+    ("http://127.0.0.1:1234/rpc/v1", "http://127.0.0.1:1234/rpc/v1"),
+    ("http://127.0.0.1:1234/rpc/v0", "http://127.0.0.1:1234/rpc/v0"),
+    ("http://node.example:1234", "http://node.example:1234/rpc/v1"),
+    ("https://node.example/", "https://node.example/rpc/v1"),
+    ("ws://127.0.0.1:1234/rpc/v1", "http://127.0.0.1:1234/rpc/v1"),
+    ("wss://node.example:443/rpc/v0", "https://node.example:443/rpc/v0"),
+    ("/ip4/10.0.0.5/tcp/1234", "http://10.0.0.5:1234/rpc/v1"),
+    ("/ip4/10.0.0.5/tcp/1234/http", "http://10.0.0.5:1234/rpc/v1"),
+    ("/ip4/10.0.0.5/tcp/1234/wss", "https://10.0.0.5:1234/rpc/v1"),
+    ("/ip6/::1/tcp/1234/http", "http://[::1]:1234/rpc/v1"),
+    ("/dns4/lotus.example/tcp/1234/tls/ws", "https://lotus.example:1234/rpc/v1"),
+])
+def test_endpoint_forms_damocles_accepts(raw, url):
+    assert parse_endpoint(raw, "common") == Endpoint(url, "common")
+
+
+def test_token_colon_address_overrides_the_common_token():
+    # Damocles dep/util.go extractAPIInfo: a JWT before the first colon is the address's own token
+    assert parse_endpoint(f"{JWT}:/ip4/127.0.0.1/tcp/1234/http", "common") == Endpoint("http://127.0.0.1:1234/rpc/v1", JWT)
+    assert parse_endpoint(f"{JWT}:http://127.0.0.1:1234", None).token == JWT
+    assert "token=set" in repr(parse_endpoint(f"{JWT}:http://h:1")) and JWT not in repr(parse_endpoint(f"{JWT}:http://h:1"))
+
+
+@pytest.mark.parametrize("raw,says", [
+    ("", "expected an address"),
+    ("ftp://host:1/", "expected http://"),
+    ("/ip4/300.1.1.1/tcp/1", "not an IP address"),
+    ("/ip4/::1/tcp/1", "not an IPv4 address"),
+    ("/ip4/1.2.3.4/udp/1", "must start"),
+    ("/ip4/1.2.3.4/tcp/99999", "port"),
+    ("/ip4/1.2.3.4/tcp/1/quic", "unsupported component /quic"),
+    ("http://user:pw@host:1/", "no user"),
+    ("http://host:1/?token=x", "no user, query"),
+])
+def test_bad_endpoints_say_what_is_wrong(raw, says):
+    with pytest.raises(EndpointError, match="Common.API"):
+        parse_endpoint(raw)
+    with pytest.raises(EndpointError) as exc:
+        parse_endpoint(raw)
+    assert says in str(exc.value)
+
+
+# -------------------------------------------------------------------------------- messages
+
+def test_message_cid_matches_lotus_openrpc_example():
+    """Lotus' docgen marshals its example Message with the CID Message.Cid() computes: ours of the
+    same fields must be that CID (dag-cbor tuple, blake2b-256)."""
+    example = EXAMPLES["MpoolPushMessage"]["params"][0]
+    fields = {k: v for k, v in example.items() if k != "CID"}
+    assert message_cid(fields) == example["CID"]["/"] == "bafy2bzacebbpdegvr3i4cosewthysg5xkxpqfn2wfcz6mv2hmoktwbdxkax4s"
+    assert message_cid({**fields, "Nonce": 43}) != example["CID"]["/"]
+
+
+def test_send_policy_from_damocles_keys():
+    p = policy_from_config({"Sender": "f01001", "Senders": ["f01002", "f01001"], "GasOverEstimation": 1.5,
+                            "GasOverPremium": 2, "MaxFeeCap": "0.5 nanoFIL"}, "[Miners.Commitment.Pre]")
+    assert p == SendPolicy(("f01001", "f01002"), 1.5, 2.0, 500_000_000)
+    assert parse_fil("5 nanoFIL", "x") == 5 * 10 ** 9 and parse_fil("1 FIL", "x") == 10 ** 18
+    est = p.apply_estimate({"GasLimit": 1000, "GasPremium": "100", "GasFeeCap": "1"})
+    assert est == {"GasLimit": 1500, "GasPremium": "200", "GasFeeCap": "500000000"}
+    with pytest.raises(ChainError, match=r"\[Miners.Commitment.Pre\].GasFeeCap"):
+        policy_from_config({"GasFeeCap": "five"}, "[Miners.Commitment.Pre]")
+    with pytest.raises(ChainError, match="Sender"):
+        policy_from_config({"Sender": "not-an-address"}, "[Miners.Commitment.Pre]")
+
+
+# ---------------------------------------------------------------------- the devnet's API
+
+class RecordingClient(LotusClient):
+    """The real client, keeping the params of each request (to check their shapes)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.sent: dict[str, list] = {}
+
+    def call(self, method, *params):
+        self.sent.setdefault(method.split(".", 1)[1], list(params))
+        return super().call(method, *params)
+
+
+@pytest.fixture
+def node(tmp_path):
+    srv = DevnetAPIServer(tmp_path / "devnet", replace(ChainPolicy(), block_time=0), genesis_seed=bytes(range(32)))
+    srv.devnet.create_miner(1000, P2K.id, proving_period_start=100)
+    srv.start()
+    srv.devnet.advance(10)
+    yield srv
+    srv.close()
+
+
+def _chain(srv, cls=LotusClient, **kw) -> LotusChain:
+    return LotusChain(cls(parse_endpoint(srv.api_info()), **kw), srv.devnet.policy)
+
+
+def shape(v):
+    """A JSON value's shape: objects by key, arrays by their first element, scalars by type
+    (null matches anything: Go writes a nil pointer as null)."""
+    if isinstance(v, dict):
+        return {k: shape(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [shape(v[0])] if v else []
+    return None if v is None else ("number" if isinstance(v, int) and not isinstance(v, bool) else type(v).__name__)
+
+
+def conforms(ours, example, where="") -> list[str]:
+    """Where `ours` differs from Lotus' example shape (extra keys in ours are allowed)."""
+    if ours is None or example is None:
+        return []
+    if isinstance(example, dict):
+        if not isinstance(ours, dict):
+            return [f"{where}: object expected, got {ours!r}"]
+        return [p for k in example for p in (conforms(ours[k], example[k], f"{where}.{k}") if k in ours else [f"{where}.{k} missing"])]
+    if isinstance(example, list):
+        if not isinstance(ours, list):
+            return [f"{where}: array expected, got {ours!r}"]
+        return conforms(ours[0], example[0], f"{where}[0]") if ours and example else []
+    return [] if ours == example else [f"{where}: {ours} where Lotus has {example}"]
+
+
+def _sector_on_devnet(srv, number=1):
+    """A PreCommit landed for `number` (messages straight to the devnet: the state to read)."""
+    head = srv.devnet.head()
+    srv.devnet.push_message(1000, "PreCommitSectorBatch", {"Sectors": [{
+        "SealProof": P2K.id, "SectorNumber": number, "SealedCID": commr_to_cid(bytes([7]) * 32),
+        "SealRandEpoch": head - 1, "DealIDs": [], "Expiration": head + 200 * 2880, "UnsealedCID": None}]})
+    srv.devnet.advance(2)
+
+
+def test_every_read_matches_the_openrpc_shapes_both_ways(node):
+    """Each method LotusChain calls: the params it sends and the answers the devnet's API gives
+    have the shapes of Lotus' OpenRPC examples."""
+    _sector_on_devnet(node)
+    chain = _chain(node, RecordingClient)
+    chain.head()
+    chain.seal_randomness(1000, 5)
+    chain.interactive_seed(1000, 5)
+    chain.miner_info(1000)
+    chain.deadline_partitions(1000, 0)
+    chain.miner_power(1000)
+    assert chain.sector(1000, 1) is None and chain.precommit(1000, 1).number == 1
+    assert chain.highest_sector_number(1000) == 1
+    assert chain.receipt("bafy2bzacea3wsdh6y3a36tb3skempjoxqpuyompjbmfeyf34fi3uy6uue42v4") is None
+    raw = chain.client
+    checked = 0
+    for method, params in raw.sent.items():
+        if method not in EXAMPLES:
+            continue
+        example = EXAMPLES[method]
+        assert len(params) == len(example["params"]), method
+        assert not conforms(shape(params), shape(example["params"]), method), conforms(shape(params), shape(example["params"]), method)
+        answer = raw.call(f"Filecoin.{method}", *params)
+        assert not conforms(shape(answer), shape(example["result"]), method), conforms(shape(answer), shape(example["result"]), method)
+        checked += 1
+    assert checked >= 12, sorted(raw.sent)
+    # the answers Lotus gives as null where nothing is there, and what the API adds nothing to
+    for method, params in (("StateSectorGetInfo", ["f01000", 1, None]),):
+        assert raw.call(f"Filecoin.{method}", *params) is None
+    pc = raw.call("Filecoin.StateSectorPreCommitInfo", "f01000", 1, None)
+    assert not conforms(shape(pc), shape(EXAMPLES["StateSectorPreCommitInfo"]["result"]))
+    assert set(pc["Info"]) == set(EXAMPLES["StateSectorPreCommitInfo"]["result"]["Info"])      # UnsealedCid spelt as Lotus
+    info = raw.call("Filecoin.StateMinerInfo", "f01000", None)
+    assert set(info) == set(EXAMPLES["StateMinerInfo"]["result"]) and info["Worker"] == worker_address(1000)
+    dl = raw.call("Filecoin.StateMinerProvingDeadline", "f01000", None)
+    assert set(dl) == set(EXAMPLES["StateMinerProvingDeadline"]["result"])
+
+
+def test_reads_equal_the_devnet_in_process(node):
+    _sector_on_devnet(node, 3)
+    chain, devnet = _chain(node), node.devnet
+    assert chain.head() == devnet.head()
+    for epoch in (0, 4, devnet.head()):
+        assert chain.seal_randomness(1000, epoch) == devnet.seal_randomness(1000, epoch)
+        assert chain.interactive_seed(1000, epoch) == devnet.interactive_seed(1000, epoch)
+        assert chain.window_post_randomness(1000, epoch) == devnet.window_post_randomness(1000, epoch)
+        assert chain.chain_commit_randomness(epoch) == devnet.chain_commit_randomness(epoch)
+        assert chain.winning_post_randomness(1000, epoch) == devnet.winning_post_randomness(1000, epoch)
+    assert chain.miner_info(1000) == replace(devnet.miner_info(1000), worker=worker_address(1000))
+    assert chain.proving_deadline(1000) == devnet.proving_deadline(1000)
+    assert chain.precommit(1000, 3) == devnet.precommit(1000, 3)
+    assert chain.miner_power(1000) == devnet.miner_power(1000)
+    with pytest.raises(ChainError, match="future epoch|cannot draw"):
+        chain.seal_randomness(1000, devnet.head() + 5)
+    with pytest.raises(ChainError, match="f01001 not found"):
+        chain.miner_info(1001)
+
+
+def test_older_nodes_are_asked_the_randomness_with_tag_and_entropy(node):
+    """A node without StateGetRandomnessDigestFrom* (before they were added): the client asks
+    StateGetRandomnessFromTickets/Beacon with the DST and the miner address's CBOR, and gets the
+    same randomness as the digest path."""
+    digest_path = _chain(node)
+    expected = (digest_path.seal_randomness(1000, 6), digest_path.interactive_seed(1000, 6))
+    del node.rpc.methods["Filecoin.StateGetRandomnessDigestFromTickets"]
+    del node.rpc.methods["Filecoin.StateGetRandomnessDigestFromBeacon"]
+    old = _chain(node, RecordingClient)
+    assert (old.seal_randomness(1000, 6), old.interactive_seed(1000, 6)) == expected
+    tag, epoch, entropy, tsk = old.client.sent["StateGetRandomnessFromTickets"]
+    assert (tag, epoch, base64.b64decode(entropy), tsk) == (5, 6, bytes.fromhex("4300e807"), None)
+    assert old.client.sent["StateGetRandomnessFromBeacon"][0] == 6
+
+
+def test_bad_token_is_refused_at_once(node):
+    calls = []
+    chain = LotusChain(LotusClient(Endpoint(node.url, "not-a-token"), sleep=calls.append), node.devnet.policy)
+    with pytest.raises(NodeAuthError, match="refused the token"):
+        chain.head()
+    assert calls == []          # no retry: a refused token does not get better
+    with pytest.raises(NodeAuthError):
+        LotusChain(LotusClient(Endpoint(node.url, None))).head()
+
+
+def test_node_down_is_a_clear_error_after_bounded_retries_then_recovers(node, tmp_path):
+    host, port = node.address
+    pauses = []
+    chain = LotusChain(LotusClient(parse_endpoint(node.api_info()), timeout=5, attempts=3, backoff=0.01,
+                                   sleep=pauses.append), node.devnet.policy)
+    assert chain.head() == 10
+    node.rpc.shutdown()               # the node goes away: connection refused
+    with pytest.raises(NodeUnavailable, match=rf"{host}:{port}/rpc/v1 did not answer Filecoin.ChainHead after 3 tries"):
+        chain.head()
+    assert pauses == [0.01, 0.02]
+    assert isinstance(NodeUnavailable("x"), ChainError)     # the manager's loops log it and retry next pass
+    node.rpc.serve(host, port)         # back on the same address
+    assert chain.head() == 10
+
+
+def test_redirects_are_refused_and_the_token_never_follows(tmp_path):
+    seen = []
+
+    class Target(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    target = HTTPServer(("127.0.0.1", 0), Target)
+
+    class Redirect(Target):
+        def do_POST(self):
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{target.server_address[1]}/rpc/v1")
+            self.end_headers()
+
+    redirect = HTTPServer(("127.0.0.1", 0), Redirect)
+    for s in (target, redirect):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        client = LotusClient(Endpoint(f"http://127.0.0.1:{redirect.server_address[1]}/rpc/v1", "secret"), attempts=1)
+        with pytest.raises(NodeUnavailable, match="HTTP 307"):
+            client.call("Filecoin.ChainHead")
+        assert seen == []
+    finally:
+        for s in (target, redirect):
+            s.shutdown()
+            s.server_close()
+
+
+def test_push_is_idempotent_by_outbox_nonce_and_lands_decoded(node):
+    """A PreCommit pushed through MpoolPushMessage: CBOR params decoded by the devnet's API, applied
+    by the actor rules; pushing the same outbox nonce again returns the same message (MsgUuid)."""
+    chain = _chain(node, RecordingClient)
+    head = chain.head()
+    params = {"Sectors": [{"SealProof": P2K.id, "SectorNumber": 9, "SealedCID": commr_to_cid(bytes([3]) * 32),
+                           "SealRandEpoch": head - 2, "DealIDs": [], "Expiration": head + 200 * 2880, "UnsealedCID": None}]}
+    cid = chain.push_message(1000, "PreCommitSectorBatch", params, nonce=0)
+    assert cid.startswith("bafy2bzace")
+    assert chain.push_message(1000, "PreCommitSectorBatch", params, nonce=0) == cid
+    assert len(node.devnet.messages(1000)) == 1
+    msg, spec = chain.client.sent["MpoolPushMessage"]
+    example_msg = {k: v for k, v in EXAMPLES["MpoolPushMessage"]["params"][0].items() if k != "CID"}   # CID: output only
+    assert not conforms(shape(msg), shape(example_msg)) and set(msg) == set(example_msg)
+    assert not conforms(shape(chain.client.sent["GasEstimateMessageGas"]), shape([example_msg, *EXAMPLES["GasEstimateMessageGas"]["params"][1:]]))
+    assert msg["From"] == worker_address(1000) and msg["To"] == "f01000" and msg["Method"] == 28   # PreCommitSectorBatch2
+    assert spec["MsgUuid"] and spec["GasOverEstimation"] == 1.2
+    again = chain.client.call("Filecoin.MpoolPushMessage", msg, spec)       # the same MsgUuid: the same answer
+    assert again["CID"]["/"] == cid and not conforms(shape(again), shape(EXAMPLES["MpoolPushMessage"]["result"]))
+    assert message_cid(again["Message"]) == cid                              # the CID is the message's own
+    estimate = chain.client.call("Filecoin.GasEstimateMessageGas", msg, spec, None)
+    assert not conforms(shape(estimate), shape(example_msg)) and estimate["GasLimit"] > 0
+    assert chain.receipt(cid) is None
+    node.devnet.advance(1)
+    r = chain.receipt(cid)
+    assert r.ok and r.epoch == head + 1
+    assert chain.precommit(1000, 9).sealed_cid == params["Sectors"][0]["SealedCID"]
+    # a different message under the same outbox nonce is refused, not swapped in silently
+    other = {"Sectors": [{**params["Sectors"][0], "SectorNumber": 10}]}
+    with pytest.raises(ChainError, match="names another message|nonce"):
+        chain.push_message(1000, "PreCommitSectorBatch", other, nonce=0)
+    assert not conforms(shape(chain.client.call("Filecoin.StateSearchMsg", None, {"/": cid}, -1, True)),
+                        shape(EXAMPLES["StateSearchMsg"]["result"]))
+    assert chain.wait_message(cid, 0).epoch == head + 1
+
+
+def test_a_message_from_another_sender_is_refused(node):
+    from appliance.chain import actor_params
+    chain = _chain(node)
+    data = base64.b64encode(actor_params.encode_params("DeclareFaults", {"Faults": []})).decode()
+    msg = {"Version": 0, "To": "f01000", "From": "f099", "Nonce": 0, "Value": "0", "GasLimit": 0, "GasFeeCap": "0",
+           "GasPremium": "0", "Method": 10, "Params": data}
+    with pytest.raises(ChainError, match="f099 is not the worker of f01000"):
+        chain.call("MpoolPushMessage", msg, {"MaxFee": "0", "MsgUuid": "07070707-0707-0707-0707-070707070707"})
+    with pytest.raises(ChainError, match="msg.Params"):
+        chain.call("MpoolPushMessage", {**msg, "From": worker_address(1000), "Params": "AAAA"}, None)
+    assert node.devnet.messages(1000) == []
