@@ -339,3 +339,77 @@ def test_a_message_from_another_sender_is_refused(node):
     with pytest.raises(ChainError, match="msg.Params"):
         chain.call("MpoolPushMessage", {**msg, "From": worker_address(1000), "Params": "AAAA"}, None)
     assert node.devnet.messages(1000) == []
+
+
+# ------------------------------------------------------------------ a sector end to end
+
+def _until(what, fn, devnet, attempts=200):
+    """Poll `fn`, moving the devnet one epoch between tries (bounded)."""
+    for _ in range(attempts):
+        out = fn()
+        if out:
+            return out
+        devnet.advance(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.timeout(240)
+def test_a_2kib_sector_seals_and_proves_through_lotuschain(node, tmp_path):
+    """The manager's sealer and commitment batching over LotusChain -> the devnet's API (real
+    HTTP): ticket, PreCommit (CBOR, PreCommitSectorBatch2), seed, ProveCommitSectors3, landed."""
+    import shutil
+
+    from appliance.core.sector import SectorID
+    from appliance.manager.commitment import Committer
+    from appliance.manager.config import parse_config
+    from appliance.manager.sealer import Sealer
+    from appliance.manager.state import ManagerState
+    from appliance.proofs.c2 import seal_commit_phase2
+    from appliance.proofs.pc2 import read_p_aux
+    from appliance.proofs.porep import seal_commit_phase1
+    from appliance.proofs.seal import seal_sector
+
+    store = tmp_path / "persist-1"
+    store.mkdir()
+    cfg = parse_config({"Sealing": {"SealRandomnessLookback": 1},
+                        "Common": {"API": {"Chain": node.api_info()},
+                                   "PersistStores": [{"Name": "persist-1", "Path": str(store)}]},
+                        "Miners": [{"Actor": 1000, "SealProof": "StackedDrg2KiBV1_1", "Commitment": {
+                            "Confidence": 1, "Pre": {"Batch": {"Threshold": 1}}, "Prove": {"Batch": {"Threshold": 1}}}}]})
+    assert cfg.chain_api is not None
+    client = RecordingClient(cfg.chain_api.chain_endpoint())
+    chain = LotusChain(client, node.devnet.policy, cfg.chain_api.send_policies, cfg.chain_api.seal_proofs)
+    devnet = node.devnet
+    state = ManagerState(tmp_path / "m.db")
+    try:
+        sealer, committer = Sealer(cfg, state, chain), Committer(cfg, state, chain)
+        alloc = sealer.allocate_sector({})
+        sid = alloc["ID"]
+        ticket = sealer.assign_ticket(sid)
+        r = seal_sector(P2K, SectorID(1000, sid["Number"]), base64.b64decode(ticket["Ticket"]), bytes([9]) * 32, tmp_path / "w")
+        assert sealer.submit_pre_commit(alloc, {"CommR": r.comm_r, "CommD": r.comm_d, "Ticket": ticket}, False)["Res"] == 1
+        assert len(committer.tick()) == 1
+        _until("PreCommit landed", lambda: sealer.poll_pre_commit_state(sid)["State"] == 3, devnet)
+        name = f"s-t0{sid['Miner']}-{sid['Number']}"
+        assert sealer.store_reserve_space(sid, 4096, [])["Name"] == "persist-1"
+        (store / "sealed").mkdir(exist_ok=True)
+        shutil.copy(r.sector_dir / "sealed", store / "sealed" / name)
+        shutil.copytree(r.sector_dir / "cache", store / "cache" / name, dirs_exist_ok=True)
+        assert sealer.submit_persisted(sid, "persist-1") is True
+        seed = _until("seed", lambda: sealer.wait_seed(sid, P2K.id)["Seed"], devnet)
+        comm_c, comm_r_last = read_p_aux(r.sector_dir / "cache")
+        c1 = seal_commit_phase1(P2K, SectorID(1000, sid["Number"]), base64.b64decode(ticket["Ticket"]),
+                                base64.b64decode(seed["Seed"]), r.comm_d, comm_c, comm_r_last, r.sector_dir / "cache",
+                                r.sector_dir / "sealed")
+        assert sealer.submit_proof(sid, {"Proof": seal_commit_phase2(c1)}, False)["Res"] == 1
+        assert len(committer.tick()) == 1
+        _until("proof landed", lambda: sealer.poll_proof_state(sid)["State"] == 3, devnet)
+    finally:
+        state.close()
+    on_chain = chain.sector(1000, sid["Number"])
+    assert on_chain is not None and on_chain.sealed_cid == commr_to_cid(r.comm_r)
+    assert [(m["method"], m["exit_code"]) for m in devnet.messages(1000)] == [("PreCommitSectorBatch", 0), ("ProveCommitSector", 0)]
+    methods = set(client.sent)
+    assert {"ChainHead", "StateGetRandomnessDigestFromTickets", "StateGetRandomnessDigestFromBeacon", "MpoolPushMessage",
+            "GasEstimateMessageGas", "StateSearchMsg", "StateSectorPreCommitInfo", "StateSectorGetInfo"} <= methods
+    assert client.sent["MpoolPushMessage"][0]["Method"] == 28      # PreCommitSectorBatch2, the first pushed
