@@ -20,7 +20,7 @@ documented on each method."""
 from __future__ import annotations
 
 import logging
-import threading
+import time
 
 from ...core.proof_types import default_seal_proof, post_proof, seal_proof
 from .. import bitfield as _bitfield
@@ -34,6 +34,7 @@ from .message import SECTIONS, SendPolicy, message_json, message_uuid
 
 log = logging.getLogger("damocles.chain.lotus")
 TSK = None                      # the head tipset (Lotus' empty TipSetKey)
+MINER_INFO_TTL = 60.0           # seconds a miner's StateMinerInfo is kept
 SEARCH_LIMIT = -1               # StateSearchMsg: look back as far as the node keeps
 
 
@@ -47,7 +48,8 @@ class LotusChain(Chain):
         self.client, self.policy = client, policy or ChainPolicy()
         self.send_policies, self.seal_proofs, self.network = send_policies or {}, seal_proofs or {}, network
         self._digest_methods = True       # cleared when the node does not know StateGetRandomnessDigest*
-        self._lock = threading.Lock()
+        self._miner_info: dict[int, tuple[float, MinerInfo]] = {}
+        self._clock = time.monotonic
 
     def call(self, method: str, *params):
         return self.client.call(f"Filecoin.{method}", *params)
@@ -100,6 +102,16 @@ class LotusChain(Chain):
         return self._randomness(False, DST.POST_CHAIN_COMMIT, epoch, b"")
 
     def miner_info(self, miner: int) -> MinerInfo:
+        """Read at most every MINER_INFO_TTL seconds: the manager asks it on every pass, and it
+        changes only with a worker change (which takes the chain a day and more to apply)."""
+        cached = self._miner_info.get(miner)
+        if cached is not None and self._clock() - cached[0] < MINER_INFO_TTL:
+            return cached[1]
+        info = self._read_miner_info(miner)
+        self._miner_info[miner] = (self._clock(), info)
+        return info
+
+    def _read_miner_info(self, miner: int) -> MinerInfo:
         what = "StateMinerInfo"
         info = self.call(what, self._addr(miner), TSK)
         size = shapes.integer(shapes.field(info, "SectorSize", what), f"{what}.SectorSize")
