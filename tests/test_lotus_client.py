@@ -413,3 +413,32 @@ def test_a_2kib_sector_seals_and_proves_through_lotuschain(node, tmp_path):
     assert {"ChainHead", "StateGetRandomnessDigestFromTickets", "StateGetRandomnessDigestFromBeacon", "MpoolPushMessage",
             "GasEstimateMessageGas", "StateSearchMsg", "StateSectorPreCommitInfo", "StateSectorGetInfo"} <= methods
     assert client.sent["MpoolPushMessage"][0]["Method"] == 28      # PreCommitSectorBatch2, the first pushed
+
+
+def test_messager_path_pushes_with_our_id_and_reads_the_receipt_by_it(node):
+    """[Common.API] Messager: Message.HasMessageByUid, PushMessageWithId and GetMessageByUid
+    (sophon-messager 8254efe8 api/messager_impl.go; shapes venus-shared types/messager), served by
+    the devnet's API: the outbox nonce names the message, a resend is the same message."""
+    from appliance.chain.lotus.messager import Messager
+    endpoint = parse_endpoint(node.api_info())
+    messager_client = RecordingClient(endpoint)
+    chain = LotusChain(LotusClient(endpoint), node.devnet.policy, messager=Messager(messager_client))
+    head = chain.head()
+    params = {"Sectors": [{"SealProof": P2K.id, "SectorNumber": 4, "SealedCID": commr_to_cid(bytes([5]) * 32),
+                           "SealRandEpoch": head - 1, "DealIDs": [], "Expiration": head + 200 * 2880, "UnsealedCID": None}]}
+    msg_id = chain.push_message(1000, "PreCommitSectorBatch", params, nonce=7)
+    assert chain.push_message(1000, "PreCommitSectorBatch", params, nonce=7) == msg_id
+    assert len(node.devnet.messages(1000)) == 1
+    sent_id, msg, spec = messager_client.sent["PushMessageWithId"]
+    assert sent_id == msg_id and msg["Method"] == 28 and msg["GasLimit"] == 0      # the messager estimates
+    assert spec == {"expireEpoch": 0, "gasOverEstimation": 1.2, "maxFee": "0", "gasOverPremium": 0.0}
+    assert chain.receipt(msg_id) is None
+    node.devnet.advance(1)
+    r = chain.receipt(msg_id)
+    assert r.ok and r.epoch == head + 1 and r.message == msg_id
+    assert chain.wait_message(msg_id, 0).epoch == head + 1
+    m = messager_client.call("Message.GetMessageByUid", msg_id)
+    assert {"ID", "UnsignedCid", "SignedCid", "Version", "To", "From", "Nonce", "Method", "Params", "Height",
+            "Confidence", "Receipt", "State", "ErrorMsg"} <= set(m) and m["State"] == 3
+    with pytest.raises(ChainError, match="names another message"):
+        chain.push_message(1000, "DeclareFaults", {"Faults": []}, nonce=7)

@@ -126,6 +126,12 @@ class DevnetAPI:
         for name, func, params in m:
             perm = "sign" if name == "MpoolPushMessage" else "read"
             rpc.register(f"Filecoin.{name}", _chain_errors(func, bool(params) and params[-1] is tsk), perm, params)
+        for name, func, params in (
+                ("HasMessageByUid", self.has_message, [("id", _any)]),
+                ("PushMessageWithId", self.push_with_id, [("id", _any), ("msg", _any), ("meta", _any)]),
+                ("GetMessageByUid", self.get_message, [("id", _any)]),
+                ("WaitMessage", self.wait_message, [("id", _any), ("confidence", _uint)])):
+            rpc.register(f"Message.{name}", _chain_errors(func, False), "write" if name.startswith("Push") else "read", params)
         if "/rpc/v1" not in rpc.rpc_paths:
             rpc.rpc_paths = (*rpc.rpc_paths, "/rpc/v1")
 
@@ -279,18 +285,20 @@ class DevnetAPI:
         return out
 
     def push(self, msg: dict, spec) -> dict:
-        from . import actor_params        # the codec (PART codec of issue 17)
         if not isinstance(msg, dict):
             raise RPCError(INVALID_PARAMS, "msg: expected a Message object")
-        miner = _addr(msg.get("To"), "msg.To")
+        msg_uuid = spec.get("MsgUuid") if isinstance(spec, dict) else None
+        if not msg_uuid or msg_uuid == "00000000-0000-0000-0000-000000000000":
+            msg_uuid = None
+        return self._push(msg, _addr(msg.get("To"), "msg.To"), msg_uuid)
+
+    def _push(self, msg: dict, miner: int, msg_uuid: str | None) -> dict:
+        from . import actor_params        # the codec (PART codec of issue 17)
         info = self.devnet.miner_info(miner)
         if msg.get("From") not in (worker_address(miner), info.worker):
             raise ChainError(f"msg.From: {msg.get('From')} is not the worker of f0{miner} ({worker_address(miner)})")
         if msg.get("Value") not in (None, "0"):
             raise ChainError("msg.Value: the devnet's miner methods take no value")
-        msg_uuid = spec.get("MsgUuid") if isinstance(spec, dict) else None
-        if not msg_uuid or msg_uuid == "00000000-0000-0000-0000-000000000000":
-            msg_uuid = None
         try:
             actor_method = actor_params.method_name(_uint(msg.get("Method"), "msg.Method"))
             params = actor_params.decode_params(actor_method, _bytes(msg.get("Params") or "", "msg.Params"))
@@ -316,6 +324,49 @@ class DevnetAPI:
             self._db.execute("UPDATE pushed SET cid = ?, devnet_id = ?, signed = ? WHERE miner = ? AND nonce = ?",
                              (cid, devnet_id, json.dumps(signed), miner, nonce))
             return signed
+
+
+    # ------------------------------------- sophon-messager's Message.* (the devnet as messager)
+
+    def has_message(self, msg_id) -> bool:
+        return self._db.execute("SELECT 1 FROM pushed WHERE uuid = ? AND signed IS NOT NULL", (str(msg_id),)).fetchone() is not None
+
+    def push_with_id(self, msg_id, msg: dict, meta) -> str:
+        if not isinstance(msg_id, str) or not msg_id:
+            raise RPCError(INVALID_PARAMS, "id: expected a non-empty string")
+        if self.has_message(msg_id):
+            raise ChainError(f"message id {msg_id} already exists")      # as the messager's store refuses it
+        if not isinstance(msg, dict):
+            raise RPCError(INVALID_PARAMS, "msg: expected a Message object")
+        self._push(msg, _addr(msg.get("To"), "msg.To"), msg_id)
+        return msg_id
+
+    def get_message(self, msg_id) -> dict:
+        row = self._db.execute("SELECT cid, devnet_id, signed FROM pushed WHERE uuid = ? AND signed IS NOT NULL",
+                               (str(msg_id),)).fetchone()
+        if row is None:
+            raise ChainError(f"message {msg_id} not found")
+        cid, devnet_id, signed = row[0], row[1], json.loads(row[2])
+        receipt, head = self.devnet.receipt(devnet_id), self.devnet.head()
+        body = {k: v for k, v in signed["Message"].items() if k != "CID"}
+        return {"ID": msg_id, "UnsignedCid": shapes.cid(cid), "SignedCid": shapes.cid(cid), **body,
+                "Signature": signed["Signature"], "Height": receipt.epoch if receipt else 0,
+                "Confidence": head - receipt.epoch if receipt else 0,
+                "Receipt": None if receipt is None else {"ExitCode": receipt.exit_code, "Return": None, "GasUsed": 0,
+                                                         "EventsRoot": None},
+                "TipSetKey": [shapes.cid(self._tipset_cid(receipt.epoch))] if receipt else [], "Meta": None,
+                "WalletName": "", "State": 3 if receipt else 2, "ErrorMsg": "",
+                "CreatedAt": "0001-01-01T00:00:00Z", "UpdatedAt": "0001-01-01T00:00:00Z"}
+
+    def wait_message(self, msg_id, confidence: int) -> dict:
+        deadline = time.monotonic() + WAIT_LIMIT
+        while True:
+            m = self.get_message(msg_id)
+            if m["State"] == 3 and m["Confidence"] >= confidence:
+                return m
+            if time.monotonic() > deadline:
+                raise ChainError(f"message {msg_id} not on chain with {confidence} confirmations within {WAIT_LIMIT:g}s; ask again")
+            time.sleep(min(0.2, max(0.01, self.devnet.policy.block_time / 4)))
 
 
 def _partition_sectors(info) -> int:

@@ -93,11 +93,13 @@ def open_chain(home: Path, chain_config, chain_api, create: bool):
     if chain_api is not None:
         from ..chain.lotus.chain import LotusChain
         from ..chain.lotus.client import LotusClient
+        from ..chain.lotus.messager import Messager
         try:
-            endpoint = chain_api.chain_endpoint()
+            endpoint, messager = chain_api.chain_endpoint(), chain_api.messager_endpoint()
         except ValueError as exc:
             raise ChainError(str(exc)) from None
-        return LotusChain(LotusClient(endpoint), chain_config, chain_api.send_policies, chain_api.seal_proofs)
+        return LotusChain(LotusClient(endpoint), chain_config, chain_api.send_policies, chain_api.seal_proofs,
+                          messager=Messager(LotusClient(messager)) if messager else None)
     return Devnet(home / "devnet.db", chain_config, create=create)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 from ...core.proof_types import default_seal_proof, post_proof, seal_proof
 from .. import bitfield as _bitfield
@@ -30,6 +31,7 @@ from ..randomness import DST, draw, miner_entropy
 from ..types import ChainError, DeadlineInfo, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorOnChain
 from . import actor_json, shapes
 from .client import METHOD_NOT_FOUND, LotusClient, NodeError
+from .messager import Messager
 from .message import SECTIONS, SendPolicy, message_json, message_uuid
 
 log = logging.getLogger("damocles.chain.lotus")
@@ -41,10 +43,12 @@ SEARCH_LIMIT = -1               # StateSearchMsg: look back as far as the node k
 class LotusChain(Chain):
     def __init__(self, client: LotusClient, policy: ChainPolicy | None = None,
                  send_policies: dict[tuple[int, str], SendPolicy] | None = None,
-                 seal_proofs: dict[int, int] | None = None, network: str = "f"):
+                 seal_proofs: dict[int, int] | None = None, network: str = "f", messager: Messager | None = None):
         """`policy`: the chain's constants the manager plans with ([Chain]); `send_policies`:
         (miner, section) -> SendPolicy (message.SECTIONS); `seal_proofs`: a miner's configured
-        SealProof (Lotus' MinerInfo has none: the V1_1 type of its sector size otherwise)."""
+        SealProof (Lotus' MinerInfo has none: the V1_1 type of its sector size otherwise);
+        `messager`: send through sophon-messager instead of the node's mpool (messager.py)."""
+        self.messager = messager
         self.client, self.policy = client, policy or ChainPolicy()
         self.send_policies, self.seal_proofs, self.network = send_policies or {}, seal_proofs or {}, network
         self._digest_methods = True       # cleared when the node does not know StateGetRandomnessDigest*
@@ -198,6 +202,8 @@ class LotusChain(Chain):
             raise ChainError(f"{actor_method} params: {exc}") from None
         msg = message_json(self._addr(miner), self._sender(miner, policy), number, data, 0, policy.gas_fee_cap)
         msg_uuid = message_uuid(miner, nonce) if nonce is not None else None
+        if self.messager is not None:       # the messager estimates gas, picks the nonce and signs
+            return self.messager.push(msg_uuid or str(uuid.uuid4()), msg, policy)
         spec = policy.spec(msg_uuid or "00000000-0000-0000-0000-000000000000")
         estimated = self.call("GasEstimateMessageGas", msg, spec, TSK)
         signed = self.call("MpoolPushMessage", policy.apply_estimate(estimated), spec)
@@ -208,11 +214,16 @@ class LotusChain(Chain):
         return shapes.cid_str(shapes.field(signed, "CID", "MpoolPushMessage"), "MpoolPushMessage.CID")
 
     def receipt(self, message: str) -> Receipt | None:
+        if self.messager is not None:
+            return self.messager.receipt(message)
         lookup = self.call("StateSearchMsg", TSK, shapes.cid(message), SEARCH_LIMIT, True)
         return None if lookup is None else shapes.receipt(message, lookup)
 
     def wait_message(self, message: str, confidence: int) -> Receipt:
-        """StateWaitMsg: blocks on the node until the message has `confidence` epochs on it."""
+        """StateWaitMsg (Message.WaitMessage with a messager): blocks until the message has
+        `confidence` epochs on it."""
+        if self.messager is not None:
+            return self.messager.wait(message, confidence)
         lookup = self.call("StateWaitMsg", shapes.cid(message), confidence, SEARCH_LIMIT, True)
         return shapes.receipt(message, lookup, "StateWaitMsg")
 
