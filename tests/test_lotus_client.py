@@ -442,3 +442,47 @@ def test_messager_path_pushes_with_our_id_and_reads_the_receipt_by_it(node):
             "Confidence", "Receipt", "State", "ErrorMsg"} <= set(m) and m["State"] == 3
     with pytest.raises(ChainError, match="names another message"):
         chain.push_message(1000, "DeclareFaults", {"Faults": []}, nonce=7)
+
+
+def test_node_down_while_sending_keeps_the_message_journalled_and_sends_it_once(node, tmp_path):
+    """The commitment pass fails (logged by its loop) with the node down or refusing: the PreCommit
+    waits, then stays in the outbox unsent; with the node back the next pass sends it, once, even
+    after a push whose answer was lost (the same outbox nonce: the same MsgUuid)."""
+    from appliance.core.sector import SectorID
+    from appliance.manager.commitment import Committer
+    from appliance.manager.config import parse_config
+    from appliance.manager.sealer import Sealer
+    from appliance.manager.state import ManagerState
+    from appliance.proofs.seal import seal_sector
+
+    cfg = parse_config({"Sealing": {"SealRandomnessLookback": 1},
+                        "Miners": [{"Actor": 1000, "SealProof": "StackedDrg2KiBV1_1", "Commitment": {
+                            "Confidence": 1, "Pre": {"Batch": {"Threshold": 1}}}}]})
+    chain = LotusChain(LotusClient(parse_endpoint(node.api_info()), attempts=2, sleep=lambda s: None), node.devnet.policy)
+    state = ManagerState(tmp_path / "m.db")
+    try:
+        sealer, committer = Sealer(cfg, state, chain), Committer(cfg, state, chain)
+        alloc = sealer.allocate_sector({})
+        sid = alloc["ID"]
+        ticket = sealer.assign_ticket(sid)
+        r = seal_sector(P2K, SectorID(1000, sid["Number"]), base64.b64decode(ticket["Ticket"]), bytes([9]) * 32, tmp_path / "w")
+        assert sealer.submit_pre_commit(alloc, {"CommR": r.comm_r, "CommD": r.comm_d, "Ticket": ticket}, False)["Res"] == 1
+        host, port = node.address
+        node.rpc.shutdown()
+        with pytest.raises(NodeUnavailable):
+            committer.tick()                          # at ChainHead, before anything is journalled
+        assert state.unsent() == [] and "pre_nonce" not in state.sectors(1000)[0]     # still waiting, not dropped
+        node.rpc.serve(host, port)
+        estimate = node.rpc.methods.pop("Filecoin.GasEstimateMessageGas")      # the node refuses to send
+        with pytest.raises(ChainError, match="GasEstimateMessageGas"):
+            committer.tick()                          # after the journal: the message waits in the outbox
+        (row,) = state.unsent()
+        assert row["method"] == "PreCommitSectorBatch" and node.devnet.messages(1000) == []
+        node.rpc.methods["Filecoin.GasEstimateMessageGas"] = estimate
+        lost = chain.push_message(1000, row["method"], row["params"], row["nonce"])     # pushed, answer lost
+        assert committer.tick() == [lost]            # the outbox's resend: the same message
+        assert state.unsent() == [] and len(node.devnet.messages(1000)) == 1
+        node.devnet.advance(2)
+        assert sealer.poll_pre_commit_state(sid)["State"] == 3
+    finally:
+        state.close()
