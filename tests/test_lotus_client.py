@@ -413,6 +413,11 @@ def test_a_2kib_sector_seals_and_proves_through_lotuschain(node, tmp_path):
     assert {"ChainHead", "StateGetRandomnessDigestFromTickets", "StateGetRandomnessDigestFromBeacon", "MpoolPushMessage",
             "GasEstimateMessageGas", "StateSearchMsg", "StateSectorPreCommitInfo", "StateSectorGetInfo"} <= methods
     assert client.sent["MpoolPushMessage"][0]["Method"] == 28      # PreCommitSectorBatch2, the first pushed
+    # with power, the devnet's elections through Devnet.WinningElection are its own
+    devnet.advance(60)
+    epochs = range(on_chain.activation + 1, devnet.head())
+    elected = [chain.winning_election(1000, e) for e in epochs]
+    assert elected == [devnet.winning_election(1000, e) for e in epochs] and any(elected)
 
 
 def test_messager_path_pushes_with_our_id_and_reads_the_receipt_by_it(node):
@@ -486,3 +491,27 @@ def test_node_down_while_sending_keeps_the_message_journalled_and_sends_it_once(
         assert sealer.poll_pre_commit_state(sid)["State"] == 3
     finally:
         state.close()
+
+
+def test_devnet_extensions_for_blocks_and_deals_and_their_absence_on_a_node(node):
+    """Devnet.* (block production, the embedded market) through LotusChain equal the devnet's own;
+    a node without them (method not found): never elected, deals and blocks refused, saying why."""
+    from appliance.proofs.cid import commd_to_cid
+    chain, devnet = _chain(node), node.devnet
+    head = devnet.head()
+    assert [chain.winning_election(1000, e) for e in range(head)] == [devnet.winning_election(1000, e) for e in range(head)]
+    assert chain.winning_post_sectors(1000, head) == devnet.winning_post_sectors(1000, head)
+    piece = commd_to_cid(bytes([1]) * 32)
+    deal_id = chain.publish_deal(1000, piece, 2048, head + 100, head + 200 * 2880)
+    assert chain.deal(deal_id) == devnet.deal(deal_id) and devnet.deal(deal_id)["miner"] == 1000
+    with pytest.raises(ChainError, match="not elected|refused|no block|elect"):
+        chain.submit_winning_post(1000, head, b"not a proof")
+    for name in [n for n in node.rpc.methods if n.startswith("Devnet.")]:
+        del node.rpc.methods[name]
+    plain = _chain(node)
+    assert not any(plain.winning_election(1000, e) for e in range(head))
+    with pytest.raises(ChainError, match=r"deals come from the market \(\[Common.API\] Market\)"):
+        plain.publish_deal(1000, piece, 2048, head + 100, head + 200 * 2880)
+    with pytest.raises(ChainError, match="block producer"):
+        plain.submit_winning_post(1000, head, b"proof")
+    assert plain.deal(deal_id) is None

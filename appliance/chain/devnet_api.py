@@ -132,6 +132,18 @@ class DevnetAPI:
                 ("GetMessageByUid", self.get_message, [("id", _any)]),
                 ("WaitMessage", self.wait_message, [("id", _any), ("confidence", _uint)])):
             rpc.register(f"Message.{name}", _chain_errors(func, False), "write" if name.startswith("Push") else "read", params)
+        # the devnet's own, beyond Lotus' API: block production and the embedded market, which
+        # on a real chain are the block producer's and the market's (LotusChain uses them when a
+        # node has them, docs/chain.md)
+        for name, func, perm, params in (
+                ("WinningElection", lambda m, e: self.devnet.winning_election(m, e), "read", [("miner", _addr), ("epoch", _epoch)]),
+                ("WinningPostSectors", lambda m, e: [shapes.sector_json(s) for s in self.devnet.winning_post_sectors(m, e)],
+                 "read", [("miner", _addr), ("epoch", _epoch)]),
+                ("SubmitWinningPoSt", lambda m, e, proof: self.devnet.submit_winning_post(m, e, proof), "sign",
+                 [("miner", _addr), ("epoch", _epoch), ("proof", _bytes)]),
+                ("PublishDeal", self.publish_deal, "sign", [("deal", _any)]),
+                ("Deal", lambda deal_id: self.devnet.deal(deal_id), "read", [("dealID", _uint)])):
+            rpc.register(f"Devnet.{name}", _chain_errors(func, False), perm, params)
         if "/rpc/v1" not in rpc.rpc_paths:
             rpc.rpc_paths = (*rpc.rpc_paths, "/rpc/v1")
 
@@ -326,6 +338,14 @@ class DevnetAPI:
             return signed
 
 
+    def publish_deal(self, deal) -> int:
+        keys = ("Provider", "PieceCID", "PieceSize", "StartEpoch", "EndEpoch")
+        if not isinstance(deal, dict) or any(k not in deal for k in keys):
+            raise RPCError(INVALID_PARAMS, f"deal: expected an object with {', '.join(keys)}")
+        return self.devnet.publish_deal(_addr(deal["Provider"], "deal.Provider"), _cid(deal["PieceCID"], "deal.PieceCID"),
+                                        _uint(deal["PieceSize"], "deal.PieceSize"), _epoch(deal["StartEpoch"], "deal.StartEpoch"),
+                                        _epoch(deal["EndEpoch"], "deal.EndEpoch"))
+
     # ------------------------------------- sophon-messager's Message.* (the devnet as messager)
 
     def has_message(self, msg_id) -> bool:
@@ -389,14 +409,19 @@ class DevnetAPIServer:
     """The devnet's API on its own RPC server: the chain database, the API's own small database
     (MsgUuid -> message) and a token secret, all in `home`."""
 
-    def __init__(self, home: Path, policy=None, genesis_seed: bytes | None = None):
+    def __init__(self, home: Path, policy=None, genesis_seed: bytes | None = None, create: bool = True):
+        """`create` False: a missing devnet.db is refused (Devnet's rule for a manager with sectors)."""
         from ..rpc.auth import SecretFile, issue_token, load_or_create_secret
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         load_or_create_secret(self.home / "devnet-secret")
         self.secret = SecretFile(self.home / "devnet-secret")
-        self.devnet = Devnet(self.home / "devnet.db", policy, genesis_seed=genesis_seed)
-        self.api = DevnetAPI(self.devnet, self.home / "devnet-api.db")
+        self.devnet = Devnet(self.home / "devnet.db", policy, genesis_seed=genesis_seed, create=create)
+        try:
+            self.api = DevnetAPI(self.devnet, self.home / "devnet-api.db")
+        except BaseException:
+            self.devnet.close()
+            raise
         self.rpc = RPCServer(self.secret)
         self.api.register(self.rpc)
         self.token = issue_token(self.secret, "admin", "devnet")

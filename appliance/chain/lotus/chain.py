@@ -12,10 +12,10 @@ section's sender with GasEstimateMessageGas then MpoolPushMessage, idempotent th
 (message.py); receipts come from StateSearchMsg.
 
 What a full node cannot answer for the manager (docs/chain.md): WinningPoSt is the block
-producer's job (Damocles leaves it to venus-miner; this chain is never elected); deals come
-from a market, not this chain (publish_deal refuses); the devnet-only restart checks
-(highest_sector_number, next_nonce, message_at_nonce, executed_messages) have the fallbacks
-documented on each method."""
+producer's job and deals come from a market; the devnet's API offers both as Devnet.* methods,
+which this client uses when the node has them (never elected, deals refused, otherwise). The
+devnet-only restart checks (highest_sector_number, next_nonce, message_at_nonce,
+executed_messages) have the fallbacks documented on each method."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ class LotusChain(Chain):
         self.client, self.policy = client, policy or ChainPolicy()
         self.send_policies, self.seal_proofs, self.network = send_policies or {}, seal_proofs or {}, network
         self._digest_methods = True       # cleared when the node does not know StateGetRandomnessDigest*
+        self._devnet_methods = True       # cleared when the node is not the devnet's API (no Devnet.*)
         self._miner_info: dict[int, tuple[float, MinerInfo]] = {}
         self._clock = time.monotonic
 
@@ -260,23 +261,47 @@ class LotusChain(Chain):
     def create_miner(self, *args, **kwargs):
         raise ChainError("miners are created on the chain itself (lotus-miner init / sophon), not by the manager")
 
-    def publish_deal(self, *args, **kwargs):
-        raise ChainError("deals come from the market ([Common.API] Market), not from a Lotus chain")
+    # ------------------------------- the devnet's own methods (Devnet.*), absent from a node
+
+    def _devnet(self, method: str, *params, absent=None, refusal: str | None = None):
+        """A Devnet.* call when the node is the devnet's API; on a node without it (method not
+        found) `absent`, or ChainError(`refusal`)."""
+        if self._devnet_methods:
+            try:
+                return self.client.call(f"Devnet.{method}", *params)
+            except NodeError as exc:
+                if exc.code != METHOD_NOT_FOUND:
+                    raise
+                self._devnet_methods = False
+        if refusal is not None:
+            raise ChainError(refusal)
+        return absent
+
+    def publish_deal(self, miner: int, piece_cid: str, piece_size: int, start_epoch: int, end_epoch: int) -> int:
+        return shapes.integer(self._devnet("PublishDeal", {
+            "Provider": self._addr(miner), "PieceCID": shapes.cid(piece_cid), "PieceSize": piece_size,
+            "StartEpoch": start_epoch, "EndEpoch": end_epoch},
+            refusal="deals come from the market ([Common.API] Market), not from a Lotus chain"), "Devnet.PublishDeal")
 
     def deal(self, deal_id: int) -> dict | None:
-        return None
+        return self._devnet("Deal", deal_id)
 
     # ------------------------------------------------------------------- winning post
 
     def winning_election(self, miner: int, epoch: int) -> bool:
-        return False          # block production is the block producer's (venus-miner / lotus-miner)
+        """The devnet's election; a node: never (block production is lotus-miner's or venus-miner's)."""
+        return bool(self._devnet("WinningElection", self._addr(miner), epoch, absent=False))
 
     def winning_post_randomness(self, miner: int, epoch: int) -> bytes:
         r = self._randomness(True, DST.WINNING_POST_CHALLENGE_SEED, epoch, miner_entropy(miner))
         return r[:31] + bytes([r[31] & 0x3F])
 
     def winning_post_sectors(self, miner: int, epoch: int) -> list[SectorOnChain]:
-        return [s for s in self.sectors(miner)]
+        rows = self._devnet("WinningPostSectors", self._addr(miner), epoch, absent=None)
+        if rows is None:
+            return self.sectors(miner)
+        return [shapes.sector(miner, s, "Devnet.WinningPostSectors[]") for s in rows]
 
     def submit_winning_post(self, miner: int, epoch: int, proof: bytes) -> None:
-        raise ChainError("blocks are produced by the block producer (venus-miner / lotus-miner), not the manager")
+        self._devnet("SubmitWinningPoSt", self._addr(miner), epoch, shapes.b64(proof),
+                     refusal="blocks are produced by the block producer (venus-miner / lotus-miner), not the manager")
