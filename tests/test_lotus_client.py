@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from appliance.chain.devnet_api import DevnetAPIServer, worker_address
+from appliance.chain.lotus import actor_json
 from appliance.chain.lotus.chain import LotusChain
 from appliance.chain.lotus.client import LotusClient, NodeAuthError, NodeUnavailable
 from appliance.chain.lotus.endpoint import Endpoint, EndpointError, parse_endpoint
@@ -151,12 +152,19 @@ def conforms(ours, example, where="") -> list[str]:
     return [] if ours == example else [f"{where}: {ours} where Lotus has {example}"]
 
 
+def precommit_message(number: int, comm_r: bytes, rand_epoch: int, expiration: int) -> tuple[str, dict]:
+    """A one-sector PreCommit as the manager sends it (and the devnet takes it): the devnet's
+    own shape, or PreCommitSectorBatch2's Go shape where the manager already sends that."""
+    method, params = "PreCommitSectorBatch", {"Sectors": [{
+        "SealProof": P2K.id, "SectorNumber": number, "SealedCID": commr_to_cid(comm_r), "SealRandEpoch": rand_epoch,
+        "DealIDs": [], "Expiration": expiration, "UnsealedCID": None}]}
+    return actor_json.to_actor(method, params) if actor_json.manager_speaks_actor_methods() else (method, params)
+
+
 def _sector_on_devnet(srv, number=1):
     """A PreCommit landed for `number` (messages straight to the devnet: the state to read)."""
     head = srv.devnet.head()
-    srv.devnet.push_message(1000, "PreCommitSectorBatch", {"Sectors": [{
-        "SealProof": P2K.id, "SectorNumber": number, "SealedCID": commr_to_cid(bytes([7]) * 32),
-        "SealRandEpoch": head - 1, "DealIDs": [], "Expiration": head + 200 * 2880, "UnsealedCID": None}]})
+    srv.devnet.push_message(1000, *precommit_message(number, bytes([7]) * 32, head - 1, head + 200 * 2880))
     srv.devnet.advance(2)
 
 
@@ -297,11 +305,10 @@ def test_push_is_idempotent_by_outbox_nonce_and_lands_decoded(node):
     by the actor rules; pushing the same outbox nonce again returns the same message (MsgUuid)."""
     chain = _chain(node, RecordingClient)
     head = chain.head()
-    params = {"Sectors": [{"SealProof": P2K.id, "SectorNumber": 9, "SealedCID": commr_to_cid(bytes([3]) * 32),
-                           "SealRandEpoch": head - 2, "DealIDs": [], "Expiration": head + 200 * 2880, "UnsealedCID": None}]}
-    cid = chain.push_message(1000, "PreCommitSectorBatch", params, nonce=0)
+    method, params = precommit_message(9, bytes([3]) * 32, head - 2, head + 200 * 2880)
+    cid = chain.push_message(1000, method, params, nonce=0)
     assert cid.startswith("bafy2bzace")
-    assert chain.push_message(1000, "PreCommitSectorBatch", params, nonce=0) == cid
+    assert chain.push_message(1000, method, params, nonce=0) == cid
     assert len(node.devnet.messages(1000)) == 1
     msg, spec = chain.client.sent["MpoolPushMessage"]
     example_msg = {k: v for k, v in EXAMPLES["MpoolPushMessage"]["params"][0].items() if k != "CID"}   # CID: output only
@@ -318,11 +325,10 @@ def test_push_is_idempotent_by_outbox_nonce_and_lands_decoded(node):
     node.devnet.advance(1)
     r = chain.receipt(cid)
     assert r.ok and r.epoch == head + 1
-    assert chain.precommit(1000, 9).sealed_cid == params["Sectors"][0]["SealedCID"]
+    assert chain.precommit(1000, 9).sealed_cid == commr_to_cid(bytes([3]) * 32)
     # a different message under the same outbox nonce is refused, not swapped in silently
-    other = {"Sectors": [{**params["Sectors"][0], "SectorNumber": 10}]}
     with pytest.raises(ChainError, match="names another message|nonce"):
-        chain.push_message(1000, "PreCommitSectorBatch", other, nonce=0)
+        chain.push_message(1000, *precommit_message(10, bytes([3]) * 32, head - 2, head + 200 * 2880), nonce=0)
     assert not conforms(shape(chain.client.call("Filecoin.StateSearchMsg", None, {"/": cid}, -1, True)),
                         shape(EXAMPLES["StateSearchMsg"]["result"]))
     assert chain.wait_message(cid, 0).epoch == head + 1
@@ -408,7 +414,9 @@ def test_a_2kib_sector_seals_and_proves_through_lotuschain(node, tmp_path):
         state.close()
     on_chain = chain.sector(1000, sid["Number"])
     assert on_chain is not None and on_chain.sealed_cid == commr_to_cid(r.comm_r)
-    assert [(m["method"], m["exit_code"]) for m in devnet.messages(1000)] == [("PreCommitSectorBatch", 0), ("ProveCommitSector", 0)]
+    (pre, prove) = devnet.messages(1000)          # the devnet's names: the manager's, or the actor's
+    assert pre["method"].startswith("PreCommitSectorBatch") and prove["method"].startswith("ProveCommitSector")
+    assert pre["exit_code"] == prove["exit_code"] == 0
     methods = set(client.sent)
     assert {"ChainHead", "StateGetRandomnessDigestFromTickets", "StateGetRandomnessDigestFromBeacon", "MpoolPushMessage",
             "GasEstimateMessageGas", "StateSearchMsg", "StateSectorPreCommitInfo", "StateSectorGetInfo"} <= methods
@@ -429,10 +437,9 @@ def test_messager_path_pushes_with_our_id_and_reads_the_receipt_by_it(node):
     messager_client = RecordingClient(endpoint)
     chain = LotusChain(LotusClient(endpoint), node.devnet.policy, messager=Messager(messager_client))
     head = chain.head()
-    params = {"Sectors": [{"SealProof": P2K.id, "SectorNumber": 4, "SealedCID": commr_to_cid(bytes([5]) * 32),
-                           "SealRandEpoch": head - 1, "DealIDs": [], "Expiration": head + 200 * 2880, "UnsealedCID": None}]}
-    msg_id = chain.push_message(1000, "PreCommitSectorBatch", params, nonce=7)
-    assert chain.push_message(1000, "PreCommitSectorBatch", params, nonce=7) == msg_id
+    method, params = precommit_message(4, bytes([5]) * 32, head - 1, head + 200 * 2880)
+    msg_id = chain.push_message(1000, method, params, nonce=7)
+    assert chain.push_message(1000, method, params, nonce=7) == msg_id
     assert len(node.devnet.messages(1000)) == 1
     sent_id, msg, spec = messager_client.sent["PushMessageWithId"]
     assert sent_id == msg_id and msg["Method"] == 28 and msg["GasLimit"] == 0      # the messager estimates
@@ -482,7 +489,7 @@ def test_node_down_while_sending_keeps_the_message_journalled_and_sends_it_once(
         with pytest.raises(ChainError, match="GasEstimateMessageGas"):
             committer.tick()                          # after the journal: the message waits in the outbox
         (row,) = state.unsent()
-        assert row["method"] == "PreCommitSectorBatch" and node.devnet.messages(1000) == []
+        assert row["method"].startswith("PreCommitSectorBatch") and node.devnet.messages(1000) == []
         node.rpc.methods["Filecoin.GasEstimateMessageGas"] = estimate
         lost = chain.push_message(1000, row["method"], row["params"], row["nonce"])     # pushed, answer lost
         assert committer.tick() == [lost]            # the outbox's resend: the same message

@@ -1,13 +1,14 @@
-"""The manager's message params (the devnet's dict shapes: sector lists as JSON lists, CIDs as
-strings) to the miner actor's current methods as go-state-types renders them in JSON (what the
-codec, appliance.chain.actor_params, encodes), and back for the devnet's API server.
+"""The manager's message params, where it still sends the devnet's shapes (sector lists as JSON
+lists, CIDs as strings), to the miner actor's current methods as go-state-types renders them in
+JSON (what the codec, appliance.chain.actor_params, encodes), and back for the devnet's API.
 
 builtin-actors at b0a3bdd6 (actors/miner/src/lib.rs `enum Method`) has retired
 ProveCommitSector (7), ProveCommitAggregate (26) and ProveReplicaUpdates (27): proofs go as
 ProveCommitSectors3 (34), one SectorActivationManifest per sector; an aggregate is carried in
 AggregateProof (the devnet's stand-in aggregate, miner_actor.encode_aggregate, is not SnarkPack:
 a real chain refuses it, docs/chain.md). Field names from go-state-types builtin/v16+
-miner/miner_types.go (commit 8b01cf99)."""
+miner/miner_types.go (commit 8b01cf99). A manager that already sends the actor's methods in their
+Go shapes (the devnet taking the same) needs no mapping: both directions are then the identity."""
 
 from __future__ import annotations
 
@@ -36,8 +37,17 @@ def _objs(params: dict, key: str, where: str) -> list[dict]:
     return v
 
 
+def manager_speaks_actor_methods() -> bool:
+    """Whether the manager's messages are already the actor's methods in go-state-types' shapes
+    (the devnet then executes those names): nothing to map either way."""
+    from ..devnet import METHODS
+    return "PreCommitSectorBatch2" in METHODS
+
+
 def to_actor(method: str, params: dict) -> tuple[str, dict]:
     """(actor method name, Go-JSON params) for a manager message."""
+    if manager_speaks_actor_methods():
+        return method, params
     if method == "PreCommitSectorBatch":
         return "PreCommitSectorBatch2", {"Sectors": [
             {"SealProof": s.get("SealProof"), "SectorNumber": s.get("SectorNumber"), "SealedCID": _cid(s.get("SealedCID")),
@@ -66,6 +76,8 @@ def to_actor(method: str, params: dict) -> tuple[str, dict]:
 
 def from_actor(actor_method: str, params: dict) -> tuple[str, dict]:
     """The inverse of to_actor: (manager method name, devnet params) for a decoded message."""
+    if manager_speaks_actor_methods():
+        return actor_method, params
     where = actor_method
     if actor_method == "PreCommitSectorBatch2":
         return "PreCommitSectorBatch", {"Sectors": [
