@@ -158,7 +158,7 @@ def precommit_message(number: int, comm_r: bytes, rand_epoch: int, expiration: i
     method, params = "PreCommitSectorBatch", {"Sectors": [{
         "SealProof": P2K.id, "SectorNumber": number, "SealedCID": commr_to_cid(comm_r), "SealRandEpoch": rand_epoch,
         "DealIDs": [], "Expiration": expiration, "UnsealedCID": None}]}
-    return actor_json.to_actor(method, params) if actor_json.manager_speaks_actor_methods() else (method, params)
+    return actor_json.legacy_to_actor(method, params) if actor_json.manager_speaks_actor_methods() else (method, params)
 
 
 def _sector_on_devnet(srv, number=1):

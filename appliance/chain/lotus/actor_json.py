@@ -46,8 +46,16 @@ def manager_speaks_actor_methods() -> bool:
 
 def to_actor(method: str, params: dict) -> tuple[str, dict]:
     """(actor method name, Go-JSON params) for a manager message."""
-    if manager_speaks_actor_methods():
-        return method, params
+    return (method, params) if manager_speaks_actor_methods() else legacy_to_actor(method, params)
+
+
+def from_actor(actor_method: str, params: dict) -> tuple[str, dict]:
+    """(the devnet's method name, its params) for a decoded actor message."""
+    return (actor_method, params) if manager_speaks_actor_methods() else legacy_from_actor(actor_method, params)
+
+
+def legacy_to_actor(method: str, params: dict) -> tuple[str, dict]:
+    """A message in the devnet's own shapes as the actor's current method and Go-JSON params."""
     if method == "PreCommitSectorBatch":
         return "PreCommitSectorBatch2", {"Sectors": [
             {"SealProof": s.get("SealProof"), "SectorNumber": s.get("SectorNumber"), "SealedCID": _cid(s.get("SealedCID")),
@@ -74,10 +82,8 @@ def to_actor(method: str, params: dict) -> tuple[str, dict]:
     raise ChainError(f"{method}: not sendable to a Lotus node yet (no mapping to a current miner actor method)")
 
 
-def from_actor(actor_method: str, params: dict) -> tuple[str, dict]:
-    """The inverse of to_actor: (manager method name, devnet params) for a decoded message."""
-    if manager_speaks_actor_methods():
-        return actor_method, params
+def legacy_from_actor(actor_method: str, params: dict) -> tuple[str, dict]:
+    """The inverse of legacy_to_actor."""
     where = actor_method
     if actor_method == "PreCommitSectorBatch2":
         return "PreCommitSectorBatch", {"Sectors": [
