@@ -522,3 +522,28 @@ def test_devnet_extensions_for_blocks_and_deals_and_their_absence_on_a_node(node
     with pytest.raises(ChainError, match="block producer"):
         plain.submit_winning_post(1000, head, b"proof")
     assert plain.deal(deal_id) is None
+
+
+def test_a_bad_or_dead_chain_address_refuses_the_manager_start_naming_it(tmp_path):
+    """Damocles' documented example (placeholders) loads, but the start is refused naming the key;
+    a node that does not answer refuses the start with the address, and the home stays usable."""
+    from appliance.chain.lotus.settings import ChainAPIConfig
+    from appliance.core.db import DatabaseError
+    from appliance.manager.guard import open_stores
+    with pytest.raises(DatabaseError, match=r"\[Common.API\].Chain: /ip4/\{api_host\} is not an IP address"):
+        open_stores(tmp_path, ChainPolicy(), [1000], chain_api=ChainAPIConfig("/ip4/{api_host}/tcp/{api_port}"))
+    import socket
+    with socket.socket() as s:           # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(NodeUnavailable, match=rf"127.0.0.1:{port}/rpc/v1 did not answer"):
+        open_stores(tmp_path, ChainPolicy(), [1000], chain_api=ChainAPIConfig(f"http://127.0.0.1:{port}"))
+    assert not (tmp_path / "devnet.db").exists()       # no embedded chain was made behind the operator's back
+
+
+def test_devnet_serve_refuses_a_bad_miner_spec(tmp_path, capsys):
+    from appliance.cli import main
+    assert main(["devnet", "serve", "--home", str(tmp_path / "d"), "--miner", "1000"]) == 2
+    assert "--miner '1000': expected ACTOR:SEALPROOF" in capsys.readouterr().err
+    assert main(["devnet", "serve", "--home", str(tmp_path / "d"), "--listen", "nowhere"]) == 2
+    assert "--listen 'nowhere': expected HOST:PORT" in capsys.readouterr().err
