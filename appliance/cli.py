@@ -24,6 +24,7 @@ def version_info() -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from .bench import add_parsers as add_bench
+    from .chain.devnet_cli import add_parser as add_devnet
     from .hw.commands import add_parsers as add_hw
     from .manager.cli_market import add_parsers as add_market
     from .manager.cli_market import add_snap_parsers as add_snap
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_manager(group("manager", "the manager role (also: daemon)", aliases=["daemon"])[1])
     not_built(sub, "mock", "run a mock manager", "run `damocles up` for a manager with its devnet chain, a worker and a prover")
     add_up(sub)
+    add_devnet(sub)
     add_store(group("store", "prepare sealing locations and persist stores")[1])
     add_processor_parser(sub)
     worker_parser, worker = group("worker", "the worker role")

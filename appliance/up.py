@@ -1,6 +1,7 @@
 """`damocles up`: the whole cluster on one machine, for a first look and for demos. On first run
 it initialises a manager home (devnet profile) and a worker with N sealing threads; then it runs
-the manager, its devnet and the worker, and shows live progress. With `--sectors N` it exits 0
+the devnet, serving its Filecoin API on loopback, the manager talking to it through the Lotus
+client (as it would to a node), the worker, and shows live progress. With `--sectors N` it exits 0
 once N sectors are Finished, and non-zero with the reason if a sector aborts, a thread stops on
 an error, or nothing progresses for `--stall-timeout` seconds.
 
@@ -114,7 +115,13 @@ def cmd_up(args) -> int:
     _init(home, args.size, args.threads)
     mcfg = load_config(config_path(home / "manager"))
     mcfg.chain = replace(mcfg.chain, block_time=args.block_time)
-    manager = ManagerService(home / "manager", mcfg)
+    devnet_api = _devnet_api(home / "manager", mcfg)
+    try:
+        manager = ManagerService(home / "manager", mcfg)
+    except BaseException:
+        if devnet_api is not None:
+            devnet_api.close()
+        raise
     host, port = manager.start(args.listen)
     wcfg = load_worker_config(home / "worker" / "worker.toml")
     wcfg.manager_url = f"http://{host}:{port}/rpc/v0"
@@ -133,8 +140,12 @@ def cmd_up(args) -> int:
         if worker is not None:
             worker.stop(timeout=10)
         manager.stop()
+        if devnet_api is not None:
+            devnet_api.close()
         raise
-    print(f"damocles up: manager on http://{host}:{port} (home {home}), devnet block time {args.block_time:g}s, "
+    chain = f"devnet block time {args.block_time:g}s, its Filecoin API on {devnet_api.url}" if devnet_api else \
+        f"chain {mcfg.chain_api.chain_endpoint().url}"
+    print(f"damocles up: manager on http://{host}:{port} (home {home}), {chain}, "
           f"worker with {len(worker.threads)} sealing threads, prover {pcfg.name}", flush=True)
     # no token in the address (it would stay in the browser's history and this terminal's
     # scrollback): a one-time code, worth nothing once used or 120 s old
@@ -150,6 +161,28 @@ def cmd_up(args) -> int:
         worker.stop(timeout=10)
         prover.stop()
         manager.stop()
+        if devnet_api is not None:
+            devnet_api.close()
+
+
+def _devnet_api(mhome: Path, mcfg):
+    """The home's devnet served on loopback with its Filecoin API, and the manager pointed at it
+    through `[Common.API] Chain` (LotusChain), the path a farm on a real chain takes; None when
+    the config already names a node. A manager.db next to a missing devnet.db is refused, as the
+    manager itself refuses it."""
+    if mcfg.chain_api is not None:
+        return None
+    from .chain.devnet_api import DevnetAPIServer
+    from .chain.lotus.settings import ChainAPIConfig
+    server = DevnetAPIServer(mhome, mcfg.chain, create=not (mhome / "manager.db").exists())
+    try:
+        server.start("127.0.0.1", 0)
+    except BaseException:
+        server.close()
+        raise
+    mcfg.chain_api = ChainAPIConfig(server.api_info(), seal_proofs={m.actor: m.seal_proof for m in mcfg.miners
+                                                                     if m.seal_proof is not None})
+    return server
 
 
 def _watch(manager, worker, args, stop: threading.Event) -> int:

@@ -279,9 +279,15 @@ def test_seal_proof_comes_from_the_chain_when_not_set(tmp_path):
 
 
 def test_seal_proof_is_required_for_a_miner_the_chain_lacks(tmp_path):
-    home = tmp_path / "home"
+    # without [Common.API] Chain the chain is the devnet, which has no miner 10086
+    text = (FIXTURES / "manager-docs-minimal.cfg").read_text()
+    devnet_text = text.replace('Chain = "/ip4/{api_host}/tcp/{api_port}"', "")
+    assert devnet_text != text
     with pytest.raises(ConfigError, match=r"Actor = 10086: SealProof is not set and the chain has no miner f010086"):
-        init_home(home, (FIXTURES / "manager-docs-minimal.cfg").read_text())
+        init_home(tmp_path / "home", devnet_text)
+    # with it, the miner is on the node: init writes the config and contacts nothing (as `daemon init`)
+    init_home(tmp_path / "node-home", text)
+    assert not (tmp_path / "node-home" / "devnet.db").exists()
 
 
 # ------------------------------------------------------------ init and run

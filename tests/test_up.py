@@ -13,6 +13,11 @@ def test_up_from_a_fresh_home(tmp_path):
                 "--stall-timeout", "120")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "damocles up: 4 sectors finished" in p.stdout
+    # the manager reached the devnet through the Lotus client, on the devnet's Filecoin API
+    assert re.search(r"its Filecoin API on http://127\.0\.0\.1:\d+/rpc/v1", p.stdout), p.stdout
+    import sqlite3
+    with sqlite3.connect(home / "manager" / "devnet-api.db") as db:       # its PreCommits and proofs, by MpoolPushMessage
+        assert db.execute("SELECT COUNT(*) FROM pushed WHERE signed IS NOT NULL").fetchone()[0] >= 2
     # the status page's address is a one-time login link: no token (a JWT starts "eyJ") anywhere
     link = re.search(r"status page (http://\S+/ui/login\?code=[\w-]+) ", p.stdout)
     assert link and "token=" not in p.stdout + p.stderr and "eyJ" not in p.stdout + p.stderr, p.stdout

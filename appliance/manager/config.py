@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..chain.policy import ChainPolicy
 from ..chain.types import ChainError
+from ..chain.lotus.settings import ChainAPIConfig, chain_api_config
 from ..config import ConfigError, load_toml
 from ..core.proof_types import seal_proof
 from ..core.units import parse_bytes, parse_duration
@@ -96,6 +97,7 @@ class ManagerConfig:
     worker_prover: WorkerProverConfig = WorkerProverConfig()
     miners: list[MinerConfig] = field(default_factory=list)
     chain: ChainPolicy = field(default_factory=ChainPolicy)
+    chain_api: "ChainAPIConfig | None" = None     # [Common.API] Chain set: a Lotus/Venus node instead of the devnet
     warnings: list[str] = field(default_factory=list)
 
     def miner(self, actor: int) -> MinerConfig | None:
@@ -304,6 +306,11 @@ def parse_config(raw: dict, base: Path | None = None, *, legacy: bool = False, n
         if cfg.miner(mc.actor):
             raise ConfigError(f"[[Miners]][{i}].Actor: miner {mc.actor} configured twice")
         cfg.miners.append(mc)
+    try:        # [Common.API] Chain: a Lotus/Venus node (chain/lotus/settings.py)
+        cfg.chain_api = chain_api_config(_table(common.get("API", {}), "[Common.API]"), raw.get("Miners", []),
+                                         {m.actor: m.seal_proof for m in cfg.miners if m.seal_proof is not None})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return cfg
 
 

@@ -89,12 +89,30 @@ def rebuild_from_chain(state: ManagerState, found: list[Lag]) -> None:
                     f"; unsent messages moved to new nonces {moved}" if moved else "")
 
 
+def open_chain(home: Path, chain_config, chain_api, create: bool):
+    """The chain the manager talks to: a Lotus/Venus node when `[Common.API] Chain` is set
+    (chain_api), else the embedded devnet in `home`."""
+    if chain_api is not None:
+        from ..chain.lotus.chain import LotusChain
+        from ..chain.lotus.client import LotusClient
+        from ..chain.lotus.messager import Messager
+        try:
+            endpoint, messager = chain_api.chain_endpoint(), chain_api.messager_endpoint()
+        except ValueError as exc:
+            raise ChainError(str(exc)) from None
+        return LotusChain(LotusClient(endpoint), chain_config, chain_api.send_policies, chain_api.seal_proofs,
+                          messager=Messager(LotusClient(messager)) if messager else None)
+    return Devnet(home / "devnet.db", chain_config, create=create)
+
+
 def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False, persist_stores=(),
-                piece_stores=()) -> tuple[ManagerState, Devnet]:
-    """The manager's state and its devnet, checked against each other (see the module's doc),
-    with the home's lock held until the state is closed (manager.home_lock).
-    A rebuild also re-creates the records of sectors the chain has and the state lost, their
-    files looked for in `persist_stores` (manager.recover)."""
+                piece_stores=(), chain_api=None) -> tuple[ManagerState, Devnet]:
+    """The manager's state and its chain (the devnet, or a node: open_chain), checked against
+    each other (see the module's doc), with the home's lock held until the state is closed
+    (manager.home_lock). A rebuild also re-creates the records of sectors the chain has and the
+    state lost, their files looked for in `persist_stores` (manager.recover). Against a node the
+    nonce check never fires (LotusChain.next_nonce: the node deduplicates resends by MsgUuid);
+    the sector-number check reads StateMinerAllocated."""
     lock = HomeLock(home)           # one manager per home: refused naming the holder's pid
     try:
         state = ManagerState(home / "manager.db")
@@ -103,7 +121,7 @@ def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = Fal
         raise
     state.home_lock = lock
     try:
-        chain = Devnet(home / "devnet.db", chain_config, create=not state.has_history())
+        chain = open_chain(home, chain_config, chain_api, create=not state.has_history())
     except ChainError as exc:       # damaged, newer, or missing under a state with sectors
         state.close()
         raise DatabaseError(str(exc)) from None

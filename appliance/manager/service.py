@@ -48,21 +48,24 @@ def init_home(home: Path, config_text: str = DEVNET_CFG) -> Path:
     cfg = load_config(cfg_path)
     for s in cfg.persist_stores + cfg.piece_stores:
         s.path.mkdir(parents=True, exist_ok=True)
-    chain = Devnet(home / "devnet.db", cfg.chain)     # genesis: the configured miners
-    try:
-        ensure_miners(chain, cfg)
-    finally:
-        chain.close()
+    if cfg.chain_api is None:           # a node's miners exist on that chain already
+        chain = Devnet(home / "devnet.db", cfg.chain)     # genesis: the configured miners
+        try:
+            ensure_miners(chain, cfg)
+        finally:
+            chain.close()
     return cfg_path
 
 
-def ensure_miners(chain: Devnet, cfg: ManagerConfig) -> None:
+def ensure_miners(chain, cfg: ManagerConfig) -> None:
     """Create on the devnet each configured miner it lacks (with the config's SealProof), then
-    take every miner's proof type from the chain (config.resolve_seal_proofs)."""
-    existing = {m.actor for m in chain.miners()}
-    for m in cfg.miners:
-        if m.actor not in existing and m.seal_proof is not None:
-            chain.create_miner(m.actor, m.seal_proof)
+    take every miner's proof type from the chain (config.resolve_seal_proofs). A node's miners
+    are only read."""
+    if isinstance(chain, Devnet):
+        existing = {m.actor for m in chain.miners()}
+        for m in cfg.miners:
+            if m.actor not in existing and m.seal_proof is not None:
+                chain.create_miner(m.actor, m.seal_proof)
     resolve_seal_proofs(cfg, chain)
 
 
@@ -76,7 +79,8 @@ class ManagerService:
         self.secret = SecretFile(self.home / "secret")     # read again when `manager token --rotate` replaces it
         self.state, self.chain = open_stores(self.home, self.config.chain, [m.actor for m in self.config.miners],
                                              rebuild_from_chain,      # refuses a state behind its chain
-                                             self.config.persist_stores, self.config.piece_stores)
+                                             self.config.persist_stores, self.config.piece_stores,
+                                             self.config.chain_api)     # set: a Lotus/Venus node, not the devnet
         try:
             ensure_miners(self.chain, self.config)      # a miner with no proof type anywhere is refused here
             # `run --ext-prover`: ext-prover.cfg's processors, started now (a bad entry refuses the start)
@@ -92,7 +96,7 @@ class ManagerService:
                              ext_prover=self.ext_prover)
         allow = NetworkAllowList(self.config.allow_networks) if self.config.allow_networks else None
         self.rpc = RPCServer(self.secret, allow, self.config.max_body)
-        api.register(self.rpc, self.sealer, self.chain)
+        api.register(self.rpc, self.sealer, self.chain if isinstance(self.chain, Devnet) else None)
         api.register_market(self.rpc, self.sealer.market,
                             max((seal_proof(m.seal_proof).size.bytes for m in self.config.miners), default=2048))
         self.unsealer = Unsealer(self.config, self.state, self.chain, self.sealer.market, self.sealer)

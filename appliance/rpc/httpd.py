@@ -213,7 +213,7 @@ def handler_class(rpc):
                 self._send(404, b"not found\n", "text/plain")
 
         def do_POST(self):
-            if self.path != "/rpc/v0":
+            if self.path not in rpc.rpc_paths:
                 self._plain_post()
                 return
             try:

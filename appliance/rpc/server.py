@@ -80,6 +80,7 @@ class RPCServer:
         self.max_connections, self.request_timeout = max_connections, request_timeout
         self._verifier = verifier or (lambda token: verify_token(self.secret, token))
         self.methods: dict[str, Method] = {}
+        self.rpc_paths: tuple[str, ...] = ("/rpc/v0",)     # where JSON-RPC is POSTed (the devnet's API adds /rpc/v1)
         if secret is not None:
             self.register("Venus.AuthVerify", self._auth_verify, "read", [("token", string)])
         self._httpd: BoundedHTTPServer | None = None

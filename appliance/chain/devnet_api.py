@@ -1,0 +1,447 @@
+"""The devnet's Filecoin API: the subset of Lotus' full-node JSON-RPC methods LotusChain uses,
+with Lotus' names and JSON shapes (build/openrpc/full.json at Lotus b835fab7), served on its
+own endpoint (POST /rpc/v1 and /rpc/v0, a bearer token signed with the devnet's secret).
+
+Messages: MpoolPushMessage takes a Lotus Message (params as CBOR, base64), checks that it goes
+to a devnet miner from that miner's worker, decodes its params with the codec
+(actor_params.decode_params), maps them to the devnet's actor rules (lotus/actor_json.py) and
+queues them with Devnet.push_message; the answer is the message with its nonce and real CID
+(dag-cbor, blake2b-256, as Lotus' Message.Cid). A second push with the same MsgUuid answers the
+message already queued, as Lotus' MessageSigner does. What the devnet lacks, said where it
+shows: no signatures (Signature.Type 0, empty), no gas model unless the devnet has one
+(GasEstimateMessageGas fills the nominal values below), a head tipset whose CID is derived
+from its epoch, no block headers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from ..rpc import INVALID_PARAMS, RPCError
+from ..rpc.server import RPCServer
+from .devnet import Devnet
+from .lotus import actor_json, shapes
+from .lotus.message import message_cid
+from .randomness import DST, draw
+from .types import ChainError
+
+NETWORK_VERSION = 25               # what StateNetworkVersion answers (the digest randomness methods exist)
+WORKER_ID_BASE = 1_000_000_000     # a devnet miner's worker is the ID address f0<base + actor>
+NOMINAL_GAS_LIMIT = 10_000_000     # GasEstimateMessageGas without a devnet gas model (documented)
+NOMINAL_PREMIUM = 100_000          # attoFIL per gas unit
+WAIT_LIMIT = 25.0                  # StateWaitMsg answers within this (below the server's request timeout)
+# MsgUuid -> the devnet nonce it took (written before the push, so that a crash in between re-pushes
+# the same nonce, which the devnet answers with the same message), then its CID and answer
+UUID_SCHEMA = """CREATE TABLE IF NOT EXISTS pushed (uuid TEXT PRIMARY KEY, miner INTEGER NOT NULL, nonce INTEGER NOT NULL,
+    cid TEXT UNIQUE, devnet_id TEXT, signed TEXT, UNIQUE (miner, nonce))"""
+
+
+def worker_address(actor: int) -> str:
+    return shapes.id_address(WORKER_ID_BASE + actor)
+
+
+def _any(v, field):
+    return v
+
+
+def _addr(v, field) -> int:
+    try:
+        return shapes.actor_id(v, field)
+    except ChainError as exc:
+        raise RPCError(INVALID_PARAMS, str(exc)) from None
+
+
+def _uint(v, field) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise RPCError(INVALID_PARAMS, f"{field}: expected an unsigned integer, got {v!r}")
+    return v
+
+
+def _epoch(v, field) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise RPCError(INVALID_PARAMS, f"{field}: expected an epoch, got {v!r}")
+    return v
+
+
+def _cid(v, field) -> str:
+    try:
+        return shapes.cid_str(v, field)
+    except ChainError as exc:
+        raise RPCError(INVALID_PARAMS, str(exc)) from None
+
+
+def _bytes(v, field) -> bytes:
+    try:
+        return shapes.unb64(v, field)
+    except ChainError as exc:
+        raise RPCError(INVALID_PARAMS, str(exc)) from None
+
+
+class DevnetAPI:
+    """The Filecoin.* methods over one Devnet; `register` puts them on an RPCServer."""
+
+    def __init__(self, devnet: Devnet, state_path: Path):
+        self.devnet = devnet
+        self._db = sqlite3.connect(str(state_path), check_same_thread=False, isolation_level=None)
+        self._db.execute(UUID_SCHEMA)
+        self._push_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def register(self, rpc: RPCServer) -> None:
+        tsk = ("tsk", _any)
+        m = [("ChainHead", self.chain_head, []),
+             ("StateNetworkVersion", self.network_version, [tsk]),
+             ("StateGetRandomnessDigestFromTickets", lambda e: self.digest(False, e), [("randEpoch", _epoch), tsk]),
+             ("StateGetRandomnessDigestFromBeacon", lambda e: self.digest(True, e), [("randEpoch", _epoch), tsk]),
+             ("StateGetRandomnessFromTickets", lambda p, e, b: self.randomness(False, p, e, b),
+              [("personalization", _uint), ("randEpoch", _epoch), ("entropy", _bytes), tsk]),
+             ("StateGetRandomnessFromBeacon", lambda p, e, b: self.randomness(True, p, e, b),
+              [("personalization", _uint), ("randEpoch", _epoch), ("entropy", _bytes), tsk]),
+             ("StateMinerInfo", self.miner_info, [("miner", _addr), tsk]),
+             ("StateMinerProvingDeadline", self.proving_deadline, [("miner", _addr), tsk]),
+             ("StateMinerDeadlines", self.deadlines, [("miner", _addr), tsk]),
+             ("StateMinerPartitions", self.partitions, [("miner", _addr), ("dlIdx", _uint), tsk]),
+             ("StateSectorGetInfo", self.sector, [("miner", _addr), ("sectorNumber", _uint), tsk]),
+             ("StateSectorPreCommitInfo", self.precommit, [("miner", _addr), ("sectorNumber", _uint), tsk]),
+             ("StateMinerSectors", self.sectors, [("miner", _addr), ("sectors", _any), tsk]),
+             ("StateMinerSectorAllocated", self.allocated, [("miner", _addr), ("sectorNumber", _uint), tsk]),
+             ("StateMinerAllocated", self.all_allocated, [("miner", _addr), tsk]),
+             ("StateMinerSectorCount", self.sector_count, [("miner", _addr), tsk]),
+             ("StateMinerPower", self.power, [("miner", _addr), tsk]),
+             ("StateLookupID", self.lookup_id, [("address", _any), tsk]),
+             ("StateSearchMsg", lambda t, c, limit, replaced: self.search(c), [("from", _any), ("msg", _cid), ("limit", _epoch),
+                                                                                ("allowReplaced", _any)]),
+             ("StateWaitMsg", lambda c, conf, limit, replaced: self.wait(c, conf), [("cid", _cid), ("confidence", _uint),
+                                                                                    ("limit", _epoch), ("allowReplaced", _any)]),
+             ("WalletBalance", self.wallet_balance, [("address", _any)]),
+             ("GasEstimateMessageGas", lambda msg, spec: self.estimate(msg), [("msg", _any), ("spec", _any), tsk]),
+             ("MpoolPushMessage", self.push, [("msg", _any), ("spec", _any)])]
+        for name, func, params in m:
+            perm = "sign" if name == "MpoolPushMessage" else "read"
+            rpc.register(f"Filecoin.{name}", _chain_errors(func, bool(params) and params[-1] is tsk), perm, params)
+        for name, func, params in (
+                ("HasMessageByUid", self.has_message, [("id", _any)]),
+                ("PushMessageWithId", self.push_with_id, [("id", _any), ("msg", _any), ("meta", _any)]),
+                ("GetMessageByUid", self.get_message, [("id", _any)]),
+                ("WaitMessage", self.wait_message, [("id", _any), ("confidence", _uint)])):
+            rpc.register(f"Message.{name}", _chain_errors(func, False), "write" if name.startswith("Push") else "read", params)
+        # the devnet's own, beyond Lotus' API: block production and the embedded market, which
+        # on a real chain are the block producer's and the market's (LotusChain uses them when a
+        # node has them, docs/chain.md)
+        for name, func, perm, params in (
+                ("WinningElection", lambda m, e: self.devnet.winning_election(m, e), "read", [("miner", _addr), ("epoch", _epoch)]),
+                ("WinningPostSectors", lambda m, e: [shapes.sector_json(s) for s in self.devnet.winning_post_sectors(m, e)],
+                 "read", [("miner", _addr), ("epoch", _epoch)]),
+                ("SubmitWinningPoSt", lambda m, e, proof: self.devnet.submit_winning_post(m, e, proof), "sign",
+                 [("miner", _addr), ("epoch", _epoch), ("proof", _bytes)]),
+                ("PublishDeal", self.publish_deal, "sign", [("deal", _any)]),
+                ("Deal", lambda deal_id: self.devnet.deal(deal_id), "read", [("dealID", _uint)])):
+            rpc.register(f"Devnet.{name}", _chain_errors(func, False), perm, params)
+        if "/rpc/v1" not in rpc.rpc_paths:
+            rpc.rpc_paths = (*rpc.rpc_paths, "/rpc/v1")
+
+    # ------------------------------------------------------------------------ reads
+
+    def chain_head(self) -> dict:
+        head = self.devnet.head()
+        return {"Cids": [shapes.cid(self._tipset_cid(head))], "Blocks": [], "Height": head}
+
+    def _tipset_cid(self, epoch: int) -> str:
+        digest = hashlib.blake2b(b"devnet-tipset" + self.devnet._genesis + epoch.to_bytes(8, "big", signed=True),
+                                 digest_size=32).digest()
+        raw = bytes([0x01, 0x71, 0xA0, 0xE4, 0x02, 0x20]) + digest
+        return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
+
+    def network_version(self) -> int:
+        return NETWORK_VERSION
+
+    def _drawable(self, epoch: int) -> None:
+        head = self.devnet.head()
+        if epoch < 0 or epoch > head:
+            raise ChainError(f"cannot draw randomness from epoch {epoch} (head {head})")
+
+    def digest(self, beacon: bool, epoch: int) -> str:
+        self._drawable(epoch)
+        d = self.devnet._beacon_digest(epoch) if beacon else self.devnet._ticket_digest(epoch)
+        return shapes.b64(d)
+
+    def randomness(self, beacon: bool, tag: int, epoch: int, entropy: bytes) -> str:
+        self._drawable(epoch)
+        try:
+            dst = DST(tag)
+        except ValueError:
+            raise RPCError(INVALID_PARAMS, f"personalization: {tag} is not a DomainSeparationTag") from None
+        d = self.devnet._beacon_digest(epoch) if beacon else self.devnet._ticket_digest(epoch)
+        return shapes.b64(draw(dst, d, epoch, entropy))
+
+    def miner_info(self, miner: int) -> dict:
+        info = self.devnet.miner_info(miner)
+        worker = worker_address(miner)
+        owner = shapes.id_address(miner)
+        return {"Owner": owner, "Worker": worker, "NewWorker": None, "ControlAddresses": [],
+                "WorkerChangeEpoch": -1, "PeerId": None, "Multiaddrs": [], "WindowPoStProofType": info.window_post_proof,
+                "SectorSize": info.sector_size, "WindowPoStPartitionSectors": _partition_sectors(info),
+                "ConsensusFaultElapsed": -1, "PendingOwnerAddress": None, "Beneficiary": owner,
+                "BeneficiaryTerm": {"Quota": "0", "UsedQuota": "0", "Expiration": 0}, "PendingBeneficiaryTerm": None}
+
+    def proving_deadline(self, miner: int) -> dict:
+        return shapes.deadline_json(self.devnet.proving_deadline(miner), self.devnet.policy)
+
+    def deadlines(self, miner: int) -> list[dict]:
+        out = []
+        for index in range(self.devnet.policy.wpost_period_deadlines):
+            parts = self.devnet.deadline_partitions(miner, index)
+            out.append({"PostSubmissions": shapes.runs(p.index for p in parts if p.proven),
+                        "DisputableProofCount": 0, "DailyFee": "0"})
+        return out
+
+    def partitions(self, miner: int, index: int) -> list[dict]:
+        if index >= self.devnet.policy.wpost_period_deadlines:
+            raise RPCError(INVALID_PARAMS, f"dlIdx: {index} is not a deadline (0..{self.devnet.policy.wpost_period_deadlines - 1})")
+        return [shapes.partition_json(p) for p in self.devnet.deadline_partitions(miner, index)]
+
+    def sector(self, miner: int, number: int) -> dict | None:
+        s = self.devnet.sector(miner, number)
+        return None if s is None else shapes.sector_json(s)
+
+    def precommit(self, miner: int, number: int) -> dict | None:
+        p = self.devnet.precommit(miner, number)
+        return None if p is None else shapes.precommit_json(p)
+
+    def sectors(self, miner: int, numbers) -> list[dict]:
+        self.devnet.miner_info(miner)
+        wanted = None if numbers is None else set(shapes.numbers(numbers, "sectors"))
+        return [shapes.sector_json(s) for s in self.devnet.sectors(miner) if wanted is None or s.number in wanted]
+
+    def allocated(self, miner: int, number: int) -> bool:
+        self.devnet.head()
+        return self.devnet.is_allocated(miner, number)
+
+    def all_allocated(self, miner: int) -> list[int]:
+        self.devnet.miner_info(miner)
+        self.devnet.head()
+        rows = self.devnet.database.query("SELECT number FROM allocated WHERE miner = ? UNION SELECT number FROM sectors "
+                                          "WHERE miner = ?", (miner, miner))
+        return shapes.runs(n for (n,) in rows)
+
+    def sector_count(self, miner: int) -> dict:
+        p = self.devnet.miner_power(miner)
+        return {"Live": p.active_sectors + p.faulty_sectors, "Active": p.active_sectors, "Faulty": p.faulty_sectors}
+
+    def power(self, miner: int) -> dict:
+        mine = self.devnet.miner_power(miner)
+        total = [self.devnet.miner_power(m.actor) for m in self.devnet.miners()]
+        return {"MinerPower": {"RawBytePower": str(mine.raw_bytes), "QualityAdjPower": str(mine.qa_bytes)},
+                "TotalPower": {"RawBytePower": str(sum(p.raw_bytes for p in total)),
+                               "QualityAdjPower": str(sum(p.qa_bytes for p in total))},
+                "HasMinPower": mine.raw_bytes > 0}
+
+    def lookup_id(self, address) -> str:
+        actor = _addr(address, "address")
+        known = {m.actor for m in self.devnet.miners()}
+        if actor not in known and actor - WORKER_ID_BASE not in known:
+            raise ChainError(f"actor not found: {address}")
+        return address
+
+    def wallet_balance(self, address) -> str:
+        _addr(address, "address")
+        balance = getattr(self.devnet, "wallet_balance", None)
+        if balance is None:
+            raise ChainError("the devnet keeps no wallet balances")
+        return str(balance(address))
+
+    # -------------------------------------------------------------------- messages
+
+    def _lookup(self, cid: str):
+        row = self._db.execute("SELECT devnet_id FROM pushed WHERE cid = ?", (cid,)).fetchone()
+        if row is None:
+            return None, None
+        return row[0], self.devnet.receipt(row[0])
+
+    def search(self, cid: str) -> dict | None:
+        devnet_id, receipt = self._lookup(cid)
+        if receipt is None:
+            return None
+        return self._msg_lookup(cid, receipt)
+
+    def _msg_lookup(self, cid: str, receipt) -> dict:
+        return {"Message": shapes.cid(cid), "Receipt": {"ExitCode": receipt.exit_code, "Return": None, "GasUsed": 0,
+                                                        "EventsRoot": None},
+                "ReturnDec": None, "TipSet": [shapes.cid(self._tipset_cid(receipt.epoch))], "Height": receipt.epoch}
+
+    def wait(self, cid: str, confidence: int) -> dict:
+        deadline = time.monotonic() + WAIT_LIMIT
+        while True:
+            devnet_id, receipt = self._lookup(cid)
+            if devnet_id is None:
+                raise ChainError(f"message {cid} not found")
+            if receipt is not None and self.devnet.head() >= receipt.epoch + confidence:
+                return self._msg_lookup(cid, receipt)
+            if time.monotonic() > deadline:
+                raise ChainError(f"message {cid} not executed with {confidence} confirmations within {WAIT_LIMIT:g}s; ask again")
+            time.sleep(min(0.2, max(0.01, self.devnet.policy.block_time / 4)))
+
+    def estimate(self, msg: dict) -> dict:
+        out = dict(msg)
+        out["GasLimit"] = msg.get("GasLimit") or NOMINAL_GAS_LIMIT
+        out["GasPremium"] = msg.get("GasPremium") if msg.get("GasPremium") not in (None, "0") else str(NOMINAL_PREMIUM)
+        if msg.get("GasFeeCap") in (None, "0"):
+            out["GasFeeCap"] = str(2 * NOMINAL_PREMIUM)
+        return out
+
+    def push(self, msg: dict, spec) -> dict:
+        if not isinstance(msg, dict):
+            raise RPCError(INVALID_PARAMS, "msg: expected a Message object")
+        msg_uuid = spec.get("MsgUuid") if isinstance(spec, dict) else None
+        if not msg_uuid or msg_uuid == "00000000-0000-0000-0000-000000000000":
+            msg_uuid = None
+        return self._push(msg, _addr(msg.get("To"), "msg.To"), msg_uuid)
+
+    def _push(self, msg: dict, miner: int, msg_uuid: str | None) -> dict:
+        from . import actor_params        # the codec (PART codec of issue 17)
+        info = self.devnet.miner_info(miner)
+        if msg.get("From") not in (worker_address(miner), info.worker):
+            raise ChainError(f"msg.From: {msg.get('From')} is not the worker of f0{miner} ({worker_address(miner)})")
+        if msg.get("Value") not in (None, "0"):
+            raise ChainError("msg.Value: the devnet's miner methods take no value")
+        try:
+            actor_method = actor_params.method_name(_uint(msg.get("Method"), "msg.Method"))
+            params = actor_params.decode_params(actor_method, _bytes(msg.get("Params") or "", "msg.Params"))
+        except (ValueError, KeyError) as exc:
+            raise RPCError(INVALID_PARAMS, f"msg.Params: {exc}") from None
+        method, devnet_params = actor_json.from_actor(actor_method, params)
+        with self._push_lock:
+            row = self._db.execute("SELECT nonce, signed FROM pushed WHERE uuid = ?", (msg_uuid,)).fetchone() if msg_uuid else None
+            if row is not None and row[1] is not None:
+                return json.loads(row[1])
+            if row is not None:
+                nonce = row[0]
+            else:
+                taken = self._db.execute("SELECT MAX(nonce) FROM pushed WHERE miner = ?", (miner,)).fetchone()[0]
+                nonce = max(self.devnet.next_nonce(miner), -1 if taken is None else taken + 1)
+                self._db.execute("INSERT INTO pushed (uuid, miner, nonce) VALUES (?, ?, ?)",
+                                 (msg_uuid or f"none:{miner}:{nonce}", miner, nonce))
+            devnet_id = self.devnet.push_message(miner, method, devnet_params, nonce)
+            sent = {k: msg.get(k) for k in ("To", "From", "Value", "GasLimit", "GasFeeCap", "GasPremium", "Method", "Params")}
+            sent.update(self.estimate(sent), Version=0, Nonce=nonce, Value=sent["Value"] or "0")
+            cid = message_cid(sent)
+            signed = {"Message": {**sent, "CID": shapes.cid(cid)}, "Signature": {"Type": 0, "Data": ""}, "CID": shapes.cid(cid)}
+            self._db.execute("UPDATE pushed SET cid = ?, devnet_id = ?, signed = ? WHERE miner = ? AND nonce = ?",
+                             (cid, devnet_id, json.dumps(signed), miner, nonce))
+            return signed
+
+
+    def publish_deal(self, deal) -> int:
+        keys = ("Provider", "PieceCID", "PieceSize", "StartEpoch", "EndEpoch")
+        if not isinstance(deal, dict) or any(k not in deal for k in keys):
+            raise RPCError(INVALID_PARAMS, f"deal: expected an object with {', '.join(keys)}")
+        return self.devnet.publish_deal(_addr(deal["Provider"], "deal.Provider"), _cid(deal["PieceCID"], "deal.PieceCID"),
+                                        _uint(deal["PieceSize"], "deal.PieceSize"), _epoch(deal["StartEpoch"], "deal.StartEpoch"),
+                                        _epoch(deal["EndEpoch"], "deal.EndEpoch"))
+
+    # ------------------------------------- sophon-messager's Message.* (the devnet as messager)
+
+    def has_message(self, msg_id) -> bool:
+        return self._db.execute("SELECT 1 FROM pushed WHERE uuid = ? AND signed IS NOT NULL", (str(msg_id),)).fetchone() is not None
+
+    def push_with_id(self, msg_id, msg: dict, meta) -> str:
+        if not isinstance(msg_id, str) or not msg_id:
+            raise RPCError(INVALID_PARAMS, "id: expected a non-empty string")
+        if self.has_message(msg_id):
+            raise ChainError(f"message id {msg_id} already exists")      # as the messager's store refuses it
+        if not isinstance(msg, dict):
+            raise RPCError(INVALID_PARAMS, "msg: expected a Message object")
+        self._push(msg, _addr(msg.get("To"), "msg.To"), msg_id)
+        return msg_id
+
+    def get_message(self, msg_id) -> dict:
+        row = self._db.execute("SELECT cid, devnet_id, signed FROM pushed WHERE uuid = ? AND signed IS NOT NULL",
+                               (str(msg_id),)).fetchone()
+        if row is None:
+            raise ChainError(f"message {msg_id} not found")
+        cid, devnet_id, signed = row[0], row[1], json.loads(row[2])
+        receipt, head = self.devnet.receipt(devnet_id), self.devnet.head()
+        body = {k: v for k, v in signed["Message"].items() if k != "CID"}
+        return {"ID": msg_id, "UnsignedCid": shapes.cid(cid), "SignedCid": shapes.cid(cid), **body,
+                "Signature": signed["Signature"], "Height": receipt.epoch if receipt else 0,
+                "Confidence": head - receipt.epoch if receipt else 0,
+                "Receipt": None if receipt is None else {"ExitCode": receipt.exit_code, "Return": None, "GasUsed": 0,
+                                                         "EventsRoot": None},
+                "TipSetKey": [shapes.cid(self._tipset_cid(receipt.epoch))] if receipt else [], "Meta": None,
+                "WalletName": "", "State": 3 if receipt else 2, "ErrorMsg": "",
+                "CreatedAt": "0001-01-01T00:00:00Z", "UpdatedAt": "0001-01-01T00:00:00Z"}
+
+    def wait_message(self, msg_id, confidence: int) -> dict:
+        deadline = time.monotonic() + WAIT_LIMIT
+        while True:
+            m = self.get_message(msg_id)
+            if m["State"] == 3 and m["Confidence"] >= confidence:
+                return m
+            if time.monotonic() > deadline:
+                raise ChainError(f"message {msg_id} not on chain with {confidence} confirmations within {WAIT_LIMIT:g}s; ask again")
+            time.sleep(min(0.2, max(0.01, self.devnet.policy.block_time / 4)))
+
+
+def _partition_sectors(info) -> int:
+    from ..core.proof_types import seal_proof
+    return seal_proof(info.seal_proof).window_post.sectors_per_partition
+
+
+def _chain_errors(func, at_head: bool):
+    """A ChainError (unknown miner, future epoch, refused message) answered as an error, not a
+    crash. `at_head`: the last param is a TipSetKey, dropped: the devnet answers at its head."""
+    def call(*args):
+        try:
+            return func(*(args[:-1] if at_head else args))
+        except ChainError as exc:
+            raise RPCError(1, str(exc)) from None
+    return call
+
+
+class DevnetAPIServer:
+    """The devnet's API on its own RPC server: the chain database, the API's own small database
+    (MsgUuid -> message) and a token secret, all in `home`."""
+
+    def __init__(self, home: Path, policy=None, genesis_seed: bytes | None = None, create: bool = True):
+        """`create` False: a missing devnet.db is refused (Devnet's rule for a manager with sectors)."""
+        from ..rpc.auth import SecretFile, issue_token, load_or_create_secret
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        load_or_create_secret(self.home / "devnet-secret")
+        self.secret = SecretFile(self.home / "devnet-secret")
+        self.devnet = Devnet(self.home / "devnet.db", policy, genesis_seed=genesis_seed, create=create)
+        try:
+            self.api = DevnetAPI(self.devnet, self.home / "devnet-api.db")
+        except BaseException:
+            self.devnet.close()
+            raise
+        self.rpc = RPCServer(self.secret)
+        self.api.register(self.rpc)
+        self.token = issue_token(self.secret, "admin", "devnet")
+        self.address: tuple[str, int] | None = None
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        self.address = self.rpc.serve(host, port)
+        return self.address
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}/rpc/v1"
+
+    def api_info(self) -> str:
+        """Lotus' FULLNODE_API_INFO form, TOKEN:MULTIADDR (what [Common.API] Chain takes)."""
+        host, port = self.address
+        return f"{self.token}:/ip4/{host}/tcp/{port}/http"
+
+    def close(self) -> None:
+        self.rpc.shutdown()
+        self.api.close()
+        self.devnet.close()

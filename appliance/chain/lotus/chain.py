@@ -1,0 +1,307 @@
+"""LotusChain: the Chain interface over a Lotus/Venus full node's JSON-RPC API (Filecoin.*).
+
+Every read is made at the node's head (an empty TipSetKey, as Lotus takes `null`), with Lotus'
+method names and shapes (shapes.py). Randomness is drawn as the miner does (Lotus
+chain/rand/rand.go): the node's ticket or beacon digest at the epoch
+(StateGetRandomnessDigestFrom*), then blake2b(DST || digest || epoch || entropy) here, the
+entropy being the CBOR of the miner's address; a node without the digest methods (before
+network version 22) is asked StateGetRandomnessFrom* with the tag and entropy instead.
+
+Messages: params CBOR-encoded by appliance.chain.actor_params (the codec), sent from the
+section's sender with GasEstimateMessageGas then MpoolPushMessage, idempotent through MsgUuid
+(message.py); receipts come from StateSearchMsg.
+
+What a full node cannot answer for the manager (docs/chain.md): WinningPoSt is the block
+producer's job and deals come from a market; the devnet's API offers both as Devnet.* methods,
+which this client uses when the node has them (never elected, deals refused, otherwise). The
+devnet-only restart checks (highest_sector_number, next_nonce, message_at_nonce,
+executed_messages) have the fallbacks documented on each method."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from ...core.proof_types import default_seal_proof, post_proof, seal_proof
+from .. import bitfield as _bitfield
+from ..interface import Chain
+from ..policy import ChainPolicy
+from ..randomness import DST, draw, miner_entropy
+from ..types import ChainError, DeadlineInfo, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorOnChain
+from . import actor_json, shapes
+from .client import METHOD_NOT_FOUND, LotusClient, NodeError
+from .messager import Messager
+from .message import SECTIONS, SendPolicy, message_json, message_uuid
+
+log = logging.getLogger("damocles.chain.lotus")
+TSK = None                      # the head tipset (Lotus' empty TipSetKey)
+MINER_INFO_TTL = 60.0           # seconds a miner's StateMinerInfo is kept
+SEARCH_LIMIT = -1               # StateSearchMsg: look back as far as the node keeps
+
+
+class LotusChain(Chain):
+    def __init__(self, client: LotusClient, policy: ChainPolicy | None = None,
+                 send_policies: dict[tuple[int, str], SendPolicy] | None = None,
+                 seal_proofs: dict[int, int] | None = None, network: str = "f", messager: Messager | None = None):
+        """`policy`: the chain's constants the manager plans with ([Chain]); `send_policies`:
+        (miner, section) -> SendPolicy (message.SECTIONS); `seal_proofs`: a miner's configured
+        SealProof (Lotus' MinerInfo has none: the V1_1 type of its sector size otherwise);
+        `messager`: send through sophon-messager instead of the node's mpool (messager.py)."""
+        self.messager = messager
+        self.client, self.policy = client, policy or ChainPolicy()
+        self.send_policies, self.seal_proofs, self.network = send_policies or {}, seal_proofs or {}, network
+        self._digest_methods = True       # cleared when the node does not know StateGetRandomnessDigest*
+        self._devnet_methods = True       # cleared when the node is not the devnet's API (no Devnet.*)
+        self._miner_info: dict[int, tuple[float, MinerInfo]] = {}
+        self._clock = time.monotonic
+
+    def call(self, method: str, *params):
+        return self.client.call(f"Filecoin.{method}", *params)
+
+    def close(self) -> None:
+        pass
+
+    def _addr(self, miner: int) -> str:
+        return shapes.id_address(miner, self.network)
+
+    # ------------------------------------------------------------------------ reads
+
+    def head(self) -> int:
+        return shapes.integer(shapes.field(self.call("ChainHead"), "Height", "ChainHead"), "ChainHead.Height")
+
+    def network_version(self) -> int:
+        return shapes.integer(self.call("StateNetworkVersion", TSK), "StateNetworkVersion")
+
+    def _randomness(self, beacon: bool, tag: DST, epoch: int, entropy: bytes) -> bytes:
+        source = "Beacon" if beacon else "Tickets"
+        if self._digest_methods:
+            try:
+                digest = shapes.unb64(self.call(f"StateGetRandomnessDigestFrom{source}", epoch, TSK),
+                                      f"StateGetRandomnessDigestFrom{source}")
+                if len(digest) != 32:
+                    raise ChainError(f"StateGetRandomnessDigestFrom{source}: {len(digest)} bytes, expected 32")
+                return draw(tag, digest, epoch, entropy)
+            except NodeError as exc:
+                if exc.code != METHOD_NOT_FOUND:
+                    raise
+                log.info("the node has no StateGetRandomnessDigestFrom%s: asking StateGetRandomnessFrom%s", source, source)
+                self._digest_methods = False
+        out = shapes.unb64(self.call(f"StateGetRandomnessFrom{source}", int(tag), epoch, shapes.b64(entropy), TSK),
+                           f"StateGetRandomnessFrom{source}")
+        if len(out) != 32:
+            raise ChainError(f"StateGetRandomnessFrom{source}: {len(out)} bytes, expected 32")
+        return out
+
+    def seal_randomness(self, miner: int, epoch: int) -> bytes:
+        return self._randomness(False, DST.SEAL_RANDOMNESS, epoch, miner_entropy(miner))
+
+    def interactive_seed(self, miner: int, epoch: int) -> bytes:
+        return self._randomness(True, DST.INTERACTIVE_SEAL_CHALLENGE_SEED, epoch, miner_entropy(miner))
+
+    def window_post_randomness(self, miner: int, epoch: int) -> bytes:
+        r = self._randomness(True, DST.WINDOWED_POST_CHALLENGE_SEED, epoch, miner_entropy(miner))
+        return r[:31] + bytes([r[31] & 0x3F])
+
+    def chain_commit_randomness(self, epoch: int) -> bytes:
+        return self._randomness(False, DST.POST_CHAIN_COMMIT, epoch, b"")
+
+    def miner_info(self, miner: int) -> MinerInfo:
+        """Read at most every MINER_INFO_TTL seconds: the manager asks it on every pass, and it
+        changes only with a worker change (which takes the chain a day and more to apply)."""
+        cached = self._miner_info.get(miner)
+        if cached is not None and self._clock() - cached[0] < MINER_INFO_TTL:
+            return cached[1]
+        info = self._read_miner_info(miner)
+        self._miner_info[miner] = (self._clock(), info)
+        return info
+
+    def _read_miner_info(self, miner: int) -> MinerInfo:
+        what = "StateMinerInfo"
+        info = self.call(what, self._addr(miner), TSK)
+        size = shapes.integer(shapes.field(info, "SectorSize", what), f"{what}.SectorSize")
+        wpost = post_proof(shapes.integer(shapes.field(info, "WindowPoStProofType", what), f"{what}.WindowPoStProofType"))
+        if wpost.size.bytes != size:
+            raise ChainError(f"{what}: WindowPoStProofType {wpost.name} does not match SectorSize {size}")
+        proof = seal_proof(self.seal_proofs[miner]) if miner in self.seal_proofs else default_seal_proof(wpost.size)
+        if proof.size.bytes != size:
+            raise ChainError(f"miner f0{miner}: the configured SealProof {proof.name} is not for its {size}-byte sectors")
+        dl = self.proving_deadline(miner)
+        return MinerInfo(miner, shapes.field(info, "Worker", what), proof.id, wpost.id, size,
+                         dl.period_start % self.policy.wpost_proving_period)
+
+    def precommit(self, miner: int, number: int) -> PreCommitOnChain | None:
+        p = self.call("StateSectorPreCommitInfo", self._addr(miner), number, TSK)
+        return None if p is None else shapes.precommit(miner, p)
+
+    def sector(self, miner: int, number: int) -> SectorOnChain | None:
+        s = self.call("StateSectorGetInfo", self._addr(miner), number, TSK)
+        return None if s is None else shapes.sector(miner, s)
+
+    def sectors(self, miner: int) -> list[SectorOnChain]:
+        rows = self.call("StateMinerSectors", self._addr(miner), None, TSK) or []
+        return sorted((shapes.sector(miner, s, "StateMinerSectors[]") for s in rows), key=lambda s: s.number)
+
+    def precommits(self, miner: int) -> list[PreCommitOnChain]:
+        """PreCommits waiting for their proof: allocated numbers above the highest live sector
+        that have PreCommit info (below it a number is live, terminated or expired)."""
+        base = max((s.number for s in self.sectors(miner)), default=-1)
+        out, pos = [], 0
+        for val, length in self.allocated(miner):
+            if val:
+                for n in range(max(pos, base + 1), pos + length):
+                    p = self.precommit(miner, n)
+                    if p is not None:
+                        out.append(p)
+            pos += length
+        return out
+
+    def proving_deadline(self, miner: int) -> DeadlineInfo:
+        return shapes.deadline_info(self.call("StateMinerProvingDeadline", self._addr(miner), TSK))
+
+    def deadline_partitions(self, miner: int, index: int) -> list[PartitionInfo]:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.policy.wpost_period_deadlines:
+            raise ChainError(f"deadline index {index!r} must be in [0, {self.policy.wpost_period_deadlines})")
+        addr = self._addr(miner)
+        deadlines = self.call("StateMinerDeadlines", addr, TSK)
+        if not isinstance(deadlines, list) or len(deadlines) <= index:
+            raise ChainError(f"StateMinerDeadlines: expected {self.policy.wpost_period_deadlines} deadlines, got {deadlines!r:.200}")
+        proven = set(shapes.numbers(shapes.field(deadlines[index], "PostSubmissions", "StateMinerDeadlines[]"),
+                                    f"StateMinerDeadlines[{index}].PostSubmissions"))
+        parts = self.call("StateMinerPartitions", addr, index, TSK) or []
+        return [shapes.partition(i, p, i in proven, f"StateMinerPartitions[{i}]") for i, p in enumerate(parts)]
+
+    def miner_power(self, miner: int) -> MinerPower:
+        p = self.call("StateMinerPower", self._addr(miner), TSK)
+        counts = self.call("StateMinerSectorCount", self._addr(miner), TSK) or {}
+        live = shapes.integer(counts.get("Live", 0), "StateMinerSectorCount.Live")
+        active = shapes.integer(counts.get("Active", 0), "StateMinerSectorCount.Active")
+        return shapes.power(p, active, shapes.integer(counts.get("Faulty", live - active), "StateMinerSectorCount.Faulty"))
+
+    # -------------------------------------------------------------------- messages
+
+    def _sender(self, miner: int, policy: SendPolicy) -> str:
+        if not policy.senders:
+            return self.miner_info(miner).worker
+        if len(policy.senders) == 1:
+            return policy.senders[0]
+        balances = [(shapes.big(self.call("WalletBalance", s), f"WalletBalance({s})"), s) for s in policy.senders]
+        return max(balances, key=lambda b: b[0])[1]      # Damocles' SenderSelector: the largest balance
+
+    def push_message(self, miner: int, method: str, params: dict, nonce: int | None = None) -> str:
+        """Encode and send; `nonce` (the outbox's) names the message for the node (MsgUuid), so
+        that pushing it again returns the message already signed, never a second one."""
+        from .. import actor_params       # the codec (PART codec of issue 17)
+        section = SECTIONS.get(method)
+        if section is None:
+            raise ChainError(f"no sending policy section for method {method}")
+        policy = self.send_policies.get((miner, section), SendPolicy())
+        actor_method, go_params = actor_json.to_actor(method, params)
+        try:
+            number, data = actor_params.method_number(actor_method), actor_params.encode_params(actor_method, go_params)
+        except ValueError as exc:
+            raise ChainError(f"{actor_method} params: {exc}") from None
+        msg = message_json(self._addr(miner), self._sender(miner, policy), number, data, 0, policy.gas_fee_cap)
+        msg_uuid = message_uuid(miner, nonce) if nonce is not None else None
+        if self.messager is not None:       # the messager estimates gas, picks the nonce and signs
+            return self.messager.push(msg_uuid or str(uuid.uuid4()), msg, policy)
+        spec = policy.spec(msg_uuid or "00000000-0000-0000-0000-000000000000")
+        estimated = self.call("GasEstimateMessageGas", msg, spec, TSK)
+        signed = self.call("MpoolPushMessage", policy.apply_estimate(estimated), spec)
+        sent = shapes.field(signed, "Message", "MpoolPushMessage")
+        if (sent.get("Method"), sent.get("Params"), sent.get("To")) != (number, msg["Params"], msg["To"]):
+            raise ChainError(f"MsgUuid {msg_uuid} of f0{miner} nonce {nonce} names another message on the node "
+                             f"({sent.get('Method')}), not this {method}")
+        return shapes.cid_str(shapes.field(signed, "CID", "MpoolPushMessage"), "MpoolPushMessage.CID")
+
+    def receipt(self, message: str) -> Receipt | None:
+        if self.messager is not None:
+            return self.messager.receipt(message)
+        lookup = self.call("StateSearchMsg", TSK, shapes.cid(message), SEARCH_LIMIT, True)
+        return None if lookup is None else shapes.receipt(message, lookup)
+
+    def wait_message(self, message: str, confidence: int) -> Receipt:
+        """StateWaitMsg (Message.WaitMessage with a messager): blocks until the message has
+        `confidence` epochs on it."""
+        if self.messager is not None:
+            return self.messager.wait(message, confidence)
+        lookup = self.call("StateWaitMsg", shapes.cid(message), confidence, SEARCH_LIMIT, True)
+        return shapes.receipt(message, lookup, "StateWaitMsg")
+
+    # ------------------------------------------- what the devnet answers exactly, approximated
+
+    def allocated(self, miner: int) -> list[tuple[bool, int]]:
+        """StateMinerAllocated: every sector number the miner's actor has allocated, as runs."""
+        try:
+            return _bitfield.runs_from_json(self.call("StateMinerAllocated", self._addr(miner), TSK), "StateMinerAllocated")
+        except ValueError as exc:
+            raise ChainError(str(exc)) from None
+
+    def highest_sector_number(self, miner: int) -> int | None:
+        runs = self.allocated(miner)
+        total = sum(length for _, length in runs)
+        return total - 1 if runs and runs[-1][0] else None
+
+    def next_nonce(self, miner: int) -> int:
+        """0: a node's nonces are its wallet's, not the outbox's; a resend is deduplicated by
+        MsgUuid instead, so the outbox's nonces can never be behind the node."""
+        return 0
+
+    def message_at_nonce(self, miner: int, nonce: int) -> dict | None:
+        return None          # never asked: next_nonce never reports the state behind
+
+    def executed_messages(self, miner: int) -> list[dict]:
+        """Not listed by a full node without scanning the chain: a rebuild takes sectors and
+        PreCommits from state reads instead (recover_sectors)."""
+        return []
+
+    def miners(self) -> list[MinerInfo]:
+        return []
+
+    def create_miner(self, *args, **kwargs):
+        raise ChainError("miners are created on the chain itself (lotus-miner init / sophon), not by the manager")
+
+    # ------------------------------- the devnet's own methods (Devnet.*), absent from a node
+
+    def _devnet(self, method: str, *params, absent=None, refusal: str | None = None):
+        """A Devnet.* call when the node is the devnet's API; on a node without it (method not
+        found) `absent`, or ChainError(`refusal`)."""
+        if self._devnet_methods:
+            try:
+                return self.client.call(f"Devnet.{method}", *params)
+            except NodeError as exc:
+                if exc.code != METHOD_NOT_FOUND:
+                    raise
+                self._devnet_methods = False
+        if refusal is not None:
+            raise ChainError(refusal)
+        return absent
+
+    def publish_deal(self, miner: int, piece_cid: str, piece_size: int, start_epoch: int, end_epoch: int) -> int:
+        return shapes.integer(self._devnet("PublishDeal", {
+            "Provider": self._addr(miner), "PieceCID": shapes.cid(piece_cid), "PieceSize": piece_size,
+            "StartEpoch": start_epoch, "EndEpoch": end_epoch},
+            refusal="deals come from the market ([Common.API] Market), not from a Lotus chain"), "Devnet.PublishDeal")
+
+    def deal(self, deal_id: int) -> dict | None:
+        return self._devnet("Deal", deal_id)
+
+    # ------------------------------------------------------------------- winning post
+
+    def winning_election(self, miner: int, epoch: int) -> bool:
+        """The devnet's election; a node: never (block production is lotus-miner's or venus-miner's)."""
+        return bool(self._devnet("WinningElection", self._addr(miner), epoch, absent=False))
+
+    def winning_post_randomness(self, miner: int, epoch: int) -> bytes:
+        r = self._randomness(True, DST.WINNING_POST_CHALLENGE_SEED, epoch, miner_entropy(miner))
+        return r[:31] + bytes([r[31] & 0x3F])
+
+    def winning_post_sectors(self, miner: int, epoch: int) -> list[SectorOnChain]:
+        rows = self._devnet("WinningPostSectors", self._addr(miner), epoch, absent=None)
+        if rows is None:
+            return self.sectors(miner)
+        return [shapes.sector(miner, s, "Devnet.WinningPostSectors[]") for s in rows]
+
+    def submit_winning_post(self, miner: int, epoch: int, proof: bytes) -> None:
+        self._devnet("SubmitWinningPoSt", self._addr(miner), epoch, shapes.b64(proof),
+                     refusal="blocks are produced by the block producer (venus-miner / lotus-miner), not the manager")
