@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from appliance.chain.devnet_api import DevnetAPIServer, worker_address
-from appliance.chain.lotus import actor_json
 from appliance.chain.lotus.chain import LotusChain
 from appliance.chain.lotus.client import LotusClient, NodeAuthError, NodeUnavailable
 from appliance.chain.lotus.endpoint import Endpoint, EndpointError, parse_endpoint
@@ -24,6 +23,8 @@ from appliance.chain.policy import ChainPolicy
 from appliance.chain.types import ChainError
 from appliance.core.proof_types import seal_proof
 from appliance.proofs.cid import commr_to_cid
+
+from .chain_messages import precommit_sector
 
 EXAMPLES = json.loads((Path(__file__).parent / "fixtures" / "lotus_openrpc_examples.json").read_text())["methods"]
 P2K = seal_proof("StackedDrg2KiBV1_1")
@@ -153,12 +154,8 @@ def conforms(ours, example, where="") -> list[str]:
 
 
 def precommit_message(number: int, comm_r: bytes, rand_epoch: int, expiration: int) -> tuple[str, dict]:
-    """A one-sector PreCommit as the manager sends it (and the devnet takes it): the devnet's
-    own shape, or PreCommitSectorBatch2's Go shape where the manager already sends that."""
-    method, params = "PreCommitSectorBatch", {"Sectors": [{
-        "SealProof": P2K.id, "SectorNumber": number, "SealedCID": commr_to_cid(comm_r), "SealRandEpoch": rand_epoch,
-        "DealIDs": [], "Expiration": expiration, "UnsealedCID": None}]}
-    return actor_json.legacy_to_actor(method, params) if actor_json.manager_speaks_actor_methods() else (method, params)
+    """A one-sector PreCommit as the manager sends it and the devnet takes it."""
+    return "PreCommitSectorBatch2", {"Sectors": [precommit_sector(P2K.id, number, comm_r, None, rand_epoch, expiration)]}
 
 
 def _sector_on_devnet(srv, number=1):

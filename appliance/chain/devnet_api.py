@@ -4,7 +4,7 @@ own endpoint (POST /rpc/v1 and /rpc/v0, a bearer token signed with the devnet's 
 
 Messages: MpoolPushMessage takes a Lotus Message (params as CBOR, base64), checks that it goes
 to a devnet miner from that miner's worker, decodes its params with the codec
-(actor_params.decode_params), maps them to the devnet's actor rules (lotus/actor_json.py) and
+(actor_params.decode_params), hands them as decoded (the devnet's actor rules read that Go shape) and
 queues them with Devnet.push_message; the answer is the message with its nonce and real CID
 (dag-cbor, blake2b-256, as Lotus' Message.Cid). A second push with the same MsgUuid answers the
 message already queued, as Lotus' MessageSigner does. What the devnet lacks, said where it
@@ -25,7 +25,7 @@ from pathlib import Path
 from ..rpc import INVALID_PARAMS, RPCError
 from ..rpc.server import RPCServer
 from .devnet import Devnet
-from .lotus import actor_json, shapes
+from .lotus import shapes
 from .lotus.message import message_cid
 from .randomness import DST, draw
 from .types import ChainError
@@ -316,7 +316,7 @@ class DevnetAPI:
             params = actor_params.decode_params(actor_method, _bytes(msg.get("Params") or "", "msg.Params"))
         except (ValueError, KeyError) as exc:
             raise RPCError(INVALID_PARAMS, f"msg.Params: {exc}") from None
-        method, devnet_params = actor_json.from_actor(actor_method, params)
+        method, devnet_params = actor_method, params      # the devnet's actor rules read the Go shape as decoded
         with self._push_lock:
             row = self._db.execute("SELECT nonce, signed FROM pushed WHERE uuid = ?", (msg_uuid,)).fetchone() if msg_uuid else None
             if row is not None and row[1] is not None:

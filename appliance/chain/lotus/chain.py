@@ -29,7 +29,7 @@ from ..interface import Chain
 from ..policy import ChainPolicy
 from ..randomness import DST, draw, miner_entropy
 from ..types import ChainError, DeadlineInfo, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorOnChain
-from . import actor_json, shapes
+from . import shapes
 from .client import METHOD_NOT_FOUND, LotusClient, NodeError
 from .messager import Messager
 from .message import SECTIONS, SendPolicy, message_json, message_uuid
@@ -196,11 +196,10 @@ class LotusChain(Chain):
         if section is None:
             raise ChainError(f"no sending policy section for method {method}")
         policy = self.send_policies.get((miner, section), SendPolicy())
-        actor_method, go_params = actor_json.to_actor(method, params)
-        try:
-            number, data = actor_params.method_number(actor_method), actor_params.encode_params(actor_method, go_params)
+        try:       # the outbox holds the actor's method and its params in go-state-types' JSON shape
+            number, data = actor_params.method_number(method), actor_params.encode_params(method, params)
         except ValueError as exc:
-            raise ChainError(f"{actor_method} params: {exc}") from None
+            raise ChainError(f"{method} params: {exc}") from None
         msg = message_json(self._addr(miner), self._sender(miner, policy), number, data, 0, policy.gas_fee_cap)
         msg_uuid = message_uuid(miner, nonce) if nonce is not None else None
         if self.messager is not None:       # the messager estimates gas, picks the nonce and signs
