@@ -459,19 +459,19 @@ class Devnet(Chain):
         raise ChainError(f"message {message}: replacement chain too long")
 
     def message_info(self, message: str) -> dict:
-        """What `util message search` shows: the message (or its replacement) with its state:
-        pending (in the pool), on chain (receipt) or not found; gas fields and base fee."""
+        """What `util message search` shows: the message's own fields (sender, value, gas) and
+        its state, or its replacement's (ReplacedBy): FillMsg (in the pool) or OnChainMsg (receipt)."""
         with self._tx():
             head = self._catch_up()
             row = self._message_row(message)
             if row is None:
                 raise ChainError(f"message {message} not found")
             m = self.db.execute("SELECT miner, method, sender, value, gas_limit, fee_cap, premium FROM messages WHERE id = ?",
-                                (row[4],)).fetchone()
+                                (message,)).fetchone()
             n = self.db.execute("SELECT nonce FROM nonces WHERE message = ?", (row[4],)).fetchone()
             fee = money.base_fee(self, head)
         executed = row[0] is not None
-        return {"ID": message, "SignedCid": row[4], "State": "OnChainMsg" if executed else "FillMsg",
+        return {"ID": message, "SignedCid": row[4], "ReplacedBy": row[4] if row[4] != message else None, "State": "OnChainMsg" if executed else "FillMsg",
                 "Height": row[0] if executed else 0, "Confidence": head - row[0] if executed else 0,
                 "Receipt": {"ExitCode": row[1], "Return": None, "GasUsed": row[3] or 0, "Error": row[2]} if executed else None,
                 "To": f"f0{m[0]}", "Method": m[1], "From": m[2], "Nonce": n[0] if n else None, "Value": m[3] or "0",

@@ -350,3 +350,14 @@ def required_funds(gas_limit: int, fee_cap: int, value: int) -> int:
     """What the sender must hold for the message to be accepted and executed."""
     return gas_limit * fee_cap + value
 
+
+
+def fil_short(atto: int) -> str:
+    """Damocles' FIL.Short() (modules/config_util.go): the largest of FIL, nanoFIL, attoFIL the
+    amount reaches, as a float, e.g. "1.5 FIL", "5 nanoFIL", "0"."""
+    from decimal import Decimal
+    for unit, precision in (("FIL", 18), ("nanoFIL", 9), ("attoFIL", 0)):
+        if abs(atto) >= 10 ** precision and atto:
+            text = format(Decimal(repr(atto / 10 ** precision)).normalize(), "f")
+            return f"{text} {unit}"
+    return "0"
