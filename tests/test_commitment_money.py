@@ -165,3 +165,29 @@ def test_replacement_journalled_before_a_crash_is_pushed_once_after(tmp_path):
     assert len(chain.executed_messages(MINER)) == 1 and len(chain.messages(MINER)) == 2     # one replaced, one landed
     state.close()
     chain.close()
+
+
+def test_proof_waits_for_its_pledge(tmp_path):
+    chain, state, sealer, committer = make(tmp_path)
+    sid = submit(sealer, tmp_path)
+    m = committer.config.miner(MINER)
+    m = replace(m, prove_send_fund=False)
+    rec = state.sector(MINER, sid["Number"])
+    pledge, deposit = chain.initial_pledge(MINER), chain.precommit_deposit(MINER)
+    assert committer._funds(m, "proof", [rec]) is None
+    why = state.sector(MINER, sid["Number"])["funds_wait"]
+    assert why.startswith(f"waiting for funds: initial pledge {money.format_fil(pledge - deposit)} for 1 sector(s)")
+    chain.add_balance(f"f0{MINER}", pledge - deposit)
+    assert committer._funds(m, "proof", [state.sector(MINER, sid["Number"])]) == 0
+    assert "funds_wait" not in state.sector(MINER, sid["Number"])
+    # SendFund: the proof carries the pledge less the deposit it releases
+    assert committer._funds(replace(m, prove_send_fund=True), "proof", [rec]) == pledge - deposit
+    state.close()
+    chain.close()
+
+
+def test_send_fund_is_read_and_checked():
+    cfg = parse_config({"Miners": [{"Actor": 1, "Commitment": {"Pre": {"SendFund": False}}}]})
+    assert (cfg.miner(1).pre_send_fund, cfg.miner(1).prove_send_fund) == (False, True)
+    with pytest.raises(Exception, match=r"Commitment.Prove.SendFund: 'yes' is not true or false"):
+        parse_config({"Miners": [{"Actor": 1, "Commitment": {"Prove": {"SendFund": "yes"}}}]})
