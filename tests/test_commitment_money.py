@@ -191,3 +191,20 @@ def test_send_fund_is_read_and_checked():
     assert (cfg.miner(1).pre_send_fund, cfg.miner(1).prove_send_fund) == (False, True)
     with pytest.raises(Exception, match=r"Commitment.Prove.SendFund: 'yes' is not true or false"):
         parse_config({"Miners": [{"Actor": 1, "Commitment": {"Prove": {"SendFund": "yes"}}}]})
+
+
+def test_sender_without_gas_money_journals_nothing_and_waits(tmp_path):
+    chain, state, sealer, committer = make(tmp_path, miner_balance=money.FIL, worker_balance=0)
+    sid = submit(sealer, tmp_path)
+    assert committer.tick() == [] and committer.tick() == []
+    rec = state.sector(MINER, sid["Number"])
+    assert "pre_nonce" not in rec and state.unsent() == [] and state.next_nonces() == {}     # no nonce taken
+    assert rec["funds_wait"].startswith("waiting for funds: PreCommitSectorBatch needs ") and "sender f01000-worker" in rec["funds_wait"]
+    with pytest.raises(Exception, match="waiting for funds: DeclareFaults"):      # the poster's messages alike
+        committer.send(MINER, "post", "DeclareFaults", {"Faults": []}, [])
+    assert state.next_nonces() == {}
+    chain.add_balance(f"f0{MINER}-worker", money.FIL)
+    [msg] = committer.tick()
+    assert land(chain, sealer, sid)["State"] == LANDED and chain.message_at_nonce(MINER, 0)["id"] == msg
+    state.close()
+    chain.close()

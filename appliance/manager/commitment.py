@@ -106,8 +106,8 @@ class Committer:
                 "SealRandEpoch": r["ticket"]["Epoch"], "DealIDs": r.get("deals", []),
                 "Expiration": head + m.lifetime_days * EPOCHS_PER_DAY,
                 "UnsealedCID": commd_to_cid(bytes.fromhex(r["pre"]["CommD"]))} for r in batch]}
-            out.append(self._send(m.actor, "pre", "PreCommitSectorBatch", params, [r["number"] for r in batch], value,
-                                  max((r.get("pre_gas_limit", 0) for r in batch), default=0)))
+            out += self._send_batch(m, "pre", "PreCommitSectorBatch", params, batch, value,
+                                    max((r.get("pre_gas_limit", 0) for r in batch), default=0))
         return out
 
     def send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> str:
@@ -121,6 +121,7 @@ class Committer:
         """Journal, then push, then record: a crash anywhere resends the same nonce, which the
         chain answers with the message it already has."""
         spec = self._spec(miner, method, params, value, min_gas)
+        self._check_sender(miner, method, spec)     # before the journal: a refused message takes no nonce
         nonce = self.state.enqueue_message(miner, kind, method, params, sectors, spec)
         crash_point("manager.commit.before_push")
         msg = self._push(miner, nonce, kind, method, params, spec)
@@ -150,6 +151,27 @@ class Committer:
         premium = money.DEFAULT_PREMIUM
         return {**spec, "gas_limit": min(limit, cap) if cap else limit, "premium": premium,
                 "fee_cap": max(money.DEFAULT_FEE_CAP, 2 * fee + premium)}
+
+    def _check_sender(self, miner: int, method: str, spec: dict) -> None:
+        """The node refuses a message whose sender cannot hold gas limit x fee cap + value (Lotus'
+        mpool check): refused here first, so that nothing is journalled that cannot be sent."""
+        if not spec.get("gas_limit"):
+            return
+        sender = self.chain.miner_info(miner).worker
+        need, have = money.required_funds(spec["gas_limit"], spec["fee_cap"], spec["value"]), self.chain.balance(sender)
+        if have is not None and have < need:
+            raise ChainError(f"waiting for funds: {method} needs {money.format_fil(need)} (gas limit x fee cap + value) "
+                             f"from sender {sender}, which holds {money.format_fil(have)}")
+
+    def _send_batch(self, m: MinerConfig, kind: str, method: str, params: dict, batch: list[dict], value: int,
+                    min_gas: int) -> list[str]:
+        """A PreCommit or proof batch; one its sender cannot pay for waits, saying so."""
+        numbers = [r["number"] for r in batch]
+        try:
+            return [self._send(m.actor, kind, method, params, numbers, value, min_gas)]
+        except ChainError as exc:
+            self._wait_funds(m.actor, numbers, str(exc))
+            return []
 
     def _funds(self, m: MinerConfig, kind: str, batch: list[dict]) -> int | None:
         """The value the message carries (SendFund: the deposit or pledge it needs), or None when
@@ -275,9 +297,9 @@ class Committer:
                 if value is None:
                     continue
                 proofs = {r["number"]: base64.b64decode(r["commit_proof"]) for r in batch}
-                out.append(self._send(m.actor, "proof", "ProveCommitAggregate", {
+                out += self._send_batch(m, "proof", "ProveCommitAggregate", {
                     "SectorNumbers": sorted(proofs), "AggregateProof": base64.b64encode(encode_aggregate(proofs)).decode()},
-                    sorted(proofs), value, max(r.get("proof_gas_limit", 0) for r in batch)))
+                    sorted(batch, key=lambda r: r["number"]), value, max(r.get("proof_gas_limit", 0) for r in batch))
         else:
             out += self._send_single(m, waiting)
         return out
@@ -288,6 +310,6 @@ class Committer:
             value = self._funds(m, "proof", [r])
             if value is None:
                 continue
-            out.append(self._send(m.actor, "proof", "ProveCommitSector", {"SectorNumber": r["number"], "Proof": r["commit_proof"]},
-                                  [r["number"]], value, r.get("proof_gas_limit", 0)))
+            out += self._send_batch(m, "proof", "ProveCommitSector", {"SectorNumber": r["number"], "Proof": r["commit_proof"]},
+                                    [r], value, r.get("proof_gas_limit", 0))
         return out
