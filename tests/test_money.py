@@ -306,3 +306,39 @@ def test_policy_money_keys_from_config():
         ChainPolicy.from_config({"GenesisMinerBalance": "lots"})
     with pytest.raises(ValueError, match="BlockGasTarget"):
         ChainPolicy.from_config({"BlockGasTarget": 10, "BlockGasLimit": 5})
+
+
+def test_money_survives_a_restart(tmp_path):
+    chain = new_chain(tmp_path)
+    chain.add_balance("f0555", 3 * FIL + 1)
+    chain.set_base_fee(10 ** 6)
+    chain.close()
+    again = Devnet(tmp_path / "devnet.db", MANUAL)
+    assert again.balance("f0555") == 3 * FIL + 1 and again.balance(ACTOR) == 100 * FIL    # no second genesis grant
+    assert again.base_fee() == 10 ** 6
+    again.close()
+
+
+def test_a_devnet_from_before_money_gets_genesis_funds_and_runs_its_pool_free(tmp_path):
+    import sqlite3
+    from appliance.chain.devnet import DEVNET_SCHEMA
+    from appliance.core.db import Database
+    chain = new_chain(tmp_path)
+    mid = chain.push_message(MINER, "Send", {})
+    chain.close()
+    # back to version 1: no money tables, no gas columns (as a devnet.db written before this version)
+    db = sqlite3.connect(tmp_path / "devnet.db")
+    db.execute("DROP TABLE accounts")
+    db.execute("DROP TABLE locked_funds")
+    for column in ("sender", "value", "gas_limit", "fee_cap", "premium", "gas_used", "replaced_by"):
+        db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    Database(tmp_path / "devnet.db", replace(DEVNET_SCHEMA, migrations=DEVNET_SCHEMA.migrations[:1])).close()   # a valid v1 file
+    again = Devnet(tmp_path / "devnet.db", MANUAL)
+    assert again.balance(ACTOR) == 100 * FIL and again.balance(WORKER) == 10_000 * FIL
+    again.advance(1)
+    r = again.receipt(mid)
+    assert r.ok and r.gas_used == 0 and again.balance(WORKER) == 10_000 * FIL      # the old message ran free
+    again.close()
