@@ -208,3 +208,15 @@ def test_sender_without_gas_money_journals_nothing_and_waits(tmp_path):
     assert land(chain, sealer, sid)["State"] == LANDED and chain.message_at_nonce(MINER, 0)["id"] == msg
     state.close()
     chain.close()
+
+
+def test_status_page_shows_the_funds_wait(tmp_path):
+    from appliance.web.views import WebViews
+    chain, state, sealer, committer = make(tmp_path)
+    sid = submit(sealer, tmp_path)
+    committer.tick()
+    views = WebViews(state, sealer, chain, None, committer.config)
+    [row] = views.sectors()["Live"]
+    assert row["Number"] == sid["Number"] and row["FundsWait"].startswith("waiting for funds: PreCommit deposit")
+    state.close()
+    chain.close()
