@@ -14,6 +14,7 @@ clock jumps; WinningPoSt elections and missed blocks are in winning.py."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -25,7 +26,8 @@ from pathlib import Path
 from ..core.db import Database, DatabaseError, Schema
 from ..core.proof_types import seal_proof
 from . import deadlines as dl
-from . import clock, market, proving, winning
+from . import clock, market, money, proving, winning
+from .devnet_money import DevnetMoney
 from .interface import Chain
 from .miner_actor import METHODS as SEALING_METHODS
 from .snap_actor import METHODS as SNAP_METHODS
@@ -34,7 +36,9 @@ from .randomness import DST, blake2b256, draw, miner_entropy
 from .types import (ActorError, ChainError, DeadlineInfo, ExitCode, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain,
                     Receipt, SectorOnChain)
 
-METHODS = {**SEALING_METHODS, **proving.METHODS, **SNAP_METHODS}
+METHODS = {**SEALING_METHODS, **proving.METHODS, **SNAP_METHODS,
+           "Send": lambda state, miner, params: None,        # a plain transfer: the value moved before the method
+           "WithdrawBalance": lambda state, miner, params: money.withdraw_balance(state, miner, params, state.sender)}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,11 +58,11 @@ CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT N
 """ + proving.SCHEMA + winning.SCHEMA + market.SCHEMA
 
 # migrations[i] takes devnet.db from version i to i + 1; append, never edit a released one.
-DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA], frozenset({"meta", "miners", "messages"}), frozenset({
+DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA, money.MIGRATION], frozenset({"meta", "miners", "messages"}), frozenset({
     ("miners", "info"), ("messages", "params"), ("precommits", "info"), ("sectors", "info"), ("penalties", "sectors")}))
 
 
-class Devnet(Chain):
+class Devnet(DevnetMoney, Chain):
     def __init__(self, path: str | os.PathLike, policy: ChainPolicy | None = None, now=time.time,
                  genesis_seed: bytes | None = None, create: bool = True):
         """Open (or create) the devnet database. `policy` applies to this run; `now` is the
@@ -71,6 +75,7 @@ class Devnet(Chain):
         self.path = Path(path)
         self.policy = policy or ChainPolicy()
         self._now = now
+        self.sender: str | None = None   # the sender of the message executing (WithdrawBalance checks it)
         try:
             self.database = Database(self.path, DEVNET_SCHEMA, create)
         except DatabaseError as exc:
@@ -117,6 +122,8 @@ class Devnet(Chain):
                 "SELECT number FROM sectors WHERE miner = ? AND number NOT IN "
                 "(SELECT number FROM sector_deadlines WHERE miner = ?)", (miner, miner))]
             proving.assign_sectors(self, miner, numbers)
+        for info in self.miners():      # miners from before money: their genesis funds now
+            money.grant_genesis(self, info.actor, info.worker)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -187,7 +194,7 @@ class Devnet(Chain):
         head = self._clock_head()
         pending = self.db.execute(
             "SELECT seq, id, miner, method, params, land_epoch FROM messages WHERE executed_epoch IS NULL "
-            "AND land_epoch <= ? ORDER BY land_epoch, seq", (head,)).fetchall()
+            "AND replaced_by IS NULL AND land_epoch <= ? ORDER BY land_epoch, seq", (head,)).fetchall()
         cron_done = int(self._meta("cron_epoch"))
         i, closes = 0, None
         while True:
@@ -210,7 +217,10 @@ class Devnet(Chain):
             seq, _, miner, method, params, land = pending[i]
             i += 1
             self._expire_precommits(land)
-            self._execute(seq, miner, method, json.loads(params), land)
+            if not self._execute(seq, miner, method, json.loads(params), land):
+                if land + 1 <= head:     # its fee cap is below the base fee: it waits in the pool
+                    bisect.insort(pending, (seq, _, miner, method, params, land + 1), i, key=lambda r: (r[5], r[0]))
+                continue
             closes = None        # a message may have assigned sectors to new deadlines
         self._set_meta("cron_epoch", str(max(cron_done, head)))
         self._expire_precommits(head)
@@ -229,15 +239,40 @@ class Devnet(Chain):
                                    (self.policy.expired_precommit_cleanup_delay, epoch)).fetchall()
         for miner, number in expired:
             market.release(self, miner, number)      # their deals are free again
+        money.burn_expired_deposits(self, expired)
         self.db.execute("DELETE FROM precommits WHERE deadline + ? < ?", (self.policy.expired_precommit_cleanup_delay, epoch))
 
-    def _execute(self, seq: int, miner: int, method: str, params: dict, epoch: int) -> None:
+    def _execute(self, seq: int, miner: int, method: str, params: dict, epoch: int) -> bool:
+        """Execute a landed message at `epoch`; False (nothing done, it moves to the next epoch)
+        when its fee cap is below the base fee. Gas and value as chain/money.py describes."""
         self.epoch = epoch
+        sender, value, gas_limit, fee_cap, premium = self.db.execute(
+            "SELECT sender, value, gas_limit, fee_cap, premium FROM messages WHERE seq = ?", (seq,)).fetchone()
+        gas = None
+        if gas_limit is not None:            # messages from before money carry no gas: free
+            fee_cap, premium, value = int(fee_cap), int(premium), int(value or 0)
+            fee = money.base_fee(self, epoch)
+            if fee_cap < fee:
+                self.db.execute("UPDATE messages SET land_epoch = ? WHERE seq = ?", (epoch + 1, seq))
+                return False
+            money.record_gas(self, epoch, gas_limit)
+            if money.balance(self, sender) < gas_limit * fee_cap:
+                return self._receipt(seq, epoch, ExitCode.SENDER_STATE_INVALID, 0,
+                                     f"actor balance less than needed: {money.format_fil(money.balance(self, sender))} < "
+                                     f"{money.format_fil(gas_limit * fee_cap)}")
+            gas = money.gas_used(self, miner, method, params)
+            if gas > gas_limit:
+                money.charge_gas(self, sender, gas_limit, fee, fee_cap, premium)
+                return self._receipt(seq, epoch, ExitCode.OUT_OF_GAS, gas_limit,
+                                     f"out of gas: {method} needs {gas}, gas limit {gas_limit}")
+        self.sender = sender
         self.db.execute("SAVEPOINT message")
         try:
             handler = METHODS.get(method)
             if handler is None:
                 raise ActorError(ExitCode.UNHANDLED_MESSAGE, f"unknown method {method}")
+            if gas is not None and value:
+                money.transfer(self, sender, f"f0{miner}", value)
             handler(self, miner, params)
             code, error = ExitCode.OK, None
         except ActorError as exc:
@@ -249,9 +284,17 @@ class Devnet(Chain):
         except Exception as exc:  # a bug must fail the message, never wedge the chain
             self.db.execute("ROLLBACK TO message")
             code, error = ExitCode.ILLEGAL_STATE, f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            self.sender = None
         self.db.execute("RELEASE message")
-        self.db.execute("UPDATE messages SET executed_epoch = ?, exit_code = ?, error = ? WHERE seq = ?",
-                         (epoch, int(code), error, seq))
+        if gas is not None:
+            money.charge_gas(self, sender, gas, fee, fee_cap, premium)
+        return self._receipt(seq, epoch, code, gas or 0, error)
+
+    def _receipt(self, seq: int, epoch: int, code: ExitCode, gas_used: int, error: str | None) -> bool:
+        self.db.execute("UPDATE messages SET executed_epoch = ?, exit_code = ?, error = ?, gas_used = ? WHERE seq = ?",
+                        (epoch, int(code), error, gas_used, seq))
+        return True
 
     # --------------------------------------------------------------------- randomness
 
@@ -319,6 +362,7 @@ class Devnet(Chain):
             info = MinerInfo(actor, worker or f"f0{actor}-worker", proof.id, proof.window_post.id, proof.size.bytes,
                              offset % period if proving_period_start is None else proving_period_start)
             self.db.execute("INSERT INTO miners (actor, info) VALUES (?, ?)", (actor, json.dumps(asdict(info))))
+            money.grant_genesis(self, actor, info.worker)
             return info
 
     def miner_info(self, miner: int) -> MinerInfo:
@@ -332,29 +376,57 @@ class Devnet(Chain):
 
     # ----------------------------------------------------------------------- messages
 
-    def push_message(self, miner: int, method: str, params: dict, nonce: int | None = None) -> str:
-        """Queue a message. With a nonce (the sender's sequence number, as on Filecoin), pushing
-        the same message again returns the same id instead of sending it twice; a different
-        message with a used nonce is refused."""
-        self.miner_info(miner)
+    def push_message(self, miner: int, method: str, params: dict, nonce: int | None = None, value: int = 0,
+                     gas_limit: int | None = None, fee_cap: int | None = None, premium: int | None = None,
+                     sender: str | None = None) -> str:
+        """Queue a message to the miner's actor from `sender` (the miner's worker by default).
+        With a nonce (the sender's sequence number, as on Filecoin), pushing the same message
+        again returns the same id instead of sending it twice; a different message with a used
+        nonce is refused, except a replacement: the same message, still in the pool, with a
+        premium at least 1.25x the old one (Lotus' replace-by-fee) takes its place and nonce.
+        Gas left out is filled as Lotus' GasEstimateMessageGas does (chain/money.py); the sender
+        must hold gas limit x fee cap + value (Lotus' mpool check), else ChainError."""
+        info = self.miner_info(miner)
+        sender = sender or info.worker
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ChainError(f"message value {value!r} is not a non-negative integer of attoFIL")
         try:
             body = json.dumps(params, sort_keys=True)
         except (TypeError, ValueError) as exc:
             raise ChainError(f"message params are not JSON: {exc}") from None
         with self._tx():
             head = self._catch_up()
+            gas_limit, fee_cap, premium = money.default_gas(self, miner, method, params, gas_limit, fee_cap, premium, head)
+            replaces = None
             if nonce is not None:
-                row = self.db.execute("SELECT n.message, m.method, m.params FROM nonces n JOIN messages m ON m.id = n.message "
-                                       "WHERE n.miner = ? AND n.nonce = ?", (miner, nonce)).fetchone()
+                row = self.db.execute("SELECT n.message, m.method, m.params, m.value, m.premium, m.executed_epoch, m.gas_limit, "
+                                      "m.fee_cap FROM nonces n JOIN messages m ON m.id = n.message "
+                                      "WHERE n.miner = ? AND n.nonce = ?", (miner, nonce)).fetchone()
                 if row is not None:
-                    if (row[1], row[2]) != (method, body):
+                    if (row[1], row[2], int(row[3] or 0)) != (method, body, value):
                         raise ChainError(f"nonce {nonce} of f0{miner} is already used by another message {row[0]}")
-                    return row[0]
+                    same_gas = (row[6], int(row[7] or 0), int(row[4] or 0)) == (gas_limit, fee_cap, premium)
+                    if row[5] is not None or same_gas or row[6] is None:
+                        return row[0]         # the chain has it (executed, or this very message in the pool)
+                    if premium < money.min_replacement_premium(int(row[4])):
+                        raise ChainError(f"replace-by-fee of nonce {nonce} of f0{miner}: premium {premium} is below "
+                                         f"{money.min_replacement_premium(int(row[4]))} (1.25x the pooled message's)")
+                    replaces = row[0]
+            need = money.required_funds(gas_limit, fee_cap, value)
+            have = money.balance(self, sender)
+            if have < need:
+                raise ChainError(f"not enough funds in {sender} for a message to f0{miner} ({method}): balance "
+                                 f"{money.format_fil(have)}, required {money.format_fil(need)} (gas limit x fee cap + value)")
             seq = (self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]) + 1
             mid = "bafy2bzace" + hashlib.sha256(f"{seq}:{miner}:{method}:{body}".encode() + self._genesis).hexdigest()[:40]
-            self.db.execute("INSERT INTO messages (seq, id, miner, method, params, pushed_epoch, land_epoch) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, mid, miner, method, body, head, head + self.policy.message_delay))
-            if nonce is not None:
+            self.db.execute("INSERT INTO messages (seq, id, miner, method, params, pushed_epoch, land_epoch, sender, value, "
+                            "gas_limit, fee_cap, premium) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (seq, mid, miner, method, body, head, head + self.policy.message_delay, sender, str(value),
+                             gas_limit, str(fee_cap), str(premium)))
+            if replaces is not None:
+                self.db.execute("UPDATE messages SET replaced_by = ? WHERE id = ?", (mid, replaces))
+                self.db.execute("UPDATE nonces SET message = ? WHERE miner = ? AND nonce = ?", (mid, miner, nonce))
+            elif nonce is not None:
                 self.db.execute("INSERT INTO nonces (miner, nonce, message) VALUES (?, ?, ?)", (miner, nonce, mid))
             return mid
 
@@ -366,14 +438,26 @@ class Devnet(Chain):
                  "executed_epoch": r[5], "exit_code": r[6], "error": r[7]} for r in rows]
 
     def receipt(self, message: str) -> Receipt | None:
+        """The receipt once executed, None while pending. A message replaced by fee answers with
+        its replacement's receipt (Lotus StateSearchMsg with allowReplaced)."""
         with self._tx():
             self._catch_up()
-            row = self.db.execute("SELECT executed_epoch, exit_code, error FROM messages WHERE id = ?", (message,)).fetchone()
+            row = self._message_row(message)
         if row is None:
             raise ChainError(f"message {message} not found")
         if row[0] is None:
             return None
-        return Receipt(message, row[1], row[2], row[0])
+        return Receipt(row[4], row[1], row[2], row[0], row[3] or 0)
+
+    def _message_row(self, message: str):
+        """(executed_epoch, exit_code, error, gas_used, id) of the message or the one that replaced it."""
+        for _ in range(1000):
+            row = self.db.execute("SELECT executed_epoch, exit_code, error, gas_used, id, replaced_by FROM messages "
+                                  "WHERE id = ?", (message,)).fetchone()
+            if row is None or row[5] is None:
+                return row and row[:5]
+            message = row[5]
+        raise ChainError(f"message {message}: replacement chain too long")
 
     # ------------------------------------------------- what the chain has already seen
 

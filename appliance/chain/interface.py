@@ -31,9 +31,38 @@ class Chain(ABC):
         ...
 
     @abstractmethod
-    def push_message(self, miner: int, method: str, params: dict, nonce: int | None = None) -> str:
+    def push_message(self, miner: int, method: str, params: dict, nonce: int | None = None, **send) -> str:
         """Queue a message from the miner's worker; returns its id. Pushing the same message
-        with the same nonce again returns the same id (never a second message)."""
+        with the same nonce again returns the same id (never a second message). `send` may
+        carry value, gas_limit, fee_cap, premium (attoFIL; what is left out the node fills); the
+        same message at a pooled nonce with a premium 1.25x higher replaces it."""
+
+    # ------------------------------------------------------------------ money (optional)
+    # None: this chain cannot tell; the manager then sends and lets the chain decide.
+
+    def balance(self, address: str) -> int | None:
+        """An address's balance, attoFIL (Lotus WalletBalance)."""
+        return None
+
+    def available_balance(self, miner: int) -> int | None:
+        """The miner actor's balance less locked funds (Lotus StateMinerAvailableBalance)."""
+        return None
+
+    def precommit_deposit(self, miner: int, sectors: int = 1) -> int | None:
+        """The deposit `sectors` PreCommits need now (StateMinerPreCommitDepositForPower)."""
+        return None
+
+    def initial_pledge(self, miner: int, sectors: int = 1) -> int | None:
+        """The initial pledge `sectors` sectors need now (StateMinerInitialPledgeCollateral)."""
+        return None
+
+    def base_fee(self) -> int | None:
+        """The base fee at head, attoFIL per gas unit."""
+        return None
+
+    def estimate_gas(self, miner: int, method: str, params: dict) -> int | None:
+        """Gas the message would use at head (GasEstimateGasLimit before over-estimation)."""
+        return None
 
     @abstractmethod
     def receipt(self, message: str) -> Receipt | None:

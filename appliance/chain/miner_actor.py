@@ -21,7 +21,7 @@ from ..core.sector import SectorID
 from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.cid import cid_to_commitment, commd_to_cid
-from . import market
+from . import market, money
 from .actor_params import MARKET_ACTOR, SNARK_PACK_V2, ParamsError, canonical, notified_deal
 from .external_proofs import accept_unverified
 from .types import ActorError, ExitCode, PreCommitOnChain, SectorOnChain
@@ -105,9 +105,21 @@ def pre_commit_sector_batch2(state, miner: int, params: dict) -> None:
         _arg(not state.is_allocated(miner, number), f"sector number {number} already allocated")
         accepted.append(PreCommitOnChain(miner, number, proof_id, s["SealedCID"]["/"], commd_to_cid(expected_commd),
                                          rand_epoch, expiration, epoch, list(deal_ids)))
+    _lock_deposits(state, miner, accepted)
     for pc in accepted:
         state.allocate(miner, pc.number)
         state.put_precommit(pc)
+
+
+def _lock_deposits(state, miner: int, accepted: list[PreCommitOnChain]) -> None:
+    """The batch's PreCommit deposits, from the miner's available balance (chain/money.py)."""
+    money.lock_precommit_deposits(state, miner, [pc.number for pc in accepted])
+
+
+def _pledge(state, sectors: list[SectorOnChain]) -> None:
+    """Proven sectors: deposits released, initial pledge locked (chain/money.py)."""
+    for miner in sorted({s.miner for s in sectors}):
+        money.pledge_on_prove(state, miner, [s.number for s in sectors if s.miner == miner])
 
 
 def _prove_one(state, miner: int, number: int, proof: bytes) -> SectorOnChain:
@@ -138,6 +150,7 @@ def _prove_one(state, miner: int, number: int, proof: bytes) -> SectorOnChain:
 def _activate(state, sectors: list[SectorOnChain]) -> None:
     """Proven sectors become live: each gets a WindowPoSt deadline and partition and has power
     from this epoch (proving.assign_sectors)."""
+    _pledge(state, sectors)
     for s in sectors:
         market.activate(state, s.miner, s.number, s.deal_ids)
         state.delete_precommit(s.miner, s.number)

@@ -9,6 +9,9 @@ from dataclasses import dataclass, fields
 from ..core.units import parse_bytes, parse_duration
 
 
+_AMOUNTS = ("genesis_miner_balance", "genesis_worker_balance", "epoch_reward", "circulating_supply")
+
+
 @dataclass(frozen=True)
 class ChainPolicy:
     block_time: float = 1.0                        # seconds an epoch lasts; 0 = the clock only moves by hand
@@ -37,6 +40,16 @@ class ChainPolicy:
     # devnet cannot verify them; with this on it accepts them unverified (and logs each), else it
     # refuses them saying so. Ours, off by default.
     trust_external_proofs: bool = False
+    # Money (docs/devnet.md "Money"; amounts in attoFIL, written in the config as "100 FIL"):
+    # genesis funds of each miner's actor and of its worker (= owner) address, and the constants
+    # the deposit and pledge formulas stand on (chain/money.py).
+    genesis_miner_balance: int = 100 * 10 ** 18
+    genesis_worker_balance: int = 10_000 * 10 ** 18
+    epoch_reward: int = 25 * 10 ** 18              # block reward of an epoch (mainnet: about 5 blocks of ~5 FIL)
+    circulating_supply: int = 600_000_000 * 10 ** 18
+    money_network_power: int = 20 << 60            # QA power of the simulated network (mainnet: about 20 EiB)
+    block_gas_limit: int = 10_000_000_000          # Lotus build.BlockGasLimit
+    block_gas_target: int = 5_000_000_000          # Lotus build.BlockGasTarget
 
     @classmethod
     def from_config(cls, raw: dict, where: str = "[Chain]") -> tuple["ChainPolicy", list[str]]:
@@ -61,7 +74,11 @@ class ChainPolicy:
                     raise ValueError(f"{where}.{key}: {value!r} is not true or false")
                 values[name] = value
                 continue
-            if name == "network_power" and isinstance(value, str):
+            if name in _AMOUNTS:
+                from .money import parse_fil
+                values[name] = parse_fil(value, f"{where}.{key}")
+                continue
+            if name in ("network_power", "money_network_power") and isinstance(value, str):
                 try:
                     values[name] = parse_bytes(value)
                 except ValueError as exc:
@@ -75,6 +92,10 @@ class ChainPolicy:
             raise ValueError(f"{where}: AggregateMin {policy.aggregate_min} is above AggregateMax {policy.aggregate_max}")
         if policy.precommit_batch_max < 1:
             raise ValueError(f"{where}.PrecommitBatchMax must be at least 1")
+        if policy.block_gas_target < 1 or policy.block_gas_limit < policy.block_gas_target:
+            raise ValueError(f"{where}: BlockGasTarget must be at least 1 and at most BlockGasLimit")
+        if policy.money_network_power < 1:
+            raise ValueError(f"{where}.MoneyNetworkPower must be at least 1 byte")
         if policy.posted_partitions_max < 1:
             raise ValueError(f"{where}.PostedPartitionsMax must be at least 1")
         if policy.wpost_challenge_window < 1 or policy.wpost_period_deadlines < 1:

@@ -11,8 +11,11 @@ class ChainError(Exception):
 
 
 class ExitCode(IntEnum):
-    """FVM / builtin-actors exit codes that sealing messages end with."""
+    """FVM / builtin-actors exit codes that sealing messages end with (go-state-types exitcode)."""
     OK = 0
+    SENDER_STATE_INVALID = 2       # SysErrSenderStateInvalid: the sender cannot cover gas limit x fee cap
+    SYS_INSUFFICIENT_FUNDS = 6     # SysErrInsufficientFunds: the sender cannot pay the value sent
+    OUT_OF_GAS = 7                 # SysErrOutOfGas: the method needs more than the gas limit
     ILLEGAL_ARGUMENT = 16
     NOT_FOUND = 17
     FORBIDDEN = 18
@@ -46,6 +49,7 @@ class Receipt:
     exit_code: int
     error: str | None
     epoch: int                  # the epoch the message was executed at
+    gas_used: int = 0
 
     @property
     def ok(self) -> bool:

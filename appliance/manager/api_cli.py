@@ -169,7 +169,7 @@ class CliAPI:
         out.update({"Imported": False, "NeedRebuild": rebuilding, "Unsealing": unsealing,
                     # ours
                     "State": r.get("state"), "Worker": r.get("worker"), "Persisted": r.get("persisted"),
-                    "StoreWait": r.get("store_wait")})
+                    "StoreWait": r.get("store_wait"), "FundsWait": r.get("funds_wait")})
         for key, field in (("proof_check", "ProofCheck"), ("snap_proof_check", "UpgradeProofCheck")):
             if r.get(key):      # a Groth16 proof of an external processor: who did (not) verify it
                 out[field] = r[key]

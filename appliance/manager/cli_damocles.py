@@ -18,6 +18,8 @@ from .cli_damocles_proving import (cmd_deadline, cmd_deadlines, cmd_faults, cmd_
                                    cmd_sector_info, cmd_simulate_wdpost)
 from .cli_damocles_sealer import (cmd_abort, cmd_find_deal, cmd_rebuild, cmd_restore, cmd_sectors_list, cmd_snap_cancel_commit,
                                   cmd_snap_candidates, cmd_snap_fetch, cmd_state, cmd_unseal)
+from .cli_damocles_money import (LOTUS_MESSAGE_CONFIDENCE, cmd_actor_add_balance, cmd_actor_balance, cmd_actor_withdraw,
+                                 cmd_message_search, cmd_message_wait)
 from .cli_util import _common
 
 LIFECYCLE = "it comes with sector lifecycle support (extend, terminate, remove, import/export)"
@@ -67,7 +69,11 @@ def add_sealer(util) -> None:
     sealer = _group(util, "sealer", "Commands for sector sealing (Damocles' names)")
     add_sectors(_group(sealer, "sectors", "Commands for interacting with sectors"))
     add_proving(sealer)
-    add_actor(_group(sealer, "actor", "Manipulate the miner actor"))
+    actor_parser = sealer.add_parser("actor", help="Manipulate the miner actor")
+    actor_parser.add_argument("--miner", dest="group_miner", help="miner actor id/address")
+    actor = actor_parser.add_subparsers(dest="actor_cmd", metavar="CMD")
+    actor.required = True
+    add_actor(actor)
     add_snap(_group(sealer, "snap", "Commands for snap-up sectors"))
 
 
@@ -170,7 +176,22 @@ def add_proving(sealer) -> None:
 
 
 def add_actor(actor) -> None:
-    for name in ("balance", "add-balance", "withdraw", "repay-debt", "set-owner", "propose-change-worker",
+    def miner(p):
+        p.add_argument("--miner", help="miner actor id/address (also accepted before the command)")
+
+    def wait(p, default):
+        p.add_argument("--timeout", type=float, default=default, help="seconds to wait for the message (ours)")
+    _leaf(actor, "balance", "Print the miner actor's balance, locked and available funds", cmd_actor_balance, miner)
+    _leaf(actor, "add-balance", "Send FIL from an address to the miner actor (method 0)", cmd_actor_add_balance, miner,
+          lambda p: p.add_argument("sender", metavar="FROM", help="from address"),
+          lambda p: p.add_argument("amount", help="amount (\"1.5\", \"1.5 FIL\", \"5 nanoFIL\", \"100 attoFIL\")"),
+          lambda p: p.add_argument("--exid", help="accepted (sophon-messager's extra id)"), lambda p: wait(p, 600.0))
+    _leaf(actor, "withdraw", "Withdraw available balance", cmd_actor_withdraw, miner,
+          lambda p: p.add_argument("amount", nargs="?", help="amount (FIL); default: all that is available"),
+          lambda p: p.add_argument("--confidence", type=int, default=6, help="number of block confirmations to wait for"),
+          lambda p: p.add_argument("--beneficiary", action="store_true", help="send withdraw message from the beneficiary address"),
+          lambda p: wait(p, 600.0))
+    for name in ("repay-debt", "set-owner", "propose-change-worker",
                  "confirm-change-worker", "compact-allocated", "propose-change-beneficiary", "confirm-change-beneficiary"):
         not_built(actor, name, f"miner actor: {name}", CHAIN)
     not_built(actor, "control", "Manage control addresses", CHAIN, children=("list", "set"))
@@ -238,8 +259,12 @@ def add_rest(util) -> None:
     market = _group(util, "market", "Interacting with the venus-market")
     not_built(market, "release-deals", "Manual release deals", CHAIN)
     message = _group(util, "message", "Message related utilities")
-    not_built(message, "wait", "wait for a message to land", CHAIN)
-    not_built(message, "search", "search for a message on chain", CHAIN)
+    _leaf(message, "wait", "Wait for the execution result of the specified uid message", cmd_message_wait,
+          lambda p: p.add_argument("uid", help="the message id"),
+          lambda p: p.add_argument("--confidence", type=int, default=LOTUS_MESSAGE_CONFIDENCE, help="epochs after landing"),
+          lambda p: p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (ours)"))
+    _leaf(message, "search", "Search for the execution result of the specified uid message", cmd_message_search,
+          lambda p: p.add_argument("uid", help="the message id"))
     p = util.add_parser("fetch-params", help="prepare proving parameters: the builtin engine's SDR parent caches for a size")
     p.add_argument("size", help="sector size, e.g. 2KiB, 32GiB")
     p.add_argument("--dir", help="parent cache directory (default as rust-fil-proofs)")

@@ -158,6 +158,8 @@ def cmd_sectors_list(args) -> int:
 def _why(r: dict) -> str:
     if r["AbortReason"]:
         return r["AbortReason"]
+    if r.get("FundsWait") and not r["Finalized"]:
+        return r["FundsWait"]
     return f"persist store: {r['StoreWait']}" if r.get("StoreWait") and not r["Finalized"] else ""
 
 

@@ -3,7 +3,16 @@ a batch goes out when `Threshold` sectors wait or the oldest has waited `MaxWait
 `CheckInterval`. PreCommits go out as PreCommitSectorBatch2; proofs as ProveCommitSectors3, one
 aggregate proof (SnarkPackV2) per message when enough are ready for the chain's aggregate
 minimum, otherwise the sectors' own proofs side by side in one message (as Lotus sends them).
-Each sector's deals go in its activation manifest, a piece notifying the market actor of each."""
+Each sector's deals go in its activation manifest, a piece notifying the market actor of each.
+
+Money, as Damocles' commitment manager treats it (commitmgr.go handleMessage: OutOfGas and
+insufficient funds are "failed, send again", never a reason to abort): a batch whose deposit or
+pledge the payer cannot cover is not sent; its sectors wait, saying so (`funds_wait`), and go out
+once the funds are there. A PreCommit or proof that lands with exit code 2, 6 or 19 is queued
+again (it then waits for funds); one that ran out of gas (7) is queued again with twice the gas.
+A message still in the pool `replace_after` epochs after it was sent is replaced: same nonce and
+content, premium 1.25x (Lotus' minimum for replace-by-fee), fee cap enough for the base fee.
+Every step is journalled in the outbox (its `spec`) before the push, so a crash sends nothing twice."""
 
 from __future__ import annotations
 
@@ -12,10 +21,11 @@ import logging
 import threading
 import time
 
+from ..chain import money
 from ..chain.actor_params import SNARK_PACK_V2
 from ..chain.interface import Chain
-from ..chain.types import ChainError
 from ..chain.miner_actor import encode_aggregate
+from ..chain.types import ChainError, ExitCode, Receipt
 from ..core.crash import crash_point
 from ..proofs.cid import commd_to_cid, commr_to_cid
 from .config import ManagerConfig, MinerConfig
@@ -24,21 +34,52 @@ from .state import ManagerState
 
 log = logging.getLogger("damocles.manager.commitment")
 EPOCHS_PER_DAY = 2880
+RESEND_CODES = {ExitCode.SENDER_STATE_INVALID, ExitCode.SYS_INSUFFICIENT_FUNDS, ExitCode.INSUFFICIENT_FUNDS,
+                ExitCode.OUT_OF_GAS}
+MAX_GAS_RESENDS = 8                 # out of gas this many times: left failed (PERM_FAILED), for the operator
+WATCH_WINDOW = 3 * 86400.0          # seconds a sent message's receipt is watched
+SECTOR_KINDS = ("pre", "proof")     # the messages whose sectors are queued again after a failure
+
+
+class FundsWait(ChainError):
+    """The sender cannot hold the message's gas and value: refused before the journal."""
+
+
+def will_resend(rec: dict, kind: str, receipt: Receipt) -> bool:
+    """Does the committer send this sector's failed message again (so that it is pending, not failed)?"""
+    if receipt.exit_code not in RESEND_CODES:
+        return False
+    return receipt.exit_code != ExitCode.OUT_OF_GAS or rec.get(f"{kind}_gas_resends", 0) < MAX_GAS_RESENDS
 
 
 class Committer:
-    def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time):
+    def __init__(self, config: ManagerConfig, state: ManagerState, chain: Chain, now=time.time, replace_after: int = 20):
         self.config, self.state, self.chain, self._now = config, state, chain, now
+        self.replace_after = replace_after       # epochs a message may sit in the pool before it is replaced
         self._lock = threading.Lock()
+        self._settled: set[str] = set()           # messages whose receipt was handled
+        self._pooled_since: dict[str, int] = {}   # message -> the head it was first seen pending at
 
     def tick(self) -> list[str]:
-        """One pass: first send what the outbox holds unsent (after a crash), then every
-        miner's due batches; returns the ids of the messages pushed."""
-        pushed = []
+        """One pass: first send what the outbox holds unsent (after a crash, or a replacement),
+        then follow the receipts of what was sent, then every miner's due batches; returns the
+        ids of the messages pushed."""
+        pushed, blocked = [], set()
         with self._lock:
             for row in self.state.unsent():
-                pushed.append(self._push(row["miner"], row["nonce"], row["kind"], row["method"], row["params"]))
+                if row["miner"] in blocked:
+                    continue
+                try:
+                    pushed.append(self._push(row["miner"], row["nonce"], row["kind"], row["method"], row["params"], row["spec"]))
+                except ChainError as exc:     # e.g. not enough funds for its gas: it waits, and what follows it
+                    log.warning("miner %s: journalled message at nonce %s not accepted, later ones wait too: %s",
+                                row["miner"], row["nonce"], exc)
+                    blocked.add(row["miner"])
+                    self._wait_funds(row["miner"], row["sectors"], f"message at nonce {row['nonce']} not accepted: {exc}")
+            pushed += self._follow()
             for m in self.config.miners:
+                if m.actor in blocked:
+                    continue
                 pushed += self._flush_precommits(m)
                 pushed += self._flush_proofs(m)
         return pushed
@@ -66,13 +107,17 @@ class Committer:
         out = []
         for i in range(0, len(waiting), policy.precommit_batch_max):
             batch = waiting[i:i + policy.precommit_batch_max]
+            value = self._funds(m, "pre", batch)
+            if value is None:
+                continue
             params = {"Sectors": [{
                 "SealProof": r["proof"], "SectorNumber": r["number"],
                 "SealedCID": {"/": commr_to_cid(bytes.fromhex(r["pre"]["CommR"]))},
                 "SealRandEpoch": r["ticket"]["Epoch"], "DealIDs": r.get("deals", []),
                 "Expiration": head + m.lifetime_days * EPOCHS_PER_DAY,
                 "UnsealedCid": {"/": commd_to_cid(bytes.fromhex(r["pre"]["CommD"]))}} for r in batch]}
-            out.append(self._send(m.actor, "pre", "PreCommitSectorBatch2", params, [r["number"] for r in batch]))
+            out += self._send_batch(m, "pre", "PreCommitSectorBatch2", params, batch, value,
+                                    max((r.get("pre_gas_limit", 0) for r in batch), default=0))
         return out
 
     def send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> str:
@@ -81,18 +126,22 @@ class Committer:
         with self._lock:
             return self._send(miner, kind, method, params, sectors)
 
-    def _send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> str:
+    def _send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int], value: int = 0,
+              min_gas: int = 0) -> str:
         """Journal, then push, then record: a crash anywhere resends the same nonce, which the
         chain answers with the message it already has."""
-        nonce = self.state.enqueue_message(miner, kind, method, params, sectors)
+        spec = self._spec(miner, method, params, value, min_gas)
+        self._check_sender(miner, method, spec)     # before the journal: a refused message takes no nonce
+        nonce = self.state.enqueue_message(miner, kind, method, params, sectors, spec)
         crash_point("manager.commit.before_push")
-        msg = self._push(miner, nonce, kind, method, params)
+        msg = self._push(miner, nonce, kind, method, params, spec)
         log.info("miner %s: %s (nonce %d) for sectors %s sent as %s", miner, method, nonce, sectors, msg)
         return msg
 
-    def _push(self, miner: int, nonce: int, kind: str, method: str, params: dict) -> str:
+    def _push(self, miner: int, nonce: int, kind: str, method: str, params: dict, spec: dict | None = None) -> str:
+        send = {k: v for k, v in (spec or {}).items() if v}      # a chain without money takes the old call
         try:
-            msg = self.chain.push_message(miner, method, params, nonce)
+            msg = self.chain.push_message(miner, method, params, nonce, **send)
         except ChainError:
             msg = self._sent_before_upgrade(miner, nonce, method, params)
             if msg is None:
@@ -113,6 +162,152 @@ class Committer:
                     miner, nonce, on_chain["method"], on_chain["id"])
         return on_chain["id"]
 
+    # ------------------------------------------------------------------------- money
+
+    def _spec(self, miner: int, method: str, params: dict, value: int, min_gas: int = 0) -> dict:
+        """How the message is sent, decided (and journalled) here, as Damocles' fee config does:
+        gas limit = the chain's estimate x 1.25 (at least `min_gas`, after an out-of-gas), premium
+        Lotus' minimum, fee cap enough for twice the base fee. Empty gas fields: the node fills them."""
+        spec = {"value": value}
+        estimate, fee = self.chain.estimate_gas(miner, method, params), self.chain.base_fee()
+        if estimate is None or fee is None:
+            return spec
+        num, den = money.GAS_OVERESTIMATION
+        limit = max(estimate * num // den, min_gas)
+        cap = getattr(getattr(self.chain, "policy", None), "block_gas_limit", None)
+        premium = money.DEFAULT_PREMIUM
+        return {**spec, "gas_limit": min(limit, cap) if cap else limit, "premium": premium,
+                "fee_cap": max(money.DEFAULT_FEE_CAP, 2 * fee + premium)}
+
+    def _check_sender(self, miner: int, method: str, spec: dict) -> None:
+        """The node refuses a message whose sender cannot hold gas limit x fee cap + value (Lotus'
+        mpool check): refused here first, so that nothing is journalled that cannot be sent."""
+        if not spec.get("gas_limit"):
+            return
+        sender = self.chain.miner_info(miner).worker
+        need, have = money.required_funds(spec["gas_limit"], spec["fee_cap"], spec["value"]), self.chain.balance(sender)
+        if have is not None and have < need:
+            raise FundsWait(f"waiting for funds: {method} needs {money.format_fil(need)} (gas limit x fee cap + value) "
+                             f"from sender {sender}, which holds {money.format_fil(have)}")
+
+    def _send_batch(self, m: MinerConfig, kind: str, method: str, params: dict, batch: list[dict], value: int,
+                    min_gas: int) -> list[str]:
+        """A PreCommit or proof batch; one its sender cannot pay for waits, saying so."""
+        numbers = [r["number"] for r in batch]
+        try:
+            return [self._send(m.actor, kind, method, params, numbers, value, min_gas)]
+        except FundsWait as exc:       # a push that fails after the journal raises: the outbox resends it
+            self._wait_funds(m.actor, numbers, str(exc))
+            return []
+
+    def _funds(self, m: MinerConfig, kind: str, batch: list[dict]) -> int | None:
+        """The value the message carries (SendFund: the deposit or pledge it needs), or None when
+        the payer cannot cover it: the sectors then wait for funds, saying so."""
+        n, chain = len(batch), self.chain
+        deposit = chain.precommit_deposit(m.actor, n)
+        need = deposit if kind == "pre" else None
+        if kind == "proof" and deposit is not None:
+            pledge = chain.initial_pledge(m.actor, n)
+            need = None if pledge is None else max(0, pledge - deposit)      # the deposits are released into it
+        numbers = [r["number"] for r in batch]
+        if need is None:        # the chain cannot tell: send, and let the receipt say
+            self._clear_wait(m.actor, batch)
+            return 0
+        what = "PreCommit deposit" if kind == "pre" else "initial pledge"
+        send_fund = m.pre_send_fund if kind == "pre" else m.prove_send_fund
+        if send_fund:
+            sender = chain.miner_info(m.actor).worker
+            have = chain.balance(sender)
+            if have is not None and have < need:
+                self._wait_funds(m.actor, numbers, f"waiting for funds: {what} {money.format_fil(need)} for {n} sector(s), "
+                                                   f"sender {sender} holds {money.format_fil(have)} (SendFund)")
+                return None
+            self._clear_wait(m.actor, batch)
+            return need
+        have = chain.available_balance(m.actor)
+        if have is not None and have < need:
+            self._wait_funds(m.actor, numbers, f"waiting for funds: {what} {money.format_fil(need)} for {n} sector(s), "
+                                               f"miner f0{m.actor} has {money.format_fil(have)} available "
+                                               f"(damocles util sealer actor --miner {m.actor} add-balance)")
+            return None
+        self._clear_wait(m.actor, batch)
+        return 0
+
+    def _wait_funds(self, miner: int, numbers: list[int], why: str) -> None:
+        for n in numbers:
+            rec = self.state.sector(miner, n)
+            if rec is not None and rec.get("funds_wait") != why:
+                if self.state.update_open(miner, n, funds_wait=why) is not None:
+                    log.warning("sector f0%s-%s: %s", miner, n, why)
+
+    def _clear_wait(self, miner: int, batch: list[dict]) -> None:
+        for r in batch:
+            if r.get("funds_wait"):
+                self.state.update(miner, r["number"], funds_wait=None)
+                log.info("sector f0%s-%s: funds are there, sending (was %s)", miner, r["number"], r["funds_wait"])
+
+    def _follow(self) -> list[str]:
+        """The receipts of recent messages: failures for money or gas queue their sectors again;
+        a message pooled past `replace_after` epochs is replaced. Returns the replacements' ids."""
+        out, head = [], None
+        for row in self.state.sent_since(self._now() - WATCH_WINDOW):
+            msg = row["message"]
+            if msg in self._settled:
+                continue
+            try:
+                receipt = self.chain.receipt(msg)
+            except ChainError:
+                continue
+            if receipt is None:
+                head = self.chain.head() if head is None else head
+                replaced = self._replace_if_stuck(row, head)
+                if replaced:
+                    out.append(replaced)
+                continue
+            self._settled.add(msg)
+            self._pooled_since.pop(msg, None)
+            if receipt.ok or receipt.exit_code not in RESEND_CODES or row["kind"] not in SECTOR_KINDS:
+                continue
+            self._queue_again(row, receipt)
+        return out
+
+    def _queue_again(self, row: dict, receipt: Receipt) -> None:
+        kind, miner = row["kind"], row["miner"]
+        gas = receipt.exit_code == ExitCode.OUT_OF_GAS
+        for n in row["sectors"]:
+            rec = self.state.sector(miner, n)
+            if rec is None or rec.get(f"{kind}_msg") != row["message"] or not will_resend(rec, kind, receipt):
+                continue
+            changes = {f"{kind}_nonce": None, f"{kind}_msg": None,
+                       f"{kind}_failed": f"{row['message']} exit code {receipt.exit_code}: {receipt.error}"}
+            if gas:
+                changes[f"{kind}_gas_limit"] = 2 * max(int(row["spec"].get("gas_limit") or 0), receipt.gas_used)
+                changes[f"{kind}_gas_resends"] = rec.get(f"{kind}_gas_resends", 0) + 1
+            if self.state.update_open(miner, n, **changes) is not None:
+                log.warning("sector f0%s-%s: %s %s failed with exit code %s (%s): queued again%s", miner, n, row["method"],
+                            row["message"], receipt.exit_code, receipt.error, " with twice the gas" if gas else "")
+
+    def _replace_if_stuck(self, row: dict, head: int) -> str | None:
+        msg, spec = row["message"], row["spec"]
+        since = self._pooled_since.setdefault(msg, head)
+        if head - since < self.replace_after or not spec.get("premium"):
+            return None
+        fee = self.chain.base_fee()
+        premium = money.min_replacement_premium(int(spec["premium"]))
+        new = {**spec, "premium": premium,
+               "fee_cap": max(int(spec.get("fee_cap") or 0) * money.RBF_NUM // money.RBF_DENOM, 2 * (fee or 0) + premium)}
+        self.state.respec_message(row["miner"], row["nonce"], new)     # journalled: a crash now pushes it on restart
+        try:
+            replacement = self._push(row["miner"], row["nonce"], row["kind"], row["method"], row["params"], new)
+        except ChainError as exc:     # journalled: the next pass pushes it again
+            log.warning("f0%s: replacing %s (nonce %s) failed: %s", row["miner"], msg, row["nonce"], exc)
+            return None
+        self._pooled_since.pop(msg, None)
+        self._pooled_since[replacement] = head
+        log.warning("f0%s: %s (nonce %s) pooled for %s epochs: replaced by %s (premium %s, fee cap %s)", row["miner"], msg,
+                    row["nonce"], head - since, replacement, new["premium"], new["fee_cap"])
+        return replacement
+
     def _flush_proofs(self, m: MinerConfig) -> list[str]:
         waiting = [r for r in self.state.sectors(m.actor) if "commit_proof" in r and "proof_nonce" not in r and not r.get("abort_reason")]
         if not self._due(waiting, "proof_queued_at", m.prove_batch):
@@ -121,6 +316,9 @@ class Committer:
         out = []
         for i in range(0, len(waiting), policy.aggregate_max):
             batch = sorted(waiting[i:i + policy.aggregate_max], key=lambda r: r["number"])
+            value = self._funds(m, "proof", batch)
+            if value is None:
+                continue
             params = {"SectorActivations": [{"SectorNumber": r["number"], "Pieces": self._pieces(r)} for r in batch],
                       "SectorProofs": [], "AggregateProof": "", "AggregateProofType": None,
                       "RequireActivationSuccess": True, "RequireNotificationSuccess": True}
@@ -130,7 +328,8 @@ class Committer:
                               AggregateProofType=SNARK_PACK_V2)
             else:              # too few to aggregate (a short tail too): each sector's own proof
                 params["SectorProofs"] = [r["commit_proof"] for r in batch]
-            out.append(self._send(m.actor, "proof", "ProveCommitSectors3", params, [r["number"] for r in batch]))
+            out += self._send_batch(m, "proof", "ProveCommitSectors3", params, batch, value,
+                                    max((r.get("proof_gas_limit", 0) for r in batch), default=0))
         return out
 
     def _pieces(self, record: dict) -> list[dict]:

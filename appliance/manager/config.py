@@ -63,6 +63,8 @@ class MinerConfig:
     enable_deals: bool = False        # `[Miners.Sector].EnableDeals`: hand out deals to workers
     sealing_epochs: int = 2880        # ours: epochs from AcquireDeals to ProveCommit; deals starting sooner are skipped
     winning_post: bool = False        # `[Miners.Proof].Enabled`: take part in block production
+    pre_send_fund: bool = True        # `[Miners.Commitment.Pre].SendFund`: the PreCommit carries its deposit
+    prove_send_fund: bool = True      # `[Miners.Commitment.Prove].SendFund`: the proof carries its pledge
 
 
 @dataclass(frozen=True)
@@ -430,7 +432,9 @@ def _miner(m: dict, where: str, legacy: bool, w: list[str]) -> MinerConfig | Non
                    _take(post, "MaxPartitionsPerPoStMessage", int, pw, 0)),
         enable_deals=_take(sec, "EnableDeals", bool, sw, False),
         sealing_epochs=_take(sec, "SealingEpochs", int, sw, epochs),
-        winning_post=_take(proof_tbl, "Enabled", bool, f"{where}.Proof", False))
+        winning_post=_take(proof_tbl, "Enabled", bool, f"{where}.Proof", False),
+        pre_send_fund=_take(_table(com.get("Pre", {}), f"{cw}.Pre"), "SendFund", bool, f"{cw}.Pre", True),
+        prove_send_fund=_take(_table(com.get("Prove", {}), f"{cw}.Prove"), "SendFund", bool, f"{cw}.Prove", True))
 
 
 def resolve_seal_proofs(cfg: ManagerConfig, chain) -> None:

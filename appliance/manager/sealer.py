@@ -22,6 +22,7 @@ from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.commitment import comm_d_from_pieces
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, UNAUTHORIZED, RPCError
+from .commitment import will_resend
 from .config import ManagerConfig, PersistStore, resolve_seal_proofs
 from .identity import NAME_LENGTH, TooManyNames, bound, check_sector, check_worker_name, names_refused
 from .market import Market
@@ -182,11 +183,14 @@ class Sealer:
 
     def _message_state(self, rec: dict, key: str, landed) -> dict:
         msg = rec.get(key)
-        if msg is None:
-            return _poll(PENDING, "queued for the next batch")
+        if msg is None:     # waiting for its batch, or for funds (commitment.py)
+            return _poll(PENDING, rec.get("funds_wait") or "queued for the next batch")
         receipt = self.chain.receipt(msg)
         if receipt is None:
             return _poll(PENDING, f"message {msg} not executed yet")
+        if not receipt.ok and will_resend(rec, key.removesuffix("_msg"), receipt):
+            return _poll(PENDING, f"message {msg} failed with exit code {receipt.exit_code} ({receipt.error}): "
+                                  f"the manager sends it again")
         if not receipt.ok:
             if receipt.error and "already allocated" in receipt.error:
                 return _poll(SHOULD_ABORT, receipt.error)
@@ -489,6 +493,7 @@ class Sealer:
                         "LatestState": r.get("state"), "Worker": r.get("worker"), "Finalized": bool(r.get("finalized")),
                         "AbortReason": r.get("abort_reason"), "Ticket": r.get("ticket"), "Seed": r.get("seed"),
                         "Pre": r.get("pre"), "Persisted": r.get("persisted"), "StoreWait": r.get("store_wait"),
+                        "FundsWait": r.get("funds_wait"),
                         "MessageInfo": {"PreCommitCid": r.get("pre_msg"), "CommitCid": r.get("proof_msg")}})
         return out
 

@@ -22,6 +22,7 @@ from .api_cli import register_cli
 from .commitment import Committer
 from .config import CONFIG_NAME, ManagerConfig, config_path, load_config, resolve_seal_proofs
 from .config_file import DEVNET_CFG
+from .funds import register_funds
 from .poster import Poster
 from .proving import Proving
 from .rebuild import Rebuilder
@@ -97,6 +98,7 @@ class ManagerService:
         allow = NetworkAllowList(self.config.allow_networks) if self.config.allow_networks else None
         self.rpc = RPCServer(self.secret, allow, self.config.max_body)
         api.register(self.rpc, self.sealer, self.chain if isinstance(self.chain, Devnet) else None)
+        register_funds(self.rpc, self.chain, self.committer)     # util sealer actor ..., util message ...
         api.register_market(self.rpc, self.sealer.market,
                             max((seal_proof(m.seal_proof).size.bytes for m in self.config.miners), default=2048))
         self.unsealer = Unsealer(self.config, self.state, self.chain, self.sealer.market, self.sealer)

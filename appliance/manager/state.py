@@ -97,9 +97,17 @@ def _v3(db: sqlite3.Connection) -> None:
     upgrade_outbox(db)
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    """Version 4: a journalled message carries how it is sent (`spec`: value, gas limit, fee cap,
+    premium, JSON; NULL: as the chain fills it), so that a resend after a crash, a resend with
+    more gas or a replacement with a higher premium is journalled before it is pushed."""
+    if "spec" not in {r[1] for r in db.execute("PRAGMA table_info(outbox)")}:     # kept where a file already has it
+        db.execute("ALTER TABLE outbox ADD COLUMN spec TEXT")
+
+
 # migrations[i] takes manager.db from version i to i + 1; append, never edit a released one.
-MANAGER_SCHEMA = Schema("manager state", [_v1, _v2, _v3], frozenset({"counters", "sectors", "nonces"}), frozenset({
-    ("sectors", "info"), ("workers", "info"), ("outbox", "params"), ("outbox", "sectors"), ("wdpost_jobs", "partitions"),
+MANAGER_SCHEMA = Schema("manager state", [_v1, _v2, _v3, _v4], frozenset({"counters", "sectors", "nonces"}), frozenset({
+    ("sectors", "info"), ("workers", "info"), ("outbox", "params"), ("outbox", "sectors"), ("outbox", "spec"), ("wdpost_jobs", "partitions"),
     ("wdpost_jobs", "input"), ("wdpost_jobs", "output"), ("post_rounds", "info")}))
 
 
@@ -212,7 +220,8 @@ class ManagerState:
 
     # ---------------------------------------------------------------------- outbox
 
-    def enqueue_message(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> int:
+    def enqueue_message(self, miner: int, kind: str, method: str, params: dict, sectors: list[int],
+                        spec: dict | None = None) -> int:
         """Journal a chain message with the miner's next nonce before it is sent, and tie the
         sectors to it (`<kind>_nonce`), in one transaction; returns the nonce."""
         with self.tx() as db:
@@ -220,17 +229,32 @@ class ManagerState:
             nonce = row[0] if row else 0
             db.execute("INSERT INTO nonces (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE SET next = excluded.next",
                        (miner, nonce + 1))
-            db.execute("INSERT INTO outbox (miner, nonce, kind, method, params, sectors, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (miner, nonce, kind, method, json.dumps(params), json.dumps(sectors), self._now()))
+            db.execute("INSERT INTO outbox (miner, nonce, kind, method, params, sectors, created, spec) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (miner, nonce, kind, method, json.dumps(params), json.dumps(sectors),
+                                                           self._now(), json.dumps(spec) if spec else None))
             for n in sectors:
                 self._merge(db, miner, n, {f"{kind}_nonce": nonce})
         return nonce
 
     def unsent(self) -> list[dict]:
-        rows = self.db.query("SELECT miner, nonce, kind, method, params, sectors FROM outbox WHERE message IS NULL "
+        rows = self.db.query("SELECT miner, nonce, kind, method, params, sectors, spec FROM outbox WHERE message IS NULL "
                                 "ORDER BY miner, nonce")
         return [{"miner": r[0], "nonce": r[1], "kind": r[2], "method": r[3], "params": json.loads(r[4]),
-                 "sectors": json.loads(r[5])} for r in rows]
+                 "sectors": json.loads(r[5]), "spec": json.loads(r[6]) if r[6] else {}} for r in rows]
+
+    def sent_since(self, cutoff: float) -> list[dict]:
+        """Messages journalled after `cutoff` (a time) and sent: the ones whose receipts are watched."""
+        rows = self.db.query("SELECT miner, nonce, kind, method, params, sectors, spec, message FROM outbox "
+                             "WHERE message IS NOT NULL AND created > ? ORDER BY miner, nonce", (cutoff,))
+        return [{"miner": r[0], "nonce": r[1], "kind": r[2], "method": r[3], "params": json.loads(r[4]),
+                 "sectors": json.loads(r[5]), "spec": json.loads(r[6]) if r[6] else {}, "message": r[7]} for r in rows]
+
+    def respec_message(self, miner: int, nonce: int, spec: dict) -> None:
+        """Journal a replacement of a pooled message (same nonce and content, new gas): it is
+        unsent again until the chain answers the push (record_sent)."""
+        with self.tx() as db:
+            db.execute("UPDATE outbox SET spec = ?, message = NULL WHERE miner = ? AND nonce = ?",
+                       (json.dumps(spec), miner, nonce))
 
     def outbox_messages(self, miner: int, kind: str, method: str) -> list[dict]:
         """The miner's journalled messages of a kind and method, sent or not, oldest first."""

@@ -72,7 +72,8 @@ class WebViews:
                         "State": r.get("state"), "Plan": r.get("plan") or "sealer", "Worker": r.get("worker"),
                         "Location": r.get("location"), "Age": round(now - born, 1), "InState": round(now - entered, 1),
                         "Updated": updated, "Failure": r.get("failure"), "Finalized": bool(r.get("finalized")),
-                        "AbortReason": r.get("abort_reason"), "StoreWait": r.get("store_wait")})
+                        "AbortReason": r.get("abort_reason"), "StoreWait": r.get("store_wait"),
+                        "FundsWait": r.get("funds_wait")})
         return out
 
     def sectors(self) -> dict:

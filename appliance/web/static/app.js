@@ -101,8 +101,9 @@ function renderPipeline(ov) {
       rows.map((s) => `<tr data-sector="${esc(s.Sector)}" data-state="${esc(s.State)}">
         <td class="mono">${esc((s.Location || "").split("/").slice(-1)[0] || "-")}</td><td>${sectorLink(s.Sector)}</td>
         <td>${esc(s.State)}</td><td class="num">${dur(s.InState)}</td><td class="num">${dur(s.Age)}</td>
-        <td>${s.Failure ? `<span class="${s.Failure.Level === "temp" ? "warn" : "bad"}">${esc(s.Failure.Level)}</span>` : s.StoreWait ? "" : `<span class="ok">ok</span>`}
-          ${s.StoreWait ? `<span class="warn store-wait">waiting for a persist store: ${esc(s.StoreWait)}</span>` : ""}</td></tr>`).join("") +
+        <td>${s.Failure ? `<span class="${s.Failure.Level === "temp" ? "warn" : "bad"}">${esc(s.Failure.Level)}</span>` : (s.StoreWait || s.FundsWait) ? "" : `<span class="ok">ok</span>`}
+          ${s.StoreWait ? `<span class="warn store-wait">waiting for a persist store: ${esc(s.StoreWait)}</span>` : ""}
+          ${s.FundsWait ? `<span class="warn funds-wait">${esc(s.FundsWait)}</span>` : ""}</td></tr>`).join("") +
       `</tbody></table></div>`;
   }).join("");
 }
