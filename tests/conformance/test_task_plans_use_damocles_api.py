@@ -63,7 +63,10 @@ def import_deal(op: Operator, path) -> str:
     """Upload a piece to the manager's piece store and publish a deal for it (as `util piece import`)."""
     cid = commd_to_cid(commp_file(path)[0].commitment)
     op.upload(f"/piecestore/{cid}", path)
-    op.call("Venus.MarketImportDeal", 1000, cid, None, None)
+    # a start far enough ahead (3000 epochs, 5 min at 100 ms) that a worker slow to start on a busy
+    # machine still finds the deal more than SealingEpochs before its start, and packs it
+    head = op.call("Venus.DevnetHead")["Epoch"]
+    op.call("Venus.MarketImportDeal", 1000, cid, head + 3000, None)
     return cid
 
 
