@@ -197,3 +197,51 @@ def test_a_stuck_message_is_replaced_through_wallet_sign_and_mpool_push(node):
     with pytest.raises(ChainError, match="no message of f01000 at nonce 99"):
         chain.call("MpoolPush", {**chain.client.sent["MpoolPush"][0], "Message": {
             **chain.client.sent["MpoolPush"][0]["Message"], "Nonce": 99}})
+
+
+def test_the_committer_replaces_a_stuck_precommit_through_the_node(tmp_path):
+    """The manager's replace-when-stuck path on LotusChain: the base fee rises above the
+    PreCommit's fee cap, it stays in the pool; after `replace_after` epochs the outbox sends the
+    same nonce with a higher premium (WalletSignMessage + MpoolPush), which lands, once."""
+    import base64
+
+    from appliance.core.sector import SectorID
+    from appliance.manager.commitment import Committer
+    from appliance.manager.config import parse_config
+    from appliance.manager.sealer import LANDED, Sealer
+    from appliance.manager.state import ManagerState
+    from appliance.proofs.seal import seal_sector
+
+    srv = DevnetAPIServer(tmp_path / "devnet", ChainPolicy(block_time=0, genesis_miner_balance=FIL), genesis_seed=bytes(32))
+    srv.devnet.create_miner(1000, P2K.id)
+    srv.start()
+    srv.devnet.advance(5)
+    state = ManagerState(tmp_path / "m.db")
+    try:
+        cfg = parse_config({"Sealing": {"SealRandomnessLookback": 1}, "Miners": [{"Actor": 1000, "Commitment": {
+            "Confidence": 1, "Pre": {"SendFund": False, "Batch": {"Threshold": 1}}}}]})
+        chain, devnet = _chain(srv, LastClient), srv.devnet
+        sealer, committer = Sealer(cfg, state, chain), Committer(cfg, state, chain, replace_after=3)
+        alloc = sealer.allocate_sector({})
+        sid = alloc["ID"]
+        ticket = sealer.assign_ticket(sid)
+        r = seal_sector(P2K, SectorID(1000, sid["Number"]), base64.b64decode(ticket["Ticket"]), bytes([9]) * 32, tmp_path / "w")
+        assert sealer.submit_pre_commit(alloc, {"CommR": r.comm_r, "CommD": r.comm_d, "Ticket": ticket}, False)["Res"] == 1
+        [first] = committer.tick()
+        devnet.set_base_fee(10 ** 12)             # above the message's fee cap: it stays in the pool
+        for _ in range(3):
+            devnet.advance(1)
+            assert committer.tick() == []
+        assert chain.receipt(first) is None
+        devnet.advance(1)
+        [second] = committer.tick()
+        assert second != first and "MpoolPush" in chain.client.sent
+        pushed = chain.client.sent["MpoolPush"][0]["Message"]
+        assert int(pushed["GasFeeCap"]) >= 2 * devnet.base_fee() and state.sector(1000, sid["Number"])["pre_msg"] == second
+        devnet.advance(2)
+        assert sealer.poll_pre_commit_state(sid)["State"] == LANDED
+        assert chain.receipt(first).message == second
+        assert len(devnet.executed_messages(1000)) == 1 and len(devnet.messages(1000)) == 2     # replaced, landed once
+    finally:
+        state.close()
+        srv.close()
