@@ -245,3 +245,16 @@ def test_the_committer_replaces_a_stuck_precommit_through_the_node(tmp_path):
     finally:
         state.close()
         srv.close()
+
+
+def test_withdraw_balance_goes_to_the_owner_through_the_node(node):
+    """`util sealer actor withdraw` sends WithdrawBalance (no Damocles section: the default policy)."""
+    chain, devnet = _chain(node), node.devnet
+    available, worker_before = chain.available_balance(1000), devnet.balance(_worker(node))
+    cid = chain.push_message(1000, "WithdrawBalance", {"AmountRequested": str(FIL // 2)}, 3)
+    devnet.advance(2)
+    receipt = chain.receipt(cid)
+    assert receipt.ok and chain.available_balance(1000) == available - FIL // 2
+    assert worker_before < devnet.balance(_worker(node)) < worker_before + FIL // 2       # less the gas it paid
+    with pytest.raises(ChainError, match="no sending policy section for method Frobnicate"):
+        chain.push_message(1000, "Frobnicate", {}, 4)
