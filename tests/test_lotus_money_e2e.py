@@ -4,7 +4,7 @@ pointing at it (no devnet of its own: every balance, deposit and message goes th
 LotusChain), and a worker sealing a 2KiB sector. The PreCommit does not carry its deposit
 (SendFund = false), so it waits, saying so in the sector's state; `damocles util sealer actor
 add-balance` sends 1 FIL through the node (a plain Send), and the PreCommit lands and the
-sector is proven."""
+sector is proven; `withdraw` then takes 0.1 FIL back to the owner through the node."""
 
 import json
 from dataclasses import replace
@@ -94,6 +94,12 @@ def test_precommit_waits_for_funds_then_lands_after_add_balance_through_the_node
         b = json.loads(out)
         assert int(b["Balance"]) == 10 ** 18 and 0 < int(b["Available"]) < 10 ** 18      # the pledge is locked
         assert int(b["Available"]) == node.available_balance(1000)
+        worker_before = node.balance(worker_address(1000))
+        code, out, err = cli(url, admin_token, "util", "sealer", "actor", "--miner", "1000", "withdraw", "0.1 FIL",
+                             "--confidence", "1")
+        assert code == 0 and out.startswith("Requested rewards withdrawal in message bafy") and "Successfully withdrew" in out, (out, err)
+        assert node.available_balance(1000) == int(b["Available"]) - 10 ** 17
+        assert node.balance(worker_address(1000)) > worker_before          # the owner (the worker here) got it, less gas
     finally:
         for p in reversed(procs):
             p.terminate()
