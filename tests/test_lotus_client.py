@@ -416,8 +416,12 @@ def test_a_2kib_sector_seals_and_proves_through_lotuschain(node, tmp_path):
     assert pre["exit_code"] == prove["exit_code"] == 0
     methods = set(client.sent)
     assert {"ChainHead", "StateGetRandomnessDigestFromTickets", "StateGetRandomnessDigestFromBeacon", "MpoolPushMessage",
-            "GasEstimateMessageGas", "StateSearchMsg", "StateSectorPreCommitInfo", "StateSectorGetInfo"} <= methods
-    assert client.sent["MpoolPushMessage"][0]["Method"] == 28      # PreCommitSectorBatch2, the first pushed
+            "StateSearchMsg", "StateSectorPreCommitInfo", "StateSectorGetInfo"} <= methods
+    # the manager's money through the node: the gas it journals is estimated there, the funds read there
+    assert {"GasEstimateGasLimit", "WalletBalance", "StateMinerPreCommitDepositForPower",
+            "StateMinerInitialPledgeCollateral"} <= methods
+    first = client.sent["MpoolPushMessage"][0]
+    assert first["Method"] == 28 and first["GasLimit"] > 0 and int(first["GasPremium"]) > 0    # PreCommitSectorBatch2
     # with power, the devnet's elections through Devnet.WinningElection are its own
     devnet.advance(60)
     epochs = range(on_chain.activation + 1, devnet.head())
@@ -482,13 +486,14 @@ def test_node_down_while_sending_keeps_the_message_journalled_and_sends_it_once(
             committer.tick()                          # at ChainHead, before anything is journalled
         assert state.unsent() == [] and "pre_nonce" not in state.sectors(1000)[0]     # still waiting, not dropped
         node.rpc.serve(host, port)
-        estimate = node.rpc.methods.pop("Filecoin.GasEstimateMessageGas")      # the node refuses to send
-        with pytest.raises(ChainError, match="GasEstimateMessageGas"):
+        push = node.rpc.methods.pop("Filecoin.MpoolPushMessage")      # the node refuses to send
+        with pytest.raises(ChainError, match="MpoolPushMessage"):
             committer.tick()                          # after the journal: the message waits in the outbox
         (row,) = state.unsent()
         assert row["method"].startswith("PreCommitSectorBatch") and node.devnet.messages(1000) == []
-        node.rpc.methods["Filecoin.GasEstimateMessageGas"] = estimate
-        lost = chain.push_message(1000, row["method"], row["params"], row["nonce"])     # pushed, answer lost
+        node.rpc.methods["Filecoin.MpoolPushMessage"] = push
+        spec = {k: v for k, v in row["spec"].items() if v}
+        lost = chain.push_message(1000, row["method"], row["params"], row["nonce"], **spec)     # pushed, answer lost
         assert committer.tick() == [lost]            # the outbox's resend: the same message
         assert state.unsent() == [] and len(node.devnet.messages(1000)) == 1
         node.devnet.advance(2)

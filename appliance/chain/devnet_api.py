@@ -2,15 +2,17 @@
 with Lotus' names and JSON shapes (build/openrpc/full.json at Lotus b835fab7), served on its
 own endpoint (POST /rpc/v1 and /rpc/v0, a bearer token signed with the devnet's secret).
 
-Messages: MpoolPushMessage takes a Lotus Message (params as CBOR, base64), checks that it goes
-to a devnet miner from that miner's worker, decodes its params with the codec
-(actor_params.decode_params), hands them as decoded (the devnet's actor rules read that Go shape) and
-queues them with Devnet.push_message; the answer is the message with its nonce and real CID
-(dag-cbor, blake2b-256, as Lotus' Message.Cid). A second push with the same MsgUuid answers the
-message already queued, as Lotus' MessageSigner does. What the devnet lacks, said where it
-shows: no signatures (Signature.Type 0, empty), no gas model unless the devnet has one
-(GasEstimateMessageGas fills the nominal values below), a head tipset whose CID is derived
-from its epoch, no block headers."""
+Messages: MpoolPushMessage takes a Lotus Message (params as CBOR, base64): a miner method from
+that miner's worker, its params decoded with the codec (actor_params.decode_params) and handed
+to the devnet's actor rules as decoded, or a plain Send (method 0) with a Value from any address.
+Gas left zero is estimated as Lotus does and the sender must hold gas limit x fee cap + value
+(devnet_api_money.py); the message goes to Devnet.push_message with its value and gas, and the
+answer is the message with its nonce and real CID (dag-cbor, blake2b-256, as Lotus'
+Message.Cid). A second push with the same MsgUuid answers the message already queued, as Lotus'
+MessageSigner does. A replacement (same nonce, premium 1.25x) comes as WalletSignMessage then
+MpoolPush of the re-signed message, as `lotus mpool replace` sends it. What the devnet lacks,
+said where it shows: no signatures (Signature.Type 0, empty), a head tipset of one block whose
+CIDs are derived from its epoch, no block contents beyond height, parents and ParentBaseFee."""
 
 from __future__ import annotations
 
@@ -26,19 +28,19 @@ from ..rpc import INVALID_PARAMS, RPCError
 from ..rpc.server import RPCServer
 from .devnet import Devnet
 from .lotus import shapes
+from . import devnet_api_money as money_api
 from .lotus.message import message_cid
 from .randomness import DST, draw
 from .types import ChainError
 
 NETWORK_VERSION = 25               # what StateNetworkVersion answers (the digest randomness methods exist)
 WORKER_ID_BASE = 1_000_000_000     # a devnet miner's worker is the ID address f0<base + actor>
-NOMINAL_GAS_LIMIT = 10_000_000     # GasEstimateMessageGas without a devnet gas model (documented)
-NOMINAL_PREMIUM = 100_000          # attoFIL per gas unit
 WAIT_LIMIT = 25.0                  # StateWaitMsg answers within this (below the server's request timeout)
 # MsgUuid -> the devnet nonce it took (written before the push, so that a crash in between re-pushes
 # the same nonce, which the devnet answers with the same message), then its CID and answer
 UUID_SCHEMA = """CREATE TABLE IF NOT EXISTS pushed (uuid TEXT PRIMARY KEY, miner INTEGER NOT NULL, nonce INTEGER NOT NULL,
-    cid TEXT UNIQUE, devnet_id TEXT, signed TEXT, UNIQUE (miner, nonce))"""
+    cid TEXT UNIQUE, devnet_id TEXT, signed TEXT, UNIQUE (miner, nonce));
+CREATE TABLE IF NOT EXISTS replaced (cid TEXT PRIMARY KEY, devnet_id TEXT NOT NULL)"""
 
 
 def worker_address(actor: int) -> str:
@@ -88,7 +90,7 @@ class DevnetAPI:
     def __init__(self, devnet: Devnet, state_path: Path):
         self.devnet = devnet
         self._db = sqlite3.connect(str(state_path), check_same_thread=False, isolation_level=None)
-        self._db.execute(UUID_SCHEMA)
+        self._db.executescript(UUID_SCHEMA)
         self._push_lock = threading.Lock()
 
     def close(self) -> None:
@@ -121,10 +123,18 @@ class DevnetAPI:
              ("StateWaitMsg", lambda c, conf, limit, replaced: self.wait(c, conf), [("cid", _cid), ("confidence", _uint),
                                                                                     ("limit", _epoch), ("allowReplaced", _any)]),
              ("WalletBalance", self.wallet_balance, [("address", _any)]),
-             ("GasEstimateMessageGas", lambda msg, spec: self.estimate(msg), [("msg", _any), ("spec", _any), tsk]),
-             ("MpoolPushMessage", self.push, [("msg", _any), ("spec", _any)])]
+             ("StateMinerAvailableBalance", lambda a: str(self.devnet.available_balance(a)), [("miner", _addr), tsk]),
+             ("StateMinerPreCommitDepositForPower", lambda a, info: self.per_sector(self.devnet.precommit_deposit, a, info),
+              [("miner", _addr), ("pci", _any), tsk]),
+             ("StateMinerInitialPledgeCollateral", lambda a, info: self.per_sector(self.devnet.initial_pledge, a, info),
+              [("miner", _addr), ("pci", _any), tsk]),
+             ("GasEstimateGasLimit", self.estimate_limit, [("msg", _any), tsk]),
+             ("GasEstimateMessageGas", self.estimate, [("msg", _any), ("spec", _any), tsk]),
+             ("MpoolPushMessage", self.push, [("msg", _any), ("spec", _any)]),
+             ("WalletSignMessage", self.sign, [("address", _any), ("msg", _any)]),
+             ("MpoolPush", self.push_signed, [("smsg", _any)])]
         for name, func, params in m:
-            perm = "sign" if name == "MpoolPushMessage" else "read"
+            perm = "sign" if name in ("MpoolPushMessage", "WalletSignMessage") else "write" if name == "MpoolPush" else "read"
             rpc.register(f"Filecoin.{name}", _chain_errors(func, bool(params) and params[-1] is tsk), perm, params)
         for name, func, params in (
                 ("HasMessageByUid", self.has_message, [("id", _any)]),
@@ -150,8 +160,11 @@ class DevnetAPI:
     # ------------------------------------------------------------------------ reads
 
     def chain_head(self) -> dict:
+        """One block a tipset, carrying the base fee the head's messages pay (ParentBaseFee)."""
         head = self.devnet.head()
-        return {"Cids": [shapes.cid(self._tipset_cid(head))], "Blocks": [], "Height": head}
+        fee = self.devnet.base_fee()
+        block = money_api.block_header(shapes.id_address(0), head, [shapes.cid(self._tipset_cid(head - 1))], fee)
+        return {"Cids": [shapes.cid(self._tipset_cid(head))], "Blocks": [block], "Height": head}
 
     def _tipset_cid(self, epoch: int) -> str:
         digest = hashlib.blake2b(b"devnet-tipset" + self.devnet._genesis + epoch.to_bytes(8, "big", signed=True),
@@ -250,20 +263,54 @@ class DevnetAPI:
             raise ChainError(f"actor not found: {address}")
         return address
 
+    def _account(self, address: str) -> str:
+        """The devnet's account behind an address: a miner's worker (f0<1e9 + actor>) is its
+        MinerInfo.worker; any other address is its own account."""
+        try:
+            actor = shapes.actor_id(address)
+        except ChainError:
+            return address
+        if actor >= WORKER_ID_BASE:
+            try:
+                return self.devnet.miner_info(actor - WORKER_ID_BASE).worker
+            except ChainError:
+                pass
+        return address
+
     def wallet_balance(self, address) -> str:
-        _addr(address, "address")
-        balance = getattr(self.devnet, "wallet_balance", None)
-        if balance is None:
-            raise ChainError("the devnet keeps no wallet balances")
-        return str(balance(address))
+        """0 for an address the devnet never saw, as Lotus answers for an actor not found."""
+        return str(self.devnet.balance(self._account(money_api.check_address(address, "address"))))
+
+    def per_sector(self, amount, miner: int, info) -> str:
+        """StateMinerPreCommitDepositForPower / StateMinerInitialPledgeCollateral for one sector:
+        the devnet's amount for the miner's sector size (the SectorPreCommitInfo's SealProof must
+        be of that size; its expiration and deals do not change it on the devnet)."""
+        if not isinstance(info, dict) or "SealProof" not in info:
+            raise RPCError(INVALID_PARAMS, "pci: expected a SectorPreCommitInfo with SealProof")
+        from ..core.proof_types import seal_proof
+        try:
+            size = seal_proof(_uint(info["SealProof"], "pci.SealProof")).size.bytes
+        except (KeyError, ValueError):
+            raise RPCError(INVALID_PARAMS, f"pci.SealProof: {info['SealProof']!r} is not a seal proof type") from None
+        if size != self.devnet.miner_info(miner).sector_size:
+            raise ChainError(f"pci.SealProof: {info['SealProof']} is not for the {self.devnet.miner_info(miner).sector_size}"
+                             f"-byte sectors of f0{miner}")
+        return str(amount(miner, 1))
 
     # -------------------------------------------------------------------- messages
 
     def _lookup(self, cid: str):
-        row = self._db.execute("SELECT devnet_id FROM pushed WHERE cid = ?", (cid,)).fetchone()
+        row = (self._db.execute("SELECT devnet_id FROM pushed WHERE cid = ?", (cid,)).fetchone()
+               or self._db.execute("SELECT devnet_id FROM replaced WHERE cid = ?", (cid,)).fetchone())
         if row is None:
             return None, None
         return row[0], self.devnet.receipt(row[0])
+
+    def _cid_of(self, devnet_id: str, asked: str) -> str:
+        """The CID of the message the devnet executed (a replacement's, when one replaced `asked`)."""
+        row = (self._db.execute("SELECT cid FROM pushed WHERE devnet_id = ?", (devnet_id,)).fetchone()
+               or self._db.execute("SELECT cid FROM replaced WHERE devnet_id = ?", (devnet_id,)).fetchone())
+        return row[0] if row else asked
 
     def search(self, cid: str) -> dict | None:
         devnet_id, receipt = self._lookup(cid)
@@ -272,8 +319,9 @@ class DevnetAPI:
         return self._msg_lookup(cid, receipt)
 
     def _msg_lookup(self, cid: str, receipt) -> dict:
-        return {"Message": shapes.cid(cid), "Receipt": {"ExitCode": receipt.exit_code, "Return": None, "GasUsed": 0,
-                                                        "EventsRoot": None},
+        executed = self._cid_of(receipt.message, cid)       # allowReplaced: the replacement's CID
+        return {"Message": shapes.cid(executed), "Receipt": {"ExitCode": receipt.exit_code, "Return": None,
+                                                             "GasUsed": receipt.gas_used, "EventsRoot": None},
                 "ReturnDec": None, "TipSet": [shapes.cid(self._tipset_cid(receipt.epoch))], "Height": receipt.epoch}
 
     def wait(self, cid: str, confidence: int) -> dict:
@@ -288,39 +336,56 @@ class DevnetAPI:
                 raise ChainError(f"message {cid} not executed with {confidence} confirmations within {WAIT_LIMIT:g}s; ask again")
             time.sleep(min(0.2, max(0.01, self.devnet.policy.block_time / 4)))
 
-    def estimate(self, msg: dict) -> dict:
-        out = dict(msg)
-        out["GasLimit"] = msg.get("GasLimit") or NOMINAL_GAS_LIMIT
-        out["GasPremium"] = msg.get("GasPremium") if msg.get("GasPremium") not in (None, "0") else str(NOMINAL_PREMIUM)
-        if msg.get("GasFeeCap") in (None, "0"):
-            out["GasFeeCap"] = str(2 * NOMINAL_PREMIUM)
-        return out
-
-    def push(self, msg: dict, spec) -> dict:
+    def _decode(self, msg) -> tuple[int, str, dict, str]:
+        """(miner, the actor's method name, its params as decoded, the devnet account paying): a
+        miner method from that miner's worker, or a plain Send (method 0) from any address."""
+        from . import actor_params        # the codec (PART codec of issue 17)
         if not isinstance(msg, dict):
             raise RPCError(INVALID_PARAMS, "msg: expected a Message object")
+        miner = _addr(msg.get("To"), "msg.To")
+        info = self.devnet.miner_info(miner)
+        number = _uint(msg.get("Method"), "msg.Method")
+        if number == money_api.SEND:
+            if msg.get("Params"):
+                raise RPCError(INVALID_PARAMS, "msg.Params: a Send (method 0) takes no params")
+            return miner, "Send", {}, self._account(money_api.check_address(msg.get("From"), "msg.From"))
+        if msg.get("From") not in (worker_address(miner), info.worker):
+            raise ChainError(f"msg.From: {msg.get('From')} is not the worker of f0{miner} ({worker_address(miner)})")
+        try:
+            method = actor_params.method_name(number)
+            params = actor_params.decode_params(method, _bytes(msg.get("Params") or "", "msg.Params"))
+        except (ValueError, KeyError) as exc:
+            raise RPCError(INVALID_PARAMS, f"msg.Params: {exc}") from None
+        return miner, method, params, info.worker
+
+    def estimate_limit(self, msg) -> int:
+        """GasEstimateGasLimit: the gas the message would use at head (the devnet's gas model)."""
+        miner, method, params, _ = self._decode(msg)
+        return self.devnet.estimate_gas(miner, method, params)
+
+    def estimate(self, msg, spec) -> dict:
+        miner, method, params, _ = self._decode(msg)
+        return money_api.estimate_message_gas(self.devnet, miner, method, params, msg, spec)
+
+    def push(self, msg: dict, spec) -> dict:
         msg_uuid = spec.get("MsgUuid") if isinstance(spec, dict) else None
         if not msg_uuid or msg_uuid == "00000000-0000-0000-0000-000000000000":
             msg_uuid = None
-        return self._push(msg, _addr(msg.get("To"), "msg.To"), msg_uuid)
+        return self._push(msg, msg_uuid, spec)
 
-    def _push(self, msg: dict, miner: int, msg_uuid: str | None) -> dict:
-        from . import actor_params        # the codec (PART codec of issue 17)
-        info = self.devnet.miner_info(miner)
-        if msg.get("From") not in (worker_address(miner), info.worker):
-            raise ChainError(f"msg.From: {msg.get('From')} is not the worker of f0{miner} ({worker_address(miner)})")
-        if msg.get("Value") not in (None, "0"):
-            raise ChainError("msg.Value: the devnet's miner methods take no value")
-        try:
-            actor_method = actor_params.method_name(_uint(msg.get("Method"), "msg.Method"))
-            params = actor_params.decode_params(actor_method, _bytes(msg.get("Params") or "", "msg.Params"))
-        except (ValueError, KeyError) as exc:
-            raise RPCError(INVALID_PARAMS, f"msg.Params: {exc}") from None
-        method, devnet_params = actor_method, params      # the devnet's actor rules read the Go shape as decoded
+    def _push(self, msg: dict, msg_uuid: str | None, spec=None) -> dict:
+        """As Lotus' MpoolPushMessage: the same MsgUuid answers the message signed the first time;
+        otherwise gas left zero is estimated, the sender must hold gas limit x fee cap + value,
+        and the message takes the next nonce."""
+        miner, method, params, sender = self._decode(msg)
         with self._push_lock:
             row = self._db.execute("SELECT nonce, signed FROM pushed WHERE uuid = ?", (msg_uuid,)).fetchone() if msg_uuid else None
             if row is not None and row[1] is not None:
                 return json.loads(row[1])
+            sent = {k: msg.get(k) for k in ("To", "From", "Value", "GasLimit", "GasFeeCap", "GasPremium", "Method", "Params")}
+            sent["Value"] = str(money_api.parse_big(sent["Value"] or "0", "msg.Value"))
+            sent = money_api.estimate_message_gas(self.devnet, miner, method, params, sent, spec)
+            money_api.check_funds(self.devnet.balance(sender), sent)
             if row is not None:
                 nonce = row[0]
             else:
@@ -328,15 +393,59 @@ class DevnetAPI:
                 nonce = max(self.devnet.next_nonce(miner), -1 if taken is None else taken + 1)
                 self._db.execute("INSERT INTO pushed (uuid, miner, nonce) VALUES (?, ?, ?)",
                                  (msg_uuid or f"none:{miner}:{nonce}", miner, nonce))
-            devnet_id = self.devnet.push_message(miner, method, devnet_params, nonce)
-            sent = {k: msg.get(k) for k in ("To", "From", "Value", "GasLimit", "GasFeeCap", "GasPremium", "Method", "Params")}
-            sent.update(self.estimate(sent), Version=0, Nonce=nonce, Value=sent["Value"] or "0")
+            devnet_id = self._devnet_push(miner, method, params, nonce, sent, sender)
+            sent.update(Version=0, Nonce=nonce)
             cid = message_cid(sent)
-            signed = {"Message": {**sent, "CID": shapes.cid(cid)}, "Signature": {"Type": 0, "Data": ""}, "CID": shapes.cid(cid)}
+            signed = _signed(sent, cid)
             self._db.execute("UPDATE pushed SET cid = ?, devnet_id = ?, signed = ? WHERE miner = ? AND nonce = ?",
                              (cid, devnet_id, json.dumps(signed), miner, nonce))
             return signed
 
+    def _devnet_push(self, miner: int, method: str, params: dict, nonce: int, msg: dict, sender: str) -> str:
+        return self.devnet.push_message(miner, method, params, nonce, value=int(msg["Value"]), gas_limit=int(msg["GasLimit"]),
+                                        fee_cap=int(msg["GasFeeCap"]), premium=int(msg["GasPremium"]), sender=sender)
+
+    def sign(self, address, msg) -> dict:
+        """WalletSignMessage: the devnet's wallet holds its workers' keys but signs nothing (the
+        Signature is empty, Type 0); what it checks is that it would be the signer."""
+        self._decode(msg)
+        if address != msg.get("From"):
+            raise ChainError(f"address: {address} is not the message's From ({msg.get('From')})")
+        body = {k: msg.get(k) for k in ("Version", "To", "From", "Nonce", "Value", "GasLimit", "GasFeeCap", "GasPremium",
+                                        "Method", "Params")}
+        try:
+            return _signed(body, message_cid(body))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RPCError(INVALID_PARAMS, f"msg: {exc}") from None
+
+    def push_signed(self, smsg) -> dict:
+        """MpoolPush of a signed message: on the devnet, the replacement of a pooled message (what
+        `lotus mpool replace` sends: the same nonce, a premium at least 1.25x the old); a message at
+        a nonce the devnet never pooled is refused (new messages go through MpoolPushMessage)."""
+        msg = smsg.get("Message") if isinstance(smsg, dict) else None
+        miner, method, params, sender = self._decode(msg)
+        nonce = _uint(msg.get("Nonce"), "smsg.Message.Nonce")
+        body = {k: msg.get(k) for k in ("Version", "To", "From", "Nonce", "Value", "GasLimit", "GasFeeCap", "GasPremium",
+                                        "Method", "Params")}
+        money_api.parse_gas_limit(body["GasLimit"])
+        for key in ("Value", "GasFeeCap", "GasPremium"):
+            body[key] = str(money_api.parse_big(body[key] or "0", f"smsg.Message.{key}"))
+        cid = message_cid(body)
+        with self._push_lock:
+            row = self._db.execute("SELECT cid, devnet_id FROM pushed WHERE miner = ? AND nonce = ?", (miner, nonce)).fetchone()
+            if row is None or row[1] is None:
+                raise ChainError(f"MpoolPush: no message of f0{miner} at nonce {nonce} to replace (new messages go "
+                                 "through MpoolPushMessage on the devnet)")
+            if cid == row[0] or self._db.execute("SELECT 1 FROM replaced WHERE cid = ?", (cid,)).fetchone():
+                return shapes.cid(cid)
+            receipt = self.devnet.receipt(row[1])
+            if receipt is not None:
+                raise ChainError(f"MpoolPush: nonce {nonce} of f0{miner} is already on chain ({self._cid_of(receipt.message, row[0])}): "
+                                 "minimum expected nonce is higher")
+            money_api.check_funds(self.devnet.balance(sender), body)
+            devnet_id = self._devnet_push(miner, method, params, nonce, body, sender)
+            self._db.execute("INSERT OR REPLACE INTO replaced (cid, devnet_id) VALUES (?, ?)", (cid, devnet_id))
+        return shapes.cid(cid)
 
     def publish_deal(self, deal) -> int:
         keys = ("Provider", "PieceCID", "PieceSize", "StartEpoch", "EndEpoch")
@@ -358,7 +467,7 @@ class DevnetAPI:
             raise ChainError(f"message id {msg_id} already exists")      # as the messager's store refuses it
         if not isinstance(msg, dict):
             raise RPCError(INVALID_PARAMS, "msg: expected a Message object")
-        self._push(msg, _addr(msg.get("To"), "msg.To"), msg_id)
+        self._push(msg, msg_id)
         return msg_id
 
     def get_message(self, msg_id) -> dict:
@@ -372,7 +481,7 @@ class DevnetAPI:
         return {"ID": msg_id, "UnsignedCid": shapes.cid(cid), "SignedCid": shapes.cid(cid), **body,
                 "Signature": signed["Signature"], "Height": receipt.epoch if receipt else 0,
                 "Confidence": head - receipt.epoch if receipt else 0,
-                "Receipt": None if receipt is None else {"ExitCode": receipt.exit_code, "Return": None, "GasUsed": 0,
+                "Receipt": None if receipt is None else {"ExitCode": receipt.exit_code, "Return": None, "GasUsed": receipt.gas_used,
                                                          "EventsRoot": None},
                 "TipSetKey": [shapes.cid(self._tipset_cid(receipt.epoch))] if receipt else [], "Meta": None,
                 "WalletName": "", "State": 3 if receipt else 2, "ErrorMsg": "",
@@ -387,6 +496,11 @@ class DevnetAPI:
             if time.monotonic() > deadline:
                 raise ChainError(f"message {msg_id} not on chain with {confidence} confirmations within {WAIT_LIMIT:g}s; ask again")
             time.sleep(min(0.2, max(0.01, self.devnet.policy.block_time / 4)))
+
+
+def _signed(body: dict, cid: str) -> dict:
+    """A SignedMessage as Lotus writes it; the devnet signs nothing (Type 0, no data)."""
+    return {"Message": {**body, "CID": shapes.cid(cid)}, "Signature": {"Type": 0, "Data": ""}, "CID": shapes.cid(cid)}
 
 
 def _partition_sectors(info) -> int:

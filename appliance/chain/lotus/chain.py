@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 
+from ...proofs.cid import commr_to_cid
 from ...core.proof_types import default_seal_proof, post_proof, seal_proof
 from .. import bitfield as _bitfield
 from ..interface import Chain
@@ -38,6 +39,10 @@ log = logging.getLogger("damocles.chain.lotus")
 TSK = None                      # the head tipset (Lotus' empty TipSetKey)
 MINER_INFO_TTL = 60.0           # seconds a miner's StateMinerInfo is kept
 SEARCH_LIMIT = -1               # StateSearchMsg: look back as far as the node keeps
+UNSECTIONED = ("Send", "WithdrawBalance")      # sent with the default policy: no Damocles section names them
+# the sector a deposit/pledge question stands for: any valid sealed CID, a typical lifetime (540 days)
+TEMPLATE_SEALED_CID = commr_to_cid(bytes(32))
+TEMPLATE_LIFETIME = 540 * 2880
 
 
 class LotusChain(Chain):
@@ -188,30 +193,102 @@ class LotusChain(Chain):
         balances = [(shapes.big(self.call("WalletBalance", s), f"WalletBalance({s})"), s) for s in policy.senders]
         return max(balances, key=lambda b: b[0])[1]      # Damocles' SenderSelector: the largest balance
 
-    def push_message(self, miner: int, method: str, params: dict, nonce: int | None = None) -> str:
+    def push_message(self, miner: int, method: str, params: dict, nonce: int | None = None, value: int = 0,
+                     gas_limit: int | None = None, fee_cap: int | None = None, premium: int | None = None,
+                     sender: str | None = None) -> str:
         """Encode and send; `nonce` (the outbox's) names the message for the node (MsgUuid), so
-        that pushing it again returns the message already signed, never a second one."""
+        that pushing it again returns the message already signed, never a second one. The gas
+        fields given (the outbox's journalled spec) are the message's; those left out are the
+        node's estimate with the section's policy (message.SendPolicy.apply_estimate). The same
+        outbox nonce with a higher premium replaces the pooled message (_replace). `method`
+        "Send" is a plain transfer (method 0) of `value` from `sender` (add-balance)."""
         from .. import actor_params       # the codec (PART codec of issue 17)
         section = SECTIONS.get(method)
-        if section is None:
+        if section is None and method not in UNSECTIONED:
             raise ChainError(f"no sending policy section for method {method}")
         policy = self.send_policies.get((miner, section), SendPolicy())
         try:       # the outbox holds the actor's method and its params in go-state-types' JSON shape
-            number, data = actor_params.method_number(method), actor_params.encode_params(method, params)
+            number, data = (0, b"") if method == "Send" else (actor_params.method_number(method),
+                                                             actor_params.encode_params(method, params))
         except ValueError as exc:
             raise ChainError(f"{method} params: {exc}") from None
-        msg = message_json(self._addr(miner), self._sender(miner, policy), number, data, 0, policy.gas_fee_cap)
+        given = {"GasLimit": gas_limit, "GasFeeCap": fee_cap, "GasPremium": premium}
+        msg = message_json(self._addr(miner), sender or self._sender(miner, policy), number, data, value, 0)
+        msg.update({k: (v if k == "GasLimit" else str(v)) for k, v in given.items() if v})
         msg_uuid = message_uuid(miner, nonce) if nonce is not None else None
         if self.messager is not None:       # the messager estimates gas, picks the nonce and signs
             return self.messager.push(msg_uuid or str(uuid.uuid4()), msg, policy)
         spec = policy.spec(msg_uuid or "00000000-0000-0000-0000-000000000000")
-        estimated = self.call("GasEstimateMessageGas", msg, spec, TSK)
-        signed = self.call("MpoolPushMessage", policy.apply_estimate(estimated), spec)
+        if not all(given.values()):
+            msg = policy.apply_estimate(self.call("GasEstimateMessageGas", msg, spec, TSK), given)
+        signed = self.call("MpoolPushMessage", msg, spec)
         sent = shapes.field(signed, "Message", "MpoolPushMessage")
-        if (sent.get("Method"), sent.get("Params"), sent.get("To")) != (number, msg["Params"], msg["To"]):
+        if (sent.get("Method"), sent.get("Params") or "", sent.get("To")) != (number, msg["Params"], msg["To"]):
             raise ChainError(f"MsgUuid {msg_uuid} of f0{miner} nonce {nonce} names another message on the node "
                              f"({sent.get('Method')}), not this {method}")
-        return shapes.cid_str(shapes.field(signed, "CID", "MpoolPushMessage"), "MpoolPushMessage.CID")
+        cid = shapes.cid_str(shapes.field(signed, "CID", "MpoolPushMessage"), "MpoolPushMessage.CID")
+        if premium and shapes.big(sent.get("GasPremium"), "MpoolPushMessage.GasPremium") < premium:
+            return self._replace(cid, sent, msg)
+        return cid
+
+    def _replace(self, cid: str, pooled: dict, wanted: dict) -> str:
+        """The node answered this MsgUuid with the message it signed first, at a lower premium:
+        the outbox replaces it (Lotus' `mpool replace`: the same message and nonce with the new
+        gas, signed by the node's wallet with WalletSignMessage, then MpoolPush). A message
+        already executed is not replaced: its CID is the answer."""
+        if self.receipt(cid) is not None:
+            return cid
+        body = {k: v for k, v in pooled.items() if k != "CID"}
+        body.update({k: wanted[k] for k in ("GasLimit", "GasFeeCap", "GasPremium")})
+        signed = self.call("WalletSignMessage", body["From"], body)
+        new = shapes.cid_str(self.call("MpoolPush", signed), "MpoolPush")
+        log.info("message %s (nonce %s) replaced by %s (premium %s, fee cap %s)", cid, body.get("Nonce"), new,
+                 body["GasPremium"], body["GasFeeCap"])
+        return new
+
+    # ------------------------------------------------------------------------ money
+
+    def balance(self, address: str) -> int:
+        return shapes.big(self.call("WalletBalance", address), "WalletBalance")
+
+    def available_balance(self, miner: int) -> int:
+        return shapes.big(self.call("StateMinerAvailableBalance", self._addr(miner), TSK), "StateMinerAvailableBalance")
+
+    def _sector_template(self, miner: int) -> dict:
+        """A SectorPreCommitInfo standing for 'a sector of this miner now': the deposit and pledge
+        depend on its size, expiration and deals (none), not on its CIDs or number."""
+        info = self.miner_info(miner)
+        head = self.head()
+        return {"SealProof": info.seal_proof, "SectorNumber": 0, "SealedCID": shapes.cid(TEMPLATE_SEALED_CID),
+                "SealRandEpoch": max(0, head - 1), "DealIDs": [], "Expiration": head + TEMPLATE_LIFETIME, "UnsealedCid": None}
+
+    def precommit_deposit(self, miner: int, sectors: int = 1) -> int:
+        what = "StateMinerPreCommitDepositForPower"
+        return sectors * shapes.big(self.call(what, self._addr(miner), self._sector_template(miner), TSK), what)
+
+    def initial_pledge(self, miner: int, sectors: int = 1) -> int:
+        what = "StateMinerInitialPledgeCollateral"
+        return sectors * shapes.big(self.call(what, self._addr(miner), self._sector_template(miner), TSK), what)
+
+    def base_fee(self) -> int | None:
+        """The head block's ParentBaseFee: what messages included on the head pay (None when the
+        node shows no blocks)."""
+        blocks = shapes.field(self.call("ChainHead"), "Blocks", "ChainHead") or []
+        if not blocks:
+            return None
+        return shapes.big(shapes.field(blocks[0], "ParentBaseFee", "ChainHead.Blocks[0]"), "ChainHead.Blocks[0].ParentBaseFee")
+
+    def estimate_gas(self, miner: int, method: str, params: dict) -> int:
+        """GasEstimateGasLimit from the miner's sender for the section (before over-estimation)."""
+        from .. import actor_params
+        policy = self.send_policies.get((miner, SECTIONS.get(method)), SendPolicy())
+        try:
+            number, data = (0, b"") if method == "Send" else (actor_params.method_number(method),
+                                                             actor_params.encode_params(method, params))
+        except ValueError as exc:
+            raise ChainError(f"{method} params: {exc}") from None
+        msg = message_json(self._addr(miner), self._sender(miner, policy), number, data, 0, 0)
+        return shapes.integer(self.call("GasEstimateGasLimit", msg, TSK), "GasEstimateGasLimit")
 
     def receipt(self, message: str) -> Receipt | None:
         if self.messager is not None:

@@ -65,15 +65,19 @@ class SendPolicy:
         return {"MaxFee": "0", "MsgUuid": msg_uuid, "MaximizeFeeCap": False,
                 "GasOverEstimation": self.gas_over_estimation, "GasOverPremium": self.gas_over_premium}
 
-    def apply_estimate(self, estimated: dict) -> dict:
-        """The node's estimate with our over-estimation and premium, fee cap from the config."""
+    def apply_estimate(self, estimated: dict, given: dict | None = None) -> dict:
+        """The node's estimate with our over-estimation and premium, fee cap from the config, for
+        the fields the caller left out (`given`: GasLimit/GasFeeCap/GasPremium the outbox set,
+        which are the message's as they are)."""
+        given = {k: v for k, v in (given or {}).items() if v}
         out = dict(estimated)
-        if self.gas_over_estimation > 0:
+        if self.gas_over_estimation > 0 and "GasLimit" not in given:
             out["GasLimit"] = int(int(estimated["GasLimit"]) * self.gas_over_estimation)
-        if self.gas_over_premium > 0:
+        if self.gas_over_premium > 0 and "GasPremium" not in given:
             out["GasPremium"] = str(int(Decimal(estimated["GasPremium"]) * Decimal(str(self.gas_over_premium))))
-        if self.gas_fee_cap > 0:
+        if self.gas_fee_cap > 0 and "GasFeeCap" not in given:
             out["GasFeeCap"] = str(max(self.gas_fee_cap, int(out["GasPremium"])))
+        out.update({k: (v if k == "GasLimit" else str(v)) for k, v in given.items()})
         return out
 
 

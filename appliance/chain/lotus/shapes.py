@@ -142,8 +142,11 @@ def power(p: dict, active: int, faulty: int, what: str = "StateMinerPower") -> M
 
 def receipt(message: str, lookup: dict, what: str = "StateSearchMsg") -> Receipt:
     r = field(lookup, "Receipt", what)
+    """The message executed is lookup.Message: a replacement's CID when one replaced `message`."""
     code = integer(field(r, "ExitCode", f"{what}.Receipt"), f"{what}.Receipt.ExitCode")
-    return Receipt(message, code, None if code == 0 else f"exit code {code}", integer(field(lookup, "Height", what), f"{what}.Height"))
+    executed = cid_str(lookup["Message"], f"{what}.Message") if lookup.get("Message") is not None else message
+    return Receipt(executed, code, None if code == 0 else f"exit code {code}", integer(field(lookup, "Height", what), f"{what}.Height"),
+                   integer(r.get("GasUsed") or 0, f"{what}.Receipt.GasUsed"))
 
 
 # ------------------------------------------------------------------------ ours -> Lotus
