@@ -84,18 +84,27 @@ def place(group_name: str, stage: str, index: int, cpuset: tuple[int, ...] | Non
     return Placement("cgroup", tuple(cpuset), leaf)
 
 
-def join(placement: Placement) -> None:
-    """In the child, before its program starts: into the cgroup, else pinned by affinity (a
-    cgroup that refuses the child must not leave it unpinned)."""
-    if placement.how == "cgroup":
-        try:
-            with open(placement.procs_file, "w") as f:
-                f.write(str(os.getpid()))
-            return
-        except OSError:
-            pass
-    if placement.cpuset:
-        os.sched_setaffinity(0, placement.cpuset)
+def joiner(placement: Placement):
+    """What the child calls before its program starts: into the cgroup, else pinned by affinity
+    (a cgroup that refuses the child must not leave it unpinned). Everything is prepared here, in
+    the parent: the child runs between fork and exec and only makes raw system calls."""
+    procs = os.fsencode(placement.procs_file) if placement.how == "cgroup" else None
+    cpuset = placement.cpuset
+
+    def join() -> None:
+        if procs is not None:
+            try:
+                fd = os.open(procs, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)     # as open(procs, "w")
+                try:
+                    os.write(fd, b"%d" % os.getpid())
+                finally:
+                    os.close(fd)
+                return
+            except OSError:
+                pass
+        if cpuset:
+            os.sched_setaffinity(0, cpuset)
+    return join
 
 
 def check(placement: Placement, pid: int) -> Placement:

@@ -32,6 +32,9 @@ from .config import ProcessorConfig
 from .failure import Temp
 from .processors import spawner
 
+_PRCTL = ctypes.CDLL(None).prctl      # looked up here: a dlopen in the forked child can deadlock
+_PR_SET_PDEATHSIG = 1
+
 log = logging.getLogger("damocles.worker.external")
 
 
@@ -88,10 +91,14 @@ class ExternalProcessor(ChildClient):
         if self.cfg.numa_preferred is not None:
             env["VENUS_WORKER_NUMA_PREFERRED"] = str(self.cfg.numa_preferred)
         placement = cgroup.place(self.cfg.group_name, self.cfg.stage, self.cfg.index, self.cfg.cpuset)
+        join = cgroup.joiner(placement)
 
-        def prepare() -> None:   # in the child, before exec: die with the worker, then pin
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-            cgroup.join(placement)
+        def prepare() -> None:
+            """In the child, before exec: die with the worker, then pin. It runs between fork and
+            exec in a threaded process, so it only makes system calls prepared in the parent
+            (no dlopen, no Python file objects, nothing that takes a lock another thread held)."""
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            join()
         try:
             proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
                                     bufsize=1, preexec_fn=prepare)
