@@ -33,8 +33,8 @@ from .miner_actor import METHODS as SEALING_METHODS
 from .snap_actor import METHODS as SNAP_METHODS
 from .policy import ChainPolicy
 from .randomness import DST, blake2b256, draw, miner_entropy
-from .types import (ActorError, ChainError, DeadlineInfo, ExitCode, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain,
-                    Receipt, SectorOnChain)
+from .types import (ActorError, ChainError, DeadlineInfo, ExitCode, MessageNotFound, MinerInfo, MinerPower, PartitionInfo,
+                    PreCommitOnChain, Receipt, SectorOnChain)
 
 METHODS = {**SEALING_METHODS, **proving.METHODS, **SNAP_METHODS,
            "Send": lambda state, miner, params: None,        # a plain transfer: the value moved before the method
@@ -495,7 +495,7 @@ class Devnet(DevnetMoney, Chain):
             self._catch_up()
             row = self._message_row(message)
         if row is None:
-            raise ChainError(f"message {message} not found")
+            raise MessageNotFound(f"message {message} not found")
         if row[0] is None:
             return None
         return Receipt(row[4], row[1], row[2], row[0], row[3] or 0)
