@@ -6,6 +6,7 @@ reorged out and dropped is resent at the same nonce and lands once. Real 2KiB se
 import base64
 import json
 import re
+import shutil
 
 import pytest
 
@@ -13,6 +14,7 @@ from appliance.core.sector import SectorID
 from appliance.proofs.c2 import seal_commit_phase2
 from appliance.proofs.pc2 import read_p_aux
 from appliance.proofs.porep import seal_commit_phase1
+from appliance.proofs.seal import seal_sector
 
 from .configs import manager_toml
 from .conftest import run_cli
@@ -53,7 +55,6 @@ def test_reorg_during_provecommit_ends_with_the_sector_landed_once_and_proven(ma
     dest = m.home / "persist-1"
     (dest / "sealed").mkdir(exist_ok=True)
     (dest / "sealed" / name).write_bytes((r.sector_dir / "sealed").read_bytes())
-    import shutil
     shutil.copytree(r.sector_dir / "cache", dest / "cache" / name, dirs_exist_ok=True)
     assert m.call("Venus.SubmitPersistedEx", sid, "persist-1", False) is True
     seed = m.until("seed", lambda: m.call("Venus.WaitSeed", sid, P2K.id)["Seed"])
@@ -77,7 +78,6 @@ def test_reorg_during_provecommit_ends_with_the_sector_landed_once_and_proven(ma
 def test_a_dropped_precommit_is_resent_at_its_nonce_and_lands_once(manager, tmp_path):
     m = manager
     m.admin_call("Venus.DevnetAdvance", 5)
-    from appliance.proofs.seal import seal_sector
     alloc = m.call("Venus.AllocateSector", {})
     sid = alloc["ID"]
     ticket = m.call("Venus.AssignTicket", sid)
