@@ -328,6 +328,10 @@ def test_a_devnet_from_before_money_gets_genesis_funds_and_runs_its_pool_free(tm
     chain.close()
     # back to version 1: no money tables, no gas columns (as a devnet.db written before this version)
     db = sqlite3.connect(tmp_path / "devnet.db")
+    for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        db.execute(f'DROP TRIGGER "{trigger}"')          # version 3's undo log (reorg.py)
+    for table in ("undo_log", "undo_context", "forks"):
+        db.execute(f"DROP TABLE {table}")
     db.execute("DROP TABLE accounts")
     db.execute("DROP TABLE locked_funds")
     for column in ("sender", "value", "gas_limit", "fee_cap", "premium", "gas_used", "replaced_by"):

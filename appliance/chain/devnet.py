@@ -26,15 +26,15 @@ from pathlib import Path
 from ..core.db import Database, DatabaseError, Schema
 from ..core.proof_types import seal_proof
 from . import deadlines as dl
-from . import clock, market, money, proving, winning
+from . import clock, market, money, proving, reorg, winning
 from .devnet_money import DevnetMoney
 from .interface import Chain
 from .miner_actor import METHODS as SEALING_METHODS
 from .snap_actor import METHODS as SNAP_METHODS
 from .policy import ChainPolicy
 from .randomness import DST, blake2b256, draw, miner_entropy
-from .types import (ActorError, ChainError, DeadlineInfo, ExitCode, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain,
-                    Receipt, SectorOnChain)
+from .types import (ActorError, ChainError, DeadlineInfo, ExitCode, MessageNotFound, MinerInfo, MinerPower, PartitionInfo,
+                    PreCommitOnChain, Receipt, SectorOnChain)
 
 METHODS = {**SEALING_METHODS, **proving.METHODS, **SNAP_METHODS,
            "Send": lambda state, miner, params: None,        # a plain transfer: the value moved before the method
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT N
 """ + proving.SCHEMA + winning.SCHEMA + market.SCHEMA
 
 # migrations[i] takes devnet.db from version i to i + 1; append, never edit a released one.
-DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA, money.MIGRATION], frozenset({"meta", "miners", "messages"}), frozenset({
+DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA, money.MIGRATION, reorg.migration], frozenset({"meta", "miners", "messages"}), frozenset({
     ("miners", "info"), ("messages", "params"), ("precommits", "info"), ("sectors", "info"), ("penalties", "sectors")}))
 
 
@@ -106,6 +106,7 @@ class Devnet(DevnetMoney, Chain):
                 raise ChainError(f"devnet database {self.path} has another genesis seed")
             self._genesis = bytes.fromhex(self._meta("genesis_seed"))
             self._migrate()
+            reorg.install_triggers(self.db)
             clock.anchor_on_open(self)
 
     def _migrate(self) -> None:
@@ -192,6 +193,13 @@ class Devnet(DevnetMoney, Chain):
         of the deadlines closing at E+1 (the deadline's last epoch is E), i.e. a deadline's cron
         runs before anything landing at its close epoch, where a proof for it would be late."""
         head = self._clock_head()
+        try:
+            return self._execute_to(head)
+        finally:
+            reorg.recording(self.db, None)
+
+    def _execute_to(self, head: int) -> int:
+        """_catch_up's work, each change tagged in the undo log with the epoch that made it (reorg.py)."""
         pending = self.db.execute(
             "SELECT seq, id, miner, method, params, land_epoch FROM messages WHERE executed_epoch IS NULL "
             "AND replaced_by IS NULL AND land_epoch <= ? ORDER BY land_epoch, seq", (head,)).fetchall()
@@ -205,23 +213,27 @@ class Devnet(DevnetMoney, Chain):
             if closes and closes[0][0] <= head and (land is None or closes[0][0] <= land):
                 close = closes[0][0]
                 self.epoch = close
+                reorg.recording(self.db, close)
                 while closes and closes[0][0] == close:
                     _, m, d, offset = closes.pop(0)
                     proving.close_deadline(self, m, d, close)
                     closes.append((dl.next_close_after(self.policy, offset, d, close), m, d, offset))
                 closes.sort()
                 cron_done = close
+                self._set_meta("cron_epoch", str(cron_done))     # per cron, so that a reorg's undo stops at any epoch
                 continue
             if land is None:
                 break
             seq, _, miner, method, params, land = pending[i]
             i += 1
+            reorg.recording(self.db, land)
             self._expire_precommits(land)
             if not self._execute(seq, miner, method, json.loads(params), land):
                 if land + 1 <= head:     # its fee cap is below the base fee: it waits in the pool
                     bisect.insort(pending, (seq, _, miner, method, params, land + 1), i, key=lambda r: (r[5], r[0]))
                 continue
             closes = None        # a message may have assigned sectors to new deadlines
+        reorg.recording(self.db, head)
         self._set_meta("cron_epoch", str(max(cron_done, head)))
         self._expire_precommits(head)
         self.epoch = head
@@ -230,7 +242,38 @@ class Devnet(DevnetMoney, Chain):
             winning.record_missed(self, checked + 1, head - 1)
             self._set_meta("winning_checked", str(head - 1))
         self._set_meta("processed_epoch", str(head))
+        reorg.recording(self.db, None)
+        reorg.prune(self.db, head)
         return head
+
+    # -------------------------------------------------------------------------- reorg
+
+    def reorg(self, depth: int, drop: bool = False) -> dict:
+        """Admin: replace the last `depth` epochs by another fork (reorg.py). The state goes back
+        to what it was when epoch head-depth was done; the messages executed after it lose their
+        receipts and go back to the pool, landing again `message_delay` epochs after the head
+        (with `drop`, they are gone from the chain instead, and their nonces free, as a message
+        can be on a real fork); the re-made epochs draw other tickets and beacons. The head
+        stays where it is and the re-made epochs are executed again (crons, elections). Deeper
+        than reorg.FINALITY epochs is refused. Returns {head, fork_point, reorged, dropped}."""
+        with self._tx():
+            head = self._catch_up()
+            fork_point = reorg.check_depth(self.db, head, depth)
+            reorged = reorg.undo(self.db, fork_point)
+            # a block won in a lost epoch is not on the new fork (blocks won are not logged: no execution)
+            self.db.execute("DELETE FROM blocks WHERE epoch > ? AND won != 0", (fork_point,))
+            if drop:
+                for mid in reorged:
+                    self.db.execute("DELETE FROM nonces WHERE message = ?", (mid,))
+                    self.db.execute("DELETE FROM messages WHERE id = ?", (mid,))
+            else:
+                self.db.execute(f"UPDATE messages SET land_epoch = ? WHERE id IN ({','.join('?' * len(reorged))})",
+                                (head + self.policy.message_delay, *reorged))
+            self.db.execute("INSERT INTO forks (fork_point, depth, head, dropped) VALUES (?, ?, ?, ?)",
+                            (fork_point, depth, head, int(drop)))
+            self.epoch = fork_point
+            self._catch_up()
+            return {"head": head, "fork_point": fork_point, "reorged": reorged, "dropped": reorged if drop else []}
 
     def _expire_precommits(self, epoch: int) -> None:
         """Cron: PreCommits past their ProveCommit deadline are removed (their numbers stay
@@ -298,12 +341,20 @@ class Devnet(DevnetMoney, Chain):
 
     # --------------------------------------------------------------------- randomness
 
+    def _fork_entropy(self, epoch: int) -> bytes:
+        """Nothing for an epoch no reorg re-made (the draws of old databases stay the same), else
+        the number of forks that re-made it: another fork, other tickets and beacons."""
+        salt = reorg.fork_salt(self.db, epoch)
+        return salt.to_bytes(8, "big") if salt else b""
+
     def _ticket_digest(self, epoch: int) -> bytes:
-        vrf_proof = blake2b256(b"devnet-ticket" + self._genesis + epoch.to_bytes(8, "big", signed=True))
+        vrf_proof = blake2b256(b"devnet-ticket" + self._genesis + epoch.to_bytes(8, "big", signed=True)
+                               + self._fork_entropy(epoch))
         return blake2b256(vrf_proof)
 
     def _beacon_digest(self, epoch: int) -> bytes:
-        return blake2b256(blake2b256(b"devnet-beacon" + self._genesis + epoch.to_bytes(8, "big", signed=True)))
+        return blake2b256(blake2b256(b"devnet-beacon" + self._genesis + epoch.to_bytes(8, "big", signed=True)
+                                     + self._fork_entropy(epoch)))
 
     def draw_ticket(self, miner: int, epoch: int) -> bytes:
         """SealRandomness at `epoch` as seen at the current execution epoch (no transaction)."""
@@ -444,7 +495,7 @@ class Devnet(DevnetMoney, Chain):
             self._catch_up()
             row = self._message_row(message)
         if row is None:
-            raise ChainError(f"message {message} not found")
+            raise MessageNotFound(f"message {message} not found")
         if row[0] is None:
             return None
         return Receipt(row[4], row[1], row[2], row[0], row[3] or 0)

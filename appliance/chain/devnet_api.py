@@ -70,6 +70,12 @@ def _epoch(v, field) -> int:
     return v
 
 
+def _flag(v, field) -> bool:
+    if not isinstance(v, bool):
+        raise RPCError(INVALID_PARAMS, f"{field}: expected true or false, got {v!r}")
+    return v
+
+
 def _cid(v, field) -> str:
     try:
         return shapes.cid_str(v, field)
@@ -154,6 +160,8 @@ class DevnetAPI:
                 ("PublishDeal", self.publish_deal, "sign", [("deal", _any)]),
                 ("Deal", lambda deal_id: self.devnet.deal(deal_id), "read", [("dealID", _uint)])):
             rpc.register(f"Devnet.{name}", _chain_errors(func, False), perm, params)
+        # the devnet's admin reorg (reorg.py), for tests and `damocles util chain reorg`: no Lotus method does this
+        rpc.register("Devnet.Reorg", _chain_errors(self.reorg, False), "admin", [("depth", _uint), ("drop", _flag)])
         if "/rpc/v1" not in rpc.rpc_paths:
             rpc.rpc_paths = (*rpc.rpc_paths, "/rpc/v1")
 
@@ -446,6 +454,19 @@ class DevnetAPI:
             devnet_id = self._devnet_push(miner, method, params, nonce, body, sender)
             self._db.execute("INSERT OR REPLACE INTO replaced (cid, devnet_id) VALUES (?, ?)", (cid, devnet_id))
         return shapes.cid(cid)
+
+    def reorg(self, depth: int, drop: bool) -> dict:
+        """Devnet.reorg, answered with CIDs. A dropped message's pushed answer is forgotten but its
+        nonce kept: a push with the same MsgUuid takes the same nonce again, never a second one."""
+        out = self.devnet.reorg(depth, drop)
+        cids = {}
+        for devnet_id in out["reorged"]:
+            row = self._db.execute("SELECT cid FROM pushed WHERE devnet_id = ?", (devnet_id,)).fetchone()
+            cids[devnet_id] = row[0] if row else devnet_id
+        for devnet_id in out["dropped"]:
+            self._db.execute("UPDATE pushed SET cid = NULL, devnet_id = NULL, signed = NULL WHERE devnet_id = ?", (devnet_id,))
+        return {"Head": out["head"], "ForkPoint": out["fork_point"],
+                "Reorged": [shapes.cid(cids[m]) for m in out["reorged"]], "Dropped": [shapes.cid(cids[m]) for m in out["dropped"]]}
 
     def publish_deal(self, deal) -> int:
         keys = ("Provider", "PieceCID", "PieceSize", "StartEpoch", "EndEpoch")

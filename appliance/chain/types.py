@@ -10,6 +10,10 @@ class ChainError(Exception):
     """A request the chain cannot answer (unknown miner, message, future randomness...)."""
 
 
+class MessageNotFound(ChainError):
+    """The chain has no such message, neither executed nor pooled (never pushed, or lost in a reorg)."""
+
+
 class ExitCode(IntEnum):
     """FVM / builtin-actors exit codes that sealing messages end with (go-state-types exitcode)."""
     OK = 0

@@ -299,6 +299,7 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     if devnet is not None:
         server.register("Venus.DevnetHead", lambda: {"Epoch": devnet.head(), "BlockTime": devnet.policy.block_time}, "read", [])
         server.register("Venus.DevnetAdvance", lambda n: {"Epoch": devnet.advance(n)}, "admin", [("epochs", u64)])
+        server.register("Venus.DevnetReorg", lambda n, drop: devnet.reorg(n, drop), "admin", [("depth", u64), ("drop", boolean)])
         server.register("Venus.DevnetSectors", lambda miner: [s.__dict__ for s in devnet.sectors(miner)], "read",
                         [("miner", optional(u64))])
         server.register("Venus.DevnetDeals", lambda miner: devnet.deals(miner), "read", [("miner", optional(u64))])

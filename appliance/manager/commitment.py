@@ -25,7 +25,7 @@ from ..chain import money
 from ..chain.actor_params import SNARK_PACK_V2
 from ..chain.interface import Chain
 from ..chain.miner_actor import encode_aggregate
-from ..chain.types import ChainError, ExitCode, Receipt
+from ..chain.types import ChainError, ExitCode, MessageNotFound, Receipt
 from ..core.crash import crash_point
 from ..proofs.cid import commd_to_cid, commr_to_cid
 from .config import ManagerConfig, MinerConfig
@@ -256,20 +256,44 @@ class Committer:
                 continue
             try:
                 receipt = self.chain.receipt(msg)
+            except MessageNotFound:
+                self._resend_lost(row)
+                continue
             except ChainError:
                 continue
+            head = self.chain.head() if head is None else head
             if receipt is None:
-                head = self.chain.head() if head is None else head
                 replaced = self._replace_if_stuck(row, head)
                 if replaced:
                     out.append(replaced)
                 continue
-            self._settled.add(msg)
             self._pooled_since.pop(msg, None)
-            if receipt.ok or receipt.exit_code not in RESEND_CODES or row["kind"] not in SECTOR_KINDS:
+            if receipt.ok:
+                # followed until a reorg can no longer take it back (Damocles waits with Confidence)
+                if head - receipt.epoch >= self._confidence(row["miner"]):
+                    self._settled.add(msg)
+                continue
+            self._settled.add(msg)
+            if receipt.exit_code not in RESEND_CODES or row["kind"] not in SECTOR_KINDS:
                 continue
             self._queue_again(row, receipt)
         return out
+
+    def _confidence(self, miner: int) -> int:
+        m = self.config.miner(miner)
+        return m.confidence if m else 10
+
+    def _resend_lost(self, row: dict) -> None:
+        """A sent message the chain no longer has (dropped in a reorg) is unsent again at its own
+        nonce, so the next pass pushes it once more: same nonce, so it can never land twice. A nonce
+        the chain holds another message at is left alone (guard.py settles those)."""
+        at_nonce = getattr(self.chain, "message_at_nonce", None)
+        if at_nonce is not None and at_nonce(row["miner"], row["nonce"]) is not None:
+            return
+        self.state.respec_message(row["miner"], row["nonce"], row["spec"])
+        self._pooled_since.pop(row["message"], None)
+        log.warning("f0%s: %s (nonce %s, %s) is gone from the chain (a reorg dropped it): sending it again at the same nonce",
+                    row["miner"], row["message"], row["nonce"], row["method"])
 
     def _queue_again(self, row: dict, receipt: Receipt) -> None:
         kind, miner = row["kind"], row["miner"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..chain.bitfield import json_from_numbers
 from ..chain.external_proofs import precheck
-from ..chain.types import DeadlineInfo, deadline_info
+from ..chain.types import DeadlineInfo, MessageNotFound, deadline_info
 from ..core.extproc import ProcessorError, post_task
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID
@@ -216,6 +216,8 @@ class Poster:
     def _advance_round(self, r: "Round") -> None:
         info = self.round(*r.key)
         state = info.get("state")
+        if state == "landed" and not r.d.elapsed and self._reorged_out(r, info):
+            state = "submitted"
         if state in ("landed", "failed", "empty") or r.d.elapsed:
             if r.d.elapsed and state not in ("landed", "failed", "empty"):
                 info.update(state="failed", error=info.get("error") or "the deadline closed before a proof landed")
@@ -367,8 +369,28 @@ class Poster:
         self._save(r.key, info)
         log.info("%s: SubmitWindowedPoSt sent as %s", r, info["message"])
 
+    def _reorged_out(self, r: "Round", info: dict) -> bool:
+        """A landed proof whose receipt a reorg took back (within the miner's confidence, while its
+        deadline is open): followed again, and resubmitted if it then fails."""
+        if r.d.current_epoch - info.get("epoch", 0) >= r.m.post.confidence:
+            return False
+        try:
+            receipt = self.chain.receipt(info["message"])
+        except MessageNotFound:
+            receipt = None
+        if receipt is not None:
+            return False
+        info.update(state="submitted")
+        self._save(r.key, info)
+        log.warning("%s: the WindowPoSt that landed at epoch %s was taken back by a reorg: waiting for it again",
+                    r, info.get("epoch"))
+        return True
+
     def _follow(self, r: "Round", info: dict) -> None:
-        receipt = self.chain.receipt(info["message"])
+        try:
+            receipt = self.chain.receipt(info["message"])
+        except MessageNotFound:        # dropped by a reorg: the outbox sends it again at its nonce
+            return
         if receipt is None:
             return
         if receipt.ok:

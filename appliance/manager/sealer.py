@@ -12,7 +12,7 @@ import time
 
 from ..chain.external_proofs import precheck
 from ..chain.interface import Chain
-from ..chain.types import ChainError
+from ..chain.types import ChainError, MessageNotFound
 from ..core.crash import crash_point
 from ..core.protocol import OnChainState, SubmitResult
 from ..core.proof_types import seal_proof
@@ -185,8 +185,11 @@ class Sealer:
         msg = rec.get(key)
         if msg is None:     # waiting for its batch, or for funds (commitment.py)
             return _poll(PENDING, rec.get("funds_wait") or "queued for the next batch")
-        receipt = self.chain.receipt(msg)
-        if receipt is None:
+        try:
+            receipt = self.chain.receipt(msg)
+        except MessageNotFound:        # a reorg dropped it: the outbox sends it again at its nonce
+            return _poll(PENDING, f"message {msg} is gone from the chain (reorg): the manager sends it again")
+        if receipt is None:            # not yet, or again: a reorg took its receipt back
             return _poll(PENDING, f"message {msg} not executed yet")
         if not receipt.ok and will_resend(rec, key.removesuffix("_msg"), receipt):
             return _poll(PENDING, f"message {msg} failed with exit code {receipt.exit_code} ({receipt.error}): "
@@ -220,10 +223,17 @@ class Sealer:
             return deadline if head > deadline else None
         if not rec.get("pre_msg") or self.chain.sector(rec["miner"], rec["number"]) is not None:
             return None
-        receipt = self.chain.receipt(rec["pre_msg"])
+        receipt = self._receipt(rec["pre_msg"])
         if receipt is None or not receipt.ok:
             return None
         return policy.prove_commit_deadline(receipt.epoch)      # landed, then removed by the chain's cron
+
+    def _receipt(self, msg: str):
+        """The message's receipt; None while it is pending, or gone in a reorg (the outbox resends it)."""
+        try:
+            return self.chain.receipt(msg)
+        except MessageNotFound:
+            return None
 
     def wait_seed(self, sid: dict, proof_type: int) -> dict:
         rec = self._sector(sid)
@@ -237,6 +247,11 @@ class Sealer:
             self.report_aborted(sid, f"PreCommit expired at epoch {expired_at}")
             return {"ShouldWait": False, "Delay": 0, "Seed": None}
         if pc is None:
+            if rec.get("pre_msg") and self._receipt(rec["pre_msg"]) is None and \
+                    self.chain.sector(sid["Miner"], sid["Number"]) is None:
+                # its PreCommit is in the pool again (a reorg took it back): the seed waits for it
+                return {"ShouldWait": True, "Delay": max(1, math.ceil(policy.block_time)) if policy.block_time else 1,
+                        "Seed": None}
             return {"ShouldWait": False, "Delay": 0, "Seed": None}
         seed_epoch = policy.seed_epoch(pc.precommit_epoch)
         ready_at = seed_epoch + self.config.interactive_porep_confidence
@@ -260,6 +275,9 @@ class Sealer:
             return _submit(REJECTED, "no seed assigned yet (call WaitSeed after the PreCommit landed)")
         if not rec.get("persisted") or not self._files_present(rec["persisted"], sid["Miner"], sid["Number"]):
             return _submit(FILES_MISSED, "the sealed files are not in the persist store")
+        if self._seed_reorged(sid, rec):
+            return _submit(REJECTED, f"the seed of epoch {rec['seed']['Epoch']} changed in a chain reorg: the proof must "
+                                     f"be made again from the new seed (WaitSeed)")
         proof = info["Proof"]
         b64 = base64.b64encode(proof).decode()
         if "commit_proof" in rec:
@@ -283,6 +301,19 @@ class Sealer:
                           proof_check=check)
         crash_point("manager.proof.after_record")
         return _submit(ACCEPTED)
+
+    def _seed_reorged(self, sid: dict, rec: dict) -> bool:
+        """Whether a reorg re-made the seed's epoch since the seed was handed out: the chain would
+        check the proof against the new seed, so the new one is recorded for WaitSeed."""
+        if "commit_proof" in rec:          # already accepted (a resubmission): judged as before
+            return False
+        now = base64.b64encode(self.chain.interactive_seed(sid["Miner"], rec["seed"]["Epoch"])).decode()
+        if now == rec["seed"]["Seed"]:
+            return False
+        self.state.update(sid["Miner"], sid["Number"], seed={**rec["seed"], "Seed": now}, state="SeedAssigned")
+        log.warning("sector f0%s-%s: the seed of epoch %s changed in a reorg; the proof made from the old one is refused",
+                    sid["Miner"], sid["Number"], rec["seed"]["Epoch"])
+        return True
 
     def poll_proof_state(self, sid: dict) -> dict:
         rec = self._sector(sid)

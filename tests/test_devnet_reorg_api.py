@@ -1,0 +1,57 @@
+"""Devnet.Reorg on the devnet's Filecoin API (admin): a PreCommit pushed through LotusChain
+(MpoolPushMessage with the MsgUuid of its miner and nonce), landed, reorged out and dropped, is
+not found any more, and a push with the same MsgUuid takes the same nonce again and lands once."""
+
+from dataclasses import replace
+
+import pytest
+
+from appliance.chain.devnet_api import DevnetAPIServer
+from appliance.chain.lotus.chain import LotusChain
+from appliance.chain.lotus.client import LotusClient
+from appliance.chain.lotus.endpoint import parse_endpoint
+from appliance.chain.policy import ChainPolicy
+from appliance.chain.types import ChainError
+from appliance.core.proof_types import seal_proof
+
+from .chain_messages import precommit_sector
+
+P2K = seal_proof("StackedDrg2KiBV1_1")
+
+
+@pytest.fixture
+def node(tmp_path):
+    srv = DevnetAPIServer(tmp_path / "devnet", replace(ChainPolicy(), block_time=0), genesis_seed=bytes(range(32)))
+    srv.devnet.create_miner(1000, P2K.id, proving_period_start=100)
+    srv.start()
+    srv.devnet.advance(10)
+    yield srv
+    srv.close()
+
+
+def test_reorg_over_the_api_drops_and_the_same_nonce_is_sent_again(node):
+    client = LotusClient(parse_endpoint(node.api_info()), attempts=1)
+    chain = LotusChain(client, node.devnet.policy)
+    head = chain.head()
+    params = {"Sectors": [precommit_sector(P2K.id, 1, bytes([7]) * 32, None, head - 1, head + 200 * 2880)]}
+    cid = chain.push_message(1000, "PreCommitSectorBatch2", params, 0)
+    node.devnet.advance(2)
+    assert chain.receipt(cid).ok and chain.precommit(1000, 1) is not None
+    out = client.call("Devnet.Reorg", 2, True)
+    assert out["Dropped"] == [{"/": cid}] and out["ForkPoint"] == head
+    assert chain.receipt(cid) is None and chain.precommit(1000, 1) is None
+    again = chain.push_message(1000, "PreCommitSectorBatch2", params, 0)
+    node.devnet.advance(2)
+    assert chain.receipt(again).ok and chain.precommit(1000, 1) is not None
+    assert [m["exit_code"] for m in node.devnet.messages(1000)] == [0]          # on chain once
+    assert node.devnet.next_nonce(1000) == 1
+
+
+def test_reorg_over_the_api_refuses_bad_input_naming_it(node):
+    client = LotusClient(parse_endpoint(node.api_info()), attempts=1)
+    with pytest.raises(ChainError, match="depth"):
+        client.call("Devnet.Reorg", -1, False)
+    with pytest.raises(ChainError, match="drop"):
+        client.call("Devnet.Reorg", 1, "yes")
+    with pytest.raises(ChainError, match="beyond finality"):
+        client.call("Devnet.Reorg", 901, False)
