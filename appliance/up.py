@@ -115,13 +115,8 @@ def cmd_up(args) -> int:
     _init(home, args.size, args.threads)
     mcfg = load_config(config_path(home / "manager"))
     mcfg.chain = replace(mcfg.chain, block_time=args.block_time)
-    devnet_api = _devnet_api(home / "manager", mcfg)
-    try:
-        manager = ManagerService(home / "manager", mcfg)
-    except BaseException:
-        if devnet_api is not None:
-            devnet_api.close()
-        raise
+    manager = ManagerService(home / "manager", mcfg)     # the devnet's API on loopback, or the configured node
+    devnet_api = manager.devnet_api
     host, port = manager.start(args.listen)
     wcfg = load_worker_config(home / "worker" / "worker.toml")
     wcfg.manager_url = f"http://{host}:{port}/rpc/v0"
@@ -140,8 +135,6 @@ def cmd_up(args) -> int:
         if worker is not None:
             worker.stop(timeout=10)
         manager.stop()
-        if devnet_api is not None:
-            devnet_api.close()
         raise
     chain = f"devnet block time {args.block_time:g}s, its Filecoin API on {devnet_api.url}" if devnet_api else \
         f"chain {mcfg.chain_api.chain_endpoint().url}"
@@ -161,28 +154,6 @@ def cmd_up(args) -> int:
         worker.stop(timeout=10)
         prover.stop()
         manager.stop()
-        if devnet_api is not None:
-            devnet_api.close()
-
-
-def _devnet_api(mhome: Path, mcfg):
-    """The home's devnet served on loopback with its Filecoin API, and the manager pointed at it
-    through `[Common.API] Chain` (LotusChain), the path a farm on a real chain takes; None when
-    the config already names a node. A manager.db next to a missing devnet.db is refused, as the
-    manager itself refuses it."""
-    if mcfg.chain_api is not None:
-        return None
-    from .chain.devnet_api import DevnetAPIServer
-    from .chain.lotus.settings import ChainAPIConfig
-    server = DevnetAPIServer(mhome, mcfg.chain, create=not (mhome / "manager.db").exists())
-    try:
-        server.start("127.0.0.1", 0)
-    except BaseException:
-        server.close()
-        raise
-    mcfg.chain_api = ChainAPIConfig(server.api_info(), seal_proofs={m.actor: m.seal_proof for m in mcfg.miners
-                                                                     if m.seal_proof is not None})
-    return server
 
 
 def _watch(manager, worker, args, stop: threading.Event) -> int:

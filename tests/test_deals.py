@@ -146,5 +146,4 @@ def test_an_aborted_sector_gives_its_deals_back(tmp_path):
         assert svc.sealer.acquire_deals(c, {"MaxDeals": None, "MinUsedSpace": 1024}) is None        # 128 < 1024 used
         assert [d["DealInfo"]["DealID"] for d in svc.sealer.acquire_deals(c, {"MaxDeals": 1, "MinUsedSpace": None})] == [deal["DealID"]]
     finally:
-        svc.state.close()
-        svc.chain.close()
+        svc.close()

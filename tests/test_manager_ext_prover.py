@@ -108,8 +108,7 @@ def _ext_service(tmp_path, ext_cfg: str, winning=False):
 def _close(svc):
     svc.poster.close()
     svc.ext_prover.close()
-    svc.state.close()
-    svc.chain.close()
+    svc.close()
 
 
 def test_a_deadline_proven_by_the_wdpost_processor_lands(tmp_path, monkeypatch):
@@ -118,7 +117,7 @@ def test_a_deadline_proven_by_the_wdpost_processor_lands(tmp_path, monkeypatch):
     in_process = []
     monkeypatch.setattr("appliance.manager.poster.generate_window_post", lambda *a: in_process.append(a))
     try:
-        chain = svc.chain
+        chain = svc.devnet
         used = sorted(d for d in range(48) if chain.deadline_partitions(1000, d))
         run_to(svc, chain.head() + 2880 + 60)
         records = chain.deadline_records(1000)
@@ -144,7 +143,7 @@ def test_a_failing_wdpost_processor_fails_the_attempt_with_its_reason(tmp_path, 
         def refuse(stage, task):
             raise ProcessorError("processor says no")
         monkeypatch.setattr(svc.ext_prover, "prove", refuse)
-        chain = svc.chain
+        chain = svc.devnet
         used = sorted(d for d in range(48) if chain.deadline_partitions(1000, d))
         dl = chain.proving_deadline(1000)
         run_to(svc, dl.period_start + 2880 + used[0] * 60 + 30)
@@ -160,7 +159,7 @@ def test_a_block_won_with_the_winpost_processor(tmp_path, monkeypatch):
     monkeypatch.setattr("appliance.manager.poster.generate_winning_post",
                         lambda *a: pytest.fail("proved in-process with a WinPost entry"))
     try:
-        chain = svc.chain
+        chain = svc.devnet
         first = chain.head() + 1
         for _ in range(60):
             chain.advance(1)
@@ -235,7 +234,7 @@ def test_a_winning_proof_that_does_not_verify_is_not_submitted(tmp_path, caplog)
     cfg = f'[[WinPost]]\nBin = {json.dumps(sys.executable)}\nArgs = [{json.dumps(str(fake))}]\nReadyTimeoutSecs = 30\n'
     svc = _ext_service(tmp_path, cfg, winning=True)
     try:
-        chain = svc.chain
+        chain = svc.devnet
         first = chain.head() + 1
         for _ in range(40):
             chain.advance(1)

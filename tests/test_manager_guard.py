@@ -26,7 +26,7 @@ MINER = 1000
 def _home_with_history(home):
     """A state that allocated 1..5 and journalled messages 0..2, and a chain that saw them."""
     home.mkdir(parents=True, exist_ok=True)
-    state, chain = open_stores(home, MANUAL, [MINER])
+    state, chain, _ = open_stores(home, MANUAL, [MINER], in_process=True)
     chain.create_miner(MINER, 0)
     for _ in range(5):
         state.allocate(MINER, 0, 1, None)
@@ -43,16 +43,16 @@ def test_a_deleted_state_is_refused_and_rebuilt_from_the_chain_on_request(tmp_pa
     _home_with_history(tmp_path)
     (tmp_path / "manager.db").unlink()
     with pytest.raises(StateBehindChain) as exc:
-        open_stores(tmp_path, MANUAL, [MINER])
+        open_stores(tmp_path, MANUAL, [MINER], in_process=True)
     msg = str(exc.value)
     assert str(tmp_path / "manager.db") in msg and "s-t01000-5" in msg and "nonces up to 2" in msg
     assert "--rebuild-from-chain" in msg
-    state, chain = open_stores(tmp_path, MANUAL, [MINER], rebuild=True)
+    state, chain, _ = open_stores(tmp_path, MANUAL, [MINER], in_process=True, rebuild=True)
     assert state.allocate(MINER, 0, 1, None) == 6                      # no number reused
     assert state.enqueue_message(MINER, "pre", "Nothing", {"n": 9}, [6]) == 3   # no nonce reused
     state.close()
     chain.close()
-    state, chain = open_stores(tmp_path, MANUAL, [MINER])               # and it starts plainly from now on
+    state, chain, _ = open_stores(tmp_path, MANUAL, [MINER], in_process=True)               # and it starts plainly from now on
     state.close()
     chain.close()
 
@@ -60,7 +60,7 @@ def test_a_deleted_state_is_refused_and_rebuilt_from_the_chain_on_request(tmp_pa
 def test_an_older_copy_is_refused_and_its_messages_the_chain_took_are_recorded_not_resent(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    state, chain = open_stores(home, MANUAL, [MINER])
+    state, chain, _ = open_stores(home, MANUAL, [MINER], in_process=True)
     chain.create_miner(MINER, 0)
     for _ in range(2):
         state.allocate(MINER, 0, 1, None)
@@ -78,8 +78,8 @@ def test_an_older_copy_is_refused_and_its_messages_the_chain_took_are_recorded_n
     chain.close()
     shutil.copy(tmp_path / "old.db", home / "manager.db")               # restored from the older copy
     with pytest.raises(StateBehindChain, match="next sector number is 3 but the chain has already seen s-t01000-3"):
-        open_stores(home, MANUAL, [MINER])
-    state, chain = open_stores(home, MANUAL, [MINER], rebuild=True)
+        open_stores(home, MANUAL, [MINER], in_process=True)
+    state, chain, _ = open_stores(home, MANUAL, [MINER], in_process=True, rebuild=True)
     assert state.allocate(MINER, 0, 1, None) == 4
     assert state.unsent() == []                           # the chain took it at its nonce: recorded, not resent
     assert (state.sector(MINER, 1)["pre_nonce"], state.sector(MINER, 1)["pre_msg"]) == (0, chain.message_at_nonce(MINER, 0)["id"])
@@ -89,7 +89,7 @@ def test_an_older_copy_is_refused_and_its_messages_the_chain_took_are_recorded_n
 
 def test_an_unsent_message_whose_nonce_the_chain_gave_another_moves_to_a_fresh_nonce(tmp_path):
     home = tmp_path / "home"
-    state, chain = open_stores(home, MANUAL, [MINER])
+    state, chain, _ = open_stores(home, MANUAL, [MINER], in_process=True)
     chain.create_miner(MINER, 0)
     state.allocate(MINER, 0, 1, None)
     state.enqueue_message(MINER, "pre", "Nothing", {"n": 0}, [1])       # journalled, not yet sent
@@ -98,8 +98,8 @@ def test_an_unsent_message_whose_nonce_the_chain_gave_another_moves_to_a_fresh_n
     state.close()
     chain.close()
     with pytest.raises(StateBehindChain, match="nonces up to 1"):
-        open_stores(home, MANUAL, [MINER])
-    state, chain = open_stores(home, MANUAL, [MINER], rebuild=True)
+        open_stores(home, MANUAL, [MINER], in_process=True)
+    state, chain, _ = open_stores(home, MANUAL, [MINER], in_process=True, rebuild=True)
     try:
         assert [(m["nonce"], m["params"]) for m in state.unsent()] == [(2, {"n": 0})]    # not 0: the chain used it
         assert state.sector(MINER, 1)["pre_nonce"] == 2
@@ -112,16 +112,16 @@ def test_a_state_with_sectors_next_to_a_missing_or_empty_chain_is_refused(tmp_pa
     _home_with_history(tmp_path)
     (tmp_path / "devnet.db").rename(tmp_path / "devnet.db.elsewhere")
     with pytest.raises(DatabaseError, match="devnet chain database .*devnet.db is missing or empty"):
-        open_stores(tmp_path, MANUAL, [MINER])
+        open_stores(tmp_path, MANUAL, [MINER], in_process=True)
     assert not (tmp_path / "devnet.db").exists()          # no new chain was started
     (tmp_path / "devnet.db").write_bytes(b"")
     with pytest.raises(DatabaseError, match="missing or empty"):
-        open_stores(tmp_path, MANUAL, [MINER])
+        open_stores(tmp_path, MANUAL, [MINER], in_process=True)
     assert (tmp_path / "devnet.db").read_bytes() == b""
 
 
 def test_a_fresh_home_creates_its_chain(tmp_path):
-    state, chain = open_stores(tmp_path, MANUAL, [MINER])
+    state, chain, _ = open_stores(tmp_path, MANUAL, [MINER], in_process=True)
     assert chain.head() == 0 and not state.has_history()
     state.close()
     chain.close()
@@ -265,7 +265,7 @@ def test_a_precommit_with_a_deal_is_recreated_with_its_deal_ticket_and_message(t
     cid = commd_to_cid(piece.commitment)
     (pieces / cid).write_bytes(payload.read_bytes())
 
-    state, chain = open_stores(tmp_path, MANUAL, [MINER])
+    state, chain, _ = open_stores(tmp_path, MANUAL, [MINER], in_process=True)
     chain.create_miner(MINER, 0)
     chain.advance(20)
     deal = chain.publish_deal(MINER, cid, piece.size, 500, 180 * 2880)
@@ -279,7 +279,7 @@ def test_a_precommit_with_a_deal_is_recreated_with_its_deal_ticket_and_message(t
     chain.close()
     (tmp_path / "manager.db").unlink()                             # the state is lost
 
-    state, chain = open_stores(tmp_path, MANUAL, [MINER], rebuild=True, persist_stores=[PersistStore("p", tmp_path / "p")],
+    state, chain, _ = open_stores(tmp_path, MANUAL, [MINER], in_process=True, rebuild=True, persist_stores=[PersistStore("p", tmp_path / "p")],
                                piece_stores=[PersistStore("pieces-1", pieces)])
     try:
         rec = state.sector(MINER, 7)
@@ -311,7 +311,7 @@ def test_records_older_than_the_chain_take_its_messages_instead_of_sending_them_
     sent, and before sector 2's was journalled at all; both landed since. Sending either again
     fails on chain ("already allocated") and aborts the sector."""
     home = tmp_path / "home"
-    state, chain = open_stores(home, MANUAL, [MINER])
+    state, chain, _ = open_stores(home, MANUAL, [MINER], in_process=True)
     chain.create_miner(MINER, 0)
     chain.advance(20)
     head = chain.head()
@@ -333,7 +333,7 @@ def test_records_older_than_the_chain_take_its_messages_instead_of_sending_them_
     chain.close()
     shutil.copy(tmp_path / "old.db", home / "manager.db")
 
-    state, chain = open_stores(home, MANUAL, [MINER], rebuild=True)
+    state, chain, _ = open_stores(home, MANUAL, [MINER], in_process=True, rebuild=True)
     try:
         assert state.unsent() == []                                   # adopted, not moved to a new nonce
         assert (state.sector(MINER, 1)["pre_msg"], state.sector(MINER, 1)["pre_nonce"]) == (first, 0)

@@ -42,7 +42,7 @@ def test_balance_add_balance_withdraw_and_messages(farm, capsys):
 
     rc, out, err = run(farm, capsys, "sealer", "actor", "add-balance", "--miner", "1000", "f01000-worker", "0.5")
     assert rc == 0 and "landed at height" in out and "exit code 0" in out, (out, err)
-    assert svc.chain.balance("f01000") == 25 * FIL // 10
+    assert svc.devnet.balance("f01000") == 25 * FIL // 10
     msg = out.split()[1].rstrip(":")
     rc, out, _ = run(farm, capsys, "message", "search", msg)
     lines = out.splitlines()
@@ -55,7 +55,7 @@ def test_balance_add_balance_withdraw_and_messages(farm, capsys):
     assert rc == 0, err
     assert out.startswith("Requested rewards withdrawal in message bafy") and "waiting for 1 epochs for confirmation.." in out
     assert "Successfully withdrew up to 1 FIL" in out
-    assert svc.chain.balance("f01000") == 15 * FIL // 10
+    assert svc.devnet.balance("f01000") == 15 * FIL // 10
     [row] = [r for r in svc.state.sent_since(0) if r["method"] == "WithdrawBalance"]     # through the outbox, with its nonce
     assert row["kind"] == "withdraw" and row["params"] == {"AmountRequested": str(FIL)}
 

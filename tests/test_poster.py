@@ -33,8 +33,8 @@ def _service(tmp_path, winning=False, config=None, ext_cfg: str | None = None):
     if ext_cfg is not None:
         (home / "ext-prover.cfg").write_text(ext_cfg)
     svc = ManagerService(home, ext_prover=ext_cfg is not None)   # not started: the test runs the poster's passes itself
-    svc.chain.advance(20)
-    rs = onboard(svc.chain, tmp_path, [1, 2, 3, 4])
+    svc.devnet.advance(20)
+    rs = onboard(svc.devnet, tmp_path, [1, 2, 3, 4])
     store = home / "persist-1"
     for n, r in rs.items():
         name = f"s-t01000-{n}"
@@ -58,14 +58,14 @@ def settle(svc):
 
 
 def run_to(svc, epoch, step=10):
-    while svc.chain.head() < epoch:
-        svc.chain.advance(min(step, epoch - svc.chain.head()))
+    while svc.devnet.head() < epoch:
+        svc.devnet.advance(min(step, epoch - svc.devnet.head()))
         settle(svc)
 
 
 def next_open(svc, index):
     """The open epoch of deadline `index`'s next occurrence that has not started."""
-    dl = svc.chain.proving_deadline(1000)
+    dl = svc.devnet.proving_deadline(1000)
     open_ = dl.period_start + index * 60
     return open_ if open_ > dl.current_epoch + 30 else open_ + 2880
 
@@ -75,13 +75,12 @@ def post_svc(tmp_path):
     svc, store = _service(tmp_path)
     yield svc, store
     svc.poster.close()
-    svc.state.close()
-    svc.chain.close()
+    svc.close()
 
 
 def test_two_periods_proven_then_faults_recoveries_and_skips(post_svc):
     svc, store = post_svc
-    chain = svc.chain
+    chain = svc.devnet
     parts = {d: chain.deadline_partitions(1000, d) for d in range(48)}
     used = sorted(d for d, p in parts.items() if p)
     assert sum(len(p.sectors) for d in used for p in parts[d]) == 4 and all(len(p.sectors) == 2 for d in used for p in parts[d])
@@ -131,7 +130,7 @@ def test_two_periods_proven_then_faults_recoveries_and_skips(post_svc):
 def test_winning_post_wins_match_power_share(tmp_path):
     svc, _ = _service(tmp_path, winning=True)
     try:
-        chain = svc.chain
+        chain = svc.devnet
         first = chain.head() + 1
         n = 300
         for _ in range(n):
@@ -143,8 +142,7 @@ def test_winning_post_wins_match_power_share(tmp_path):
         assert abs(len(blocks) - n * p) < 4 * (n * p * (1 - p)) ** 0.5, (len(blocks), n * p)
     finally:
         svc.poster.close()
-        svc.state.close()
-        svc.chain.close()
+        svc.close()
 
 
 def test_partitions_beyond_one_message_are_proven_in_several(tmp_path):
@@ -153,7 +151,7 @@ def test_partitions_beyond_one_message_are_proven_in_several(tmp_path):
                             post={"MaxPartitionsPerPoStMessage": 1})
     svc, _ = _service(tmp_path, config=config)
     try:
-        chain = svc.chain
+        chain = svc.devnet
         used = [d for d in range(3) if chain.deadline_partitions(1000, d)]
         assert len(used) == 1 and len(chain.deadline_partitions(1000, used[0])) == 2
         run_to(svc, chain.head() + 2 * 180 + 60)
@@ -165,14 +163,13 @@ def test_partitions_beyond_one_message_are_proven_in_several(tmp_path):
         assert chain.penalties(1000) == []
     finally:
         svc.poster.close()
-        svc.state.close()
-        svc.chain.close()
+        svc.close()
 
 
 def test_a_restarted_poster_resumes_its_rounds(post_svc):
     from appliance.manager.poster import Poster
     svc, _ = post_svc
-    chain = svc.chain
+    chain = svc.devnet
     d = min(i for i in range(48) if chain.deadline_partitions(1000, i))
     open_ = next_open(svc, d)
     chain.advance(open_ - 18 - chain.head())              # challenge + ChallengeConfidence
@@ -180,7 +177,7 @@ def test_a_restarted_poster_resumes_its_rounds(post_svc):
     period = chain.proving_deadline(1000).period_start + (2880 if d < chain.proving_deadline(1000).index else 0)
     assert svc.poster.round(1000, period, d)["state"] == "proving"
     svc.poster.close()                                    # the manager stops mid-proof; a new one starts
-    svc.poster = Poster(svc.config, svc.state, chain, svc.jobs, svc.committer, svc.sealer)
+    svc.poster = Poster(svc.config, svc.state, svc.chain, svc.jobs, svc.committer, svc.sealer)
     run_to(svc, open_ + 60)
     assert svc.poster.round(1000, period, d)["state"] == "landed"
     assert all(r["partitions_proven"] == r["partitions"] for r in chain.deadline_records(1000))
@@ -191,7 +188,7 @@ def test_a_windowpost_journalled_before_a_crash_is_adopted_not_sent_again(post_s
     before the round was saved as submitted: the next pass adopts that message instead of
     sending a second one with a new nonce (which the chain refuses: partition already proven)."""
     svc, _ = post_svc
-    chain = svc.chain
+    chain = svc.devnet
     d = min(i for i in range(48) if chain.deadline_partitions(1000, i))
     open_ = next_open(svc, d)
     real_save, crashed = svc.poster._save, []
@@ -210,4 +207,5 @@ def test_a_windowpost_journalled_before_a_crash_is_adopted_not_sent_again(post_s
     assert len(posts) == 1, posts
     assert posts[0]["exit_code"] == 0
     r = [x for x in svc.poster.rounds(1000) if x["Deadline"] == d][-1]
-    assert r["state"] == "landed" and r["message"] == posts[0]["id"]
+    # the round names the message by the CID the devnet's API gave it; the devnet's records by its own id
+    assert r["state"] == "landed" and svc.devnet_api.devnet_message_id(r["message"]) == posts[0]["id"]

@@ -38,10 +38,10 @@ def cluster(tmp_path):
     rec = svc.state.sector(miner, number)
     svc.state.update(miner, number, ticket={"Ticket": "A" * 43 + "=", "Epoch": 1}, persisted="persist-1",
                      pre={"CommD": "07" * 32}, state="Finished")
-    with svc.chain._tx():
-        svc.chain.put_sector(SectorOnChain(miner, number, rec["proof"], commr_to_cid(bytes([5]) * 32),
+    with svc.devnet._tx():
+        svc.devnet.put_sector(SectorOnChain(miner, number, rec["proof"], commr_to_cid(bytes([5]) * 32),
                                            commd_to_cid(bytes([7]) * 32), 1, 10**6))
-        svc.chain.assign_deadlines(miner, [number])
+        svc.devnet.assign_deadlines(miner, [number])
     with svc.state.tx() as db:
         db.execute("INSERT INTO deals (miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store, sector) "
                    "VALUES (?, ?, 2048, 2000, 0, 1000000, 'pieces', ?)", (miner, PIECE, number))

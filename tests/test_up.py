@@ -32,3 +32,27 @@ def test_up_refuses_bad_arguments(tmp_path):
     assert p.returncode == 2 and "--threads must be at least 1" in p.stderr
     p = run_cli("up", "--home", str(tmp_path / "y"), "--size", "3KiB")
     assert p.returncode == 2 and "unknown sector size" in p.stderr
+
+
+def test_util_chain_works_against_up(tmp_path):
+    """up's manager reaches the devnet through its API, and still answers the devnet's own
+    administration (`util chain advance|head`, the Venus.Devnet* methods): before, it answered
+    'method not found' there."""
+    import json
+    import signal
+
+    from .conftest import read_line
+    from .test_worker_e2e import start
+    home = tmp_path / "up"
+    up = start(["up", "--home", str(home), "--block-time", "0", "--threads", "1"])
+    try:
+        line = read_line(up, 120, "its manager's address")
+        api = re.search(r"manager on (http://127\.0\.0\.1:\d+)", line)
+        assert api, line + up.stderr.read()
+        common = ["--api", api.group(1), "--home", str(home / "manager")]
+        out = json.loads(run_cli("util", "chain", "advance", "5", *common, "--json", check=True).stdout)
+        assert out["Epoch"] >= 5
+        assert json.loads(run_cli("util", "chain", "head", *common, "--json", check=True).stdout)["Epoch"] == out["Epoch"]
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0, up.stderr.read()

@@ -19,13 +19,16 @@ def test_an_upgrade_whose_message_landed_while_the_manager_was_down_settles_at_s
     svc = ManagerService(home)
     svc.start("127.0.0.1:0")
     number = svc.state.allocate(1000, 5, 1, None)
-    message = svc.chain.push_message(1000, "ProveReplicaUpdates3", {"SectorUpdates": []})
+    # sent as the manager sends, through its chain (LotusChain to the devnet's API): an id the chain knows
+    message = svc.chain.push_message(1000, "ProveReplicaUpdates3", {
+        "SectorUpdates": [], "SectorProofs": [], "AggregateProof": "", "UpdateProofsType": 0, "AggregateProofType": None,
+        "RequireActivationSuccess": True, "RequireNotificationSuccess": True})
     with svc.state.tx() as db:
         db.execute("INSERT INTO snap_candidates (miner, number, state, worker, message, created, updated) "
                    "VALUES (1000, ?, 'submitted', 'name:w1', ?, 0, 0)", (number, message))
     svc.stop()
     restarted = ManagerService(home)
-    restarted.chain.advance(10)                       # the message executes while no manager runs
+    restarted.devnet.advance(10)                       # the message executes while no manager runs
     assert restarted.chain.receipt(message) is not None
     restarted.start("127.0.0.1:0")
     try:

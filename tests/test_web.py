@@ -105,13 +105,13 @@ def test_etag_moves_with_visible_changes_only_and_idle_costs_one_statement(manag
         if "process_request" in threading.current_thread().name:
             counted.append(sql)
     svc.state.db.set_trace(page_statement)
-    svc.chain.database.set_trace(page_statement)
+    svc.devnet.database.set_trace(page_statement)
     try:
         for _ in range(10):
             get(url + "/ui/api/version", read)
     finally:
         svc.state.db.set_trace(None)
-        svc.chain.database.set_trace(None)
+        svc.devnet.database.set_trace(None)
     assert counted == ["SELECT version FROM web_version WHERE id = 1"] * 10
 
 

@@ -40,5 +40,7 @@ def add_parsers(bench: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench_rpc)
 
     add_pipeline(bench)
+    from .chain import add_parser as add_chain
+    add_chain(bench)
     from .ui import add_parser as add_ui
     add_ui(bench)

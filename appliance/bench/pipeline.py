@@ -1,4 +1,4 @@
-"""bench pipeline: M sectors through a manager (embedded devnet) and a worker with N sealing
+"""bench pipeline: M sectors through a manager (its embedded devnet, through the devnet's API) and a worker with N sealing
 threads on this machine, the way `damocles up` runs them. It reports sectors per hour, every
 stage's task time measured in the run (wall and CPU), the throughput bound those times and the
 configured limits allow, the ratio of the two, and how busy each processor pool was.
@@ -116,7 +116,9 @@ def pool_tables(slots: int, external: bool) -> str:
 
 
 def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_time: float, timeout: float,
-                 external: bool = False) -> dict:
+                 external: bool = False, in_process_chain: bool = False, on_manager=None) -> dict:
+    """`in_process_chain`: the manager reads the Devnet object itself, not through its API (bench
+    chain's baseline); `on_manager(manager)` is called before the manager starts."""
     from ..manager.config import load_config
     from ..manager.service import ManagerService, init_home
     from ..core.files import atomic_write
@@ -130,7 +132,10 @@ def run_pipeline(home: Path, size_name: str, threads: int, sectors: int, block_t
     mhome = home / "manager"
     init_home(mhome, MANAGER_TOML.format(block_time=block_time, proof=proof.name, sectors=sectors))
     mcfg = load_config(mhome / "sector-manager.cfg")
-    manager = ManagerService(mhome, replace(mcfg, chain=replace(mcfg.chain, block_time=block_time)))
+    manager = ManagerService(mhome, replace(mcfg, chain=replace(mcfg.chain, block_time=block_time)),
+                             _in_process_chain=in_process_chain)
+    if on_manager is not None:
+        on_manager(manager)
     host, port = manager.start("127.0.0.1:0")
     worker = None
     try:

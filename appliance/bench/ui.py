@@ -61,7 +61,7 @@ def fill(home: Path, n: int, seed: int = 1) -> dict:
     rng = random.Random(seed)
     init_home(home, CONFIG)
     svc = ManagerService(home)           # opened, not started: only its databases are used here
-    state, chain = svc.state, svc.chain
+    state, chain = svc.state, svc.devnet     # the devnet's own records, written directly
     now = time.time()
     finished, failing, live = [], 0, 0
     try:
@@ -154,7 +154,7 @@ def run(home: Path, n: int, requests: int) -> dict:
             name = threading.current_thread().name     # manager's own loops (poster, housekeeping) do not
             (counted if "process_request" in name else background).append(stmt)
         svc.state.db.set_trace(trace)
-        svc.chain.database.set_trace(trace)
+        svc.devnet.database.set_trace(trace)
         refreshes = 50
         _time(base + "/ui/api/version", token, refreshes)
         idle = list(counted)
@@ -163,7 +163,7 @@ def run(home: Path, n: int, requests: int) -> dict:
         _time(base + "/ui/api/overview", token, 1)
         overview_statements = len(counted)
         svc.state.db.set_trace(None)
-        svc.chain.database.set_trace(None)
+        svc.devnet.database.set_trace(None)
         out["idle_refresh"] = {"refreshes": refreshes, "statements": len(idle), "manager_loops_meanwhile": len(background),
                                "statements_per_refresh": len(idle) / refreshes,
                                "distinct": sorted(set(idle))}

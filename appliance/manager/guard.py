@@ -89,30 +89,52 @@ def rebuild_from_chain(state: ManagerState, found: list[Lag]) -> None:
                     f"; unsent messages moved to new nonces {moved}" if moved else "")
 
 
-def open_chain(home: Path, chain_config, chain_api, create: bool):
-    """The chain the manager talks to: a Lotus/Venus node when `[Common.API] Chain` is set
-    (chain_api), else the embedded devnet in `home`."""
-    if chain_api is not None:
-        from ..chain.lotus.chain import LotusChain
-        from ..chain.lotus.client import LotusClient
-        from ..chain.lotus.messager import Messager
-        try:
-            endpoint, messager = chain_api.chain_endpoint(), chain_api.messager_endpoint()
-        except ValueError as exc:
-            raise ChainError(str(exc)) from None
-        return LotusChain(LotusClient(endpoint), chain_config, chain_api.send_policies, chain_api.seal_proofs,
-                          messager=Messager(LotusClient(messager)) if messager else None)
-    return Devnet(home / "devnet.db", chain_config, create=create)
+def open_chain(home: Path, chain_config, chain_api, create: bool, seal_proofs: dict[int, int] | None = None,
+               in_process: bool = False):
+    """The chain the manager talks to, and the home's devnet when it runs one: (chain, embedded).
+
+    - `[Common.API] Chain` set (chain_api): a Lotus/Venus node through LotusChain; embedded None.
+    - Otherwise the home's devnet, served on loopback with its Filecoin API (EmbeddedDevnet) and
+      reached through LotusChain as a node would be.
+    - `in_process` (internal, never a user setting): the Devnet object itself as the chain, no
+      API in between; only `damocles bench chain` uses it, to measure what the API costs."""
+    if chain_api is None and in_process:
+        return Devnet(home / "devnet.db", chain_config, create=create), None
+    embedded = None
+    if chain_api is None:
+        from .embedded_devnet import EmbeddedDevnet
+        embedded = EmbeddedDevnet(home, chain_config, seal_proofs, create)
+        chain_api = embedded.chain_api
+    try:
+        return _lotus_chain(chain_config, chain_api), embedded
+    except BaseException:
+        if embedded is not None:
+            embedded.close()
+        raise
+
+
+def _lotus_chain(chain_config, chain_api):
+    from ..chain.lotus.chain import LotusChain
+    from ..chain.lotus.client import LotusClient
+    from ..chain.lotus.messager import Messager
+    try:
+        endpoint, messager = chain_api.chain_endpoint(), chain_api.messager_endpoint()
+    except ValueError as exc:
+        raise ChainError(str(exc)) from None
+    return LotusChain(LotusClient(endpoint), chain_config, chain_api.send_policies, chain_api.seal_proofs,
+                      messager=Messager(LotusClient(messager)) if messager else None)
 
 
 def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False, persist_stores=(),
-                piece_stores=(), chain_api=None) -> tuple[ManagerState, Devnet]:
-    """The manager's state and its chain (the devnet, or a node: open_chain), checked against
-    each other (see the module's doc), with the home's lock held until the state is closed
-    (manager.home_lock). A rebuild also re-creates the records of sectors the chain has and the
-    state lost, their files looked for in `persist_stores` (manager.recover). Against a node the
-    nonce check never fires (LotusChain.next_nonce: the node deduplicates resends by MsgUuid);
-    the sector-number check reads StateMinerAllocated."""
+                piece_stores=(), chain_api=None, seal_proofs: dict[int, int] | None = None, in_process: bool = False):
+    """The manager's state, its chain and the home's embedded devnet if any (open_chain),
+    checked against each other (see the module's doc), with the home's lock held until the
+    state is closed (manager.home_lock). A rebuild also re-creates the records of sectors the
+    chain has and the state lost, their files looked for in `persist_stores` (manager.recover).
+    Against a node the nonce check never fires (LotusChain.next_nonce: the node deduplicates
+    resends by MsgUuid); the sector-number check reads StateMinerAllocated. The embedded
+    devnet is checked on its own records (embedded_devnet.RecoveryView): numbers, outbox nonces
+    and the messages' CIDs. Returns (state, chain, embedded)."""
     lock = HomeLock(home)           # one manager per home: refused naming the holder's pid
     try:
         state = ManagerState(home / "manager.db")
@@ -121,26 +143,30 @@ def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = Fal
         raise
     state.home_lock = lock
     try:
-        chain = open_chain(home, chain_config, chain_api, create=not state.has_history())
+        chain, embedded = open_chain(home, chain_config, chain_api, not state.has_history(), seal_proofs, in_process)
     except ChainError as exc:       # damaged, newer, or missing under a state with sectors
         state.close()
         raise DatabaseError(str(exc)) from None
     except BaseException:
         state.close()
         raise
+    # the embedded devnet is compared through its own records (RecoveryView), as a node cannot be
+    checked = embedded.recovery_view() if embedded is not None else chain
     try:
-        found = lags(state, chain, miners)
+        found = lags(state, checked, miners)
         if found and not rebuild:
             raise StateBehindChain(
                 f"manager state {state.path} is behind the chain ({'; '.join(l.describe() for l in found)}): it was "
                 f"deleted, damaged or restored from an older copy. Restore the newest backup, or start once with "
                 f"'damocles manager run --rebuild-from-chain' to take the counters and nonces from the chain")
         if found:
-            adopt_sent(state, chain, found)
+            adopt_sent(state, checked, found)
             rebuild_from_chain(state, found)
-            recover_sectors(state, chain, persist_stores, miners, piece_stores)
+            recover_sectors(state, checked, persist_stores, miners, piece_stores)
     except BaseException:
         state.close()
         chain.close()
+        if embedded is not None:
+            embedded.close()
         raise
-    return state, chain
+    return state, chain, embedded

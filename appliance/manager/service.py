@@ -1,9 +1,10 @@
-"""The manager process: its home directory, the devnet chain, state, sealer API, commitment
+"""The manager process: its home directory, the chain (the home's devnet through its Filecoin
+API by default, embedded_devnet; a node when `[Common.API] Chain` is set), state, sealer API, commitment
 batching and the RPC server, started and stopped together.
 
 Home layout: `sector-manager.cfg` (or an earlier version's `manager.toml`), `secret` (token
 signing key, 0600), `manager.db` (the manager's state), `devnet.db` (the embedded chain's own
-database)."""
+database), `devnet-secret` and `devnet-api.db` (its Filecoin API's token key and MsgUuid record)."""
 
 from __future__ import annotations
 
@@ -58,37 +59,53 @@ def init_home(home: Path, config_text: str = DEVNET_CFG) -> Path:
     return cfg_path
 
 
+def create_devnet_miners(devnet: Devnet, cfg: ManagerConfig) -> None:
+    """Create on the devnet each configured miner it lacks (with the config's SealProof). A
+    node's miners are only read (config.resolve_seal_proofs)."""
+    existing = {m.actor for m in devnet.miners()}
+    for m in cfg.miners:
+        if m.actor not in existing and m.seal_proof is not None:
+            devnet.create_miner(m.actor, m.seal_proof)
+
+
 def ensure_miners(chain, cfg: ManagerConfig) -> None:
-    """Create on the devnet each configured miner it lacks (with the config's SealProof), then
-    take every miner's proof type from the chain (config.resolve_seal_proofs). A node's miners
-    are only read."""
+    """The devnet's missing miners created, then every miner's proof type taken from the chain."""
     if isinstance(chain, Devnet):
-        existing = {m.actor for m in chain.miners()}
-        for m in cfg.miners:
-            if m.actor not in existing and m.seal_proof is not None:
-                chain.create_miner(m.actor, m.seal_proof)
+        create_devnet_miners(chain, cfg)
     resolve_seal_proofs(cfg, chain)
 
 
 class ManagerService:
+    """`chain`: what the manager reads and sends through (LotusChain, to a node or to the home's
+    devnet's API); `devnet`: the home's Devnet when it runs one, for the devnet's own
+    administration only (util chain, tests moving its clock), None against a node;
+    `devnet_api`: that devnet's API server (its `url`), None against a node or in process.
+
+    `_in_process_chain` is internal, never a user setting: the manager reads the Devnet object
+    directly, without its API; only `damocles bench chain` sets it, to measure the API's cost."""
+
     def __init__(self, home: Path, config: ManagerConfig | None = None, rebuild_from_chain: bool = False,
-                 ext_prover: bool = False):
+                 ext_prover: bool = False, _in_process_chain: bool = False):
         self.home = Path(home)
         self.config = config or load_config(config_path(self.home))
         for w in self.config.warnings:
             log.warning(w)
         self.secret = SecretFile(self.home / "secret")     # read again when `manager token --rotate` replaces it
-        self.state, self.chain = open_stores(self.home, self.config.chain, [m.actor for m in self.config.miners],
-                                             rebuild_from_chain,      # refuses a state behind its chain
-                                             self.config.persist_stores, self.config.piece_stores,
-                                             self.config.chain_api)     # set: a Lotus/Venus node, not the devnet
+        self.state, self.chain, self.devnet_api = open_stores(
+            self.home, self.config.chain, [m.actor for m in self.config.miners],
+            rebuild_from_chain,      # refuses a state behind its chain
+            self.config.persist_stores, self.config.piece_stores,
+            self.config.chain_api,     # set: a Lotus/Venus node, not the devnet
+            {m.actor: m.seal_proof for m in self.config.miners if m.seal_proof is not None}, _in_process_chain)
+        self.devnet = self.devnet_api.devnet if self.devnet_api else (self.chain if isinstance(self.chain, Devnet) else None)
         try:
-            ensure_miners(self.chain, self.config)      # a miner with no proof type anywhere is refused here
+            if self.devnet is not None:         # the devnet's genesis: the configured miners
+                create_devnet_miners(self.devnet, self.config)
+            resolve_seal_proofs(self.config, self.chain)  # a miner with no proof type anywhere is refused here
             # `run --ext-prover`: ext-prover.cfg's processors, started now (a bad entry refuses the start)
             self.ext_prover = ExtProver(load_ext_prover_config(self.home), self.home) if ext_prover else None
         except BaseException:
-            self.state.close()
-            self.chain.close()
+            self.close()
             raise
         self.sealer = Sealer(self.config, self.state, self.chain)
         self.committer = Committer(self.config, self.state, self.chain)
@@ -97,7 +114,7 @@ class ManagerService:
                              ext_prover=self.ext_prover)
         allow = NetworkAllowList(self.config.allow_networks) if self.config.allow_networks else None
         self.rpc = RPCServer(self.secret, allow, self.config.max_body)
-        api.register(self.rpc, self.sealer, self.chain if isinstance(self.chain, Devnet) else None)
+        api.register(self.rpc, self.sealer, self.devnet)      # Venus.Devnet*: the devnet's own administration
         register_funds(self.rpc, self.chain, self.committer)     # util sealer actor ..., util message ...
         api.register_market(self.rpc, self.sealer.market,
                             max((seal_proof(m.seal_proof).size.bytes for m in self.config.miners), default=2048))
@@ -166,5 +183,12 @@ class ManagerService:
         self.poster.close()
         if self.ext_prover is not None:
             self.ext_prover.close()
+        self.close()
+
+    def close(self) -> None:
+        """The databases and the devnet's API closed (what stop ends with; alone for a service
+        opened and never started)."""
         self.state.close()
         self.chain.close()
+        if self.devnet_api is not None:
+            self.devnet_api.close()

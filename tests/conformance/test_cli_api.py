@@ -51,10 +51,10 @@ def cluster(tmp_path):
     svc.state.reserve(miner, number, "persist-1", 4096)
     worker.call("Venus.ReportState", live, {"Worker": {"Instance": "sealer-01", "Location": "/w/t0"},
                                             "StateChange": {"Prev": "Allocated", "Next": "PC1Done", "Event": "PC1"}})
-    with svc.chain._tx():
-        svc.chain.put_sector(SectorOnChain(miner, number, rec["proof"], commr_to_cid(COMM_R), commd_to_cid(bytes([7]) * 32),
+    with svc.devnet._tx():
+        svc.devnet.put_sector(SectorOnChain(miner, number, rec["proof"], commr_to_cid(COMM_R), commd_to_cid(bytes([7]) * 32),
                                            1, 10**6))
-        svc.chain.assign_deadlines(miner, [number])
+        svc.devnet.assign_deadlines(miner, [number])
     with svc.state.tx() as db:
         db.execute("INSERT INTO deals (id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store, sector) "
                    "VALUES (1, ?, ?, 2048, 2000, 0, 1000000, 'pieces', ?)", (miner, PIECE, number))
@@ -186,7 +186,7 @@ def test_stores_and_index(cluster):
 
 def test_proving_methods(cluster):
     svc, _, admin, done, _ = cluster
-    info = svc.chain.miner_info(1000)
+    info = svc.devnet.miner_info(1000)
     ext = {"SealProof": info.seal_proof, "SectorNumber": done["Number"], "SectorKey": None, "SealedCID": {"/": commr_to_cid(COMM_R)}}
     bad = admin.call("Venus.CheckProvable", 1000, info.window_post_proof, [ext], False, True)
     assert list(bad) == [str(done["Number"])] and isinstance(bad[str(done["Number"])], str)     # its files are absent
@@ -220,7 +220,7 @@ def test_snapup_methods(cluster):
     assert admin.call("Venus.SnapUpCandidates", 1000) is None
     assert admin.call("Venus.SnapUpPreFetch", 1000, None) == {"Total": 1, "Diff": 1}
     assert admin.call("Venus.SnapUpPreFetch", 1000, None) == {"Total": 1, "Diff": 0}
-    deadline = svc.chain.proving_deadline(1000)      # the sector's deadline
+    deadline = svc.devnet.proving_deadline(1000)      # the sector's deadline
     per_deadline = admin.call("Venus.SnapUpCandidates", 1000)
     d = next(i for i, b in enumerate(per_deadline) if b is not None)
     assert per_deadline[d] == bitfield_runs([done["Number"]]) and all(b is None for b in per_deadline[:d]), deadline
@@ -243,18 +243,18 @@ def test_rebuild_and_unseal(cluster):
 
 def test_randomness_and_miner(cluster):
     svc, _, admin, _, _ = cluster
-    epoch = svc.chain.head()
+    epoch = svc.devnet.head()
     t = admin.call("Venus.GetTicket", [], epoch, 1000)
-    assert t == {"Ticket": base64.b64encode(svc.chain.seal_randomness(1000, epoch)).decode(), "Epoch": epoch}
+    assert t == {"Ticket": base64.b64encode(svc.devnet.seal_randomness(1000, epoch)).decode(), "Epoch": epoch}
     assert len(base64.b64decode(t["Ticket"])) == 32
     s = admin.call("Venus.GetSeed", None, epoch, 1000)
-    assert s == {"Seed": base64.b64encode(svc.chain.interactive_seed(1000, epoch)).decode(), "Epoch": epoch}
+    assert s == {"Seed": base64.b64encode(svc.devnet.interactive_seed(1000, epoch)).decode(), "Epoch": epoch}
     w = admin.call("Venus.GetWindowPoStChanlleengeRand", [], epoch, 1000)
-    assert w == {"Epoch": epoch, "Rand": base64.b64encode(svc.chain.window_post_randomness(1000, epoch)).decode()}
+    assert w == {"Epoch": epoch, "Rand": base64.b64encode(svc.devnet.window_post_randomness(1000, epoch)).decode()}
     c = admin.call("Venus.GetWindowPoStCommitRand", [], epoch)
-    assert c == {"Epoch": epoch, "Rand": base64.b64encode(svc.chain.chain_commit_randomness(epoch)).decode()}
+    assert c == {"Epoch": epoch, "Rand": base64.b64encode(svc.devnet.chain_commit_randomness(epoch)).decode()}
     assert "empty tipset key" in refused(INVALID_PARAMS, admin.call, "Venus.GetTicket", [{"/": "bafy2bzacea"}], epoch, 1000)
-    info = svc.chain.miner_info(1000)
+    info = svc.devnet.miner_info(1000)
     assert admin.call("Venus.GetInfo", 1000) == {"ID": 1000, "Addr": "f01000", "SectorSize": 2048,
                                                  "WindowPoStProofType": info.window_post_proof, "SealProofType": info.seal_proof}
     refused(INVALID_PARAMS, admin.call, "Venus.GetInfo", 4242)

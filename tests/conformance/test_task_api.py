@@ -142,13 +142,13 @@ tested elsewhere)."""
     sealer = Rust(url, issue_token(svc.secret, "write", "sealer-01"))
     sids = [sealer("Venus.AllocateSector", {"AllowedMiners": None, "AllowedProofTypes": None})["ID"] for _ in range(2)]
     proof = svc.state.sector(sids[0]["Miner"], sids[0]["Number"])["proof"]
-    with svc.chain._tx():
+    with svc.devnet._tx():
         for sid in sids:
             svc.state.update(sid["Miner"], sid["Number"], ticket={"Ticket": base64.b64encode(bytes([9]) * 32).decode(), "Epoch": 7},
                              persisted="persist-1", pre={"CommD": "07" * 32}, state="Finished", finalized=True)
-            svc.chain.put_sector(SectorOnChain(sid["Miner"], sid["Number"], proof, SEALED, commd_to_cid(bytes([7]) * 32),
+            svc.devnet.put_sector(SectorOnChain(sid["Miner"], sid["Number"], proof, SEALED, commd_to_cid(bytes([7]) * 32),
                                                11, 10**6))
-        svc.chain.assign_deadlines(sids[0]["Miner"], [s["Number"] for s in sids])
+        svc.devnet.assign_deadlines(sids[0]["Miner"], [s["Number"] for s in sids])
     miner = sids[0]["Miner"]
     with svc.state.tx() as db:
         db.execute("INSERT INTO deals (miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store, sector) "
@@ -258,9 +258,9 @@ def test_allocate_rebuild_sector_answers_sector_rebuild_info(manager):
 def test_rebuild_of_a_snap_upgraded_sector_names_its_sector_key(manager):
     svc, url, (lost, _) = manager
     rec = svc.state.sector(lost["Miner"], lost["Number"])
-    with svc.chain._tx():
-        svc.chain.db.execute("DELETE FROM sectors WHERE miner = ? AND number = ?", (lost["Miner"], lost["Number"]))
-        svc.chain.put_sector(SectorOnChain(lost["Miner"], lost["Number"], rec["proof"], SEALED, commd_to_cid(bytes([7]) * 32),
+    with svc.devnet._tx():
+        svc.devnet.db.execute("DELETE FROM sectors WHERE miner = ? AND number = ?", (lost["Miner"], lost["Number"]))
+        svc.devnet.put_sector(SectorOnChain(lost["Miner"], lost["Number"], rec["proof"], SEALED, commd_to_cid(bytes([7]) * 32),
                                            11, 10**6, sector_key_cid=SECTOR_KEY))
     Rust(url, issue_token(svc.secret, "admin"))("Venus.RebuildRequest", lost)
     r = rust_worker(svc, url)("Venus.AllocateRebuildSector", {"AllowedMiners": None, "AllowedProofTypes": None})

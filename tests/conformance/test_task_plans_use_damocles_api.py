@@ -95,6 +95,10 @@ def test_snapup_rebuild_unseal_and_wdpost_plans_call_only_api_go_methods(tmp_pat
         sealed_cid = import_deal(op, sealed_piece)
         worker = start(["worker", "run", "-c", str(tmp_path / "worker.toml"), "--parent-cache", str(tmp_path / "parents")])
         procs = [manager, worker]
+        # the clock stays until sector 1 holds the deal: moved while the worker starts, the deal's
+        # start epoch would come too close for any sector to take it
+        until("sector 1 to take the deal", lambda: any(s["ID"]["Number"] == 1 and s["Pieces"]
+                                                       for s in op.call("Venus.ListSectors", "", 0)), procs=procs)
         seal_by_hand(op, 2, procs)
         on_chain = {s["number"]: s for s in op.call("Venus.DevnetSectors", 1000)}
         assert on_chain[1]["deal_ids"] and not on_chain[2]["deal_ids"], on_chain

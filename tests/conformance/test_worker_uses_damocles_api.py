@@ -65,7 +65,7 @@ def test_the_sealer_plan_calls_only_damocles_methods(tmp_path):
             time.sleep(0.3)   # polling a live system; bounded by the deadline
         assert [s.get("state") for s in sectors] == ["Finished", "Finished"]
         assert not any(s.get("abort_reason") for s in sectors)
-        assert [(s.number, s.deal_ids) for s in svc.chain.sectors(1000)] == [(1, [deal["DealID"]]), (2, [])]
+        assert [(s.number, s.deal_ids) for s in svc.devnet.sectors(1000)] == [(1, [deal["DealID"]]), (2, [])]
     finally:
         if worker is not None:
             worker.terminate()
