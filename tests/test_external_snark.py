@@ -11,7 +11,12 @@ import time
 import pytest
 
 from appliance.chain.devnet import Devnet
+from appliance.chain.devnet_api import DevnetAPIServer
+from appliance.chain.lotus.chain import LotusChain
+from appliance.chain.lotus.client import LotusClient
+from appliance.chain.lotus.endpoint import parse_endpoint
 from appliance.chain.policy import ChainPolicy
+from appliance.chain.types import ChainError
 from appliance.core.proof_types import seal_proof
 from appliance.proofs import ProofError
 from appliance.proofs.c2 import C2_MAGIC
@@ -82,6 +87,33 @@ def test_the_devnet_refuses_a_groth16_window_post_unless_it_trusts_them(tmp_path
             assert "cannot verify Groth16" in rec.error and [p.proven for p in chain.deadline_partitions(MINER, 2)] == [False]
     finally:
         chain.close()
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_through_the_devnet_api_the_manager_hears_the_devnets_refusal(tmp_path, trust):
+    """The manager's LotusChain asks the embedded devnet (Devnet.ExternalProofRefusal) before it
+    pays for a message, as it asked the in-process Devnet: a node's receipt would carry only
+    the exit code, not why."""
+    srv = DevnetAPIServer(tmp_path / "devnet", ChainPolicy(block_time=0, trust_external_proofs=trust))
+    try:
+        srv.start()
+        client = LotusClient(parse_endpoint(srv.api_info()), attempts=1)
+        chain = LotusChain(client, srv.devnet.policy)
+        why = chain.external_proof_refusal("seal", SNARK, "sector 1", 1)
+        if trust:
+            assert why is None
+        else:
+            assert why == srv.devnet.external_proof_refusal("seal", SNARK, "sector 1", 1)
+            assert "sector 1: a Groth16 seal proof of 192 bytes (1 partition) from an external processor" in why
+            assert "cannot verify Groth16" in why and "TrustExternalProofs = true" in why, why
+        assert "has 1 partition(s)" in chain.external_proof_refusal("seal", SNARK * 2, "sector 1", 1)
+        assert chain.external_proof_refusal("seal", C2_MAGIC + b"\x01\x00rest", "sector 1", 1) is None   # builtin
+        with pytest.raises(ChainError, match="kind: expected one of seal, window_post"):
+            client.call("Devnet.ExternalProofRefusal", "porep", base64.b64encode(SNARK).decode(), "sector 1", 1)
+        with pytest.raises(ChainError, match="partitions: expected a partition count"):
+            client.call("Devnet.ExternalProofRefusal", "seal", base64.b64encode(SNARK).decode(), "sector 1", 0)
+    finally:
+        srv.close()
 
 
 # --------------------------------------------------------------------------- end to end

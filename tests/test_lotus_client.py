@@ -515,6 +515,9 @@ def test_devnet_extensions_for_blocks_and_deals_and_their_absence_on_a_node(node
     assert chain.deal(deal_id) == devnet.deal(deal_id) and devnet.deal(deal_id)["miner"] == 1000
     with pytest.raises(ChainError, match="not elected|refused|no block|elect"):
         chain.submit_winning_post(1000, head, b"not a proof")
+    snark = bytes(192)                    # an external processor's Groth16 proof, which the devnet cannot verify
+    assert chain.external_proof_refusal("seal", snark, "sector 1", 1) == devnet.external_proof_refusal("seal", snark, "sector 1", 1)
+    assert "cannot verify Groth16" in chain.external_proof_refusal("seal", snark, "sector 1", 1)
     for name in [n for n in node.rpc.methods if n.startswith("Devnet.")]:
         del node.rpc.methods[name]
     plain = _chain(node)
@@ -524,6 +527,7 @@ def test_devnet_extensions_for_blocks_and_deals_and_their_absence_on_a_node(node
     with pytest.raises(ChainError, match="block producer"):
         plain.submit_winning_post(1000, head, b"proof")
     assert plain.deal(deal_id) is None
+    assert plain.external_proof_refusal("seal", snark, "sector 1", 1) is None      # a node verifies Groth16 itself
 
 
 def test_a_bad_or_dead_chain_address_refuses_the_manager_start_naming_it(tmp_path):

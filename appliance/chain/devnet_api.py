@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from ..rpc import INVALID_PARAMS, RPCError
+from ..proofs.external_snark import KINDS as PROOF_KINDS
 from ..rpc.server import RPCServer
 from .devnet import Devnet
 from .lotus import shapes
@@ -88,6 +89,26 @@ def _bytes(v, field) -> bytes:
         return shapes.unb64(v, field)
     except ChainError as exc:
         raise RPCError(INVALID_PARAMS, str(exc)) from None
+
+
+def _proof_kind(v, field) -> str:
+    if v not in PROOF_KINDS:
+        raise RPCError(INVALID_PARAMS, f"{field}: expected one of {', '.join(PROOF_KINDS)}, got {v!r}")
+    return v
+
+
+def _text(v, field) -> str:
+    if not isinstance(v, str):
+        raise RPCError(INVALID_PARAMS, f"{field}: expected a string, got {v!r}")
+    return v
+
+
+def _partitions(v, field) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise RPCError(INVALID_PARAMS, f"{field}: expected a partition count of at least 1 or null, got {v!r}")
+    return v
 
 
 class DevnetAPI:
@@ -158,7 +179,11 @@ class DevnetAPI:
                 ("SubmitWinningPoSt", lambda m, e, proof: self.devnet.submit_winning_post(m, e, proof), "sign",
                  [("miner", _addr), ("epoch", _epoch), ("proof", _bytes)]),
                 ("PublishDeal", self.publish_deal, "sign", [("deal", _any)]),
-                ("Deal", lambda deal_id: self.devnet.deal(deal_id), "read", [("dealID", _uint)])):
+                ("Deal", lambda deal_id: self.devnet.deal(deal_id), "read", [("dealID", _uint)]),
+                # the devnet cannot verify Groth16: why it would refuse an external processor's
+                # proof (None: it takes it), asked before the manager pays for the message
+                ("ExternalProofRefusal", self.devnet.external_proof_refusal, "read",
+                 [("kind", _proof_kind), ("proof", _bytes), ("what", _text), ("partitions", _partitions)])):
             rpc.register(f"Devnet.{name}", _chain_errors(func, False), perm, params)
         # the devnet's admin reorg (reorg.py), for tests and `damocles util chain reorg`: no Lotus method does this
         rpc.register("Devnet.Reorg", _chain_errors(self.reorg, False), "admin", [("depth", _uint), ("drop", _flag)])

@@ -353,6 +353,15 @@ class LotusChain(Chain):
             raise ChainError(refusal)
         return absent
 
+    def external_proof_refusal(self, kind: str, proof: bytes, what: str, partitions: int | None = None) -> str | None:
+        """The devnet's reason to refuse an external processor's Groth16 proof, which it cannot
+        verify (unless its [Chain] TrustExternalProofs), asked before the message is paid for; a
+        node verifies the proof itself: None, send it."""
+        why = self._devnet("ExternalProofRefusal", kind, shapes.b64(proof), what, partitions, absent=None)
+        if why is not None and not isinstance(why, str):
+            raise ChainError(f"Devnet.ExternalProofRefusal: expected a reason or null, got {why!r:.200}")
+        return why
+
     def publish_deal(self, miner: int, piece_cid: str, piece_size: int, start_epoch: int, end_epoch: int) -> int:
         return shapes.integer(self._devnet("PublishDeal", {
             "Provider": self._addr(miner), "PieceCID": shapes.cid(piece_cid), "PieceSize": piece_size,
