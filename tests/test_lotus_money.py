@@ -71,6 +71,7 @@ def test_money_reads_match_the_openrpc_shapes_and_the_devnet(node):
     assert chain.available_balance(1000) == devnet.available_balance(1000)
     assert chain.precommit_deposit(1000, 3) == devnet.precommit_deposit(1000, 3) > 0
     assert chain.initial_pledge(1000, 2) == devnet.initial_pledge(1000, 2) > 0
+    assert chain.locked_funds(1000) == devnet.locked_funds(1000)        # StateReadState's money fields
     assert chain.base_fee() == devnet.base_fee() >= money.MIN_BASE_FEE
     method, params = precommit_message(5, bytes([4]) * 32, devnet.head() - 1, devnet.head() + 200 * 2880)
     assert chain.estimate_gas(1000, method, params) == devnet.estimate_gas(1000, method, params) > 0
@@ -98,6 +99,9 @@ def test_bad_money_params_are_refused_naming_them(node):
         chain.call("StateMinerPreCommitDepositForPower", "f01000", {"SectorNumber": 1}, None)
     with pytest.raises(ChainError, match="pci.SealProof: 8 is not for the 2048-byte sectors"):
         chain.call("StateMinerInitialPledgeCollateral", "f01000", {"SealProof": 8}, None)    # 32GiB
+    with pytest.raises(ChainError, match="miner: 'f09223372036854775808' is not an ID address") as e:
+        chain.call("StateMinerInfo", "f09223372036854775808", None)        # 2^63: invalid params, not an internal error
+    assert e.value.code == -32602
     with pytest.raises(ChainError, match="f01001"):
         chain.call("StateMinerAvailableBalance", "f01001", None)
 
@@ -160,8 +164,8 @@ def test_add_balance_is_a_plain_send_from_any_funded_address(node):
     devnet.advance(2)
     assert chain.receipt(cid).ok and chain.balance("f01000") == before + 2 * FIL
     assert chain.balance("f0100") < 3 * FIL                           # the value and its gas left the sender
-    with pytest.raises(ChainError, match="not enough funds"):
-        chain.push_message(1000, "Send", {}, None, value=10 * FIL, sender="f0100")
+    with pytest.raises(ChainError, match=r"not enough funds in f0100 for a message to f01000 \(Send\): .*mpool push: "):
+        chain.push_message(1000, "Send", {}, None, value=10 * FIL, sender="f0100")       # the sender named, then the node's words
     with pytest.raises(ChainError, match="a Send \\(method 0\\) takes no params"):
         chain.call("MpoolPushMessage", {**msg, "Params": "AAAA"}, None)
 
@@ -188,6 +192,9 @@ def test_a_stuck_message_is_replaced_through_wallet_sign_and_mpool_push(node):
     assert len(rows) == 2 and devnet.message_info(rows[0]["id"])["ReplacedBy"] == rows[1]["id"]
     devnet.advance(2)
     assert chain.receipt(old).message == new == chain.receipt(new).message                  # allowReplaced
+    assert chain.message_known(old) and chain.message_known(new)                            # ChainGetMessage finds both
+    assert chain.call("ChainGetMessage", {"/": new})["GasPremium"] == "1251"
+    assert not chain.message_known("bafy2bzacedunknown")
     assert chain.precommit(1000, 6) is not None
     # once on chain, a later "replacement" answers the executed message, not a second one
     assert chain.push_message(1000, method, params, 4, **{**gas, "premium": 5000, "fee_cap": 4 * 10 ** 6}) == old

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from appliance import cli
+from appliance.chain.devnet_api import worker_address
 from appliance.chain.money import FIL
 from appliance.manager.service import ManagerService, init_home
 
@@ -38,9 +39,11 @@ def test_balance_add_balance_withdraw_and_messages(farm, capsys):
     svc, _, _ = farm
     rc, out, err = run(farm, capsys, "sealer", "actor", "--miner", "f01000", "balance")
     assert rc == 0 and out.splitlines()[:2] == ["balance: 2 FIL", "available: 2 FIL"], (out, err)
-    assert "worker f01000-worker: 10000 FIL" in out
+    # the worker as the chain's MinerInfo names it: through the devnet's Lotus API an ID address,
+    # f0<1e9 + actor> (the in-process devnet's account name "f01000-worker" is no Filecoin address)
+    assert f"worker {worker_address(1000)}: 10000 FIL" in out
 
-    rc, out, err = run(farm, capsys, "sealer", "actor", "add-balance", "--miner", "1000", "f01000-worker", "0.5")
+    rc, out, err = run(farm, capsys, "sealer", "actor", "add-balance", "--miner", "1000", worker_address(1000), "0.5")
     assert rc == 0 and "landed at height" in out and "exit code 0" in out, (out, err)
     assert svc.devnet.balance("f01000") == 25 * FIL // 10
     msg = out.split()[1].rstrip(":")
@@ -64,8 +67,10 @@ def test_balance_add_balance_withdraw_and_messages(farm, capsys):
 
 
 def test_bad_input_is_refused_naming_it(farm, capsys):
-    rc, _, err = run(farm, capsys, "sealer", "actor", "--miner", "1000", "add-balance", "f01000-worker", "lots")
+    rc, _, err = run(farm, capsys, "sealer", "actor", "--miner", "1000", "add-balance", worker_address(1000), "lots")
     assert rc != 0 and "amount" in err and "'lots' is not an amount of FIL" in err
+    rc, _, err = run(farm, capsys, "sealer", "actor", "--miner", "1000", "add-balance", "f01000-worker", "1")
+    assert rc != 0 and "from: address 'f01000-worker'" in err
     rc, _, err = run(farm, capsys, "sealer", "actor", "--miner", "1000", "withdraw", "3 FIL")
     assert rc != 0 and "can't withdraw more funds than available" in err
     rc, _, err = run(farm, capsys, "sealer", "actor", "--miner", "1000", "add-balance", "f0999", "1")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from appliance.chain.devnet_api import worker_address
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
@@ -69,8 +70,9 @@ def test_precommit_waits_for_funds_then_lands_after_add_balance(tmp_path):
         code, out, err = cli(url, admin_token, "util", "sealer", "actor", "--miner", "1000", "balance")
         assert code == 0 and out.splitlines()[0] == "balance: 0", (out, err)
 
+        # from the miner's worker as the chain names it (an ID address through the devnet's Lotus API)
         code, out, err = cli(url, admin_token, "util", "sealer", "actor", "--miner", "f01000", "add-balance",
-                             "f01000-worker", "1 FIL")
+                             worker_address(1000), "1 FIL")
         assert code == 0 and "landed at height" in out and "exit code 0" in out, (out, err)
 
         until("sector proven", lambda: admin.call("Venus.DevnetSectors", 1000), 180, worker)

@@ -41,7 +41,7 @@ WAIT_LIMIT = 25.0                  # StateWaitMsg answers within this (below the
 # the same nonce, which the devnet answers with the same message), then its CID and answer
 UUID_SCHEMA = """CREATE TABLE IF NOT EXISTS pushed (uuid TEXT PRIMARY KEY, miner INTEGER NOT NULL, nonce INTEGER NOT NULL,
     cid TEXT UNIQUE, devnet_id TEXT, signed TEXT, UNIQUE (miner, nonce));
-CREATE TABLE IF NOT EXISTS replaced (cid TEXT PRIMARY KEY, devnet_id TEXT NOT NULL)"""
+CREATE TABLE IF NOT EXISTS replaced (cid TEXT PRIMARY KEY, devnet_id TEXT NOT NULL, body TEXT)"""
 
 
 def worker_address(actor: int) -> str:
@@ -118,6 +118,8 @@ class DevnetAPI:
         self.devnet = devnet
         self._db = sqlite3.connect(str(state_path), check_same_thread=False, isolation_level=None)
         self._db.executescript(UUID_SCHEMA)
+        if "body" not in {r[1] for r in self._db.execute("PRAGMA table_info(replaced)")}:      # a devnet-api.db from before
+            self._db.execute("ALTER TABLE replaced ADD COLUMN body TEXT")
         self._push_lock = threading.Lock()
 
     def close(self) -> None:
@@ -145,11 +147,13 @@ class DevnetAPI:
              ("StateMinerSectorCount", self.sector_count, [("miner", _addr), tsk]),
              ("StateMinerPower", self.power, [("miner", _addr), tsk]),
              ("StateLookupID", self.lookup_id, [("address", _any), tsk]),
+             ("ChainGetMessage", self.get_chain_message, [("messageCid", _cid)]),
              ("StateSearchMsg", lambda t, c, limit, replaced: self.search(c), [("from", _any), ("msg", _cid), ("limit", _epoch),
                                                                                 ("allowReplaced", _any)]),
              ("StateWaitMsg", lambda c, conf, limit, replaced: self.wait(c, conf), [("cid", _cid), ("confidence", _uint),
                                                                                     ("limit", _epoch), ("allowReplaced", _any)]),
              ("WalletBalance", self.wallet_balance, [("address", _any)]),
+             ("StateReadState", self.read_state, [("actor", _addr), tsk]),
              ("StateMinerAvailableBalance", lambda a: str(self.devnet.available_balance(a)), [("miner", _addr), tsk]),
              ("StateMinerPreCommitDepositForPower", lambda a, info: self.per_sector(self.devnet.precommit_deposit, a, info),
               [("miner", _addr), ("pci", _any), tsk]),
@@ -314,6 +318,14 @@ class DevnetAPI:
         """0 for an address the devnet never saw, as Lotus answers for an actor not found."""
         return str(self.devnet.balance(self._account(money_api.check_address(address, "address"))))
 
+    def read_state(self, miner: int) -> dict:
+        """StateReadState of a miner actor: its balance and the money fields of its state (Lotus
+        answers the whole miner state; the devnet has no actor code, its Code is null)."""
+        locked = self.devnet.locked_funds(miner)
+        return {"Balance": str(self.devnet.balance(shapes.id_address(miner))), "Code": None,
+                "State": {"PreCommitDeposits": str(locked["PreCommitDeposits"]), "LockedFunds": "0", "FeeDebt": "0",
+                          "InitialPledge": str(locked["InitialPledge"])}}
+
     def per_sector(self, amount, miner: int, info) -> str:
         """StateMinerPreCommitDepositForPower / StateMinerInitialPledgeCollateral for one sector:
         the devnet's amount for the miner's sector size (the SectorPreCommitInfo's SealProof must
@@ -344,6 +356,18 @@ class DevnetAPI:
         row = (self._db.execute("SELECT cid FROM pushed WHERE devnet_id = ?", (devnet_id,)).fetchone()
                or self._db.execute("SELECT cid FROM replaced WHERE devnet_id = ?", (devnet_id,)).fetchone())
         return row[0] if row else asked
+
+    def get_chain_message(self, cid: str) -> dict:
+        """ChainGetMessage: a message pushed or replaced through this API (pooled or executed), as
+        Lotus finds it in its blockstore; any other CID is not found, with Lotus' words."""
+        row = self._db.execute("SELECT signed FROM pushed WHERE cid = ?", (cid,)).fetchone()
+        body = json.loads(row[0])["Message"] if row and row[0] else None
+        if body is None:
+            row = self._db.execute("SELECT body FROM replaced WHERE cid = ?", (cid,)).fetchone()
+            body = json.loads(row[0]) if row and row[0] else None
+        if body is None:
+            raise ChainError(f"failed to load message: ipld: could not find {cid}")
+        return {k: v for k, v in body.items() if k != "CID"}
 
     def search(self, cid: str) -> dict | None:
         devnet_id, receipt = self._lookup(cid)
@@ -477,7 +501,8 @@ class DevnetAPI:
                                  "minimum expected nonce is higher")
             money_api.check_funds(self.devnet.balance(sender), body)
             devnet_id = self._devnet_push(miner, method, params, nonce, body, sender)
-            self._db.execute("INSERT OR REPLACE INTO replaced (cid, devnet_id) VALUES (?, ?)", (cid, devnet_id))
+            self._db.execute("INSERT OR REPLACE INTO replaced (cid, devnet_id, body) VALUES (?, ?, ?)",
+                             (cid, devnet_id, json.dumps(body)))
         return shapes.cid(cid)
 
     def reorg(self, depth: int, drop: bool) -> dict:

@@ -8,7 +8,7 @@ import dataclasses
 from ..rpc import INVALID_PARAMS, JOB_NOT_FOUND, UNAUTHORIZED, RPCError
 from ..rpc.dest import worker_dest
 from ..rpc.server import RPCServer
-from ..rpc.wire import b64, boolean, bytes32, cid, i64, list_of, optional, sector_id, string, struct, u64
+from ..rpc.wire import b64, boolean, bytes32, cid, i64, list_of, optional, sector_id, stored_u64, string, struct, u64
 from .identity import check_worker_name
 from .market import PieceStoreFull, UploadInProgress
 from .sealer import Sealer
@@ -130,11 +130,11 @@ def register_wdpost(server: RPCServer, jobs, limits) -> None:
 
 def register_proving(server: RPCServer, proving) -> None:
     """The proving views of `damocles util proving`."""
-    server.register("Venus.ProvingInfo", proving.info, "read", [("miner", u64)])
-    server.register("Venus.ProvingDeadlines", proving.deadlines, "read", [("miner", u64)])
-    server.register("Venus.ProvingDeadline", proving.deadline, "read", [("miner", u64), ("index", u64)])
-    server.register("Venus.ProvingFaults", proving.faults, "read", [("miner", u64)])
-    server.register("Venus.ProvingCheck", proving.check, "read", [("miner", u64), ("index", optional(u64))])
+    server.register("Venus.ProvingInfo", proving.info, "read", [("miner", stored_u64)])
+    server.register("Venus.ProvingDeadlines", proving.deadlines, "read", [("miner", stored_u64)])
+    server.register("Venus.ProvingDeadline", proving.deadline, "read", [("miner", stored_u64), ("index", u64)])
+    server.register("Venus.ProvingFaults", proving.faults, "read", [("miner", stored_u64)])
+    server.register("Venus.ProvingCheck", proving.check, "read", [("miner", stored_u64), ("index", optional(u64))])
 
 
 def register_market(server: RPCServer, market, largest_sector: int) -> None:
@@ -178,8 +178,8 @@ def register_market(server: RPCServer, market, largest_sector: int) -> None:
     server.route("GET", "/piecestore/", "write", get_piece)
     server.route("PUT", "/piecestore/", "write", put_piece)      # the CommP is checked; unseal threads upload too
     server.register("Venus.MarketImportDeal", market.import_deal, "admin",
-                    [("miner", u64), ("pieceCid", string), ("startEpoch", optional(i64)), ("duration", optional(u64))])
-    server.register("Venus.MarketDeals", market.deals, "read", [("miner", optional(u64))])
+                    [("miner", stored_u64), ("pieceCid", string), ("startEpoch", optional(i64)), ("duration", optional(u64))])
+    server.register("Venus.MarketDeals", market.deals, "read", [("miner", optional(stored_u64))])
 
 
 # ReportFinalized / ReportAborted / ReportState of a task's sector: the task that claims it first, in this order
@@ -257,7 +257,7 @@ snap_submit = struct({"CommR": bytes32, "CommD": bytes32, "AccessInstance": stri
 
 
 def register_snapup(server: RPCServer, snap, limits) -> None:
-    server.register("Venus.SnapUpFetch", snap.fetch, "admin", [("miner", u64), ("deadline", optional(u64))])
+    server.register("Venus.SnapUpFetch", snap.fetch, "admin", [("miner", stored_u64), ("deadline", optional(u64))])
     _bind(server, limits, "Venus.AllocateSanpUpSector", snap.allocate, [("spec", snapup_spec)])
     _bind(server, limits, "Venus.SubmitSnapUpProof", snap.submit, [("sid", sector_id), ("info", snap_submit)])
     _bind(server, limits, "Venus.SnapUpState", snap.poll, [("sid", sector_id)])           # ours: the CLI's view
@@ -295,12 +295,12 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     bound("Venus.ReportAborted", sealer.worker_aborted, [("sid", sector_id), ("reason", string)])
     bound("Venus.WorkerPing", sealer.worker_ping, [("info", worker_info)])
     server.register("Venus.AbortSector", sealer.abort, "admin", [("sid", sector_id), ("reason", string)])
-    server.register("Venus.MinerInfo", sealer.miner_info, "read", [("miner", u64)])
+    server.register("Venus.MinerInfo", sealer.miner_info, "read", [("miner", stored_u64)])
     if devnet is not None:
         server.register("Venus.DevnetHead", lambda: {"Epoch": devnet.head(), "BlockTime": devnet.policy.block_time}, "read", [])
         server.register("Venus.DevnetAdvance", lambda n: {"Epoch": devnet.advance(n)}, "admin", [("epochs", u64)])
         server.register("Venus.DevnetReorg", lambda n, drop: devnet.reorg(n, drop), "admin", [("depth", u64), ("drop", boolean)])
         server.register("Venus.DevnetSectors", lambda miner: [s.__dict__ for s in devnet.sectors(miner)], "read",
-                        [("miner", optional(u64))])
-        server.register("Venus.DevnetDeals", lambda miner: devnet.deals(miner), "read", [("miner", optional(u64))])
+                        [("miner", optional(stored_u64))])
+        server.register("Venus.DevnetDeals", lambda miner: devnet.deals(miner), "read", [("miner", optional(stored_u64))])
         server.register("Venus.DevnetSetBlockTime", lambda secs: devnet.set_block_time(secs), "admin", [("seconds", _seconds)])

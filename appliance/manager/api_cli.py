@@ -18,7 +18,7 @@ from ..core.proof_types import seal_proof
 from ..core.sector import sector_name
 from ..proofs.cid import cid_to_commitment, commd_to_cid, commr_to_cid
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
-from ..rpc.wire import b64, boolean, cid, i64, list_of, optional, sector_id, string, struct, u64
+from ..rpc.wire import b64, boolean, cid, i64, list_of, optional, sector_id, stored_u64, string, struct, u64
 from .task_shapes import sector_pieces
 
 log = logging.getLogger("damocles.manager.cli_api")
@@ -50,9 +50,9 @@ def tipset_key(v, field: str) -> None:
 
 def id_address(v, field: str) -> int:
     """An ID address (f0…/t0…) as go-address writes it."""
-    if not isinstance(v, str) or len(v) < 3 or v[0] not in "ft" or v[1] != "0" or not v[2:].isdigit():
+    if not isinstance(v, str) or not 3 <= len(v) <= 22 or v[:2] not in ("f0", "t0") or not v[2:].isascii() or not v[2:].isdigit():
         raise RPCError(INVALID_PARAMS, f"{field}: expected an ID address such as \"f01000\", got {v!r}")
-    return int(v[2:])
+    return stored_u64(int(v[2:]), field)       # an actor ID is below 2^63
 
 
 def any_object(v, field: str) -> dict | None:
@@ -484,14 +484,14 @@ def register_cli(server, service) -> None:
     reg("Venus.FindSectorWithPiece", api.find_sector_with_piece, r, [("state", worker_state), ("pieceCid", cid)])
     reg("Venus.ImportSector", api._not_built("ImportSector"), a, [("ws", worker_state), ("state", any_object), ("override", boolean)])
     reg("Venus.RestoreSector", sealer.restore_sector, a, [("sid", sector_id), ("forced", boolean)])
-    reg("Venus.CheckProvable", api.check_provable, r, [("mid", u64), ("postProofType", u64),
+    reg("Venus.CheckProvable", api.check_provable, r, [("mid", stored_u64), ("postProofType", u64),
                                                        ("sectors", list_of(extended_sector)), ("strict", boolean),
                                                        ("stateCheck", boolean)])
     reg("Venus.SimulateWdPoSt", api.simulate_wdpost, a, [("ddlIndex", u64), ("partitionIndex", u64), ("maddr", id_address),
                                                          ("postProofType", u64), ("sis", list_of(extended_sector)), ("rand", b64)])
-    reg("Venus.SnapUpPreFetch", api.snapup_prefetch, a, [("mid", u64), ("dlindex", optional(u64))])
-    reg("Venus.SnapUpCandidates", api.snapup_candidates, r, [("mid", u64)])
-    reg("Venus.SnapUpCandidateList", api.snap.candidates, r, [("miner", optional(u64))])      # ours: with their state
+    reg("Venus.SnapUpPreFetch", api.snapup_prefetch, a, [("mid", stored_u64), ("dlindex", optional(u64))])
+    reg("Venus.SnapUpCandidates", api.snapup_candidates, r, [("mid", stored_u64)])
+    reg("Venus.SnapUpCandidateList", api.snap.candidates, r, [("miner", optional(stored_u64))])      # ours: with their state
     reg("Venus.SnapUpCancelCommitment", api.snapup_cancel_commitment, a, [("sid", sector_id)])
     reg("Venus.ProvingSectorInfo", api.proving_sector_info, r, [("sid", sector_id)])
     reg("Venus.WorkerGetPingInfo", api.worker_get, r, [("name", string)])
@@ -510,10 +510,11 @@ def register_cli(server, service) -> None:
                                                    ("dest", string)])
     reg("Venus.UnsealRequest", service.unsealer.request, a, [("sid", sector_id), ("pieceCid", string), ("dest", string)])
     reg("Venus.Version", lambda: f"damocles {__version__}", r, [])
-    reg("Venus.GetTicket", api.get_ticket, r, [("tsk", tipset_key), ("epoch", i64), ("mid", u64)])
-    reg("Venus.GetSeed", api.get_seed, r, [("tsk", tipset_key), ("epoch", i64), ("mid", u64)])
-    reg("Venus.GetWindowPoStChanlleengeRand", api.get_wdpost_challenge_rand, r, [("tsk", tipset_key), ("epoch", i64), ("mid", u64)])
+    reg("Venus.GetTicket", api.get_ticket, r, [("tsk", tipset_key), ("epoch", i64), ("mid", stored_u64)])
+    reg("Venus.GetSeed", api.get_seed, r, [("tsk", tipset_key), ("epoch", i64), ("mid", stored_u64)])
+    reg("Venus.GetWindowPoStChanlleengeRand", api.get_wdpost_challenge_rand, r,
+        [("tsk", tipset_key), ("epoch", i64), ("mid", stored_u64)])
     reg("Venus.GetWindowPoStCommitRand", api.get_wdpost_commit_rand, r, [("tsk", tipset_key), ("epoch", i64)])
-    reg("Venus.GetInfo", api.get_info, r, [("mid", u64)])
-    reg("Venus.GetMinerConfig", api.get_miner_config, r, [("mid", u64)])
+    reg("Venus.GetInfo", api.get_info, r, [("mid", stored_u64)])
+    reg("Venus.GetMinerConfig", api.get_miner_config, r, [("mid", stored_u64)])
 

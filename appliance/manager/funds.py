@@ -5,10 +5,11 @@ decimal strings of attoFIL, as Lotus' JSON writes big ints."""
 
 from __future__ import annotations
 
+from ..chain import address as _address
 from ..chain.types import ChainError
 from ..rpc import INVALID_PARAMS, RPCError
 from ..rpc.server import RPCServer
-from ..rpc.wire import optional, string, u64
+from ..rpc.wire import optional, stored_u64, string
 
 
 def amount(v, field: str) -> int:
@@ -45,6 +46,10 @@ class Funds:
     def add_balance(self, miner: int, sender: str, value: int) -> str:
         """A plain transfer (method 0) of `value` from `sender` to the miner actor; its message id."""
         try:
+            _address.parse(sender)
+        except _address.AddressError as exc:
+            raise RPCError(INVALID_PARAMS, f"from: {exc}") from None
+        try:
             self.chain.miner_info(miner)
             return self.chain.push_message(miner, "Send", {}, None, value=value, sender=sender)
         except ChainError as exc:
@@ -73,8 +78,12 @@ class Funds:
                 return info(message)
             receipt = self.chain.receipt(message)
             head = self.chain.head()
+            # a node searches a pending message and an unknown one alike (null): ask whether it has it
+            known = receipt is not None or getattr(self.chain, "message_known", lambda _: True)(message)
         except ChainError as exc:
             raise RPCError(INVALID_PARAMS, str(exc)) from None
+        if not known:
+            raise RPCError(INVALID_PARAMS, f"message {message} not found")
         if receipt is None:
             return {"ID": message, "SignedCid": message, "State": "FillMsg", "Height": 0, "Confidence": 0, "Receipt": None}
         return {"ID": message, "SignedCid": receipt.message, "State": "OnChainMsg", "Height": receipt.epoch,
@@ -84,7 +93,8 @@ class Funds:
 
 def register_funds(server: RPCServer, chain, committer) -> None:
     funds = Funds(chain, committer)
-    server.register("Venus.ActorBalance", funds.actor_balance, "read", [("miner", u64)])
-    server.register("Venus.ActorAddBalance", funds.add_balance, "admin", [("miner", u64), ("from", string), ("value", amount)])
-    server.register("Venus.ActorWithdraw", funds.withdraw, "admin", [("miner", u64), ("amount", optional(amount))])
+    server.register("Venus.ActorBalance", funds.actor_balance, "read", [("miner", stored_u64)])
+    server.register("Venus.ActorAddBalance", funds.add_balance, "admin",
+                    [("miner", stored_u64), ("from", string), ("value", amount)])
+    server.register("Venus.ActorWithdraw", funds.withdraw, "admin", [("miner", stored_u64), ("amount", optional(amount))])
     server.register("Venus.MessageSearch", funds.message_search, "read", [("message", string)])

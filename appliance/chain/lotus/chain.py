@@ -219,9 +219,14 @@ class LotusChain(Chain):
         if self.messager is not None:       # the messager estimates gas, picks the nonce and signs
             return self.messager.push(msg_uuid or str(uuid.uuid4()), msg, policy)
         spec = policy.spec(msg_uuid or "00000000-0000-0000-0000-000000000000")
-        if not all(given.values()):
-            msg = policy.apply_estimate(self.call("GasEstimateMessageGas", msg, spec, TSK), given)
-        signed = self.call("MpoolPushMessage", msg, spec)
+        try:
+            if not all(given.values()):
+                msg = policy.apply_estimate(self.call("GasEstimateMessageGas", msg, spec, TSK), given)
+            signed = self.call("MpoolPushMessage", msg, spec)
+        except NodeError as exc:       # the node's words name no sender ("mpool push: not enough funds: 0 < N")
+            if "not enough funds" not in exc.message:
+                raise
+            raise ChainError(f"not enough funds in {msg['From']} for a message to f0{miner} ({method}): {exc}") from None
         sent = shapes.field(signed, "Message", "MpoolPushMessage")
         if (sent.get("Method"), sent.get("Params") or "", sent.get("To")) != (number, msg["Params"], msg["To"]):
             raise ChainError(f"MsgUuid {msg_uuid} of f0{miner} nonce {nonce} names another message on the node "
@@ -253,6 +258,13 @@ class LotusChain(Chain):
 
     def available_balance(self, miner: int) -> int:
         return shapes.big(self.call("StateMinerAvailableBalance", self._addr(miner), TSK), "StateMinerAvailableBalance")
+
+    def locked_funds(self, miner: int) -> dict:
+        """{"PreCommitDeposits": ..., "InitialPledge": ...} in attoFIL, from the miner actor's state."""
+        what = "StateReadState"
+        state = shapes.field(self.call(what, self._addr(miner), TSK), "State", what)
+        return {k: shapes.big(shapes.field(state, k, f"{what}.State"), f"{what}.State.{k}")
+                for k in ("PreCommitDeposits", "InitialPledge")}
 
     def _sector_template(self, miner: int) -> dict:
         """A SectorPreCommitInfo standing for 'a sector of this miner now': the deposit and pledge
@@ -295,6 +307,18 @@ class LotusChain(Chain):
             return self.messager.receipt(message)
         lookup = self.call("StateSearchMsg", TSK, shapes.cid(message), SEARCH_LIMIT, True)
         return None if lookup is None else shapes.receipt(message, lookup)
+
+    def message_known(self, message: str) -> bool:
+        """Whether the node has the message (pooled or on chain): ChainGetMessage finds it; a
+        pending message and an unknown one both search as null (StateSearchMsg). With a messager,
+        whose receipt() already refuses an unknown id, and on a node without the method: True."""
+        if self.messager is not None:
+            return True
+        try:
+            self.call("ChainGetMessage", shapes.cid(message))
+        except NodeError as exc:
+            return exc.code == METHOD_NOT_FOUND
+        return True
 
     def wait_message(self, message: str, confidence: int) -> Receipt:
         """StateWaitMsg (Message.WaitMessage with a messager): blocks until the message has

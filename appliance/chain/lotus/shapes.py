@@ -12,6 +12,7 @@ import binascii
 import re
 
 from .. import bitfield as _bitfield
+from ..address import MAX_ID
 from ..types import ChainError, DeadlineInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorOnChain
 
 _ID_ADDRESS = re.compile(r"^[ft]0(0|[1-9][0-9]{0,19})$")
@@ -25,7 +26,10 @@ def actor_id(address, what: str = "address") -> int:
     """The actor number of an ID address (f01234 / t01234)."""
     if not isinstance(address, str) or not _ID_ADDRESS.match(address):
         raise ChainError(f"{what}: expected an ID address such as f01234, got {address!r}")
-    return int(address[2:])
+    actor = int(address[2:])
+    if actor > MAX_ID:         # go-address: an ID is below 2^63
+        raise ChainError(f"{what}: {address!r} is not an ID address: the ID must be below 2^63")
+    return actor
 
 
 def cid(value: str) -> dict:
