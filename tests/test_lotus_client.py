@@ -20,7 +20,7 @@ from appliance.chain.lotus.client import LotusClient, NodeAuthError, NodeUnavail
 from appliance.chain.lotus.endpoint import Endpoint, EndpointError, parse_endpoint
 from appliance.chain.lotus.message import SendPolicy, message_cid, parse_fil, policy_from_config
 from appliance.chain.policy import ChainPolicy
-from appliance.chain.types import ChainError
+from appliance.chain.types import ChainError, MessageNotFound
 from appliance.core.proof_types import seal_proof
 from appliance.proofs.cid import commr_to_cid
 
@@ -178,7 +178,9 @@ def test_every_read_matches_the_openrpc_shapes_both_ways(node):
     chain.miner_power(1000)
     assert chain.sector(1000, 1) is None and chain.precommit(1000, 1).number == 1
     assert chain.highest_sector_number(1000) == 1
-    assert chain.receipt("bafy2bzacea3wsdh6y3a36tb3skempjoxqpuyompjbmfeyf34fi3uy6uue42v4") is None
+    # a message the node never had is neither on chain nor in its pool (MpoolPending): not found, not pending
+    with pytest.raises(MessageNotFound):
+        chain.receipt("bafy2bzacea3wsdh6y3a36tb3skempjoxqpuyompjbmfeyf34fi3uy6uue42v4")
     raw = chain.client
     checked = 0
     for method, params in raw.sent.items():

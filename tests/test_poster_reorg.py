@@ -8,14 +8,14 @@ from .test_poster import _service, next_open, settle
 
 
 def step(svc):
-    svc.chain.advance(1)
+    svc.devnet.advance(1)
     svc.committer.tick()
     settle(svc)
 
 
 def test_a_windowpost_reorged_out_is_submitted_again_within_its_deadline(tmp_path):
     svc, _ = _service(tmp_path)
-    chain = svc.chain
+    chain = svc.devnet         # the devnet's own records; the manager reads it through its API (svc.chain)
     try:
         d = min(i for i in range(48) if chain.deadline_partitions(1000, i))
         open_ = next_open(svc, d)
@@ -24,9 +24,10 @@ def test_a_windowpost_reorged_out_is_submitted_again_within_its_deadline(tmp_pat
             assert chain.head() < open_ + 30, "the WindowPoSt did not land"
             step(svc)
         [first] = [r for r in svc.poster.rounds(1000) if r["Deadline"] == d and r.get("state") == "landed"]
-        sent = next(m for m in chain.messages(1000) if m["id"] == first["message"])
+        # the round names its message by the CID the devnet's API gave it, the devnet's records by its own id
+        sent = next(m for m in chain.messages(1000) if m["id"] == svc.devnet_api.devnet_message_id(first["message"]))
         fork_point = sent["params"]["ChainCommitEpoch"] - 1
-        out = chain.reorg(chain.head() - fork_point, drop=True)
+        out = svc.devnet_api.reorg(chain.head() - fork_point, drop=True)      # Venus.DevnetReorg's
         assert out["dropped"] == [first["message"]] and not chain.deadline_partitions(1000, d)[0].proven
         while chain.head() < open_ + 61:
             step(svc)
@@ -36,5 +37,4 @@ def test_a_windowpost_reorged_out_is_submitted_again_within_its_deadline(tmp_pat
         assert record["partitions_proven"] == record["partitions"] and chain.penalties(1000) == []
     finally:
         svc.poster.close()
-        svc.state.close()
-        svc.chain.close()
+        svc.close()

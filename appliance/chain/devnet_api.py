@@ -32,7 +32,7 @@ from .lotus import shapes
 from . import devnet_api_money as money_api
 from .lotus.message import message_cid
 from .randomness import DST, draw
-from .types import ChainError
+from .types import ChainError, MessageNotFound
 
 NETWORK_VERSION = 25               # what StateNetworkVersion answers (the digest randomness methods exist)
 WORKER_ID_BASE = 1_000_000_000     # a devnet miner's worker is the ID address f0<base + actor>
@@ -41,7 +41,7 @@ WAIT_LIMIT = 25.0                  # StateWaitMsg answers within this (below the
 # the same nonce, which the devnet answers with the same message), then its CID and answer
 UUID_SCHEMA = """CREATE TABLE IF NOT EXISTS pushed (uuid TEXT PRIMARY KEY, miner INTEGER NOT NULL, nonce INTEGER NOT NULL,
     cid TEXT UNIQUE, devnet_id TEXT, signed TEXT, UNIQUE (miner, nonce));
-CREATE TABLE IF NOT EXISTS replaced (cid TEXT PRIMARY KEY, devnet_id TEXT NOT NULL, body TEXT)"""
+CREATE TABLE IF NOT EXISTS replaced (cid TEXT PRIMARY KEY, devnet_id TEXT NOT NULL, body TEXT, signed TEXT)"""
 
 
 def worker_address(actor: int) -> str:
@@ -118,8 +118,10 @@ class DevnetAPI:
         self.devnet = devnet
         self._db = sqlite3.connect(str(state_path), check_same_thread=False, isolation_level=None)
         self._db.executescript(UUID_SCHEMA)
-        if "body" not in {r[1] for r in self._db.execute("PRAGMA table_info(replaced)")}:      # a devnet-api.db from before
-            self._db.execute("ALTER TABLE replaced ADD COLUMN body TEXT")
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(replaced)")}
+        for column in ("body", "signed"):       # a devnet-api.db from before ChainGetMessage / MpoolPending
+            if column not in have:
+                self._db.execute(f"ALTER TABLE replaced ADD COLUMN {column} TEXT")
         self._push_lock = threading.Lock()
 
     def close(self) -> None:
@@ -161,6 +163,7 @@ class DevnetAPI:
               [("miner", _addr), ("pci", _any), tsk]),
              ("GasEstimateGasLimit", self.estimate_limit, [("msg", _any), tsk]),
              ("GasEstimateMessageGas", self.estimate, [("msg", _any), ("spec", _any), tsk]),
+             ("MpoolPending", self.pending, [tsk]),
              ("MpoolPushMessage", self.push, [("msg", _any), ("spec", _any)]),
              ("WalletSignMessage", self.sign, [("address", _any), ("msg", _any)]),
              ("MpoolPush", self.push_signed, [("smsg", _any)])]
@@ -347,9 +350,20 @@ class DevnetAPI:
     def _lookup(self, cid: str):
         row = (self._db.execute("SELECT devnet_id FROM pushed WHERE cid = ?", (cid,)).fetchone()
                or self._db.execute("SELECT devnet_id FROM replaced WHERE cid = ?", (cid,)).fetchone())
-        if row is None:
+        if row is None or row[0] is None:
             return None, None
-        return row[0], self.devnet.receipt(row[0])
+        try:
+            return row[0], self.devnet.receipt(row[0])
+        except MessageNotFound:      # dropped by a reorg made on the Devnet itself (its administration)
+            return None, None
+
+    def _dropped(self, devnet_id: str) -> bool:
+        """The devnet lost the message (or the replacement that took its place) in a reorg."""
+        try:
+            self.devnet.receipt(devnet_id)
+        except MessageNotFound:
+            return True
+        return False
 
     def _cid_of(self, devnet_id: str, asked: str) -> str:
         """The CID of the message the devnet executed (a replacement's, when one replaced `asked`)."""
@@ -436,8 +450,9 @@ class DevnetAPI:
         and the message takes the next nonce."""
         miner, method, params, sender = self._decode(msg)
         with self._push_lock:
-            row = self._db.execute("SELECT nonce, signed FROM pushed WHERE uuid = ?", (msg_uuid,)).fetchone() if msg_uuid else None
-            if row is not None and row[1] is not None:
+            row = self._db.execute("SELECT nonce, signed, devnet_id FROM pushed WHERE uuid = ?",
+                                   (msg_uuid,)).fetchone() if msg_uuid else None
+            if row is not None and row[1] is not None and not self._dropped(row[2]):
                 return json.loads(row[1])
             sent = {k: msg.get(k) for k in ("To", "From", "Value", "GasLimit", "GasFeeCap", "GasPremium", "Method", "Params")}
             sent["Value"] = str(money_api.parse_big(sent["Value"] or "0", "msg.Value"))
@@ -501,22 +516,45 @@ class DevnetAPI:
                                  "minimum expected nonce is higher")
             money_api.check_funds(self.devnet.balance(sender), body)
             devnet_id = self._devnet_push(miner, method, params, nonce, body, sender)
-            self._db.execute("INSERT OR REPLACE INTO replaced (cid, devnet_id, body) VALUES (?, ?, ?)",
-                             (cid, devnet_id, json.dumps(body)))
+            self._db.execute("INSERT OR REPLACE INTO replaced (cid, devnet_id, body, signed) VALUES (?, ?, ?, ?)",
+                             (cid, devnet_id, json.dumps(body), json.dumps(_signed(body, cid))))
         return shapes.cid(cid)
 
-    def reorg(self, depth: int, drop: bool) -> dict:
-        """Devnet.reorg, answered with CIDs. A dropped message's pushed answer is forgotten but its
-        nonce kept: a push with the same MsgUuid takes the same nonce again, never a second one."""
+    def pending(self) -> list[dict]:
+        """MpoolPending: the signed messages pushed through this API that the devnet holds
+        unexecuted (a replaced one as its replacement), oldest first. A message a reorg took back
+        is here again; one it dropped is not."""
+        self.devnet.head()          # what is due is executed first
+        ids = self.devnet.database.query("SELECT id FROM messages WHERE executed_epoch IS NULL AND replaced_by IS NULL "
+                                         "ORDER BY seq")
+        out = []
+        for (devnet_id,) in ids:
+            row = (self._db.execute("SELECT signed FROM replaced WHERE devnet_id = ?", (devnet_id,)).fetchone()
+                   or self._db.execute("SELECT signed FROM pushed WHERE devnet_id = ?", (devnet_id,)).fetchone())
+            if row is not None and row[0] is not None:
+                out.append(json.loads(row[0]))
+        return out
+
+    def reorg_cids(self, depth: int, drop: bool) -> dict:
+        """Devnet.reorg with the messages named by the CIDs this API gave them (what a manager
+        knows them by): {head, fork_point, reorged, dropped}. A dropped message's pushed answer
+        is forgotten but its nonce kept: a push with the same MsgUuid takes the same nonce again,
+        never a second one."""
         out = self.devnet.reorg(depth, drop)
         cids = {}
         for devnet_id in out["reorged"]:
-            row = self._db.execute("SELECT cid FROM pushed WHERE devnet_id = ?", (devnet_id,)).fetchone()
+            row = (self._db.execute("SELECT cid FROM pushed WHERE devnet_id = ?", (devnet_id,)).fetchone()
+                   or self._db.execute("SELECT cid FROM replaced WHERE devnet_id = ?", (devnet_id,)).fetchone())
             cids[devnet_id] = row[0] if row else devnet_id
         for devnet_id in out["dropped"]:
             self._db.execute("UPDATE pushed SET cid = NULL, devnet_id = NULL, signed = NULL WHERE devnet_id = ?", (devnet_id,))
+        return {**out, "reorged": [cids[m] for m in out["reorged"]], "dropped": [cids[m] for m in out["dropped"]]}
+
+    def reorg(self, depth: int, drop: bool) -> dict:
+        """Devnet.Reorg: reorg_cids in Lotus' shapes."""
+        out = self.reorg_cids(depth, drop)
         return {"Head": out["head"], "ForkPoint": out["fork_point"],
-                "Reorged": [shapes.cid(cids[m]) for m in out["reorged"]], "Dropped": [shapes.cid(cids[m]) for m in out["dropped"]]}
+                "Reorged": [shapes.cid(c) for c in out["reorged"]], "Dropped": [shapes.cid(c) for c in out["dropped"]]}
 
     def publish_deal(self, deal) -> int:
         keys = ("Provider", "PieceCID", "PieceSize", "StartEpoch", "EndEpoch")

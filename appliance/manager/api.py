@@ -265,7 +265,9 @@ def register_snapup(server: RPCServer, snap, limits) -> None:
     _route_task_reports(server, "snapup", _SnapReports(snap), limits)
 
 
-def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
+def register(server: RPCServer, sealer: Sealer, devnet=None, reorg=None) -> None:
+    """`reorg`: the devnet's reorg as its API answers it (messages named by the CIDs the manager
+    knows them by), where the manager embeds the devnet's API; `devnet.reorg` otherwise."""
     w = "write"
 
     def bound(name, func, params):     # a worker's call: told who calls, held to its own sectors and name
@@ -299,7 +301,7 @@ def register(server: RPCServer, sealer: Sealer, devnet=None) -> None:
     if devnet is not None:
         server.register("Venus.DevnetHead", lambda: {"Epoch": devnet.head(), "BlockTime": devnet.policy.block_time}, "read", [])
         server.register("Venus.DevnetAdvance", lambda n: {"Epoch": devnet.advance(n)}, "admin", [("epochs", u64)])
-        server.register("Venus.DevnetReorg", lambda n, drop: devnet.reorg(n, drop), "admin", [("depth", u64), ("drop", boolean)])
+        server.register("Venus.DevnetReorg", reorg or devnet.reorg, "admin", [("depth", u64), ("drop", boolean)])
         server.register("Venus.DevnetSectors", lambda miner: [s.__dict__ for s in devnet.sectors(miner)], "read",
                         [("miner", optional(stored_u64))])
         server.register("Venus.DevnetDeals", lambda miner: devnet.deals(miner), "read", [("miner", optional(stored_u64))])

@@ -50,6 +50,11 @@ class EmbeddedDevnet:
             db.close()
         return row[0] if row else None
 
+    def reorg(self, depth: int, drop: bool) -> dict:
+        """Devnet.reorg through the API (Venus.DevnetReorg): the messages named by their CIDs, and
+        a dropped one's MsgUuid answer forgotten so that the outbox's resend is pooled again."""
+        return self.server.api.reorg_cids(depth, drop)
+
     def close(self) -> None:
         self.server.close()
 

@@ -114,7 +114,8 @@ class ManagerService:
                              ext_prover=self.ext_prover)
         allow = NetworkAllowList(self.config.allow_networks) if self.config.allow_networks else None
         self.rpc = RPCServer(self.secret, allow, self.config.max_body)
-        api.register(self.rpc, self.sealer, self.devnet)      # Venus.Devnet*: the devnet's own administration
+        api.register(self.rpc, self.sealer, self.devnet,      # Venus.Devnet*: the devnet's own administration
+                     reorg=self.devnet_api.reorg if self.devnet_api else None)
         register_funds(self.rpc, self.chain, self.committer)     # util sealer actor ..., util message ...
         api.register_market(self.rpc, self.sealer.market,
                             max((seal_proof(m.seal_proof).size.bytes for m in self.config.miners), default=2048))

@@ -9,7 +9,8 @@ network version 22) is asked StateGetRandomnessFrom* with the tag and entropy in
 
 Messages: params CBOR-encoded by appliance.chain.actor_params (the codec), sent from the
 section's sender with GasEstimateMessageGas then MpoolPushMessage, idempotent through MsgUuid
-(message.py); receipts come from StateSearchMsg.
+(message.py); receipts come from StateSearchMsg, and a message found neither there nor in
+MpoolPending is lost (MessageNotFound: a reorg dropped it).
 
 What a full node cannot answer for the manager (docs/chain.md): WinningPoSt is the block
 producer's job and deals come from a market; the devnet's API offers both as Devnet.* methods,
@@ -29,7 +30,8 @@ from .. import bitfield as _bitfield
 from ..interface import Chain
 from ..policy import ChainPolicy
 from ..randomness import DST, draw, miner_entropy
-from ..types import ChainError, DeadlineInfo, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorOnChain
+from ..types import (ChainError, DeadlineInfo, MessageNotFound, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain,
+                     Receipt, SectorOnChain)
 from . import shapes
 from .client import METHOD_NOT_FOUND, LotusClient, NodeError
 from .messager import Messager
@@ -59,6 +61,7 @@ class LotusChain(Chain):
         self._digest_methods = True       # cleared when the node does not know StateGetRandomnessDigest*
         self._devnet_methods = True       # cleared when the node is not the devnet's API (no Devnet.*)
         self._miner_info: dict[int, tuple[float, MinerInfo]] = {}
+        self._replaced: dict[str, str] = {}     # CID -> the CID of the message that replaced it in the pool (_replace)
         self._clock = time.monotonic
 
     def call(self, method: str, *params):
@@ -241,12 +244,13 @@ class LotusChain(Chain):
         the outbox replaces it (Lotus' `mpool replace`: the same message and nonce with the new
         gas, signed by the node's wallet with WalletSignMessage, then MpoolPush). A message
         already executed is not replaced: its CID is the answer."""
-        if self.receipt(cid) is not None:
+        if self._search(cid) is not None:
             return cid
         body = {k: v for k, v in pooled.items() if k != "CID"}
         body.update({k: wanted[k] for k in ("GasLimit", "GasFeeCap", "GasPremium")})
         signed = self.call("WalletSignMessage", body["From"], body)
         new = shapes.cid_str(self.call("MpoolPush", signed), "MpoolPush")
+        self._replaced[cid] = new
         log.info("message %s (nonce %s) replaced by %s (premium %s, fee cap %s)", cid, body.get("Nonce"), new,
                  body["GasPremium"], body["GasFeeCap"])
         return new
@@ -303,8 +307,22 @@ class LotusChain(Chain):
         return shapes.integer(self.call("GasEstimateGasLimit", msg, TSK), "GasEstimateGasLimit")
 
     def receipt(self, message: str) -> Receipt | None:
+        """The receipt once executed (StateSearchMsg, a replacement's included), None while the
+        message is in the node's pool (MpoolPending: pending, or back there after a reorg took
+        its receipt); MessageNotFound when it is neither (a reorg dropped it, or the node never
+        had it). The chain is searched again after the pool: a message executed in between is
+        not taken for lost."""
         if self.messager is not None:
             return self.messager.receipt(message)
+        for first in (True, False):
+            receipt = self._search(message)
+            if receipt is not None:
+                return receipt
+            if first and self._pooled(message):
+                return None
+        raise MessageNotFound(f"message {message} is neither on chain nor in the node's pool (lost in a reorg)")
+
+    def _search(self, message: str) -> Receipt | None:
         lookup = self.call("StateSearchMsg", TSK, shapes.cid(message), SEARCH_LIMIT, True)
         return None if lookup is None else shapes.receipt(message, lookup)
 
@@ -319,6 +337,18 @@ class LotusChain(Chain):
         except NodeError as exc:
             return exc.code == METHOD_NOT_FOUND
         return True
+
+    def _pooled(self, message: str) -> bool:
+        """The message, or the replacement this client pushed for it, is in the node's pool."""
+        pending = self.call("MpoolPending", TSK) or []
+        if not isinstance(pending, list):
+            raise ChainError(f"MpoolPending: expected a list of signed messages, got {pending!r:.200}")
+        cids = {shapes.cid_str(shapes.field(m, "CID", "MpoolPending[]"), "MpoolPending[].CID") for m in pending}
+        seen = set()
+        while message not in cids and message in self._replaced and message not in seen:
+            seen.add(message)
+            message = self._replaced[message]
+        return message in cids
 
     def wait_message(self, message: str, confidence: int) -> Receipt:
         """StateWaitMsg (Message.WaitMessage with a messager): blocks until the message has
