@@ -320,7 +320,7 @@ class LotusChain(Chain):
                 return receipt
             if first and self._pooled(message):
                 return None
-        raise MessageNotFound(f"message {message} is neither on chain nor in the node's pool (lost in a reorg)")
+        raise MessageNotFound(f"message {message} not found: neither on chain nor in the node's pool (never pushed, or lost in a reorg)")
 
     def _search(self, message: str) -> Receipt | None:
         lookup = self.call("StateSearchMsg", TSK, shapes.cid(message), SEARCH_LIMIT, True)
