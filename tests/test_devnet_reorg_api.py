@@ -2,31 +2,19 @@
 (MpoolPushMessage with the MsgUuid of its miner and nonce), landed, reorged out and dropped, is
 not found any more, and a push with the same MsgUuid takes the same nonce again and lands once."""
 
-from dataclasses import replace
 
 import pytest
 
-from appliance.chain.devnet_api import DevnetAPIServer
 from appliance.chain.lotus.chain import LotusChain
 from appliance.chain.lotus.client import LotusClient
 from appliance.chain.lotus.endpoint import parse_endpoint
-from appliance.chain.policy import ChainPolicy
 from appliance.chain.types import ChainError, MessageNotFound
 from appliance.core.proof_types import seal_proof
 
 from .chain_messages import precommit_sector
+from .test_lotus_client import node  # noqa: F401  (the node fixture)
 
 P2K = seal_proof("StackedDrg2KiBV1_1")
-
-
-@pytest.fixture
-def node(tmp_path):
-    srv = DevnetAPIServer(tmp_path / "devnet", replace(ChainPolicy(), block_time=0), genesis_seed=bytes(range(32)))
-    srv.devnet.create_miner(1000, P2K.id, proving_period_start=100)
-    srv.start()
-    srv.devnet.advance(10)
-    yield srv
-    srv.close()
 
 
 def test_reorg_over_the_api_drops_and_the_same_nonce_is_sent_again(node):

@@ -7,7 +7,6 @@ tests/fixtures/lotus_openrpc_examples.json); gas filling follows node/impl/full/
 (GasEstimateMessageGas) and chain/messagepool/messagepool.go (CapGasFee), the funds check
 node/impl/full/mpool.go (MpoolPushMessage: "mpool push: not enough funds"), at that commit."""
 
-from dataclasses import replace
 
 import pytest
 
@@ -20,20 +19,10 @@ from appliance.chain.lotus.endpoint import parse_endpoint
 from appliance.chain.policy import ChainPolicy
 from appliance.chain.types import ChainError
 
-from .test_lotus_client import EXAMPLES, P2K, RecordingClient, conforms, precommit_message, shape
+from .test_lotus_client import EXAMPLES, P2K, RecordingClient, conforms, node, precommit_message, shape  # noqa: F401  (the node fixture)
 
 pytestmark = pytest.mark.timeout(120)
 FIL = 10 ** 18
-
-
-@pytest.fixture
-def node(tmp_path):
-    srv = DevnetAPIServer(tmp_path / "devnet", replace(ChainPolicy(), block_time=0), genesis_seed=bytes(range(32)))
-    srv.devnet.create_miner(1000, P2K.id, proving_period_start=100)
-    srv.start()
-    srv.devnet.advance(10)
-    yield srv
-    srv.close()
 
 
 class LastClient(LotusClient):
