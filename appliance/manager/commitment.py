@@ -358,15 +358,4 @@ class Committer:
 
     def _pieces(self, record: dict) -> list[dict]:
         """The sector's deals as piece manifests, in the order its PreCommit named them."""
-        return manifests(list(record.get("deals") or []), lambda ids: deal_pieces(self.state, ids))
-
-
-def deal_pieces(state: ManagerState, deal_ids: list[int]) -> list[tuple[str, int]]:
-    """(piece CID, padded size) of each deal, from the manager's deals."""
-    out = []
-    for d in deal_ids:
-        row = state.one("SELECT piece_cid, piece_size FROM deals WHERE id = ?", (d,))
-        if row is None:
-            raise ValueError(f"deal {d} is not in the manager's deals: its piece is unknown")
-        out.append((row[0], row[1]))
-    return out
+        return manifests(list(record.get("deals") or []), self.state.deal_pieces)

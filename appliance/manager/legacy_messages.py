@@ -141,13 +141,10 @@ def is_old_form(state, miner: int, on_chain: dict, method: str, params: dict) ->
         return False
 
     def pieces(deal_ids: list[int]) -> list[tuple[str, int]]:
-        out = []
-        for d in deal_ids:
-            row = state.one("SELECT piece_cid, piece_size FROM deals WHERE id = ?", (d,))
-            if row is None:
-                raise LegacyMessageError(f"deal {d} is not in the manager's deals")
-            out.append((row[0], row[1]))
-        return out
+        try:
+            return state.deal_pieces(deal_ids)
+        except ValueError as exc:
+            raise LegacyMessageError(str(exc)) from None
 
     try:
         return translate(on_chain["method"], on_chain["params"], pieces,

@@ -28,7 +28,6 @@ from ..proofs.commitment import comm_d_from_pieces
 from ..proofs.snap import update_proof_for_seal
 from ..proofs.snap_proof import verify_update_proof
 from ..rpc import INVALID_PARAMS, RPCError
-from .commitment import deal_pieces
 from .legacy_messages import manifests
 from .task_owner import check_holder, holder
 from .task_rehand import allowed, asking_thread
@@ -190,7 +189,7 @@ class SnapUp:
         deal_ids = list(rec.get("deals") or [])
         params = {"SectorUpdates": [{"Sector": number, "Deadline": where[0], "Partition": where[1],
                                      "NewSealedCID": {"/": commr_to_cid(comm_r_new)},
-                                     "Pieces": manifests(deal_ids, lambda ids: deal_pieces(self.state, ids))}],
+                                     "Pieces": manifests(deal_ids, self.state.deal_pieces)}],
                   "SectorProofs": [info["Proof"]], "AggregateProof": "", "UpdateProofsType": upd.id,
                   "AggregateProofType": None, "RequireActivationSuccess": True, "RequireNotificationSuccess": True}
         message = self.committer.send(miner, "snap", "ProveReplicaUpdates3", params, [])

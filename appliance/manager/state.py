@@ -143,6 +143,17 @@ class ManagerState:
     def one(self, sql: str, params=()) -> tuple | None:
         return self.db.one(sql, params)
 
+    def deal_pieces(self, deal_ids: list[int]) -> list[tuple[str, int]]:
+        """(piece CID, padded size) of each deal, from the manager's deals; ValueError naming a
+        deal it does not know."""
+        out = []
+        for d in deal_ids:
+            row = self.one("SELECT piece_cid, piece_size FROM deals WHERE id = ?", (d,))
+            if row is None:
+                raise ValueError(f"deal {d} is not in the manager's deals: its piece is unknown")
+            out.append((row[0], row[1]))
+        return out
+
     # --------------------------------------------------------------------- sectors
 
     def allocate(self, miner: int, proof: int, min_number: int, max_number: int | None) -> int | None:
