@@ -28,6 +28,7 @@ from ..rpc import INVALID_PARAMS, RPCError
 from ..proofs.external_snark import KINDS as PROOF_KINDS
 from ..rpc.server import RPCServer
 from .devnet import Devnet
+from ..core.db import Schema
 from .lotus import shapes
 from . import devnet_api_money as money_api
 from .lotus.message import message_cid
@@ -42,6 +43,16 @@ WAIT_LIMIT = 25.0                  # StateWaitMsg answers within this (below the
 UUID_SCHEMA = """CREATE TABLE IF NOT EXISTS pushed (uuid TEXT PRIMARY KEY, miner INTEGER NOT NULL, nonce INTEGER NOT NULL,
     cid TEXT UNIQUE, devnet_id TEXT, signed TEXT, UNIQUE (miner, nonce));
 CREATE TABLE IF NOT EXISTS replaced (cid TEXT PRIMARY KEY, devnet_id TEXT NOT NULL, body TEXT, signed TEXT)"""
+
+
+def _api_v1(db) -> None:
+    for statement in UUID_SCHEMA.split(";"):
+        db.execute(statement)
+
+
+# devnet-api.db, for the manager's backups: it belongs with devnet.db (the MsgUuid -> nonce record
+# that keeps a resend from becoming a second message), so an archive holds both, from one moment.
+DEVNET_API_SCHEMA = Schema("devnet API", [_api_v1], frozenset({"pushed", "replaced"}))
 
 
 def worker_address(actor: int) -> str:

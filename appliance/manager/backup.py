@@ -25,12 +25,14 @@ from pathlib import Path
 
 from .. import __version__
 from ..chain.devnet import DEVNET_SCHEMA
+from ..chain.devnet_api import DEVNET_API_SCHEMA
 from ..core.db import BUSY_TIMEOUT_MS, DatabaseError, Schema, check_file, copy_database
 from .home_lock import HomeLock, try_lock
 from .state import MANAGER_SCHEMA
 
 FORMAT = 1
-DATABASES: dict[str, Schema] = {"manager.db": MANAGER_SCHEMA, "devnet.db": DEVNET_SCHEMA}
+DATABASES: dict[str, Schema] = {"manager.db": MANAGER_SCHEMA, "devnet.db": DEVNET_SCHEMA, "devnet-api.db": DEVNET_API_SCHEMA}
+CHAIN_FILES = ("devnet.db", "devnet-api.db")     # the embedded devnet and its API's message record: kept together
 CONFIG_FILES = ("sector-manager.cfg", "manager.toml")             # the config under either name
 PLAIN_FILES = ("secret", *CONFIG_FILES, "ext-prover.cfg")       # ext-prover.cfg: `manager run --ext-prover`'s processors
 SNAPSHOT_DEADLINE_S = 60.0
@@ -200,7 +202,7 @@ def _restore(archive: Path, home: Path, keep_chain: bool, force: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix=".restore-", dir=home) as tmp:
         tmp = Path(tmp)
         manifest = unpack(archive, tmp)
-        names = [n for n in manifest["files"] if not (keep_chain and n == "devnet.db")]
+        names = [n for n in manifest["files"] if not (keep_chain and n in CHAIN_FILES)]
         if keep_chain and not (home / "devnet.db").exists():
             raise BackupError(f"--keep-chain: {home / 'devnet.db'} does not exist (nothing to keep)")
         databases = [n for n in names if n in DATABASES]

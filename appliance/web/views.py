@@ -129,8 +129,9 @@ class WebViews:
         head = chain.head()
         dl = current_deadline(chain.policy, info.proving_period_start, head)
         deadlines = []
-        for index in range(chain.policy.wpost_period_deadlines):
-            parts = chain.deadline_partitions(miner, index)
+        every = getattr(chain, "all_deadline_partitions", None)     # a node: one round of calls side by side
+        all_parts = every(miner) if every else [chain.deadline_partitions(miner, i) for i in range(chain.policy.wpost_period_deadlines)]
+        for index, parts in enumerate(all_parts):
             if not parts:
                 continue
             rnd = self.poster.round(miner, dl.period_start, index)

@@ -20,6 +20,8 @@ executed_messages) have the fallbacks documented on each method."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import logging
 import time
 import uuid
@@ -76,7 +78,14 @@ class LotusChain(Chain):
     # ------------------------------------------------------------------------ reads
 
     def head(self) -> int:
-        return shapes.integer(shapes.field(self.call("ChainHead"), "Height", "ChainHead"), "ChainHead.Height")
+        height = shapes.integer(shapes.field(self.call("ChainHead"), "Height", "ChainHead"), "ChainHead.Height")
+        self.epoch = height
+        return height
+
+    # The last head this client saw (None before its first ChainHead), as the devnet's `epoch`: the
+    # status page keys its cached chain reads on it instead of asking the node on every view (the
+    # manager's loops call head() all the time, so it stays current).
+    epoch: int | None = None
 
     def network_version(self) -> int:
         return shapes.integer(self.call("StateNetworkVersion", TSK), "StateNetworkVersion")
@@ -171,9 +180,23 @@ class LotusChain(Chain):
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.policy.wpost_period_deadlines:
             raise ChainError(f"deadline index {index!r} must be in [0, {self.policy.wpost_period_deadlines})")
         addr = self._addr(miner)
+        return self._partitions(addr, self._deadlines(addr, index + 1), index)
+
+    def all_deadline_partitions(self, miner: int) -> list[list[PartitionInfo]]:
+        """Every deadline's partitions (the status page's proving view): one StateMinerDeadlines
+        and the 48 StateMinerPartitions side by side, not 96 calls one after another."""
+        addr = self._addr(miner)
+        deadlines = self._deadlines(addr, self.policy.wpost_period_deadlines)
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="lotus-deadlines") as pool:
+            return list(pool.map(lambda i: self._partitions(addr, deadlines, i), range(self.policy.wpost_period_deadlines)))
+
+    def _deadlines(self, addr: str, at_least: int) -> list:
         deadlines = self.call("StateMinerDeadlines", addr, TSK)
-        if not isinstance(deadlines, list) or len(deadlines) <= index:
+        if not isinstance(deadlines, list) or len(deadlines) < at_least:
             raise ChainError(f"StateMinerDeadlines: expected {self.policy.wpost_period_deadlines} deadlines, got {deadlines!r:.200}")
+        return deadlines
+
+    def _partitions(self, addr: str, deadlines: list, index: int) -> list[PartitionInfo]:
         proven = set(shapes.numbers(shapes.field(deadlines[index], "PostSubmissions", "StateMinerDeadlines[]"),
                                     f"StateMinerDeadlines[{index}].PostSubmissions"))
         parts = self.call("StateMinerPartitions", addr, index, TSK) or []
