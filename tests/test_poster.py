@@ -32,7 +32,11 @@ def _service(tmp_path, winning=False, config=None, ext_cfg: str | None = None):
     init_home(home, config or poster_manager(winning))
     if ext_cfg is not None:
         (home / "ext-prover.cfg").write_text(ext_cfg)
-    svc = ManagerService(home, ext_prover=ext_cfg is not None)   # not started: the test runs the poster's passes itself
+    # not started: the test runs the poster's passes itself, epoch by epoch over whole proving
+    # periods. On the devnet object directly: through the API these loops make ~100 chain calls an
+    # epoch (the poster re-reads every deadline; not cached yet) and take minutes. The poster over
+    # the API path is what test_post_e2e, test_poster_reorg and the ext-prover tests run.
+    svc = ManagerService(home, ext_prover=ext_cfg is not None, _in_process_chain=True)
     svc.devnet.advance(20)
     rs = onboard(svc.devnet, tmp_path, [1, 2, 3, 4])
     store = home / "persist-1"
@@ -208,4 +212,4 @@ def test_a_windowpost_journalled_before_a_crash_is_adopted_not_sent_again(post_s
     assert posts[0]["exit_code"] == 0
     r = [x for x in svc.poster.rounds(1000) if x["Deadline"] == d][-1]
     # the round names the message by the CID the devnet's API gave it; the devnet's records by its own id
-    assert r["state"] == "landed" and svc.devnet_api.devnet_message_id(r["message"]) == posts[0]["id"]
+    assert r["state"] == "landed" and r["message"] == posts[0]["id"]     # in process: the devnet's own id
