@@ -1,5 +1,6 @@
-"""What the manager may ask of a chain. The devnet implements it; a Lotus/Venus full-node client
-behind the same methods is a later step."""
+"""What the manager may ask of a chain. Two implementations: LotusChain (chain/lotus/), a
+Lotus/Venus full node's API, which the manager always uses (to its embedded devnet's API by
+default), and the Devnet object itself, read directly only by `damocles bench chain` and tests."""
 
 from __future__ import annotations
 
