@@ -14,6 +14,8 @@ with the same bytes.
 
 from __future__ import annotations
 
+from ..core.sector import uvarint  # unsigned LEB128, as go-varint
+
 import base64
 import hashlib
 
@@ -39,15 +41,6 @@ def _hash160(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=PAYLOAD_HASH_LEN).digest()
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _read_uvarint(data: bytes) -> tuple[int, int]:
     """-> (value, bytes used); minimal encodings of at most 9 bytes (multiformats varint)."""
     x = shift = 0
@@ -68,7 +61,7 @@ def _read_uvarint(data: bytes) -> tuple[int, int]:
 def new_id(actor_id: int) -> bytes:
     if not isinstance(actor_id, int) or isinstance(actor_id, bool) or not (0 <= actor_id <= MAX_ID):
         raise AddressError(f"actor id {actor_id!r} out of range 0..2^63-1")
-    return bytes([ID]) + _uvarint(actor_id)
+    return bytes([ID]) + uvarint(actor_id)
 
 
 def new_secp256k1(public_key: bytes) -> bytes:
@@ -86,7 +79,7 @@ def new_bls(public_key: bytes) -> bytes:
 def new_delegated(namespace: int, subaddress: bytes) -> bytes:
     if not (0 <= namespace <= MAX_ID):
         raise AddressError(f"namespace {namespace} out of range 0..2^63-1")
-    return validate(bytes([DELEGATED]) + _uvarint(namespace) + bytes(subaddress))
+    return validate(bytes([DELEGATED]) + uvarint(namespace) + bytes(subaddress))
 
 
 # ---- bytes ------------------------------------------------------------------------------------
@@ -186,7 +179,7 @@ def parse(text: str) -> bytes:
         body = _b32decode(sub_text)
         if len(body) < CHECKSUM_LEN:
             raise AddressError(f"address {text!r} has an invalid length")
-        payload = _uvarint(int(ns_text)) + body[:-CHECKSUM_LEN]
+        payload = uvarint(int(ns_text)) + body[:-CHECKSUM_LEN]
         if len(body) - CHECKSUM_LEN > MAX_SUBADDRESS_LEN:
             raise AddressError(f"address {text!r}: sub-address longer than {MAX_SUBADDRESS_LEN} bytes")
     else:

@@ -12,6 +12,8 @@ Work stays in runs so a bitfield over 2^63 never expands into a list of numbers.
 
 from __future__ import annotations
 
+from ..core.sector import uvarint  # unsigned LEB128, as go-varint
+
 from collections.abc import Iterable
 
 MAX_UINT64 = (1 << 64) - 1
@@ -61,18 +63,9 @@ def encode_runs(runs: list[tuple[bool, int]]) -> bytes:
             w.put(length, 4)
         else:
             w.put(0, 2)
-            for byte in _uvarint(length):
+            for byte in uvarint(length):
                 w.put(byte, 8)
     return w.bytes()
-
-
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 class _BitReader:
