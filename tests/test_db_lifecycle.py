@@ -5,9 +5,11 @@ readable by their owner only."""
 
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -118,3 +120,38 @@ def test_databases_and_their_copies_are_readable_by_their_owner_only(tmp_path):
     Database(old, BLOBS).close()
     assert _mode(old) == 0o600
     assert _mode(tmp_path / "old.db.v0.bak") == 0o600
+
+
+# The script a child Python runs: a thread of it holds the Database's _conns_lock (as a thread
+# closing its connection does) while the main thread starts a program with a preexec_fn, which
+# forks. The child drops that thread's connection: it must not wait for a lock nobody will free.
+_FORK_WHILE_HELD = """
+import subprocess, sys, threading
+from appliance.core.db import Database, Schema
+db = Database(sys.argv[1], Schema("t", ["CREATE TABLE t (x INTEGER);"]))
+held, release = threading.Event(), threading.Event()
+def other():
+    db.conn().execute("SELECT 1")      # this thread's connection, in its thread-local storage
+    with db._conns_lock:
+        held.set()
+        release.wait(30)
+t = threading.Thread(target=other)
+t.start()
+held.wait(30)
+rc = subprocess.run(["true"], preexec_fn=lambda: None, timeout=30).returncode
+release.set()
+t.join(30)
+print("started", rc)
+"""
+
+
+def test_a_forked_child_does_not_wait_on_a_connection_lock_its_parent_held(tmp_path):
+    p = subprocess.Popen([sys.executable, "-c", _FORK_WHILE_HELD, str(tmp_path / "t.db")], stdout=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)     # the stuck fork child too
+        p.communicate()
+        pytest.fail("starting a program while another thread held a connection's lock hung (the fork child waited on it)")
+    assert p.returncode == 0 and out.strip() == "started 0"

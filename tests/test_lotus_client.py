@@ -225,6 +225,45 @@ def test_reads_equal_the_devnet_in_process(node):
         chain.miner_info(1001)
 
 
+def test_pinned_reads_ask_the_node_once_per_tipset(node):
+    """pinned_head (the poster's pass): the state reads inside are made at the head's tipset key
+    and asked once per tipset; another head, or the same height re-made by a reorg, is read
+    again; outside a pinned block every read goes to the node."""
+    _sector_on_devnet(node, 3)
+    chain, calls = _chain(node, RecordingClient), node.rpc.calls
+    reads = ("Filecoin.ChainHead", "Filecoin.StateMinerProvingDeadline", "Filecoin.StateMinerDeadlines",
+             "Filecoin.StateMinerPartitions")
+
+    def asked(before):
+        return tuple(calls[m] - before[i] for i, m in enumerate(reads))
+
+    def pass_(expect):
+        before = [calls[m] for m in reads]
+        with chain.pinned_head():
+            dl = chain.proving_deadline(1000)
+            for _ in range(3):
+                parts = [chain.deadline_partitions(1000, i) for i in (0, 1)]
+            assert chain.head() == dl.current_epoch == node.devnet.head()
+        assert asked(before) == expect
+        return dl, parts
+
+    first = pass_((1, 1, 1, 2))
+    assert first == (node.devnet.proving_deadline(1000), [node.devnet.deadline_partitions(1000, i) for i in (0, 1)])
+    tsk = chain.client.sent["StateMinerPartitions"][-1]
+    assert tsk and tsk == node.api.chain_head()["Cids"]          # read at the head's key, not at `null`
+    assert pass_((1, 0, 0, 0)) == first                          # the same head: one ChainHead, nothing else
+    node.devnet.advance(1)
+    pass_((1, 1, 1, 2))
+    height = node.devnet.head()
+    node.api.reorg(1, False)
+    node.devnet.advance(height - node.devnet.head())             # back at the same height, on another fork
+    assert node.devnet.head() == height
+    pass_((1, 1, 1, 2))
+    before = [calls[m] for m in reads]
+    chain.deadline_partitions(1000, 0), chain.deadline_partitions(1000, 0)
+    assert asked(before) == (0, 0, 2, 2)                         # not pinned: at the head, every time
+
+
 def test_older_nodes_are_asked_the_randomness_with_tag_and_entropy(node):
     """A node without StateGetRandomnessDigestFrom* (before they were added): the client asks
     StateGetRandomnessFromTickets/Beacon with the DST and the miner address's CBOR, and gets the

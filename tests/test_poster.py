@@ -23,7 +23,7 @@ def poster_manager(winning: bool = False, chain: dict | None = None, post: dict 
                         config={"Chain": {"NetworkPower": "32KiB", **(chain or {})}})
 
 
-def _service(tmp_path, winning=False, config=None, ext_cfg: str | None = None):
+def _service(tmp_path, winning=False, config=None, ext_cfg: str | None = None, in_process_chain: bool = True):
     """A manager on a seeded devnet with 4 sealed 2KiB sectors; with `ext_cfg`, that is its
     ext-prover.cfg and it runs with --ext-prover."""
     home = tmp_path / "manager"
@@ -33,10 +33,11 @@ def _service(tmp_path, winning=False, config=None, ext_cfg: str | None = None):
     if ext_cfg is not None:
         (home / "ext-prover.cfg").write_text(ext_cfg)
     # not started: the test runs the poster's passes itself, epoch by epoch over whole proving
-    # periods. On the devnet object directly: through the API these loops make ~100 chain calls an
-    # epoch (the poster re-reads every deadline; not cached yet) and take minutes. The poster over
-    # the API path is what test_post_e2e, test_poster_reorg and the ext-prover tests run.
-    svc = ManagerService(home, ext_prover=ext_cfg is not None, _in_process_chain=True)
+    # periods. By default on the devnet object directly: every epoch is a new head, so each pass
+    # reads its deadlines again (memoized per head only), about six API calls an epoch over
+    # thousands of epochs: minutes through the API. The poster over the API path is what
+    # test_post_e2e, test_poster_reorg (in_process_chain=False) and the ext-prover tests run.
+    svc = ManagerService(home, ext_prover=ext_cfg is not None, _in_process_chain=in_process_chain)
     svc.devnet.advance(20)
     rs = onboard(svc.devnet, tmp_path, [1, 2, 3, 4])
     store = home / "persist-1"

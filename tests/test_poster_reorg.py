@@ -14,7 +14,7 @@ def step(svc):
 
 
 def test_a_windowpost_reorged_out_is_submitted_again_within_its_deadline(tmp_path):
-    svc, _ = _service(tmp_path)
+    svc, _ = _service(tmp_path, in_process_chain=False)
     chain = svc.devnet         # the devnet's own records; the manager reads it through its API (svc.chain)
     try:
         d = min(i for i in range(48) if chain.deadline_partitions(1000, i))

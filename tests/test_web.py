@@ -101,8 +101,8 @@ def test_etag_moves_with_visible_changes_only_and_idle_costs_one_statement(manag
     assert etag() != e2
     counted = []
 
-    def page_statement(sql):      # the threads answering HTTP requests; not the manager's own loops (poster, housekeeping)
-        if "process_request" in threading.current_thread().name:
+    def page_statement(sql):      # the threads answering the manager's HTTP requests; not its own loops
+        if threading.current_thread().name == "rpc-request":     # (poster, housekeeping) nor the devnet API they call
             counted.append(sql)
     svc.state.db.set_trace(page_statement)
     svc.devnet.database.set_trace(page_statement)

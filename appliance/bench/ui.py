@@ -150,9 +150,9 @@ def run(home: Path, n: int, requests: int) -> dict:
         counted: list[str] = []
         background: list[str] = []
 
-        def trace(stmt: str) -> None:    # statements of the threads answering HTTP requests count; the
-            name = threading.current_thread().name     # manager's own loops (poster, housekeeping) do not
-            (counted if "process_request" in name else background).append(stmt)
+        def trace(stmt: str) -> None:    # statements of the threads answering the manager's HTTP requests
+            name = threading.current_thread().name     # count; its own loops (poster, housekeeping) and
+            (counted if name == "rpc-request" else background).append(stmt)   # the devnet API they call do not
         svc.state.db.set_trace(trace)
         svc.devnet.database.set_trace(trace)
         refreshes = 50

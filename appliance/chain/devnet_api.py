@@ -218,8 +218,9 @@ class DevnetAPI:
         return {"Cids": [shapes.cid(self._tipset_cid(head))], "Blocks": [block], "Height": head}
 
     def _tipset_cid(self, epoch: int) -> str:
-        digest = hashlib.blake2b(b"devnet-tipset" + self.devnet._genesis + epoch.to_bytes(8, "big", signed=True),
-                                 digest_size=32).digest()
+        # a re-made epoch (a reorg) is another tipset: its key differs, as a real fork's does
+        digest = hashlib.blake2b(b"devnet-tipset" + self.devnet._genesis + epoch.to_bytes(8, "big", signed=True)
+                                 + self.devnet._fork_entropy(epoch), digest_size=32).digest()
         raw = bytes([0x01, 0x71, 0xA0, 0xE4, 0x02, 0x20]) + digest
         return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
 
@@ -657,6 +658,7 @@ class DevnetAPIServer:
             self.devnet.close()
             raise
         self.rpc = RPCServer(self.secret)
+        self.rpc.name = "devnet-api"
         self.api.register(self.rpc)
         self.token = issue_token(self.secret, "admin", "devnet")
         self.address: tuple[str, int] | None = None

@@ -5,11 +5,17 @@ default), and the Devnet object itself, read directly only by `damocles bench ch
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 
 from .types import DeadlineInfo, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorOnChain
 
 
 class Chain(ABC):
+    def pinned_head(self):
+        """A context in which this thread's state reads are made at one head and may be answered
+        from memory (LotusChain); a chain read in process answers each read at its head."""
+        return nullcontext()
+
     def external_proof_refusal(self, kind: str, proof: bytes, what: str, partitions: int | None = None) -> str | None:
         """Why this chain would refuse `proof`, a Groth16 SNARK of an external processor that the
         manager cannot verify (None: send it, the chain decides). A chain of real nodes verifies it."""

@@ -288,17 +288,30 @@ def transaction(conn: sqlite3.Connection, lock: threading.RLock | None = None,
             lock.release()
 
 
+# Connections a forked child inherited from its parent's other threads, kept open on purpose:
+# closing one there can wait forever on an SQLite mutex or _conns_lock that a thread of the parent
+# held at the fork, and that thread does not exist in the child to release it.
+_INHERITED: list = []
+
+
 class _ThreadConnection:
     """A thread's connection, held in the Database's thread-local storage: Python drops that
     storage when the thread ends, and this closes the connection then (per-request RPC threads
-    come and go all day; their connections must not outlive them)."""
+    come and go all day; their connections must not outlive them).
 
-    __slots__ = ("conn", "_db")
+    A child forked with a preexec_fn (subprocess does, for the external processors' pinning)
+    drops every other thread's storage right after the fork, in the child: there this keeps the
+    connection instead of closing it (_INHERITED); the child execs or exits soon after."""
+
+    __slots__ = ("conn", "_db", "_pid")
 
     def __init__(self, conn: sqlite3.Connection, db: "Database"):
-        self.conn, self._db = conn, weakref.ref(db)
+        self.conn, self._db, self._pid = conn, weakref.ref(db), os.getpid()
 
     def __del__(self):
+        if os.getpid() != self._pid:
+            _INHERITED.append(self.conn)
+            return
         db = self._db()
         if db is not None:
             db._forget(self.conn)

@@ -93,7 +93,9 @@ class Poster:
                 log.exception("poster pass failed")
 
     def tick(self) -> None:
-        with self._lock:
+        # one head per pass: the deadline reads of a pass come from one tipset, and a pass at the
+        # head the last one saw costs one ChainHead (the reads are memoized per tipset)
+        with self._lock, self.chain.pinned_head():
             for line in self.jobs.housekeeping():
                 log.warning(line)
             for m in self.config.miners:

@@ -39,8 +39,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128     # socketserver's 5 drops bursts of workers before they are accepted
 
-    def __init__(self, address, handler, max_connections: int, request_timeout: float):
+    def __init__(self, address, handler, max_connections: int, request_timeout: float, name: str = "rpc"):
         super().__init__(address, handler)
+        self.name = name          # request threads are "<name>-request": the manager's and the devnet API's apart
         self.slots, self.max_connections = threading.BoundedSemaphore(max_connections), max_connections
         self.request_timeout = request_timeout
         self.response_min_rate = MIN_RESPONSE_RATE
@@ -72,6 +73,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request, client_address):
+        threading.current_thread().name = f"{self.name}-request"
         try:
             super().process_request_thread(request, client_address)
         finally:

@@ -96,6 +96,7 @@ class RPCServer:
         # permission() and handle() run on the request's thread, one after the other: the caller's
         # identity found by the first reaches the method through this
         self._request = threading.local()
+        self.name = "rpc"       # its request threads' names: "rpc-request" (the devnet's API: "devnet-api-request")
 
     def _verify(self, token: str) -> str:
         """Checked on every request (exp, nbf, the current secret); a remote verifier caches itself, bounded."""
@@ -247,7 +248,8 @@ class RPCServer:
 
     def serve(self, host: str, port: int) -> tuple[str, int]:
         """Start serving in a background thread; returns the bound address (port 0 = any)."""
-        self._httpd = BoundedHTTPServer((host, port), handler_class(self), self.max_connections, self.request_timeout)
+        self._httpd = BoundedHTTPServer((host, port), handler_class(self), self.max_connections, self.request_timeout,
+                                         self.name)
         threading.Thread(target=self._httpd.serve_forever, name="rpc-server", daemon=True).start()
         return self._httpd.server_address[:2]
 

@@ -20,9 +20,13 @@ executed_messages) have the fallbacks documented on each method."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
+import json
 import logging
+import threading
 import time
 import uuid
 
@@ -43,6 +47,7 @@ log = logging.getLogger("damocles.chain.lotus")
 TSK = None                      # the head tipset (Lotus' empty TipSetKey)
 MINER_INFO_TTL = 60.0           # seconds a miner's StateMinerInfo is kept
 SEARCH_LIMIT = -1               # StateSearchMsg: look back as far as the node keeps
+MEMO_TIPSETS = 4                # pinned_head: the tipsets whose state reads are kept (a reorg may come back to one)
 UNSECTIONED = ("Send", "WithdrawBalance")      # sent with the default policy: no Damocles section names them
 # the sector a deposit/pledge question stands for: any valid sealed CID, a typical lifetime (540 days)
 TEMPLATE_SEALED_CID = commr_to_cid(bytes(32))
@@ -65,9 +70,54 @@ class LotusChain(Chain):
         self._miner_info: dict[int, tuple[float, MinerInfo]] = {}
         self._replaced: dict[str, str] = {}     # CID -> the CID of the message that replaced it in the pool (_replace)
         self._clock = time.monotonic
+        self._pin = threading.local()           # the tipset this thread's pinned_head() block reads at
+        self._memo: OrderedDict[str, dict] = OrderedDict()   # tipset key -> {(method, params): answer}
+        self._memo_lock = threading.Lock()
 
     def call(self, method: str, *params):
         return self.client.call(f"Filecoin.{method}", *params)
+
+    @contextmanager
+    def pinned_head(self):
+        """Inside the block, this thread's state reads are made at one tipset (the head when the
+        block starts: one ChainHead) and answered from memory when that tipset was read before: a
+        tipset's state never changes, so a loop that re-reads the same deadlines on every pass (the
+        poster, 4 passes an epoch) asks the node once per head instead of 100 times an epoch. A
+        reorg gives the head another key, so nothing read on the lost fork is served. Nested
+        blocks keep the outer tipset."""
+        if getattr(self._pin, "key", None) is not None:
+            yield
+            return
+        head = self.call("ChainHead")
+        self.epoch = shapes.integer(shapes.field(head, "Height", "ChainHead"), "ChainHead.Height")
+        cids = shapes.field(head, "Cids", "ChainHead")
+        if not isinstance(cids, list) or not cids:
+            raise ChainError(f"ChainHead.Cids: expected the head's block CIDs, got {cids!r:.200}")
+        self._pin.tsk, self._pin.key, self._pin.height = cids, json.dumps(cids, sort_keys=True), self.epoch
+        try:
+            yield
+        finally:
+            self._pin.tsk = self._pin.key = self._pin.height = None
+
+    def _state(self, method: str, *params):
+        """A state read (the TipSetKey is the last param): at the pinned tipset, memoized, inside
+        pinned_head(); at the head otherwise."""
+        key = getattr(self._pin, "key", None)
+        if key is None:
+            return self.call(method, *params, TSK)
+        what = (method, json.dumps(params, sort_keys=True))
+        with self._memo_lock:
+            reads = self._memo.get(key)
+            if reads is not None and what in reads:
+                return reads[what]
+        answer = self.call(method, *params, self._pin.tsk)
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = {}
+                while len(self._memo) > MEMO_TIPSETS:
+                    self._memo.popitem(last=False)
+            self._memo[key][what] = answer
+        return answer
 
     def close(self) -> None:
         pass
@@ -78,6 +128,9 @@ class LotusChain(Chain):
     # ------------------------------------------------------------------------ reads
 
     def head(self) -> int:
+        pinned = getattr(self._pin, "height", None)
+        if pinned is not None:
+            return pinned
         height = shapes.integer(shapes.field(self.call("ChainHead"), "Height", "ChainHead"), "ChainHead.Height")
         self.epoch = height
         return height
@@ -94,7 +147,7 @@ class LotusChain(Chain):
         source = "Beacon" if beacon else "Tickets"
         if self._digest_methods:
             try:
-                digest = shapes.unb64(self.call(f"StateGetRandomnessDigestFrom{source}", epoch, TSK),
+                digest = shapes.unb64(self._state(f"StateGetRandomnessDigestFrom{source}", epoch),
                                       f"StateGetRandomnessDigestFrom{source}")
                 if len(digest) != 32:
                     raise ChainError(f"StateGetRandomnessDigestFrom{source}: {len(digest)} bytes, expected 32")
@@ -104,7 +157,7 @@ class LotusChain(Chain):
                     raise
                 log.info("the node has no StateGetRandomnessDigestFrom%s: asking StateGetRandomnessFrom%s", source, source)
                 self._digest_methods = False
-        out = shapes.unb64(self.call(f"StateGetRandomnessFrom{source}", int(tag), epoch, shapes.b64(entropy), TSK),
+        out = shapes.unb64(self._state(f"StateGetRandomnessFrom{source}", int(tag), epoch, shapes.b64(entropy)),
                            f"StateGetRandomnessFrom{source}")
         if len(out) != 32:
             raise ChainError(f"StateGetRandomnessFrom{source}: {len(out)} bytes, expected 32")
@@ -135,7 +188,7 @@ class LotusChain(Chain):
 
     def _read_miner_info(self, miner: int) -> MinerInfo:
         what = "StateMinerInfo"
-        info = self.call(what, self._addr(miner), TSK)
+        info = self._state(what, self._addr(miner))
         size = shapes.integer(shapes.field(info, "SectorSize", what), f"{what}.SectorSize")
         wpost = post_proof(shapes.integer(shapes.field(info, "WindowPoStProofType", what), f"{what}.WindowPoStProofType"))
         if wpost.size.bytes != size:
@@ -148,15 +201,15 @@ class LotusChain(Chain):
                          dl.period_start % self.policy.wpost_proving_period)
 
     def precommit(self, miner: int, number: int) -> PreCommitOnChain | None:
-        p = self.call("StateSectorPreCommitInfo", self._addr(miner), number, TSK)
+        p = self._state("StateSectorPreCommitInfo", self._addr(miner), number)
         return None if p is None else shapes.precommit(miner, p)
 
     def sector(self, miner: int, number: int) -> SectorOnChain | None:
-        s = self.call("StateSectorGetInfo", self._addr(miner), number, TSK)
+        s = self._state("StateSectorGetInfo", self._addr(miner), number)
         return None if s is None else shapes.sector(miner, s)
 
     def sectors(self, miner: int) -> list[SectorOnChain]:
-        rows = self.call("StateMinerSectors", self._addr(miner), None, TSK) or []
+        rows = self._state("StateMinerSectors", self._addr(miner), None) or []
         return sorted((shapes.sector(miner, s, "StateMinerSectors[]") for s in rows), key=lambda s: s.number)
 
     def precommits(self, miner: int) -> list[PreCommitOnChain]:
@@ -174,7 +227,7 @@ class LotusChain(Chain):
         return out
 
     def proving_deadline(self, miner: int) -> DeadlineInfo:
-        return shapes.deadline_info(self.call("StateMinerProvingDeadline", self._addr(miner), TSK))
+        return shapes.deadline_info(self._state("StateMinerProvingDeadline", self._addr(miner)))
 
     def deadline_partitions(self, miner: int, index: int) -> list[PartitionInfo]:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.policy.wpost_period_deadlines:
@@ -191,7 +244,7 @@ class LotusChain(Chain):
             return list(pool.map(lambda i: self._partitions(addr, deadlines, i), range(self.policy.wpost_period_deadlines)))
 
     def _deadlines(self, addr: str, at_least: int) -> list:
-        deadlines = self.call("StateMinerDeadlines", addr, TSK)
+        deadlines = self._state("StateMinerDeadlines", addr)
         if not isinstance(deadlines, list) or len(deadlines) < at_least:
             raise ChainError(f"StateMinerDeadlines: expected {self.policy.wpost_period_deadlines} deadlines, got {deadlines!r:.200}")
         return deadlines
@@ -199,12 +252,12 @@ class LotusChain(Chain):
     def _partitions(self, addr: str, deadlines: list, index: int) -> list[PartitionInfo]:
         proven = set(shapes.numbers(shapes.field(deadlines[index], "PostSubmissions", "StateMinerDeadlines[]"),
                                     f"StateMinerDeadlines[{index}].PostSubmissions"))
-        parts = self.call("StateMinerPartitions", addr, index, TSK) or []
+        parts = self._state("StateMinerPartitions", addr, index) or []
         return [shapes.partition(i, p, i in proven, f"StateMinerPartitions[{i}]") for i, p in enumerate(parts)]
 
     def miner_power(self, miner: int) -> MinerPower:
-        p = self.call("StateMinerPower", self._addr(miner), TSK)
-        counts = self.call("StateMinerSectorCount", self._addr(miner), TSK) or {}
+        p = self._state("StateMinerPower", self._addr(miner))
+        counts = self._state("StateMinerSectorCount", self._addr(miner)) or {}
         live = shapes.integer(counts.get("Live", 0), "StateMinerSectorCount.Live")
         active = shapes.integer(counts.get("Active", 0), "StateMinerSectorCount.Active")
         return shapes.power(p, active, shapes.integer(counts.get("Faulty", live - active), "StateMinerSectorCount.Faulty"))
@@ -386,7 +439,7 @@ class LotusChain(Chain):
     def allocated(self, miner: int) -> list[tuple[bool, int]]:
         """StateMinerAllocated: every sector number the miner's actor has allocated, as runs."""
         try:
-            return _bitfield.runs_from_json(self.call("StateMinerAllocated", self._addr(miner), TSK), "StateMinerAllocated")
+            return _bitfield.runs_from_json(self._state("StateMinerAllocated", self._addr(miner)), "StateMinerAllocated")
         except ValueError as exc:
             raise ChainError(str(exc)) from None
 
