@@ -631,6 +631,12 @@ class Devnet(DevnetMoney, Chain):
             raise ChainError(f"deadline index {index!r} must be in [0, {self.policy.wpost_period_deadlines})")
         return self._proving_read(miner, proving.partitions, self, miner, index)
 
+    def all_deadline_partitions(self, miner: int) -> list[list[PartitionInfo]]:
+        """Every deadline's partitions, read in one transaction (48 reads of their own cost 48
+        catch-ups: StateMinerDeadlines and the status page ask for all of them)."""
+        return self._proving_read(miner, lambda: [proving.partitions(self, miner, i)
+                                                  for i in range(self.policy.wpost_period_deadlines)])
+
     def window_post_randomness(self, miner: int, epoch: int) -> bytes:
         return self._proving_read(miner, self.draw_window_post, miner, epoch)
 

@@ -260,12 +260,8 @@ class DevnetAPI:
         return shapes.deadline_json(self.devnet.proving_deadline(miner), self.devnet.policy)
 
     def deadlines(self, miner: int) -> list[dict]:
-        out = []
-        for index in range(self.devnet.policy.wpost_period_deadlines):
-            parts = self.devnet.deadline_partitions(miner, index)
-            out.append({"PostSubmissions": shapes.runs(p.index for p in parts if p.proven),
-                        "DisputableProofCount": 0, "DailyFee": "0"})
-        return out
+        return [{"PostSubmissions": shapes.runs(p.index for p in parts if p.proven), "DisputableProofCount": 0, "DailyFee": "0"}
+                for parts in self.devnet.all_deadline_partitions(miner)]
 
     def partitions(self, miner: int, index: int) -> list[dict]:
         if index >= self.devnet.policy.wpost_period_deadlines:

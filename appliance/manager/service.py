@@ -9,7 +9,10 @@ database), `devnet-secret` and `devnet-api.db` (its Filecoin API's token key and
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import time
+import traceback
 from pathlib import Path
 
 from ..chain.devnet import Devnet
@@ -35,6 +38,7 @@ from .unseal import Unsealer
 from .wdpost_jobs import WdPoStJobs
 
 log = logging.getLogger("damocles.manager")
+STOP_TIMEOUT = 15.0       # seconds the manager's loops get, all together, to finish their pass at stop
 
 def init_home(home: Path, config_text: str = DEVNET_CFG) -> Path:
     """Create a manager home (sector-manager.cfg, secret, persist store directories, the devnet's
@@ -179,8 +183,14 @@ class ManagerService:
     def stop(self) -> None:
         self._stop.set()
         self.rpc.shutdown()
+        deadline = time.monotonic() + STOP_TIMEOUT       # one bound for all the loops, not one each
         for t in self._threads:
-            t.join(timeout=10)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        for t in self._threads:
+            if t.is_alive():      # say where it is: a stop that hangs must be diagnosable from the log
+                frame = sys._current_frames().get(t.ident)
+                log.warning("the %s loop did not stop within %gs; it was at:\n%s", t.name, STOP_TIMEOUT,
+                            "".join(traceback.format_stack(frame)) if frame else "(unknown)")
         self.poster.close()
         if self.ext_prover is not None:
             self.ext_prover.close()

@@ -50,6 +50,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.refused, self.refused_logged = 0, 0.0      # one log line per 10 s under a flood, with the count
         self.reaper_stop = threading.Event()
+        self.closing = False      # shut down: kept-alive connections are closed instead of waiting for a request
         threading.Thread(target=self._reap, name="rpc-reaper", daemon=True).start()
 
     def process_request(self, request, client_address):
@@ -92,6 +93,20 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         (a reset), not trickled out to the slow reader after the thread has gone."""
         with self.lock:
             self.deadlines[conn] = (time.monotonic() + (self.request_timeout if seconds is None else seconds), answer)
+
+    def drop_idle(self) -> None:
+        """At shutdown: close the kept-alive connections waiting for their next request (or still
+        reading one), so their clients see the server gone instead of a socket that never answers.
+        A handler checks `closing` after setting its deadline, and this scans after setting it:
+        one of the two sees the other."""
+        with self.lock:
+            self.closing = True
+            waiting = [c for c, (_, answer) in self.deadlines.items() if not answer]
+        for conn in waiting:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def clear_deadline(self, conn: socket.socket) -> None:
         with self.lock:
@@ -138,6 +153,12 @@ def handler_class(rpc):
 
         def handle_one_request(self):
             self.server.set_deadline(self.connection)    # until its headers are in (and an RPC body)
+            with self.server.lock:
+                closing = self.server.closing
+            if closing:            # the server is shutting down: no next request on a kept-alive connection
+                self.close_connection = True
+                self.server.clear_deadline(self.connection)
+                return
             try:
                 super().handle_one_request()
             except OSError as exc:                       # the client went away or was too slow

@@ -256,6 +256,7 @@ class RPCServer:
     def shutdown(self) -> None:
         if self._httpd:
             self._httpd.shutdown()
+            self._httpd.drop_idle()
             self._httpd.server_close()
             self._httpd.reaper_stop.set()
 

@@ -129,7 +129,7 @@ class WebViews:
         head = chain.head()
         dl = current_deadline(chain.policy, info.proving_period_start, head)
         deadlines = []
-        every = getattr(chain, "all_deadline_partitions", None)     # a node: one round of calls side by side
+        every = getattr(chain, "all_deadline_partitions", None)     # a node: calls side by side; the devnet: one read
         all_parts = every(miner) if every else [chain.deadline_partitions(miner, i) for i in range(chain.policy.wpost_period_deadlines)]
         for index, parts in enumerate(all_parts):
             if not parts:

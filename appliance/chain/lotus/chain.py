@@ -120,7 +120,9 @@ class LotusChain(Chain):
         return answer
 
     def close(self) -> None:
-        pass
+        close = getattr(self.client, "close", None)      # the kept-alive connections
+        if close is not None:
+            close()
 
     def _addr(self, miner: int) -> str:
         return shapes.id_address(miner, self.network)

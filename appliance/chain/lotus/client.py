@@ -1,7 +1,7 @@
 """JSON-RPC 2.0 over HTTP POST to a Lotus/Venus full node (or the devnet's API server).
 
-The Authorization header goes only where the endpoint says: redirects are refused
-(rpc.client's opener), never followed. A node that does not answer (refused, reset, timed out,
+The Authorization header goes only where the endpoint says: redirects are refused, never
+followed. Connections are kept alive and reused (rpc/keepalive.py). A node that does not answer (refused, reset, timed out,
 HTTP 5xx) is retried a bounded number of times with a growing pause, then NodeUnavailable is
 raised: a ChainError the manager's loops log and retry on their next pass, never a crash. A
 refused token raises NodeAuthError at once (retrying cannot help)."""
@@ -14,11 +14,9 @@ import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 
-from ...rpc.client import _opener
+from ...rpc.keepalive import ConnectionPool
 from ..types import ChainError
 from .endpoint import Endpoint
 
@@ -50,6 +48,10 @@ class LotusClient:
         self._ids = itertools.count(1)
         self.calls: Counter[str] = Counter()      # method -> requests sent (the bench counts chain calls)
         self._lock = threading.Lock()
+        self._pool = ConnectionPool(endpoint.url, timeout)      # keep-alive: a connect per call costs more than the call
+
+    def close(self) -> None:
+        self._pool.close()
 
     def call(self, method: str, *params):
         """`method` with Lotus' namespace ("Filecoin.ChainHead"); params positional."""
@@ -72,22 +74,19 @@ class LotusClient:
         headers = {"Content-Type": "application/json"}
         if self.endpoint.token:
             headers["Authorization"] = f"Bearer {self.endpoint.token}"
-        req = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
-            try:
-                with _opener.open(req, timeout=self.timeout) as resp:
-                    payload = resp.read()
-            except urllib.error.HTTPError as exc:
-                if exc.code in (401, 403):
-                    raise NodeAuthError(f"chain node {url} refused the token (HTTP {exc.code}): check [Common.API] "
-                                        f"Token (or the TOKEN: part of [Common.API] Chain)") from None
-                if exc.code >= 500 or 300 <= exc.code < 400:
-                    raise NodeUnavailable(f"HTTP {exc.code} {exc.msg}") from None
-                payload = exc.read()
-        except (urllib.error.URLError, OSError) as exc:
-            raise NodeUnavailable(str(getattr(exc, "reason", exc))) from None
+            status, reason, payload = self._pool.post(body, headers)
+        except OSError as exc:
+            raise NodeUnavailable(str(exc) or type(exc).__name__) from None
         except http.client.HTTPException as exc:
             raise NodeUnavailable(f"the answer was cut short ({type(exc).__name__})") from None
+        if status in (401, 403):
+            raise NodeAuthError(f"chain node {url} refused the token (HTTP {status}): check [Common.API] "
+                                f"Token (or the TOKEN: part of [Common.API] Chain)")
+        if status >= 500:
+            raise NodeUnavailable(f"HTTP {status} {reason}")
+        if 300 <= status < 400:       # never followed: the token stays with the address configured
+            raise NodeUnavailable(f"HTTP {status} {reason}: refused to follow a redirect")
         try:
             answer = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError):
