@@ -172,3 +172,19 @@ def test_a_journalled_proof_the_chain_refuses_for_pre_committed_deals_aborts_tha
     finally:
         state.close()
         chain.close()
+
+
+def test_a_sector_whose_deals_do_not_make_its_commd_is_refused_before_sending(tmp_path):
+    """A PCLanded sector re-created from a node without its deals (none known): its empty
+    manifests would make the zero CommD, not the one its PreCommit declared."""
+    from appliance.manager.commitment import proof_refusal
+    state = ManagerState(tmp_path / "manager.db")
+    try:
+        comm_d = comm_d_from_pieces([PIECE], 2048).hex()
+        record = {"miner": MINER, "number": 4, "proof": P2K.id, "deals": [], "pre": {"CommR": "00", "CommD": comm_d}}
+        why = proof_refusal(None, state, record)             # no deals: the chain is not asked
+        assert why is not None and f"its deals [] make CommD {comm_d_from_pieces([], 2048).hex()}" in why
+        assert f"its PreCommit declared {comm_d}" in why
+        assert proof_refusal(None, state, {**record, "pre": {"CommR": "00", "CommD": comm_d_from_pieces([], 2048).hex()}}) is None
+    finally:
+        state.close()
