@@ -188,3 +188,37 @@ def test_a_sector_whose_deals_do_not_make_its_commd_is_refused_before_sending(tm
         assert proof_refusal(None, state, {**record, "pre": {"CommR": "00", "CommD": comm_d_from_pieces([], 2048).hex()}}) is None
     finally:
         state.close()
+
+
+def test_a_sector_whose_precommit_named_deals_is_aborted_at_wait_seed_saying_why(tmp_path):
+    """The earliest point: WaitSeed, before the worker spends C1/C2 on a proof no chain takes.
+    Its deals stay with it in the manager (the PreCommit holds them on the devnet until it expires)."""
+    chain = Devnet(tmp_path / "devnet.db", ChainPolicy(block_time=0, trust_external_proofs=True))
+    chain.create_miner(MINER, P2K.id)
+    chain.advance(20)
+    piece_cid = commd_to_cid(PIECE.commitment)
+    deal = chain.publish_deal(MINER, piece_cid, PIECE.size, 500, 180 * 2880)
+    state = ManagerState(tmp_path / "manager.db")
+    sealer = Sealer(parse_config({"Miners": [{"Actor": MINER}]}), state, chain)
+    try:
+        with state.tx() as db:
+            db.execute("INSERT INTO deals (id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store, "
+                       "sector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (deal, MINER, piece_cid, PIECE.size, 1016, 500, 180 * 2880, "", 1))
+        assert state.allocate(MINER, P2K.id, 1, None) == 1
+        comm_d = comm_d_from_pieces([PIECE], 2048)
+        old = {"Sectors": [{"SealProof": P2K.id, "SectorNumber": 1, "SealedCID": {"/": commr_to_cid(bytes(31) + b"\x01")},
+                            "SealRandEpoch": 15, "DealIDs": [deal], "Expiration": chain.head() + 540 * 2880,
+                            "UnsealedCid": {"/": commd_to_cid(comm_d)}}]}
+        pre = chain.push_message(MINER, "PreCommitSectorBatch2", old, nonce=0)
+        state.update(MINER, 1, deals=[deal], ticket={"Epoch": 15}, pre_msg=pre, pre_nonce=0, state="PCLanded",
+                     pre={"CommR": (bytes(31) + b"\x01").hex(), "CommD": comm_d.hex()})
+        chain.advance(chain.policy.message_delay + chain.policy.precommit_challenge_delay + 1)
+        assert sealer.wait_seed({"Miner": MINER, "Number": 1}, P2K.id) == {"ShouldWait": False, "Delay": 0, "Seed": None}
+        rec = state.sector(MINER, 1)
+        assert rec["state"] == "Aborted" and f"names deals [{deal}]" in rec["abort_reason"]
+        assert DEALS_DISALLOWED in rec["abort_reason"] and "seed" not in rec
+        assert state.query("SELECT sector FROM deals WHERE id = ?", (deal,)) == [(1,)]
+    finally:
+        state.close()
+        chain.close()
