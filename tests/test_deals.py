@@ -1,13 +1,16 @@
 """Deals end to end: pieces imported into the manager's piece store with deals published on the
 devnet, packed into a sector by AcquireDeals, fetched by the worker, sealed with the right CommD,
-and activated at ProveCommit. Bad imports are refused without side effects; an aborted sector
+pre-committed without DealIDs and activated by the ProveCommit's piece manifests (direct data
+onboarding). Bad imports are refused without side effects; an aborted sector
 gives its deals back to the next one."""
 
 import json
+import sqlite3
 import time
 
 import pytest
 
+from appliance.chain.actor_params import market_piece
 from appliance.manager.service import ManagerService, init_home
 from appliance.proofs.cid import commd_to_cid
 from appliance.proofs.commitment import comm_d_from_pieces, commp_file
@@ -19,6 +22,15 @@ from .configs import manager_toml
 from .conftest import run_cli, read_line
 from .configs import worker_toml
 from .test_worker_e2e import start
+
+def _landed_messages(devnet_db) -> list[tuple[str, dict]]:
+    """(method, params) of every message the devnet executed successfully, oldest first."""
+    db = sqlite3.connect(f"file:{devnet_db}?mode=ro", uri=True)
+    try:
+        return [(m, json.loads(p)) for m, p in db.execute("SELECT method, params FROM messages WHERE exit_code = 0 ORDER BY seq")]
+    finally:
+        db.close()
+
 
 def deals_manager(max_number: int, block_time: str = "100ms") -> str:
     """A devnet manager that hands out deals (piece store `pieces-1`), one-sector batches."""
@@ -114,6 +126,13 @@ def test_a_sector_with_two_deals_is_sealed_and_its_deals_activated(tmp_path):
                 p.terminate()
                 p.wait(timeout=30)
     assert [s["deal_ids"] for s in on_chain] == [[d["DealID"] for d in deals]]
+    # direct data onboarding: the PreCommit names no deals and declares their CommD; the proof's
+    # piece manifests notify the market actor (f05) of each deal, in the sector's order
+    landed = _landed_messages(home / "devnet.db")
+    [pre] = [p["Sectors"][0] for m, p in landed if m == "PreCommitSectorBatch2"]
+    assert (pre["DealIDs"], pre["UnsealedCid"]) == ([], {"/": on_chain[0]["unsealed_cid"]})
+    [activation] = [p["SectorActivations"][0] for m, p in landed if m == "ProveCommitSectors3"]
+    assert activation["Pieces"] == [market_piece(d["DealID"], d["PieceCID"], d["PieceSize"]) for d in deals]
     assert [(d["state"], d["sector"]) for d in chain_deals] == [("active", 1), ("active", 1)]
     infos = [commp_file(f)[0] for f in (big, small)]
     assert on_chain[0]["unsealed_cid"] == commd_to_cid(comm_d_from_pieces(infos, 2048))

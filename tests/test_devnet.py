@@ -76,11 +76,17 @@ def test_seal_precommit_prove_happy_path(chain, tmp_path):
 
 
 def test_wrong_commd_rejected(chain, tmp_path):
+    """A PreCommit without deals declares its CommD as it likes (builtin-actors checks it against
+    deals only); the proof, made for the sector's real CommD, is refused against the declared one."""
     r = seal(chain, tmp_path, 1, 15)
     rec = land(chain, "PreCommitSectorBatch2",
                precommit_params(r, 1, 15, chain.head(), UnsealedCid={"/": commd_to_cid(bytes(32))}))
-    assert rec.exit_code == 16 and "CommD" in rec.error
-    assert chain.precommit(MINER, 1) is None
+    assert rec.ok, rec
+    chain.advance(chain.policy.precommit_challenge_delay)
+    proof = prove(chain, r, 1, chain.policy.seed_epoch(chain.precommit(MINER, 1).precommit_epoch))
+    rec = land(chain, "ProveCommitSectors3", prove_commit({1: proof}))
+    assert rec.exit_code == 16 and "invalid seal proof" in rec.error, rec
+    assert chain.sector(MINER, 1) is None
 
 
 def test_stale_and_future_ticket_rejected(chain, tmp_path):

@@ -1,5 +1,6 @@
 """The devnet's miner actor reads builtin-actors' current methods in go-state-types' shapes:
-ProveCommitSectors3 (batched proofs, aggregates, deals as piece manifests notifying f05), params
+ProveCommitSectors3 (batched proofs, aggregates, deals as piece manifests notifying f05: the
+direct data onboarding path, a PreCommit that named deals refused as builtin-actors does), params
 checked through the codec (21 naming the field), the retired methods unhandled (22). Proofs are
 192-byte Groth16 stand-ins accepted unverified (TrustExternalProofs), so no sector is sealed."""
 
@@ -39,13 +40,17 @@ def land(chain, method, params):
     return chain.receipt(mid)
 
 
-def precommit(chain, numbers, deals=None):
-    deals = deals or {}
+def precommit(chain, numbers, deals=None, deal_ids=None, pieces=None):
+    """PreCommit `numbers`. `deals` {number: deal}: a DDO sector (no DealIDs, UnsealedCid the
+    CommD of PIECE); `deal_ids` {number: [deal]}: the PreCommit names them (as older managers
+    sent); `pieces` {number: [PieceInfo]}: a DDO sector of other pieces."""
+    deals, deal_ids, pieces = deals or {}, deal_ids or {}, dict(pieces or {})
     sectors = []
     for n in numbers:
-        pieces = [PIECE] if n in deals else []
-        sectors.append(precommit_sector(P2K.id, n, bytes(31) + bytes([n]), comm_d_from_pieces(pieces, 2048), 15,
-                                        chain.head() + 540 * 2880, deal_ids=[deals[n]] if n in deals else []))
+        if n in deals or n in deal_ids:
+            pieces.setdefault(n, [PIECE])
+        sectors.append(precommit_sector(P2K.id, n, bytes(31) + bytes([n]), comm_d_from_pieces(pieces.get(n, []), 2048), 15,
+                                        chain.head() + 540 * 2880, deal_ids=deal_ids.get(n, [])))
     rec = land(chain, "PreCommitSectorBatch2", {"Sectors": sectors})
     assert rec.ok, rec
     chain.advance(chain.policy.precommit_challenge_delay)
@@ -83,21 +88,106 @@ def test_prove_commit_sectors3_rules(chain, change, why):
     assert chain.sector(MINER, 1) is None
 
 
-def test_deals_go_in_piece_manifests_notifying_the_market(chain):
+def test_a_ddo_sector_lands_with_the_deals_its_pieces_notify(chain):
+    """Direct data onboarding, as builtin-actors b0a3bdd6: the PreCommit names no deals and
+    declares the pieces' CommD; ProveCommitSectors3's manifests bring the deals, each piece
+    notifying f05, and the market activates them."""
     deal = chain.publish_deal(MINER, PIECE_CID, PIECE.size, 500, 180 * 2880)
     precommit(chain, [1], deals={1: deal})
-    without = land(chain, "ProveCommitSectors3", prove_commit({1: SNARK}))
-    assert without.exit_code == 16 and f"its pieces notify deals [], its PreCommit named [{deal}]" in without.error
-    wrong_size = market_piece(deal, PIECE_CID, 2048)
-    rec = land(chain, "ProveCommitSectors3", prove_commit({1: SNARK}, {1: [wrong_size]}))
-    assert rec.exit_code == 16 and "is not deal" in rec.error, rec
+    pc = chain.precommit(MINER, 1)
+    assert pc.deal_ids == [] and pc.unsealed_cid == commd_to_cid(comm_d_from_pieces([PIECE], 2048))
+    assert chain.deal(deal)["sector"] is None                       # nothing claimed at PreCommit
     other_actor = {**market_piece(deal, PIECE_CID, PIECE.size), "Notify": [{"Address": "f06", "Payload": "AQ=="}]}
     rec = land(chain, "ProveCommitSectors3", prove_commit({1: SNARK}, {1: [other_actor]}))
     assert rec.exit_code == 16 and "market actor f05" in rec.error, rec
-    assert chain.deal(deal)["activated"] is None
+    assert chain.deal(deal)["activated"] is None and chain.sector(MINER, 1) is None
     rec = land(chain, "ProveCommitSectors3", prove_commit({1: SNARK}, {1: [market_piece(deal, PIECE_CID, PIECE.size)]}))
     assert rec.ok, rec
-    assert chain.sector(MINER, 1).deal_ids == [deal] and chain.deal(deal)["activated"] is not None
+    assert chain.sector(MINER, 1).deal_ids == [deal]
+    assert chain.sector(MINER, 1).unsealed_cid == pc.unsealed_cid
+    assert (chain.deal(deal)["sector"], chain.deal(deal)["activated"]) == (1, rec.epoch)
+
+
+def test_prove_commit_sectors3_refuses_a_precommit_that_named_deals(chain):
+    """builtin-actors b0a3bdd6 lib.rs prove_commit_sectors3: validate_precommits(allow_deals =
+    false), "precommit has deal ids which are disallowed"; the PreCommit itself is still taken.
+    All or nothing: the CC sector in the same message is not proven either."""
+    deal = chain.publish_deal(MINER, PIECE_CID, PIECE.size, 500, 180 * 2880)
+    precommit(chain, [1, 2], deal_ids={1: [deal]})
+    assert chain.precommit(MINER, 1).deal_ids == [deal] and chain.deal(deal)["sector"] == 1
+    rec = land(chain, "ProveCommitSectors3",
+               prove_commit({1: SNARK, 2: SNARK}, {1: [market_piece(deal, PIECE_CID, PIECE.size)]}))
+    assert rec.exit_code == 16, rec
+    assert "sector 1: precommit has deal ids which are disallowed" in rec.error, rec
+    assert chain.sectors(MINER) == [] and chain.deal(deal)["activated"] is None
+    assert chain.precommit(MINER, 1) is not None and chain.precommit(MINER, 2) is not None
+
+
+OTHER = commp_bytes(bytes([4]) * 1016)             # another 1024-byte piece
+
+
+@pytest.mark.parametrize("precommitted, manifest_pieces", [
+    ([PIECE], []),                                 # a sector with data proven as if CC
+    ([], [PIECE]),                                 # a CC sector (UnsealedCid null) given a piece
+    ([PIECE], [OTHER]),                            # another piece than the PreCommit's CommD
+    ([PIECE, OTHER], [OTHER, PIECE]),              # the right pieces in the wrong order
+])
+def test_the_manifests_commd_must_be_the_precommits_unsealed_cid(chain, precommitted, manifest_pieces):
+    deals = {p.commitment: chain.publish_deal(MINER, commd_to_cid(p.commitment), p.size, 500, 180 * 2880)
+             for p in (PIECE, OTHER)}
+    precommit(chain, [1], pieces={1: precommitted})
+    manifests = [market_piece(deals[p.commitment], commd_to_cid(p.commitment), p.size) for p in manifest_pieces]
+    rec = land(chain, "ProveCommitSectors3", prove_commit({1: SNARK}, {1: manifests}))
+    declared = commd_to_cid(comm_d_from_pieces(precommitted, 2048))
+    computed = commd_to_cid(comm_d_from_pieces(manifest_pieces, 2048))
+    assert rec.exit_code == 16, rec
+    assert f"unsealed CID does not match pieces for sector 1, computed {computed} declared {declared}" in rec.error
+    assert chain.sector(MINER, 1) is None and all(chain.deal(d)["activated"] is None for d in deals.values())
+
+
+def _refused_deal(chain, case):
+    """A deal of PIECE that a DDO sector's manifest may not activate, and the words saying why."""
+    head = chain.head()
+    if case == "another provider's":
+        chain.create_miner(MINER + 1, P2K.id)
+        deal = chain.publish_deal(MINER + 1, PIECE_CID, PIECE.size, 500, 180 * 2880)
+        return deal, 18, f"deal {deal} is for provider f0{MINER + 1}"
+    if case == "already activated":
+        deal = chain.publish_deal(MINER, PIECE_CID, PIECE.size, 500, 180 * 2880)
+        precommit(chain, [5], deals={5: deal})
+        assert land(chain, "ProveCommitSectors3", prove_commit({5: SNARK}, {5: [market_piece(deal, PIECE_CID, PIECE.size)]})).ok
+        return deal, 16, f"sector 1: deal {deal} already activated (in sector 5)"
+    if case == "started":
+        deal = chain.publish_deal(MINER, PIECE_CID, PIECE.size, head + 2, 180 * 2880)
+        return deal, 16, f"sector 1: deal {deal}: proposal start epoch {head + 2} has already elapsed"
+    if case == "ending after the sector":
+        deal = chain.publish_deal(MINER, PIECE_CID, PIECE.size, 500, 600 * 2880)
+        return deal, 16, f"sector 1: deal {deal}: proposal expiration {600 * 2880} exceeds sector expiration"
+    if case == "held by another PreCommit":
+        deal = chain.publish_deal(MINER, PIECE_CID, PIECE.size, 500, 180 * 2880)
+        precommit(chain, [6], deal_ids={6: [deal]})
+        return deal, 16, f"sector 1: deal {deal} is held by the PreCommit of sector 6"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["another provider's", "already activated", "started", "ending after the sector",
+                                  "held by another PreCommit"])
+def test_a_manifest_naming_a_deal_the_market_cannot_activate_is_refused(chain, case):
+    deal, code, why = _refused_deal(chain, case)
+    before = chain.deal(deal)
+    precommit(chain, [1], deals={1: deal})
+    rec = land(chain, "ProveCommitSectors3", prove_commit({1: SNARK}, {1: [market_piece(deal, PIECE_CID, PIECE.size)]}))
+    assert rec.exit_code == code and why in rec.error, rec
+    assert chain.sector(MINER, 1) is None and chain.deal(deal) == before
+
+
+def test_one_deal_in_two_sectors_of_a_message_is_refused(chain):
+    deal = chain.publish_deal(MINER, PIECE_CID, PIECE.size, 500, 180 * 2880)
+    precommit(chain, [1, 2], deals={1: deal, 2: deal})
+    piece = market_piece(deal, PIECE_CID, PIECE.size)
+    rec = land(chain, "ProveCommitSectors3", prove_commit({1: SNARK, 2: SNARK}, {1: [piece], 2: [piece]}))
+    assert rec.exit_code == 16 and f"sector 2: deal {deal} already activated (in sector 1)" in rec.error, rec
+    assert chain.sectors(MINER) == [] and chain.deal(deal)["activated"] is None
 
 
 @pytest.mark.parametrize("method, params, field", [

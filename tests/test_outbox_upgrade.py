@@ -27,6 +27,7 @@ PIECE = commp_bytes(bytes([5]) * 1016)
 PIECE_CID = commd_to_cid(PIECE.commitment)
 SEALED = commr_to_cid(bytes(31) + b"\x01")
 B64 = base64.b64encode(SNARK).decode()
+COMM_D_CID = commd_to_cid(comm_d_from_pieces([PIECE], 2048))        # a 2KiB sector holding PIECE
 
 
 def pieces(ids):
@@ -40,7 +41,10 @@ OLD_PRECOMMIT = {"Sectors": [{"SealProof": P2K.id, "SectorNumber": 1, "SealedCID
 @pytest.mark.parametrize("method, old, new_method, new", [
     ("PreCommitSectorBatch", OLD_PRECOMMIT, "PreCommitSectorBatch2",
      {"Sectors": [{"SealProof": P2K.id, "SectorNumber": 1, "SealedCID": {"/": SEALED}, "SealRandEpoch": 15,
-                   "DealIDs": [9], "Expiration": 2000000, "UnsealedCid": {"/": PIECE_CID}}]}),
+                   "DealIDs": [], "Expiration": 2000000, "UnsealedCid": {"/": PIECE_CID}}]}),
+    ("PreCommitSectorBatch", {"Sectors": [{**OLD_PRECOMMIT["Sectors"][0], "UnsealedCID": None}]}, "PreCommitSectorBatch2",
+     {"Sectors": [{"SealProof": P2K.id, "SectorNumber": 1, "SealedCID": {"/": SEALED}, "SealRandEpoch": 15,
+                   "DealIDs": [], "Expiration": 2000000, "UnsealedCid": {"/": COMM_D_CID}}]}),
     ("ProveCommitSector", {"SectorNumber": 1, "Proof": B64}, "ProveCommitSectors3",
      {"SectorActivations": [{"SectorNumber": 1, "Pieces": [market_piece(9, PIECE_CID, PIECE.size)]}],
       "SectorProofs": [B64], "AggregateProof": "", "AggregateProofType": None,
@@ -85,7 +89,7 @@ def _downgrade(path):
 
 
 def test_an_old_unsent_prove_commit_is_resent_as_prove_commit_sectors3_and_lands(tmp_path):
-    assert MANAGER_SCHEMA.version == 4
+    assert MANAGER_SCHEMA.version == 5
     chain = Devnet(tmp_path / "devnet.db", ChainPolicy(block_time=0, trust_external_proofs=True))
     chain.create_miner(MINER, P2K.id)
     chain.advance(20)
@@ -182,6 +186,93 @@ def test_a_state_behind_the_chain_adopts_the_old_form_of_its_unsent_message(tmp_
         assert [(lag.next_nonce, lag.chain_nonce) for lag in found] == [(1, 2)]
         assert adopt_sent(state, chain, found) == [(MINER, 0, taken)]
         assert state.unsent() == []
+    finally:
+        state.close()
+        chain.close()
+
+
+def _downgrade_to(path, version):
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {version}")
+    db.commit()
+    db.close()
+
+
+def _deal_sector(state, chain, number):
+    """A deal on chain and in the manager's deals, and sector `number` holding it; its PreCommit as
+    a manager from before direct data onboarding journalled it (DealIDs, UnsealedCid null)."""
+    deal = chain.publish_deal(MINER, PIECE_CID, PIECE.size, 500, 180 * 2880)
+    assert state.allocate(MINER, P2K.id, 1, None) == number
+    with state.tx() as db:
+        db.execute("INSERT INTO deals (id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store, sector) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (deal, MINER, PIECE_CID, PIECE.size, 1016, 500, 180 * 2880, "", number))
+    state.update(MINER, number, deals=[deal], pre={"CommR": (bytes(31) + bytes([number])).hex(),
+                                                    "CommD": comm_d_from_pieces([PIECE], 2048).hex()})
+    return deal, {"Sectors": [{"SealProof": P2K.id, "SectorNumber": number,
+                               "SealedCID": {"/": commr_to_cid(bytes(31) + bytes([number]))}, "SealRandEpoch": 15,
+                               "DealIDs": [deal], "Expiration": chain.head() + 540 * 2880, "UnsealedCid": None}]}
+
+
+def test_an_unsent_precommit_naming_deals_is_rewritten_without_them_and_its_sector_proven(tmp_path):
+    """Schema 4 -> 5: the journalled, unsent PreCommitSectorBatch2 names no deals and declares
+    their CommD; a sent one stays as the chain has it. The PreCommit lands, and the proof's
+    manifests activate the deal (builtin-actors refuses a PreCommit with deal ids)."""
+    chain = Devnet(tmp_path / "devnet.db", ChainPolicy(block_time=0, trust_external_proofs=True))
+    chain.create_miner(MINER, P2K.id)
+    chain.advance(20)
+    state = ManagerState(tmp_path / "manager.db")
+    try:
+        sent_deal, sent = _deal_sector(state, chain, 1)
+        deal, unsent = _deal_sector(state, chain, 2)
+        assert state.enqueue_message(MINER, "pre", "PreCommitSectorBatch2", sent, [1]) == 0
+        state.record_sent(MINER, 0, chain.push_message(MINER, "PreCommitSectorBatch2", sent, nonce=0))
+        assert state.enqueue_message(MINER, "pre", "PreCommitSectorBatch2", unsent, [2]) == 1
+        state.close()
+        _downgrade_to(tmp_path / "manager.db", 4)
+
+        state = ManagerState(tmp_path / "manager.db")
+        [row] = state.unsent()
+        assert row["nonce"] == 1 and row["params"]["Sectors"][0]["DealIDs"] == []
+        assert row["params"]["Sectors"][0]["UnsealedCid"] == {"/": COMM_D_CID}
+        assert canonical("PreCommitSectorBatch2", row["params"]) == row["params"]
+        assert state.query("SELECT params FROM outbox WHERE nonce = 0") == [(json.dumps(sent),)]      # as sent
+
+        committer = Committer(parse_config({"Miners": [{"Actor": MINER}]}), state, chain)
+        [pre] = committer.tick()
+        chain.advance(chain.policy.message_delay + chain.policy.precommit_challenge_delay)
+        assert chain.receipt(pre).ok and chain.precommit(MINER, 2).deal_ids == []
+        state.update(MINER, 2, pre_msg=pre, pre_nonce=1, commit_proof=B64, proof_queued_at=0)
+        [proof] = committer.tick()
+        chain.advance(chain.policy.message_delay)
+        assert chain.receipt(proof).ok, chain.receipt(proof)
+        assert chain.sector(MINER, 2).deal_ids == [deal] and chain.deal(deal)["activated"] is not None
+    finally:
+        state.close()
+        chain.close()
+
+
+def test_a_precommit_naming_deals_the_chain_took_before_the_upgrade_is_adopted(tmp_path):
+    """The older manager pushed its PreCommit (with DealIDs) and stopped before recording it;
+    schema 5 rewrote the journal row without them. The chain's message at that nonce is this one
+    in its old form: recorded, not refused on every pass nor sent under another nonce."""
+    chain = Devnet(tmp_path / "devnet.db", ChainPolicy(block_time=0, trust_external_proofs=True))
+    chain.create_miner(MINER, P2K.id)
+    chain.advance(20)
+    state = ManagerState(tmp_path / "manager.db")
+    try:
+        deal, old = _deal_sector(state, chain, 1)
+        old["Sectors"][0]["UnsealedCid"] = {"/": COMM_D_CID}          # as the manager sent it
+        assert state.enqueue_message(MINER, "pre", "PreCommitSectorBatch2", old, [1]) == 0
+        on_chain = chain.push_message(MINER, "PreCommitSectorBatch2", old, nonce=0)
+        state.close()
+        _downgrade_to(tmp_path / "manager.db", 4)
+        state = ManagerState(tmp_path / "manager.db")
+        assert state.unsent()[0]["params"]["Sectors"][0]["DealIDs"] == []
+        committer = Committer(parse_config({"Miners": [{"Actor": MINER}]}), state, chain)
+        assert committer.tick() == [on_chain]
+        assert state.unsent() == [] and state.query("SELECT message FROM outbox WHERE nonce = 0") == [(on_chain,)]
+        chain.advance(chain.policy.message_delay)
+        assert chain.precommit(MINER, 1).deal_ids == [deal]          # it cannot be proven: the sealer aborts it
     finally:
         state.close()
         chain.close()

@@ -1,8 +1,12 @@
 """The devnet's storage market (builtin-actors' market actor, reduced to what sealing needs):
 a published deal names a provider (miner), a piece (CID and padded size) and its start and end
-epochs. PreCommit checks the sector's deals (provider, not started, not used elsewhere, ending
-before the sector expires) and that the unsealed CID is the CommD of their pieces; ProveCommit
-activates them. A deal that reaches its start epoch without being activated has expired.
+epochs. Deals are activated by ProveCommitSectors3's piece manifests, each notifying this actor
+of its deal (direct data onboarding; builtin-actors' sector_content_changed, actors/market/src/
+lib.rs, commit b0a3bdd6): the deal must be this provider's, not active, not started, and end by
+the sector's expiration (`activate_notified`). A deal that reaches its start epoch without being
+activated has expired. A PreCommit that names DealIDs (as older managers sent) still has them
+checked and claimed (`check_precommit`), but ProveCommitSectors3 refuses such a PreCommit, so
+they go back when it expires; ProveReplicaUpdates3 claims and activates in one message.
 
 Simplification: deals are published by an admin call (the embedded market, `damocles util piece
 import`), not by a client's signed PublishStorageDeals message; there is no collateral or
@@ -101,6 +105,7 @@ def check_precommit(state, miner: int, number: int, proof_id: int, deal_ids: lis
 
 
 def activate(state, miner: int, number: int, deal_ids: list[int]) -> None:
+    """ProveReplicaUpdates3: the deals `check_precommit` claimed for the sector in the same message."""
     for deal_id in deal_ids:
         d = get(state, deal_id)
         if d is None or d["sector"] != number or d["miner"] != miner:
@@ -109,6 +114,33 @@ def activate(state, miner: int, number: int, deal_ids: list[int]) -> None:
             raise ActorError(ExitCode.ILLEGAL_ARGUMENT,
                              f"sector {number}: deal {deal_id} started at {d['start_epoch']} before the sector was proven")
         state.db.execute("UPDATE deals SET activated = ? WHERE id = ?", (state.epoch, deal_id))
+
+
+def activate_notified(state, miner: int, number: int, deal_ids: list[int], expiration: int) -> None:
+    """Activate the deals a sector's piece manifests notified this actor of, in the sector
+    (ActorError naming the deal otherwise: the whole message fails, as RequireNotificationSuccess
+    asks). Each deal's provider, piece CID and size were checked against its manifest
+    (miner_actor.deals_of_pieces)."""
+    for i, deal_id in enumerate(deal_ids):
+        where = f"sector {number}: deal {deal_id}"
+        if deal_id in deal_ids[:i]:
+            raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"{where}: duplicated deal")
+        d = get(state, deal_id)
+        if d is None:
+            raise ActorError(ExitCode.NOT_FOUND, f"{where} not found")
+        if d["miner"] != miner:
+            raise ActorError(ExitCode.FORBIDDEN, f"{where}: proposal has provider f0{d['miner']}, must be f0{miner}")
+        if d["activated"] is not None:
+            raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"{where} already activated (in sector {d['sector']})")
+        if d["sector"] is not None and d["sector"] != number:
+            raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"{where} is held by the PreCommit of sector {d['sector']}")
+        if state.epoch > d["start_epoch"]:
+            raise ActorError(ExitCode.ILLEGAL_ARGUMENT,
+                             f"{where}: proposal start epoch {d['start_epoch']} has already elapsed at {state.epoch}")
+        if d["end_epoch"] > expiration:
+            raise ActorError(ExitCode.ILLEGAL_ARGUMENT,
+                             f"{where}: proposal expiration {d['end_epoch']} exceeds sector expiration {expiration}")
+        state.db.execute("UPDATE deals SET sector = ?, activated = ? WHERE id = ?", (number, state.epoch, deal_id))
 
 
 def release(state, miner: int, number: int) -> None:

@@ -5,26 +5,36 @@ for the message's CBOR); the retired methods (PreCommitSectorBatch, ProveCommitS
 FIP-0101, ProveCommitAggregate) are unhandled. Each method runs inside the devnet's transaction
 for the message; raising ActorError fails the message with that exit code and changes nothing.
 
+Deals take the direct data onboarding path, as in builtin-actors (commit b0a3bdd6, lib.rs
+`prove_commit_sectors3`): a sector with deals is pre-committed with no DealIDs and its CommD as
+UnsealedCid; ProveCommitSectors3's piece manifests carry the deals, each piece notifying the
+market actor (f05) of its deal, and their CommD must be the PreCommit's. A PreCommit that names
+DealIDs is still accepted (its deals checked and claimed, market.check_precommit) but, as
+builtin-actors' `validate_precommits(allow_deals = false)`, never proven.
+
 Differences from builtin-actors (docs/devnet.md): a message is all-or-nothing whatever its
-RequireActivationSuccess says; deals are named in the PreCommit (DealIDs, checked and claimed
-there) and ProveCommitSectors3's piece manifests must repeat them, each piece notifying the
-market actor (f05) of its deal, where builtin-actors takes deals only from the manifests."""
+RequireActivationSuccess says; each piece must notify exactly the market actor of one deal (no
+data without a deal, no verified allocations)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import struct
+from dataclasses import replace
 
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID
 from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.cid import cid_to_commitment, commd_to_cid
+from ..proofs.commitment import PieceInfo, comm_d_from_pieces
 from . import market, money
 from .actor_params import MARKET_ACTOR, SNARK_PACK_V2, ParamsError, canonical, notified_deal
 from .external_proofs import accept_unverified
 from .types import ActorError, ExitCode, PreCommitOnChain, SectorOnChain
+
+DEALS_DISALLOWED = "precommit has deal ids which are disallowed"    # builtin-actors' words
 
 MAX_SECTOR_NUMBER = (1 << 63) - 1
 AGGREGATE_MAGIC = b"DMA1"
@@ -92,23 +102,34 @@ def pre_commit_sector_batch2(state, miner: int, params: dict) -> None:
              f"sector {number}: expiration {expiration} is less than {policy.min_sector_expiration} epochs after now")
         _arg(expiration <= epoch + policy.max_sector_expiration_extension,
              f"sector {number}: expiration {expiration} is more than {policy.max_sector_expiration_extension} epochs after now")
-        # CommD must be that of the sector's deals; with no deals (CC) it is the zero commitment
-        expected_commd = market.check_precommit(state, miner, number, proof_id, deal_ids, expiration)
-        unsealed = s["UnsealedCid"]
-        if unsealed is not None:
-            try:
-                kind, commd = cid_to_commitment(unsealed["/"])
-            except ProofError as exc:
-                raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"sector {number}: {exc}") from None
-            _arg(kind == "unsealed" and commd == expected_commd,
-                 f"sector {number}: unsealed CID does not match the sector's deals (CommD mismatch)")
+        commd = _precommit_commd(state, miner, number, proof_id, deal_ids, expiration, s["UnsealedCid"])
         _arg(not state.is_allocated(miner, number), f"sector number {number} already allocated")
-        accepted.append(PreCommitOnChain(miner, number, proof_id, s["SealedCID"]["/"], commd_to_cid(expected_commd),
+        accepted.append(PreCommitOnChain(miner, number, proof_id, s["SealedCID"]["/"], commd_to_cid(commd),
                                          rand_epoch, expiration, epoch, list(deal_ids)))
     _lock_deposits(state, miner, accepted)
     for pc in accepted:
         state.allocate(miner, pc.number)
         state.put_precommit(pc)
+
+
+def _precommit_commd(state, miner: int, number: int, proof_id: int, deal_ids: list, expiration: int, unsealed) -> bytes:
+    """The CommD the PreCommit records. Without DealIDs (the DDO path) the UnsealedCid is taken as
+    given, null meaning the zero CommD (CC); ProveCommitSectors3 checks it against the pieces.
+    With DealIDs (an older manager's PreCommit) the deals are checked and claimed and the CID must
+    be their pieces' CommD, as before; such a sector cannot be proven (DEALS_DISALLOWED)."""
+    declared = None
+    if unsealed is not None:
+        try:
+            kind, declared = cid_to_commitment(unsealed["/"])
+        except ProofError as exc:
+            raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"sector {number}: {exc}") from None
+        _arg(kind == "unsealed", f"sector {number}: unsealed CID had wrong prefix")
+    if not deal_ids:
+        return declared if declared is not None else comm_d_from_pieces([], seal_proof(proof_id).size.bytes)
+    expected = market.check_precommit(state, miner, number, proof_id, deal_ids, expiration)
+    _arg(declared is None or declared == expected,
+         f"sector {number}: unsealed CID does not match the sector's deals (CommD mismatch)")
+    return expected
 
 
 def _lock_deposits(state, miner: int, accepted: list[PreCommitOnChain]) -> None:
@@ -144,15 +165,14 @@ def _prove_one(state, miner: int, number: int, proof: bytes) -> SectorOnChain:
             verify_seal(sp, SectorID(miner, number), comm_d, comm_r, ticket, seed, proof)
     except ProofError as exc:
         raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"invalid seal proof for sector {number}: {exc}") from None
-    return SectorOnChain(miner, number, pc.seal_proof, pc.sealed_cid, pc.unsealed_cid, epoch, pc.expiration, pc.deal_ids)
+    return SectorOnChain(miner, number, pc.seal_proof, pc.sealed_cid, pc.unsealed_cid, epoch, pc.expiration)
 
 
 def _activate(state, sectors: list[SectorOnChain]) -> None:
-    """Proven sectors become live: each gets a WindowPoSt deadline and partition and has power
-    from this epoch (proving.assign_sectors)."""
+    """Proven sectors, their deals activated, become live: each gets a WindowPoSt deadline and
+    partition and has power from this epoch (proving.assign_sectors)."""
     _pledge(state, sectors)
     for s in sectors:
-        market.activate(state, s.miner, s.number, s.deal_ids)
         state.delete_precommit(s.miner, s.number)
         state.put_sector(s)
     for miner in sorted({s.miner for s in sectors}):
@@ -235,11 +255,39 @@ def prove_commit_sectors3(state, miner: int, params: dict) -> None:
         number = a["SectorNumber"]
         pc = state.get_precommit(miner, number)
         _arg(pc is not None, f"no pre-committed sector {number}", ExitCode.NOT_FOUND)
-        deal_ids = deals_of_pieces(state, miner, a["Pieces"], f"{where}.SectorActivations[{i}]")
-        _arg(deal_ids == list(pc.deal_ids),
-             f"sector {number}: its pieces notify deals {deal_ids}, its PreCommit named {list(pc.deal_ids)}")
-        proven.append(_prove_one(state, miner, number, by_sector[number]))
+        # builtin-actors b0a3bdd6 lib.rs: validate_precommits(allow_deals = false), "New onboarding
+        # entry point does not allow pre-committed deals"; all or nothing, the message fails
+        _arg(not pc.deal_ids, f"invalid pre-commit {i} while requiring activation success: sector {number}: "
+                              f"{DEALS_DISALLOWED} ({list(pc.deal_ids)}; its deals go in the piece manifests)")
+        where_i = f"{where}.SectorActivations[{i}]"
+        sector = _prove_one(state, miner, number, by_sector[number])       # seed, proof window, proof
+        _check_pieces_commd(pc, a["Pieces"], where_i)
+        deal_ids = deals_of_pieces(state, miner, a["Pieces"], where_i)
+        # the market's sector_content_changed, one sector after the other: a deal twice fails
+        market.activate_notified(state, miner, number, deal_ids, pc.expiration)
+        proven.append(replace(sector, deal_ids=deal_ids))
     _activate(state, proven)
+
+
+def _check_pieces_commd(pc: PreCommitOnChain, pieces: list[dict], where: str) -> None:
+    """The CommD of the manifests' pieces (in order, aligned and zero-padded to the sector, the
+    zero CommD for none) must be the PreCommit's unsealed CID (builtin-actors'
+    activate_sectors_pieces)."""
+    size = seal_proof(pc.seal_proof).size.bytes
+    try:
+        infos = [PieceInfo(p["Size"], _piece_commitment(p["CID"]["/"])) for p in pieces]
+        computed = commd_to_cid(comm_d_from_pieces(infos, size))
+    except ProofError as exc:
+        raise ActorError(ExitCode.ILLEGAL_ARGUMENT, f"{where}: failed to compute unsealed sector CID: {exc}") from None
+    _arg(computed == pc.unsealed_cid, f"{where}: unsealed CID does not match pieces for sector {pc.number}, "
+                                      f"computed {computed} declared {pc.unsealed_cid}")
+
+
+def _piece_commitment(cid: str) -> bytes:
+    kind, comm = cid_to_commitment(cid)
+    if kind != "unsealed":
+        raise ProofError(f"{cid} is not a piece CID")
+    return comm
 
 
 METHODS = {

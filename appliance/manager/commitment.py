@@ -3,7 +3,14 @@ a batch goes out when `Threshold` sectors wait or the oldest has waited `MaxWait
 `CheckInterval`. PreCommits go out as PreCommitSectorBatch2; proofs as ProveCommitSectors3, one
 aggregate proof (SnarkPackV2) per message when enough are ready for the chain's aggregate
 minimum, otherwise the sectors' own proofs side by side in one message (as Lotus sends them).
-Each sector's deals go in its activation manifest, a piece notifying the market actor of each.
+
+Deals take the direct data onboarding path (builtin-actors b0a3bdd6, lib.rs prove_commit_sectors3:
+"New onboarding entry point does not allow pre-committed deals"): a PreCommit names no deals
+(DealIDs empty) and declares the sector's CommD as UnsealedCid; each sector's deals go in its
+ProveCommitSectors3 activation manifest, a piece notifying the market actor of each. A sector the
+chain would refuse whatever its proof (its PreCommit named deals, sent by an older manager; its
+deals' pieces do not make its CommD) is left out of the batch, so that it cannot fail the others,
+and marked `proof_refused` with the reason, which PollProofState turns into the sector's abort.
 
 Money, as Damocles' commitment manager treats it (commitmgr.go handleMessage: OutOfGas and
 insufficient funds are "failed, send again", never a reason to abort): a batch whose deposit or
@@ -24,10 +31,13 @@ import time
 from ..chain import money
 from ..chain.actor_params import SNARK_PACK_V2
 from ..chain.interface import Chain
-from ..chain.miner_actor import encode_aggregate
+from ..chain.miner_actor import DEALS_DISALLOWED, encode_aggregate
 from ..chain.types import ChainError, ExitCode, MessageNotFound, Receipt
 from ..core.crash import crash_point
-from ..proofs.cid import commd_to_cid, commr_to_cid
+from ..core.proof_types import seal_proof
+from ..proofs import ProofError
+from ..proofs.cid import cid_to_commitment, commd_to_cid, commr_to_cid
+from ..proofs.commitment import PieceInfo, comm_d_from_pieces
 from .config import ManagerConfig, MinerConfig
 from .legacy_messages import is_old_form, manifests
 from .state import ManagerState
@@ -47,9 +57,20 @@ class FundsWait(ChainError):
 
 def will_resend(rec: dict, kind: str, receipt: Receipt) -> bool:
     """Does the committer send this sector's failed message again (so that it is pending, not failed)?"""
+    if refused_for_another(rec, kind, receipt):
+        return True
     if receipt.exit_code not in RESEND_CODES:
         return False
     return receipt.exit_code != ExitCode.OUT_OF_GAS or rec.get(f"{kind}_gas_resends", 0) < MAX_GAS_RESENDS
+
+
+def refused_for_another(rec: dict, kind: str, receipt: Receipt) -> bool:
+    """A proof message the chain refused, all or nothing, for another sector's pre-committed deals
+    (one an older manager journalled with such a sector): this sector's proof is sent again. The
+    devnet's receipts name the sector; a node's carry no text, and the message just failed."""
+    error = receipt.error or ""
+    return (kind == "proof" and receipt.exit_code == ExitCode.ILLEGAL_ARGUMENT and DEALS_DISALLOWED in error
+            and f"sector {rec['number']}: {DEALS_DISALLOWED}" not in error)
 
 
 class Committer:
@@ -113,7 +134,7 @@ class Committer:
             params = {"Sectors": [{
                 "SealProof": r["proof"], "SectorNumber": r["number"],
                 "SealedCID": {"/": commr_to_cid(bytes.fromhex(r["pre"]["CommR"]))},
-                "SealRandEpoch": r["ticket"]["Epoch"], "DealIDs": r.get("deals", []),
+                "SealRandEpoch": r["ticket"]["Epoch"], "DealIDs": [],      # DDO: the deals go in the proof
                 "Expiration": head + m.lifetime_days * EPOCHS_PER_DAY,
                 "UnsealedCid": {"/": commd_to_cid(bytes.fromhex(r["pre"]["CommD"]))}} for r in batch]}
             out += self._send_batch(m, "pre", "PreCommitSectorBatch2", params, batch, value,
@@ -274,7 +295,8 @@ class Committer:
                     self._settled.add(msg)
                 continue
             self._settled.add(msg)
-            if receipt.exit_code not in RESEND_CODES or row["kind"] not in SECTOR_KINDS:
+            if row["kind"] not in SECTOR_KINDS or (receipt.exit_code not in RESEND_CODES
+                                                   and DEALS_DISALLOWED not in (receipt.error or "")):
                 continue
             self._queue_again(row, receipt)
         return out
@@ -333,9 +355,11 @@ class Committer:
         return replacement
 
     def _flush_proofs(self, m: MinerConfig) -> list[str]:
-        waiting = [r for r in self.state.sectors(m.actor) if "commit_proof" in r and "proof_nonce" not in r and not r.get("abort_reason")]
+        waiting = [r for r in self.state.sectors(m.actor) if "commit_proof" in r and "proof_nonce" not in r
+                   and not r.get("abort_reason") and not r.get("proof_refused")]
         if not self._due(waiting, "proof_queued_at", m.prove_batch):
             return []
+        waiting = [r for r in waiting if not self._refuse_proof(m.actor, r)]
         policy = getattr(self.chain, "policy", self.config.chain)
         out = []
         for i in range(0, len(waiting), policy.aggregate_max):
@@ -357,5 +381,43 @@ class Committer:
         return out
 
     def _pieces(self, record: dict) -> list[dict]:
-        """The sector's deals as piece manifests, in the order its PreCommit named them."""
+        """The sector's deals as piece manifests, in the order they lie in the sector."""
         return manifests(list(record.get("deals") or []), self.state.deal_pieces)
+
+    def _refuse_proof(self, miner: int, record: dict) -> bool:
+        """Whether the chain would refuse the sector's ProveCommitSectors3 whatever its proof; if
+        so the sector is marked `proof_refused` with the reason (PollProofState aborts it)."""
+        why = proof_refusal(self.chain, self.state, record)
+        if why is None:
+            return False
+        if self.state.update_open(miner, record["number"], proof_refused=why) is not None:
+            log.warning("sector f0%s-%s: not sent for ProveCommit: %s", miner, record["number"], why)
+        return True
+
+
+def proof_refusal(chain: Chain, state: ManagerState, record: dict) -> str | None:
+    """Why ProveCommitSectors3 would refuse the sector (None: it would not): its PreCommit on
+    chain named deals (builtin-actors refuses those), or its deals' pieces do not make the CommD
+    its PreCommit declared (their manifests would fail the CommD check)."""
+    deals = list(record.get("deals") or [])
+    if deals:
+        pc = chain.precommit(record["miner"], record["number"])
+        if pc is not None and pc.deal_ids:
+            return precommitted_deals_refusal(list(pc.deal_ids))
+    try:
+        pieces = [PieceInfo(size, cid_to_commitment(cid)[1]) for cid, size in state.deal_pieces(deals)]
+        comm_d = comm_d_from_pieces(pieces, seal_proof(record["proof"]).size.bytes)
+    except (ValueError, ProofError) as exc:
+        return f"the pieces of its deals {deals} cannot make its ProveCommit manifests: {exc}"
+    declared = (record.get("pre") or {}).get("CommD")
+    if declared is not None and comm_d.hex() != declared:
+        return (f"its deals {deals} make CommD {comm_d.hex()}, its PreCommit declared {declared}: "
+                f"the chain would refuse the proof (unsealed CID does not match pieces)")
+    return None
+
+
+def precommitted_deals_refusal(deal_ids: list[int]) -> str:
+    """The reason a sector whose PreCommit named deals (an older manager's) is aborted."""
+    return (f"its PreCommit on chain names deals {deal_ids} (DealIDs, as managers before direct data onboarding "
+            f"sent them): ProveCommitSectors3 refuses it (builtin-actors: {DEALS_DISALLOWED}), so it can never be "
+            f"proven; its deals are free on chain again when the PreCommit expires")

@@ -9,7 +9,12 @@ found by looking in `sealed/` and `cache/` (or `update/` for a snap-upgraded rep
 configured store. An active sector is finished (WindowPoSt proves it); a PreCommit waiting for its
 proof is `PCLanded`, so the worker still holding it carries on. A record the state has but that
 is older than the chain (no PreCommit or proof message where the chain took one) gets the
-chain's messages recorded on it, so that they are not sent again."""
+chain's messages recorded on it, so that they are not sent again.
+
+A sector's deals (direct data onboarding: a PreCommit names none) are those its
+ProveCommitSectors3 manifests notified the market actor of; for messages of managers from before
+DDO, those its PreCommit named (DealIDs); else the chain's record of the sector's deals, else the
+manager's deals table (a PreCommit still waiting for its proof has no deals on chain)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import logging
 import time
 from pathlib import Path
 
+from ..chain.actor_params import MARKET_ACTOR, ParamsError, notified_deal
 from ..chain.miner_actor import decode_aggregate
 from ..core.sector import sector_name
 from ..proofs.cid import cid_to_commitment
@@ -40,9 +46,10 @@ def find_files(stores, miner: int, number: int, sealed: str = "sealed", cache: s
     return next((s.name for s in stores if _sealed_in(Path(s.path), miner, number, sealed, cache)), None)
 
 
-def _messages_by_sector(chain, miner: int) -> tuple[dict, dict]:
-    """number -> (PreCommit params of the sector, message) and number -> (proof as base64, message)."""
-    pre, proof = {}, {}
+def _messages_by_sector(chain, miner: int) -> tuple[dict, dict, dict]:
+    """number -> (PreCommit params of the sector, message), number -> (proof as base64, message)
+    and number -> the deals its ProveCommitSectors3 manifests notified the market actor of."""
+    pre, proof, proof_deals = {}, {}, {}
     for msg in chain.executed_messages(miner):
         method, params = msg["method"], msg["params"]
         if method in PRECOMMIT_METHODS:
@@ -50,6 +57,8 @@ def _messages_by_sector(chain, miner: int) -> tuple[dict, dict]:
                 pre[s["SectorNumber"]] = (s, msg)
         elif method == "ProveCommitSectors3":
             numbers = [a["SectorNumber"] for a in params["SectorActivations"]]
+            for a in params["SectorActivations"]:
+                proof_deals[a["SectorNumber"]] = _notified_deals(a.get("Pieces") or [])
             if params["SectorProofs"]:
                 for number, p in zip(numbers, params["SectorProofs"]):
                     proof[number] = (p, msg)
@@ -61,7 +70,33 @@ def _messages_by_sector(chain, miner: int) -> tuple[dict, dict]:
         elif method == "ProveCommitAggregate":           # taken by the chain before the upgrade
             for number, p in decode_aggregate(base64.b64decode(params["AggregateProof"])).items():
                 proof[number] = (base64.b64encode(p).decode(), msg)
-    return pre, proof
+    return pre, proof, proof_deals
+
+
+def _notified_deals(pieces: list[dict]) -> list[int]:
+    """The deal ids a sector's piece manifests notify the market actor of, in piece order (a
+    message the chain executed: its payloads decoded when it landed)."""
+    out = []
+    for piece in pieces:
+        for n in piece.get("Notify") or []:
+            if n.get("Address") == MARKET_ACTOR:
+                try:
+                    out.append(notified_deal(n["Payload"], "Notify.Payload"))
+                except ParamsError:
+                    continue
+    return out
+
+
+def _sector_deals(state: ManagerState, miner: int, number: int, pre_msg, proof_deals: list[int] | None,
+                  on_chain: list[int]) -> list[int]:
+    """The sector's deals, from the first that has them: its ProveCommitSectors3 manifests, its
+    PreCommit's DealIDs (a manager from before DDO), the chain's record, the manager's deals."""
+    if proof_deals:
+        return list(proof_deals)
+    named = (pre_msg[0].get("DealIDs") or []) if pre_msg is not None else []
+    if named or on_chain:
+        return list(named or on_chain)
+    return [r[0] for r in state.query("SELECT id FROM deals WHERE miner = ? AND sector = ? ORDER BY id", (miner, number))]
 
 
 def _cid(value) -> str:
@@ -77,7 +112,7 @@ def _record(chain, miner: int, number: int, seal_proof: int, sealed_cid: str, un
         params, msg = pre_msg
         epoch = params["SealRandEpoch"]
         info.update(ticket={"Ticket": base64.b64encode(chain.seal_randomness(miner, epoch)).decode(), "Epoch": epoch},
-                    deals=params.get("DealIDs") or [], pre_msg=msg["id"], pre_nonce=msg["nonce"])
+                    pre_msg=msg["id"], pre_nonce=msg["nonce"])
         precommit_epoch = msg["executed_epoch"] if precommit_epoch is None else precommit_epoch
     if precommit_epoch is not None and proof_msg is not None:
         seed_epoch = chain.policy.seed_epoch(precommit_epoch)
@@ -146,7 +181,7 @@ def recover_sectors(state: ManagerState, chain, stores, miners: list[int], piece
                   and ("pre_nonce" not in rec or (n in active and "proof_nonce" not in rec))]
         if not missing and not behind:
             continue
-        pre_msgs, proof_msgs = _messages_by_sector(chain, miner)
+        pre_msgs, proof_msgs, proof_deals = _messages_by_sector(chain, miner)
         for number in behind:
             done += _catch_up(state, chain, miner, records[number], pre_msgs.get(number),
                               proof_msgs.get(number) if number in active else None)
@@ -155,7 +190,9 @@ def recover_sectors(state: ManagerState, chain, stores, miners: list[int], piece
                 s = active[number]
                 info = _record(chain, miner, number, s.seal_proof, s.sealed_cid, s.unsealed_cid, pre_msgs.get(number),
                                proof_msgs.get(number), None)
-                info.update(state="Finished", finalized=True, deals=list(s.deal_ids))
+                info.update(state="Finished", finalized=True,
+                            deals=_sector_deals(state, miner, number, pre_msgs.get(number), proof_deals.get(number),
+                                                list(s.deal_ids)))
                 upgraded = s.sector_key_cid and find_files(stores, miner, number, "update", "update-cache")
                 if upgraded:
                     info["upgraded"] = upgraded
@@ -164,7 +201,8 @@ def recover_sectors(state: ManagerState, chain, stores, miners: list[int], piece
                 p = waiting[number]
                 info = _record(chain, miner, number, p.seal_proof, p.sealed_cid, p.unsealed_cid, pre_msgs.get(number), None,
                                p.precommit_epoch)
-                info.update(state="PCLanded", deals=list(p.deal_ids))
+                info.update(state="PCLanded", deals=_sector_deals(state, miner, number, pre_msgs.get(number), None,
+                                                                  list(p.deal_ids)))
                 proof = p.seal_proof
             persisted = find_files(stores, miner, number)
             if persisted is not None:

@@ -12,6 +12,7 @@ import time
 
 from ..chain.external_proofs import precheck
 from ..chain.interface import Chain
+from ..chain.miner_actor import DEALS_DISALLOWED
 from ..chain.types import ChainError, MessageNotFound
 from ..core.crash import crash_point
 from ..core.protocol import OnChainState, SubmitResult
@@ -22,7 +23,7 @@ from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.commitment import comm_d_from_pieces
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, UNAUTHORIZED, RPCError
-from .commitment import will_resend
+from .commitment import precommitted_deals_refusal, will_resend
 from .config import ManagerConfig, PersistStore, resolve_seal_proofs
 from .identity import NAME_LENGTH, TooManyNames, bound, check_sector, check_worker_name, names_refused
 from .market import Market
@@ -195,7 +196,8 @@ class Sealer:
             return _poll(PENDING, f"message {msg} failed with exit code {receipt.exit_code} ({receipt.error}): "
                                   f"the manager sends it again")
         if not receipt.ok:
-            if receipt.error and "already allocated" in receipt.error:
+            if receipt.error and ("already allocated" in receipt.error
+                                  or f"sector {rec['number']}: {DEALS_DISALLOWED}" in receipt.error):
                 return _poll(SHOULD_ABORT, receipt.error)
             return _poll(PERM_FAILED, f"message {msg} failed with exit code {receipt.exit_code}: {receipt.error}")
         miner_cfg = self.config.miner(rec["miner"])
@@ -245,6 +247,9 @@ class Sealer:
         expired_at = self._precommit_expired_at(rec, pc, policy, head)
         if expired_at is not None:
             self.report_aborted(sid, f"PreCommit expired at epoch {expired_at}")
+            return {"ShouldWait": False, "Delay": 0, "Seed": None}
+        if pc is not None and pc.deal_ids:      # an older manager's PreCommit: never proven (commitment.py)
+            self.report_aborted(sid, precommitted_deals_refusal(list(pc.deal_ids)))
             return {"ShouldWait": False, "Delay": 0, "Seed": None}
         if pc is None:
             if rec.get("pre_msg") and self._receipt(rec["pre_msg"]) is None and \
@@ -319,6 +324,10 @@ class Sealer:
         rec = self._sector(sid)
         if "commit_proof" not in rec:
             return _poll(NOT_FOUND, "no proof submitted")
+        if rec.get("proof_refused"):            # the committer found the chain would refuse it
+            if not rec.get("abort_reason"):
+                self.report_aborted(sid, rec["proof_refused"])
+            return _poll(SHOULD_ABORT, rec["proof_refused"])
         return self._message_state(rec, "proof_msg", lambda: self.chain.sector(sid["Miner"], sid["Number"]) is not None)
 
     # -------------------------------------------------------------------- stores

@@ -105,8 +105,16 @@ def _v4(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE outbox ADD COLUMN spec TEXT")
 
 
+def _v5(db: sqlite3.Connection) -> None:
+    """Version 5: direct data onboarding. An unsent PreCommitSectorBatch2 names no deals (DealIDs
+    empty, UnsealedCid their CommD): ProveCommitSectors3 refuses a PreCommit that named them, and
+    takes the deals from its piece manifests (manager.legacy_messages)."""
+    from .legacy_messages import drop_precommit_deals
+    drop_precommit_deals(db)
+
+
 # migrations[i] takes manager.db from version i to i + 1; append, never edit a released one.
-MANAGER_SCHEMA = Schema("manager state", [_v1, _v2, _v3, _v4], frozenset({"counters", "sectors", "nonces"}), frozenset({
+MANAGER_SCHEMA = Schema("manager state", [_v1, _v2, _v3, _v4, _v5], frozenset({"counters", "sectors", "nonces"}), frozenset({
     ("sectors", "info"), ("workers", "info"), ("outbox", "params"), ("outbox", "sectors"), ("outbox", "spec"), ("wdpost_jobs", "partitions"),
     ("wdpost_jobs", "input"), ("wdpost_jobs", "output"), ("post_rounds", "info")}))
 
