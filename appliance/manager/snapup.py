@@ -64,6 +64,8 @@ class SnapUp:
             rec = self.state.sector(miner, s.number)
             if s.deal_ids or s.sector_key_cid or s.number in known or not rec or not rec.get("persisted"):
                 continue
+            if rec.get("deals"):      # onboarded with deals by direct data onboarding: a node's sector info names none
+                continue
             where = locations.get(s.number)
             if where is None or (deadline is not None and where[0] != deadline):
                 continue
