@@ -113,6 +113,9 @@ def test_lotus_store_imported_corrupt_sector_refused_by_name_then_windowpost_lan
         assert commr_to_cid(bytes.fromhex(rec["pre"]["CommR"])) == chain.sector(1000, n).sealed_cid
     assert svc.state.sector(1000, 3) is None and svc.state.sector(1000, 9) is None
     assert svc.state.next_numbers()[1000] == 5          # imported numbers are never allocated again
+    rc, out, _ = farm.run(capsys, "sealer", "sectors", "import", "--store", LOTUS_ID, "--numbers", "3", json_out=False)
+    assert rc == 1 and out.splitlines()[1].startswith("  s-t01000-3: refused: CommR from cache/s-t01000-3/p_aux (")
+    assert out.splitlines()[-1] == "0 imported, 0 indexed, 0 unchanged, 1 refused"
     svc.committer.tick()              # their PreCommits and proofs were sent by lotus-miner: nothing is sent again
     assert svc.state.query("SELECT COUNT(*) FROM outbox") == [(0,)]
 
