@@ -60,8 +60,7 @@ DAMOCLES_TREE = {
 NOT_BUILT = {
     "mock": "damocles up", "util chain pci": "chain", "util miner create": "chain",
     **{f"util sealer sectors {c}": "lifecycle" for c in (
-        "check-expire", "expired", "extend", "terminate", "terminate query", "remove", "finalize", "state import-json",
-        "import", "export-to-lotus metadata", "export-to-lotus files")},
+        "check-expire", "expired", "extend", "terminate", "terminate query", "remove", "finalize")},
     "util sealer sectors resend-pre": "chain", "util sealer sectors resend-prove": "chain",
     "util sealer proving winning-vanilla": "chain",
     "util sealer proving compact-partitions": "chain", "util sealer proving recover-faults": "chain",
@@ -69,7 +68,7 @@ NOT_BUILT = {
         "repay-debt", "control list", "control set", "set-owner",
         "propose-change-worker", "confirm-change-worker", "compact-allocated", "propose-change-beneficiary",
         "confirm-change-beneficiary")},
-    "util market release-deals": "chain", "util storage attach": "lifecycle",
+    "util market release-deals": "chain",
     "util migrate": "SQLite",
 }
 
@@ -98,10 +97,10 @@ def test_tree_has_every_damocles_command():
         if rest:    # reached through its parent: a not-built parent naming it, or `state WORDS`
             assert rest[0] in defaults.get("not_built_children", ()) or (path.startswith("util sealer sectors state ")), path
         present.append(path)
-        if "not_built" not in defaults and not (path == "util sealer sectors state import-json"):
+        if "not_built" not in defaults:
             actionable.append(path)
     assert set(actionable) == set(DAMOCLES_TREE) - set(NOT_BUILT)
-    assert (len(present), len(actionable), len(NOT_BUILT)) == (72, 41, 31)
+    assert (len(present), len(actionable), len(NOT_BUILT)) == (72, 46, 26)
 
 
 def test_store_sealing_init_takes_several_locations_after_one_l(tmp_path, capsys):

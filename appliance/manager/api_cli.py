@@ -158,7 +158,8 @@ class CliAPI:
         if r.get("commit_proof"):
             out["Proof"] = {"Proof": r["commit_proof"]}
         out["MessageInfo"] = {"PreCommitCid": _cid_or_null(r.get("pre_msg")), "CommitCid": _cid_or_null(r.get("proof_msg")),
-                              "NeedSend": bool(("pre" in r and not r.get("pre_msg")) or ("commit_proof" in r and not r.get("proof_msg")))}
+                              "NeedSend": not r.get("finalized") and bool(("pre" in r and not r.get("pre_msg"))
+                                                                          or ("commit_proof" in r and not r.get("proof_msg")))}
         out["TerminateInfo"] = {"TerminateCid": None, "TerminatedAt": 0, "AddedHeight": 0}
         latest = self._latest(r)
         if latest is not None:
@@ -166,7 +167,7 @@ class CliAPI:
         out.update({"Finalized": bool(r.get("finalized")), "Removed": bool(r.get("removed")),
                     "AbortReason": r.get("abort_reason") or "", "Upgraded": bool(r.get("upgraded"))})
         out.update(self._upgrade(r))
-        out.update({"Imported": False, "NeedRebuild": rebuilding, "Unsealing": unsealing,
+        out.update({"Imported": bool(r.get("imported")), "NeedRebuild": rebuilding, "Unsealing": unsealing,
                     # ours
                     "State": r.get("state"), "Worker": r.get("worker"), "Persisted": r.get("persisted"),
                     "StoreWait": r.get("store_wait"), "FundsWait": r.get("funds_wait")})
@@ -482,7 +483,9 @@ def register_cli(server, service) -> None:
     reg("Venus.FindSectorInAllStates", api.find_sector_in_all_states, r, [("sid", sector_id)])
     reg("Venus.FindSectorsWithDeal", api.find_sectors_with_deal, r, [("state", worker_state), ("dealID", u64)])
     reg("Venus.FindSectorWithPiece", api.find_sector_with_piece, r, [("state", worker_state), ("pieceCid", cid)])
-    reg("Venus.ImportSector", api._not_built("ImportSector"), a, [("ws", worker_state), ("state", any_object), ("override", boolean)])
+    from .sector_state_import import SectorStateImport      # state import-json (moving sectors between managers)
+    reg("Venus.ImportSector", SectorStateImport(service.state, sealer.limits).import_sector, a,
+        [("ws", worker_state), ("state", any_object), ("override", boolean)])
     reg("Venus.RestoreSector", sealer.restore_sector, a, [("sid", sector_id), ("forced", boolean)])
     reg("Venus.CheckProvable", api.check_provable, r, [("mid", stored_u64), ("postProofType", u64),
                                                        ("sectors", list_of(extended_sector)), ("strict", boolean),

@@ -14,6 +14,7 @@ import sys
 from .cli_damocles_cmds import (cmd_fetch_params, cmd_gen_store_json, cmd_storage_find, cmd_storage_release_reserved,
                                 cmd_wdpost_each, cmd_wdpost_list, cmd_wdpost_remove_all, cmd_worker_control, cmd_worker_list,
                                 cmd_worker_remove, go_bool)
+from .cli_damocles_move import add_attach, add_export_to_lotus, add_import
 from .cli_damocles_proving import (cmd_deadline, cmd_deadlines, cmd_faults, cmd_proving_check, cmd_proving_info,
                                    cmd_sector_info, cmd_simulate_wdpost)
 from .cli_damocles_sealer import (cmd_abort, cmd_find_deal, cmd_rebuild, cmd_restore, cmd_sectors_list, cmd_snap_cancel_commit,
@@ -99,13 +100,13 @@ def add_sectors(sectors) -> None:
     not_built(sectors, "remove", "Forcefully remove persist stores of sector", LIFECYCLE)
     not_built(sectors, "finalize", "Mandatory label the sector status as the finalize", LIFECYCLE)
 
-    # `state MINER NUMBER`, `state export-json MINER NUMBER`, `state import-json FILE` (not built):
+    # `state MINER NUMBER`, `state export-json MINER NUMBER`, `state import-json FILE`:
     # one parser, as argparse cannot put optional positionals before sub-commands
     _leaf(sectors, "state", "Load and display the detailed sector state (also: state export-json|import-json ...)", cmd_state,
           lambda p: p.add_argument("words", nargs="+", metavar="MINER NUMBER | export-json MINER NUMBER | import-json FILE"),
           lambda p: p.add_argument("--offline", action="store_true", help="DEPRECATED: every state is searched"),
-          lambda p: p.add_argument("--override", action="store_true", help=argparse.SUPPRESS),
-          lambda p: p.add_argument("--really-do-it", action="store_true", help=argparse.SUPPRESS), state_lifecycle=LIFECYCLE,
+          lambda p: p.add_argument("--override", action="store_true", help="import-json: override the previous sector state"),
+          lambda p: p.add_argument("--really-do-it", action="store_true", help="import-json: actually import it"),
           accepts_any=True)   # words after a flag come back as extras (argparse does not intermix); cmd_state checks them
 
     _leaf(sectors, "find-deal", "Find the sectors to which the deal was assigned", cmd_find_deal,
@@ -113,14 +114,13 @@ def add_sectors(sectors) -> None:
           lambda p: p.add_argument("--offline", action="store_true"))
     not_built(sectors, "resend-pre", "Resend the pre commit on chain info for the specified sector", CHAIN)
     not_built(sectors, "resend-prove", "Resend the prove commit on chain info for the specified sector", CHAIN)
-    not_built(sectors, "import", "Import sector infos from the given lotus-miner instance", LIFECYCLE)
+    add_import(sectors)
 
     def rebuild_flags(p):
         p.add_argument("--pieces-available", action="store_true", help="RebuildOptions.PiecesAvailable (deals' pieces are in the piece store)")
         p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the rebuild to finish")
     _leaf(sectors, "rebuild", "Rebuild specified sector", cmd_rebuild, _miner_sector, rebuild_flags)
-    not_built(sectors, "export-to-lotus", "Commands for export sector infos to the given lotus-miner instance", LIFECYCLE,
-              children=("metadata", "files"))
+    add_export_to_lotus(sectors)
 
     def unseal_flags(p):
         p.add_argument("piece", help="the piece CID")
@@ -247,8 +247,7 @@ def add_storage(storage) -> None:
     gen(p)
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_gen_store_json)
-    not_built(storage, "attach", "Attach local storage path and import sectors in this path",
-              "it comes with sector import (lifecycle support); add the store to [[Common.PersistStores]] instead")
+    add_attach(storage)
     _leaf(storage, "find", "Find sector in the storage", cmd_storage_find, _miner_sector,
           lambda p: p.add_argument("--upgrade", action="store_true", help="Find upgrade sectors"))
     _leaf(storage, "release-reserved", "Manually release the reserved storage space", cmd_storage_release_reserved, _miner_sector)

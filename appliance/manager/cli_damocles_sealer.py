@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -82,8 +81,10 @@ def cmd_state(args) -> int:
         raise ValueError(f"state: unrecognized arguments: {' '.join(unknown)}")
     words = args.words + args.extra
     if words[0] == "import-json":
-        print(f"damocles: util sealer sectors state import-json is not built yet: {args.state_lifecycle}", file=sys.stderr)
-        return 2
+        if len(words) != 2:
+            raise ValueError("state import-json: expected FILE")
+        from .cli_damocles_move import cmd_state_import_json
+        return cmd_state_import_json(args, words[1])
     export = words[0] == "export-json"
     if export:
         words = words[1:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -337,10 +338,34 @@ def _scan_stores(common: dict, base: Path | None) -> list[dict]:
                 info = json.loads(meta.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ConfigError(f"{where} cannot be read: {exc}") from None
-            info = canonical_keys(_table(info, where), {**SCHEMA["Common"]["PersistStores"][0], "ID": None}, where)
+            info = canonical_keys(_table(info, where), {**SCHEMA["Common"]["PersistStores"][0], "ID": None,
+                                                        **{k: None for k in LOTUS_STORE_KEYS}}, where)
+            info = _from_lotus(info)
             info["Name"] = info.get("Name") or info.get("ID") or ""
             info.pop("ID", None)
             out.append({**info, "Path": str(Path(match).resolve()), "_where": where})
+    return out
+
+
+# a lotus-miner storage path's sectorstore.json (storiface.LocalStorageMeta) has these too: read and
+# ignored (sealing and moving files between paths are the worker's and the manager's config here)
+LOTUS_STORE_KEYS = ("CanSeal", "CanStore", "MaxStorage", "Groups", "AllowTo", "AllowTypes", "DenyTypes")
+
+
+def _from_lotus(info: dict) -> dict:
+    """A lotus sectorstore.json as a persist store: its extra keys dropped, null lists empty,
+    miners written as addresses (lotus: "f01000") read as actor ids."""
+    out = {k: v for k, v in info.items() if k not in LOTUS_STORE_KEYS}
+    for key in ("AllowMiners", "DenyMiners"):
+        v = out.get(key)
+        if v is None:
+            out.pop(key, None)
+        elif isinstance(v, list):
+            ids = []
+            for x in v:
+                m = re.fullmatch(r"[ft]0(\d+)", x) if isinstance(x, str) else None
+                ids.append(int(m.group(1)) if m else x)        # anything else: refused by _miner_list, named
+            out[key] = ids
     return out
 
 

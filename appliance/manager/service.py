@@ -23,6 +23,7 @@ from ..rpc.auth import NetworkAllowList, SecretFile, load_or_create_secret
 from ..rpc.server import RPCServer
 from . import api
 from .api_cli import register_cli
+from .sector_import import register_import
 from .commitment import Committer
 from .config import CONFIG_NAME, ManagerConfig, config_path, load_config, resolve_seal_proofs
 from .config_file import DEVNET_CFG
@@ -131,6 +132,7 @@ class ManagerService:
         api.register_wdpost(self.rpc, self.jobs, self.sealer.limits)
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
         register_cli(self.rpc, self)          # Damocles' SealerCliAPI, RandomnessAPI, MinerAPI
+        register_import(self.rpc, self)       # util sealer sectors import, util storage attach
         from ..web import attach as attach_web
         attach_web(self)          # the status page (/ui/), its sector actions, /metrics
         self._stop = threading.Event()

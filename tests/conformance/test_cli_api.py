@@ -137,9 +137,13 @@ def test_list_and_find_sectors(cluster):
 
 def test_lifecycle_methods(cluster):
     svc, _, admin, done, live = cluster
-    for method, params in (("Venus.ImportSector", ["offline", {"ID": done}, False]), ("Venus.TerminateSector", [done]),
-                           ("Venus.PollTerminateSectorState", [done])):
+    for method, params in (("Venus.TerminateSector", [done]), ("Venus.PollTerminateSectorState", [done])):
         assert "not built in this manager yet" in refused(NOT_BUILT, admin.call, method, *params)
+    # ImportSector (state import-json): Damocles answers false for a sector it has, unless override
+    state = admin.call("Venus.FindSectorInAllStates", done)
+    assert admin.call("Venus.ImportSector", "offline", state, False) is False
+    assert "state.SectorType" in refused(INVALID_PARAMS, admin.call, "Venus.ImportSector", "offline", {"ID": done}, True)
+    assert admin.call("Venus.ImportSector", "offline", None, False) is False
     assert "live on chain" in refused(INVALID_PARAMS, admin.call, "Venus.RemoveSector", done)
     assert "not finalized" in refused(INVALID_PARAMS, admin.call, "Venus.RemoveSector", live)
     assert "not found on chain" in refused(INVALID_PARAMS, admin.call, "Venus.FinalizeSector", live)
