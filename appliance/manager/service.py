@@ -140,6 +140,10 @@ class ManagerService:
 
     def start(self, listen: str | None = None) -> tuple[str, int]:
         host, _, port = (listen or self.config.listen).rpartition(":")
+        try:    # the head known before the first request: the status page's ETag keys on it
+            self.chain.head()
+        except Exception as exc:      # noqa: BLE001 - the loops retry; the page shows no epoch meanwhile
+            log.warning("chain head not read at start: %s", exc)
         addr = self.rpc.serve(host or "127.0.0.1", int(port))
         for target, name in ((self.committer.run, "commitment"), (self._housekeeping, "housekeeping"),
                              (self.poster.run, "poster")):
