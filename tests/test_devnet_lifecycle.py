@@ -19,7 +19,7 @@ from appliance.chain.lotus.chain import LotusChain
 from appliance.chain.lotus.client import LotusClient
 from appliance.chain.lotus.endpoint import parse_endpoint
 from appliance.chain.policy import ChainPolicy
-from appliance.chain.types import ExitCode, SectorExpiration, SectorLocation
+from appliance.chain.types import ChainError, ExitCode, SectorExpiration, SectorLocation
 from appliance.core.sector import SectorID
 from appliance.proofs.c2 import seal_commit_phase2
 from appliance.proofs.pc2 import read_p_aux
@@ -126,7 +126,7 @@ def test_a_sector_expires_at_its_deadline_cron_and_power_pledge_partitions_and_p
     assert chain.locked_funds(MINER)["InitialPledge"] == 0
 
 
-def test_a_faulty_sector_expires_on_time_after_its_last_fault_fee(tmp_path):
+def test_a_faulty_sector_expires_on_time_after_its_missed_post_penalty(tmp_path):
     chain = new_chain(tmp_path)
     onboard(chain, tmp_path, {1: 150})
     advance_to(chain, LAST + 1)            # no proof in its only occurrence: detected faulty, then expired
@@ -212,6 +212,8 @@ def test_termination_charges_its_fee_and_takes_power_and_pledge_at_once(tmp_path
     assert chain.ended_sectors(MINER)[0] | {"fee": None} == {"number": 1, "deadline": DEADLINE, "partition": 0,
                                                              "epoch": r.epoch, "reason": "terminated", "fee": None}
     assert chain.ended_sectors(MINER)[0]["fee"] == fee
+    with pytest.raises(ChainError, match=r"sectors \[1\] of f01000 are not live: no termination fee"):
+        chain.termination_fee(MINER, [1, 2])
     # WindowPoSt no longer challenges it: a proof of sector 2 alone is accepted
     assert prove_deadline(chain, rs, DEADLINE).ok
 
@@ -365,3 +367,25 @@ def test_a_node_without_the_devnet_methods_gives_no_fee_estimate(node):
             return super().call(method, *params)
     chain = LotusChain(NoDevnet(parse_endpoint(node.api_info())), node.devnet.policy)
     assert chain.termination_fee(MINER, [1]) is None
+
+
+def test_a_window_post_may_name_a_partition_whose_sectors_all_ended(tmp_path):
+    """A partition of terminated sectors stays (no compaction): a poster naming it beside a live one
+    is not refused. 93 sectors with Groth16 stand-ins accepted unverified (no sealing): 46 mutable
+    deadlines take two each, the 93rd opens deadline 2's second partition."""
+    from appliance.proofs.commitment import comm_d_from_pieces
+    from .test_devnet_proving import post_params
+    snark = bytes(range(192))
+    chain = new_chain(tmp_path, trust_external_proofs=True)
+    numbers = range(1, 94)
+    sectors = [precommit_sector(P2K.id, n, bytes(31) + bytes([n]), comm_d_from_pieces([], 2048), 15, 1000) for n in numbers]
+    assert land(chain, "PreCommitSectorBatch2", {"Sectors": sectors}).ok
+    chain.advance(chain.policy.precommit_challenge_delay)
+    assert land(chain, "ProveCommitSectors3", prove_commit({n: snark for n in numbers})).ok
+    assert chain.sector_location(MINER, 93) == SectorLocation(DEADLINE, 1)
+    assert terminate(chain, termination([1, 2])).ok
+    assert [(p.sectors, p.terminated) for p in chain.deadline_partitions(MINER, DEADLINE)] == [((), (1, 2)), ((93,), ())]
+    advance_to(chain, 119)
+    r = land(chain, "SubmitWindowedPoSt", post_params(chain, DEADLINE, {0: [], 1: []}, snark))
+    assert r.ok, r.error
+    assert [p.proven for p in chain.deadline_partitions(MINER, DEADLINE)] == [True, True]
