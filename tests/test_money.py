@@ -332,9 +332,10 @@ def test_a_devnet_from_before_money_gets_genesis_funds_and_runs_its_pool_free(tm
         db.execute(f'DROP TRIGGER "{trigger}"')          # version 3's undo log (reorg.py)
     for table in ("undo_log", "undo_context", "forks"):
         db.execute(f"DROP TABLE {table}")
+    db.execute("DROP TABLE terminated_sectors")       # version 4's ended sectors (lifecycle_actor.py)
     db.execute("DROP TABLE accounts")
     db.execute("DROP TABLE locked_funds")
-    for column in ("sender", "value", "gas_limit", "fee_cap", "premium", "gas_used", "replaced_by"):
+    for column in ("return_value", "sender", "value", "gas_limit", "fee_cap", "premium", "gas_used", "replaced_by"):
         db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
     db.execute("PRAGMA user_version = 1")
     db.commit()

@@ -10,7 +10,8 @@ every change is committed before it is reported.
 Proving (docs/devnet.md): activated sectors get a WindowPoSt deadline and partition
 (proving.py); the cron of a deadline whose window closes at epoch C runs after the messages that
 landed at C-1 and before those landing at C, for every deadline with partitions, however far the
-clock jumps; WinningPoSt elections and missed blocks are in winning.py."""
+clock jumps; WinningPoSt elections and missed blocks are in winning.py. A sector's end (expiry at
+its deadline's cron, ExtendSectorExpiration2, TerminateSectors) is in lifecycle_actor.py."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from ..core.db import Database, DatabaseError, Schema
 from ..core.proof_types import seal_proof
 from . import deadlines as dl
-from . import clock, market, money, proving, reorg, winning
+from . import clock, lifecycle_actor, market, money, proving, reorg, winning
 from .devnet_money import DevnetMoney
 from .interface import Chain
 from .miner_actor import METHODS as SEALING_METHODS
@@ -34,9 +35,9 @@ from .snap_actor import METHODS as SNAP_METHODS
 from .policy import ChainPolicy
 from .randomness import DST, blake2b256, draw, miner_entropy
 from .types import (ActorError, ChainError, DeadlineInfo, ExitCode, MessageNotFound, MinerInfo, MinerPower, PartitionInfo,
-                    PreCommitOnChain, Receipt, SectorOnChain)
+                    PreCommitOnChain, Receipt, SectorExpiration, SectorLocation, SectorOnChain)
 
-METHODS = {**SEALING_METHODS, **proving.METHODS, **SNAP_METHODS,
+METHODS = {**SEALING_METHODS, **proving.METHODS, **SNAP_METHODS, **lifecycle_actor.METHODS,
            "Send": lambda state, miner, params: None,        # a plain transfer: the value moved before the method
            "WithdrawBalance": lambda state, miner, params: money.withdraw_balance(state, miner, params, state.sender)}
 
@@ -58,8 +59,10 @@ CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT N
 """ + proving.SCHEMA + winning.SCHEMA + market.SCHEMA
 
 # migrations[i] takes devnet.db from version i to i + 1; append, never edit a released one.
-DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA, money.MIGRATION, reorg.migration], frozenset({"meta", "miners", "messages"}), frozenset({
-    ("miners", "info"), ("messages", "params"), ("precommits", "info"), ("sectors", "info"), ("penalties", "sectors")}))
+DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA, money.MIGRATION, reorg.migration, lifecycle_actor.migration],
+                       frozenset({"meta", "miners", "messages"}), frozenset({
+    ("miners", "info"), ("messages", "params"), ("precommits", "info"), ("sectors", "info"), ("penalties", "sectors"),
+    ("messages", "return_value")}))
 
 
 class Devnet(DevnetMoney, Chain):
@@ -309,6 +312,7 @@ class Devnet(DevnetMoney, Chain):
                 return self._receipt(seq, epoch, ExitCode.OUT_OF_GAS, gas_limit,
                                      f"out of gas: {method} needs {gas}, gas limit {gas_limit}")
         self.sender = sender
+        returned = None
         self.db.execute("SAVEPOINT message")
         try:
             handler = METHODS.get(method)
@@ -316,7 +320,7 @@ class Devnet(DevnetMoney, Chain):
                 raise ActorError(ExitCode.UNHANDLED_MESSAGE, f"unknown method {method}")
             if gas is not None and value:
                 money.transfer(self, sender, f"f0{miner}", value)
-            handler(self, miner, params)
+            returned = handler(self, miner, params)
             code, error = ExitCode.OK, None
         except ActorError as exc:
             self.db.execute("ROLLBACK TO message")
@@ -332,11 +336,12 @@ class Devnet(DevnetMoney, Chain):
         self.db.execute("RELEASE message")
         if gas is not None:
             money.charge_gas(self, sender, gas, fee, fee_cap, premium)
-        return self._receipt(seq, epoch, code, gas or 0, error)
+        return self._receipt(seq, epoch, code, gas or 0, error,
+                             returned if code == ExitCode.OK and isinstance(returned, dict) else None)
 
-    def _receipt(self, seq: int, epoch: int, code: ExitCode, gas_used: int, error: str | None) -> bool:
-        self.db.execute("UPDATE messages SET executed_epoch = ?, exit_code = ?, error = ?, gas_used = ? WHERE seq = ?",
-                        (epoch, int(code), error, gas_used, seq))
+    def _receipt(self, seq: int, epoch: int, code: ExitCode, gas_used: int, error: str | None, returned=None) -> bool:
+        self.db.execute("UPDATE messages SET executed_epoch = ?, exit_code = ?, error = ?, gas_used = ?, return_value = ? "
+                        "WHERE seq = ?", (epoch, int(code), error, gas_used, lifecycle_actor.dumps(returned), seq))
         return True
 
     # --------------------------------------------------------------------- randomness
@@ -498,16 +503,16 @@ class Devnet(DevnetMoney, Chain):
             raise MessageNotFound(f"message {message} not found")
         if row[0] is None:
             return None
-        return Receipt(row[4], row[1], row[2], row[0], row[3] or 0)
+        return Receipt(row[4], row[1], row[2], row[0], row[3] or 0, None if row[5] is None else json.loads(row[5]))
 
     def _message_row(self, message: str):
-        """(executed_epoch, exit_code, error, gas_used, id) of the message or the one that replaced it."""
+        """(executed_epoch, exit_code, error, gas_used, id, return_value) of the message or the one that replaced it."""
         for _ in range(1000):
-            row = self.db.execute("SELECT executed_epoch, exit_code, error, gas_used, id, replaced_by FROM messages "
-                                  "WHERE id = ?", (message,)).fetchone()
-            if row is None or row[5] is None:
-                return row and row[:5]
-            message = row[5]
+            row = self.db.execute("SELECT executed_epoch, exit_code, error, gas_used, id, return_value, replaced_by "
+                                  "FROM messages WHERE id = ?", (message,)).fetchone()
+            if row is None or row[6] is None:
+                return row and row[:6]
+            message = row[6]
         raise ChainError(f"message {message}: replacement chain too long")
 
     # ------------------------------------------------- what the chain has already seen
@@ -647,6 +652,34 @@ class Devnet(DevnetMoney, Chain):
 
     def miner_power(self, miner: int) -> MinerPower:
         return self._proving_read(miner, proving.power, self, miner)
+
+    # --------------------------------------------------------- a sector's end (lifecycle_actor.py)
+
+    def sector_expiration(self, miner: int, number: int) -> SectorExpiration | None:
+        found = self._proving_read(miner, lifecycle_actor.expiration, self, miner, number)
+        return None if found is None else SectorExpiration(*found)
+
+    def sector_location(self, miner: int, number: int) -> SectorLocation | None:
+        found = self._proving_read(miner, lifecycle_actor.location, self, miner, number)
+        return None if found is None else SectorLocation(*found)
+
+    def active_sectors(self, miner: int) -> list[SectorOnChain]:
+        return self._proving_read(miner, lambda: [self.get_sector(miner, n) for (n,) in self.db.execute(
+            "SELECT number FROM sector_deadlines WHERE miner = ? AND faulty = 0 ORDER BY number", (miner,))])
+
+    def ended_sectors(self, miner: int) -> list[dict]:
+        """Admin/tests: every expired or terminated sector with its epoch, reason and fee."""
+        return self._proving_read(miner, lifecycle_actor.ended_list, self, miner)
+
+    def termination_fee(self, miner: int, numbers: list[int]) -> int | None:
+        """The fee TerminateSectors would charge now for these live sectors (sum)."""
+        def fee():
+            live = {n for (n,) in self.db.execute("SELECT number FROM sector_deadlines WHERE miner = ?", (miner,))}
+            missing = sorted(set(numbers) - live)
+            if missing:
+                raise ChainError(f"sectors {missing} of f0{miner} are not live: no termination fee")
+            return sum(lifecycle_actor.termination_fee(self, miner, n) for n in numbers)
+        return self._proving_read(miner, fee)
 
     def deadline_records(self, miner: int) -> list[dict]:
         """One row per deadline occurrence that closed with sectors due: period_start, index,

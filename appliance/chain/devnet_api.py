@@ -155,6 +155,9 @@ class DevnetAPI:
              ("StateSectorGetInfo", self.sector, [("miner", _addr), ("sectorNumber", _uint), tsk]),
              ("StateSectorPreCommitInfo", self.precommit, [("miner", _addr), ("sectorNumber", _uint), tsk]),
              ("StateMinerSectors", self.sectors, [("miner", _addr), ("sectors", _any), tsk]),
+             ("StateMinerActiveSectors", self.active_sectors, [("miner", _addr), tsk]),
+             ("StateSectorExpiration", self.sector_expiration, [("miner", _addr), ("sectorNumber", _uint), tsk]),
+             ("StateSectorPartition", self.sector_partition, [("miner", _addr), ("sectorNumber", _uint), tsk]),
              ("StateMinerSectorAllocated", self.allocated, [("miner", _addr), ("sectorNumber", _uint), tsk]),
              ("StateMinerAllocated", self.all_allocated, [("miner", _addr), tsk]),
              ("StateMinerSectorCount", self.sector_count, [("miner", _addr), tsk]),
@@ -198,6 +201,9 @@ class DevnetAPI:
                  [("miner", _addr), ("epoch", _epoch), ("proof", _bytes)]),
                 ("PublishDeal", self.publish_deal, "sign", [("deal", _any)]),
                 ("Deal", lambda deal_id: self.devnet.deal(deal_id), "read", [("dealID", _uint)]),
+                # no Lotus method estimates a termination fee (lotus-shed computes it from the state)
+                ("TerminationFee", lambda m, ns: str(self.devnet.termination_fee(m, list(shapes.numbers(ns, "sectors")))),
+                 "read", [("miner", _addr), ("sectors", _any)]),
                 # the devnet cannot verify Groth16: why it would refuse an external processor's
                 # proof (None: it takes it), asked before the manager pays for the message
                 ("ExternalProofRefusal", self.devnet.external_proof_refusal, "read",
@@ -280,6 +286,23 @@ class DevnetAPI:
         self.devnet.miner_info(miner)
         wanted = None if numbers is None else set(shapes.numbers(numbers, "sectors"))
         return [shapes.sector_json(s) for s in self.devnet.sectors(miner) if wanted is None or s.number in wanted]
+
+    def active_sectors(self, miner: int) -> list[dict]:
+        return [shapes.sector_json(s) for s in self.devnet.active_sectors(miner)]
+
+    def sector_expiration(self, miner: int, number: int) -> dict:
+        """Lotus answers an error for a sector that is not live (ended, or never activated)."""
+        e = self.devnet.sector_expiration(miner, number)
+        if e is None:
+            raise ChainError(f"failed to find sector {number}")
+        return shapes.sector_expiration_json(e)
+
+    def sector_partition(self, miner: int, number: int) -> dict:
+        """Lotus answers an error for a sector in no partition (builtin-actors' find_sector)."""
+        loc = self.devnet.sector_location(miner, number)
+        if loc is None:
+            raise ChainError(f"sector {number} not due at any deadline")
+        return shapes.sector_location_json(loc)
 
     def allocated(self, miner: int, number: int) -> bool:
         self.devnet.head()
@@ -399,9 +422,13 @@ class DevnetAPI:
 
     def _msg_lookup(self, cid: str, receipt) -> dict:
         executed = self._cid_of(receipt.message, cid)       # allowReplaced: the replacement's CID
-        return {"Message": shapes.cid(executed), "Receipt": {"ExitCode": receipt.exit_code, "Return": None,
+        returned = None
+        if receipt.returned is not None:
+            (method,) = self.devnet.database.one("SELECT method FROM messages WHERE id = ?", (receipt.message,))
+            returned = shapes.return_cbor(method, receipt.returned)
+        return {"Message": shapes.cid(executed), "Receipt": {"ExitCode": receipt.exit_code, "Return": returned,
                                                              "GasUsed": receipt.gas_used, "EventsRoot": None},
-                "ReturnDec": None, "TipSet": [shapes.cid(self._tipset_cid(receipt.epoch))], "Height": receipt.epoch}
+                "ReturnDec": receipt.returned, "TipSet": [shapes.cid(self._tipset_cid(receipt.epoch))], "Height": receipt.epoch}
 
     def wait(self, cid: str, confidence: int) -> dict:
         deadline = time.monotonic() + WAIT_LIMIT

@@ -7,7 +7,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 
-from .types import DeadlineInfo, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorOnChain
+from .types import (ChainError, DeadlineInfo, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt,
+                    SectorExpiration, SectorLocation, SectorOnChain)
 
 
 class Chain(ABC):
@@ -82,6 +83,27 @@ class Chain(ABC):
     @abstractmethod
     def sector(self, miner: int, number: int) -> SectorOnChain | None:
         ...
+
+    # ------------------------------------------------- a sector's end (expiry, extension, termination)
+    # Deadline partitions (PartitionInfo.terminated) say which sectors ended; the receipt of a
+    # TerminateSectors carries its Return ({"Done": true} once nothing is left queued).
+
+    def sector_expiration(self, miner: int, number: int) -> SectorExpiration | None:
+        """When a live sector leaves (Lotus StateSectorExpiration); None if it is not live."""
+        raise ChainError(f"{type(self).__name__} cannot read sector expirations")
+
+    def sector_location(self, miner: int, number: int) -> SectorLocation | None:
+        """The deadline and partition of an activated sector, live or ended (StateSectorPartition); None if none."""
+        raise ChainError(f"{type(self).__name__} cannot read sector locations")
+
+    def active_sectors(self, miner: int) -> list[SectorOnChain]:
+        """The miner's active sectors (live, not faulty), ascending (StateMinerActiveSectors)."""
+        raise ChainError(f"{type(self).__name__} cannot list active sectors")
+
+    def termination_fee(self, miner: int, numbers: list[int]) -> int | None:
+        """The early-termination fee, attoFIL, for terminating these live sectors now; None when
+        the chain cannot tell (no Lotus method gives it: the devnet's API does)."""
+        return None
 
     # ------------------------------------------------------------------------ WindowPoSt
 

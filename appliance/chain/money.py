@@ -54,6 +54,7 @@ METHOD_GAS = {
     "ProveCommitAggregate": (40_000_000, 10_000_000), "SubmitWindowedPoSt": (50_000_000, 5_000_000),
     "DeclareFaults": (15_000_000, 2_000_000), "DeclareFaultsRecovered": (15_000_000, 2_000_000),
     "ProveReplicaUpdates3": (40_000_000, 20_000_000), "WithdrawBalance": (10_000_000, 0), "Send": (500_000, 0),
+    "ExtendSectorExpiration2": (20_000_000, 1_000_000), "TerminateSectors": (30_000_000, 1_000_000),
 }
 DEFAULT_METHOD_GAS = (15_000_000, 0)
 GAS_PER_PARAM_BYTE = 1_300
@@ -170,8 +171,8 @@ def available_balance(state, miner: int) -> int:
 def network_power(state) -> int:
     """The network's quality-adjusted power the money formulas divide by: the policy's
     `money_network_power`, or the devnet's own active power where that is larger."""
-    row = state.db.execute("SELECT COALESCE(SUM(json_extract(m.info, '$.sector_size')), 0) FROM sectors s "
-                           "JOIN miners m ON m.actor = s.miner").fetchone()
+    row = state.db.execute("SELECT COALESCE(SUM(json_extract(m.info, '$.sector_size')), 0) FROM sector_deadlines s "
+                           "JOIN miners m ON m.actor = s.miner").fetchone()      # live sectors (ended ones have none)
     return max(state.policy.money_network_power, int(row[0]))
 
 
@@ -228,8 +229,17 @@ def burn_expired_deposits(state, pairs: list[tuple[int, int]]) -> None:
         if row is None:
             continue
         state.db.execute("DELETE FROM locked_funds WHERE miner = ? AND number = ? AND kind = 'deposit'", (miner, number))
-        debit(state, f"f0{miner}", int(row[0]))
-        _set_meta_int(state, "burnt_funds", _meta_int(state, "burnt_funds", 0) + int(row[0]))
+        burn(state, miner, int(row[0]))
+
+
+def burn(state, miner: int, amount: int) -> int:
+    """Take `amount` from the miner actor's balance and burn it (a burnt deposit, a termination
+    fee); returns what was taken. What covers it was locked in the balance and released by the
+    caller (a deposit; a sector's pledge, above its termination fee), so it is all there."""
+    amount = min(amount, balance(state, f"f0{miner}"))
+    debit(state, f"f0{miner}", amount)
+    _set_meta_int(state, "burnt_funds", _meta_int(state, "burnt_funds", 0) + amount)
+    return amount
 
 
 def withdraw_balance(state, miner: int, params: dict, sender: str | None) -> None:
@@ -250,7 +260,8 @@ def withdraw_balance(state, miner: int, params: dict, sender: str | None) -> Non
 # -------------------------------------------------------------------------------- gas
 
 def _items(method: str, params: dict) -> int:
-    for key in ("Sectors", "SectorActivations", "SectorUpdates", "Partitions", "Faults", "Recoveries"):
+    for key in ("Sectors", "SectorActivations", "SectorUpdates", "Partitions", "Faults", "Recoveries", "Extensions",
+                "Terminations"):
         v = params.get(key)
         if isinstance(v, list):
             return max(1, len(v))

@@ -11,7 +11,8 @@ Simplifications against builtin-actors (docs/devnet.md lists them all):
   sectors are the listed partitions' sectors minus the skipped ones and minus faults that are not
   recovering (no substitution of a good sector for faulty ones);
 - no pledge, rewards or fees in FIL: penalties are counted in fault-fee units (below);
-- sectors never expire or terminate, and faults never reach FaultMaxAge; partitions never compact;
+- sectors expire and terminate (lifecycle_actor.py), but faults never reach FaultMaxAge (no early
+  expiry) and partitions never compact (ended sectors stay in their partition, terminated);
 - power is raw bytes, quality adjusted power equals it (no deals, no verified deals);
 - a sector is due in an occurrence of its deadline only if it was assigned before that
   occurrence's challenge epoch (assignment to mutable deadlines makes that the deadline's next
@@ -33,6 +34,7 @@ from .external_proofs import accept_unverified
 from .bitfield import numbers_from_json
 from .miner_actor import _arg, _bytes, _int, read_params
 from .types import ActorError, ExitCode, MinerInfo, MinerPower, PartitionInfo
+from . import lifecycle_actor
 
 # Penalties, in fault-fee units per sector (builtin-actors charges FIL from the sector's expected
 # reward; the devnet only counts units):
@@ -112,12 +114,12 @@ def _set(state, miner: int, numbers, **columns) -> None:
 
 # -------------------------------------------------------------------------- assignment
 
-def _assignment_key(live: int, size: int, index: int) -> tuple:
-    """builtin-actors deadline_assignment.rs cmp (no terminated sectors, so live == total): fewest
-    partitions after assignment, then fill a partial partition (the fullest), then fewest live
-    sectors, then the lowest index."""
-    full_now = live % size == 0
-    return (-(-(live + 1) // size), full_now, 0 if full_now else -live, live, index)
+def _assignment_key(live: int, total: int, size: int, index: int) -> tuple:
+    """builtin-actors deadline_assignment.rs cmp: fewest partitions after assignment (ended
+    sectors keep their place: `total` counts them), then fill a partial partition (the fullest),
+    then fewest live sectors, then the lowest index."""
+    full_now = total % size == 0
+    return (-(-(total + 1) // size), full_now, 0 if full_now else -total, live, index)
 
 
 def assign_sectors(state, miner: int, numbers: list[int]) -> None:
@@ -131,19 +133,26 @@ def assign_sectors(state, miner: int, numbers: list[int]) -> None:
                if dl.is_mutable(policy, info.proving_period_start, d, epoch)]
     if not mutable:
         raise ActorError(ExitCode.ILLEGAL_STATE, f"no mutable deadline at epoch {epoch}")
-    live = dict.fromkeys(mutable, 0)
+    live, total = dict.fromkeys(mutable, 0), dict.fromkeys(mutable, 0)
     for d, n in state.db.execute("SELECT deadline, COUNT(*) FROM sector_deadlines WHERE miner = ? GROUP BY deadline",
                                  (miner,)):
         if d in live:
-            live[d] = n
+            live[d] = total[d] = n
+    for d, n in state.db.execute("SELECT deadline, COUNT(*) FROM terminated_sectors WHERE miner = ? GROUP BY deadline",
+                                 (miner,)):
+        if d in total:
+            total[d] += n
     for number in sorted(numbers):
-        d = min(mutable, key=lambda i: _assignment_key(live[i], size, i))
-        counts = dict(state.db.execute("SELECT partition, COUNT(*) FROM sector_deadlines WHERE miner = ? AND deadline = ? "
-                                       "GROUP BY partition", (miner, d)).fetchall())
+        d = min(mutable, key=lambda i: _assignment_key(live[i], total[i], size, i))
+        counts = dict(state.db.execute(     # ended sectors keep their place (partitions never compact)
+            "SELECT partition, COUNT(*) FROM (SELECT partition FROM sector_deadlines WHERE miner = ? AND deadline = ? "
+            "UNION ALL SELECT partition FROM terminated_sectors WHERE miner = ? AND deadline = ?) GROUP BY partition",
+            (miner, d, miner, d)).fetchall())
         partition = next((p for p in sorted(counts) if counts[p] < size), len(counts))
         state.db.execute("INSERT INTO sector_deadlines (miner, number, deadline, partition, since) VALUES (?, ?, ?, ?, ?)",
                          (miner, number, d, partition, epoch))
         live[d] += 1
+        total[d] += 1
     record_power(state, miner)
 
 
@@ -199,7 +208,8 @@ def submit_windowed_post(state, miner: int, params: dict) -> None:
         _arg(pidx not in seen, f"duplicate partitions proven: {pidx}")
         seen.add(pidx)
         rows = _rows(state, miner, index, pidx)
-        _arg(bool(rows), f"no such partition {pidx} in deadline {index}", ExitCode.NOT_FOUND)
+        _arg(bool(rows) or pidx in lifecycle_actor.ended(state, miner, index),      # a partition of ended sectors is one
+             f"no such partition {pidx} in deadline {index}", ExitCode.NOT_FOUND)
         _arg(state.db.execute("SELECT 1 FROM partition_posts WHERE miner = ? AND deadline = ? AND partition = ? "
                               "AND period_start = ?", (miner, index, pidx, cur.period_start)).fetchone() is None,
              f"partition already proven: {pidx} of deadline {index} in the period starting at {cur.period_start}")
@@ -302,8 +312,14 @@ def close_deadline(state, miner: int, index: int, close: int) -> None:
     faulty before the window opened pay the fault fee; one deadline record is written."""
     occ = dl.occurrence_closing_at(state.policy, index, close)
     due = [r for r in _rows(state, miner, index) if r[2] < occ.challenge]
-    if not due:
-        return
+    if due:
+        _close_occurrence(state, miner, index, close, occ, due)
+    # then, as builtin-actors' handle_proving_deadline, the sectors whose (quantised) expiration
+    # is this deadline's last epoch leave: proven (or penalized) in this occurrence, gone after it
+    lifecycle_actor.expire_at_close(state, miner, index, close)
+
+
+def _close_occurrence(state, miner: int, index: int, close: int, occ, due: list[tuple]) -> None:
     posts = dict(state.db.execute("SELECT partition, sectors FROM partition_posts WHERE miner = ? AND deadline = ? "
                                   "AND period_start = ?", (miner, index, occ.period_start)).fetchall())
     fee, missed, failed = [], [], []
@@ -344,9 +360,10 @@ def partitions(state, miner: int, index: int) -> list[PartitionInfo]:
     parts: dict[int, list[tuple]] = {}
     for r in _rows(state, miner, index):
         parts.setdefault(r[1], []).append(r)
+    ended = lifecycle_actor.ended(state, miner, index)
     return [PartitionInfo(p, tuple(r[0] for r in rows), tuple(r[0] for r in rows if r[3]),
-                          tuple(r[0] for r in rows if r[3] and r[4]), p in posted)
-            for p, rows in sorted(parts.items())]
+                          tuple(r[0] for r in rows if r[3] and r[4]), p in posted, tuple(ended.get(p, ())))
+            for p, rows in sorted((p, parts.get(p, [])) for p in set(parts) | set(ended))]
 
 
 def deadline_records(state, miner: int) -> list[dict]:

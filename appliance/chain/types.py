@@ -54,6 +54,7 @@ class Receipt:
     error: str | None
     epoch: int                  # the epoch the message was executed at
     gas_used: int = 0
+    returned: dict | None = None    # the method's decoded return (Lotus' ReturnDec), e.g. TerminateSectors' {"Done": true}
 
     @property
     def ok(self) -> bool:
@@ -126,10 +127,25 @@ class PartitionInfo:
     faulty: tuple[int, ...]         # declared or detected faults (no power)
     recovering: tuple[int, ...]     # faulty sectors declared recovered, power back after their next proof
     proven: bool = False            # a WindowPoSt for it was accepted in the current proving period
+    terminated: tuple[int, ...] = ()    # ended sectors (expired or terminated) still in the partition
 
     @property
     def active(self) -> tuple[int, ...]:
         return tuple(n for n in self.sectors if n not in set(self.faulty))
+
+
+@dataclass(frozen=True)
+class SectorExpiration:
+    """When a live sector leaves (Lotus' miner.SectorExpiration): OnTime is its expiration
+    quantised to its deadline's last epoch; Early, if not 0, an earlier epoch a fault ends it."""
+    on_time: int
+    early: int = 0
+
+
+@dataclass(frozen=True)
+class SectorLocation:
+    deadline: int
+    partition: int
 
 
 @dataclass(frozen=True)

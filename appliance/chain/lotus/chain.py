@@ -37,7 +37,7 @@ from ..interface import Chain
 from ..policy import ChainPolicy
 from ..randomness import DST, draw, miner_entropy
 from ..types import (ChainError, DeadlineInfo, MessageNotFound, MinerInfo, MinerPower, PartitionInfo, PreCommitOnChain,
-                     Receipt, SectorOnChain)
+                     Receipt, SectorExpiration, SectorLocation, SectorOnChain)
 from . import shapes
 from .client import METHOD_NOT_FOUND, LotusClient, NodeError
 from .messager import Messager
@@ -48,7 +48,8 @@ TSK = None                      # the head tipset (Lotus' empty TipSetKey)
 MINER_INFO_TTL = 60.0           # seconds a miner's StateMinerInfo is kept
 SEARCH_LIMIT = -1               # StateSearchMsg: look back as far as the node keeps
 MEMO_TIPSETS = 4                # pinned_head: the tipsets whose state reads are kept (a reorg may come back to one)
-UNSECTIONED = ("Send", "WithdrawBalance")      # sent with the default policy: no Damocles section names them
+# sent with the default policy: no Damocles section names them (its `sectors extend` takes its fee on the command line)
+UNSECTIONED = ("Send", "WithdrawBalance", "ExtendSectorExpiration2")
 # the sector a deposit/pledge question stands for: any valid sealed CID, a typical lifetime (540 days)
 TEMPLATE_SEALED_CID = commr_to_cid(bytes(32))
 TEMPLATE_LIFETIME = 540 * 2880
@@ -263,6 +264,39 @@ class LotusChain(Chain):
         live = shapes.integer(counts.get("Live", 0), "StateMinerSectorCount.Live")
         active = shapes.integer(counts.get("Active", 0), "StateMinerSectorCount.Active")
         return shapes.power(p, active, shapes.integer(counts.get("Faulty", live - active), "StateMinerSectorCount.Faulty"))
+
+    # ------------------------------------------------- a sector's end (expiry, extension, termination)
+
+    def sector_expiration(self, miner: int, number: int) -> SectorExpiration | None:
+        """StateSectorExpiration; a sector that is not live is an error on Lotus ("failed to find
+        sector N", miner state GetSectorExpiration): None."""
+        try:
+            e = self._state("StateSectorExpiration", self._addr(miner), number)
+        except NodeError as exc:
+            if "failed to find sector" in exc.message:
+                return None
+            raise
+        return None if e is None else shapes.sector_expiration(e)
+
+    def sector_location(self, miner: int, number: int) -> SectorLocation | None:
+        """StateSectorPartition; a sector in no partition is an error (builtin-actors' find_sector:
+        "not due at any deadline"): None."""
+        try:
+            loc = self._state("StateSectorPartition", self._addr(miner), number)
+        except NodeError as exc:
+            if "not due at any deadline" in exc.message:
+                return None
+            raise
+        return None if loc is None else shapes.sector_location(loc)
+
+    def active_sectors(self, miner: int) -> list[SectorOnChain]:
+        rows = self._state("StateMinerActiveSectors", self._addr(miner)) or []
+        return sorted((shapes.sector(miner, s, "StateMinerActiveSectors[]") for s in rows), key=lambda s: s.number)
+
+    def termination_fee(self, miner: int, numbers: list[int]) -> int | None:
+        """The devnet's estimate (Devnet.TerminationFee); None from a node (no Lotus method gives it)."""
+        fee = self._devnet("TerminationFee", self._addr(miner), shapes.runs(numbers), absent=None)
+        return None if fee is None else shapes.big(fee, "Devnet.TerminationFee")
 
     # -------------------------------------------------------------------- messages
 

@@ -13,7 +13,8 @@ import re
 
 from .. import bitfield as _bitfield
 from ..address import MAX_ID
-from ..types import ChainError, DeadlineInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorOnChain
+from ..types import (ChainError, DeadlineInfo, MinerPower, PartitionInfo, PreCommitOnChain, Receipt, SectorExpiration,
+                     SectorLocation, SectorOnChain)
 
 _ID_ADDRESS = re.compile(r"^[ft]0(0|[1-9][0-9]{0,19})$")
 
@@ -100,7 +101,8 @@ def deadline_info(d: dict, what: str = "StateMinerProvingDeadline") -> DeadlineI
 def partition(index: int, p: dict, proven: bool, what: str) -> PartitionInfo:
     g = lambda k: numbers(field(p, k, what), f"{what}.{k}")
     live, faulty, recovering = g("LiveSectors"), g("FaultySectors"), g("RecoveringSectors")
-    return PartitionInfo(index, live, tuple(n for n in faulty if n in set(live)), recovering, proven)
+    ended = tuple(n for n in g("AllSectors") if n not in set(live))       # the partition's Terminated set
+    return PartitionInfo(index, live, tuple(n for n in faulty if n in set(live)), recovering, proven, ended)
 
 
 def sector(miner: int, s: dict, what: str = "StateSectorGetInfo") -> SectorOnChain:
@@ -149,8 +151,18 @@ def receipt(message: str, lookup: dict, what: str = "StateSearchMsg") -> Receipt
     """The message executed is lookup.Message: a replacement's CID when one replaced `message`."""
     code = integer(field(r, "ExitCode", f"{what}.Receipt"), f"{what}.Receipt.ExitCode")
     executed = cid_str(lookup["Message"], f"{what}.Message") if lookup.get("Message") is not None else message
+    returned = lookup.get("ReturnDec")      # the decoded return Lotus adds (MsgLookup.ReturnDec)
     return Receipt(executed, code, None if code == 0 else f"exit code {code}", integer(field(lookup, "Height", what), f"{what}.Height"),
-                   integer(r.get("GasUsed") or 0, f"{what}.Receipt.GasUsed"))
+                   integer(r.get("GasUsed") or 0, f"{what}.Receipt.GasUsed"), returned if isinstance(returned, dict) else None)
+
+
+def sector_expiration(e: dict, what: str = "StateSectorExpiration") -> SectorExpiration:
+    return SectorExpiration(integer(field(e, "OnTime", what), f"{what}.OnTime"), integer(field(e, "Early", what), f"{what}.Early"))
+
+
+def sector_location(loc: dict, what: str = "StateSectorPartition") -> SectorLocation:
+    return SectorLocation(integer(field(loc, "Deadline", what), f"{what}.Deadline"),
+                          integer(field(loc, "Partition", what), f"{what}.Partition"))
 
 
 # ------------------------------------------------------------------------ ours -> Lotus
@@ -165,7 +177,7 @@ def deadline_json(d: DeadlineInfo, policy) -> dict:
 
 def partition_json(p: PartitionInfo) -> dict:
     faulty = set(p.faulty)
-    return {"AllSectors": runs(p.sectors), "FaultySectors": runs(p.faulty), "RecoveringSectors": runs(p.recovering),
+    return {"AllSectors": runs((*p.sectors, *p.terminated)), "FaultySectors": runs(p.faulty), "RecoveringSectors": runs(p.recovering),
             "LiveSectors": runs(p.sectors), "ActiveSectors": runs(n for n in p.sectors if n not in faulty)}
 
 
@@ -183,3 +195,21 @@ def precommit_json(p: PreCommitOnChain) -> dict:
                      "SealRandEpoch": p.seal_rand_epoch, "DealIDs": list(p.deal_ids), "Expiration": p.expiration,
                      "UnsealedCid": cid(p.unsealed_cid)},
             "PreCommitDeposit": "0", "PreCommitEpoch": p.precommit_epoch}
+
+
+def sector_expiration_json(e: SectorExpiration) -> dict:
+    return {"OnTime": e.on_time, "Early": e.early}
+
+
+def sector_location_json(loc: SectorLocation) -> dict:
+    return {"Deadline": loc.deadline, "Partition": loc.partition}
+
+
+def return_cbor(method: str, returned: dict | None) -> str | None:
+    """A receipt's Return as Lotus writes it (base64 CBOR): TerminateSectorsReturn is the tuple
+    [Done]; methods returning nothing have no Return (null)."""
+    if returned is None:
+        return None
+    if method == "TerminateSectors":
+        return b64(bytes([0x81, 0xF5 if returned["Done"] else 0xF4]))
+    raise ChainError(f"no CBOR form for the return of {method}")
