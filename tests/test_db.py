@@ -286,3 +286,17 @@ def test_a_manager_db_from_before_schema_versions_is_adopted_with_a_copy_kept(tm
     kept = sqlite3.connect(tmp_path / "manager.db.v0.bak")
     assert kept.execute("SELECT next FROM counters").fetchall() == [(8,)]
     kept.close()
+
+
+def test_an_amount_that_is_not_a_decimal_integer_is_refused_at_open(tmp_path):
+    """Amounts are decimal text (attoFIL outgrows 64 bits): a damaged one ('1000' -> '100 0') is
+    still text, so the open checks it, instead of a raw ValueError when a message executes."""
+    path = tmp_path / "devnet.db"
+    Devnet(path, ChainPolicy(block_time=0)).close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO accounts (address, balance) VALUES ('f01000', '100 0')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ChainError, match=r"accounts\.balance of row 1.*restore it from a backup") as exc:
+        Devnet(path, ChainPolicy(block_time=0))
+    assert str(path) in str(exc.value)

@@ -62,7 +62,9 @@ CREATE TABLE IF NOT EXISTS sectors (miner INTEGER NOT NULL, number INTEGER NOT N
 DEVNET_SCHEMA = Schema("devnet chain", [SCHEMA, money.MIGRATION, reorg.migration, lifecycle_actor.migration],
                        frozenset({"meta", "miners", "messages"}), frozenset({
     ("miners", "info"), ("messages", "params"), ("precommits", "info"), ("sectors", "info"), ("penalties", "sectors"),
-    ("messages", "return_value")}))
+    ("messages", "return_value")}), frozenset({
+    ("accounts", "balance"), ("locked_funds", "amount"), ("messages", "value"), ("messages", "fee_cap"),
+    ("messages", "premium"), ("terminated_sectors", "fee")}))
 
 
 class Devnet(DevnetMoney, Chain):

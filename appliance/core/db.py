@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import weakref
@@ -47,6 +48,8 @@ class Schema:
     migrations: Sequence[Migration]  # migrations[i]: version i -> i + 1; version 1 creates the tables
     expect_tables: frozenset[str] = frozenset()   # an unversioned file must have these to be adopted
     json_columns: frozenset[tuple[str, str]] = frozenset()   # (table, column) holding JSON documents
+    # (table, column) holding integers as decimal text (attoFIL amounts outgrow SQLite's 64 bits)
+    decimal_columns: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def version(self) -> int:
@@ -132,9 +135,13 @@ def table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
     return {t: [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in names}
 
 
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
 def check_content(conn: sqlite3.Connection, path: Path, schema: Schema) -> None:
     """What SQLite's integrity check cannot see: a damaged table definition (its columns are not
-    this version's), text that is not UTF-8, a JSON document that does not parse. One pass over
+    this version's), text that is not UTF-8, a JSON document that does not parse, an amount that is
+    not a decimal integer. One pass over
     the text columns; refuses the file naming the table, column and row."""
     expected, found = schema.columns(), table_columns(conn)
     for table, cols in expected.items():
@@ -153,6 +160,8 @@ def check_content(conn: sqlite3.Connection, path: Path, schema: Schema) -> None:
                         text = raw.decode("utf-8")
                         if (table, col) in schema.json_columns:
                             json.loads(text)
+                        if (table, col) in schema.decimal_columns and not _DECIMAL.fullmatch(text):
+                            raise ValueError(f"{text[:40]!r} is not a decimal integer")
                     except ValueError as exc:
                         raise DatabaseError(f"{schema.kind} database {path} is damaged: {table}.{col} of row {rowid} "
                                             f"({type(exc).__name__}); the file is kept as it is: restore it from a "
