@@ -6,11 +6,8 @@ market actor f05 of a deal), the PreCommit naming none. A PreCommit from a manag
 import base64
 from dataclasses import replace
 
-import pytest
 
 from appliance.chain.actor_params import market_piece
-from appliance.chain.devnet import Devnet
-from appliance.chain.policy import ChainPolicy
 from appliance.core.proof_types import seal_proof
 from appliance.manager.recover import recover_sectors
 from appliance.manager.state import ManagerState
@@ -18,6 +15,7 @@ from appliance.proofs.cid import commd_to_cid
 from appliance.proofs.commitment import comm_d_from_pieces, commp_bytes
 
 from .chain_messages import precommit_sector, prove_commit
+from .test_devnet_messages import chain  # noqa: F401 - the fixture: a devnet with miner f01000
 
 P2K = seal_proof("StackedDrg2KiBV1_1")
 MINER = 1000
@@ -41,13 +39,6 @@ class NodeLike:
         return [replace(s, deal_ids=[]) for s in self._devnet.sectors(miner)]
 
 
-@pytest.fixture
-def chain(tmp_path):
-    d = Devnet(tmp_path / "devnet.db", ChainPolicy(block_time=0, trust_external_proofs=True))
-    d.create_miner(MINER, P2K.id)
-    d.advance(20)
-    yield d
-    d.close()
 
 
 def _land(chain, nonce, method, params):
