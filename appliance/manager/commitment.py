@@ -55,22 +55,55 @@ class FundsWait(ChainError):
     """The sender cannot hold the message's gas and value: refused before the journal."""
 
 
-def will_resend(rec: dict, kind: str, receipt: Receipt) -> bool:
-    """Does the committer send this sector's failed message again (so that it is pending, not failed)?"""
-    if refused_for_another(rec, kind, receipt):
+def will_resend(rec: dict, kind: str, receipt: Receipt, refused: dict[int, str] | None = None) -> bool:
+    """Does the committer send this sector's failed message again (so that it is pending, not failed)?
+    `refused`: for a proof message refused as a whole, its sectors the chain refuses whatever
+    their proof (`refused_in_proof_message`)."""
+    if refused_for_another(rec, kind, receipt, refused):
         return True
     if receipt.exit_code not in RESEND_CODES:
         return False
     return receipt.exit_code != ExitCode.OUT_OF_GAS or rec.get(f"{kind}_gas_resends", 0) < MAX_GAS_RESENDS
 
 
-def refused_for_another(rec: dict, kind: str, receipt: Receipt) -> bool:
+def refused_for_another(rec: dict, kind: str, receipt: Receipt, refused: dict[int, str] | None = None) -> bool:
     """A proof message the chain refused, all or nothing, for another sector's pre-committed deals
     (one an older manager journalled with such a sector): this sector's proof is sent again. The
-    devnet's receipts name the sector; a node's carry no text, and the message just failed."""
+    devnet's receipts name the sector; a node's carry no text (Lotus' MessageReceipt has only the
+    exit code), so there `refused` says which sectors of the message the chain refuses."""
+    if kind != "proof" or receipt.exit_code != ExitCode.ILLEGAL_ARGUMENT:
+        return False
     error = receipt.error or ""
-    return (kind == "proof" and receipt.exit_code == ExitCode.ILLEGAL_ARGUMENT and DEALS_DISALLOWED in error
-            and f"sector {rec['number']}: {DEALS_DISALLOWED}" not in error)
+    if DEALS_DISALLOWED in error:
+        return f"sector {rec['number']}: {DEALS_DISALLOWED}" not in error
+    return bool(refused) and rec["number"] not in refused
+
+
+def is_whole_proof_refusal(kind: str, receipt: Receipt) -> bool:
+    """A proof message failed with exit code 16 without saying which sector (a node's receipt):
+    `refused_in_proof_message` finds out from the chain."""
+    return (kind == "proof" and receipt.exit_code == ExitCode.ILLEGAL_ARGUMENT
+            and DEALS_DISALLOWED not in (receipt.error or ""))
+
+
+def refused_in_proof_message(chain: Chain, state: ManagerState, miner: int, message: str) -> dict[int, str]:
+    """The sectors of a journalled ProveCommitSectors3 that the chain refuses whatever their proof,
+    with why (`proof_refusal`: their PreCommit, read from the chain, named deals). ProveCommitSectors3
+    fails as a whole for one such sector (RequireActivationSuccess), and a node's receipt does not
+    name it; this read does, on any chain. Empty: the message failed for another reason."""
+    for row in state.outbox_messages(miner, "proof", "ProveCommitSectors3"):
+        if row["message"] == message:
+            numbers = [a["SectorNumber"] for a in row["params"].get("SectorActivations") or []]
+            break
+    else:
+        return {}
+    refused = {}
+    for n in numbers:
+        rec = state.sector(miner, n)
+        why = proof_refusal(chain, state, rec) if rec is not None else None
+        if why is not None:
+            refused[n] = why
+    return refused
 
 
 class Committer:
@@ -295,10 +328,11 @@ class Committer:
                     self._settled.add(msg)
                 continue
             self._settled.add(msg)
-            if row["kind"] not in SECTOR_KINDS or (receipt.exit_code not in RESEND_CODES
+            refused = self._refused_whole(row, receipt)
+            if row["kind"] not in SECTOR_KINDS or (receipt.exit_code not in RESEND_CODES and not refused
                                                    and DEALS_DISALLOWED not in (receipt.error or "")):
                 continue
-            self._queue_again(row, receipt)
+            self._queue_again(row, receipt, refused)
         return out
 
     def _confidence(self, miner: int) -> int:
@@ -317,12 +351,25 @@ class Committer:
         log.warning("f0%s: %s (nonce %s, %s) is gone from the chain (a reorg dropped it): sending it again at the same nonce",
                     row["miner"], row["message"], row["nonce"], row["method"])
 
-    def _queue_again(self, row: dict, receipt: Receipt) -> None:
+    def _refused_whole(self, row: dict, receipt: Receipt) -> dict[int, str]:
+        """For a proof message refused as a whole without naming the sector (a node's receipt): its
+        sectors the chain refuses whatever their proof, each marked `proof_refused` (PollProofState
+        aborts them); the others are then sent again without them."""
+        if not is_whole_proof_refusal(row["kind"], receipt):
+            return {}
+        refused = refused_in_proof_message(self.chain, self.state, row["miner"], row["message"])
+        for n, why in refused.items():
+            if self.state.update_open(row["miner"], n, proof_refused=why) is not None:
+                log.warning("sector f0%s-%s: %s failed with exit code %s: %s", row["miner"], n, row["message"],
+                            receipt.exit_code, why)
+        return refused
+
+    def _queue_again(self, row: dict, receipt: Receipt, refused: dict[int, str] | None = None) -> None:
         kind, miner = row["kind"], row["miner"]
         gas = receipt.exit_code == ExitCode.OUT_OF_GAS
         for n in row["sectors"]:
             rec = self.state.sector(miner, n)
-            if rec is None or rec.get(f"{kind}_msg") != row["message"] or not will_resend(rec, kind, receipt):
+            if rec is None or rec.get(f"{kind}_msg") != row["message"] or not will_resend(rec, kind, receipt, refused):
                 continue
             changes = {f"{kind}_nonce": None, f"{kind}_msg": None,
                        f"{kind}_failed": f"{row['message']} exit code {receipt.exit_code}: {receipt.error}"}

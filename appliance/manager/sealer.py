@@ -23,7 +23,7 @@ from ..proofs import ProofError
 from ..proofs.c2 import verify_seal
 from ..proofs.commitment import comm_d_from_pieces
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, UNAUTHORIZED, RPCError
-from .commitment import precommitted_deals_refusal, will_resend
+from .commitment import is_whole_proof_refusal, precommitted_deals_refusal, refused_in_proof_message, will_resend
 from .config import ManagerConfig, PersistStore, resolve_seal_proofs
 from .identity import NAME_LENGTH, TooManyNames, bound, check_sector, check_worker_name, names_refused
 from .market import Market
@@ -192,7 +192,12 @@ class Sealer:
             return _poll(PENDING, f"message {msg} is gone from the chain (reorg): the manager sends it again")
         if receipt is None:            # not yet, or again: a reorg took its receipt back
             return _poll(PENDING, f"message {msg} not executed yet")
-        if not receipt.ok and will_resend(rec, key.removesuffix("_msg"), receipt):
+        kind = key.removesuffix("_msg")
+        refused = (refused_in_proof_message(self.chain, self.state, rec["miner"], msg)
+                   if not receipt.ok and is_whole_proof_refusal(kind, receipt) else {})
+        if rec["number"] in refused:          # the committer marks it too; the first to see it says so
+            return _poll(SHOULD_ABORT, f"message {msg} failed with exit code {receipt.exit_code}: {refused[rec['number']]}")
+        if not receipt.ok and will_resend(rec, kind, receipt, refused):
             return _poll(PENDING, f"message {msg} failed with exit code {receipt.exit_code} ({receipt.error}): "
                                   f"the manager sends it again")
         if not receipt.ok:
