@@ -243,3 +243,51 @@ def test_a_sector_whose_precommit_named_deals_is_aborted_at_wait_seed_saying_why
     finally:
         state.close()
         chain.close()
+
+
+class NodeWithoutAggregates(NodeReceipts):
+    """The devnet, taking proofs as a node would be sent them: the builtin engine's aggregate is a
+    stand-in for SnarkPack that no node takes."""
+    def takes_builtin_aggregate(self):
+        return False
+
+
+def test_against_a_node_proofs_go_side_by_side_even_above_the_aggregate_minimum(tmp_path):
+    devnet = Devnet(tmp_path / "devnet.db", ChainPolicy(block_time=0, trust_external_proofs=True))
+    chain = NodeWithoutAggregates(devnet)
+    devnet.create_miner(MINER, P2K.id)
+    devnet.advance(20)
+    state = ManagerState(tmp_path / "manager.db")
+    n_sectors = devnet.policy.aggregate_min + 1
+    cfg = parse_config({"Miners": [{"Actor": MINER, "Commitment": {"Pre": {"Batch": {"Threshold": n_sectors}},
+                                                                   "Prove": {"Batch": {"Threshold": n_sectors}}}}]})
+    committer = Committer(cfg, state, chain)
+    try:
+        for n in range(1, n_sectors + 1):
+            assert state.allocate(MINER, P2K.id, 1, None) == n
+            state.update(MINER, n, deals=[], ticket={"Epoch": 15}, pre_queued_at=0,
+                         pre={"CommR": (bytes(31) + bytes([n])).hex(), "CommD": comm_d_from_pieces([], 2048).hex()})
+        [pre] = committer.tick()
+        devnet.advance(devnet.policy.message_delay + devnet.policy.precommit_challenge_delay)
+        for n in range(1, n_sectors + 1):
+            state.update(MINER, n, commit_proof=SNARK, proof_queued_at=0)
+        [proof] = committer.tick()
+        devnet.advance(devnet.policy.message_delay)
+        assert devnet.receipt(proof).ok, devnet.receipt(proof)
+        sent = {m["id"]: m for m in devnet.messages(MINER)}[proof]["params"]
+        assert sent["SectorProofs"] == [SNARK] * n_sectors and sent["AggregateProof"] == "" and sent["AggregateProofType"] is None
+        assert [s.number for s in devnet.sectors(MINER)] == list(range(1, n_sectors + 1))
+    finally:
+        state.close()
+        devnet.close()
+
+
+def test_proofs_side_by_side_are_cut_to_the_message_size_limit():
+    from appliance.manager.commitment import proof_batches
+    big = base64.b64encode(bytes(1920)).decode()           # a 32GiB sector's proof: 10 partitions of 192 bytes
+    waiting = [{"number": n, "commit_proof": big} for n in range(70, 0, -1)]
+    batches = proof_batches(waiting, 819, 56 * 1024)
+    assert [len(b) for b in batches] == [29, 29, 12]        # 29 x 1920 = 55,680 bytes, 30 would pass 57,344
+    assert [r["number"] for r in batches[0]] == list(range(42, 71)) and batches[2][0]["number"] == 1
+    assert [len(b) for b in proof_batches(waiting, 819, None)] == [70]         # an aggregate: the count alone
+    assert [len(b) for b in proof_batches(waiting, 32, None)] == [32, 32, 6]

@@ -558,6 +558,7 @@ def test_devnet_extensions_for_blocks_and_deals_and_their_absence_on_a_node(node
     snark = bytes(192)                    # an external processor's Groth16 proof, which the devnet cannot verify
     assert chain.external_proof_refusal("seal", snark, "sector 1", 1) == devnet.external_proof_refusal("seal", snark, "sector 1", 1)
     assert "cannot verify Groth16" in chain.external_proof_refusal("seal", snark, "sector 1", 1)
+    assert chain.takes_builtin_aggregate() is devnet.takes_builtin_aggregate() is True
     for name in [n for n in node.rpc.methods if n.startswith("Devnet.")]:
         del node.rpc.methods[name]
     plain = _chain(node)
@@ -568,6 +569,7 @@ def test_devnet_extensions_for_blocks_and_deals_and_their_absence_on_a_node(node
         plain.submit_winning_post(1000, head, b"proof")
     assert plain.deal(deal_id) is None
     assert plain.external_proof_refusal("seal", snark, "sector 1", 1) is None      # a node verifies Groth16 itself
+    assert plain.takes_builtin_aggregate() is False          # a node needs SnarkPack: proofs go side by side
 
 
 def test_a_bad_or_dead_chain_address_refuses_the_manager_start_naming_it(tmp_path):

@@ -202,6 +202,8 @@ class DevnetAPI:
                 ("PublishDeal", self.publish_deal, "sign", [("deal", _any)]),
                 ("Deal", lambda deal_id: self.devnet.deal(deal_id), "read", [("dealID", _uint)]),
                 # no Lotus method estimates a termination fee (lotus-shed computes it from the state)
+                # the builtin engine's aggregate is a stand-in for SnarkPack that only the devnet decodes
+                ("TakesBuiltinAggregate", lambda: self.devnet.takes_builtin_aggregate(), "read", []),
                 ("TerminationFee", lambda m, ns: str(self.devnet.termination_fee(m, list(shapes.numbers(ns, "sectors")))),
                  "read", [("miner", _addr), ("sectors", _any)]),
                 # the devnet cannot verify Groth16: why it would refuse an external processor's

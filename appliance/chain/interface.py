@@ -22,6 +22,12 @@ class Chain(ABC):
         manager cannot verify (None: send it, the chain decides). A chain of real nodes verifies it."""
         return None
 
+    def takes_builtin_aggregate(self) -> bool:
+        """Whether this chain takes the builtin engine's aggregate of seal proofs (the devnet's
+        stand-in for SnarkPack). A chain of real nodes needs SnarkPack, which the engine does not
+        make: proofs then go to it side by side, one per sector."""
+        return False
+
     @abstractmethod
     def head(self) -> int:
         """The current epoch."""

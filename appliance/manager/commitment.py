@@ -3,6 +3,8 @@ a batch goes out when `Threshold` sectors wait or the oldest has waited `MaxWait
 `CheckInterval`. PreCommits go out as PreCommitSectorBatch2; proofs as ProveCommitSectors3, one
 aggregate proof (SnarkPackV2) per message when enough are ready for the chain's aggregate
 minimum, otherwise the sectors' own proofs side by side in one message (as Lotus sends them).
+The builtin engine's aggregate is a stand-in for SnarkPack that only the devnet takes: against a
+node every batch carries the sectors' own proofs, as many as fit the node's message size limit.
 
 Deals take the direct data onboarding path (builtin-actors b0a3bdd6, lib.rs prove_commit_sectors3:
 "New onboarding entry point does not allow pre-committed deals"): a PreCommit names no deals
@@ -49,6 +51,9 @@ RESEND_CODES = {ExitCode.SENDER_STATE_INVALID, ExitCode.SYS_INSUFFICIENT_FUNDS, 
 MAX_GAS_RESENDS = 8                 # out of gas this many times: left failed (PERM_FAILED), for the operator
 WATCH_WINDOW = 3 * 86400.0          # seconds a sent message's receipt is watched
 SECTOR_KINDS = ("pre", "proof")     # the messages whose sectors are queued again after a failure
+# Lotus' mpool refuses a message over 64 KiB (chain/messagepool/messagepool.go MaxMessageSize);
+# proofs side by side (1,920 bytes a 32GiB sector) leave room for the rest of the params
+PROOFS_BYTES_PER_MESSAGE = 56 * 1024
 
 
 class FundsWait(ChainError):
@@ -408,16 +413,16 @@ class Committer:
             return []
         waiting = [r for r in waiting if not self._refuse_proof(m.actor, r)]
         policy = getattr(self.chain, "policy", self.config.chain)
+        aggregate = self.chain.takes_builtin_aggregate()
         out = []
-        for i in range(0, len(waiting), policy.aggregate_max):
-            batch = sorted(waiting[i:i + policy.aggregate_max], key=lambda r: r["number"])
+        for batch in proof_batches(waiting, policy.aggregate_max, None if aggregate else PROOFS_BYTES_PER_MESSAGE):
             value = self._funds(m, "proof", batch)
             if value is None:
                 continue
             params = {"SectorActivations": [{"SectorNumber": r["number"], "Pieces": self._pieces(r)} for r in batch],
                       "SectorProofs": [], "AggregateProof": "", "AggregateProofType": None,
                       "RequireActivationSuccess": True, "RequireNotificationSuccess": True}
-            if len(batch) >= policy.aggregate_min:
+            if aggregate and len(batch) >= policy.aggregate_min:
                 proofs = {r["number"]: base64.b64decode(r["commit_proof"]) for r in batch}
                 params.update(AggregateProof=base64.b64encode(encode_aggregate(proofs)).decode(),
                               AggregateProofType=SNARK_PACK_V2)
@@ -440,6 +445,23 @@ class Committer:
         if self.state.update_open(miner, record["number"], proof_refused=why) is not None:
             log.warning("sector f0%s-%s: not sent for ProveCommit: %s", miner, record["number"], why)
         return True
+
+
+def proof_batches(waiting: list[dict], max_sectors: int, max_proof_bytes: int | None) -> list[list[dict]]:
+    """The due proofs cut into messages of at most `max_sectors`, each sorted by sector number; with
+    `max_proof_bytes`, also at most that many bytes of proofs side by side (a message that carries
+    each sector's proof must stay under the node's message size limit)."""
+    batches, batch, size = [], [], 0
+    for r in waiting:
+        proof = len(base64.b64decode(r["commit_proof"]))
+        if batch and (len(batch) == max_sectors or (max_proof_bytes is not None and size + proof > max_proof_bytes)):
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(r)
+        size += proof
+    if batch:
+        batches.append(batch)
+    return [sorted(b, key=lambda r: r["number"]) for b in batches]
 
 
 def proof_refusal(chain: Chain, state: ManagerState, record: dict) -> str | None:

@@ -519,6 +519,11 @@ class LotusChain(Chain):
             raise ChainError(refusal)
         return absent
 
+    def takes_builtin_aggregate(self) -> bool:
+        """Only the devnet's API takes the engine's stand-in aggregate (Devnet.TakesBuiltinAggregate);
+        a node gets each sector's proof side by side."""
+        return bool(self._devnet("TakesBuiltinAggregate", absent=False))
+
     def external_proof_refusal(self, kind: str, proof: bytes, what: str, partitions: int | None = None) -> str | None:
         """The devnet's reason to refuse an external processor's Groth16 proof, which it cannot
         verify (unless its [Chain] TrustExternalProofs), asked before the message is paid for; a
