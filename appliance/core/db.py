@@ -96,8 +96,10 @@ def _make_private(path: Path) -> None:
             continue
 
 
-def check_file(path: Path, kind: str) -> None:
-    """Refuse a file that is not a whole, readable SQLite database (read-only checks)."""
+def check_file(path: Path, kind: str, schema: Schema | None = None) -> None:
+    """Refuse a file that is not a whole, readable SQLite database (read-only checks). With its
+    `schema`, a failed check names the damaged row where the content check can find it (indexes on
+    columns generated from JSON make SQLite's own check fail first on a damaged document)."""
     try:
         with open(path, "rb") as f:
             header = f.read(len(HEADER))
@@ -114,13 +116,35 @@ def check_file(path: Path, kind: str) -> None:
         finally:
             conn.close()
     except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:    # SQLite's message can quote damaged bytes
-        _drop_made(absent)
-        raise DatabaseError(f"{kind} database {path} is damaged ({exc}); the file is kept as it is: "
-                            f"restore it from a backup") from None
+        _refuse(path, schema, absent, f"{kind} database {path} is damaged ({exc}); the file is kept as it is: "
+                                      f"restore it from a backup")
     if result != ["ok"]:
-        _drop_made(absent)
-        raise DatabaseError(f"{kind} database {path} is damaged (integrity check: {'; '.join(result[:3])}); "
-                            f"the file is kept as it is: restore it from a backup")
+        _refuse(path, schema, absent, f"{kind} database {path} is damaged (integrity check: {'; '.join(result[:3])}); "
+                                      f"the file is kept as it is: restore it from a backup")
+
+
+def _refuse(path: Path, schema: Schema | None, sidecars: list[Path], message: str) -> None:
+    try:
+        if schema is not None:
+            _name_damaged_row(path, schema)
+    finally:
+        _drop_made(sidecars)
+    raise DatabaseError(message)
+
+
+def _name_damaged_row(path: Path, schema: Schema) -> None:
+    """Raise the content check's refusal (it names the table, column and row) when it finds the
+    damage; return when it cannot read the file or finds nothing (the caller's refusal stands)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.DatabaseError:
+        return
+    try:
+        check_content(conn, path, schema)
+    except (sqlite3.DatabaseError, UnicodeDecodeError):
+        return
+    finally:
+        conn.close()
 
 
 def _drop_made(sidecars: list[Path]) -> None:
@@ -206,7 +230,7 @@ def open_database(path: str | Path, schema: Schema, create: bool = True) -> sqli
     if not existed and not create:
         raise DatabaseError(f"{schema.kind} database {path} is missing or empty")
     if existed:
-        check_file(path, schema.kind)
+        check_file(path, schema.kind, schema)
     created = not path.exists()
     conn = None
     try:

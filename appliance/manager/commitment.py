@@ -158,7 +158,7 @@ class Committer:
         return len(waiting) >= batch.threshold or self._now() - oldest >= batch.max_wait
 
     def _flush_precommits(self, m: MinerConfig) -> list[str]:
-        waiting = [r for r in self.state.sectors(m.actor) if "pre" in r and "pre_nonce" not in r and not r.get("abort_reason")]
+        waiting = [r for r in self.state.sectors(m.actor, open_only=True) if "pre" in r and "pre_nonce" not in r and not r.get("abort_reason")]
         if not self._due(waiting, "pre_queued_at", m.pre_batch):
             return []
         policy = getattr(self.chain, "policy", self.config.chain)
@@ -407,7 +407,7 @@ class Committer:
         return replacement
 
     def _flush_proofs(self, m: MinerConfig) -> list[str]:
-        waiting = [r for r in self.state.sectors(m.actor) if "commit_proof" in r and "proof_nonce" not in r
+        waiting = [r for r in self.state.sectors(m.actor, open_only=True) if "commit_proof" in r and "proof_nonce" not in r
                    and not r.get("abort_reason") and not r.get("proof_refused")]
         if not self._due(waiting, "proof_queued_at", m.prove_batch):
             return []

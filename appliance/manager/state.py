@@ -113,8 +113,68 @@ def _v5(db: sqlite3.Connection) -> None:
     drop_precommit_deals(db)
 
 
+# The sector fields the manager filters and counts on, as indexed columns generated from the
+# record (VIRTUAL: computed from `info` when read, kept in the indexes when written), so that every
+# write path, old and new, keeps them right. `is_open`: neither finished nor aborted (both set
+# `finalized`): what the committer, housekeeping, the page and allocation limits look at, so that
+# their cost follows the sectors in flight, not every sector ever sealed.
+SECTOR_COLUMNS = {
+    "is_open": "INTEGER GENERATED ALWAYS AS (json_extract(info, '$.finalized') IS NULL) VIRTUAL",
+    "state": "TEXT GENERATED ALWAYS AS (json_extract(info, '$.state')) VIRTUAL",
+    "worker": "TEXT GENERATED ALWAYS AS (json_extract(info, '$.worker')) VIRTUAL",
+    "owner": "TEXT GENERATED ALWAYS AS (json_extract(info, '$.owner')) VIRTUAL",
+    "plan": "TEXT GENERATED ALWAYS AS (COALESCE(json_extract(info, '$.plan'), 'sealer')) VIRTUAL",
+    "abort_reason": "TEXT GENERATED ALWAYS AS (json_extract(info, '$.abort_reason')) VIRTUAL",
+}
+SECTOR_INDEXES = {
+    "sectors_open": "(is_open, miner, number)",
+    "sectors_open_updated": "(is_open, updated)",
+    "sectors_state": "(is_open, state)",
+    "sectors_worker": "(worker, is_open)",
+    "sectors_owner": "(owner, is_open)",
+}
+
+
+# Sectors per (open, state, plan), kept by triggers on every write of `sectors`: the page's and
+# /metrics' counts read a few rows, not an index entry (and its record) per sector ever sealed.
+SECTOR_COUNTS = """
+CREATE TABLE IF NOT EXISTS sector_counts (is_open INTEGER NOT NULL, state TEXT NOT NULL, plan TEXT NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (is_open, state, plan));
+CREATE TRIGGER IF NOT EXISTS sector_counts_i AFTER INSERT ON sectors BEGIN
+    INSERT INTO sector_counts (is_open, state, plan, n) VALUES (new.is_open, COALESCE(new.state, ''), new.plan, 1)
+        ON CONFLICT (is_open, state, plan) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS sector_counts_d AFTER DELETE ON sectors BEGIN
+    UPDATE sector_counts SET n = n - 1 WHERE is_open = old.is_open AND state = COALESCE(old.state, '') AND plan = old.plan;
+END;
+CREATE TRIGGER IF NOT EXISTS sector_counts_u AFTER UPDATE ON sectors
+    WHEN old.is_open IS NOT new.is_open OR old.state IS NOT new.state OR old.plan IS NOT new.plan BEGIN
+    UPDATE sector_counts SET n = n - 1 WHERE is_open = old.is_open AND state = COALESCE(old.state, '') AND plan = old.plan;
+    INSERT INTO sector_counts (is_open, state, plan, n) VALUES (new.is_open, COALESCE(new.state, ''), new.plan, 1)
+        ON CONFLICT (is_open, state, plan) DO UPDATE SET n = n + 1;
+END;
+"""
+
+
+def _v6(db: sqlite3.Connection) -> None:
+    """Version 6: the sector fields filtered and counted on become indexed columns generated from
+    the record (SECTOR_COLUMNS), and the sectors are counted per state as they are written
+    (SECTOR_COUNTS); a file that has some of it keeps it, and the counts start from its records."""
+    have = {r[1] for r in db.execute("PRAGMA table_xinfo(sectors)")}
+    for name, spec in SECTOR_COLUMNS.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE sectors ADD COLUMN {name} {spec}")
+    for name, columns in SECTOR_INDEXES.items():
+        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON sectors {columns}")
+    for statement in statements(SECTOR_COUNTS):
+        db.execute(statement)
+    db.execute("DELETE FROM sector_counts")
+    db.execute("INSERT INTO sector_counts (is_open, state, plan, n) SELECT is_open, COALESCE(state, ''), plan, COUNT(*) "
+               "FROM sectors GROUP BY 1, 2, 3")
+
+
 # migrations[i] takes manager.db from version i to i + 1; append, never edit a released one.
-MANAGER_SCHEMA = Schema("manager state", [_v1, _v2, _v3, _v4, _v5], frozenset({"counters", "sectors", "nonces"}), frozenset({
+MANAGER_SCHEMA = Schema("manager state", [_v1, _v2, _v3, _v4, _v5, _v6], frozenset({"counters", "sectors", "nonces"}), frozenset({
     ("sectors", "info"), ("workers", "info"), ("outbox", "params"), ("outbox", "sectors"), ("outbox", "spec"), ("wdpost_jobs", "partitions"),
     ("wdpost_jobs", "input"), ("wdpost_jobs", "output"), ("post_rounds", "info")}))
 
@@ -288,14 +348,28 @@ class ManagerState:
             for n in json.loads(row[1]):
                 self._merge(db, miner, n, {f"{row[0]}_msg": message})
 
-    def sectors(self, miner: int | None = None) -> list[dict]:
+    def sectors(self, miner: int | None = None, open_only: bool = False) -> list[dict]:
+        """The sector records, of one miner or all; `open_only`: only those neither finished nor
+        aborted (an index lookup: its cost follows the sectors in flight)."""
+        where = "is_open = 1 AND miner = ?" if miner is not None else "is_open = 1"
+        if not open_only:
+            where = "miner = ?" if miner is not None else "1"
         with self.read() as db:
-            rows = db.execute("SELECT miner, number, proof, info FROM sectors WHERE ? IS NULL OR miner = ? "
-                              "ORDER BY miner, number", (miner, miner)).fetchall()
+            rows = db.execute(f"SELECT miner, number, proof, info FROM sectors WHERE {where} ORDER BY miner, number",
+                              () if miner is None else (miner,)).fetchall()
         return [{**json.loads(info), "miner": m, "number": n, "proof": proof} for m, n, proof, info in rows]
 
+    def sector_counts(self, is_open: bool | None = None) -> dict[tuple[str, str], int]:
+        """How many sectors are in each (state, plan): open ones, finished/aborted ones, or all."""
+        out: dict[tuple[str, str], int] = {}
+        for state, plan, n in self.db.query("SELECT state, plan, SUM(n) FROM sector_counts WHERE n > 0 AND "
+                                            "(? IS NULL OR is_open = ?) GROUP BY state, plan", (is_open, is_open)):
+            out[(state, plan)] = n
+        return out
+
     def silent_since(self, cutoff: float) -> list[tuple[int, int]]:
-        return self.db.query("SELECT miner, number FROM sectors WHERE updated < ?", (cutoff,))
+        """Open sectors not written since `cutoff` (a time)."""
+        return self.db.query("SELECT miner, number FROM sectors WHERE is_open = 1 AND updated < ?", (cutoff,))
 
     # --------------------------------------------------------------------- workers
 
@@ -419,8 +493,7 @@ class ManagerState:
         transaction, so concurrent calls cannot pass the limit together. Returns (the number, or
         None when the limit or the miner's range is reached; the owner's count before)."""
         with self.tx() as db:
-            held = db.execute("SELECT COUNT(*) FROM sectors WHERE json_extract(info, '$.owner') = ? "
-                              "AND json_extract(info, '$.finalized') IS NULL", (owner,)).fetchone()[0]
+            held = db.execute("SELECT COUNT(*) FROM sectors WHERE owner = ? AND is_open = 1", (owner,)).fetchone()[0]
             if held >= max_in_flight:
                 return None, held
             row = db.execute("SELECT next FROM counters WHERE miner = ?", (miner,)).fetchone()

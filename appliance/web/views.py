@@ -78,11 +78,11 @@ class WebViews:
 
     def sectors(self) -> dict:
         with self.state.read():     # the three reads agree (one snapshot)
-            live = self._rows("json_extract(info, '$.finalized') IS NULL")
-            done = self._rows("json_extract(info, '$.finalized') IS NOT NULL", RECENT_FINISHED)
-            counts = {s: n for s, n in self.state.query(
-                "SELECT json_extract(info, '$.state'), COUNT(*) FROM sectors WHERE json_extract(info, '$.finalized') IS NOT NULL "
-                "GROUP BY 1")}
+            live = self._rows("is_open = 1")
+            done = self._rows("is_open = 0", RECENT_FINISHED)
+            counts: dict[str, int] = {}
+            for (state, _), n in self.state.sector_counts(is_open=False).items():
+                counts[state or None] = counts.get(state or None, 0) + n
         return {"Live": live, "Recent": done, "FinalizedCounts": counts}
 
     def sector(self, miner: int, number: int) -> dict | None:
