@@ -164,12 +164,11 @@ def _watch(manager, worker, args, stop: threading.Event) -> int:
     failing_seen: set[str] = set()
     while not stop.wait(1.0):
         view = manager.web.sectors()           # what the status page's pipeline shows
-        live = view["Live"]
         aborted = [s for s in view["Recent"] if s["AbortReason"] and not s["AbortReason"].startswith("released")
                    and s["Updated"] >= started_at]
         finished = _finished(manager) - finished_before
-        counts = collections.Counter(s["State"] for s in live)
-        failing = [s for s in live if s["Failure"]]
+        counts = collections.Counter({state: n for state, n in view["LiveCounts"].items() if state})
+        failing = view["Attention"]
         threads = [t.status for t in worker.threads]
         line = (f"epoch {manager.chain.head():>5} | finished {finished}" + (f"/{args.sectors}" if args.sectors else "")
                 + " | in flight: " + (", ".join(f"{k} {v}" for k, v in _in_order(counts)) or "-")

@@ -170,8 +170,8 @@ def run(home: Path, n: int, requests: int) -> dict:
         out["overview_statements"] = overview_statements
         ov = json.loads(urllib.request.urlopen(urllib.request.Request(
             base + "/ui/api/overview", headers={"Authorization": f"Bearer {token}"}), timeout=60).read())
-        out["overview_shows"] = {"in_flight": len(ov["Sectors"]["Live"]),
-                                 "failing": sum(1 for s in ov["Sectors"]["Live"] if s["Failure"]),
+        out["overview_shows"] = {"in_flight": ov["Sectors"]["LiveTotal"], "in_flight_listed": len(ov["Sectors"]["Live"]),
+                                 "failing": ov["Sectors"]["Failing"],
                                  "partitions": sum(len(d["Partitions"]) for p in ov["Proving"].values()
                                                    for d in p.get("Deadlines", []))}
         return out

@@ -115,7 +115,8 @@ def _v5(db: sqlite3.Connection) -> None:
 
 # The sector fields the manager filters and counts on, as indexed columns generated from the
 # record (VIRTUAL: computed from `info` when read, kept in the indexes when written), so that every
-# write path, old and new, keeps them right. `is_open`: neither finished nor aborted (both set
+# write path, old and new, keeps them right. (SQLite does not take an index on such columns as
+# covering: a query reads the records it selects, so the counts have their own table below.) `is_open`: neither finished nor aborted (both set
 # `finalized`): what the committer, housekeeping, the page and allocation limits look at, so that
 # their cost follows the sectors in flight, not every sector ever sealed.
 SECTOR_COLUMNS = {
@@ -125,6 +126,7 @@ SECTOR_COLUMNS = {
     "owner": "TEXT GENERATED ALWAYS AS (json_extract(info, '$.owner')) VIRTUAL",
     "plan": "TEXT GENERATED ALWAYS AS (COALESCE(json_extract(info, '$.plan'), 'sealer')) VIRTUAL",
     "abort_reason": "TEXT GENERATED ALWAYS AS (json_extract(info, '$.abort_reason')) VIRTUAL",
+    "failure_level": "TEXT GENERATED ALWAYS AS (json_extract(info, '$.failure.Level')) VIRTUAL",
 }
 SECTOR_INDEXES = {
     "sectors_open": "(is_open, miner, number)",
@@ -132,6 +134,7 @@ SECTOR_INDEXES = {
     "sectors_state": "(is_open, state)",
     "sectors_worker": "(worker, is_open)",
     "sectors_owner": "(owner, is_open)",
+    "sectors_failing": "(is_open, failure_level)",
 }
 
 

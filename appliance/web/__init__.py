@@ -7,6 +7,8 @@ the JSON it reads under `/ui/api/` (docs/observability.md).
   page's session cookie, then 303 to `/ui/`; `POST /ui/logout` ends the session (login.py).
 - `GET /ui/api/version`: read permission (a token or the session); `{ETag, Epoch, Now, Pings}`, one cheap query.
 - `GET /ui/api/overview`: read; everything the page shows, asked only when the ETag changed.
+- `GET /ui/api/sectors?open=1&state=&worker=&failing=&after=&limit=`: read; one page of sectors
+  (the overview carries only the first of those in flight and of those failing).
 - `GET /ui/api/sector/<miner>-<number>`: read; a sector's record and transition history.
 - Actions are JSON-RPC methods needing admin (web/actions.py), which reach the worker's RPC."""
 
@@ -98,6 +100,12 @@ def install(server, views: WebViews, actions: SectorActions, login: WebLogin) ->
             _send_json(req, v)
         elif path == "overview":
             _send_json(req, views.overview())
+        elif path == "sectors":
+            query = {k: v[-1] for k, v in parse_qs(urlsplit(rest).query, keep_blank_values=True).items()}
+            try:
+                _send_json(req, views.sectors_page(query))
+            except ValueError as exc:
+                _send_json(req, {"error": str(exc)}, 400)
         elif path.startswith("sector/"):
             try:
                 miner, number = parse_sector_name(path[len("sector/"):])

@@ -14,9 +14,12 @@ import threading
 import time
 
 from ..chain.deadlines import current_deadline
-from ..core.sector import sector_name
+from ..core.sector import parse_sector_name, sector_name
 
 RECENT_FINISHED = 30          # finished or aborted sectors listed below those in flight
+LIVE_PAGE = 200               # sectors in flight the overview carries; the rest come by pages (sectors_page)
+ATTENTION_PAGE = 100          # failing sectors the overview carries
+PAGE_MAX = 500                # the most sectors one page of /ui/api/sectors holds
 HEAVY_KEYS = ("commit_proof",)  # not sent to the page (a C2 proof can be megabytes)
 
 
@@ -57,14 +60,13 @@ class WebViews:
 
     # ---------------------------------------------------------------- sectors
 
-    def _rows(self, where: str, limit: int | None = None) -> list[dict]:
-        sql = f"SELECT miner, number, proof, info, updated FROM sectors WHERE {where} ORDER BY miner, number"
+    def _rows(self, where: str, params: tuple = (), order: str = "miner, number", limit: int | None = None) -> list[dict]:
+        sql = f"SELECT miner, number, proof, info, updated FROM sectors WHERE {where} ORDER BY {order}"
         if limit:
-            sql = (f"SELECT miner, number, proof, info, updated FROM sectors WHERE {where} "
-                   f"ORDER BY updated DESC LIMIT {int(limit)}")
+            sql += f" LIMIT {int(limit)}"
         out = []
         now = self._now()
-        for miner, number, proof, info, updated in self.state.query(sql):   # not held open
+        for miner, number, proof, info, updated in self.state.query(sql, params):   # not held open
             r = json.loads(info)
             born = r.get("allocated_at") or updated
             entered = r.get("entered_at") or born
@@ -77,13 +79,54 @@ class WebViews:
         return out
 
     def sectors(self) -> dict:
-        with self.state.read():     # the three reads agree (one snapshot)
-            live = self._rows("is_open = 1")
-            done = self._rows("is_open = 0", RECENT_FINISHED)
-            counts: dict[str, int] = {}
-            for (state, _), n in self.state.sector_counts(is_open=False).items():
-                counts[state or None] = counts.get(state or None, 0) + n
-        return {"Live": live, "Recent": done, "FinalizedCounts": counts}
+        """The sectors the page shows: counts per state (from the counts table), the first page of
+        those in flight and of those failing, the last finished; never every sector (a farm has a
+        million): the rest come by `sectors_page`, a sector by its number."""
+        with self.state.read():     # the reads agree (one snapshot)
+            live = self._rows("is_open = 1", limit=LIVE_PAGE)
+            attention = self._rows("is_open = 1 AND failure_level IS NOT NULL", limit=ATTENTION_PAGE)
+            failing = self.state.one("SELECT COUNT(*) FROM sectors WHERE is_open = 1 AND failure_level IS NOT NULL")[0]
+            done = self._rows("is_open = 0", order="updated DESC", limit=RECENT_FINISHED)
+            open_counts, counts = self._by_state(True), self._by_state(False)
+        return {"Live": live, "LiveTotal": sum(open_counts.values()), "LiveCounts": open_counts,
+                "Attention": attention, "Failing": failing, "Recent": done, "FinalizedCounts": counts}
+
+    def _by_state(self, is_open: bool) -> dict:
+        out: dict = {}
+        for (state, _), n in self.state.sector_counts(is_open=is_open).items():
+            out[state or None] = out.get(state or None, 0) + n
+        return out
+
+    def sectors_page(self, query: dict[str, str]) -> dict:
+        """One page of sectors, by (miner, number) after `after` (a sector id like 1000-5):
+        `open` 1 (in flight, the default) or 0 (finished or aborted), `state`, `worker`, `failing`
+        (1: only those whose last report was a failure), `limit` (at most PAGE_MAX). `Next`: the
+        `after` of the next page, null at the end; `Total`: how many match."""
+        unknown = set(query) - {"open", "state", "worker", "failing", "after", "limit"}
+        if unknown:
+            raise ValueError(f"unknown filter {sorted(unknown)[0]!r}: open, state, worker, failing, after, limit")
+        is_open = _flag(query, "open", True)
+        where, params = ["is_open = ?"], [1 if is_open else 0]
+        if query.get("state"):
+            where.append("state = ?")
+            params.append(query["state"])
+        if query.get("worker"):
+            where.append("worker = ?")
+            params.append(query["worker"])
+        if _flag(query, "failing", False):
+            where.append("failure_level IS NOT NULL")
+        limit = _number(query, "limit", LIVE_PAGE, 1, PAGE_MAX)
+        match = " AND ".join(where)
+        with self.state.read():
+            total = self.state.one(f"SELECT COUNT(*) FROM sectors WHERE {match}", tuple(params))[0]
+            if query.get("after"):
+                miner, number = parse_sector_name(query["after"])
+                rows = self._rows(match + " AND (miner, number) > (?, ?)", (*params, miner, number), limit=limit + 1)
+            else:
+                rows = self._rows(match, tuple(params), limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"Sectors": rows, "Total": total, "Next": rows[-1]["Sector"] if more else None}
 
     def sector(self, miner: int, number: int) -> dict | None:
         with self.state.read():     # the record and its history agree
@@ -173,3 +216,21 @@ class WebViews:
             sectors, workers = self.sectors(), self.workers()
         return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(),
                 "Proving": {m: {**p, "Records": p.get("Records", [])[-12:]} for m, p in proving.items()}}
+
+
+def _flag(query: dict[str, str], name: str, default: bool) -> bool:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
+    if value not in ("0", "1"):
+        raise ValueError(f"{name}: expected 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def _number(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ValueError(f"{name}: expected a number from {low} to {high}, got {value!r}")
+    return int(value)

@@ -68,6 +68,7 @@ class LotusChain(Chain):
         self.send_policies, self.seal_proofs, self.network = send_policies or {}, seal_proofs or {}, network
         self._digest_methods = True       # cleared when the node does not know StateGetRandomnessDigest*
         self._devnet_methods = True       # cleared when the node is not the devnet's API (no Devnet.*)
+        self._takes_aggregate: bool | None = None
         self._miner_info: dict[int, tuple[float, MinerInfo]] = {}
         self._replaced: dict[str, str] = {}     # CID -> the CID of the message that replaced it in the pool (_replace)
         self._clock = time.monotonic
@@ -521,8 +522,10 @@ class LotusChain(Chain):
 
     def takes_builtin_aggregate(self) -> bool:
         """Only the devnet's API takes the engine's stand-in aggregate (Devnet.TakesBuiltinAggregate);
-        a node gets each sector's proof side by side."""
-        return bool(self._devnet("TakesBuiltinAggregate", absent=False))
+        a node gets each sector's proof side by side. Asked once: the node does not change."""
+        if self._takes_aggregate is None:
+            self._takes_aggregate = bool(self._devnet("TakesBuiltinAggregate", absent=False))
+        return self._takes_aggregate
 
     def external_proof_refusal(self, kind: str, proof: bytes, what: str, partitions: int | None = None) -> str | None:
         """The devnet's reason to refuse an external processor's Groth16 proof, which it cannot

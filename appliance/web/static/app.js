@@ -10,6 +10,9 @@ const STATES = ["Empty", "Allocated", "DealsAcquired", "PieceAdded", "TreeDBuilt
   "ProofSubmitted", "Finished", "Aborted"];
 
 let etag = null, overview = null, detail = null, pings = {}, clockSkew = 0, busy = false, loggedOut = false;
+// the overview carries the first page of the sectors in flight; "show more" asks for the next ones
+// (/ui/api/sectors pages), fetched again after each new overview so they stay current
+let extraWanted = 0, extraLive = [];
 
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -73,14 +76,12 @@ function showLogin(message) {
 function sectorLink(s) { return `<a class="sector" data-open="${esc(s)}">${esc(s)}</a>`; }
 
 function renderSummary(ov) {
-  const live = ov.Sectors.Live;
-  const counts = {};
-  for (const s of live) counts[s.State] = (counts[s.State] || 0) + 1;
+  const counts = ov.Sectors.LiveCounts || {};
   const order = Object.keys(counts).sort((a, b) => STATES.indexOf(a) - STATES.indexOf(b));
-  const failing = live.filter((s) => s.Failure).length;
+  const failing = ov.Sectors.Failing;
   const fin = ov.Sectors.FinalizedCounts || {};
   $("summary").innerHTML =
-    `<span class="chip">in flight<b>${live.length}</b></span>` +
+    `<span class="chip">in flight<b>${ov.Sectors.LiveTotal}</b></span>` +
     order.map((st) => `<span class="chip" data-state="${esc(st)}">${esc(st)}<b>${counts[st]}</b></span>`).join("") +
     (failing ? `<span class="chip failing">failing<b>${failing}</b></span>` : "") +
     Object.entries(fin).map(([st, n]) => `<span class="chip">${esc(st)} (finalized)<b>${n}</b></span>`).join("");
@@ -88,7 +89,8 @@ function renderSummary(ov) {
 
 function renderPipeline(ov) {
   const byWorker = {};
-  for (const s of ov.Sectors.Live) {
+  const live = ov.Sectors.Live.concat(extraLive);
+  for (const s of live) {
     const w = s.Worker || "(not reported yet)";
     (byWorker[w] = byWorker[w] || []).push(s);
   }
@@ -105,12 +107,27 @@ function renderPipeline(ov) {
           ${s.StoreWait ? `<span class="warn store-wait">waiting for a persist store: ${esc(s.StoreWait)}</span>` : ""}
           ${s.FundsWait ? `<span class="warn funds-wait">${esc(s.FundsWait)}</span>` : ""}</td></tr>`).join("") +
       `</tbody></table></div>`;
-  }).join("");
+  }).join("") + (live.length < ov.Sectors.LiveTotal
+    ? `<p class="muted">Showing ${live.length} of ${ov.Sectors.LiveTotal} sectors in flight (by number).
+        <button type="button" id="more-live">show more</button></p>` : "");
+}
+
+async function fetchExtraLive() {
+  // the pages after the overview's own, up to what the operator asked to see
+  const live = overview.Sectors.Live;
+  let got = [], next = live.length ? live[live.length - 1].Sector : null;
+  while (got.length < extraWanted && next) {
+    const page = await get(`/ui/api/sectors?open=1&limit=${Math.min(500, extraWanted - got.length)}&after=${encodeURIComponent(next)}`);
+    got = got.concat(page.Sectors);
+    next = page.Next;
+  }
+  extraLive = got;
 }
 
 function renderAttention(ov) {
-  const rows = ov.Sectors.Live.filter((s) => s.Failure);
+  const rows = ov.Sectors.Attention;
   if (!rows.length) { $("attention").innerHTML = `<p class="muted">Nothing failing.</p>`; return; }
+  const shown = rows.length < ov.Sectors.Failing ? `<p class="muted">The first ${rows.length} of ${ov.Sectors.Failing} failing sectors (by number).</p>` : "";
   const options = STATES.filter((s) => s !== "Empty" && s !== "Finished").map((s) => `<option>${s}</option>`).join("");
   $("attention").innerHTML = `<table><thead><tr><th>sector</th><th>state</th><th>worker</th><th>level</th><th>error</th>
     <th class="num">since</th><th>actions</th></tr></thead><tbody>` +
@@ -122,7 +139,7 @@ function renderAttention(ov) {
         <select class="resume-state" data-sector="${esc(s.Sector)}">${options}</select>
         <button type="button" class="resume-at" data-sector="${esc(s.Sector)}">Resume at state</button>
         <button type="button" class="abort danger" data-sector="${esc(s.Sector)}">Abort</button></td></tr>`).join("") +
-    `</tbody></table>`;
+    `</tbody></table>` + shown;
   for (const sel of document.querySelectorAll("select.resume-state")) {
     const s = rows.find((r) => r.Sector === sel.dataset.sector);
     if (s) sel.value = s.State;
@@ -252,6 +269,7 @@ async function refresh(force) {
     if (force || v.ETag !== etag) {
       overview = await get("/ui/api/overview");
       etag = overview.ETag;
+      if (extraWanted) await fetchExtraLive();
       if (detail) detail = await get(`/ui/api/sector/${encodeURIComponent(detail.Sector)}`);
       render();
     } else {
@@ -280,6 +298,12 @@ async function act(label, method, ...params) {
   await refresh(true);
 }
 
+function findSector() {
+  // a sector by its id (1000-5, s-t01000-5): the page never holds every sector, the manager finds it
+  const name = $("find").value.trim();
+  if (name) openSector(name);
+}
+
 function sid(name) {
   const [miner, number] = name.replace(/^s-t0/, "").split("-").map(Number);
   return { Miner: miner, Number: number };
@@ -288,6 +312,12 @@ function sid(name) {
 document.addEventListener("click", (ev) => {
   const t = ev.target;
   if (t.dataset.open) { openSector(t.dataset.open); return; }
+  if (t.id === "more-live") {
+    extraWanted += 200;
+    fetchExtraLive().then(() => renderPipeline(overview), (e) => flash(e.message, true));
+    return;
+  }
+  if (t.id === "find-go") { findSector(); return; }
   const s = t.dataset.sector;
   if (!s || t.tagName !== "BUTTON") return;
   if (t.classList.contains("resume")) act(`resume ${s}`, "Venus.SectorResume", sid(s), null);
@@ -300,6 +330,7 @@ document.addEventListener("click", (ev) => {
 });
 
 $("detail-close").addEventListener("click", () => { detail = null; renderDetail(); });
+$("find").addEventListener("keydown", (ev) => { if (ev.key === "Enter") findSector(); });
 $("logout").addEventListener("click", async () => {
   try {
     // a JSON POST from this origin: the manager's cross-site checks apply as to every action
