@@ -167,3 +167,22 @@ def test_a_queued_sector_the_chain_no_longer_has_live_fails_naming_why(farm):
         assert "not live on chain any more" in termination(farm.state.sector(MINER, n))["error"]
     with pytest.raises(TerminateRefused, match="already terminated or expired"):
         farm.terminator.submit(SID(numbers[0]))
+
+
+def test_a_terminated_sector_stays_ended_when_the_devnet_reopens(tmp_path):
+    """devnet.py _migrate assigned every sector without a deadline row to a deadline at open,
+    which brought ended (terminated, expired) sectors back to life at each manager restart."""
+    farm = open_farm(tmp_path)
+    numbers = onboard(farm, 2)
+    for n in numbers:
+        farm.terminator.submit(SID(n))
+    farm.terminator.tick()
+    farm.chain.advance(farm.chain.policy.message_delay)
+    power = farm.chain.miner_power(MINER)
+    farm.close()
+    farm = open_farm(tmp_path)
+    try:
+        assert [farm.chain.sector_expiration(MINER, n) for n in numbers] == [None, None]
+        assert farm.chain.miner_power(MINER) == power and power.active_sectors == 0
+    finally:
+        farm.close()

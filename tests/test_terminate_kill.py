@@ -1,0 +1,104 @@
+"""Kill tests of terminate and remove: a child process runs the manager's terminate pass (or a
+removal) over the same manager.db and devnet.db and is killed at a crash point (core/crash.py);
+a second process then restarts from the files. The TerminateSectors message lands exactly once,
+and a removal deletes exactly the journalled files of its sector, nothing else."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.core.crash import ENV, EXIT_CODE
+from appliance.core.sector import sector_name
+
+from .term_fixtures import MINER, onboard, open_farm, tree
+
+ROOT = Path(__file__).resolve().parent.parent
+STEP = """
+import sys
+from pathlib import Path
+from tests.term_fixtures import MINER, open_farm
+from appliance.manager.sector_removal import remove_sector_files, resume_removals
+farm = open_farm(Path(sys.argv[1]))
+try:
+    if sys.argv[2] == "terminate":
+        farm.tick()
+    elif sys.argv[2] == "remove":
+        remove_sector_files(farm.config, farm.state, farm.chain, MINER, int(sys.argv[3]))
+    elif sys.argv[2] == "restart":           # what a manager start and its loops do
+        resume_removals(farm.state)
+        farm.tick()
+        farm.chain.advance(farm.chain.policy.message_delay + 2)
+        farm.tick()
+finally:
+    farm.close()
+"""
+
+
+def step(tmp_path, *args, crash: str | None = None) -> int:
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    if crash:
+        env[ENV] = crash
+    return subprocess.run([sys.executable, "-c", STEP, str(tmp_path), *map(str, args)], cwd=ROOT, env=env,
+                          timeout=120).returncode
+
+
+@pytest.mark.parametrize("point", ["manager.commit.before_push", "manager.commit.after_push",
+                                   "manager.terminate.after_send"])
+def test_a_manager_killed_while_sending_a_termination_sends_it_exactly_once(tmp_path, point):
+    farm = open_farm(tmp_path)
+    numbers = onboard(farm, 2)
+    for n in numbers:
+        farm.terminator.submit({"Miner": MINER, "Number": n})
+    farm.close()
+    assert step(tmp_path, "terminate", crash=point) == EXIT_CODE
+    farm = open_farm(tmp_path)
+    sent = [m for m in farm.chain.messages(MINER) if m["method"] == "TerminateSectors"]
+    assert len(sent) == (0 if point == "manager.commit.before_push" else 1)
+    unrecorded = point in ("manager.commit.before_push", "manager.commit.after_push")    # the outbox lacks its id
+    assert [r["kind"] for r in farm.state.unsent()] == (["terminate"] if unrecorded else [])
+    farm.close()
+    assert step(tmp_path, "restart") == 0
+    farm = open_farm(tmp_path)
+    try:
+        [msg] = [m for m in farm.chain.messages(MINER) if m["method"] == "TerminateSectors"]
+        assert farm.chain.receipt(msg["id"]).ok
+        for n in numbers:
+            t = farm.state.sector(MINER, n)["terminate"]
+            assert (t["msg"], t["terminated_at"]) == (msg["id"], farm.chain.receipt(msg["id"]).epoch)
+            assert farm.chain.sector_expiration(MINER, n) is None
+    finally:
+        farm.close()
+
+
+@pytest.mark.parametrize("point", ["manager.remove.after_journal", "manager.remove.mid_files"])
+def test_a_manager_killed_mid_removal_finishes_exactly_that_removal(tmp_path, point):
+    farm = open_farm(tmp_path)
+    a, b = onboard(farm, 2)
+    store = farm.config.persist_stores[0].path
+    farm.state.update(MINER, a, abort_reason="by hand")
+    farm.chain.advance(1)
+    farm.terminator.submit({"Miner": MINER, "Number": a})
+    farm.terminator.submit({"Miner": MINER, "Number": b})
+    farm.tick()
+    farm.chain.advance(farm.chain.policy.message_delay + 12)
+    farm.tick()
+    before = tree(store)
+    farm.close()
+    assert step(tmp_path, "remove", a, crash=point) == EXIT_CODE
+    left = tree(store)
+    assert set(left) <= set(before)
+    if point == "manager.remove.mid_files":
+        assert left != before            # some went, not all
+    assert step(tmp_path, "restart") == 0
+    farm = open_farm(tmp_path)
+    try:
+        assert farm.state.sector(MINER, a)["removed"] is True
+        assert not farm.state.sector(MINER, b).get("removed")
+        after = tree(store)
+        assert set(after) == {k for k in before if sector_name(MINER, a) not in k}
+        assert all(after[k] == before[k] for k in after)
+    finally:
+        farm.close()
