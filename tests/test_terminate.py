@@ -8,7 +8,7 @@ import pytest
 
 from appliance.chain.types import ExitCode
 from appliance.core.protocol import SubmitResult
-from appliance.manager.terminate import TerminateRefused, terminate_info, termination
+from appliance.manager.terminate import TerminateRefused, terminate_info, termination, termination_row
 
 from .term_fixtures import MINER, P2K, onboard, open_farm, to_mutable
 
@@ -186,3 +186,14 @@ def test_a_terminated_sector_stays_ended_when_the_devnet_reopens(tmp_path):
         assert farm.chain.miner_power(MINER) == power and power.active_sectors == 0
     finally:
         farm.close()
+
+
+def test_status_page_rows_say_queued_sent_landed_or_failed():
+    base = {"queued_at": 5.0, "msg": None, "nonce": None, "added_height": 40, "terminated_at": None, "error": None}
+    row = lambda t, **rec: termination_row(MINER, 7, {"terminate": t, **rec})      # noqa: E731
+    assert row(base)["State"] == "queued" and row(base)["AddedHeight"] == 40
+    assert row(base, terminate_nonce=1, terminate_msg="bafyA")["State"] == "sent"
+    landed = row({**base, "msg": "bafyA", "terminated_at": 44}, removed=True)
+    assert (landed["State"], landed["TerminatedAt"], landed["Removed"]) == ("landed", 44, True)
+    failed = row({**base, "error": "bafyA exit code 16: can only terminate live sectors"})
+    assert (failed["State"], failed["Error"]) == ("failed", "bafyA exit code 16: can only terminate live sectors")

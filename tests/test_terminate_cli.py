@@ -4,6 +4,7 @@ loop, its committer, the embedded devnet through its Filecoin API), the clock mo
 
 import json
 import time
+import urllib.request
 
 import pytest
 
@@ -47,6 +48,14 @@ def run(svc, capsys, *words) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
+def page(svc) -> list[dict]:
+    """The status page's terminations, as its overview sends them."""
+    req = urllib.request.Request(svc.url + "/ui/api/overview",
+                                 headers={"Authorization": f"Bearer {issue_token(svc.secret, 'read')}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["Terminations"]
+
+
 def wait_for(what, fn, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,6 +80,8 @@ def test_terminate_query_remove_finalize_resend_through_the_cli(svc, capsys):
     assert svc.state.sector(MINER, 2)["terminate_msg"] == msg
     rc, out, err = run(svc, capsys, "remove", "--actor", "1000", "1", "--really-do-it")
     assert rc == 2 and f"its termination is in flight (message {msg})" in err
+    assert sorted((t["Sector"], t["State"], t["Message"]) for t in page(svc)) == [
+        ("s-t01000-1", "sent", msg), ("s-t01000-2", "sent", msg)]
     svc.devnet.advance(2)           # lands, then Confidence 1
     info = wait_for("TerminatedAt", lambda: (i := json.loads(run(svc, capsys, "terminate", "query", "1000", "1", "--json")[1]))
                     ["TerminatedAt"] and i)
@@ -83,6 +94,9 @@ def test_terminate_query_remove_finalize_resend_through_the_cli(svc, capsys):
     before = tree(store)
     assert run(svc, capsys, "remove", "1000", "1", "--really-do-it") == (0, "remove succeed\n", "")
     assert set(tree(store)) == {k for k in before if sector_name(MINER, 1) not in k}
+    rows = {t["Sector"]: t for t in page(svc)}
+    assert (rows["s-t01000-1"]["State"], rows["s-t01000-1"]["TerminatedAt"], rows["s-t01000-1"]["Removed"]) == (
+        "landed", info["TerminatedAt"], True)
     rc, _, err = run(svc, capsys, "remove", "1000", "3", "--really-do-it")
     assert rc == 2 and "is live on chain until epoch" in err and "terminate it first" in err
     svc.state.update(MINER, 3, finalized=None, state="ProofSubmitted")

@@ -62,6 +62,16 @@ def in_flight(t: dict | None) -> bool:
     return t is not None and not t.get("terminated_at") and not t.get("error")
 
 
+def termination_row(miner: int, number: int, rec: dict) -> dict:
+    """The status page's line of a termination: State queued | sent | landed | failed."""
+    t = termination(rec) or {}
+    state = ("failed" if t.get("error") else "landed" if t.get("terminated_at") else "sent" if t.get("msg")
+             else "queued")
+    return {"Sector": sector_name(miner, number), "State": state, "QueuedAt": t.get("queued_at"),
+            "AddedHeight": t.get("added_height"), "Message": t.get("msg"), "TerminatedAt": t.get("terminated_at"),
+            "Error": t.get("error"), "LastFailure": t.get("last_failure"), "Removed": bool(rec.get("removed"))}
+
+
 class Terminator:
     def __init__(self, config, state, chain, committer: Committer, now=time.time):
         self.config, self.state, self.chain, self.committer, self._now = config, state, chain, committer, now
