@@ -138,7 +138,7 @@ def test_a_failed_termination_is_queued_again_or_fails_with_the_actors_error(far
     assert all(farm.terminator.poll(SID(n))["TerminatedAt"] > 0 for n in numbers)
 
 
-def test_page_shapes_match_damocles_types():
+def test_rpc_shapes_match_damocles_types():
     """core/types.go (4235a895): SubmitTerminateResp{Res SubmitResult; Desc *string},
     TerminateInfo{TerminateCid *cid.Cid; TerminatedAt, AddedHeight abi.ChainEpoch}."""
     assert terminate_info(None) == {"TerminateCid": None, "TerminatedAt": 0, "AddedHeight": 0}

@@ -46,7 +46,7 @@ def step(tmp_path, *args, crash: str | None = None) -> int:
 
 
 @pytest.mark.parametrize("point", ["manager.commit.before_push", "manager.commit.after_push",
-                                   "manager.terminate.after_send"])
+                                   "lifecycle.terminate.after_send"])
 def test_a_manager_killed_while_sending_a_termination_sends_it_exactly_once(tmp_path, point):
     farm = open_farm(tmp_path)
     numbers = onboard(farm, 2)
@@ -73,7 +73,7 @@ def test_a_manager_killed_while_sending_a_termination_sends_it_exactly_once(tmp_
         farm.close()
 
 
-@pytest.mark.parametrize("point", ["manager.remove.after_journal", "manager.remove.mid_files"])
+@pytest.mark.parametrize("point", ["lifecycle.remove.after_journal", "lifecycle.remove.mid_files"])
 def test_a_manager_killed_mid_removal_finishes_exactly_that_removal(tmp_path, point):
     farm = open_farm(tmp_path)
     a, b = onboard(farm, 2)
@@ -90,7 +90,7 @@ def test_a_manager_killed_mid_removal_finishes_exactly_that_removal(tmp_path, po
     assert step(tmp_path, "remove", a, crash=point) == EXIT_CODE
     left = tree(store)
     assert set(left) <= set(before)
-    if point == "manager.remove.mid_files":
+    if point == "lifecycle.remove.mid_files":
         assert left != before            # some went, not all
     assert step(tmp_path, "restart") == 0
     farm = open_farm(tmp_path)

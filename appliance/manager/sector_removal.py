@@ -86,7 +86,7 @@ def remove_sector_files(config, state, chain, miner: int, number: int, now=time.
         if not paths:
             raise RemovalRefused(f"sector {sector_name(miner, number)}: object not found in any persist store")
         rec = state.update(miner, number, removal={"started_at": now(), "paths": [list(p) for p in paths]})
-        crash_point("manager.remove.after_journal")
+        crash_point("lifecycle.remove.after_journal")
     return _finish(state, rec)
 
 
@@ -103,7 +103,7 @@ def _finish(state, rec: dict) -> dict:
             continue
         deleted.append(path)
         if len(deleted) == 1:
-            crash_point("manager.remove.mid_files")
+            crash_point("lifecycle.remove.mid_files")
     state.update(rec["miner"], rec["number"], removed=True, removal={**rec["removal"], "done": True})
     log.info("sector %s: files removed from its persist store: %s", sector_name(rec["miner"], rec["number"]),
              ", ".join(deleted) or "(none were left)")

@@ -189,7 +189,7 @@ class Terminator:
         except ChainError as exc:         # journalled; the committer's pass pushes it again
             log.warning("f0%s: TerminateSectors for sectors %s journalled, push failed (sent again): %s", miner, numbers, exc)
             return []
-        crash_point("manager.terminate.after_send")
+        crash_point("lifecycle.terminate.after_send")
         for n in numbers:
             rec = self.state.sector(miner, n)
             self.state.update(miner, n, terminate={**rec["terminate"], "msg": msg, "nonce": rec.get("terminate_nonce")})
