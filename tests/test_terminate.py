@@ -57,6 +57,7 @@ def test_terminate_batches_by_partition_lands_and_power_pledge_and_post_follow(f
         assert chain.sector_expiration(MINER, n) is None
     assert chain.miner_power(MINER).active_sectors == 1
     assert [s.number for s in chain.active_sectors(MINER)] == [numbers[2]]
+    assert [s.number for s in chain.winning_post_sectors(MINER, chain.head())] == [numbers[2]]
     def partition(n):
         where = chain.sector_location(MINER, n)
         (p,) = [p for p in chain.deadline_partitions(MINER, where.deadline) if p.index == where.partition]

@@ -102,3 +102,89 @@ def test_a_manager_killed_mid_removal_finishes_exactly_that_removal(tmp_path, po
         assert all(after[k] == before[k] for k in after)
     finally:
         farm.close()
+
+
+# --------------------------------------------------------------- the manager process itself
+
+def manager_with_sectors(tmp_path, numbers=(1, 2, 3)):
+    """A `damocles manager run` whose miner has `numbers` proven on the devnet, finalized in its
+    state, their files in persist-1; stopped, so that a test restarts it with a crash point."""
+    from appliance.chain.devnet import Devnet
+    from appliance.chain.policy import ChainPolicy
+    from appliance.chain.types import SectorOnChain
+    from appliance.manager.state import ManagerState
+    from appliance.proofs.cid import commd_to_cid, commr_to_cid
+
+    from .configs import manager_toml
+    from .manager_driver import ManagerProc
+    from .term_fixtures import write_files
+    home = tmp_path / "manager"
+    home.mkdir()
+    (home / "manager.toml").write_text(manager_toml(None, block_time="0s", check_interval="50ms", miner={
+        "SealProof": "StackedDrg2KiBV1_1", "PoSt": {"Enabled": False},
+        "Commitment": {"Terminate": {"Batch": {"Threshold": 2, "MaxWait": "1h0m0s", "CheckInterval": "50ms"}}}}))
+    (home / "persist-1").mkdir()
+    m = ManagerProc(home)
+    m.stop()
+    chain, state = Devnet(home / "devnet.db", ChainPolicy(block_time=0)), ManagerState(home / "manager.db")
+    try:
+        for n in numbers:
+            assert state.allocate(MINER, 5, 1, None) == n
+            state.update(MINER, n, state="Finished", finalized=True, persisted="persist-1")
+            write_files(home / "persist-1", n)
+            with chain._tx():
+                chain.put_sector(SectorOnChain(MINER, n, 5, commr_to_cid(bytes([n]) * 32), commd_to_cid(bytes(32)), 1, 10**6))
+                chain.assign_deadlines(MINER, [n])
+    finally:
+        state.close()
+        chain.close()
+    return m
+
+
+@pytest.mark.parametrize("point", ["manager.commit.before_push", "lifecycle.terminate.after_send"])
+def test_the_manager_process_killed_while_terminating_lands_it_once(tmp_path, point):
+    from appliance.chain.devnet import Devnet
+    from appliance.chain.policy import ChainPolicy
+    m = manager_with_sectors(tmp_path)
+    m.crash_at, m.crashes = point, 0
+    m.start()
+    try:
+        for n in (1, 2):
+            assert m.admin_call("Venus.TerminateSector", {"Miner": MINER, "Number": n}) == {"Res": 1, "Desc": None}
+        info = m.until("TerminatedAt", lambda: (i := m.admin_call("Venus.PollTerminateSectorState",
+                                                                   {"Miner": MINER, "Number": 1}))["TerminatedAt"] and i)
+    finally:
+        m.stop()
+    assert m.crashes == 1, f"the crash point {point} was never reached"
+    chain = Devnet(m.home / "devnet.db", ChainPolicy(block_time=0))
+    try:
+        sent = [x for x in chain.messages(MINER) if x["method"] == "TerminateSectors"]
+        assert len(sent) == 1 and sent[0]["exit_code"] == 0 and info["TerminateCid"] is not None      # its API names it by another CID
+        assert [chain.sector_expiration(MINER, n) is None for n in (1, 2, 3)] == [True, True, False]
+    finally:
+        chain.close()
+
+
+def test_the_manager_process_killed_mid_removal_finishes_it_at_start(tmp_path):
+    m = manager_with_sectors(tmp_path)
+    store = m.home / "persist-1"
+    m.start()
+    try:           # 1 and 2 terminated on chain, past WinningPoSt's lookback
+        for n in (1, 2):
+            m.admin_call("Venus.TerminateSector", {"Miner": MINER, "Number": n})
+        m.until("TerminatedAt", lambda: m.admin_call("Venus.PollTerminateSectorState", {"Miner": MINER, "Number": 1})
+                ["TerminatedAt"])
+        m.admin_call("Venus.DevnetAdvance", 10)
+    finally:
+        m.stop()
+    before = tree(store)
+    m.crash_at, m.crashes = "lifecycle.remove.mid_files", 0
+    m.start()
+    try:
+        assert m.admin_call("Venus.RemoveSector", {"Miner": MINER, "Number": 1}) is None   # died mid-way, restarted, finished
+        removed = [m.admin_call("Venus.FindSectorInAllStates", {"Miner": MINER, "Number": n})["Removed"] for n in (1, 2, 3)]
+    finally:
+        m.stop()
+    assert m.crashes == 1 and removed == [True, False, False]
+    after = tree(store)
+    assert set(after) == {k for k in before if sector_name(MINER, 1) not in k} and all(after[k] == before[k] for k in after)
