@@ -15,22 +15,23 @@ is sent again. Those two keys are the authority for msg and nonce; `termination(
 
 A message that lands is followed until `Confidence` epochs past it; then `terminated_at` is its
 epoch. One that fails: its sectors are queued again when the failure says to try again (funds,
-gas, an immutable deadline) and the chain still has them live; otherwise the termination fails
-with the actor's error, and `terminate` may be asked again."""
+gas, an immutable deadline) and the chain still has them live, up to 8 times; otherwise the
+termination fails with the actor's error, and `terminate` may be asked again."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 
 from ..chain.bitfield import json_from_numbers
 from ..chain.lifecycle_actor import ADDRESSED_SECTORS_MAX, DECLARATIONS_MAX
-from ..chain.types import ChainError, ExitCode, MessageNotFound
+from ..chain.types import ChainError, MessageNotFound
 from ..core.crash import crash_point
 from ..core.protocol import SubmitResult
 from ..core.sector import sector_name
-from .commitment import RESEND_CODES, Committer, FundsWait
+from .commitment import MAX_GAS_RESENDS, RESEND_CODES, Committer, FundsWait
 
 log = logging.getLogger("damocles.manager.terminate")
 IMMUTABLE = "immutable deadline"       # the actor's words (lifecycle_actor.terminate_sectors, builtin-actors)
@@ -133,12 +134,20 @@ class Terminator:
         sent = []
         with self._lock:
             for m in self.config.miners:
-                recs = [r for r in self.state.sectors(m.actor) if in_flight(termination(r))]
+                recs = self._in_flight(m.actor)
                 self._follow(m, [r for r in recs if r.get("terminate_nonce") is not None])
                 waiting = [r for r in recs if r.get("terminate_nonce") is None]
                 if self._due(waiting, m.terminate_batch):
                     sent += self._flush(m.actor, waiting)
         return sent
+
+    def _in_flight(self, miner: int) -> list[dict]:
+        """The miner's terminations asked for, not landed nor failed (one indexed scan, not every record parsed)."""
+        rows = self.state.query(
+            "SELECT number, proof, info FROM sectors WHERE miner = ? AND json_extract(info, '$.terminate') IS NOT NULL "
+            "AND json_extract(info, '$.terminate.terminated_at') IS NULL AND json_extract(info, '$.terminate.error') IS NULL "
+            "ORDER BY number", (miner,))
+        return [{**json.loads(info), "miner": miner, "number": number, "proof": proof} for number, proof, info in rows]
 
     def _due(self, waiting: list[dict], batch) -> bool:
         if not waiting:
@@ -223,12 +232,13 @@ class Terminator:
 
     def _failed(self, miner: int, rec: dict, msg: str, receipt) -> None:
         number, why = rec["number"], f"{msg} exit code {receipt.exit_code}: {receipt.error}"
-        again = (receipt.exit_code in RESEND_CODES or IMMUTABLE in (receipt.error or "")
-                 or receipt.exit_code == ExitCode.OUT_OF_GAS)
+        again = receipt.exit_code in RESEND_CODES or IMMUTABLE in (receipt.error or "")
+        tries = rec["terminate"].get("resends", 0)
         live = self.chain.sector_expiration(miner, number) is not None
-        if again and live:
+        if again and live and tries < MAX_GAS_RESENDS:
             self.state.update(miner, number, terminate_nonce=None, terminate_msg=None,
-                              terminate={**rec["terminate"], "msg": None, "nonce": None, "last_failure": why})
+                              terminate={**rec["terminate"], "msg": None, "nonce": None, "last_failure": why,
+                                         "resends": tries + 1})
             log.warning("sector %s: TerminateSectors %s failed (%s): queued again", sector_name(miner, number), msg, why)
             return
         self._fail(miner, number, why)
