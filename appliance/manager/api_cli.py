@@ -26,7 +26,6 @@ log = logging.getLogger("damocles.manager.cli_api")
 
 ONLINE, OFFLINE = "online", "offline"
 JOB_ALL, JOB_SEALING, JOB_SNAPUP, JOB_REBUILD, JOB_UNSEAL = range(5)     # Damocles' SectorWorkerJob
-NOT_BUILT = -32000      # a method whose feature this manager does not have yet (lifecycle)
 
 
 # ----------------------------------------------------------------------------- params
