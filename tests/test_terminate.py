@@ -198,3 +198,13 @@ def test_status_page_rows_say_queued_sent_landed_or_failed():
     assert (landed["State"], landed["TerminatedAt"], landed["Removed"]) == ("landed", 44, True)
     failed = row({**base, "error": "bafyA exit code 16: can only terminate live sectors"})
     assert (failed["State"], failed["Error"]) == ("failed", "bafyA exit code 16: can only terminate live sectors")
+
+
+def test_terminate_batch_config_is_read_with_damocles_defaults():
+    from appliance.manager.config import BatchConfig, ConfigError, parse_config
+    assert parse_config({"Miners": [{"Actor": MINER}]}).miners[0].terminate_batch == BatchConfig(2, 3600.0, 60.0)
+    cfg = parse_config({"Miners": [{"Actor": MINER, "Commitment": {"Terminate": {
+        "Batch": {"Threshold": 5, "MaxWait": "10m0s", "CheckInterval": "30s"}}}}]})
+    assert cfg.miners[0].terminate_batch == BatchConfig(5, 600.0, 30.0)
+    with pytest.raises(ConfigError, match=r"\[\[Miners\]\]\[0\]\.Commitment\.Terminate\.Batch\.Threshold must be at least 1"):
+        parse_config({"Miners": [{"Actor": MINER, "Commitment": {"Terminate": {"Batch": {"Threshold": 0}}}}]})
