@@ -148,3 +148,26 @@ def test_resend_pre_and_prove_refused_while_queued_pending_or_landed_and_accepte
     assert chain.receipt(proof).ok
     with pytest.raises(ResendRefused, match="proven on chain"):
         resend(chain, state, MINER, n, "proof")
+
+
+def test_resend_of_a_message_gone_from_the_chain_is_left_to_the_committer_until_it_stops_watching(farm):
+    """A reorg dropped the PreCommit: the committer sends it again at its own nonce while it
+    watches it (refused here, so that it is not sent twice); after its watch window, resend."""
+    from appliance.manager.commitment import WATCH_WINDOW
+    chain, state = farm.chain, farm.state
+    n = state.allocate(MINER, P2K.id, 0, None)
+    state.update(MINER, n, ticket={"Epoch": chain.head() - 5}, pre_queued_at=0,
+                 pre={"CommR": (bytes(31) + bytes([n])).hex(), "CommD": ZERO_COMM_D})
+    [pre] = farm.committer.tick()
+    chain.advance(1)
+    assert chain.reorg(2, drop=True)["dropped"]
+    with pytest.raises(ResendRefused, match="left the chain \\(a reorg\\): the committer sends it again at nonce 0"):
+        resend(chain, state, MINER, n, "pre")
+    later = state.one("SELECT created FROM outbox WHERE miner = ? AND nonce = 0", (MINER,))[0] + WATCH_WINDOW + 1
+    assert resend(chain, state, MINER, n, "pre", now=lambda: later) == {
+        "Sector": sector_name(MINER, n), "Queued": "PreCommit", "Previous": pre, "Nonce": 0}
+    assert [(r["nonce"], r["kind"]) for r in state.unsent()] == [(0, "pre")]      # its own nonce: nothing can skip it
+    farm.committer.tick()
+    chain.advance(1)
+    assert chain.precommit(MINER, n) is not None
+    assert [m["method"] for m in chain.messages(MINER)] == ["PreCommitSectorBatch2"]

@@ -5,12 +5,14 @@ FinalizeSector, commit 4235a895).
 Damocles' resend-pre/-prove submit the sector's PreCommit or proof again with reset, for a sector
 stuck where the state machine cannot recover by itself. Here that is: queue the sector's PreCommit
 (or proof) into the committer's next batch again, only when its last message failed on chain or is
-gone for good (the chain holds another message at its nonce, or it left the committer's watch);
+gone (the chain holds another message at its nonce; or it left the committer's watch, and then the
+same message is pushed again at its own nonce, which no later message could skip);
 never while one is queued, journalled, pending in the pool, or landed, nor once the chain has the
 sector pre-committed (resend-pre) or proven. A refusal names why."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from ..chain.types import ChainError, MessageNotFound
@@ -57,16 +59,21 @@ def resend_refusal(chain, state, rec: dict, kind: str, now: float) -> str | None
 
 
 def _gone_refusal(chain, state, rec: dict, kind: str, nonce: int, msg: str, now: float) -> str | None:
-    """A message the chain does not know: gone for good (resend) when another message took its
-    nonce or the committer no longer watches it; otherwise the committer sends it again itself."""
-    at_nonce = getattr(chain, "message_at_nonce", None)
-    if at_nonce is not None and at_nonce(rec["miner"], nonce) is not None:
-        return None
-    row = state.one("SELECT created FROM outbox WHERE miner = ? AND nonce = ?", (rec["miner"], nonce))
-    if row is not None and now - row[0] <= WATCH_WINDOW:
-        return (f"sector {sector_name(rec['miner'], rec['number'])}: its {WHAT[kind][0]} message {msg} left the chain "
-                f"(a reorg): the committer sends it again at nonce {nonce} by itself")
+    """A message the chain does not know: the committer sends it again at its nonce while it
+    watches it (refused here); after that it may be resent (`_nonce_free` says how)."""
+    if _nonce_free(chain, rec["miner"], nonce):
+        row = state.one("SELECT created FROM outbox WHERE miner = ? AND nonce = ?", (rec["miner"], nonce))
+        if row is not None and now - row[0] <= WATCH_WINDOW:
+            return (f"sector {sector_name(rec['miner'], rec['number'])}: its {WHAT[kind][0]} message {msg} left the chain "
+                    f"(a reorg): the committer sends it again at nonce {nonce} by itself")
     return None
+
+
+def _nonce_free(chain, miner: int, nonce: int) -> bool:
+    """No message holds the nonce on chain: a message sent again must take it (a later nonce
+    would wait behind the gap), not a new one."""
+    at_nonce = getattr(chain, "message_at_nonce", None)
+    return at_nonce is None or at_nonce(miner, nonce) is None
 
 
 def resend(chain, state, miner: int, number: int, kind: str, now=time.time) -> dict:
@@ -78,6 +85,12 @@ def resend(chain, state, miner: int, number: int, kind: str, now=time.time) -> d
     if why is not None:
         raise ResendRefused(why)
     previous = rec.get(f"{kind}_msg")
+    nonce = rec.get(f"{kind}_nonce")
+    gone = _is_gone(chain, previous)
+    if gone and _nonce_free(chain, miner, nonce):      # the same message again, at its own nonce
+        spec = state.one("SELECT spec FROM outbox WHERE miner = ? AND nonce = ?", (miner, nonce))
+        state.respec_message(miner, nonce, json.loads(spec[0]) if spec and spec[0] else {})
+        return {"Sector": sector_name(miner, number), "Queued": WHAT[kind][0], "Previous": previous, "Nonce": nonce}
     changes = {f"{kind}_nonce": None, f"{kind}_msg": None, WHAT[kind][2]: now(),
                f"{kind}_failed": f"{previous}: sent again by hand (resend)"}
     if kind == "proof":
@@ -85,6 +98,14 @@ def resend(chain, state, miner: int, number: int, kind: str, now=time.time) -> d
     if state.update_open(miner, number, **changes) is None:
         raise ResendRefused(f"sector {sector_name(miner, number)} is finalized or aborted")
     return {"Sector": sector_name(miner, number), "Queued": WHAT[kind][0], "Previous": previous}
+
+
+def _is_gone(chain, msg: str) -> bool:
+    try:
+        chain.receipt(msg)
+    except MessageNotFound:
+        return True
+    return False
 
 
 def finalize(chain, state, miner: int, number: int) -> None:
