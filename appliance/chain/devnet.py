@@ -126,7 +126,8 @@ class Devnet(DevnetMoney, Chain):
         for miner in [m.actor for m in self.miners()]:
             numbers = [n for (n,) in self.db.execute(
                 "SELECT number FROM sectors WHERE miner = ? AND number NOT IN "
-                "(SELECT number FROM sector_deadlines WHERE miner = ?)", (miner, miner))]
+                "(SELECT number FROM sector_deadlines WHERE miner = ?) AND number NOT IN "   # ended sectors stay ended
+                "(SELECT number FROM terminated_sectors WHERE miner = ?)", (miner, miner, miner))]
             proving.assign_sectors(self, miner, numbers)
         for info in self.miners():      # miners from before money: their genesis funds now
             money.grant_genesis(self, info.actor, info.worker)

@@ -14,6 +14,10 @@ POINTS = {
     "manager.precommit.after_record": "a PreCommit is recorded but the worker never gets the answer",
     "manager.commit.before_push": "a batch is in the outbox with its nonce but not yet on the chain",
     "manager.commit.after_push": "a batch is on the chain but the outbox does not know its message id",
+    # a sector's end, in the manager (tests/test_terminate_kill.py; "manager." points are reached while sealing)
+    "lifecycle.terminate.after_send": "a TerminateSectors is journalled and pushed but the sectors' records do not name it yet",
+    "lifecycle.remove.after_journal": "a removal is journalled on the sector's record but no file is deleted yet",
+    "lifecycle.remove.mid_files": "a removal has deleted some of the sector's files, not all, and is not marked done",
     "manager.proof.after_record": "a proof is recorded but the worker never gets the answer",
     "worker.pc1.before": "the worker dies as PC1 starts (the step is redone from its start)",
     "worker.pc1.after": "PC1's layers are written but the transition is not journaled",

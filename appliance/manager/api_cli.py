@@ -20,12 +20,12 @@ from ..proofs.cid import cid_to_commitment, commd_to_cid, commr_to_cid
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
 from ..rpc.wire import b64, boolean, cid, i64, list_of, optional, sector_id, stored_u64, string, struct, u64
 from .task_shapes import sector_pieces
+from .terminate import terminate_info
 
 log = logging.getLogger("damocles.manager.cli_api")
 
 ONLINE, OFFLINE = "online", "offline"
 JOB_ALL, JOB_SEALING, JOB_SNAPUP, JOB_REBUILD, JOB_UNSEAL = range(5)     # Damocles' SectorWorkerJob
-NOT_BUILT = -32000      # a method whose feature this manager does not have yet (lifecycle)
 
 
 # ----------------------------------------------------------------------------- params
@@ -160,7 +160,7 @@ class CliAPI:
         out["MessageInfo"] = {"PreCommitCid": _cid_or_null(r.get("pre_msg")), "CommitCid": _cid_or_null(r.get("proof_msg")),
                               "NeedSend": not r.get("finalized") and bool(("pre" in r and not r.get("pre_msg"))
                                                                           or ("commit_proof" in r and not r.get("proof_msg")))}
-        out["TerminateInfo"] = {"TerminateCid": None, "TerminatedAt": 0, "AddedHeight": 0}
+        out["TerminateInfo"] = terminate_info(r)
         latest = self._latest(r)
         if latest is not None:
             out["LatestState"] = latest
@@ -368,44 +368,6 @@ class CliAPI:
         self.state.release(sid["Miner"], sid["Number"])
         return held
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def _not_built(self, what: str):
-        def refuse(*_args):
-            raise RPCError(NOT_BUILT, f"{what} is not built in this manager yet (it comes with sector lifecycle support)")
-        return refuse
-
-    def remove_sector(self, sid: dict) -> None:
-        """Delete a finalized sector's sealed file and cache from its persist store. A sector live
-        on chain is refused: without its files it would fail every WindowPoSt."""
-        rec = self.sealer._sector(sid)
-        name = sector_name(sid["Miner"], sid["Number"])
-        if rec.get("removed"):
-            return None
-        if not rec.get("finalized"):
-            raise RPCError(INVALID_PARAMS, f"sector {name} is not finalized (offline): it is still being sealed")
-        if self.chain.sector(sid["Miner"], sid["Number"]) is not None:
-            raise RPCError(INVALID_PARAMS, f"sector {name} is live on chain: terminate it first (not built yet)")
-        kind = "upgrade" if rec.get("upgraded") else "normal"
-        where = self.sealer.sector_indexer_find(kind, sid)
-        if not where["Found"]:
-            raise RPCError(INVALID_PARAMS, f"sector {name}: object not found in any persist store")
-        import shutil
-        from pathlib import Path
-        shutil.rmtree(where["Instance"]["CacheDir"], ignore_errors=True)
-        Path(where["Instance"]["SealedFile"]).unlink(missing_ok=True)
-        self.state.update(sid["Miner"], sid["Number"], removed=True)
-        return None
-
-    def finalize_sector(self, sid: dict) -> None:
-        """Mark a sector finished by hand once the chain holds it (Damocles' FinalizeSector)."""
-        name = sector_name(sid["Miner"], sid["Number"])
-        self.sealer._sector(sid)
-        if self.chain.sector(sid["Miner"], sid["Number"]) is None:
-            raise RPCError(INVALID_PARAMS, f"sector {name} for miner f0{sid['Miner']} not found on chain")
-        self.state.update(sid["Miner"], sid["Number"], finalized=True, state="Finished", abort_reason=None)
-        self.state.release(sid["Miner"], sid["Number"])
-
     def rebuild(self, sid: dict, opts: dict) -> bool:
         """Damocles answers true once the rebuild is set; the task is listed by Venus.RebuildTasks.
         PiecesAvailable changes nothing here: our deals' pieces stay in the piece store."""
@@ -501,10 +463,6 @@ def register_cli(server, service) -> None:
     reg("Venus.WorkerPingInfoList", api.worker_list, r, [])
     reg("Venus.WorkerPingInfoRemove", api.worker_remove, a, [("name", string)])
     reg("Venus.SectorIndexerFind", api.sector_indexer_find, r, [("indexType", string), ("sid", sector_id)])
-    reg("Venus.TerminateSector", api._not_built("TerminateSector"), a, [("sid", sector_id)])
-    reg("Venus.PollTerminateSectorState", api._not_built("PollTerminateSectorState"), r, [("sid", sector_id)])
-    reg("Venus.RemoveSector", api.remove_sector, a, [("sid", sector_id)])
-    reg("Venus.FinalizeSector", api.finalize_sector, a, [("sid", sector_id)])
     reg("Venus.StoreReleaseReserved", api.store_release_reserved, a, [("sid", sector_id)])
     reg("Venus.StoreList", api.store_list, r, [])
     reg("Venus.SectorSetForRebuild", api.rebuild, a, [("sid", sector_id), ("opt", rebuild_options)])

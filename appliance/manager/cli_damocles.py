@@ -14,6 +14,7 @@ import sys
 from .cli_damocles_cmds import (cmd_fetch_params, cmd_gen_store_json, cmd_storage_find, cmd_storage_release_reserved,
                                 cmd_wdpost_each, cmd_wdpost_list, cmd_wdpost_remove_all, cmd_worker_control, cmd_worker_list,
                                 cmd_worker_remove, go_bool)
+from .cli_damocles_lifecycle_term import add_term_args, cmd_finalize, cmd_remove, cmd_resend, cmd_terminate
 from .cli_damocles_move import add_attach, add_export_to_lotus, add_import
 from .cli_damocles_proving import (cmd_deadline, cmd_deadlines, cmd_faults, cmd_proving_check, cmd_proving_info,
                                    cmd_sector_info, cmd_simulate_wdpost)
@@ -96,9 +97,12 @@ def add_sectors(sectors) -> None:
     not_built(sectors, "check-expire", "Inspect expiring sectors", LIFECYCLE)
     not_built(sectors, "expired", "Get or cleanup expired sectors", LIFECYCLE)
     not_built(sectors, "extend", "Extend expiring sectors while not exceeding each sector's max life", LIFECYCLE)
-    not_built(sectors, "terminate", "Terminate sector on-chain", LIFECYCLE, children=("query",))
-    not_built(sectors, "remove", "Forcefully remove persist stores of sector", LIFECYCLE)
-    not_built(sectors, "finalize", "Mandatory label the sector status as the finalize", LIFECYCLE)
+    _leaf(sectors, "terminate", "Terminate sector on-chain (WARNING: This means losing power and collateral for the sector); "
+          "also: terminate query", cmd_terminate, add_term_args)
+    _leaf(sectors, "remove", "Forcefully remove persist stores of sector, once the chain says it is gone", cmd_remove,
+          add_term_args)
+    _leaf(sectors, "finalize", "Mandatory label the sector status as the finalize (sectors on chain only)", cmd_finalize,
+          lambda p: add_term_args(p, "--miner"))
 
     # `state MINER NUMBER`, `state export-json MINER NUMBER`, `state import-json FILE`:
     # one parser, as argparse cannot put optional positionals before sub-commands
@@ -112,8 +116,10 @@ def add_sectors(sectors) -> None:
     _leaf(sectors, "find-deal", "Find the sectors to which the deal was assigned", cmd_find_deal,
           lambda p: p.add_argument("deal", type=int, help="deal id"),
           lambda p: p.add_argument("--offline", action="store_true"))
-    not_built(sectors, "resend-pre", "Resend the pre commit on chain info for the specified sector", CHAIN)
-    not_built(sectors, "resend-prove", "Resend the prove commit on chain info for the specified sector", CHAIN)
+    _leaf(sectors, "resend-pre", "Resend the pre commit on chain info for the specified sector", cmd_resend, _miner_sector,
+          kind="pre")
+    _leaf(sectors, "resend-prove", "Resend the prove commit on chain info for the specified sector", cmd_resend,
+          _miner_sector, kind="proof")
     add_import(sectors)
 
     def rebuild_flags(p):

@@ -66,6 +66,7 @@ class MinerConfig:
     winning_post: bool = False        # `[Miners.Proof].Enabled`: take part in block production
     pre_send_fund: bool = True        # `[Miners.Commitment.Pre].SendFund`: the PreCommit carries its deposit
     prove_send_fund: bool = True      # `[Miners.Commitment.Prove].SendFund`: the proof carries its pledge
+    terminate_batch: BatchConfig = BatchConfig(2, 3600.0, 60.0)   # `[Miners.Commitment.Terminate.Batch]`
 
 
 @dataclass(frozen=True)
@@ -434,7 +435,6 @@ def _miner(m: dict, where: str, legacy: bool, w: list[str]) -> MinerConfig | Non
     _unknown(com, set(SCHEMA["Miners"][0]["Commitment"]), cw, w)
     for t in ("SnapUp", "Sealing", "Deal"):
         _unknown(_table(m.get(t, {}), f"{where}.{t}"), set(SCHEMA["Miners"][0][t]), f"{where}.{t}", w)
-    _table(com.get("Terminate", {}), f"{cw}.Terminate")
     pw = f"{where}.PoSt"
     post = _table(m.get("PoSt", {}), pw)
     _unknown(post, set(SCHEMA["Miners"][0]["PoSt"]), pw, w)
@@ -459,7 +459,9 @@ def _miner(m: dict, where: str, legacy: bool, w: list[str]) -> MinerConfig | Non
         sealing_epochs=_take(sec, "SealingEpochs", int, sw, epochs),
         winning_post=_take(proof_tbl, "Enabled", bool, f"{where}.Proof", False),
         pre_send_fund=_take(_table(com.get("Pre", {}), f"{cw}.Pre"), "SendFund", bool, f"{cw}.Pre", True),
-        prove_send_fund=_take(_table(com.get("Prove", {}), f"{cw}.Prove"), "SendFund", bool, f"{cw}.Prove", True))
+        prove_send_fund=_take(_table(com.get("Prove", {}), f"{cw}.Prove"), "SendFund", bool, f"{cw}.Prove", True),
+        terminate_batch=_batch(_table(com.get("Terminate", {}), f"{cw}.Terminate"), f"{cw}.Terminate",
+                               BatchConfig(2, 3600.0, 60.0), w))
 
 
 def resolve_seal_proofs(cfg: ManagerConfig, chain) -> None:

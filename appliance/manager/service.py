@@ -23,6 +23,7 @@ from ..rpc.auth import NetworkAllowList, SecretFile, load_or_create_secret
 from ..rpc.server import RPCServer
 from . import api
 from .api_cli import register_cli
+from .api_term import register_term
 from .sector_import import register_import
 from .commitment import Committer
 from .config import CONFIG_NAME, ManagerConfig, config_path, load_config, resolve_seal_proofs
@@ -133,6 +134,7 @@ class ManagerService:
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
         register_cli(self.rpc, self)          # Damocles' SealerCliAPI, RandomnessAPI, MinerAPI
         register_import(self.rpc, self)       # util sealer sectors import, util storage attach
+        self.terminator = register_term(self.rpc, self)    # terminate, remove, finalize, resend-pre/-prove
         from ..web import attach as attach_web
         attach_web(self)          # the status page (/ui/), its sector actions, /metrics
         self._stop = threading.Event()
@@ -146,7 +148,7 @@ class ManagerService:
             log.warning("chain head not read at start: %s", exc)
         addr = self.rpc.serve(host or "127.0.0.1", int(port))
         for target, name in ((self.committer.run, "commitment"), (self._housekeeping, "housekeeping"),
-                             (self.poster.run, "poster")):
+                             (self.poster.run, "poster"), (self.terminator.run, "terminate")):
             t = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
             t.start()
             self._threads.append(t)

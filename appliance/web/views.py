@@ -15,8 +15,10 @@ import time
 
 from ..chain.deadlines import current_deadline
 from ..core.sector import parse_sector_name, sector_name
+from ..manager.terminate import termination_row
 
 RECENT_FINISHED = 30          # finished or aborted sectors listed below those in flight
+RECENT_TERMINATIONS = 100     # terminations listed, newest first
 LIVE_PAGE = 200               # sectors in flight the overview carries; the rest come by pages (sectors_page)
 ATTENTION_PAGE = 100          # failing sectors the overview carries
 PAGE_MAX = 500                # the most sectors one page of /ui/api/sectors holds
@@ -139,6 +141,13 @@ class WebViews:
         return {"Sector": sector_name(miner, number), "Record": {k: v for k, v in rec.items() if k not in HEAVY_KEYS},
                 "History": history}
 
+    def terminations(self) -> list[dict]:
+        """Sectors whose termination was asked (newest first): queued, sent, landed (epoch) or
+        failed (the actor's error); `removed` once their files went (manager/terminate.py)."""
+        rows = self.state.query("SELECT miner, number, info FROM sectors WHERE json_extract(info, '$.terminate') IS NOT NULL "
+                                "ORDER BY json_extract(info, '$.terminate.queued_at') DESC LIMIT ?", (RECENT_TERMINATIONS,))
+        return [termination_row(miner, number, json.loads(info)) for miner, number, info in rows]
+
     # ---------------------------------------------------------------- workers
 
     def workers(self) -> list[dict]:
@@ -213,8 +222,8 @@ class WebViews:
         with self.state.read():       # the ETag describes exactly the sectors and workers sent with it
             v = self.version()
             proving = self.proving()      # the page lists the last closed deadlines only
-            sectors, workers = self.sectors(), self.workers()
-        return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(),
+            sectors, workers, terminations = self.sectors(), self.workers(), self.terminations()
+        return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(), "Terminations": terminations,
                 "Proving": {m: {**p, "Records": p.get("Records", [])[-12:]} for m, p in proving.items()}}
 
 

@@ -14,7 +14,7 @@ import base64
 import pytest
 
 from appliance.chain.types import SectorOnChain
-from appliance.manager.api_cli import NOT_BUILT, bitfield_runs, go_duration
+from appliance.manager.api_cli import bitfield_runs, go_duration
 from appliance.manager.service import ManagerService, init_home
 from appliance.proofs.cid import commd_to_cid, commr_to_cid
 from appliance.rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
@@ -137,14 +137,21 @@ def test_list_and_find_sectors(cluster):
 
 def test_lifecycle_methods(cluster):
     svc, _, admin, done, live = cluster
-    for method, params in (("Venus.TerminateSector", [done]), ("Venus.PollTerminateSectorState", [done])):
-        assert "not built in this manager yet" in refused(NOT_BUILT, admin.call, method, *params)
+    # SubmitTerminateResp {Res, Desc} and TerminateInfo {TerminateCid, TerminatedAt, AddedHeight} (core/types.go)
+    head = svc.chain.head()
+    assert admin.call("Venus.TerminateSector", done) == {"Res": 1, "Desc": None}
+    assert admin.call("Venus.TerminateSector", done) == {"Res": 2, "Desc": "duplicate submit"}
+    info = admin.call("Venus.PollTerminateSectorState", done)
+    assert info["TerminateCid"] is None and info["TerminatedAt"] == 0 and info["AddedHeight"] >= head
+    assert admin.call("Venus.FindSector", "offline", done)["TerminateInfo"] == info
+    assert "not on chain" in refused(INVALID_PARAMS, admin.call, "Venus.TerminateSector", live)
+    refused(SECTOR_NOT_FOUND, admin.call, "Venus.PollTerminateSectorState", {"Miner": done["Miner"], "Number": 999})
     # ImportSector (state import-json): Damocles answers false for a sector it has, unless override
     state = admin.call("Venus.FindSectorInAllStates", done)
     assert admin.call("Venus.ImportSector", "offline", state, False) is False
     assert "state.SectorType" in refused(INVALID_PARAMS, admin.call, "Venus.ImportSector", "offline", {"ID": done}, True)
     assert admin.call("Venus.ImportSector", "offline", None, False) is False
-    assert "live on chain" in refused(INVALID_PARAMS, admin.call, "Venus.RemoveSector", done)
+    assert "live on chain" in refused(INVALID_PARAMS, admin.call, "Venus.RemoveSector", done)      # its termination in flight
     assert "not finalized" in refused(INVALID_PARAMS, admin.call, "Venus.RemoveSector", live)
     assert "not found on chain" in refused(INVALID_PARAMS, admin.call, "Venus.FinalizeSector", live)
     svc.state.update(done["Miner"], done["Number"], finalized=None, state="ProofSubmitted")

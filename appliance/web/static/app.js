@@ -211,6 +211,19 @@ function renderStores(ov) {
     }).join("") + `</tbody></table>`;
 }
 
+function renderTerminations(ov) {
+  const rows = ov.Terminations || [];
+  const what = (t) => ({
+    queued: `queued at epoch ${esc(t.AddedHeight)}${t.LastFailure ? ` <span class="warn">(again: ${esc(t.LastFailure)})</span>` : ""}`,
+    sent: `sent <span class="mono">${esc(t.Message)}</span>`,
+    landed: `landed at epoch ${esc(t.TerminatedAt)} <span class="mono">${esc(t.Message)}</span>${t.Removed ? ", files removed" : ""}`,
+    failed: `<span class="error">failed: ${esc(t.Error)}</span>`,
+  }[t.State]);
+  $("terminations").innerHTML = rows.length ? `<table><thead><tr><th>sector</th><th>state</th><th>detail</th></tr></thead><tbody>` +
+    rows.map((t) => `<tr data-termination="${esc(t.Sector)}"><td>${sectorLink(t.Sector)}</td><td>${esc(t.State)}</td>
+      <td>${what(t)}</td></tr>`).join("") + `</tbody></table>` : `<p class="muted">None.</p>`;
+}
+
 function renderRecent(ov) {
   const rows = ov.Sectors.Recent;
   $("recent").innerHTML = rows.length ? `<table><thead><tr><th>sector</th><th>state</th><th>worker</th><th class="num">took</th>
@@ -244,6 +257,7 @@ function render() {
   renderWorkers(overview);
   renderProving(overview);
   renderStores(overview);
+  renderTerminations(overview);
   renderRecent(overview);
   renderDetail();
 }
