@@ -14,6 +14,7 @@ POINTS = {
     "manager.precommit.after_record": "a PreCommit is recorded but the worker never gets the answer",
     "manager.commit.before_push": "a batch is in the outbox with its nonce but not yet on the chain",
     "manager.commit.after_push": "a batch is on the chain but the outbox does not know its message id",
+    "manager.expired.removing": "an ended sector's removal is journalled but its files are not yet removed",
     "manager.proof.after_record": "a proof is recorded but the worker never gets the answer",
     "worker.pc1.before": "the worker dies as PC1 starts (the step is redone from its start)",
     "worker.pc1.after": "PC1's layers are written but the transition is not journaled",

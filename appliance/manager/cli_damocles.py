@@ -14,6 +14,8 @@ import sys
 from .cli_damocles_cmds import (cmd_fetch_params, cmd_gen_store_json, cmd_storage_find, cmd_storage_release_reserved,
                                 cmd_wdpost_each, cmd_wdpost_list, cmd_wdpost_remove_all, cmd_worker_control, cmd_worker_list,
                                 cmd_worker_remove, go_bool)
+from .cli_damocles_lifecycle_extend import (check_expire_flags, cmd_check_expire, cmd_expired, cmd_extend, expired_flags,
+                                            extend_flags)
 from .cli_damocles_move import add_attach, add_export_to_lotus, add_import
 from .cli_damocles_proving import (cmd_deadline, cmd_deadlines, cmd_faults, cmd_proving_check, cmd_proving_info,
                                    cmd_sector_info, cmd_simulate_wdpost)
@@ -93,9 +95,9 @@ def add_sectors(sectors) -> None:
     def force(p):
         p.add_argument("--force", "--forced", dest="force", action="store_true")
     _leaf(sectors, "restore", "Restore a sector state that may already finalized or aborted", cmd_restore, _miner_sector, force)
-    not_built(sectors, "check-expire", "Inspect expiring sectors", LIFECYCLE)
-    not_built(sectors, "expired", "Get or cleanup expired sectors", LIFECYCLE)
-    not_built(sectors, "extend", "Extend expiring sectors while not exceeding each sector's max life", LIFECYCLE)
+    _leaf(sectors, "check-expire", "Inspect expiring sectors", cmd_check_expire, check_expire_flags)
+    _leaf(sectors, "expired", "Get or cleanup expired sectors", cmd_expired, expired_flags)
+    _leaf(sectors, "extend", "Extend expiring sectors while not exceeding each sector's max life", cmd_extend, extend_flags)
     not_built(sectors, "terminate", "Terminate sector on-chain", LIFECYCLE, children=("query",))
     not_built(sectors, "remove", "Forcefully remove persist stores of sector", LIFECYCLE)
     not_built(sectors, "finalize", "Mandatory label the sector status as the finalize", LIFECYCLE)

@@ -24,6 +24,8 @@ from ..rpc.server import RPCServer
 from . import api
 from .api_cli import register_cli
 from .sector_import import register_import
+from .expiry import Expiry
+from .expiry_api import register_expiry
 from .commitment import Committer
 from .config import CONFIG_NAME, ManagerConfig, config_path, load_config, resolve_seal_proofs
 from .config_file import DEVNET_CFG
@@ -133,6 +135,7 @@ class ManagerService:
         api.register_proving(self.rpc, Proving(self.chain, self.poster))
         register_cli(self.rpc, self)          # Damocles' SealerCliAPI, RandomnessAPI, MinerAPI
         register_import(self.rpc, self)       # util sealer sectors import, util storage attach
+        self.expiry = register_expiry(self.rpc, Expiry(self.config, self.state, self.chain, self.committer))  # check-expire ...
         from ..web import attach as attach_web
         attach_web(self)          # the status page (/ui/), its sector actions, /metrics
         self._stop = threading.Event()

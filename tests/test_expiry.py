@@ -1,0 +1,185 @@
+"""Expiry in the manager (manager/expiry.py): `util sealer sectors check-expire | expired |
+extend` against the devnet, in process with real 2KiB sectors and the clock moved by hand; the
+policy's minimum sector lifetime is cut to 60 epochs so that sectors end within a test."""
+
+import json
+import shutil
+import threading
+from contextlib import contextmanager
+
+import pytest
+
+from appliance import cli
+from appliance.chain.devnet import Devnet
+from appliance.chain.policy import ChainPolicy
+from appliance.manager.service import ManagerService, init_home
+
+from .configs import manager_toml
+from .test_devnet_lifecycle import onboard
+from .test_devnet_proving import P2K, SEED
+
+pytestmark = pytest.mark.timeout(240)
+MINER = 1000
+CONFIG = manager_toml(block_time="0s", miner={"PoSt": {"ChallengeConfidence": 2, "SubmitConfidence": 1}, "Proof": {"Enabled": False}},
+                      config={"Chain": {"NetworkPower": "32KiB", "MinSectorExpiration": 60}})
+
+
+class Farm:
+    """A manager (not started: the test moves the clock and runs its passes) whose sectors are
+    sealed on the devnet with the given expirations and persisted in persist-1."""
+    def __init__(self, tmp_path, expirations: dict[int, int]):
+        self.home = tmp_path / "manager"
+        self.home.mkdir()
+        Devnet(self.home / "devnet.db", ChainPolicy(block_time=0, min_sector_expiration=60), genesis_seed=SEED).close()
+        init_home(self.home, CONFIG)
+        self.svc = ManagerService(self.home, _in_process_chain=True)
+        self.chain = self.svc.devnet
+        self.chain.advance(20)
+        self.rs = onboard(self.chain, tmp_path, expirations)
+        self.store = self.home / "persist-1"
+        for n, r in self.rs.items():
+            name = f"s-t0{MINER}-{n}"
+            (self.store / "sealed").mkdir(exist_ok=True)
+            shutil.copyfile(r.sector_dir / "sealed", self.store / "sealed" / name)
+            shutil.copytree(r.sector_dir / "cache", self.store / "cache" / name,
+                            ignore=shutil.ignore_patterns("sc-02-data-layer-*", "sc-02-data-tree-c*", "sc-02-data-tree-d*"))
+            assert self.svc.state.allocate(MINER, P2K.id, 1, None) == n
+            self.svc.state.update(MINER, n, persisted="persist-1", state="Finished", finalized=True)
+        host, port = self.svc.rpc.serve("127.0.0.1", 0)
+        self.url = f"http://{host}:{port}"
+
+    def close(self):
+        self.svc.rpc.shutdown()
+        self.svc.poster.close()
+        self.svc.close()
+
+    def run(self, capsys, *args, json_out=True):
+        rc = cli.main(["util", "sealer", "sectors", *args, "--api", self.url, "--home", str(self.home),
+                       *(["--json"] if json_out else [])])
+        out = capsys.readouterr()
+        return rc, (json.loads(out.out) if json_out and out.out.strip() else out.out), out.err
+
+
+@pytest.fixture
+def farm(tmp_path):
+    # deadline 0 (period start 2681: open 2681, last epoch 2740) holds 1 and 2; deadline 1 holds 3 and 4
+    f = Farm(tmp_path, {1: 200, 2: 400, 3: 5000, 4: 6000})
+    yield f
+    f.close()
+
+
+def extends_in_outbox(svc) -> int:
+    return svc.state.query("SELECT COUNT(*) FROM outbox WHERE kind = 'extend'")[0][0]
+
+
+def test_check_expire_lists_the_window_and_extend_plans_batches_without_sending(farm, capsys):
+    chain, head = farm.chain, farm.chain.head()
+    rc, r, _ = farm.run(capsys, "check-expire", "--miner", "1000", "--cutoff", str(1000 - head))
+    assert rc == 0 and [s["ID"] for s in r["Sectors"]] == [1, 2]          # 200 and 400 within head + cutoff
+    rc, r, _ = farm.run(capsys, "check-expire", "--miner", "f01000", "--cutoff", str(5000 - head))
+    assert [(s["ID"], s["Expiration"]) for s in r["Sectors"]] == [(1, 200), (2, 400), (3, 5000)]   # by expiration
+    one = r["Sectors"][0]
+    assert one["Activation"] == chain.sector(MINER, 1).activation
+    assert one["MaxExpiration"] == one["Activation"] + 5 * (365 * 2880 + 720)      # V1_1 proofs: five years
+    assert one["MaxExtendNow"] == head + 1278 * 2880
+    rc, out, _ = farm.run(capsys, "check-expire", "--miner", "1000", json_out=False)      # 60 days: all four
+    assert out.splitlines()[0] == "Sectors(4):" and "\tID: 4" in out.splitlines() and "\tExpiration: 200 (in " in out
+
+    # dry run: the declarations, grouped by deadline and partition, nothing journalled or sent
+    rc, r, _ = farm.run(capsys, "extend", "--miner", "1000", "1", "2", "3", "--new-expiration", "9000", "--tolerance", "0")
+    assert rc == 0 and r["DryRun"] and r["Total"] == 3
+    assert [m["Extensions"] for m in r["Messages"]] == [[
+        {"Deadline": 0, "Partition": 0, "Sectors": "1-2", "NewExpiration": 9000},
+        {"Deadline": 1, "Partition": 0, "Sectors": "3", "NewExpiration": 9000}]]
+    assert r["Messages"][0]["Message"] is None and extends_in_outbox(farm.svc) == 0
+    # --max-sectors splits messages; new expirations apart by more than the tolerance are separate declarations
+    rc, r, _ = farm.run(capsys, "extend", "--miner", "1000", "--from", "0", "--to", "10000", "--extension", "20000",
+                        "--tolerance", "100", "--max-sectors", "2")
+    assert [[(d["Deadline"], d["Sectors"], d["NewExpiration"]) for d in m["Extensions"]] for m in r["Messages"]] == [
+        [(0, "1", 20200), (0, "2", 20400)], [(1, "3", 25000), (1, "4", 26000)]]
+    rc, r, _ = farm.run(capsys, "extend", "--miner", "1000", "1", "2", "--extension", "20000", "--tolerance", "300")
+    assert [m["Extensions"] for m in r["Messages"]] == [[{"Deadline": 0, "Partition": 0, "Sectors": "1-2", "NewExpiration": 20200}]]
+    # the max extension holds a far new expiration to head + 1278 days
+    rc, r, _ = farm.run(capsys, "extend", "--miner", "1000", "4", "--new-expiration", str(10 ** 9))
+    assert r["Messages"][0]["Extensions"][0]["NewExpiration"] == head + 1278 * 2880
+    rc, out, _ = farm.run(capsys, "extend", "--miner", "1000", "4", "--new-expiration", "6100", json_out=False)
+    assert rc == 0 and out.strip() == "nothing to extend"       # within the tolerance (7 days)
+    assert extends_in_outbox(farm.svc) == 0 and chain.sector(MINER, 1).expiration == 200
+
+    # refused: a sector that is not active, a max-sectors above the actor's limit, an unknown miner
+    rc, _, err = farm.run(capsys, "extend", "--miner", "1000", "9", "--new-expiration", "9000")
+    assert rc == 2 and "sector 9 is not active" in err
+    rc, _, err = farm.run(capsys, "extend", "--miner", "1000", "1", "--max-sectors", "25001")
+    assert rc == 2 and "max-sectors (25001) exceeds the maximum limit (25000)" in err
+    rc, _, err = farm.run(capsys, "check-expire", "--miner", "1001")
+    assert rc == 2 and "miner 1001 is not one of this manager's miners" in err
+
+
+@contextmanager
+def clock_moving(chain, start, every: float = 0.2, most: int = 50):
+    """The devnet's clock moved an epoch at a time in the background, once `start()` is true,
+    while a command waits."""
+    stop = threading.Event()
+
+    def move():
+        while not start():
+            if stop.wait(0.05):
+                return
+        for _ in range(most):
+            if stop.wait(every):
+                return
+            chain.advance(1)
+    t = threading.Thread(target=move, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=30)
+
+
+def test_extend_lands_windowpost_proves_past_the_old_expiration_and_the_actor_refusal_is_reported(farm, capsys):
+    from .test_poster import run_to
+    svc, chain = farm.svc, farm.chain
+    rc, r, err = farm.run(capsys, "extend", "--miner", "1000", "1", "--new-expiration", "3000", "--tolerance", "0",
+                          "--really-do-it", "--no-wait")
+    assert rc == 0 and not r["DryRun"] and r["Messages"][0]["Message"], err
+    msg = r["Messages"][0]["Message"]
+    assert svc.state.query("SELECT kind, method, message FROM outbox WHERE kind = 'extend'") == [
+        ("extend", "ExtendSectorExpiration2", msg)]
+    # sent, not executed: a second extend leaves sector 1 out (no second message for it)
+    rc, r, _ = farm.run(capsys, "extend", "--miner", "1000", "1", "--new-expiration", "3000", "--tolerance", "0", "--really-do-it")
+    assert rc == 0 and r["Pending"] == [1] and r["Messages"] == [] and extends_in_outbox(svc) == 1
+    chain.advance(1)
+    assert chain.receipt(msg).ok
+    assert chain.sector(MINER, 1).expiration == 3000 and chain.sector(MINER, 2).expiration == 400
+    assert chain.sector_expiration(MINER, 1).on_time == 2740 + 2880          # quantised to deadline 0's next end
+    rc, out, _ = farm.run(capsys, "extend", "--miner", "1000", "1", "--new-expiration", "3000", "--tolerance", "0",
+                          "--really-do-it", json_out=False)
+    assert out.strip() == "nothing to extend" and extends_in_outbox(svc) == 1
+
+    # the actor's refusal: sector 2's expiration (400) passes before its extend executes; the command
+    # waits for the receipt and reports the actor's reason
+    chain.advance(400 - chain.head())
+    with clock_moving(chain, lambda: extends_in_outbox(svc) == 2):
+        rc, r, err = farm.run(capsys, "extend", "--miner", "1000", "2", "--new-expiration", "9000", "--tolerance", "0",
+                              "--really-do-it", "--wait-timeout", "60")
+    assert rc == 1 and r["Messages"][0]["Receipt"]["ExitCode"] == 18, (r, err)
+    assert r["Messages"][0]["Receipt"]["Error"] == "cannot extend expiration for expired sector 2 at 400"
+    assert chain.sector(MINER, 2).expiration == 400
+    # now that it has passed, the manager refuses it before a message is spent, in the actor's words
+    rc, _, err = farm.run(capsys, "extend", "--miner", "1000", "2", "--new-expiration", "9000", "--really-do-it")
+    assert rc == 2 and "cannot extend expiration for expired sector 2 at 400" in err and extends_in_outbox(svc) == 2
+
+    # WindowPoSt: deadline 0 proven in the first period (1 and 2), sector 2 leaves at 2740, sector 1
+    # is proven again in the next period, past its old expiration
+    chain.advance(2600 - chain.head())
+    run_to(svc, 2745)
+    assert chain.sector_expiration(MINER, 2) is None and chain.sector_expiration(MINER, 1).on_time == 5620
+    (p,) = chain.deadline_partitions(MINER, 0)
+    assert (p.sectors, p.terminated) == ((1,), (2,))
+    chain.advance(5480 - chain.head())
+    run_to(svc, 5625)
+    proven = [(rec["period_start"], rec["sectors_proven"]) for rec in chain.deadline_records(MINER) if rec["index"] == 0]
+    assert proven == [(2681, 2), (5561, 1)], proven
+    assert chain.sector_expiration(MINER, 1) is None        # it left at its new expiration's deadline end
