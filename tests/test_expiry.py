@@ -183,3 +183,89 @@ def test_extend_lands_windowpost_proves_past_the_old_expiration_and_the_actor_re
     proven = [(rec["period_start"], rec["sectors_proven"]) for rec in chain.deadline_records(MINER) if rec["index"] == 0]
     assert proven == [(2681, 2), (5561, 1)], proven
     assert chain.sector_expiration(MINER, 1) is None        # it left at its new expiration's deadline end
+
+
+def files_of(store, n) -> list[str]:
+    name = f"s-t0{MINER}-{n}"
+    return [sub for sub in ("sealed", "cache") if (store / sub / name).exists()]
+
+
+def test_expired_removes_files_only_of_sectors_the_chain_says_ended_and_a_crash_mid_way_is_finished(farm, capsys,
+                                                                                                  monkeypatch):
+    svc, chain, store = farm.svc, farm.chain, farm.store
+    rc, r, _ = farm.run(capsys, "expired", "--miner", "1000")
+    assert rc == 0 and r["Sectors"] == []                       # all live
+    # sector 1 and 2 pass their expirations (200, 400) but stay live until deadline 0 ends at 2740
+    chain.advance(2740 - chain.head())
+    rc, r, _ = farm.run(capsys, "expired", "--miner", "1000")
+    assert r["Sectors"] == []
+    rc, _, err = farm.run(capsys, "expired", "--miner", "1000", "--remove-expired", "--confirm-remove-count", "0")
+    assert rc == 0 and files_of(store, 1) == ["sealed", "cache"]
+    chain.advance(1)                                            # deadline 0's cron: 1 and 2 expire
+    assert chain.sector_expiration(MINER, 1) is None and chain.sector_expiration(MINER, 3) is not None
+    rc, out, _ = farm.run(capsys, "expired", "--miner", "1000", json_out=False)
+    assert out.splitlines() == ["SectorID", "1", "2"]
+    rc, r, _ = farm.run(capsys, "expired", "--miner", "1000", "--expired-epoch", "300")
+    assert [s["ID"] for s in r["Sectors"]] == [1]              # 2's expiration (400) is after that epoch
+    # without the count, removal only says what it would remove and how to confirm it
+    rc, out, _ = farm.run(capsys, "expired", "--miner", "1000", "--remove-expired", json_out=False)
+    assert rc == 0 and "--confirm-remove-count=2" in out and files_of(store, 1) == ["sealed", "cache"]
+    rc, _, err = farm.run(capsys, "expired", "--miner", "1000", "--remove-expired", "--confirm-remove-count", "3")
+    assert rc == 2 and "doesn't match the number of sectors which can be removed (2)" in err
+    # a live sector is never removed, whatever asks
+    with pytest.raises(ValueError, match="is live on chain"):
+        svc.expiry.remove_files(MINER, 3)
+    assert files_of(store, 3) == ["sealed", "cache"]
+
+    # the manager dies after journalling sector 1's removal, before a file goes: the next run finishes it
+    def die(name):
+        if name == "manager.expired.removing":
+            raise SystemExit(86)
+    monkeypatch.setattr("appliance.manager.expiry.crash_point", die)
+    with pytest.raises(SystemExit):
+        svc.expiry.remove_expired(MINER, None, 2)
+    monkeypatch.undo()
+    rec = svc.state.sector(MINER, 1)
+    assert rec["removing"] == {"persisted": "persist-1"} and not rec.get("removed") and files_of(store, 1) == ["sealed", "cache"]
+    rc, r, _ = farm.run(capsys, "expired", "--miner", "1000")
+    assert [(s["ID"], s["Removing"]) for s in r["Sectors"]] == [(1, True), (2, False)]
+    rc, r, err = farm.run(capsys, "expired", "--miner", "1000", "--remove-expired", "--confirm-remove-count", "2")
+    assert rc == 0 and [s["ID"] for s in r["Removed"]] == [1, 2] and r["Failed"] == [], err
+    assert files_of(store, 1) == files_of(store, 2) == [] and files_of(store, 3) == files_of(store, 4) == ["sealed", "cache"]
+    assert all(svc.state.sector(MINER, n)["removed"] and "removing" not in svc.state.sector(MINER, n) for n in (1, 2))
+    rc, r, _ = farm.run(capsys, "expired", "--miner", "1000")
+    assert r["Sectors"] == []
+    rc, out, _ = farm.run(capsys, "expired", "--miner", "1000", "--show-removed", json_out=False)
+    assert out.splitlines() == ["SectorID", "1 (removed)", "2 (removed)"]
+
+
+@pytest.mark.parametrize("point", ["manager.commit.before_push", "manager.commit.after_push"])
+def test_manager_killed_around_the_push_of_an_extend_sends_it_once(tmp_path, point):
+    """A manager process killed after the extend is journalled, before or after its push: after the
+    restart the message lands once and the sectors are extended once."""
+    from .manager_driver import ManagerProc
+    f = Farm(tmp_path, {1: 200, 2: 400, 3: 5000, 4: 6000})
+    f.close()
+    home = f.home
+    (home / "sector-manager.cfg").rename(home / "manager.toml")     # ManagerProc's config name
+    m = ManagerProc(home, crash_at=point)
+    try:
+        spec = {"Numbers": [1, 2], "NewExpiration": 3000, "Tolerance": 0, "ReallyDoIt": True}
+        r = m.admin_call("Venus.SectorsExtend", 1000, spec)      # dies at the point, restarted, asked again
+        assert m.crashes == 1
+        assert r["Messages"] == [] and r["Pending"] == [1, 2]    # the journalled extend covers them: none sent again
+        m.until("the extend executed", lambda: all(s["expiration"] == 3000 for s in m.call("Venus.DevnetSectors", 1000)
+                                                   if s["number"] in (1, 2)))
+        # pending until the restarted manager's commitment pass has pushed (again) what it journalled
+        m.until("the extend recorded", lambda: not m.admin_call("Venus.SectorsExtend", 1000, {**spec, "ReallyDoIt": False})["Pending"])
+        r = m.admin_call("Venus.SectorsExtend", 1000, spec)
+        assert r["Messages"] == [] and r["Pending"] == [] and r["Skipped"] == [1, 2]     # extended already
+    finally:
+        m.stop()
+    chain = Devnet(home / "devnet.db", ChainPolicy(block_time=0, min_sector_expiration=60))
+    try:
+        sent = chain.database.query("SELECT exit_code FROM messages WHERE method = 'ExtendSectorExpiration2'")
+        assert sent == [(0,)]
+        assert [chain.sector(MINER, n).expiration for n in (1, 2, 3)] == [3000, 3000, 5000]
+    finally:
+        chain.close()
