@@ -269,3 +269,23 @@ def test_manager_killed_around_the_push_of_an_extend_sends_it_once(tmp_path, poi
         assert [chain.sector(MINER, n).expiration for n in (1, 2, 3)] == [3000, 3000, 5000]
     finally:
         chain.close()
+
+
+def test_status_page_shows_expiring_sectors_by_deadline_read_once_per_head(farm, capsys, monkeypatch):
+    svc, chain = farm.svc, farm.chain
+    reads = []
+    active = chain.active_sectors
+    monkeypatch.setattr(chain, "active_sectors", lambda miner: reads.append(miner) or active(miner))
+    page = svc.web.overview()["Expiring"]["1000"]
+    assert (page["Days"], page["Total"]) == (30, 4)
+    assert page["Deadlines"] == [{"Deadline": 0, "Count": 2, "First": [1, 2]}, {"Deadline": 1, "Count": 2, "First": [3, 4]}]
+    svc.web.overview()
+    assert len(reads) == 1                                   # the same head: no second read of the chain
+    rc, r, err = farm.run(capsys, "extend", "--miner", "1000", "1", "2", "--new-expiration", str(100 * 2880), "--tolerance", "0",
+                          "--really-do-it", "--no-wait")
+    assert rc == 0, err
+    chain.advance(1)
+    page = svc.web.overview()["Expiring"]["1000"]
+    assert page["Total"] == 2 and page["Deadlines"] == [{"Deadline": 1, "Count": 2, "First": [3, 4]}]
+    assert svc.expiry.expiring_by_deadline(1000, days=60, first=1)["Deadlines"] == [
+        {"Deadline": 1, "Count": 2, "First": [3]}]

@@ -83,7 +83,7 @@ class Expiry:
     def __init__(self, config, state, chain, committer, now=time.time):
         self.config, self.state, self.chain, self.committer, self._now = config, state, chain, committer, now
         self._lock = threading.Lock()
-        self._page: dict[int, tuple[int, dict]] = {}     # miner -> (head, summary): the page reads once per head
+        self._page: dict[tuple, tuple[int, dict]] = {}   # (miner, days, first) -> (head, summary): once per head
 
     @property
     def policy(self):
@@ -118,9 +118,9 @@ class Expiry:
     def expiring_by_deadline(self, miner: int, days: int = 30, first: int = 5) -> dict:
         """The status page: sectors expiring within `days`, by deadline (counts and the first
         sector numbers), from check-expire; read once per chain head."""
-        head = self.chain.head()
+        head, key = self.chain.head(), (miner, days, first)
         with self._lock:
-            cached = self._page.get(miner)
+            cached = self._page.get(key)
             if cached and cached[0] == head:
                 return cached[1]
         listing = self.check_expire(miner, days * EPOCHS_PER_DAY)
@@ -133,7 +133,7 @@ class Expiry:
                    "Deadlines": [{"Deadline": d, "Count": len(ns), "First": sorted(ns)[:first]}
                                  for d, ns in sorted(by_deadline.items())]}
         with self._lock:
-            self._page[miner] = (listing["Head"], summary)
+            self._page[key] = (listing["Head"], summary)
         return summary
 
     # ----------------------------------------------------------------------------- expired
