@@ -289,3 +289,18 @@ def test_status_page_shows_expiring_sectors_by_deadline_read_once_per_head(farm,
     assert page["Total"] == 2 and page["Deadlines"] == [{"Deadline": 1, "Count": 2, "First": [3, 4]}]
     assert svc.expiry.expiring_by_deadline(1000, days=60, first=1)["Deadlines"] == [
         {"Deadline": 1, "Count": 2, "First": [3]}]
+
+
+def test_extend_max_fee_lowers_the_fee_cap_so_gas_limit_times_fee_cap_fits(farm, capsys):
+    from appliance.chain.money import cap_gas_fee
+    assert cap_gas_fee({"gas_limit": 1000, "fee_cap": 50, "premium": 40}, 10_000) == {"gas_limit": 1000, "fee_cap": 10, "premium": 10}
+    assert cap_gas_fee({"gas_limit": 1000, "fee_cap": 5, "premium": 4}, 10_000) == {"gas_limit": 1000, "fee_cap": 5, "premium": 4}
+    assert cap_gas_fee({"value": 0}, 10) == {"value": 0}            # the node fills the gas: nothing to hold
+    rc, r, err = farm.run(capsys, "extend", "--miner", "1000", "3", "--new-expiration", "90000", "--max-fee", "0.001",
+                          "--really-do-it", "--no-wait")
+    assert rc == 0, err
+    (spec,) = [json.loads(row[0]) for row in farm.svc.state.query("SELECT spec FROM outbox WHERE kind = 'extend'")]
+    uncapped = farm.svc.committer._spec(MINER, "ExtendSectorExpiration2", {}, 0)
+    assert spec["gas_limit"] * uncapped["fee_cap"] > 10 ** 15 >= spec["gas_limit"] * spec["fee_cap"] > 0
+    farm.chain.advance(1)
+    assert farm.chain.receipt(r["Messages"][0]["Message"]).ok and farm.chain.sector(MINER, 3).expiration == 90000
