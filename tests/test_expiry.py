@@ -304,3 +304,39 @@ def test_extend_max_fee_lowers_the_fee_cap_so_gas_limit_times_fee_cap_fits(farm,
     assert spec["gas_limit"] * uncapped["fee_cap"] > 10 ** 15 >= spec["gas_limit"] * spec["fee_cap"] > 0
     farm.chain.advance(1)
     assert farm.chain.receipt(r["Messages"][0]["Message"]).ok and farm.chain.sector(MINER, 3).expiration == 90000
+
+
+def test_an_ended_sector_stays_ended_when_the_devnet_is_opened_again(tmp_path):
+    """devnet.db opened again (every manager start) must not put an expired sector back in a deadline."""
+    f = Farm(tmp_path, {1: 200, 2: 400, 3: 5000, 4: 6000})
+    f.chain.advance(2741 - f.chain.head())
+    assert f.chain.sector_expiration(MINER, 1) is None
+    f.close()
+    chain = Devnet(f.home / "devnet.db", ChainPolicy(block_time=0, min_sector_expiration=60))
+    try:
+        assert chain.sector_expiration(MINER, 1) is None and chain.sector_location(MINER, 1).deadline == 0
+        assert [s.number for s in chain.active_sectors(MINER)] == [3, 4]
+    finally:
+        chain.close()
+
+
+def test_manager_killed_after_journalling_a_removal_finishes_it_when_asked_again(tmp_path):
+    """The manager process dies after sector 1's removal is journalled, before any file goes: the
+    restarted manager, asked again, removes the files of both ended sectors and of no live one."""
+    from .manager_driver import ManagerProc
+    f = Farm(tmp_path, {1: 200, 2: 400, 3: 5000, 4: 6000})
+    f.close()
+    home, store = f.home, f.store
+    (home / "sector-manager.cfg").rename(home / "manager.toml")
+    m = ManagerProc(home, crash_at="manager.expired.removing")
+    try:
+        m.admin_call("Venus.DevnetAdvance", 2741 - m.call("Venus.DevnetHead")["Epoch"])     # 1 and 2 end at 2740
+        assert [s["ID"] for s in m.call("Venus.SectorsExpired", 1000, False, None)["Sectors"]] == [1, 2]
+        r = m.admin_call("Venus.SectorsRemoveExpired", 1000, None, 2)     # dies, restarted, asked again
+        assert m.crashes == 1
+        assert [s["ID"] for s in r["Removed"]] == [1, 2] and r["Failed"] == []
+        assert [(s["ID"], s["Removed"]) for s in m.call("Venus.SectorsExpired", 1000, True, None)["Sectors"]] == [
+            (1, True), (2, True)]
+    finally:
+        m.stop()
+    assert files_of(store, 1) == files_of(store, 2) == [] and files_of(store, 3) == files_of(store, 4) == ["sealed", "cache"]

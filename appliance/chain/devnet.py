@@ -124,9 +124,10 @@ class Devnet(DevnetMoney, Chain):
             self._set_meta("winning_checked", str(processed - 1))
         self.epoch = processed
         for miner in [m.actor for m in self.miners()]:
-            numbers = [n for (n,) in self.db.execute(
+            numbers = [n for (n,) in self.db.execute(     # an ended sector (terminated_sectors) stays ended
                 "SELECT number FROM sectors WHERE miner = ? AND number NOT IN "
-                "(SELECT number FROM sector_deadlines WHERE miner = ?)", (miner, miner))]
+                "(SELECT number FROM sector_deadlines WHERE miner = ?) AND number NOT IN "
+                "(SELECT number FROM terminated_sectors WHERE miner = ?)", (miner, miner, miner))]
             proving.assign_sectors(self, miner, numbers)
         for info in self.miners():      # miners from before money: their genesis funds now
             money.grant_genesis(self, info.actor, info.worker)
