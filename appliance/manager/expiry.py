@@ -13,7 +13,10 @@ have it (damocles-manager/cmd/damocles-manager/internal/util_sealer_sectors.go a
   epochs of one another's new expiration in one declaration, batched into as few messages as the
   actor takes (DeclarationsMax declarations, AddressedSectorsMax sectors). Messages go through the
   commitment outbox (kind "extend"): journalled before the push, so a crash sends nothing twice;
-  sectors of an extend not yet executed are left out of the next one.
+  sectors of an extend not yet executed are left out of the next one. builtin-actors b0a3bdd6
+  (lib.rs extend_sector_expiration_inner) does not refuse immutable deadlines for an extension, so
+  none is skipped; a sector whose expiration epoch has passed (though still live until its
+  deadline's end) it refuses, and so does the manager, in its words, before sending.
 
 The chain is read through the Chain interface only, so a Lotus node serves as the devnet does."""
 
