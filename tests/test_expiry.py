@@ -296,14 +296,15 @@ def test_extend_max_fee_lowers_the_fee_cap_so_gas_limit_times_fee_cap_fits(farm,
     assert cap_gas_fee({"gas_limit": 1000, "fee_cap": 50, "premium": 40}, 10_000) == {"gas_limit": 1000, "fee_cap": 10, "premium": 10}
     assert cap_gas_fee({"gas_limit": 1000, "fee_cap": 5, "premium": 4}, 10_000) == {"gas_limit": 1000, "fee_cap": 5, "premium": 4}
     assert cap_gas_fee({"value": 0}, 10) == {"value": 0}            # the node fills the gas: nothing to hold
-    rc, r, err = farm.run(capsys, "extend", "--miner", "1000", "3", "--new-expiration", "90000", "--max-fee", "0.001",
-                          "--really-do-it", "--no-wait")
-    assert rc == 0, err
-    (spec,) = [json.loads(row[0]) for row in farm.svc.state.query("SELECT spec FROM outbox WHERE kind = 'extend'")]
+    with clock_moving(farm.chain, lambda: extends_in_outbox(farm.svc) == 1):      # the command waits for the receipt
+        rc, out, err = farm.run(capsys, "extend", "--miner", "1000", "3", "--new-expiration", "90000", "--max-fee", "0.001",
+                                "--really-do-it", "--wait-timeout", "60", json_out=False)
+    ((spec, msg),) = [(json.loads(row[0]), row[1]) for row in farm.svc.state.query("SELECT spec, message FROM outbox "
+                                                                                    "WHERE kind = 'extend'")]
+    assert rc == 0 and out.splitlines() == [f"Extending 1 sectors: {msg}", "  exit code 0", "1 sectors extended"], (out, err)
     uncapped = farm.svc.committer._spec(MINER, "ExtendSectorExpiration2", {}, 0)
     assert spec["gas_limit"] * uncapped["fee_cap"] > 10 ** 15 >= spec["gas_limit"] * spec["fee_cap"] > 0
-    farm.chain.advance(1)
-    assert farm.chain.receipt(r["Messages"][0]["Message"]).ok and farm.chain.sector(MINER, 3).expiration == 90000
+    assert farm.chain.receipt(msg).ok and farm.chain.sector(MINER, 3).expiration == 90000
 
 
 def test_an_ended_sector_stays_ended_when_the_devnet_is_opened_again(tmp_path):

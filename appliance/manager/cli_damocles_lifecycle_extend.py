@@ -131,7 +131,12 @@ def cmd_extend(args) -> int:
             rc = m["Receipt"]
             lines.append(f"  exit code {rc['ExitCode']}" + (f": {rc['Error']}" if rc.get("Error") else ""))
     if r["Messages"] and not r["DryRun"]:
-        lines.append(f"{r['Total']} sectors extended")
+        if args.no_wait:
+            sent = sum(m["SectorCount"] for m in r["Messages"] if m["Message"])
+            lines.append(f"{sent} sectors in messages sent (not waited for: `damocles util message wait <message>`)")
+        else:
+            done = sum(m["SectorCount"] for m in r["Messages"] if (m.get("Receipt") or {}).get("ExitCode", 1) == 0)
+            lines.append(f"{done} sectors extended")
     emit(r, args.json, lines)
     failed = any(m.get("Error") or (m.get("Receipt") or {}).get("ExitCode", 0) for m in r["Messages"])
     return 1 if failed else 0
