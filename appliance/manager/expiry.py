@@ -157,13 +157,14 @@ class Expiry:
             head = self.chain.head()
             if expired_epoch is not None and expired_epoch > head:
                 raise ExpiryError(f"--expired-epoch {expired_epoch} is after the chain head {head}")
+            active = {s.number for s in self.chain.active_sectors(miner)}     # one read: most sectors are live
             rows = []
             for rec in self.state.sectors(miner):
                 if rec.get("removed") and not show_removed:
                     continue
                 if not rec.get("persisted") and not rec.get("removed"):
                     continue       # never proven by this manager: nothing of it to remove
-                if self._ended(miner, rec["number"], expired_epoch):
+                if rec["number"] not in active and self._ended(miner, rec["number"], expired_epoch):
                     rows.append({"ID": rec["number"], "Removed": bool(rec.get("removed")),
                                  "Removing": bool(rec.get("removing"))})
         return {"Miner": miner, "Head": head, "ExpiredEpoch": expired_epoch, "Sectors": rows}
