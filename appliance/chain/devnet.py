@@ -124,7 +124,7 @@ class Devnet(DevnetMoney, Chain):
             self._set_meta("winning_checked", str(processed - 1))
         self.epoch = processed
         for miner in [m.actor for m in self.miners()]:
-            numbers = [n for (n,) in self.db.execute(
+            numbers = [n for (n,) in self.db.execute(     # an ended sector (terminated_sectors) stays ended
                 "SELECT number FROM sectors WHERE miner = ? AND number NOT IN "
                 "(SELECT number FROM sector_deadlines WHERE miner = ?) AND number NOT IN "   # ended sectors stay ended
                 "(SELECT number FROM terminated_sectors WHERE miner = ?)", (miner, miner, miner))]

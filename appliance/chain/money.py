@@ -104,6 +104,17 @@ def parse_fil(raw, where: str) -> int:
     return int(atto)
 
 
+def cap_gas_fee(spec: dict, max_fee: int) -> dict:
+    """Lotus' capGasFee: gas limit x fee cap held to `max_fee` (0: no cap) by lowering the fee
+    cap, the premium no higher than the fee cap. A spec without a gas limit (the node fills
+    it) is left as it is."""
+    limit = int(spec.get("gas_limit") or 0)
+    if not max_fee or not limit or limit * int(spec.get("fee_cap") or 0) <= max_fee:
+        return spec
+    cap = max_fee // limit
+    return {**spec, "fee_cap": cap, "premium": min(int(spec.get("premium") or 0), cap)}
+
+
 def format_fil(atto: int) -> str:
     """Like Lotus' types.FIL: "0.000000001 FIL", exact, trailing zeros dropped."""
     sign = "-" if atto < 0 else ""

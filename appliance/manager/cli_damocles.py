@@ -15,6 +15,8 @@ from .cli_damocles_cmds import (cmd_fetch_params, cmd_gen_store_json, cmd_storag
                                 cmd_wdpost_each, cmd_wdpost_list, cmd_wdpost_remove_all, cmd_worker_control, cmd_worker_list,
                                 cmd_worker_remove, go_bool)
 from .cli_damocles_lifecycle_term import add_term_args, cmd_finalize, cmd_remove, cmd_resend, cmd_terminate
+from .cli_damocles_lifecycle_extend import (check_expire_flags, cmd_check_expire, cmd_expired, cmd_extend, expired_flags,
+                                            extend_flags)
 from .cli_damocles_move import add_attach, add_export_to_lotus, add_import
 from .cli_damocles_proving import (cmd_deadline, cmd_deadlines, cmd_faults, cmd_proving_check, cmd_proving_info,
                                    cmd_sector_info, cmd_simulate_wdpost)
@@ -24,7 +26,6 @@ from .cli_damocles_money import (LOTUS_MESSAGE_CONFIDENCE, cmd_actor_add_balance
                                  cmd_message_search, cmd_message_wait)
 from .cli_util import _common
 
-LIFECYCLE = "it comes with sector lifecycle support (extend, terminate, remove, import/export)"
 CHAIN = "it comes with chain support (messages to the miner actor through a real node)"
 
 
@@ -94,9 +95,9 @@ def add_sectors(sectors) -> None:
     def force(p):
         p.add_argument("--force", "--forced", dest="force", action="store_true")
     _leaf(sectors, "restore", "Restore a sector state that may already finalized or aborted", cmd_restore, _miner_sector, force)
-    not_built(sectors, "check-expire", "Inspect expiring sectors", LIFECYCLE)
-    not_built(sectors, "expired", "Get or cleanup expired sectors", LIFECYCLE)
-    not_built(sectors, "extend", "Extend expiring sectors while not exceeding each sector's max life", LIFECYCLE)
+    _leaf(sectors, "check-expire", "Inspect expiring sectors", cmd_check_expire, check_expire_flags)
+    _leaf(sectors, "expired", "Get or cleanup expired sectors", cmd_expired, expired_flags)
+    _leaf(sectors, "extend", "Extend expiring sectors while not exceeding each sector's max life", cmd_extend, extend_flags)
     _leaf(sectors, "terminate", "Terminate sector on-chain (WARNING: This means losing power and collateral for the sector); "
           "also: terminate query", cmd_terminate, add_term_args)
     _leaf(sectors, "remove", "Forcefully remove persist stores of sector, once the chain says it is gone", cmd_remove,

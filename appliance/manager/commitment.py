@@ -179,17 +179,18 @@ class Committer:
                                     max((r.get("pre_gas_limit", 0) for r in batch), default=0))
         return out
 
-    def send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int]) -> str:
+    def send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int], max_fee: int = 0) -> str:
         """A message of another part of the manager (the poster), journalled in the same outbox
-        with the miner's next nonce."""
+        with the miner's next nonce. `max_fee` (attoFIL, 0: none): the most the message may
+        spend on gas, its fee cap lowered to fit (Lotus' capGasFee)."""
         with self._lock:
-            return self._send(miner, kind, method, params, sectors)
+            return self._send(miner, kind, method, params, sectors, max_fee=max_fee)
 
     def _send(self, miner: int, kind: str, method: str, params: dict, sectors: list[int], value: int = 0,
-              min_gas: int = 0) -> str:
+              min_gas: int = 0, max_fee: int = 0) -> str:
         """Journal, then push, then record: a crash anywhere resends the same nonce, which the
         chain answers with the message it already has."""
-        spec = self._spec(miner, method, params, value, min_gas)
+        spec = money.cap_gas_fee(self._spec(miner, method, params, value, min_gas), max_fee)
         self._check_sender(miner, method, spec)     # before the journal: a refused message takes no nonce
         nonce = self.state.enqueue_message(miner, kind, method, params, sectors, spec)
         crash_point("manager.commit.before_push")

@@ -25,6 +25,8 @@ from . import api
 from .api_cli import register_cli
 from .api_term import register_term
 from .sector_import import register_import
+from .expiry import Expiry
+from .expiry_api import register_expiry
 from .commitment import Committer
 from .config import CONFIG_NAME, ManagerConfig, config_path, load_config, resolve_seal_proofs
 from .config_file import DEVNET_CFG
@@ -135,6 +137,7 @@ class ManagerService:
         register_cli(self.rpc, self)          # Damocles' SealerCliAPI, RandomnessAPI, MinerAPI
         register_import(self.rpc, self)       # util sealer sectors import, util storage attach
         self.terminator = register_term(self.rpc, self)    # terminate, remove, finalize, resend-pre/-prove
+        self.expiry = register_expiry(self.rpc, Expiry(self.config, self.state, self.chain, self.committer))  # check-expire ...
         from ..web import attach as attach_web
         attach_web(self)          # the status page (/ui/), its sector actions, /metrics
         self._stop = threading.Event()

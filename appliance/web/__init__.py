@@ -203,6 +203,7 @@ def attach(service) -> None:
     from ..metrics import route as route_metrics
     from ..metrics.manager import ManagerMetrics
     service.web = WebViews(service.state, service.sealer, service.chain, service.poster, service.config)
+    service.web.expiry = getattr(service, "expiry", None)       # the expiring sectors (manager/expiry.py)
     service.web_login = WebLogin(lambda: hashlib.sha256(secret_bytes(service.secret)).hexdigest()[:16],
                                  service.config.web_session_lifetime)
     install(service.rpc, service.web, SectorActions(service.state, service.sealer, service.secret), service.web_login)

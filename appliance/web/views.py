@@ -32,6 +32,7 @@ class WebViews:
         self._offsets: dict[int, int] | None = None
         self._proving: tuple[tuple, dict] | None = None
         self._lock = threading.Lock()
+        self.expiry = None      # manager/expiry.py's Expiry, set by attach(): the expiring sectors
 
     # ----------------------------------------------------------------- version
 
@@ -218,13 +219,24 @@ class WebViews:
     def stores(self) -> list[dict]:
         return self.sealer.store_list()
 
+    def expiring(self, days: int = 30) -> dict:
+        """Per miner: sectors expiring within `days`, by deadline (Expiry reads the chain once per head)."""
+        out = {}
+        for m in self.config.miners if self.expiry is not None else ():
+            try:
+                out[str(m.actor)] = self.expiry.expiring_by_deadline(m.actor, days)
+            except Exception as exc:      # noqa: BLE001 - shown, not raised (a chain that cannot tell)
+                out[str(m.actor)] = {"Error": str(exc)}
+        return out
+
     def overview(self) -> dict:
         with self.state.read():       # the ETag describes exactly the sectors and workers sent with it
             v = self.version()
             proving = self.proving()      # the page lists the last closed deadlines only
             sectors, workers, terminations = self.sectors(), self.workers(), self.terminations()
         return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(), "Terminations": terminations,
-                "Proving": {m: {**p, "Records": p.get("Records", [])[-12:]} for m, p in proving.items()}}
+                "Proving": {m: {**p, "Records": p.get("Records", [])[-12:]} for m, p in proving.items()},
+                "Expiring": self.expiring()}
 
 
 def _flag(query: dict[str, str], name: str, default: bool) -> bool:

@@ -200,6 +200,18 @@ function renderProving(ov) {
   }).join("");
 }
 
+function renderExpiring(ov) {
+  const miners = Object.entries(ov.Expiring || {});
+  $("expiring").innerHTML = miners.map(([miner, e]) => {
+    if (e.Error) return `<h3>f0${esc(miner)}</h3><p class="error">${esc(e.Error)}</p>`;
+    if (!e.Total) return `<p class="muted">f0${esc(miner)}: no sector expires in the next ${e.Days} days.</p>`;
+    return `<h3>f0${esc(miner)}: ${e.Total} sector(s) expire in the next ${e.Days} days</h3>
+      <table class="expiring"><thead><tr><th>deadline</th><th class="num">sectors</th><th>first</th></tr></thead><tbody>` +
+      e.Deadlines.map((d) => `<tr><td>${d.Deadline}</td><td class="num">${d.Count}</td>
+        <td>${esc(d.First.join(", "))}${d.Count > d.First.length ? " …" : ""}</td></tr>`).join("") + `</tbody></table>`;
+  }).join("");
+}
+
 function renderStores(ov) {
   $("stores").innerHTML = `<table><thead><tr><th>store</th><th>path</th><th class="num">free</th><th class="num">total</th>
     <th class="num">reserved</th><th>used</th></tr></thead><tbody>` +
@@ -256,6 +268,7 @@ function render() {
   renderAttention(overview);
   renderWorkers(overview);
   renderProving(overview);
+  renderExpiring(overview);
   renderStores(overview);
   renderTerminations(overview);
   renderRecent(overview);
