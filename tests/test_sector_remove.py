@@ -67,8 +67,9 @@ def test_remove_refuses_a_sector_still_sealing_or_precommitted_and_one_with_no_s
         remove(farm, n)
     m = farm.state.allocate(MINER, P2K.id, 0, None)
     farm.state.update(MINER, m, ticket={"Epoch": farm.chain.head() - 5}, pre_queued_at=0,
-                      pre={"CommR": (bytes(31) + bytes([m])).hex(), "CommD": ZERO_COMM_D}, finalized=True)
-    [pre] = farm.committer.tick()
+                      pre={"CommR": (bytes(31) + bytes([m])).hex(), "CommD": ZERO_COMM_D})
+    [pre] = farm.committer.tick()       # the committer sends the PreCommits of open sectors only
+    farm.state.update(MINER, m, finalized=True)
     farm.chain.advance(1)
     assert farm.chain.receipt(pre).ok
     with pytest.raises(RemovalRefused, match="pre-committed on chain and may still be proven"):
