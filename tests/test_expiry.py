@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from appliance.rpc import RPCError
+
 from appliance import cli
 from appliance.chain.devnet import Devnet
 from appliance.chain.policy import ChainPolicy
@@ -219,20 +221,20 @@ def test_expired_removes_files_only_of_sectors_the_chain_says_ended_and_a_crash_
 
     # the manager dies after journalling sector 1's removal, before a file goes: the next run finishes it
     def die(name):
-        if name == "manager.expired.removing":
+        if name == "lifecycle.remove.after_journal":
             raise SystemExit(86)
-    monkeypatch.setattr("appliance.manager.expiry.crash_point", die)
+    monkeypatch.setattr("appliance.manager.sector_removal.crash_point", die)
     with pytest.raises(SystemExit):
         svc.expiry.remove_expired(MINER, None, 2)
     monkeypatch.undo()
     rec = svc.state.sector(MINER, 1)
-    assert rec["removing"] == {"persisted": "persist-1"} and not rec.get("removed") and files_of(store, 1) == ["sealed", "cache"]
+    assert rec["removal"]["paths"] and not rec.get("removed") and files_of(store, 1) == ["sealed", "cache"]
     rc, r, _ = farm.run(capsys, "expired", "--miner", "1000")
     assert [(s["ID"], s["Removing"]) for s in r["Sectors"]] == [(1, True), (2, False)]
     rc, r, err = farm.run(capsys, "expired", "--miner", "1000", "--remove-expired", "--confirm-remove-count", "2")
     assert rc == 0 and [s["ID"] for s in r["Removed"]] == [1, 2] and r["Failed"] == [], err
     assert files_of(store, 1) == files_of(store, 2) == [] and files_of(store, 3) == files_of(store, 4) == ["sealed", "cache"]
-    assert all(svc.state.sector(MINER, n)["removed"] and "removing" not in svc.state.sector(MINER, n) for n in (1, 2))
+    assert all(svc.state.sector(MINER, n)["removed"] and svc.state.sector(MINER, n)["removal"]["done"] for n in (1, 2))
     rc, r, _ = farm.run(capsys, "expired", "--miner", "1000")
     assert r["Sectors"] == []
     rc, out, _ = farm.run(capsys, "expired", "--miner", "1000", "--show-removed", json_out=False)
@@ -323,19 +325,22 @@ def test_an_ended_sector_stays_ended_when_the_devnet_is_opened_again(tmp_path):
 
 def test_manager_killed_after_journalling_a_removal_finishes_it_when_asked_again(tmp_path):
     """The manager process dies after sector 1's removal is journalled, before any file goes: the
-    restarted manager, asked again, removes the files of both ended sectors and of no live one."""
+    restarted manager finishes that removal as it starts; asked again, it removes sector 2's files,
+    and no live sector's."""
     from .manager_driver import ManagerProc
     f = Farm(tmp_path, {1: 200, 2: 400, 3: 5000, 4: 6000})
     f.close()
     home, store = f.home, f.store
     (home / "sector-manager.cfg").rename(home / "manager.toml")
-    m = ManagerProc(home, crash_at="manager.expired.removing")
+    m = ManagerProc(home, crash_at="lifecycle.remove.after_journal")
     try:
         m.admin_call("Venus.DevnetAdvance", 2741 - m.call("Venus.DevnetHead")["Epoch"])     # 1 and 2 end at 2740
         assert [s["ID"] for s in m.call("Venus.SectorsExpired", 1000, False, None)["Sectors"]] == [1, 2]
-        r = m.admin_call("Venus.SectorsRemoveExpired", 1000, None, 2)     # dies, restarted, asked again
-        assert m.crashes == 1
-        assert [s["ID"] for s in r["Removed"]] == [1, 2] and r["Failed"] == []
+        with pytest.raises(RPCError, match=r"can be removed \(1\)"):   # dies, restarted (1 finished), asked again
+            m.admin_call("Venus.SectorsRemoveExpired", 1000, None, 2)
+        assert m.crashes == 1 and files_of(store, 1) == []
+        r = m.admin_call("Venus.SectorsRemoveExpired", 1000, None, 1)
+        assert [s["ID"] for s in r["Removed"]] == [2] and r["Failed"] == []
         assert [(s["ID"], s["Removed"]) for s in m.call("Venus.SectorsExpired", 1000, True, None)["Sectors"]] == [
             (1, True), (2, True)]
     finally:

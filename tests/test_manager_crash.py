@@ -12,10 +12,8 @@ from appliance.core.crash import POINTS
 from .manager_driver import ManagerProc, drive_sectors
 
 
-ELSEWHERE = {"manager.expired.removing"}      # a sector's end, not sealing: tests/test_expiry.py
 
-
-@pytest.mark.parametrize("point", sorted(p for p in POINTS if p.startswith("manager.") and p not in ELSEWHERE))
+@pytest.mark.parametrize("point", sorted(p for p in POINTS if p.startswith("manager.")))
 def test_manager_survives_crash_point(point, tmp_path):
     m = ManagerProc(tmp_path / "manager", crash_at=point)
     try:

@@ -18,7 +18,6 @@ POINTS = {
     "lifecycle.terminate.after_send": "a TerminateSectors is journalled and pushed but the sectors' records do not name it yet",
     "lifecycle.remove.after_journal": "a removal is journalled on the sector's record but no file is deleted yet",
     "lifecycle.remove.mid_files": "a removal has deleted some of the sector's files, not all, and is not marked done",
-    "manager.expired.removing": "an ended sector's removal is journalled but its files are not yet removed",
     "manager.proof.after_record": "a proof is recorded but the worker never gets the answer",
     "worker.pc1.before": "the worker dies as PC1 starts (the step is redone from its start)",
     "worker.pc1.after": "PC1's layers are written but the transition is not journaled",

@@ -5,9 +5,9 @@ have it (damocles-manager/cmd/damocles-manager/internal/util_sealer_sectors.go a
   head, by expiration, with their MaxExpiration (activation + the proof's max lifetime) and
   MaxExtendNow (head + the max extension, no later than MaxExpiration).
 - expired: the manager's sectors the chain says have ended (activated, no longer live); with
-  removal, their files leave the persist store. The removal is journalled on the sector's record
-  (`removing`) before any file goes and marked `removed` after, so a crash mid-way is finished by
-  the next run and a live sector's files are never touched.
+  removal, their files leave the persist store as `remove` takes them (sector_removal.py: the
+  removal journalled on the record before any file goes, marked `removed` after), so a crash
+  mid-way is finished by the next run or the next start, and a live sector's files are never touched.
 - extend: ExtendSectorExpiration2 declarations grouped by deadline and partition, each new
   expiration held to the proof's max lifetime and the max extension, sectors within `tolerance`
   epochs of one another's new expiration in one declaration, batched into as few messages as the
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -32,9 +31,9 @@ from dataclasses import dataclass
 from ..chain.bitfield import json_from_numbers, numbers_from_json
 from ..chain.lifecycle_actor import ADDRESSED_SECTORS_MAX, DECLARATIONS_MAX, seal_proof_max_lifetime
 from ..chain.types import ChainError, MessageNotFound, SectorOnChain
-from ..core.crash import crash_point
 from ..core.sector import sector_name
 from .commitment import FundsWait
+from .sector_removal import RemovalRefused, remove_sector_files
 
 log = logging.getLogger("damocles.manager.expiry")
 
@@ -44,7 +43,6 @@ DEFAULT_EXTENSION = 540 * EPOCHS_PER_DAY       # extend --extension (1555200)
 DEFAULT_TOLERANCE = 7 * EPOCHS_PER_DAY         # extend --tolerance (20160)
 DEFAULT_FROM, DEFAULT_TO = 120, 92160          # extend's window: now + 1 hour .. now + 32 days
 WATCH_WINDOW = 3 * 86400.0                     # seconds an extend message is looked at as possibly pending
-FILES = {"persisted": ("sealed", "cache", "unsealed"), "upgraded": ("update", "update-cache")}
 
 
 class ExpiryError(ValueError):
@@ -166,7 +164,7 @@ class Expiry:
                     continue       # never proven by this manager: nothing of it to remove
                 if rec["number"] not in active and self._ended(miner, rec["number"], expired_epoch):
                     rows.append({"ID": rec["number"], "Removed": bool(rec.get("removed")),
-                                 "Removing": bool(rec.get("removing"))})
+                                 "Removing": bool(rec.get("removal")) and not rec.get("removed")})
         return {"Miner": miner, "Head": head, "ExpiredEpoch": expired_epoch, "Sectors": rows}
 
     def remove_expired(self, miner: int, expired_epoch: int | None, confirm_count: int) -> dict:
@@ -186,32 +184,17 @@ class Expiry:
         return {**listing, "Removed": done, "Failed": failed}
 
     def remove_files(self, miner: int, number: int) -> list[str]:
-        """Remove an ended sector's files from its persist stores: journalled first (`removing`),
-        checked against the chain again, then the files, then `removed`. Returns the paths removed."""
-        if not self._ended(miner, number, None):
+        """Remove an ended sector's files from its persist stores, as `remove` does
+        (sector_removal.remove_sector_files: checked against the chain, journalled, then the
+        files, then `removed`; a journalled removal is finished). Returns the paths removed."""
+        rec = self.state.sector(miner, number)
+        if rec is None or (not rec.get("removal") and not self._ended(miner, number, None)):
             raise ExpiryError(f"sector {sector_name(miner, number)} is live on chain (or was never activated): "
                               f"its files stay")
-        rec = self.state.sector(miner, number)
-        stores = {k: rec[k] for k in FILES if rec.get(k)}
-        self.state.update(miner, number, removing=stores)
-        crash_point("manager.expired.removing")
-        name, removed = sector_name(miner, number), []
-        for key, store_name in stores.items():
-            store = next((s for s in self.config.persist_stores if s.name == store_name), None)
-            if store is None:
-                raise ExpiryError(f"sector {name}: its store {store_name!r} is not one of the manager's persist stores")
-            for sub in FILES[key]:
-                path = store.path / sub / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
-                else:
-                    continue
-                removed.append(str(path))
-        self.state.update(miner, number, removing=None, removed=True, removed_at=self._now())
-        log.info("sector %s ended on chain: files removed from %s", name, ", ".join(stores.values()) or "no store")
-        return removed
+        try:
+            return remove_sector_files(self.config, self.state, self.chain, miner, number, self._now)["Removed"]
+        except RemovalRefused as exc:
+            raise ExpiryError(str(exc)) from None
 
     # ------------------------------------------------------------------------------ extend
 
