@@ -113,8 +113,8 @@ def _finish(state, rec: dict) -> dict:
 def resume_removals(state) -> list[tuple[int, int]]:
     """Finish the removals a stopped manager journalled and did not mark done."""
     done = []
-    for rec in state.sectors():
-        if rec.get("removal") and not rec.get("removed"):
-            _finish(state, rec)
-            done.append((rec["miner"], rec["number"]))
+    for miner, number in state.query("SELECT miner, number FROM sectors WHERE removal_pending = 1 ORDER BY miner, number"):
+        rec = state.sector(miner, number)          # the partial index holds only these: no record of another is read
+        _finish(state, rec)
+        done.append((miner, number))
     return done

@@ -127,6 +127,14 @@ SECTOR_COLUMNS = {
     "plan": "TEXT GENERATED ALWAYS AS (COALESCE(json_extract(info, '$.plan'), 'sealer')) VIRTUAL",
     "abort_reason": "TEXT GENERATED ALWAYS AS (json_extract(info, '$.abort_reason')) VIRTUAL",
     "failure_level": "TEXT GENERATED ALWAYS AS (json_extract(info, '$.failure.Level')) VIRTUAL",
+    # a sector's end (terminate.py, sector_removal.py): asked for and not landed nor failed; when
+    # asked; its files' removal journalled and not done
+    "terminate_pending": "INTEGER GENERATED ALWAYS AS (json_extract(info, '$.terminate') IS NOT NULL AND "
+                         "json_extract(info, '$.terminate.terminated_at') IS NULL AND "
+                         "json_extract(info, '$.terminate.error') IS NULL) VIRTUAL",
+    "terminate_queued_at": "REAL GENERATED ALWAYS AS (json_extract(info, '$.terminate.queued_at')) VIRTUAL",
+    "removal_pending": "INTEGER GENERATED ALWAYS AS (json_extract(info, '$.removal') IS NOT NULL AND "
+                       "json_extract(info, '$.removed') IS NULL) VIRTUAL",
 }
 SECTOR_INDEXES = {
     "sectors_open": "(is_open, miner, number)",
@@ -135,6 +143,10 @@ SECTOR_INDEXES = {
     "sectors_worker": "(worker, is_open)",
     "sectors_owner": "(owner, is_open)",
     "sectors_failing": "(is_open, failure_level)",
+    # partial: only the few sectors being ended are in them
+    "sectors_terminating": "(miner, number) WHERE terminate_pending = 1",
+    "sectors_terminations": "(terminate_queued_at) WHERE terminate_queued_at IS NOT NULL",
+    "sectors_removing": "(miner, number) WHERE removal_pending = 1",
 }
 
 

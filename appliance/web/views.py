@@ -145,8 +145,8 @@ class WebViews:
     def terminations(self) -> list[dict]:
         """Sectors whose termination was asked (newest first): queued, sent, landed (epoch) or
         failed (the actor's error); `removed` once their files went (manager/terminate.py)."""
-        rows = self.state.query("SELECT miner, number, info FROM sectors WHERE json_extract(info, '$.terminate') IS NOT NULL "
-                                "ORDER BY json_extract(info, '$.terminate.queued_at') DESC LIMIT ?", (RECENT_TERMINATIONS,))
+        rows = self.state.query("SELECT miner, number, info FROM sectors WHERE terminate_queued_at IS NOT NULL "
+                                "ORDER BY terminate_queued_at DESC LIMIT ?", (RECENT_TERMINATIONS,))
         return [termination_row(miner, number, json.loads(info)) for miner, number, info in rows]
 
     # ---------------------------------------------------------------- workers
