@@ -342,15 +342,15 @@ def _db(raw: dict, base: Path | None, warnings: list[str]) -> DBConfig:
     _unknown(raw, set(SCHEMA["Common"]["DB"]), where, warnings)
     driver = _take(raw, "Driver", str, where, "sqlite").strip().lower() or "sqlite"
     if driver == "badger":
-        base_dir = _take(_table(raw.get("Badger", {}), f"{where}.Badger"), "BaseDir", str, f"{where}.Badger", "")
+        base_dir = _take(_table(raw.get("Badger", {}), "[Common.DB.Badger]"), "BaseDir", str, "[Common.DB.Badger]", "")
         if base_dir:
-            warnings.append(f"{where}.Badger.BaseDir is ignored: the manager keeps its state in manager.db in its home "
+            warnings.append(f"[Common.DB.Badger].BaseDir is ignored: the manager keeps its state in manager.db in its home "
                             f"(Driver \"badger\" is taken as the embedded store, sqlite)")
         driver = "sqlite"
     if driver not in DB_DRIVERS:
         raise ConfigError(f"{where}.Driver: {raw['Driver']!r} is not supported: use \"sqlite\" (the default, manager.db "
                           f"in the home) or \"postgres\" (with [Common.DB.Postgres] DSN)")
-    pw = f"{where}.Postgres"
+    pw = "[Common.DB.Postgres]"
     pg = _table(raw.get("Postgres", {}), pw)
     _unknown(pg, set(SCHEMA["Common"]["DB"]["Postgres"]), pw, warnings)
     if driver == "sqlite":
