@@ -277,3 +277,29 @@ def test_two_managers_on_one_database_never_hand_out_a_number_or_nonce_twice(pg_
     finally:
         for m in managers:
             m.close()
+
+
+@pytest.mark.timeout(180)
+def test_two_managers_writing_a_batch_and_its_sectors_at_once_take_turns(pg_dsn):
+    """One manager journals messages for a batch of sectors (writing each) while the other takes
+    reports for the same sectors in the opposite order: without writers taking turns, the two
+    lock the sectors and the change counter crosswise and PostgreSQL fails one (a deadlock)."""
+    managers = [ManagerState("unused", store=DBConfig("postgres", pg_dsn)) for _ in range(2)]
+    try:
+        batch = [managers[0].allocate(1000, 8, 0, None) for _ in range(10)]
+        rounds = 15
+
+        def work(i):
+            if i % 2 == 0:
+                return [managers[0].enqueue_message(1000, "pre", "PreCommitSectorBatch2", {}, batch) for _ in range(rounds)]
+            for r in range(rounds):
+                for n in reversed(batch):
+                    managers[1].report(1000, n, {"step": r}, "Allocated", "Allocated", f"E{i}.{r}", "w1")
+            return []
+
+        nonces = _race(4, work)
+        assert sorted(nonces) == list(range(2 * rounds))
+        assert all(len(managers[1].history(1000, n)) == 2 * rounds for n in batch)
+    finally:
+        for m in managers:
+            m.close()

@@ -4,10 +4,16 @@ tx(), read(), query(), one(), close()), for `[Common.DB] Driver = "postgres"`.
 - psycopg 3 is imported here only: the SQLite path and the frozen binary do without it.
 - Each thread has its own connection, kept while the thread lives; a thread's connection goes
   back to a few idle ones when the thread ends (per-request RPC threads come and go all day).
-- `tx()` is READ COMMITTED: the manager's read-modify-write statements lock what they read
-  (`SELECT ... FOR UPDATE`, Dialect.for_update), which serializes two managers on one row where
-  SQLite's BEGIN IMMEDIATE serializes every writer of the file. `read()` is a REPEATABLE READ,
-  READ ONLY transaction: one snapshot for several reads.
+- `tx()` is READ COMMITTED and begins by locking one row (WRITER_LOCK), so that write
+  transactions take turns across every process on the database, as SQLite's BEGIN IMMEDIATE
+  makes them take turns on a file: a transaction that writes several sectors (a batch's
+  message) and one that writes one of them would otherwise lock the sectors, the per-state
+  counts and the change counter in opposite orders (a deadlock, one of them failed). The
+  statements that read to write also lock what they read (`SELECT ... FOR UPDATE`,
+  Dialect.for_update): what keeps a number or nonce single once writers no longer take turns.
+  A lock waited for longer than LOCK_TIMEOUT_S fails the statement (SQLite's busy_timeout).
+- `read()` is a REPEATABLE READ, READ ONLY transaction: one snapshot for several reads; a
+  statement outside a transaction (query(), one()) is its own.
 - `?` placeholders are rewritten to psycopg's `%s`; nothing else of the SQL is translated (what
   differs between the dialects is in Dialect).
 - The schema is created at the current version in one transaction, its version kept in the
@@ -25,6 +31,7 @@ from .dialect import POSTGRES
 
 IDLE_CONNECTIONS = 4        # connections of ended threads kept for the next ones
 CONNECT_TIMEOUT_S = 10
+LOCK_TIMEOUT_S = 30
 
 
 def _psycopg():
@@ -115,6 +122,7 @@ class PostgresDatabase:
         except self._psycopg.Error as exc:
             raise DatabaseError(f"{self.kind} database {self.path} cannot be opened: {str(exc).strip()}") from None
         conn = PgConnection(raw)
+        conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
         conn.trace = self._trace
         return conn
 
@@ -150,13 +158,15 @@ class PostgresDatabase:
         return self._adopt(conn if conn is not None else self._connect())
 
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[PgConnection]:
+    def _transaction(self, begin: str, lock: str | None = None) -> Iterator[PgConnection]:
         conn = self.conn()
         if conn.in_transaction:         # joins the transaction open on this thread
             yield conn
             return
         conn.execute(begin)
         try:
+            if lock is not None:
+                conn.execute(lock)
             yield conn
             conn.execute("COMMIT")
         except BaseException:
@@ -166,10 +176,10 @@ class PostgresDatabase:
 
     @contextmanager
     def tx(self) -> Iterator[PgConnection]:
-        """A write transaction (READ COMMITTED; what it reads to write, it locks: Dialect.for_update)."""
+        """A write transaction: writers take turns (WRITER_LOCK), as on SQLite."""
         if getattr(self._local, "reading", False):
             raise RuntimeError(f"{self.kind} database {self.path}: a write inside read() (its snapshot may be stale)")
-        with self._transaction("BEGIN ISOLATION LEVEL READ COMMITTED") as conn:
+        with self._transaction("BEGIN ISOLATION LEVEL READ COMMITTED", WRITER_LOCK) as conn:
             yield conn
 
     @contextmanager
@@ -210,6 +220,7 @@ class PostgresDatabase:
 
 
 VERSION_TABLE = "damocles_schema"
+WRITER_LOCK = f"SELECT version FROM {VERSION_TABLE} WHERE id = 1 FOR UPDATE"     # held until the write commits
 
 
 def ensure_schema(conn: PgConnection, version: int, create: Callable[[PgConnection], None], where: str,
