@@ -103,7 +103,8 @@ class ManagerService:
             rebuild_from_chain,      # refuses a state behind its chain
             self.config.persist_stores, self.config.piece_stores,
             self.config.chain_api,     # set: a Lotus/Venus node, not the devnet
-            {m.actor: m.seal_proof for m in self.config.miners if m.seal_proof is not None}, _in_process_chain)
+            {m.actor: m.seal_proof for m in self.config.miners if m.seal_proof is not None}, _in_process_chain,
+            store=self.config.db)
         self.devnet = self.devnet_api.devnet if self.devnet_api else (self.chain if isinstance(self.chain, Devnet) else None)
         try:
             if self.devnet is not None:         # the devnet's genesis: the configured miners
