@@ -6,6 +6,7 @@ two managers on one database never hand out a sector number or a nonce twice."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -194,6 +195,19 @@ def test_a_read_sees_one_snapshot(state):
     assert n == 1
 
 
+def test_a_read_keeps_its_snapshot_while_another_manager_writes(state, store):
+    state.allocate(1000, 8, 0, None)
+    other = ManagerState(store[1], store=store[0])
+    try:
+        with state.read() as db:
+            before = db.execute("SELECT COUNT(*) FROM sectors").fetchone()[0]
+            other.allocate(1000, 8, 0, None)
+            during = db.execute("SELECT COUNT(*) FROM sectors").fetchone()[0]
+        assert (before, during, len(state.sectors())) == (1, 1, 2)
+    finally:
+        other.close()
+
+
 # ------------------------------------------------------------------ PostgreSQL only
 
 def test_postgres_tables_are_the_sqlite_schemas(pg_dsn):
@@ -303,3 +317,36 @@ def test_two_managers_writing_a_batch_and_its_sectors_at_once_take_turns(pg_dsn)
     finally:
         for m in managers:
             m.close()
+
+
+def test_postgres_connections_of_ended_threads_are_reused_not_leaked(pg_dsn):
+    """Per-request RPC threads come and go: each ended thread's connection goes back to a few
+    idle ones, so the server sees a bounded number however many threads came and went."""
+    import psycopg
+    from appliance.core.pg import IDLE_CONNECTIONS
+    s = ManagerState("unused", store=DBConfig("postgres", pg_dsn))
+    try:
+        for round_ in range(5):
+            _race(8, lambda i: [s.allocate(1000, 8, 0, None)])
+        assert s.db.connections() == 1          # this thread's; the threads' went idle or closed
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            seen = conn.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND pid <> pg_backend_pid()").fetchone()[0]
+        assert seen <= 1 + IDLE_CONNECTIONS
+        assert s.next_numbers() == {1000: 40}
+    finally:
+        s.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:       # a closed session's backend exits soon after
+        deadline = time.monotonic() + 15
+        while (left := conn.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND pid <> pg_backend_pid()").fetchone()[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert left == 0, f"{left} sessions still open after close()"
+    with pytest.raises(DatabaseError, match="is closed"):
+        s.next_numbers()
+
+
+def test_postgres_a_dsn_that_does_not_parse_is_a_clear_error():
+    pytest.importorskip("psycopg", reason='psycopg 3 is not installed: pip install -e ".[postgres]"')
+    with pytest.raises(DatabaseError, match="manager state database .* cannot be opened"):
+        ManagerState("unused", store=DBConfig("postgres", "host=127.0.0.1 port=notaport"))

@@ -2,8 +2,9 @@
 `[Common.DB] Driver = "postgres"`; the chain's state is elsewhere): per-miner number counters,
 sector records, workers, store reservations. Every change is committed before the answer that
 reports it is sent. The SQL of ManagerState's own methods is taken by both (what differs is in
-core.dialect); on PostgreSQL a write locks the rows it read (`self.sql.for_update`), so that two
-managers on one database never hand out a number or a nonce twice."""
+core.dialect). On PostgreSQL write transactions take turns across managers (core.pg) and a
+write also locks the rows it read (`self.sql.for_update`): two managers on one database never
+hand out a number or a nonce twice."""
 
 from __future__ import annotations
 
