@@ -71,3 +71,15 @@ def test_a_manager_refuses_to_run_on_postgres_until_everything_is_ported(tmp_pat
     assert '[Common.DB] Driver = "postgres": the manager does not run on PostgreSQL yet' in err
     assert "not yet: WindowPoSt jobs" in err and 'Use Driver = "sqlite"' in err
     assert not (home / "manager.db").exists()
+
+
+def test_the_sqlite_path_never_imports_psycopg(tmp_path):
+    """The frozen binary has no psycopg: a manager on SQLite must not need it."""
+    import subprocess
+    import sys
+    code = ("import sys; from appliance.manager.service import ManagerService; from appliance.manager.state import "
+            f"ManagerState; s = ManagerState({str(tmp_path / 'manager.db')!r}); s.allocate(1, 8, 0, None); s.close(); "
+            "print('psycopg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

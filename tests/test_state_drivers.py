@@ -350,3 +350,29 @@ def test_postgres_a_dsn_that_does_not_parse_is_a_clear_error():
     pytest.importorskip("psycopg", reason='psycopg 3 is not installed: pip install -e ".[postgres]"')
     with pytest.raises(DatabaseError, match="manager state database .* cannot be opened"):
         ManagerState("unused", store=DBConfig("postgres", "host=127.0.0.1 port=notaport"))
+
+
+@pytest.mark.timeout(120)
+def test_postgres_managers_starting_together_on_an_empty_database_create_it_once(pg_dsn):
+    started = _race(4, lambda i: [ManagerState("unused", store=DBConfig("postgres", pg_dsn))])
+    try:
+        assert [s.allocate(1000, 8, 0, None) for s in started] == [0, 1, 2, 3]
+        assert started[0].one("SELECT version FROM damocles_schema")[0] == MANAGER_SCHEMA.version
+    finally:
+        for s in started:
+            s.close()
+
+
+def test_postgres_a_thread_reconnects_after_the_server_dropped_its_connection(pg_dsn):
+    import psycopg
+    s = ManagerState("unused", store=DBConfig("postgres", pg_dsn))
+    try:
+        assert s.allocate(1000, 8, 0, None) == 0
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND pid <> pg_backend_pid()")
+        with pytest.raises(psycopg.OperationalError):       # the statement that finds it dropped
+            s.allocate(1000, 8, 0, None)
+        assert s.allocate(1000, 8, 0, None) == 1            # nothing was handed out by the failed one
+    finally:
+        s.close()

@@ -148,9 +148,13 @@ class PostgresDatabase:
             return len(self._conns)
 
     def conn(self) -> PgConnection:
+        """This thread's connection; a new one after the server dropped it (a restart, a failover
+        of the server): the statement that found it dropped failed, the thread's next one works."""
         owned = getattr(self._local, "owned", None)
         if owned is not None:
-            return owned.conn
+            if not (owned.conn.raw.closed or owned.conn.raw.broken):
+                return owned.conn
+            self._local.owned = None        # its finalizer closes the dropped connection
         with self._conns_lock:
             if self._closed:
                 raise DatabaseError(f"{self.kind} database {self.path} is closed")
