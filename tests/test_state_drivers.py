@@ -185,6 +185,23 @@ def test_counters_move_up_to_the_chains_and_stale_messages_to_fresh_nonces(state
     assert state.sector(1000, 0)["pre_nonce"] == 3 and state.has_history()
 
 
+def test_a_sector_recovered_from_the_chain_comes_back_with_its_deals(state, clock):
+    deal = {"id": 7, "piece_cid": "baga-x", "piece_size": 2048, "payload_size": 1000, "start_epoch": 10,
+            "end_epoch": 500, "store": "p1"}
+    state.recover_sector(1000, 42, 8, {"state": "Finished", "finalized": True}, [deal])
+    state.recover_sector(1000, 43, 8, {"state": "Finished", "finalized": True}, [deal])    # the deal moves along
+    assert state.sector(1000, 42)["entered_at"] == 1000.0
+    assert state.history(1000, 42)[0]["event"] == "RecoveredFromChain"
+    assert state.deal_pieces([7]) == [("baga-x", 2048)]
+    assert state.one("SELECT sector FROM deals WHERE id = 7")[0] == 43
+    assert state.sector_counts(False) == {("Finished", "sealer"): 2}
+    with state.tx() as db:      # nothing deletes a sector today; the counts follow if something does
+        db.execute("DELETE FROM sectors WHERE miner = ? AND number = ?", (1000, 42))
+    assert state.sector_counts() == {("Finished", "sealer"): 1}
+    with pytest.raises(ValueError, match="deal 8 is not in the manager's deals"):
+        state.deal_pieces([8])
+
+
 def test_a_read_sees_one_snapshot(state):
     state.allocate(1000, 8, 0, None)
     with state.read() as db:
