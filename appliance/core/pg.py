@@ -98,8 +98,10 @@ class PostgresDatabase:
 
     dialect = POSTGRES
 
-    def __init__(self, dsn: str, schema, create_schema: Callable[[PgConnection], None], kind: str = "manager state"):
-        self.dsn, self.schema, self.kind = dsn, schema, kind
+    def __init__(self, dsn: str, schema, create_schema: Callable[[PgConnection], None]):
+        """`schema`: the SQLite Schema whose version and kind this database takes; `create_schema`
+        creates its tables at that version on an empty database."""
+        self.dsn, self.schema, self.kind = dsn, schema, schema.kind
         self.path = f"postgres {redact(dsn)}"       # what messages name, as core.db names the file
         self._psycopg = _psycopg()
         self._local = threading.local()
