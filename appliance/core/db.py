@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from .dialect import SQLITE
+
 HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 WAL_SIZE_LIMIT = 16 << 20       # bytes a -wal file is truncated to after a checkpoint
@@ -355,6 +357,8 @@ class _ThreadConnection:
 class Database:
     """A database shared by the threads of one process: one connection per thread, closed when
     its thread ends."""
+
+    dialect = SQLITE
 
     def __init__(self, path: str | Path, schema: Schema, create: bool = True):
         self.path, self.schema = Path(path), schema

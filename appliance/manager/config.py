@@ -79,6 +79,20 @@ class PersistStore:
     deny_miners: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class DBConfig:
+    """`[Common.DB]`: where the manager keeps its state. "sqlite": manager.db in the home;
+    "postgres": the database `dsn` names (a libpq connection string or URI)."""
+    driver: str = "sqlite"
+    dsn: str | None = None
+
+    def __repr__(self) -> str:        # the DSN may carry a password: never in a log line
+        return f"DBConfig(driver={self.driver!r}, dsn={'set' if self.dsn else None})"
+
+
+DB_DRIVERS = ("sqlite", "postgres")
+
+
 @dataclass
 class ManagerConfig:
     listen: str = "127.0.0.1:1789"
@@ -102,6 +116,7 @@ class ManagerConfig:
     miners: list[MinerConfig] = field(default_factory=list)
     chain: ChainPolicy = field(default_factory=ChainPolicy)
     chain_api: "ChainAPIConfig | None" = None     # [Common.API] Chain set: a Lotus/Venus node instead of the devnet
+    db: DBConfig = DBConfig()
     warnings: list[str] = field(default_factory=list)
 
     def miner(self, actor: int) -> MinerConfig | None:
@@ -126,7 +141,7 @@ SCHEMA = {
                "ScanPersistStores": None,
                "MongoKVStore": {"Enable": None, "DSN": None, "DatabaseName": None},
                "DB": {"Driver": None, "Badger": {"BaseDir": None}, "Mongo": {"Enable": None, "DSN": None, "DatabaseName": None},
-                      "Plugin": {"PluginName": None, "Meta": None}},
+                      "Plugin": {"PluginName": None, "Meta": None}, "Postgres": {"DSN": None, "DSNFile": None}},
                "Proving": {"ParallelCheckLimit": None, "SingleCheckTimeout": None, "PartitionCheckTimeout": None,
                            "Parallel": None,
                            "WorkerProver": {"JobMaxTry": None, "HeartbeatTimeout": None, "JobLifetime": None}}},
@@ -283,6 +298,7 @@ def parse_config(raw: dict, base: Path | None = None, *, legacy: bool = False, n
     cfg.worker_prover = WorkerProverConfig(max(1, _take(wp, "JobMaxTry", int, "[Common.Proving.WorkerProver]", 2)),
                                            _take(wp, "HeartbeatTimeout", "duration", "[Common.Proving.WorkerProver]", 15.0),
                                            _take(wp, "JobLifetime", "duration", "[Common.Proving.WorkerProver]", 25 * 3600.0))
+    cfg.db = _db(_table(common.get("DB", {}), "[Common.DB]"), base, w)
     names = set()
     stores = [(f"[[Common.PersistStores]][{i}]", s) for i, s in enumerate(_array(common, "PersistStores", "[Common]"))]
     for i, s in enumerate(_array(common, "PersistStores", "[Common]") + _scan_stores(common, base)):
@@ -316,6 +332,47 @@ def parse_config(raw: dict, base: Path | None = None, *, legacy: bool = False, n
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return cfg
+
+
+def _db(raw: dict, base: Path | None, warnings: list[str]) -> DBConfig:
+    """`[Common.DB]`. Damocles' "badger" (its default, an embedded store in the home) is this
+    manager's embedded store, SQLite; its "mongo" and "plugin" are refused. A postgres DSN is
+    `[Common.DB.Postgres] DSN`, or the first line of the file `DSNFile` names (relative to the
+    config's directory); a password may also come from libpq's PGPASSWORD or passfile."""
+    where = "[Common.DB]"
+    _unknown(raw, set(SCHEMA["Common"]["DB"]), where, warnings)
+    driver = _take(raw, "Driver", str, where, "sqlite").strip().lower() or "sqlite"
+    if driver == "badger":
+        base_dir = _take(_table(raw.get("Badger", {}), "[Common.DB.Badger]"), "BaseDir", str, "[Common.DB.Badger]", "")
+        if base_dir:
+            warnings.append(f"[Common.DB.Badger].BaseDir is ignored: the manager keeps its state in manager.db in its home "
+                            f"(Driver \"badger\" is taken as the embedded store, sqlite)")
+        driver = "sqlite"
+    if driver not in DB_DRIVERS:
+        raise ConfigError(f"{where}.Driver: {raw['Driver']!r} is not supported: use \"sqlite\" (the default, manager.db "
+                          f"in the home) or \"postgres\" (with [Common.DB.Postgres] DSN)")
+    pw = "[Common.DB.Postgres]"
+    pg = _table(raw.get("Postgres", {}), pw)
+    _unknown(pg, set(SCHEMA["Common"]["DB"]["Postgres"]), pw, warnings)
+    if driver == "sqlite":
+        return DBConfig()
+    dsn, dsn_file = _take(pg, "DSN", str, pw, ""), _take(pg, "DSNFile", str, pw, "")
+    if bool(dsn) == bool(dsn_file):
+        raise ConfigError(f"{pw}: Driver is \"postgres\": set exactly one of DSN (e.g. \"postgresql://damocles@db-host/damocles\") "
+                          f"and DSNFile (a file holding it)")
+    if dsn_file:
+        path = Path(dsn_file) if base is None or Path(dsn_file).is_absolute() else base / dsn_file
+        try:
+            lines = path.read_text().strip().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{pw}.DSNFile: {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+        dsn = lines[0].strip() if lines else ""
+        if not dsn:
+            raise ConfigError(f"{pw}.DSNFile: {path} is empty: it should hold the DSN on its first line")
+    elif re.search(r"(?i)(://[^/@:]*:[^/@]+@|\bpassword\s*=)", dsn):
+        warnings.append(f"{pw}.DSN carries a password in the config: prefer DSNFile (a file only the manager's user "
+                        f"reads) or libpq's PGPASSWORD / passfile")
+    return DBConfig("postgres", dsn)
 
 
 def _scan_stores(common: dict, base: Path | None) -> list[dict]:

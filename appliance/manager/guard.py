@@ -126,7 +126,8 @@ def _lotus_chain(chain_config, chain_api):
 
 
 def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False, persist_stores=(),
-                piece_stores=(), chain_api=None, seal_proofs: dict[int, int] | None = None, in_process: bool = False):
+                piece_stores=(), chain_api=None, seal_proofs: dict[int, int] | None = None, in_process: bool = False,
+                store=None):
     """The manager's state, its chain and the home's embedded devnet if any (open_chain),
     checked against each other (see the module's doc), with the home's lock held until the
     state is closed (manager.home_lock). A rebuild also re-creates the records of sectors the
@@ -137,7 +138,7 @@ def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = Fal
     and the messages' CIDs. Returns (state, chain, embedded)."""
     lock = HomeLock(home)           # one manager per home: refused naming the holder's pid
     try:
-        state = ManagerState(home / "manager.db")
+        state = ManagerState(home / "manager.db", store=store)     # store: [Common.DB] (None: manager.db)
     except BaseException:
         lock.release()
         raise

@@ -38,6 +38,7 @@ from .snapup import SnapUp
 from .sealer import Sealer
 from .ext_prover import ExtProver, load_config as load_ext_prover_config, write_default as write_ext_prover_default
 from .guard import open_stores
+from .state_pg import refuse_unported
 from .unseal import Unsealer
 from .wdpost_jobs import WdPoStJobs
 
@@ -96,6 +97,7 @@ class ManagerService:
                  ext_prover: bool = False, _in_process_chain: bool = False):
         self.home = Path(home)
         self.config = config or load_config(config_path(self.home))
+        refuse_unported(self.config.db)       # PostgreSQL: only the state's own tables so far
         for w in self.config.warnings:
             log.warning(w)
         self.secret = SecretFile(self.home / "secret")     # read again when `manager token --rotate` replaces it
@@ -104,7 +106,8 @@ class ManagerService:
             rebuild_from_chain,      # refuses a state behind its chain
             self.config.persist_stores, self.config.piece_stores,
             self.config.chain_api,     # set: a Lotus/Venus node, not the devnet
-            {m.actor: m.seal_proof for m in self.config.miners if m.seal_proof is not None}, _in_process_chain)
+            {m.actor: m.seal_proof for m in self.config.miners if m.seal_proof is not None}, _in_process_chain,
+            store=self.config.db)
         self.devnet = self.devnet_api.devnet if self.devnet_api else (self.chain if isinstance(self.chain, Devnet) else None)
         try:
             if self.devnet is not None:         # the devnet's genesis: the configured miners

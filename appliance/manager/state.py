@@ -1,6 +1,10 @@
-"""The manager's own database (SQLite, WAL, synchronous commits; the chain's state is elsewhere):
-per-miner number counters, sector records, workers, store reservations. Every change is
-committed before the answer that reports it is sent."""
+"""The manager's own database (SQLite, WAL, synchronous commits; or a PostgreSQL database,
+`[Common.DB] Driver = "postgres"`; the chain's state is elsewhere): per-miner number counters,
+sector records, workers, store reservations. Every change is committed before the answer that
+reports it is sent. The SQL of ManagerState's own methods is taken by both (what differs is in
+core.dialect). On PostgreSQL write transactions take turns across managers (core.pg) and a
+write also locks the rows it read (`self.sql.for_update`): two managers on one database never
+hand out a number or a nonce twice."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..core.db import Database, Schema, statements
+from ..core.dialect import Dialect
 from .identity import Limits, TooManyNames
 
 SCHEMA = """
@@ -199,9 +204,17 @@ class ManagerState:
     (its own connection), several reads that must agree go through `read()` (one snapshot).
     The modules that own a table (deals, jobs, tasks, rounds) keep their SQL and use these."""
 
-    def __init__(self, path: str | Path, now=time.time):
+    def __init__(self, path: str | Path, now=time.time, store=None):
+        """`store`: the config's `[Common.DB]` (manager.config.DBConfig); None or sqlite: the
+        SQLite file `path`."""
         self.path, self._now = Path(path), now
-        self.db = Database(self.path, MANAGER_SCHEMA)
+        if store is not None and store.driver == "postgres":
+            from ..core.pg import PostgresDatabase      # psycopg is needed only then
+            from .state_pg import create_manager_schema
+            self.db = PostgresDatabase(store.dsn, MANAGER_SCHEMA, create_manager_schema)
+        else:
+            self.db = Database(self.path, MANAGER_SCHEMA)
+        self.sql: Dialect = self.db.dialect
         self.last_pings: dict[str, float] | None = None     # worker -> last ping, in memory for the status page
         self.home_lock = None       # the manager home's lock (manager.home_lock), released by close()
         self.limits = Limits()      # the bounds on what workers store, counted (the Sealer sets its text length)
@@ -245,9 +258,10 @@ class ManagerState:
         may hand out) if higher; None past `max_number`. With `min_number` = Damocles' MinNumber
         (or InitNumber) + 1 this is Damocles' max(last, MinNumber) + 1 (Sealer.allocate_sector)."""
         with self.tx() as db:
-            row = db.execute("SELECT next FROM counters WHERE miner = ?", (miner,)).fetchone()
-            number = max(row[0] if row else 0, min_number)
+            last, made = self._next(db, "counters", miner)
+            number = max(last, min_number)
             if max_number is not None and number > max_number:
+                self._unmake(db, "counters", miner, made)
                 return None
             db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE SET next = excluded.next",
                        (miner, number + 1))
@@ -255,6 +269,23 @@ class ManagerState:
             db.execute("INSERT INTO sectors (miner, number, proof, info, updated) VALUES (?, ?, ?, ?, ?)",
                        (miner, number, proof, json.dumps(info), self._now()))
             return number
+
+    def _next(self, db, table: str, miner: int) -> tuple[int, bool]:
+        """The miner's counter in `table` (counters, nonces), 0 when it has none, locked until the
+        transaction ends; and whether a row was made to lock (on a server, where two managers may
+        both find none: the second waits on the first's row instead of reusing its number)."""
+        row = db.execute(f"SELECT next FROM {table} WHERE miner = ?{self.sql.for_update}", (miner,)).fetchone()
+        if row is not None or not self.sql.row_locks:
+            return (row[0] if row else 0), False
+        made = db.execute(f"INSERT INTO {table} (miner, next) VALUES (?, 0) ON CONFLICT (miner) DO NOTHING",
+                          (miner,)).rowcount == 1
+        return db.execute(f"SELECT next FROM {table} WHERE miner = ? FOR UPDATE", (miner,)).fetchone()[0], made
+
+    @staticmethod
+    def _unmake(db, table: str, miner: int, made: bool) -> None:
+        """Drop the row _next made when nothing was handed out (no counter, as on SQLite)."""
+        if made:
+            db.execute(f"DELETE FROM {table} WHERE miner = ? AND next = 0", (miner,))
 
     def sector(self, miner: int, number: int) -> dict | None:
         row = self.db.conn().execute("SELECT proof, info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
@@ -274,17 +305,19 @@ class ManagerState:
         """`update`, unless the sector is finalized or aborted when the change is written (one
         transaction: an abort between a caller's check and its write wins); None then."""
         with self.tx() as db:
-            row = db.execute("SELECT json_extract(info, '$.finalized'), json_extract(info, '$.abort_reason') FROM sectors "
-                             "WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+            row = db.execute(f"SELECT info FROM sectors WHERE miner = ? AND number = ?{self.sql.for_update}",
+                             (miner, number)).fetchone()
             if row is None:
                 raise KeyError((miner, number))
-            if row[0] or row[1]:
+            info = json.loads(row[0])
+            if info.get("finalized") or info.get("abort_reason"):
                 return None
             self._merge(db, miner, number, changes)
         return self.sector(miner, number)
 
     def _merge(self, db, miner: int, number: int, changes: dict) -> None:
-        row = db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+        row = db.execute(f"SELECT info FROM sectors WHERE miner = ? AND number = ?{self.sql.for_update}",
+                         (miner, number)).fetchone()
         if row is None:
             raise KeyError((miner, number))
         info = json.loads(row[0])
@@ -319,8 +352,7 @@ class ManagerState:
         """Journal a chain message with the miner's next nonce before it is sent, and tie the
         sectors to it (`<kind>_nonce`), in one transaction; returns the nonce."""
         with self.tx() as db:
-            row = db.execute("SELECT next FROM nonces WHERE miner = ?", (miner,)).fetchone()
-            nonce = row[0] if row else 0
+            nonce, _ = self._next(db, "nonces", miner)
             db.execute("INSERT INTO nonces (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE SET next = excluded.next",
                        (miner, nonce + 1))
             db.execute("INSERT INTO outbox (miner, nonce, kind, method, params, sectors, created, spec) "
@@ -358,7 +390,8 @@ class ManagerState:
 
     def record_sent(self, miner: int, nonce: int, message: str) -> None:
         with self.tx() as db:
-            row = db.execute("SELECT kind, sectors FROM outbox WHERE miner = ? AND nonce = ?", (miner, nonce)).fetchone()
+            row = db.execute(f"SELECT kind, sectors FROM outbox WHERE miner = ? AND nonce = ?{self.sql.for_update}",
+                             (miner, nonce)).fetchone()
             db.execute("UPDATE outbox SET message = ? WHERE miner = ? AND nonce = ?", (message, miner, nonce))
             for n in json.loads(row[1]):
                 self._merge(db, miner, n, {f"{row[0]}_msg": message})
@@ -368,7 +401,7 @@ class ManagerState:
         aborted (an index lookup: its cost follows the sectors in flight)."""
         where = "is_open = 1 AND miner = ?" if miner is not None else "is_open = 1"
         if not open_only:
-            where = "miner = ?" if miner is not None else "1"
+            where = "miner = ?" if miner is not None else "1 = 1"
         with self.read() as db:
             rows = db.execute(f"SELECT miner, number, proof, info FROM sectors WHERE {where} ORDER BY miner, number",
                               () if miner is None else (miner,)).fetchall()
@@ -377,9 +410,10 @@ class ManagerState:
     def sector_counts(self, is_open: bool | None = None) -> dict[tuple[str, str], int]:
         """How many sectors are in each (state, plan): open ones, finished/aborted ones, or all."""
         out: dict[tuple[str, str], int] = {}
-        for state, plan, n in self.db.query("SELECT state, plan, SUM(n) FROM sector_counts WHERE n > 0 AND "
-                                            "(? IS NULL OR is_open = ?) GROUP BY state, plan", (is_open, is_open)):
-            out[(state, plan)] = n
+        which, params = ("", ()) if is_open is None else (" AND is_open = ?", (int(is_open),))
+        for state, plan, n in self.db.query(f"SELECT state, plan, SUM(n) FROM sector_counts WHERE n > 0{which} "
+                                            f"GROUP BY state, plan", params):
+            out[(state, plan)] = int(n)        # PostgreSQL's SUM of BIGINT is NUMERIC
         return out
 
     def silent_since(self, cutoff: float) -> list[tuple[int, int]]:
@@ -411,7 +445,7 @@ class ManagerState:
             db.execute("DELETE FROM reservations WHERE miner = ? AND number = ?", (miner, number))
 
     def reserved(self, store: str) -> int:
-        return self.db.one("SELECT COALESCE(SUM(size), 0) FROM reservations WHERE store = ?", (store,))[0]
+        return int(self.db.one("SELECT COALESCE(SUM(size), 0) FROM reservations WHERE store = ?", (store,))[0])
 
     def reservation(self, miner: int, number: int) -> tuple[str, int] | None:
         return self.db.one("SELECT store, size FROM reservations WHERE miner = ? AND number = ?", (miner, number))
@@ -436,7 +470,8 @@ class ManagerState:
         now = self._now()
         moved = prev != next_state or failure is None and event not in ("Failure", "Resume")    # an abort moves it
         with self.tx() as db:
-            row = db.execute("SELECT info FROM sectors WHERE miner = ? AND number = ?", (miner, number)).fetchone()
+            row = db.execute(f"SELECT info FROM sectors WHERE miner = ? AND number = ?{self.sql.for_update}",
+                             (miner, number)).fetchone()
             if row is None:
                 raise KeyError((miner, number))
             info = json.loads(row[0])
@@ -444,15 +479,15 @@ class ManagerState:
                 return self.sector(miner, number), None       # nothing written
             entered = info.get("entered_at") or info.get("allocated_at")
             self._merge(db, miner, number, {**changes, **({"entered_at": now} if moved else {})})
-            cur = db.execute("INSERT INTO sector_history (miner, number, at, prev, next, event, worker, level, error) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (miner, number, now, prev, next_state, event, worker,
-                              failure and failure.get("Level"), failure and failure.get("Desc")))
+            row_id = db.execute("INSERT INTO sector_history (miner, number, at, prev, next, event, worker, level, error) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                                (miner, number, now, prev, next_state, event, worker,
+                                 failure and failure.get("Level"), failure and failure.get("Desc"))).fetchone()[0]
             db.execute("DELETE FROM sector_history WHERE miner = ? AND number = ? AND id <= (SELECT id FROM sector_history "
                        "WHERE miner = ? AND number = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                        (miner, number, miner, number, HISTORY_PER_SECTOR))
-            if cur.lastrowid % 1024 == 0:
-                db.execute("DELETE FROM sector_history WHERE id <= ?", (cur.lastrowid - HISTORY_MAX_ROWS,))
+            if row_id % 1024 == 0:
+                db.execute("DELETE FROM sector_history WHERE id <= ?", (row_id - HISTORY_MAX_ROWS,))
         return self.sector(miner, number), (now - entered if moved and entered else None)
 
     def history(self, miner: int, number: int) -> list[dict]:
@@ -483,10 +518,9 @@ class ManagerState:
         saw) to fresh nonces, re-pointing their sectors. Returns [(old nonce, new nonce)]."""
         moved = []
         with self.tx() as db:
-            db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) "
-                       "DO UPDATE SET next = MAX(next, excluded.next)", (miner, next_number))
-            db.execute("INSERT INTO nonces (miner, next) VALUES (?, ?) ON CONFLICT(miner) "
-                       "DO UPDATE SET next = MAX(next, excluded.next)", (miner, next_nonce))
+            for table, value in (("counters", next_number), ("nonces", next_nonce)):    # never down
+                db.execute(f"INSERT INTO {table} (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE SET next = "
+                           f"CASE WHEN excluded.next > {table}.next THEN excluded.next ELSE {table}.next END", (miner, value))
             stale = db.execute("SELECT nonce, kind, sectors FROM outbox WHERE miner = ? AND message IS NULL AND nonce < ? "
                                "ORDER BY nonce", (miner, next_nonce)).fetchall()
             for old, kind, sectors in stale:
@@ -508,12 +542,11 @@ class ManagerState:
         transaction, so concurrent calls cannot pass the limit together. Returns (the number, or
         None when the limit or the miner's range is reached; the owner's count before)."""
         with self.tx() as db:
+            last, made = self._next(db, "counters", miner)      # first: on a server, callers of a miner take turns
             held = db.execute("SELECT COUNT(*) FROM sectors WHERE owner = ? AND is_open = 1", (owner,)).fetchone()[0]
-            if held >= max_in_flight:
-                return None, held
-            row = db.execute("SELECT next FROM counters WHERE miner = ?", (miner,)).fetchone()
-            number = max(row[0] if row else 0, min_number)
-            if max_number is not None and number > max_number:
+            number = max(last, min_number)
+            if held >= max_in_flight or max_number is not None and number > max_number:
+                self._unmake(db, "counters", miner, made)
                 return None, held
             db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE SET next = excluded.next",
                        (miner, number + 1))
@@ -525,7 +558,7 @@ class ManagerState:
     def claim_sector(self, miner: int, number: int, owner: str) -> str:
         """The sector's owner: `owner` if it had none yet (allocated before owners were kept)."""
         with self.tx() as db:
-            row = db.execute("SELECT json_extract(info, '$.owner') FROM sectors WHERE miner = ? AND number = ?",
+            row = db.execute(f"SELECT owner FROM sectors WHERE miner = ? AND number = ?{self.sql.for_update}",
                              (miner, number)).fetchone()
             if row is None:
                 raise KeyError((miner, number))
@@ -535,15 +568,15 @@ class ManagerState:
             return row[0]
 
     def worker_owner(self, name: str) -> str | None:
-        row = self.db.one("SELECT json_extract(info, '$.Owner') FROM workers WHERE name = ?", (name,))
+        row = self.db.one(f"SELECT {self.sql.json_text('info', 'Owner')} FROM workers WHERE name = ?", (name,))
         return row[0] if row else None
 
-    @staticmethod
-    def _check_names(db, owner: str, max_names: int | None) -> None:
+    def _check_names(self, db, owner: str, max_names: int | None) -> None:
         """Raise TooManyNames when `owner` already holds `max_names` worker names (None: no bound)."""
         if max_names is None:
             return
-        held = db.execute("SELECT COUNT(*) FROM workers WHERE json_extract(info, '$.Owner') = ?", (owner,)).fetchone()[0]
+        held = db.execute(f"SELECT COUNT(*) FROM workers WHERE {self.sql.json_text('info', 'Owner')} = ?",
+                          (owner,)).fetchone()[0]
         if held >= max_names:
             raise TooManyNames(held)
 
@@ -553,7 +586,8 @@ class ManagerState:
         name's owner, which is not `owner` when the ping was refused."""
         with self.tx() as db:
             now = self._now()
-            row = db.execute("SELECT json_extract(info, '$.Owner') FROM workers WHERE name = ?", (name,)).fetchone()
+            row = db.execute(f"SELECT {self.sql.json_text('info', 'Owner')} FROM workers WHERE name = ?{self.sql.for_update}",
+                             (name,)).fetchone()
             if row is not None and row[0] is not None and row[0] != owner:
                 return row[0]
             if row is None or row[0] is None:
@@ -569,7 +603,7 @@ class ManagerState:
         it pings: its name is bound now, so no one else can ping under it with another address),
         unless `owner` holds `max_names` names already (TooManyNames)."""
         with self.tx() as db:
-            row = db.execute("SELECT info FROM workers WHERE name = ?", (name,)).fetchone()
+            row = db.execute(f"SELECT info FROM workers WHERE name = ?{self.sql.for_update}", (name,)).fetchone()
             info = json.loads(row[0]) if row else {"Name": name}
             if info.get("Owner"):
                 return info["Owner"]

@@ -1,0 +1,136 @@
+"""A throwaway PostgreSQL cluster for the tests that run the manager's store on PostgreSQL.
+
+`pg_server` (one per test process) runs initdb into a fresh directory and starts the server on
+loopback (a free TCP port, its socket in the same directory), waiting for it at most
+START_TIMEOUT_S; it is stopped when the process's tests end. `pg_dsn` gives each test an empty
+database of its own. Both skip, saying why, where PostgreSQL's server binaries or psycopg 3 are
+absent (Debian's `postgresql` package installs the binaries under /usr/lib/postgresql/N/bin).
+
+As root (CI's containers) the server runs as the `postgres` user Debian's package creates:
+PostgreSQL refuses to run as root. Its directory is then made under the system's temporary
+directory, which that user can reach (pytest's tmp_path sits in root's private directory)."""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+SUPERUSER = "damocles"
+
+
+def server_bin_dir() -> Path | None:
+    """The directory holding initdb and pg_ctl: PATH first, then Debian's versioned directories."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(found).resolve().parent
+    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if (Path(d) / "initdb").exists() and (Path(d) / "pg_ctl").exists():
+            return Path(d)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    bin_dir: Path
+    base: Path
+    port: int
+    user: str | None       # the OS user running the server (None: this one)
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+
+    def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.bin_dir / args[0]), *args[1:]], capture_output=True, text=True,
+                              timeout=timeout, user=self.user, cwd=self.base)
+
+    def start(self) -> None:
+        init = self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
+                         "--no-sync", timeout=120)
+        if init.returncode:
+            raise RuntimeError(f"initdb failed: {init.stderr[-2000:]}")
+        opts = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
+                f"-c max_connections=200 -c shared_buffers=32MB")
+        started = self._run("pg_ctl", "start", "-D", str(self.data), "-w", "-t", str(START_TIMEOUT_S),
+                            "-l", str(self.base / "server.log"), "-o", opts, timeout=START_TIMEOUT_S + 30)
+        if started.returncode:
+            log = (self.base / "server.log").read_text(errors="replace")[-2000:] if (self.base / "server.log").exists() else ""
+            raise RuntimeError(f"pg_ctl start failed: {started.stdout[-1000:]} {started.stderr[-1000:]}\n{log}")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w", "-t", str(STOP_TIMEOUT_S),
+                  timeout=STOP_TIMEOUT_S + 30)
+
+
+def start_cluster() -> Cluster:
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL's server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip('psycopg 3 is not installed: pip install -e ".[postgres]"')
+    user = None
+    base = Path(tempfile.mkdtemp(prefix="damocles-pg-"))
+    if os.geteuid() == 0:
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(base)
+            pytest.skip("running as root and there is no `postgres` user to run the server as")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        user = "postgres"
+    cluster = Cluster(bin_dir, base, _free_port(), user)
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.base, ignore_errors=True)
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def pg_dsn(pg_server):
+    """A DSN to an empty database of this test's own, dropped after it."""
+    import psycopg
+    name = f"t{os.getpid()}_{next(_names)}"
+    with psycopg.connect(pg_server.dsn(), autocommit=True, connect_timeout=10) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield pg_server.dsn(name)
+    with psycopg.connect(pg_server.dsn(), autocommit=True, connect_timeout=10) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
