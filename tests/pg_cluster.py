@@ -83,14 +83,21 @@ class Cluster:
                   timeout=STOP_TIMEOUT_S + 30)
 
 
+def _skip(why: str) -> None:
+    """Skip, unless the run requires PostgreSQL (CI sets DAMOCLES_REQUIRE_POSTGRES=1): then fail."""
+    if os.environ.get("DAMOCLES_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"PostgreSQL is required here (DAMOCLES_REQUIRE_POSTGRES=1): {why}")
+    pytest.skip(why)
+
+
 def start_cluster() -> Cluster:
     bin_dir = server_bin_dir()
     if bin_dir is None:
-        pytest.skip("PostgreSQL's server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+        _skip("PostgreSQL's server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip('psycopg 3 is not installed: pip install -e ".[postgres]"')
+        _skip('psycopg 3 is not installed: pip install -e ".[postgres]"')
     user = None
     base = Path(tempfile.mkdtemp(prefix="damocles-pg-"))
     if os.geteuid() == 0:
@@ -98,7 +105,7 @@ def start_cluster() -> Cluster:
             pw = pwd.getpwnam("postgres")
         except KeyError:
             shutil.rmtree(base)
-            pytest.skip("running as root and there is no `postgres` user to run the server as")
+            _skip("running as root and there is no `postgres` user to run the server as")
         os.chown(base, pw.pw_uid, pw.pw_gid)
         user = "postgres"
     cluster = Cluster(bin_dir, base, _free_port(), user)

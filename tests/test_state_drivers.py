@@ -13,7 +13,7 @@ import pytest
 from appliance.core.db import DatabaseError
 from appliance.manager.config import DBConfig
 from appliance.manager.identity import TooManyNames
-from appliance.manager.state import MANAGER_SCHEMA, ManagerState
+from appliance.manager.state import MANAGER_SCHEMA, SECTOR_COLUMNS, SECTOR_INDEXES, ManagerState
 from tests.pg_cluster import pg_dsn, pg_server  # noqa: F401  (fixtures)
 
 
@@ -225,6 +225,25 @@ def test_a_read_keeps_its_snapshot_while_another_manager_writes(state, store):
         other.close()
 
 
+def test_the_lifecycle_columns_follow_the_record(state):
+    """A termination asked, landed; a removal journalled, done: the generated columns the
+    terminator, the page and the start's resume read follow, with JSON null read as absent."""
+    n = state.allocate(1000, 5, 1, None)
+
+    def cols():
+        return state.one("SELECT terminate_pending, terminate_queued_at, removal_pending FROM sectors "
+                         "WHERE miner = ? AND number = ?", (1000, n))
+    assert cols() == (0, None, 0)
+    state.update(1000, n, terminate={"queued_at": 12.5, "msg": None, "terminated_at": None, "error": None})
+    assert cols() == (1, 12.5, 0)
+    state.update(1000, n, terminate={"queued_at": 12.5, "terminated_at": 300})
+    assert cols() == (0, 12.5, 0)
+    state.update(1000, n, removal={"paths": []})
+    assert cols() == (0, 12.5, 1)
+    state.update(1000, n, removed=True)
+    assert cols() == (0, 12.5, 0)
+
+
 # ------------------------------------------------------------------ PostgreSQL only
 
 def test_postgres_tables_are_the_sqlite_schemas(pg_dsn):
@@ -242,6 +261,13 @@ def test_postgres_tables_are_the_sqlite_schemas(pg_dsn):
     assert found.pop("damocles_schema") == ["id", "version"]
     assert found == MANAGER_SCHEMA.columns()
     assert version == MANAGER_SCHEMA.version
+    with psycopg.connect(pg_dsn) as conn:         # the generated columns and indexes are SQLite's too
+        generated = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'sectors' "
+            "AND is_generated = 'ALWAYS' ORDER BY ordinal_position")]
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'sectors'")}
+    assert generated == list(SECTOR_COLUMNS)
+    assert indexes >= set(SECTOR_INDEXES)
 
 
 def test_postgres_reopens_its_schema_and_refuses_a_newer_one(pg_dsn):

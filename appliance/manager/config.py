@@ -345,8 +345,8 @@ def _db(raw: dict, base: Path | None, warnings: list[str]) -> DBConfig:
     if driver == "badger":
         base_dir = _take(_table(raw.get("Badger", {}), "[Common.DB.Badger]"), "BaseDir", str, "[Common.DB.Badger]", "")
         if base_dir:
-            warnings.append(f"[Common.DB.Badger].BaseDir is ignored: the manager keeps its state in manager.db in its home "
-                            f"(Driver \"badger\" is taken as the embedded store, sqlite)")
+            warnings.append("[Common.DB.Badger].BaseDir is ignored: the manager keeps its state in manager.db in its home "
+                            "(Driver \"badger\" is taken as the embedded store, sqlite)")
         driver = "sqlite"
     if driver not in DB_DRIVERS:
         raise ConfigError(f"{where}.Driver: {raw['Driver']!r} is not supported: use \"sqlite\" (the default, manager.db "

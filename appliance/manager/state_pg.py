@@ -18,6 +18,13 @@ TABLES = [
         plan TEXT GENERATED ALWAYS AS (COALESCE(info::jsonb ->> 'plan', 'sealer')) STORED,
         abort_reason TEXT GENERATED ALWAYS AS (info::jsonb ->> 'abort_reason') STORED,
         failure_level TEXT GENERATED ALWAYS AS (info::jsonb -> 'failure' ->> 'Level') STORED,
+        terminate_pending INTEGER GENERATED ALWAYS AS (CASE WHEN (info::jsonb ->> 'terminate') IS NOT NULL
+            AND (info::jsonb -> 'terminate' ->> 'terminated_at') IS NULL
+            AND (info::jsonb -> 'terminate' ->> 'error') IS NULL THEN 1 ELSE 0 END) STORED,
+        terminate_queued_at DOUBLE PRECISION GENERATED ALWAYS AS
+            ((info::jsonb -> 'terminate' ->> 'queued_at')::double precision) STORED,
+        removal_pending INTEGER GENERATED ALWAYS AS (CASE WHEN (info::jsonb ->> 'removal') IS NOT NULL
+            AND (info::jsonb ->> 'removed') IS NULL THEN 1 ELSE 0 END) STORED,
         PRIMARY KEY (miner, number))""",
     "CREATE TABLE workers (name TEXT PRIMARY KEY, info TEXT NOT NULL, last_ping DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE nonces (miner BIGINT PRIMARY KEY, next BIGINT NOT NULL)",
@@ -61,6 +68,9 @@ INDEXES = [
     "CREATE INDEX sectors_worker ON sectors (worker, is_open)",
     "CREATE INDEX sectors_owner ON sectors (owner, is_open)",
     "CREATE INDEX sectors_failing ON sectors (is_open, failure_level)",
+    "CREATE INDEX sectors_terminating ON sectors (miner, number) WHERE terminate_pending = 1",
+    "CREATE INDEX sectors_terminations ON sectors (terminate_queued_at) WHERE terminate_queued_at IS NOT NULL",
+    "CREATE INDEX sectors_removing ON sectors (miner, number) WHERE removal_pending = 1",
 ]
 
 # The per-state counts (state.SECTOR_COUNTS on SQLite): one row per (open, state, plan).
