@@ -29,11 +29,11 @@ CONFIG = manager_toml(block_time="0s", miner={"PoSt": {"ChallengeConfidence": 2,
 class Farm:
     """A manager (not started: the test moves the clock and runs its passes) whose sectors are
     sealed on the devnet with the given expirations and persisted in persist-1."""
-    def __init__(self, tmp_path, expirations: dict[int, int]):
+    def __init__(self, tmp_path, expirations: dict[int, int], config: str = CONFIG):
         self.home = tmp_path / "manager"
         self.home.mkdir()
         Devnet(self.home / "devnet.db", ChainPolicy(block_time=0, min_sector_expiration=60), genesis_seed=SEED).close()
-        init_home(self.home, CONFIG)
+        init_home(self.home, config)
         self.svc = ManagerService(self.home, _in_process_chain=True)
         self.chain = self.svc.devnet
         self.chain.advance(20)
