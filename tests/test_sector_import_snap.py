@@ -5,7 +5,9 @@ cache in `update-cache/`, the old `sealed/` and `cache/` kept for one sector and
 lotus' finalize may) for another. The import records each in the store as upgraded, checks the
 update's p_aux against the chain's new sealed CID (an update-cache holding the sector key's p_aux is
 refused by name), the next WindowPoSt of their deadline proves the update replicas with no fault,
-and export-to-lotus writes `update/` and `update-cache/` back byte for byte."""
+export-to-lotus writes `update/` and `update-cache/` back byte for byte, and once terminated they
+are listed by `expired` and `--remove-expired` deletes their update and the sector key recorded
+with it (a sector key that is not the chain's is left out of the record, saying why)."""
 
 import base64
 import os
@@ -110,6 +112,9 @@ def test_snap_upgraded_sectors_imported_from_update_dirs_and_proven_by_the_next_
         update_comm_r = hash_nodes(list(read_p_aux(store / "update-cache" / f"s-t0{MINER}-{n}")))
         assert commr_to_cid(update_comm_r) == s.sealed_cid != s.sector_key_cid
     assert svc.state.sector(MINER, NORMAL)["persisted"] == LOTUS_ID and svc.state.sector(MINER, BAD_P_AUX) is None
+    # the sector key kept beside sector 2's update is its too (checked against the chain's sector key CID)
+    assert [f["SectorKey"] for f in r["Imported"]] == [False, True, False]
+    assert svc.state.sector(MINER, KEPT_KEY)["persisted"] == LOTUS_ID and "persisted" not in svc.state.sector(MINER, NO_KEY)
     # the poster proves the update replica of an upgraded sector, the sealed file of the CC one
     targets = {t.number: t for t in svc.poster.targets(MINER, [NORMAL, KEPT_KEY, NO_KEY])}
     assert targets[NORMAL].sealed == str(store / "sealed" / f"s-t0{MINER}-{NORMAL}") and not targets[NORMAL].upgraded
@@ -122,6 +127,17 @@ def test_snap_upgraded_sectors_imported_from_update_dirs_and_proven_by_the_next_
     rc, r, err = farm.run(capsys, "sealer", "sectors", "import", "--store", LOTUS_ID, "--numbers", str(BAD_P_AUX))
     assert rc == 0 and names(r["Imported"]) == [bad], (r, err)
     assert svc.state.sector(MINER, BAD_P_AUX)["upgraded"] == LOTUS_ID
+    # a sector key that is not the chain's is left out of the record, and the operator is told why
+    shutil.copyfile(farm.rs[NORMAL].sector_dir / "cache" / "p_aux", store / "cache" / bad / "p_aux")
+    rc, out, err = farm.run(capsys, "sealer", "sectors", "import", "--store", LOTUS_ID, "--numbers", f"{BAD_P_AUX},{KEPT_KEY}",
+                            "--override", json_out=False)
+    key_cid = on_chain.sector_key_cid
+    assert rc == 0 and out.splitlines()[1:3] == [
+        f"  s-t0{MINER}-{KEPT_KEY}: imported (snap-upgraded: update/ and its sector key in sealed/)",
+        f"  {bad}: imported (snap-upgraded: update/; sector key not taken: CommR from cache/{bad}/p_aux "
+        f"({cid_to_commitment(chain.sector(MINER, NORMAL).sealed_cid)[1].hex()}) is not the on-chain sector key CID's "
+        f"({cid_to_commitment(key_cid)[1].hex()}, {key_cid}))"], (out, err)
+    assert "persisted" not in svc.state.sector(MINER, BAD_P_AUX) and svc.state.sector(MINER, KEPT_KEY)["persisted"] == LOTUS_ID
 
     # the next WindowPoSt of every deadline proves them all (the update replicas), with no fault
     run_to(svc, chain.head() + 2880 + 60)
@@ -152,3 +168,28 @@ def test_export_to_lotus_writes_an_upgraded_sector_to_update_dirs_byte_for_byte(
     name = f"s-t0{MINER}-{NORMAL}"
     assert (dest / "sealed" / name).read_bytes() == (farm.rs[NORMAL].sector_dir / "sealed").read_bytes()
     assert not (dest / "update" / name).exists()
+
+
+def test_imported_upgraded_sectors_listed_as_expired_once_terminated_and_all_their_files_removed(farm, capsys):
+    svc, store, chain = farm.svc, farm.store, farm.svc.devnet
+    rc, r, err = farm.run(capsys, "sealer", "sectors", "import", "--store", LOTUS_ID)
+    assert rc == 0 and len(r["Imported"]) == 4, err
+    for n in (KEPT_KEY, NO_KEY):
+        svc.terminator.submit({"Miner": MINER, "Number": n})
+    deadline = chain.head() + 2 * 2880            # the actor refuses immutable deadlines: the terminator waits
+    while not all((svc.state.sector(MINER, n).get("terminate") or {}).get("terminated_at") for n in (KEPT_KEY, NO_KEY)):
+        assert chain.head() < deadline, [svc.state.sector(MINER, n).get("terminate") for n in (KEPT_KEY, NO_KEY)]
+        svc.terminator.tick()
+        chain.advance(1)
+    chain.advance(20)                             # past WinningPoSt's lookback after the termination
+    rc, r, err = farm.run(capsys, "sealer", "sectors", "expired", "--miner", str(MINER))
+    assert rc == 0 and [s["ID"] for s in r["Sectors"]] == [KEPT_KEY, NO_KEY], (r, err)
+    rc, r, err = farm.run(capsys, "sealer", "sectors", "expired", "--miner", str(MINER), "--remove-expired",
+                          "--confirm-remove-count", "2")
+    assert rc == 0 and r["Failed"] == [], (r, err)
+
+    def present(n):
+        name = f"s-t0{MINER}-{n}"
+        return [d for d in ("sealed", "cache", "update", "update-cache") if (store / d / name).exists()]
+    assert present(KEPT_KEY) == present(NO_KEY) == []      # the update and, for 2, its sector key
+    assert present(NORMAL) == ["sealed", "cache"] and present(BAD_P_AUX) == ["sealed", "cache", "update", "update-cache"]
