@@ -154,6 +154,14 @@ def test_snap_upgraded_sectors_imported_from_update_dirs_and_proven_by_the_next_
 def test_export_to_lotus_writes_an_upgraded_sector_to_update_dirs_byte_for_byte(farm, tmp_path, capsys):
     rc, r, err = farm.run(capsys, "sealer", "sectors", "import", "--store", LOTUS_ID)
     assert rc == 0 and len(r["Imported"]) == 4, err
+    # sector 3's update moved to persist-1 by hand: `storage attach` points its upgraded record there
+    other, name = farm.home / "persist-1", f"s-t0{MINER}-{NO_KEY}"
+    for d in ("update", "update-cache"):
+        (other / d).mkdir(exist_ok=True)
+        shutil.move(farm.store / d / name, other / d / name)
+    rc, out, err = farm.run(capsys, "storage", "attach", str(other), "--verbose", json_out=False)
+    assert rc == 0 and f"  {name}: indexed in this store (snap-upgraded: update/)" in out.splitlines(), (out, err)
+    assert farm.svc.state.sector(MINER, NO_KEY)["upgraded"] == "persist-1"
     dest = tmp_path / "lotus-dest"
     rc, r, err = farm.run(capsys, "sealer", "sectors", "export-to-lotus", "--miner", str(MINER), "files", "--dest-path",
                           str(dest), "--reserve")
