@@ -33,11 +33,21 @@ def _split_numbers(values) -> list[int] | None:
 def _import_lines(r: dict, verb: str) -> list[str]:
     lines = [f"store {r['Store']} ({r['Path']}):"]
     for key, word in (("Imported", verb), ("Reindexed", "indexed in this store"), ("Unchanged", "already there")):
-        lines += [f"  {f['Sector']}: {word}" for f in r[key]]
+        lines += [f"  {f['Sector']}: {word}{_upgrade_note(f)}" for f in r[key]]
     lines += [f"  {f['Sector']}: refused: {f['Reason']}" for f in r["Refused"]]
     lines.append(f"{len(r['Imported'])} imported, {len(r['Reindexed'])} indexed, {len(r['Unchanged'])} unchanged, "
                  f"{len(r['Refused'])} refused")
     return lines
+
+
+def _upgrade_note(f: dict) -> str:
+    """What was taken of a snap-upgraded sector: its update, and its sector key when beside it."""
+    if f.get("Kind") != "upgrade":
+        return ""
+    if f.get("SectorKey"):
+        return " (snap-upgraded: update/ and its sector key in sealed/)"
+    why = f.get("SectorKeyReason")
+    return " (snap-upgraded: update/" + (f"; sector key not taken: {why})" if why else ")")
 
 
 def cmd_sectors_import(args) -> int:

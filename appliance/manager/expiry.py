@@ -169,8 +169,8 @@ class Expiry:
             for rec in self.state.sectors(miner):
                 if rec.get("removed") and not show_removed:
                     continue
-                if not rec.get("persisted") and not rec.get("removed"):
-                    continue       # never proven by this manager: nothing of it to remove
+                if not rec.get("persisted") and not rec.get("upgraded") and not rec.get("removed"):
+                    continue       # no files in a persist store (an imported upgraded sector may have update/ only)
                 if rec["number"] not in active and self._ended(miner, rec["number"], expired_epoch):
                     rows.append({"ID": rec["number"], "Removed": bool(rec.get("removed")),
                                  "Removing": bool(rec.get("removal")) and not rec.get("removed")})

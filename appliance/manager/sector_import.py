@@ -96,7 +96,7 @@ class SectorImporter:
             if done and rec.get(key) == store.name:
                 return "Unchanged"
             if done and reindex:
-                self.state.update(miner, number, **{key: store.name})
+                self.state.update(miner, number, **{key: store.name}, **({"persisted": store.name} if found.sector_key else {}))
                 return "Reindexed"
             found.reason = (f"already in the manager's state (state {rec.get('state')}"
                             f"{', aborted' if rec.get('abort_reason') else ''}); --override replaces its record")
@@ -109,6 +109,11 @@ class SectorImporter:
         now = self._now()
         info = {"allocated_at": now, "entered_at": now, "state": "Finished", "finalized": True, "imported": True,
                 "imported_from": store.name, key: store.name}
+        if found.sector_key:              # its sector key beside the update: removed with it, used to rebuild or unseal
+            info["persisted"] = store.name
+        elif found.sector_key_reason:
+            log.warning("sector %s: the sector key in store %s is not recorded: %s", found.name, store.name,
+                        found.sector_key_reason, extra={"sector": found.name})
         if not s.sector_key_cid:          # a snap-upgraded sector's CC commitments are its sector key's (not kept here)
             info["pre"] = {"CommR": cid_to_commitment(s.sealed_cid)[1].hex(), "CommD": cid_to_commitment(s.unsealed_cid)[1].hex()}
         info.update(NOT_SENT_HERE)

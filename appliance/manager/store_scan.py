@@ -9,7 +9,10 @@ proving. `<name>` is `s-t0<miner>-<number>`.
 A sector is good when the chain has it active, its replica file has the sector size, its cache
 holds every file WindowPoSt reads, and the CommR its p_aux gives (Poseidon(comm_c, comm_r_last))
 is the chain's sealed CID, with tree_r_last's root and t_aux agreeing (the poster's pre-check,
-proofs.post.check_sector). Anything else is refused with the reason."""
+proofs.post.check_sector). Anything else is refused with the reason. A snap-upgraded sector is
+checked from update/ and update-cache/ against the chain's (new) sealed CID; a sector key kept
+beside it in sealed/ and cache/ is checked the same way against the chain's sector key CID and
+taken only when it passes (Found.sector_key, or sector_key_reason saying why not)."""
 
 from __future__ import annotations
 
@@ -40,9 +43,12 @@ class Found:
     number: int | None = None
     kind: str = "normal"            # "upgrade": a snap-upgraded replica (update/, update-cache/)
     reason: str | None = None       # None: good
+    sector_key: bool = False        # an upgraded sector's sector key is in sealed/ and cache/ too, and checked
+    sector_key_reason: str | None = None    # why the sealed/ and cache/ beside an update are not taken
 
     def to_json(self) -> dict:
-        return {"Sector": self.name, "Miner": self.miner, "Number": self.number, "Kind": self.kind, "Reason": self.reason}
+        return {"Sector": self.name, "Miner": self.miner, "Number": self.number, "Kind": self.kind, "Reason": self.reason,
+                "SectorKey": self.sector_key, "SectorKeyReason": self.sector_key_reason}
 
 
 def names_in(root: Path, pattern: str = "*") -> list[str]:
@@ -85,35 +91,44 @@ def check_store_sector(chain, root: Path, name: str) -> Found:
     except (KeyError, ValueError):
         found.reason = f"the chain's seal proof type {on_chain.seal_proof} is not one this manager knows"
         return found
+    label = "snap-upgraded replica" if found.kind == "upgrade" else "sealed file"
+    missing = (" (the chain has the sector snap-upgraded: WindowPoSt proves its update/ replica)"
+               if found.kind == "upgrade" else "")
+    found.reason = _replica_reason(root, name, sealed_dir, cache_dir, proof, number, on_chain.sealed_cid,
+                                   label, "sealed CID", missing)
+    if found.reason is None and found.kind == "upgrade" and ((root / "sealed" / name).exists() or (root / "cache" / name).exists()):
+        # the sector key (the CC replica the update was encoded into) kept beside it: taken only when
+        # it is the chain's sector key, so that the record never names files that are not this sector's
+        found.sector_key_reason = _replica_reason(root, name, "sealed", "cache", proof, number, on_chain.sector_key_cid,
+                                                  "sector key", "sector key CID", "")
+        found.sector_key = found.sector_key_reason is None
+    return found
+
+
+def _replica_reason(root: Path, name: str, sealed_dir: str, cache_dir: str, proof, number: int, cid: str, label: str,
+                    cid_label: str, missing_note: str) -> str | None:
+    """Why the replica `sealed_dir/name` and its cache `cache_dir/name/` are not the sector whose
+    CommR is `cid` (None: they are)."""
     sealed, cache = root / sealed_dir / name, root / cache_dir / name
-    what = "snap-upgraded replica" if found.kind == "upgrade" else "sealed file"
     if not sealed.is_file():
-        found.reason = (f"{sealed_dir}/{name} is missing" +
-                        (" (the chain has the sector snap-upgraded: WindowPoSt proves its update/ replica)"
-                         if found.kind == "upgrade" else ""))
-        return found
+        return f"{sealed_dir}/{name} is missing{missing_note}"
     size = sealed.stat().st_size
     if size != proof.size.bytes:
-        found.reason = f"{what} {sealed_dir}/{name} has {size} bytes, the sector size is {proof.size.bytes}"
-        return found
+        return f"{label} {sealed_dir}/{name} has {size} bytes, the sector size is {proof.size.bytes}"
     if not cache.is_dir():
-        found.reason = f"{cache_dir}/{name}/ is missing"
-        return found
+        return f"{cache_dir}/{name}/ is missing"
     count = shape_of(proof).tree_count
     needed = ["p_aux", "t_aux"] + [tree_r_last_path(cache, i, count).name for i in range(count)]
-    missing = [f for f in needed if not (cache / f).is_file()]
-    if missing:
-        found.reason = f"{cache_dir}/{name}/ lacks {', '.join(missing)} (WindowPoSt reads them)"
-        return found
-    comm_r = cid_to_commitment(on_chain.sealed_cid)[1]
+    absent = [f for f in needed if not (cache / f).is_file()]
+    if absent:
+        return f"{cache_dir}/{name}/ lacks {', '.join(absent)} (WindowPoSt reads them)"
+    comm_r = cid_to_commitment(cid)[1]
     try:
         comm_c, comm_r_last = read_p_aux(cache)
         from_files = hash_nodes([comm_c, comm_r_last])
         if from_files != comm_r:
-            found.reason = (f"CommR from {cache_dir}/{name}/p_aux ({from_files.hex()}) is not the on-chain sealed CID's "
-                            f"({comm_r.hex()}, {on_chain.sealed_cid})")
-            return found
+            return f"CommR from {cache_dir}/{name}/p_aux ({from_files.hex()}) is not the on-chain {cid_label}'s ({comm_r.hex()}, {cid})"
         check_sector(proof, PrivateSector(number, comm_r, cache, sealed))
     except ProofError as exc:
-        found.reason = f"{cache_dir}/{name}: {exc}"
-    return found
+        return f"{cache_dir}/{name}: {exc}"
+    return None
