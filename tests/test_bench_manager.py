@@ -144,3 +144,37 @@ def test_bench_fill_is_read_by_the_manager_and_allocation_continues(tmp_path):
         assert answer["State"] == 1       # pending: its message is not on this chain
     finally:
         svc.close()
+
+
+def test_a_measurement_past_its_limit_is_reported_and_the_bench_goes_on(tmp_path, monkeypatch):
+    import socket
+    import threading
+    import time
+    from appliance.manager.commitment import Committer
+    # RPC: a server that takes the connection and never answers
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    try:
+        t = time.monotonic()
+        r = bench.worker_flow(silent.getsockname(), "token", 5, 0.5)
+        assert time.monotonic() - t < 10
+        assert r["rounds"] == 0 and "timed out" in r["error"] and r["AllocateSector"]["calls"] == 0
+    finally:
+        silent.close()
+    # in process: a commitment pass that does not end in time; the PoSt pass after it is not run
+    bench.fill(tmp_path / "m", 100, 1)
+    release = threading.Event()
+    monkeypatch.setattr(Committer, "tick", lambda self: release.wait(30))
+    try:
+        t = time.monotonic()
+        out = bench.in_process(tmp_path / "m", 3, 0.5)
+        assert time.monotonic() - t < 10
+    finally:
+        release.set()
+    assert out["committer"]["error"] == "a pass took more than 0.5 s" and out["committer"]["cpu_ms"] is None
+    assert out["poster"]["error"] == "not measured: the pass before it overran the time limit"
+    assert "!" in "\n".join(bench.report_lines({"limit_seconds": 0.5, "p99_ratio": {m: None for m in METHODS}, "homes": {
+        k: {"filled": {"sectors": 100, "miners": 1, "finished": 97, "in_flight": 2, "failing": 1, "workers": 8,
+                       "history_rows": 1}, "fill_seconds": 0.1, "rpc": r, "overview": {"error": "x"},
+            "metrics": {"error": "x"}, **out} for k in ("small", "n")}}))

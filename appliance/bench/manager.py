@@ -15,15 +15,16 @@ measurement has a time limit: one that passes it is reported as such and the ben
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 import dataclasses
 import hashlib
 import http.client
 import json
 import logging
+import queue
 import random
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -357,28 +358,47 @@ def _peak_rss(pid: int) -> int | None:
     return None
 
 
+class _Overran(Exception):
+    """A pass still running at the time limit: the home is left to it, nothing more is measured there."""
+
+
+def _bounded(fn, limit: float):
+    """fn() in a daemon thread, its result within `limit` seconds, else _Overran (a daemon thread:
+    a pass that never ends cannot hold the bench's exit)."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:      # noqa: BLE001 - handed to the caller below
+            box["error"] = exc
+    t = threading.Thread(target=target, name="bench-pass", daemon=True)
+    t.start()
+    t.join(limit)
+    if t.is_alive():
+        raise _Overran(f"a pass took more than {limit:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
 def _cpu_passes(fn, passes: int, limit: float) -> dict:
-    """CPU of `passes` calls of fn (the first apart: it does what the others find done), in a
-    thread bounded by `limit` seconds each: process CPU (this process: the pass, its helper
-    threads and the embedded devnet's API answering it) and the calling thread's own CPU."""
+    """CPU of `passes` calls of fn (the first apart: it does what the others find done), each
+    bounded by `limit` seconds: process CPU (this process: the pass, its helper threads and the
+    embedded devnet's API answering it) and the passing thread's own CPU. Raises _Overran."""
     def one():
         t_thread, t_proc, t_wall = time.thread_time(), time.process_time(), time.perf_counter()
         fn()
         return (time.process_time() - t_proc, time.thread_time() - t_thread, time.perf_counter() - t_wall)
     runs, error = [], None
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-pass")
-    try:
-        for _ in range(passes):
-            try:
-                runs.append(pool.submit(one).result(timeout=limit))
-            except concurrent.futures.TimeoutError:
-                error = f"a pass took more than {limit:g} s"
-                break
-            except Exception as exc:       # noqa: BLE001 - a failing pass is reported with the figures
-                error = f"{type(exc).__name__}: {exc}"
-                break
-    finally:
-        pool.shutdown(wait=error is None or "took more" not in error, cancel_futures=True)
+    for _ in range(passes):
+        try:
+            runs.append(_bounded(one, limit))
+        except _Overran:
+            raise
+        except Exception as exc:       # noqa: BLE001 - a failing pass is reported with the figures
+            error = f"{type(exc).__name__}: {exc}"
+            break
     ms = lambda xs: round(statistics.median(xs) * 1000, 2) if xs else None      # noqa: E731
     rest = runs[1:] or runs
     return {"passes": len(runs), "first_cpu_ms": ms([r[0] for r in runs[:1]]),
@@ -386,29 +406,55 @@ def _cpu_passes(fn, passes: int, limit: float) -> dict:
             "wall_ms": ms([r[2] for r in rest]), "error": error}
 
 
+def _not_measured(why: str) -> dict:
+    return {"passes": 0, "first_cpu_ms": None, "cpu_ms": None, "thread_cpu_ms": None, "wall_ms": None, "error": why}
+
+
 def in_process(home: Path, passes: int, limit: float) -> dict:
     """A commitment pass and a PoSt pass (WindowPoSt on) on the stopped home, in this process.
     The manager's log is held to errors meanwhile: the first PoSt pass declares every sector of
-    a deadline faulty (the home has no sealed files), one warning each."""
+    a deadline faulty (the home has no sealed files), one warning each. A pass that overruns
+    the limit keeps the home: what follows it is reported as not measured."""
     from ..manager.poster import Poster
     from ..manager.service import ManagerService
     quiet = logging.getLogger("damocles")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
-    svc = ManagerService(home)
+    out, overran = {}, False
     try:
-        out = {"committer": _cpu_passes(svc.committer.tick, passes, limit)}
+        svc = ManagerService(home)
         cfg = dataclasses.replace(svc.config, miners=[dataclasses.replace(m, post=dataclasses.replace(m.post, enabled=True))
                                                        for m in svc.config.miners])
         poster = Poster(cfg, svc.state, svc.chain, svc.jobs, svc.committer, svc.sealer)
         try:
-            out["poster"] = _cpu_passes(poster.tick, passes, limit)
+            for key, fn in (("committer", svc.committer.tick), ("poster", poster.tick)):
+                if overran:
+                    out[key] = _not_measured("not measured: the pass before it overran the time limit")
+                    continue
+                try:
+                    out[key] = _cpu_passes(fn, passes, limit)
+                except _Overran as exc:
+                    out[key], overran = _not_measured(str(exc)), True
         finally:
-            poster.close()
-        return out
+            if not overran:         # an overrunning pass still uses the home: it is left open
+                poster.close()
+                svc.close()
     finally:
-        svc.close()
         quiet.setLevel(level)
+    return out
+
+
+def _address(child, q, home: Path, limit: float) -> tuple[str, int]:
+    """The manager child's address once it listens; RuntimeError when it exits or stays silent."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            return q.get(timeout=1)
+        except queue.Empty:
+            if not child.is_alive():
+                raise RuntimeError(f"the manager of {home} exited with status {child.exitcode} before it listened") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the manager of {home} did not listen within {limit:g} s") from None
 
 
 def measure(home: Path, rounds: int, requests: int, passes: int, limit: float) -> dict:
@@ -424,7 +470,7 @@ def measure(home: Path, rounds: int, requests: int, passes: int, limit: float) -
     child.start()
     out: dict = {}
     try:
-        addr = q.get(timeout=limit)
+        addr = _address(child, q, home, limit)
         out["start_seconds"] = round(time.perf_counter() - t, 2)
         base = f"http://{addr[0]}:{addr[1]}"
         out["rpc"] = worker_flow(addr, worker, rounds, limit)
