@@ -340,10 +340,10 @@ def worker_flow(addr, token: str, rounds: int, limit: float) -> dict:
     return out
 
 
-def _page(url: str, token: str, count: int) -> dict:
+def _page(url: str, token: str, count: int, limit: float) -> dict:
     try:
-        return _time(url, token, count)
-    except OSError as exc:          # urllib's timeout (60 s a request) and refused connections
+        return _time(url, token, count, timeout=limit)
+    except OSError as exc:          # a request past the limit (urllib's timeout) and refused connections
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -474,9 +474,9 @@ def measure(home: Path, rounds: int, requests: int, passes: int, limit: float) -
         out["start_seconds"] = round(time.perf_counter() - t, 2)
         base = f"http://{addr[0]}:{addr[1]}"
         out["rpc"] = worker_flow(addr, worker, rounds, limit)
-        _page(base + "/ui/api/overview", reader, 1)                   # warm: the first view reads the chain
-        out["overview"] = _page(base + "/ui/api/overview", reader, requests)
-        out["metrics"] = _page(base + "/metrics", reader, requests)
+        _page(base + "/ui/api/overview", reader, 1, limit)                   # warm: the first view reads the chain
+        out["overview"] = _page(base + "/ui/api/overview", reader, requests, limit)
+        out["metrics"] = _page(base + "/metrics", reader, requests, limit)
         out["peak_rss_bytes"] = _peak_rss(child.pid)
     finally:
         stop.set()
