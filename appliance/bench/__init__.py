@@ -44,3 +44,5 @@ def add_parsers(bench: argparse._SubParsersAction) -> None:
     add_chain(bench)
     from .ui import add_parser as add_ui
     add_ui(bench)
+    from .manager import add_parser as add_manager
+    add_manager(bench)

@@ -103,12 +103,12 @@ def fill(home: Path, n: int, seed: int = 1) -> dict:
     return {"sectors": n, "finished": len(finished), "in_flight": live, "failing": failing, "workers": 8}
 
 
-def _time(url: str, token: str, count: int, headers: dict | None = None) -> dict:
+def _time(url: str, token: str, count: int, headers: dict | None = None, timeout: float = 60) -> dict:
     times, size = [], 0
     for _ in range(count):
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}", **(headers or {})})
         t0 = time.perf_counter()
-        with urllib.request.urlopen(req, timeout=60) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             size = len(r.read())
         times.append((time.perf_counter() - t0) * 1000)
     times.sort()

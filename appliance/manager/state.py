@@ -643,3 +643,28 @@ class ManagerState:
             if self.last_pings is not None:
                 self.last_pings.pop(name, None)
         return bool(gone)
+
+    # ------------------------------------------------------------- bulk (bench)
+
+    def bulk_add_sectors(self, rows) -> int:
+        """Insert many sector records in one transaction (`damocles bench manager` fills a home
+        with a million this way): `rows` yields (miner, number, proof, info dict, updated), each
+        stored as `allocate` and later changes would have stored it. Each miner's counter moves
+        above its highest number (never down), so allocation continues after them. Returns the
+        number of records inserted; a number already present fails the whole call (IntegrityError)."""
+        top: dict[int, int] = {}
+        count = 0
+
+        def records():
+            nonlocal count
+            for miner, number, proof, info, updated in rows:
+                if number >= top.get(miner, -1):
+                    top[miner] = number
+                count += 1
+                yield miner, number, proof, json.dumps(info), updated
+
+        with self.tx() as db:
+            db.executemany("INSERT INTO sectors (miner, number, proof, info, updated) VALUES (?, ?, ?, ?, ?)", records())
+            db.executemany("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) "
+                           "DO UPDATE SET next = MAX(next, excluded.next)", [(m, n + 1) for m, n in top.items()])
+        return count
