@@ -53,7 +53,7 @@ Enabled = false
 [Miners.Proof]
 Enabled = false
 """ for i in range(miners))
-    return f"""
+    return """
 [RPC]
 Listen = "127.0.0.1:0"
 [Chain]

@@ -666,5 +666,6 @@ class ManagerState:
         with self.tx() as db:
             db.executemany("INSERT INTO sectors (miner, number, proof, info, updated) VALUES (?, ?, ?, ?, ?)", records())
             db.executemany("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) "
-                           "DO UPDATE SET next = MAX(next, excluded.next)", [(m, n + 1) for m, n in top.items()])
+                           "DO UPDATE SET next = CASE WHEN excluded.next > counters.next THEN excluded.next ELSE counters.next END",
+                           [(m, n + 1) for m, n in top.items()])
         return count
