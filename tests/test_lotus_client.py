@@ -595,3 +595,22 @@ def test_devnet_serve_refuses_a_bad_miner_spec(tmp_path, capsys):
     assert "--miner '1000': expected ACTOR:SEALPROOF" in capsys.readouterr().err
     assert main(["devnet", "serve", "--home", str(tmp_path / "d"), "--listen", "nowhere"]) == 2
     assert "--listen 'nowhere': expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_deadlines_sectors_are_read_in_one_call(node):
+    """sectors_info (the poster's targets): one StateMinerSectors with the sectors' bitfield, the
+    same answers as the devnet's own; a number the chain lacks is absent."""
+    from appliance.chain.types import SectorOnChain
+    from appliance.proofs.cid import commd_to_cid, commr_to_cid
+    devnet = node.devnet
+    with devnet._tx():
+        devnet._catch_up()
+        for n in (1, 2, 5, 9):
+            devnet.put_sector(SectorOnChain(1000, n, 5, commr_to_cid(bytes(31) + bytes([n])), commd_to_cid(bytes(32)), 10, 900_000))
+    chain, calls = _chain(node, RecordingClient), node.rpc.calls
+    before = calls["Filecoin.StateMinerSectors"]
+    got = chain.sectors_info(1000, [5, 1, 7, 9])
+    assert calls["Filecoin.StateMinerSectors"] - before == 1
+    assert got == devnet.sectors_info(1000, [1, 5, 7, 9]) == {n: devnet.sector(1000, n) for n in (1, 5, 9)}
+    assert chain.client.sent["StateMinerSectors"][1] == [1, 1, 3, 1, 1, 1, 1, 1]     # RLE+ runs of {1, 5, 7, 9}
+    assert chain.sectors_info(1000, []) == {}

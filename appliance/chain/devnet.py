@@ -598,6 +598,11 @@ class Devnet(DevnetMoney, Chain):
             self._catch_up()
             return self.get_sector(miner, number)
 
+    def sectors_info(self, miner: int, numbers) -> dict[int, SectorOnChain]:
+        with self._tx():
+            self._catch_up()
+            return {n: s for n in sorted(set(numbers)) if (s := self.get_sector(miner, n)) is not None}
+
     # ------------------------------------------------------------------------- market
 
     def publish_deal(self, miner: int, piece_cid: str, piece_size: int, start_epoch: int, end_epoch: int,

@@ -286,8 +286,10 @@ class DevnetAPI:
 
     def sectors(self, miner: int, numbers) -> list[dict]:
         self.devnet.miner_info(miner)
-        wanted = None if numbers is None else set(shapes.numbers(numbers, "sectors"))
-        return [shapes.sector_json(s) for s in self.devnet.sectors(miner) if wanted is None or s.number in wanted]
+        if numbers is None:
+            return [shapes.sector_json(s) for s in self.devnet.sectors(miner)]
+        found = self.devnet.sectors_info(miner, shapes.numbers(numbers, "sectors"))     # those asked, not every sector
+        return [shapes.sector_json(found[n]) for n in sorted(found)]
 
     def active_sectors(self, miner: int) -> list[dict]:
         return [shapes.sector_json(s) for s in self.devnet.active_sectors(miner)]

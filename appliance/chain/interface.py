@@ -90,6 +90,17 @@ class Chain(ABC):
     def sector(self, miner: int, number: int) -> SectorOnChain | None:
         ...
 
+    def sectors_info(self, miner: int, numbers) -> dict[int, SectorOnChain]:
+        """The on-chain info of these sectors, by number (a sector the chain lacks is absent), in
+        one read where the chain allows it (Lotus: StateMinerSectors with a bitfield): the poster
+        asks for a whole deadline's sectors at once."""
+        out = {}
+        for n in numbers:
+            s = self.sector(miner, n)
+            if s is not None:
+                out[n] = s
+        return out
+
     # ------------------------------------------------- a sector's end (expiry, extension, termination)
     # Deadline partitions (PartitionInfo.terminated) say which sectors ended; the receipt of a
     # TerminateSectors carries its Return ({"Done": true} once nothing is left queued).

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..chain.bitfield import json_from_numbers
 from ..chain.external_proofs import precheck
-from ..chain.types import DeadlineInfo, MessageNotFound, deadline_info
+from ..chain.types import ChainError, DeadlineInfo, MessageNotFound, deadline_info
 from ..core.extproc import ProcessorError, post_task
 from ..core.proof_types import seal_proof
 from ..core.sector import SectorID
@@ -150,9 +150,13 @@ class Poster:
                     self._advance_round(Round(m, d, g // per_message, parts[g:g + per_message]))
 
     def targets(self, miner: int, numbers) -> list[Target]:
+        numbers = list(numbers)
+        infos = self.chain.sectors_info(miner, numbers)      # one chain read for the deadline's sectors
         out = []
         for n in numbers:
-            s = self.chain.sector(miner, n)
+            s = infos.get(n)
+            if s is None:
+                raise ChainError(f"sector {n} of f0{miner} is in a partition but the chain has no info for it")
             sid = {"Miner": miner, "Number": n}
             where = self.sealer.sector_indexer_find("upgrade", sid)      # a snap-upgraded sector proves its new replica
             upgraded = where["Found"]

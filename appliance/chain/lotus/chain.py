@@ -212,6 +212,13 @@ class LotusChain(Chain):
         s = self._state("StateSectorGetInfo", self._addr(miner), number)
         return None if s is None else shapes.sector(miner, s)
 
+    def sectors_info(self, miner: int, numbers) -> dict[int, SectorOnChain]:
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        rows = self._state("StateMinerSectors", self._addr(miner), shapes.runs(wanted)) or []
+        return {s.number: s for s in (shapes.sector(miner, r, "StateMinerSectors[]") for r in rows) if s.number in wanted}
+
     def sectors(self, miner: int) -> list[SectorOnChain]:
         rows = self._state("StateMinerSectors", self._addr(miner), None) or []
         return sorted((shapes.sector(miner, s, "StateMinerSectors[]") for s in rows), key=lambda s: s.number)
