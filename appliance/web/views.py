@@ -222,11 +222,12 @@ class WebViews:
     def expiring(self, days: int = 30) -> dict:
         """Per miner: sectors expiring within `days`, by deadline (Expiry reads the chain once per head)."""
         out = {}
-        for m in self.config.miners if self.expiry is not None else ():
-            try:
-                out[str(m.actor)] = self.expiry.expiring_by_deadline(m.actor, days)
-            except Exception as exc:      # noqa: BLE001 - shown, not raised (a chain that cannot tell)
-                out[str(m.actor)] = {"Error": str(exc)}
+        with self.chain.pinned_head():        # one head for every miner, not a ChainHead call each
+            for m in self.config.miners if self.expiry is not None else ():
+                try:
+                    out[str(m.actor)] = self.expiry.expiring_by_deadline(m.actor, days)
+                except Exception as exc:      # noqa: BLE001 - shown, not raised (a chain that cannot tell)
+                    out[str(m.actor)] = {"Error": str(exc)}
         return out
 
     def overview(self) -> dict:
