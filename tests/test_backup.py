@@ -91,6 +91,11 @@ def test_backup_under_load_restores_on_another_home_and_carries_on(tmp_path):
     assert on_chain <= known                     # no sector of the restored chain is unknown to its manager
 
     (other / "persist-1").mkdir()               # stores are the operator's, not in the archive
+    # the proofs the archive holds unsent (as many as were in flight at that moment) are batched
+    # with the new sectors' (Threshold 4): a remainder must not wait the 60 s MaxWait
+    cfg = other / "manager.toml"
+    assert 'MaxWait = "60s"' in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace('MaxWait = "60s"', 'MaxWait = "1s"'))
     m2 = ManagerProc(other)                      # starts: its state is not behind its chain
     try:
         done = drive_sectors(m2, 4, tmp_path / "work-after")

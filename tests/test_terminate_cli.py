@@ -86,6 +86,9 @@ def test_terminate_query_remove_finalize_resend_through_the_cli(svc, capsys):
     info = wait_for("TerminatedAt", lambda: (i := json.loads(run(svc, capsys, "terminate", "query", "1000", "1", "--json")[1]))
                     ["TerminatedAt"] and i)
     assert info["TerminateCid"] == {"/": msg} and info["AddedHeight"] >= 0
+    # the loop marks the batch's sectors one after another: wait for sector 2's mark too
+    wait_for("TerminatedAt of 2", lambda: json.loads(run(svc, capsys, "terminate", "query", "1000", "2", "--json")[1])
+             ["TerminatedAt"])
     rc, out, _ = run(svc, capsys, "terminate", "query", "--actor", "1000", "2")
     assert out == f"msg: {msg}, height: {info['TerminatedAt']}, added height: {info['AddedHeight']}\n"
     rc, _, err = run(svc, capsys, "remove", "1000", "1", "--really-do-it")
