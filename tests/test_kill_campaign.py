@@ -54,7 +54,10 @@ RUN_LIMIT_S = 900               # the whole campaign; the test's own timeout is 
 MANAGER = post_manager(
     SECTORS, miner={"Sector": {"EnableDeals": True, "SealingEpochs": 1000}},
     config={"Common": {"Proving": {"WorkerProver": {"JobMaxTry": 50}},      # a job outlives many prover kills
-                       "PieceStores": [{"Name": "pieces", "Path": "pieces"}]}})
+                       "PieceStores": [{"Name": "pieces", "Path": "pieces"}]},
+            # a manager killed between committing an allocation and answering it leaves a number no
+            # worker heard of: released (aborted, saying so) within the campaign, not after 10 minutes
+            "Sealing": {"UnreportedReleaseAfter": "20s"}})
 
 
 def thread_tables(tmp: Path) -> list[dict]:
