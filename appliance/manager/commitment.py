@@ -96,12 +96,10 @@ def refused_in_proof_message(chain: Chain, state: ManagerState, miner: int, mess
     with why (`proof_refusal`: their PreCommit, read from the chain, named deals). ProveCommitSectors3
     fails as a whole for one such sector (RequireActivationSuccess), and a node's receipt does not
     name it; this read does, on any chain. Empty: the message failed for another reason."""
-    for row in state.outbox_messages(miner, "proof", "ProveCommitSectors3"):
-        if row["message"] == message:
-            numbers = [a["SectorNumber"] for a in row["params"].get("SectorActivations") or []]
-            break
-    else:
+    row = state.outbox_message(miner, message)
+    if row is None or row["method"] != "ProveCommitSectors3":
         return {}
+    numbers = [a["SectorNumber"] for a in row["params"].get("SectorActivations") or []]
     refused = {}
     for n in numbers:
         rec = state.sector(miner, n)

@@ -382,6 +382,13 @@ class ManagerState:
             db.execute("UPDATE outbox SET spec = ?, message = NULL WHERE miner = ? AND nonce = ?",
                        (json.dumps(spec), miner, nonce))
 
+    def outbox_message(self, miner: int, message: str) -> dict | None:
+        """The journalled message the chain knows as `message` (a CID), or None."""
+        row = self.db.one("SELECT nonce, kind, method, params, sectors FROM outbox WHERE miner = ? AND message = ?",
+                          (miner, message))
+        return None if row is None else {"nonce": row[0], "kind": row[1], "method": row[2], "params": json.loads(row[3]),
+                                         "sectors": json.loads(row[4])}
+
     def outbox_messages(self, miner: int, kind: str, method: str) -> list[dict]:
         """The miner's journalled messages of a kind and method, sent or not, oldest first."""
         rows = self.db.query("SELECT nonce, params, message FROM outbox WHERE miner = ? AND kind = ? AND method = ? "
