@@ -406,9 +406,8 @@ class ManagerState:
     def sectors(self, miner: int | None = None, open_only: bool = False) -> list[dict]:
         """The sector records, of one miner or all; `open_only`: only those neither finished nor
         aborted (an index lookup: its cost follows the sectors in flight)."""
-        where = "is_open = 1 AND miner = ?" if miner is not None else "is_open = 1"
-        if not open_only:
-            where = "miner = ?" if miner is not None else "1 = 1"
+        clauses = (["is_open = 1"] if open_only else []) + (["miner = ?"] if miner is not None else [])
+        where = " AND ".join(clauses) or "1 = 1"
         with self.read() as db:
             rows = db.execute(f"SELECT miner, number, proof, info FROM sectors WHERE {where} ORDER BY miner, number",
                               () if miner is None else (miner,)).fetchall()

@@ -278,24 +278,23 @@ class LotusChain(Chain):
     def sector_expiration(self, miner: int, number: int) -> SectorExpiration | None:
         """StateSectorExpiration; a sector that is not live is an error on Lotus ("failed to find
         sector N", miner state GetSectorExpiration): None."""
-        try:
-            e = self._state("StateSectorExpiration", self._addr(miner), number)
-        except NodeError as exc:
-            if "failed to find sector" in exc.message:
-                return None
-            raise
+        e = self._state_or_none("StateSectorExpiration", "failed to find sector", self._addr(miner), number)
         return None if e is None else shapes.sector_expiration(e)
 
     def sector_location(self, miner: int, number: int) -> SectorLocation | None:
         """StateSectorPartition; a sector in no partition is an error (builtin-actors' find_sector:
         "not due at any deadline"): None."""
+        loc = self._state_or_none("StateSectorPartition", "not due at any deadline", self._addr(miner), number)
+        return None if loc is None else shapes.sector_location(loc)
+
+    def _state_or_none(self, method: str, absent: str, *params):
+        """A state read whose "there is no such thing" Lotus answers as an error saying `absent`: None then."""
         try:
-            loc = self._state("StateSectorPartition", self._addr(miner), number)
+            return self._state(method, *params)
         except NodeError as exc:
-            if "not due at any deadline" in exc.message:
+            if absent in exc.message:
                 return None
             raise
-        return None if loc is None else shapes.sector_location(loc)
 
     def active_sectors(self, miner: int) -> list[SectorOnChain]:
         rows = self._state("StateMinerActiveSectors", self._addr(miner)) or []
