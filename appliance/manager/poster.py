@@ -243,7 +243,10 @@ class Poster:
 
     def _start_round(self, r: "Round", info: dict) -> None:
         parts = [p for p in self.chain.deadline_partitions(r.m.actor, r.d.index) if p.index in r.partitions]
-        to_prove = [n for p in parts for n in p.sectors if n not in set(p.faulty) or n in set(p.recovering)]
+        to_prove = []
+        for p in parts:
+            faulty, recovering = set(p.faulty), set(p.recovering)      # once per partition, not per sector
+            to_prove += [n for n in p.sectors if n not in faulty or n in recovering]
         if not to_prove:           # every sector is faulty (declared): nothing to prove, nothing lost by not proving
             self._save(r.key, {**info, "state": "empty", "partitions": r.partitions})
             return

@@ -101,8 +101,9 @@ def deadline_info(d: dict, what: str = "StateMinerProvingDeadline") -> DeadlineI
 def partition(index: int, p: dict, proven: bool, what: str) -> PartitionInfo:
     g = lambda k: numbers(field(p, k, what), f"{what}.{k}")
     live, faulty, recovering = g("LiveSectors"), g("FaultySectors"), g("RecoveringSectors")
-    ended = tuple(n for n in g("AllSectors") if n not in set(live))       # the partition's Terminated set
-    return PartitionInfo(index, live, tuple(n for n in faulty if n in set(live)), recovering, proven, ended)
+    alive = set(live)       # once: a 32GiB partition holds 2,349 sectors
+    ended = tuple(n for n in g("AllSectors") if n not in alive)       # the partition's Terminated set
+    return PartitionInfo(index, live, tuple(n for n in faulty if n in alive), recovering, proven, ended)
 
 
 def sector(miner: int, s: dict, what: str = "StateSectorGetInfo") -> SectorOnChain:
