@@ -48,11 +48,31 @@ def test_bench_manager_reports_every_figure_at_both_sizes(tmp_path):
         assert out["p99_ratio"][m] == pytest.approx(
             out["homes"]["n"]["rpc"][m]["p99_ms"] / out["homes"]["small"]["rpc"][m]["p99_ms"], abs=0.01)
     assert (tmp_path / "homes" / "manager-300" / "manager.db").is_file()
+    w, big = out["same_work"], out["homes"]["n"]["filled"]       # the passes again, the same open sectors
+    assert (w["filled"]["in_flight"], w["filled"]["failing"]) == (big["in_flight"], big["failing"])
+    for loop in ("committer", "poster"):
+        assert w[loop]["error"] is None and w[loop]["thread_cpu_ms"] > 0
+        assert out["pass_ratio"][loop] == pytest.approx(out["homes"]["n"][loop]["thread_cpu_ms"] / w[loop]["thread_cpu_ms"],
+                                                        abs=0.01)
 
     text = run_cli("bench", "manager", "--sectors", "0")
     assert text.returncode != 0 and "--sectors must be at least 1, got 0" in text.stderr
     text = run_cli("bench", "manager", "--sectors", "10", "--home", str(tmp_path / "homes"))
     assert text.returncode != 0 and "is not empty" in text.stderr
+
+
+def test_a_fill_with_less_history_keeps_the_open_sectors_of_the_full_size(tmp_path):
+    full = bench.fill(tmp_path / "full", 2000, 2)
+    less = bench.fill(tmp_path / "less", 2000, 2, finished=100)
+    assert full["finished"] > 1900 and less["finished"] == 100
+    assert (less["in_flight"], less["failing"]) == (full["in_flight"], full["failing"])
+    assert less["sectors"] == 100 + less["in_flight"] + less["failing"]
+    state = ManagerState(tmp_path / "less" / "manager.db")
+    try:
+        assert len(state.sectors(open_only=True)) == less["in_flight"] + less["failing"]
+        assert sum(1 for _ in state.sectors()) == less["sectors"]
+    finally:
+        state.close()
 
 
 def test_bulk_add_sectors_stores_what_the_normal_path_stores(tmp_path):

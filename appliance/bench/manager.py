@@ -85,9 +85,13 @@ class _Miner:
     """One miner's sectors, numbered 1..count: the oldest finished, the newest in flight or
     failing. `kinds` holds only the numbers that are not finished."""
 
-    def __init__(self, actor: int, count: int, rng: random.Random):
-        self.actor, self.count = actor, count
+    def __init__(self, actor: int, count: int, rng: random.Random, finished: int | None = None):
+        """With `finished`, the sectors in flight and failing are those of a miner of `count`
+        sectors, and only `finished` finished ones come before them (the same work, less history)."""
         live, failing = _share(count, 0.02), _share(count, 0.005)
+        if finished is not None:
+            count = finished + live + failing
+        self.actor, self.count = actor, count
         recent = list(range(count - live - failing + 1, count + 1))
         fail = set(rng.sample(recent, failing))
         # in flight and failing sectors: a sealer state each (Allocated .. ProofSubmitted)
@@ -197,9 +201,10 @@ def _chain_rows(m: _Miner, proof: int, comm_d_cid: str, partition: int):
                (m.actor, number, i % DEADLINES, (i // DEADLINES) // partition, 0))
 
 
-def fill(home: Path, n: int, miners: int, seed: int = 1) -> dict:
+def fill(home: Path, n: int, miners: int, seed: int = 1, finished: int | None = None) -> dict:
     """A manager home holding n sectors across `miners` miners, written in batches; returns what
-    went in. Memory stays bounded: records are made and written BATCH at a time."""
+    went in. Memory stays bounded: records are made and written BATCH at a time. With `finished`,
+    the home holds n sectors' in-flight and failing ones but only `finished` finished ones."""
     from ..chain import proving
     from ..core.proof_types import seal_proof
     from ..manager.service import ManagerService, init_home
@@ -210,7 +215,8 @@ def fill(home: Path, n: int, miners: int, seed: int = 1) -> dict:
     init_home(home, config_text(miners))
     sp = seal_proof(PROOF)
     comm_d = comm_d_from_pieces([], sp.size.bytes)
-    plan = [_Miner(1000 + i, c, rng) for i, c in enumerate(_split(n, miners))]
+    done = _split(finished, miners) if finished is not None else [None] * miners
+    plan = [_Miner(1000 + i, c, rng, f) for i, (c, f) in enumerate(zip(_split(n, miners), done))]
     in_flight = sum(len(m.kinds) for m in plan)
     workers = max(8, min(1000, in_flight // 32))        # ~32 sealing threads per worker machine
     now = time.time()
@@ -255,7 +261,8 @@ def fill(home: Path, n: int, miners: int, seed: int = 1) -> dict:
     finally:
         svc.stop()
     failing = sum(1 for m in plan for kind, _ in m.kinds.values() if kind == "failing")
-    return {"sectors": n, "miners": miners, "finished": sum(m.finished for m in plan), "in_flight": in_flight - failing,
+    return {"sectors": sum(m.count for m in plan), "miners": miners, "finished": sum(m.finished for m in plan),
+            "in_flight": in_flight - failing,
             "failing": failing, "workers": workers, "history_rows": history,
             "seconds": {"manager_records": round(sectors_s, 1), "chain_records": round(chain_s, 1)}}
 
@@ -488,7 +495,11 @@ def measure(home: Path, rounds: int, requests: int, passes: int, limit: float) -
     return out
 
 
-def run(homes: list[tuple[str, Path, int]], miners: int, rounds: int, requests: int, passes: int, limit: float) -> dict:
+def run(homes: list[tuple[str, Path, int]], miners: int, rounds: int, requests: int, passes: int, limit: float,
+        work_home: Path | None = None) -> dict:
+    """Measure each home; then, in `work_home`, the passes again on a home with the N home's
+    sectors in flight and failing but only SMALL finished ones: the passes' cost with the same
+    work and 1/N-th the history (a farm's in-flight count follows its sealing capacity, not its age)."""
     out = {"miners": miners, "limit_seconds": limit, "homes": {}}
     for key, home, n in homes:
         t = time.perf_counter()
@@ -499,6 +510,16 @@ def run(homes: list[tuple[str, Path, int]], miners: int, rounds: int, requests: 
     big, small = out["homes"]["n"], out["homes"]["small"]
     out["p99_ratio"] = {m: (round(big["rpc"][m]["p99_ms"] / small["rpc"][m]["p99_ms"], 2)
                             if big["rpc"][m]["p99_ms"] and small["rpc"][m]["p99_ms"] else None) for m in METHODS}
+    if work_home is not None:
+        n = homes[-1][2]
+        t = time.perf_counter()
+        w = {"filled": fill(work_home, n, miners, finished=min(SMALL, n))}
+        w["fill_seconds"] = round(time.perf_counter() - t, 1)
+        w.update(in_process(work_home, passes, limit))
+        out["same_work"] = w
+        out["pass_ratio"] = {k: (round(big[k]["thread_cpu_ms"] / w[k]["thread_cpu_ms"], 2)
+                                 if big[k]["thread_cpu_ms"] and w[k]["thread_cpu_ms"] else None)
+                             for k in ("committer", "poster")}
     return out
 
 
@@ -534,7 +555,8 @@ def cmd_bench_manager(args) -> int:
         homes = [("small", root / f"manager-{SMALL}", SMALL), ("n", root / f"manager-{args.sectors}", args.sectors)]
         if args.sectors == SMALL:
             homes[1] = ("n", root / f"manager-{SMALL}-b", SMALL)
-        return run(homes, args.miners, args.calls, args.requests, args.passes, args.timeout)
+        return run(homes, args.miners, args.calls, args.requests, args.passes, args.timeout,
+                   root / f"manager-{args.sectors}-work")
     if args.home:
         out = go(args.home)
     else:
@@ -572,6 +594,7 @@ def report_lines(out: dict) -> list[str]:
                                    f"{_ms(h[key]['median_ms'])}, {h[key]['bytes'] / 1e3:,.0f} kB"), ""))
     for key, label in (("committer", "commitment pass CPU ms (first)"), ("poster", "PoSt pass CPU ms (first)")):
         rows.append((label, _cells(out, lambda h: f"{_ms(h[key]['cpu_ms'])} ({_ms(h[key]['first_cpu_ms'])})"), ""))
+        rows.append(("  its own thread's CPU ms", _cells(out, lambda h: _ms(h[key]["thread_cpu_ms"])), ""))
     rows.append(("manager peak RSS MiB", _cells(out, lambda h: "-" if not h.get("peak_rss_bytes") else
                                                  f"{h['peak_rss_bytes'] / 2**20:,.1f}"), ""))
     for label, cells, ratio in rows:
@@ -582,6 +605,17 @@ def report_lines(out: dict) -> list[str]:
             err = h[what].get("error") or (h[what].get("timed_out") and f"stopped at the time limit ({out['limit_seconds']:g} s)")
             if err:
                 lines.append(f"  ! {h['filled']['sectors']:,} sectors, {what}: {err}")
+    w = out.get("same_work")
+    if w:
+        f = w["filled"]
+        lines.append(f"the same work with less history: {f['sectors']:,} sectors ({f['finished']:,} proving, "
+                     f"{f['in_flight']:,} in flight, {f['failing']:,} failing), the passes' own thread CPU ms: "
+                     f"commitment {_ms(w['committer']['thread_cpu_ms'])}, PoSt {_ms(w['poster']['thread_cpu_ms'])}; "
+                     "the N home's against it: " + ", ".join(
+                         f"{k} {'-' if r is None else f'{r:.2f}x'}" for k, r in out["pass_ratio"].items()))
+        for k in ("committer", "poster"):
+            if w[k].get("error"):
+                lines.append(f"  ! the same work with less history, {k}: {w[k]['error']}")
     lines.append("(commitment and PoSt passes: in this process on the stopped home, median of the passes after the "
-                 "first; their CPU includes the embedded devnet answering them)")
+                 "first; process CPU includes the embedded devnet answering them, the thread's CPU is the pass's own)")
     return lines
