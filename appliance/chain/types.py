@@ -131,7 +131,8 @@ class PartitionInfo:
 
     @property
     def active(self) -> tuple[int, ...]:
-        return tuple(n for n in self.sectors if n not in set(self.faulty))
+        faulty = set(self.faulty)
+        return tuple(n for n in self.sectors if n not in faulty)
 
 
 @dataclass(frozen=True)

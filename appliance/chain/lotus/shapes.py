@@ -101,8 +101,9 @@ def deadline_info(d: dict, what: str = "StateMinerProvingDeadline") -> DeadlineI
 def partition(index: int, p: dict, proven: bool, what: str) -> PartitionInfo:
     g = lambda k: numbers(field(p, k, what), f"{what}.{k}")
     live, faulty, recovering = g("LiveSectors"), g("FaultySectors"), g("RecoveringSectors")
-    ended = tuple(n for n in g("AllSectors") if n not in set(live))       # the partition's Terminated set
-    return PartitionInfo(index, live, tuple(n for n in faulty if n in set(live)), recovering, proven, ended)
+    is_live = set(live)       # once per partition (a partition holds up to 2,349 sectors), not once per sector
+    ended = tuple(n for n in g("AllSectors") if n not in is_live)       # the partition's Terminated set
+    return PartitionInfo(index, live, tuple(n for n in faulty if n in is_live), recovering, proven, ended)
 
 
 def sector(miner: int, s: dict, what: str = "StateSectorGetInfo") -> SectorOnChain:
