@@ -2,20 +2,21 @@
 
 `version()` is what the page asks every refresh: one indexed read of `web_version` (bumped by
 triggers whenever something the page shows changes) plus what the manager holds in memory (the
-chain epoch its poster follows, the workers' last pings). Only when that ETag changes does the page
-ask for `overview()`, which reads the sectors in one query and the chain's deadlines once per
-(state version, epoch)."""
+chain epoch its poster follows, the workers' last pings, the generation of the chain views). Only
+when that ETag changes does the page ask for `overview()`, which reads the sectors in a few indexed
+queries and the chain views as the background refresher last computed them (chain_views.py): a
+request never walks the chain."""
 
 from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 
 from ..chain.deadlines import current_deadline
 from ..core.sector import parse_sector_name, sector_name
 from ..manager.terminate import termination_row
+from .chain_views import ChainViews
 
 RECENT_FINISHED = 30          # finished or aborted sectors listed below those in flight
 RECENT_TERMINATIONS = 100     # terminations listed, newest first
@@ -23,16 +24,16 @@ LIVE_PAGE = 200               # sectors in flight the overview carries; the rest
 ATTENTION_PAGE = 100          # failing sectors the overview carries
 PAGE_MAX = 500                # the most sectors one page of /ui/api/sectors holds
 HEAVY_KEYS = ("commit_proof",)  # not sent to the page (a C2 proof can be megabytes)
+EXPIRING_DAYS = 30              # the page's expiring sectors: those ending within this many days
 
 
 class WebViews:
     def __init__(self, state, sealer, chain, poster, config, now=time.time):
         self.state, self.sealer, self.chain, self.poster, self.config, self._now = state, sealer, chain, poster, config, now
         self.boot = secrets.token_hex(4)        # a restarted manager never repeats an ETag
-        self._offsets: dict[int, int] | None = None
-        self._proving: tuple[tuple, dict] | None = None
-        self._lock = threading.Lock()
         self.expiry = None      # manager/expiry.py's Expiry, set by attach(): the expiring sectors
+        miners = [m.actor for m in config.miners] if config is not None else []
+        self.chain_views = ChainViews(chain, miners, self.chain_views_of, wall=now)    # run by the manager's thread
 
     # ----------------------------------------------------------------- version
 
@@ -40,26 +41,10 @@ class WebViews:
         epoch = getattr(self.chain, "epoch", None)     # the devnet's last processed epoch, kept current by the poster
         return epoch if isinstance(epoch, int) else None
 
-    def _deadline_key(self, epoch: int | None) -> tuple:
-        """Which deadline each miner is in: the proving view changes with it, not with every epoch."""
-        if epoch is None:
-            return ()
-        if self._offsets is None:
-            offsets = {}
-            for m in self.config.miners:
-                try:
-                    offsets[m.actor] = self.chain.miner_info(m.actor).proving_period_start
-                except Exception:      # noqa: BLE001 - a miner the chain does not know yet
-                    continue
-            self._offsets = offsets
-        window = self.chain.policy.wpost_challenge_window
-        return tuple((epoch - off) // window for off in self._offsets.values())
-
     def version(self) -> dict:
         v = self.state.version()
-        epoch = self._epoch()
-        key = "-".join(str(k) for k in self._deadline_key(epoch))
-        return {"ETag": f"{self.boot}.{v}.{key}", "Epoch": epoch, "Now": self._now(), "Pings": self.state.pings()}
+        return {"ETag": f"{self.boot}.{v}.{self.chain_views.generation}", "Epoch": self._epoch(), "Now": self._now(),
+                "Pings": self.state.pings()}
 
     # ---------------------------------------------------------------- sectors
 
@@ -160,20 +145,23 @@ class WebViews:
 
     def proving(self) -> dict:
         """Per miner: the current deadline, the 48 deadlines with their partitions (those with
-        sectors in detail), the last closed deadlines, WinningPoSt blocks. Cached per (state
-        version, epoch): the metrics and the page share one read of the chain."""
-        key = (self.state.version(), self._epoch())
-        with self._lock:
-            if self._proving is not None and self._proving[0] == key and key[1] is not None:
-                return self._proving[1]
+        sectors in detail), the last closed deadlines, WinningPoSt blocks; as the chain views last
+        computed them (`AsOf` the epoch, `Age` seconds), {"Computing": true} before the first, or
+        the chain's `Error`. The metrics and the page share them."""
+        return self.chain_views.views("Proving")
+
+    def chain_views_of(self, miner: int) -> dict:
+        """A miner's chain views, computed by the refresher (never by a request): each view that
+        the chain cannot give is its `Error`, the other still shown."""
         out = {}
-        for m in self.config.miners:
+        for kind, compute in (("Proving", self._miner_proving),
+                              ("Expiring", None if self.expiry is None else lambda m: self.expiry.expiring_by_deadline(m, EXPIRING_DAYS))):
+            if compute is None:
+                continue
             try:
-                out[str(m.actor)] = self._miner_proving(m.actor)
+                out[kind] = compute(miner)
             except Exception as exc:      # noqa: BLE001 - a miner the chain does not know: shown, not raised
-                out[str(m.actor)] = {"Error": str(exc)}
-        with self._lock:
-            self._proving = (key, out)
+                out[kind] = {"Error": str(exc)}
         return out
 
     def _miner_proving(self, miner: int) -> dict:
@@ -219,16 +207,10 @@ class WebViews:
     def stores(self) -> list[dict]:
         return self.sealer.store_list()
 
-    def expiring(self, days: int = 30) -> dict:
-        """Per miner: sectors expiring within `days`, by deadline (Expiry reads the chain once per head)."""
-        out = {}
-        with self.chain.pinned_head():        # one head for every miner, not a ChainHead call each
-            for m in self.config.miners if self.expiry is not None else ():
-                try:
-                    out[str(m.actor)] = self.expiry.expiring_by_deadline(m.actor, days)
-                except Exception as exc:      # noqa: BLE001 - shown, not raised (a chain that cannot tell)
-                    out[str(m.actor)] = {"Error": str(exc)}
-        return out
+    def expiring(self) -> dict:
+        """Per miner: sectors expiring within EXPIRING_DAYS, by deadline, as the chain views last
+        computed them (as proving())."""
+        return self.chain_views.views("Expiring") if self.expiry is not None else {}
 
     def overview(self) -> dict:
         with self.state.read():       # the ETag describes exactly the sectors and workers sent with it
@@ -236,7 +218,7 @@ class WebViews:
             proving = self.proving()      # the page lists the last closed deadlines only
             sectors, workers, terminations = self.sectors(), self.workers(), self.terminations()
         return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(), "Terminations": terminations,
-                "Proving": {m: {**p, "Records": p.get("Records", [])[-12:]} for m, p in proving.items()},
+                "Proving": {m: {**p, "Records": p["Records"][-12:]} if "Records" in p else p for m, p in proving.items()},
                 "Expiring": self.expiring()}
 
 
