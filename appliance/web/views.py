@@ -15,6 +15,8 @@ import time
 
 from ..chain.deadlines import current_deadline
 from ..core.sector import parse_sector_name, sector_name
+from ..manager import sector_pages
+from ..manager.sector_pages import SectorFilter
 from ..manager.terminate import termination_row
 from .chain_views import ChainViews
 
@@ -52,9 +54,12 @@ class WebViews:
         sql = f"SELECT miner, number, proof, info, updated FROM sectors WHERE {where} ORDER BY {order}"
         if limit:
             sql += f" LIMIT {int(limit)}"
+        return self._shown(self.state.query(sql, params))       # not held open
+
+    def _shown(self, rows) -> list[dict]:
         out = []
         now = self._now()
-        for miner, number, proof, info, updated in self.state.query(sql, params):   # not held open
+        for miner, number, proof, info, updated in rows:
             r = json.loads(info)
             born = r.get("allocated_at") or updated
             entered = r.get("entered_at") or born
@@ -93,28 +98,12 @@ class WebViews:
         unknown = set(query) - {"open", "state", "worker", "failing", "after", "limit"}
         if unknown:
             raise ValueError(f"unknown filter {sorted(unknown)[0]!r}: open, state, worker, failing, after, limit")
-        is_open = _flag(query, "open", True)
-        where, params = ["is_open = ?"], [1 if is_open else 0]
-        if query.get("state"):
-            where.append("state = ?")
-            params.append(query["state"])
-        if query.get("worker"):
-            where.append("worker = ?")
-            params.append(query["worker"])
-        if _flag(query, "failing", False):
-            where.append("failure_level IS NOT NULL")
+        f = SectorFilter(is_open=_flag(query, "open", True), state=query.get("state") or None,
+                         worker=query.get("worker") or None, failing=_flag(query, "failing", False))
         limit = _number(query, "limit", LIVE_PAGE, 1, PAGE_MAX)
-        match = " AND ".join(where)
-        with self.state.read():
-            total = self.state.one(f"SELECT COUNT(*) FROM sectors WHERE {match}", tuple(params))[0]
-            if query.get("after"):
-                miner, number = parse_sector_name(query["after"])
-                rows = self._rows(match + " AND (miner, number) > (?, ?)", (*params, miner, number), limit=limit + 1)
-            else:
-                rows = self._rows(match, tuple(params), limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {"Sectors": rows, "Total": total, "Next": rows[-1]["Sector"] if more else None}
+        after = parse_sector_name(query["after"]) if query.get("after") else None
+        rows, total, nxt = sector_pages.page(self.state, f, after, limit)
+        return {"Sectors": self._shown(rows), "Total": total, "Next": sector_name(*nxt) if nxt else None}
 
     def sector(self, miner: int, number: int) -> dict | None:
         with self.state.read():     # the record and its history agree
