@@ -88,7 +88,7 @@ def test_the_refresher_recomputes_when_the_deadline_moves_or_the_interval_passes
     moved = views.views("Proving")["1000"]
     assert moved["Deadline"] == (first["Deadline"] + 1) % 48 and moved["AsOf"] == svc.devnet.head()
     assert svc.web.version()["ETag"] != etag                               # the page asks for the overview again
-    # a slow walk is recomputed less often: COST_FACTOR times what it took
+    # a slow walk is recomputed less often: COST_FACTOR times what the walks of all miners took
     monkeypatch.setattr(views, "_done", {MINER: (views._done[MINER][0], clock[0], 60.0)})
     clock[0] += 60 * chain_views.COST_FACTOR - 1
     assert views.refresh() == []
@@ -159,3 +159,26 @@ def test_the_started_manager_runs_the_refresher(tmp_path):
         assert s.web.chain_views.ready() and "Deadlines" in s.web.proving()["1000"]
     finally:
         s.stop()
+
+
+def test_walking_takes_a_bounded_share_of_time_over_all_miners():
+    """Two miners whose walks take 3 s each: neither is walked again before COST_FACTOR x 6 s,
+    unless the head moves into another of its deadlines."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+    clock, head = [0.0], [100]
+
+    def compute(miner):
+        clock[0] += 3.0
+        return {"Proving": {"Miner": miner}}
+    chain = SimpleNamespace(head=lambda: head[0], pinned_head=nullcontext, policy=SimpleNamespace(wpost_challenge_window=60),
+                            miner_info=lambda m: SimpleNamespace(proving_period_start={1000: 0, 1001: 50}[m]))
+    views = chain_views.ChainViews(chain, [1000, 1001], compute, clock=lambda: clock[0])
+    assert views.refresh() == [1000, 1001] and views.ready()
+    clock[0] = 3.0 + 6.0 * chain_views.COST_FACTOR - 1          # 1000 was walked by 3 s, 1001 by 6 s: a second short
+    assert views.refresh() == []
+    clock[0] += 1
+    assert views.refresh() == [1000, 1001]                       # (1001's turn came while 1000 was walked)
+    assert views.refresh() == []
+    head[0] = 115                 # 1001's deadline (offset 50) moves at 110; 1000's (offset 0) at 120
+    assert views.refresh() == [1001]

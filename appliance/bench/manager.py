@@ -491,8 +491,8 @@ def measure(home: Path, rounds: int, requests: int, passes: int, limit: float) -
         addr = _address(child, q, home, limit)
         out["start_seconds"] = round(time.perf_counter() - t, 2)
         base = f"http://{addr[0]}:{addr[1]}"
-        out["rpc"] = worker_flow(addr, worker, rounds, limit)
         out["chain_views_seconds"] = _chain_views_ready(base, reader, limit, t)   # the background refresher's first result
+        out["rpc"] = worker_flow(addr, worker, rounds, limit)
         out["overview"] = _page(base + "/ui/api/overview", reader, requests, limit)
         out["metrics"] = _page(base + "/metrics", reader, requests, limit)
         out["peak_rss_bytes"] = _peak_rss(child.pid)

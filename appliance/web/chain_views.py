@@ -4,8 +4,8 @@ Per miner, the WindowPoSt view (the 48 deadlines, their partitions and rounds) a
 expiring within 30 days walk the miner's whole chain state: at a farm's scale, seconds. One
 background refresher (the manager's `chain-views` thread) computes them, a miner's again when the
 head moves into another of its deadlines or when its last result is older than a bounded interval
-(never more often than every COST_FACTOR times what the last walk took, so that the walk takes a
-bounded share of the manager's time), not at every state write. The page and `/metrics` read the
+(MIN_INTERVAL, or COST_FACTOR times what the last walks of all the miners took together, so that
+walking takes at most about a COST_FACTOR-th of the manager's time), not at every state write. The page and `/metrics` read the
 last result with the epoch it describes (`AsOf`) and its age; a request never waits for a walk: the
 first one before any result reads `{"Computing": true}`. A chain that cannot tell is shown as the
 miner's `Error`, never raised."""
@@ -19,8 +19,8 @@ import time
 log = logging.getLogger("damocles.web")
 
 TICK = 0.5               # seconds between looks at the head (one ChainHead)
-MIN_INTERVAL = 5.0       # a miner's views are recomputed at least this often while the head stays in a deadline...
-COST_FACTOR = 10         # ...or, when the walk is slow, every COST_FACTOR times what it took
+MIN_INTERVAL = 5.0       # a miner's views are recomputed this often while the head stays in its deadline...
+COST_FACTOR = 10         # ...or, when walking is slow, every COST_FACTOR times what the last walks of all miners took
 COMPUTING = {"Computing": True}
 
 
@@ -67,7 +67,8 @@ class ChainViews:
         done = self._done.get(miner)
         if done is None:
             return True
-        key, at, cost = done
+        key, at, _ = done
+        cost = sum(d[2] for d in self._done.values())       # a round over every miner
         return key != self._deadline(miner, head) or self._clock() - at >= max(MIN_INTERVAL, COST_FACTOR * cost)
 
     def refresh(self, force: bool = False, stop: threading.Event | None = None) -> list[int]:
