@@ -15,6 +15,7 @@ from appliance.rpc import INVALID_PARAMS, RPCError
 from appliance.rpc.auth import issue_token
 from appliance.rpc.client import RPCClient
 
+from .pg_cluster import pg_dsn, pg_server  # noqa: F401  (fixtures)
 from .test_web import CONFIG
 
 pytestmark = pytest.mark.timeout(120)
@@ -204,3 +205,37 @@ def test_a_farm_sized_listing_page_is_fast(tmp_path):
     finally:
         svc.poster.close()
         svc.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def driver_state(request, tmp_path):
+    """A ManagerState on each store driver (PostgreSQL: a throwaway cluster, tests/pg_cluster.py)."""
+    from appliance.manager.config import DBConfig
+    from appliance.manager.state import ManagerState
+    store = DBConfig() if request.param == "sqlite" else DBConfig("postgres", request.getfixturevalue("pg_dsn"))
+    s = ManagerState(tmp_path / "manager.db", store=store)
+    yield s
+    s.close()
+
+
+def test_sector_pages_on_each_store_driver(driver_state):
+    """The pages' SQL (keyset, filters, counts, held sectors) as SQLite and PostgreSQL both run it."""
+    from appliance.manager import sector_pages
+    from appliance.manager.sector_pages import SectorFilter
+    s = driver_state
+    with s.tx() as db:            # (bulk_add_sectors is SQLite's, for the bench)
+        for miner in (1000, 1001):
+            for n in range(1, 101):
+                db.execute("INSERT INTO sectors (miner, number, proof, info, updated) VALUES (?, ?, ?, ?, ?)",
+                           (miner, n, 5, json.dumps(_info(miner, n)), 1000.0))
+    rows, total, nxt = sector_pages.page(s, SectorFilter(is_open=True), (1000, 50), 3)
+    assert [(r[0], r[1]) for r in rows] == [(1000, 60), (1000, 70), (1000, 80)] and total == 20 and nxt == (1000, 80)
+    rows, total, nxt = sector_pages.page(s, SectorFilter(is_open=True, miner=1001, state="PC1Done", worker="w0"), None, 10)
+    assert [(r[0], r[1]) for r in rows] == [(1001, 30), (1001, 60), (1001, 90)] and total == 3 and nxt is None
+    rows, total, _ = sector_pages.page(s, SectorFilter(failing=True), None, 10)
+    assert [(r[0], r[1]) for r in rows] == [(1000, 30), (1000, 60), (1000, 90), (1001, 30), (1001, 60), (1001, 90)]
+    held = frozenset({(1000, 15), (1001, 20)})        # a finished one and one in flight
+    rows, total, _ = sector_pages.page(s, SectorFilter(is_open=True, miner=1000), (1000, 10), 2, held)
+    assert [(r[0], r[1]) for r in rows] == [(1000, 15), (1000, 20)] and total == 11
+    rows, total, _ = sector_pages.page(s, SectorFilter(is_open=False, miner=1000), (1000, 13), 2, held)
+    assert [(r[0], r[1]) for r in rows] == [(1000, 14), (1000, 16)] and total == 89
