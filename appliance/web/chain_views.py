@@ -43,7 +43,7 @@ class ChainViews:
         dicts are shared: not to be changed."""
         now = self._wall()
         with self._lock:
-            return {str(m): v[kind] if "At" not in v else {**v[kind], "Age": round(now - v["At"], 1)}
+            return {str(m): {**v[kind], "Age": round(now - v["At"], 1)} if "At" in v and kind in v else v.get(kind, COMPUTING)
                     for m, v in self._views.items()}
 
     def ready(self) -> bool:
