@@ -33,6 +33,7 @@ def test_bench_manager_reports_every_figure_at_both_sizes(tmp_path):
         assert f["finished"] + f["in_flight"] + f["failing"] == n
         assert f["in_flight"] >= 2 and f["failing"] >= 2 and f["finished"] > 0.9 * n
         assert f["history_rows"] > 0 and h["fill_seconds"] >= 0 and h["start_seconds"] > 0
+        assert h["chain_views_seconds"] >= h["start_seconds"]
         r = h["rpc"]
         assert r["error"] is None and r["timed_out"] is False and r["rounds"] == 15
         for m in METHODS:

@@ -553,8 +553,9 @@ def test_commands_send_the_requests_damocles_cli_sends(farm, capsys, monkeypatch
     monkeypatch.setattr(RPCClient, "call", recording)
     sid, n = farm.sid, str(farm.sid["Number"])
     for args, sent in (
-            (("sealer", "sectors", "list"), [("Venus.ListSectors", ["online", 0])]),
-            (("sealer", "sectors", "list", "--offline", "--rebuild"), [("Venus.ListSectors", ["offline", 0])]),
+            # ours: a page at a time (Damocles' ListSectors(online|offline, all) lists every sector)
+            (("sealer", "sectors", "list"), [("Venus.ListSectorsPage", [{"Online": True, "Limit": 100}])]),
+            (("sealer", "sectors", "list", "--offline", "--rebuild"), [("Venus.ListSectorsPage", [{"Online": False, "Limit": 100}])]),
             (("sealer", "sectors", "state", "1000", n), [("Venus.FindSectorInAllStates", [sid])]),
             (("sealer", "sectors", "state", "export-json", "1000", n), [("Venus.FindSectorInAllStates", [sid])]),
             (("sealer", "sectors", "find-deal", "77"), [("Venus.FindSectorsWithDeal", ["online", 77])]),

@@ -278,15 +278,19 @@ def test_status_page_shows_expiring_sectors_by_deadline_read_once_per_head(farm,
     reads = []
     active = chain.active_sectors
     monkeypatch.setattr(chain, "active_sectors", lambda miner: reads.append(miner) or active(miner))
+    assert svc.web.overview()["Expiring"]["1000"] == {"Computing": True}      # the refresher computes it, not the request
+    svc.web.chain_views.refresh()
     page = svc.web.overview()["Expiring"]["1000"]
-    assert (page["Days"], page["Total"]) == (30, 4)
+    assert (page["Days"], page["Total"], page["AsOf"]) == (30, 4, chain.head())
     assert page["Deadlines"] == [{"Deadline": 0, "Count": 2, "First": [1, 2]}, {"Deadline": 1, "Count": 2, "First": [3, 4]}]
     svc.web.overview()
+    svc.web.chain_views.refresh(force=True)
     assert len(reads) == 1                                   # the same head: no second read of the chain
     rc, r, err = farm.run(capsys, "extend", "--miner", "1000", "1", "2", "--new-expiration", str(100 * 2880), "--tolerance", "0",
                           "--really-do-it", "--no-wait")
     assert rc == 0, err
     chain.advance(1)
+    svc.web.chain_views.refresh(force=True)
     page = svc.web.overview()["Expiring"]["1000"]
     assert page["Total"] == 2 and page["Deadlines"] == [{"Deadline": 1, "Count": 2, "First": [3, 4]}]
     assert svc.expiry.expiring_by_deadline(1000, days=60, first=1)["Deadlines"] == [

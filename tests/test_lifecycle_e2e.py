@@ -5,6 +5,7 @@ the live ones; `remove` deletes a sector's files only once the chain says it is 
 power and the status page agree at each step."""
 
 import json
+import time
 import urllib.request
 
 import pytest
@@ -54,9 +55,16 @@ class Cluster:
     def agree(self, expected: set[int]) -> dict:
         """Power, the partitions and the status page all say `expected` are the live sectors."""
         power = self.m.call("Venus.ProvingInfo", MINER)["Power"]["active_sectors"]
-        req = urllib.request.Request(self.url + "/ui/api/overview", headers={"Authorization": f"Bearer {self.read}"})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            page = json.loads(r.read())
+        head, page = self.head(), {}
+        for _ in range(300):      # the chain views of this head (the manager's refresher: within 5 s); bounded, 30 s
+            req = urllib.request.Request(self.url + "/ui/api/overview", headers={"Authorization": f"Bearer {self.read}"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                page = json.loads(r.read())
+            if all(page[v][str(MINER)].get("AsOf") == head for v in ("Proving", "Expiring")):
+                break
+            time.sleep(0.1)       # polling the page for the background computation
+        else:
+            raise AssertionError(f"the status page's chain views never reached epoch {head}: {page}")
         on_page = sum(p["Sectors"] for d in page["Proving"][str(MINER)]["Deadlines"] for p in d["Partitions"])
         soon = page["Expiring"][str(MINER)]          # all of them end within 30 days
         expiring = {n for d in soon["Deadlines"] for n in d["First"]}

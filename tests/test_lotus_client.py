@@ -263,6 +263,52 @@ def test_pinned_reads_ask_the_node_once_per_tipset(node):
     assert asked(before) == (0, 0, 2, 2)                         # not pinned: at the head, every time
 
 
+class _FarmNode:
+    """A node whose head moves by hand and whose miners each have `sectors` active sectors."""
+
+    def __init__(self, sectors: int):
+        self.height, self.sectors, self.asked = 100, sectors, 0
+
+    def call(self, method, *params):
+        if method == "Filecoin.ChainHead":
+            return {"Height": self.height, "Cids": [{"/": f"bafy-head-{self.height}"}]}
+        assert method == "Filecoin.StateMinerActiveSectors", method
+        self.asked += 1
+        return [{"SectorNumber": n} for n in range(self.sectors)]
+
+
+def test_the_pinned_memo_is_bounded_in_tipsets_and_items(monkeypatch):
+    """A farm's StateMinerActiveSectors (100,000 sectors a miner) read at each head: the memo keeps
+    at most MEMO_TIPSETS tipsets and MEMO_ITEMS items; an answer that does not fit is asked again."""
+    from appliance.chain.lotus import chain as lotus_chain
+    monkeypatch.setattr(lotus_chain, "MEMO_ITEMS", 1000)
+    node = _FarmNode(300)
+    chain = LotusChain(node, ChainPolicy())
+
+    def held():
+        return sum(len(a) for reads in chain._memo.values() for a in reads.values())
+
+    for _ in range(6):
+        node.height += 1
+        with chain.pinned_head():
+            for miner in range(1000, 1005):       # 5 x 300 items: only 3 answers fit beside one another
+                chain._state("StateMinerActiveSectors", chain._addr(miner))
+            asked = node.asked
+            chain._state("StateMinerActiveSectors", chain._addr(1000))     # kept: not asked again
+            assert node.asked == asked
+            chain._state("StateMinerActiveSectors", chain._addr(1004))     # did not fit: asked again
+            assert node.asked == asked + 1
+        assert len(chain._memo) <= lotus_chain.MEMO_TIPSETS
+        assert chain._memo_items == held() <= lotus_chain.MEMO_ITEMS
+    assert list(chain._memo) == [json.dumps([{"/": f"bafy-head-{node.height}"}], sort_keys=True)]   # older tipsets made room
+    node.sectors = 2000                      # one answer above the whole budget: never kept
+    node.height += 1
+    with chain.pinned_head():
+        chain._state("StateMinerActiveSectors", chain._addr(1000))
+        chain._state("StateMinerActiveSectors", chain._addr(1000))
+    assert node.asked == 6 * 6 + 2 and chain._memo_items == held() <= lotus_chain.MEMO_ITEMS
+
+
 def test_older_nodes_are_asked_the_randomness_with_tag_and_entropy(node):
     """A node without StateGetRandomnessDigestFrom* (before they were added): the client asks
     StateGetRandomnessFromTickets/Beacon with the DST and the miner address's CBOR, and gets the

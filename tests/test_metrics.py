@@ -94,7 +94,7 @@ def test_bench_ui_small():
     assert out["filled"] == {"sectors": 40, "finished": 24, "in_flight": 14, "failing": 2, "workers": 8}
     assert out["idle_refresh"]["statements_per_refresh"] == 1
     assert out["overview_shows"]["failing"] == 2 and out["overview_shows"]["partitions"] > 0
-    for key in ("version", "overview", "overview_cold", "sector", "metrics", "page_files"):
+    for key in ("version", "overview", "chain_views", "sector", "metrics", "page_files"):
         assert 0 < out[key]["median_ms"] < 1000, (key, out[key])
 
 
@@ -156,4 +156,5 @@ def test_windowpost_and_winningpost_series_per_deadline():
     assert got[("damocles_winningpost_blocks_total", (("miner", "1000"), ("result", "won")))] == 4
     assert got[("damocles_winningpost_blocks_total", (("miner", "1000"), ("result", "missed")))] == 1
     assert got[("damocles_wdpost_current_deadline", (("miner", "1000"),))] == 5
-    assert not any(dict(labels).get("miner") == "2000" for _, labels in got)
+    assert not any(dict(labels).get("miner") == "2000" for name, labels in got if not name.startswith("damocles_chain_views"))
+    assert got[("damocles_chain_views_error", (("miner", "2000"),))] == 1

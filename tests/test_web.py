@@ -28,6 +28,10 @@ def manager(tmp_path):
     init_home(home, CONFIG)
     svc = ManagerService(home)
     host, port = svc.start("127.0.0.1:0")
+    shown = threading.Event()
+    for _ in range(200):      # the chain views' first result (its ETag change) before the test looks: bounded, 20 s
+        if svc.web.chain_views.ready() or shown.wait(0.1):
+            break
     yield svc, f"http://{host}:{port}"
     svc.stop()
 

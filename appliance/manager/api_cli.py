@@ -8,6 +8,7 @@ finalized and no rebuild or unseal task holds it. Ours: the state "" means both.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
@@ -19,12 +20,15 @@ from ..core.sector import sector_name
 from ..proofs.cid import cid_to_commitment, commd_to_cid, commr_to_cid
 from ..rpc import INVALID_PARAMS, SECTOR_NOT_FOUND, RPCError
 from ..rpc.wire import b64, boolean, cid, i64, list_of, optional, sector_id, stored_u64, string, struct, u64
+from . import sector_pages
 from .task_shapes import sector_pieces
 from .terminate import terminate_info
 
 log = logging.getLogger("damocles.manager.cli_api")
 
 ONLINE, OFFLINE = "online", "offline"
+LIST_BATCH = 1000           # records read at a time when a listing walks many sectors
+LIST_PAGE, LIST_PAGE_MAX = 100, 1000      # Venus.ListSectorsPage's default and largest page
 JOB_ALL, JOB_SEALING, JOB_SNAPUP, JOB_REBUILD, JOB_UNSEAL = range(5)     # Damocles' SectorWorkerJob
 
 
@@ -99,6 +103,27 @@ def go_duration(seconds: float) -> str:
 
 def _cid_or_null(c: str | None) -> dict | None:
     return {"/": c} if c else None
+
+
+def _record(row: tuple) -> dict:
+    """A sector record as ManagerState.sectors gives it, from a (miner, number, proof, info, updated) row."""
+    miner, number, proof, info, _ = row
+    return {**json.loads(info), "miner": miner, "number": number, "proof": proof}
+
+
+def sectors_query(v, field: str) -> dict:
+    """Venus.ListSectorsPage's filter: every key optional, an unknown one refused by name (a
+    misspelt filter must not list every sector)."""
+    if not isinstance(v, dict):
+        raise RPCError(INVALID_PARAMS, f"{field}: expected an object, got {v!r}")
+    unknown = sorted(set(v) - set(SECTORS_QUERY))
+    if unknown:
+        raise RPCError(INVALID_PARAMS, f"{field}.{unknown[0]}: not a filter (expected {', '.join(SECTORS_QUERY)})")
+    return struct(SECTORS_QUERY, optional_keys=tuple(SECTORS_QUERY))(v, field)
+
+
+SECTORS_QUERY = {"Online": boolean, "Miner": stored_u64, "State": string, "Worker": string, "Failing": boolean,
+                 "After": sector_id, "Limit": u64}
 
 
 class CliAPI:
@@ -176,29 +201,90 @@ class CliAPI:
                 out[field] = r[key]
         return out
 
+    def _records(self, ws: str, only: tuple[int, int] | None):
+        """The records `_states` looks at, in batches of LIST_BATCH: online ones from the open
+        index (plus the few finished ones a rebuild or unseal task holds), never every sector
+        ever sealed; offline or all of them walked by pages, not loaded at once."""
+        if only is not None:
+            rec = self.state.sector(*only)
+            yield [rec] if rec is not None else []
+            return
+        if ws == ONLINE:
+            yield self.state.sectors(open_only=True)
+            held = sorted(self._tasks("rebuild_tasks") | self._tasks("unseal_tasks"))
+            yield [r for r in (self.state.sector(*key) for key in held) if r is not None and r.get("finalized")]
+            return
+        f, after = sector_pages.SectorFilter(is_open=False if ws == OFFLINE else None), None
+        while True:
+            rows = sector_pages.rows(self.state, f, after, LIST_BATCH)
+            yield [_record(row) for row in rows]
+            if len(rows) < LIST_BATCH:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
     def _states(self, ws: str, job: int = JOB_ALL, only: tuple[int, int] | None = None) -> list[dict]:
         with self.state.read():
-            records = ([self.state.sector(*only)] if only else self.state.sectors())
-            records = [r for r in records if r is not None]
             rebuild, unseal = self._tasks("rebuild_tasks"), self._tasks("unseal_tasks")
-            deals: dict[tuple[int, int], list[dict]] = {}
-            for d in self.sealer.market.deals():
-                if d["Sector"] is not None:
-                    deals.setdefault((d["Miner"], d["Sector"]), []).append(d)
             out = []
-            for r in records:
-                key = (r["miner"], r["number"])
-                rebuilding, unsealing = key in rebuild, key in unseal
-                offline = bool(r.get("finalized")) and not rebuilding and not unsealing
-                if ws and (ws == OFFLINE) != offline:
-                    continue
-                upgraded = bool(r.get("upgraded"))
-                if not {JOB_ALL: True, JOB_SEALING: not upgraded and not rebuilding and not unsealing,
-                        JOB_SNAPUP: upgraded and not rebuilding and not unsealing,
-                        JOB_REBUILD: rebuilding, JOB_UNSEAL: unsealing}[job]:
-                    continue
-                out.append(self.sector_state(r, deals.get(key, []), rebuilding, unsealing))
-            return out
+            for records in self._records(ws, only):
+                deals = self._deals(records)
+                for r in records:
+                    key = (r["miner"], r["number"])
+                    rebuilding, unsealing = key in rebuild, key in unseal
+                    offline = bool(r.get("finalized")) and not rebuilding and not unsealing
+                    if ws and (ws == OFFLINE) != offline:
+                        continue
+                    upgraded = bool(r.get("upgraded"))
+                    if not {JOB_ALL: True, JOB_SEALING: not upgraded and not rebuilding and not unsealing,
+                            JOB_SNAPUP: upgraded and not rebuilding and not unsealing,
+                            JOB_REBUILD: rebuilding, JOB_UNSEAL: unsealing}[job]:
+                        continue
+                    out.append(self.sector_state(r, deals.get(key, []), rebuilding, unsealing))
+            return sorted(out, key=lambda s: (s["ID"]["Miner"], s["ID"]["Number"])) if ws == ONLINE else out
+
+    def _deals(self, records: list[dict]) -> dict[tuple[int, int], list[dict]]:
+        """The deals of these sectors (Market.deals' rows, in deal order), one query per miner."""
+        out: dict[tuple[int, int], list[dict]] = {}
+        by_miner: dict[int, list[int]] = {}
+        for r in records:
+            by_miner.setdefault(r["miner"], []).append(r["number"])
+        for miner, numbers in by_miner.items():
+            for i in range(0, len(numbers), LIST_BATCH):
+                part = numbers[i:i + LIST_BATCH]
+                for d in self.state.query("SELECT id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, sector "
+                                          f"FROM deals WHERE miner = ? AND sector IN ({', '.join('?' * len(part))}) ORDER BY id",
+                                          (miner, *part)):
+                    out.setdefault((d[1], d[7]), []).append(
+                        {"DealID": d[0], "Miner": d[1], "PieceCID": d[2], "PieceSize": d[3], "PayloadSize": d[4],
+                         "StartEpoch": d[5], "EndEpoch": d[6], "Sector": d[7]})
+        return out
+
+    def list_sectors_page(self, query: dict) -> dict:
+        """Ours: one page of sectors (Damocles' SectorState) by (miner, number) after `After`,
+        filtered on the indexed columns: `Online` (true: Damocles' online, in flight or held by a
+        rebuild or unseal task; false: offline; absent: both), `Miner`, `State`, `Worker`,
+        `Failing`; `Limit` 1..LIST_PAGE_MAX (default LIST_PAGE). `Next`: the `After` of the next
+        page, null at the end; `Total`: how many match; `Counts`: sectors per state, in flight
+        (Online true), finished or aborted (false) or all (the counts table)."""
+        f = sector_pages.SectorFilter(is_open=query["Online"], miner=query["Miner"], state=query["State"] or None,
+                                      worker=query["Worker"] or None, failing=bool(query["Failing"]))
+        limit = LIST_PAGE if query["Limit"] is None else query["Limit"]
+        if not 1 <= limit <= LIST_PAGE_MAX:
+            raise RPCError(INVALID_PARAMS, f"query.Limit: expected 1 to {LIST_PAGE_MAX}, got {limit}")
+        after = query["After"]
+        with self.state.read():
+            rebuild, unseal = self._tasks("rebuild_tasks"), self._tasks("unseal_tasks")
+            rows, total, nxt = sector_pages.page(self.state, f, None if after is None else (after["Miner"], after["Number"]),
+                                                 limit, frozenset(rebuild | unseal))
+            records = [_record(row) for row in rows]
+            deals = self._deals(records)
+            sectors = [self.sector_state(r, deals.get((r["miner"], r["number"]), []), (r["miner"], r["number"]) in rebuild,
+                                         (r["miner"], r["number"]) in unseal) for r in records]
+            counts: dict[str, int] = {}
+            for (state, _), n in self.state.sector_counts(is_open=f.is_open).items():
+                counts[state] = counts.get(state, 0) + n
+        return {"Sectors": sectors, "Next": None if nxt is None else {"Miner": nxt[0], "Number": nxt[1]}, "Total": total,
+                "Counts": counts}
 
     def list_sectors(self, ws: str, job: int) -> list[dict]:
         return self._states(ws, job)      # [] when none (Go decodes [] and null alike)
@@ -441,6 +527,7 @@ def register_cli(server, service) -> None:
     sealer, r, a = service.sealer, "read", "admin"
     reg = server.register
     reg("Venus.ListSectors", api.list_sectors, r, [("state", worker_state), ("job", worker_job)])
+    reg("Venus.ListSectorsPage", api.list_sectors_page, r, [("query", sectors_query)])     # ours: paged, filtered
     reg("Venus.FindSector", api.find_sector, r, [("state", worker_state), ("sid", sector_id)])
     reg("Venus.FindSectorInAllStates", api.find_sector_in_all_states, r, [("sid", sector_id)])
     reg("Venus.FindSectorsWithDeal", api.find_sectors_with_deal, r, [("state", worker_state), ("dealID", u64)])

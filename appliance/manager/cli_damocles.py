@@ -24,7 +24,7 @@ from .cli_damocles_sealer import (cmd_abort, cmd_find_deal, cmd_rebuild, cmd_res
                                   cmd_snap_candidates, cmd_snap_fetch, cmd_state, cmd_unseal)
 from .cli_damocles_money import (LOTUS_MESSAGE_CONFIDENCE, cmd_actor_add_balance, cmd_actor_balance, cmd_actor_withdraw,
                                  cmd_message_search, cmd_message_wait)
-from .cli_util import _common
+from .cli_util import _common, page_flags
 
 CHAIN = "it comes with chain support (messages to the miner actor through a real node)"
 
@@ -90,6 +90,7 @@ def add_sectors(sectors) -> None:
         for name, default in (("sealing", True), ("snapup", False), ("rebuild", False), ("unseal", False)):
             go_bool(p, name, default, f"enable {name} jobs in listing")
         p.add_argument("--miner", help="show sectors of the given miner only")
+        page_flags(p)      # ours: the manager lists a page at a time
     _leaf(sectors, "list", "Print sector data", cmd_sectors_list, list_flags)
 
     def force(p):

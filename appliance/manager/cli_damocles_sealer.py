@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ..core.output import emit
 from ..core.sector import sector_name
 from ..proofs.fr32 import is_valid_padded_piece_size, unpad, unpadded_size
 from .cli_damocles_cmds import _sid, actor
-from .cli_util import _client, _table
+from .cli_util import _client, _table, next_hint, sectors_page
 
 ONLINE, OFFLINE = "online", "offline"      # Damocles' SectorWorkerState
 JOB_ALL = 0                                # SectorWorkerJobAll
@@ -56,11 +57,13 @@ def _marks(s: dict) -> str:
 
 
 def cmd_sectors_list(args) -> int:
-    """ListSectors(workerState, SectorWorkerJobAll), then the job flags select as the Go CLI does."""
-    miner = actor(args.miner) if args.miner else None
-    states = _client(args).call("Venus.ListSectors", OFFLINE if args.offline else ONLINE, JOB_ALL) or []
-    chosen = [s for s in states if (miner is None or s["ID"]["Miner"] == miner)
-              and any(getattr(args, j) and _match_job(s, j) for j in ("sealing", "snapup", "rebuild", "unseal"))]
+    """Damocles' listing, one page at a time: Venus.ListSectorsPage (ours: online or offline as
+    ListSectors has them, the miner and the filters applied by the manager on its indexes, at most
+    --limit sectors), then the job flags select as the Go CLI does. The next page's flag goes to
+    stderr, so that the output stays the Go CLI's."""
+    page = sectors_page(args, not args.offline)
+    chosen = [s for s in page["Sectors"]
+              if any(getattr(args, j) and _match_job(s, j) for j in ("sealing", "snapup", "rebuild", "unseal"))]
     lines = ["Sectors:"]
     for s in chosen:
         lines.append(f"{sector_name(s['ID']['Miner'], s['ID']['Number'])}{_marks(s)}:")
@@ -71,7 +74,9 @@ def cmd_sectors_list(args) -> int:
                       f"\tState: {change['Prev']} => {change['Next']} @{change['Event']}"]
         lines += [f"\tFinalized: {_go_bool(s['Finalized'])}, Removed: {_go_bool(s['Removed'])}", ""]
     lines.append(f"Count: {len(chosen)}")
-    emit({"sectors": chosen, "Count": len(chosen)}, args.json, lines)
+    emit({"sectors": chosen, "Count": len(chosen), "Next": page["Next"], "Total": page["Total"]}, args.json, lines)
+    if page["Next"] and not args.json:
+        print(next_hint(page, len(page["Sectors"])), file=sys.stderr)
     return 0
 
 

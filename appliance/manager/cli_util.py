@@ -67,7 +67,14 @@ def add_parsers(util: argparse._SubParsersAction) -> None:
 
     sectors = util.add_parser("sectors", help="sectors the manager knows").add_subparsers(dest="sectors_cmd", metavar="CMD")
     sectors.required = True
-    p = sectors.add_parser("list")
+    p = sectors.add_parser("list", help="one page of the sectors (by miner and number), filtered")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--online", dest="online", action="store_const", const=True,
+                       help="only those in flight (or held by a rebuild or unseal task)")
+    which.add_argument("--offline", dest="online", action="store_const", const=False, help="only finished or aborted ones")
+    page_flags(p)
+    p.add_argument("--miner", help="only the sectors of this miner (1000, f01000 or t01000)")
+    p.add_argument("--failing", action="store_true", help="only those whose last report was a failure")
     _common(p)
     p.set_defaults(func=cmd_sectors_list)
     for name, method in (("info", "Venus.FindSectorInAllStates"),):
@@ -151,12 +158,43 @@ def cmd_chain_sectors(args) -> int:
     return 0
 
 
+LIST_LIMIT, LIST_LIMIT_MAX = 100, 1000        # a listing's default and largest page (Venus.ListSectorsPage)
+
+
+def page_flags(p: argparse.ArgumentParser) -> None:
+    """The paging and filter flags of the sector listings (Venus.ListSectorsPage)."""
+    p.add_argument("--limit", type=int, default=LIST_LIMIT, help=f"sectors per page, 1 to {LIST_LIMIT_MAX} (default {LIST_LIMIT})")
+    p.add_argument("--after", type=_sid, help="the page after this sector (1000-5 or s-t01000-5): the `Next` of the last page")
+    p.add_argument("--state", help="only sectors in this state (PC1Done, Finished, ...)")
+    p.add_argument("--worker", help="only sectors the worker of this name last reported")
+
+
+def sectors_page(args, online: bool | None) -> dict:
+    """One page of Venus.ListSectorsPage for the listing flags."""
+    if not 1 <= args.limit <= LIST_LIMIT_MAX:
+        raise ValueError(f"--limit: expected 1 to {LIST_LIMIT_MAX}, got {args.limit}")
+    from .cli_damocles_cmds import actor
+    query = {"Online": online, "Miner": actor(args.miner) if args.miner else None, "State": args.state,
+             "Worker": args.worker, "Failing": getattr(args, "failing", False) or None, "After": args.after,
+             "Limit": args.limit}
+    return _client(args).call("Venus.ListSectorsPage", {k: v for k, v in query.items() if v is not None})
+
+
+def next_hint(page: dict, shown: int) -> str:
+    nxt = page["Next"]
+    more = f"; next page: --after {sector_name(nxt['Miner'], nxt['Number'])}" if nxt else ""
+    return f"{shown} shown of {page['Total']} matching{more}"
+
+
 def cmd_sectors_list(args) -> int:
-    rows = _client(args).call("Venus.ListSectors", "", 0)      # "": online and offline
-    emit({"sectors": rows}, args.json, _table(
+    page = sectors_page(args, args.online)
+    rows = page["Sectors"]
+    counts = ", ".join(f"{state or '(none)'} {n}" for state, n in sorted(page["Counts"].items()))
+    emit({"sectors": rows, "Next": page["Next"], "Total": page["Total"], "Counts": page["Counts"]}, args.json, _table(
         [[sector_name(r["ID"]["Miner"], r["ID"]["Number"]), r.get("State") or "", r["Worker"] or "",
           "yes" if r["Finalized"] else "no", _why(r)] for r in rows],
-        ["SECTOR", "STATE", "WORKER", "FINALIZED", "ABORT REASON / WAITING FOR"]))
+        ["SECTOR", "STATE", "WORKER", "FINALIZED", "ABORT REASON / WAITING FOR"])
+        + [next_hint(page, len(rows)), f"by state: {counts or 'none'}"])
     return 0
 
 

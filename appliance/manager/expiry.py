@@ -126,7 +126,7 @@ class Expiry:
                 return cached[1]
         listing = self.check_expire(miner, days * EPOCHS_PER_DAY)
         by_deadline: dict[int, list[int]] = {}
-        deadline_of = self._deadline_of(miner) if listing["Sectors"] else {}
+        deadline_of = self._deadline_of(miner, {row["ID"] for row in listing["Sectors"]}) if listing["Sectors"] else {}
         for row in listing["Sectors"]:
             by_deadline.setdefault(deadline_of.get(row["ID"], -1), []).append(row["ID"])
         summary = {"Head": listing["Head"], "Days": days, "Total": len(listing["Sectors"]),
@@ -136,15 +136,16 @@ class Expiry:
             self._page[key] = (listing["Head"], summary)
         return summary
 
-    def _deadline_of(self, miner: int) -> dict[int, int]:
-        """Each live sector's deadline, from the miner's partitions: one read of the 48 deadlines
-        (side by side through a node), not a StateSectorPartition call per expiring sector (a farm
-        can have tens of thousands expiring within a month)."""
+    def _deadline_of(self, miner: int, wanted: set[int]) -> dict[int, int]:
+        """The deadline of each `wanted` live sector, from the miner's partitions: one read of the
+        48 deadlines (side by side through a node), not a StateSectorPartition call per expiring
+        sector (a farm can have tens of thousands expiring within a month); only those wanted are
+        kept (a farm's miner has 100,000 live sectors)."""
         with self.chain.pinned_head():
             every = getattr(self.chain, "all_deadline_partitions", None)
             deadlines = every(miner) if every else [self.chain.deadline_partitions(miner, i)
                                                     for i in range(self.policy.wpost_period_deadlines)]
-        return {n: index for index, parts in enumerate(deadlines) for p in parts for n in p.sectors}
+        return {n: index for index, parts in enumerate(deadlines) for p in parts for n in p.sectors if n in wanted}
 
     # ----------------------------------------------------------------------------- expired
 

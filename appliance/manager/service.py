@@ -154,7 +154,8 @@ class ManagerService:
             log.warning("chain head not read at start: %s", exc)
         addr = self.rpc.serve(host or "127.0.0.1", int(port))
         for target, name in ((self.committer.run, "commitment"), (self._housekeeping, "housekeeping"),
-                             (self.poster.run, "poster"), (self.terminator.run, "terminate")):
+                             (self.poster.run, "poster"), (self.terminator.run, "terminate"),
+                             (self.web.chain_views.run, "chain-views")):     # the status page's chain views
             t = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
             t.start()
             self._threads.append(t)

@@ -140,6 +140,7 @@ class _Collector:
 
     def _proving(self):
         proving = self.m.views.proving()
+        yield from self._chain_views(proving)
         lab = ["miner", "deadline"]
         partitions = GaugeMetricFamily("damocles_wdpost_partitions", "Partitions of a deadline", labels=lab)
         sectors = GaugeMetricFamily("damocles_wdpost_sectors", "Sectors of a deadline, per status (live, faulty, recovering)",
@@ -159,7 +160,7 @@ class _Collector:
         blocks = CounterMetricFamily("damocles_winningpost_blocks", "Blocks won (a WinningPoSt accepted) and missed "
                                      "(elected, no proof in time)", labels=["miner", "result"])
         for miner, p in proving.items():
-            if "Error" in p:
+            if "Deadlines" not in p:       # an error, or not computed yet
                 continue
             current.add_metric([miner], p["Deadline"])
             for d in p["Deadlines"]:
@@ -186,3 +187,20 @@ class _Collector:
             blocks.add_metric([miner, "won"], p["Totals"]["BlocksWon"])
             blocks.add_metric([miner, "missed"], p["Totals"]["BlocksMissed"])
         yield from (current, partitions, sectors, proven_now, proven, missed, faulty, declared, recovered, blocks)
+
+    def _chain_views(self, proving: dict):
+        """The epoch and age of the views the proving series come from (web/chain_views.py: computed
+        in the background, never at scrape time); absent for a miner not computed yet."""
+        epoch = GaugeMetricFamily("damocles_chain_views_epoch", "The epoch the status page's and these proving "
+                                  "series' chain views were computed at", labels=["miner"])
+        age = GaugeMetricFamily("damocles_chain_views_age_seconds", "Seconds since the chain views were computed",
+                                labels=["miner"])
+        failed = GaugeMetricFamily("damocles_chain_views_error", "1 when the last computation of the chain views "
+                                   "failed (the page shows why)", labels=["miner"])
+        for miner, p in proving.items():
+            if "AsOf" in p:
+                epoch.add_metric([miner], p["AsOf"])
+            if "Age" in p:
+                age.add_metric([miner], p["Age"])
+            failed.add_metric([miner], 1 if "Error" in p else 0)
+        yield from (epoch, age, failed)

@@ -2,20 +2,23 @@
 
 `version()` is what the page asks every refresh: one indexed read of `web_version` (bumped by
 triggers whenever something the page shows changes) plus what the manager holds in memory (the
-chain epoch its poster follows, the workers' last pings). Only when that ETag changes does the page
-ask for `overview()`, which reads the sectors in one query and the chain's deadlines once per
-(state version, epoch)."""
+chain epoch its poster follows, the workers' last pings, the generation of the chain views). Only
+when that ETag changes does the page ask for `overview()`, which reads the sectors in a few indexed
+queries and the chain views as the background refresher last computed them (chain_views.py): a
+request never walks the chain."""
 
 from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 
 from ..chain.deadlines import current_deadline
 from ..core.sector import parse_sector_name, sector_name
+from ..manager import sector_pages
+from ..manager.sector_pages import SectorFilter
 from ..manager.terminate import termination_row
+from .chain_views import ChainViews
 
 RECENT_FINISHED = 30          # finished or aborted sectors listed below those in flight
 RECENT_TERMINATIONS = 100     # terminations listed, newest first
@@ -23,16 +26,16 @@ LIVE_PAGE = 200               # sectors in flight the overview carries; the rest
 ATTENTION_PAGE = 100          # failing sectors the overview carries
 PAGE_MAX = 500                # the most sectors one page of /ui/api/sectors holds
 HEAVY_KEYS = ("commit_proof",)  # not sent to the page (a C2 proof can be megabytes)
+EXPIRING_DAYS = 30              # the page's expiring sectors: those ending within this many days
 
 
 class WebViews:
     def __init__(self, state, sealer, chain, poster, config, now=time.time):
         self.state, self.sealer, self.chain, self.poster, self.config, self._now = state, sealer, chain, poster, config, now
         self.boot = secrets.token_hex(4)        # a restarted manager never repeats an ETag
-        self._offsets: dict[int, int] | None = None
-        self._proving: tuple[tuple, dict] | None = None
-        self._lock = threading.Lock()
         self.expiry = None      # manager/expiry.py's Expiry, set by attach(): the expiring sectors
+        miners = [m.actor for m in config.miners] if config is not None else []
+        self.chain_views = ChainViews(chain, miners, self.chain_views_of, wall=now)    # run by the manager's thread
 
     # ----------------------------------------------------------------- version
 
@@ -40,26 +43,10 @@ class WebViews:
         epoch = getattr(self.chain, "epoch", None)     # the devnet's last processed epoch, kept current by the poster
         return epoch if isinstance(epoch, int) else None
 
-    def _deadline_key(self, epoch: int | None) -> tuple:
-        """Which deadline each miner is in: the proving view changes with it, not with every epoch."""
-        if epoch is None:
-            return ()
-        if self._offsets is None:
-            offsets = {}
-            for m in self.config.miners:
-                try:
-                    offsets[m.actor] = self.chain.miner_info(m.actor).proving_period_start
-                except Exception:      # noqa: BLE001 - a miner the chain does not know yet
-                    continue
-            self._offsets = offsets
-        window = self.chain.policy.wpost_challenge_window
-        return tuple((epoch - off) // window for off in self._offsets.values())
-
     def version(self) -> dict:
         v = self.state.version()
-        epoch = self._epoch()
-        key = "-".join(str(k) for k in self._deadline_key(epoch))
-        return {"ETag": f"{self.boot}.{v}.{key}", "Epoch": epoch, "Now": self._now(), "Pings": self.state.pings()}
+        return {"ETag": f"{self.boot}.{v}.{self.chain_views.generation}", "Epoch": self._epoch(), "Now": self._now(),
+                "Pings": self.state.pings()}
 
     # ---------------------------------------------------------------- sectors
 
@@ -67,9 +54,12 @@ class WebViews:
         sql = f"SELECT miner, number, proof, info, updated FROM sectors WHERE {where} ORDER BY {order}"
         if limit:
             sql += f" LIMIT {int(limit)}"
+        return self._shown(self.state.query(sql, params))       # not held open
+
+    def _shown(self, rows) -> list[dict]:
         out = []
         now = self._now()
-        for miner, number, proof, info, updated in self.state.query(sql, params):   # not held open
+        for miner, number, proof, info, updated in rows:
             r = json.loads(info)
             born = r.get("allocated_at") or updated
             entered = r.get("entered_at") or born
@@ -108,28 +98,12 @@ class WebViews:
         unknown = set(query) - {"open", "state", "worker", "failing", "after", "limit"}
         if unknown:
             raise ValueError(f"unknown filter {sorted(unknown)[0]!r}: open, state, worker, failing, after, limit")
-        is_open = _flag(query, "open", True)
-        where, params = ["is_open = ?"], [1 if is_open else 0]
-        if query.get("state"):
-            where.append("state = ?")
-            params.append(query["state"])
-        if query.get("worker"):
-            where.append("worker = ?")
-            params.append(query["worker"])
-        if _flag(query, "failing", False):
-            where.append("failure_level IS NOT NULL")
+        f = SectorFilter(is_open=_flag(query, "open", True), state=query.get("state") or None,
+                         worker=query.get("worker") or None, failing=_flag(query, "failing", False))
         limit = _number(query, "limit", LIVE_PAGE, 1, PAGE_MAX)
-        match = " AND ".join(where)
-        with self.state.read():
-            total = self.state.one(f"SELECT COUNT(*) FROM sectors WHERE {match}", tuple(params))[0]
-            if query.get("after"):
-                miner, number = parse_sector_name(query["after"])
-                rows = self._rows(match + " AND (miner, number) > (?, ?)", (*params, miner, number), limit=limit + 1)
-            else:
-                rows = self._rows(match, tuple(params), limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {"Sectors": rows, "Total": total, "Next": rows[-1]["Sector"] if more else None}
+        after = parse_sector_name(query["after"]) if query.get("after") else None
+        rows, total, nxt = sector_pages.page(self.state, f, after, limit)
+        return {"Sectors": self._shown(rows), "Total": total, "Next": sector_name(*nxt) if nxt else None}
 
     def sector(self, miner: int, number: int) -> dict | None:
         with self.state.read():     # the record and its history agree
@@ -160,20 +134,23 @@ class WebViews:
 
     def proving(self) -> dict:
         """Per miner: the current deadline, the 48 deadlines with their partitions (those with
-        sectors in detail), the last closed deadlines, WinningPoSt blocks. Cached per (state
-        version, epoch): the metrics and the page share one read of the chain."""
-        key = (self.state.version(), self._epoch())
-        with self._lock:
-            if self._proving is not None and self._proving[0] == key and key[1] is not None:
-                return self._proving[1]
+        sectors in detail), the last closed deadlines, WinningPoSt blocks; as the chain views last
+        computed them (`AsOf` the epoch, `Age` seconds), {"Computing": true} before the first, or
+        the chain's `Error`. The metrics and the page share them."""
+        return self.chain_views.views("Proving")
+
+    def chain_views_of(self, miner: int) -> dict:
+        """A miner's chain views, computed by the refresher (never by a request): each view that
+        the chain cannot give is its `Error`, the other still shown."""
         out = {}
-        for m in self.config.miners:
+        for kind, compute in (("Proving", self._miner_proving),
+                              ("Expiring", None if self.expiry is None else lambda m: self.expiry.expiring_by_deadline(m, EXPIRING_DAYS))):
+            if compute is None:
+                continue
             try:
-                out[str(m.actor)] = self._miner_proving(m.actor)
+                out[kind] = compute(miner)
             except Exception as exc:      # noqa: BLE001 - a miner the chain does not know: shown, not raised
-                out[str(m.actor)] = {"Error": str(exc)}
-        with self._lock:
-            self._proving = (key, out)
+                out[kind] = {"Error": str(exc)}
         return out
 
     def _miner_proving(self, miner: int) -> dict:
@@ -219,16 +196,10 @@ class WebViews:
     def stores(self) -> list[dict]:
         return self.sealer.store_list()
 
-    def expiring(self, days: int = 30) -> dict:
-        """Per miner: sectors expiring within `days`, by deadline (Expiry reads the chain once per head)."""
-        out = {}
-        with self.chain.pinned_head():        # one head for every miner, not a ChainHead call each
-            for m in self.config.miners if self.expiry is not None else ():
-                try:
-                    out[str(m.actor)] = self.expiry.expiring_by_deadline(m.actor, days)
-                except Exception as exc:      # noqa: BLE001 - shown, not raised (a chain that cannot tell)
-                    out[str(m.actor)] = {"Error": str(exc)}
-        return out
+    def expiring(self) -> dict:
+        """Per miner: sectors expiring within EXPIRING_DAYS, by deadline, as the chain views last
+        computed them (as proving())."""
+        return self.chain_views.views("Expiring") if self.expiry is not None else {}
 
     def overview(self) -> dict:
         with self.state.read():       # the ETag describes exactly the sectors and workers sent with it
@@ -236,7 +207,7 @@ class WebViews:
             proving = self.proving()      # the page lists the last closed deadlines only
             sectors, workers, terminations = self.sectors(), self.workers(), self.terminations()
         return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(), "Terminations": terminations,
-                "Proving": {m: {**p, "Records": p.get("Records", [])[-12:]} for m, p in proving.items()},
+                "Proving": {m: {**p, "Records": p["Records"][-12:]} if "Records" in p else p for m, p in proving.items()},
                 "Expiring": self.expiring()}
 
 

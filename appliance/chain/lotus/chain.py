@@ -47,12 +47,22 @@ log = logging.getLogger("damocles.chain.lotus")
 TSK = None                      # the head tipset (Lotus' empty TipSetKey)
 MINER_INFO_TTL = 60.0           # seconds a miner's StateMinerInfo is kept
 SEARCH_LIMIT = -1               # StateSearchMsg: look back as far as the node keeps
-MEMO_TIPSETS = 4                # pinned_head: the tipsets whose state reads are kept (a reorg may come back to one)
+MEMO_TIPSETS = 2                # pinned_head: the tipsets whose state reads are kept (the head, and the one before it
+                                # that a reorg may come back to)
+# the list items (sectors, partitions) the memo keeps, all tipsets together: a farm's StateMinerActiveSectors
+# answers are 100,000 sectors a miner, about 1 KiB each once decoded, so they are not all kept; the oldest
+# tipset goes first, and an answer that does not fit beside the head's others is asked again when needed
+MEMO_ITEMS = 200_000
 # sent with the default policy: no Damocles section names them (its `sectors extend` takes its fee on the command line)
 UNSECTIONED = ("Send", "WithdrawBalance", "ExtendSectorExpiration2")
 # the sector a deposit/pledge question stands for: any valid sealed CID, a typical lifetime (540 days)
 TEMPLATE_SEALED_CID = commr_to_cid(bytes(32))
 TEMPLATE_LIFETIME = 540 * 2880
+
+
+def _weight(answer) -> int:
+    """What a memoized answer counts for against MEMO_ITEMS: its items when a list, else 1."""
+    return max(1, len(answer)) if isinstance(answer, list) else 1
 
 
 class LotusChain(Chain):
@@ -74,6 +84,7 @@ class LotusChain(Chain):
         self._clock = time.monotonic
         self._pin = threading.local()           # the tipset this thread's pinned_head() block reads at
         self._memo: OrderedDict[str, dict] = OrderedDict()   # tipset key -> {(method, params): answer}
+        self._memo_items = 0                    # the items the memo holds (_weight), at most MEMO_ITEMS
         self._memo_lock = threading.Lock()
 
     def call(self, method: str, *params):
@@ -113,13 +124,28 @@ class LotusChain(Chain):
             if reads is not None and what in reads:
                 return reads[what]
         answer = self.call(method, *params, self._pin.tsk)
+        self._remember(key, what, answer)
+        return answer
+
+    def _remember(self, key: str, what: tuple, answer) -> None:
+        """Keep a state read of tipset `key` within MEMO_TIPSETS tipsets and MEMO_ITEMS items:
+        older tipsets leave first; what still does not fit is not kept."""
+        weight = _weight(answer)
         with self._memo_lock:
             if key not in self._memo:
                 self._memo[key] = {}
                 while len(self._memo) > MEMO_TIPSETS:
-                    self._memo.popitem(last=False)
+                    self._forget_oldest()
+            while self._memo_items + weight > MEMO_ITEMS and next(iter(self._memo)) != key:
+                self._forget_oldest()
+            if what in self._memo[key] or self._memo_items + weight > MEMO_ITEMS:
+                return
             self._memo[key][what] = answer
-        return answer
+            self._memo_items += weight
+
+    def _forget_oldest(self) -> None:
+        _, reads = self._memo.popitem(last=False)
+        self._memo_items -= sum(_weight(a) for a in reads.values())
 
     def close(self) -> None:
         close = getattr(self.client, "close", None)      # the kept-alive connections

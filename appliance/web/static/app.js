@@ -164,11 +164,23 @@ function pingAge(name, fallback) {
   return Date.now() / 1000 + clockSkew - last;
 }
 
+// the chain views are computed in the background (web/chain_views.py): the epoch and age they describe
+function asOf(v) {
+  return v.AsOf == null ? "" : ` <span class="muted">(as of epoch ${esc(v.AsOf)}${v.Age != null ? `, ${Math.round(v.Age)} s ago` : ""})</span>`;
+}
+
+function computing(miner, v) {
+  if (v.Computing) return `<h3>f0${esc(miner)}</h3><p class="muted">computing…</p>`;
+  if (v.Error) return `<h3>f0${esc(miner)}${asOf(v)}</h3><p class="error">${esc(v.Error)}</p>`;
+  return null;
+}
+
 function renderProving(ov) {
   const miners = Object.entries(ov.Proving || {});
   if (!miners.length) { $("proving").innerHTML = `<p class="muted">No miner configured.</p>`; return; }
   $("proving").innerHTML = miners.map(([miner, p]) => {
-    if (p.Error) return `<h3>f0${esc(miner)}</h3><p class="error">${esc(p.Error)}</p>`;
+    const pending = computing(miner, p);
+    if (pending) return pending;
     const withParts = new Map(p.Deadlines.map((d) => [d.Index, d]));
     const grid = Array.from({ length: 48 }, (_, i) => {
       const d = withParts.get(i);
@@ -176,7 +188,7 @@ function renderProving(ov) {
       return `<div class="dl${d ? " has" : ""}${faulty ? " faulty" : ""}${i === p.Deadline ? " current" : ""}" title="deadline ${i}">${i}</div>`;
     }).join("");
     const t = p.Totals;
-    return `<h3>f0${esc(miner)}: deadline ${p.Deadline} (epochs ${p.Open}–${p.Close}), period start ${p.PeriodStart}</h3>
+    return `<h3>f0${esc(miner)}: deadline ${p.Deadline} (epochs ${p.Open}–${p.Close}), period start ${p.PeriodStart}${asOf(p)}</h3>
       <div class="chips"><span class="chip">partitions proven<b>${t.PartitionsProven}</b></span>
         <span class="chip${t.PartitionsMissed ? " failing" : ""}">missed<b>${t.PartitionsMissed}</b></span>
         <span class="chip">faulty (detected)<b>${t.SectorsFaultyDetected}</b></span>
@@ -203,9 +215,10 @@ function renderProving(ov) {
 function renderExpiring(ov) {
   const miners = Object.entries(ov.Expiring || {});
   $("expiring").innerHTML = miners.map(([miner, e]) => {
-    if (e.Error) return `<h3>f0${esc(miner)}</h3><p class="error">${esc(e.Error)}</p>`;
-    if (!e.Total) return `<p class="muted">f0${esc(miner)}: no sector expires in the next ${e.Days} days.</p>`;
-    return `<h3>f0${esc(miner)}: ${e.Total} sector(s) expire in the next ${e.Days} days</h3>
+    const pending = computing(miner, e);
+    if (pending) return pending;
+    if (!e.Total) return `<p class="muted">f0${esc(miner)}: no sector expires in the next ${e.Days} days${asOf(e)}.</p>`;
+    return `<h3>f0${esc(miner)}: ${e.Total} sector(s) expire in the next ${e.Days} days${asOf(e)}</h3>
       <table class="expiring"><thead><tr><th>deadline</th><th class="num">sectors</th><th>first</th></tr></thead><tbody>` +
       e.Deadlines.map((d) => `<tr><td>${d.Deadline}</td><td class="num">${d.Count}</td>
         <td>${esc(d.First.join(", "))}${d.Count > d.First.length ? " …" : ""}</td></tr>`).join("") + `</tbody></table>`;
