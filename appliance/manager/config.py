@@ -85,12 +85,14 @@ class DBConfig:
     "postgres": the database `dsn` names (a libpq connection string or URI)."""
     driver: str = "sqlite"
     dsn: str | None = None
+    lease_seconds: float = 10.0       # `LeaseSeconds`: how long the active manager's lease lasts unrenewed (manager.lease)
 
     def __repr__(self) -> str:        # the DSN may carry a password: never in a log line
-        return f"DBConfig(driver={self.driver!r}, dsn={'set' if self.dsn else None})"
+        return f"DBConfig(driver={self.driver!r}, dsn={'set' if self.dsn else None}, lease_seconds={self.lease_seconds:g})"
 
 
 DB_DRIVERS = ("sqlite", "postgres")
+MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 1.0, 600.0
 
 
 @dataclass
@@ -141,7 +143,8 @@ SCHEMA = {
                "ScanPersistStores": None,
                "MongoKVStore": {"Enable": None, "DSN": None, "DatabaseName": None},
                "DB": {"Driver": None, "Badger": {"BaseDir": None}, "Mongo": {"Enable": None, "DSN": None, "DatabaseName": None},
-                      "Plugin": {"PluginName": None, "Meta": None}, "Postgres": {"DSN": None, "DSNFile": None}},
+                      "Plugin": {"PluginName": None, "Meta": None}, "Postgres": {"DSN": None, "DSNFile": None},
+                      "LeaseSeconds": None},
                "Proving": {"ParallelCheckLimit": None, "SingleCheckTimeout": None, "PartitionCheckTimeout": None,
                            "Parallel": None,
                            "WorkerProver": {"JobMaxTry": None, "HeartbeatTimeout": None, "JobLifetime": None}}},
@@ -351,11 +354,15 @@ def _db(raw: dict, base: Path | None, warnings: list[str]) -> DBConfig:
     if driver not in DB_DRIVERS:
         raise ConfigError(f"{where}.Driver: {raw['Driver']!r} is not supported: use \"sqlite\" (the default, manager.db "
                           f"in the home) or \"postgres\" (with [Common.DB.Postgres] DSN)")
+    lease = raw.get("LeaseSeconds", DBConfig.lease_seconds)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS:
+        raise ConfigError(f"{where}.LeaseSeconds: {lease!r} is not a number of seconds from {MIN_LEASE_SECONDS:g} to "
+                          f"{MAX_LEASE_SECONDS:g} (how long the active manager's lease lasts unrenewed)")
     pw = "[Common.DB.Postgres]"
     pg = _table(raw.get("Postgres", {}), pw)
     _unknown(pg, set(SCHEMA["Common"]["DB"]["Postgres"]), pw, warnings)
     if driver == "sqlite":
-        return DBConfig()
+        return DBConfig(lease_seconds=float(lease))
     dsn, dsn_file = _take(pg, "DSN", str, pw, ""), _take(pg, "DSNFile", str, pw, "")
     if bool(dsn) == bool(dsn_file):
         raise ConfigError(f"{pw}: Driver is \"postgres\": set exactly one of DSN (e.g. \"postgresql://damocles@db-host/damocles\") "
@@ -372,7 +379,7 @@ def _db(raw: dict, base: Path | None, warnings: list[str]) -> DBConfig:
     elif re.search(r"(?i)(://[^/@:]*:[^/@]+@|\bpassword\s*=)", dsn):
         warnings.append(f"{pw}.DSN carries a password in the config: prefer DSNFile (a file only the manager's user "
                         f"reads) or libpq's PGPASSWORD / passfile")
-    return DBConfig("postgres", dsn)
+    return DBConfig("postgres", dsn, float(lease))
 
 
 def _scan_stores(common: dict, base: Path | None) -> list[dict]:

@@ -94,7 +94,9 @@ class ManagerService:
     directly, without its API; only `damocles bench chain` sets it, to measure the API's cost."""
 
     def __init__(self, home: Path, config: ManagerConfig | None = None, rebuild_from_chain: bool = False,
-                 ext_prover: bool = False, _in_process_chain: bool = False):
+                 ext_prover: bool = False, _in_process_chain: bool = False, lease=None):
+        """`lease`: the manager lease this process holds (manager.lease, `manager run`): every
+        write transaction of the state checks it first, so that nothing is written once it is lost."""
         self.home = Path(home)
         self.config = config or load_config(config_path(self.home))
         refuse_unported(self.config.db)       # PostgreSQL: only the state's own tables so far
@@ -108,6 +110,8 @@ class ManagerService:
             self.config.chain_api,     # set: a Lotus/Venus node, not the devnet
             {m.actor: m.seal_proof for m in self.config.miners if m.seal_proof is not None}, _in_process_chain,
             store=self.config.db)
+        if lease is not None:
+            self.state.db.fence = lease.fence
         self.devnet = self.devnet_api.devnet if self.devnet_api else (self.chain if isinstance(self.chain, Devnet) else None)
         try:
             if self.devnet is not None:         # the devnet's genesis: the configured miners

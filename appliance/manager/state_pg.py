@@ -114,7 +114,8 @@ VERSION_TRIGGERS = [
 
 def create_manager_schema(conn) -> None:
     """Create manager.db's tables on an empty PostgreSQL database (inside the caller's transaction)."""
-    for statement in TABLES + INDEXES + COUNT_TRIGGERS + VERSION_TRIGGERS:
+    from .lease import POSTGRES_DDL       # the active manager's lease (SQLite: its version step 7)
+    for statement in TABLES + [POSTGRES_DDL] + INDEXES + COUNT_TRIGGERS + VERSION_TRIGGERS:
         conn.execute(statement)
 
 
