@@ -156,6 +156,21 @@ def test_lease_seconds_is_read_and_checked():
             parse_config({"Common": {"DB": {"LeaseSeconds": bad}}})
 
 
+def test_path_shares_another_homes_sqlite_file(tmp_path):
+    cfg = parse_config({"Common": {"DB": {"Path": "../a/manager.db"}}}, tmp_path / "b")
+    assert cfg.db.path == tmp_path / "b" / "../a/manager.db"
+    one = ManagerState(tmp_path / "a" / "manager.db")
+    other = ManagerState(tmp_path / "b" / "manager.db", store=cfg.db)      # the home's own name is not used
+    try:
+        assert one.allocate(MINER, 8, 0, None) == 0 and other.allocate(MINER, 8, 0, None) == 1
+        assert not (tmp_path / "b" / "manager.db").exists()
+    finally:
+        one.close()
+        other.close()
+    with pytest.raises(ConfigError, match=r"\[Common.DB\].Path is the SQLite file's path"):
+        parse_config({"Common": {"DB": {"Driver": "postgres", "Path": "x", "Postgres": {"DSN": "postgresql://h/d"}}}})
+
+
 # ----------------------------------------------------------------- the standby and the client
 
 

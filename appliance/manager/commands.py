@@ -114,6 +114,7 @@ def cmd_run(args) -> int:
                 print(f"damocles: error: standby cannot listen on {listen}: {exc}", file=sys.stderr)
                 return 2
             print(f"standing by on http://{host}:{port}", flush=True)
+            listen = f"{host}:{port}"           # active, it serves where it stood by (port 0 picked one)
             try:
                 if not wait_for_lease(lease, standby, stop):
                     return 0

@@ -86,6 +86,7 @@ class DBConfig:
     driver: str = "sqlite"
     dsn: str | None = None
     lease_seconds: float = 10.0       # `LeaseSeconds`: how long the active manager's lease lasts unrenewed (manager.lease)
+    path: Path | None = None          # sqlite `Path`: the state's file when not the home's manager.db (a standby's home)
 
     def __repr__(self) -> str:        # the DSN may carry a password: never in a log line
         return f"DBConfig(driver={self.driver!r}, dsn={'set' if self.dsn else None}, lease_seconds={self.lease_seconds:g})"
@@ -144,7 +145,7 @@ SCHEMA = {
                "MongoKVStore": {"Enable": None, "DSN": None, "DatabaseName": None},
                "DB": {"Driver": None, "Badger": {"BaseDir": None}, "Mongo": {"Enable": None, "DSN": None, "DatabaseName": None},
                       "Plugin": {"PluginName": None, "Meta": None}, "Postgres": {"DSN": None, "DSNFile": None},
-                      "LeaseSeconds": None},
+                      "LeaseSeconds": None, "Path": None},
                "Proving": {"ParallelCheckLimit": None, "SingleCheckTimeout": None, "PartitionCheckTimeout": None,
                            "Parallel": None,
                            "WorkerProver": {"JobMaxTry": None, "HeartbeatTimeout": None, "JobLifetime": None}}},
@@ -361,8 +362,13 @@ def _db(raw: dict, base: Path | None, warnings: list[str]) -> DBConfig:
     pw = "[Common.DB.Postgres]"
     pg = _table(raw.get("Postgres", {}), pw)
     _unknown(pg, set(SCHEMA["Common"]["DB"]["Postgres"]), pw, warnings)
+    path = _take(raw, "Path", str, where, "")
     if driver == "sqlite":
-        return DBConfig(lease_seconds=float(lease))
+        # another home's manager.db, shared on one host by a standby manager (relative: to the config's directory)
+        file = None if not path else Path(path) if base is None or Path(path).is_absolute() else base / path
+        return DBConfig(lease_seconds=float(lease), path=file)
+    if path:
+        raise ConfigError(f"{where}.Path is the SQLite file's path: with Driver = \"postgres\" the database is the DSN's")
     dsn, dsn_file = _take(pg, "DSN", str, pw, ""), _take(pg, "DSNFile", str, pw, "")
     if bool(dsn) == bool(dsn_file):
         raise ConfigError(f"{pw}: Driver is \"postgres\": set exactly one of DSN (e.g. \"postgresql://damocles@db-host/damocles\") "

@@ -213,7 +213,9 @@ class ManagerState:
 
     def __init__(self, path: str | Path, now=time.time, store=None):
         """`store`: the config's `[Common.DB]` (manager.config.DBConfig); None or sqlite: the
-        SQLite file `path`."""
+        SQLite file `path` (or the one `[Common.DB] Path` names)."""
+        if store is not None and store.driver == "sqlite" and store.path is not None:
+            path = store.path
         self.path, self._now = Path(path), now
         if store is not None and store.driver == "postgres":
             from ..core.pg import PostgresDatabase      # psycopg is needed only then
