@@ -7,6 +7,7 @@ periods; every sector lands once, no number is allocated twice, no message is se
 WindowPoSt deadlines of the sealed sectors are all proven."""
 
 import shutil
+import signal
 import sqlite3
 import time
 
@@ -16,7 +17,7 @@ from appliance.chain.devnet import Devnet
 from appliance.chain.policy import ChainPolicy
 from appliance.core.crash import EXIT_CODE
 from appliance.rpc.auth import issue_token, load_or_create_secret
-from appliance.rpc.client import RPCClient
+from appliance.rpc.client import RPCClient, StandbyError
 
 from .configs import manager_toml, post_toml, worker_toml
 from .conftest import read_line, signal_all
@@ -153,7 +154,7 @@ def test_the_standby_takes_over_mid_batch_and_nothing_is_lost_or_repeated(tmp_pa
     finally:
         for p in reversed(procs):
             if p.poll() is None:
-                signal_all(p, 18)                  # SIGCONT, should anything be stopped
+                signal_all(p, signal.SIGCONT)      # should anything be stopped
                 p.terminate()
                 p.wait(timeout=30)
 
@@ -183,3 +184,65 @@ def test_the_standby_takes_over_mid_batch_and_nothing_is_lost_or_repeated(tmp_pa
     assert [m for _, m, _ in outbox][:2] == ["PreCommitSectorBatch2", "ProveCommitSectors3"]
     assert len(records) == len(occurrences) and penalties == []
     assert all(r["partitions_proven"] == r["partitions"] and r["sectors_faulty_new"] == 0 for r in records), records
+
+
+@pytest.mark.timeout(120)
+def test_a_frozen_active_loses_its_lease_and_exits_when_it_wakes(tmp_path):
+    """The active manager is frozen (SIGSTOP: alive, not renewing); the standby takes the lease
+    once it lapses and serves within two lease periods. Woken, the old active finds its lease
+    taken and exits at once (code 3, saying why) without writing."""
+    store = tmp_path / "persist-1"
+    store.mkdir()
+    procs = []
+    devnet = start(["devnet", "serve", "--home", str(tmp_path / "devnet"), "--listen", "127.0.0.1:0",
+                    "--miner", f"{MINER}:StackedDrg2KiBV1_1", "--block-time", "0"])
+    procs.append(devnet)
+    try:
+        line = read_line(devnet, 60, "the API info line")
+        api_info = line.strip().split("=", 1)[1]
+        home_a, home_b = tmp_path / "manager-a", tmp_path / "manager-b"
+        for home in (home_a, home_b):
+            home.mkdir()
+        (home_a / "sector-manager.cfg").write_text(_config(api_info, store, {}))
+        (home_b / "sector-manager.cfg").write_text(_config(api_info, store, {"Path": str(home_a / "manager.db")}))
+        secret = load_or_create_secret(home_a / "secret")
+        shutil.copy(home_a / "secret", home_b / "secret")
+        a = start(["manager", "run", "--home", str(home_a)])
+        procs.append(a)
+        line = read_line(a, 60, "manager a's listening line")
+        assert line.startswith("listening on "), line
+        url_a = line.split()[-1]
+        b = start(["manager", "run", "--home", str(home_b)])
+        procs.append(b)
+        line = read_line(b, 60, "manager b's standby line")
+        assert line.startswith("standing by on "), line
+        url_b = line.split()[-1]
+        write_b = RPCClient(url_b, issue_token(secret, "write"), timeout=30)
+        with pytest.raises(StandbyError, match=f"standby: the active manager is at {url_a}"):
+            write_b.call("Venus.AllocateSector", {})
+
+        signal_all(a, signal.SIGSTOP)
+        frozen = time.monotonic()
+        line = read_line(b, 2 * LEASE_SECONDS + 5, "manager b taking over")
+        took = time.monotonic() - frozen
+        assert line.startswith("listening on ") and line.split()[-1] == url_b, line
+        assert LEASE_SECONDS - 1 < took < 2 * LEASE_SECONDS, f"the standby served {took:.1f}s after the active froze"
+        assert write_b.call("Venus.AllocateSector", {})["ID"]["Number"] == 1
+
+        signal_all(a, signal.SIGCONT)
+        assert a.wait(timeout=30) == 3
+        err = a.stderr.read()
+        assert "manager lease lost: the lease is held by" in err and "exiting: the manager lease was lost" in err, err
+        assert write_b.call("Venus.AllocateSector", {})["ID"]["Number"] == 2     # b serves on, numbers single
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                signal_all(p, signal.SIGCONT)
+                p.terminate()
+                p.wait(timeout=30)
+    db = sqlite3.connect(home_a / "manager.db")
+    try:
+        assert [r[0] for r in db.execute("SELECT number FROM sectors ORDER BY number")] == [1, 2]
+        assert db.execute("SELECT addr FROM manager_lease").fetchone()[0] == url_b
+    finally:
+        db.close()

@@ -106,8 +106,10 @@ def cmd_run(args) -> int:
         print(f"damocles: error: {exc}", file=sys.stderr)
         return 2
     try:
-        if lease.try_take() is not None:        # another manager is active on this database: stand by
+        holder = lease.try_take()
+        if holder is not None:                  # another manager is active on this database: stand by
             standby = StandbyServer(args.home, config)
+            standby.active = holder.addr
             try:
                 host, port = standby.serve(listen)
             except OSError as exc:
@@ -115,6 +117,7 @@ def cmd_run(args) -> int:
                 return 2
             print(f"standing by on http://{host}:{port}", flush=True)
             listen = f"{host}:{port}"           # active, it serves where it stood by (port 0 picked one)
+            lease.addr = advertised_addr(listen)
             try:
                 if not wait_for_lease(lease, standby, stop):
                     return 0
@@ -127,9 +130,12 @@ def cmd_run(args) -> int:
                                      ext_prover=args.ext_prover, lease=lease)
         except (DatabaseError, ExtProverConfigError, ProcessorError) as exc:   # a bad database, ext-prover.cfg or processor
             print(f"damocles: error: {exc}", file=sys.stderr)
+            stop.set()
+            lease.release()     # a standby may start where this one cannot
             return 2
         host, port = service.start(listen)
-        lease.addr = advertised_addr(f"{host}:{port}")      # the port bound (0 picks one); written at the next renewal
+        lease.addr = advertised_addr(f"{host}:{port}")      # the port bound (0 picks one)
+        lease.renew()           # the address written now: a standby names it to callers
         print(f"listening on http://{host}:{port}", flush=True)
         wait_for_stop_signal(stop)
         service.stop()
