@@ -82,6 +82,14 @@ class PgConnection:
             return cur.execute(text, tuple(params))
         return cur.execute(sql)
 
+    def executemany(self, sql: str, rows):
+        """One statement over many rows (sqlite3's executemany); psycopg sends them pipelined."""
+        if self.trace is not None:
+            self.trace(sql)
+        cur = self.raw.cursor()
+        cur.executemany(to_pyformat(sql), [tuple(r) for r in rows])
+        return cur
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != self.raw.info.transaction_status.IDLE

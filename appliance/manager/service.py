@@ -38,7 +38,6 @@ from .snapup import SnapUp
 from .sealer import Sealer
 from .ext_prover import ExtProver, load_config as load_ext_prover_config, write_default as write_ext_prover_default
 from .guard import open_stores
-from .state_pg import refuse_unported
 from .unseal import Unsealer
 from .wdpost_jobs import WdPoStJobs
 
@@ -99,7 +98,6 @@ class ManagerService:
         write transaction of the state checks it first, so that nothing is written once it is lost."""
         self.home = Path(home)
         self.config = config or load_config(config_path(self.home))
-        refuse_unported(self.config.db)       # PostgreSQL: only the state's own tables so far
         for w in self.config.warnings:
             log.warning(w)
         self.secret = SecretFile(self.home / "secret")     # read again when `manager token --rotate` replaces it
