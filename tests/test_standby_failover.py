@@ -1,5 +1,6 @@
 """Failover with real processes: `damocles devnet serve` as the chain (its clock moved by hand),
-two `damocles manager run` on one database (the second stands by), a worker sealing 2KiB sectors
+two `damocles manager run` on one database (the second stands by; a PostgreSQL database, or
+one SQLite file shared by two homes on one host), a worker sealing 2KiB sectors
 and a dedicated prover, both given the two managers' addresses. The active manager dies mid-batch
 (a PreCommit batch journalled in the outbox, not yet pushed: the crash point
 manager.commit.before_push exits at once, as SIGKILL would). The standby serves within two lease
@@ -21,6 +22,7 @@ from appliance.rpc.client import RPCClient, StandbyError
 
 from .configs import manager_toml, post_toml, worker_toml
 from .conftest import read_line, signal_all
+from .pg_cluster import pg_dsn, pg_server  # noqa: F401  (fixtures)
 from .test_worker_e2e import start
 
 LEASE_SECONDS = 3
@@ -50,9 +52,38 @@ def _config(api_info: str, store, db: dict) -> str:
                                            "Proving": {"WorkerProver": {"HeartbeatTimeout": "1s", "JobMaxTry": 3}}}})
 
 
+class SharedDB:
+    """The managers' database for each driver: `[Common.DB]` of manager a and of manager b, and
+    its rows read back after the managers stopped."""
+
+    def __init__(self, driver: str, tmp_path, dsn: str | None):
+        self.driver, self.dsn = driver, dsn
+        self.file = tmp_path / "manager-a" / "manager.db"
+        if driver == "postgres":
+            self.a = self.b = {"Driver": "postgres", "Postgres": {"DSN": dsn}}
+        else:
+            self.a, self.b = {}, {"Path": str(self.file)}      # b's home names a's file
+
+    def rows(self, sql: str, params=()) -> list[tuple]:
+        if self.driver == "postgres":
+            import psycopg
+            with psycopg.connect(self.dsn, connect_timeout=10) as db:
+                return db.execute(sql.replace("?", "%s"), params).fetchall()
+        db = sqlite3.connect(self.file)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared(request, tmp_path):
+    return SharedDB(request.param, tmp_path, request.getfixturevalue("pg_dsn") if request.param == "postgres" else None)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_the_standby_takes_over_mid_batch_and_nothing_is_lost_or_repeated(tmp_path):
+def test_the_standby_takes_over_mid_batch_and_nothing_is_lost_or_repeated(tmp_path, shared):
     store = tmp_path / "persist-1"
     store.mkdir()
     procs = []
@@ -69,8 +100,8 @@ def test_the_standby_takes_over_mid_batch_and_nothing_is_lost_or_repeated(tmp_pa
         home_a, home_b = tmp_path / "manager-a", tmp_path / "manager-b"
         for home in (home_a, home_b):
             home.mkdir()
-        (home_a / "sector-manager.cfg").write_text(_config(api_info, store, {}))
-        (home_b / "sector-manager.cfg").write_text(_config(api_info, store, {"Path": str(home_a / "manager.db")}))
+        (home_a / "sector-manager.cfg").write_text(_config(api_info, store, shared.a))
+        (home_b / "sector-manager.cfg").write_text(_config(api_info, store, shared.b))
         secret = load_or_create_secret(home_a / "secret")
         shutil.copy(home_a / "secret", home_b / "secret")          # one secret: one token for both
 
@@ -159,15 +190,10 @@ def test_the_standby_takes_over_mid_batch_and_nothing_is_lost_or_repeated(tmp_pa
                 p.wait(timeout=30)
 
     assert f"following the manager at {url_b}" in worker_log
-    db = sqlite3.connect(home_a / "manager.db")
-    try:
-        numbers = [r[0] for r in db.execute("SELECT number FROM sectors WHERE miner = ? ORDER BY number", (MINER,))]
-        outbox = db.execute("SELECT nonce, method, message FROM outbox WHERE miner = ? ORDER BY nonce", (MINER,)).fetchall()
-        holder = db.execute("SELECT holder FROM manager_lease").fetchone()
-    finally:
-        db.close()
+    numbers = [r[0] for r in shared.rows("SELECT number FROM sectors WHERE miner = ? ORDER BY number", (MINER,))]
+    outbox = shared.rows("SELECT nonce, method, message FROM outbox WHERE miner = ? ORDER BY nonce", (MINER,))
     assert numbers == [1, 2]                                        # no number allocated twice, none lost
-    assert holder is not None
+    assert shared.rows("SELECT addr FROM manager_lease") == [(url_b,)]
     chain = Devnet(tmp_path / "devnet" / "devnet.db", ChainPolicy(block_time=0))
     try:
         on_chain = sorted(s.number for s in chain.sectors(MINER))
@@ -187,7 +213,7 @@ def test_the_standby_takes_over_mid_batch_and_nothing_is_lost_or_repeated(tmp_pa
 
 
 @pytest.mark.timeout(120)
-def test_a_frozen_active_loses_its_lease_and_exits_when_it_wakes(tmp_path):
+def test_a_frozen_active_loses_its_lease_and_exits_when_it_wakes(tmp_path, shared):
     """The active manager is frozen (SIGSTOP: alive, not renewing); the standby takes the lease
     once it lapses and serves within two lease periods. Woken, the old active finds its lease
     taken and exits at once (code 3, saying why) without writing."""
@@ -203,8 +229,8 @@ def test_a_frozen_active_loses_its_lease_and_exits_when_it_wakes(tmp_path):
         home_a, home_b = tmp_path / "manager-a", tmp_path / "manager-b"
         for home in (home_a, home_b):
             home.mkdir()
-        (home_a / "sector-manager.cfg").write_text(_config(api_info, store, {}))
-        (home_b / "sector-manager.cfg").write_text(_config(api_info, store, {"Path": str(home_a / "manager.db")}))
+        (home_a / "sector-manager.cfg").write_text(_config(api_info, store, shared.a))
+        (home_b / "sector-manager.cfg").write_text(_config(api_info, store, shared.b))
         secret = load_or_create_secret(home_a / "secret")
         shutil.copy(home_a / "secret", home_b / "secret")
         a = start(["manager", "run", "--home", str(home_a)])
@@ -240,9 +266,5 @@ def test_a_frozen_active_loses_its_lease_and_exits_when_it_wakes(tmp_path):
                 signal_all(p, signal.SIGCONT)
                 p.terminate()
                 p.wait(timeout=30)
-    db = sqlite3.connect(home_a / "manager.db")
-    try:
-        assert [r[0] for r in db.execute("SELECT number FROM sectors ORDER BY number")] == [1, 2]
-        assert db.execute("SELECT addr FROM manager_lease").fetchone()[0] == url_b
-    finally:
-        db.close()
+    assert [r[0] for r in shared.rows("SELECT number FROM sectors ORDER BY number")] == [1, 2]
+    assert shared.rows("SELECT addr FROM manager_lease") == [(url_b,)]

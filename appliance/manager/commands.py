@@ -98,8 +98,6 @@ def cmd_run(args) -> int:
     stop = stop_on_signal()
     try:
         config = load_config(path)
-        from .state_pg import refuse_unported
-        refuse_unported(config.db)          # before the lease is opened on the server
         listen = args.listen or config.listen
         lease_state, lease = open_lease(args.home, config, listen)
     except (DatabaseError, ConfigError) as exc:
