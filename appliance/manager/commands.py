@@ -95,12 +95,19 @@ def cmd_run(args) -> int:
     from ..config import ConfigError
     from ..core.extproc import ProcessorError
     from .ext_prover import ExtProverConfigError
+    from .home_lock import HomeLock
     stop = stop_on_signal()
     try:
         config = load_config(path)
         listen = args.listen or config.listen
-        lease_state, lease = open_lease(args.home, config, listen)
+        home_lock = HomeLock(args.home)     # one manager per home, active or standing by
     except (DatabaseError, ConfigError) as exc:
+        print(f"damocles: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        lease_state, lease = open_lease(args.home, config, listen)
+    except DatabaseError as exc:
+        home_lock.release()
         print(f"damocles: error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -125,22 +132,21 @@ def cmd_run(args) -> int:
         threading.Thread(target=lease.keep, args=(stop,), name="lease", daemon=True).start()
         try:
             service = ManagerService(args.home, config, rebuild_from_chain=args.rebuild_from_chain,
-                                     ext_prover=args.ext_prover, lease=lease)
+                                     ext_prover=args.ext_prover, lease=lease, home_lock=home_lock, state=lease_state)
         except (DatabaseError, ExtProverConfigError, ProcessorError) as exc:   # a bad database, ext-prover.cfg or processor
             print(f"damocles: error: {exc}", file=sys.stderr)
             stop.set()
-            lease.release()     # a standby may start where this one cannot
             return 2
         host, port = service.start(listen)
         lease.addr = advertised_addr(f"{host}:{port}")      # the port bound (0 picks one)
         lease.renew()           # the address written now: a standby names it to callers
         print(f"listening on http://{host}:{port}", flush=True)
         wait_for_stop_signal(stop)
-        service.stop()
-        lease.release()         # a standby takes over at its next poll, not a lease period later
+        service.stop()          # the lease released last: a standby takes over at its next poll
         return 0
     finally:
-        lease_state.close()
+        lease_state.close()     # closed already by the service, unless it never opened
+        home_lock.release()
 
 
 def _exit_lease_lost(reason: str) -> None:

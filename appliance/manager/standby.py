@@ -33,8 +33,8 @@ def advertised_addr(listen: str) -> str:
 
 
 def open_lease(home: Path, config, listen: str) -> tuple[ManagerState, Lease]:
-    """The lease on the manager's database (its own connection, apart from the manager's state:
-    the standby reads it before any of the manager is opened)."""
+    """The manager's state and the lease on it, opened before any of the manager (a standby
+    reads only the lease); the manager, once active, takes this state as its own."""
     state = ManagerState(Path(home) / "manager.db", store=config.db)
     return state, Lease(state.db, advertised_addr(listen), config.db.lease_seconds)
 
