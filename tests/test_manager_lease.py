@@ -132,6 +132,22 @@ def test_a_dead_process_of_this_host_is_not_waited_for(two):
     assert Lease(two[1].db, "http://b:1789", 600, holder="B").try_take() is None
 
 
+def test_a_lease_expired_unrenewed_is_lost_by_the_clock_alone(two):
+    """The watchdog's check: no database read, so that a renewal stuck on the database cannot
+    keep a lapsed manager writing."""
+    clock = Clock()
+    a = Lease(two[0].db, "http://a:1789", 10, holder="A", now=clock)
+    lost = []
+    a.on_lost = lost.append
+    assert not a.overdue()                  # nothing taken yet: nothing to lose
+    assert a.try_take() is None
+    clock.t = 1009.9
+    assert not a.overdue()
+    two[0].db.close()                       # the database is away: overdue() does not need it
+    clock.t = 1010.0
+    assert a.overdue() and a.lost.is_set() and lost == ["not renewed before it expired (0.0s ago)"]
+
+
 def test_keep_renews_until_stopped(two):
     a = Lease(two[0].db, "http://a:1789", 1.5, holder="A")
     assert a.try_take() is None

@@ -168,9 +168,22 @@ class Lease:
         if self.on_lost is not None:
             self.on_lost(reason)
 
+    def overdue(self) -> bool:
+        """Whether our lease expired by our own clock without a renewal (the database hangs, or a
+        renewal waits behind a long write): then it is lost, at once, wherever the renewal is."""
+        if not self.lost.is_set() and self._expires and self._now() >= self._expires:
+            self._lose(f"not renewed before it expired ({self._now() - self._expires:.1f}s ago)")
+        return self.lost.is_set()
+
     def keep(self, stop: threading.Event) -> None:
         """Renew every LeaseSeconds / 3 until `stop` or the lease is lost (a renewal that fails
-        on the database is retried at the next tick; the lease lapses if none succeeds in time)."""
+        on the database is retried at the next tick; the lease lapses if none succeeds in time).
+        A watchdog beside it declares the lease lost once it expired unrenewed, even while a
+        renewal is stuck on the database."""
+        def watch():
+            while not stop.wait(self.renew_interval / 2) and not self.overdue():
+                pass
+        threading.Thread(target=watch, name="lease-watchdog", daemon=True).start()
         while not stop.wait(self.renew_interval) and not self.lost.is_set():
             try:
                 self.renew()
