@@ -86,7 +86,9 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_holder_is_fenced(two):
     assert two[1].next_numbers() == {MINER: 1}         # nothing of the refused write is stored
     assert two[1].sector(MINER, 1) is None
     assert not a.renew()                               # lost for good: a restart is a new holder
-    with pytest.raises(LeaseLost):
+    assert a.try_take().holder == "B"
+    clock.t = 1030.0                                   # even once B's lease lapses in turn
+    with pytest.raises(LeaseLost):                     # its own fence, or try_take itself, refuses
         a.try_take()
 
 
@@ -112,6 +114,16 @@ def test_the_fence_costs_one_read_per_write_transaction(two):
             db.execute("UPDATE counters SET next = next WHERE miner = ?", (MINER,))
     two[0].db.set_trace(None)
     assert [s for s in seen if "manager_lease" in s] == ["SELECT holder, expires FROM manager_lease WHERE id = 1"]
+
+
+def test_a_standby_polls_a_live_lease_without_a_write_transaction(two):
+    assert Lease(two[0].db, "http://a:1789", 60, holder="A").try_take() is None
+    b = Lease(two[1].db, "http://b:1789", 60, holder="B")
+    seen = []
+    two[1].db.set_trace(seen.append)
+    assert b.try_take().holder == "A"
+    two[1].db.set_trace(None)
+    assert seen == ["SELECT holder, addr, expires FROM manager_lease WHERE id = 1"]     # no BEGIN, no lock
 
 
 def test_a_clean_stop_releases_the_lease_to_the_next_poll(two):

@@ -98,6 +98,9 @@ class Lease:
     def try_take(self) -> LeaseHolder | None:
         """Take the lease if no live holder has it (or renew it, ours already). Returns None when
         this process holds it now, else the live holder that does."""
+        seen = self.current()       # read without the writer lock first: a standby's usual answer
+        if seen is not None and seen.holder != self.holder and seen.live(self._now()) and not dead_here(seen.holder):
+            return seen
         with self.db.tx() as conn:
             row = conn.execute(f"SELECT holder, addr, expires FROM manager_lease WHERE id = 1{self._for_update}").fetchone()
             now = self._now()
