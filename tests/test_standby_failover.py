@@ -63,7 +63,8 @@ class SharedDB:
         if driver == "postgres":
             self.a = self.b = {"Driver": "postgres", "Postgres": {"DSN": dsn}}
         else:
-            self.a, self.b = {}, {"Path": str(self.file)}      # b's home names a's file
+            # b's home names a's file (the driver named: DAMOCLES_TEST_DB=postgres sets another)
+            self.a, self.b = {"Driver": "sqlite"}, {"Driver": "sqlite", "Path": str(self.file)}
 
     def rows(self, sql: str, params=()) -> list[tuple]:
         if self.driver == "postgres":
