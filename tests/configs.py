@@ -10,6 +10,7 @@ from pathlib import Path, PurePath
 import tomli_w
 
 from .conftest import damocles_cmd
+from .pg_cluster import manager_db_config
 
 
 def merged(base: dict, over: dict) -> dict:
@@ -31,7 +32,7 @@ def manager_config(max_number: int | None = 6, pre_threshold: int = 2, prove_thr
     """A devnet manager for miner 1000 with persist store `persist-1`: short confidences and
     batches (a batch is sent at `*_threshold` sectors or after `*_wait`). `block_time = "0s"`
     moves the clock only by hand. `miner` is merged into the miner's table, `config` into the
-    whole file."""
+    whole file. With DAMOCLES_TEST_DB=postgres its state is on PostgreSQL (tests/pg_cluster.py)."""
     batch = {"CheckInterval": check_interval}
     m = {"Actor": 1000, "SealProof": "StackedDrg2KiBV1_1",
          "Sector": {"MaxNumber": max_number},          # the first sector is 1 (Damocles' numbering)
@@ -41,7 +42,7 @@ def manager_config(max_number: int | None = 6, pre_threshold: int = 2, prove_thr
     cfg = {"RPC": {"Listen": "127.0.0.1:0"},
            "Sealing": {"SealRandomnessLookback": 2, "InteractivePoRepConfidence": 1},
            "Chain": {"BlockTime": block_time},
-           "Common": {"PersistStores": [{"Name": "persist-1", "Path": "persist-1"}]},
+           "Common": {"PersistStores": [{"Name": "persist-1", "Path": "persist-1"}], **manager_db_config()},
            "Miners": [_without_nones(merged(m, miner or {}))]}
     return merged(cfg, config or {})
 

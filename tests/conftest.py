@@ -77,6 +77,15 @@ def _isolated_parent_cache(tmp_path_factory):
         os.environ["FIL_PROOFS_PARENT_CACHE"] = old
 
 
+@pytest.fixture(autouse=True)
+def _manager_test_db():
+    """DAMOCLES_TEST_DB=postgres: each test's managers keep their state in a fresh PostgreSQL
+    database (tests/pg_cluster.py); nothing otherwise."""
+    from .pg_cluster import manager_test_database
+    with manager_test_database():
+        yield
+
+
 def run_cli(*args: str, check: bool = False, cwd=None) -> subprocess.CompletedProcess:
     """Run `damocles` as a real process (python -m appliance, or $DAMOCLES_BIN)."""
     p = subprocess.run(damocles_cmd(*args), capture_output=True, text=True, cwd=cwd or ROOT,

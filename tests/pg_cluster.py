@@ -8,10 +8,18 @@ absent (Debian's `postgresql` package installs the binaries under /usr/lib/postg
 
 As root (CI's containers) the server runs as the `postgres` user Debian's package creates:
 PostgreSQL refuses to run as root. Its directory is then made under the system's temporary
-directory, which that user can reach (pytest's tmp_path sits in root's private directory)."""
+directory, which that user can reach (pytest's tmp_path sits in root's private directory).
+
+`DAMOCLES_TEST_DB=postgres` runs the manager tests on PostgreSQL: the manager configs the tests
+write (tests/configs.py) name the DSN `postgresql://`, whose server and database libpq takes from
+PGHOST, PGPORT, PGUSER and PGDATABASE; `manager_test_database` (autouse, tests/conftest.py) points those at
+a fresh database of each test on this process's cluster, so a manager the test starts, in process
+or as a child, and a restarted one find the same state. A test with two manager homes gives them
+one database: such tests keep to SQLite (`sqlite_only`)."""
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -20,6 +28,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,26 +127,98 @@ def start_cluster() -> Cluster:
     return cluster
 
 
+_shared: Cluster | None = None
+
+
+def shared_cluster() -> Cluster:
+    """This test process's cluster: started on first use, stopped and removed when it exits."""
+    global _shared
+    if _shared is None:
+        _shared = start_cluster()
+        atexit.register(_remove, _shared)
+    return _shared
+
+
+def _remove(cluster: Cluster) -> None:
+    cluster.stop()
+    shutil.rmtree(cluster.base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_server():
-    cluster = start_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(cluster.base, ignore_errors=True)
+    return shared_cluster()
 
 
 _names = itertools.count()
 
 
+def create_database(cluster: Cluster) -> str:
+    """A new empty database on `cluster`; returns its name."""
+    import psycopg
+    name = f"t{os.getpid()}_{next(_names)}"
+    with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(cluster: Cluster, name: str) -> None:
+    """Drop it, closing what is still connected (a manager a failed test left running)."""
+    import psycopg
+    with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def pg_dsn(pg_server):
     """A DSN to an empty database of this test's own, dropped after it."""
-    import psycopg
-    name = f"t{os.getpid()}_{next(_names)}"
-    with psycopg.connect(pg_server.dsn(), autocommit=True, connect_timeout=10) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    name = create_database(pg_server)
     yield pg_server.dsn(name)
-    with psycopg.connect(pg_server.dsn(), autocommit=True, connect_timeout=10) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(pg_server, name)
+
+
+TEST_DB = os.environ.get("DAMOCLES_TEST_DB") or "sqlite"
+if TEST_DB not in ("sqlite", "postgres"):
+    raise pytest.UsageError(f"DAMOCLES_TEST_DB={TEST_DB!r}: use sqlite (the default) or postgres")
+_LIBPQ_ENV = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE")
+
+
+def manager_db_config() -> dict:
+    """The `[Common]` keys a test's manager config takes for the store DAMOCLES_TEST_DB names."""
+    if TEST_DB == "sqlite":
+        return {}
+    return {"DB": {"Driver": "postgres", "Postgres": {"DSN": "postgresql://"}}}     # libpq's PG* variables
+
+
+@contextmanager
+def manager_test_database():
+    """With DAMOCLES_TEST_DB=postgres: libpq's variables point at a fresh database for the block
+    (and the processes started in it), dropped after it."""
+    if TEST_DB == "sqlite":
+        yield
+        return
+    cluster = shared_cluster()
+    name = create_database(cluster)
+    saved = {k: os.environ.get(k) for k in _LIBPQ_ENV}
+    os.environ.update(PGHOST="127.0.0.1", PGPORT=str(cluster.port), PGUSER=SUPERUSER, PGDATABASE=name)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        drop_database(cluster, name)
+
+
+sqlite_only = pytest.mark.skipif(TEST_DB != "sqlite", reason="an SQLite manager.db's own behaviour (DAMOCLES_TEST_DB=postgres)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def manager_store(request):
+    """`[Common.DB]` (a DBConfig) for each driver: the module tests of the manager's state run on
+    both (postgres: an empty database of the test's own)."""
+    from appliance.manager.config import DBConfig
+    if request.param == "sqlite":
+        return DBConfig()
+    return DBConfig("postgres", request.getfixturevalue("pg_dsn"))

@@ -1,5 +1,5 @@
 """`[Common.DB]` in sector-manager.cfg: the store driver and the PostgreSQL DSN; and a manager
-refusing to run on PostgreSQL while part of its state is not ported."""
+refusing to start on a PostgreSQL database it cannot reach."""
 
 from __future__ import annotations
 
@@ -61,15 +61,16 @@ def test_a_password_in_the_config_is_warned_about(dsn):
     assert cfg.db.dsn == dsn and "carries a password" in cfg.warnings[0]
 
 
-def test_a_manager_refuses_to_run_on_postgres_until_everything_is_ported(tmp_path, capsys):
+def test_a_manager_whose_database_cannot_be_reached_refuses_to_start_naming_it(tmp_path, capsys):
+    pytest.importorskip("psycopg")
     home = tmp_path / "home"
     home.mkdir()
     (home / "sector-manager.cfg").write_text('[Common.DB]\nDriver = "postgres"\n[Common.DB.Postgres]\n'
-                                             'DSN = "postgresql://damocles@127.0.0.1:1/none"\n')
+                                             'DSN = "postgresql://damocles:hunter2@127.0.0.1:1/none"\n')
     assert cli(["manager", "run", "--home", str(home)]) == 2
     err = capsys.readouterr().err
-    assert '[Common.DB] Driver = "postgres": the manager does not run on PostgreSQL yet' in err
-    assert "not yet: WindowPoSt jobs" in err and 'Use Driver = "sqlite"' in err
+    assert "manager state database postgres" in err and "dbname=none" in err and "cannot be opened" in err
+    assert "hunter2" not in err
     assert not (home / "manager.db").exists()
 
 

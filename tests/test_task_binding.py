@@ -43,8 +43,8 @@ def cluster(tmp_path):
                                            commd_to_cid(bytes([7]) * 32), 1, 10**6))
         svc.devnet.assign_deadlines(miner, [number])
     with svc.state.tx() as db:
-        db.execute("INSERT INTO deals (miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store, sector) "
-                   "VALUES (?, ?, 2048, 2000, 0, 1000000, 'pieces', ?)", (miner, PIECE, number))
+        db.execute("INSERT INTO deals (id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, store, sector) "
+                   "VALUES (1, ?, ?, 2048, 2000, 0, 1000000, 'pieces', ?)", (miner, PIECE, number))
     yield svc, clients["sealer-01"], clients["sealer-02"], admin, sid
     svc.stop()
 

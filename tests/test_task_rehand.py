@@ -24,7 +24,8 @@ NO_FILTER = {"AllowedMiners": None, "AllowedProofTypes": None}
 
 
 def task_rows(svc, table):
-    return svc.state.query(f"SELECT state, worker, thread FROM {table} ORDER BY rowid")
+    order = "miner, number" if table == "snap_candidates" else "id"       # the order they were made in
+    return svc.state.query(f"SELECT state, worker, thread FROM {table} ORDER BY {order}")
 
 
 def test_an_unseal_task_is_handed_back_to_the_thread_that_lost_it_and_to_no_one_else(cluster):

@@ -1,10 +1,12 @@
-"""The manager's WindowPoSt job store (Damocles' WorkerWdPoStAPI) on a hand-moved clock."""
+"""The manager's WindowPoSt job store (Damocles' WorkerWdPoStAPI) on a hand-moved clock, on each
+store driver (SQLite, PostgreSQL)."""
 
 import pytest
 
 from appliance.manager.config import WorkerProverConfig
 from appliance.manager.state import ManagerState
 from appliance.manager.wdpost_jobs import JobNotFound, WdPoStJobs
+from tests.pg_cluster import manager_store, pg_dsn, pg_server  # noqa: F401  (fixtures)
 
 
 class Clock:
@@ -22,9 +24,9 @@ def _input(miner=1000, proof="StackedDrgWindow2KiBV1_1", sectors=(1, 2)):
 
 
 @pytest.fixture
-def jobs(tmp_path):
+def jobs(tmp_path, manager_store):  # noqa: F811
     clock = Clock()
-    state = ManagerState(tmp_path / "manager.db", now=clock)
+    state = ManagerState(tmp_path / "manager.db", now=clock, store=manager_store)
     store = WdPoStJobs(state, WorkerProverConfig(job_max_try=2, heartbeat_timeout=15.0, job_lifetime=3600.0), now=clock)
     store.clock = clock
     yield store

@@ -1,6 +1,7 @@
 """The status page at farm scale: the overview carries counts from the counts table and only the
 first page of the sectors in flight and of those failing; the rest come by `/ui/api/sectors`
-pages (keyset, by sector number, filterable), a sector by its number."""
+pages (keyset, by sector number, filterable), a sector by its number. The views' queries run on
+each store driver (SQLite, PostgreSQL)."""
 
 import json
 import urllib.error
@@ -11,6 +12,7 @@ import pytest
 from appliance.manager.state import ManagerState
 from appliance.rpc.auth import issue_token
 from appliance.web.views import ATTENTION_PAGE, LIVE_PAGE, WebViews
+from tests.pg_cluster import manager_store, pg_dsn, pg_server  # noqa: F401  (fixtures)
 
 from .test_web import manager  # noqa: F401  (the fixture: a manager serving the page on loopback)
 
@@ -32,8 +34,8 @@ def _fill(state, open_n: int, failing_every: int, finished_n: int) -> None:
 
 
 @pytest.fixture
-def views(tmp_path):
-    state = ManagerState(tmp_path / "manager.db")
+def views(tmp_path, manager_store):  # noqa: F811
+    state = ManagerState(tmp_path / "manager.db", store=manager_store)
     _fill(state, open_n=450, failing_every=2, finished_n=300)
     yield WebViews(state, None, None, None, None, now=lambda: 1000.0)
     state.close()

@@ -213,6 +213,8 @@ class DevnetAPI:
             rpc.register(f"Devnet.{name}", _chain_errors(func, False), perm, params)
         # the devnet's admin reorg (reorg.py), for tests and `damocles util chain reorg`: no Lotus method does this
         rpc.register("Devnet.Reorg", _chain_errors(self.reorg, False), "admin", [("depth", _uint), ("drop", _flag)])
+        # the clock moved by hand (a devnet served with --block-time 0), for tests: the new head's epoch
+        rpc.register("Devnet.Advance", _chain_errors(self.devnet.advance, False), "admin", [("epochs", _uint)])
         if "/rpc/v1" not in rpc.rpc_paths:
             rpc.rpc_paths = (*rpc.rpc_paths, "/rpc/v1")
 

@@ -8,7 +8,8 @@
   binary is refused, naming the file and both versions.
 - `Database` gives each thread its own connection (WAL: readers never see another thread's
   uncommitted writes), closed when the thread ends, `tx()` for writes (serialized in the
-  process) and `read()` for a multi-statement read in one snapshot. `transaction()` is the one
+  process) and `read()` for a multi-statement read in one snapshot. A `fence` set on it is
+  checked first in every write transaction (the manager's lease, manager.lease). `transaction()` is the one
   transaction helper. The -wal file is truncated to WAL_SIZE_LIMIT after checkpoints and emptied
   on close.
 - Database files (and their -wal/-shm, and copies) are created 0600; an older file with wider
@@ -368,6 +369,8 @@ class Database:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.RLock()     # re-entered if a connection is dropped while held
         self._trace: Callable[[str], None] | None = None
+        # fence(conn): called first in each write transaction; raising refuses it (manager.lease)
+        self.fence: Callable[[sqlite3.Connection], None] | None = None
         self._closed = False
         self._adopt(first)
 
@@ -404,7 +407,11 @@ class Database:
         """A write transaction (writers of this process take turns; others wait on busy_timeout)."""
         if getattr(self._local, "reading", False):
             raise RuntimeError(f"{self.schema.kind} database {self.path}: a write inside read() (its snapshot may be stale)")
-        with transaction(self.conn(), self._write_lock) as conn:
+        conn = self.conn()
+        begins = not conn.in_transaction
+        with transaction(conn, self._write_lock) as conn:
+            if begins and self.fence is not None:     # under the write lock: no other writer between check and commit
+                self.fence(conn)
             yield conn
 
     @contextmanager

@@ -8,7 +8,8 @@ tx(), read(), query(), one(), close()), for `[Common.DB] Driver = "postgres"`.
   transactions take turns across every process on the database, as SQLite's BEGIN IMMEDIATE
   makes them take turns on a file: a transaction that writes several sectors (a batch's
   message) and one that writes one of them would otherwise lock the sectors, the per-state
-  counts and the change counter in opposite orders (a deadlock, one of them failed). The
+  counts and the change counter in opposite orders (a deadlock, one of them failed). A `fence`
+  set on the database is checked right after that lock (the manager's lease, manager.lease). The
   statements that read to write also lock what they read (`SELECT ... FOR UPDATE`,
   Dialect.for_update): what keeps a number or nonce single once writers no longer take turns.
   A lock waited for longer than LOCK_TIMEOUT_S fails the statement (SQLite's busy_timeout).
@@ -81,6 +82,14 @@ class PgConnection:
             return cur.execute(text, tuple(params))
         return cur.execute(sql)
 
+    def executemany(self, sql: str, rows):
+        """One statement over many rows (sqlite3's executemany); psycopg sends them pipelined."""
+        if self.trace is not None:
+            self.trace(sql)
+        cur = self.raw.cursor()
+        cur.executemany(to_pyformat(sql), [tuple(r) for r in rows])
+        return cur
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != self.raw.info.transaction_status.IDLE
@@ -109,6 +118,8 @@ class PostgresDatabase:
         self._idle: list[PgConnection] = []
         self._conns_lock = threading.RLock()
         self._trace: Callable[[str], None] | None = None
+        # fence(conn): called first in each write transaction; raising refuses it (manager.lease)
+        self.fence: Callable[[PgConnection], None] | None = None
         self._closed = False
         first = self._connect()
         try:
@@ -185,7 +196,10 @@ class PostgresDatabase:
         """A write transaction: writers take turns (WRITER_LOCK), as on SQLite."""
         if getattr(self._local, "reading", False):
             raise RuntimeError(f"{self.kind} database {self.path}: a write inside read() (its snapshot may be stale)")
+        begins = not self.conn().in_transaction
         with self._transaction("BEGIN ISOLATION LEVEL READ COMMITTED", WRITER_LOCK) as conn:
+            if begins and self.fence is not None:     # after WRITER_LOCK: no other writer between check and commit
+                self.fence(conn)
             yield conn
 
     @contextmanager

@@ -24,9 +24,11 @@ import time
 from pathlib import Path
 
 from .. import __version__
+from ..config import ConfigError, load_toml
 from ..chain.devnet import DEVNET_SCHEMA
 from ..chain.devnet_api import DEVNET_API_SCHEMA
 from ..core.db import BUSY_TIMEOUT_MS, DatabaseError, Schema, check_file, copy_database
+from .config import config_path
 from .home_lock import HomeLock, try_lock
 from .state import MANAGER_SCHEMA
 
@@ -87,10 +89,30 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def refuse_server_store(home: Path, command: str) -> None:
+    """A home whose config keeps the manager's state on PostgreSQL (`[Common.DB] Driver =
+    "postgres"`): its state is not in the home, and an archive of the home would hold an old or
+    empty manager.db beside it. The server's own tools back that database up."""
+    try:
+        path = config_path(home)
+        raw = load_toml(path) if path.exists() else {}
+    except (ConfigError, OSError):     # no readable config: nothing says the state is elsewhere
+        return
+    common = raw.get("Common")
+    db = common.get("DB") if isinstance(common, dict) else None
+    driver = db.get("Driver") if isinstance(db, dict) else None
+    if isinstance(driver, str) and driver.strip().lower() == "postgres":
+        raise BackupError(f"{path}: [Common.DB] Driver = \"postgres\": the manager's state is in its PostgreSQL "
+                          f"database, not in {home}; `manager {command}` covers SQLite homes only. Back that database "
+                          f"up with pg_dump (and restore it with pg_restore), and the home's secret, config and "
+                          f"devnet.db as files")
+
+
 def backup(home: Path, dest: Path) -> dict:
     """Write the archive `dest` (atomically, mode 0600: it holds the secret); returns its manifest
     (`online`: a manager was running; otherwise the home's lock was held, so none started mid-copy)."""
     home, dest = Path(home), Path(dest)
+    refuse_server_store(home, "backup")
     if not (home / "manager.db").exists():
         raise BackupError(f"{home / 'manager.db'} not found: is {home} a manager home?")
     names = [n for n in DATABASES if (home / n).exists()]
@@ -190,6 +212,7 @@ def restore(archive: Path, home: Path, keep_chain: bool = False, force: bool = F
     """Put an archive's files into `home` after checking it, holding the home's lock (refused
     while a manager runs on it). Returns what was done."""
     home = Path(home)
+    refuse_server_store(home, "restore")
     home.mkdir(parents=True, exist_ok=True)
     lock = HomeLock(home, "manager restore", "stop the manager before restoring into its home")
     try:

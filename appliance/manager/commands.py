@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
 
 from ..core.signals import wait_for_stop_signal
@@ -76,27 +78,87 @@ def cmd_init(args) -> int:
     return 0
 
 
+EXIT_LEASE_LOST = 3     # the lease was lost: systemd restarts the manager, which stands by
+
+
 def cmd_run(args) -> int:
-    from .config import config_path
+    from .config import config_path, load_config
     from .service import ManagerService
+    from .standby import StandbyServer, advertised_addr, open_lease, wait_for_lease
     from ..core.logs import setup as setup_logs
+    from ..core.signals import stop_on_signal
     setup_logs(args.log_format, logging.INFO)
     path = config_path(args.home)
     if not path.exists():
         print(f"damocles: error: {path} not found: run 'damocles manager init --home {args.home}'", file=sys.stderr)
         return 2
+    from ..config import ConfigError
     from ..core.extproc import ProcessorError
     from .ext_prover import ExtProverConfigError
+    from .home_lock import HomeLock
+    stop = stop_on_signal()
     try:
-        service = ManagerService(args.home, rebuild_from_chain=args.rebuild_from_chain, ext_prover=args.ext_prover)
-    except (DatabaseError, ExtProverConfigError, ProcessorError) as exc:   # a bad database, ext-prover.cfg or processor
+        config = load_config(path)
+        listen = args.listen or config.listen
+        home_lock = HomeLock(args.home)     # one manager per home, active or standing by
+    except (DatabaseError, ConfigError) as exc:
         print(f"damocles: error: {exc}", file=sys.stderr)
         return 2
-    host, port = service.start(args.listen)
-    print(f"listening on http://{host}:{port}", flush=True)
-    wait_for_stop_signal()
-    service.stop()
-    return 0
+    try:
+        lease_state, lease = open_lease(args.home, config, listen)
+    except DatabaseError as exc:
+        home_lock.release()
+        print(f"damocles: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        holder = lease.try_take()
+        if holder is not None:                  # another manager is active on this database: stand by
+            standby = StandbyServer(args.home, config)
+            standby.active = holder.addr
+            try:
+                host, port = standby.serve(listen)
+            except OSError as exc:
+                print(f"damocles: error: standby cannot listen on {listen}: {exc}", file=sys.stderr)
+                return 2
+            print(f"standing by on http://{host}:{port}", flush=True)
+            listen = f"{host}:{port}"           # active, it serves where it stood by (port 0 picked one)
+            lease.addr = advertised_addr(listen)
+            try:
+                if not wait_for_lease(lease, standby, stop):
+                    return 0
+            finally:
+                standby.shutdown()
+        lease.on_lost = _exit_lease_lost
+        threading.Thread(target=lease.keep, args=(stop,), name="lease", daemon=True).start()
+        try:
+            service = ManagerService(args.home, config, rebuild_from_chain=args.rebuild_from_chain,
+                                     ext_prover=args.ext_prover, lease=lease, home_lock=home_lock, state=lease_state)
+        except (DatabaseError, ExtProverConfigError, ProcessorError) as exc:   # a bad database, ext-prover.cfg or processor
+            print(f"damocles: error: {exc}", file=sys.stderr)
+            stop.set()
+            return 2
+        host, port = service.start(listen)
+        lease.addr = advertised_addr(f"{host}:{port}")      # the port bound (0 picks one)
+        lease.renew()           # the address written now: a standby names it to callers
+        print(f"listening on http://{host}:{port}", flush=True)
+        wait_for_stop_signal(stop)
+        service.stop()          # the lease released last: a standby takes over at its next poll
+        return 0
+    finally:
+        lease_state.close()     # closed already by the service, unless it never opened
+        home_lock.release()
+
+
+def _exit_lease_lost(reason: str) -> None:
+    """The lease was lost (not renewed in time, or taken): exit now, from whatever thread found
+    it; writes are fenced meanwhile, and a transaction open now is never committed."""
+    logging.getLogger("damocles.manager").critical(
+        "exiting: the manager lease was lost (%s); another manager may be active. Restarted, this "
+        "manager stands by until the lease is free", reason)
+    for h in logging.getLogger().handlers:
+        h.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_LEASE_LOST)
 
 
 def _seconds(text: str) -> float:

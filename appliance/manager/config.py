@@ -85,12 +85,15 @@ class DBConfig:
     "postgres": the database `dsn` names (a libpq connection string or URI)."""
     driver: str = "sqlite"
     dsn: str | None = None
+    lease_seconds: float = 10.0       # `LeaseSeconds`: how long the active manager's lease lasts unrenewed (manager.lease)
+    path: Path | None = None          # sqlite `Path`: the state's file when not the home's manager.db (a standby's home)
 
     def __repr__(self) -> str:        # the DSN may carry a password: never in a log line
-        return f"DBConfig(driver={self.driver!r}, dsn={'set' if self.dsn else None})"
+        return f"DBConfig(driver={self.driver!r}, dsn={'set' if self.dsn else None}, lease_seconds={self.lease_seconds:g})"
 
 
 DB_DRIVERS = ("sqlite", "postgres")
+MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 1.0, 600.0
 
 
 @dataclass
@@ -141,7 +144,8 @@ SCHEMA = {
                "ScanPersistStores": None,
                "MongoKVStore": {"Enable": None, "DSN": None, "DatabaseName": None},
                "DB": {"Driver": None, "Badger": {"BaseDir": None}, "Mongo": {"Enable": None, "DSN": None, "DatabaseName": None},
-                      "Plugin": {"PluginName": None, "Meta": None}, "Postgres": {"DSN": None, "DSNFile": None}},
+                      "Plugin": {"PluginName": None, "Meta": None}, "Postgres": {"DSN": None, "DSNFile": None},
+                      "LeaseSeconds": None, "Path": None},
                "Proving": {"ParallelCheckLimit": None, "SingleCheckTimeout": None, "PartitionCheckTimeout": None,
                            "Parallel": None,
                            "WorkerProver": {"JobMaxTry": None, "HeartbeatTimeout": None, "JobLifetime": None}}},
@@ -351,11 +355,20 @@ def _db(raw: dict, base: Path | None, warnings: list[str]) -> DBConfig:
     if driver not in DB_DRIVERS:
         raise ConfigError(f"{where}.Driver: {raw['Driver']!r} is not supported: use \"sqlite\" (the default, manager.db "
                           f"in the home) or \"postgres\" (with [Common.DB.Postgres] DSN)")
+    lease = raw.get("LeaseSeconds", DBConfig.lease_seconds)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS:
+        raise ConfigError(f"{where}.LeaseSeconds: {lease!r} is not a number of seconds from {MIN_LEASE_SECONDS:g} to "
+                          f"{MAX_LEASE_SECONDS:g} (how long the active manager's lease lasts unrenewed)")
     pw = "[Common.DB.Postgres]"
     pg = _table(raw.get("Postgres", {}), pw)
     _unknown(pg, set(SCHEMA["Common"]["DB"]["Postgres"]), pw, warnings)
+    path = _take(raw, "Path", str, where, "")
     if driver == "sqlite":
-        return DBConfig()
+        # another home's manager.db, shared on one host by a standby manager (relative: to the config's directory)
+        file = None if not path else Path(path) if base is None or Path(path).is_absolute() else base / path
+        return DBConfig(lease_seconds=float(lease), path=file)
+    if path:
+        raise ConfigError(f"{where}.Path is the SQLite file's path: with Driver = \"postgres\" the database is the DSN's")
     dsn, dsn_file = _take(pg, "DSN", str, pw, ""), _take(pg, "DSNFile", str, pw, "")
     if bool(dsn) == bool(dsn_file):
         raise ConfigError(f"{pw}: Driver is \"postgres\": set exactly one of DSN (e.g. \"postgresql://damocles@db-host/damocles\") "
@@ -372,7 +385,7 @@ def _db(raw: dict, base: Path | None, warnings: list[str]) -> DBConfig:
     elif re.search(r"(?i)(://[^/@:]*:[^/@]+@|\bpassword\s*=)", dsn):
         warnings.append(f"{pw}.DSN carries a password in the config: prefer DSNFile (a file only the manager's user "
                         f"reads) or libpq's PGPASSWORD / passfile")
-    return DBConfig("postgres", dsn)
+    return DBConfig("postgres", dsn, float(lease))
 
 
 def _scan_stores(common: dict, base: Path | None) -> list[dict]:

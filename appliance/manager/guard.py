@@ -127,7 +127,7 @@ def _lotus_chain(chain_config, chain_api):
 
 def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = False, persist_stores=(),
                 piece_stores=(), chain_api=None, seal_proofs: dict[int, int] | None = None, in_process: bool = False,
-                store=None):
+                store=None, home_lock: HomeLock | None = None, state: ManagerState | None = None):
     """The manager's state, its chain and the home's embedded devnet if any (open_chain),
     checked against each other (see the module's doc), with the home's lock held until the
     state is closed (manager.home_lock). A rebuild also re-creates the records of sectors the
@@ -135,10 +135,14 @@ def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = Fal
     Against a node the nonce check never fires (LotusChain.next_nonce: the node deduplicates
     resends by MsgUuid); the sector-number check reads StateMinerAllocated. The embedded
     devnet is checked on its own records (embedded_devnet.RecoveryView): numbers, outbox nonces
-    and the messages' CIDs. Returns (state, chain, embedded)."""
-    lock = HomeLock(home)           # one manager per home: refused naming the holder's pid
+    and the messages' CIDs. `home_lock` and `state`: the home's lock and the state, opened
+    already (manager run opens them before the lease). Returns (state, chain, embedded)."""
+    lock = home_lock or HomeLock(home)      # one manager per home: refused naming the holder's pid
     try:
-        state = ManagerState(home / "manager.db", store=store)     # store: [Common.DB] (None: manager.db)
+        # store: [Common.DB] (None: manager.db). One state per process: a second connection's file
+        # checks would open and close manager.db, and closing any descriptor of a file drops the
+        # process's POSIX locks on it, the first connection's included (SQLite's WAL then breaks)
+        state = state or ManagerState(home / "manager.db", store=store)
     except BaseException:
         lock.release()
         raise

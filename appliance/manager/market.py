@@ -167,9 +167,14 @@ class Market:
         return {"DealID": deal_id, "PieceCID": cid, "PieceSize": info.size, "PayloadSize": payload,
                 "StartEpoch": start, "EndEpoch": end}
 
-    def deals(self, miner: int | None = None) -> list[dict]:
-        rows = self.state.query("SELECT id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, sector "
-                                "FROM deals WHERE ? IS NULL OR miner = ? ORDER BY id", (miner, miner))
+    def deals(self, miner: int | None = None, db=None) -> list[dict]:
+        """The deals, of one miner or all; with `db` (a write transaction's connection) their rows
+        are locked until it ends (on a server: another manager packing deals waits)."""
+        which, params = ("", ()) if miner is None else ("WHERE miner = ? ", (miner,))
+        lock = self.state.sql.for_update if db is not None else ""
+        rows = (db or self.state.db.conn()).execute(
+            f"SELECT id, miner, piece_cid, piece_size, payload_size, start_epoch, end_epoch, sector "
+            f"FROM deals {which}ORDER BY id{lock}", params).fetchall()
         return [{"DealID": r[0], "Miner": r[1], "PieceCID": r[2], "PieceSize": r[3], "PayloadSize": r[4], "StartEpoch": r[5],
                  "EndEpoch": r[6], "Sector": r[7]} for r in rows]
 
@@ -185,13 +190,14 @@ class Market:
         m = self.config.miner(miner)
         head = self.chain.head()          # read before the write lock is held
         with self.state.tx() as db:
-            held = [d for d in self.deals(miner) if d["Sector"] == number]
+            pending = self.deals(miner, db)
+            held = [d for d in pending if d["Sector"] == number]
             if held:
                 return [self._deal_info(d) for d in held]
             if m is None or not m.enable_deals:
                 return None
             chosen: list[dict] = []
-            for d in self.deals(miner):
+            for d in pending:
                 if d["Sector"] is not None or d["StartEpoch"] <= head + m.sealing_epochs:
                     continue
                 if max_deals is not None and len(chosen) >= max_deals:

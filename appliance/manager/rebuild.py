@@ -36,11 +36,12 @@ class Rebuilder:
             raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is not lost: its files pass the proving check")
         now = self._now()
         with self.state.tx() as db:
-            if db.execute("SELECT 1 FROM rebuild_tasks WHERE miner = ? AND number = ? AND state IN ('pending', 'allocated')",
-                          (miner, number)).fetchone():
+            if db.execute("SELECT 1 FROM rebuild_tasks WHERE miner = ? AND number = ? AND state IN ('pending', 'allocated')"
+                          f"{self.state.sql.for_update}", (miner, number)).fetchone():
                 raise RPCError(INVALID_PARAMS, f"sector {miner}-{number} is already being rebuilt")
             task_id = db.execute("INSERT INTO rebuild_tasks (miner, number, state, reason, created, updated) "
-                                 "VALUES (?, ?, 'pending', ?, ?, ?)", (miner, number, bad[number], now, now)).lastrowid
+                                 "VALUES (?, ?, 'pending', ?, ?, ?) RETURNING id",
+                                 (miner, number, bad[number], now, now)).fetchone()[0]
         return self.task(task_id)
 
     def task(self, task_id: int) -> dict:
@@ -122,8 +123,8 @@ class Rebuilder:
         miner, number = sid["Miner"], sid["Number"]
         error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
         with self.state.tx() as db:
-            row = db.execute("SELECT id, worker FROM rebuild_tasks WHERE miner = ? AND number = ? AND state = 'allocated'",
-                             (miner, number)).fetchone()
+            row = db.execute("SELECT id, worker FROM rebuild_tasks WHERE miner = ? AND number = ? AND state = 'allocated'"
+                             f"{self.state.sql.for_update}", (miner, number)).fetchone()
             if row is None:
                 raise RPCError(INVALID_PARAMS, f"no rebuild of sector {miner}-{number} is running")
             claimed = check_holder(row[1], caller, f"the rebuild of sector {miner}-{number}")

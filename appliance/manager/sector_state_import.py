@@ -143,7 +143,8 @@ class SectorStateImport:
         now = self._now()
         rec.update(NOT_SENT_HERE, entered_at=now)     # its messages were sent by the other manager
         with self.state.tx() as db:
-            exists = db.execute("SELECT 1 FROM sectors WHERE miner = ? AND number = ?", (sid["Miner"], sid["Number"])).fetchone()
+            exists = db.execute(f"SELECT 1 FROM sectors WHERE miner = ? AND number = ?{self.state.sql.for_update}",
+                                (sid["Miner"], sid["Number"])).fetchone()
             if exists and not override:
                 return False
             db.execute("INSERT INTO sectors (miner, number, proof, info, updated) VALUES (?, ?, ?, ?, ?) ON CONFLICT(miner, number) "
@@ -156,5 +157,5 @@ class SectorStateImport:
                        (sid["Miner"], sid["Number"], now, change["Prev"] or None, change["Next"], change["Event"], rec.get("worker"),
                         failure.get("Level"), failure.get("Desc")))
             db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) "
-                       "DO UPDATE SET next = MAX(next, excluded.next)", (sid["Miner"], sid["Number"] + 1))
+                       "DO UPDATE SET next = CASE WHEN excluded.next > counters.next THEN excluded.next ELSE counters.next END", (sid["Miner"], sid["Number"] + 1))
         return True

@@ -38,7 +38,6 @@ from .snapup import SnapUp
 from .sealer import Sealer
 from .ext_prover import ExtProver, load_config as load_ext_prover_config, write_default as write_ext_prover_default
 from .guard import open_stores
-from .state_pg import refuse_unported
 from .unseal import Unsealer
 from .wdpost_jobs import WdPoStJobs
 
@@ -94,10 +93,14 @@ class ManagerService:
     directly, without its API; only `damocles bench chain` sets it, to measure the API's cost."""
 
     def __init__(self, home: Path, config: ManagerConfig | None = None, rebuild_from_chain: bool = False,
-                 ext_prover: bool = False, _in_process_chain: bool = False):
+                 ext_prover: bool = False, _in_process_chain: bool = False, lease=None, home_lock=None, state=None):
+        """`lease`: the manager lease this process holds (manager.lease, `manager run`), on
+        `state`, the state the service then uses: every write transaction checks it first, so that
+        nothing is written once it is lost; close() lets it expire. `home_lock`: the home's lock
+        when the caller took it already (released with the state)."""
+        self.lease = lease
         self.home = Path(home)
         self.config = config or load_config(config_path(self.home))
-        refuse_unported(self.config.db)       # PostgreSQL: only the state's own tables so far
         for w in self.config.warnings:
             log.warning(w)
         self.secret = SecretFile(self.home / "secret")     # read again when `manager token --rotate` replaces it
@@ -107,7 +110,9 @@ class ManagerService:
             self.config.persist_stores, self.config.piece_stores,
             self.config.chain_api,     # set: a Lotus/Venus node, not the devnet
             {m.actor: m.seal_proof for m in self.config.miners if m.seal_proof is not None}, _in_process_chain,
-            store=self.config.db)
+            store=self.config.db, home_lock=home_lock, state=state)
+        if lease is not None:
+            self.state.db.fence = lease.fence
         self.devnet = self.devnet_api.devnet if self.devnet_api else (self.chain if isinstance(self.chain, Devnet) else None)
         try:
             if self.devnet is not None:         # the devnet's genesis: the configured miners
@@ -214,6 +219,11 @@ class ManagerService:
     def close(self) -> None:
         """The databases and the devnet's API closed (what stop ends with; alone for a service
         opened and never started)."""
+        if self.lease is not None:
+            try:        # a standby takes over at its next poll, not a lease period later
+                self.lease.release()
+            except Exception as exc:    # noqa: BLE001 - the lease lapses by itself
+                log.warning("the manager lease was not released: %s", exc)
         self.state.close()
         self.chain.close()
         if self.devnet_api is not None:

@@ -78,8 +78,9 @@ class SnapUp:
         return {"Added": added}
 
     def candidates(self, miner: int | None) -> list[dict]:
-        rows = self.state.query("SELECT miner, number, state, worker, message, error FROM snap_candidates "
-                                "WHERE ? IS NULL OR miner = ? ORDER BY miner, number", (miner, miner))
+        which, params = ("", ()) if miner is None else ("WHERE miner = ? ", (miner,))
+        rows = self.state.query(f"SELECT miner, number, state, worker, message, error FROM snap_candidates "
+                                f"{which}ORDER BY miner, number", params)
         return [{"Sector": {"Miner": r[0], "Number": r[1]}, "State": r[2], "Worker": r[3] or "", "Message": r[4],
                  "Error": r[5] or ""} for r in rows]
 
@@ -211,10 +212,11 @@ class SnapUp:
                                            " nothing to give up")
         check_holder(row[1], caller, f"the snap-up of sector {miner}-{number}")
         error = self.sealer.limits.text(reason, self.config.max_text_length) or "given up by the worker"
+        held_by, params = ("worker IS NULL", ()) if row[1] is None else ("worker = ?", (row[1],))
         with self.state.tx() as db:
-            db.execute("UPDATE snap_candidates SET state = 'candidate', worker = NULL, error = ?, updated = ? "
-                       "WHERE miner = ? AND number = ? AND state = 'allocated' AND worker IS ?",
-                       (error, self._now(), miner, number, row[1]))
+            db.execute(f"UPDATE snap_candidates SET state = 'candidate', worker = NULL, error = ?, updated = ? "
+                       f"WHERE miner = ? AND number = ? AND state = 'allocated' AND {held_by}",
+                       (error, self._now(), miner, number, *params))
 
     def poll(self, sid: dict, caller=None) -> dict:
         """Where the upgrade's message is (ours, after SubmitSnapUpProof), for the identity the

@@ -193,8 +193,15 @@ def _v6(db: sqlite3.Connection) -> None:
                "FROM sectors GROUP BY 1, 2, 3")
 
 
+def _v7(db: sqlite3.Connection) -> None:
+    """Version 7: the active manager's lease (manager.lease): which `manager run` process may
+    write, until when, and where it serves; managers sharing the database stand by meanwhile."""
+    from .lease import SQLITE_DDL
+    db.execute(SQLITE_DDL)
+
+
 # migrations[i] takes manager.db from version i to i + 1; append, never edit a released one.
-MANAGER_SCHEMA = Schema("manager state", [_v1, _v2, _v3, _v4, _v5, _v6], frozenset({"counters", "sectors", "nonces"}), frozenset({
+MANAGER_SCHEMA = Schema("manager state", [_v1, _v2, _v3, _v4, _v5, _v6, _v7], frozenset({"counters", "sectors", "nonces"}), frozenset({
     ("sectors", "info"), ("workers", "info"), ("outbox", "params"), ("outbox", "sectors"), ("outbox", "spec"), ("wdpost_jobs", "partitions"),
     ("wdpost_jobs", "input"), ("wdpost_jobs", "output"), ("post_rounds", "info")}))
 
@@ -206,7 +213,9 @@ class ManagerState:
 
     def __init__(self, path: str | Path, now=time.time, store=None):
         """`store`: the config's `[Common.DB]` (manager.config.DBConfig); None or sqlite: the
-        SQLite file `path`."""
+        SQLite file `path` (or the one `[Common.DB] Path` names)."""
+        if store is not None and store.driver == "sqlite" and store.path is not None:
+            path = store.path
         self.path, self._now = Path(path), now
         if store is not None and store.driver == "postgres":
             from ..core.pg import PostgresDatabase      # psycopg is needed only then

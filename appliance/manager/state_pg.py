@@ -114,20 +114,6 @@ VERSION_TRIGGERS = [
 
 def create_manager_schema(conn) -> None:
     """Create manager.db's tables on an empty PostgreSQL database (inside the caller's transaction)."""
-    for statement in TABLES + INDEXES + COUNT_TRIGGERS + VERSION_TRIGGERS:
+    from .lease import POSTGRES_DDL       # the active manager's lease (SQLite: its version step 7)
+    for statement in TABLES + [POSTGRES_DDL] + INDEXES + COUNT_TRIGGERS + VERSION_TRIGGERS:
         conn.execute(statement)
-
-
-# What runs on PostgreSQL in this release, and what does not yet (their modules' SQL is SQLite's).
-PORTED = "the sector records, number counters, message outbox, workers and store reservations (ManagerState)"
-NOT_PORTED = ("WindowPoSt jobs and rounds (poster, wdpost_jobs), SnapUp candidates, unseal and rebuild tasks, deals "
-              "and pieces (market), the status page's queries, the standby lease")
-
-
-def refuse_unported(db_config) -> None:
-    """Refuse to start a manager on PostgreSQL until every module's tables are ported: half a
-    manager on a server (the sealer working, the poster failing) is worse than none."""
-    from ..config import ConfigError
-    if db_config.driver == "postgres":
-        raise ConfigError(f'[Common.DB] Driver = "postgres": the manager does not run on PostgreSQL yet. Ported: {PORTED}; '
-                          f'not yet: {NOT_PORTED}. Use Driver = "sqlite" (the default) for now')

@@ -55,7 +55,8 @@ class Unsealer:
         now = self._now()
         with self.state.tx() as db:
             task_id = db.execute("INSERT INTO unseal_tasks (miner, number, piece_cid, dest, state, created, updated) "
-                                 "VALUES (?, ?, ?, ?, 'pending', ?, ?)", (miner, number, piece_cid, dest, now, now)).lastrowid
+                                 "VALUES (?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+                                 (miner, number, piece_cid, dest, now, now)).fetchone()[0]
         return self.task(task_id)
 
     def task(self, task_id: int) -> dict:
@@ -122,7 +123,7 @@ class Unsealer:
         error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
         with self.state.tx() as db:
             rows = db.execute("SELECT id, worker FROM unseal_tasks WHERE miner = ? AND number = ? AND piece_cid = ? "
-                              "AND state = 'allocated' ORDER BY id", (miner, number, piece_cid)).fetchall()
+                              f"AND state = 'allocated' ORDER BY id{self.state.sql.for_update}", (miner, number, piece_cid)).fetchall()
             if not rows:
                 raise RPCError(INVALID_PARAMS, f"no unseal task of {piece_cid} from sector {miner}-{number} is running")
             # the same piece may be asked for twice and taken by two workers: the caller's own first

@@ -91,7 +91,8 @@ class WdPoStJobs:
         with self.state.tx() as db:
             db.execute("INSERT INTO provers (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
                        (worker, now))
-            for row in db.execute(f"SELECT {_COLUMNS} FROM wdpost_jobs WHERE state = ? ORDER BY created, id", (READY,)).fetchall():
+            for row in db.execute(f"SELECT {_COLUMNS} FROM wdpost_jobs WHERE state = ? ORDER BY created, id"
+                                  f"{self.state.sql.for_update}", (READY,)).fetchall():
                 if len(out) >= num:
                     break
                 job = self._job(row)
@@ -118,7 +119,7 @@ class WdPoStJobs:
             for job_id in job_ids:
                 db.execute("UPDATE wdpost_jobs SET heartbeat = ?, updated = ? WHERE id = ? AND state = ? AND worker = ?",
                            (now, now, job_id, RUNNING, worker))
-                db.execute("UPDATE wdpost_jobs SET state = ?, worker = ?, tries = MAX(tries, 1), started = COALESCE(started, ?), "
+                db.execute("UPDATE wdpost_jobs SET state = ?, worker = ?, tries = CASE WHEN tries < 1 THEN 1 ELSE tries END, started = COALESCE(started, ?), "
                            "heartbeat = ?, updated = ? WHERE id = ? AND state = ?",
                            (RUNNING, worker, now, now, now, job_id, READY))
 
@@ -146,7 +147,7 @@ class WdPoStJobs:
         now = self._now()
         with self.state.tx() as db:
             cur = db.execute("UPDATE wdpost_jobs SET state = ?, output = ?, error = ?, finished = ?, updated = ? "
-                             "WHERE id = ? AND state = ? AND worker IS ? AND output IS NULL",
+                             "WHERE id = ? AND state = ? AND worker = ? AND output IS NULL",      # worker: not None here
                              (FINISHED, json.dumps(output) if output is not None else None, error or None, now, now,
                               job_id, state, worker))
             if cur.rowcount == 0:        # given to another prover or finished since the read above
@@ -182,7 +183,8 @@ class WdPoStJobs:
         Returns what it did, one line each, for the log."""
         now, cfg, done = self._now(), self.config, []
         with self.state.tx() as db:
-            for job_id, worker, tries in db.execute("SELECT id, worker, tries FROM wdpost_jobs WHERE state = ? AND heartbeat < ?",
+            for job_id, worker, tries in db.execute("SELECT id, worker, tries FROM wdpost_jobs WHERE state = ? AND heartbeat < ?"
+                                                    f"{self.state.sql.for_update}",
                                                     (RUNNING, now - cfg.heartbeat_timeout)).fetchall():
                 why = f"no heartbeat from prover {worker} for {cfg.heartbeat_timeout:g}s"
                 if tries < cfg.job_max_try:
@@ -194,7 +196,8 @@ class WdPoStJobs:
                                (FINISHED, f"{why}; failed after {tries} tries", now, now, job_id))
                     done.append(f"job {job_id}: {why}; failed after {tries} tries")
             for job_id, tries, error in db.execute("SELECT id, tries, error FROM wdpost_jobs WHERE state = ? AND output IS NULL "
-                                                   "AND error IS NOT NULL AND error NOT LIKE 'stale:%' AND tries < ?",
+                                                   "AND error IS NOT NULL AND error NOT LIKE 'stale:%' AND tries < ?"
+                                                   f"{self.state.sql.for_update}",
                                                    (FINISHED, cfg.job_max_try)).fetchall():
                 db.execute("UPDATE wdpost_jobs SET state = ?, updated = ? WHERE id = ?", (READY, now, job_id))
                 done.append(f"job {job_id} failed ({error}); retrying (try {tries + 1} of {cfg.job_max_try})")

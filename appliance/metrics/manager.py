@@ -70,11 +70,13 @@ class _Collector:
         yield g
         g = GaugeMetricFamily("damocles_sectors_failing", "Sectors in flight whose last report was a failure, per level",
                               labels=["level"])
-        for level, n in query("SELECT json_extract(info, '$.failure.Level'), COUNT(*) FROM sectors "
-                              "WHERE is_open = 1 AND json_extract(info, '$.failure') IS NOT NULL GROUP BY 1"):
+        sql = s.state.sql
+        for level, n in query(f"SELECT failure_level, COUNT(*) FROM sectors "
+                              f"WHERE is_open = 1 AND {sql.json_text('info', 'failure')} IS NOT NULL GROUP BY failure_level"):
             g.add_metric([str(level)], n)
         yield g
-        oldest = query("SELECT MIN(COALESCE(json_extract(info, '$.allocated_at'), updated)) FROM sectors WHERE is_open = 1")[0][0]
+        oldest = query(f"SELECT MIN(COALESCE(CAST({sql.json_text('info', 'allocated_at')} AS DOUBLE PRECISION), updated)) "
+                       "FROM sectors WHERE is_open = 1")[0][0]
         yield GaugeMetricFamily("damocles_sector_oldest_in_flight_seconds", "Age of the oldest sector not finalized",
                                 value=time.time() - oldest if oldest else 0)
 

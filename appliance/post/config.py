@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import ConfigError, load_toml
 from ..core.units import parse_duration
 from ..config.processors import AttachedStore, ProcessorConfig, parse_processor
-from ..config.validate import manager_url, table, warn_unknown
+from ..config.validate import manager_urls, table, warn_unknown
 
 
 @dataclass
@@ -22,7 +22,8 @@ class PostConfig:
     concurrency: int = 1                # jobs proven at once
     allowed_miners: list[int] | None = None
     allowed_proof_types: list[str] | None = None
-    manager_url: str = ""
+    manager_url: str = ""                  # the first of manager_urls
+    manager_urls: list[str] = field(default_factory=list)    # every manager's endpoint (a standby's too)
     manager_token: str | None = None
     attached: list[AttachedStore] = field(default_factory=list)
     processors: list[ProcessorConfig] = field(default_factory=list)
@@ -60,9 +61,8 @@ def parse_post_config(raw: dict, available_cpus: set[int] | None = None) -> Post
     sm = table(raw.get("sector_manager", {}), "[sector_manager]")
     warn_unknown(sm, {"rpc_client", "token"}, "[sector_manager]", w)
     client = table(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")
-    if "addr" not in client:
-        raise ConfigError("[sector_manager.rpc_client].addr is required (the manager's URL or multiaddr)")
-    cfg.manager_url = manager_url(client["addr"], "[sector_manager.rpc_client].addr")
+    cfg.manager_urls = manager_urls(client)
+    cfg.manager_url = cfg.manager_urls[0]
     cfg.manager_token = sm.get("token") or os.environ.get("DAMOCLES_TOKEN")
     names = set()
     for i, a in enumerate(raw.get("attached", [])):

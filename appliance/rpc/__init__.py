@@ -20,3 +20,4 @@ INTERNAL_ERROR = -32603
 UNAUTHORIZED = -32001     # missing, invalid or insufficient token (HTTP 401 / 403 too)
 SECTOR_NOT_FOUND = 11001  # Damocles: the manager knows no such sector
 JOB_NOT_FOUND = 11002     # ours: no such WindowPoSt job, or it is no longer running
+STANDBY = 11003           # ours: a standby manager; its data names the active one ({"Active": address})

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import jwt
 
-from . import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, UNAUTHORIZED,
+from . import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, STANDBY, UNAUTHORIZED,
                RPCError)
 from .httpd import BoundedHTTPServer, handler_class
 from .auth import AuthError, NetworkAllowList, allows, verify_token
@@ -97,6 +97,10 @@ class RPCServer:
         # identity found by the first reaches the method through this
         self._request = threading.local()
         self.name = "rpc"       # its request threads' names: "rpc-request" (the devnet's API: "devnet-api-request")
+        # a standby manager (manager.standby): () -> the active manager's address (None: not known
+        # yet); every JSON-RPC method is then answered with the STANDBY error naming it, and every
+        # plain route with 503 (/healthcheck still answers ok: the process is up)
+        self.standby: Callable[[], str | None] | None = None
 
     def _verify(self, token: str) -> str:
         """Checked on every request (exp, nbf, the current secret); a remote verifier caches itself, bounded."""
@@ -110,6 +114,10 @@ class RPCServer:
         self.routes[(http_method, prefix)] = (perm, handler, cookie)
 
     def _route(self, request, http_method: str) -> bool:
+        if self.standby is not None:
+            request._send(503, f"{standby_message(self.standby())}\n".encode(), "text/plain")
+            request.close_connection = True
+            return True
         for (m, prefix), (perm_needed, handler, cookie) in self.routes.items():
             if m == http_method and request.path.startswith(prefix):
                 if perm_needed is None:
@@ -197,6 +205,9 @@ class RPCServer:
             return 200, _error(None, INVALID_REQUEST, "invalid request: id must be a number or a string")
         if req.get("jsonrpc") != "2.0" or not isinstance(req.get("method"), str):
             return 200, _error(rid, INVALID_REQUEST, 'invalid request: needs "jsonrpc": "2.0" and a "method" string')
+        if self.standby is not None:
+            active = self.standby()
+            return 200, _error(rid, STANDBY, standby_message(active), {"Active": active})
         method = self.methods.get(req["method"])
         if method is None:
             return 200, _error(rid, METHOD_NOT_FOUND, f"method not found: {req['method']}")
@@ -262,3 +273,8 @@ class RPCServer:
 
 
 _error = error_answer
+
+
+def standby_message(active: str | None) -> str:
+    return (f"this manager is a standby: the active manager is at {active}" if active
+            else "this manager is a standby: no manager holds the lease yet")

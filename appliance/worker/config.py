@@ -17,7 +17,7 @@ from pathlib import Path
 from ..config import ConfigError, load_toml
 from ..config.processors import AttachedStore, ProcessorConfig, parse_processor
 from ..config.humantime import parse_humantime
-from ..config.validate import manager_url, positive_int, table, warn_unknown
+from ..config.validate import manager_urls, positive_int, table, warn_unknown
 from ..core.proof_types import sector_size
 from ..core.units import parse_bytes
 
@@ -112,7 +112,8 @@ class WorkerConfig:
     ping_interval: float = 30.0
     metrics_enable: bool = False           # [metrics] enable: a Prometheus exporter without a token
     metrics_listen: str = "0.0.0.0:9000"   # [metrics] http_listen
-    manager_url: str = ""
+    manager_url: str = ""                  # the first of manager_urls
+    manager_urls: list[str] = field(default_factory=list)    # every manager's endpoint (a standby's too)
     manager_token: str | None = None
     sealing: SealingConfig = field(default_factory=SealingConfig)
     threads: list[ThreadConfig] = field(default_factory=list)
@@ -206,10 +207,9 @@ def _sector_manager(raw: dict, cfg: WorkerConfig) -> None:
     sm = table(raw.get("sector_manager", {}), "[sector_manager]")
     warn_unknown(sm, {"rpc_client", "piece_token", "token"}, "[sector_manager]", cfg.warnings)
     client = table(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")
-    warn_unknown(client, {"addr", "headers"}, "[sector_manager.rpc_client]", cfg.warnings)
-    if "addr" not in client:
-        raise ConfigError("[sector_manager.rpc_client].addr is required (the manager's URL or multiaddr)")
-    cfg.manager_url = manager_url(client["addr"], "[sector_manager.rpc_client].addr")
+    warn_unknown(client, {"addr", "addrs", "headers"}, "[sector_manager.rpc_client]", cfg.warnings)
+    cfg.manager_urls = manager_urls(client)
+    cfg.manager_url = cfg.manager_urls[0]
     headers = table(client.get("headers", {}), "[sector_manager.rpc_client].headers")
     if not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"[sector_manager.rpc_client].headers: {headers!r} is not a table of strings")

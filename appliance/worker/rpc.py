@@ -36,7 +36,7 @@ def manager_verifier(rpc: RPCClient, cache_seconds: float = TOKEN_CACHE_SECONDS)
         if perm is not None:
             return perm
         try:
-            perms = RPCClient(rpc.url, token, timeout=10).call("Venus.AuthVerify", token)
+            perms = RPCClient(rpc.urls, token, timeout=10).call("Venus.AuthVerify", token)
         except (TransportError, RPCError) as exc:
             raise AuthError(f"the manager did not accept the token: {exc}") from None
         if not perms or not all(p in PERMISSIONS for p in perms):

@@ -129,7 +129,7 @@ class WorkerService:
         if not config.attached:
             raise ValueError("worker.toml has no [[attached]] persist store")
         self._check_machine(config)
-        self.rpc = RPCClient(config.manager_url, config.manager_token)
+        self.rpc = RPCClient(config.manager_urls or config.manager_url, config.manager_token)
         from ..metrics.worker import WorkerMetrics
         self.metrics = WorkerMetrics(config.name)
         self.rpc.observer = self.metrics.on_call
