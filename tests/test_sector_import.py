@@ -26,6 +26,7 @@ from appliance.proofs.seal import seal_sector
 from appliance.worker.stores import scan_persist_stores
 
 from .configs import manager_toml
+from .pg_cluster import own_database
 from .test_devnet_proving import P2K, SEED, onboard
 from .test_poster import run_to
 
@@ -57,7 +58,7 @@ class Farm:
         self.home = tmp_path / name
         self.home.mkdir()
         Devnet(self.home / "devnet.db", ChainPolicy(block_time=0), genesis_seed=SEED).close()
-        init_home(self.home, CONFIG)
+        init_home(self.home, CONFIG if name == "manager" else own_database(CONFIG))    # another manager: its own state
         self.store = self.home / "lotus-a"
         self.store.mkdir()
         (self.store / "sectorstore.json").write_text(json.dumps(LOTUS_META))
