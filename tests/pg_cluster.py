@@ -236,6 +236,13 @@ def manager_test_database():
 sqlite_only = pytest.mark.skipif(TEST_DB != "sqlite", reason="an SQLite manager.db's own behaviour (DAMOCLES_TEST_DB=postgres)")
 
 
+def db_table(store) -> dict:
+    """`[Common]`'s DB table naming `store` (a DBConfig), whatever DAMOCLES_TEST_DB says."""
+    if store.driver == "sqlite":
+        return {"DB": {"Driver": "sqlite"}}
+    return {"DB": {"Driver": "postgres", "Postgres": {"DSN": store.dsn}}}
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def manager_store(request):
     """`[Common.DB]` (a DBConfig) for each driver: the module tests of the manager's state run on

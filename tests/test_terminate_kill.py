@@ -112,6 +112,7 @@ def manager_with_sectors(tmp_path, numbers=(1, 2, 3)):
     from appliance.chain.devnet import Devnet
     from appliance.chain.policy import ChainPolicy
     from appliance.chain.types import SectorOnChain
+    from appliance.manager.config import load_config
     from appliance.manager.state import ManagerState
     from appliance.proofs.cid import commd_to_cid, commr_to_cid
 
@@ -126,7 +127,8 @@ def manager_with_sectors(tmp_path, numbers=(1, 2, 3)):
     (home / "persist-1").mkdir()
     m = ManagerProc(home)
     m.stop()
-    chain, state = Devnet(home / "devnet.db", ChainPolicy(block_time=0)), ManagerState(home / "manager.db")
+    store = load_config(home / "manager.toml").db      # the state the manager keeps, on either driver
+    chain, state = Devnet(home / "devnet.db", ChainPolicy(block_time=0)), ManagerState(home / "manager.db", store=store)
     try:
         for n in numbers:
             assert state.allocate(MINER, 5, 1, None) == n
