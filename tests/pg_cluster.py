@@ -180,6 +180,8 @@ def pg_dsn(pg_server):
 TEST_DB = os.environ.get("DAMOCLES_TEST_DB") or "sqlite"
 if TEST_DB not in ("sqlite", "postgres"):
     raise pytest.UsageError(f"DAMOCLES_TEST_DB={TEST_DB!r}: use sqlite (the default) or postgres")
+if TEST_DB == "postgres" and os.environ.get("DAMOCLES_BIN"):
+    raise pytest.UsageError("DAMOCLES_TEST_DB=postgres with DAMOCLES_BIN: the frozen executable has SQLite only")
 _LIBPQ_ENV = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE")
 
 
