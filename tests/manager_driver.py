@@ -50,6 +50,12 @@ class ManagerProc:
         self.rpc = RPCClient(url, issue_token(secret, "write"), timeout=30)
         self.admin = RPCClient(url, issue_token(secret, "admin"), timeout=30)
 
+    def open_state(self):
+        """The home's state as its manager keeps it: manager.db, or the database its config names."""
+        from appliance.manager.config import load_config
+        from appliance.manager.state import ManagerState
+        return ManagerState(self.home / "manager.db", store=load_config(self.home / "manager.toml").db)
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

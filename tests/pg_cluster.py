@@ -12,10 +12,11 @@ directory, which that user can reach (pytest's tmp_path sits in root's private d
 
 `DAMOCLES_TEST_DB=postgres` runs the manager tests on PostgreSQL: the manager configs the tests
 write (tests/configs.py) name the DSN `postgresql://`, whose server and database libpq takes from
-PGHOST, PGPORT, PGUSER and PGDATABASE; `manager_test_database` (autouse, tests/conftest.py) points those at
-a fresh database of each test on this process's cluster, so a manager the test starts, in process
-or as a child, and a restarted one find the same state. A test with two manager homes gives them
-one database: such tests keep to SQLite (`sqlite_only`)."""
+PGHOST, PGPORT, PGUSER and PGDATABASE; `manager_test_database` (autouse, tests/conftest.py)
+points those at a fresh database of each test on this process's cluster, so a manager the test
+starts, in process or as a child, and a restarted one find the same state. A second manager of
+the same test takes a database of its own (`own_database`); what only an SQLite home has (its
+manager.db file, backups) is `sqlite_only`."""
 
 from __future__ import annotations
 
@@ -179,6 +180,8 @@ def pg_dsn(pg_server):
 TEST_DB = os.environ.get("DAMOCLES_TEST_DB") or "sqlite"
 if TEST_DB not in ("sqlite", "postgres"):
     raise pytest.UsageError(f"DAMOCLES_TEST_DB={TEST_DB!r}: use sqlite (the default) or postgres")
+if TEST_DB == "postgres" and os.environ.get("DAMOCLES_BIN"):
+    raise pytest.UsageError("DAMOCLES_TEST_DB=postgres with DAMOCLES_BIN: the frozen executable has SQLite only")
 _LIBPQ_ENV = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE")
 
 
@@ -187,6 +190,24 @@ def manager_db_config() -> dict:
     if TEST_DB == "sqlite":
         return {}
     return {"DB": {"Driver": "postgres", "Postgres": {"DSN": "postgresql://"}}}     # libpq's PG* variables
+
+
+_DEFAULT_DSN = 'DSN = "postgresql://"'
+_more: list[str] = []          # the databases own_database made
+
+
+def own_database(config_text: str) -> str:
+    """A manager config's text (tests/configs.py) whose state is a database of its own, named in
+    the DSN, not the test's (with DAMOCLES_TEST_DB=postgres; unchanged otherwise): a second
+    manager in one test, or the manager of a module-scoped fixture, which outlives each test's
+    database (its own is dropped with the cluster)."""
+    if TEST_DB == "sqlite":
+        return config_text
+    assert _DEFAULT_DSN in config_text, "not a config of tests/configs.py"
+    cluster = shared_cluster()
+    name = create_database(cluster)
+    _more.append(name)
+    return config_text.replace(_DEFAULT_DSN, f'DSN = "{cluster.dsn(name)}"')
 
 
 @contextmanager
@@ -198,6 +219,7 @@ def manager_test_database():
         return
     cluster = shared_cluster()
     name = create_database(cluster)
+    first_more = len(_more)
     saved = {k: os.environ.get(k) for k in _LIBPQ_ENV}
     os.environ.update(PGHOST="127.0.0.1", PGPORT=str(cluster.port), PGUSER=SUPERUSER, PGDATABASE=name)
     try:
@@ -208,10 +230,19 @@ def manager_test_database():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        drop_database(cluster, name)
+        for n in [name, *_more[first_more:]]:
+            drop_database(cluster, n)
+        del _more[first_more:]
 
 
 sqlite_only = pytest.mark.skipif(TEST_DB != "sqlite", reason="an SQLite manager.db's own behaviour (DAMOCLES_TEST_DB=postgres)")
+
+
+def db_table(store) -> dict:
+    """`[Common]`'s DB table naming `store` (a DBConfig), whatever DAMOCLES_TEST_DB says."""
+    if store.driver == "sqlite":
+        return {"DB": {"Driver": "sqlite"}}
+    return {"DB": {"Driver": "postgres", "Postgres": {"DSN": store.dsn}}}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,6 +1,8 @@
 """`damocles manager backup` under load and `manager restore` on another home: the restored
 manager starts (its state is not behind its chain), knows every sector its chain knows, and
-carries on sealing with no number or nonce reused. Restore checks the archive first."""
+carries on sealing with no number or nonce reused. Restore checks the archive first. A home whose
+state is on PostgreSQL is refused by both, naming the server's tools (the rest: SQLite homes only,
+also under DAMOCLES_TEST_DB=postgres)."""
 
 import hashlib
 import io
@@ -21,6 +23,7 @@ from appliance.rpc.client import RPCClient
 
 from .conftest import ROOT, damocles_cmd
 from .manager_driver import ManagerProc, drive_sectors
+from .pg_cluster import sqlite_only
 
 pytestmark = pytest.mark.timeout(300)
 MINER = 1000
@@ -30,6 +33,22 @@ def damocles(*args, timeout=120):
     return subprocess.run(damocles_cmd(*args), capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
+def test_a_home_whose_state_is_on_postgres_is_refused_naming_pg_dump(tmp_path):
+    home = tmp_path / "m"
+    home.mkdir()
+    (home / "secret").write_text("x")
+    (home / "sector-manager.cfg").write_text('[Common.DB]\nDriver = " Postgres "\n[Common.DB.Postgres]\n'
+                                             'DSN = "postgresql://damocles@db-host/damocles"\n')
+    (home / "manager.db").write_bytes(b"")          # an old file left in the home is not the state
+    for args in (["backup", "--home", str(home), "--to", str(tmp_path / "b.tar.gz")],
+                 ["restore", "--from", str(tmp_path / "b.tar.gz"), "--home", str(home)]):
+        done = damocles("manager", *args)
+        assert done.returncode != 0
+        assert 'Driver = "postgres"' in done.stderr and "pg_dump" in done.stderr and "pg_restore" in done.stderr, done.stderr
+        assert not (tmp_path / "b.tar.gz").exists()
+
+
+@sqlite_only
 def test_backup_under_load_restores_on_another_home_and_carries_on(tmp_path):
     m = ManagerProc(tmp_path / "manager")
     stop, errors, allocated = threading.Event(), [], []
@@ -133,6 +152,7 @@ def _rewrite(archive, dest, change):
             out.addfile(info, io.BytesIO(data))
 
 
+@sqlite_only
 def test_restore_checks_the_archive_and_never_overwrites(tmp_path):
     archive = _small_home(tmp_path)
     target = tmp_path / "target"
@@ -182,6 +202,7 @@ def test_restore_checks_the_archive_and_never_overwrites(tmp_path):
     assert len(aside) == 1 and (target / aside[0]).read_bytes() == before
 
 
+@sqlite_only
 def test_a_plain_copy_under_wal_misses_data_a_backup_has(tmp_path):
     """What docs/operations.md warns about: manager.db alone, while the manager runs, lacks what
     is still in manager.db-wal; the backup has it."""
@@ -204,6 +225,7 @@ def test_a_plain_copy_under_wal_misses_data_a_backup_has(tmp_path):
     state.close()
 
 
+@sqlite_only
 def test_ext_prover_cfg_travels_with_a_backup_and_a_homes_own_wins(tmp_path):
     from appliance.manager.backup import backup
     from appliance.manager.service import init_home

@@ -117,7 +117,7 @@ def test_bench_record_has_the_keys_of_a_sector_sealed_through_a_manager(tmp_path
         prove_sectors(m, sectors)
     finally:
         m.stop()
-    state = ManagerState(tmp_path / "manager" / "manager.db")
+    state = m.open_state()
     try:
         real = state.sector(sectors[0][0]["Miner"], sectors[0][0]["Number"])
     finally:

@@ -27,6 +27,7 @@ from appliance.rpc.client import RPCClient
 from appliance.worker.rpc import build_server
 
 from .configs import manager_toml
+from .pg_cluster import own_database
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -145,9 +146,11 @@ def farm(tmp_path_factory):
     whose RPC (the real one, around a recording thread) the manager can reach."""
     tmp = tmp_path_factory.mktemp("farm")
     home = tmp / "m"
-    init_home(home, manager_toml(None, block_time="0s", miner={"SealProof": "StackedDrg2KiBV1_1", "PoSt": {"Enabled": False},
-                                                               "Sector": {"EnableDeals": True}},
-                                 config={"Common": {"PieceStores": [{"Name": "pieces-1", "Path": "pieces"}]}}))
+    # a module's manager: a database of its own (DAMOCLES_TEST_DB=postgres), not the first test's
+    init_home(home, own_database(manager_toml(None, block_time="0s", miner={"SealProof": "StackedDrg2KiBV1_1",
+                                                                          "PoSt": {"Enabled": False},
+                                                                          "Sector": {"EnableDeals": True}},
+                                              config={"Common": {"PieceStores": [{"Name": "pieces-1", "Path": "pieces"}]}})))
     svc = ManagerService(home)
     host, port = svc.start("127.0.0.1:0")
     url = f"http://{host}:{port}"
@@ -335,8 +338,8 @@ def proven(tmp_path_factory):
     from .manager_driver import ManagerProc, drive_sectors
     tmp = tmp_path_factory.mktemp("proven")
     (tmp / "m" / "persist-1").mkdir(parents=True)      # batches of one: no batching wait
-    (tmp / "m" / "manager.toml").write_text(manager_toml(None, 1, 1, "1s", block_time="0s", check_interval="50ms",
-                                                         miner={"SealProof": "StackedDrg2KiBV1_1"}))
+    (tmp / "m" / "manager.toml").write_text(own_database(manager_toml(None, 1, 1, "1s", block_time="0s", check_interval="50ms",
+                                                         miner={"SealProof": "StackedDrg2KiBV1_1"})))
     m = ManagerProc(tmp / "m")
     try:
         [sid] = drive_sectors(m, 1, tmp / "work")

@@ -14,6 +14,7 @@ from appliance.manager.home_lock import LOCK_FILE, HomeInUse, HomeLock
 
 from .conftest import ROOT, damocles_cmd, signal_all
 from .manager_driver import ManagerProc, drive_sectors
+from .pg_cluster import sqlite_only
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -43,6 +44,7 @@ def test_a_second_lock_on_a_home_is_refused_until_the_first_is_released(tmp_path
     HomeLock(tmp_path).release()
 
 
+@sqlite_only       # backup and restore: SQLite homes only
 def test_run_and_restore_are_refused_while_a_manager_runs_on_the_home(tmp_path):
     m = ManagerProc(tmp_path / "manager")
     try:

@@ -17,6 +17,7 @@ from appliance.manager.state import ManagerState
 
 from .conftest import ROOT, damocles_cmd
 from .manager_driver import ManagerProc, drive_sectors, precommit_sectors, prove_sectors
+from .pg_cluster import sqlite_only
 
 pytestmark = pytest.mark.timeout(300)
 MANUAL = ChainPolicy(block_time=0)
@@ -167,6 +168,7 @@ def _prove_deadline(m, d, timeout=120.0):
     raise AssertionError(f"deadline {d}'s WindowPoSt did not land within {timeout}s")
 
 
+@sqlite_only       # its manager.db deleted, zeroed, restored from a backup
 def test_manager_run_behind_its_chain_refuses_then_resumes_with_rebuild(tmp_path):
     """The fault run: manager.db deleted, zeroed or restored from an older copy under a chain with
     landed sectors re-allocated their numbers and jammed the outbox on used nonces. With the

@@ -1,23 +1,29 @@
 """Metrics pieces that need no cluster: the worker's `[metrics]` table, stage busy/queued counts,
-the metered task log, JSON logs, and `damocles bench ui` on a small database."""
+the metered task log, JSON logs, `damocles bench ui` on a small database, and the manager's
+sector gauges read from its records on each store driver."""
 
 import io
+import itertools
 import json
 import logging
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import generate_latest
 
 from appliance.config import ConfigError
 from appliance.core.logs import setup
+from appliance.manager.state import ManagerState
+from appliance.metrics.manager import _Collector
 from appliance.metrics.worker import WorkerMetrics
 from appliance.worker.config import parse_worker_config
 from appliance.worker.processors import TaskRecord
 from appliance.worker.service import StageLimits
 
 from .conftest import run_cli
+from .pg_cluster import manager_store, pg_dsn, pg_server  # noqa: F401  (fixtures)
 
 BASE = {"sector_manager": {"rpc_client": {"addr": "http://127.0.0.1:1789"}}}
 
@@ -158,3 +164,22 @@ def test_windowpost_and_winningpost_series_per_deadline():
     assert got[("damocles_wdpost_current_deadline", (("miner", "1000"),))] == 5
     assert not any(dict(labels).get("miner") == "2000" for name, labels in got if not name.startswith("damocles_chain_views"))
     assert got[("damocles_chain_views_error", (("miner", "2000"),))] == 1
+
+
+def test_the_sector_gauges_read_the_records_on_each_driver(tmp_path, manager_store):  # noqa: F811
+    state = ManagerState(tmp_path / "manager.db", now=lambda: 1000.0, store=manager_store)
+    try:
+        for _ in range(3):
+            state.allocate(1000, 5, 1, None)
+        state.update(1000, 1, failure={"Level": "temp", "Desc": "disk"})
+        state.update(1000, 2, failure={"Level": "perm", "Desc": "c2"})
+        state.update(1000, 3, failure={"Level": "perm", "Desc": "c2"}, finalized=True)     # no longer in flight
+        collector = _Collector(SimpleNamespace(service=SimpleNamespace(state=state)))
+        # the state's gauges come first (the rest need a whole manager)
+        families = {f.name: f for f in itertools.islice(collector._families(collector.m.service), 4)}
+        assert {s.labels["level"]: s.value for s in families["damocles_sectors_failing"].samples} == {"temp": 1, "perm": 1}
+        oldest = families["damocles_sector_oldest_in_flight_seconds"].samples[0].value
+        assert oldest == pytest.approx(time.time() - 1000.0, abs=60)
+        assert {(s.labels["state"], s.value) for s in families["damocles_sectors"].samples} == {("Allocated", 3)}
+    finally:
+        state.close()

@@ -9,16 +9,20 @@ import signal
 import psycopg
 import pytest
 
+from appliance.cli import main as cli
+from appliance.manager.config import DBConfig
+from appliance.manager.state import ManagerState
 from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
-from .configs import worker_toml
-from .conftest import read_line, signal_all
+from .configs import manager_toml, worker_toml
+from .conftest import DAMOCLES_BIN, read_line, signal_all
 from .pg_cluster import pg_dsn, pg_server  # noqa: F401  (fixtures)
 from .test_post_e2e import post_manager, prove_next_occurrence, seal_by_hand
 from .test_worker_e2e import start
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300),
+              pytest.mark.skipif(bool(DAMOCLES_BIN), reason="the frozen executable (DAMOCLES_BIN) has SQLite only")]
 
 
 def test_a_manager_on_postgres_seals_and_proves_with_a_worker(tmp_path, pg_dsn):  # noqa: F811
@@ -58,3 +62,17 @@ def test_a_manager_on_postgres_seals_and_proves_with_a_worker(tmp_path, pg_dsn):
         kinds = {k for (k,) in db.execute("SELECT kind FROM outbox WHERE message IS NOT NULL")}
         assert {"pre", "proof", "post"} <= kinds, kinds
         assert db.execute("SELECT COUNT(*) FROM post_rounds WHERE miner = 1000").fetchone()[0] >= 1
+
+
+def test_a_second_home_with_its_own_devnet_is_refused_on_a_database_with_sectors(tmp_path, pg_dsn, capsys):  # noqa: F811
+    state = ManagerState("unused", store=DBConfig("postgres", pg_dsn))
+    assert state.allocate(1000, 5, 1, None) == 1
+    state.close()
+    home = tmp_path / "second"
+    home.mkdir()
+    (home / "sector-manager.cfg").write_text(manager_toml(config={"Common": {"DB": {"Driver": "postgres",
+                                                                                  "Postgres": {"DSN": pg_dsn}}}}))
+    assert cli(["manager", "run", "--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert "has no devnet.db" in err and "[Common.API] Chain" in err and "damocles devnet serve" in err, err
+    assert not (home / "devnet.db").exists() and not (home / "manager.db").exists()

@@ -26,6 +26,7 @@ from appliance.proofs.seal import seal_sector
 from appliance.worker.stores import scan_persist_stores
 
 from .configs import manager_toml
+from .pg_cluster import db_table, manager_store, own_database, pg_dsn, pg_server  # noqa: F401  (fixtures)
 from .test_devnet_proving import P2K, SEED, onboard
 from .test_poster import run_to
 
@@ -35,8 +36,12 @@ LOTUS_ID = "4a8a5c6e-2f1d-4e8b-9c0a-1d2e3f405161"
 # a lotus-miner storage path's sectorstore.json as `lotus-miner storage attach --init --store` writes it
 LOTUS_META = {"ID": LOTUS_ID, "Weight": 10, "CanSeal": False, "CanStore": True, "MaxStorage": 0, "Groups": None,
               "AllowTo": None, "AllowTypes": None, "DenyTypes": None, "AllowMiners": ["f01000"], "DenyMiners": None}
-CONFIG = manager_toml(block_time="0s", miner={"PoSt": {"ChallengeConfidence": 2, "SubmitConfidence": 1}, "Proof": {"Enabled": False}},
-                      config={"Chain": {"NetworkPower": "32KiB"}, "Common": {"ScanPersistStores": ["lotus-*"]}})
+def farm_config(common: dict | None = None) -> str:
+    return manager_toml(block_time="0s", miner={"PoSt": {"ChallengeConfidence": 2, "SubmitConfidence": 1}, "Proof": {"Enabled": False}},
+                        config={"Chain": {"NetworkPower": "32KiB"}, "Common": {"ScanPersistStores": ["lotus-*"], **(common or {})}})
+
+
+CONFIG = farm_config()
 FINALIZED_CACHE = ("p_aux", "t_aux", "sc-02-data-tree-r-last.dat")      # what lotus keeps of a cache after finalize
 
 
@@ -53,11 +58,11 @@ def lay_out_as_lotus(rs: dict, store, miner: int = 1000) -> None:
 
 
 class Farm:
-    def __init__(self, tmp_path, name="manager", sectors=(1, 2, 3, 4)):
+    def __init__(self, tmp_path, name="manager", sectors=(1, 2, 3, 4), config=CONFIG):
         self.home = tmp_path / name
         self.home.mkdir()
         Devnet(self.home / "devnet.db", ChainPolicy(block_time=0), genesis_seed=SEED).close()
-        init_home(self.home, CONFIG)
+        init_home(self.home, config if name == "manager" else own_database(config))    # another manager: its own state
         self.store = self.home / "lotus-a"
         self.store.mkdir()
         (self.store / "sectorstore.json").write_text(json.dumps(LOTUS_META))
@@ -81,8 +86,9 @@ class Farm:
 
 
 @pytest.fixture
-def farm(tmp_path):
-    f = Farm(tmp_path)
+def farm(tmp_path, manager_store):  # noqa: F811
+    """The farm, its state on each store driver (imports, exports and state moves on both)."""
+    f = Farm(tmp_path, config=farm_config(db_table(manager_store)))
     yield f
     f.close()
 

@@ -16,6 +16,7 @@ from appliance.rpc.auth import issue_token
 from appliance.rpc.client import RPCClient
 
 from .configs import manager_toml
+from .pg_cluster import db_table, manager_store, pg_dsn, pg_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,11 +24,13 @@ PIECE = commd_to_cid(bytes([7]) * 32)
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, manager_store):  # noqa: F811
     """A manager with one sector of sealer-01's, proven on chain (put there directly), holding
-    one deal, persisted in persist-1 (its files absent: lost, so it can be rebuilt)."""
+    one deal, persisted in persist-1 (its files absent: lost, so it can be rebuilt); its state on
+    each store driver (the unseal, rebuild and snap-up tasks' SQL runs on both)."""
     home = tmp_path / "m"
-    init_home(home, manager_toml(None, block_time="0s", miner={"SealProof": "StackedDrg2KiBV1_1", "PoSt": {"Enabled": False}}))
+    init_home(home, manager_toml(None, block_time="0s", miner={"SealProof": "StackedDrg2KiBV1_1", "PoSt": {"Enabled": False}},
+                                 config={"Common": db_table(manager_store)}))
     svc = ManagerService(home)
     host, port = svc.start("127.0.0.1:0")
     url = f"http://{host}:{port}"

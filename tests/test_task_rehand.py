@@ -16,6 +16,7 @@ from appliance.worker.failure import Wait
 from appliance.worker.snapup import SnapUpSteps
 from appliance.worker.unseal import UnsealSteps
 
+from .pg_cluster import manager_store, pg_dsn, pg_server  # noqa: F401  (the cluster fixture's)
 from .test_task_binding import PIECE, cluster, refused  # noqa: F401  (the cluster fixture)
 
 pytestmark = pytest.mark.timeout(120)

@@ -112,7 +112,6 @@ def manager_with_sectors(tmp_path, numbers=(1, 2, 3)):
     from appliance.chain.devnet import Devnet
     from appliance.chain.policy import ChainPolicy
     from appliance.chain.types import SectorOnChain
-    from appliance.manager.state import ManagerState
     from appliance.proofs.cid import commd_to_cid, commr_to_cid
 
     from .configs import manager_toml
@@ -126,7 +125,7 @@ def manager_with_sectors(tmp_path, numbers=(1, 2, 3)):
     (home / "persist-1").mkdir()
     m = ManagerProc(home)
     m.stop()
-    chain, state = Devnet(home / "devnet.db", ChainPolicy(block_time=0)), ManagerState(home / "manager.db")
+    chain, state = Devnet(home / "devnet.db", ChainPolicy(block_time=0)), m.open_state()
     try:
         for n in numbers:
             assert state.allocate(MINER, 5, 1, None) == n

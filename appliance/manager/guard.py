@@ -147,6 +147,12 @@ def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = Fal
         lock.release()
         raise
     state.home_lock = lock
+    if chain_api is None and state.sql.row_locks and state.has_history() and not (home / "devnet.db").exists():
+        state.close()       # a server's state, written by a manager with another home's embedded devnet
+        raise DatabaseError(f"manager state {state.db.path} has sectors and messages, and {home} has no devnet.db: the "
+                            f"embedded devnet's chain lives in the home of the manager that started it. Start the "
+                            f"manager in that home, or give every manager on this database one external chain "
+                            f"([Common.API] Chain: `damocles devnet serve`, or a Lotus/Venus node)")
     try:
         chain, embedded = open_chain(home, chain_config, chain_api, not state.has_history(), seal_proofs, in_process)
     except ChainError as exc:       # damaged, newer, or missing under a state with sectors
@@ -161,7 +167,7 @@ def open_stores(home: Path, chain_config, miners: list[int], rebuild: bool = Fal
         found = lags(state, checked, miners)
         if found and not rebuild:
             raise StateBehindChain(
-                f"manager state {state.path} is behind the chain ({'; '.join(l.describe() for l in found)}): it was "
+                f"manager state {state.db.path} is behind the chain ({'; '.join(l.describe() for l in found)}): it was "
                 f"deleted, damaged or restored from an older copy. Restore the newest backup, or start once with "
                 f"'damocles manager run --rebuild-from-chain' to take the counters and nonces from the chain")
         if found:

@@ -124,8 +124,9 @@ class SectorImporter:
             db.execute("INSERT INTO sector_history (miner, number, at, prev, next, event, worker, level, error) "
                        "VALUES (?, ?, ?, NULL, 'Finished', 'Imported', NULL, NULL, ?)",
                        (found.miner, found.number, now, f"imported from store {store.name}"))
-            db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) "
-                       "DO UPDATE SET next = CASE WHEN excluded.next > counters.next THEN excluded.next ELSE counters.next END", (found.miner, found.number + 1))
+            db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE "
+                       "SET next = CASE WHEN excluded.next > counters.next THEN excluded.next ELSE counters.next END",
+                       (found.miner, found.number + 1))
             db.execute("DELETE FROM reservations WHERE miner = ? AND number = ?", (found.miner, found.number))
         log.info("sector %s: imported from store %s", sector_name(found.miner, found.number), store.name,
                  extra={"sector": sector_name(found.miner, found.number), "state": "Finished"})

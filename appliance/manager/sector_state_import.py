@@ -156,6 +156,7 @@ class SectorStateImport:
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (sid["Miner"], sid["Number"], now, change["Prev"] or None, change["Next"], change["Event"], rec.get("worker"),
                         failure.get("Level"), failure.get("Desc")))
-            db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) "
-                       "DO UPDATE SET next = CASE WHEN excluded.next > counters.next THEN excluded.next ELSE counters.next END", (sid["Miner"], sid["Number"] + 1))
+            db.execute("INSERT INTO counters (miner, next) VALUES (?, ?) ON CONFLICT(miner) DO UPDATE "
+                       "SET next = CASE WHEN excluded.next > counters.next THEN excluded.next ELSE counters.next END",
+                       (sid["Miner"], sid["Number"] + 1))
         return True

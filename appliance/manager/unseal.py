@@ -123,7 +123,8 @@ class Unsealer:
         error = self.state.limits.long_text(error)      # cut at [Sealing] MaxTextLength
         with self.state.tx() as db:
             rows = db.execute("SELECT id, worker FROM unseal_tasks WHERE miner = ? AND number = ? AND piece_cid = ? "
-                              f"AND state = 'allocated' ORDER BY id{self.state.sql.for_update}", (miner, number, piece_cid)).fetchall()
+                              f"AND state = 'allocated' ORDER BY id{self.state.sql.for_update}",
+                              (miner, number, piece_cid)).fetchall()
             if not rows:
                 raise RPCError(INVALID_PARAMS, f"no unseal task of {piece_cid} from sector {miner}-{number} is running")
             # the same piece may be asked for twice and taken by two workers: the caller's own first

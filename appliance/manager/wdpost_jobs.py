@@ -119,8 +119,8 @@ class WdPoStJobs:
             for job_id in job_ids:
                 db.execute("UPDATE wdpost_jobs SET heartbeat = ?, updated = ? WHERE id = ? AND state = ? AND worker = ?",
                            (now, now, job_id, RUNNING, worker))
-                db.execute("UPDATE wdpost_jobs SET state = ?, worker = ?, tries = CASE WHEN tries < 1 THEN 1 ELSE tries END, started = COALESCE(started, ?), "
-                           "heartbeat = ?, updated = ? WHERE id = ? AND state = ?",
+                db.execute("UPDATE wdpost_jobs SET state = ?, worker = ?, tries = CASE WHEN tries < 1 THEN 1 ELSE tries END, "
+                           "started = COALESCE(started, ?), heartbeat = ?, updated = ? WHERE id = ? AND state = ?",
                            (RUNNING, worker, now, now, now, job_id, READY))
 
     def finish(self, job_id: str, output: dict | None, error: str, caller=None) -> None:

@@ -70,13 +70,13 @@ class _Collector:
         yield g
         g = GaugeMetricFamily("damocles_sectors_failing", "Sectors in flight whose last report was a failure, per level",
                               labels=["level"])
-        sql = s.state.sql
-        for level, n in query(f"SELECT failure_level, COUNT(*) FROM sectors "
-                              f"WHERE is_open = 1 AND {sql.json_text('info', 'failure')} IS NOT NULL GROUP BY failure_level"):
-            g.add_metric([str(level)], n)
+        for level, n in query("SELECT failure_level, COUNT(*) FROM sectors WHERE is_open = 1 AND failure_level IS NOT NULL "
+                              "GROUP BY failure_level"):       # as the status page counts them (sectors_failing)
+            g.add_metric([level], n)
         yield g
-        oldest = query(f"SELECT MIN(COALESCE(CAST({sql.json_text('info', 'allocated_at')} AS DOUBLE PRECISION), updated)) "
-                       "FROM sectors WHERE is_open = 1")[0][0]
+        allocated_at = s.state.sql.json_text("info", "allocated_at")
+        oldest = query(f"SELECT MIN(COALESCE(CAST({allocated_at} AS DOUBLE PRECISION), updated)) FROM sectors "
+                       "WHERE is_open = 1")[0][0]
         yield GaugeMetricFamily("damocles_sector_oldest_in_flight_seconds", "Age of the oldest sector not finalized",
                                 value=time.time() - oldest if oldest else 0)
 
