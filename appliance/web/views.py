@@ -178,9 +178,10 @@ class WebViews:
 
     def proving(self) -> dict:
         """Per miner: the current deadline, the 48 deadlines with their partitions (those with
-        sectors in detail: counts, and the first FAULTS_SHOWN faulty and recovering numbers), the last closed deadlines, WinningPoSt blocks; as the chain views last
-        computed them (`AsOf` the epoch, `Age` seconds), {"Computing": true} before the first, or
-        the chain's `Error`. The metrics and the page share them."""
+        sectors in detail: counts, and the first FAULTS_SHOWN faulty and recovering numbers), the
+        last closed deadlines, WinningPoSt blocks; as the chain views last computed them (`AsOf`
+        the epoch, `Age` seconds), {"Computing": true} before the first, or the chain's `Error`.
+        The metrics and the page share them."""
         return self.chain_views.views("Proving")
 
     def chain_views_of(self, miner: int) -> dict:
