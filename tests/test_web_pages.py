@@ -256,7 +256,12 @@ class _FarmChain:
 
 
 def _poster():
-    return SimpleNamespace(round=lambda miner, start, index: {"state": "proven"}, rounds=lambda miner: [])
+    """Every deadline's round proven, but miner 1000's deadline 7: it declared the dead disk faulty."""
+    def round_(miner, start, index):
+        if (miner, index) == (1000, 7):
+            return {"state": "declared", "declared_faults": list(range(70_000, 70_000 + DEAD_DISK)), "declared_recoveries": []}
+        return {"state": "proven"}
+    return SimpleNamespace(round=round_, rounds=lambda miner: [])
 
 
 def test_the_overview_of_a_million_sectors_is_under_200_kb(tmp_path):
@@ -290,6 +295,8 @@ def test_the_overview_of_a_million_sectors_is_under_200_kb(tmp_path):
         dead = ov["Proving"]["1000"]["Deadlines"][7]["Partitions"][0]
         assert dead["Sectors"] == DEAD_DISK and dead["Faulty"] == DEAD_DISK and dead["Recovering"] == 100
         assert dead["FaultyFirst"] == list(range(70_000, 70_000 + FAULTS_SHOWN)) and len(dead["RecoveringFirst"]) == FAULTS_SHOWN
+        assert ov["Proving"]["1000"]["Deadlines"][7]["Round"] == {"state": "declared", "declared_faults": DEAD_DISK,
+                                                                  "declared_recoveries": 0}
         healthy = ov["Proving"]["1000"]["Deadlines"][8]["Partitions"][0]
         assert healthy["Faulty"] == 0 and "FaultyFirst" not in healthy
     finally:

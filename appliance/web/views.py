@@ -212,8 +212,7 @@ class WebViews:
             rnd = self.poster.round(miner, dl.period_start, index)
             deadlines.append({"Index": index, "Current": index == dl.index,
                               "Partitions": [_partition(p) for p in parts],
-                              "Round": {k: rnd.get(k) for k in ("state", "error", "declared_faults", "declared_recoveries")
-                                        if rnd.get(k) is not None}})
+                              "Round": _round(rnd)})
         records = chain.deadline_records(miner) if hasattr(chain, "deadline_records") else []
         blocks = chain.blocks(miner) if hasattr(chain, "blocks") else []
         recovered = declared = 0
@@ -280,6 +279,16 @@ def _partition(p) -> dict:
         out["FaultyFirst"] = list(p.faulty[:FAULTS_SHOWN])
     if p.recovering:
         out["RecoveringFirst"] = list(p.recovering[:FAULTS_SHOWN])
+    return out
+
+
+def _round(rnd: dict) -> dict:
+    """The poster's round of a deadline as the page reads it: its state, error, and how many
+    sectors it declared faulty and recovered (counts: a dead disk's declaration lists thousands)."""
+    out = {k: rnd[k] for k in ("state", "error") if rnd.get(k) is not None}
+    for k in ("declared_faults", "declared_recoveries"):
+        if rnd.get(k) is not None:
+            out[k] = len(rnd[k])
     return out
 
 
