@@ -186,6 +186,24 @@ def test_worker_pages_walk_every_worker_once_by_name_with_filters(worker_views):
     assert worker_views.workers_page({"name": "nobody"}) == {"Workers": [], "Total": 0, "Next": None}
 
 
+def test_worker_pages_walk_every_name_whatever_order_the_database_reads_them_in():
+    """PostgreSQL's `ORDER BY name` follows the database's collation (en_US: case and punctuation
+    ignored at first), while `after` compares as Python does: the pages sort the names themselves."""
+    names = ["b", "B", "a-1", "a1", "_x", "Zed", "é"]
+    collated = sorted(names, key=lambda n: ("".join(c for c in n.lower() if c.isalnum()), n))
+    assert collated != sorted(names)
+    state = SimpleNamespace(workers=lambda: [_worker(n, NOW) for n in collated])
+    views = WebViews(state, None, None, None, None, now=lambda: NOW)
+    seen, after = [], None
+    for _ in range(len(names) + 1):       # one page each, and the last says there is no next
+        page = views.workers_page({"limit": "1", **({"after": after} if after else {})})
+        seen += [x["Name"] for x in page["Workers"]]
+        after = page["Next"]
+        if after is None:
+            break
+    assert seen == sorted(names)
+
+
 @pytest.mark.parametrize("query,says", [
     ({"limit": "0"}, "limit: expected a number from 1 to 500"),
     ({"limit": "many"}, "limit: expected a number from 1 to 500"),

@@ -146,7 +146,7 @@ class WebViews:
         attention, and how many pinged within PING_FRESH (`Fresh`), PING_SILENT (`Late`) or not
         (`Silent`). The rest come by `workers_page`."""
         now = self._now()
-        rows = self.state.workers()     # a farm has hundreds of workers: one read, sorted here
+        rows = _by_name(self.state.workers())     # a farm has hundreds of workers: one read, sorted here
         attention = sorted((r for r in rows if _needs_attention(r, now)), key=lambda r: (r[2], r[0]))
         listed = attention[:WORKERS_PAGE]
         listed += [r for r in rows if not _needs_attention(r, now)][:WORKERS_PAGE - len(listed)]
@@ -168,9 +168,9 @@ class WebViews:
         attention = _flag(query, "attention", None)
         name, after = query.get("name") or "", query.get("after") or ""
         now = self._now()
-        rows = [r for r in self.state.workers() if name in r[0]
+        rows = [r for r in _by_name(self.state.workers()) if name in r[0]
                 and (attention is None or _needs_attention(r, now) == attention)]
-        page = [r for r in rows if r[0] > after][:limit]        # by name (the read's order)
+        page = [r for r in rows if r[0] > after][:limit]
         more = page and rows[-1][0] > page[-1][0]
         return {"Workers": [_worker_row(r, now) for r in page], "Total": len(rows), "Next": page[-1][0] if more else None}
 
@@ -252,6 +252,11 @@ class WebViews:
         return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(), "Terminations": terminations,
                 "Proving": {m: {**p, "Records": p["Records"][-12:]} if "Records" in p else p for m, p in proving.items()},
                 "Expiring": self.expiring()}
+
+
+def _by_name(rows: list[tuple[str, dict, float]]) -> list[tuple[str, dict, float]]:
+    """In Python's order of names, which `after` compares by (a database's collation may differ)."""
+    return sorted(rows, key=lambda r: r[0])
 
 
 def _freshness(age: float) -> str:
