@@ -141,8 +141,8 @@ def test_windowpost_and_winningpost_series_per_deadline():
     from types import SimpleNamespace
     from appliance.metrics.manager import _Collector
     proving = {"1000": {"Deadline": 5, "Deadlines": [{"Index": 3, "Partitions": [
-        {"Index": 0, "Sectors": 4, "Faulty": [7, 9], "Recovering": [9], "Proven": True},
-        {"Index": 1, "Sectors": 2, "Faulty": [], "Recovering": [], "Proven": False}]}],
+        {"Index": 0, "Sectors": 4, "Faulty": 2, "Recovering": 1, "Proven": True, "FaultyFirst": [7, 9], "RecoveringFirst": [9]},
+        {"Index": 1, "Sectors": 2, "Faulty": 0, "Recovering": 0, "Proven": False}]}],
         "Records": [{"index": 3, "partitions": 2, "partitions_proven": 1, "sectors_faulty_new": 2},
                     {"index": 3, "partitions": 2, "partitions_proven": 2, "sectors_faulty_new": 0}],
         "Declared": {"3": {"Faulty": 1, "Recovered": 1}},

@@ -100,6 +100,8 @@ def test_etag_moves_with_visible_changes_only_and_idle_costs_one_statement(manag
     w.call("Venus.WorkerPing", info)          # the same info again: only the last ping moved (sent in memory)
     w.call("Venus.WdPoStAllocateJobs", {}, 1, "prover-1")     # a prover's heartbeat
     assert etag() == e2
+    listed = [x["Name"] for x in json.loads(get(url + "/ui/api/overview", read)[2])["Workers"]["Workers"]]
+    assert "w1" in listed        # version then sends the pings of the workers the overview listed
     assert json.loads(get(url + "/ui/api/version", read)[2])["Pings"]["w1"] > 0
     report(w, sid, "Allocated", "DealsAcquired", "AcquireDeals")
     assert etag() != e2

@@ -170,8 +170,8 @@ class _Collector:
                 partitions.add_metric(key, len(d["Partitions"]))
                 live = sum(x["Sectors"] for x in d["Partitions"])
                 sectors.add_metric(key + ["live"], live)
-                sectors.add_metric(key + ["faulty"], sum(len(x["Faulty"]) for x in d["Partitions"]))
-                sectors.add_metric(key + ["recovering"], sum(len(x["Recovering"]) for x in d["Partitions"]))
+                sectors.add_metric(key + ["faulty"], sum(x["Faulty"] for x in d["Partitions"]))
+                sectors.add_metric(key + ["recovering"], sum(x["Recovering"] for x in d["Partitions"]))
                 proven_now.add_metric(key, sum(1 for x in d["Partitions"] if x["Proven"]))
             by_dl: dict[int, list[int]] = {}
             for r in p["Records"]:

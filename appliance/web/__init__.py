@@ -9,6 +9,8 @@ the JSON it reads under `/ui/api/` (docs/observability.md).
 - `GET /ui/api/overview`: read; everything the page shows, asked only when the ETag changed.
 - `GET /ui/api/sectors?open=1&state=&worker=&failing=&after=&limit=`: read; one page of sectors
   (the overview carries only the first of those in flight and of those failing).
+- `GET /ui/api/workers?name=&attention=&after=&limit=`: read; one page of workers by name (the
+  overview carries at most 100, those needing attention first).
 - `GET /ui/api/sector/<miner>-<number>`: read; a sector's record and transition history.
 - Actions are JSON-RPC methods needing admin (web/actions.py), which reach the worker's RPC."""
 
@@ -100,10 +102,10 @@ def install(server, views: WebViews, actions: SectorActions, login: WebLogin) ->
             _send_json(req, v)
         elif path == "overview":
             _send_json(req, views.overview())
-        elif path == "sectors":
+        elif path in ("sectors", "workers"):
             query = {k: v[-1] for k, v in parse_qs(urlsplit(rest).query, keep_blank_values=True).items()}
             try:
-                _send_json(req, views.sectors_page(query))
+                _send_json(req, views.sectors_page(query) if path == "sectors" else views.workers_page(query))
             except ValueError as exc:
                 _send_json(req, {"error": str(exc)}, 400)
         elif path.startswith("sector/"):

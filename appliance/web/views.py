@@ -9,6 +9,7 @@ request never walks the chain."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -22,9 +23,14 @@ from .chain_views import ChainViews
 
 RECENT_FINISHED = 30          # finished or aborted sectors listed below those in flight
 RECENT_TERMINATIONS = 100     # terminations listed, newest first
-LIVE_PAGE = 200               # sectors in flight the overview carries; the rest come by pages (sectors_page)
-ATTENTION_PAGE = 100          # failing sectors the overview carries
-PAGE_MAX = 500                # the most sectors one page of /ui/api/sectors holds
+LIVE_PAGE = 50                # sectors in flight the overview carries; the rest come by pages (sectors_page)
+ATTENTION_PAGE = 50           # failing sectors the overview carries
+PAGE_DEFAULT = 200            # sectors or workers one page holds unless `limit` says
+PAGE_MAX = 500                # the most sectors (or workers) one page of /ui/api/sectors (/ui/api/workers) holds
+WORKERS_PAGE = 100            # workers the overview carries, those needing attention first; the rest come by pages
+PING_FRESH = 60.0             # a worker that pinged within this many seconds is fresh, then late...
+PING_SILENT = 600.0           # ...and silent after this many
+FAULTS_SHOWN = 20             # sector numbers a partition's faulty (recovering) list carries; the count is whole
 HEAVY_KEYS = ("commit_proof",)  # not sent to the page (a C2 proof can be megabytes)
 EXPIRING_DAYS = 30              # the page's expiring sectors: those ending within this many days
 
@@ -34,6 +40,7 @@ class WebViews:
         self.state, self.sealer, self.chain, self.poster, self.config, self._now = state, sealer, chain, poster, config, now
         self.boot = secrets.token_hex(4)        # a restarted manager never repeats an ETag
         self.expiry = None      # manager/expiry.py's Expiry, set by attach(): the expiring sectors
+        self._listed_workers: tuple[str, ...] = ()      # the workers the last overview listed: version() sends their pings
         miners = [m.actor for m in config.miners] if config is not None else []
         self.chain_views = ChainViews(chain, miners, self.chain_views_of, wall=now)    # run by the manager's thread
 
@@ -44,9 +51,16 @@ class WebViews:
         return epoch if isinstance(epoch, int) else None
 
     def version(self) -> dict:
+        """`Pings`: the last pings of the workers the last overview listed (the page ticks their
+        ages between overviews). The ETag also moves when a worker turns late or silent, or pings
+        again after: the overview lists those first."""
         v = self.state.version()
-        return {"ETag": f"{self.boot}.{v}.{self.chain_views.generation}", "Epoch": self._epoch(), "Now": self._now(),
-                "Pings": self.state.pings()}
+        now, pings = self._now(), self.state.pings()
+        late = sorted(f"{n}:{_freshness(now - t)}" for n, t in pings.items() if now - t >= PING_FRESH)
+        mark = hashlib.blake2b("\n".join(late).encode(), digest_size=4).hexdigest() if late else "0"
+        listed = self._listed_workers
+        return {"ETag": f"{self.boot}.{v}.{self.chain_views.generation}.{mark}", "Epoch": self._epoch(), "Now": now,
+                "Pings": {n: pings[n] for n in listed if n in pings}}
 
     # ---------------------------------------------------------------- sectors
 
@@ -100,7 +114,7 @@ class WebViews:
             raise ValueError(f"unknown filter {sorted(unknown)[0]!r}: open, state, worker, failing, after, limit")
         f = SectorFilter(is_open=_flag(query, "open", True), state=query.get("state") or None,
                          worker=query.get("worker") or None, failing=_flag(query, "failing", False))
-        limit = _number(query, "limit", LIVE_PAGE, 1, PAGE_MAX)
+        limit = _number(query, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
         after = parse_sector_name(query["after"]) if query.get("after") else None
         rows, total, nxt = sector_pages.page(self.state, f, after, limit)
         return {"Sectors": self._shown(rows), "Total": total, "Next": sector_name(*nxt) if nxt else None}
@@ -125,18 +139,49 @@ class WebViews:
 
     # ---------------------------------------------------------------- workers
 
-    def workers(self) -> list[dict]:
+    def workers(self) -> dict:
+        """The workers the overview lists: at most WORKERS_PAGE, those needing attention first
+        (a late or silent ping, paused threads or errors in their last ping's summary; the
+        stalest first), then the others by name; with how many there are, how many need
+        attention, and how many pinged within PING_FRESH (`Fresh`), PING_SILENT (`Late`) or not
+        (`Silent`). The rest come by `workers_page`."""
         now = self._now()
-        return [{"Name": name, "Dest": info.get("Dest"), "Version": info.get("Version"), "Summary": info.get("Summary"),
-                 "LastPing": last, "PingAge": round(now - last, 1)} for name, info, last in self.state.workers()]
+        rows = _by_name(self.state.workers())     # a farm has hundreds of workers: one read, sorted here
+        attention = sorted((r for r in rows if _needs_attention(r, now)), key=lambda r: (r[2], r[0]))
+        listed = attention[:WORKERS_PAGE]
+        listed += [r for r in rows if not _needs_attention(r, now)][:WORKERS_PAGE - len(listed)]
+        self._listed_workers = tuple(name for name, _, _ in listed)
+        pinged = {"Fresh": 0, "Late": 0, "Silent": 0}
+        for _, _, last in rows:
+            pinged[_freshness(now - last)] += 1
+        return {"Workers": [_worker_row(r, now) for r in listed], "Total": len(rows), "Attention": len(attention),
+                "Pinged": pinged}
+
+    def workers_page(self, query: dict[str, str]) -> dict:
+        """One page of workers by name after `after`: `name` (only names containing it),
+        `attention` (1: only those needing attention, 0: only the others), `limit` (at most
+        PAGE_MAX). `Next`: the `after` of the next page, null at the end; `Total`: how many match."""
+        unknown = set(query) - {"after", "limit", "name", "attention"}
+        if unknown:
+            raise ValueError(f"unknown filter {sorted(unknown)[0]!r}: after, limit, name, attention")
+        limit = _number(query, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
+        attention = _flag(query, "attention", None)
+        name, after = query.get("name") or "", query.get("after") or ""
+        now = self._now()
+        rows = [r for r in _by_name(self.state.workers()) if name in r[0]
+                and (attention is None or _needs_attention(r, now) == attention)]
+        page = [r for r in rows if r[0] > after][:limit]
+        more = page and rows[-1][0] > page[-1][0]
+        return {"Workers": [_worker_row(r, now) for r in page], "Total": len(rows), "Next": page[-1][0] if more else None}
 
     # ---------------------------------------------------------------- proving
 
     def proving(self) -> dict:
         """Per miner: the current deadline, the 48 deadlines with their partitions (those with
-        sectors in detail), the last closed deadlines, WinningPoSt blocks; as the chain views last
-        computed them (`AsOf` the epoch, `Age` seconds), {"Computing": true} before the first, or
-        the chain's `Error`. The metrics and the page share them."""
+        sectors in detail: counts, and the first FAULTS_SHOWN faulty and recovering numbers), the
+        last closed deadlines, WinningPoSt blocks; as the chain views last computed them (`AsOf`
+        the epoch, `Age` seconds), {"Computing": true} before the first, or the chain's `Error`.
+        The metrics and the page share them."""
         return self.chain_views.views("Proving")
 
     def chain_views_of(self, miner: int) -> dict:
@@ -166,11 +211,8 @@ class WebViews:
                 continue
             rnd = self.poster.round(miner, dl.period_start, index)
             deadlines.append({"Index": index, "Current": index == dl.index,
-                              "Partitions": [{"Index": p.index, "Sectors": len(p.sectors), "Faulty": list(p.faulty),
-                                              "Recovering": list(p.recovering), "Proven": p.proven}
-                                             for p in parts],
-                              "Round": {k: rnd.get(k) for k in ("state", "error", "declared_faults", "declared_recoveries")
-                                        if rnd.get(k) is not None}})
+                              "Partitions": [_partition(p) for p in parts],
+                              "Round": _round(rnd)})
         records = chain.deadline_records(miner) if hasattr(chain, "deadline_records") else []
         blocks = chain.blocks(miner) if hasattr(chain, "blocks") else []
         recovered = declared = 0
@@ -206,12 +248,56 @@ class WebViews:
             v = self.version()
             proving = self.proving()      # the page lists the last closed deadlines only
             sectors, workers, terminations = self.sectors(), self.workers(), self.terminations()
+        del v["Pings"]      # the workers listed carry their LastPing; the page ticks them by version()'s
         return {**v, "Sectors": sectors, "Workers": workers, "Stores": self.stores(), "Terminations": terminations,
                 "Proving": {m: {**p, "Records": p["Records"][-12:]} if "Records" in p else p for m, p in proving.items()},
                 "Expiring": self.expiring()}
 
 
-def _flag(query: dict[str, str], name: str, default: bool) -> bool:
+def _by_name(rows: list[tuple[str, dict, float]]) -> list[tuple[str, dict, float]]:
+    """In Python's order of names, which `after` compares by (a database's collation may differ)."""
+    return sorted(rows, key=lambda r: r[0])
+
+
+def _freshness(age: float) -> str:
+    return "Fresh" if age < PING_FRESH else "Late" if age < PING_SILENT else "Silent"
+
+
+def _needs_attention(row: tuple[str, dict, float], now: float) -> bool:
+    _, info, last = row
+    summary = info.get("Summary") or {}
+    return now - last >= PING_FRESH or bool(summary.get("Paused")) or bool(summary.get("Errors"))
+
+
+def _worker_row(row: tuple[str, dict, float], now: float) -> dict:
+    name, info, last = row
+    return {"Name": name, "Dest": info.get("Dest"), "Version": info.get("Version"), "Summary": info.get("Summary"),
+            "LastPing": last, "PingAge": round(now - last, 1)}
+
+
+def _partition(p) -> dict:
+    """A partition as the page and /metrics read it: counts, and the first FAULTS_SHOWN faulty
+    and recovering numbers (a dead disk makes thousands); the lists only when not empty."""
+    out = {"Index": p.index, "Sectors": len(p.sectors), "Faulty": len(p.faulty), "Recovering": len(p.recovering),
+           "Proven": p.proven}
+    if p.faulty:
+        out["FaultyFirst"] = list(p.faulty[:FAULTS_SHOWN])
+    if p.recovering:
+        out["RecoveringFirst"] = list(p.recovering[:FAULTS_SHOWN])
+    return out
+
+
+def _round(rnd: dict) -> dict:
+    """The poster's round of a deadline as the page reads it: its state, error, and how many
+    sectors it declared faulty and recovered (counts: a dead disk's declaration lists thousands)."""
+    out = {k: rnd[k] for k in ("state", "error") if rnd.get(k) is not None}
+    for k in ("declared_faults", "declared_recoveries"):
+        if rnd.get(k) is not None:
+            out[k] = len(rnd[k])
+    return out
+
+
+def _flag(query: dict[str, str], name: str, default: bool | None) -> bool | None:
     value = query.get(name)
     if value is None or value == "":
         return default

@@ -10,9 +10,13 @@ const STATES = ["Empty", "Allocated", "DealsAcquired", "PieceAdded", "TreeDBuilt
   "ProofSubmitted", "Finished", "Aborted"];
 
 let etag = null, overview = null, detail = null, pings = {}, clockSkew = 0, busy = false, loggedOut = false;
-// the overview carries the first page of the sectors in flight; "show more" asks for the next ones
-// (/ui/api/sectors pages), fetched again after each new overview so they stay current
-let extraWanted = 0, extraLive = [];
+// the overview carries the first page of the sectors in flight and of the failing ones; "show more"
+// asks for the next ones (/ui/api/sectors pages), fetched again after each new overview so they stay current
+let extraWanted = 0, extraLive = [], attentionWanted = 0, extraAttention = [];
+// the overview lists at most 100 workers, those needing attention first; "show more" pages the others
+// by name (/ui/api/workers) and "find" lists those whose name has the text: both asked again at every
+// refresh while shown, as version's pings cover only the workers the overview listed
+let workersWanted = 0, extraWorkers = [], workerFind = "", foundWorkers = null;
 
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -112,22 +116,30 @@ function renderPipeline(ov) {
         <button type="button" id="more-live">show more</button></p>` : "");
 }
 
-async function fetchExtraLive() {
-  // the pages after the overview's own, up to what the operator asked to see
-  const live = overview.Sectors.Live;
-  let got = [], next = live.length ? live[live.length - 1].Sector : null;
-  while (got.length < extraWanted && next) {
-    const page = await get(`/ui/api/sectors?open=1&limit=${Math.min(500, extraWanted - got.length)}&after=${encodeURIComponent(next)}`);
+async function sectorPages(filter, first, wanted) {
+  // the pages after the overview's own (`first`), up to what the operator asked to see
+  let got = [], next = first.length ? first[first.length - 1].Sector : null;
+  while (got.length < wanted && next) {
+    const page = await get(`/ui/api/sectors?${filter}&limit=${Math.min(500, wanted - got.length)}&after=${encodeURIComponent(next)}`);
     got = got.concat(page.Sectors);
     next = page.Next;
   }
-  extraLive = got;
+  return got;
+}
+
+async function fetchExtraLive() {
+  extraLive = await sectorPages("open=1", overview.Sectors.Live, extraWanted);
+}
+
+async function fetchExtraAttention() {
+  extraAttention = await sectorPages("open=1&failing=1", overview.Sectors.Attention, attentionWanted);
 }
 
 function renderAttention(ov) {
-  const rows = ov.Sectors.Attention;
+  const rows = ov.Sectors.Attention.concat(extraAttention);
   if (!rows.length) { $("attention").innerHTML = `<p class="muted">Nothing failing.</p>`; return; }
-  const shown = rows.length < ov.Sectors.Failing ? `<p class="muted">The first ${rows.length} of ${ov.Sectors.Failing} failing sectors (by number).</p>` : "";
+  const shown = rows.length < ov.Sectors.Failing ? `<p class="muted">The first ${rows.length} of ${ov.Sectors.Failing} failing sectors (by number).
+    <button type="button" id="more-attention">show more</button></p>` : "";
   const options = STATES.filter((s) => s !== "Empty" && s !== "Finished").map((s) => `<option>${s}</option>`).join("");
   $("attention").innerHTML = `<table><thead><tr><th>sector</th><th>state</th><th>worker</th><th>level</th><th>error</th>
     <th class="num">since</th><th>actions</th></tr></thead><tbody>` +
@@ -147,16 +159,47 @@ function renderAttention(ov) {
 }
 
 function renderWorkers(ov) {
-  if (!ov.Workers.length) { $("workers").innerHTML = `<p class="muted">No worker has pinged yet.</p>`; return; }
-  $("workers").innerHTML = `<table><thead><tr><th>worker</th><th>RPC</th><th>version</th><th class="num">last ping</th>
+  if (!ov) return;
+  const ws = ov.Workers;
+  if (!ws.Total) { $("workers").innerHTML = `<p class="muted">No worker has pinged yet.</p>`; return; }
+  const p = ws.Pinged;
+  const chips = `<div class="chips"><span class="chip">workers<b>${ws.Total}</b></span>
+    <span class="chip">pinged in the last minute<b>${p.Fresh}</b></span>
+    <span class="chip${p.Late ? " failing" : ""}">late (1-10 min)<b>${p.Late}</b></span>
+    <span class="chip${p.Silent ? " failing" : ""}">silent (over 10 min)<b>${p.Silent}</b></span>
+    <span class="chip${ws.Attention ? " failing" : ""}">need attention<b>${ws.Attention}</b></span></div>`;
+  const rows = foundWorkers ? foundWorkers.Workers : ws.Workers.concat(extraWorkers);
+  const note = foundWorkers
+    ? `<p class="muted">${foundWorkers.Total} worker(s) whose name has “${esc(workerFind)}”${foundWorkers.Total > rows.length ? `, the first ${rows.length}` : ""}.
+        <button type="button" id="find-worker-clear">show all</button></p>`
+    : `<p class="muted">Showing ${rows.length} of ${ws.Total} workers: those needing attention first (a late or silent ping,
+        paused threads or errors; the stalest first), then by name.${rows.length < ws.Total ? ` <button type="button" id="more-workers">show more</button>` : ""}</p>`;
+  $("workers").innerHTML = chips + `<table><thead><tr><th>worker</th><th>RPC</th><th>version</th><th class="num">last ping</th>
     <th>threads</th></tr></thead><tbody>` +
-    ov.Workers.map((w) => {
+    rows.map((w) => {
       const sm = w.Summary || {};
       const parts = ["Running", "Waiting", "Paused", "Empty", "Errors"].filter((k) => sm[k]).map((k) => `${k.toLowerCase()} ${sm[k]}`);
       return `<tr data-worker="${esc(w.Name)}"><td>${esc(w.Name)}</td><td class="mono">${esc(w.Dest)}</td><td>${esc(w.Version)}</td>
-        <td class="num ping" data-worker="${esc(w.Name)}">${dur(pingAge(w.Name, w.LastPing))} ago</td>
+        <td class="num ping" data-worker="${esc(w.Name)}" data-last="${esc(w.LastPing)}">${dur(pingAge(w.Name, w.LastPing))} ago</td>
         <td>${sm.Threads ?? "?"} threads${parts.length ? ": " + esc(parts.join(", ")) : ""}</td></tr>`;
-    }).join("") + `</tbody></table>`;
+    }).join("") + `</tbody></table>` + note;
+}
+
+async function fetchExtraWorkers() {
+  // a find's matches (by name), or the workers after those the overview listed, by name, up to what was asked
+  if (workerFind) {
+    foundWorkers = await get(`/ui/api/workers?limit=500&name=${encodeURIComponent(workerFind)}`);
+    return;
+  }
+  foundWorkers = null;
+  const listed = new Set(overview.Workers.Workers.map((w) => w.Name));
+  let got = [], next = "";
+  while (got.length < workersWanted && next != null) {
+    const page = await get(`/ui/api/workers?limit=500&after=${encodeURIComponent(next)}`);
+    got = got.concat(page.Workers.filter((w) => !listed.has(w.Name)));
+    next = page.Next;
+  }
+  extraWorkers = got.slice(0, workersWanted);
 }
 
 function pingAge(name, fallback) {
@@ -175,6 +218,13 @@ function computing(miner, v) {
   return null;
 }
 
+// a partition's faulty (recovering) sectors: the count, and the first numbers the manager sent
+function numbers(count, first) {
+  if (!count) return "-";
+  first = first || [];
+  return `${count}: ${esc(first.join(", "))}${count > first.length ? " …" : ""}`;
+}
+
 function renderProving(ov) {
   const miners = Object.entries(ov.Proving || {});
   if (!miners.length) { $("proving").innerHTML = `<p class="muted">No miner configured.</p>`; return; }
@@ -184,7 +234,7 @@ function renderProving(ov) {
     const withParts = new Map(p.Deadlines.map((d) => [d.Index, d]));
     const grid = Array.from({ length: 48 }, (_, i) => {
       const d = withParts.get(i);
-      const faulty = d && d.Partitions.some((x) => x.Faulty.length);
+      const faulty = d && d.Partitions.some((x) => x.Faulty);
       return `<div class="dl${d ? " has" : ""}${faulty ? " faulty" : ""}${i === p.Deadline ? " current" : ""}" title="deadline ${i}">${i}</div>`;
     }).join("");
     const t = p.Totals;
@@ -199,8 +249,8 @@ function renderProving(ov) {
       (p.Deadlines.length ? `<table class="partitions"><thead><tr><th>deadline</th><th>partition</th><th class="num">sectors</th>
         <th>faulty</th><th>recovering</th><th>proven this period</th><th>round</th></tr></thead><tbody>` +
         p.Deadlines.flatMap((d) => d.Partitions.map((x) => `<tr><td>${d.Index}${d.Current ? " (current)" : ""}</td><td>${x.Index}</td>
-          <td class="num">${x.Sectors}</td><td class="${x.Faulty.length ? "bad" : ""}">${esc(x.Faulty.join(", ") || "-")}</td>
-          <td>${esc(x.Recovering.join(", ") || "-")}</td><td>${x.Proven ? `<span class="ok">yes</span>` : "no"}</td>
+          <td class="num">${x.Sectors}</td><td class="${x.Faulty ? "bad" : ""}">${numbers(x.Faulty, x.FaultyFirst)}</td>
+          <td>${numbers(x.Recovering, x.RecoveringFirst)}</td><td>${x.Proven ? `<span class="ok">yes</span>` : "no"}</td>
           <td>${esc(d.Round.state || "")}${d.Round.error ? ` <span class="error">${esc(d.Round.error)}</span>` : ""}</td></tr>`)).join("") +
         `</tbody></table>` : `<p class="muted">No sector is proving yet.</p>`) +
       (p.Records.length ? `<h3>Last closed deadlines</h3><table><thead><tr><th>deadline</th><th class="num">closed at</th>
@@ -310,10 +360,18 @@ async function refresh(force) {
       overview = await get("/ui/api/overview");
       etag = overview.ETag;
       if (extraWanted) await fetchExtraLive();
+      if (attentionWanted) await fetchExtraAttention();
+      if (workersWanted || workerFind) await fetchExtraWorkers();
       if (detail) detail = await get(`/ui/api/sector/${encodeURIComponent(detail.Sector)}`);
       render();
     } else {
-      for (const td of document.querySelectorAll("td.ping")) td.textContent = `${dur(pingAge(td.dataset.worker))} ago`;
+      if (workersWanted || workerFind) {
+        await fetchExtraWorkers();
+        renderWorkers(overview);
+      }
+      for (const td of document.querySelectorAll("td.ping")) {
+        td.textContent = `${dur(pingAge(td.dataset.worker, Number(td.dataset.last)))} ago`;
+      }
     }
     $("login").hidden = true;
     $("main").hidden = false;
@@ -344,6 +402,13 @@ function findSector() {
   if (name) openSector(name);
 }
 
+function findWorker() {
+  // workers whose name has the text (the page lists at most 100 by itself); empty: the usual list
+  workerFind = $("find-worker").value.trim();
+  foundWorkers = null;
+  fetchExtraWorkers().then(() => renderWorkers(overview), (e) => flash(e.message, true));
+}
+
 function sid(name) {
   const [miner, number] = name.replace(/^s-t0/, "").split("-").map(Number);
   return { Miner: miner, Number: number };
@@ -355,6 +420,22 @@ document.addEventListener("click", (ev) => {
   if (t.id === "more-live") {
     extraWanted += 200;
     fetchExtraLive().then(() => renderPipeline(overview), (e) => flash(e.message, true));
+    return;
+  }
+  if (t.id === "more-attention") {
+    attentionWanted += 200;
+    fetchExtraAttention().then(() => renderAttention(overview), (e) => flash(e.message, true));
+    return;
+  }
+  if (t.id === "more-workers") {
+    workersWanted += 100;
+    fetchExtraWorkers().then(() => renderWorkers(overview), (e) => flash(e.message, true));
+    return;
+  }
+  if (t.id === "find-worker-go") { findWorker(); return; }
+  if (t.id === "find-worker-clear") {
+    $("find-worker").value = "";
+    findWorker();
     return;
   }
   if (t.id === "find-go") { findSector(); return; }
@@ -371,6 +452,7 @@ document.addEventListener("click", (ev) => {
 
 $("detail-close").addEventListener("click", () => { detail = null; renderDetail(); });
 $("find").addEventListener("keydown", (ev) => { if (ev.key === "Enter") findSector(); });
+$("find-worker").addEventListener("keydown", (ev) => { if (ev.key === "Enter") findWorker(); });
 $("logout").addEventListener("click", async () => {
   try {
     // a JSON POST from this origin: the manager's cross-site checks apply as to every action
