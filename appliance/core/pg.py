@@ -40,7 +40,8 @@ def _psycopg():
         import psycopg
     except ImportError:
         raise DatabaseError('[Common.DB] Driver = "postgres" needs psycopg 3, which this installation lacks: '
-                            'pip install "damocles-appliance[postgres]" (the frozen binary supports sqlite only)') from None
+                            './install.sh --postgres from the source tree, or pip install psycopg[binary] into its Python '
+                            '(the frozen executable supports sqlite only)') from None
     return psycopg
 
 
