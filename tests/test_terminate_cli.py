@@ -37,6 +37,16 @@ def svc(tmp_path):
         with s.devnet._tx():
             s.devnet.put_sector(SectorOnChain(MINER, n, 5, commr_to_cid(bytes([n]) * 32), commd_to_cid(bytes(32)), 1, 10**6))
             s.devnet.assign_deadlines(MINER, [n])
+    # the actor refuses to terminate in the current, next or previous deadline (the terminate loop
+    # waits): the proving period's offset comes from the devnet's random genesis, so move the
+    # stopped clock a deadline at a time until the sectors' deadlines are none of those
+    n_deadlines = s.devnet.policy.wpost_period_deadlines
+    theirs = {s.devnet.sector_location(MINER, n).deadline for n in (1, 2, 3)}
+    for _ in range(n_deadlines):
+        now = s.devnet.proving_deadline(MINER).index
+        if not theirs & {now, (now + 1) % n_deadlines, (now - 1) % n_deadlines}:
+            break
+        s.devnet.advance(s.devnet.policy.wpost_challenge_window)
     yield s
     s.stop()
 
