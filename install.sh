@@ -4,6 +4,8 @@
 # From source (a Python environment in .venv, `damocles` linked onto the PATH):
 #   ./install.sh                 runtime dependencies
 #   ./install.sh --dev           plus what the tests and the frozen build need (pytest, pyinstaller)
+#   ./install.sh --postgres      plus psycopg 3, for a manager whose state is on PostgreSQL
+#                                ([Common.DB] Driver = "postgres"; the frozen executable has SQLite only)
 #   ./install.sh --bin-dir DIR   where to link `damocles` (default /usr/local/bin if writable, else ~/.local/bin)
 #
 # On a bare-metal node (the frozen executable, a home and config per role, a systemd unit):
@@ -29,13 +31,14 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-extras="" bin_dir="" role="" prefix="" home="" binary="" user="damocles" manager="" token=""
+extras="" postgres=0 bin_dir="" role="" prefix="" home="" binary="" user="damocles" manager="" token=""
 size="32GiB" sealing_dir="" persist_dir=""
 no_systemd=0 uninstall=0 purge=0
 need() { [ -n "${2:-}" ] || { echo "install.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --dev) extras="[test,build]" ;;
+    --postgres) postgres=1 ;;
     --bin-dir) need "$1" "${2:-}"; bin_dir="$2"; shift ;;
     --role) need "$1" "${2:-}"; role="$2"; shift ;;
     --prefix) need "$1" "${2:-}"; prefix="$2"; shift ;;
@@ -89,6 +92,11 @@ make_venv() {     # make_venv EXTRAS: .venv with the package installed (editable
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$here$1"
 }
+
+if [ "$postgres" = 1 ]; then
+  [ -z "$role" ] || { echo "install.sh: --postgres installs from source; the frozen executable --role installs has SQLite only" >&2; exit 2; }
+  extras="${extras:+${extras%]},postgres]}"; extras="${extras:-[postgres]}"
+fi
 
 if [ -z "$role" ]; then
   [ "$uninstall$purge" = 00 ] || { echo "install.sh: --uninstall and --purge go with --role (see --help)" >&2; exit 2; }

@@ -64,10 +64,15 @@ def test_the_overview_and_metrics_answer_from_the_last_views_without_a_chain_cal
     assert set(p) == {"Epoch", "PeriodStart", "Deadline", "Open", "Close", "Deadlines", "Records", "Declared", "Totals",
                       "AsOf", "Age"}
     text = generate_latest(svc.metrics.registry).decode()
-    assert calls == ["Filecoin.ChainHead"]            # /metrics: the head's gauge only, no walk
+    assert calls == []                                # /metrics: the head the refresher read just now, no walk
+    assert f"damocles_chain_head_epoch {float(head)}" in text
     assert f'damocles_chain_views_epoch{{miner="1000"}} {float(head)}' in text
     assert 'damocles_chain_views_error{miner="1000"} 0.0' in text
     assert 'damocles_wdpost_sectors{deadline="' in text and 'damocles_chain_views_age_seconds{miner="1000"}' in text
+    views, real_clock = svc.web.chain_views, svc.web.chain_views._clock
+    monkeypatch.setattr(views, "_clock", lambda: real_clock() + chain_views.HEAD_FRESH + 1)     # its loop stalled
+    generate_latest(svc.metrics.registry)
+    assert calls == ["Filecoin.ChainHead"]            # then /metrics asks the chain itself
 
 
 def test_the_refresher_recomputes_when_the_deadline_moves_or_the_interval_passes(svc, monkeypatch):

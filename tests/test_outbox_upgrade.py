@@ -89,7 +89,7 @@ def _downgrade(path):
 
 
 def test_an_old_unsent_prove_commit_is_resent_as_prove_commit_sectors3_and_lands(tmp_path):
-    assert MANAGER_SCHEMA.version == 7
+    assert MANAGER_SCHEMA.version >= 3          # the outbox upgrade (version 3) is on the way
     chain = Devnet(tmp_path / "devnet.db", ChainPolicy(block_time=0, trust_external_proofs=True))
     chain.create_miner(MINER, P2K.id)
     chain.advance(20)

@@ -13,7 +13,8 @@ import pytest
 from appliance.core.db import DatabaseError
 from appliance.manager.config import DBConfig
 from appliance.manager.identity import TooManyNames
-from appliance.manager.state import MANAGER_SCHEMA, SECTOR_COLUMNS, SECTOR_INDEXES, ManagerState
+from appliance.manager.state import (ALLOCATED_AT, ALLOCATED_AT_INDEX, MANAGER_SCHEMA, SECTOR_COLUMNS, SECTOR_INDEXES,
+                                     ManagerState)
 from tests.pg_cluster import pg_dsn, pg_server  # noqa: F401  (fixtures)
 
 
@@ -266,8 +267,49 @@ def test_postgres_tables_are_the_sqlite_schemas(pg_dsn):
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'sectors' "
             "AND is_generated = 'ALWAYS' ORDER BY ordinal_position")]
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'sectors'")}
-    assert generated == list(SECTOR_COLUMNS)
-    assert indexes >= set(SECTOR_INDEXES)
+    assert generated == list(SECTOR_COLUMNS) + list(ALLOCATED_AT)
+    assert indexes >= set(SECTOR_INDEXES) | set(ALLOCATED_AT_INDEX)
+
+
+def _layout(dsn: str) -> tuple:
+    import psycopg
+    with psycopg.connect(dsn) as conn:
+        columns = conn.execute("SELECT table_name, column_name, data_type, is_generated, generation_expression "
+                               "FROM information_schema.columns WHERE table_schema = 'public' "
+                               "ORDER BY table_name, ordinal_position").fetchall()
+        indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+                               "ORDER BY indexname").fetchall()
+        version = conn.execute("SELECT version FROM damocles_schema").fetchone()[0]
+    return columns, indexes, version
+
+
+def test_a_postgres_database_of_the_last_release_migrates_to_this_version(pg_dsn):
+    """A database created by the release before the lease (version 6) is taken to the current
+    version at the next start, its sectors kept, and ends with the layout a new database gets."""
+    import psycopg
+    s = ManagerState("unused", store=DBConfig("postgres", pg_dsn))
+    first = s.allocate(1000, 8, 0, None)
+    s.close()
+    fresh = _layout(pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:        # version 6's layout, as that release created it
+        conn.execute("DROP TABLE manager_lease")
+        conn.execute("DROP INDEX sectors_open_allocated")
+        conn.execute("ALTER TABLE sectors DROP COLUMN allocated_at")
+        conn.execute("UPDATE damocles_schema SET version = 6")
+    s = ManagerState("unused", store=DBConfig("postgres", pg_dsn))
+    try:
+        assert [x["number"] for x in s.sectors()] == [first]
+        second = s.allocate(1000, 8, 0, None)
+        assert second == first + 1
+        assert [tuple(r) for r in s.query("SELECT number FROM sectors WHERE is_open = 1 AND allocated_at IS NOT NULL "
+                                          "ORDER BY number")] == [(first,), (second,)]
+    finally:
+        s.close()
+    assert _layout(pg_dsn) == fresh
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE damocles_schema SET version = 5")
+    with pytest.raises(DatabaseError, match="schema version 5; this binary's is .* no migration from version 5 on PostgreSQL"):
+        ManagerState("unused", store=DBConfig("postgres", pg_dsn))
 
 
 def test_postgres_reopens_its_schema_and_refuses_a_newer_one(pg_dsn):

@@ -40,7 +40,8 @@ def _psycopg():
         import psycopg
     except ImportError:
         raise DatabaseError('[Common.DB] Driver = "postgres" needs psycopg 3, which this installation lacks: '
-                            'pip install "damocles-appliance[postgres]" (the frozen binary supports sqlite only)') from None
+                            './install.sh --postgres from the source tree, or pip install psycopg[binary] into its Python '
+                            '(the frozen executable supports sqlite only)') from None
     return psycopg
 
 
@@ -107,9 +108,11 @@ class PostgresDatabase:
 
     dialect = POSTGRES
 
-    def __init__(self, dsn: str, schema, create_schema: Callable[[PgConnection], None]):
+    def __init__(self, dsn: str, schema, create_schema: Callable[[PgConnection], None],
+                 migrations: dict[int, list[str]] | None = None):
         """`schema`: the SQLite Schema whose version and kind this database takes; `create_schema`
-        creates its tables at that version on an empty database."""
+        creates its tables at that version on an empty database; `migrations[v]`: the statements
+        taking a database at version v to v + 1."""
         self.dsn, self.schema, self.kind = dsn, schema, schema.kind
         self.path = f"postgres {redact(dsn)}"       # what messages name, as core.db names the file
         self._psycopg = _psycopg()
@@ -123,7 +126,7 @@ class PostgresDatabase:
         self._closed = False
         first = self._connect()
         try:
-            ensure_schema(first, schema.version, create_schema, self.path, schema.kind)
+            ensure_schema(first, schema.version, create_schema, self.path, schema.kind, migrations or {})
         except BaseException:
             first.close()
             raise
@@ -244,9 +247,11 @@ WRITER_LOCK = f"SELECT version FROM {VERSION_TABLE} WHERE id = 1 FOR UPDATE"    
 
 
 def ensure_schema(conn: PgConnection, version: int, create: Callable[[PgConnection], None], where: str,
-                  kind: str) -> None:
-    """Create the schema at `version` on an empty database, or check an existing one's version.
-    Two managers starting together: the version row is locked (FOR UPDATE) while one creates."""
+                  kind: str, migrations: dict[int, list[str]]) -> None:
+    """Create the schema at `version` on an empty database, or take an existing one from its
+    version to `version` (`migrations`, every step in the one transaction: a failed step leaves the
+    database as it was), or refuse it. Managers starting together: the version row is locked
+    (FOR UPDATE) while one creates or migrates, the others then find it done."""
     from psycopg import errors
     for attempt in range(2):     # CREATE TABLE IF NOT EXISTS can still collide with a concurrent one
         try:
@@ -263,11 +268,16 @@ def ensure_schema(conn: PgConnection, version: int, create: Callable[[PgConnecti
         if found > version:
             raise DatabaseError(f"{kind} database {where} has schema version {found}, newer than this binary's "
                                 f"{version}: run the damocles release that wrote it (or a newer one)")
-        if 0 < found < version:
-            raise DatabaseError(f"{kind} database {where} has schema version {found}; this binary creates version "
-                                f"{version} on PostgreSQL and has no migration from {found} yet")
-        if found == 0:
-            create(conn)
+        missing = [v for v in range(found, version) if v not in migrations]
+        if found and missing:
+            raise DatabaseError(f"{kind} database {where} has schema version {found}; this binary's is {version} "
+                                f"and it has no migration from version {missing[0]} on PostgreSQL")
+        if found < version:
+            if found == 0:
+                create(conn)
+            for v in range(found or version, version):
+                for statement in migrations[v]:
+                    conn.execute(statement)
             conn.execute(f"UPDATE {VERSION_TABLE} SET version = ? WHERE id = 1", (version,))
         conn.execute("COMMIT")
     except BaseException:

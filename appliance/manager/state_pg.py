@@ -7,9 +7,14 @@ epochs outgrow 32 bits), REAL is DOUBLE PRECISION (times in seconds)."""
 
 from __future__ import annotations
 
+# version 8: when a sector was allocated (state.ALLOCATED_AT), indexed among the open ones
+ALLOCATED_AT = ("allocated_at DOUBLE PRECISION GENERATED ALWAYS AS "
+                "((info::jsonb ->> 'allocated_at')::double precision) STORED")
+ALLOCATED_AT_INDEX = "CREATE INDEX sectors_open_allocated ON sectors (is_open, allocated_at)"
+
 TABLES = [
     "CREATE TABLE counters (miner BIGINT PRIMARY KEY, next BIGINT NOT NULL)",
-    """CREATE TABLE sectors (miner BIGINT NOT NULL, number BIGINT NOT NULL, proof BIGINT NOT NULL, info TEXT NOT NULL,
+    f"""CREATE TABLE sectors (miner BIGINT NOT NULL, number BIGINT NOT NULL, proof BIGINT NOT NULL, info TEXT NOT NULL,
         updated DOUBLE PRECISION NOT NULL,
         is_open INTEGER GENERATED ALWAYS AS (CASE WHEN (info::jsonb ->> 'finalized') IS NULL THEN 1 ELSE 0 END) STORED,
         state TEXT GENERATED ALWAYS AS (info::jsonb ->> 'state') STORED,
@@ -25,6 +30,7 @@ TABLES = [
             ((info::jsonb -> 'terminate' ->> 'queued_at')::double precision) STORED,
         removal_pending INTEGER GENERATED ALWAYS AS (CASE WHEN (info::jsonb ->> 'removal') IS NOT NULL
             AND (info::jsonb ->> 'removed') IS NULL THEN 1 ELSE 0 END) STORED,
+        {ALLOCATED_AT},
         PRIMARY KEY (miner, number))""",
     "CREATE TABLE workers (name TEXT PRIMARY KEY, info TEXT NOT NULL, last_ping DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE nonces (miner BIGINT PRIMARY KEY, next BIGINT NOT NULL)",
@@ -71,6 +77,7 @@ INDEXES = [
     "CREATE INDEX sectors_terminating ON sectors (miner, number) WHERE terminate_pending = 1",
     "CREATE INDEX sectors_terminations ON sectors (terminate_queued_at) WHERE terminate_queued_at IS NOT NULL",
     "CREATE INDEX sectors_removing ON sectors (miner, number) WHERE removal_pending = 1",
+    ALLOCATED_AT_INDEX,
 ]
 
 # The per-state counts (state.SECTOR_COUNTS on SQLite): one row per (open, state, plan).
@@ -110,6 +117,13 @@ VERSION_TRIGGERS = [
 ] + [s for table, when in _VERSIONED.items() for s in (
     f"CREATE TRIGGER web_v_{table}_id AFTER INSERT OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION web_version_bump()",
     f"CREATE TRIGGER web_v_{table}_u AFTER UPDATE ON {table} FOR EACH ROW {when} EXECUTE FUNCTION web_version_bump()")]
+
+
+def migrations() -> dict[int, list[str]]:
+    """The steps from each released version on PostgreSQL to the next (SQLite's are state.py's):
+    6 -> 7 the lease, 7 -> 8 the allocation time column."""
+    from .lease import POSTGRES_DDL
+    return {6: [POSTGRES_DDL], 7: [f"ALTER TABLE sectors ADD COLUMN {ALLOCATED_AT}", ALLOCATED_AT_INDEX]}
 
 
 def create_manager_schema(conn) -> None:

@@ -74,9 +74,12 @@ class _Collector:
                               "GROUP BY failure_level"):       # as the status page counts them (sectors_failing)
             g.add_metric([level], n)
         yield g
-        allocated_at = s.state.sql.json_text("info", "allocated_at")
-        oldest = query(f"SELECT MIN(COALESCE(CAST({allocated_at} AS DOUBLE PRECISION), updated)) FROM sectors "
-                       "WHERE is_open = 1")[0][0]
+        # the first entry of the (is_open, allocated_at) index; a record without the time (none the
+        # manager writes lacks it) counts from its last update
+        starts = [r[0] for r in query("SELECT MIN(allocated_at) FROM sectors WHERE is_open = 1 AND allocated_at IS NOT NULL "
+                                      "UNION ALL SELECT MIN(updated) FROM sectors WHERE is_open = 1 AND allocated_at IS NULL")
+                  if r[0] is not None]
+        oldest = min(starts, default=None)
         yield GaugeMetricFamily("damocles_sector_oldest_in_flight_seconds", "Age of the oldest sector not finalized",
                                 value=time.time() - oldest if oldest else 0)
 
@@ -118,7 +121,10 @@ class _Collector:
         yield total
         yield reserved
 
-        head = s.chain.head()
+        views = getattr(getattr(s, "web", None), "chain_views", None)
+        head = views.recent_head() if views is not None else None       # read by its loop every half second
+        if head is None:
+            head = s.chain.head()
         if self.m._head is None or self.m._head[0] != head:
             self.m._head = (head, now)
         head_age = now - self.m._head[1]

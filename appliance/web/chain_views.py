@@ -22,6 +22,7 @@ TICK = 0.5               # seconds between looks at the head (one ChainHead)
 MIN_INTERVAL = 5.0       # a miner's views are recomputed this often while the head stays in its deadline...
 COST_FACTOR = 10         # ...or, when walking is slow, every COST_FACTOR times what the last walks of all miners took
 COMPUTING = {"Computing": True}
+HEAD_FRESH = 2.0         # seconds the head this loop read stands for the chain's (recent_head)
 
 
 class ChainViews:
@@ -35,6 +36,7 @@ class ChainViews:
         self._done: dict[int, tuple] = {}      # miner -> (deadline key, clock when computed, seconds it took)
         self._offsets: dict[int, int] = {}     # miner -> its proving period's offset (MinerInfo.proving_period_start)
         self.generation = 0                    # moves when a view shown changes: the page's ETag carries it
+        self._head: tuple[int, float] | None = None     # the head this loop last read, and when (clock)
 
     # --------------------------------------------------------------------- reading
 
@@ -45,6 +47,13 @@ class ChainViews:
         with self._lock:
             return {str(m): {**v[kind], "Age": round(now - v["At"], 1)} if "At" in v and kind in v else v.get(kind, COMPUTING)
                     for m, v in self._views.items()}
+
+    def recent_head(self, within: float = HEAD_FRESH) -> int | None:
+        """The head this loop read within the last `within` seconds (it looks every TICK), for
+        readers that would otherwise ask the chain themselves (/metrics); None when it has not."""
+        with self._lock:
+            seen = self._head
+        return seen[0] if seen is not None and self._clock() - seen[1] <= within else None
 
     def ready(self) -> bool:
         """Every miner has a computed view (or its error) to show."""
@@ -79,6 +88,8 @@ class ChainViews:
         except Exception as exc:      # noqa: BLE001 - shown on the miners that have no view yet, not raised
             self._failed(f"chain head: {exc}")
             return []
+        with self._lock:
+            self._head = (head, self._clock())
         done = []
         for miner in self.miners:
             if stop is not None and stop.is_set():
