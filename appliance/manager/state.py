@@ -176,16 +176,21 @@ END;
 """
 
 
+def _add_sector_columns(db: sqlite3.Connection, columns: dict[str, str], indexes: dict[str, str]) -> None:
+    """Generated columns and their indexes on `sectors`; those a file has already are kept."""
+    have = {r[1] for r in db.execute("PRAGMA table_xinfo(sectors)")}
+    for name, spec in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE sectors ADD COLUMN {name} {spec}")
+    for name, on in indexes.items():
+        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON sectors {on}")
+
+
 def _v6(db: sqlite3.Connection) -> None:
     """Version 6: the sector fields filtered and counted on become indexed columns generated from
     the record (SECTOR_COLUMNS), and the sectors are counted per state as they are written
     (SECTOR_COUNTS); a file that has some of it keeps it, and the counts start from its records."""
-    have = {r[1] for r in db.execute("PRAGMA table_xinfo(sectors)")}
-    for name, spec in SECTOR_COLUMNS.items():
-        if name not in have:
-            db.execute(f"ALTER TABLE sectors ADD COLUMN {name} {spec}")
-    for name, columns in SECTOR_INDEXES.items():
-        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON sectors {columns}")
+    _add_sector_columns(db, SECTOR_COLUMNS, SECTOR_INDEXES)
     for statement in statements(SECTOR_COUNTS):
         db.execute(statement)
     db.execute("DELETE FROM sector_counts")
@@ -208,12 +213,7 @@ ALLOCATED_AT_INDEX = {"sectors_open_allocated": "(is_open, allocated_at)"}
 
 def _v8(db: sqlite3.Connection) -> None:
     """Version 8: the sectors' allocation time as an indexed column generated from the record."""
-    have = {r[1] for r in db.execute("PRAGMA table_xinfo(sectors)")}
-    for name, spec in ALLOCATED_AT.items():
-        if name not in have:
-            db.execute(f"ALTER TABLE sectors ADD COLUMN {name} {spec}")
-    for name, columns in ALLOCATED_AT_INDEX.items():
-        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON sectors {columns}")
+    _add_sector_columns(db, ALLOCATED_AT, ALLOCATED_AT_INDEX)
 
 
 # migrations[i] takes manager.db from version i to i + 1; append, never edit a released one
