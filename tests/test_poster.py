@@ -188,6 +188,28 @@ def test_a_restarted_poster_resumes_its_rounds(post_svc):
     assert all(r["partitions_proven"] == r["partitions"] for r in chain.deadline_records(1000))
 
 
+def test_a_deadline_proven_on_chain_before_a_restore_is_not_proven_again(post_svc):
+    """The manager's rounds restored from a backup older than its last proof: the round it no
+    longer knows finds its partitions proven on chain and sends nothing (a second proof is refused:
+    partition already proven)."""
+    svc, _ = post_svc
+    chain = svc.devnet
+    d = min(i for i in range(48) if chain.deadline_partitions(1000, i))
+    open_ = next_open(svc, d)
+    run_to(svc, open_ + 30, step=1)
+    period = chain.proving_deadline(1000).period_start
+    assert svc.poster.round(1000, period, d)["state"] == "landed"
+    with svc.state.tx() as db:           # the restored state: the rounds of this period are not in it
+        db.execute("DELETE FROM post_rounds WHERE period_start = ?", (period,))
+    sent = len(chain.messages(1000))
+    run_to(svc, open_ + 61, step=1)
+    assert [m for m in chain.messages(1000)[sent:] if m["method"] == "SubmitWindowedPoSt" and m["params"]["Deadline"] == d] == []
+    r = svc.poster.round(1000, period, d)
+    assert r["state"] == "landed" and r["proven_on_chain"] is True
+    assert [(x["method"], x["error"]) for x in chain.messages(1000) if x["exit_code"] not in (0, None)] == []   # None: pending
+    assert all(rec["partitions_proven"] == rec["partitions"] for rec in chain.deadline_records(1000))
+
+
 def test_a_windowpost_journalled_before_a_crash_is_adopted_not_sent_again(post_svc, monkeypatch):
     """The manager killed after the outbox journalled (and pushed) the SubmitWindowedPoSt but
     before the round was saved as submitted: the next pass adopts that message instead of

@@ -1,13 +1,17 @@
 """Crash points: named places where `DAMOCLES_CRASH_AT=<name>` makes the process exit at once
 (no cleanup, no flush), so tests can kill a process exactly where it matters and show that a
-restart loses nothing and repeats nothing. Every point is declared here with what it proves."""
+restart loses nothing and repeats nothing. With `DAMOCLES_CRASH_SIGNAL=KILL` the process sends
+itself SIGKILL there instead (the kernel ends it, as `kill -9` or the OOM killer would). Every
+point is declared here with what it proves."""
 
 from __future__ import annotations
 
 import os
+import signal
 
 EXIT_CODE = 86
 ENV = "DAMOCLES_CRASH_AT"
+SIGNAL_ENV = "DAMOCLES_CRASH_SIGNAL"
 
 POINTS = {
     "manager.allocate.after_commit": "a number is allocated and committed but the worker never hears of it",
@@ -40,4 +44,6 @@ def crash_point(name: str) -> None:
     if name not in POINTS:
         raise KeyError(f"undeclared crash point {name!r}")
     if os.environ.get(ENV) == name:
+        if os.environ.get(SIGNAL_ENV) == "KILL":
+            os.kill(os.getpid(), signal.SIGKILL)
         os._exit(EXIT_CODE)

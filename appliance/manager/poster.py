@@ -243,6 +243,13 @@ class Poster:
 
     def _start_round(self, r: "Round", info: dict) -> None:
         parts = [p for p in self.chain.deadline_partitions(r.m.actor, r.d.index) if p.index in r.partitions]
+        if r.d.current_epoch >= r.d.open and parts and all(p.proven for p in parts):
+            # the chain has this window's proof of them already (this manager's before its state was
+            # restored from a backup, or another's): a second one is refused (partition already proven).
+            # Before the window opens `proven` still speaks of the last period's.
+            self._save(r.key, {**info, "state": "landed", "partitions": r.partitions, "proven_on_chain": True})
+            log.info("%s: its partitions are proven on chain already: nothing to submit", r)
+            return
         to_prove = []
         for p in parts:
             faulty, recovering = set(p.faulty), set(p.recovering)      # once per partition, not per sector
