@@ -119,11 +119,10 @@ def cmd_up(args) -> int:
     devnet_api = manager.devnet_api
     host, port = manager.start(args.listen)
     wcfg = load_worker_config(home / "worker" / "worker.toml")
-    wcfg.manager_url = f"http://{host}:{port}/rpc/v0"
-    wcfg.manager_urls = [wcfg.manager_url]          # this manager only, whatever worker.toml lists
+    wcfg.manager_urls = [f"http://{host}:{port}/rpc/v0"]    # this manager only, whatever worker.toml lists
     wcfg.rpc_host, wcfg.rpc_port = "127.0.0.1", 0     # any free port: two `up`s (or a real worker) may share a host
     pcfg = load_post_config(home / "post" / "post.toml")
-    pcfg.manager_url, pcfg.manager_urls = wcfg.manager_url, wcfg.manager_urls
+    pcfg.manager_urls = wcfg.manager_urls
     worker = prover = None
     try:
         worker = WorkerService(wcfg)

@@ -22,12 +22,16 @@ class PostConfig:
     concurrency: int = 1                # jobs proven at once
     allowed_miners: list[int] | None = None
     allowed_proof_types: list[str] | None = None
-    manager_url: str = ""                  # the first of manager_urls
     manager_urls: list[str] = field(default_factory=list)    # every manager's endpoint (a standby's too)
     manager_token: str | None = None
     attached: list[AttachedStore] = field(default_factory=list)
     processors: list[ProcessorConfig] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def manager_url(self) -> str:
+        """The first manager's endpoint (what messages name; the RPC client follows the active one)."""
+        return self.manager_urls[0] if self.manager_urls else ""
 
 
 def parse_post_config(raw: dict, available_cpus: set[int] | None = None) -> PostConfig:
@@ -62,7 +66,6 @@ def parse_post_config(raw: dict, available_cpus: set[int] | None = None) -> Post
     warn_unknown(sm, {"rpc_client", "token"}, "[sector_manager]", w)
     client = table(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")
     cfg.manager_urls = manager_urls(client)
-    cfg.manager_url = cfg.manager_urls[0]
     cfg.manager_token = sm.get("token") or os.environ.get("DAMOCLES_TOKEN")
     names = set()
     for i, a in enumerate(raw.get("attached", [])):

@@ -44,7 +44,7 @@ class ProverService:
         for a in config.attached:
             if not a.location.is_dir():
                 raise ValueError(f"[[attached]] {a.name}: {a.location} is not a directory")
-        self.rpc = rpc or RPCClient(config.manager_urls or config.manager_url, config.manager_token)
+        self.rpc = rpc or RPCClient(config.manager_urls, config.manager_token)
         self._own_pools = not pools and not externals
         self.pools, self.externals = list(pools or []), list(externals or [])
         if self._own_pools:

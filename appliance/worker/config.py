@@ -112,7 +112,6 @@ class WorkerConfig:
     ping_interval: float = 30.0
     metrics_enable: bool = False           # [metrics] enable: a Prometheus exporter without a token
     metrics_listen: str = "0.0.0.0:9000"   # [metrics] http_listen
-    manager_url: str = ""                  # the first of manager_urls
     manager_urls: list[str] = field(default_factory=list)    # every manager's endpoint (a standby's too)
     manager_token: str | None = None
     sealing: SealingConfig = field(default_factory=SealingConfig)
@@ -126,6 +125,11 @@ class WorkerConfig:
     local_pieces_dirs: list[Path] = field(default_factory=list)
     unseal_output_dirs: list[Path] = field(default_factory=list)     # file:// unseal destinations: only inside these
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def manager_url(self) -> str:
+        """The first manager's endpoint (what messages name; the RPC client follows the active one)."""
+        return self.manager_urls[0] if self.manager_urls else ""
 
 
 def _stage_map(raw: dict, where: str, convert) -> dict:
@@ -209,7 +213,6 @@ def _sector_manager(raw: dict, cfg: WorkerConfig) -> None:
     client = table(sm.get("rpc_client", {}), "[sector_manager.rpc_client]")
     warn_unknown(client, {"addr", "addrs", "headers"}, "[sector_manager.rpc_client]", cfg.warnings)
     cfg.manager_urls = manager_urls(client)
-    cfg.manager_url = cfg.manager_urls[0]
     headers = table(client.get("headers", {}), "[sector_manager.rpc_client].headers")
     if not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"[sector_manager.rpc_client].headers: {headers!r} is not a table of strings")

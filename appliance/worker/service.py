@@ -129,7 +129,7 @@ class WorkerService:
         if not config.attached:
             raise ValueError("worker.toml has no [[attached]] persist store")
         self._check_machine(config)
-        self.rpc = RPCClient(config.manager_urls or config.manager_url, config.manager_token)
+        self.rpc = RPCClient(config.manager_urls, config.manager_token)
         from ..metrics.worker import WorkerMetrics
         self.metrics = WorkerMetrics(config.name)
         self.rpc.observer = self.metrics.on_call
@@ -173,7 +173,7 @@ class WorkerService:
         if t.refused:
             return RefusedThread(i, t)
         if t.plan == "wdpost":
-            return WdPostThread(i, config.name, config.manager_url, config.manager_token, config.attached,
+            return WdPostThread(i, config.name, config.manager_urls, config.manager_token, config.attached,
                                 t.sealing, self.processors.pools.get("window_post"), self.rpc,
                                 self.processors.externals.get("window_post"))
         cls = {"unseal": UnsealThread, "rebuild": RebuildThread, "snapup": SnapUpThread}.get(t.plan, SealingThread)

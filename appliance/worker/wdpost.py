@@ -16,12 +16,12 @@ from .control import ThreadControl
 class WdPostThread(ThreadControl):
     plan = "wdpost"
 
-    def __init__(self, index: int, worker_name: str, manager_url: str, token: str | None, attached, sealing, pools, rpc=None,
+    def __init__(self, index: int, worker_name: str, manager_urls: list[str], token: str | None, attached, sealing, pools, rpc=None,
                  externals=None):
         super().__init__(index)
         cfg = PostConfig(name=f"{worker_name}-wdpost-{index}", poll_interval=max(0.1, sealing.rpc_polling_interval),
                          concurrency=1, allowed_miners=list(sealing.allowed_miners) if sealing.allowed_miners else None,
-                         manager_url=manager_url, manager_token=token, attached=list(attached))
+                         manager_urls=list(manager_urls), manager_token=token, attached=list(attached))
         self.prover = ProverService(cfg, pools or None, rpc, externals or None)   # the worker's client: its calls are counted
 
     @property
