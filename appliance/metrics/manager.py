@@ -121,8 +121,7 @@ class _Collector:
         yield total
         yield reserved
 
-        views = getattr(getattr(s, "web", None), "chain_views", None)
-        head = views.recent_head() if views is not None else None       # read by its loop every half second
+        head = self.m.views.chain_views.recent_head()       # read by its loop every half second
         if head is None:
             head = s.chain.head()
         if self.m._head is None or self.m._head[0] != head:
