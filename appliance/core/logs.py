@@ -33,9 +33,25 @@ def add_argument(parser) -> None:
                         help="text (default) or json: one JSON object per line, with sector and state as fields")
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each record, not as it was at set-up: a role set up while
+    stderr was redirected (a test's capture, since closed) still logs where stderr is now."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:       # StreamHandler sets it: the property decides
+        pass
+
+
 def setup(fmt: str = "text", level: int = logging.INFO, stream=None) -> None:
     """Configure the root logger once for a role (replaces what was there)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler.setFormatter(JSONFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     for h in list(root.handlers):
