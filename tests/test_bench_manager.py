@@ -65,9 +65,22 @@ def test_bench_manager_reports_every_figure_at_both_sizes(tmp_path):
 def test_a_fill_with_less_history_keeps_the_open_sectors_of_the_full_size(tmp_path):
     full = bench.fill(tmp_path / "full", 2000, 2)
     less = bench.fill(tmp_path / "less", 2000, 2, finished=100)
-    assert full["finished"] > 1900 and less["finished"] == 100
+    assert full["finished"] > 1900 and full["at_hand"] == 0
+    assert less["finished"] == 100 + less["at_hand"] and less["at_hand"] == 2 * bench.AT_HAND * 21   # 975 a miner: 21 a deadline
     assert (less["in_flight"], less["failing"]) == (full["in_flight"], full["failing"])
-    assert less["sectors"] == 100 + less["in_flight"] + less["failing"]
+    assert less["sectors"] == less["finished"] + less["in_flight"] + less["failing"]
+    # the deadlines a PoSt pass works on hold as many sectors as the full size's; the others, 50 a miner
+    counts = {}
+    for home in ("full", "less"):
+        db = sqlite3.connect(tmp_path / home / "devnet.db")
+        counts[home] = {(m, d): n for m, d, n in db.execute("SELECT miner, deadline, COUNT(*) FROM sector_deadlines "
+                                                             "GROUP BY miner, deadline")}
+        db.close()
+    for miner in (1000, 1001):
+        dense = sorted(d for (m, d), n in counts["less"].items() if m == miner and n == 21)
+        assert any({(s + i) % 48 for i in range(bench.AT_HAND)} == set(dense) for s in dense), dense   # consecutive
+        assert all(counts["full"][(miner, d)] in (20, 21) for d in dense)
+        assert sum(n for (m, d), n in counts["less"].items() if m == miner and d not in dense) == 50
     state = ManagerState(tmp_path / "less" / "manager.db")
     try:
         assert len(state.sectors(open_only=True)) == less["in_flight"] + less["failing"]

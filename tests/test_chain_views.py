@@ -63,7 +63,7 @@ def test_the_overview_and_metrics_answer_from_the_last_views_without_a_chain_cal
     assert e["AsOf"] == head and e["Total"] == 4 and sum(d["Count"] for d in e["Deadlines"]) == 4
     assert set(p) == {"Epoch", "PeriodStart", "Deadline", "Open", "Close", "Deadlines", "Records", "Declared", "Totals",
                       "AsOf", "Age"}
-    text = generate_latest(svc.metrics.registry).decode()
+    text = svc.metrics.exposition().decode()
     assert calls == []                                # /metrics: the head the refresher read just now, no walk
     assert f"damocles_chain_head_epoch {float(head)}" in text
     assert f'damocles_chain_views_epoch{{miner="1000"}} {float(head)}' in text
@@ -71,7 +71,7 @@ def test_the_overview_and_metrics_answer_from_the_last_views_without_a_chain_cal
     assert 'damocles_wdpost_sectors{deadline="' in text and 'damocles_chain_views_age_seconds{miner="1000"}' in text
     views, real_clock = svc.web.chain_views, svc.web.chain_views._clock
     monkeypatch.setattr(views, "_clock", lambda: real_clock() + chain_views.HEAD_FRESH + 1)     # its loop stalled
-    generate_latest(svc.metrics.registry)
+    svc.metrics.exposition()
     assert calls == ["Filecoin.ChainHead"]            # then /metrics asks the chain itself
 
 
@@ -101,6 +101,37 @@ def test_the_refresher_recomputes_when_the_deadline_moves_or_the_interval_passes
     assert views.refresh() == [MINER]
 
 
+def test_metrics_render_the_deadline_series_once_per_new_result(svc, monkeypatch):
+    """The per-deadline series (thousands at a farm's scale) are rendered when the refresher has a
+    new result, not at every scrape; the views' age is live at every scrape."""
+    from appliance.metrics import manager as metrics
+    rendered = []
+    real = metrics.proving_families
+    monkeypatch.setattr(metrics, "proving_families", lambda proving: rendered.append(1) or real(proving))
+    views = svc.web.chain_views
+    assert views.refresh() == [MINER]
+    first = svc.metrics.exposition().decode()
+    assert svc.metrics.exposition().decode().count("damocles_wdpost_sectors{") == first.count("damocles_wdpost_sectors{") > 0
+    assert len(rendered) == 1
+    live = 'damocles_wdpost_sectors{deadline="%d",miner="1000",status="live"}'
+    counts = {int(d["Index"]): sum(x["Sectors"] for x in d["Partitions"]) for d in views.views("Proving")["1000"]["Deadlines"]}
+    index = next(iter(counts))
+    assert f"{live % index} {float(counts[index])}" in first
+    with svc.devnet._tx():                                    # one more sector in that deadline's partition
+        svc.devnet._catch_up()
+        svc.devnet.put_sector(SectorOnChain(MINER, 11, 5, "bagboea4b5abc" + "1" * 40, "baga6ea4seaq" + "1" * 40, 0,
+                                            svc.devnet.head() + 400 * 2880))
+        svc.devnet.assign_deadlines(MINER, [11])
+    svc.metrics.exposition()                                  # a scrape before the refresher saw the change
+    assert len(rendered) == 1                                 # not rendered again before a new result
+    assert views.refresh(force=True) == [MINER]
+    text = svc.metrics.exposition().decode()
+    assert len(rendered) == 2
+    after = {int(d["Index"]): sum(x["Sectors"] for x in d["Partitions"]) for d in views.views("Proving")["1000"]["Deadlines"]}
+    assert sum(after.values()) == sum(counts.values()) + 1
+    assert all(f"{live % i} {float(n)}" in text for i, n in after.items())
+
+
 def test_a_chain_error_is_shown_not_raised(svc, monkeypatch):
     def down(miner):
         raise ChainError("StateMinerActiveSectors: node unavailable")
@@ -115,7 +146,7 @@ def test_a_chain_error_is_shown_not_raised(svc, monkeypatch):
     monkeypatch.setattr(svc.chain, "all_deadline_partitions", deadlines_down)
     assert svc.web.chain_views.refresh(force=True) == [MINER]
     assert svc.web.overview()["Proving"]["1000"]["Error"] == "StateMinerDeadlines: node unavailable"
-    text = generate_latest(svc.metrics.registry).decode()
+    text = svc.metrics.exposition().decode()
     assert 'damocles_chain_views_error{miner="1000"} 1.0' in text and 'damocles_wdpost_current_deadline{' not in text
     # the head itself unreadable before any result: every miner says so
     views = chain_views.ChainViews(svc.chain, [MINER], svc.web.chain_views_of)

@@ -442,3 +442,32 @@ def test_old_database_sectors_get_deadlines(tmp_path):
     with pytest.raises(ChainError, match="another genesis seed"):
         Devnet(tmp_path / "devnet.db", MANUAL, genesis_seed=bytes(32))
     assert json.loads(json.dumps(again.blocks(MINER))) == again.blocks(MINER)
+
+
+def test_a_read_at_an_executed_head_executes_nothing_again(tmp_path, monkeypatch):
+    """Every chain read asks for the head. Once a head is executed, asking again neither lists the
+    deadlines with partitions nor runs anything (at a million sectors that list read every sector
+    at each call); a message landing or the clock moving executes again. The list itself (one
+    index probe per deadline) names exactly the deadlines that have sectors."""
+    from appliance.chain import proving
+    from appliance.chain.types import SectorOnChain
+    chain = new_chain(tmp_path, offset=7)
+    with chain._tx():
+        chain._catch_up()
+        for n in range(1, 6):
+            chain.put_sector(SectorOnChain(MINER, n, P2K.id, f"bagboea4b5abc{n:040d}", f"baga6ea4seaq{n:040d}", 0,
+                                           chain.head() + 540 * 2880))
+        chain.assign_deadlines(MINER, list(range(1, 6)))
+    with_sectors = sorted({r[0] for r in chain.db.execute("SELECT deadline FROM sector_deadlines")})
+    assert with_sectors and proving.proving_deadlines(chain) == [(MINER, d, 7) for d in with_sectors]
+    listed = []
+    real = proving.proving_deadlines
+    monkeypatch.setattr(proving, "proving_deadlines", lambda state: listed.append(state.epoch) or real(state))
+    head = chain.head()
+    listed.clear()
+    assert chain.head() == head and chain.head() == head and listed == []
+    assert chain.advance(1) == head + 1 and listed                   # the clock moved: executed
+    listed.clear()
+    mid = chain.push_message(MINER, "DeclareFaultsRecovered", {"Recoveries": []})
+    chain.advance(chain.policy.message_delay)
+    assert chain.receipt(mid) is not None and listed                 # a message landed: executed

@@ -115,7 +115,7 @@ def test_dashboard_and_docs_name_only_metrics_that_exist(tmp_path):
     try:
         svc.metrics.on_report("A", "B", 1.0, "temp")
         svc.metrics.on_rpc("Venus.X", 0.1, True)
-        text = generate_latest(svc.metrics.registry).decode()
+        text = svc.metrics.exposition().decode()
     finally:
         svc.stop()
     w = WorkerMetrics("w")
@@ -139,7 +139,7 @@ def test_dashboard_and_docs_name_only_metrics_that_exist(tmp_path):
 def test_windowpost_and_winningpost_series_per_deadline():
     """The proving series are shaped from the view the status page shows (faults, recoveries, records, blocks)."""
     from types import SimpleNamespace
-    from appliance.metrics.manager import _Collector
+    from appliance.metrics.manager import _chain_views, proving_families
     proving = {"1000": {"Deadline": 5, "Deadlines": [{"Index": 3, "Partitions": [
         {"Index": 0, "Sectors": 4, "Faulty": 2, "Recovering": 1, "Proven": True, "FaultyFirst": [7, 9], "RecoveringFirst": [9]},
         {"Index": 1, "Sectors": 2, "Faulty": 0, "Recovering": 0, "Proven": False}]}],
@@ -147,8 +147,7 @@ def test_windowpost_and_winningpost_series_per_deadline():
                     {"index": 3, "partitions": 2, "partitions_proven": 2, "sectors_faulty_new": 0}],
         "Declared": {"3": {"Faulty": 1, "Recovered": 1}},
         "Totals": {"BlocksWon": 4, "BlocksMissed": 1}}, "2000": {"Error": "no such miner"}}
-    c = _Collector(SimpleNamespace(views=SimpleNamespace(proving=lambda: proving)))
-    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in c._proving() for s in fam.samples}
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in proving_families(proving) for s in fam.samples}
     key = (("deadline", "3"), ("miner", "1000"))
     assert got[("damocles_wdpost_partitions", key)] == 2
     assert got[("damocles_wdpost_sectors", (("deadline", "3"), ("miner", "1000"), ("status", "faulty")))] == 2
@@ -163,7 +162,8 @@ def test_windowpost_and_winningpost_series_per_deadline():
     assert got[("damocles_winningpost_blocks_total", (("miner", "1000"), ("result", "missed")))] == 1
     assert got[("damocles_wdpost_current_deadline", (("miner", "1000"),))] == 5
     assert not any(dict(labels).get("miner") == "2000" for name, labels in got if not name.startswith("damocles_chain_views"))
-    assert got[("damocles_chain_views_error", (("miner", "2000"),))] == 1
+    views = {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in _chain_views(proving) for s in fam.samples}
+    assert views[("damocles_chain_views_error", (("miner", "2000"),))] == 1
 
 
 def test_the_sector_gauges_read_the_records_on_each_driver(tmp_path, manager_store):  # noqa: F811

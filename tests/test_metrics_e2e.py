@@ -96,7 +96,8 @@ def test_metrics_move_as_sectors_advance(tmp_path):
         assert total(m, "damocles_sector_transitions_total", from_state="ProofSubmitted", to_state="Finished") == 3
         assert total(m, "damocles_rpc_requests_total", method="Venus.ReportState", result="ok") >= 45
         assert total(m, "damocles_rpc_request_duration_seconds_count", method="Venus.AllocateSector") >= 3
-        assert total(m, "damocles_worker_threads", worker="w-metrics") >= 0
+        assert total(m, "damocles_worker_last_ping_seconds", worker="w-metrics") >= 0
+        assert total(m, "damocles_farm_threads", state="Threads") == 2       # the one worker's two threads
         assert total(m, "damocles_wdpost_current_deadline", miner="1000") >= 0
         # the worker's exporter: stage durations per stage, pool size, RPC calls to the manager
         w = worker_scrapes[-1]

@@ -324,11 +324,10 @@ def test_the_overview_of_a_million_sectors_is_under_200_kb(tmp_path):
 def test_the_proving_metrics_count_every_fault_of_a_dead_disk(tmp_path):
     """/metrics reads the same view: the faulty and recovering series are the whole counts, not
     the numbers the page lists."""
-    from appliance.metrics.manager import _Collector
+    from appliance.metrics.manager import proving_families
     views = WebViews(None, None, _FarmChain(), _poster(), SimpleNamespace(miners=[SimpleNamespace(actor=1000)]), now=lambda: NOW)
     views.chain_views.refresh(force=True)
-    c = _Collector(SimpleNamespace(views=views))
-    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in c._proving() for s in fam.samples}
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in proving_families(views.proving()) for s in fam.samples}
     assert got[("damocles_wdpost_sectors", (("deadline", "7"), ("miner", "1000"), ("status", "faulty")))] == DEAD_DISK
     assert got[("damocles_wdpost_sectors", (("deadline", "7"), ("miner", "1000"), ("status", "recovering")))] == 100
     assert got[("damocles_wdpost_sectors", (("deadline", "8"), ("miner", "1000"), ("status", "faulty")))] == 0

@@ -39,6 +39,7 @@ SMALL = 1000                       # the reference size every figure is compared
 FINISHED_AGE = 365 * 86400.0       # the oldest sector finished this long ago
 PROVING_FROM = 2 * 2880            # the chain's head while filling: sectors active since long before it
 DEADLINES = 48
+AT_HAND = 3                        # the deadlines a PoSt pass works on: the current one, the next, the one it declares faults for
 METHODS = ("AllocateSector", "ReportState", "SubmitPreCommit", "PollPreCommitState")
 FAILURE = {"Level": "perm", "Desc": "processor c2-0: CUDA out of memory on GPU 0 (after 5 temp retries)"}
 
@@ -87,10 +88,14 @@ class _Miner:
 
     def __init__(self, actor: int, count: int, rng: random.Random, finished: int | None = None):
         """With `finished`, the sectors in flight and failing are those of a miner of `count`
-        sectors, and only `finished` finished ones come before them (the same work, less history)."""
+        sectors, and so are the sectors of the AT_HAND deadlines a PoSt pass works on (`at_hand`,
+        the first finished numbers); only `finished` other finished ones come before them (the
+        same work, less history)."""
         live, failing = _share(count, 0.02), _share(count, 0.005)
+        self.at_hand = 0
         if finished is not None:
-            count = finished + live + failing
+            self.at_hand = AT_HAND * -(-(count - live - failing) // DEADLINES)
+            count = self.at_hand + finished + live + failing
         self.actor, self.count = actor, count
         recent = list(range(count - live - failing + 1, count + 1))
         fail = set(rng.sample(recent, failing))
@@ -189,23 +194,37 @@ def _batches(rows, size: int = BATCH):
         yield batch
 
 
-def _chain_rows(m: _Miner, proof: int, comm_d_cid: str, partition: int):
+def _placement(i: int, at_hand: int, current: int) -> tuple[int, int]:
+    """(deadline, position in it) of a miner's i-th finished sector: the first `at_hand` fill the
+    AT_HAND deadlines from `current` on, the others spread over the rest (all 48 when none)."""
+    if i < at_hand:
+        return (current + i % AT_HAND) % DEADLINES, i // AT_HAND
+    k = i - at_hand
+    others = [d for d in range(DEADLINES) if not at_hand or (d - current) % DEADLINES >= AT_HAND]
+    return others[k % len(others)], k // len(others)
+
+
+def _chain_rows(m: _Miner, proof: int, comm_d_cid: str, partition: int, current: int):
     """The devnet's rows of a miner's finished sectors: (sectors row, sector_deadlines row),
-    spread over the 48 deadlines with full partitions (as a chain that has run for a year)."""
+    spread over the 48 deadlines with full partitions (as a chain that has run for a year);
+    `current` is the miner's deadline at the head."""
     from ..proofs.cid import commr_to_cid
     from ..chain.types import SectorOnChain
     for i, number in enumerate(range(1, m.finished + 1)):
         s = SectorOnChain(m.actor, number, proof, commr_to_cid(_comm_r(m.actor, number)), comm_d_cid, 0,
                           PROVING_FROM + 540 * 2880)
+        deadline, position = _placement(i, m.at_hand, current)
         yield ((m.actor, number, json.dumps(dataclasses.asdict(s))),
-               (m.actor, number, i % DEADLINES, (i // DEADLINES) // partition, 0))
+               (m.actor, number, deadline, position // partition, 0))
 
 
 def fill(home: Path, n: int, miners: int, seed: int = 1, finished: int | None = None) -> dict:
     """A manager home holding n sectors across `miners` miners, written in batches; returns what
     went in. Memory stays bounded: records are made and written BATCH at a time. With `finished`,
-    the home holds n sectors' in-flight and failing ones but only `finished` finished ones."""
+    the home holds n sectors' in-flight and failing ones and their PoSt deadlines at hand, but only
+    `finished` other finished ones."""
     from ..chain import proving
+    from ..chain.deadlines import current_deadline
     from ..core.proof_types import seal_proof
     from ..manager.service import ManagerService, init_home
     from ..manager.state import HISTORY_MAX_ROWS
@@ -248,7 +267,8 @@ def fill(home: Path, n: int, miners: int, seed: int = 1, finished: int | None = 
         cid_d = commd_to_cid(comm_d)
         for m in plan:
             info = chain.miner_info(m.actor)
-            for batch in _batches(_chain_rows(m, sp.id, cid_d, proving.partition_size(info))):
+            current = current_deadline(chain.policy, info.proving_period_start, chain.head()).index
+            for batch in _batches(_chain_rows(m, sp.id, cid_d, proving.partition_size(info), current)):
                 with chain._tx() as db:
                     db.executemany("INSERT INTO sectors (miner, number, info) VALUES (?, ?, ?)", [a for a, _ in batch])
                     db.executemany("INSERT INTO allocated (miner, number) VALUES (?, ?)", [(a[0], a[1]) for a, _ in batch])
@@ -262,6 +282,7 @@ def fill(home: Path, n: int, miners: int, seed: int = 1, finished: int | None = 
         svc.stop()
     failing = sum(1 for m in plan for kind, _ in m.kinds.values() if kind == "failing")
     return {"sectors": sum(m.count for m in plan), "miners": miners, "finished": sum(m.finished for m in plan),
+            "at_hand": sum(m.at_hand for m in plan),
             "in_flight": in_flight - failing,
             "failing": failing, "workers": workers, "history_rows": history,
             "seconds": {"manager_records": round(sectors_s, 1), "chain_records": round(chain_s, 1)}}
@@ -516,8 +537,10 @@ def measure(home: Path, rounds: int, requests: int, passes: int, limit: float) -
 def run(homes: list[tuple[str, Path, int]], miners: int, rounds: int, requests: int, passes: int, limit: float,
         work_home: Path | None = None) -> dict:
     """Measure each home; then, in `work_home`, the passes again on a home with the N home's
-    sectors in flight and failing but only SMALL finished ones: the passes' cost with the same
-    work and 1/N-th the history (a farm's in-flight count follows its sealing capacity, not its age)."""
+    sectors in flight and failing, and as many sectors as it in the AT_HAND deadlines a PoSt pass
+    works on, but only SMALL other finished ones: the passes' cost with the same work and a
+    fraction of the history (a farm's in-flight count follows its sealing capacity, not its age;
+    a deadline's size follows the miner's, which the PoSt pass cannot choose)."""
     out = {"miners": miners, "limit_seconds": limit, "homes": {}}
     for key, home, n in homes:
         t = time.perf_counter()
@@ -629,6 +652,7 @@ def report_lines(out: dict) -> list[str]:
     if w:
         f = w["filled"]
         lines.append(f"the same work with less history: {f['sectors']:,} sectors ({f['finished']:,} proving, "
+                     f"{f['at_hand']:,} of them in the {AT_HAND} deadlines a PoSt pass works on, "
                      f"{f['in_flight']:,} in flight, {f['failing']:,} failing), the passes' own thread CPU ms: "
                      f"commitment {_ms(w['committer']['thread_cpu_ms'])}, PoSt {_ms(w['poster']['thread_cpu_ms'])}; "
                      "the N home's against it: " + ", ".join(

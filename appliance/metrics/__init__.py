@@ -27,14 +27,15 @@ def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-def route(server, registry: CollectorRegistry, perm: str | None = "read") -> None:
-    """`GET /metrics` on an RPCServer (its token check applies)."""
+def route(server, render, perm: str | None = "read") -> None:
+    """`GET /metrics` on an RPCServer (its token check applies); `render()` gives the exposition
+    (`exposition(registry)`, or the manager's own, which adds series rendered ahead)."""
     def handler(req, rest: str) -> None:
         if rest not in ("", "/") and not rest.startswith("?"):
             req._send(404, b"not found\n", "text/plain")
             return
         try:
-            body = exposition(registry)
+            body = render()
         except Exception as exc:    # a collector's bug is answered, not raised into the server
             log.exception("collecting metrics failed")
             req._send(500, f"collecting metrics failed: {exc}\n".encode(), "text/plain")

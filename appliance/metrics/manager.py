@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from .. import __version__
@@ -31,6 +32,23 @@ class ManagerMetrics:
                                      ["method"], buckets=RPC_BUCKETS, registry=r)
         r.register(_Collector(self))
         self._head: tuple[int, float] | None = None     # (head, when first seen): the head's age
+        self._lock = threading.Lock()
+        self._proving_text: tuple[int, bytes] | None = None   # (chain views generation, its series rendered)
+
+    def exposition(self) -> bytes:
+        """A scrape: the registry's series, then the per-deadline proving series. Those come from
+        the chain views, which the background refresher recomputes now and then (web/chain_views.py);
+        they are rendered once per new result, not per scrape: at a farm's scale they are thousands
+        of samples (10 miners x 48 deadlines x 8 series) and rendering costs microseconds a sample."""
+        return generate_latest(self.registry) + self._proving_series()
+
+    def _proving_series(self) -> bytes:
+        views = self.views.chain_views
+        with self._lock:
+            generation = views.generation       # read before the views: a newer result than it only renders again
+            if self._proving_text is None or self._proving_text[0] != generation:
+                self._proving_text = (generation, generate_latest(_Families(proving_families(self.views.proving()))))
+            return self._proving_text[1]
 
     def on_report(self, prev: str, nxt: str, seconds: float | None, failure_level: str | None) -> None:
         if failure_level:
@@ -58,7 +76,7 @@ class _Collector:
         with s.state.read():       # the manager's gauges from one snapshot, collected before they are yielded
             families = list(self._families(s))
         yield from families
-        yield from self._proving()
+        yield from _chain_views(self.m.views.proving())
 
     def _families(self, s):
         query = s.state.query
@@ -84,15 +102,22 @@ class _Collector:
                                 value=time.time() - oldest if oldest else 0)
 
         now = time.time()
+        # one series a worker: its liveness. Its threads are summed over the farm here (a farm's
+        # hundreds of workers x 5 states made this scrape's largest part); each worker's own
+        # /metrics has them per plan and state, the status page per worker.
         age = GaugeMetricFamily("damocles_worker_last_ping_seconds", "Seconds since the worker's last ping", labels=["worker"])
-        threads = GaugeMetricFamily("damocles_worker_threads", "Sealing threads per worker and state (its last ping)",
-                                    labels=["worker", "state"])
+        totals: dict[str, int] = {}
         for name, info, last in s.state.workers():
             age.add_metric([name], now - last)
             for k, v in (info.get("Summary") or {}).items():
-                if k != "Threads":
-                    threads.add_metric([name, k], v)
+                if isinstance(v, int):
+                    totals[k] = totals.get(k, 0) + v
         yield age
+        threads = GaugeMetricFamily("damocles_farm_threads", "Sealing threads of all workers (state Threads), and of "
+                                    "them Running, Waiting, Paused, Empty, with Errors, as their last pings said",
+                                    labels=["state"])
+        for k, v in sorted(totals.items()):
+            threads.add_metric([k], v)
         yield threads
 
         limited = CounterMetricFamily("damocles_manager_limited", "What a bound refused, cut or expired, per kind: "
@@ -145,69 +170,81 @@ class _Collector:
                 g.add_metric([kind, state], n)
         yield g
 
-    def _proving(self):
-        proving = self.m.views.proving()
-        yield from self._chain_views(proving)
-        lab = ["miner", "deadline"]
-        partitions = GaugeMetricFamily("damocles_wdpost_partitions", "Partitions of a deadline", labels=lab)
-        sectors = GaugeMetricFamily("damocles_wdpost_sectors", "Sectors of a deadline, per status (live, faulty, recovering)",
-                                    labels=lab + ["status"])
-        proven_now = GaugeMetricFamily("damocles_wdpost_partitions_proven_current", "Partitions of a deadline proven "
-                                       "in the current proving period", labels=lab)
-        proven = CounterMetricFamily("damocles_wdpost_partitions_proven", "Partitions proven in closed deadlines", labels=lab)
-        missed = CounterMetricFamily("damocles_wdpost_partitions_missed", "Partitions not proven by their deadline's close",
-                                     labels=lab)
-        faulty = CounterMetricFamily("damocles_wdpost_sectors_faulty", "Sectors that became faulty in a closed deadline "
-                                     "(missed or declared)", labels=lab)
-        declared = CounterMetricFamily("damocles_wdpost_sectors_declared_faulty", "Sectors the poster declared faulty",
-                                       labels=lab)
-        recovered = CounterMetricFamily("damocles_wdpost_sectors_recovered", "Sectors the poster declared recovered",
-                                        labels=lab)
-        current = GaugeMetricFamily("damocles_wdpost_current_deadline", "The miner's current deadline index", labels=["miner"])
-        blocks = CounterMetricFamily("damocles_winningpost_blocks", "Blocks won (a WinningPoSt accepted) and missed "
-                                     "(elected, no proof in time)", labels=["miner", "result"])
-        for miner, p in proving.items():
-            if "Deadlines" not in p:       # an error, or not computed yet
-                continue
-            current.add_metric([miner], p["Deadline"])
-            for d in p["Deadlines"]:
-                key = [miner, str(d["Index"])]
-                partitions.add_metric(key, len(d["Partitions"]))
-                live = sum(x["Sectors"] for x in d["Partitions"])
-                sectors.add_metric(key + ["live"], live)
-                sectors.add_metric(key + ["faulty"], sum(x["Faulty"] for x in d["Partitions"]))
-                sectors.add_metric(key + ["recovering"], sum(x["Recovering"] for x in d["Partitions"]))
-                proven_now.add_metric(key, sum(1 for x in d["Partitions"] if x["Proven"]))
-            by_dl: dict[int, list[int]] = {}
-            for r in p["Records"]:
-                t = by_dl.setdefault(r["index"], [0, 0, 0])
-                t[0] += r["partitions_proven"]
-                t[1] += r["partitions"] - r["partitions_proven"]
-                t[2] += r["sectors_faulty_new"]
-            for index, (pr, mi, fa) in sorted(by_dl.items()):
-                proven.add_metric([miner, str(index)], pr)
-                missed.add_metric([miner, str(index)], mi)
-                faulty.add_metric([miner, str(index)], fa)
-            for index, d in p.get("Declared", {}).items():
-                declared.add_metric([miner, index], d["Faulty"])
-                recovered.add_metric([miner, index], d["Recovered"])
-            blocks.add_metric([miner, "won"], p["Totals"]["BlocksWon"])
-            blocks.add_metric([miner, "missed"], p["Totals"]["BlocksMissed"])
-        yield from (current, partitions, sectors, proven_now, proven, missed, faulty, declared, recovered, blocks)
 
-    def _chain_views(self, proving: dict):
-        """The epoch and age of the views the proving series come from (web/chain_views.py: computed
-        in the background, never at scrape time); absent for a miner not computed yet."""
-        epoch = GaugeMetricFamily("damocles_chain_views_epoch", "The epoch the status page's and these proving "
-                                  "series' chain views were computed at", labels=["miner"])
-        age = GaugeMetricFamily("damocles_chain_views_age_seconds", "Seconds since the chain views were computed",
-                                labels=["miner"])
-        failed = GaugeMetricFamily("damocles_chain_views_error", "1 when the last computation of the chain views "
-                                   "failed (the page shows why)", labels=["miner"])
-        for miner, p in proving.items():
-            if "AsOf" in p:
-                epoch.add_metric([miner], p["AsOf"])
-            if "Age" in p:
-                age.add_metric([miner], p["Age"])
-            failed.add_metric([miner], 1 if "Error" in p else 0)
-        yield from (epoch, age, failed)
+class _Families:
+    """Metric families rendered apart from the registry (generate_latest takes what has collect())."""
+
+    def __init__(self, families):
+        self.families = list(families)
+
+    def collect(self):
+        return self.families
+
+
+def proving_families(proving: dict):
+    """Per miner and deadline: partitions, sectors per status, rounds proven and missed, faults
+    declared and recovered, blocks; from the chain views the status page shows (WebViews.proving)."""
+    lab = ["miner", "deadline"]
+    partitions = GaugeMetricFamily("damocles_wdpost_partitions", "Partitions of a deadline", labels=lab)
+    sectors = GaugeMetricFamily("damocles_wdpost_sectors", "Sectors of a deadline, per status (live, faulty, recovering)",
+                                labels=lab + ["status"])
+    proven_now = GaugeMetricFamily("damocles_wdpost_partitions_proven_current", "Partitions of a deadline proven "
+                                   "in the current proving period", labels=lab)
+    proven = CounterMetricFamily("damocles_wdpost_partitions_proven", "Partitions proven in closed deadlines", labels=lab)
+    missed = CounterMetricFamily("damocles_wdpost_partitions_missed", "Partitions not proven by their deadline's close",
+                                 labels=lab)
+    faulty = CounterMetricFamily("damocles_wdpost_sectors_faulty", "Sectors that became faulty in a closed deadline "
+                                 "(missed or declared)", labels=lab)
+    declared = CounterMetricFamily("damocles_wdpost_sectors_declared_faulty", "Sectors the poster declared faulty",
+                                   labels=lab)
+    recovered = CounterMetricFamily("damocles_wdpost_sectors_recovered", "Sectors the poster declared recovered",
+                                    labels=lab)
+    current = GaugeMetricFamily("damocles_wdpost_current_deadline", "The miner's current deadline index", labels=["miner"])
+    blocks = CounterMetricFamily("damocles_winningpost_blocks", "Blocks won (a WinningPoSt accepted) and missed "
+                                 "(elected, no proof in time)", labels=["miner", "result"])
+    for miner, p in proving.items():
+        if "Deadlines" not in p:       # an error, or not computed yet
+            continue
+        current.add_metric([miner], p["Deadline"])
+        for d in p["Deadlines"]:
+            key = [miner, str(d["Index"])]
+            partitions.add_metric(key, len(d["Partitions"]))
+            live = sum(x["Sectors"] for x in d["Partitions"])
+            sectors.add_metric(key + ["live"], live)
+            sectors.add_metric(key + ["faulty"], sum(x["Faulty"] for x in d["Partitions"]))
+            sectors.add_metric(key + ["recovering"], sum(x["Recovering"] for x in d["Partitions"]))
+            proven_now.add_metric(key, sum(1 for x in d["Partitions"] if x["Proven"]))
+        by_dl: dict[int, list[int]] = {}
+        for r in p["Records"]:
+            t = by_dl.setdefault(r["index"], [0, 0, 0])
+            t[0] += r["partitions_proven"]
+            t[1] += r["partitions"] - r["partitions_proven"]
+            t[2] += r["sectors_faulty_new"]
+        for index, (pr, mi, fa) in sorted(by_dl.items()):
+            proven.add_metric([miner, str(index)], pr)
+            missed.add_metric([miner, str(index)], mi)
+            faulty.add_metric([miner, str(index)], fa)
+        for index, d in p.get("Declared", {}).items():
+            declared.add_metric([miner, index], d["Faulty"])
+            recovered.add_metric([miner, index], d["Recovered"])
+        blocks.add_metric([miner, "won"], p["Totals"]["BlocksWon"])
+        blocks.add_metric([miner, "missed"], p["Totals"]["BlocksMissed"])
+    yield from (current, partitions, sectors, proven_now, proven, missed, faulty, declared, recovered, blocks)
+
+
+def _chain_views(proving: dict):
+    """The epoch and age of the views the proving series come from (web/chain_views.py: computed
+    in the background, never at scrape time); absent for a miner not computed yet."""
+    epoch = GaugeMetricFamily("damocles_chain_views_epoch", "The epoch the status page's and these proving "
+                              "series' chain views were computed at", labels=["miner"])
+    age = GaugeMetricFamily("damocles_chain_views_age_seconds", "Seconds since the chain views were computed",
+                            labels=["miner"])
+    failed = GaugeMetricFamily("damocles_chain_views_error", "1 when the last computation of the chain views "
+                               "failed (the page shows why)", labels=["miner"])
+    for miner, p in proving.items():
+        if "AsOf" in p:
+            epoch.add_metric([miner], p["AsOf"])
+        if "Age" in p:
+            age.add_metric([miner], p["Age"])
+        failed.add_metric([miner], 1 if "Error" in p else 0)
+    yield from (epoch, age, failed)

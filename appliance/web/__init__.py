@@ -210,6 +210,6 @@ def attach(service) -> None:
                                  service.config.web_session_lifetime)
     install(service.rpc, service.web, SectorActions(service.state, service.sealer, service.secret), service.web_login)
     service.metrics = ManagerMetrics(service, service.web)
-    route_metrics(service.rpc, service.metrics.registry)
+    route_metrics(service.rpc, service.metrics.exposition)
     service.sealer.observer = service.metrics.on_report
     service.rpc.observer = service.metrics.on_rpc

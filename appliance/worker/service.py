@@ -221,11 +221,11 @@ class WorkerService:
 
     def start(self) -> None:
         from .rpc import build_server, reachable_host
-        from ..metrics import route as route_metrics, serve_exporter
+        from ..metrics import exposition, route as route_metrics, serve_exporter
         self.server = build_server(self)
         self.metrics.service = self
         self.server.observer = self.metrics.on_rpc
-        route_metrics(self.server, self.metrics.registry)          # /metrics on the RPC port (read token)
+        route_metrics(self.server, lambda: exposition(self.metrics.registry))          # /metrics on the RPC port (read token)
         if self.config.metrics_enable:                             # [metrics]: Damocles' exporter, no token
             self.exporter = serve_exporter(self.config.metrics_listen, self.metrics.registry)
             log.info("metrics on http://%s:%d/metrics", *self.exporter.server_address[:2])
