@@ -93,9 +93,10 @@ class _Collector:
             g.add_metric([level], n)
         yield g
         # the first entry of the (is_open, allocated_at) index; a record without the time (none the
-        # manager writes lacks it) counts from its last update
+        # manager writes lacks it) counts from its last update. `+updated` keeps the planner off the
+        # (is_open, updated) index, which would read every open record for its allocated_at.
         starts = [r[0] for r in query("SELECT MIN(allocated_at) FROM sectors WHERE is_open = 1 AND allocated_at IS NOT NULL "
-                                      "UNION ALL SELECT MIN(updated) FROM sectors WHERE is_open = 1 AND allocated_at IS NULL")
+                                      "UNION ALL SELECT MIN(+updated) FROM sectors WHERE is_open = 1 AND allocated_at IS NULL")
                   if r[0] is not None]
         oldest = min(starts, default=None)
         yield GaugeMetricFamily("damocles_sector_oldest_in_flight_seconds", "Age of the oldest sector not finalized",
