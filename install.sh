@@ -5,7 +5,7 @@
 #   ./install.sh                 runtime dependencies
 #   ./install.sh --dev           plus what the tests and the frozen build need (pytest, pyinstaller)
 #   ./install.sh --postgres      plus psycopg 3, for a manager whose state is on PostgreSQL
-#                                ([Common.DB] Driver = "postgres"; the frozen executable has SQLite only)
+#                                ([Common.DB] Driver = "postgres"; the frozen executable carries it)
 #   ./install.sh --bin-dir DIR   where to link `damocles` (default /usr/local/bin if writable, else ~/.local/bin)
 #
 # On a bare-metal node (the frozen executable, a home and config per role, a systemd unit):
@@ -94,7 +94,7 @@ make_venv() {     # make_venv EXTRAS: .venv with the package installed (editable
 }
 
 if [ "$postgres" = 1 ]; then
-  [ -z "$role" ] || { echo "install.sh: --postgres installs from source; the frozen executable --role installs has SQLite only" >&2; exit 2; }
+  [ -z "$role" ] || { echo "install.sh: --postgres is for a source install; the frozen executable --role installs carries the PostgreSQL driver already" >&2; exit 2; }
   extras="${extras:+${extras%]},postgres]}"; extras="${extras:-[postgres]}"
 fi
 

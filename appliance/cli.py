@@ -19,7 +19,16 @@ def version_info() -> dict:
     from .proofs.poseidon import ARITHMETIC
     return {"version": __version__, "frozen": bool(getattr(sys, "frozen", False)), **build_info(),
             "python": platform.python_version(), "executable": sys.executable, "platform": platform.platform(),
-            "field_arithmetic": ARITHMETIC}
+            "field_arithmetic": ARITHMETIC, "postgres_driver": _postgres_driver()}
+
+
+def _postgres_driver() -> str | None:
+    """psycopg and the libpq it uses, for [Common.DB] Driver = "postgres"; None where absent."""
+    try:
+        import psycopg
+        return f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__}, libpq {psycopg.pq.version_pretty(psycopg.pq.version())})"
+    except Exception:      # noqa: BLE001 - missing, or its libpq does not load: the driver is unavailable
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,8 @@ die() { echo "build.sh: $*" >&2; exit 1; }
   || die "$py is not Python 3.11 or newer (run ./install.sh --dev first, or set PYTHON)"
 "$py" -c 'import PyInstaller, appliance' 2>/dev/null \
   || die "$py lacks PyInstaller or the package: run ./install.sh --dev first"
+"$py" -c 'import psycopg; psycopg.pq.version()' 2>/dev/null \
+  || die "$py lacks psycopg 3 with its libpq (the executable's PostgreSQL driver): run ./install.sh --dev first"
 command -v objdump >/dev/null 2>&1 || die "objdump not found: install binutils (apt-get install binutils)"
 
 # what `damocles --version --json` reports; bundled by build/damocles.spec

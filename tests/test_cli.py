@@ -11,6 +11,8 @@ def test_version_json():
     assert {"build_time", "commit", "build_glibc"} <= set(out)     # null from source, except a checkout's commit
     assert out["build_time"] is not None or not out["frozen"]
     assert out["field_arithmetic"] == "gmpy2"   # the dependency is installed, Poseidon uses it
+    # the tests' environment and the executable both carry the PostgreSQL driver with its libpq
+    assert out["postgres_driver"].startswith("psycopg 3.") and "libpq " in out["postgres_driver"], out["postgres_driver"]
 
 
 def test_util_seal_json_default_cc(tmp_path):

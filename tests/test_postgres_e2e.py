@@ -16,13 +16,12 @@ from appliance.rpc.auth import issue_token, load_or_create_secret
 from appliance.rpc.client import RPCClient
 
 from .configs import manager_toml, worker_toml
-from .conftest import DAMOCLES_BIN, read_line, signal_all
+from .conftest import read_line, signal_all
 from .pg_cluster import pg_dsn, pg_server  # noqa: F401  (fixtures)
 from .test_post_e2e import post_manager, prove_next_occurrence, seal_by_hand
 from .test_worker_e2e import start
 
-pytestmark = [pytest.mark.timeout(300),
-              pytest.mark.skipif(bool(DAMOCLES_BIN), reason="the frozen executable (DAMOCLES_BIN) has SQLite only")]
+pytestmark = pytest.mark.timeout(300)     # CI runs it against the frozen executable too (DAMOCLES_BIN)
 
 
 def test_a_manager_on_postgres_seals_and_proves_with_a_worker(tmp_path, pg_dsn):  # noqa: F811

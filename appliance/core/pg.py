@@ -41,7 +41,7 @@ def _psycopg():
     except ImportError:
         raise DatabaseError('[Common.DB] Driver = "postgres" needs psycopg 3, which this installation lacks: '
                             './install.sh --postgres from the source tree, or pip install psycopg[binary] into its Python '
-                            '(the frozen executable supports sqlite only)') from None
+                            '(the frozen executable carries it)') from None
     return psycopg
 
 
