@@ -212,3 +212,31 @@ def test_a_measurement_past_its_limit_is_reported_and_the_bench_goes_on(tmp_path
         k: {"filled": {"sectors": 100, "miners": 1, "finished": 97, "in_flight": 2, "failing": 1, "workers": 8,
                        "history_rows": 1}, "fill_seconds": 0.1, "rpc": r, "overview": {"error": "x"},
             "metrics": {"error": "x"}, **out} for k in ("small", "n")}}))
+
+
+def test_the_two_managers_flows_alternate_and_one_that_stops_leaves_the_other_going():
+    """RPC rounds go SLICE at a time to each manager in turn (the host's noise falls on both); a
+    flow that stops (an error, its limit) is reported as it stands while the other finishes."""
+    order = []
+
+    class Flow:
+        def __init__(self, key, stops_after=None):
+            self.key, self.stops_after, self.rounds = key, stops_after, 0
+
+        def step(self, k):
+            if self.stops_after is not None and self.rounds + k > self.stops_after:
+                self.rounds = self.stops_after
+                order.append((self.key, "stopped"))
+                return False
+            self.rounds += k
+            order.append((self.key, k))
+            return True
+
+        def result(self, rounds):
+            return {"rounds": self.rounds}
+
+    out = bench.alternating_flows({"small": Flow("small"), "n": Flow("n", stops_after=2 * bench.SLICE)},
+                                  3 * bench.SLICE + 5)
+    s = bench.SLICE
+    assert order == [("small", s), ("n", s), ("small", s), ("n", s), ("small", s), ("n", "stopped"), ("small", 5)]
+    assert out == {"small": {"rounds": 3 * s + 5}, "n": {"rounds": 2 * s}}

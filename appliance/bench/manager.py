@@ -4,11 +4,12 @@ It fills two fresh manager homes, one with N sectors and one with 1,000, by a bu
 inserts, no RPC): sectors across several 32GiB miners as a farm holds them (most finished and
 proving on the devnet chain in its 48 deadlines and partitions, about 2% in flight across the
 sealer states, about 0.5% paused with an error), their history rows (bounded as the manager bounds
-them) and the workers' pings. Then, for each home, it starts the manager as a child process (chain
-clock stopped, PoSt off, so nothing moves by itself) and measures through real HTTP JSON-RPC with a
-worker token: AllocateSector, ReportState, SubmitPreCommit and PollPreCommitState (a worker's own
-flow, one new sector per round); the status page's overview and `/metrics` (time and size); the
-manager process's peak resident memory. Then, in this process on the stopped home, the CPU of a
+them) and the workers' pings. Then both homes' managers run side by side as child processes (chain
+clock stopped, PoSt off, so nothing moves by itself) and are measured through real HTTP JSON-RPC
+with a worker token, in alternating slices of rounds so that the host's own noise falls on both:
+AllocateSector, ReportState, SubmitPreCommit and PollPreCommitState (a worker's own flow, one new
+sector per round); then the status page's overview and `/metrics` (time and size); each manager
+process's peak resident memory. Then, in this process on each stopped home, the CPU of a
 commitment pass (`Committer.tick`) and of a PoSt pass (`Poster.tick` with WindowPoSt on). Each
 measurement has a time limit: one that passes it is reported as such and the bench goes on."""
 
@@ -323,50 +324,83 @@ def _percentiles(samples: list[float]) -> dict:
             "p99_ms": round(s[max(0, -(-len(s) * 99 // 100) - 1)] * 1000, 3)}
 
 
+class _WorkerFlow:
+    """A worker's own calls on new sectors, each call timed, run `step` rounds at a time (two
+    managers' flows alternate): AllocateSector, ReportState (Allocated -> DealsAcquired),
+    AssignTicket (not timed), SubmitPreCommit, PollPreCommitState. Stops at an error or at `limit`
+    seconds from its start (reported as timed_out)."""
+
+    def __init__(self, addr, token: str, limit: float):
+        from ..core.proof_types import seal_proof
+        from ..proofs.commitment import comm_d_from_pieces
+        self.comm_d = list(comm_d_from_pieces([], seal_proof(PROOF).size.bytes))
+        self.times: dict[str, list[float]] = {m: [] for m in METHODS}
+        self.rpc = _Rpc(addr, token, timeout=limit)
+        self.deadline = time.monotonic() + limit
+        self.error: str | None = None
+
+    def step(self, rounds: int) -> bool:
+        """`rounds` more rounds; False when it stopped (an error, or past its limit)."""
+        from ..core.protocol import OnChainState, SubmitResult
+        try:
+            for _ in range(rounds):
+                if time.monotonic() > self.deadline:
+                    return False
+                i = len(self.times["PollPreCommitState"])
+                alloc, t = self._timed("AllocateSector", {})
+                if alloc is None:
+                    raise RuntimeError("AllocateSector answered null (no miner could allocate)")
+                sid = alloc["ID"]
+                report = {"Worker": {"Instance": "bench-worker", "Location": f"/bench/sealing-{i % 32}"},
+                          "StateChange": {"Prev": "Allocated", "Next": "DealsAcquired", "Event": "AcquireDeals"}}
+                self._timed("ReportState", sid, report)
+                ticket, _ = self.rpc.call("AssignTicket", sid)
+                info = {"CommR": list(_comm_r(sid["Miner"], sid["Number"])), "CommD": self.comm_d, "Ticket": ticket}
+                res = self._timed("SubmitPreCommit", {"ID": sid, "ProofType": alloc["ProofType"]}, info, False)[0]
+                if res["Res"] != SubmitResult.ACCEPTED:
+                    raise RuntimeError(f"SubmitPreCommit of {sid} refused: {res}")
+                res = self._timed("PollPreCommitState", sid)[0]
+                if res["State"] != OnChainState.PENDING:      # queued for its batch: nothing sent yet
+                    raise RuntimeError(f"PollPreCommitState of {sid}: {res}, expected pending")
+        except (OSError, RuntimeError) as exc:      # a timeout is an OSError: reported, not raised
+            self.error = f"{type(exc).__name__}: {exc}"
+            return False
+        return True
+
+    def _timed(self, method: str, *params):
+        result, t = self.rpc.call(method, *params)
+        self.times[method].append(t)
+        return result, t
+
+    def result(self, rounds: int) -> dict:
+        self.rpc.close()
+        out = {m: _percentiles(self.times[m]) for m in METHODS}
+        out["rounds"] = len(self.times["PollPreCommitState"])
+        out["timed_out"] = out["rounds"] < rounds and self.error is None
+        out["error"] = self.error
+        return out
+
+
 def worker_flow(addr, token: str, rounds: int, limit: float) -> dict:
-    """`rounds` times a worker's own calls on a new sector: AllocateSector, ReportState
-    (Allocated -> DealsAcquired), AssignTicket (not timed), SubmitPreCommit, PollPreCommitState.
-    Stops at `limit` seconds (reported as timed_out)."""
-    from ..core.proof_types import seal_proof
-    from ..core.protocol import OnChainState, SubmitResult
-    from ..proofs.commitment import comm_d_from_pieces
-    comm_d = list(comm_d_from_pieces([], seal_proof(PROOF).size.bytes))
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
-    rpc = _Rpc(addr, token, timeout=limit)
-    deadline = time.monotonic() + limit
-    error = None
-    try:
-        for i in range(rounds):
-            if time.monotonic() > deadline:
-                break
-            alloc, t = rpc.call("AllocateSector", {})
-            times["AllocateSector"].append(t)
-            if alloc is None:
-                raise RuntimeError("AllocateSector answered null (no miner could allocate)")
-            sid = alloc["ID"]
-            report = {"Worker": {"Instance": "bench-worker", "Location": f"/bench/sealing-{i % 32}"},
-                      "StateChange": {"Prev": "Allocated", "Next": "DealsAcquired", "Event": "AcquireDeals"}}
-            _, t = rpc.call("ReportState", sid, report)
-            times["ReportState"].append(t)
-            ticket, _ = rpc.call("AssignTicket", sid)
-            info = {"CommR": list(_comm_r(sid["Miner"], sid["Number"])), "CommD": comm_d, "Ticket": ticket}
-            res, t = rpc.call("SubmitPreCommit", {"ID": sid, "ProofType": alloc["ProofType"]}, info, False)
-            times["SubmitPreCommit"].append(t)
-            if res["Res"] != SubmitResult.ACCEPTED:
-                raise RuntimeError(f"SubmitPreCommit of {sid} refused: {res}")
-            res, t = rpc.call("PollPreCommitState", sid)
-            times["PollPreCommitState"].append(t)
-            if res["State"] != OnChainState.PENDING:      # queued for its batch: nothing sent yet
-                raise RuntimeError(f"PollPreCommitState of {sid}: {res}, expected pending")
-    except (OSError, RuntimeError) as exc:      # a timeout is an OSError: reported, not raised
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        rpc.close()
-    out = {m: _percentiles(times[m]) for m in METHODS}
-    out["rounds"] = len(times["PollPreCommitState"])
-    out["timed_out"] = out["rounds"] < rounds and error is None
-    out["error"] = error
-    return out
+    """`rounds` rounds of a worker's own calls on one manager (_WorkerFlow), their percentiles."""
+    flow = _WorkerFlow(addr, token, limit)
+    flow.step(rounds)
+    return flow.result(rounds)
+
+
+SLICE = 20          # rounds a flow runs before the other manager's takes its turn
+
+
+def alternating_flows(flows: dict[str, _WorkerFlow], rounds: int) -> dict[str, dict]:
+    """`rounds` rounds on each manager, SLICE at a time in turn: what the host does meanwhile
+    (another process, the kernel's writeback, a neighbour on the same hardware) falls on both
+    alike, so that their ratio is the managers' own. A flow that stops leaves the others going."""
+    running, done = dict(flows), 0
+    while done < rounds and running:
+        k = min(SLICE, rounds - done)
+        running = {key: f for key, f in running.items() if f.step(k)}
+        done += k
+    return {key: f.result(rounds) for key, f in flows.items()}
 
 
 def _page(url: str, token: str, count: int, limit: float) -> dict:
@@ -504,41 +538,74 @@ def _address(child, q, home: Path, limit: float) -> tuple[str, int]:
                 raise RuntimeError(f"the manager of {home} did not listen within {limit:g} s") from None
 
 
-def measure(home: Path, rounds: int, requests: int, passes: int, limit: float) -> dict:
-    from ..proofs.pc2 import mp_context
-    from ..rpc.auth import issue_token, load_or_create_secret
-    from .rpc import _manager_child
-    secret = load_or_create_secret(home / "secret")
-    worker, reader = issue_token(secret, "write", "bench-worker"), issue_token(secret, "read", "bench-page")
-    ctx = mp_context()
-    q, stop = ctx.Queue(), ctx.Event()
-    t = time.perf_counter()
-    child = ctx.Process(target=_manager_child, args=(str(home), q, stop))
-    child.start()
-    out: dict = {}
+class _ManagerChild:
+    """A home's manager as a child process, with a worker's and a page reader's tokens; `start`
+    returns once it listens, `views_ready` once its chain views are computed."""
+
+    def __init__(self, home: Path, limit: float):
+        from ..proofs.pc2 import mp_context
+        from ..rpc.auth import issue_token, load_or_create_secret
+        secret = load_or_create_secret(home / "secret")
+        self.home, self.limit = home, limit
+        self.worker, self.reader = issue_token(secret, "write", "bench-worker"), issue_token(secret, "read", "bench-page")
+        ctx = mp_context()
+        self.q, self.stop_event = ctx.Queue(), ctx.Event()
+        self.ctx, self.child, self.addr, self.started = ctx, None, None, 0.0
+
+    def start(self) -> float:
+        from .rpc import _manager_child
+        self.started = time.perf_counter()
+        self.child = self.ctx.Process(target=_manager_child, args=(str(self.home), self.q, self.stop_event))
+        self.child.start()
+        self.addr = _address(self.child, self.q, self.home, self.limit)
+        return round(time.perf_counter() - self.started, 2)
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.addr[0]}:{self.addr[1]}"
+
+    def views_ready(self) -> float | None:
+        return _chain_views_ready(self.base, self.reader, self.limit, self.started)
+
+    def stop(self) -> None:
+        if self.child is None:
+            return
+        self.stop_event.set()
+        self.child.join(timeout=60)
+        if self.child.is_alive():
+            self.child.kill()
+            self.child.join(timeout=10)
+
+
+def measure(homes: list[tuple[str, Path]], rounds: int, requests: int, passes: int, limit: float) -> dict[str, dict]:
+    """Every home's manager started (one after the other, each with its chain views computed),
+    then their RPCs timed in alternating slices (alternating_flows), their page and /metrics, their
+    peak memory; stopped, then each home's passes in this process."""
+    out: dict[str, dict] = {key: {} for key, _ in homes}
+    children = {key: _ManagerChild(home, limit) for key, home in homes}
     try:
-        addr = _address(child, q, home, limit)
-        out["start_seconds"] = round(time.perf_counter() - t, 2)
-        base = f"http://{addr[0]}:{addr[1]}"
-        out["chain_views_seconds"] = _chain_views_ready(base, reader, limit, t)   # the background refresher's first result
-        out["rpc"] = worker_flow(addr, worker, rounds, limit)
-        out["overview"] = _page(base + "/ui/api/overview", reader, requests, limit)
-        out["metrics"] = _page(base + "/metrics", reader, requests, limit)
-        out["peak_rss_bytes"] = _peak_rss(child.pid)
+        for key, c in children.items():
+            out[key]["start_seconds"] = c.start()
+            out[key]["chain_views_seconds"] = c.views_ready()      # the background refresher's first result
+        flows = {key: _WorkerFlow(c.addr, c.worker, limit) for key, c in children.items()}
+        for key, r in alternating_flows(flows, rounds).items():
+            out[key]["rpc"] = r
+        for key, c in children.items():
+            out[key]["overview"] = _page(c.base + "/ui/api/overview", c.reader, requests, limit)
+            out[key]["metrics"] = _page(c.base + "/metrics", c.reader, requests, limit)
+            out[key]["peak_rss_bytes"] = _peak_rss(c.child.pid)
     finally:
-        stop.set()
-        child.join(timeout=60)
-        if child.is_alive():
-            child.kill()
-            child.join(timeout=10)
-    out.update(in_process(home, passes, limit))
+        for c in children.values():
+            c.stop()
+    for key, home in homes:
+        out[key].update(in_process(home, passes, limit))
     return out
 
 
 def _settle() -> None:
     """The fill's writes on disk before anything is measured: a manager that has run for a year has
     not just written its gigabytes, and the kernel's writeback of them would slow every commit's
-    fsync meanwhile (measured: p50 of the RPCs 1.5x, their p99 up to 2x, right after a 1M fill)."""
+    fsync meanwhile."""
     os.sync()
 
 
@@ -553,10 +620,10 @@ def run(homes: list[tuple[str, Path, int]], miners: int, rounds: int, requests: 
     for key, home, n in homes:
         t = time.perf_counter()
         filled = fill(home, n, miners)
-        r = {"filled": filled, "fill_seconds": round(time.perf_counter() - t, 1)}
+        out["homes"][key] = {"filled": filled, "fill_seconds": round(time.perf_counter() - t, 1)}
         _settle()
-        r.update(measure(home, rounds, requests, passes, limit))
-        out["homes"][key] = r
+    for key, r in measure([(key, home) for key, home, _ in homes], rounds, requests, passes, limit).items():
+        out["homes"][key].update(r)
     big, small = out["homes"]["n"], out["homes"]["small"]
     out["p99_ratio"] = {m: (round(big["rpc"][m]["p99_ms"] / small["rpc"][m]["p99_ms"], 2)
                             if big["rpc"][m]["p99_ms"] and small["rpc"][m]["p99_ms"] else None) for m in METHODS}
