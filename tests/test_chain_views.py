@@ -103,7 +103,7 @@ def test_the_refresher_recomputes_when_the_deadline_moves_or_the_interval_passes
 
 def test_metrics_render_the_deadline_series_once_per_new_result(svc, monkeypatch):
     """The per-deadline series (thousands at a farm's scale) are rendered when the refresher has a
-    new result, not at every scrape; the views' age is live at every scrape."""
+    new result, not at every scrape, and then show what the new result shows."""
     from appliance.metrics import manager as metrics
     rendered = []
     real = metrics.proving_families
