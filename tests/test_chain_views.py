@@ -6,7 +6,6 @@ waits for a walk."""
 import threading
 
 import pytest
-from prometheus_client import generate_latest
 
 from appliance.chain.types import ChainError, SectorOnChain
 from appliance.manager.service import ManagerService, init_home

@@ -138,7 +138,6 @@ def test_dashboard_and_docs_name_only_metrics_that_exist(tmp_path):
 
 def test_windowpost_and_winningpost_series_per_deadline():
     """The proving series are shaped from the view the status page shows (faults, recoveries, records, blocks)."""
-    from types import SimpleNamespace
     from appliance.metrics.manager import _chain_views, proving_families
     proving = {"1000": {"Deadline": 5, "Deadlines": [{"Index": 3, "Partitions": [
         {"Index": 0, "Sectors": 4, "Faulty": 2, "Recovering": 1, "Proven": True, "FaultyFirst": [7, 9], "RecoveringFirst": [9]},
