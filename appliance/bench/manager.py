@@ -196,14 +196,18 @@ def _batches(rows, size: int = BATCH):
         yield batch
 
 
-def _placement(i: int, at_hand: int, current: int) -> tuple[int, int]:
+def _placement(i: int, at_hand: int, current: int, others: list[int]) -> tuple[int, int]:
     """(deadline, position in it) of a miner's i-th finished sector: the first `at_hand` fill the
-    AT_HAND deadlines from `current` on, the others spread over the rest (all 48 when none)."""
+    AT_HAND deadlines from `current` on, the others spread over `others` (_other_deadlines)."""
     if i < at_hand:
         return (current + i % AT_HAND) % DEADLINES, i // AT_HAND
     k = i - at_hand
-    others = [d for d in range(DEADLINES) if not at_hand or (d - current) % DEADLINES >= AT_HAND]
     return others[k % len(others)], k // len(others)
+
+
+def _other_deadlines(at_hand: int, current: int) -> list[int]:
+    """The deadlines outside the AT_HAND ones from `current` (all 48 when none are filled apart)."""
+    return [d for d in range(DEADLINES) if not at_hand or (d - current) % DEADLINES >= AT_HAND]
 
 
 def _chain_rows(m: _Miner, proof: int, comm_d_cid: str, partition: int, current: int):
@@ -212,10 +216,11 @@ def _chain_rows(m: _Miner, proof: int, comm_d_cid: str, partition: int, current:
     `current` is the miner's deadline at the head."""
     from ..proofs.cid import commr_to_cid
     from ..chain.types import SectorOnChain
+    others = _other_deadlines(m.at_hand, current)
     for i, number in enumerate(range(1, m.finished + 1)):
         s = SectorOnChain(m.actor, number, proof, commr_to_cid(_comm_r(m.actor, number)), comm_d_cid, 0,
                           PROVING_FROM + 540 * 2880)
-        deadline, position = _placement(i, m.at_hand, current)
+        deadline, position = _placement(i, m.at_hand, current, others)
         yield ((m.actor, number, json.dumps(dataclasses.asdict(s))),
                (m.actor, number, deadline, position // partition, 0))
 

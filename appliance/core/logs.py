@@ -37,9 +37,6 @@ class _CurrentStderr(logging.StreamHandler):
     """Writes to sys.stderr as it is at each record, not as it was at set-up: a role set up while
     stderr was redirected (a test's capture, since closed) still logs where stderr is now."""
 
-    def __init__(self):
-        super().__init__()
-
     @property
     def stream(self):
         return sys.stderr
