@@ -1,4 +1,5 @@
 import os
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,25 @@ def run_cli(*args: str, check: bool = False, cwd=None) -> subprocess.CompletedPr
     if check and p.returncode != 0:
         raise AssertionError(f"damocles {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def _own_handlers(root: logging.Logger) -> list[logging.Handler]:
+    """The root logger's handlers but pytest's own (its log capture adds and removes them per phase)."""
+    return [h for h in root.handlers if type(h).__module__ != "_pytest.logging"]
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_as_it_was():
+    """A test that sets a role's logging up (`manager run` in process, core.logs.setup) leaves the
+    root logger as it found it: otherwise a later test's captured stderr gets that role's records
+    (the terminate CLI test, which checks its stderr is empty, saw a manager's INFO line)."""
+    root = logging.getLogger()
+    handlers, level = _own_handlers(root), root.level
+    yield
+    for h in _own_handlers(root):
+        if h not in handlers:
+            root.removeHandler(h)
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    root.setLevel(level)
