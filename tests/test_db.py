@@ -302,3 +302,22 @@ def test_an_amount_that_is_not_a_decimal_integer_is_refused_at_open(tmp_path):
     with pytest.raises(ChainError, match=r"accounts\.balance of row 1.*restore it from a backup") as exc:
         Devnet(path, ChainPolicy(block_time=0))
     assert str(path) in str(exc.value)
+
+
+def test_a_document_python_reads_but_sqlite_json_valid_refuses_is_not_damage(tmp_path):
+    """The content check asks SQLite's json_valid first and Python's parser where SQLite refuses:
+    what the manager wrote and reads back with Python (NaN, say) never makes it refuse its own file."""
+    path = tmp_path / "manager.db"
+    ManagerState(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO workers (name, info, last_ping) VALUES ('w', '{\"load\": NaN}', 0)")
+    assert conn.execute("SELECT json_valid(info) FROM workers").fetchone() == (0,)
+    conn.commit()
+    conn.close()
+    ManagerState(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE workers SET info = '{\"load\": NaN'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(DatabaseError, match=r"workers\.info of row 1 \(not a JSON document\)"):
+        ManagerState(path)

@@ -157,7 +157,7 @@ def _prove_deadline(m, d, timeout=120.0):
     open_ = info["PeriodStart"] + d * 60
     open_ = open_ if open_ - 25 > info["CurrentEpoch"] else open_ + 2880
     m.admin_call("Venus.DevnetAdvance", open_ - 25 - m.admin_call("Venus.DevnetHead")["Epoch"])   # before its challenge
-    deadline = time.monotonic() + timeout
+    deadline, r = time.monotonic() + timeout, {}
     while time.monotonic() < deadline:
         r = next((r for r in m.admin_call("Venus.ProvingDeadline", MINER, d)["Rounds"] if r["PeriodStart"] == open_ - d * 60), {})
         if r.get("state") in ("landed", "failed"):
@@ -165,7 +165,8 @@ def _prove_deadline(m, d, timeout=120.0):
         if r.get("state") in (None, "empty", "proved", "submitted"):
             m.admin_call("Venus.DevnetAdvance", 1)
         time.sleep(0.05)    # polling a live manager; bounded by the deadline
-    raise AssertionError(f"deadline {d}'s WindowPoSt did not land within {timeout}s")
+    raise AssertionError(f"deadline {d}'s WindowPoSt did not land within {timeout}s; its round: {r}, "
+                         f"the head: {m.admin_call('Venus.DevnetHead')}")
 
 
 @sqlite_only       # its manager.db deleted, zeroed, restored from a backup
