@@ -162,7 +162,14 @@ def _prove_deadline(m, d, timeout=120.0):
         r = next((r for r in m.admin_call("Venus.ProvingDeadline", MINER, d)["Rounds"] if r["PeriodStart"] == open_ - d * 60), {})
         if r.get("state") in ("landed", "failed"):
             return r
-        if r.get("state") in (None, "empty", "proved", "submitted"):
+        # the clock moves only as far as the poster waits on it: before the round exists, to the
+        # window's opening (past the challenge and the manager's confidence); with the proof made,
+        # to SubmitConfidence (4, the default) epochs past it; with its message pushed, an epoch at a
+        # time until it is included, never past the window (it closes at open_ + 60). Moved on
+        # blindly (a loaded host, a slow poster pass), it ran past the whole deadline before the
+        # poster started the round or submitted its proof.
+        limit = {"proved": open_ + 4, "submitted": open_ + 58, "empty": open_ + 58}.get(r.get("state"), open_)
+        if m.admin_call("Venus.DevnetHead")["Epoch"] < limit:
             m.admin_call("Venus.DevnetAdvance", 1)
         time.sleep(0.05)    # polling a live manager; bounded by the deadline
     raise AssertionError(f"deadline {d}'s WindowPoSt did not land within {timeout}s; its round: {r}, "
