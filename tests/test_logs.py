@@ -9,18 +9,12 @@ from appliance.core import logs
 
 
 def test_records_go_to_stderr_as_it_is_now_not_as_it_was_at_setup(monkeypatch, capsys):
-    root = logging.getLogger()
-    before = (list(root.handlers), root.level)
-    try:
-        redirected = io.StringIO()
-        monkeypatch.setattr(sys, "stderr", redirected)
-        logs.setup("text", logging.INFO)
-        logging.getLogger("damocles.test").info("while redirected")
-        redirected.close()                 # the capture ends
-        monkeypatch.undo()
-        logging.getLogger("damocles.test").info("after")
-        err = capsys.readouterr().err
-        assert "after" in err and "Logging error" not in err
-    finally:
-        root.handlers[:] = before[0]
-        root.setLevel(before[1])
+    redirected = io.StringIO()           # the root logger is put back after the test (conftest)
+    monkeypatch.setattr(sys, "stderr", redirected)
+    logs.setup("text", logging.INFO)
+    logging.getLogger("damocles.test").info("while redirected")
+    redirected.close()                 # the capture ends
+    monkeypatch.undo()
+    logging.getLogger("damocles.test").info("after")
+    err = capsys.readouterr().err
+    assert "after" in err and "Logging error" not in err

@@ -352,7 +352,7 @@ class _WorkerFlow:
                 if time.monotonic() > self.deadline:
                     return False
                 i = len(self.times["PollPreCommitState"])
-                alloc, t = self._timed("AllocateSector", {})
+                alloc = self._timed("AllocateSector", {})
                 if alloc is None:
                     raise RuntimeError("AllocateSector answered null (no miner could allocate)")
                 sid = alloc["ID"]
@@ -361,10 +361,10 @@ class _WorkerFlow:
                 self._timed("ReportState", sid, report)
                 ticket, _ = self.rpc.call("AssignTicket", sid)
                 info = {"CommR": list(_comm_r(sid["Miner"], sid["Number"])), "CommD": self.comm_d, "Ticket": ticket}
-                res = self._timed("SubmitPreCommit", {"ID": sid, "ProofType": alloc["ProofType"]}, info, False)[0]
+                res = self._timed("SubmitPreCommit", {"ID": sid, "ProofType": alloc["ProofType"]}, info, False)
                 if res["Res"] != SubmitResult.ACCEPTED:
                     raise RuntimeError(f"SubmitPreCommit of {sid} refused: {res}")
-                res = self._timed("PollPreCommitState", sid)[0]
+                res = self._timed("PollPreCommitState", sid)
                 if res["State"] != OnChainState.PENDING:      # queued for its batch: nothing sent yet
                     raise RuntimeError(f"PollPreCommitState of {sid}: {res}, expected pending")
         except (OSError, RuntimeError) as exc:      # a timeout is an OSError: reported, not raised
@@ -375,7 +375,7 @@ class _WorkerFlow:
     def _timed(self, method: str, *params):
         result, t = self.rpc.call(method, *params)
         self.times[method].append(t)
-        return result, t
+        return result
 
     def result(self, rounds: int) -> dict:
         self.rpc.close()

@@ -100,18 +100,13 @@ def _make_private(path: Path) -> None:
             continue
 
 
-def check_file(path: Path, kind: str, schema: Schema | None = None) -> None:
-    """Refuse a file that is not a whole, readable SQLite database (read-only checks). With its
-    `schema`, a failed check names the damaged row where the content check can find it (indexes on
-    columns generated from JSON make SQLite's own check fail first on a damaged document)."""
+def check_file(path: Path, kind: str) -> None:
+    """Refuse a file that is not a whole, readable SQLite database (read-only checks; a backup's
+    files). Opening a database checks more (_check_existing)."""
     sidecars = _absent_sidecars(path)
     problem = _integrity_problem(path, kind)
     if problem is not None:
-        try:
-            if schema is not None:
-                _name_damaged_row(path, schema)
-        finally:
-            _drop_made(sidecars)
+        _drop_made(sidecars)
         raise DatabaseError(problem)
 
 
@@ -145,21 +140,6 @@ def _integrity_problem(path: Path, kind: str) -> str | None:
 
 def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
-
-
-def _name_damaged_row(path: Path, schema: Schema) -> None:
-    """Raise the content check's refusal (it names the table, column and row) when it finds the
-    damage; return when it cannot read the file or finds nothing (the caller's refusal stands)."""
-    try:
-        conn = _read_only(path)
-    except sqlite3.DatabaseError:
-        return
-    try:
-        check_content(conn, path, schema)
-    except (sqlite3.DatabaseError, UnicodeDecodeError):
-        return
-    finally:
-        conn.close()
 
 
 def _check_existing(path: Path, schema: Schema) -> bool:
